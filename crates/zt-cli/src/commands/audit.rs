@@ -1,0 +1,174 @@
+//! `zt audit verify`: check a whole audit log offline or over HTTP.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Subcommand};
+use zt_contract::verify::SignaturePolicy;
+use zt_contract::{Jwks, PublicKeySet};
+use zt_ledger::{AuditStore, SqliteStore};
+
+use crate::exit::Exit;
+use crate::verification::{Report, Verification};
+
+/// Records fetched per page with `--url`.
+const PAGE: usize = 10_000;
+
+/// `zt audit` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Recompute every hash, check every link, sequence number and signature; name the first
+    /// bad record. Exit 0 valid, 1 invalid or unreadable, 2 usage.
+    Verify(VerifyArgs),
+}
+
+/// `zt audit verify` arguments: exactly one source.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["data_dir", "file", "url"])))]
+pub struct VerifyArgs {
+    /// A server's data directory (readable while the server runs).
+    #[arg(long, env = "ZT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A JSON-lines file of stored records, as `GET /audit/records` serves them.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// A running control plane: its records and published keys.
+    #[arg(long, env = "ZT_URL")]
+    pub url: Option<String>,
+    /// The verification keys (a JWKS file, as `GET /audit/keys` serves); required with --file
+    /// unless signatures are skipped.
+    #[arg(long, env = "ZT_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// The hash the log must end at (a trusted head you saved); catches records cut off the end.
+    #[arg(long)]
+    pub expect_head: Option<String>,
+    /// Check hashes, links and sequence only. Danger: anyone can rewrite an unsigned log
+    /// consistently; for fixtures that carry no signatures.
+    #[arg(long)]
+    pub insecure_skip_signatures: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs an audit subcommand.
+pub fn run(command: AuditCommand) -> Exit {
+    match command {
+        AuditCommand::Verify(args) => verify(args),
+    }
+}
+
+fn verify(args: VerifyArgs) -> Exit {
+    if args.file.is_some() && args.keys.is_none() && !args.insecure_skip_signatures {
+        eprintln!("error: --file needs --keys JWKS_FILE (or --insecure-skip-signatures)");
+        return Exit::Usage;
+    }
+    match run_verify(&args) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{}", report.to_text());
+            }
+            if report.is_valid() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            }
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": {"check": "read", "message": format!("{e:#}")}})
+                );
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            Exit::Failure
+        }
+    }
+}
+
+fn run_verify(args: &VerifyArgs) -> anyhow::Result<Report> {
+    if let Some(dir) = &args.data_dir {
+        let mut store = SqliteStore::open_read_only(&SqliteStore::path_in(dir))?;
+        let jwks = match &args.keys {
+            Some(path) => read_jwks(path)?,
+            None => Jwks {
+                keys: store.keys()?,
+            },
+        };
+        let total = store.head()?.map(|h| h.seq + 1);
+        let keys = PublicKeySet::from_jwks(&jwks)?;
+        let mut run = Verification::new(signature_policy(args, &keys), total, args.json);
+        store.for_each_line(0, |line| run.feed(line))?;
+        return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
+    }
+    if let Some(path) = &args.file {
+        let jwks = match &args.keys {
+            Some(keys) => read_jwks(keys)?,
+            None => Jwks::default(),
+        };
+        let keys = PublicKeySet::from_jwks(&jwks)?;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open `{}`", path.display()))?;
+        let mut run = Verification::new(signature_policy(args, &keys), None, args.json);
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
+            if !line.trim().is_empty() && !run.feed(&line) {
+                break;
+            }
+        }
+        return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
+    }
+    let url = args.url.as_deref().context("no source given")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(verify_url(args, url))
+}
+
+async fn verify_url(args: &VerifyArgs, url: &str) -> anyhow::Result<Report> {
+    let server = zt_client::ControlPlane::with_timeout(url, std::time::Duration::from_secs(60))?;
+    let jwks = match &args.keys {
+        Some(path) => read_jwks(path)?,
+        None => server.audit_keys().await?,
+    };
+    let keys = PublicKeySet::from_jwks(&jwks)?;
+    let head = server.audit_head().await?;
+    let mut run = Verification::new(signature_policy(args, &keys), Some(head.records), args.json);
+    // Verify exactly the records up to the head read first: the log may grow meanwhile.
+    let mut from = 0u64;
+    'pages: while from < head.records {
+        let lines = server.audit_records(from, PAGE).await?;
+        if lines.is_empty() {
+            break;
+        }
+        let wanted = usize::try_from(head.records - from).unwrap_or(usize::MAX);
+        for line in lines.iter().take(wanted) {
+            if !run.feed(line) {
+                break 'pages;
+            }
+        }
+        from += lines.len() as u64;
+    }
+    // The chain must reach the server's head; a caller's own trusted head overrides it.
+    let expected = args.expect_head.clone().unwrap_or(head.current_hash);
+    Ok(run.finish(Some(&expected), !args.insecure_skip_signatures))
+}
+
+fn signature_policy<'k>(args: &VerifyArgs, keys: &'k PublicKeySet) -> SignaturePolicy<'k> {
+    if args.insecure_skip_signatures {
+        SignaturePolicy::DangerousSkip
+    } else {
+        SignaturePolicy::Require(keys)
+    }
+}
+
+fn read_jwks(path: &PathBuf) -> anyhow::Result<Jwks> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read keys `{}`", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not a JWKS", path.display()))
+}

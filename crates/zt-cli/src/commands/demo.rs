@@ -1,0 +1,234 @@
+//! `zt demo`: the five-minute story, end to end, against a real control plane started in this
+//! process on a free port with a temporary data directory.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+use zt_client::{ControlPlane, Guarded, SkipCause};
+use zt_contract::verify::SignaturePolicy;
+use zt_contract::{DecisionRequest, PublicKeySet};
+use zt_server::ServerConfig;
+
+use crate::exit::Exit;
+use crate::verification::{Report, Verification};
+
+const AGENT: &str = "hello-world-agent";
+const DANGEROUS: &str = "aws.ec2.terminate_instances";
+const SAFE: &str = "hello-world.say_hello";
+
+/// `zt demo` arguments.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Print one JSON object instead of the narration.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Narrates steps as they happen, and collects them for `--json`.
+struct Story {
+    json: bool,
+    steps: Vec<Value>,
+}
+
+impl Story {
+    fn step(&mut self, name: &str, ok: bool, text: &str, detail: Value) {
+        if !self.json {
+            let mark = if ok { "ok  " } else { "FAIL" };
+            println!("[{mark}] {text}");
+        }
+        self.steps
+            .push(json!({"step": name, "ok": ok, "detail": detail}));
+    }
+
+    fn say(&self, text: &str) {
+        if !self.json {
+            println!("       {text}");
+        }
+    }
+}
+
+/// Runs `zt demo`.
+pub fn run(args: DemoArgs) -> Exit {
+    if !args.json {
+        crate::logging::init("error");
+    }
+    let mut story = Story {
+        json: args.json,
+        steps: Vec::new(),
+    };
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start runtime")
+        .and_then(|rt| rt.block_on(demo(&mut story)));
+    let ok = outcome.is_ok() && story.steps.iter().all(|s| s["ok"] == true);
+    if args.json {
+        let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
+        println!(
+            "{}",
+            json!({"ok": ok, "steps": story.steps, "error": error})
+        );
+    } else if let Err(e) = &outcome {
+        println!("[FAIL] {e:#}");
+    } else if ok {
+        println!(
+            "\nEvery step behaved: denied work never ran, allowed work ran, and the log proved it."
+        );
+    }
+    if ok {
+        Exit::Success
+    } else {
+        Exit::Failure
+    }
+}
+
+async fn demo(story: &mut Story) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = ServerConfig::dangerous_unauthenticated(dir.path().join("zt-data"));
+    let server = tokio::spawn(zt_server::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    story.step(
+        "start",
+        true,
+        &format!(
+            "Started a control plane at {url} (data in {}; authentication off, as in the quickstart)",
+            dir.path().display()
+        ),
+        json!({"url": url}),
+    );
+    let result = story_steps(story, &url).await;
+    let _ = stop.send(());
+    server.await.context("control plane task failed")??;
+    result
+}
+
+async fn story_steps(story: &mut Story, url: &str) -> anyhow::Result<()> {
+    let cp = ControlPlane::with_timeout(url, Duration::from_secs(10))?;
+    cp.register_agent(AGENT).await?;
+    story.step(
+        "register",
+        true,
+        &format!("Registered agent `{AGENT}`"),
+        json!({"actor": AGENT}),
+    );
+
+    attempt(story, &cp, "dangerous", DANGEROUS, "i-0abc123", false).await?;
+    attempt(story, &cp, "unlisted", SAFE, "greeting", false).await?;
+
+    let applied = cp.allow_action(SAFE, "Saying hello is harmless.").await?;
+    story.step(
+        "policy",
+        true,
+        &format!(
+            "Applied a policy allowing `{SAFE}` (policy {})",
+            short(&applied.policy_version)
+        ),
+        json!({"action": SAFE, "policy_version": applied.policy_version}),
+    );
+    attempt(story, &cp, "allowed", SAFE, "greeting", true).await?;
+
+    let keys = PublicKeySet::from_jwks(&cp.audit_keys().await?)?;
+    let records = cp.audit_records(0, 10_000).await?;
+    let mut run = Verification::new(SignaturePolicy::Require(&keys), None, true);
+    records.iter().all(|line| run.feed(line));
+    let report = run.finish(Some(&cp.audit_head().await?.current_hash), true);
+    story.step(
+        "verify",
+        report.is_valid(),
+        &format!("Verified the audit log: {}", report.to_text()),
+        report.to_json(),
+    );
+
+    tamper(story, &keys, &records)
+}
+
+/// One guarded call; `expect_allow` says how it must go for the demo to pass.
+async fn attempt(
+    story: &mut Story,
+    cp: &ControlPlane,
+    name: &str,
+    action: &str,
+    resource: &str,
+    expect_allow: bool,
+) -> anyhow::Result<()> {
+    let request = DecisionRequest {
+        actor: AGENT.into(),
+        action: action.into(),
+        resource: resource.into(),
+        ..DecisionRequest::default()
+    };
+    let mut ran = false;
+    let outcome = cp
+        .guarded_call(&request, || async {
+            ran = true;
+            "Hello, world!"
+        })
+        .await;
+    let (text, detail) = match &outcome {
+        Guarded::Executed { decision, result } => (
+            format!(
+                "`{action}` allowed: \"{}\"; executed, returned {result:?}",
+                decision.reason
+            ),
+            json!({"decision": "allow", "reason": decision.reason, "executed": true, "seq": decision.evidence.seq}),
+        ),
+        Guarded::Skipped {
+            decision: Some(d),
+            cause: SkipCause::Denied,
+        } => (
+            format!("`{action}` denied: \"{}\"; execution skipped", d.reason),
+            json!({"decision": "deny", "reason": d.reason, "executed": false, "seq": d.evidence.seq}),
+        ),
+        Guarded::Skipped { cause, .. } => bail!("`{action}`: no decision: {cause:?}"),
+    };
+    let behaved = ran == expect_allow && outcome.execution_skipped() != expect_allow;
+    story.step(name, behaved, &text, detail);
+    if let Some(d) = outcome.decision() {
+        story.say(&format!(
+            "audit record seq {} hash {}",
+            d.evidence.seq,
+            short(&d.audit.current_hash)
+        ));
+    }
+    Ok(())
+}
+
+/// Rewrites the dangerous decision as an allow in a copy of the log and shows the verifier
+/// catching it.
+fn tamper(story: &mut Story, keys: &PublicKeySet, records: &[String]) -> anyhow::Result<()> {
+    let mut copy = records.to_vec();
+    let (index, original) = copy
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.contains(DANGEROUS) && l.contains("\"decision\":\"deny\""))
+        .map(|(i, l)| (i, l.clone()))
+        .context("the dangerous decision is not in the log")?;
+    let forged = original.replacen("\"decision\":\"deny\"", "\"decision\":\"allow\"", 1);
+    if let Some(slot) = copy.get_mut(index) {
+        *slot = forged;
+    }
+    let mut run = Verification::new(SignaturePolicy::Require(keys), None, true);
+    copy.iter().all(|line| run.feed(line));
+    let report = run.finish(None, true);
+    let caught = matches!(&report, Report::Invalid { error, .. } if error.index == index as u64);
+    story.step(
+        "tamper",
+        caught,
+        &format!(
+            "Rewrote record {index} of a copy of the log from deny to allow; the verifier says: {}",
+            report.to_text()
+        ),
+        report.to_json(),
+    );
+    Ok(())
+}
+
+fn short(hash: &str) -> String {
+    hash.chars().take(16).collect()
+}

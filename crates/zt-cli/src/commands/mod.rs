@@ -1,0 +1,6 @@
+//! One module per `zt` command.
+
+pub mod audit;
+pub mod bench;
+pub mod demo;
+pub mod serve;

@@ -1,0 +1,234 @@
+//! Helpers for end-to-end tests: the real `zt` binary, real sockets, raw HTTP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the `zt` binary under test.
+pub fn zt_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_zt")
+}
+
+/// Runs `zt ARGS` to completion.
+pub fn zt(args: &[&str]) -> Output {
+    Command::new(zt_bin()).args(args).output().expect("run zt")
+}
+
+/// A free TCP port on loopback (bound then released; the server binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `zt serve --auth none`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on `data_dir` with extra arguments and waits until `/health` answers.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(zt_bin());
+            cmd.args([
+                "serve",
+                "--auth",
+                "none",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("ZT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+            let child = cmd.spawn().expect("spawn zt serve");
+            let mut server = Server {
+                child,
+                port,
+                data_dir: data_dir.to_path_buf(),
+            };
+            if server.wait_ready(Duration::from_secs(20)) {
+                return server;
+            }
+            let _ = server.child.kill();
+            let _ = server.child.wait();
+        }
+        panic!("zt serve did not become ready");
+    }
+
+    fn wait_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok((200, _)) = http(self.port, "GET", "/health", None) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// JSON request; returns status and parsed body.
+    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let (status, raw) = http(self.port, method, path, bytes.as_deref()).expect("http");
+        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    /// `POST /actions`.
+    pub fn decide(&self, actor: &str, action: &str, resource: &str) -> (u16, Value) {
+        self.json(
+            "POST",
+            "/actions",
+            Some(serde_json::json!({"actor": actor, "action": action, "resource": resource})),
+        )
+    }
+
+    /// Every stored record line.
+    pub fn records(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let path = format!("/audit/records?from={}&limit=10000", out.len());
+            let (status, raw) = http(self.port, "GET", &path, None).expect("records");
+            assert_eq!(status, 200);
+            let text = String::from_utf8(raw).unwrap();
+            let page: Vec<String> = text.lines().map(str::to_string).collect();
+            let n = page.len();
+            out.extend(page);
+            if n < 10000 {
+                return out;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        status.code()
+    }
+
+    /// SIGKILL, no drain.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the server wrote to stderr (after it exited).
+    pub fn stderr(mut self) -> String {
+        let _ = self.child.wait();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 request with `Connection: close`; returns status and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let (status, _headers, body) = http_raw(port, method, path, &[], body)?;
+    Ok((status, body))
+}
+
+/// One raw HTTP/1.1 request with extra headers; returns status, header block and body.
+pub fn http_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+    {
+        head.push_str(&format!(
+            "content-length: {}\r\ncontent-type: application/json\r\n",
+            body.len()
+        ));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let header_text = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = header_text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if header_text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, header_text, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+/// Parses a JSON line.
+pub fn parse(line: &str) -> Value {
+    serde_json::from_str(line).unwrap()
+}

@@ -1,0 +1,143 @@
+//! Published verification keys: a JWKS of EC P-256 keys, and the set the verifier checks with.
+
+use std::collections::HashMap;
+
+use aws_lc_rs::digest::{Digest, SHA256};
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::Digest32;
+
+/// One public key as `GET /audit/keys` publishes it (RFC 7517).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// `EC`.
+    pub kty: String,
+    /// `P-256`.
+    pub crv: String,
+    /// Big-endian X coordinate, base64url without padding.
+    pub x: String,
+    /// Big-endian Y coordinate, base64url without padding.
+    pub y: String,
+    /// The `key_id` records name.
+    pub kid: String,
+    /// `sig`.
+    #[serde(rename = "use", default, skip_serializing_if = "Option::is_none")]
+    pub key_use: Option<String>,
+    /// `ES256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+}
+
+impl Jwk {
+    /// A P-256 JWK from an uncompressed SEC1 point (`04 || X || Y`).
+    pub fn from_uncompressed_p256(kid: &str, point: &[u8]) -> Result<Self, KeyError> {
+        match point {
+            [4, rest @ ..] if rest.len() == 64 => {
+                let (x, y) = rest.split_at(32);
+                Ok(Self {
+                    kty: "EC".into(),
+                    crv: "P-256".into(),
+                    x: URL_SAFE_NO_PAD.encode(x),
+                    y: URL_SAFE_NO_PAD.encode(y),
+                    kid: kid.into(),
+                    key_use: Some("sig".into()),
+                    alg: Some("ES256".into()),
+                })
+            }
+            _ => Err(KeyError::Malformed(kid.into())),
+        }
+    }
+
+    /// The uncompressed SEC1 point of this key.
+    pub fn uncompressed_point(&self) -> Result<Vec<u8>, KeyError> {
+        if self.kty != "EC" || self.crv != "P-256" {
+            return Err(KeyError::Unsupported(self.kid.clone()));
+        }
+        let x = URL_SAFE_NO_PAD
+            .decode(&self.x)
+            .map_err(|_| KeyError::Malformed(self.kid.clone()))?;
+        let y = URL_SAFE_NO_PAD
+            .decode(&self.y)
+            .map_err(|_| KeyError::Malformed(self.kid.clone()))?;
+        if x.len() != 32 || y.len() != 32 {
+            return Err(KeyError::Malformed(self.kid.clone()));
+        }
+        let mut point = Vec::with_capacity(65);
+        point.push(4);
+        point.extend_from_slice(&x);
+        point.extend_from_slice(&y);
+        Ok(point)
+    }
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwks {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// Why a key could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// Not an EC P-256 key.
+    #[error("key `{0}` is not an EC P-256 key")]
+    Unsupported(String),
+    /// Coordinates that do not decode to a point on the curve.
+    #[error("key `{0}` is malformed")]
+    Malformed(String),
+    /// Two keys with one id.
+    #[error("key id `{0}` appears twice")]
+    DuplicateId(String),
+}
+
+/// Parsed public keys by key id, ready to verify record signatures.
+#[derive(Default)]
+pub struct PublicKeySet {
+    keys: HashMap<String, ParsedPublicKey>,
+}
+
+impl PublicKeySet {
+    /// Parses every key of `jwks`; one bad key rejects the whole set.
+    pub fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {
+        let mut keys = HashMap::new();
+        for jwk in &jwks.keys {
+            let point = jwk.uncompressed_point()?;
+            let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+                .map_err(|_| KeyError::Malformed(jwk.kid.clone()))?;
+            if keys.insert(jwk.kid.clone(), parsed).is_some() {
+                return Err(KeyError::DuplicateId(jwk.kid.clone()));
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// True if a key with this id is known.
+    pub fn contains(&self, key_id: &str) -> bool {
+        self.keys.contains_key(key_id)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True if there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Verifies a DER ECDSA signature over a 32-byte digest with the key `key_id`.
+    pub fn verify_digest(&self, key_id: &str, digest: &Digest32, signature_der: &[u8]) -> bool {
+        let Some(key) = self.keys.get(key_id) else {
+            return false;
+        };
+        let Ok(digest) = Digest::import_less_safe(&digest.0, &SHA256) else {
+            return false;
+        };
+        key.verify_digest_sig(&digest, signature_der).is_ok()
+    }
+}

@@ -1,0 +1,287 @@
+//! Verification of a stored audit log: every hash recomputed from canonical JSON, every link,
+//! contiguous sequence numbers, and every signature against the published keys.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::hash::{record_hash, GENESIS_HASH};
+use crate::keys::PublicKeySet;
+use crate::timestamp::is_wire_timestamp;
+use crate::wire::ALGORITHM_ECDSA_SHA_256;
+use crate::Digest32;
+
+/// Which check a record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyCheck {
+    /// The line is not a JSON object with the required fields.
+    Format,
+    /// `current_hash` is not the hash of the record's body.
+    Hash,
+    /// `previous_hash` is not the previous record's `current_hash`.
+    Link,
+    /// `seq` is not the next number.
+    Sequence,
+    /// The log does not end at the head the caller trusts (records were cut off the end).
+    Head,
+    /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, or does not verify.
+    Signature,
+}
+
+impl VerifyCheck {
+    /// Stable lowercase name, used in `--json` output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyCheck::Format => "format",
+            VerifyCheck::Hash => "hash",
+            VerifyCheck::Link => "link",
+            VerifyCheck::Sequence => "sequence",
+            VerifyCheck::Head => "head",
+            VerifyCheck::Signature => "signature",
+        }
+    }
+}
+
+impl fmt::Display for VerifyCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first bad record: where it is, which check failed, what was expected and found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record {position}: {check} check failed: expected {expected}, found {found}")]
+pub struct VerifyError {
+    /// Position in the input, from 0.
+    pub index: u64,
+    /// The record's `seq` when it has one that parses.
+    pub seq: Option<u64>,
+    /// Which check failed.
+    pub check: VerifyCheck,
+    /// What a valid record has there.
+    pub expected: String,
+    /// What this record has.
+    pub found: String,
+    /// Human description of the position (`seq 12` or `line 13`).
+    pub position: String,
+}
+
+/// How signatures are treated.
+pub enum SignaturePolicy<'k> {
+    /// Every record must carry a valid `ECDSA_SHA_256` signature by one of these keys.
+    Require(&'k PublicKeySet),
+    /// Signatures are not checked: only hashes, links and sequence. Danger: anyone can rewrite
+    /// such a log consistently; use only for fixtures that carry no signature.
+    DangerousSkip,
+}
+
+/// Checks records one at a time, in log order, holding only the previous hash.
+pub struct ChainVerifier<'k> {
+    signatures: SignaturePolicy<'k>,
+    previous_hash: String,
+    next_index: u64,
+    next_seq: u64,
+}
+
+impl<'k> ChainVerifier<'k> {
+    /// A verifier for a log that starts at genesis (seq 0, previous hash 64 zeros).
+    pub fn new(signatures: SignaturePolicy<'k>) -> Self {
+        Self {
+            signatures,
+            previous_hash: GENESIS_HASH.to_string(),
+            next_index: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// A verifier that continues a chain from a trusted point: the next record must have
+    /// `seq == next_seq` and link to `previous_hash`.
+    pub fn resume(signatures: SignaturePolicy<'k>, next_seq: u64, previous_hash: &str) -> Self {
+        Self {
+            signatures,
+            previous_hash: previous_hash.to_string(),
+            next_index: 0,
+            next_seq,
+        }
+    }
+
+    /// Number of records checked so far.
+    pub fn checked(&self) -> u64 {
+        self.next_index
+    }
+
+    /// `current_hash` of the last good record (64 zeros before the first).
+    pub fn head_hash(&self) -> &str {
+        &self.previous_hash
+    }
+
+    /// Checks one stored record given as a JSON line.
+    pub fn check_line(&mut self, line: &str) -> Result<(), VerifyError> {
+        match serde_json::from_str::<Value>(line) {
+            Ok(Value::Object(map)) => self.check_record(&map),
+            Ok(_) => Err(self.fail(
+                None,
+                VerifyCheck::Format,
+                "a JSON object",
+                "another JSON value",
+            )),
+            Err(e) => Err(self.fail(None, VerifyCheck::Format, "a JSON object", &e.to_string())),
+        }
+    }
+
+    /// Checks one stored record.
+    pub fn check_record(&mut self, record: &Map<String, Value>) -> Result<(), VerifyError> {
+        let seq = record.get("seq").and_then(Value::as_u64);
+        if let Some(found) = record.get("seq") {
+            if seq != Some(self.next_seq) {
+                return Err(self.fail(
+                    seq,
+                    VerifyCheck::Sequence,
+                    &self.next_seq.to_string(),
+                    &found.to_string(),
+                ));
+            }
+        }
+        for key in ["timestamp", "previous_hash", "current_hash"] {
+            if !record.get(key).is_some_and(Value::is_string) {
+                return Err(self.fail(
+                    seq,
+                    VerifyCheck::Format,
+                    &format!("a string `{key}`"),
+                    "none",
+                ));
+            }
+        }
+        let timestamp = str_field(record, "timestamp");
+        if !is_wire_timestamp(timestamp) {
+            return Err(self.fail(
+                seq,
+                VerifyCheck::Format,
+                "an RFC 3339 UTC millisecond timestamp",
+                timestamp,
+            ));
+        }
+        let previous = str_field(record, "previous_hash");
+        if previous != self.previous_hash {
+            return Err(self.fail(
+                seq,
+                VerifyCheck::Link,
+                &self.previous_hash.clone(),
+                previous,
+            ));
+        }
+        let stored = str_field(record, "current_hash");
+        let computed = record_hash(record);
+        if stored != computed.to_hex() {
+            return Err(self.fail(seq, VerifyCheck::Hash, &computed.to_hex(), stored));
+        }
+        if let SignaturePolicy::Require(keys) = self.signatures {
+            if let Err((expected, found)) =
+                check_signature(keys, &computed, record.get("kms_signature"))
+            {
+                return Err(self.fail(seq, VerifyCheck::Signature, &expected, &found));
+            }
+        }
+        self.previous_hash = computed.to_hex();
+        self.next_index += 1;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Ends verification: when the caller holds a trusted head hash (a saved `/audit/head`, or
+    /// the newest decision it was given), the log must end exactly there; a log cut short or
+    /// extended past it fails, naming its last record.
+    pub fn finish(&self, expected_head: Option<&str>) -> Result<(), VerifyError> {
+        match expected_head {
+            Some(expected) if expected != self.previous_hash => {
+                let last = self.next_seq.checked_sub(1);
+                let mut error = self.fail(last, VerifyCheck::Head, expected, &self.previous_hash);
+                error.index = self.next_index.saturating_sub(1);
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn fail(
+        &self,
+        seq: Option<u64>,
+        check: VerifyCheck,
+        expected: &str,
+        found: &str,
+    ) -> VerifyError {
+        let position = match seq {
+            Some(seq) => format!("seq {seq}"),
+            None => format!("line {}", self.next_index + 1),
+        };
+        VerifyError {
+            index: self.next_index,
+            seq,
+            check,
+            expected: expected.to_string(),
+            found: truncate(found),
+            position,
+        }
+    }
+}
+
+fn str_field<'a>(record: &'a Map<String, Value>, key: &str) -> &'a str {
+    record.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn truncate(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or_default()),
+        None => s.to_string(),
+    }
+}
+
+/// Checks the `kms_signature` of a record whose hash is `digest`; on failure returns
+/// (expected, found) for the report.
+fn check_signature(
+    keys: &PublicKeySet,
+    digest: &Digest32,
+    sig: Option<&Value>,
+) -> Result<(), (String, String)> {
+    let Some(Value::Object(sig)) = sig else {
+        return Err(("a kms_signature object".into(), "none".into()));
+    };
+    let algorithm = sig
+        .get("algorithm")
+        .and_then(Value::as_str)
+        .unwrap_or("none");
+    if algorithm != ALGORITHM_ECDSA_SHA_256 {
+        return Err((
+            format!("algorithm {ALGORITHM_ECDSA_SHA_256}"),
+            format!("algorithm {algorithm}"),
+        ));
+    }
+    let key_id = sig
+        .get("key_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !keys.contains(key_id) {
+        return Err(("a published key id".into(), format!("key id `{key_id}`")));
+    }
+    let signature = sig
+        .get("signature")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Ok(der) = STANDARD.decode(signature) else {
+        return Err((
+            "base64 DER signature".into(),
+            "undecodable signature".into(),
+        ));
+    };
+    if keys.verify_digest(key_id, digest, &der) {
+        Ok(())
+    } else {
+        Err((
+            format!("a valid signature by `{key_id}`"),
+            "a signature that does not verify".into(),
+        ))
+    }
+}

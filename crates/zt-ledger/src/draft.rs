@@ -1,0 +1,54 @@
+//! What a caller hands the ledger: a record without its place in the chain.
+
+use std::collections::BTreeMap;
+
+use zt_contract::{Decision, RecordBody, RecordKind};
+
+/// A record before sequencing: the ledger adds `seq`, `timestamp` and `previous_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordDraft {
+    /// What kind of event.
+    pub kind: RecordKind,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub resource: String,
+    /// The outcome.
+    pub decision: Decision,
+    /// Why; never empty.
+    pub reason: String,
+    /// Whether `actor` was authenticated.
+    pub authenticated: bool,
+    /// The policy version that decided.
+    pub policy_version: Option<String>,
+    /// The client's nonce.
+    pub request_id: Option<String>,
+    /// Digest of the request context.
+    pub context_sha256: Option<String>,
+    /// Counts, on rejection summaries.
+    pub counts: Option<BTreeMap<String, u64>>,
+}
+
+impl RecordDraft {
+    /// Places the draft in the chain.
+    pub fn into_body(self, seq: u64, timestamp: String, previous_hash: String) -> RecordBody {
+        RecordBody {
+            action: self.action,
+            actor: self.actor,
+            authenticated: self.authenticated,
+            context_sha256: self.context_sha256,
+            counts: self.counts,
+            decision: self.decision,
+            kind: self.kind,
+            policy_version: self.policy_version,
+            previous_hash,
+            reason: self.reason,
+            request_id: self.request_id,
+            resource: self.resource,
+            seq,
+            timestamp,
+        }
+    }
+}

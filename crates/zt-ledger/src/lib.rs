@@ -1,0 +1,21 @@
+//! The audit log: signed, hash-chained records committed durably in batches.
+//!
+//! - [`signer`]: who signs a record's `current_hash` (a local P-256 key by default; a KMS-held
+//!   key plugs in by implementing [`Signer`]).
+//! - [`store`]: where records live, behind [`AuditStore`]; [`sqlite`] is the embedded default.
+//! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
+//!   group-commits, so the chain never forks and every answer waits only for its own batch's
+//!   `fsync`.
+
+pub mod clock;
+pub mod committer;
+pub mod draft;
+pub mod signer;
+pub mod sqlite;
+pub mod store;
+
+pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker};
+pub use draft::RecordDraft;
+pub use signer::{LocalKeySigner, SignError, Signer};
+pub use sqlite::SqliteStore;
+pub use store::{AuditStore, Head, SealedRecord, StoreError};

@@ -1,0 +1,221 @@
+//! The embedded default store: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! Each [`AuditStore::append`] is one transaction, and SQLite syncs the write-ahead log before
+//! the commit returns, so a batch is durable when `append` returns. After a crash SQLite
+//! replays only WAL frames whose checksums and commit markers are intact: a torn tail write is
+//! detected and dropped, and what it drops was never committed, so never acknowledged.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use zt_contract::{Digest32, Jwk};
+
+use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+
+/// The database file's name inside the data directory.
+pub const DB_FILE_NAME: &str = "audit.db";
+
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// How long the writer and the checkpointer wait for each other's locks.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A SQLite-backed audit store.
+///
+/// The writer never checkpoints (`wal_autocheckpoint = 0`): a checkpoint inside a commit would
+/// stall every decision waiting on that commit. A background thread with its own connection
+/// first runs a `PASSIVE` checkpoint, which copies pages beside the writer without blocking it,
+/// then a `RESTART` checkpoint, which briefly holds the writer back to copy the few frames
+/// written meanwhile, so the WAL can start over instead of growing without bound.
+pub struct SqliteStore {
+    conn: Connection,
+    _checkpointer: Option<mpsc::Sender<()>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// The database path for a data directory.
+    pub fn path_in(data_dir: &Path) -> PathBuf {
+        data_dir.join(DB_FILE_NAME)
+    }
+
+    /// Opens (creating if needed) the store for writing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA wal_autocheckpoint = 0;
+             CREATE TABLE IF NOT EXISTS records (
+                 seq INTEGER PRIMARY KEY,
+                 current_hash TEXT NOT NULL,
+                 line TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS signing_keys (
+                 key_id TEXT PRIMARY KEY,
+                 jwk TEXT NOT NULL,
+                 published_order INTEGER NOT NULL
+             );",
+        )
+        .map_err(backend)?;
+        let checkpointer = start_checkpointer(path)?;
+        Ok(Self {
+            conn,
+            _checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// Opens an existing store for reading only (safe beside a running writer).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Backend(format!(
+                "no audit database at `{}`",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+        Ok(Self {
+            conn,
+            _checkpointer: None,
+        })
+    }
+
+    /// Calls `each` with every stored line from `from`, in order, without holding them all.
+    pub fn for_each_line(
+        &mut self,
+        from: u64,
+        mut each: impl FnMut(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT line FROM records WHERE seq >= ?1 ORDER BY seq")
+            .map_err(backend)?;
+        let mut rows = stmt.query(params![to_i64(from)?]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let line: String = row.get(0).map_err(backend)?;
+            if !each(&line) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the checkpointer thread; it stops when the returned sender is dropped.
+fn start_checkpointer(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("zt-audit-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                for mode in ["PASSIVE", "RESTART"] {
+                    let sql = format!("PRAGMA wal_checkpoint({mode})");
+                    if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
+                    }
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start checkpointer: {e}")))?;
+    Ok(stop)
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("sequence number {n} out of range")))
+}
+
+impl AuditStore for SqliteStore {
+    fn head(&mut self) -> Result<Option<Head>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT seq, current_hash FROM records ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        match row {
+            None => Ok(None),
+            Some((seq, hash)) => {
+                let seq = u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?;
+                let current_hash = Digest32::from_hex(&hash).ok_or_else(|| {
+                    StoreError::Corrupt(format!("record {seq} has hash `{hash}`"))
+                })?;
+                Ok(Some(Head { seq, current_hash }))
+            }
+        }
+    }
+
+    fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO records (seq, current_hash, line) VALUES (?1, ?2, ?3)")
+                .map_err(backend)?;
+            for r in records {
+                stmt.execute(params![
+                    to_i64(r.body.seq)?,
+                    r.current_hash.to_hex(),
+                    &*r.line
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT line FROM records WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+            .map_err(backend)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![to_i64(from)?, limit], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
+    fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError> {
+        let text = serde_json::to_string(jwk).map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO signing_keys (key_id, jwk, published_order)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(published_order), 0) + 1 FROM signing_keys))",
+                params![jwk.kid, text],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn keys(&mut self) -> Result<Vec<Jwk>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT jwk FROM signing_keys ORDER BY published_order")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?;
+        let mut keys = Vec::new();
+        for text in rows {
+            let text = text.map_err(backend)?;
+            let jwk = serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("published key: {e}")))?;
+            keys.push(jwk);
+        }
+        Ok(keys)
+    }
+}

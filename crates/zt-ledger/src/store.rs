@@ -1,0 +1,75 @@
+//! The storage trait every backend implements, and the record as stored.
+
+use zt_contract::{Digest32, Jwk, KmsSignature, RecordBody};
+
+/// A record with its place in the chain, hash and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// The hashed body.
+    pub body: RecordBody,
+    /// SHA-256 of the body's canonical JSON.
+    pub current_hash: Digest32,
+    /// Signature over `current_hash`.
+    pub signature: KmsSignature,
+    /// The stored JSON line: the body plus `current_hash` and `kms_signature`.
+    pub line: String,
+}
+
+/// The newest record of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its hash.
+    pub current_hash: Digest32,
+}
+
+/// A storage failure. Every one of them makes the ledger refuse to answer (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend reported an error.
+    #[error("audit store: {0}")]
+    Backend(String),
+    /// Stored data is not what was written.
+    #[error("audit store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where records live. Every implementation must pass the conformance suite in
+/// `tests/store_conformance.rs`.
+pub trait AuditStore: Send {
+    /// The newest record, `None` on an empty log.
+    fn head(&mut self) -> Result<Option<Head>, StoreError>;
+    /// Appends records, in order, atomically: when this returns `Ok` they survive a crash or
+    /// power loss; on `Err` none of them is stored.
+    fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError>;
+    /// Stored lines from `from`, in order, at most `limit`.
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Records a public key as published (idempotent).
+    fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
+    /// Every key ever published, oldest first.
+    fn keys(&mut self) -> Result<Vec<Jwk>, StoreError>;
+}
+
+impl SealedRecord {
+    /// Hashes and signs a body, and builds its stored line.
+    pub fn seal(body: RecordBody, signer: &dyn crate::Signer) -> Result<Self, crate::SignError> {
+        // RecordBody serializes canonically (its fields are declared in sorted order).
+        let json = serde_json::to_string(&body).map_err(|_| crate::SignError::Sign)?;
+        let current_hash = Digest32::sha256(json.as_bytes());
+        let signature = signer.sign_digest(&current_hash)?;
+        let signature_json =
+            serde_json::to_string(&signature).map_err(|_| crate::SignError::Sign)?;
+        let open = json.strip_suffix('}').unwrap_or(&json);
+        let line = format!(
+            "{open},\"current_hash\":\"{}\",\"kms_signature\":{signature_json}}}",
+            current_hash.to_hex()
+        );
+        Ok(Self {
+            body,
+            current_hash,
+            signature,
+            line,
+        })
+    }
+}

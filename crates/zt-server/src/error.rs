@@ -1,0 +1,113 @@
+//! Every failure a request can meet, and its one mapping to an HTTP status and JSON body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use zt_contract::{ErrorBody, ERROR_ACTION_REQUIRED, ERROR_ACTOR_REQUIRED};
+use zt_ledger::LedgerError;
+
+use crate::rejections::RejectionCause;
+
+/// A request that got no decision.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// JSON of the wrong shape (wrong types, not an object).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// `actor` missing or empty.
+    #[error("{}", ERROR_ACTOR_REQUIRED)]
+    ActorRequired,
+    /// `action` missing or empty.
+    #[error("{}", ERROR_ACTION_REQUIRED)]
+    ActionRequired,
+    /// Over [`crate::config::MAX_BODY_BYTES`].
+    #[error("request body is larger than {} bytes", crate::config::MAX_BODY_BYTES)]
+    BodyTooLarge,
+    /// No such route.
+    #[error("no route for `{0}`")]
+    NotFound(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// No such agent.
+    #[error("agent `{0}` is not registered")]
+    AgentNotFound(String),
+    /// The audit commit queue is full.
+    #[error("control plane is overloaded; retry later")]
+    Overloaded,
+    /// The audit log cannot commit: no decision can be given.
+    #[error("audit log unavailable; no decision was made")]
+    AuditUnavailable,
+    /// Something else failed on our side.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidRequest(_)
+            | ApiError::ActorRequired
+            | ApiError::ActionRequired => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) | ApiError::AgentNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The counter a rejected request is summarized under, if it is one (see
+    /// [`crate::rejections`]); `None` for errors that are not the caller's doing.
+    pub fn rejection_cause(&self) -> Option<RejectionCause> {
+        match self {
+            ApiError::MalformedJson(_) => Some(RejectionCause::MalformedJson),
+            ApiError::InvalidRequest(_) => Some(RejectionCause::InvalidRequest),
+            ApiError::ActorRequired | ApiError::ActionRequired => {
+                Some(RejectionCause::MissingField)
+            }
+            ApiError::BodyTooLarge => Some(RejectionCause::BodyTooLarge),
+            ApiError::NotFound(_) | ApiError::MethodNotAllowed => {
+                Some(RejectionCause::UnknownRoute)
+            }
+            ApiError::Overloaded => Some(RejectionCause::Overloaded),
+            ApiError::AgentNotFound(_) | ApiError::AuditUnavailable | ApiError::Internal => None,
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Overloaded => ApiError::Overloaded,
+            LedgerError::Unavailable(_) | LedgerError::Closed => ApiError::AuditUnavailable,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            ok: false,
+            error: self.to_string(),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Overloaded) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(cause) = self.rejection_cause() {
+            // The rejection counter reads this marker in a middleware, so every path that
+            // produces an error is counted the same way.
+            response.extensions_mut().insert(cause);
+        }
+        response
+    }
+}

@@ -1,0 +1,40 @@
+//! The JSON body extractor: bounded size, strict types, errors as JSON.
+
+use axum::body::Body;
+use axum::extract::FromRequest;
+use axum::http::{header, Request};
+use serde::de::DeserializeOwned;
+
+use crate::config::MAX_BODY_BYTES;
+use crate::error::ApiError;
+
+/// A JSON request body of at most [`MAX_BODY_BYTES`], parsed without coercion: a string field
+/// given an array is a 400, never stringified.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, _state: &S) -> Result<Self, ApiError> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return Err(ApiError::BodyTooLarge);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::BodyTooLarge)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses `bytes`, telling syntax errors (400 malformed) from shape errors (400 invalid).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })
+}

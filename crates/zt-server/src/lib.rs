@@ -1,0 +1,20 @@
+//! The ZT-Infra control plane: `POST /actions` decides, durably logs a signed, hash-chained
+//! record, and only then answers. Admin routes (registry, policy) are kept in their own router
+//! so authentication can be laid over them alone.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod lock;
+pub mod metrics;
+pub mod persist;
+pub mod policy_store;
+pub mod registry;
+pub mod rejections;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use config::{AuthMode, ServerConfig};
+pub use error::ApiError;
+pub use server::{serve, ServerError};

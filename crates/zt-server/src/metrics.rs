@@ -1,0 +1,128 @@
+//! Prometheus metrics: decisions by outcome, decision latency, audit commit latency and batch
+//! size, chain length, and refusals by cause.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::rejections::RejectionCause;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    decision_seconds: Histogram,
+    commit_seconds: Histogram,
+    commit_batch_records: Histogram,
+    chain_length: Gauge<u64, AtomicU64>,
+    rejected: Family<CauseLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let decision_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let commit_batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let chain_length = Gauge::<u64, AtomicU64>::default();
+        let rejected = Family::<CauseLabels, Counter>::default();
+        let mut registry = Registry::with_prefix("zt");
+        registry.register(
+            "decisions",
+            "Decisions answered, by outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "decision_duration_seconds",
+            "Time from request to answer, audit commit included",
+            decision_seconds.clone(),
+        );
+        registry.register(
+            "audit_commit_duration_seconds",
+            "Time to sequence, sign and durably commit one batch",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "audit_commit_batch_records",
+            "Records per committed batch",
+            commit_batch_records.clone(),
+        );
+        registry.register(
+            "audit_chain_length",
+            "Records in the audit chain",
+            chain_length.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused before any decision, by cause",
+            rejected.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            decision_seconds,
+            commit_seconds,
+            commit_batch_records,
+            chain_length,
+            rejected,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one answered decision.
+    pub fn decision(&self, allowed: bool, elapsed: Duration) {
+        let decision = if allowed { "allow" } else { "deny" };
+        self.decisions
+            .get_or_create(&DecisionLabels { decision })
+            .inc();
+        self.decision_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one batch commit.
+    pub fn commit(&self, records: usize, elapsed: Duration, head_seq: Option<u64>) {
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+        self.commit_batch_records.observe(records as f64);
+        self.chain_length.set(head_seq.map_or(0, |s| s + 1));
+    }
+
+    /// Sets the chain length (at start).
+    pub fn set_chain_length(&self, records: u64) {
+        self.chain_length.set(records);
+    }
+
+    /// Counts one refused request.
+    pub fn rejected(&self, cause: RejectionCause) {
+        self.rejected
+            .get_or_create(&CauseLabels {
+                cause: cause.as_str(),
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,122 @@
+//! Requests refused before any decision (malformed JSON, wrong types, missing fields, oversize
+//! bodies, unknown routes, overload) are not logged one record each: garbage must not be able to
+//! flood the audit log. They are counted in `/metrics` as they happen, and every
+//! `--rejection-summary-interval` (and at shutdown) one `rejections` record with the counts
+//! since the last summary is appended to the chain.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zt_contract::{Decision, RecordKind};
+use zt_ledger::RecordDraft;
+
+/// Why a request was refused before a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectionCause {
+    /// Not JSON.
+    MalformedJson,
+    /// JSON of the wrong shape.
+    InvalidRequest,
+    /// `actor` or `action` missing.
+    MissingField,
+    /// Body over the limit.
+    BodyTooLarge,
+    /// No such route or method.
+    UnknownRoute,
+    /// Commit queue full.
+    Overloaded,
+}
+
+impl RejectionCause {
+    /// Every cause, in a fixed order.
+    pub const ALL: [RejectionCause; 6] = [
+        RejectionCause::MalformedJson,
+        RejectionCause::InvalidRequest,
+        RejectionCause::MissingField,
+        RejectionCause::BodyTooLarge,
+        RejectionCause::UnknownRoute,
+        RejectionCause::Overloaded,
+    ];
+
+    /// The label in metrics and summary records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectionCause::MalformedJson => "malformed_json",
+            RejectionCause::InvalidRequest => "invalid_request",
+            RejectionCause::MissingField => "missing_field",
+            RejectionCause::BodyTooLarge => "body_too_large",
+            RejectionCause::UnknownRoute => "unknown_route",
+            RejectionCause::Overloaded => "overloaded",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            RejectionCause::MalformedJson => 0,
+            RejectionCause::InvalidRequest => 1,
+            RejectionCause::MissingField => 2,
+            RejectionCause::BodyTooLarge => 3,
+            RejectionCause::UnknownRoute => 4,
+            RejectionCause::Overloaded => 5,
+        }
+    }
+}
+
+/// Counts since the last summary record.
+#[derive(Default)]
+pub struct RejectionCounter {
+    pending: [AtomicU64; 6],
+}
+
+impl RejectionCounter {
+    /// Counts one rejection.
+    pub fn count(&self, cause: RejectionCause) {
+        if let Some(c) = self.pending.get(cause.index()) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the counts so far (resetting them) as a summary record, or `None` if there were
+    /// none. If the record then fails to commit, [`Self::restore`] puts the counts back.
+    pub fn take_summary(&self) -> Option<RecordDraft> {
+        let counts: BTreeMap<String, u64> = RejectionCause::ALL
+            .iter()
+            .filter_map(|c| {
+                let n = self.pending.get(c.index())?.swap(0, Ordering::Relaxed);
+                (n > 0).then(|| (c.as_str().to_string(), n))
+            })
+            .collect();
+        if counts.is_empty() {
+            return None;
+        }
+        let total: u64 = counts.values().sum();
+        Some(RecordDraft {
+            kind: RecordKind::Rejections,
+            actor: "zt-server".into(),
+            action: "zt.server.rejected_requests".into(),
+            resource: String::new(),
+            decision: Decision::Deny,
+            reason: format!("{total} requests were refused before any decision"),
+            authenticated: true,
+            policy_version: None,
+            request_id: None,
+            context_sha256: None,
+            counts: Some(counts),
+        })
+    }
+
+    /// Puts back the counts of a summary that could not be committed.
+    pub fn restore(&self, summary: &RecordDraft) {
+        for cause in RejectionCause::ALL {
+            let n = summary
+                .counts
+                .as_ref()
+                .and_then(|c| c.get(cause.as_str()))
+                .copied()
+                .unwrap_or(0);
+            if let Some(c) = self.pending.get(cause.index()) {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP surface. Three routers with different future guards: the agent route (`/actions`),
+//! the admin routes (registry and policy), and the public read routes (audit, health, metrics).
+
+pub mod actions;
+pub mod admin;
+pub mod audit;
+pub mod ops;
+
+use axum::extract::{Request, State};
+use axum::http::Uri;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::rejections::RejectionCause;
+use crate::state::SharedState;
+
+/// The whole application.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .merge(actions::router())
+        .merge(admin::router())
+        .merge(audit::router())
+        .merge(ops::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_rejections,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal.into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().chars().take(200).collect())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Counts every refused request, whatever route produced it (see [`crate::rejections`]).
+async fn count_rejections(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(cause) = response.extensions().get::<RejectionCause>() {
+        state.metrics.rejected(*cause);
+        state.rejections.count(*cause);
+    }
+    response
+}

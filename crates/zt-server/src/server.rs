@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use zt_ledger::committer::LedgerConfig;
-use zt_ledger::{AuditStore, Ledger, LocalKeySigner, Signer, SqliteStore};
+use zt_ledger::{AuditStore, Ledger, LedgerWorker, LocalKeySigner, Signer, SqliteStore};
 
 use crate::config::{AuthMode, ServerConfig};
 use crate::lock::DataDirLock;
@@ -44,20 +44,26 @@ pub enum ServerError {
     Io(std::io::Error),
 }
 
-/// Runs the control plane on `listener` until `shutdown` resolves, then drains: stops
-/// accepting, lets in-flight requests finish (their records commit), writes the last
-/// rejection summary, and waits for the audit committer to exit.
-pub async fn serve(
-    config: ServerConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
+/// A started control plane, not yet serving: its shared state, the audit committer and the
+/// data directory's lock, which must outlive both.
+pub struct Started {
+    /// What every handler shares.
+    pub state: SharedState,
+    /// The audit committer; join it after the state is dropped.
+    pub worker: LedgerWorker,
+    /// The single-writer lock.
+    pub lock: DataDirLock,
+}
+
+/// Prepares the data directory, takes its lock, loads the key, opens and checks the audit
+/// log, and loads the registry and policy.
+pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let data_dir = config.data_dir.clone();
     let shown = data_dir.display().to_string();
     std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::DataDir(shown.clone(), e))?;
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| ServerError::DataDir(shown.clone(), e))?;
-    let _lock = DataDirLock::acquire(&data_dir)?;
+    let lock = DataDirLock::acquire(&data_dir)?;
 
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(&data_dir)?);
     let db = SqliteStore::path_in(&data_dir);
@@ -86,28 +92,50 @@ pub async fn serve(
         auth: config.auth,
         admin_lock: Mutex::new(()),
     });
-
-    let addr = listener.local_addr().map_err(ServerError::Io)?;
     tracing::info!(
-        listen = %addr,
         data_dir = %shown,
         key_id = signer.key_id(),
         records = state.ledger.head().map_or(0, |h| h.seq + 1),
         policy_version = %state.policy.current().version,
-        "zt control plane ready"
+        "zt control plane started"
     );
+    Ok(Started {
+        state,
+        worker,
+        lock,
+    })
+}
+
+/// Runs the control plane on `listener` until `shutdown` resolves, then drains: stops
+/// accepting, lets in-flight requests finish (their records commit), writes the last
+/// rejection summary, and waits for the audit committer to exit.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let Started {
+        state,
+        worker,
+        lock,
+    } = start(&config)?;
+    let addr = listener.local_addr().map_err(ServerError::Io)?;
+    tracing::info!(listen = %addr, "zt control plane ready");
     if config.auth == AuthMode::DangerousNone {
         tracing::warn!("AUTHENTICATION IS OFF (--auth none): any caller may claim any registered actor; every record says authenticated=false");
     }
 
+    let (stop_summaries, summaries_stopped) = tokio::sync::oneshot::channel();
     let summaries = tokio::spawn(write_rejection_summaries(
         state.clone(),
         config.rejection_summary_interval,
+        summaries_stopped,
     ));
     let served = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
-    summaries.abort();
+    let _ = stop_summaries.send(());
+    let _ = summaries.await;
     flush_rejection_summary(&state).await;
     drop(state);
     // Every ledger handle is gone once the router and the state are dropped; the committer
@@ -115,16 +143,23 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || worker.join())
         .await
         .ok();
+    drop(lock);
     tracing::info!("zt control plane stopped");
     served.map_err(ServerError::Io)
 }
 
-async fn write_rejection_summaries(state: SharedState, every: std::time::Duration) {
+async fn write_rejection_summaries(
+    state: SharedState,
+    every: std::time::Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
-        ticker.tick().await;
-        flush_rejection_summary(&state).await;
+        tokio::select! {
+            _ = ticker.tick() => flush_rejection_summary(&state).await,
+            _ = &mut stop => return,
+        }
     }
 }
 

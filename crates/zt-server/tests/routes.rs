@@ -1,0 +1,185 @@
+//! Route-level tests: the axum router called in process (`tower::ServiceExt::oneshot`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use zt_server::routes::router;
+use zt_server::server::start;
+use zt_server::ServerConfig;
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> (StatusCode, String, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.map(Body::from).unwrap_or_else(Body::empty))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn errors_are_json_with_the_mapped_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(&ServerConfig::dangerous_unauthenticated(
+        dir.path().to_path_buf(),
+    ))
+    .unwrap();
+    let app = router(started.state.clone());
+
+    let cases: Vec<(&str, &str, Option<Vec<u8>>, StatusCode, &str)> = vec![
+        (
+            "POST",
+            "/actions",
+            Some(b"{".to_vec()),
+            StatusCode::BAD_REQUEST,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/actions",
+            Some(br#"{"actor":"a","action":["x"]}"#.to_vec()),
+            StatusCode::BAD_REQUEST,
+            "invalid request",
+        ),
+        (
+            "POST",
+            "/actions",
+            Some(br#"[1]"#.to_vec()),
+            StatusCode::BAD_REQUEST,
+            "invalid request",
+        ),
+        (
+            "POST",
+            "/actions",
+            Some(br#"{"action":"x"}"#.to_vec()),
+            StatusCode::BAD_REQUEST,
+            "actor is required",
+        ),
+        (
+            "POST",
+            "/actions",
+            Some(br#"{"actor":"a","action":""}"#.to_vec()),
+            StatusCode::BAD_REQUEST,
+            "action is required",
+        ),
+        (
+            "POST",
+            "/actions",
+            Some(vec![b' '; 16 * 1024 + 1]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than",
+        ),
+        (
+            "GET",
+            "/actions",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+        ("GET", "/nope", None, StatusCode::NOT_FOUND, "no route"),
+        (
+            "DELETE",
+            "/agents/ghost",
+            None,
+            StatusCode::NOT_FOUND,
+            "not registered",
+        ),
+        (
+            "GET",
+            "/audit/records?from=x",
+            None,
+            StatusCode::BAD_REQUEST,
+            "non-negative integer",
+        ),
+    ];
+    for (method, path, body, status, text) in cases {
+        let (got, content_type, body) = call(&app, method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {body}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {content_type}"
+        );
+        assert_eq!(body["ok"], false);
+        assert!(
+            body["error"].as_str().unwrap().contains(text),
+            "{method} {path}: {body}"
+        );
+    }
+    assert_eq!(
+        started.state.ledger.head(),
+        None,
+        "refused requests add no record"
+    );
+}
+
+#[tokio::test]
+async fn a_decision_is_committed_before_it_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(&ServerConfig::dangerous_unauthenticated(
+        dir.path().to_path_buf(),
+    ))
+    .unwrap();
+    let app = router(started.state.clone());
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/agents",
+        Some(json!({"actor": "a"}).to_string().into_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = call(
+        &app,
+        "POST",
+        "/actions",
+        Some(
+            json!({"actor": "a", "action": "aws.ec2.terminate_instances"})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let head = started.state.ledger.head().unwrap();
+    assert_eq!(head.seq, body["evidence"]["seq"].as_u64().unwrap());
+    assert_eq!(
+        head.current_hash.to_hex(),
+        body["audit"]["current_hash"].as_str().unwrap()
+    );
+    let lines = started.state.ledger.read(head.seq, 1).unwrap();
+    assert!(lines[0].contains(body["audit"]["current_hash"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn a_second_start_on_one_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::dangerous_unauthenticated(dir.path().to_path_buf());
+    let _first = start(&config).unwrap();
+    let second = start(&config).err().expect("the lock is held");
+    assert!(second.to_string().contains("in use"), "{second}");
+}

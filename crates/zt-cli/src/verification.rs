@@ -4,7 +4,7 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{ChainVerifier, VerifyError};
+use zt_contract::{ChainVerifier, VerifyCheck, VerifyError};
 
 /// Feeds lines to a [`ChainVerifier`], stopping at the first bad record.
 pub struct Verification<'k> {
@@ -142,6 +142,12 @@ impl Report {
                     "every hash, link and sequence number checks out; SIGNATURES WERE NOT CHECKED"
                 };
                 format!("valid: {records} records, head {head_hash}: {sigs}")
+            }
+            Report::Invalid {
+                records_checked,
+                error,
+            } if error.check == VerifyCheck::Head => {
+                format!("INVALID: {error} (the {records_checked} records read are consistent, but end elsewhere)")
             }
             Report::Invalid {
                 records_checked,

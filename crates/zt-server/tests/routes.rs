@@ -51,7 +51,15 @@ async fn errors_are_json_with_the_mapped_status() {
     .unwrap();
     let app = router(started.state.clone());
 
-    let cases: Vec<(&str, &str, Option<Vec<u8>>, StatusCode, &str)> = vec![
+    // (method, path, body, expected status, text the error must contain)
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<Vec<u8>>,
+        StatusCode,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/actions",

@@ -27,9 +27,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// The writer never checkpoints (`wal_autocheckpoint = 0`): a checkpoint inside a commit would
 /// stall every decision waiting on that commit. A background thread with its own connection
-/// first runs a `PASSIVE` checkpoint, which copies pages beside the writer without blocking it,
-/// then a `RESTART` checkpoint, which briefly holds the writer back to copy the few frames
-/// written meanwhile, so the WAL can start over instead of growing without bound.
+/// runs `PASSIVE` checkpoints, which copy pages beside the writer without blocking it, and,
+/// once the WAL passes 64 MiB, a `RESTART` checkpoint, which briefly holds the writer back to
+/// copy the few frames written meanwhile, so the WAL starts over instead of growing.
 pub struct SqliteStore {
     conn: Connection,
     _checkpointer: Option<mpsc::Sender<()>>,
@@ -109,6 +109,19 @@ impl SqliteStore {
     }
 }
 
+/// WAL frames (pages) past which the checkpointer restarts the WAL: about 64 MiB.
+const RESTART_WAL_FRAMES: i64 = 16_384;
+
+/// One checkpoint round: copy what the writer has committed, without blocking it; once the
+/// WAL is long, hold the writer back briefly so the WAL can start over.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    let wal_frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+    if wal_frames > RESTART_WAL_FRAMES {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
 /// Starts the checkpointer thread; it stops when the returned sender is dropped.
 fn start_checkpointer(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
@@ -119,11 +132,8 @@ fn start_checkpointer(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
             {
-                for mode in ["PASSIVE", "RESTART"] {
-                    let sql = format!("PRAGMA wal_checkpoint({mode})");
-                    if let Err(e) = conn.query_row(&sql, [], |_| Ok(())) {
-                        tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
-                    }
+                if let Err(e) = checkpoint(&conn) {
+                    tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
                 }
             }
         })

@@ -30,6 +30,9 @@ enum Command {
     Audit(commands::audit::AuditCommand),
     /// Load-test a running control plane.
     Bench(commands::bench::BenchArgs),
+    /// Validate, test and diff policy files.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Audit(command) => commands::audit::run(command),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Policy(command) => commands::policy::run(command),
     };
     exit.into()
 }

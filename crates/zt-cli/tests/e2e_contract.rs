@@ -69,13 +69,14 @@ fn contract_statuses_fields_reasons_and_evidence() {
         "/agents",
         Some(json!({"actor": "hello-world-agent"})),
     );
+    assert_eq!(s, 201);
     assert_eq!(
-        (s, &b),
-        (
-            201,
-            &json!({"ok": true, "actor": "hello-world-agent", "registered": true})
-        )
+        (&b["ok"], &b["actor"], &b["registered"]),
+        (&json!(true), &json!("hello-world-agent"), &json!(true))
     );
+    // The contract's three keys, plus the agent's token, shown once.
+    assert!(b["token"].as_str().unwrap().starts_with("zt_agent_"));
+    assert_eq!(b.as_object().unwrap().len(), 4);
     let (s, b) = server.json("POST", "/agents", Some(json!({"actor": ""})));
     assert_eq!(
         (s, &b),
@@ -177,7 +178,11 @@ fn contract_statuses_fields_reasons_and_evidence() {
         .collect();
     assert_eq!(
         kinds,
-        ["admin", "decision", "decision", "decision", "admin", "decision", "decision"]
+        // The allow shortcut is a proposal, its approval and its activation.
+        [
+            "admin", "decision", "decision", "decision", "admin", "admin", "admin", "decision",
+            "decision"
+        ]
     );
 
     let (s, head) = server.json("GET", "/audit/head", None);

@@ -178,24 +178,60 @@ fn flags_have_environment_twins() {
         "ZT_AUTH",
         "ZT_QUEUE_CAPACITY",
         "ZT_REJECTION_SUMMARY_INTERVAL",
+        "ZT_ADMIN_TOKEN_FILE",
+        "ZT_RATE_LIMIT",
+        "ZT_RATE_BURST",
+        "ZT_REPLAY_WINDOW",
     ] {
         assert!(help.contains(env), "`zt serve --help` documents {env}");
     }
 }
 
 #[test]
-fn serving_without_authentication_must_be_asked_for_by_name() {
+fn authentication_is_the_default_and_the_admin_token_never_reaches_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(zt_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+    let port = free_port();
+    let child = Command::new(zt_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(dir.path())
         .env_remove("ZT_AUTH")
-        .output()
+        .env("ZT_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--auth none"));
-    assert!(!dir.path().join("audit.db").exists(), "nothing started");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut health = None;
+    while Instant::now() < deadline && health.is_none() {
+        if let Ok((200, raw)) = common::http(port, "GET", "/health", None) {
+            health = Some(serde_json::from_slice::<serde_json::Value>(&raw).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let health = health.expect("server came up");
+    assert_eq!(health["auth"], "credentials");
+    let body = json!({"actor": "anyone", "action": "x"}).to_string();
+    let (status, _) = common::http(port, "POST", "/actions", Some(body.as_bytes())).unwrap();
+    assert_eq!(status, 401);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let token_file = dir.path().join("admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let token = token.split_whitespace().nth(1).unwrap();
+    assert!(
+        log.contains(token_file.to_str().unwrap()),
+        "the start-up log names the admin token file:\n{log}"
+    );
+    assert!(
+        !log.contains(token),
+        "the start-up log never shows the token"
+    );
+    assert!(!log.contains("AUTHENTICATION IS OFF"));
 }
 
 #[test]
@@ -222,7 +258,9 @@ fn demo_tells_the_whole_story_and_exits_zero() {
             "start",
             "register",
             "dangerous",
+            "spoof",
             "unlisted",
+            "propose",
             "policy",
             "allowed",
             "verify",
@@ -240,6 +278,11 @@ fn demo_tells_the_whole_story_and_exits_zero() {
             .clone()
     };
     assert_eq!(by_name("dangerous")["detail"]["executed"], false);
+    assert_eq!(by_name("spoof")["detail"]["executed"], false);
+    assert!(by_name("spoof")["detail"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("claims actor `admin-bot`"));
     assert_eq!(
         by_name("unlisted")["detail"]["reason"],
         "action is not in the allow list"

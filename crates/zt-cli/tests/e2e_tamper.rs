@@ -24,8 +24,9 @@ use tempfile::TempDir;
 use zt_contract::{record_hash, Digest32};
 use zt_ledger::{LocalKeySigner, Signer};
 
-/// Records in the fixture log: 1 registration, 1 policy change, 20 decisions.
-const RECORDS: usize = 22;
+/// Records in the fixture log: 1 registration, 3 for the policy change (proposal, approval,
+/// activation), 20 decisions.
+const RECORDS: usize = 24;
 /// A deny decision in the middle of the log (odd seqs are denies, even seqs >= 2 are allows).
 const K: usize = 9;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -16,6 +16,7 @@ use crate::ClientError;
 pub(crate) struct HttpClient {
     base: String,
     timeout: Duration,
+    bearer: Option<HeaderValue>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -32,8 +33,19 @@ impl HttpClient {
         Ok(Self {
             base,
             timeout,
+            bearer: None,
             client,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` on every request. The header is marked sensitive
+    /// so it never appears in debug output.
+    pub(crate) fn set_bearer(&mut self, token: &str) -> Result<(), ClientError> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ClientError::Malformed("the token is not a valid header value".into()))?;
+        value.set_sensitive(true);
+        self.bearer = Some(value);
+        Ok(())
     }
 
     /// Sends one request; returns the status and the whole body.
@@ -56,6 +68,9 @@ impl HttpClient {
         request
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(bearer) = &self.bearer {
+            request.headers_mut().insert(AUTHORIZATION, bearer.clone());
+        }
         let exchange = async {
             let response = self
                 .client

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zt_contract::{
     AllowRuleRequest, AllowRuleResponse, AuditHead, DecisionRequest, DecisionResponse, Jwks,
-    RegisterAgentRequest, RegisterAgentResponse,
+    RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 
 pub use guarded::{Guarded, SkipCause};
@@ -68,6 +68,13 @@ impl ControlPlane {
         })
     }
 
+    /// This client, presenting `token` (an agent token for `decide`, an admin token for the
+    /// admin and audit-record calls) as `Authorization: Bearer`.
+    pub fn with_bearer(mut self, token: &str) -> Result<Self, ClientError> {
+        self.http.set_bearer(token)?;
+        Ok(self)
+    }
+
     /// Asks whether `request.actor` may take `request.action` on `request.resource`.
     /// A deny is a decision (`Ok`), not an error.
     pub async fn decide(&self, request: &DecisionRequest) -> Result<DecisionResponse, ClientError> {
@@ -98,13 +105,57 @@ impl ControlPlane {
         Ok(decision)
     }
 
-    /// Registers an agent (admin).
+    /// Registers an agent (admin). The response carries the agent's token when the agent is
+    /// new.
     pub async fn register_agent(&self, actor: &str) -> Result<RegisterAgentResponse, ClientError> {
         let body = to_json(&RegisterAgentRequest {
             actor: actor.into(),
+            ..RegisterAgentRequest::default()
         })?;
         self.expect("POST", "/agents", Some(body), &[200, 201])
             .await
+    }
+
+    /// Issues a new token for an agent, revoking the old one (admin).
+    pub async fn rotate_token(&self, actor: &str) -> Result<TokenResponse, ClientError> {
+        let path = format!("/agents/{actor}/token");
+        self.expect("POST", &path, None, &[200]).await
+    }
+
+    /// Registers `actor` if needed and returns a working token for it: the one issued at
+    /// registration, or a fresh one (rotating) if the agent already existed (admin).
+    pub async fn agent_token(&self, actor: &str) -> Result<String, ClientError> {
+        match self.register_agent(actor).await?.token {
+            Some(token) => Ok(token),
+            None => Ok(self.rotate_token(actor).await?.token),
+        }
+    }
+
+    /// Approves a pending policy proposal (admin; a different admin than its proposer).
+    pub async fn approve_proposal(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/policies/proposals/{id}/approve");
+        self.expect("POST", &path, None, &[200]).await
+    }
+
+    /// Proposes allowing `action`: active at once with a single admin (201), otherwise a
+    /// pending proposal awaiting a second admin (202) (admin).
+    pub async fn propose_allow(
+        &self,
+        action: &str,
+        reason: &str,
+    ) -> Result<(u16, serde_json::Value), ClientError> {
+        let body = to_json(&AllowRuleRequest {
+            action: action.into(),
+            reason: reason.into(),
+        })?;
+        let (status, answer) = self
+            .http
+            .send("POST", "/policies/allow", Some(body))
+            .await?;
+        if status != 201 && status != 202 {
+            return Err(status_error(status, &answer));
+        }
+        Ok((status, parse(&answer)?))
     }
 
     /// Adds an allow rule to the active policy (admin).

@@ -4,14 +4,23 @@
 //! This crate does no I/O and has no async code, so servers, SDKs, gateways and the offline
 //! verifier all share exactly one definition of what a valid record is.
 
+pub mod authzen;
 pub mod canonical;
+pub mod checkpoint;
 pub mod hash;
 pub mod keys;
+pub mod merkle;
+pub mod note;
 pub mod timestamp;
 pub mod verify;
 pub mod wire;
 
+pub use checkpoint::{
+    checkpoint_signing_input, parse_signed_note, verify_checkpoint, Checkpoint, CheckpointError,
+};
 pub use hash::{record_hash, Digest32, GENESIS_HASH};
 pub use keys::{Jwk, Jwks, KeyError, PublicKeySet};
+pub use merkle::{CompactRange, ProofError};
+pub use note::{NoteError, NoteKey, NoteSignature};
 pub use verify::{ChainVerifier, VerifyCheck, VerifyError};
 pub use wire::*;

@@ -31,6 +31,9 @@ pub struct DecisionRequest {
     /// The resource acted on; absent means `""`.
     #[serde(default)]
     pub resource: String,
+    /// Extension: attributes of the resource (`type`, `environment`) for policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_attributes: Option<std::collections::BTreeMap<String, String>>,
     /// Extension: request context (environment, approval id, tool arguments, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<Map<String, Value>>,
@@ -40,12 +43,13 @@ pub struct DecisionRequest {
 }
 
 /// The outcome of a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// The protected work may run.
     Allow,
-    /// The protected work must not run.
+    /// The protected work must not run (the default: fail closed).
+    #[default]
     Deny,
 }
 
@@ -60,10 +64,11 @@ impl Decision {
 }
 
 /// What kind of event an audit record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     /// An answer to `POST /actions`.
+    #[default]
     Decision,
     /// A change made through the admin API (registry, policy).
     Admin,
@@ -106,6 +111,9 @@ pub struct RecordBody {
     pub actor: String,
     /// Whether the server authenticated `actor` (false under `--auth none`).
     pub authenticated: bool,
+    /// The actor the request body claimed, when it differs from the authenticated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_actor: Option<String>,
     /// SHA-256 of the canonical JSON of the request's `context`, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_sha256: Option<String>,
@@ -116,6 +124,9 @@ pub struct RecordBody {
     pub decision: Decision,
     /// What kind of event this is.
     pub kind: RecordKind,
+    /// Ids of the policies that decided (empty when no policy matched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
     /// Hash of the policy set that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
@@ -144,6 +155,12 @@ pub struct Evidence {
     pub seq: u64,
     /// Whether the actor was authenticated.
     pub authenticated: bool,
+    /// The actor the request claimed, when it differs from the authenticated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_actor: Option<String>,
+    /// Ids of the policies that decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<Vec<String>>,
     /// Hash of the policy set that decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
@@ -184,10 +201,12 @@ impl DecisionResponse {
             action: self.action.clone(),
             actor: self.actor.clone(),
             authenticated: self.evidence.authenticated,
+            claimed_actor: self.evidence.claimed_actor.clone(),
             context_sha256: self.evidence.context_sha256.clone(),
             counts: None,
             decision: self.decision,
             kind: self.evidence.kind,
+            policies: self.evidence.policies.clone(),
             policy_version: self.evidence.policy_version.clone(),
             previous_hash: self.audit.previous_hash.clone(),
             reason: self.reason.clone(),
@@ -222,6 +241,15 @@ pub struct RegisterAgentRequest {
     /// The actor name to register.
     #[serde(default)]
     pub actor: String,
+    /// Optional attribute for policy: what kind of agent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub agent_type: Option<String>,
+    /// Optional attribute for policy: its workspace or team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Optional attribute for policy: how far it is trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_level: Option<String>,
 }
 
 /// `POST /agents` response (201).
@@ -233,6 +261,21 @@ pub struct RegisterAgentResponse {
     pub actor: String,
     /// True.
     pub registered: bool,
+    /// The agent's bearer token, shown only when the agent is first registered (only its hash
+    /// is stored); rotate it with `POST /agents/{actor}/token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `POST /agents/{actor}/token` response: the new token; the old one no longer works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// True.
+    pub ok: bool,
+    /// The agent.
+    pub actor: String,
+    /// The new bearer token, shown once.
+    pub token: String,
 }
 
 /// `POST /policies/allow` request.

@@ -42,6 +42,7 @@ fn typed_record_body_serializes_canonically() {
         action: "a.b".into(),
         actor: "x\u{1}\"é".into(),
         authenticated: false,
+        claimed_actor: Some("claimed".into()),
         context_sha256: Some("00".into()),
         counts: Some(
             [("z".to_string(), 2), ("a".to_string(), 1)]
@@ -50,6 +51,7 @@ fn typed_record_body_serializes_canonically() {
         ),
         decision: Decision::Deny,
         kind: RecordKind::Rejections,
+        policies: Some(vec!["p-2".into(), "p-1".into()]),
         policy_version: Some("v".into()),
         previous_hash: "p".into(),
         reason: "r".into(),

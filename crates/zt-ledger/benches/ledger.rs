@@ -23,10 +23,12 @@ fn draft() -> RecordDraft {
         decision: Decision::Deny,
         reason: "Terminating EC2 instances is denied by the default policy.".into(),
         authenticated: false,
+        claimed_actor: None,
         policy_version: Some(format!("sha256:{}", "ab".repeat(32))),
         request_id: None,
         context_sha256: None,
         counts: None,
+        policies: None,
     }
 }
 

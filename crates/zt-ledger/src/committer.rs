@@ -6,6 +6,12 @@
 //!
 //! Sequencing happens on the sealer alone, in order, which is what makes the chain impossible
 //! to fork: there is exactly one place where `previous_hash` is chosen.
+//!
+//! The writer also keeps the log's Merkle tree (RFC 9162, leaf data = each record's 32-byte
+//! `current_hash`) as a [`CompactRange`]: rebuilt from the stored hashes at start, then
+//! extended with each batch after its commit and before its callers are answered, so the tree
+//! holds exactly the committed records and a caller who has its answer can already get a
+//! proof for it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,8 +19,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use zt_contract::merkle::audit_leaf_hash;
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{ChainVerifier, Jwk, Jwks, PublicKeySet, GENESIS_HASH};
+use zt_contract::{ChainVerifier, CompactRange, Digest32, Jwk, Jwks, PublicKeySet, GENESIS_HASH};
 
 use crate::clock::wire_now;
 use crate::draft::RecordDraft;
@@ -25,6 +32,8 @@ use crate::store::{AuditStore, Head, SealedRecord, StoreError};
 const MAX_BATCH: usize = 2048;
 /// How many records at the tail of the log are re-verified at start.
 const TAIL_CHECK: u64 = 1000;
+/// Hashes read per store call when rebuilding the tree or reading a tree's leaves.
+const HASH_PAGE: usize = 65_536;
 
 /// Why a record was not committed. Every variant means: the decision must not be given.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -62,8 +71,15 @@ struct Pending {
 /// Opens a store for reading; used to serve reads beside the writer.
 pub type ReaderFactory = Box<dyn Fn() -> Result<Box<dyn AuditStore>, StoreError> + Send + Sync>;
 
+/// What has been committed: the newest record and the Merkle tree of all records, always
+/// updated together (`tree.size() == head.seq + 1`).
+struct Committed {
+    head: Option<Head>,
+    tree: CompactRange,
+}
+
 struct Shared {
-    head: Mutex<Option<Head>>,
+    committed: Mutex<Committed>,
     keys: Vec<Jwk>,
     readers: Mutex<Vec<Box<dyn AuditStore>>>,
     open_reader: ReaderFactory,
@@ -112,8 +128,12 @@ impl Ledger {
         let keys = store.keys()?;
         let head = store.head()?;
         check_tail(store.as_mut(), head, &keys)?;
+        let tree = rebuild_tree(store.as_mut(), head)?;
         let shared = Arc::new(Shared {
-            head: Mutex::new(head),
+            committed: Mutex::new(Committed {
+                head,
+                tree: tree.clone(),
+            }),
             keys,
             readers: Mutex::new(Vec::new()),
             open_reader,
@@ -130,6 +150,7 @@ impl Ledger {
         };
         let writer = Writer {
             store,
+            tree,
             shared: shared.clone(),
             observer,
         };
@@ -163,11 +184,20 @@ impl Ledger {
 
     /// The newest committed record.
     pub fn head(&self) -> Option<Head> {
-        *self
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.committed().head
+    }
+
+    /// The Merkle tree of every committed record, as a compact range: its
+    /// [`CompactRange::size`] is the number of records and its [`CompactRange::root`] the
+    /// root a checkpoint signs. A copy of at most 64 hashes; the root is computed by the
+    /// caller.
+    pub fn tree(&self) -> CompactRange {
+        self.shared.committed().tree.clone()
+    }
+
+    /// The number of leaves of [`Ledger::tree`]: the records committed.
+    pub fn tree_size(&self) -> u64 {
+        self.shared.committed().tree.size()
     }
 
     /// Every public key this log's records may be signed with.
@@ -184,6 +214,28 @@ impl Ledger {
 
     /// Stored lines from `from`, at most `limit`. Blocking: call from a blocking context.
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|reader| reader.read(from, limit))
+    }
+
+    /// The Merkle leaf hashes ([`audit_leaf_hash`] of `current_hash`) of records `0..size`,
+    /// read from the store: what proofs are built from. O(`size`) reads and hashes, and 32
+    /// bytes of memory per leaf. Blocking: call from a blocking context. `size` must not
+    /// exceed [`Ledger::tree_size`]; fewer stored records is [`StoreError::Corrupt`].
+    pub fn leaf_hashes(&self, size: u64) -> Result<Vec<Digest32>, StoreError> {
+        self.with_reader(|reader| {
+            let capacity = usize::try_from(size).unwrap_or(0).min(1 << 24);
+            let mut leaves = Vec::with_capacity(capacity);
+            for_each_hash(reader, size, |hash| leaves.push(audit_leaf_hash(hash)))?;
+            Ok(leaves)
+        })
+    }
+
+    /// Runs `read` on a pooled reader (opened if the pool is empty); a reader that failed is
+    /// dropped rather than returned to the pool.
+    fn with_reader<T>(
+        &self,
+        read: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let pooled = self
             .shared
             .readers
@@ -194,14 +246,109 @@ impl Ledger {
             Some(reader) => reader,
             None => (self.shared.open_reader)()?,
         };
-        let lines = reader.read(from, limit)?;
+        let out = read(reader.as_mut())?;
         self.shared
             .readers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(reader);
-        Ok(lines)
+        Ok(out)
     }
+}
+
+impl Shared {
+    fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
+        self.committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Calls `each` with the stored hash of every record `0..size`, in order. Past one page, the
+/// store is read on a second thread while `each` (hashing, for its callers) runs on this one,
+/// which takes a third off a large log's scan.
+fn for_each_hash(
+    store: &mut dyn AuditStore,
+    size: u64,
+    mut each: impl FnMut(&Digest32),
+) -> Result<(), StoreError> {
+    let mut consume = |page: Vec<Digest32>| {
+        page.iter().for_each(&mut each);
+        true
+    };
+    if size <= HASH_PAGE as u64 {
+        return read_pages(store, size, &mut consume);
+    }
+    std::thread::scope(|scope| {
+        // Two pages in flight at most: about 4 MiB.
+        let (pages, arriving) = std::sync::mpsc::sync_channel::<Vec<Digest32>>(2);
+        let reader = std::thread::Builder::new()
+            .name("zt-audit-hashes".into())
+            .spawn_scoped(scope, move || {
+                read_pages(store, size, &mut |page| pages.send(page).is_ok())
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start a hash reader: {e}")))?;
+        for page in arriving {
+            consume(page);
+        }
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::Backend("the hash reader panicked".into())))
+    })
+}
+
+/// Reads the hashes of records `0..size` a page at a time and hands each page to `deliver`,
+/// until it returns false. Fewer stored records than `size` is [`StoreError::Corrupt`].
+fn read_pages(
+    store: &mut dyn AuditStore,
+    size: u64,
+    deliver: &mut dyn FnMut(Vec<Digest32>) -> bool,
+) -> Result<(), StoreError> {
+    let mut next = 0u64;
+    while next < size {
+        let want = usize::try_from(size - next)
+            .unwrap_or(usize::MAX)
+            .min(HASH_PAGE);
+        let mut page = store.hashes(next, want)?;
+        if page.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "the log holds {next} records, not {size}"
+            )));
+        }
+        page.truncate(want);
+        next += page.len() as u64;
+        if !deliver(page) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the Merkle tree of the stored log from its hashes (not its lines): one ordered
+/// scan of the hash column, about two SHA-256 per record.
+fn rebuild_tree(
+    store: &mut dyn AuditStore,
+    head: Option<Head>,
+) -> Result<CompactRange, StoreError> {
+    let started = Instant::now();
+    let size = head.map_or(0, |h| h.seq + 1);
+    let mut tree = CompactRange::new();
+    let mut last = None;
+    for_each_hash(store, size, |hash| {
+        tree.append(audit_leaf_hash(hash));
+        last = Some(*hash);
+    })?;
+    if last != head.map(|h| h.current_hash) {
+        return Err(StoreError::Corrupt(
+            "the stored hashes do not end at the head record".into(),
+        ));
+    }
+    tracing::info!(
+        records = size,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "audit merkle tree rebuilt"
+    );
+    Ok(tree)
 }
 
 /// Re-verifies the last records at start: a store that lost or altered committed records
@@ -229,11 +376,19 @@ fn check_tail(
         .get("previous_hash")
         .and_then(|v| v.as_str())
         .unwrap_or(GENESIS_HASH);
+    // The tree is built from the hash column, so the column must say what the lines say.
+    let column = store.hashes(from, lines.len())?;
     let mut verifier = ChainVerifier::resume(SignaturePolicy::Require(&key_set), from, previous);
-    for line in &lines {
+    for (i, line) in lines.iter().enumerate() {
         verifier
             .check_line(line)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if column.get(i).map(Digest32::to_hex).as_deref() != Some(verifier.head_hash()) {
+            return Err(StoreError::Corrupt(format!(
+                "the stored hash of record {} differs from its line",
+                from + i as u64
+            )));
+        }
     }
     if verifier.head_hash() != head.current_hash.to_hex()
         || verifier.checked() != head.seq - from + 1
@@ -261,9 +416,11 @@ struct Sealer {
     shared: Arc<Shared>,
 }
 
-/// Stores sealed batches durably, then answers their callers.
+/// Stores sealed batches durably, extends the Merkle tree, then answers their callers.
 struct Writer {
     store: Box<dyn AuditStore>,
+    /// The tree of every committed record; only the writer changes it.
+    tree: CompactRange,
     shared: Arc<Shared>,
     observer: Option<CommitObserver>,
 }
@@ -344,15 +501,18 @@ impl Writer {
             let count = batch.records.len();
             match self.store.append(&batch.records) {
                 Ok(()) => {
-                    let head = batch.records.last().map(|r| Head {
-                        seq: r.body.seq,
-                        current_hash: r.current_hash,
-                    });
-                    *self
-                        .shared
-                        .head
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = head;
+                    // In commit order, before any caller hears of its record.
+                    for r in &batch.records {
+                        self.tree.append(audit_leaf_hash(&r.current_hash));
+                    }
+                    if let Some(last) = batch.records.last() {
+                        let mut committed = self.shared.committed();
+                        committed.head = Some(Head {
+                            seq: last.body.seq,
+                            current_hash: last.current_hash,
+                        });
+                        committed.tree = self.tree.clone();
+                    }
                     for (reply, record) in batch.replies.into_iter().zip(batch.records) {
                         let _ = reply.send(Ok(record));
                     }
@@ -367,12 +527,7 @@ impl Writer {
                 }
             }
             if let Some(observe) = &self.observer {
-                let head_seq = self
-                    .shared
-                    .head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .map(|h| h.seq);
+                let head_seq = self.shared.committed().head.map(|h| h.seq);
                 observe(CommitStats {
                     records: count,
                     duration: batch.started.elapsed(),
@@ -380,5 +535,116 @@ impl Writer {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of `len` synthetic hashes (hash `i` is SHA-256 of `i`), failing on demand.
+    struct Hashes {
+        len: u64,
+        fail_at: Option<u64>,
+    }
+
+    fn hash(i: u64) -> Digest32 {
+        Digest32::sha256(&i.to_be_bytes())
+    }
+
+    impl AuditStore for Hashes {
+        fn head(&mut self) -> Result<Option<Head>, StoreError> {
+            Ok(self.len.checked_sub(1).map(|seq| Head {
+                seq,
+                current_hash: hash(seq),
+            }))
+        }
+        fn append(&mut self, _: &[SealedRecord]) -> Result<(), StoreError> {
+            Err(StoreError::Backend("read only".into()))
+        }
+        fn read(&mut self, _: u64, _: usize) -> Result<Vec<String>, StoreError> {
+            Err(StoreError::Backend("no lines".into()))
+        }
+        fn hashes(&mut self, from: u64, limit: usize) -> Result<Vec<Digest32>, StoreError> {
+            let end = self.len.min(from.saturating_add(limit as u64));
+            if self.fail_at.is_some_and(|f| (from..end).contains(&f)) {
+                return Err(StoreError::Backend("disk on fire".into()));
+            }
+            Ok((from..end).map(hash).collect())
+        }
+        fn publish_key(&mut self, _: &Jwk) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn keys(&mut self) -> Result<Vec<Jwk>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn collect(store: &mut Hashes, size: u64) -> Result<Vec<Digest32>, StoreError> {
+        let mut seen = Vec::new();
+        for_each_hash(store, size, |h| seen.push(*h))?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn hashes_arrive_in_order_across_pages_and_threads() {
+        // Sizes around the page size take both paths: inline and with a reader thread.
+        let page = HASH_PAGE as u64;
+        for size in [0, 1, page - 1, page, page + 1, 3 * page + 7] {
+            let mut store = Hashes {
+                len: 3 * page + 7,
+                fail_at: None,
+            };
+            let seen = collect(&mut store, size).unwrap();
+            assert_eq!(seen.len() as u64, size);
+            assert!(seen.iter().zip(0..).all(|(h, i)| *h == hash(i)), "{size}");
+        }
+        let mut store = Hashes {
+            len: 2 * page + 3,
+            fail_at: None,
+        };
+        let tree = rebuild_tree(
+            &mut store,
+            Some(Head {
+                seq: 2 * page + 2,
+                current_hash: hash(2 * page + 2),
+            }),
+        )
+        .unwrap();
+        let leaves: Vec<_> = (0..2 * page + 3)
+            .map(|i| audit_leaf_hash(&hash(i)))
+            .collect();
+        assert_eq!(tree.root(), zt_contract::merkle::root(&leaves));
+    }
+
+    #[test]
+    fn a_short_or_failing_store_is_an_error_on_either_path() {
+        let page = HASH_PAGE as u64;
+        for (len, size) in [(10, 11), (2 * page, 2 * page + 1)] {
+            let mut store = Hashes { len, fail_at: None };
+            let err = collect(&mut store, size).unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        }
+        for (len, fail_at) in [(10, 3), (3 * page, 2 * page + 5)] {
+            let mut store = Hashes {
+                len,
+                fail_at: Some(fail_at),
+            };
+            let err = collect(&mut store, len).unwrap_err();
+            assert!(err.to_string().contains("disk on fire"), "{err}");
+        }
+        // The head must close the stored hashes.
+        let mut store = Hashes {
+            len: 5,
+            fail_at: None,
+        };
+        let wrong = Head {
+            seq: 4,
+            current_hash: hash(99),
+        };
+        assert!(matches!(
+            rebuild_tree(&mut store, Some(wrong)),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use zt_contract::{Decision, RecordBody, RecordKind};
 
 /// A record before sequencing: the ledger adds `seq`, `timestamp` and `previous_hash`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default is a deny decision with nothing filled in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordDraft {
     /// What kind of event.
     pub kind: RecordKind,
@@ -21,6 +22,10 @@ pub struct RecordDraft {
     pub reason: String,
     /// Whether `actor` was authenticated.
     pub authenticated: bool,
+    /// The actor the request claimed, when it differs from the authenticated one.
+    pub claimed_actor: Option<String>,
+    /// Ids of the policies that decided.
+    pub policies: Option<Vec<String>>,
     /// The policy version that decided.
     pub policy_version: Option<String>,
     /// The client's nonce.
@@ -38,10 +43,12 @@ impl RecordDraft {
             action: self.action,
             actor: self.actor,
             authenticated: self.authenticated,
+            claimed_actor: self.claimed_actor,
             context_sha256: self.context_sha256,
             counts: self.counts,
             decision: self.decision,
             kind: self.kind,
+            policies: self.policies,
             policy_version: self.policy_version,
             previous_hash,
             reason: self.reason,

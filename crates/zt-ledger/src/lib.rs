@@ -2,7 +2,8 @@
 //!
 //! - [`signer`]: who signs a record's `current_hash` (a local P-256 key by default; a KMS-held
 //!   key plugs in by implementing [`Signer`]).
-//! - [`store`]: where records live, behind [`AuditStore`]; [`sqlite`] is the embedded default.
+//! - [`store`]: where records live, behind [`AuditStore`]; [`sqlite`] is the embedded default,
+//!   [`postgres`] the PostgreSQL backend; [`location`] picks one from a `--store` URL.
 //! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
 //!   group-commits, so the chain never forks and every answer waits only for its own batch's
 //!   `fsync`.
@@ -10,12 +11,16 @@
 pub mod clock;
 pub mod committer;
 pub mod draft;
+pub mod location;
+pub mod postgres;
 pub mod signer;
 pub mod sqlite;
 pub mod store;
 
+pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker};
 pub use draft::RecordDraft;
+pub use location::open_store;
 pub use signer::{LocalKeySigner, SignError, Signer};
 pub use sqlite::SqliteStore;
 pub use store::{AuditStore, Head, SealedRecord, StoreError};

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// Stored data is not what was written.
     #[error("audit store is corrupt: {0}")]
     Corrupt(String),
+    /// Another server is the writer of this store: a second one would fork the chain.
+    #[error("audit store is in use: {0}")]
+    InUse(String),
 }
 
 /// Where records live. Every implementation must pass the conformance suite in
@@ -45,6 +48,12 @@ pub trait AuditStore: Send {
     fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError>;
     /// Stored lines from `from`, in order, at most `limit`.
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// The `current_hash` of the stored records from `from`, in order, at most `limit`: the
+    /// Merkle tree's leaf data (see `zt_contract::merkle`). It must not parse or even load the
+    /// record lines where the backend can avoid it: the server reads every hash at start to
+    /// rebuild the tree, and again for each proof. A gap in the sequence numbers or a hash that
+    /// is not 64 lowercase hex characters is [`StoreError::Corrupt`].
+    fn hashes(&mut self, from: u64, limit: usize) -> Result<Vec<Digest32>, StoreError>;
     /// Records a public key as published (idempotent).
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
     /// Every key ever published, oldest first.

@@ -14,8 +14,11 @@ use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, Decision, PublicKeySet, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
-    AuditStore, Ledger, LocalKeySigner, RecordDraft, SealedRecord, Signer, SqliteStore,
+    AuditStore, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealedRecord, Signer,
+    SqliteStore, StoreError,
 };
+
+mod pg_schema;
 
 fn draft(i: usize) -> RecordDraft {
     RecordDraft {
@@ -30,10 +33,12 @@ fn draft(i: usize) -> RecordDraft {
         },
         reason: "because".into(),
         authenticated: false,
+        claimed_actor: None,
         policy_version: Some("sha256:00".into()),
         request_id: None,
         context_sha256: None,
         counts: None,
+        policies: None,
     }
 }
 
@@ -58,11 +63,12 @@ fn sealed_chain(
     out
 }
 
-/// The store contract: empty head, append order, head, reads by range, duplicate seq refused
-/// atomically, keys published once.
+/// The store contract: empty head, append order, head, reads of lines and of hashes by range,
+/// duplicate seq refused atomically, keys published once.
 fn store_conformance(mut store: Box<dyn AuditStore>, signer: &dyn Signer) {
     assert_eq!(store.head().unwrap(), None);
     assert!(store.read(0, 10).unwrap().is_empty());
+    assert!(store.hashes(0, 10).unwrap().is_empty());
 
     let batch = sealed_chain(signer, 5, 0, zt_contract::GENESIS_HASH);
     store.append(&batch).unwrap();
@@ -75,12 +81,38 @@ fn store_conformance(mut store: Box<dyn AuditStore>, signer: &dyn Signer) {
     assert_eq!(store.read(3, 100).unwrap().len(), 2);
     assert!(store.read(5, 100).unwrap().is_empty());
 
+    // Hashes: the current_hash of each record, in seq order, by the same ranges as lines.
+    let hashes: Vec<_> = batch.iter().map(|r| r.current_hash).collect();
+    assert_eq!(store.hashes(0, 100).unwrap(), hashes);
+    assert_eq!(store.hashes(0, 5).unwrap(), hashes);
+    assert_eq!(store.hashes(1, 2).unwrap(), hashes[1..3]);
+    assert_eq!(store.hashes(4, 100).unwrap(), hashes[4..]);
+    assert!(store.hashes(5, 100).unwrap().is_empty());
+    assert!(store.hashes(2, 0).unwrap().is_empty());
+    assert!(store.hashes(u64::MAX >> 1, 10).unwrap().is_empty());
+
     // A batch that reuses a stored seq fails as a whole: nothing of it is kept.
     let mut clash = sealed_chain(signer, 2, 5, &batch[4].current_hash.to_hex());
     clash.push(batch[0].clone());
     assert!(store.append(&clash).is_err());
     assert_eq!(store.head().unwrap().unwrap().seq, 4);
+    assert_eq!(
+        store.hashes(0, 100).unwrap(),
+        hashes,
+        "a failed append adds no hash"
+    );
 
+    // Pages of hashes line up across a second batch.
+    let more = sealed_chain(signer, 3, 5, &batch[4].current_hash.to_hex());
+    store.append(&more).unwrap();
+    let all: Vec<_> = batch.iter().chain(&more).map(|r| r.current_hash).collect();
+    let mut paged = Vec::new();
+    while paged.len() < all.len() {
+        paged.extend(store.hashes(paged.len() as u64, 3).unwrap());
+    }
+    assert_eq!(paged, all);
+
+    assert_eq!(store.head().unwrap().unwrap().seq, 7);
     store.publish_key(signer.public_jwk()).unwrap();
     store.publish_key(signer.public_jwk()).unwrap();
     assert_eq!(store.keys().unwrap(), vec![signer.public_jwk().clone()]);
@@ -94,16 +126,71 @@ fn conformance_sqlite() {
     store_conformance(Box::new(store), &signer);
 }
 
+/// The same suite on PostgreSQL, in a fresh schema dropped afterwards; then what only a
+/// shared server adds: one writer per chain, readers beside it.
+#[test]
+fn conformance_postgres() {
+    let schema = pg_schema::TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+    let store = PostgresStore::open(&schema.location()).unwrap();
+    let refused = PostgresStore::open(&schema.location()).err();
+    assert!(
+        matches!(refused, Some(StoreError::InUse(_))),
+        "a second writer must be refused: {refused:?}"
+    );
+    store_conformance(Box::new(store), &signer);
+    // The writer is dropped: its lock is released, and readers never take it.
+    let mut reader = PostgresStore::open_read_only(&schema.location()).unwrap();
+    let mut writer = PostgresStore::open(&schema.location()).unwrap();
+    assert_eq!(reader.head().unwrap(), writer.head().unwrap());
+    assert_eq!(reader.keys().unwrap(), vec![signer.public_jwk().clone()]);
+    assert!(reader.append(&[]).is_ok(), "an empty batch is a no-op");
+    let next = sealed_chain(
+        &signer,
+        1,
+        8,
+        &writer.head().unwrap().unwrap().current_hash.to_hex(),
+    );
+    assert!(reader.append(&next).is_err(), "readers are read-only");
+    writer.append(&next).unwrap();
+    assert_eq!(reader.head().unwrap().unwrap().seq, 8);
+}
+
+#[test]
+fn postgres_store_urls() {
+    use zt_ledger::PostgresLocation;
+    let at = PostgresLocation::parse("postgres://u@h/db?schema=zt_a&connect_timeout=3").unwrap();
+    assert_eq!(at.schema(), "zt_a");
+    let default = PostgresLocation::parse("postgresql://u@h/db").unwrap();
+    assert_eq!(default.schema(), zt_ledger::postgres::DEFAULT_SCHEMA);
+    for bad in [
+        "sqlite:///tmp/x",
+        "postgres://u@h/db?schema=Bad",
+        "postgres://u@h/db?schema=a;drop",
+        "postgres://u@h/db?schema=",
+        "postgres://u@h/db?nonsense=1",
+    ] {
+        assert!(PostgresLocation::parse(bad).is_err(), "{bad}");
+    }
+    let shown = format!(
+        "{:?}",
+        PostgresLocation::parse("postgres://u:hunter2@h/db").unwrap()
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
 fn start_ledger(dir: &Path) -> (Ledger, zt_ledger::LedgerWorker) {
+    start_ledger_on(dir, None)
+}
+
+/// A ledger on the store `--store` would pick: SQLite in `dir` or the PostgreSQL `store_url`.
+fn start_ledger_on(dir: &Path, store_url: Option<&str>) -> (Ledger, zt_ledger::LedgerWorker) {
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir).unwrap());
-    let path = dir.join("audit.db");
-    let store = SqliteStore::open(&path).unwrap();
-    let reader_path = path.clone();
+    let (store, readers) = zt_ledger::open_store(store_url, dir).unwrap();
     Ledger::start(
-        Box::new(store),
-        Box::new(move || {
-            Ok(Box::new(SqliteStore::open_read_only(&reader_path)?) as Box<dyn AuditStore>)
-        }),
+        store,
+        readers,
         signer,
         LedgerConfig {
             queue_capacity: 4096,
@@ -116,8 +203,32 @@ fn start_ledger(dir: &Path) -> (Ledger, zt_ledger::LedgerWorker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_form_one_verified_chain_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    concurrent_appends_across_restarts(dir.path(), None, || {
+        Box::new(SqliteStore::open_read_only(&path).unwrap())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_form_one_verified_chain_across_restarts_on_postgres() {
+    let schema = pg_schema::TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_appends_across_restarts(dir.path(), Some(&schema.url()), || {
+        Box::new(PostgresStore::open_read_only(&schema.location()).unwrap())
+    })
+    .await;
+}
+
+/// Two rounds of 64 concurrent callers through [`Ledger`], restarting in between: contiguous
+/// sequence numbers, and the whole stored log verifies as one signed chain.
+async fn concurrent_appends_across_restarts(
+    dir: &Path,
+    store_url: Option<&str>,
+    open_reader: impl Fn() -> Box<dyn AuditStore>,
+) {
     for round in 0..2 {
-        let (ledger, worker) = start_ledger(dir.path());
+        let (ledger, worker) = start_ledger_on(dir, store_url);
         let mut tasks = Vec::new();
         for i in 0..64 {
             let ledger = ledger.clone();
@@ -144,21 +255,21 @@ async fn concurrent_appends_form_one_verified_chain_across_restarts() {
         drop(ledger);
         worker.join();
     }
-    let keys = {
-        let mut store = SqliteStore::open_read_only(&dir.path().join("audit.db")).unwrap();
-        let keys = zt_contract::Jwks {
-            keys: store.keys().unwrap(),
-        };
-        PublicKeySet::from_jwks(&keys).unwrap()
+    let mut store = open_reader();
+    let keys = zt_contract::Jwks {
+        keys: store.keys().unwrap(),
     };
-    let mut store = SqliteStore::open_read_only(&dir.path().join("audit.db")).unwrap();
+    let keys = PublicKeySet::from_jwks(&keys).unwrap();
     let mut verifier = ChainVerifier::new(SignaturePolicy::Require(&keys));
-    store
-        .for_each_line(0, |line| {
+    loop {
+        let lines = store.read(verifier.checked(), 1000).unwrap();
+        if lines.is_empty() {
+            break;
+        }
+        for line in &lines {
             verifier.check_line(line).unwrap();
-            true
-        })
-        .unwrap();
+        }
+    }
     assert_eq!(verifier.checked(), 2560);
 }
 

@@ -3,10 +3,16 @@
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 
+use crate::error::PolicyError;
+
 /// Reason given when nothing allows the action.
 pub const REASON_NOT_ALLOWED: &str = "action is not in the allow list";
 /// Reason given when an allow rule carries no reason of its own.
-const REASON_ALLOWED_BY_RULE: &str = "action is in the allow list";
+pub(crate) const REASON_ALLOWED_BY_RULE: &str = "action is in the allow list";
+/// Reason given when a deny rule carries no reason of its own.
+pub(crate) const REASON_DENIED_BY_RULE: &str = "action is denied by policy";
+/// Reason given when nothing matched and the default decision is allow.
+pub(crate) const REASON_DEFAULT_ALLOW: &str = "allowed by the policy's default decision";
 
 /// What happens to an action no rule matches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,25 +61,9 @@ pub struct ActionPolicy {
     pub deny: Vec<Rule>,
 }
 
-/// Why a policy could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// The text is not a valid policy document.
-    #[error("invalid action policy: {0}")]
-    Parse(#[from] serde_json::Error),
-    /// A rule with an empty action pattern.
-    #[error("invalid action policy: {list} rule {index} has an empty action")]
-    EmptyAction {
-        /// `allow` or `deny`.
-        list: &'static str,
-        /// Position of the rule in its list, from 0.
-        index: usize,
-    },
-}
-
-/// The outcome of evaluating one action, with its explanation.
+/// The outcome of evaluating one action against an [`ActionPolicy`], with its explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyDecision {
+pub struct ActionDecision {
     /// True when the action may run.
     pub allowed: bool,
     /// Human reason; never empty.
@@ -104,7 +94,7 @@ impl ActionPolicy {
         Ok(policy)
     }
 
-    fn validate(&self) -> Result<(), PolicyError> {
+    pub(crate) fn validate(&self) -> Result<(), PolicyError> {
         for (list, rules) in [("allow", &self.allow), ("deny", &self.deny)] {
             if let Some(index) = rules.iter().position(|r| r.action.is_empty()) {
                 return Err(PolicyError::EmptyAction { list, index });
@@ -114,30 +104,30 @@ impl ActionPolicy {
     }
 
     /// Decides `action`: deny rules first, then allow rules, then the default.
-    pub fn evaluate(&self, action: &str) -> PolicyDecision {
+    pub fn evaluate(&self, action: &str) -> ActionDecision {
         if let Some(rule) = self.deny.iter().find(|r| r.matches(action)) {
-            return PolicyDecision {
+            return ActionDecision {
                 allowed: false,
-                reason: non_empty_or(&rule.reason, "action is denied by policy"),
+                reason: non_empty_or(&rule.reason, REASON_DENIED_BY_RULE),
                 rule: Some(rule.action.clone()),
             };
         }
         if let Some(rule) = self.allow.iter().find(|r| r.matches(action)) {
-            return PolicyDecision {
+            return ActionDecision {
                 allowed: true,
                 reason: non_empty_or(&rule.reason, REASON_ALLOWED_BY_RULE),
                 rule: Some(rule.action.clone()),
             };
         }
         match self.default_decision {
-            DefaultDecision::Deny => PolicyDecision {
+            DefaultDecision::Deny => ActionDecision {
                 allowed: false,
                 reason: REASON_NOT_ALLOWED.into(),
                 rule: None,
             },
-            DefaultDecision::Allow => PolicyDecision {
+            DefaultDecision::Allow => ActionDecision {
                 allowed: true,
-                reason: "allowed by the policy's default decision".into(),
+                reason: REASON_DEFAULT_ALLOW.into(),
                 rule: None,
             },
         }
@@ -168,7 +158,7 @@ impl ActionPolicy {
     }
 }
 
-fn non_empty_or(reason: &str, fallback: &str) -> String {
+pub(crate) fn non_empty_or(reason: &str, fallback: &str) -> String {
     if reason.trim().is_empty() {
         fallback.to_string()
     } else {

@@ -1,10 +1,24 @@
-//! The policy decision point. This crate evaluates the reference ZT-Infra JSON action-policy
-//! format (`{"defaultDecision": "deny", "allow": [...], "deny": [...]}`) and explains every
-//! decision: which rule decided, and the human reason.
-//!
-//! Semantics: a rule matches an action exactly, or by prefix when its pattern ends in `*`;
-//! a matching deny rule beats any allow rule; with no match the default decision applies.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
 mod action_policy;
+mod cache;
+mod compile_json;
+mod context;
+mod engine;
+mod entities;
+mod error;
+mod harvest;
+mod load;
+mod names;
+mod request;
+mod schema;
+mod slice;
+mod validate;
 
-pub use action_policy::{ActionPolicy, DefaultDecision, PolicyDecision, PolicyError, Rule};
+pub use action_policy::{ActionDecision, ActionPolicy, DefaultDecision, Rule, REASON_NOT_ALLOWED};
+pub use compile_json::{allow_rule, allow_rule_id};
+pub use engine::PolicyEngine;
+pub use error::{Location, PolicyError};
+pub use request::{PolicyDecision, PolicyRequest};
+pub use schema::SCHEMA;

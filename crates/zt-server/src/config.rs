@@ -1,14 +1,22 @@
 //! Server settings, validated before anything starts.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::auth::SpiffeId;
+use crate::limits::RateLimit;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// How callers are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum AuthMode {
+    /// Every caller presents a credential: agents their bearer token, admins an admin token.
+    /// The actor is the one the credential names.
+    #[default]
+    Credentials,
     /// No authentication: the body's `actor` is trusted if registered. Every record says the
     /// actor was not authenticated, and `/health` and the start-up log say so loudly.
     DangerousNone,
@@ -18,6 +26,7 @@ impl AuthMode {
     /// The spelling used on the command line and in `/health`.
     pub fn as_str(self) -> &'static str {
         match self {
+            AuthMode::Credentials => "credentials",
             AuthMode::DangerousNone => "none",
         }
     }
@@ -36,17 +45,146 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// How often counts of rejected requests are written to the log as one summary record.
     pub rejection_summary_interval: Duration,
+    /// The admin token file (default `DATA_DIR/admin-token`); unused under `--auth none`.
+    pub admin_token_file: Option<PathBuf>,
+    /// Per-actor rate limit; `None` turns it off.
+    pub rate_limit: Option<RateLimit>,
+    /// How long a `request_id` stays used.
+    pub replay_window: Duration,
+    /// A proposer may approve their own policy change (recorded as such). Always true under
+    /// `--auth none`, where admins are not told apart.
+    pub single_admin: bool,
+    /// Serve HTTPS instead of HTTP, optionally verifying client certificates.
+    pub tls: Option<TlsConfig>,
+    /// Workload identities: admin SPIFFE IDs and JWT-SVIDs.
+    pub workload: WorkloadIdentityConfig,
+    /// The audit store: `None` for the embedded SQLite database in the data directory, or a
+    /// `postgres://` URL (optionally `?schema=NAME`); see docs/STORAGE.md.
+    pub store_url: Option<String>,
+}
+
+/// HTTPS: the server's certificate chain and key (PEM files), and what is asked of clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_chain: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub private_key: PathBuf,
+    /// Client certificates.
+    pub client_certs: ClientCerts,
+}
+
+/// Whether and how TLS clients present certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientCerts {
+    /// Not asked for: callers authenticate with bearer tokens only.
+    #[default]
+    NotRequested,
+    /// Asked for and, when presented, verified against the CA bundle `ca`; a client without
+    /// one still connects and may use a bearer token.
+    Optional {
+        /// PEM trust bundle for client certificates.
+        ca: PathBuf,
+    },
+    /// Required and verified against `ca`: a client without a valid one fails the handshake.
+    Required {
+        /// PEM trust bundle for client certificates.
+        ca: PathBuf,
+    },
+}
+
+impl ClientCerts {
+    /// The spelling in logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClientCerts::NotRequested => "not requested",
+            ClientCerts::Optional { .. } => "optional",
+            ClientCerts::Required { .. } => "required",
+        }
+    }
+}
+
+/// Workload identity settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadIdentityConfig {
+    /// SPIFFE IDs (from a client certificate or a JWT-SVID) allowed on the admin routes.
+    pub admin_spiffe_ids: Vec<SpiffeId>,
+    /// Accept JWT-SVID bearer tokens.
+    pub jwt_svid: Option<JwtSvidConfig>,
+}
+
+/// JWT-SVID bearer tokens: the trusted keys and this server's audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSvidConfig {
+    /// JWKS bundle of trusted signing keys (e.g. a SPIFFE trust bundle).
+    pub jwks: PathBuf,
+    /// The audience every token must carry in `aud`.
+    pub audience: String,
+}
+
+/// Settings that contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Workload identities need authentication on.
+    #[error("`{0}` needs `--auth credentials`: under `--auth none` nobody is authenticated")]
+    NeedsCredentials(&'static str),
+}
+
+/// The default per-actor rate limit in authenticated mode: 100 decisions/s, bursts of 200.
+pub fn default_rate_limit() -> RateLimit {
+    RateLimit {
+        per_second: NonZeroU32::MIN.saturating_add(99),
+        burst: NonZeroU32::MIN.saturating_add(199),
+    }
 }
 
 impl ServerConfig {
-    /// Defaults for a data directory, with authentication off.
-    pub fn dangerous_unauthenticated(data_dir: PathBuf) -> Self {
+    /// Defaults for a data directory: authenticated, default rate limit.
+    pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
             policy_file: None,
-            auth: AuthMode::DangerousNone,
+            auth: AuthMode::Credentials,
             queue_capacity: 8192,
             rejection_summary_interval: Duration::from_secs(60),
+            admin_token_file: None,
+            rate_limit: Some(default_rate_limit()),
+            replay_window: Duration::from_secs(300),
+            single_admin: false,
+            tls: None,
+            workload: WorkloadIdentityConfig::default(),
+            store_url: None,
+        }
+    }
+
+    /// Refuses contradictory settings: workload identities (client certificates, admin SPIFFE
+    /// IDs, JWT-SVIDs) under `--auth none`, where they would silently prove nothing.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth == AuthMode::DangerousNone {
+            let client_certs = self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_certs != ClientCerts::NotRequested);
+            if client_certs {
+                return Err(ConfigError::NeedsCredentials("--client-ca"));
+            }
+            if !self.workload.admin_spiffe_ids.is_empty() {
+                return Err(ConfigError::NeedsCredentials("--admin-spiffe-id"));
+            }
+            if self.workload.jwt_svid.is_some() {
+                return Err(ConfigError::NeedsCredentials("--jwt-svid-jwks"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Defaults with authentication off and no rate limit (the reference quickstart).
+    pub fn dangerous_unauthenticated(data_dir: PathBuf) -> Self {
+        Self {
+            auth: AuthMode::DangerousNone,
+            rate_limit: None,
+            single_admin: true,
+            ..Self::new(data_dir)
         }
     }
 }

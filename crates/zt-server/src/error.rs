@@ -35,6 +35,33 @@ pub enum ApiError {
     /// No such agent.
     #[error("agent `{0}` is not registered")]
     AgentNotFound(String),
+    /// No credential, or one that is not valid.
+    #[error("authentication failed: {0}")]
+    Unauthenticated(&'static str),
+    /// A bearer token shaped like a JWT that is not a valid JWT-SVID.
+    #[error("authentication failed: {0}")]
+    InvalidJwtSvid(#[from] crate::auth::jwt_svid::JwtSvidError),
+    /// An agent credential on an admin route (audited before this answer).
+    #[error("agent credentials cannot use admin routes (authenticated as `{0}`)")]
+    AgentOnAdminRoute(String),
+    /// A policy that does not parse or validate (the message carries line and column).
+    #[error("invalid policy: {0}")]
+    InvalidPolicy(String),
+    /// No such policy proposal.
+    #[error("no policy proposal `{0}`")]
+    ProposalNotFound(String),
+    /// The proposal was already approved.
+    #[error("policy proposal `{0}` is not pending")]
+    ProposalClosed(String),
+    /// The active policy changed after the proposal was made.
+    #[error("the active policy changed since proposal `{0}` was made; propose again")]
+    ProposalStale(String),
+    /// The proposer tried to approve their own proposal.
+    #[error("a policy proposal must be approved by a different admin")]
+    SelfApproval,
+    /// The actor's rate limit is exhausted.
+    #[error("rate limit exceeded; retry in {0} s")]
+    RateLimited(u64),
     /// The audit commit queue is full.
     #[error("control plane is overloaded; retry later")]
     Overloaded,
@@ -56,6 +83,13 @@ impl ApiError {
             | ApiError::ActionRequired => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::AgentNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated(_) | ApiError::InvalidJwtSvid(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidPolicy(_) => StatusCode::BAD_REQUEST,
+            ApiError::ProposalNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ProposalClosed(_) | ApiError::ProposalStale(_) => StatusCode::CONFLICT,
+            ApiError::SelfApproval => StatusCode::FORBIDDEN,
+            ApiError::AgentOnAdminRoute(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,7 +110,20 @@ impl ApiError {
                 Some(RejectionCause::UnknownRoute)
             }
             ApiError::Overloaded => Some(RejectionCause::Overloaded),
-            ApiError::AgentNotFound(_) | ApiError::AuditUnavailable | ApiError::Internal => None,
+            ApiError::Unauthenticated(_) | ApiError::InvalidJwtSvid(_) => {
+                Some(RejectionCause::Unauthenticated)
+            }
+            ApiError::RateLimited(_) => Some(RejectionCause::RateLimited),
+            // Audited one by one, or not the caller's doing.
+            ApiError::AgentOnAdminRoute(_)
+            | ApiError::AgentNotFound(_)
+            | ApiError::InvalidPolicy(_)
+            | ApiError::ProposalNotFound(_)
+            | ApiError::ProposalClosed(_)
+            | ApiError::ProposalStale(_)
+            | ApiError::SelfApproval
+            | ApiError::AuditUnavailable
+            | ApiError::Internal => None,
         }
     }
 }
@@ -98,10 +145,24 @@ impl IntoResponse for ApiError {
             error: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
-        if matches!(self, ApiError::Overloaded) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(seconds) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+            }
+            ApiError::Unauthenticated(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::InvalidJwtSvid(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            _ => {}
         }
         if let Some(cause) = self.rejection_cause() {
             // The rejection counter reads this marker in a middleware, so every path that

@@ -2,18 +2,27 @@
 //! record, and only then answers. Admin routes (registry, policy) are kept in their own router
 //! so authentication can be laid over them alone.
 
+pub mod auth;
+pub mod checkpoints;
 pub mod config;
+pub mod decision;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod persist;
+pub mod policy_reload;
 pub mod policy_store;
+pub mod proposals;
+pub mod recent;
 pub mod registry;
 pub mod rejections;
+pub mod replay;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 pub use config::{AuthMode, ServerConfig};
 pub use error::ApiError;

@@ -1,5 +1,5 @@
 //! Prometheus metrics: decisions by outcome, decision latency, audit commit latency and batch
-//! size, chain length, and refusals by cause.
+//! size, chain length, refusals by cause, and failed TLS handshakes.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub struct Metrics {
     commit_batch_records: Histogram,
     chain_length: Gauge<u64, AtomicU64>,
     rejected: Family<CauseLabels, Counter>,
+    tls_handshake_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -43,6 +44,7 @@ impl Default for Metrics {
         let commit_batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let chain_length = Gauge::<u64, AtomicU64>::default();
         let rejected = Family::<CauseLabels, Counter>::default();
+        let tls_handshake_failures = Counter::default();
         let mut registry = Registry::with_prefix("zt");
         registry.register(
             "decisions",
@@ -74,6 +76,11 @@ impl Default for Metrics {
             "Requests refused before any decision, by cause",
             rejected.clone(),
         );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS connections that failed or timed out before a request (bad or missing client certificate, not TLS)",
+            tls_handshake_failures.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -82,6 +89,7 @@ impl Default for Metrics {
             commit_batch_records,
             chain_length,
             rejected,
+            tls_handshake_failures,
         }
     }
 }
@@ -115,6 +123,11 @@ impl Metrics {
                 cause: cause.as_str(),
             })
             .inc();
+    }
+
+    /// Counts one failed TLS handshake.
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.inc();
     }
 
     /// The Prometheus text exposition.

@@ -1,5 +1,5 @@
 //! Requests refused before any decision (malformed JSON, wrong types, missing fields, oversize
-//! bodies, unknown routes, overload) are not logged one record each: garbage must not be able to
+//! bodies, unknown routes, overload, missing or invalid credentials, rate limits) are not logged one record each: garbage must not be able to
 //! flood the audit log. They are counted in `/metrics` as they happen, and every
 //! `--rejection-summary-interval` (and at shutdown) one `rejections` record with the counts
 //! since the last summary is appended to the chain.
@@ -25,17 +25,23 @@ pub enum RejectionCause {
     UnknownRoute,
     /// Commit queue full.
     Overloaded,
+    /// No valid credential.
+    Unauthenticated,
+    /// Per-actor rate limit exhausted.
+    RateLimited,
 }
 
 impl RejectionCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [RejectionCause; 6] = [
+    pub const ALL: [RejectionCause; 8] = [
         RejectionCause::MalformedJson,
         RejectionCause::InvalidRequest,
         RejectionCause::MissingField,
         RejectionCause::BodyTooLarge,
         RejectionCause::UnknownRoute,
         RejectionCause::Overloaded,
+        RejectionCause::Unauthenticated,
+        RejectionCause::RateLimited,
     ];
 
     /// The label in metrics and summary records.
@@ -47,6 +53,8 @@ impl RejectionCause {
             RejectionCause::BodyTooLarge => "body_too_large",
             RejectionCause::UnknownRoute => "unknown_route",
             RejectionCause::Overloaded => "overloaded",
+            RejectionCause::Unauthenticated => "unauthenticated",
+            RejectionCause::RateLimited => "rate_limited",
         }
     }
 
@@ -58,6 +66,8 @@ impl RejectionCause {
             RejectionCause::BodyTooLarge => 3,
             RejectionCause::UnknownRoute => 4,
             RejectionCause::Overloaded => 5,
+            RejectionCause::Unauthenticated => 6,
+            RejectionCause::RateLimited => 7,
         }
     }
 }
@@ -65,7 +75,7 @@ impl RejectionCause {
 /// Counts since the last summary record.
 #[derive(Default)]
 pub struct RejectionCounter {
-    pending: [AtomicU64; 6],
+    pending: [AtomicU64; 8],
 }
 
 impl RejectionCounter {
@@ -98,10 +108,12 @@ impl RejectionCounter {
             decision: Decision::Deny,
             reason: format!("{total} requests were refused before any decision"),
             authenticated: true,
+            claimed_actor: None,
             policy_version: None,
             request_id: None,
             context_sha256: None,
             counts: Some(counts),
+            policies: None,
         })
     }
 

@@ -7,14 +7,21 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use zt_ledger::committer::LedgerConfig;
-use zt_ledger::{AuditStore, Ledger, LedgerWorker, LocalKeySigner, Signer, SqliteStore};
+use zt_ledger::{Ledger, LedgerWorker, LocalKeySigner, Signer};
 
-use crate::config::{AuthMode, ServerConfig};
+use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
+use crate::auth::jwt_svid::JwtSvidVerifier;
+use crate::auth::{AdminTokens, WorkloadAuth};
+use crate::config::{AuthMode, ClientCerts, ServerConfig};
+use crate::limits::ActorLimiter;
 use crate::lock::DataDirLock;
 use crate::metrics::Metrics;
 use crate::policy_store::PolicyStore;
+use crate::proposals::Proposals;
+use crate::recent::RecentRequests;
 use crate::registry::Registry;
 use crate::rejections::RejectionCounter;
+use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};
 
@@ -39,6 +46,21 @@ pub enum ServerError {
     /// The policy could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy_store::PolicyStoreError),
+    /// The admin token file could not be used.
+    #[error(transparent)]
+    AdminTokens(#[from] crate::auth::admin_tokens::AdminTokenError),
+    /// The settings contradict each other.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
+    /// The JWT-SVID bundle cannot be used.
+    #[error(transparent)]
+    JwtSvid(#[from] crate::auth::jwt_svid::JwksError),
+    /// Audit checkpoints cannot be signed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::checkpoints::CheckpointSetupError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(std::io::Error),
@@ -66,13 +88,12 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let lock = DataDirLock::acquire(&data_dir)?;
 
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(&data_dir)?);
-    let db = SqliteStore::path_in(&data_dir);
-    let store = SqliteStore::open(&db)?;
+    let (store, open_reader) = zt_ledger::open_store(config.store_url.as_deref(), &data_dir)?;
     let metrics = Arc::new(Metrics::default());
     let observer_metrics = metrics.clone();
     let (ledger, worker) = Ledger::start(
-        Box::new(store),
-        Box::new(move || Ok(Box::new(SqliteStore::open_read_only(&db)?) as Box<dyn AuditStore>)),
+        store,
+        open_reader,
         signer.clone(),
         LedgerConfig {
             queue_capacity: config.queue_capacity,
@@ -83,6 +104,25 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     )?;
     metrics.set_chain_length(ledger.head().map_or(0, |h| h.seq + 1));
 
+    let admin_tokens = match config.auth {
+        AuthMode::Credentials => {
+            let path = config
+                .admin_token_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE_NAME));
+            let tokens = AdminTokens::load_or_create(&path)?;
+            tracing::info!(admin_token_file = %tokens.path().display(), "admin credentials loaded");
+            Some(tokens)
+        }
+        AuthMode::DangerousNone => None,
+    };
+    let replay = ReplayGuard::new(config.replay_window);
+    let reloaded = reload_from_log(&replay, &ledger)?;
+    let checkpoints = crate::checkpoints::Checkpoints::new(
+        crate::checkpoints::default_origin(signer.key_id()),
+        signer.clone(),
+        &ledger,
+    )?;
     let state: SharedState = Arc::new(AppState {
         ledger,
         policy: PolicyStore::load(&data_dir, config.policy_file.as_deref())?,
@@ -90,13 +130,21 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         metrics,
         rejections: RejectionCounter::default(),
         auth: config.auth,
+        admin_tokens,
+        limiter: config.rate_limit.map(ActorLimiter::new),
+        replay,
+        recent: RecentRequests::default(),
+        proposals: Proposals::default(),
+        single_admin: config.single_admin || config.auth == AuthMode::DangerousNone,
         admin_lock: Mutex::new(()),
+        checkpoints,
     });
     tracing::info!(
         data_dir = %shown,
         key_id = signer.key_id(),
         records = state.ledger.head().map_or(0, |h| h.seq + 1),
-        policy_version = %state.policy.current().version,
+        policy_version = %state.policy.current().version(),
+        replay_ids_reloaded = reloaded,
         "zt control plane started"
     );
     Ok(Started {
@@ -114,26 +162,55 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Everything that can be refused without touching the data directory is checked first.
+    config.validate()?;
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let jwt_svid = config
+        .workload
+        .jwt_svid
+        .as_ref()
+        .map(|j| JwtSvidVerifier::load(&j.jwks, &j.audience))
+        .transpose()?;
+    let workload = Arc::new(WorkloadAuth::new(
+        config.workload.admin_spiffe_ids.iter().cloned(),
+        jwt_svid,
+    ));
     let Started {
         state,
         worker,
         lock,
     } = start(&config)?;
     let addr = listener.local_addr().map_err(ServerError::Io)?;
-    tracing::info!(listen = %addr, "zt control plane ready");
+    log_identity_settings(&config, &workload);
+    tracing::info!(listen = %addr, https = tls.is_some(), "zt control plane ready");
     if config.auth == AuthMode::DangerousNone {
         tracing::warn!("AUTHENTICATION IS OFF (--auth none): any caller may claim any registered actor; every record says authenticated=false");
     }
 
     let (stop_summaries, summaries_stopped) = tokio::sync::oneshot::channel();
-    let summaries = tokio::spawn(write_rejection_summaries(
+    let summaries = tokio::spawn(housekeeping(
         state.clone(),
         config.rejection_summary_interval,
         summaries_stopped,
     ));
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let policy_watch = tokio::spawn(crate::policy_reload::watch(state.clone()));
+    let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
+    let app = router(state.clone()).layer(axum::Extension(workload));
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            crate::tls::serve_tls(listener, acceptor, app, state.metrics.clone(), shutdown).await;
+            Ok(())
+        }
+    };
+    policy_watch.abort();
+    let _ = policy_watch.await;
+    checkpointing.abort();
+    let _ = checkpointing.await;
     let _ = stop_summaries.send(());
     let _ = summaries.await;
     flush_rejection_summary(&state).await;
@@ -148,16 +225,54 @@ pub async fn serve(
     served.map_err(ServerError::Io)
 }
 
-async fn write_rejection_summaries(
+/// Says at start-up how callers can prove who they are (never a secret).
+fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {
+    if let Some(tls) = &config.tls {
+        let client_ca = match &tls.client_certs {
+            ClientCerts::NotRequested => None,
+            ClientCerts::Optional { ca } | ClientCerts::Required { ca } => {
+                Some(ca.display().to_string())
+            }
+        };
+        tracing::info!(
+            cert = %tls.cert_chain.display(),
+            client_certs = tls.client_certs.as_str(),
+            client_ca = client_ca.as_deref().unwrap_or("-"),
+            "https on"
+        );
+    }
+    let admins: Vec<&str> = workload.admin_spiffe_ids().map(|id| id.as_str()).collect();
+    if !admins.is_empty() {
+        tracing::info!(admin_spiffe_ids = ?admins, "admin spiffe ids");
+    }
+    if let Some(jwt) = workload.jwt_svid() {
+        tracing::info!(
+            keys = jwt.key_count(),
+            audience = jwt.audience(),
+            "jwt-svid bearer tokens accepted"
+        );
+    }
+}
+
+/// Periodic work: rejection summaries, and forgetting expired request ids and idle actors'
+/// rate-limit buckets.
+async fn housekeeping(
     state: SharedState,
-    every: std::time::Duration,
+    summary_every: std::time::Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.tick().await;
+    let mut summaries = tokio::time::interval(summary_every);
+    let mut expiry = tokio::time::interval(std::time::Duration::from_secs(10));
+    summaries.tick().await;
     loop {
         tokio::select! {
-            _ = ticker.tick() => flush_rejection_summary(&state).await,
+            _ = summaries.tick() => flush_rejection_summary(&state).await,
+            _ = expiry.tick() => {
+                state.replay.expire();
+                if let Some(limiter) = &state.limiter {
+                    limiter.shrink();
+                }
+            }
             _ = &mut stop => return,
         }
     }

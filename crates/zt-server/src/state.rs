@@ -5,11 +5,16 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use zt_ledger::Ledger;
 
+use crate::auth::AdminTokens;
 use crate::config::AuthMode;
+use crate::limits::ActorLimiter;
 use crate::metrics::Metrics;
 use crate::policy_store::PolicyStore;
+use crate::proposals::Proposals;
+use crate::recent::RecentRequests;
 use crate::registry::Registry;
 use crate::rejections::RejectionCounter;
+use crate::replay::ReplayGuard;
 
 /// Shared server state.
 pub struct AppState {
@@ -25,8 +30,22 @@ pub struct AppState {
     pub rejections: RejectionCounter,
     /// How callers are authenticated.
     pub auth: AuthMode,
+    /// Admin credentials; `None` under `--auth none`.
+    pub admin_tokens: Option<AdminTokens>,
+    /// Per-actor rate limits, when on.
+    pub limiter: Option<ActorLimiter>,
+    /// Used request ids.
+    pub replay: ReplayGuard,
+    /// Recent decision requests, for replaying policy proposals.
+    pub recent: RecentRequests,
+    /// Policy proposals of this run.
+    pub proposals: Proposals,
+    /// Whether a proposer may approve their own policy change.
+    pub single_admin: bool,
     /// Serializes admin changes, so that each is audited and applied before the next starts.
     pub admin_lock: Mutex<()>,
+    /// Signed checkpoints of the audit log.
+    pub checkpoints: crate::checkpoints::Checkpoints,
 }
 
 /// The state as handlers receive it.

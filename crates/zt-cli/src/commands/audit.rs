@@ -1,4 +1,10 @@
-//! `zt audit verify`: check a whole audit log offline or over HTTP.
+//! `zt audit verify`: check a whole audit log offline or over HTTP, optionally against a saved
+//! checkpoint; `zt audit checkpoint save`, `verify-consistency` and `verify-inclusion` live in
+//! `audit/` (see `docs/PROOFS.md`).
+
+mod checkpoint;
+mod fetch;
+mod proofs;
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -7,10 +13,10 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{Jwks, PublicKeySet};
-use zt_ledger::{AuditStore, SqliteStore};
+use zt_ledger::{AuditStore, PostgresLocation, PostgresStore, SqliteStore};
 
 use crate::exit::Exit;
-use crate::verification::{Report, Verification};
+use checkpoint::{CheckedVerification, Outcome};
 
 /// Records fetched per page with `--url`.
 const PAGE: usize = 10_000;
@@ -21,15 +27,31 @@ pub enum AuditCommand {
     /// Recompute every hash, check every link, sequence number and signature; name the first
     /// bad record. Exit 0 valid, 1 invalid or unreadable, 2 usage.
     Verify(VerifyArgs),
+    /// Signed checkpoints (tree size and Merkle root) of the log.
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
+    /// Check that a saved checkpoint's log is the start of the current one (or of a later
+    /// saved checkpoint's), with the server's consistency proof: catches a history rewritten
+    /// after the checkpoint was saved, even if re-hashed and re-signed. Exit 0 consistent,
+    /// 1 not (or unreachable), 2 usage.
+    VerifyConsistency(proofs::ConsistencyArgs),
+    /// Check that a record, as the server serves it, is in a saved checkpoint's log: the leaf
+    /// is recomputed from the record and the server's inclusion proof must lead to the
+    /// checkpoint's root. Exit 0 included, 1 not (or unreachable), 2 usage.
+    VerifyInclusion(proofs::InclusionArgs),
 }
 
 /// `zt audit verify` arguments: exactly one source.
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("source").required(true).args(["data_dir", "file", "url"])))]
+#[command(group(ArgGroup::new("source").required(true).args(["data_dir", "file", "url", "store"])))]
 pub struct VerifyArgs {
     /// A server's data directory (readable while the server runs).
     #[arg(long, env = "ZT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A server's PostgreSQL audit store, as given to `zt serve --store` (readable while the
+    /// server runs).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// A JSON-lines file of stored records, as `GET /audit/records` serves them.
     #[arg(long)]
     pub file: Option<PathBuf>,
@@ -47,15 +69,30 @@ pub struct VerifyArgs {
     /// consistently; for fixtures that carry no signatures.
     #[arg(long)]
     pub insecure_skip_signatures: bool,
+    /// A signed checkpoint saved earlier (`zt audit checkpoint save`): the log's first `size`
+    /// records must produce its Merkle root, recomputed from the records verified here. Its
+    /// signature is checked with the same keys as the records.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// The log origin the checkpoint must name (default: the one it names).
+    #[arg(long, requires = "checkpoint")]
+    pub origin: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Admin token for `--url` (reading records needs an admin credential unless the server
+    /// runs with `--auth none`).
+    #[arg(long, env = "ZT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Runs an audit subcommand.
 pub fn run(command: AuditCommand) -> Exit {
     match command {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Checkpoint(command) => checkpoint::run(command),
+        AuditCommand::VerifyConsistency(args) => proofs::run_consistency(args),
+        AuditCommand::VerifyInclusion(args) => proofs::run_inclusion(args),
     }
 }
 
@@ -91,7 +128,7 @@ fn verify(args: VerifyArgs) -> Exit {
     }
 }
 
-fn run_verify(args: &VerifyArgs) -> anyhow::Result<Report> {
+fn run_verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     if let Some(dir) = &args.data_dir {
         let mut store = SqliteStore::open_read_only(&SqliteStore::path_in(dir))?;
         let jwks = match &args.keys {
@@ -102,7 +139,31 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Report> {
         };
         let total = store.head()?.map(|h| h.seq + 1);
         let keys = PublicKeySet::from_jwks(&jwks)?;
-        let mut run = Verification::new(signature_policy(args, &keys), total, args.json);
+        let mut run = CheckedVerification::new(
+            signature_policy(args, &keys),
+            total,
+            args.json,
+            saved_checkpoint(args, &jwks)?,
+        );
+        store.for_each_line(0, |line| run.feed(line))?;
+        return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
+    }
+    if let Some(url) = &args.store {
+        let mut store = PostgresStore::open_read_only(&PostgresLocation::parse(url)?)?;
+        let jwks = match &args.keys {
+            Some(path) => read_jwks(path)?,
+            None => Jwks {
+                keys: store.keys()?,
+            },
+        };
+        let total = store.head()?.map(|h| h.seq + 1);
+        let keys = PublicKeySet::from_jwks(&jwks)?;
+        let mut run = CheckedVerification::new(
+            signature_policy(args, &keys),
+            total,
+            args.json,
+            saved_checkpoint(args, &jwks)?,
+        );
         store.for_each_line(0, |line| run.feed(line))?;
         return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
     }
@@ -114,7 +175,12 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Report> {
         let keys = PublicKeySet::from_jwks(&jwks)?;
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open `{}`", path.display()))?;
-        let mut run = Verification::new(signature_policy(args, &keys), None, args.json);
+        let mut run = CheckedVerification::new(
+            signature_policy(args, &keys),
+            None,
+            args.json,
+            saved_checkpoint(args, &jwks)?,
+        );
         for line in std::io::BufReader::new(file).lines() {
             let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
             if !line.trim().is_empty() && !run.feed(&line) {
@@ -130,15 +196,24 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Report> {
     runtime.block_on(verify_url(args, url))
 }
 
-async fn verify_url(args: &VerifyArgs, url: &str) -> anyhow::Result<Report> {
-    let server = zt_client::ControlPlane::with_timeout(url, std::time::Duration::from_secs(60))?;
+async fn verify_url(args: &VerifyArgs, url: &str) -> anyhow::Result<Outcome> {
+    let mut server =
+        zt_client::ControlPlane::with_timeout(url, std::time::Duration::from_secs(60))?;
+    if let Some(token) = &args.admin_token {
+        server = server.with_bearer(token)?;
+    }
     let jwks = match &args.keys {
         Some(path) => read_jwks(path)?,
         None => server.audit_keys().await?,
     };
     let keys = PublicKeySet::from_jwks(&jwks)?;
     let head = server.audit_head().await?;
-    let mut run = Verification::new(signature_policy(args, &keys), Some(head.records), args.json);
+    let mut run = CheckedVerification::new(
+        signature_policy(args, &keys),
+        Some(head.records),
+        args.json,
+        saved_checkpoint(args, &jwks)?,
+    );
     // Verify exactly the records up to the head read first: the log may grow meanwhile.
     let mut from = 0u64;
     'pages: while from < head.records {
@@ -165,6 +240,19 @@ fn signature_policy<'k>(args: &VerifyArgs, keys: &'k PublicKeySet) -> SignatureP
     } else {
         SignaturePolicy::Require(keys)
     }
+}
+
+/// The `--checkpoint` file, verified with the keys the records are verified with, and its
+/// name for messages.
+fn saved_checkpoint(
+    args: &VerifyArgs,
+    jwks: &Jwks,
+) -> anyhow::Result<Option<(zt_contract::Checkpoint, String)>> {
+    let Some(path) = &args.checkpoint else {
+        return Ok(None);
+    };
+    let verified = checkpoint::read_checkpoint(path, args.origin.as_deref(), jwks)?;
+    Ok(Some((verified, path.display().to_string())))
 }
 
 fn read_jwks(path: &PathBuf) -> anyhow::Result<Jwks> {

@@ -86,58 +86,122 @@ pub fn run(args: DemoArgs) -> Exit {
 
 async fn demo(story: &mut Story) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let data_dir = dir.path().join("zt-data");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = ServerConfig::dangerous_unauthenticated(dir.path().join("zt-data"));
+    let admins = two_admins(&data_dir)?;
+    let config = ServerConfig::new(data_dir.clone());
     let server = tokio::spawn(zt_server::serve(config, listener, async {
         let _ = stopped.await;
     }));
-    story.step(
-        "start",
-        true,
-        &format!(
-            "Started a control plane at {url} (data in {}; authentication off, as in the quickstart)",
-            dir.path().display()
-        ),
-        json!({"url": url}),
-    );
-    let result = story_steps(story, &url).await;
+    let result = match wait_ready(&url).await {
+        Ok(()) => {
+            story.step(
+                "start",
+                true,
+                &format!(
+                    "Started a control plane at {url} (data in {}); callers must authenticate",
+                    data_dir.display()
+                ),
+                json!({"url": url, "auth": "credentials"}),
+            );
+            story_steps(story, &url, &admins).await
+        }
+        Err(e) => Err(e),
+    };
     let _ = stop.send(());
     server.await.context("control plane task failed")??;
     result
 }
 
-async fn story_steps(story: &mut Story, url: &str) -> anyhow::Result<()> {
-    let cp = ControlPlane::with_timeout(url, Duration::from_secs(10))?;
-    cp.register_agent(AGENT).await?;
+/// Two admins, so the policy change can be reviewed by a second person: written to the
+/// admin token file (mode 0600) before the server starts.
+fn two_admins(data_dir: &std::path::Path) -> anyhow::Result<[String; 2]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let token = |name: &str| format!("zt_admin_demo_{name}_{}", std::process::id());
+    let admins = [token("alice"), token("bob")];
+    std::fs::create_dir_all(data_dir)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(data_dir.join("admin-token"))?;
+    writeln!(file, "alice {}\nbob {}", admins[0], admins[1])?;
+    Ok(admins)
+}
+
+/// Waits for the server to answer.
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let probe = ControlPlane::with_timeout(url, Duration::from_secs(1))?;
+    for _ in 0..200 {
+        if probe.audit_head().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("the control plane did not start")
+}
+
+async fn story_steps(story: &mut Story, url: &str, admins: &[String; 2]) -> anyhow::Result<()> {
+    let admin =
+        ControlPlane::with_timeout(url, Duration::from_secs(10))?.with_bearer(&admins[0])?;
+    let reviewer =
+        ControlPlane::with_timeout(url, Duration::from_secs(10))?.with_bearer(&admins[1])?;
+    let token = admin.agent_token(AGENT).await?;
+    let agent = ControlPlane::with_timeout(url, Duration::from_secs(10))?.with_bearer(&token)?;
     story.step(
         "register",
         true,
-        &format!("Registered agent `{AGENT}`"),
+        &format!("Registered agent `{AGENT}` with the admin token; it got its own bearer token"),
         json!({"actor": AGENT}),
     );
 
-    attempt(story, &cp, "dangerous", DANGEROUS, "i-0abc123", false).await?;
-    attempt(story, &cp, "unlisted", SAFE, "greeting", false).await?;
+    attempt(story, &agent, "dangerous", AGENT, DANGEROUS, false).await?;
+    attempt(story, &agent, "spoof", "admin-bot", SAFE, false).await?;
+    attempt(story, &agent, "unlisted", AGENT, SAFE, false).await?;
 
-    let applied = cp.allow_action(SAFE, "Saying hello is harmless.").await?;
+    let (_, proposed) = admin
+        .propose_allow(SAFE, "Saying hello is harmless.")
+        .await?;
+    let id = proposed
+        .get("proposal")
+        .and_then(|v| v.as_str())
+        .context("no proposal id")?
+        .to_string();
+    let self_approval = admin.approve_proposal(&id).await;
+    story.step(
+        "propose",
+        proposed.get("status").and_then(|v| v.as_str()) == Some("pending")
+            && self_approval.is_err(),
+        &format!(
+            "Admin alice proposed allowing `{SAFE}` ({id}); approving her own change is refused"
+        ),
+        json!({"proposal": id, "self_approval_refused": self_approval.is_err()}),
+    );
+    let approved = reviewer.approve_proposal(&id).await?;
     story.step(
         "policy",
-        true,
+        approved.get("approved_by").and_then(|v| v.as_str()) == Some("bob"),
         &format!(
-            "Applied a policy allowing `{SAFE}` (policy {})",
-            short(&applied.policy_version)
+            "Admin bob reviewed and approved it: policy {} is active",
+            short(
+                approved
+                    .get("policy_version")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+            )
         ),
-        json!({"action": SAFE, "policy_version": applied.policy_version}),
+        approved.clone(),
     );
-    attempt(story, &cp, "allowed", SAFE, "greeting", true).await?;
+    attempt(story, &agent, "allowed", AGENT, SAFE, true).await?;
 
-    let keys = PublicKeySet::from_jwks(&cp.audit_keys().await?)?;
-    let records = cp.audit_records(0, 10_000).await?;
+    let keys = PublicKeySet::from_jwks(&admin.audit_keys().await?)?;
+    let records = admin.audit_records(0, 10_000).await?;
     let mut run = Verification::new(SignaturePolicy::Require(&keys), None, true);
     records.iter().all(|line| run.feed(line));
-    let report = run.finish(Some(&cp.audit_head().await?.current_hash), true);
+    let report = run.finish(Some(&admin.audit_head().await?.current_hash), true);
     story.step(
         "verify",
         report.is_valid(),
@@ -153,14 +217,14 @@ async fn attempt(
     story: &mut Story,
     cp: &ControlPlane,
     name: &str,
+    actor: &str,
     action: &str,
-    resource: &str,
     expect_allow: bool,
 ) -> anyhow::Result<()> {
     let request = DecisionRequest {
-        actor: AGENT.into(),
+        actor: actor.into(),
         action: action.into(),
-        resource: resource.into(),
+        resource: "demo-resource".into(),
         ..DecisionRequest::default()
     };
     let mut ran = false;
@@ -173,7 +237,7 @@ async fn attempt(
     let (text, detail) = match &outcome {
         Guarded::Executed { decision, result } => (
             format!(
-                "`{action}` allowed: \"{}\"; executed, returned {result:?}",
+                "`{actor}` asks for `{action}`: allowed, \"{}\"; executed, returned {result:?}",
                 decision.reason
             ),
             json!({"decision": "allow", "reason": decision.reason, "executed": true, "seq": decision.evidence.seq}),
@@ -182,7 +246,10 @@ async fn attempt(
             decision: Some(d),
             cause: SkipCause::Denied,
         } => (
-            format!("`{action}` denied: \"{}\"; execution skipped", d.reason),
+            format!(
+                "`{actor}` asks for `{action}`: denied, \"{}\"; execution skipped",
+                d.reason
+            ),
             json!({"decision": "deny", "reason": d.reason, "executed": false, "seq": d.evidence.seq}),
         ),
         Guarded::Skipped { cause, .. } => bail!("`{action}`: no decision: {cause:?}"),

@@ -3,4 +3,5 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod policy;
 pub mod serve;

@@ -36,15 +36,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `data_dir` with extra arguments and waits until `/health` answers.
+    /// Starts a `--auth none` server on `data_dir` with extra arguments and waits until
+    /// `/health` answers.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_auth(data_dir, "none", extra)
+    }
+
+    /// Starts a server with `--auth MODE`.
+    pub fn start_with_auth(data_dir: &Path, mode: &str, extra: &[&str]) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let mut cmd = Command::new(zt_bin());
             cmd.args([
                 "serve",
                 "--auth",
-                "none",
+                mode,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
@@ -93,6 +99,38 @@ impl Server {
         let bytes = body.map(|b| b.to_string().into_bytes());
         let (status, raw) = http(self.port, method, path, bytes.as_deref()).expect("http");
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    /// JSON request with `Authorization: Bearer <token>`; returns status, headers, parsed body.
+    pub fn json_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, String, Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let auth = format!("Bearer {token}");
+        let (status, headers, raw) = http_raw(
+            self.port,
+            method,
+            path,
+            &[("authorization", auth.as_str())],
+            bytes.as_deref(),
+        )
+        .expect("http");
+        (
+            status,
+            headers,
+            serde_json::from_slice(&raw).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The admin token the server created in its data directory.
+    pub fn admin_token(&self) -> String {
+        let text =
+            std::fs::read_to_string(self.data_dir.join("admin-token")).expect("admin token file");
+        text.split_whitespace().nth(1).expect("a token").to_string()
     }
 
     /// `POST /actions`.
@@ -231,4 +269,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 /// Parses a JSON line.
 pub fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
+}
+
+/// Splits a raw HTTP/1.1 response read to its end (any transport, e.g. TLS) into status,
+/// header block and (de-chunked) body.
+pub fn parse_http_response(raw: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let header_text = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = header_text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    let mut body = raw[split + 4..].to_vec();
+    if header_text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, header_text, body))
 }

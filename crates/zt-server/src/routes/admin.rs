@@ -1,36 +1,37 @@
-//! Admin routes: the agent registry and the policy. Every change is first committed to the
-//! audit chain, then applied, under one lock so changes are applied in log order.
+//! Admin routes of the agent registry. Every change is first committed to the
+//! audit chain, then applied, under one lock so changes are applied in log order. Every route
+//! here takes an [`AdminCaller`]: an admin credential, never an agent's.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
 use zt_contract::{
-    AllowRuleRequest, AllowRuleResponse, Decision, RecordKind, RegisterAgentRequest,
-    RegisterAgentResponse,
+    Decision, RecordKind, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 use zt_ledger::clock::wire_now;
 use zt_ledger::RecordDraft;
 
+use crate::auth::tokens::{new_token, token_hash, AGENT_TOKEN_PREFIX};
+use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
+use crate::registry::{AgentAttributes, AgentEntry};
 use crate::state::SharedState;
-
-/// Who performs admin changes until admin authentication exists.
-const UNAUTHENTICATED_ADMIN: &str = "unauthenticated-admin";
 
 /// The admin router.
 pub fn router() -> Router<SharedState> {
     Router::new()
         .route("/agents", post(register_agent).get(list_agents))
         .route("/agents/{actor}", delete(remove_agent))
-        .route("/policies", get(show_policy))
-        .route("/policies/allow", post(allow_action))
+        .route("/agents/{actor}/token", post(rotate_token))
 }
 
-fn admin_record(
+/// An admin change, attributed to `caller`.
+pub(crate) fn admin_record(
+    caller: &AdminCaller,
     action: &str,
     resource: &str,
     reason: String,
@@ -38,57 +39,108 @@ fn admin_record(
 ) -> RecordDraft {
     RecordDraft {
         kind: RecordKind::Admin,
-        actor: UNAUTHENTICATED_ADMIN.into(),
+        actor: caller.name.clone(),
         action: action.into(),
         resource: resource.into(),
         decision: Decision::Allow,
         reason,
-        authenticated: false,
+        authenticated: caller.authenticated,
+        claimed_actor: None,
         policy_version,
         request_id: None,
         context_sha256: None,
         counts: None,
+        policies: None,
     }
+}
+
+/// Maps a failure to save state (after its audit record) to an internal error.
+pub(crate) fn saved<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, ApiError> {
+    result.map_err(|e| {
+        tracing::error!(error = %e, "saving state failed after its audit record");
+        ApiError::Internal
+    })
 }
 
 async fn register_agent(
     State(state): State<SharedState>,
+    caller: AdminCaller,
     JsonBody(request): JsonBody<RegisterAgentRequest>,
 ) -> Result<Response, ApiError> {
     if request.actor.is_empty() {
         return Err(ApiError::ActorRequired);
     }
     let _serialized = state.admin_lock.lock().await;
+    let mut token = None;
     if !state.registry.contains(&request.actor) {
+        let issued = new_token(AGENT_TOKEN_PREFIX).ok_or(ApiError::Internal)?;
         let record = admin_record(
+            &caller,
             "zt.admin.agents.register",
             &request.actor,
             format!("agent `{}` registered", request.actor),
             None,
         );
         state.ledger.append(record).await?;
-        state
-            .registry
-            .insert(&request.actor, wire_now())
-            .map_err(|e| {
-                tracing::error!(error = %e, "registry save failed after its audit record");
-                ApiError::Internal
-            })?;
+        let entry = AgentEntry {
+            actor: request.actor.clone(),
+            registered_at: wire_now(),
+            attributes: AgentAttributes {
+                agent_type: request.agent_type,
+                workspace: request.workspace,
+                trust_level: request.trust_level,
+            },
+            token_sha256: Some(token_hash(&issued)),
+        };
+        saved(state.registry.insert(entry))?;
+        token = Some(issued);
     }
     let body = RegisterAgentResponse {
         ok: true,
         actor: request.actor,
         registered: true,
+        token,
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-async fn list_agents(State(state): State<SharedState>) -> Json<serde_json::Value> {
+async fn list_agents(
+    State(state): State<SharedState>,
+    _caller: AdminCaller,
+) -> Json<serde_json::Value> {
     Json(json!({"ok": true, "agents": state.registry.list()}))
+}
+
+async fn rotate_token(
+    State(state): State<SharedState>,
+    caller: AdminCaller,
+    Path(actor): Path<String>,
+) -> Result<Response, ApiError> {
+    let _serialized = state.admin_lock.lock().await;
+    if !state.registry.contains(&actor) {
+        return Err(ApiError::AgentNotFound(actor));
+    }
+    let token = new_token(AGENT_TOKEN_PREFIX).ok_or(ApiError::Internal)?;
+    let record = admin_record(
+        &caller,
+        "zt.admin.agents.rotate_token",
+        &actor,
+        format!("token of agent `{actor}` rotated; the previous token is revoked"),
+        None,
+    );
+    state.ledger.append(record).await?;
+    saved(state.registry.set_token(&actor, token_hash(&token)))?;
+    Ok(Json(TokenResponse {
+        ok: true,
+        actor,
+        token,
+    })
+    .into_response())
 }
 
 async fn remove_agent(
     State(state): State<SharedState>,
+    caller: AdminCaller,
     Path(actor): Path<String>,
 ) -> Result<Response, ApiError> {
     let _serialized = state.admin_lock.lock().await;
@@ -96,52 +148,13 @@ async fn remove_agent(
         return Err(ApiError::AgentNotFound(actor));
     }
     let record = admin_record(
+        &caller,
         "zt.admin.agents.remove",
         &actor,
-        format!("agent `{actor}` removed"),
+        format!("agent `{actor}` removed; its token is revoked"),
         None,
     );
     state.ledger.append(record).await?;
-    state.registry.remove(&actor).map_err(|e| {
-        tracing::error!(error = %e, "registry save failed after its audit record");
-        ApiError::Internal
-    })?;
+    saved(state.registry.remove(&actor))?;
     Ok(Json(json!({"ok": true, "actor": actor, "registered": false})).into_response())
-}
-
-async fn show_policy(State(state): State<SharedState>) -> Json<serde_json::Value> {
-    let active = state.policy.current();
-    Json(json!({"ok": true, "policy_version": active.version, "policy": active.policy}))
-}
-
-async fn allow_action(
-    State(state): State<SharedState>,
-    JsonBody(request): JsonBody<AllowRuleRequest>,
-) -> Result<Response, ApiError> {
-    if request.action.is_empty() {
-        return Err(ApiError::ActionRequired);
-    }
-    let _serialized = state.admin_lock.lock().await;
-    let next = state
-        .policy
-        .preview(|p| p.add_allow(&request.action, &request.reason));
-    let record = admin_record(
-        "zt.admin.policies.allow",
-        &request.action,
-        format!("allow rule for `{}` activated", request.action),
-        Some(next.version.clone()),
-    );
-    state.ledger.append(record).await?;
-    let policy_version = next.version.clone();
-    state.policy.activate(next).map_err(|e| {
-        tracing::error!(error = %e, "policy save failed after its audit record");
-        ApiError::Internal
-    })?;
-    let body = AllowRuleResponse {
-        ok: true,
-        action: request.action,
-        decision: Decision::Allow,
-        policy_version,
-    };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
 }

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use zt_contract::{AuditHead, Jwks, GENESIS_HASH};
 
+use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
@@ -67,6 +68,7 @@ fn page_params(query: Option<&str>) -> Result<(u64, usize), ApiError> {
 
 async fn records(
     State(state): State<SharedState>,
+    _caller: AdminCaller,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let (from, limit) = page_params(query.as_deref())?;

@@ -4,7 +4,10 @@
 pub mod actions;
 pub mod admin;
 pub mod audit;
+pub mod authzen;
 pub mod ops;
+pub mod policies;
+pub mod proofs;
 
 use axum::extract::{Request, State};
 use axum::http::Uri;
@@ -22,7 +25,10 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(admin::router())
+        .merge(policies::router())
+        .merge(authzen::router())
         .merge(audit::router())
+        .merge(proofs::router())
         .merge(ops::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

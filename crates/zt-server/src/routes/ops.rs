@@ -32,7 +32,7 @@ async fn health(State(state): State<SharedState>) -> Response {
             "ok": audit_ok,
             "records": head.map_or(0, |h| h.seq + 1),
         },
-        "policy_version": state.policy.current().version,
+        "policy_version": state.policy.current().version(),
         "warning": warning,
     });
     let status = if audit_ok {

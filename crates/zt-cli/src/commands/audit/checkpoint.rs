@@ -1,0 +1,355 @@
+//! `zt audit checkpoint save`, and what every command that reads checkpoints shares: which
+//! keys and origin a checkpoint must verify with, and `zt audit verify --checkpoint`'s check
+//! that the log's first records still produce a saved checkpoint's root.
+//!
+//! A checkpoint is a C2SP signed note whose key is an audit signing key under the name of the
+//! log's origin (see `docs/PROOFS.md`). So the trusted keys are the audit keys (a JWKS, from
+//! `--keys` or the server's `GET /audit/keys`), and the origin is `--origin`, or else the one
+//! the saved checkpoint names.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zt_contract::merkle::audit_leaf_hash;
+use zt_contract::note::NoteKey;
+use zt_contract::verify::SignaturePolicy;
+use zt_contract::{parse_signed_note, verify_checkpoint, Checkpoint, CompactRange, Digest32, Jwks};
+
+use super::fetch::Fetcher;
+use super::proofs::rejected;
+use super::read_jwks;
+use crate::exit::Exit;
+use crate::verification::{Report, Verification};
+
+/// `zt audit checkpoint` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CheckpointCommand {
+    /// Fetch the server's signed checkpoint (C2SP signed note: origin, size, Merkle root),
+    /// verify its signature against the published audit key, and save it. Keep it somewhere
+    /// the server cannot write: later `verify --checkpoint`, `verify-consistency` and
+    /// `verify-inclusion` check the log against it. Exit 0 saved, 1 not verified or
+    /// unreachable, 2 usage.
+    Save(SaveArgs),
+}
+
+/// `zt audit checkpoint save` arguments.
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// The control plane.
+    #[arg(long, env = "ZT_URL")]
+    pub url: String,
+    /// Where to write the signed checkpoint.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Trust only these audit keys (a JWKS file saved earlier), not the server's
+    /// `GET /audit/keys`.
+    #[arg(long, env = "ZT_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// The log origin the checkpoint must name (default: the one the server publishes at
+    /// `GET /audit/checkpoint/key`).
+    #[arg(long)]
+    pub origin: Option<String>,
+    /// Have the server sign a checkpoint at the log's current size, instead of taking the
+    /// latest one (at most about a second old).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `GET /audit/checkpoint/key`.
+#[derive(Debug, Deserialize)]
+pub struct CheckpointKeyAnswer {
+    /// The log's origin.
+    pub origin: String,
+    /// The note verifier key.
+    pub vkey: String,
+}
+
+/// Runs a checkpoint subcommand.
+pub fn run(command: CheckpointCommand) -> Exit {
+    match command {
+        CheckpointCommand::Save(args) => {
+            let json = args.json;
+            super::proofs::finish(json, super::proofs::block_on(save(&args)))
+        }
+    }
+}
+
+async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
+    let server = Fetcher::new(&args.url, None)?;
+    let jwks = trusted_keys(&server, args.keys.as_deref()).await?;
+    let published: CheckpointKeyAnswer = server.json("/audit/checkpoint/key").await?;
+    let origin = args.origin.as_deref().unwrap_or(&published.origin);
+    if published.origin != origin {
+        return Err(rejected(
+            "checkpoint",
+            format!("the server's log is `{}`, not `{origin}`", published.origin),
+        ));
+    }
+    // The checkpoint key the server publishes must be one of the audit keys we trust.
+    let trusted = NoteKey::from_vkey(&published.vkey).is_ok_and(|vkey| {
+        note_keys(origin, &jwks)
+            .iter()
+            .any(|k| k.vkey() == vkey.vkey())
+    });
+    if !trusted {
+        return Err(rejected(
+            "checkpoint",
+            format!(
+                "the published checkpoint key `{}` is not one of the trusted audit keys",
+                published.vkey
+            ),
+        ));
+    }
+    let path = if args.fresh {
+        "/audit/checkpoint?fresh=1"
+    } else {
+        "/audit/checkpoint"
+    };
+    let note = server.text(path).await?;
+    let checkpoint = verify_note(&note, Some(origin), &jwks)
+        .map_err(|e| rejected("checkpoint", format!("the server's checkpoint: {e:#}")))?;
+    write_atomically(&args.out, note.as_bytes())?;
+    let root = checkpoint.root.to_hex();
+    Ok((
+        format!(
+            "saved: checkpoint of `{}` at {} records, root {root}, signature verified, in `{}`",
+            checkpoint.origin,
+            checkpoint.size,
+            args.out.display()
+        ),
+        json!({"valid": true, "saved": args.out.display().to_string(), "origin": checkpoint.origin,
+               "size": checkpoint.size, "root": root}),
+    ))
+}
+
+/// The audit keys to trust: `--keys` if given, else the server's published ones.
+pub async fn trusted_keys(server: &Fetcher, keys: Option<&Path>) -> anyhow::Result<Jwks> {
+    match keys {
+        Some(path) => read_jwks(&path.to_path_buf()),
+        None => server.json("/audit/keys").await,
+    }
+}
+
+/// Every trusted audit key as a note key of the log `origin` (keys that cannot sign notes are
+/// left out: they cannot have signed a checkpoint).
+pub fn note_keys(origin: &str, jwks: &Jwks) -> Vec<NoteKey> {
+    jwks.keys
+        .iter()
+        .filter_map(|jwk| NoteKey::from_jwk(origin, jwk).ok())
+        .collect()
+}
+
+/// Verifies a signed checkpoint: a valid signature by one of `jwks` under the origin's name,
+/// and the origin `origin` (or, if `None`, the one the note names).
+pub fn verify_note(note: &str, origin: Option<&str>, jwks: &Jwks) -> anyhow::Result<Checkpoint> {
+    let named = parse_signed_note(note)
+        .context("not a signed checkpoint")?
+        .0
+        .origin;
+    let origin = origin.unwrap_or(&named);
+    verify_checkpoint(note, origin, &note_keys(origin, jwks))
+        .context("its signature or origin does not verify with the trusted keys")
+}
+
+/// Reads and verifies a saved checkpoint.
+pub fn read_checkpoint(
+    path: &Path,
+    origin: Option<&str>,
+    jwks: &Jwks,
+) -> anyhow::Result<Checkpoint> {
+    let note = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read checkpoint `{}`", path.display()))?;
+    verify_note(&note, origin, jwks).with_context(|| format!("checkpoint `{}`", path.display()))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
+}
+
+/// `zt audit verify`'s run, plus, with `--checkpoint`, the Merkle tree of the first `size`
+/// verified records, whose root must be the checkpoint's.
+pub struct CheckedVerification<'k> {
+    run: Verification<'k>,
+    tree: Option<TreeCheck>,
+}
+
+struct TreeCheck {
+    checkpoint: Checkpoint,
+    file: String,
+    tree: CompactRange,
+    unreadable: Option<String>,
+}
+
+/// Only the field the tree needs; the chain verifier has already checked it is the record's
+/// hash.
+#[derive(Deserialize)]
+struct CurrentHash {
+    current_hash: String,
+}
+
+impl<'k> CheckedVerification<'k> {
+    /// A run as [`Verification::new`] makes it, checking against `checkpoint` (verified, and
+    /// the file it came from) if given.
+    pub fn new(
+        signatures: SignaturePolicy<'k>,
+        total: Option<u64>,
+        quiet: bool,
+        checkpoint: Option<(Checkpoint, String)>,
+    ) -> Self {
+        Self {
+            run: Verification::new(signatures, total, quiet),
+            tree: checkpoint.map(|(checkpoint, file)| TreeCheck {
+                checkpoint,
+                file,
+                tree: CompactRange::new(),
+                unreadable: None,
+            }),
+        }
+    }
+
+    /// Checks one line; returns false once a record has failed (stop feeding).
+    pub fn feed(&mut self, line: &str) -> bool {
+        if !self.run.feed(line) {
+            return false;
+        }
+        match &mut self.tree {
+            Some(check) if check.tree.size() < check.checkpoint.size => check.add(line),
+            _ => true,
+        }
+    }
+
+    /// Ends the run: the chain's report and, with a checkpoint, whether it matched.
+    pub fn finish(self, expected_head: Option<&str>, signatures_checked: bool) -> Outcome {
+        let report = self.run.finish(expected_head, signatures_checked);
+        let checkpoint = self.tree.map(|check| check.finish());
+        Outcome { report, checkpoint }
+    }
+}
+
+impl TreeCheck {
+    fn add(&mut self, line: &str) -> bool {
+        let hash = serde_json::from_str::<CurrentHash>(line)
+            .ok()
+            .and_then(|r| Digest32::from_hex(&r.current_hash));
+        match hash {
+            Some(hash) => {
+                self.tree.append(audit_leaf_hash(&hash));
+                true
+            }
+            None => {
+                self.unreadable = Some(format!(
+                    "record {} has no readable current_hash",
+                    self.tree.size()
+                ));
+                false
+            }
+        }
+    }
+
+    fn finish(self) -> CheckpointMatch {
+        let cp = &self.checkpoint;
+        let error = if let Some(e) = self.unreadable {
+            Some(e)
+        } else if self.tree.size() < cp.size {
+            Some(format!(
+                "the log has {} records, but checkpoint `{}` commits to its first {}: records were removed",
+                self.tree.size(),
+                self.file,
+                cp.size
+            ))
+        } else if self.tree.root() != cp.root {
+            Some(format!(
+                "the first {} records have Merkle root {}, but checkpoint `{}` commits to {}: the log was rewritten after the checkpoint was saved",
+                cp.size,
+                self.tree.root(),
+                self.file,
+                cp.root
+            ))
+        } else {
+            None
+        };
+        CheckpointMatch {
+            origin: cp.origin.clone(),
+            size: cp.size,
+            root: cp.root,
+            error,
+        }
+    }
+}
+
+/// How a checked log compares with the saved checkpoint.
+pub struct CheckpointMatch {
+    origin: String,
+    size: u64,
+    root: Digest32,
+    error: Option<String>,
+}
+
+/// `zt audit verify`'s result: the chain's report and the checkpoint's.
+pub struct Outcome {
+    report: Report,
+    checkpoint: Option<CheckpointMatch>,
+}
+
+impl Outcome {
+    /// True when the chain verified and matched the checkpoint, if one was given.
+    pub fn is_valid(&self) -> bool {
+        self.report.is_valid() && self.checkpoint.as_ref().is_none_or(|c| c.error.is_none())
+    }
+
+    /// The `--json` form: the chain's, with a `checkpoint` object when one was given; a chain
+    /// that verified but does not match makes it invalid with the check `checkpoint`.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.report.to_json();
+        let Some(cp) = &self.checkpoint else {
+            return out;
+        };
+        if let Some(obj) = out.as_object_mut() {
+            obj.insert(
+                "checkpoint".into(),
+                json!({"origin": cp.origin, "size": cp.size, "root": cp.root.to_hex(),
+                       "matches": cp.error.is_none()}),
+            );
+            if let (Some(error), true) = (&cp.error, self.report.is_valid()) {
+                obj.insert("valid".into(), json!(false));
+                obj.insert(
+                    "error".into(),
+                    json!({"check": "checkpoint", "message": error}),
+                );
+            }
+        }
+        out
+    }
+
+    /// The human form.
+    pub fn to_text(&self) -> String {
+        let text = self.report.to_text();
+        match (&self.checkpoint, self.report.is_valid()) {
+            (Some(cp), true) => match &cp.error {
+                None => format!(
+                    "{text}\ncheckpoint: the first {} records produce the signed root {} of `{}`",
+                    cp.size, cp.root, cp.origin
+                ),
+                Some(error) => format!("INVALID: {error}"),
+            },
+            _ => text,
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `zt serve --store postgres://…`: the real binary on a PostgreSQL audit store. Decisions are
+//! logged there, a restart continues the same chain, `zt audit verify --store` checks it, and a
+//! second server on the same store is refused. Needs PostgreSQL on 127.0.0.1:5432 (`.ci/run`
+//! starts it; `ZT_TEST_POSTGRES_URL` overrides); fails, never skips, without it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+mod common;
+// The same fresh-schema helper as the ledger's conformance suite.
+#[path = "../../zt-ledger/tests/pg_schema/mod.rs"]
+mod pg_schema;
+
+use std::process::Command;
+
+use common::{free_port, parse, zt, zt_bin, Server};
+use serde_json::json;
+use zt_contract::GENESIS_HASH;
+
+/// Sends `n` decisions; returns each answer's audit envelope (seq, current and previous hash).
+fn decide_n(server: &Server, n: usize, tag: &str) -> Vec<(u64, String, String)> {
+    (0..n)
+        .map(|i| {
+            let (status, v) = server.decide("pg-agent", "files.read", &format!("{tag}-{i}"));
+            assert!(status == 200 || status == 403, "{status}: {v}");
+            let audit = &v["audit"];
+            (
+                v["evidence"]["seq"].as_u64().unwrap(),
+                audit["current_hash"].as_str().unwrap().to_string(),
+                audit["previous_hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_postgres_store_keeps_one_chain_across_restarts_and_one_server() {
+    let schema = pg_schema::TestSchema::new();
+    let store = schema.url();
+    let dir = tempfile::tempdir().unwrap();
+
+    let first = Server::start(dir.path(), &["--store", &store]);
+    assert_eq!(
+        first
+            .json("POST", "/agents", Some(json!({"actor": "pg-agent"})))
+            .0,
+        201
+    );
+    let before = decide_n(&first, 20, "before");
+    assert!(
+        !dir.path().join("audit.db").exists(),
+        "the log lives in postgres, not in the data directory"
+    );
+
+    // A second server, with its own data directory, on the same store: refused, since two
+    // sequencers would fork the chain. The first one is unharmed.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(zt_bin())
+        .args(["serve", "--auth", "none", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(other.path())
+        .args(["--store", &store])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("held by another zt server"), "{stderr}");
+    assert_eq!(first.json("GET", "/health", None).0, 200);
+    let stored_before = first.records();
+    assert_eq!(first.terminate(), Some(0));
+
+    // Restart: the chain continues from the stored head, never from genesis.
+    let second = Server::start(dir.path(), &["--store", &store]);
+    let after = decide_n(&second, 5, "after");
+    let head_before = stored_before.last().map(|l| parse(l));
+    let head_before = head_before.as_ref().unwrap();
+    assert_eq!(after[0].0, head_before["seq"].as_u64().unwrap() + 1);
+    assert_eq!(after[0].2, head_before["current_hash"].as_str().unwrap());
+    let records = second.records();
+    let mut previous = GENESIS_HASH.to_string();
+    for (i, line) in records.iter().enumerate() {
+        let r = parse(line);
+        assert_eq!(r["seq"].as_u64(), Some(i as u64));
+        assert_eq!(r["previous_hash"].as_str().unwrap(), previous);
+        previous = r["current_hash"].as_str().unwrap().to_string();
+    }
+    for (seq, hash, _) in before.iter().chain(&after) {
+        let r = parse(&records[usize::try_from(*seq).unwrap()]);
+        assert_eq!(
+            r["current_hash"].as_str().unwrap(),
+            hash,
+            "answer {seq} is stored"
+        );
+    }
+
+    // Offline verification straight from the store, beside the running server.
+    let out = zt(&["audit", "verify", "--json", "--store", &store]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["valid"],
+        true
+    );
+    assert_eq!(second.terminate(), Some(0));
+}

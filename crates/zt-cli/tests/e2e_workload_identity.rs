@@ -1,0 +1,919 @@
+//! Workload identity, end to end: `zt serve` over HTTPS with client certificates (X.509-SVIDs)
+//! and JWT-SVID bearer tokens, against the real binary over real sockets. Every certificate and
+//! key is made here at test time (rcgen, aws-lc-rs); nothing is checked in.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+mod common;
+mod workload;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256};
+use common::{http_raw, parse_http_response, zt, Server};
+use rcgen::KeyPair;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+use serde_json::{json, Value};
+use workload::*;
+
+#[test]
+fn a_client_certificate_is_the_agents_identity() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    let billing = pki.client_config(Some(&pki.client(&[BILLING])));
+
+    // Bearer tokens still work over TLS: the admin registers the SPIFFE ID like any actor.
+    let (s, _, body) = call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": BILLING})),
+    );
+    assert_eq!(s, 201, "{body}");
+    let billing_token = body["token"].as_str().unwrap().to_string();
+    let (s, _, body) = call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": "plain-agent"})),
+    );
+    assert_eq!(s, 201);
+    let plain_token = body["token"].as_str().unwrap().to_string();
+    let (s, _, _) = call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": "invoices.read", "reason": "ok"})),
+    );
+    assert_eq!(s, 201);
+
+    // The certificate alone authenticates; the actor is the full SPIFFE ID.
+    let (s, _, decision) = call(
+        &server,
+        &billing,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read", "resource": "inv-1"})),
+    );
+    assert_eq!(s, 200, "{decision}");
+    assert_eq!(decision["actor"], BILLING);
+    assert_eq!(decision["decision"], "allow");
+    assert_eq!(decision["evidence"]["authenticated"], true);
+    let (s, _, _) = call(
+        &server,
+        &billing,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"actor": BILLING, "action": "invoices.read"})),
+    );
+    assert_eq!(s, 200, "the body may repeat the actor");
+
+    // Claiming another actor in the body is a logged deny, as with tokens.
+    let (s, _, spoof) = call(
+        &server,
+        &billing,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"actor": "plain-agent", "action": "invoices.read"})),
+    );
+    assert_eq!(s, 403);
+    assert_eq!(
+        (
+            spoof["actor"].as_str(),
+            spoof["evidence"]["claimed_actor"].as_str()
+        ),
+        (Some(BILLING), Some("plain-agent"))
+    );
+
+    // Certificate and token together must name the same caller.
+    let (s, _, _) = call(
+        &server,
+        &billing,
+        Some(&billing_token),
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!(s, 200, "agreeing certificate and token");
+    let before = decisions(&records(&server, &anonymous, &admin));
+    let (s, headers, refused) = call(
+        &server,
+        &billing,
+        Some(&plain_token),
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!(s, 401, "{refused}");
+    assert!(headers
+        .to_ascii_lowercase()
+        .contains("www-authenticate: bearer"));
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("different callers"),
+        "{refused}"
+    );
+    assert_eq!(
+        decisions(&records(&server, &anonymous, &admin)),
+        before,
+        "no decision for a refused caller"
+    );
+
+    // A plain bearer token over TLS, no certificate.
+    let (s, _, decision) = call(
+        &server,
+        &anonymous,
+        Some(&plain_token),
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!((s, decision["actor"].as_str()), (200, Some("plain-agent")));
+    // No credential at all.
+    let (s, _, _) = call(
+        &server,
+        &anonymous,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"actor": BILLING, "action": "invoices.read"})),
+    );
+    assert_eq!(s, 401);
+
+    // A valid certificate for an unregistered SPIFFE ID: authenticated, and denied on the record.
+    let stranger = pki.client_config(Some(&pki.client(&["spiffe://example.org/agent/stranger"])));
+    let (s, _, denied) = call(
+        &server,
+        &stranger,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!(s, 403);
+    assert_eq!(denied["reason"], "agent is not registered");
+    assert_eq!(denied["evidence"]["authenticated"], true);
+
+    let log = records(&server, &anonymous, &admin);
+    let by_cert: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["actor"] == BILLING)
+        .collect();
+    assert_eq!(by_cert.len(), 4);
+    assert!(by_cert.iter().all(|r| r["authenticated"] == true));
+    assert!(log
+        .iter()
+        .filter(|r| r["kind"] == "admin")
+        .all(|r| r["actor"] == "admin"));
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn failed_handshakes_never_stop_the_server() {
+    let pki = Pki::new("zt test ca");
+    let rogue = Pki::new("rogue ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    let (s, _, _) = call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": BILLING})),
+    );
+    assert_eq!(s, 201);
+
+    // A client certificate from another CA (with the very SPIFFE ID that is registered).
+    let forged = pki.client_config(Some(&rogue.client(&[BILLING])));
+    let attempt = https(
+        server.port,
+        &forged,
+        "POST",
+        "/actions",
+        &[],
+        Some(br#"{"action":"invoices.read"}"#),
+    );
+    assert!(
+        attempt.is_err(),
+        "an untrusted client certificate must fail the handshake: {attempt:?}"
+    );
+    // Plain HTTP on the TLS port, and garbage bytes.
+    assert!(http_raw(server.port, "GET", "/health", &[], None).is_err());
+    let mut junk = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    junk.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    junk.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0xde, 0xad, 0xbe, 0xef])
+        .unwrap();
+    junk.write_all(&[0x5a; 70_000]).unwrap_or(());
+    let mut rest = Vec::new();
+    let _ = junk.read_to_end(&mut rest);
+    // A connection that never starts its handshake, left open.
+    let _idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+
+    // The server keeps serving everyone else.
+    let billing = pki.client_config(Some(&pki.client(&[BILLING])));
+    let (s, _, decision) = call(
+        &server,
+        &billing,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!(
+        (s, decision["actor"].as_str()),
+        (403, Some(BILLING)),
+        "{decision}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut failures = 0;
+    while Instant::now() < deadline {
+        let (_, _, raw) = https(server.port, &anonymous, "GET", "/metrics", &[], None).unwrap();
+        failures = metric(
+            &String::from_utf8(raw).unwrap(),
+            "zt_tls_handshake_failures_total",
+        );
+        if failures >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(failures, 3, "wrong CA, plain HTTP and garbage are counted");
+
+    // SIGTERM drains promptly even with a connection stuck before its handshake.
+    let stopping = Instant::now();
+    assert_eq!(server.terminate(), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+
+    // With --require-client-cert, a client without a certificate cannot connect at all.
+    let server = start_required(&pki, dir.path());
+    let attempt = https(server.port, &anonymous, "GET", "/health", &[], None);
+    assert!(attempt.is_err(), "{attempt:?}");
+    let (s, _, _) = call(&server, &billing, None, "GET", "/health", None);
+    assert_eq!(s, 200);
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn sigterm_drains_in_flight_requests_over_tls() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start_tls(&pki, dir.path(), &[], &[]);
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": BILLING})),
+    );
+    call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": "invoices.read", "reason": "ok"})),
+    );
+    let billing = pki.client_config(Some(&pki.client(&[BILLING])));
+    let open = || {
+        let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let conn =
+            ClientConnection::new(billing.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        let mut tls = StreamOwned::new(conn, tcp);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock).unwrap();
+        }
+        tls
+    };
+    // An idle keep-alive connection, and a request whose body is only half sent.
+    let _idle = open();
+    let mut in_flight = open();
+    let body = br#"{"action":"invoices.read","resource":"in-flight"}"#;
+    let head = format!(
+        "POST /actions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    in_flight.write_all(head.as_bytes()).unwrap();
+    in_flight.write_all(&body[..10]).unwrap();
+    in_flight.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server waits for the request in flight"
+    );
+    in_flight.write_all(&body[10..]).unwrap();
+    in_flight.flush().unwrap();
+    let mut raw = Vec::new();
+    let _ = in_flight.read_to_end(&mut raw);
+    let (status, _, answer) = parse_http_response(&raw).unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(
+        (status, answer["actor"].as_str()),
+        (200, Some(BILLING)),
+        "{answer}"
+    );
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+
+    // The answered decision was committed before the answer.
+    drop(server);
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let log = records(&server, &anonymous, &admin);
+    let stored = log
+        .iter()
+        .find(|r| r["resource"] == "in-flight")
+        .expect("the drained decision is on the record");
+    assert_eq!(stored["current_hash"], answer["audit"]["current_hash"]);
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    for actor in [BILLING, "spiffe://example.org/agent/other"] {
+        let (s, _, _) = call(
+            &server,
+            &anonymous,
+            Some(&admin),
+            "POST",
+            "/agents",
+            Some(json!({"actor": actor})),
+        );
+        assert_eq!(s, 201);
+    }
+    let (_, _, body) = call(
+        &server,
+        &anonymous,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": "token-agent"})),
+    );
+    let token = body["token"].as_str().unwrap().to_string();
+
+    let cases: [(&str, &[&str]); 5] = [
+        ("no uri san", &[]),
+        (
+            "two spiffe ids",
+            &[BILLING, "spiffe://example.org/agent/other"],
+        ),
+        (
+            "a spiffe id and another uri",
+            &[BILLING, "https://example.org/agent"],
+        ),
+        ("not a spiffe uri", &["https://example.org/agent/billing"]),
+        (
+            "an invalid spiffe id",
+            &["spiffe://Example.org/agent/billing"],
+        ),
+    ];
+    for (name, uris) in cases {
+        let config = pki.client_config(Some(&pki.client(uris)));
+        let (s, _, body) = call(
+            &server,
+            &config,
+            None,
+            "POST",
+            "/actions",
+            Some(json!({"actor": BILLING, "action": "a.b"})),
+        );
+        assert_eq!(s, 401, "{name}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("credential is required"),
+            "{name}: {body}"
+        );
+        // The connection is still good for a bearer token, which then names the caller alone.
+        let (s, _, body) = call(
+            &server,
+            &config,
+            Some(&token),
+            "POST",
+            "/actions",
+            Some(json!({"action": "a.b"})),
+        );
+        assert_eq!(
+            (s, body["actor"].as_str()),
+            (403, Some("token-agent")),
+            "{name}: {body}"
+        );
+    }
+    let log = records(&server, &anonymous, &admin);
+    assert!(log
+        .iter()
+        .filter(|r| r["kind"] == "decision")
+        .all(|r| r["actor"] == "token-agent"));
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn admin_spiffe_ids_may_administer_and_agent_certificates_may_not() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    // The environment twin, comma-separated.
+    let ids = format!("{ADMIN},spiffe://example.org/ops/backup");
+    let server = start_tls(
+        &pki,
+        dir.path(),
+        &[],
+        &[("ZT_ADMIN_SPIFFE_IDS", ids.as_str())],
+    );
+    let admin_token = server.admin_token();
+    let anonymous = pki.client_config(None);
+    let admin = pki.client_config(Some(&pki.client(&[ADMIN])));
+    let billing = pki.client_config(Some(&pki.client(&[BILLING])));
+    let other = pki.client_config(Some(&pki.client(&["spiffe://example.org/agent/unlisted"])));
+
+    let (s, _, body) = call(
+        &server,
+        &admin,
+        None,
+        "POST",
+        "/agents",
+        Some(json!({"actor": BILLING})),
+    );
+    assert_eq!(s, 201, "{body}");
+    let (s, _, _) = call(
+        &server,
+        &admin,
+        None,
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": "invoices.read", "reason": "ok"})),
+    );
+    assert_eq!(s, 201);
+    let (s, _, agents) = call(&server, &admin, None, "GET", "/agents", None);
+    assert_eq!((s, agents["agents"].as_array().unwrap().len()), (200, 1));
+    let (s, _, _) = call(
+        &server,
+        &billing,
+        None,
+        "POST",
+        "/actions",
+        Some(json!({"action": "invoices.read"})),
+    );
+    assert_eq!(s, 200);
+
+    // Agent and unlisted certificates on admin routes: 403, audited under their SPIFFE IDs.
+    for (config, who) in [
+        (&billing, BILLING),
+        (&other, "spiffe://example.org/agent/unlisted"),
+    ] {
+        for (method, path, body) in [
+            ("GET", "/agents", None),
+            ("POST", "/policies/allow", Some(json!({"action": "*"}))),
+            ("GET", "/audit/records", None),
+        ] {
+            let (s, _, refused) = call(&server, config, None, method, path, body);
+            assert_eq!(s, 403, "{who} {method} {path}: {refused}");
+            assert!(refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("cannot use admin routes"));
+        }
+    }
+    // An admin certificate with an admin token of another name: one request, one caller.
+    let (s, _, body) = call(&server, &admin, Some(&admin_token), "GET", "/agents", None);
+    assert_eq!(s, 401, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("different callers"));
+
+    let log = records(&server, &anonymous, &admin_token);
+    let changes: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["kind"] == "admin" && r["decision"] == "allow")
+        .collect();
+    // The registration, and the policy change (filed and approved: more than one record).
+    assert!(changes
+        .iter()
+        .any(|r| r["action"] == "zt.admin.agents.register"));
+    assert!(changes.len() >= 2, "{changes:?}");
+    assert!(changes
+        .iter()
+        .all(|r| r["actor"] == ADMIN && r["authenticated"] == true));
+    let attempts: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["action"] == "zt.admin.access")
+        .collect();
+    assert_eq!(attempts.len(), 6);
+    assert_eq!(attempts.iter().filter(|r| r["actor"] == BILLING).count(), 3);
+    assert!(attempts
+        .iter()
+        .all(|r| r["decision"] == "deny" && r["authenticated"] == true));
+    let (s, _, _) = call(&server, &admin, None, "GET", "/policies", None);
+    assert_eq!(s, 200);
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn jwt_svids_authenticate_and_every_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let es = EcSigner::new();
+    let rsa = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let rsa_public = PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+    let jwks = json!({"keys": [
+        es.jwk("es-1"),
+        {"kty": "RSA", "kid": "rs-1", "alg": "RS256", "n": b64(&rsa_public.n), "e": b64(&rsa_public.e)},
+    ]});
+    let jwks_file = dir.path().join("bundle.jwks");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with_auth(
+        &data,
+        "credentials",
+        &[
+            "--single-admin",
+            "--jwt-svid-jwks",
+            jwks_file.to_str().unwrap(),
+            "--jwt-svid-audience",
+            AUDIENCE,
+            "--admin-spiffe-id",
+            ADMIN,
+        ],
+    );
+    let admin = server.admin_token();
+    for actor in [BILLING, "spiffe://example.org/agent/rsa"] {
+        let (s, _, _) = server.json_as(&admin, "POST", "/agents", Some(json!({"actor": actor})));
+        assert_eq!(s, 201);
+    }
+    let (s, _, _) = server.json_as(
+        &admin,
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": "invoices.read", "reason": "ok"})),
+    );
+    assert_eq!(s, 201);
+    let decide = |token: &str| {
+        server.json_as(
+            token,
+            "POST",
+            "/actions",
+            Some(json!({"action": "invoices.read"})),
+        )
+    };
+
+    let valid = es.sign(es256("es-1"), svid_claims(BILLING));
+    let (s, _, decision) = decide(&valid);
+    assert_eq!(s, 200, "{decision}");
+    assert_eq!(decision["actor"], BILLING);
+    assert_eq!(decision["evidence"]["authenticated"], true);
+
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "RS256", "kid": "rs-1"})
+            .to_string()
+            .as_bytes()),
+        b64(svid_claims("spiffe://example.org/agent/rsa")
+            .to_string()
+            .as_bytes())
+    );
+    let mut sig = vec![0; rsa.public_modulus_len()];
+    rsa.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    let (s, _, decision) = decide(&format!("{input}.{}", b64(&sig)));
+    assert_eq!(
+        (s, decision["actor"].as_str()),
+        (200, Some("spiffe://example.org/agent/rsa")),
+        "{decision}"
+    );
+
+    let log_before = decisions(&plain_records(&server, &admin));
+    let claims_with = |f: &dyn Fn(&mut Value)| {
+        let mut c = svid_claims(BILLING);
+        f(&mut c);
+        c
+    };
+    let none_header = b64(json!({"alg": "none", "kid": "es-1"}).to_string().as_bytes());
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "expired",
+            es.sign(
+                es256("es-1"),
+                claims_with(&|c| c["exp"] = json!(now() - 120)),
+            ),
+            "expired",
+        ),
+        (
+            "forged",
+            EcSigner::new().sign(es256("es-1"), svid_claims(BILLING)),
+            "signature is not valid",
+        ),
+        (
+            "wrong audience",
+            es.sign(
+                es256("es-1"),
+                claims_with(&|c| c["aud"] = json!(["another-service"])),
+            ),
+            "audience",
+        ),
+        (
+            "unknown kid",
+            es.sign(es256("es-9"), svid_claims(BILLING)),
+            "not in the trust bundle",
+        ),
+        (
+            "alg none",
+            format!(
+                "{none_header}.{}.",
+                b64(svid_claims(BILLING).to_string().as_bytes())
+            ),
+            "`none` is not allowed",
+        ),
+        (
+            "non-spiffe sub",
+            es.sign(es256("es-1"), svid_claims("billing-agent")),
+            "not a spiffe id",
+        ),
+    ];
+    for (name, token, message) in &cases {
+        let (s, headers, body) = decide(token);
+        assert_eq!(s, 401, "{name}: {body}");
+        assert_eq!(body["ok"], false);
+        assert!(
+            body["error"].as_str().unwrap().contains(message),
+            "{name}: {body}"
+        );
+        assert!(headers.contains("invalid_token"), "{name}: {headers}");
+    }
+    let log = plain_records(&server, &admin);
+    assert_eq!(
+        decisions(&log),
+        log_before,
+        "no refused token reached a decision"
+    );
+
+    // A JWT-SVID naming an admin SPIFFE ID may administer; an agent's may not (403, audited).
+    let admin_svid = es.sign(es256("es-1"), svid_claims(ADMIN));
+    let (s, _, _) = server.json_as(&admin_svid, "GET", "/agents", None);
+    assert_eq!(s, 200);
+    let (s, _, _) = server.json_as(&valid, "GET", "/agents", None);
+    assert_eq!(s, 403);
+    let log = plain_records(&server, &admin);
+    assert_eq!(log.last().unwrap()["action"], "zt.admin.access");
+    assert_eq!(log.last().unwrap()["actor"], BILLING);
+
+    let (_, raw) = common::http(server.port, "GET", "/metrics", None).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "zt_rejected_requests_total{cause=\"unauthenticated\"}"
+        ),
+        cases.len() as u64,
+        "{text}"
+    );
+
+    // At shutdown the refusals join the chain as one summary.
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start_with_auth(&data, "credentials", &[]);
+    let log = plain_records(&server, &admin);
+    let summary = log
+        .iter()
+        .rev()
+        .find(|r| r["kind"] == "rejections")
+        .unwrap();
+    assert_eq!(summary["counts"]["unauthenticated"], cases.len());
+}
+
+#[test]
+fn bad_tls_and_identity_settings_are_refused_at_start() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = |n: &str| pki.path(n).display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let out = zt(&all);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (cert, key, ca) = (p("server.pem"), p("server.key"), p("ca.pem"));
+    // Usage errors (exit 2).
+    for args in [
+        vec!["--tls-cert", cert.as_str()],
+        vec!["--client-ca", ca.as_str()],
+        vec!["--jwt-svid-jwks", ca.as_str()],
+        vec!["--jwt-svid-audience", "x"],
+        vec!["--admin-spiffe-id", "admin"],
+        vec!["--admin-spiffe-id", "spiffe://example.org/"],
+        vec![
+            "--tls-cert",
+            cert.as_str(),
+            "--tls-key",
+            key.as_str(),
+            "--require-client-cert",
+        ],
+    ] {
+        let (code, stderr) = run(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+    }
+    let (code, stderr) = run(&[
+        "--auth",
+        "none",
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--client-ca",
+        &ca,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("needs `--auth credentials`"), "{stderr}");
+    let (code, _) = run(&["--auth", "none", "--admin-spiffe-id", ADMIN]);
+    assert_eq!(code, Some(2));
+
+    // Unusable files (exit 1), refused before the data directory is touched.
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let symmetric = dir.path().join("hmac.jwks");
+    std::fs::write(
+        &symmetric,
+        r#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#,
+    )
+    .unwrap();
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let g = garbage.display().to_string();
+    let o = other_key.display().to_string();
+    let s = symmetric.display().to_string();
+    for (args, expected) in [
+        (
+            vec!["--tls-cert", g.as_str(), "--tls-key", key.as_str()],
+            "holds no certificate",
+        ),
+        (
+            vec!["--tls-cert", cert.as_str(), "--tls-key", g.as_str()],
+            "tls key file",
+        ),
+        (
+            vec!["--tls-cert", cert.as_str(), "--tls-key", o.as_str()],
+            "tls configuration",
+        ),
+        (
+            vec![
+                "--tls-cert",
+                cert.as_str(),
+                "--tls-key",
+                key.as_str(),
+                "--client-ca",
+                g.as_str(),
+            ],
+            "client ca file",
+        ),
+        (
+            vec!["--jwt-svid-jwks", s.as_str(), "--jwt-svid-audience", "zt"],
+            "key type `oct` is not supported",
+        ),
+        (
+            vec!["--jwt-svid-jwks", g.as_str(), "--jwt-svid-audience", "zt"],
+            "not a jwks document",
+        ),
+    ] {
+        let (code, stderr) = run(&args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!data.exists(), "nothing was created for a refused start");
+}
+
+#[test]
+fn zt_bench_drives_load_over_mutual_tls() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(
+        &pki,
+        &dir.path().join("data"),
+        &["--rate-limit", "1000000/s"],
+        &[],
+    );
+    let admin = server.admin_token();
+    let id = pki.client(&[BILLING]);
+    std::fs::write(pki.path("billing.pem"), &id.cert).unwrap();
+    std::fs::write(pki.path("billing.key"), &id.key).unwrap();
+    let url = format!("https://localhost:{}", server.port);
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("billing.pem"),
+        pki.path("billing.key"),
+    );
+    let out = zt(&[
+        "bench",
+        "--url",
+        &url,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--actor",
+        BILLING,
+        "--admin-token",
+        &admin,
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["allowed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        (
+            report["denied"].as_u64(),
+            report["other_status"].as_u64(),
+            report["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{report}"
+    );
+    let log = records(&server, &pki.client_config(None), &admin);
+    assert!(log
+        .iter()
+        .filter(|r| r["kind"] == "decision")
+        .all(|r| r["actor"] == BILLING && r["authenticated"] == true));
+    // Without --ca an https URL is refused (usage stays explicit about whom it trusts).
+    let out = zt(&[
+        "bench",
+        "--url",
+        &url,
+        "--no-setup",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --ca"));
+    assert_eq!(server.terminate(), Some(0));
+}

@@ -1,0 +1,361 @@
+//! Support for the workload-identity end-to-end tests: a test CA and certificates (rcgen), a
+//! small blocking HTTPS client (rustls), a TLS-aware server launcher, and JWT-SVID signing
+//! (aws-lc-rs). Everything is made at test time; nothing is checked in.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use serde_json::{json, Value};
+
+use crate::common::{free_port, http_raw, parse, parse_http_response, zt_bin, Server};
+
+pub const BILLING: &str = "spiffe://example.org/agent/billing";
+pub const ADMIN: &str = "spiffe://example.org/ops/admin";
+pub const AUDIENCE: &str = "zt-control-plane";
+
+// ---------------------------------------------------------------------------------------------
+// Certificates
+
+/// A test CA and the files a server needs (its CA bundle, its own chain and key).
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A client certificate and key, PEM.
+pub struct Identity {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.distinguished_name.push(DnType::CommonName, name);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        let pki = Self {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        };
+        std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &pki.ca).unwrap();
+        std::fs::write(pki.path("server.pem"), cert.pem()).unwrap();
+        std::fs::write(pki.path("server.key"), key.serialize_pem()).unwrap();
+        pki
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A client certificate with these URI SANs (and a DNS SAN, which is not an identity).
+    pub fn client(&self, uris: &[&str]) -> Identity {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.to_string().try_into().unwrap()));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        Identity {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// Client settings trusting this CA, presenting `identity` if given.
+    pub fn client_config(&self, identity: Option<&Identity>) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca.pem().as_bytes()).unwrap())
+            .unwrap();
+        let builder = ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        Arc::new(match identity {
+            None => builder.with_no_client_auth(),
+            Some(id) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(id.cert.as_bytes()).unwrap()],
+                    PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        })
+    }
+
+    /// `--tls-cert`, `--tls-key` and `--client-ca` for this CA.
+    pub fn serve_args(&self) -> Vec<String> {
+        let p = |n: &str| self.path(n).display().to_string();
+        vec![
+            "--tls-cert".into(),
+            p("server.pem"),
+            "--tls-key".into(),
+            p("server.key"),
+            "--client-ca".into(),
+            p("ca.pem"),
+        ]
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An HTTPS client: one request per connection, `Connection: close`.
+
+pub fn https(
+    port: u16,
+    config: &Arc<ClientConfig>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = StreamOwned::new(conn, tcp);
+    let body = body.unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes())?;
+    tls.write_all(body)?;
+    tls.flush()?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // A peer that closes without close_notify after a full response is fine here.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    parse_http_response(&raw)
+}
+
+/// A JSON request over HTTPS with an optional bearer token.
+pub fn call(
+    server: &Server,
+    config: &Arc<ClientConfig>,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    let (status, headers, raw) = https(
+        server.port,
+        config,
+        method,
+        path,
+        &headers,
+        bytes.as_deref(),
+    )
+    .expect("https");
+    (
+        status,
+        headers,
+        serde_json::from_slice(&raw).unwrap_or(Value::Null),
+    )
+}
+
+pub fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
+    let auth = format!("Bearer {admin}");
+    let (status, _, raw) = https(
+        server.port,
+        config,
+        "GET",
+        "/audit/records?limit=10000",
+        &[("authorization", &auth)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    String::from_utf8(raw).unwrap().lines().map(parse).collect()
+}
+
+pub fn decisions(log: &[Value]) -> usize {
+    log.iter().filter(|r| r["kind"] == "decision").count()
+}
+
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Starts `zt serve --auth credentials` over HTTPS and waits until `/health` answers over TLS.
+pub fn start_tls(pki: &Pki, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let probe = pki.client_config(None);
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new(zt_bin())
+            .args([
+                "serve",
+                "--auth",
+                "credentials",
+                // One admin approves their own policy changes (the review flow is not under
+                // test here).
+                "--single-admin",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(pki.serve_args())
+            .args(extra)
+            .envs(env.iter().copied())
+            .env("ZT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn zt serve");
+        let mut server = Server {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break;
+            }
+            if let Ok((200, _, _)) = https(port, &probe, "GET", "/health", &[], None) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+    }
+    panic!("zt serve over tls did not become ready");
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT-SVIDs, signed here with aws-lc-rs
+
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub struct EcSigner(pub EcdsaKeyPair);
+
+impl EcSigner {
+    pub fn new() -> Self {
+        Self(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    }
+    pub fn jwk(&self, kid: &str) -> Value {
+        let point = self.0.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "jwt-svid", "x": b64(&point[1..33]), "y": b64(&point[33..65])})
+    }
+    pub fn sign(&self, header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.0.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+}
+
+pub fn svid_claims(sub: &str) -> Value {
+    json!({"sub": sub, "aud": [AUDIENCE], "exp": now() + 300, "iat": now()})
+}
+
+pub fn es256(kid: &str) -> Value {
+    json!({"alg": "ES256", "kid": kid, "typ": "JWT"})
+}
+
+/// A server with `--require-client-cert` (whose readiness probe needs a certificate).
+pub fn start_required(pki: &Pki, data_dir: &Path) -> Server {
+    let probe = pki.client_config(Some(&pki.client(&["spiffe://example.org/probe"])));
+    let port = free_port();
+    let child = Command::new(zt_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--require-client-cert",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(pki.serve_args())
+        .env("ZT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        port,
+        data_dir: data_dir.to_path_buf(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok((200, _, _)) = https(port, &probe, "GET", "/health", &[], None) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("zt serve --require-client-cert did not become ready");
+}
+
+/// [`records`] over plain HTTP (the JWT-SVID server does not use TLS).
+pub fn plain_records(server: &Server, admin: &str) -> Vec<Value> {
+    let auth = format!("Bearer {admin}");
+    let (status, _, raw) = http_raw(
+        server.port,
+        "GET",
+        "/audit/records?limit=10000",
+        &[("authorization", &auth)],
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    String::from_utf8(raw).unwrap().lines().map(parse).collect()
+}

@@ -1,0 +1,470 @@
+//! The PostgreSQL store: the same two tables as the embedded store, in one schema of a
+//! PostgreSQL database.
+//!
+//! Each [`AuditStore::append`] is one transaction of one multi-row `INSERT`, committed with
+//! `synchronous_commit = on` (set on the session, whatever the server default), so a batch is
+//! durable on the primary when `append` returns, and all-or-nothing.
+//!
+//! One writer per chain: [`PostgresStore::open`] takes a session advisory lock keyed by the
+//! schema and refuses to open if another session holds it, since two sequencers on one chain
+//! would fork it. The lock lives as long as the writer's connection; if that connection drops,
+//! the next commit fails and the ledger stops (fail closed) rather than reconnect.
+//!
+//! The synchronous `postgres` client drives its own small async runtime, which must neither
+//! block nor be dropped on an async worker thread. Each store therefore keeps its client on a
+//! dedicated thread and sends it work, so a store may be used and dropped from anywhere.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use postgres::{Client, Config, NoTls};
+use zt_contract::{Digest32, Jwk};
+
+use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+
+/// The schema used when the URL names none.
+pub const DEFAULT_SCHEMA: &str = "zt_audit";
+
+/// How long connecting may take when the URL does not say (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lines fetched per query by [`PostgresStore::for_each_line`].
+const LINE_PAGE: usize = 10_000;
+
+/// Where a PostgreSQL store lives: a connection URL and the schema holding its tables.
+#[derive(Clone)]
+pub struct PostgresLocation {
+    config: Config,
+    schema: String,
+}
+
+impl std::fmt::Debug for PostgresLocation {
+    // The URL may carry a password: show only where it points.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresLocation")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl PostgresLocation {
+    /// Parses `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]`. Besides libpq's parameters,
+    /// `schema=NAME` (lowercase letters, digits and `_`) picks the schema holding the tables;
+    /// it defaults to [`DEFAULT_SCHEMA`] and is created if missing.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Backend(
+                "a postgres store url starts with `postgres://`".into(),
+            ));
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut schema = DEFAULT_SCHEMA.to_string();
+        let mut rest = Vec::new();
+        for param in query.split('&').filter(|p| !p.is_empty()) {
+            match param.strip_prefix("schema=") {
+                Some(name) => schema = name.to_string(),
+                None => rest.push(param),
+            }
+        }
+        Self::with_schema(&rebuild(base, &rest), &schema)
+    }
+
+    /// A location from a libpq URL (or `key=value` string) and an explicit schema.
+    pub fn with_schema(conninfo: &str, schema: &str) -> Result<Self, StoreError> {
+        check_schema_name(schema)?;
+        let mut config: Config = conninfo
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("invalid postgres store url: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("zt-infra");
+        Ok(Self {
+            config,
+            schema: schema.to_string(),
+        })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+fn rebuild(base: &str, params: &[&str]) -> String {
+    if params.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", params.join("&"))
+    }
+}
+
+fn check_schema_name(name: &str) -> Result<(), StoreError> {
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err(StoreError::Backend(format!(
+            "schema `{name}` must be 1 to 63 lowercase letters, digits or `_`, not starting with a digit"
+        )))
+    }
+}
+
+/// Formats a client error with its cause (the client's own message names only the kind).
+fn backend(e: postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        return StoreError::Backend(format!("postgres: {}: {}", db.code().code(), db.message()));
+    }
+    match std::error::Error::source(&e) {
+        Some(cause) => StoreError::Backend(format!("postgres: {e}: {cause}")),
+        None => StoreError::Backend(format!("postgres: {e}")),
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// A client living on its own thread.
+struct Worker {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Connects on a new thread and runs `setup` there before anything else.
+    fn connect(
+        config: Config,
+        setup: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (ready, is_ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
+        let thread = std::thread::Builder::new()
+            .name("zt-audit-pg".into())
+            .spawn(move || {
+                let mut client = match config.connect(NoTls) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let _ = ready.send(Err(backend(e)));
+                        return;
+                    }
+                };
+                let set_up = setup(&mut client);
+                let failed = set_up.is_err();
+                let _ = ready.send(set_up);
+                if failed {
+                    return;
+                }
+                while let Ok(job) = queue.recv() {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start postgres thread: {e}")))?;
+        let mut worker = Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        };
+        match is_ready.recv() {
+            Ok(Ok(())) => Ok(worker),
+            Ok(Err(e)) => {
+                worker.stop();
+                Err(e)
+            }
+            Err(_) => {
+                worker.stop();
+                Err(StoreError::Backend("postgres thread stopped".into()))
+            }
+        }
+    }
+
+    /// Runs `f` with the client and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Backend("postgres thread stopped".into());
+        let (answer, answered) = mpsc::sync_channel(1);
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Box::new(move |client| {
+                let _ = answer.send(f(client));
+            }))
+            .map_err(|_| stopped())?;
+        answered.recv().map_err(|_| stopped())?
+    }
+
+    /// Closes the connection (releasing its session locks) and waits for the thread.
+    fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("postgres audit store thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PostgreSQL-backed audit store.
+pub struct PostgresStore {
+    worker: Worker,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").finish_non_exhaustive()
+    }
+}
+
+/// Sets the session up for `schema`: search path and durable commits.
+fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+    // `schema` is checked to be a plain lowercase identifier, so it needs no quoting.
+    client
+        .batch_execute(&format!(
+            "SET search_path TO {schema}; SET synchronous_commit TO on;"
+        ))
+        .map_err(backend)
+}
+
+impl PostgresStore {
+    /// Opens the store for writing: takes the chain's advisory lock (refusing if another
+    /// session holds it), creates the schema and tables if missing.
+    pub fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
+        let schema = location.schema.clone();
+        let worker = Worker::connect(location.config.clone(), move |client| {
+            let lock_key = format!("zt-infra audit log: {schema}");
+            let locked: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                    &[&lock_key],
+                )
+                .and_then(|row| row.try_get(0))
+                .map_err(backend)?;
+            if !locked {
+                return Err(StoreError::InUse(format!(
+                    "postgres schema `{schema}` is held by another zt server (one server per audit chain)"
+                )));
+            }
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+                .map_err(backend)?
+                .is_some();
+            if !exists {
+                client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .map_err(backend)?;
+            }
+            use_schema(client, &schema)?;
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS records (
+                         seq BIGINT PRIMARY KEY,
+                         current_hash TEXT NOT NULL,
+                         line TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS signing_keys (
+                         key_id TEXT PRIMARY KEY,
+                         jwk TEXT NOT NULL,
+                         published_order BIGSERIAL
+                     );",
+                )
+                .map_err(backend)
+        })?;
+        Ok(Self { worker })
+    }
+
+    /// Opens an existing store for reading only (beside a running writer; takes no lock).
+    pub fn open_read_only(location: &PostgresLocation) -> Result<Self, StoreError> {
+        let schema = location.schema.clone();
+        let worker = Worker::connect(location.config.clone(), move |client| {
+            let tables: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_tables WHERE schemaname = $1
+                     AND tablename IN ('records', 'signing_keys')",
+                    &[&schema],
+                )
+                .and_then(|row| row.try_get(0))
+                .map_err(backend)?;
+            if tables != 2 {
+                return Err(StoreError::Backend(format!(
+                    "no audit log in postgres schema `{schema}`"
+                )));
+            }
+            use_schema(client, &schema)?;
+            client
+                .batch_execute("SET default_transaction_read_only TO on")
+                .map_err(backend)
+        })?;
+        Ok(Self { worker })
+    }
+
+    /// Calls `each` with every stored line from `from`, in order, a page at a time.
+    pub fn for_each_line(
+        &mut self,
+        from: u64,
+        mut each: impl FnMut(&str) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut next = from;
+        loop {
+            let lines = self.read(next, LINE_PAGE)?;
+            for line in &lines {
+                if !each(line) {
+                    return Ok(());
+                }
+            }
+            if lines.len() < LINE_PAGE {
+                return Ok(());
+            }
+            next += lines.len() as u64;
+        }
+    }
+}
+
+fn to_i64(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Backend(format!("sequence number {n} out of range")))
+}
+
+fn to_seq(seq: i64) -> Result<u64, StoreError> {
+    u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))
+}
+
+fn parse_hash(seq: i64, text: &str) -> Result<Digest32, StoreError> {
+    Digest32::from_hex(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("record {seq} has hash `{text}`")))
+}
+
+impl AuditStore for PostgresStore {
+    fn head(&mut self) -> Result<Option<Head>, StoreError> {
+        let row = self.worker.run(|client| {
+            let row = client
+                .query_opt(
+                    "SELECT seq, current_hash FROM records ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )
+                .map_err(backend)?;
+            row.map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)))
+                .transpose()
+                .map_err(backend)
+        })?;
+        match row {
+            None => Ok(None),
+            Some((seq, hash)) => Ok(Some(Head {
+                current_hash: parse_hash(seq, &hash)?,
+                seq: to_seq(seq)?,
+            })),
+        }
+    }
+
+    fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut seqs = Vec::with_capacity(records.len());
+        let mut hashes = Vec::with_capacity(records.len());
+        let mut lines = Vec::with_capacity(records.len());
+        for r in records {
+            seqs.push(to_i64(r.body.seq)?);
+            hashes.push(r.current_hash.to_hex());
+            lines.push(r.line.clone());
+        }
+        self.worker.run(move |client| {
+            let mut tx = client.transaction().map_err(backend)?;
+            tx.execute(
+                "INSERT INTO records (seq, current_hash, line)
+                 SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
+                &[&seqs, &hashes, &lines],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let from = to_i64(from)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.worker.run(move |client| {
+            client
+                .query(
+                    "SELECT line FROM records WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                    &[&from, &limit],
+                )
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(backend))
+                .collect()
+        })
+    }
+
+    fn hashes(&mut self, from: u64, limit: usize) -> Result<Vec<Digest32>, StoreError> {
+        let first = to_i64(from)?;
+        let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.worker.run(move |client| {
+            client
+                .query(
+                    "SELECT seq, current_hash FROM records WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                    &[&first, &limit_sql],
+                )
+                .map_err(backend)?
+                .iter()
+                .map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)))
+                .collect::<Result<Vec<_>, postgres::Error>>()
+                .map_err(backend)
+        })?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (expected, (seq, text)) in (from..).zip(rows) {
+            if u64::try_from(seq).ok() != Some(expected) {
+                return Err(StoreError::Corrupt(format!(
+                    "record {expected} is missing (found seq {seq})"
+                )));
+            }
+            out.push(parse_hash(seq, &text)?);
+        }
+        Ok(out)
+    }
+
+    fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError> {
+        let text = serde_json::to_string(jwk).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let kid = jwk.kid.clone();
+        self.worker.run(move |client| {
+            client
+                .execute(
+                    "INSERT INTO signing_keys (key_id, jwk) VALUES ($1, $2)
+                     ON CONFLICT (key_id) DO NOTHING",
+                    &[&kid, &text],
+                )
+                .map(|_| ())
+                .map_err(backend)
+        })
+    }
+
+    fn keys(&mut self) -> Result<Vec<Jwk>, StoreError> {
+        let texts = self.worker.run(|client| {
+            client
+                .query("SELECT jwk FROM signing_keys ORDER BY published_order", &[])
+                .map_err(backend)?
+                .iter()
+                .map(|r| r.try_get::<_, String>(0).map_err(backend))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        texts
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .map_err(|e| StoreError::Corrupt(format!("published key: {e}")))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,85 @@
+//! A fresh PostgreSQL schema per test, dropped at the end. The server is the one CI starts
+//! (`.ci/run`): `postgres://postgres@127.0.0.1:5432/test`, or `ZT_TEST_POSTGRES_URL`. These
+//! tests fail, never skip, when it is not reachable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use zt_ledger::PostgresLocation;
+
+/// The test server when `ZT_TEST_POSTGRES_URL` is not set.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The test server's URL.
+pub fn server_url() -> String {
+    std::env::var("ZT_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+}
+
+/// Runs SQL on its own connection, on its own thread (the synchronous client must not run on
+/// an async worker).
+fn admin(sql: String) -> Result<(), String> {
+    let url = server_url();
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
+            format!(
+                "PostgreSQL is not reachable at `{url}` ({e}: {}); these tests need it: start it \
+                 (`.ci/run` does) or set ZT_TEST_POSTGRES_URL",
+                std::error::Error::source(&e).map_or(String::new(), |c| c.to_string())
+            )
+        })?;
+        client
+            .batch_execute(&sql)
+            .map_err(|e| format!("`{sql}`: {e:?}"))
+    })
+    .join()
+    .map_err(|_| "admin thread panicked".to_string())?
+}
+
+/// A schema name no other test uses; the schema is dropped (with its tables) on drop.
+pub struct TestSchema {
+    pub name: String,
+}
+
+impl TestSchema {
+    /// Picks a fresh name and checks the server is reachable (panics with how to fix it).
+    pub fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "zt_test_{}_{}_{}",
+            std::process::id(),
+            nanos,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        if let Err(e) = admin("SELECT 1".into()) {
+            panic!("{e}");
+        }
+        Self { name }
+    }
+
+    /// The store URL, `?schema=` included.
+    pub fn url(&self) -> String {
+        let base = server_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}schema={}", self.name)
+    }
+
+    /// The parsed location.
+    #[allow(
+        dead_code,
+        reason = "not every test crate including this module uses it"
+    )]
+    pub fn location(&self) -> PostgresLocation {
+        PostgresLocation::parse(&self.url()).unwrap()
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        if let Err(e) = admin(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)) {
+            eprintln!("cannot drop test schema `{}`: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The policy decision point: a validated Cedar policy set, sliced by action.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
+use cedar_policy::{AuthorizationError, Authorizer, Effect, Entities, PolicySet, Request};
+
+use crate::action_policy::{ActionPolicy, REASON_NOT_ALLOWED};
+use crate::compile_json;
+use crate::context;
+use crate::entities;
+use crate::error::PolicyError;
+use crate::load::{self, Loaded};
+use crate::names::Names;
+use crate::request::{PolicyDecision, PolicyRequest};
+use crate::slice::Slicer;
+use crate::validate;
+
+/// What the engine keeps of each policy, by position in the set.
+#[derive(Debug)]
+struct PolicyInfo {
+    id: String,
+    reason: Option<String>,
+    forbid: bool,
+}
+
+/// A loaded, validated policy set that decides requests. Immutable (its only inner state is a
+/// bounded cache of per-action slices), `Send + Sync`: share it in an `Arc`.
+pub struct PolicyEngine {
+    policies: Vec<PolicyInfo>,
+    positions: HashMap<String, usize>,
+    slicer: Slicer,
+    authorizer: Authorizer,
+    source: String,
+    version: String,
+    warnings: Vec<String>,
+}
+
+impl fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("version", &self.version)
+            .field("policies", &self.policies.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Parses Cedar policy text and validates it against the shipped schema (policies
+    /// annotated `@unvalidated("why")` excepted). Errors carry the line and column.
+    pub fn from_cedar(text: &str) -> Result<Self, PolicyError> {
+        let loaded = load::parse(text)?;
+        let warnings = validate::validate(text, &loaded)?;
+        Self::assemble(loaded, warnings)
+    }
+
+    /// Compiles a reference JSON policy to Cedar; the engine decides exactly as
+    /// [`ActionPolicy::evaluate`], with the same reasons.
+    pub fn from_action_policy(policy: &ActionPolicy) -> Result<Self, PolicyError> {
+        policy.validate()?;
+        Self::from_cedar(&compile_json::to_cedar(policy))
+    }
+
+    /// Loads a policy file: `.json` is the reference format, `.cedar` is Cedar.
+    pub fn from_file(path: &Path) -> Result<Self, PolicyError> {
+        let shown = path.display().to_string();
+        let extension = path.extension().and_then(|e| e.to_str());
+        if !matches!(extension, Some("json" | "cedar")) {
+            return Err(PolicyError::UnknownFormat { path: shown });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let loaded = if extension == Some("json") {
+            ActionPolicy::from_json(&text).and_then(|p| Self::from_action_policy(&p))
+        } else {
+            Self::from_cedar(&text)
+        };
+        loaded.map_err(|source| PolicyError::File {
+            path: shown,
+            source: Box::new(source),
+        })
+    }
+
+    /// The shipped default: deny by default, and `aws.ec2.terminate_instances` denied with
+    /// its own reason ([`ActionPolicy::default`], compiled).
+    pub fn default_policy() -> Self {
+        Self::from_action_policy(&ActionPolicy::default()).unwrap_or_else(|_| Self::deny_all())
+    }
+
+    /// An engine with no policies: it denies everything.
+    fn deny_all() -> Self {
+        Self {
+            policies: Vec::new(),
+            positions: HashMap::new(),
+            slicer: Slicer::empty(),
+            authorizer: Authorizer::new(),
+            version: version_of(""),
+            source: String::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn assemble(loaded: Vec<Loaded>, warnings: Vec<String>) -> Result<Self, PolicyError> {
+        let mut source = String::new();
+        for one in &loaded {
+            if !source.is_empty() {
+                source.push('\n');
+            }
+            source.push_str(&load::canonical_text(one)?);
+            source.push('\n');
+        }
+        let mut policies = Vec::with_capacity(loaded.len());
+        let mut cedar = Vec::with_capacity(loaded.len());
+        for one in loaded {
+            policies.push(PolicyInfo {
+                id: one.id,
+                reason: one.reason,
+                forbid: one.effect == Effect::Forbid,
+            });
+            cedar.push(one.policy);
+        }
+        let positions = policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        Ok(Self {
+            policies,
+            positions,
+            slicer: Slicer::new(cedar)?,
+            authorizer: Authorizer::new(),
+            version: version_of(&source),
+            source,
+            warnings,
+        })
+    }
+
+    /// `sha256:<hex>` of [`source`](Self::source): equal policy sets have equal versions,
+    /// whatever their layout and comments.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The canonical Cedar text of the policy set, every policy with its `@id` (for diffs).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// How many policies the set has.
+    pub fn policy_count(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// The validator's warnings that did not stop loading (e.g. confusable identifiers).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Decides one request. Fails closed: a policy that cannot be evaluated, or a request that
+    /// cannot be put to Cedar, denies.
+    pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        let Some(names) = Names::get() else {
+            return PolicyDecision::deny("the policy engine could not start");
+        };
+        let slice = match self.slicer.slice(names, request.action) {
+            Ok(slice) => slice,
+            Err(e) => {
+                return PolicyDecision::deny(format!("the policy set could not be sliced: {e}"))
+            }
+        };
+        if slice.is_empty && self.slicer.always_len() == 0 {
+            return PolicyDecision::deny(REASON_NOT_ALLOWED);
+        }
+        let context = match context::build(
+            request.context,
+            request.action,
+            unix_seconds(request.request_time),
+        ) {
+            Ok(context) => context,
+            Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
+        };
+        let (cedar_request, entities) =
+            match entities::build(names, request, &slice.action, &slice.entities, context) {
+                Ok(built) => built,
+                Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
+            };
+        let mut outcome = Outcome::default();
+        if self.slicer.always_len() > 0 {
+            self.evaluate(
+                &mut outcome,
+                &cedar_request,
+                self.slicer.always(),
+                &entities,
+            );
+        }
+        if !slice.is_empty {
+            self.evaluate(&mut outcome, &cedar_request, &slice.policies, &entities);
+        }
+        self.explain(outcome)
+    }
+
+    fn evaluate(
+        &self,
+        outcome: &mut Outcome,
+        request: &Request,
+        set: &PolicySet,
+        entities: &Entities,
+    ) {
+        let response = self.authorizer.is_authorized(request, set, entities);
+        for id in response.diagnostics().reason() {
+            match self.positions.get(id.as_ref() as &str) {
+                Some(&position) => outcome.satisfied.push(position),
+                None => outcome.errors.push((
+                    usize::MAX,
+                    format!("policy `{id}` is not in the policy set"),
+                )),
+            }
+        }
+        for error in response.diagnostics().errors() {
+            let AuthorizationError::PolicyEvaluationError(failed) = error;
+            let position = self
+                .positions
+                .get(failed.policy_id().as_ref() as &str)
+                .copied()
+                .unwrap_or(usize::MAX);
+            outcome.errors.push((position, error.to_string()));
+        }
+    }
+
+    fn explain(&self, mut outcome: Outcome) -> PolicyDecision {
+        let id = |position: usize| {
+            self.policies
+                .get(position)
+                .map_or("unknown", |p| p.id.as_str())
+                .to_string()
+        };
+        if !outcome.errors.is_empty() {
+            outcome.errors.sort();
+            let mut failed: Vec<usize> = outcome.errors.iter().map(|(p, _)| *p).collect();
+            failed.dedup();
+            let reason = format!(
+                "policy `{}` failed to evaluate, so the request is denied (fail closed)",
+                id(failed.first().copied().unwrap_or(usize::MAX))
+            );
+            return PolicyDecision {
+                allowed: false,
+                reason,
+                determining_policies: failed.into_iter().map(id).collect(),
+                errors: outcome.errors.into_iter().map(|(_, e)| e).collect(),
+            };
+        }
+        outcome.satisfied.sort_unstable();
+        outcome.satisfied.dedup();
+        let is_forbid = |p: &usize| self.policies.get(*p).is_some_and(|info| info.forbid);
+        let forbids: Vec<usize> = outcome
+            .satisfied
+            .iter()
+            .copied()
+            .filter(is_forbid)
+            .collect();
+        let (allowed, deciding) = if forbids.is_empty() {
+            (true, outcome.satisfied)
+        } else {
+            (false, forbids)
+        };
+        let Some(info) = deciding.first().and_then(|&p| self.policies.get(p)) else {
+            return PolicyDecision::deny(REASON_NOT_ALLOWED);
+        };
+        let reason = match &info.reason {
+            Some(reason) => reason.clone(),
+            None if allowed => format!("allowed by policy `{}`", info.id),
+            None => format!("denied by policy `{}`", info.id),
+        };
+        PolicyDecision {
+            allowed,
+            reason,
+            determining_policies: deciding.into_iter().map(id).collect(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// What the evaluated slices said: positions of satisfied policies, and errors with the
+/// position of the policy that failed (`usize::MAX` if unknown).
+#[derive(Debug, Default)]
+struct Outcome {
+    satisfied: Vec<usize>,
+    errors: Vec<(usize, String)>,
+}
+
+fn version_of(source: &str) -> String {
+    let d = digest::digest(&digest::SHA256, source.as_bytes());
+    format!("sha256:{}", hex::encode(d.as_ref()))
+}
+
+/// Whole seconds since the Unix epoch (negative before it), saturating.
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

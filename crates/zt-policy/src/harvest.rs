@@ -1,0 +1,80 @@
+//! What a policy mentions, read from its JSON form: the actions and action groups it names
+//! (to declare them for validation), the entity types it uses and the context keys it reads.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::names::{ACTION, AGENT, RESOURCE};
+
+/// Names found in one policy.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Mentions {
+    /// Ids of every `Action::"..."` in the scope or the conditions.
+    pub actions: BTreeSet<String>,
+    /// Entity types other than `Agent`, `Action` and `Resource`.
+    pub unknown_types: BTreeSet<String>,
+    /// Keys read directly on `context` (`context.k`, `context["k"]`, `context has k`).
+    pub context_keys: BTreeSet<String>,
+}
+
+impl Mentions {
+    /// Walks the JSON (EST) form of a policy.
+    pub(crate) fn of(est: &Value) -> Self {
+        let mut found = Self::default();
+        found.walk(est);
+        found
+    }
+
+    fn walk(&mut self, value: &Value) {
+        match value {
+            Value::Array(items) => items.iter().for_each(|v| self.walk(v)),
+            Value::Object(map) => {
+                if let (2, Some(Value::String(ty)), Some(Value::String(id))) =
+                    (map.len(), map.get("type"), map.get("id"))
+                {
+                    self.entity(ty, id);
+                }
+                if let Some(Value::String(ty)) = map.get("entity_type") {
+                    self.entity_type(ty);
+                }
+                for op in [".", "has"] {
+                    if let Some(Value::Object(access)) = map.get(op) {
+                        if let (Some(left), Some(Value::String(attr))) =
+                            (access.get("left"), access.get("attr"))
+                        {
+                            if left.get("Var").and_then(Value::as_str) == Some("context") {
+                                self.context_keys.insert(attr.clone());
+                            }
+                        }
+                    }
+                }
+                for (key, v) in map {
+                    // Annotation values are free text, never names.
+                    if key != "annotations" {
+                        self.walk(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn entity(&mut self, ty: &str, id: &str) {
+        if ty == ACTION {
+            self.actions.insert(id.to_string());
+        } else {
+            self.entity_type(ty);
+        }
+    }
+
+    fn entity_type(&mut self, ty: &str) {
+        if ![AGENT, ACTION, RESOURCE].contains(&ty) {
+            self.unknown_types.insert(ty.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "harvest_tests.rs"]
+mod tests;

@@ -1,0 +1,93 @@
+use std::str::FromStr;
+
+use super::*;
+
+fn policies(texts: &[&str]) -> Vec<Policy> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Policy::parse(Some(cedar_policy::PolicyId::new(format!("p{i}"))), *t).unwrap()
+        })
+        .collect()
+}
+
+fn ids(set: &PolicySet) -> Vec<String> {
+    let mut ids: Vec<String> = set.policies().map(|p| p.id().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn policies_are_indexed_by_their_action_scope() {
+    let p = |t: &str| Policy::from_str(t).unwrap();
+    assert_eq!(
+        index_keys(&p("permit(principal, action, resource);")),
+        Keys::Always
+    );
+    assert_eq!(
+        index_keys(&p(r#"permit(principal, action in Action::"*", resource);"#)),
+        Keys::Always
+    );
+    assert_eq!(
+        index_keys(&p(
+            r#"permit(principal, action == Action::"a.b", resource);"#
+        )),
+        Keys::Exact("a.b".into())
+    );
+    assert_eq!(
+        index_keys(&p(
+            r#"permit(principal, action in [Action::"a.*", Action::"b"], resource);"#
+        )),
+        Keys::Member(vec!["a.*".into(), "b".into()])
+    );
+    assert_eq!(
+        index_keys(&p(
+            r#"permit(principal, action in [Action::"a.*", Action::"*"], resource);"#
+        )),
+        Keys::Always
+    );
+}
+
+#[test]
+fn a_slice_holds_only_what_can_apply() {
+    let slicer = Slicer::new(policies(&[
+        r#"permit(principal, action, resource);"#,
+        r#"permit(principal, action == Action::"aws.iam.create_user", resource);"#,
+        r#"permit(principal, action == Action::"aws.iam", resource);"#,
+        r#"forbid(principal, action in Action::"aws.*", resource);"#,
+        r#"forbid(principal, action in Action::"aws.iam.*", resource);"#,
+        r#"forbid(principal, action in Action::"gcp.*", resource);"#,
+        r#"permit(principal, action in Action::"aws.iam.create_user", resource);"#,
+        r#"permit(principal, action in [Action::"gcp.*", Action::"aws.iam.*"], resource);"#,
+    ]))
+    .unwrap();
+    let names = Names::get().unwrap();
+    assert_eq!(ids(slicer.always()), ["p0"]);
+    assert_eq!(slicer.always_len(), 1);
+    let slice = slicer.slice(names, "aws.iam.create_user").unwrap();
+    assert_eq!(ids(&slice.policies), ["p1", "p3", "p4", "p6", "p7"]);
+    assert_eq!(slice.entities.len(), 1);
+    assert!(!slice.is_empty);
+    let slice = slicer.slice(names, "aws.s3.list").unwrap();
+    assert_eq!(ids(&slice.policies), ["p3"]);
+    let slice = slicer.slice(names, "other").unwrap();
+    assert!(slice.is_empty);
+    assert_eq!(slicer.cached(), 3);
+    // Cached: the same slice again.
+    let again = slicer.slice(names, "other").unwrap();
+    assert!(Arc::ptr_eq(&slice, &again));
+}
+
+#[test]
+fn the_cache_is_bounded() {
+    let slicer = Slicer::new(policies(&[
+        r#"permit(principal, action in Action::"a.*", resource);"#,
+    ]))
+    .unwrap();
+    let names = Names::get().unwrap();
+    for i in 0..(SLICE_CACHE_CAPACITY * 2 + 10) {
+        slicer.slice(names, &format!("a.{i}")).unwrap();
+    }
+    assert!(slicer.cached() <= SLICE_CACHE_CAPACITY);
+}

@@ -1,0 +1,141 @@
+use super::*;
+use crate::error::Location;
+use crate::load::parse;
+
+fn check(text: &str) -> Result<Vec<String>, PolicyError> {
+    validate(text, &parse(text)?)
+}
+
+fn invalid(text: &str) -> (String, Location, String) {
+    match check(text).unwrap_err() {
+        PolicyError::Invalid {
+            id,
+            location,
+            message,
+        } => (id, location, message),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn accepts_policies_on_any_actions_and_groups() {
+    check(
+        r#"
+permit(principal, action in Action::"aws.iam.*", resource)
+  when { principal has trust_level && principal.trust_level == "high" };
+forbid(principal, action == Action::"aws.ec2.terminate_instances", resource);
+permit(principal, action in [Action::"mcp.*", Action::"a2a.x.send_message"], resource)
+  when { context has approval_id && context.action like "mcp.git*" && context.request_time > 0 };
+permit(principal, action, resource)
+  when { resource has environment && resource.environment == "staging" && action in Action::"svc.*" };
+"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn type_errors_and_typos_are_caught_with_a_location() {
+    let (id, location, message) = invalid(
+        "permit(principal, action, resource);\n\n@id(\"typo\")\npermit(principal, action, resource)\n  when { principal.trustlevel == \"x\" };",
+    );
+    assert_eq!(id, "typo");
+    assert_eq!(location.line, 5);
+    assert!(message.contains("trustlevel"), "{message}");
+    assert!(!message.starts_with("for policy"), "{message}");
+    assert!(message.contains("did you mean `trust_level`?"), "{message}");
+
+    // Guarded by `has`, the typo makes the policy impossible: refused as well.
+    let (_, location, message) = invalid(
+        "\n@id(\"typo\")\npermit(principal, action, resource)\n  when { principal has trustlevel && principal.trustlevel == \"x\" };",
+    );
+    assert_eq!(location.line, 2);
+    assert!(message.contains("impossible"), "{message}");
+
+    let (_, _, message) =
+        invalid(r#"permit(principal, action, resource) when { context.request_time == "now" };"#);
+    assert!(message.contains("type"), "{message}");
+
+    let (_, _, message) =
+        invalid(r#"permit(principal, action, resource) when { principal.trust_level == "high" };"#);
+    assert!(message.contains("has trust_level"), "{message}");
+}
+
+#[test]
+fn unknown_entity_types_are_refused_even_unvalidated() {
+    let (_, _, message) = invalid(r#"permit(principal in Group::"g", action, resource);"#);
+    assert!(message.contains("Group"), "{message}");
+    let (_, _, message) =
+        invalid(r#"@unvalidated("x") permit(principal is Agnt, action, resource);"#);
+    assert!(message.contains("Agnt"), "{message}");
+}
+
+#[test]
+fn free_form_context_needs_the_opt_out() {
+    let text = r#"permit(principal, action, resource) when { context.arguments.repo == "zt" };"#;
+    let (_, _, message) = invalid(text);
+    assert!(message.contains("@unvalidated"), "{message}");
+    // Guarding with `has` makes the validator see an impossible policy: refused too.
+    let (_, _, message) = invalid(
+        r#"permit(principal, action, resource) when { context has arguments && context.arguments.repo == "zt" };"#,
+    );
+    assert!(message.contains("impossible"), "{message}");
+    assert!(message.contains("@unvalidated"), "{message}");
+    check(&format!("@unvalidated(\"reads tool arguments\") {text}")).unwrap();
+}
+
+#[test]
+fn impossible_policies_are_errors() {
+    let (_, _, message) = invalid(r#"forbid(principal is Resource, action, resource);"#);
+    assert!(!message.is_empty());
+}
+
+#[test]
+fn conditions_on_actions_nobody_named_are_possible() {
+    // Only the group is named; the stand-in member makes `!=` satisfiable.
+    check(r#"permit(principal, action in Action::"aws.*", resource) when { action != Action::"aws.*" };"#)
+        .unwrap();
+    check(r#"forbid(principal, action, resource) unless { action in Action::"aws.*" };"#).unwrap();
+}
+
+#[test]
+fn the_first_error_in_text_order_is_reported_across_chunks() {
+    let mut text = String::new();
+    for i in 0..(CHUNK * 3) {
+        if i == CHUNK + 5 || i == CHUNK * 2 + 1 {
+            text.push_str(&format!(
+                "@id(\"bad{i}\") permit(principal, action, resource) when {{ principal.nope }};\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "permit(principal, action in Action::\"s{i}.*\", resource);\n"
+            ));
+        }
+    }
+    let (id, location, _) = invalid(&text);
+    assert_eq!(id, format!("bad{}", CHUNK + 5));
+    assert_eq!(location.line, CHUNK + 6);
+}
+
+#[test]
+fn the_code_and_the_schema_file_agree_on_context_keys() {
+    for key in crate::schema::STRING_CONTEXT_KEYS {
+        check(&format!(
+            "permit(principal, action, resource) when {{ context has {key} && context.{key} == \"x\" }};"
+        ))
+        .unwrap();
+    }
+    check(r#"permit(principal, action, resource) when { context.action like "a*" && context.request_time > 0 };"#)
+        .unwrap();
+    for key in ["type", "workspace", "trust_level"] {
+        check(&format!(
+            "permit(principal, action, resource) when {{ principal has {key} && principal[\"{key}\"] == \"x\" }};"
+        ))
+        .unwrap();
+    }
+    for key in ["type", "environment"] {
+        check(&format!(
+            "permit(principal, action, resource) when {{ resource has {key} && resource[\"{key}\"] == \"x\" }};"
+        ))
+        .unwrap();
+    }
+}

@@ -1,0 +1,346 @@
+//! JWT-SVID checks, one refusal at a time. Tokens are signed here with aws-lc-rs directly (not
+//! with the crate under test), so a bug shared by signer and verifier cannot hide.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::*;
+
+const AUD: &str = "zt-control-plane";
+const SUB: &str = "spiffe://example.org/agent/billing";
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+struct EcKey(EcdsaKeyPair);
+
+impl EcKey {
+    fn new() -> Self {
+        Self(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
+    }
+    fn jwk(&self, kid: &str) -> Value {
+        let point = self.0.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "jwt-svid",
+               "x": b64(&point[1..33]), "y": b64(&point[33..65])})
+    }
+    fn sign(&self, header: Value, claims: Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = self.0.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(sig.as_ref()))
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({"sub": SUB, "aud": [AUD], "exp": now() + 300, "iat": now()})
+}
+
+fn es256(kid: &str) -> Value {
+    json!({"alg": "ES256", "kid": kid, "typ": "JWT"})
+}
+
+fn verifier(keys: &[Value]) -> JwtSvidVerifier {
+    JwtSvidVerifier::from_jwks(&json!({"keys": keys}).to_string(), AUD, "test").unwrap()
+}
+
+#[test]
+fn a_valid_es256_svid_names_its_subject() {
+    let key = EcKey::new();
+    let v = verifier(&[key.jwk("k1")]);
+    let id = v.verify(&key.sign(es256("k1"), claims())).unwrap();
+    assert_eq!(id.as_str(), SUB);
+    // `aud` may be a single string; `typ` may be absent; a small clock skew is tolerated.
+    let mut c = claims();
+    c["aud"] = json!(AUD);
+    c["exp"] = json!(now() - 10);
+    assert!(v
+        .verify(&key.sign(json!({"alg": "ES256", "kid": "k1"}), c))
+        .is_ok());
+}
+
+#[test]
+fn a_valid_rs256_svid_names_its_subject() {
+    let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let public = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
+    let jwk = json!({"kty": "RSA", "kid": "r1", "n": b64(&public.n), "e": b64(&public.e)});
+    let v = verifier(&[jwk]);
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "RS256", "kid": "r1"}).to_string().as_bytes()),
+        b64(claims().to_string().as_bytes())
+    );
+    let mut sig = vec![0; key.public_modulus_len()];
+    key.sign(
+        &RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    let token = format!("{input}.{}", b64(&sig));
+    assert_eq!(v.verify(&token).unwrap().as_str(), SUB);
+    // The same token claiming ES256 for an RSA key is refused before any crypto.
+    let header = b64(json!({"alg": "ES256", "kid": "r1"}).to_string().as_bytes());
+    let swapped = format!("{header}{}", &token[token.find('.').unwrap()..]);
+    assert_eq!(
+        v.verify(&swapped),
+        Err(JwtSvidError::Algorithm("ES256".into()))
+    );
+}
+
+#[test]
+fn every_invalid_svid_is_refused_with_its_reason() {
+    let key = EcKey::new();
+    let other = EcKey::new();
+    let v = verifier(&[key.jwk("k1")]);
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        f(&mut c);
+        key.sign(es256("k1"), c)
+    };
+    let cases: Vec<(&str, String, JwtSvidError)> = vec![
+        (
+            "expired",
+            with(&|c| c["exp"] = json!(now() - 120)),
+            JwtSvidError::Expired,
+        ),
+        (
+            "not yet valid",
+            with(&|c| c["nbf"] = json!(now() + 120)),
+            JwtSvidError::NotYetValid,
+        ),
+        (
+            "wrong audience",
+            with(&|c| c["aud"] = json!(["someone-else"])),
+            JwtSvidError::Audience,
+        ),
+        (
+            "no audience",
+            with(&|c| drop(c.as_object_mut().unwrap().remove("aud"))),
+            JwtSvidError::Claim("aud".into()),
+        ),
+        (
+            "no expiry",
+            with(&|c| drop(c.as_object_mut().unwrap().remove("exp"))),
+            JwtSvidError::Claim("exp".into()),
+        ),
+        (
+            "no subject",
+            with(&|c| drop(c.as_object_mut().unwrap().remove("sub"))),
+            JwtSvidError::Claim("sub".into()),
+        ),
+        (
+            "subject not a string",
+            with(&|c| c["sub"] = json!(7)),
+            JwtSvidError::Claim("sub".into()),
+        ),
+        (
+            "subject not spiffe",
+            with(&|c| c["sub"] = json!("billing-agent")),
+            JwtSvidError::Subject,
+        ),
+        (
+            "subject bad spiffe",
+            with(&|c| c["sub"] = json!("spiffe://example.org/a/../b")),
+            JwtSvidError::Subject,
+        ),
+        (
+            "forged",
+            other.sign(es256("k1"), claims()),
+            JwtSvidError::Signature,
+        ),
+        (
+            "unknown kid",
+            key.sign(es256("k2"), claims()),
+            JwtSvidError::UnknownKeyId("k2".into()),
+        ),
+        (
+            "no kid",
+            key.sign(json!({"alg": "ES256"}), claims()),
+            JwtSvidError::MissingKeyId,
+        ),
+        (
+            "wrong typ",
+            key.sign(
+                json!({"alg": "ES256", "kid": "k1", "typ": "at+jwt"}),
+                claims(),
+            ),
+            JwtSvidError::Type("at+jwt".into()),
+        ),
+        (
+            "rs256 on an ec key",
+            key.sign(json!({"alg": "RS256", "kid": "k1"}), claims()),
+            JwtSvidError::Algorithm("RS256".into()),
+        ),
+        (
+            "es384 on a p-256 key",
+            key.sign(json!({"alg": "ES384", "kid": "k1"}), claims()),
+            JwtSvidError::Algorithm("ES384".into()),
+        ),
+        (
+            "unknown alg",
+            key.sign(json!({"alg": "XX1", "kid": "k1"}), claims()),
+            JwtSvidError::Algorithm("XX1".into()),
+        ),
+        (
+            "no alg",
+            key.sign(json!({"kid": "k1"}), claims()),
+            JwtSvidError::Malformed,
+        ),
+        ("garbage", "a.b.c".into(), JwtSvidError::Malformed),
+        (
+            "two parts",
+            "eyJhbGciOiJFUzI1NiJ9.e30".into(),
+            JwtSvidError::Malformed,
+        ),
+        (
+            "huge",
+            format!("{}.{}.x", "a".repeat(5000), "b".repeat(5000)),
+            JwtSvidError::Malformed,
+        ),
+    ];
+    for (name, token, expected) in cases {
+        assert_eq!(v.verify(&token), Err(expected), "{name}");
+    }
+
+    // `alg: none` with no signature, and HS256 keyed with the public key (algorithm confusion).
+    let body = b64(claims().to_string().as_bytes());
+    for alg in ["none", "None", "NONE"] {
+        let header = b64(json!({"alg": alg, "kid": "k1"}).to_string().as_bytes());
+        assert_eq!(
+            v.verify(&format!("{header}.{body}.")),
+            Err(JwtSvidError::AlgorithmNone),
+            "{alg}"
+        );
+    }
+    let hs = key.sign(json!({"alg": "HS256", "kid": "k1"}), claims());
+    assert_eq!(v.verify(&hs), Err(JwtSvidError::Algorithm("HS256".into())));
+}
+
+#[test]
+fn bundles_hold_only_usable_asymmetric_keys() {
+    let key = EcKey::new();
+    let load =
+        |keys: Value| JwtSvidVerifier::from_jwks(&json!({"keys": keys}).to_string(), AUD, "b.json");
+    // X.509 authorities of a SPIFFE bundle are skipped; the JWT key is kept.
+    let x509 =
+        json!({"kty": "EC", "crv": "P-256", "use": "x509-svid", "x5c": ["AAAA"], "x": "", "y": ""});
+    let v = load(json!([x509, key.jwk("k1")])).unwrap();
+    assert_eq!(v.key_count(), 1);
+    // Top-level SPIFFE bundle fields are fine.
+    let doc = json!({"spiffe_sequence": 3, "spiffe_refresh_hint": 60, "keys": [key.jwk("k1")]});
+    assert!(JwtSvidVerifier::from_jwks(&doc.to_string(), AUD, "b.json").is_ok());
+
+    let mut no_kid = key.jwk("k1");
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let mut bad_point = key.jwk("k1");
+    bad_point["y"] = bad_point["x"].clone();
+    let mut wrong_alg = key.jwk("k1");
+    wrong_alg["alg"] = json!("RS256");
+    let mut enc = key.jwk("k1");
+    enc["use"] = json!("enc");
+    let small_rsa = json!({"kty": "RSA", "kid": "r", "n": b64(&[0xc5; 128]), "e": "AQAB"});
+    for (name, keys) in [
+        (
+            "symmetric",
+            json!([{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]),
+        ),
+        (
+            "okp",
+            json!([{"kty": "OKP", "crv": "Ed25519", "kid": "e", "x": "AAAA"}]),
+        ),
+        (
+            "p-521",
+            json!([{"kty": "EC", "crv": "P-521", "kid": "p", "x": "AA", "y": "AA"}]),
+        ),
+        ("no kid", json!([no_kid])),
+        ("bad point", json!([bad_point])),
+        ("alg of another key type", json!([wrong_alg])),
+        ("encryption key", json!([enc])),
+        ("rsa 1024", json!([small_rsa])),
+        (
+            "duplicate kid",
+            json!([key.jwk("k1"), EcKey::new().jwk("k1")]),
+        ),
+    ] {
+        assert!(matches!(load(keys), Err(JwksError::Key(..))), "{name}");
+    }
+    assert!(matches!(load(json!([])), Err(JwksError::NoKeys(_))));
+    assert!(matches!(
+        load(json!([x509_only()])),
+        Err(JwksError::NoKeys(_))
+    ));
+    assert!(matches!(
+        JwtSvidVerifier::from_jwks("[]", AUD, "b"),
+        Err(JwksError::Format(..))
+    ));
+    assert!(matches!(
+        JwtSvidVerifier::from_jwks("{", AUD, "b"),
+        Err(JwksError::Format(..))
+    ));
+    let one = json!({"keys": [key.jwk("k1")]}).to_string();
+    assert!(matches!(
+        JwtSvidVerifier::from_jwks(&one, " ", "b"),
+        Err(JwksError::Audience)
+    ));
+}
+
+fn x509_only() -> Value {
+    json!({"kty": "EC", "crv": "P-256", "use": "x509-svid", "x5c": ["AAAA"]})
+}
+
+#[test]
+fn only_three_part_tokens_are_taken_for_jwts() {
+    assert!(looks_like_jwt("a.b.c"));
+    assert!(looks_like_jwt("a.b."));
+    assert!(!looks_like_jwt("zt_agent_abc"));
+    assert!(!looks_like_jwt("a.b"));
+    assert!(!looks_like_jwt("a.b.c.d.e"));
+}
+
+#[test]
+fn a_remembered_svid_is_still_bound_by_its_expiry() {
+    let key = EcKey::new();
+    let v = verifier(&[key.jwk("k1")]);
+    let mut c = claims();
+    c["nbf"] = json!(now() - 5);
+    let token = key.sign(es256("k1"), c);
+    assert_eq!(v.verify(&token).unwrap().as_str(), SUB);
+    assert_eq!(v.verify(&token).unwrap().as_str(), SUB, "remembered");
+    assert_eq!(v.read_cache().len(), 1);
+    // Within the leeway after `exp` (300 s from now), then past it.
+    assert!(v.verify_at(&token, now() + 300 + LEEWAY_SECONDS).is_ok());
+    assert_eq!(
+        v.verify_at(&token, now() + 300 + LEEWAY_SECONDS + 5),
+        Err(JwtSvidError::Expired)
+    );
+    assert_eq!(v.read_cache().len(), 0, "an expired token is forgotten");
+    // Before `nbf` (only reachable for a remembered token with a clock that went back).
+    assert!(v.verify(&token).is_ok());
+    assert_eq!(
+        v.verify_at(&token, now() - 3600),
+        Err(JwtSvidError::NotYetValid)
+    );
+    // Refused tokens are never remembered.
+    let forged = EcKey::new().sign(es256("k1"), claims());
+    assert_eq!(v.verify(&forged), Err(JwtSvidError::Signature));
+    assert_eq!(v.verify(&forged), Err(JwtSvidError::Signature));
+    assert_eq!(v.read_cache().len(), 1);
+}

@@ -1,0 +1,208 @@
+//! Authentication: who is calling, derived from the credential, never from the request body.
+//!
+//! - Agents (`POST /actions`) present `Authorization: Bearer <agent token>` (issued by
+//!   `POST /agents`, rotated by `POST /agents/{actor}/token`), or a workload identity: a TLS
+//!   client certificate (X.509-SVID) or a JWT-SVID bearer token. The actor of a workload
+//!   identity is its full SPIFFE ID, e.g. `spiffe://example.org/agent/billing`, registered like
+//!   any actor.
+//! - Admins (registry, policy and audit-record routes) present an admin token from the admin
+//!   token file, or a workload identity listed with `--admin-spiffe-id`. Any other
+//!   authenticated caller (an agent token, a SPIFFE ID not listed) is refused (403) and audited.
+//! - One request, one caller: a verified client certificate and a bearer token on the same
+//!   request must name the same caller, or the request is refused (401). A client certificate
+//!   without exactly one SPIFFE ID proves nothing (the connection is still encrypted, and a bearer
+//!   token on it works as usual).
+//! - Under `--auth none` nobody is authenticated: the body's `actor` is trusted if registered,
+//!   and every record says `authenticated: false`.
+
+pub mod admin_tokens;
+pub mod jwt_svid;
+pub mod spiffe;
+pub mod tokens;
+pub mod workload;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use zt_contract::{Decision, RecordKind};
+use zt_ledger::RecordDraft;
+
+use crate::config::AuthMode;
+use crate::error::ApiError;
+use crate::state::SharedState;
+pub use admin_tokens::AdminTokens;
+pub use spiffe::{PeerIdentity, SpiffeId};
+pub use workload::WorkloadAuth;
+
+/// Name recorded for admin changes under `--auth none`.
+pub const UNAUTHENTICATED_ADMIN: &str = "unauthenticated-admin";
+
+/// The caller of an agent route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCaller {
+    /// Authenticated as this actor.
+    Authenticated(String),
+    /// `--auth none`: the body's actor is taken on trust.
+    Unauthenticated,
+}
+
+/// The caller of an admin route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCaller {
+    /// The admin's name (from the admin token file), or [`UNAUTHENTICATED_ADMIN`].
+    pub name: String,
+    /// False under `--auth none`.
+    pub authenticated: bool,
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(tokens::bearer)
+}
+
+/// The SPIFFE ID of the verified client certificate of the request's connection, if any.
+fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
+    parts.extensions.get::<PeerIdentity>().map(|p| &p.spiffe_id)
+}
+
+/// The workload identity settings laid over the router, if any.
+fn workload(parts: &Parts) -> Option<&WorkloadAuth> {
+    parts.extensions.get::<Arc<WorkloadAuth>>().map(Arc::as_ref)
+}
+
+/// The JWT-SVID verifier, if one is configured and `token` has the shape of a JWT.
+fn jwt_verifier_for<'a>(parts: &'a Parts, token: &str) -> Option<&'a jwt_svid::JwtSvidVerifier> {
+    workload(parts)
+        .and_then(WorkloadAuth::jwt_svid)
+        .filter(|_| jwt_svid::looks_like_jwt(token))
+}
+
+const MISMATCH: &str = "the client certificate and the bearer token name different callers";
+
+/// Who a credential on an admin route names, before admin rights are checked.
+enum Named {
+    /// An admin token from the admin token file.
+    AdminToken(String),
+    /// An agent token.
+    Agent(String),
+    /// A verified SPIFFE ID (client certificate or JWT-SVID).
+    Spiffe(SpiffeId),
+}
+
+impl Named {
+    fn name(&self) -> &str {
+        match self {
+            Named::AdminToken(name) | Named::Agent(name) => name,
+            Named::Spiffe(id) => id.as_str(),
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        if state.auth == AuthMode::DangerousNone {
+            return Ok(AgentCaller::Unauthenticated);
+        }
+        let from_token = match bearer_token(parts) {
+            None => None,
+            Some(token) => Some(match jwt_verifier_for(parts, token) {
+                Some(verifier) => verifier.verify(token)?.to_string(),
+                None => state
+                    .registry
+                    .actor_for_token(&tokens::token_hash(token))
+                    .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
+            }),
+        };
+        match (peer_spiffe_id(parts), from_token) {
+            (None, None) => Err(ApiError::Unauthenticated("an agent credential is required")),
+            (Some(id), None) => Ok(AgentCaller::Authenticated(id.to_string())),
+            (None, Some(actor)) => Ok(AgentCaller::Authenticated(actor)),
+            (Some(id), Some(actor)) if id.as_str() == actor => {
+                Ok(AgentCaller::Authenticated(actor))
+            }
+            (Some(_), Some(_)) => Err(ApiError::Unauthenticated(MISMATCH)),
+        }
+    }
+}
+
+impl FromRequestParts<SharedState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let Some(admins) = &state.admin_tokens else {
+            return Ok(AdminCaller {
+                name: UNAUTHENTICATED_ADMIN.into(),
+                authenticated: false,
+            });
+        };
+        let from_token = match bearer_token(parts) {
+            None => None,
+            Some(token) => Some(match jwt_verifier_for(parts, token) {
+                Some(verifier) => Named::Spiffe(verifier.verify(token)?),
+                None => match admins.name_for(token) {
+                    Some(name) => Named::AdminToken(name.to_string()),
+                    None => state
+                        .registry
+                        .actor_for_token(&tokens::token_hash(token))
+                        .map(Named::Agent)
+                        .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
+                },
+            }),
+        };
+        let caller = match (peer_spiffe_id(parts), from_token) {
+            (None, None) => {
+                return Err(ApiError::Unauthenticated("an admin credential is required"))
+            }
+            (Some(id), None) => Named::Spiffe(id.clone()),
+            (None, Some(named)) => named,
+            // Both name the same caller: an admin token keeps its admin rights; otherwise the
+            // certificate's SPIFFE ID decides.
+            (Some(id), Some(named)) if id.as_str() == named.name() => match named {
+                Named::AdminToken(_) => named,
+                Named::Agent(_) | Named::Spiffe(_) => Named::Spiffe(id.clone()),
+            },
+            (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
+        };
+        let refused = match caller {
+            Named::AdminToken(name) => {
+                return Ok(AdminCaller {
+                    name,
+                    authenticated: true,
+                })
+            }
+            Named::Spiffe(id) if workload(parts).is_some_and(|w| w.is_admin(&id)) => {
+                return Ok(AdminCaller {
+                    name: id.to_string(),
+                    authenticated: true,
+                })
+            }
+            Named::Spiffe(id) => id.to_string(),
+            Named::Agent(actor) => actor,
+        };
+        // An authenticated non-admin reaching for admin powers is worth a record of its own.
+        let record = RecordDraft {
+            kind: RecordKind::Admin,
+            actor: refused.clone(),
+            action: "zt.admin.access".into(),
+            resource: format!("{} {}", parts.method, parts.uri.path()),
+            decision: Decision::Deny,
+            reason: "agent credentials cannot use admin routes".into(),
+            authenticated: true,
+            claimed_actor: None,
+            policy_version: None,
+            request_id: None,
+            context_sha256: None,
+            counts: None,
+            policies: None,
+        };
+        state.ledger.append(record).await?;
+        Err(ApiError::AgentOnAdminRoute(refused))
+    }
+}

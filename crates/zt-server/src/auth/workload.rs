@@ -1,0 +1,46 @@
+//! Workload identity settings: which SPIFFE IDs are admins, and the JWT-SVID verifier.
+//!
+//! The server lays them over the whole router as a request extension
+//! (`Extension(Arc<WorkloadAuth>)`), so the extractors find them beside the request. Without
+//! that extension (e.g. a router built for in-process tests) no SPIFFE ID is an admin and no
+//! JWT-SVID is accepted: the absence fails closed.
+
+use std::collections::BTreeSet;
+
+use super::jwt_svid::JwtSvidVerifier;
+use super::spiffe::SpiffeId;
+
+/// Workload identity settings.
+#[derive(Debug, Default)]
+pub struct WorkloadAuth {
+    admin_spiffe_ids: BTreeSet<SpiffeId>,
+    jwt_svid: Option<JwtSvidVerifier>,
+}
+
+impl WorkloadAuth {
+    /// Settings with these admin SPIFFE IDs and, if given, a JWT-SVID verifier.
+    pub fn new(
+        admin_spiffe_ids: impl IntoIterator<Item = SpiffeId>,
+        jwt_svid: Option<JwtSvidVerifier>,
+    ) -> Self {
+        Self {
+            admin_spiffe_ids: admin_spiffe_ids.into_iter().collect(),
+            jwt_svid,
+        }
+    }
+
+    /// Whether `id` may use the admin routes.
+    pub fn is_admin(&self, id: &SpiffeId) -> bool {
+        self.admin_spiffe_ids.contains(id)
+    }
+
+    /// The admin SPIFFE IDs.
+    pub fn admin_spiffe_ids(&self) -> impl Iterator<Item = &SpiffeId> {
+        self.admin_spiffe_ids.iter()
+    }
+
+    /// The JWT-SVID verifier, when `--jwt-svid-jwks` is set.
+    pub fn jwt_svid(&self) -> Option<&JwtSvidVerifier> {
+        self.jwt_svid.as_ref()
+    }
+}

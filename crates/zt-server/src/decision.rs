@@ -1,0 +1,171 @@
+//! The decision path shared by `POST /actions` and the AuthZEN API: bind the actor, limit,
+//! check replay, decide, commit the audit record, then answer.
+
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use zt_contract::canonical::canonical_json;
+use zt_contract::{
+    AuditEnvelope, Decision, DecisionRequest, DecisionResponse, Digest32, Evidence, RecordKind,
+    REASON_UNREGISTERED,
+};
+use zt_ledger::{RecordDraft, SealedRecord};
+use zt_policy::PolicyRequest;
+
+use crate::auth::AgentCaller;
+use crate::error::ApiError;
+use crate::recent::RecentRequest;
+use crate::state::AppState;
+
+/// A decision before it is logged: outcome, reason, deciding policies, and the status it is
+/// answered with.
+struct Verdict {
+    decision: Decision,
+    reason: String,
+    policies: Vec<String>,
+    status: StatusCode,
+}
+
+impl Verdict {
+    fn deny(reason: String, status: StatusCode) -> Self {
+        Self {
+            decision: Decision::Deny,
+            reason,
+            policies: Vec::new(),
+            status,
+        }
+    }
+}
+
+/// Decides `request` for `caller`, commits the record, and returns the status to answer with
+/// (200 allow, 403 deny, 409 replay) and the contract's response.
+pub async fn decide(
+    state: &AppState,
+    caller: AgentCaller,
+    request: DecisionRequest,
+) -> Result<(StatusCode, DecisionResponse), ApiError> {
+    let started = Instant::now();
+    let (actor, authenticated, claimed_actor) = match caller {
+        AgentCaller::Authenticated(actor) => {
+            let claimed = (!request.actor.is_empty() && request.actor != actor)
+                .then(|| request.actor.clone());
+            (actor, true, claimed)
+        }
+        AgentCaller::Unauthenticated if request.actor.is_empty() => {
+            return Err(ApiError::ActorRequired)
+        }
+        AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
+    };
+    if request.action.is_empty() {
+        return Err(ApiError::ActionRequired);
+    }
+    if let Some(limiter) = &state.limiter {
+        limiter
+            .check(&actor)
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
+    }
+    let engine = state.policy.current();
+    let resource_attributes = request.resource_attributes.clone().unwrap_or_default();
+    let verdict = if let Some(claimed) = &claimed_actor {
+        Verdict::deny(
+            format!(
+                "the request claims actor `{claimed}` but its credential authenticates `{actor}`"
+            ),
+            StatusCode::FORBIDDEN,
+        )
+    } else if let Some(id) = request
+        .request_id
+        .as_deref()
+        .filter(|id| !state.replay.first_use(&actor, id))
+    {
+        Verdict::deny(
+            format!("request_id `{id}` was already used within the replay window"),
+            StatusCode::CONFLICT,
+        )
+    } else if let Some(attributes) = state.registry.attributes(&actor) {
+        let actor_attributes = attributes.to_map();
+        let mut asked = PolicyRequest::new(&actor, &request.action, &request.resource)
+            .with_actor_attributes(&actor_attributes)
+            .with_resource_attributes(&resource_attributes);
+        if let Some(context) = &request.context {
+            asked = asked.with_context(context);
+        }
+        let decided = engine.decide(&asked);
+        state.recent.push(RecentRequest {
+            actor: actor.clone(),
+            action: request.action.clone(),
+            resource: request.resource.clone(),
+            resource_attributes,
+            context: request.context.clone(),
+        });
+        Verdict {
+            decision: if decided.allowed {
+                Decision::Allow
+            } else {
+                Decision::Deny
+            },
+            status: if decided.allowed {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            reason: decided.reason,
+            policies: decided.determining_policies,
+        }
+    } else {
+        Verdict::deny(REASON_UNREGISTERED.to_string(), StatusCode::FORBIDDEN)
+    };
+    let context_sha256 = request
+        .context
+        .map(|c| Digest32::sha256(canonical_json(&Value::Object(c)).as_bytes()).to_hex());
+    let draft = RecordDraft {
+        kind: RecordKind::Decision,
+        actor,
+        action: request.action,
+        resource: request.resource,
+        decision: verdict.decision,
+        reason: verdict.reason,
+        authenticated,
+        claimed_actor,
+        policies: (!verdict.policies.is_empty()).then_some(verdict.policies),
+        policy_version: Some(engine.version().to_string()),
+        request_id: request.request_id,
+        context_sha256,
+        counts: None,
+    };
+    let record = state.ledger.append(draft).await?;
+    let allowed = record.body.decision == Decision::Allow;
+    state.metrics.decision(allowed, started.elapsed());
+    Ok((verdict.status, response_for(record)))
+}
+
+/// The contract's response for a committed decision record: every hashed field is echoed,
+/// the four envelope keys in `audit`, the extensions in `evidence`.
+fn response_for(record: SealedRecord) -> DecisionResponse {
+    let b = record.body;
+    DecisionResponse {
+        ok: b.decision == Decision::Allow,
+        actor: b.actor,
+        action: b.action,
+        resource: b.resource,
+        decision: b.decision,
+        reason: b.reason,
+        audit: AuditEnvelope {
+            timestamp: b.timestamp,
+            previous_hash: b.previous_hash,
+            current_hash: record.current_hash.to_hex(),
+            kms_signature: record.signature,
+        },
+        evidence: Evidence {
+            kind: b.kind,
+            seq: b.seq,
+            authenticated: b.authenticated,
+            claimed_actor: b.claimed_actor,
+            policies: b.policies,
+            policy_version: b.policy_version,
+            request_id: b.request_id,
+            context_sha256: b.context_sha256,
+        },
+    }
+}

@@ -1,0 +1,86 @@
+//! The most recent decision requests, kept so a policy proposal can be replayed against real
+//! traffic: "what would this change have decided differently?"
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+
+/// How many requests are kept.
+pub const RECENT_CAPACITY: usize = 1000;
+
+/// One request as the policy saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentRequest {
+    /// The (authenticated) actor.
+    pub actor: String,
+    /// The action.
+    pub action: String,
+    /// The resource.
+    pub resource: String,
+    /// The resource's attributes.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// The request context.
+    pub context: Option<Map<String, Value>>,
+}
+
+/// A bounded window of recent requests, newest last.
+#[derive(Default)]
+pub struct RecentRequests {
+    items: Mutex<VecDeque<RecentRequest>>,
+}
+
+impl RecentRequests {
+    /// Remembers one request, forgetting the oldest past [`RECENT_CAPACITY`].
+    pub fn push(&self, request: RecentRequest) {
+        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        if items.len() == RECENT_CAPACITY {
+            items.pop_front();
+        }
+        items.push_back(request);
+    }
+
+    /// The last `n` requests, oldest first.
+    pub fn last(&self, n: usize) -> Vec<RecentRequest> {
+        let items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
+        items
+            .iter()
+            .skip(items.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(i: usize) -> RecentRequest {
+        RecentRequest {
+            actor: "a".into(),
+            action: format!("x{i}"),
+            resource: String::new(),
+            resource_attributes: BTreeMap::new(),
+            context: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_within_capacity() {
+        let recent = RecentRequests::default();
+        for i in 0..RECENT_CAPACITY + 5 {
+            recent.push(request(i));
+        }
+        let all = recent.last(usize::MAX);
+        assert_eq!(all.len(), RECENT_CAPACITY);
+        assert_eq!(all[0].action, "x5");
+        assert_eq!(
+            recent
+                .last(2)
+                .iter()
+                .map(|r| r.action.as_str())
+                .collect::<Vec<_>>(),
+            ["x1003", "x1004"]
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! OpenID AuthZEN Authorization API 1.0: `POST /access/v1/evaluation` and
+//! `POST /access/v1/evaluations`, mapped onto the same decision path as `POST /actions` and
+//! audited the same way (one record per evaluation). A deny is `decision: false` with 200.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use zt_contract::authzen::{
+    EvaluationRequest, EvaluationResponse, EvaluationsRequest, EvaluationsResponse,
+    EvaluationsSemantic,
+};
+use zt_contract::{Decision, DecisionRequest};
+
+use crate::auth::AgentCaller;
+use crate::decision::decide;
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::state::SharedState;
+
+/// Most evaluations in one batch.
+const MAX_BATCH: usize = 64;
+
+/// The AuthZEN router.
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+}
+
+fn to_decision_request(e: EvaluationRequest) -> DecisionRequest {
+    let resource_attributes: BTreeMap<String, String> = e
+        .resource
+        .properties
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+        .collect();
+    let request_id = e
+        .context
+        .as_ref()
+        .and_then(|c| c.get("request_id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    DecisionRequest {
+        actor: e.subject.id,
+        action: e.action.name,
+        resource: e.resource.id,
+        resource_attributes: (!resource_attributes.is_empty()).then_some(resource_attributes),
+        context: e.context,
+        request_id,
+    }
+}
+
+async fn evaluate(
+    state: &SharedState,
+    caller: AgentCaller,
+    e: EvaluationRequest,
+) -> Result<EvaluationResponse, ApiError> {
+    let (_, answer) = decide(state, caller, to_decision_request(e)).await?;
+    Ok(EvaluationResponse {
+        decision: answer.decision == Decision::Allow,
+        context: Some(json!({
+            "reason_user": {"en": answer.reason},
+            "policies": answer.evidence.policies,
+            "audit": answer.audit,
+            "evidence": answer.evidence,
+        })),
+    })
+}
+
+async fn evaluation(
+    State(state): State<SharedState>,
+    caller: AgentCaller,
+    JsonBody(request): JsonBody<EvaluationRequest>,
+) -> Result<Json<EvaluationResponse>, ApiError> {
+    Ok(Json(evaluate(&state, caller, request).await?))
+}
+
+async fn evaluations(
+    State(state): State<SharedState>,
+    caller: AgentCaller,
+    JsonBody(request): JsonBody<EvaluationsRequest>,
+) -> Result<Json<EvaluationsResponse>, ApiError> {
+    let semantic = request
+        .options
+        .as_ref()
+        .map(|o| o.evaluations_semantic)
+        .unwrap_or_default();
+    let items = request.expand();
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::InvalidRequest(format!(
+            "at most {MAX_BATCH} evaluations per batch"
+        )));
+    }
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        let answer = evaluate(&state, caller.clone(), item).await?;
+        let stop = match semantic {
+            EvaluationsSemantic::ExecuteAll => false,
+            EvaluationsSemantic::DenyOnFirstDeny => !answer.decision,
+            EvaluationsSemantic::PermitOnFirstPermit => answer.decision,
+        };
+        answers.push(answer);
+        if stop {
+            break;
+        }
+    }
+    Ok(Json(EvaluationsResponse {
+        evaluations: answers,
+    }))
+}

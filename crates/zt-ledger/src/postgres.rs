@@ -29,9 +29,6 @@ pub const DEFAULT_SCHEMA: &str = "zt_audit";
 /// How long connecting may take when the URL does not say (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Lines fetched per query by [`PostgresStore::for_each_line`].
-const LINE_PAGE: usize = 10_000;
-
 /// Where a PostgreSQL store lives: a connection URL and the schema holding its tables.
 #[derive(Clone)]
 pub struct PostgresLocation {
@@ -309,27 +306,6 @@ impl PostgresStore {
                 .map_err(backend)
         })?;
         Ok(Self { worker })
-    }
-
-    /// Calls `each` with every stored line from `from`, in order, a page at a time.
-    pub fn for_each_line(
-        &mut self,
-        from: u64,
-        mut each: impl FnMut(&str) -> bool,
-    ) -> Result<(), StoreError> {
-        let mut next = from;
-        loop {
-            let lines = self.read(next, LINE_PAGE)?;
-            for line in &lines {
-                if !each(line) {
-                    return Ok(());
-                }
-            }
-            if lines.len() < LINE_PAGE {
-                return Ok(());
-            }
-            next += lines.len() as u64;
-        }
     }
 }
 

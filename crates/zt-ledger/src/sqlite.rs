@@ -90,26 +90,6 @@ impl SqliteStore {
             _checkpointer: None,
         })
     }
-
-    /// Calls `each` with every stored line from `from`, in order, without holding them all.
-    pub fn for_each_line(
-        &mut self,
-        from: u64,
-        mut each: impl FnMut(&str) -> bool,
-    ) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT line FROM records WHERE seq >= ?1 ORDER BY seq")
-            .map_err(backend)?;
-        let mut rows = stmt.query(params![to_i64(from)?]).map_err(backend)?;
-        while let Some(row) = rows.next().map_err(backend)? {
-            let line: String = row.get(0).map_err(backend)?;
-            if !each(&line) {
-                break;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// WAL frames (pages) past which the checkpointer restarts the WAL: about 64 MiB.

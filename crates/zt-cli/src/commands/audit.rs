@@ -128,44 +128,47 @@ fn verify(args: VerifyArgs) -> Exit {
     }
 }
 
+/// Verifies a whole store, reading it page by page, with the keys it publishes unless
+/// `--keys` pins others.
+fn verify_stored(store: &mut dyn AuditStore, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let jwks = match &args.keys {
+        Some(path) => read_jwks(path)?,
+        None => Jwks {
+            keys: store.keys()?,
+        },
+    };
+    let total = store.head()?.map(|h| h.seq + 1);
+    let keys = PublicKeySet::from_jwks(&jwks)?;
+    let mut run = CheckedVerification::new(
+        signature_policy(args, &keys),
+        total,
+        args.json,
+        saved_checkpoint(args, &jwks)?,
+    );
+    let mut from = 0u64;
+    'pages: loop {
+        let lines = store.read(from, PAGE)?;
+        if lines.is_empty() {
+            break;
+        }
+        for line in &lines {
+            if !run.feed(line) {
+                break 'pages;
+            }
+        }
+        from += lines.len() as u64;
+    }
+    Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures))
+}
+
 fn run_verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
     if let Some(dir) = &args.data_dir {
         let mut store = SqliteStore::open_read_only(&SqliteStore::path_in(dir))?;
-        let jwks = match &args.keys {
-            Some(path) => read_jwks(path)?,
-            None => Jwks {
-                keys: store.keys()?,
-            },
-        };
-        let total = store.head()?.map(|h| h.seq + 1);
-        let keys = PublicKeySet::from_jwks(&jwks)?;
-        let mut run = CheckedVerification::new(
-            signature_policy(args, &keys),
-            total,
-            args.json,
-            saved_checkpoint(args, &jwks)?,
-        );
-        store.for_each_line(0, |line| run.feed(line))?;
-        return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
+        return verify_stored(&mut store, args);
     }
     if let Some(url) = &args.store {
         let mut store = PostgresStore::open_read_only(&PostgresLocation::parse(url)?)?;
-        let jwks = match &args.keys {
-            Some(path) => read_jwks(path)?,
-            None => Jwks {
-                keys: store.keys()?,
-            },
-        };
-        let total = store.head()?.map(|h| h.seq + 1);
-        let keys = PublicKeySet::from_jwks(&jwks)?;
-        let mut run = CheckedVerification::new(
-            signature_policy(args, &keys),
-            total,
-            args.json,
-            saved_checkpoint(args, &jwks)?,
-        );
-        store.for_each_line(0, |line| run.feed(line))?;
-        return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
+        return verify_stored(&mut store, args);
     }
     if let Some(path) = &args.file {
         let jwks = match &args.keys {

@@ -12,23 +12,13 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{http_raw, parse, Server};
+use common::{http_raw, Server};
 use serde_json::{json, Value};
 
 fn records(server: &Server, admin: &str) -> Vec<Value> {
     let (status, _, _) = server.json_as(admin, "GET", "/audit/head", None);
     assert_eq!(status, 200);
-    let auth = format!("Bearer {admin}");
-    let (status, _, raw) = http_raw(
-        server.port,
-        "GET",
-        "/audit/records?limit=10000",
-        &[("authorization", auth.as_str())],
-        None,
-    )
-    .unwrap();
-    assert_eq!(status, 200);
-    String::from_utf8(raw).unwrap().lines().map(parse).collect()
+    common::records_as(server.port, admin)
 }
 
 fn register(server: &Server, admin: &str, actor: &str) -> String {

@@ -36,17 +36,7 @@ fn two_admin_dir() -> tempfile::TempDir {
 }
 
 fn records(server: &Server) -> Vec<Value> {
-    let auth = format!("Bearer {ALICE}");
-    let (status, _, raw) = common::http_raw(
-        server.port,
-        "GET",
-        "/audit/records?limit=10000",
-        &[("authorization", auth.as_str())],
-        None,
-    )
-    .unwrap();
-    assert_eq!(status, 200);
-    String::from_utf8(raw).unwrap().lines().map(parse).collect()
+    common::records_as(server.port, ALICE)
 }
 
 fn register(server: &Server, actor: &str, trust: &str) -> String {

@@ -231,24 +231,7 @@ pub fn http_raw(
     stream.write_all(body)?;
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let header_text = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = header_text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("no status"))?;
-    let mut body = raw[split + 4..].to_vec();
-    if header_text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    Ok((status, header_text, body))
+    parse_http_response(&raw)
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
@@ -264,6 +247,25 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[start + size + 2..];
     }
     out
+}
+
+/// Every stored record, read with an admin token (a server with credentials).
+pub fn records_as(port: u16, admin: &str) -> Vec<Value> {
+    let auth = format!("Bearer {admin}");
+    let (status, _, raw) = http_raw(
+        port,
+        "GET",
+        "/audit/records?limit=10000",
+        &[("authorization", auth.as_str())],
+        None,
+    )
+    .expect("records");
+    assert_eq!(status, 200);
+    String::from_utf8(raw)
+        .expect("utf-8")
+        .lines()
+        .map(parse)
+        .collect()
 }
 
 /// Parses a JSON line.

@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod signer;
 pub mod sqlite;
 pub mod store;
+pub mod tree;
 
 pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker};

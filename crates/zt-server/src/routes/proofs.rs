@@ -1,6 +1,7 @@
 //! Public proof routes: the latest signed checkpoint, the key it verifies with, and RFC 9162
 //! inclusion and consistency proofs, so that anyone can check that a record is in the log and
-//! that the log only grew. See `docs/PROOFS.md`.
+//! that the log only grew. See `docs/PROOFS.md`; the answers' types are in
+//! `zt_contract::proof_wire`.
 //!
 //! Proofs are built from the leaf hashes read from the store: O(n) reads and hashes per proof
 //! for a tree of n records, off the async threads, at most two at a time.
@@ -10,9 +11,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use zt_contract::merkle::{consistency_proof, inclusion_proof};
-use zt_contract::Digest32;
+use zt_contract::{CheckpointKeyBody, ConsistencyBody, Digest32, InclusionBody};
 
 use crate::checkpoints::issue_now;
 use crate::error::ApiError;
@@ -25,50 +25,6 @@ pub fn router() -> Router<SharedState> {
         .route("/audit/checkpoint/key", get(checkpoint_key))
         .route("/audit/proof/inclusion", get(inclusion))
         .route("/audit/proof/consistency", get(consistency))
-}
-
-/// `GET /audit/checkpoint/key`: what a verifier needs to check checkpoints.
-#[derive(Debug, Serialize)]
-pub struct CheckpointKeyBody {
-    /// Always true.
-    pub ok: bool,
-    /// The log's origin: the first line of every checkpoint and the note key's name.
-    pub origin: String,
-    /// The `kid` of the signing key in `GET /audit/keys`.
-    pub kid: String,
-    /// The signed-note key ID (8 hex digits) that starts every checkpoint signature.
-    pub note_key_id: String,
-    /// The note verifier key, `<origin>+<note key ID>+<base64(0x02 || SPKI DER)>`.
-    pub vkey: String,
-}
-
-/// `GET /audit/proof/inclusion`.
-#[derive(Debug, Serialize)]
-pub struct InclusionBody {
-    /// Always true.
-    pub ok: bool,
-    /// The record (leaf index).
-    pub seq: u64,
-    /// The tree size the proof is for.
-    pub size: u64,
-    /// The record's leaf hash, `SHA-256(0x00 || current_hash bytes)`, in hex (a verifier
-    /// recomputes it from the record).
-    pub leaf_hash: String,
-    /// The audit path, leaf's sibling first, in hex.
-    pub proof: Vec<String>,
-}
-
-/// `GET /audit/proof/consistency`.
-#[derive(Debug, Serialize)]
-pub struct ConsistencyBody {
-    /// Always true.
-    pub ok: bool,
-    /// The older tree size.
-    pub from: u64,
-    /// The newer tree size.
-    pub to: u64,
-    /// The consistency proof, in hex (empty when `from` is 0 or equals `to`).
-    pub proof: Vec<String>,
 }
 
 async fn checkpoint(
@@ -128,13 +84,7 @@ async fn inclusion(
         Some((leaf, proof))
     })
     .await?;
-    Ok(Json(InclusionBody {
-        ok: true,
-        seq,
-        size,
-        leaf_hash: leaf.to_hex(),
-        proof: proof.iter().map(Digest32::to_hex).collect(),
-    }))
+    Ok(Json(InclusionBody::new(seq, size, &leaf, &proof)))
 }
 
 async fn consistency(
@@ -158,12 +108,7 @@ async fn consistency(
         })
         .await?
     };
-    Ok(Json(ConsistencyBody {
-        ok: true,
-        from,
-        to,
-        proof: proof.iter().map(Digest32::to_hex).collect(),
-    }))
+    Ok(Json(ConsistencyBody::new(from, to, &proof)))
 }
 
 /// A tree size no larger than the committed log.

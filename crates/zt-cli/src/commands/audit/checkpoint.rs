@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 use zt_contract::merkle::audit_leaf_hash;
 use zt_contract::note::NoteKey;
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{parse_signed_note, verify_checkpoint, Checkpoint, CompactRange, Digest32, Jwks};
+use zt_contract::{
+    parse_signed_note, verify_checkpoint, Checkpoint, CheckpointKeyBody, CompactRange, Digest32,
+    Jwks,
+};
 
 use super::fetch::Fetcher;
 use super::proofs::rejected;
@@ -62,15 +65,6 @@ pub struct SaveArgs {
     pub json: bool,
 }
 
-/// `GET /audit/checkpoint/key`.
-#[derive(Debug, Deserialize)]
-pub struct CheckpointKeyAnswer {
-    /// The log's origin.
-    pub origin: String,
-    /// The note verifier key.
-    pub vkey: String,
-}
-
 /// Runs a checkpoint subcommand.
 pub fn run(command: CheckpointCommand) -> Exit {
     match command {
@@ -84,7 +78,7 @@ pub fn run(command: CheckpointCommand) -> Exit {
 async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
     let server = Fetcher::new(&args.url, None)?;
     let jwks = trusted_keys(&server, args.keys.as_deref()).await?;
-    let published: CheckpointKeyAnswer = server.json("/audit/checkpoint/key").await?;
+    let published: CheckpointKeyBody = server.json("/audit/checkpoint/key").await?;
     let origin = args.origin.as_deref().unwrap_or(&published.origin);
     if published.origin != origin {
         return Err(rejected(

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use zt_contract::merkle::{audit_leaf_hash, verify_consistency, verify_inclusion};
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{record_hash, ChainVerifier, Digest32, PublicKeySet};
+use zt_contract::{
+    record_hash, ChainVerifier, ConsistencyBody, Digest32, InclusionBody, PublicKeySet,
+};
 
 use super::checkpoint::{read_checkpoint, trusted_keys, verify_note};
 use super::fetch::Fetcher;
@@ -67,22 +68,6 @@ pub struct InclusionArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `GET /audit/proof/consistency`.
-#[derive(Debug, Deserialize)]
-struct ConsistencyAnswer {
-    from: u64,
-    to: u64,
-    proof: Vec<String>,
-}
-
-/// `GET /audit/proof/inclusion`.
-#[derive(Debug, Deserialize)]
-struct InclusionAnswer {
-    seq: u64,
-    size: u64,
-    proof: Vec<String>,
 }
 
 /// A check that failed, as opposed to a source that could not be read.
@@ -185,7 +170,7 @@ async fn consistency(args: &ConsistencyArgs) -> anyhow::Result<(String, Value)> 
             ),
         ));
     }
-    let answer: ConsistencyAnswer = server
+    let answer: ConsistencyBody = server
         .json(&format!(
             "/audit/proof/consistency?from={}&to={}",
             old.size, new.size
@@ -258,7 +243,7 @@ async fn inclusion(args: &InclusionArgs) -> anyhow::Result<(String, Value)> {
     let current_hash = record_hash(&record);
     let leaf = audit_leaf_hash(&current_hash);
 
-    let answer: InclusionAnswer = server
+    let answer: InclusionBody = server
         .json(&format!("/audit/proof/inclusion?seq={seq}&size={size}"))
         .await?;
     if (answer.seq, answer.size) != (seq, size) {

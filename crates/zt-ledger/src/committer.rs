@@ -7,6 +7,10 @@
 //! Sequencing happens on the sealer alone, in order, which is what makes the chain impossible
 //! to fork: there is exactly one place where `previous_hash` is chosen.
 //!
+//! That pipeline is for a store with one writer. A store that several servers write at once
+//! (PostgreSQL replicas) is committed by [`crate::replicated`] instead, which seals each batch
+//! inside the store's transaction onto the head read there.
+//!
 //! The writer also keeps the log's Merkle tree (RFC 9162, leaf data = each record's 32-byte
 //! `current_hash`) as a [`CompactRange`]: rebuilt from the stored hashes at start, then
 //! extended with each batch after its commit and before its callers are answered, so the tree
@@ -18,7 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
 use zt_contract::merkle::audit_leaf_hash;
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, CompactRange, Digest32, Jwk, Jwks, PublicKeySet, GENESIS_HASH};
@@ -29,11 +35,11 @@ use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
 
 /// The most records one batch commits.
-const MAX_BATCH: usize = 2048;
+pub(crate) const MAX_BATCH: usize = 2048;
 /// How many records at the tail of the log are re-verified at start.
 const TAIL_CHECK: u64 = 1000;
 /// Hashes read per store call when rebuilding the tree or reading a tree's leaves.
-const HASH_PAGE: usize = 65_536;
+pub(crate) const HASH_PAGE: usize = 65_536;
 
 /// Why a record was not committed. Every variant means: the decision must not be given.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -63,9 +69,13 @@ pub struct CommitStats {
 /// Called after every batch commit.
 pub type CommitObserver = Box<dyn Fn(CommitStats) + Send>;
 
-struct Pending {
-    draft: RecordDraft,
-    reply: oneshot::Sender<Result<SealedRecord, LedgerError>>,
+/// Where a caller hears whether its record was committed.
+pub(crate) type Reply = oneshot::Sender<Result<SealedRecord, LedgerError>>;
+
+/// A record waiting for its batch.
+pub(crate) struct Pending {
+    pub(crate) draft: RecordDraft,
+    pub(crate) reply: Reply,
 }
 
 /// Opens a store for reading; used to serve reads beside the writer.
@@ -73,14 +83,13 @@ pub type ReaderFactory = Box<dyn Fn() -> Result<Box<dyn AuditStore>, StoreError>
 
 /// What has been committed: the newest record and the Merkle tree of all records, always
 /// updated together (`tree.size() == head.seq + 1`).
-struct Committed {
-    head: Option<Head>,
-    tree: CompactRange,
+pub(crate) struct Committed {
+    pub(crate) head: Option<Head>,
+    pub(crate) tree: CompactRange,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     committed: Mutex<Committed>,
-    keys: Vec<Jwk>,
     readers: Mutex<Vec<Box<dyn AuditStore>>>,
     open_reader: ReaderFactory,
     failed: AtomicBool,
@@ -89,22 +98,23 @@ struct Shared {
 /// A cheap, clonable handle to the audit log.
 #[derive(Clone)]
 pub struct Ledger {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::SyncSender<Pending>,
     shared: Arc<Shared>,
 }
 
 /// The committer threads; join them after every [`Ledger`] handle is dropped.
 pub struct LedgerWorker {
-    sealer: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl LedgerWorker {
     /// Waits until every queued record is committed and the threads have exited.
     pub fn join(self) {
-        // The sealer exits when the queue closes; its exit closes the writer's channel.
-        if self.sealer.join().is_err() || self.writer.join().is_err() {
-            tracing::error!("audit committer thread panicked");
+        // The first thread exits when the queue closes; its exit stops the next one.
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("audit committer thread panicked");
+            }
         }
     }
 }
@@ -134,37 +144,47 @@ impl Ledger {
                 head,
                 tree: tree.clone(),
             }),
-            keys,
             readers: Mutex::new(Vec::new()),
             open_reader,
             failed: AtomicBool::new(false),
         });
-        let (queue, rx) = mpsc::channel(config.queue_capacity.max(1));
-        // One sealed batch may wait while the writer syncs the previous one.
-        let (to_writer, from_sealer) = std::sync::mpsc::sync_channel(1);
-        let sealer = Sealer {
-            rx,
-            signer,
-            head,
-            shared: shared.clone(),
+        let (queue, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
+        let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(run)
+                .map_err(|e| StoreError::Backend(format!("cannot start audit threads: {e}")))
         };
-        let writer = Writer {
-            store,
-            tree,
-            shared: shared.clone(),
-            observer,
+        let threads = if store.is_shared() {
+            let committer = crate::replicated::SharedCommitter {
+                rx,
+                signer,
+                store,
+                tree,
+                shared: shared.clone(),
+                observer,
+            };
+            vec![spawn("zt-audit-commit", Box::new(move || committer.run()))?]
+        } else {
+            // One sealed batch may wait while the writer syncs the previous one.
+            let (to_writer, from_sealer) = mpsc::sync_channel(1);
+            let sealer = Sealer {
+                rx,
+                signer,
+                head,
+                shared: shared.clone(),
+            };
+            let writer = Writer {
+                store,
+                tree,
+                shared: shared.clone(),
+                observer,
+            };
+            let writer = spawn("zt-audit-write", Box::new(move || writer.run(from_sealer)))?;
+            let sealer = spawn("zt-audit-seal", Box::new(move || sealer.run(to_writer)))?;
+            vec![sealer, writer]
         };
-        let spawn_error =
-            |e: std::io::Error| StoreError::Backend(format!("cannot start audit threads: {e}"));
-        let writer = std::thread::Builder::new()
-            .name("zt-audit-write".into())
-            .spawn(move || writer.run(from_sealer))
-            .map_err(spawn_error)?;
-        let sealer = std::thread::Builder::new()
-            .name("zt-audit-seal".into())
-            .spawn(move || sealer.run(to_writer))
-            .map_err(spawn_error)?;
-        Ok((Ledger { queue, shared }, LedgerWorker { sealer, writer }))
+        Ok((Ledger { queue, shared }, LedgerWorker { threads }))
     }
 
     /// Sequences, signs and durably commits a record; resolves only once it is on disk.
@@ -176,8 +196,8 @@ impl Ledger {
         self.queue
             .try_send(Pending { draft, reply })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => LedgerError::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => LedgerError::Closed,
+                mpsc::TrySendError::Full(_) => LedgerError::Overloaded,
+                mpsc::TrySendError::Disconnected(_) => LedgerError::Closed,
             })?;
         answer.await.map_err(|_| LedgerError::Closed)?
     }
@@ -200,11 +220,11 @@ impl Ledger {
         self.shared.committed().tree.size()
     }
 
-    /// Every public key this log's records may be signed with.
-    pub fn keys(&self) -> Jwks {
-        Jwks {
-            keys: self.shared.keys.clone(),
-        }
+    /// Every public key this log's records may be signed with, as published in the store:
+    /// read afresh each time, since other servers sharing the store publish theirs when they
+    /// start. Blocking: call from a blocking context.
+    pub fn keys(&self) -> Result<Jwks, StoreError> {
+        self.with_reader(|reader| reader.keys().map(|keys| Jwks { keys }))
     }
 
     /// True once a commit has failed: the ledger refuses everything until restart.
@@ -257,7 +277,14 @@ impl Ledger {
 }
 
 impl Shared {
-    fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
+    /// Makes `head` and `tree` (which ends with it) what readers see as committed.
+    pub(crate) fn publish(&self, head: Head, tree: &CompactRange) {
+        let mut committed = self.committed();
+        committed.head = Some(head);
+        committed.tree = tree.clone();
+    }
+
+    pub(crate) fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
         self.committed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -326,7 +353,7 @@ fn read_pages(
 
 /// Rebuilds the Merkle tree of the stored log from its hashes (not its lines): one ordered
 /// scan of the hash column, about two SHA-256 per record.
-fn rebuild_tree(
+pub(crate) fn rebuild_tree(
     store: &mut dyn AuditStore,
     head: Option<Head>,
 ) -> Result<CompactRange, StoreError> {
@@ -403,7 +430,7 @@ fn check_tail(
 /// A sealed batch on its way to the writer, with the callers waiting for it.
 struct SealedBatch {
     records: Vec<SealedRecord>,
-    replies: Vec<oneshot::Sender<Result<SealedRecord, LedgerError>>>,
+    replies: Vec<Reply>,
     started: Instant,
 }
 
@@ -425,10 +452,7 @@ struct Writer {
     observer: Option<CommitObserver>,
 }
 
-fn refuse_all(
-    replies: impl IntoIterator<Item = oneshot::Sender<Result<SealedRecord, LedgerError>>>,
-    why: &str,
-) {
+pub(crate) fn refuse_all(replies: impl IntoIterator<Item = Reply>, why: &str) {
     for reply in replies {
         let _ = reply.send(Err(LedgerError::Unavailable(why.to_string())));
     }
@@ -437,7 +461,7 @@ fn refuse_all(
 impl Sealer {
     fn run(mut self, to_writer: std::sync::mpsc::SyncSender<SealedBatch>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = self.rx.blocking_recv() {
+        while let Ok(first) = self.rx.recv() {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match self.rx.try_recv() {
@@ -461,22 +485,11 @@ impl Sealer {
 
     fn seal(&mut self, batch: &mut Vec<Pending>) -> SealedBatch {
         let started = Instant::now();
-        let mut next_seq = self.head.map_or(0, |h| h.seq + 1);
-        let mut previous = self
-            .head
-            .map_or_else(|| GENESIS_HASH.to_string(), |h| h.current_hash.to_hex());
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
-            let body = p.draft.into_body(next_seq, wire_now(), previous.clone());
-            match SealedRecord::seal(body, self.signer.as_ref()) {
+            match chain_onto(&mut self.head, p.draft, self.signer.as_ref()) {
                 Ok(record) => {
-                    previous = record.current_hash.to_hex();
-                    next_seq += 1;
-                    self.head = Some(Head {
-                        seq: record.body.seq,
-                        current_hash: record.current_hash,
-                    });
                     records.push(record);
                     replies.push(p.reply);
                 }
@@ -489,6 +502,25 @@ impl Sealer {
             started,
         }
     }
+}
+
+/// Seals `draft` as the record after `head` (the genesis record on an empty log), and makes
+/// it the new head.
+pub(crate) fn chain_onto(
+    head: &mut Option<Head>,
+    draft: RecordDraft,
+    signer: &dyn Signer,
+) -> Result<SealedRecord, crate::SignError> {
+    let (seq, previous) = match head {
+        Some(h) => (h.seq + 1, h.current_hash.to_hex()),
+        None => (0, GENESIS_HASH.to_string()),
+    };
+    let record = SealedRecord::seal(draft.into_body(seq, wire_now(), previous), signer)?;
+    *head = Some(Head {
+        seq,
+        current_hash: record.current_hash,
+    });
+    Ok(record)
 }
 
 impl Writer {
@@ -506,12 +538,7 @@ impl Writer {
                         self.tree.append(audit_leaf_hash(&r.current_hash));
                     }
                     if let Some(last) = batch.records.last() {
-                        let mut committed = self.shared.committed();
-                        committed.head = Some(Head {
-                            seq: last.body.seq,
-                            current_hash: last.current_hash,
-                        });
-                        committed.tree = self.tree.clone();
+                        self.shared.publish(last.head(), &self.tree);
                     }
                     for (reply, record) in batch.replies.into_iter().zip(batch.records) {
                         let _ = reply.send(Ok(record));

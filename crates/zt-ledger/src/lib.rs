@@ -6,13 +6,14 @@
 //!   [`postgres`] the PostgreSQL backend; [`location`] picks one from a `--store` URL.
 //! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
 //!   group-commits, so the chain never forks and every answer waits only for its own batch's
-//!   `fsync`.
+//!   `fsync`; [`replicated`] commits instead when several servers share one store.
 
 pub mod clock;
 pub mod committer;
 pub mod draft;
 pub mod location;
 pub mod postgres;
+pub mod replicated;
 pub mod signer;
 pub mod sqlite;
 pub mod store;
@@ -24,4 +25,4 @@ pub use draft::RecordDraft;
 pub use location::open_store;
 pub use signer::{LocalKeySigner, SignError, Signer};
 pub use sqlite::SqliteStore;
-pub use store::{AuditStore, Head, SealedRecord, StoreError};
+pub use store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};

@@ -10,8 +10,7 @@ use crate::store::{AuditStore, StoreError};
 
 /// Opens the writer store and a factory of readers for [`crate::Ledger::start`]: SQLite in
 /// `data_dir` when `url` is `None`, else the PostgreSQL store `url` names (see
-/// [`PostgresLocation::parse`]). A PostgreSQL store already held by another server is
-/// [`StoreError::InUse`].
+/// [`PostgresLocation::parse`]), which other servers may share.
 pub fn open_store(
     url: Option<&str>,
     data_dir: &Path,

@@ -5,10 +5,11 @@
 //! `synchronous_commit = on` (set on the session, whatever the server default), so a batch is
 //! durable on the primary when `append` returns, and all-or-nothing.
 //!
-//! One writer per chain: [`PostgresStore::open`] takes a session advisory lock keyed by the
-//! schema and refuses to open if another session holds it, since two sequencers on one chain
-//! would fork it. The lock lives as long as the writer's connection; if that connection drops,
-//! the next commit fails and the ledger stops (fail closed) rather than reconnect.
+//! Several servers may write one chain (replicas): each batch is sealed inside its own
+//! transaction, under a transaction-scoped advisory lock keyed by the schema, onto the head read
+//! under that lock (see [`AuditStore::append_at_head`]). Writers therefore take turns one
+//! batch at a time, and the `seq` primary key refuses a fork even if the lock were bypassed.
+//! A lost connection is reopened for the next job; the job that met it fails.
 //!
 //! The synchronous `postgres` client drives its own small async runtime, which must neither
 //! block nor be dropped on an async worker thread. Each store therefore keeps its client on a
@@ -21,7 +22,7 @@ use std::time::Duration;
 use postgres::{Client, Config, NoTls};
 use zt_contract::{Digest32, Jwk};
 
-use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+use crate::store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};
 
 /// The schema used when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "zt_audit";
@@ -129,6 +130,16 @@ fn backend(e: postgres::Error) -> StoreError {
 
 type Job = Box<dyn FnOnce(&mut Client) + Send>;
 
+/// Prepares a new session (run again on every reconnection).
+type Setup = Box<dyn Fn(&mut Client) -> Result<(), StoreError> + Send>;
+
+/// Connects and prepares a session.
+fn connect(config: &Config, setup: &Setup) -> Result<Client, StoreError> {
+    let mut client = config.connect(NoTls).map_err(backend)?;
+    setup(&mut client)?;
+    Ok(client)
+}
+
 /// A client living on its own thread.
 struct Worker {
     jobs: Option<mpsc::Sender<Job>>,
@@ -136,30 +147,34 @@ struct Worker {
 }
 
 impl Worker {
-    /// Connects on a new thread and runs `setup` there before anything else.
+    /// Connects on a new thread and runs `setup` there before anything else, and again after
+    /// each reconnection.
     fn connect(
         config: Config,
-        setup: impl FnOnce(&mut Client) -> Result<(), StoreError> + Send + 'static,
+        setup: impl Fn(&mut Client) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<Self, StoreError> {
+        let setup: Setup = Box::new(setup);
         let (jobs, queue) = mpsc::channel::<Job>();
         let (ready, is_ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let thread = std::thread::Builder::new()
             .name("zt-audit-pg".into())
             .spawn(move || {
-                let mut client = match config.connect(NoTls) {
+                let mut client = match connect(&config, &setup) {
                     Ok(client) => client,
                     Err(e) => {
-                        let _ = ready.send(Err(backend(e)));
+                        let _ = ready.send(Err(e));
                         return;
                     }
                 };
-                let set_up = setup(&mut client);
-                let failed = set_up.is_err();
-                let _ = ready.send(set_up);
-                if failed {
-                    return;
-                }
+                let _ = ready.send(Ok(()));
                 while let Ok(job) = queue.recv() {
+                    if client.is_closed() {
+                        // A job on a closed client fails with a clear error; try a new one.
+                        match connect(&config, &setup) {
+                            Ok(fresh) => client = fresh,
+                            Err(e) => tracing::warn!(error = %e, "postgres audit store: reconnecting failed"),
+                        }
+                    }
                     job(&mut client);
                 }
             })
@@ -218,6 +233,8 @@ impl Drop for Worker {
 /// A PostgreSQL-backed audit store.
 pub struct PostgresStore {
     worker: Worker,
+    /// The advisory lock serializing the writers of this chain.
+    lock_key: String,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -237,50 +254,49 @@ fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 }
 
 impl PostgresStore {
-    /// Opens the store for writing: takes the chain's advisory lock (refusing if another
-    /// session holds it), creates the schema and tables if missing.
+    /// Opens the store for writing, creating the schema and tables if missing. Other servers
+    /// may write the same store at the same time.
     pub fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
         let schema = location.schema.clone();
+        let lock_key = chain_lock_key(&schema);
         let worker = Worker::connect(location.config.clone(), move |client| {
-            let lock_key = format!("zt-infra audit log: {schema}");
-            let locked: bool = client
-                .query_one(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
-                    &[&lock_key],
-                )
-                .and_then(|row| row.try_get(0))
-                .map_err(backend)?;
-            if !locked {
-                return Err(StoreError::InUse(format!(
-                    "postgres schema `{schema}` is held by another zt server (one server per audit chain)"
-                )));
-            }
-            let exists = client
+            // Servers starting together would race to create the tables (PostgreSQL's
+            // `IF NOT EXISTS` is not safe against that): create them under the chain's lock.
+            let mut tx = client.transaction().map_err(backend)?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&lock_key],
+            )
+            .map_err(backend)?;
+            // Only when missing: creating a schema needs a privilege using one does not.
+            let exists = tx
                 .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
                 .map_err(backend)?
                 .is_some();
             if !exists {
-                client
-                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
                     .map_err(backend)?;
             }
-            use_schema(client, &schema)?;
-            client
-                .batch_execute(
-                    "CREATE TABLE IF NOT EXISTS records (
-                         seq BIGINT PRIMARY KEY,
-                         current_hash TEXT NOT NULL,
-                         line TEXT NOT NULL
-                     );
-                     CREATE TABLE IF NOT EXISTS signing_keys (
-                         key_id TEXT PRIMARY KEY,
-                         jwk TEXT NOT NULL,
-                         published_order BIGSERIAL
-                     );",
-                )
-                .map_err(backend)
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {schema}.records (
+                     seq BIGINT PRIMARY KEY,
+                     current_hash TEXT NOT NULL,
+                     line TEXT NOT NULL
+                 );
+                 CREATE TABLE IF NOT EXISTS {schema}.signing_keys (
+                     key_id TEXT PRIMARY KEY,
+                     jwk TEXT NOT NULL,
+                     published_order BIGSERIAL
+                 );"
+            ))
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            use_schema(client, &schema)
         })?;
-        Ok(Self { worker })
+        Ok(Self {
+            worker,
+            lock_key: chain_lock_key(location.schema()),
+        })
     }
 
     /// Opens an existing store for reading only (beside a running writer; takes no lock).
@@ -305,8 +321,58 @@ impl PostgresStore {
                 .batch_execute("SET default_transaction_read_only TO on")
                 .map_err(backend)
         })?;
-        Ok(Self { worker })
+        Ok(Self {
+            worker,
+            lock_key: chain_lock_key(location.schema()),
+        })
     }
+}
+
+/// The advisory lock every writer of the chain in `schema` takes for each batch.
+fn chain_lock_key(schema: &str) -> String {
+    format!("zt-infra audit log: {schema}")
+}
+
+/// The head as stored, read inside `client`'s current transaction or session.
+fn read_head(client: &mut impl postgres::GenericClient) -> Result<Option<Head>, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT seq, current_hash FROM records ORDER BY seq DESC LIMIT 1",
+            &[],
+        )
+        .map_err(backend)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let seq: i64 = row.try_get(0).map_err(backend)?;
+    let hash: String = row.try_get(1).map_err(backend)?;
+    Ok(Some(Head {
+        current_hash: parse_hash(seq, &hash)?,
+        seq: to_seq(seq)?,
+    }))
+}
+
+/// Inserts records in one statement, inside `client`'s current transaction.
+fn insert(
+    client: &mut impl postgres::GenericClient,
+    records: &[SealedRecord],
+) -> Result<(), StoreError> {
+    let mut seqs = Vec::with_capacity(records.len());
+    let mut hashes = Vec::with_capacity(records.len());
+    let mut lines = Vec::with_capacity(records.len());
+    for r in records {
+        seqs.push(to_i64(r.body.seq)?);
+        hashes.push(r.current_hash.to_hex());
+        lines.push(r.line.as_str());
+    }
+    client
+        .execute(
+            "INSERT INTO records (seq, current_hash, line)
+             SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
+            &[&seqs, &hashes, &lines],
+        )
+        .map(|_| ())
+        .map_err(backend)
 }
 
 fn to_i64(n: u64) -> Result<i64, StoreError> {
@@ -324,47 +390,42 @@ fn parse_hash(seq: i64, text: &str) -> Result<Digest32, StoreError> {
 
 impl AuditStore for PostgresStore {
     fn head(&mut self) -> Result<Option<Head>, StoreError> {
-        let row = self.worker.run(|client| {
-            let row = client
-                .query_opt(
-                    "SELECT seq, current_hash FROM records ORDER BY seq DESC LIMIT 1",
-                    &[],
-                )
-                .map_err(backend)?;
-            row.map(|r| Ok((r.try_get::<_, i64>(0)?, r.try_get::<_, String>(1)?)))
-                .transpose()
-                .map_err(backend)
-        })?;
-        match row {
-            None => Ok(None),
-            Some((seq, hash)) => Ok(Some(Head {
-                current_hash: parse_hash(seq, &hash)?,
-                seq: to_seq(seq)?,
-            })),
-        }
+        self.worker.run(|client| read_head(client))
     }
 
     fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut seqs = Vec::with_capacity(records.len());
-        let mut hashes = Vec::with_capacity(records.len());
-        let mut lines = Vec::with_capacity(records.len());
-        for r in records {
-            seqs.push(to_i64(r.body.seq)?);
-            hashes.push(r.current_hash.to_hex());
-            lines.push(r.line.clone());
-        }
+        let records = records.to_vec();
         self.worker.run(move |client| {
             let mut tx = client.transaction().map_err(backend)?;
+            insert(&mut tx, &records)?;
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn append_at_head(&mut self, seal: SealAtHead) -> Result<Vec<SealedRecord>, StoreError> {
+        let lock_key = self.lock_key.clone();
+        self.worker.run(move |client| {
+            let mut tx = client.transaction().map_err(backend)?;
+            // Held until commit or rollback: the next writer reads the head this one leaves.
             tx.execute(
-                "INSERT INTO records (seq, current_hash, line)
-                 SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[])",
-                &[&seqs, &hashes, &lines],
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&lock_key],
             )
             .map_err(backend)?;
-            tx.commit().map_err(backend)
+            let head = read_head(&mut tx)?;
+            let records = seal(head)?;
+            if !records.is_empty() {
+                insert(&mut tx, &records)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(records)
         })
     }
 

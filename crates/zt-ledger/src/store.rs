@@ -33,10 +33,10 @@ pub enum StoreError {
     /// Stored data is not what was written.
     #[error("audit store is corrupt: {0}")]
     Corrupt(String),
-    /// Another server is the writer of this store: a second one would fork the chain.
-    #[error("audit store is in use: {0}")]
-    InUse(String),
 }
+
+/// Chains a batch onto the head it is given: see [`AuditStore::append_at_head`].
+pub type SealAtHead = Box<dyn FnOnce(Option<Head>) -> Result<Vec<SealedRecord>, StoreError> + Send>;
 
 /// Where records live. Every implementation must pass the conformance suite in
 /// `tests/store_conformance.rs`.
@@ -54,6 +54,20 @@ pub trait AuditStore: Send {
     /// rebuild the tree, and again for each proof. A gap in the sequence numbers or a hash that
     /// is not 64 lowercase hex characters is [`StoreError::Corrupt`].
     fn hashes(&mut self, from: u64, limit: usize) -> Result<Vec<Digest32>, StoreError>;
+    /// Whether several servers may write this store at once. Such a store is written only
+    /// through [`AuditStore::append_at_head`], since no one server knows its head.
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Reads the head, has `seal` chain a batch onto it, and appends what `seal` returns,
+    /// atomically and durably as [`AuditStore::append`] does. A shared store does all of it in
+    /// one transaction under a lock that every writer of the chain takes, so two servers can
+    /// never chain onto the same head. The default suits a store with one writer.
+    fn append_at_head(&mut self, seal: SealAtHead) -> Result<Vec<SealedRecord>, StoreError> {
+        let records = seal(self.head()?)?;
+        self.append(&records)?;
+        Ok(records)
+    }
     /// Records a public key as published (idempotent).
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
     /// Every key ever published, oldest first.
@@ -61,6 +75,14 @@ pub trait AuditStore: Send {
 }
 
 impl SealedRecord {
+    /// The head of a log that ends with this record.
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.body.seq,
+            current_hash: self.current_hash,
+        }
+    }
+
     /// Hashes and signs a body, and builds its stored line.
     pub fn seal(body: RecordBody, signer: &dyn crate::Signer) -> Result<Self, crate::SignError> {
         // RecordBody serializes canonically (its fields are declared in sorted order).

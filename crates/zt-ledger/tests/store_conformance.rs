@@ -14,8 +14,8 @@ use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, Decision, PublicKeySet, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
-    AuditStore, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealedRecord, Signer,
-    SqliteStore, StoreError,
+    AuditStore, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealAtHead, SealedRecord,
+    Signer, SqliteStore, StoreError,
 };
 
 mod pg_schema;
@@ -63,9 +63,20 @@ fn sealed_chain(
     out
 }
 
+/// A seal that chains `n` records onto whatever head the store reads.
+fn seal_after(signer: Arc<dyn Signer>, n: usize) -> SealAtHead {
+    Box::new(move |head| {
+        let (seq, previous) = head.map_or((0, zt_contract::GENESIS_HASH.to_string()), |h| {
+            (h.seq + 1, h.current_hash.to_hex())
+        });
+        Ok(sealed_chain(signer.as_ref(), n, seq, &previous))
+    })
+}
+
 /// The store contract: empty head, append order, head, reads of lines and of hashes by range,
 /// duplicate seq refused atomically, keys published once.
-fn store_conformance(mut store: Box<dyn AuditStore>, signer: &dyn Signer) {
+fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer>) {
+    let signer = seal_signer.as_ref();
     assert_eq!(store.head().unwrap(), None);
     assert!(store.read(0, 10).unwrap().is_empty());
     assert!(store.hashes(0, 10).unwrap().is_empty());
@@ -113,6 +124,23 @@ fn store_conformance(mut store: Box<dyn AuditStore>, signer: &dyn Signer) {
     assert_eq!(paged, all);
 
     assert_eq!(store.head().unwrap().unwrap().seq, 7);
+
+    // Sealing at the head: `seal` sees the stored head and what it returns is stored.
+    let sealed = store
+        .append_at_head(seal_after(seal_signer.clone(), 2))
+        .unwrap();
+    assert_eq!(sealed[0].body.seq, 8);
+    assert_eq!(sealed[0].body.previous_hash, all[7].to_hex());
+    assert_eq!(store.head().unwrap().unwrap(), sealed[1].head());
+    assert_eq!(
+        store.read(8, 10).unwrap(),
+        vec![sealed[0].line.clone(), sealed[1].line.clone()]
+    );
+    // A seal that fails stores nothing.
+    let failed = store.append_at_head(Box::new(|_| Err(StoreError::Backend("no".into()))));
+    assert!(failed.is_err());
+    assert_eq!(store.head().unwrap().unwrap().seq, 9);
+
     store.publish_key(signer.public_jwk()).unwrap();
     store.publish_key(signer.public_jwk()).unwrap();
     assert_eq!(store.keys().unwrap(), vec![signer.public_jwk().clone()]);
@@ -121,40 +149,71 @@ fn store_conformance(mut store: Box<dyn AuditStore>, signer: &dyn Signer) {
 #[test]
 fn conformance_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
     let store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
-    store_conformance(Box::new(store), &signer);
+    store_conformance(Box::new(store), signer);
 }
 
 /// The same suite on PostgreSQL, in a fresh schema dropped afterwards; then what only a
-/// shared server adds: one writer per chain, readers beside it.
+/// shared store adds: several writers on one chain, readers beside them.
 #[test]
 fn conformance_postgres() {
     let schema = pg_schema::TestSchema::new();
     let dir = tempfile::tempdir().unwrap();
-    let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
     let store = PostgresStore::open(&schema.location()).unwrap();
-    let refused = PostgresStore::open(&schema.location()).err();
-    assert!(
-        matches!(refused, Some(StoreError::InUse(_))),
-        "a second writer must be refused: {refused:?}"
-    );
-    store_conformance(Box::new(store), &signer);
-    // The writer is dropped: its lock is released, and readers never take it.
+    assert!(store.is_shared());
+    let mut second_writer = PostgresStore::open(&schema.location()).unwrap();
+    store_conformance(Box::new(store), signer.clone());
     let mut reader = PostgresStore::open_read_only(&schema.location()).unwrap();
-    let mut writer = PostgresStore::open(&schema.location()).unwrap();
-    assert_eq!(reader.head().unwrap(), writer.head().unwrap());
+    assert_eq!(reader.head().unwrap(), second_writer.head().unwrap());
     assert_eq!(reader.keys().unwrap(), vec![signer.public_jwk().clone()]);
     assert!(reader.append(&[]).is_ok(), "an empty batch is a no-op");
+    let head = second_writer.head().unwrap().unwrap();
     let next = sealed_chain(
-        &signer,
+        signer.as_ref(),
         1,
-        8,
-        &writer.head().unwrap().unwrap().current_hash.to_hex(),
+        head.seq + 1,
+        &head.current_hash.to_hex(),
     );
     assert!(reader.append(&next).is_err(), "readers are read-only");
-    writer.append(&next).unwrap();
-    assert_eq!(reader.head().unwrap().unwrap().seq, 8);
+    second_writer.append(&next).unwrap();
+    assert_eq!(reader.head().unwrap().unwrap().seq, head.seq + 1);
+}
+
+/// Writers on one shared store, each sealing at the head under the chain's lock, at the same
+/// time: one unforked chain with contiguous sequence numbers, and no batch lost.
+#[test]
+fn concurrent_writers_of_a_shared_store_make_one_chain() {
+    let schema = pg_schema::TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
+    let (writers, batches, per_batch) = (4, 25, 3);
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            let signer = signer.clone();
+            let location = schema.location();
+            scope.spawn(move || {
+                let mut store = PostgresStore::open(&location).unwrap();
+                for _ in 0..batches {
+                    let sealed = store
+                        .append_at_head(seal_after(signer.clone(), per_batch))
+                        .unwrap();
+                    assert_eq!(sealed.len(), per_batch);
+                }
+            });
+        }
+    });
+    let mut reader = PostgresStore::open_read_only(&schema.location()).unwrap();
+    let keys = zt_contract::Jwks {
+        keys: vec![signer.public_jwk().clone()],
+    };
+    let keys = PublicKeySet::from_jwks(&keys).unwrap();
+    let mut verifier = ChainVerifier::new(SignaturePolicy::Require(&keys));
+    for line in reader.read(0, 10_000).unwrap() {
+        verifier.check_line(&line).unwrap();
+    }
+    assert_eq!(verifier.checked(), (writers * batches * per_batch) as u64);
 }
 
 #[test]

@@ -34,8 +34,18 @@ async fn head(State(state): State<SharedState>) -> Json<AuditHead> {
     })
 }
 
-async fn keys(State(state): State<SharedState>) -> Json<Jwks> {
-    Json(state.ledger.keys())
+/// Every server sharing the store publishes its key there, so the keys are read from the
+/// store, not from memory.
+async fn keys(State(state): State<SharedState>) -> Result<Json<Jwks>, ApiError> {
+    let ledger = state.ledger.clone();
+    let keys = tokio::task::spawn_blocking(move || ledger.keys())
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading the published audit keys failed");
+            ApiError::Internal
+        })?;
+    Ok(Json(keys))
 }
 
 /// Parses `from=SEQ&limit=N`; anything else in the query is an error, not ignored.

@@ -1,0 +1,162 @@
+//! The committer for a store that several servers write at once (PostgreSQL replicas; see
+//! [`AuditStore::is_shared`]).
+//!
+//! No one server knows the head of a shared chain, so a batch cannot be sealed ahead of its
+//! commit as the single-writer pipeline does. One thread takes everything queued as one batch
+//! and has the store seal it inside its transaction, under the chain's lock, onto the head
+//! read there ([`AuditStore::append_at_head`]). Each server still commits in batches, so the
+//! chain's lock is taken once per batch, not per record.
+//!
+//! The Merkle tree and head this server serves must cover the records other servers append
+//! too: after each commit, the hashes appended by others before this batch are read and added
+//! first; while idle, new hashes are read every [`IDLE_CATCH_UP`].
+//!
+//! A failed commit refuses its batch only: the next batch reads the head afresh, so a batch
+//! that did reach the store despite the error (a lost commit acknowledgement) cannot fork the
+//! chain, and the tree learns of it from the store.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zt_contract::merkle::audit_leaf_hash;
+use zt_contract::CompactRange;
+
+use crate::committer::{
+    chain_onto, refuse_all, CommitObserver, CommitStats, Pending, Shared, HASH_PAGE, MAX_BATCH,
+};
+use crate::signer::Signer;
+use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+use crate::LedgerError;
+
+/// How often an idle server reads what the other servers appended.
+pub const IDLE_CATCH_UP: Duration = Duration::from_millis(250);
+
+/// Commits batches onto a shared chain; see the module documentation.
+pub(crate) struct SharedCommitter {
+    pub(crate) rx: Receiver<Pending>,
+    pub(crate) signer: Arc<dyn Signer>,
+    pub(crate) store: Box<dyn AuditStore>,
+    /// The tree of every record this server has seen committed; only this thread changes it.
+    pub(crate) tree: CompactRange,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) observer: Option<CommitObserver>,
+}
+
+impl SharedCommitter {
+    pub(crate) fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            match self.rx.recv_timeout(IDLE_CATCH_UP) {
+                Ok(first) => {
+                    batch.push(first);
+                    while batch.len() < MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(&mut batch);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = self.catch_up(None) {
+                        tracing::warn!(error = %e, "reading the shared audit chain failed");
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Pending>) {
+        let started = Instant::now();
+        let (drafts, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.draft, p.reply)).unzip();
+        let signer = self.signer.clone();
+        let sealed = self.store.append_at_head(Box::new(move |mut head| {
+            drafts
+                .into_iter()
+                .map(|draft| {
+                    chain_onto(&mut head, draft, signer.as_ref())
+                        .map_err(|e| StoreError::Backend(e.to_string()))
+                })
+                .collect()
+        }));
+        let records = match sealed {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, records = replies.len(), "audit commit failed; its decisions are refused");
+                refuse_all(replies, &e.to_string());
+                return;
+            }
+        };
+        let count = records.len();
+        self.extend_tree(&records);
+        for (reply, record) in replies.into_iter().zip(records) {
+            let _ = reply.send(Ok::<SealedRecord, LedgerError>(record));
+        }
+        if let Some(observe) = &self.observer {
+            observe(CommitStats {
+                records: count,
+                duration: started.elapsed(),
+                head_seq: self.shared.committed().head.map(|h| h.seq),
+            });
+        }
+    }
+
+    /// Adds a committed batch to the tree, after the records other servers committed before
+    /// it. If those cannot be read now, the tree stays as it is and the next catch-up reads
+    /// them and this batch from the store.
+    fn extend_tree(&mut self, records: &[SealedRecord]) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        if let Err(e) = self.catch_up(Some(first.body.seq)) {
+            tracing::warn!(error = %e, "reading the shared audit chain failed; the tree catches up later");
+            return;
+        }
+        if self.tree.size() != first.body.seq {
+            return;
+        }
+        for r in records {
+            self.tree.append(audit_leaf_hash(&r.current_hash));
+        }
+        self.shared.publish(last.head(), &self.tree);
+    }
+
+    /// Adds the stored hashes after the tree's end, up to record `until` (exclusive) or to the
+    /// end of the chain.
+    fn catch_up(&mut self, until: Option<u64>) -> Result<(), StoreError> {
+        loop {
+            let from = self.tree.size();
+            let want = match until {
+                Some(until) => until.saturating_sub(from).min(HASH_PAGE as u64) as usize,
+                None => HASH_PAGE,
+            };
+            if want == 0 {
+                return Ok(());
+            }
+            let mut page = self.store.hashes(from, want)?;
+            page.truncate(want);
+            let Some(last) = page.last().copied() else {
+                return match until {
+                    Some(until) => Err(StoreError::Corrupt(format!(
+                        "records {from} to {until} are missing from the shared chain"
+                    ))),
+                    None => Ok(()),
+                };
+            };
+            for hash in &page {
+                self.tree.append(audit_leaf_hash(hash));
+            }
+            let head = Head {
+                seq: self.tree.size() - 1,
+                current_hash: last,
+            };
+            self.shared.publish(head, &self.tree);
+            if until.is_none() && page.len() < want {
+                return Ok(());
+            }
+        }
+    }
+}

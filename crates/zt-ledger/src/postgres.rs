@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 use zt_contract::{Digest32, Jwk};
 
 use crate::store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};
@@ -243,12 +243,18 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Sets the session up for `schema`: search path and durable commits.
+/// How long a writer waits for the chain's lock, and how long a transaction may sit idle
+/// holding it (a hung server must not stall the others): the batch fails instead.
+const LOCK_TIMEOUT_S: u32 = 10;
+
+/// Sets the session up for `schema`: search path, durable commits, lock timeouts.
 fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     // `schema` is checked to be a plain lowercase identifier, so it needs no quoting.
     client
         .batch_execute(&format!(
-            "SET search_path TO {schema}; SET synchronous_commit TO on;"
+            "SET search_path TO {schema}; SET synchronous_commit TO on; \
+             SET lock_timeout TO '{LOCK_TIMEOUT_S}s'; \
+             SET idle_in_transaction_session_timeout TO '{LOCK_TIMEOUT_S}s';"
         ))
         .map_err(backend)
 }
@@ -352,6 +358,35 @@ fn read_head(client: &mut impl postgres::GenericClient) -> Result<Option<Head>, 
     }))
 }
 
+/// Runs `open` (begin, lock, read the head), seals onto the head, inserts and commits.
+fn seal_in_transaction(
+    client: &mut Client,
+    open: &str,
+    seal: SealAtHead,
+) -> Result<Vec<SealedRecord>, StoreError> {
+    let mut head = None;
+    for message in client.simple_query(open).map_err(backend)? {
+        if let SimpleQueryMessage::Row(row) = message {
+            // `get` panics on a missing column; the lock's row has one column, the head's two.
+            if let (Ok(Some(seq)), Ok(Some(hash))) = (row.try_get(0), row.try_get(1)) {
+                let seq: i64 = seq
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("head seq `{seq}`")))?;
+                head = Some(Head {
+                    current_hash: parse_hash(seq, hash)?,
+                    seq: to_seq(seq)?,
+                });
+            }
+        }
+    }
+    let records = seal(head)?;
+    if !records.is_empty() {
+        insert(client, &records)?;
+    }
+    client.batch_execute("COMMIT").map_err(backend)?;
+    Ok(records)
+}
+
 /// Inserts records in one statement, inside `client`'s current transaction.
 fn insert(
     client: &mut impl postgres::GenericClient,
@@ -410,22 +445,22 @@ impl AuditStore for PostgresStore {
     }
 
     fn append_at_head(&mut self, seal: SealAtHead) -> Result<Vec<SealedRecord>, StoreError> {
-        let lock_key = self.lock_key.clone();
+        // The lock is held until commit, so each round trip inside it delays every other
+        // writer: one simple query opens the transaction, takes the lock and reads the head.
+        // The key is ours and holds no quote (schema names are checked). The head is ordered by
+        // the number, not by its text.
+        let open = format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{}', 0))::text; \
+             SELECT seq::text AS head_seq, current_hash FROM records ORDER BY records.seq DESC LIMIT 1",
+            self.lock_key
+        );
         self.worker.run(move |client| {
-            let mut tx = client.transaction().map_err(backend)?;
-            // Held until commit or rollback: the next writer reads the head this one leaves.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&lock_key],
-            )
-            .map_err(backend)?;
-            let head = read_head(&mut tx)?;
-            let records = seal(head)?;
-            if !records.is_empty() {
-                insert(&mut tx, &records)?;
+            let outcome = seal_in_transaction(client, &open, seal);
+            if outcome.is_err() && !client.is_closed() {
+                // Releases the lock; a transaction that never began makes this a no-op.
+                let _ = client.batch_execute("ROLLBACK");
             }
-            tx.commit().map_err(backend)?;
-            Ok(records)
+            outcome
         })
     }
 

@@ -136,10 +136,18 @@ fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer
         store.read(8, 10).unwrap(),
         vec![sealed[0].line.clone(), sealed[1].line.clone()]
     );
+    // Past seq 9, so a head ordered as text ("9" > "10") would show.
+    for expected in [10, 12] {
+        let sealed = store
+            .append_at_head(seal_after(seal_signer.clone(), 2))
+            .unwrap();
+        assert_eq!(sealed[0].body.seq, expected);
+    }
+    assert_eq!(store.head().unwrap().unwrap().seq, 13);
     // A seal that fails stores nothing.
     let failed = store.append_at_head(Box::new(|_| Err(StoreError::Backend("no".into()))));
     assert!(failed.is_err());
-    assert_eq!(store.head().unwrap().unwrap().seq, 9);
+    assert_eq!(store.head().unwrap().unwrap().seq, 13);
 
     store.publish_key(signer.public_jwk()).unwrap();
     store.publish_key(signer.public_jwk()).unwrap();

@@ -3,6 +3,7 @@
 //! `audit/` (see `docs/PROOFS.md`).
 
 mod checkpoint;
+mod export;
 mod fetch;
 mod proofs;
 
@@ -39,6 +40,10 @@ pub enum AuditCommand {
     /// is recomputed from the record and the server's inclusion proof must lead to the
     /// checkpoint's root. Exit 0 included, 1 not (or unreachable), 2 usage.
     VerifyInclusion(proofs::InclusionArgs),
+    /// Export the log for a SIEM: OCSF API Activity events or the stored JSON lines, from
+    /// `--from SEQ` up to the head when the export starts (`docs/SIEM.md`). Exit 0 exported,
+    /// 1 a source or output failure, 2 usage.
+    Export(export::ExportArgs),
 }
 
 /// `zt audit verify` arguments: exactly one source.
@@ -93,6 +98,7 @@ pub fn run(command: AuditCommand) -> Exit {
         AuditCommand::Checkpoint(command) => checkpoint::run(command),
         AuditCommand::VerifyConsistency(args) => proofs::run_consistency(args),
         AuditCommand::VerifyInclusion(args) => proofs::run_inclusion(args),
+        AuditCommand::Export(args) => export::run(args),
     }
 }
 

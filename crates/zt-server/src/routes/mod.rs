@@ -8,6 +8,7 @@ pub mod authzen;
 pub mod ops;
 pub mod policies;
 pub mod proofs;
+pub mod stream;
 
 use axum::extract::{Request, State};
 use axum::http::Uri;
@@ -29,6 +30,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(authzen::router())
         .merge(audit::router())
         .merge(proofs::router())
+        .merge(stream::router())
         .merge(ops::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,104 @@
+//! The judgement calls of the OCSF mapping, each in one `match`: which API Activity activity a
+//! record is, how severe, which disposition, and what kind of actor. `docs/SIEM.md` lists them.
+
+use zt_contract::{Decision, RecordBody, RecordKind};
+
+/// `api_activity.activity_id` Other: the record is not a create/read/update/delete.
+const OTHER: u8 = 99;
+
+/// `activity_id` and `activity_name` of a record.
+///
+/// Admin changes are create/update/delete of the registry or the policy, so they map to the
+/// class's CRUD activities. A decision answers "may this actor do this?" about someone else's
+/// API: it is none of them, so it is Other (99) with `activity_name` `Authorize`; so are the
+/// refused admin access (`Admin Access`) and rejection summaries (`Rejections Summary`).
+pub fn activity(body: &RecordBody) -> (u8, &'static str) {
+    match (body.kind, body.action.as_str()) {
+        (RecordKind::Decision, _) => (OTHER, "Authorize"),
+        (RecordKind::Rejections, _) => (OTHER, "Rejections Summary"),
+        (RecordKind::Admin, "zt.admin.agents.register" | "zt.admin.policies.propose") => {
+            (1, "Create")
+        }
+        (
+            RecordKind::Admin,
+            "zt.admin.agents.rotate_token"
+            | "zt.admin.policies.approve"
+            | "zt.admin.policies.activate"
+            | "zt.admin.policies.reload",
+        ) => (3, "Update"),
+        (RecordKind::Admin, "zt.admin.agents.remove") => (4, "Delete"),
+        (RecordKind::Admin, "zt.admin.access") => (OTHER, "Admin Access"),
+        (RecordKind::Admin, _) => (OTHER, "Admin"),
+    }
+}
+
+/// The OCSF caption of an `api_activity.activity_id`, for `type_name`.
+pub fn activity_caption(activity_id: u8) -> &'static str {
+    match activity_id {
+        1 => "Create",
+        2 => "Read",
+        3 => "Update",
+        4 => "Delete",
+        OTHER => "Other",
+        _ => "Unknown",
+    }
+}
+
+/// `severity_id` and `severity`: allowed actions are Informational; a denied action is Low
+/// (policy working as intended); a denial that looks like an attack (a request claiming
+/// another actor, a non-admin reaching for admin routes) is Medium; rejection summaries are
+/// Low.
+pub fn severity(body: &RecordBody) -> (u8, &'static str) {
+    let suspicious = body.claimed_actor.is_some() || body.action == "zt.admin.access";
+    match (body.decision, body.kind) {
+        (Decision::Allow, _) => (1, "Informational"),
+        (Decision::Deny, _) if suspicious => (3, "Medium"),
+        (Decision::Deny, RecordKind::Decision | RecordKind::Admin | RecordKind::Rejections) => {
+            (2, "Low")
+        }
+    }
+}
+
+/// `disposition_id` and `disposition`: Allowed, Blocked for a denied action, Unauthorized for
+/// a refused admin access, Rejected for requests refused before any decision.
+pub fn disposition(body: &RecordBody) -> (u8, &'static str) {
+    match (body.decision, body.kind) {
+        (Decision::Allow, _) => (1, "Allowed"),
+        (Decision::Deny, RecordKind::Rejections) => (25, "Rejected"),
+        (Decision::Deny, RecordKind::Admin) if body.action == "zt.admin.access" => {
+            (26, "Unauthorized")
+        }
+        (Decision::Deny, RecordKind::Decision | RecordKind::Admin) => (2, "Blocked"),
+    }
+}
+
+/// Who the record's actor is, for the OCSF `actor` object.
+pub enum Actor {
+    /// The control plane itself (rejection summaries, policy file reloads): `actor.app_name`.
+    Application,
+    /// A caller: `actor.user` with an OCSF user type.
+    User {
+        /// `user.type_id`.
+        type_id: u8,
+        /// `user.type`, the caption of `type_id` or zt's own word for Other.
+        type_name: &'static str,
+    },
+}
+
+/// Admins are Admin (2); agents and workloads are Other (99) with type `Agent`, as OCSF has
+/// no user type for an autonomous agent.
+pub fn actor(body: &RecordBody) -> Actor {
+    match (body.kind, body.action.as_str()) {
+        (RecordKind::Rejections, _) | (RecordKind::Admin, "zt.admin.policies.reload") => {
+            Actor::Application
+        }
+        (RecordKind::Admin, "zt.admin.access") | (RecordKind::Decision, _) => Actor::User {
+            type_id: 99,
+            type_name: "Agent",
+        },
+        (RecordKind::Admin, _) => Actor::User {
+            type_id: 2,
+            type_name: "Admin",
+        },
+    }
+}

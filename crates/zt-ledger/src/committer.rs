@@ -33,6 +33,7 @@ use crate::clock::wire_now;
 use crate::draft::RecordDraft;
 use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+use crate::tree::{LogTree, TreeSnapshot};
 
 /// The most records one batch commits.
 pub(crate) const MAX_BATCH: usize = 2048;
@@ -85,7 +86,7 @@ pub type ReaderFactory = Box<dyn Fn() -> Result<Box<dyn AuditStore>, StoreError>
 /// updated together (`tree.size() == head.seq + 1`).
 pub(crate) struct Committed {
     pub(crate) head: Option<Head>,
-    pub(crate) tree: CompactRange,
+    pub(crate) tree: TreeSnapshot,
 }
 
 pub(crate) struct Shared {
@@ -142,7 +143,7 @@ impl Ledger {
         let shared = Arc::new(Shared {
             committed: Mutex::new(Committed {
                 head,
-                tree: tree.clone(),
+                tree: tree.snapshot(),
             }),
             readers: Mutex::new(Vec::new()),
             open_reader,
@@ -212,6 +213,11 @@ impl Ledger {
     /// root a checkpoint signs. A copy of at most 64 hashes; the root is computed by the
     /// caller.
     pub fn tree(&self) -> CompactRange {
+        self.shared.committed().tree.compact()
+    }
+
+    /// The committed tree, for proofs (see [`crate::tree`]).
+    pub(crate) fn tree_snapshot(&self) -> TreeSnapshot {
         self.shared.committed().tree.clone()
     }
 
@@ -252,7 +258,7 @@ impl Ledger {
 
     /// Runs `read` on a pooled reader (opened if the pool is empty); a reader that failed is
     /// dropped rather than returned to the pool.
-    fn with_reader<T>(
+    pub(crate) fn with_reader<T>(
         &self,
         read: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -278,10 +284,11 @@ impl Ledger {
 
 impl Shared {
     /// Makes `head` and `tree` (which ends with it) what readers see as committed.
-    pub(crate) fn publish(&self, head: Head, tree: &CompactRange) {
+    pub(crate) fn publish(&self, head: Head, tree: &LogTree) {
+        let snapshot = tree.snapshot();
         let mut committed = self.committed();
         committed.head = Some(head);
-        committed.tree = tree.clone();
+        committed.tree = snapshot;
     }
 
     pub(crate) fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
@@ -356,10 +363,10 @@ fn read_pages(
 pub(crate) fn rebuild_tree(
     store: &mut dyn AuditStore,
     head: Option<Head>,
-) -> Result<CompactRange, StoreError> {
+) -> Result<LogTree, StoreError> {
     let started = Instant::now();
     let size = head.map_or(0, |h| h.seq + 1);
-    let mut tree = CompactRange::new();
+    let mut tree = LogTree::new();
     let mut last = None;
     for_each_hash(store, size, |hash| {
         tree.append(audit_leaf_hash(hash));
@@ -447,7 +454,7 @@ struct Sealer {
 struct Writer {
     store: Box<dyn AuditStore>,
     /// The tree of every committed record; only the writer changes it.
-    tree: CompactRange,
+    tree: LogTree,
     shared: Arc<Shared>,
     observer: Option<CommitObserver>,
 }

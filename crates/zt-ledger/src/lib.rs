@@ -13,6 +13,7 @@ pub mod committer;
 pub mod draft;
 pub mod location;
 pub mod postgres;
+mod proofs;
 pub mod replicated;
 pub mod signer;
 pub mod sqlite;

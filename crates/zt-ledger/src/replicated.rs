@@ -20,13 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zt_contract::merkle::audit_leaf_hash;
-use zt_contract::CompactRange;
 
 use crate::committer::{
     chain_onto, refuse_all, CommitObserver, CommitStats, Pending, Shared, HASH_PAGE, MAX_BATCH,
 };
 use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+use crate::tree::LogTree;
 use crate::LedgerError;
 
 /// How often an idle server reads what the other servers appended.
@@ -38,7 +38,7 @@ pub(crate) struct SharedCommitter {
     pub(crate) signer: Arc<dyn Signer>,
     pub(crate) store: Box<dyn AuditStore>,
     /// The tree of every record this server has seen committed; only this thread changes it.
-    pub(crate) tree: CompactRange,
+    pub(crate) tree: LogTree,
     pub(crate) shared: Arc<Shared>,
     pub(crate) observer: Option<CommitObserver>,
 }

@@ -425,7 +425,7 @@ fn parse_hash(seq: i64, text: &str) -> Result<Digest32, StoreError> {
 
 impl AuditStore for PostgresStore {
     fn head(&mut self) -> Result<Option<Head>, StoreError> {
-        self.worker.run(|client| read_head(client))
+        self.worker.run(read_head)
     }
 
     fn append(&mut self, records: &[SealedRecord]) -> Result<(), StoreError> {

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     /// The audit store: `None` for the embedded SQLite database in the data directory, or a
     /// `postgres://` URL (optionally `?schema=NAME`); see docs/STORAGE.md.
     pub store_url: Option<String>,
+    /// Publish the audit log to NATS JetStream; `None`: off. See docs/NATS.md.
+    pub nats: Option<crate::nats::NatsConfig>,
 }
 
 /// HTTPS: the server's certificate chain and key (PEM files), and what is asked of clients.
@@ -154,6 +156,7 @@ impl ServerConfig {
             tls: None,
             workload: WorkloadIdentityConfig::default(),
             store_url: None,
+            nats: None,
         }
     }
 

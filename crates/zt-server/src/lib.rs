@@ -11,6 +11,7 @@ pub mod extract;
 pub mod limits;
 pub mod lock;
 pub mod metrics;
+pub mod nats;
 pub mod persist;
 pub mod policy_reload;
 pub mod policy_store;

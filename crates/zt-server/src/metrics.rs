@@ -1,5 +1,6 @@
 //! Prometheus metrics: decisions by outcome, decision latency, audit commit latency and batch
-//! size, chain length, refusals by cause, and failed TLS handshakes.
+//! size, chain length, refusals by cause, failed TLS handshakes, and (when on) the NATS
+//! publisher's progress.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct Metrics {
     chain_length: Gauge<u64, AtomicU64>,
     rejected: Family<CauseLabels, Counter>,
     tls_handshake_failures: Counter,
+    nats_published: Gauge<u64, AtomicU64>,
+    nats_lag: Gauge<u64, AtomicU64>,
+    nats_connected: Gauge,
 }
 
 impl Default for Metrics {
@@ -90,6 +94,9 @@ impl Default for Metrics {
             chain_length,
             rejected,
             tls_handshake_failures,
+            nats_published: Gauge::default(),
+            nats_lag: Gauge::default(),
+            nats_connected: Gauge::default(),
         }
     }
 }
@@ -128,6 +135,36 @@ impl Metrics {
     /// Counts one failed TLS handshake.
     pub fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
+    }
+
+    /// Shows the NATS publisher's gauges (registered only when publishing is on).
+    pub fn enable_nats(&mut self) {
+        self.registry.register(
+            "nats_published_records",
+            "Records JetStream has acknowledged (the next seq to publish)",
+            self.nats_published.clone(),
+        );
+        self.registry.register(
+            "nats_lag_records",
+            "Records committed but not yet acknowledged by JetStream",
+            self.nats_lag.clone(),
+        );
+        self.registry.register(
+            "nats_connected",
+            "1 while the NATS publisher is connected and publishing",
+            self.nats_connected.clone(),
+        );
+    }
+
+    /// The NATS publisher's progress: records acknowledged, of those committed.
+    pub fn nats_progress(&self, published: u64, committed: u64) {
+        self.nats_published.set(published);
+        self.nats_lag.set(committed.saturating_sub(published));
+    }
+
+    /// Whether the NATS publisher is connected.
+    pub fn nats_connected(&self, connected: bool) {
+        self.nats_connected.set(i64::from(connected));
     }
 
     /// The Prometheus text exposition.

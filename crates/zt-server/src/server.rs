@@ -89,7 +89,11 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
 
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(&data_dir)?);
     let (store, open_reader) = zt_ledger::open_store(config.store_url.as_deref(), &data_dir)?;
-    let metrics = Arc::new(Metrics::default());
+    let mut metrics = Metrics::default();
+    if config.nats.is_some() {
+        metrics.enable_nats();
+    }
+    let metrics = Arc::new(metrics);
     let observer_metrics = metrics.clone();
     let (ledger, worker) = Ledger::start(
         store,
@@ -195,6 +199,7 @@ pub async fn serve(
     ));
     let policy_watch = tokio::spawn(crate::policy_reload::watch(state.clone()));
     let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
+    let nats = (config.nats.clone()).map(|n| crate::nats::Publisher::spawn(state.clone(), n));
     let app = router(state.clone()).layer(axum::Extension(workload));
     let served = match tls {
         None => {
@@ -214,6 +219,9 @@ pub async fn serve(
     let _ = stop_summaries.send(());
     let _ = summaries.await;
     flush_rejection_summary(&state).await;
+    if let Some(publisher) = nats {
+        publisher.finish(NATS_DRAIN).await;
+    }
     drop(state);
     // Every ledger handle is gone once the router and the state are dropped; the committer
     // then commits what is queued and exits.
@@ -224,6 +232,9 @@ pub async fn serve(
     tracing::info!("zt control plane stopped");
     served.map_err(ServerError::Io)
 }
+
+/// How long a stopping server lets the NATS publisher publish what is committed.
+const NATS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Says at start-up how callers can prove who they are (never a secret).
 fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {

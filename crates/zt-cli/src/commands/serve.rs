@@ -11,6 +11,7 @@ use zt_server::config::{
     default_rate_limit, ClientCerts, JwtSvidConfig, TlsConfig, WorkloadIdentityConfig,
 };
 use zt_server::limits::RateLimit;
+use zt_server::nats;
 use zt_server::{AuthMode, ServerConfig};
 
 use crate::exit::Exit;
@@ -132,6 +133,23 @@ pub struct ServeArgs {
     /// SQLite database in DATA_DIR. One server per store: a second one is refused.
     #[arg(long, env = "ZT_STORE", value_name = "URL", hide_env_values = true)]
     pub store: Option<String>,
+    /// Publish every audit record to NATS JetStream at this server:
+    /// `nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]` or `tls://…`. Off by default; decisions
+    /// never wait for NATS (docs/NATS.md).
+    #[arg(
+        long,
+        env = "ZT_NATS_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = "NATS JetStream publishing"
+    )]
+    pub nats_url: Option<String>,
+    /// The JetStream stream for the records; created (file storage) if missing.
+    #[arg(long, env = "ZT_NATS_STREAM", default_value = nats::DEFAULT_STREAM, help_heading = "NATS JetStream publishing")]
+    pub nats_stream: nats::StreamName,
+    /// The subject every record is published to.
+    #[arg(long, env = "ZT_NATS_SUBJECT", default_value = nats::DEFAULT_SUBJECT, help_heading = "NATS JetStream publishing")]
+    pub nats_subject: nats::Subject,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "ZT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -155,6 +173,19 @@ pub fn run(args: ServeArgs) -> Exit {
         (None, AuthMode::DangerousNone) => None,
     };
     let tls = tls_config(&args);
+    // Parsed here, not by clap, whose errors would echo a password.
+    let nats = match args.nats_url.as_deref().map(str::parse::<nats::NatsUrl>) {
+        None => None,
+        Some(Ok(url)) => Some(nats::NatsConfig {
+            url,
+            stream: args.nats_stream.clone(),
+            subject: args.nats_subject.clone(),
+        }),
+        Some(Err(e)) => {
+            eprintln!("error: --nats-url: {e}");
+            return Exit::Usage;
+        }
+    };
     let workload = WorkloadIdentityConfig {
         admin_spiffe_ids: args.admin_spiffe_ids.clone(),
         jwt_svid: match (&args.jwt_svid_jwks, &args.jwt_svid_audience) {
@@ -178,6 +209,7 @@ pub fn run(args: ServeArgs) -> Exit {
         tls,
         workload,
         store_url: args.store,
+        nats,
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");

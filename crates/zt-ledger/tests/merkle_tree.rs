@@ -1,6 +1,6 @@
 //! The committer's Merkle tree: it holds exactly the committed records, in order, is rebuilt
-//! from the stored hashes at start, and a store whose hash column disagrees with the log
-//! refuses to start.
+//! from the stored hashes at start, gives the proofs the full leaf list gives, and a store
+//! whose hash column disagrees with the log refuses to start or to give proofs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,9 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use zt_contract::merkle::{audit_leaf_hash, root};
+use zt_contract::merkle::{
+    audit_leaf_hash, consistency_proof, inclusion_proof, root, verify_inclusion,
+};
 use zt_contract::{Decision, RecordKind, GENESIS_HASH};
 use zt_ledger::committer::LedgerConfig;
+use zt_ledger::tree::{TreeError, CHUNK};
 use zt_ledger::{
     AuditStore, Ledger, LedgerWorker, LocalKeySigner, RecordDraft, SealedRecord, Signer,
     SqliteStore, StoreError,
@@ -107,12 +110,19 @@ async fn the_tree_holds_every_committed_record_and_is_rebuilt_at_start() {
     assert_eq!(tree.size(), 104);
     assert_eq!(ledger.head().unwrap().seq, 103);
     assert_eq!(tree.root(), root(&expected), "leaves in seq order");
-    assert_eq!(ledger.leaf_hashes(104).unwrap(), expected);
-    assert_eq!(ledger.leaf_hashes(7).unwrap(), expected[..7]);
-    assert!(ledger.leaf_hashes(0).unwrap().is_empty());
+    for (seq, size) in [(0, 1), (3, 7), (0, 104), (57, 104), (103, 104)] {
+        let found = ledger.inclusion_proof(seq, size).unwrap();
+        assert_eq!(found.leaf_hash, expected[seq as usize]);
+        let prefix = &expected[..size as usize];
+        assert_eq!(found.proof, inclusion_proof(prefix, seq).unwrap());
+    }
+    for from in [0, 1, 7, 64, 103, 104] {
+        let proof = ledger.consistency_proof(from, 104).unwrap();
+        assert_eq!(proof, consistency_proof(&expected, from).unwrap(), "{from}");
+    }
     assert!(matches!(
-        ledger.leaf_hashes(105),
-        Err(StoreError::Corrupt(_))
+        ledger.inclusion_proof(0, 105),
+        Err(TreeError::SizeBeyondTree { .. })
     ));
     drop(ledger);
     worker.join();
@@ -143,6 +153,38 @@ fn a_hash_column_that_disagrees_with_the_lines_refuses_to_start() {
 }
 
 #[test]
+fn a_hash_changed_after_start_gives_no_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 2 * CHUNK + 5);
+    let (ledger, worker) = start(dir.path()).unwrap();
+    let size = ledger.tree_size();
+    let found = ledger.inclusion_proof(5, size).unwrap();
+    verify_inclusion(
+        &found.leaf_hash,
+        5,
+        size,
+        &found.proof,
+        &ledger.tree().root(),
+    )
+    .unwrap();
+    sql(
+        dir.path(),
+        &format!(
+            "UPDATE records SET current_hash = '{}' WHERE seq = 6",
+            "ab".repeat(32)
+        ),
+    );
+    let err = ledger.inclusion_proof(5, size).unwrap_err();
+    assert!(
+        matches!(err, TreeError::Store(StoreError::Corrupt(_))),
+        "{err}"
+    );
+    assert!(ledger.consistency_proof(7, size).is_err());
+    drop(ledger);
+    worker.join();
+}
+
+#[test]
 fn a_gap_before_the_checked_tail_refuses_to_start() {
     // The tail check reads only the last 1,000 records; the tree rebuild reads them all.
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +195,8 @@ fn a_gap_before_the_checked_tail_refuses_to_start() {
     assert!(err.to_string().contains("record 2 is missing"), "{err}");
 }
 
-/// How long a start takes on a large log (tail check plus tree rebuild), and how long reading
-/// every leaf hash (what one proof costs) takes. Ignored by default; run by hand:
+/// How long a start takes on a large log (tail check plus tree rebuild), and how long proofs
+/// take on it. Ignored by default; run by hand:
 /// `ZT_TREE_RECORDS=1000000 cargo test --release -p zt-ledger --test merkle_tree --
 /// --ignored --nocapture`. With `ZT_TREE_DIR=DIR` the log is kept in `DIR` and reused.
 #[test]
@@ -184,10 +226,26 @@ fn start_time_on_a_large_log() {
         let elapsed = started.elapsed();
         assert_eq!(ledger.tree_size(), n);
         eprintln!("start {round}: {elapsed:?} for {n} records");
-        let read = Instant::now();
-        let leaves = ledger.leaf_hashes(n).unwrap();
-        eprintln!("leaf_hashes({n}): {:?}", read.elapsed());
-        assert_eq!(root(&leaves), ledger.tree().root());
+        let root = ledger.tree().root();
+        let (mut inclusion, mut consistency) = (Vec::new(), Vec::new());
+        for i in 0..101 {
+            let seq = (i * 7_919 * 1_009) % n;
+            let proved = Instant::now();
+            let found = ledger.inclusion_proof(seq, n).unwrap();
+            inclusion.push(proved.elapsed());
+            let proved = Instant::now();
+            ledger.consistency_proof(1 + seq % (n - 1), n).unwrap();
+            consistency.push(proved.elapsed());
+            verify_inclusion(&found.leaf_hash, seq, n, &found.proof, &root).unwrap();
+        }
+        for (name, mut times) in [("inclusion", inclusion), ("consistency", consistency)] {
+            times.sort_unstable();
+            eprintln!(
+                "{name} proof at {n}: median {:?}, max {:?}",
+                times[times.len() / 2],
+                times[times.len() - 1]
+            );
+        }
         drop(ledger);
         worker.join();
     }

@@ -3,16 +3,17 @@
 //! that the log only grew. See `docs/PROOFS.md`; the answers' types are in
 //! `zt_contract::proof_wire`.
 //!
-//! Proofs are built from the leaf hashes read from the store: O(n) reads and hashes per proof
-//! for a tree of n records, off the async threads, at most two at a time.
+//! Proofs are built from the committed tree's subtree hashes and at most two store reads of at
+//! most 1,024 hashes (`zt_ledger::tree`), off the async threads, at most two at a time.
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use zt_contract::merkle::{consistency_proof, inclusion_proof};
-use zt_contract::{CheckpointKeyBody, ConsistencyBody, Digest32, InclusionBody};
+use zt_contract::{CheckpointKeyBody, ConsistencyBody, InclusionBody};
+use zt_ledger::tree::TreeError;
+use zt_ledger::Ledger;
 
 use crate::checkpoints::issue_now;
 use crate::error::ApiError;
@@ -78,13 +79,13 @@ async fn inclusion(
             "`seq` {seq} is not below `size` {size}"
         )));
     }
-    let (leaf, proof) = with_leaves(&state, size, move |leaves| {
-        let proof = inclusion_proof(leaves, seq).ok()?;
-        let leaf = leaves.get(usize::try_from(seq).ok()?).copied()?;
-        Some((leaf, proof))
-    })
-    .await?;
-    Ok(Json(InclusionBody::new(seq, size, &leaf, &proof)))
+    let found = prove(&state, move |ledger| ledger.inclusion_proof(seq, size)).await?;
+    Ok(Json(InclusionBody::new(
+        seq,
+        size,
+        &found.leaf_hash,
+        &found.proof,
+    )))
 }
 
 async fn consistency(
@@ -103,10 +104,7 @@ async fn consistency(
     let proof = if from == 0 || from == to {
         Vec::new() // nothing to prove: no need to read the log
     } else {
-        with_leaves(&state, to, move |leaves| {
-            consistency_proof(leaves, from).ok()
-        })
-        .await?
+        prove(&state, move |ledger| ledger.consistency_proof(from, to)).await?
     };
     Ok(Json(ConsistencyBody::new(from, to, &proof)))
 }
@@ -122,13 +120,12 @@ fn within_tree(state: &SharedState, size: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Reads the leaf hashes of records `0..size` and runs `build` on them, on a blocking thread,
-/// holding one of the proof slots. `build` returning `None` (sizes already checked, so it
-/// cannot) is an internal error.
-async fn with_leaves<T: Send + 'static>(
+/// Runs `build` on a blocking thread, holding one of the proof slots. The sizes were checked
+/// against the tree, which only grows, so the ledger cannot refuse them (if it did, that would
+/// still be a 400); a failure to read the log is internal.
+async fn prove<T: Send + 'static>(
     state: &SharedState,
-    size: u64,
-    build: impl FnOnce(&[Digest32]) -> Option<T> + Send + 'static,
+    build: impl FnOnce(&Ledger) -> Result<T, TreeError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let _slot = state
         .checkpoints
@@ -137,21 +134,18 @@ async fn with_leaves<T: Send + 'static>(
         .await
         .map_err(|_| ApiError::Internal)?;
     let ledger = state.ledger.clone();
-    let built =
-        tokio::task::spawn_blocking(move || ledger.leaf_hashes(size).map(|leaves| build(&leaves)))
-            .await
-            .map_err(|_| ApiError::Internal)?;
-    match built {
-        Ok(Some(out)) => Ok(out),
-        Ok(None) => {
-            tracing::error!(size, "a proof could not be built for checked sizes");
-            Err(ApiError::Internal)
+    let built = tokio::task::spawn_blocking(move || build(&ledger))
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    built.map_err(|e| match e {
+        TreeError::SizeBeyondTree { .. } | TreeError::Proof(_) => {
+            ApiError::InvalidRequest(e.to_string())
         }
-        Err(e) => {
-            tracing::error!(error = %e, size, "reading the audit log's hashes for a proof failed");
-            Err(ApiError::Internal)
+        TreeError::Store(_) | TreeError::Missing { .. } => {
+            tracing::error!(error = %e, "building a proof failed");
+            ApiError::Internal
         }
-    }
+    })
 }
 
 /// A strictly parsed query string: only the named keys, each at most once, values as given.

@@ -194,3 +194,32 @@ fn three_replicas_share_one_chain_through_a_kill_9() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn an_explicit_log_origin_names_every_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--log-origin", "audit.example.com/zt"]);
+    let (status, note) = http(server.port, "GET", "/audit/checkpoint", None).unwrap();
+    assert_eq!(status, 200);
+    let note = String::from_utf8(note).unwrap();
+    assert_eq!(note.lines().next(), Some("audit.example.com/zt"), "{note}");
+    let (status, key) = server.json("GET", "/audit/checkpoint/key", None);
+    assert_eq!(status, 200);
+    assert_eq!(key["origin"], "audit.example.com/zt");
+    drop(server);
+    // An origin a checkpoint cannot carry is refused at start.
+    let out = zt(&[
+        "serve",
+        "--auth",
+        "none",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--log-origin",
+        "two words",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("log origin"),
+        "{out:?}"
+    );
+}

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// The audit store: `None` for the embedded SQLite database in the data directory, or a
     /// `postgres://` URL (optionally `?schema=NAME`); see docs/STORAGE.md.
     pub store_url: Option<String>,
+    /// The log's origin, the name its checkpoints carry. `None`: `zt-infra/<kid>` of the
+    /// first key published in the store, which every replica of a shared store agrees on.
+    pub log_origin: Option<String>,
     /// Publish the audit log to NATS JetStream; `None`: off. See docs/NATS.md.
     pub nats: Option<crate::nats::NatsConfig>,
 }
@@ -156,6 +159,7 @@ impl ServerConfig {
             tls: None,
             workload: WorkloadIdentityConfig::default(),
             store_url: None,
+            log_origin: None,
             nats: None,
         }
     }

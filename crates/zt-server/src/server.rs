@@ -122,11 +122,14 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     };
     let replay = ReplayGuard::new(config.replay_window);
     let reloaded = reload_from_log(&replay, &ledger)?;
-    let checkpoints = crate::checkpoints::Checkpoints::new(
-        crate::checkpoints::default_origin(signer.key_id()),
-        signer.clone(),
-        &ledger,
-    )?;
+    let origin = match &config.log_origin {
+        Some(origin) => origin.clone(),
+        None => {
+            let first = ledger.keys()?.keys.into_iter().next().map(|k| k.kid);
+            crate::checkpoints::default_origin(first.as_deref().unwrap_or(signer.key_id()))
+        }
+    };
+    let checkpoints = crate::checkpoints::Checkpoints::new(origin, signer.clone(), &ledger)?;
     let state: SharedState = Arc::new(AppState {
         ledger,
         policy: PolicyStore::load(&data_dir, config.policy_file.as_deref())?,

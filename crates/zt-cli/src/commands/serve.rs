@@ -130,9 +130,14 @@ pub struct ServeArgs {
     )]
     pub jwt_svid_audience: Option<String>,
     /// Audit store: a `postgres://USER@HOST[:PORT]/DB[?schema=NAME]` URL. Default: the embedded
-    /// SQLite database in DATA_DIR. One server per store: a second one is refused.
+    /// SQLite database in DATA_DIR. Several servers (each with its own DATA_DIR and key) may
+    /// share one PostgreSQL store: they write one chain.
     #[arg(long, env = "ZT_STORE", value_name = "URL", hide_env_values = true)]
     pub store: Option<String>,
+    /// The log's origin: the first line of its checkpoints. Default: `zt-infra/<kid>` of the
+    /// first key published in the store (the same on every server sharing it).
+    #[arg(long, env = "ZT_LOG_ORIGIN")]
+    pub log_origin: Option<String>,
     /// Publish every audit record to NATS JetStream at this server:
     /// `nats://[USER:PASSWORD@|TOKEN@]HOST[:PORT]` or `tls://…`. Off by default; decisions
     /// never wait for NATS (docs/NATS.md).
@@ -209,6 +214,7 @@ pub fn run(args: ServeArgs) -> Exit {
         tls,
         workload,
         store_url: args.store,
+        log_origin: args.log_origin,
         nats,
     };
     if let Err(e) = config.validate() {

@@ -80,6 +80,13 @@ pub struct Started {
 /// Prepares the data directory, takes its lock, loads the key, opens and checks the audit
 /// log, and loads the registry and policy.
 pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
+    let jwt_svid = config
+        .workload
+        .jwt_svid
+        .as_ref()
+        .map(|j| JwtSvidVerifier::load(&j.jwks, &j.audience))
+        .transpose()?;
+    let workload = WorkloadAuth::new(config.workload.admin_spiffe_ids.iter().cloned(), jwt_svid);
     let data_dir = config.data_dir.clone();
     let shown = data_dir.display().to_string();
     std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::DataDir(shown.clone(), e))?;
@@ -145,6 +152,8 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         single_admin: config.single_admin || config.auth == AuthMode::DangerousNone,
         admin_lock: Mutex::new(()),
         checkpoints,
+        workload,
+        draining: tokio::sync::watch::Sender::new(false),
     });
     tracing::info!(
         data_dir = %shown,
@@ -172,23 +181,13 @@ pub async fn serve(
     // Everything that can be refused without touching the data directory is checked first.
     config.validate()?;
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let jwt_svid = config
-        .workload
-        .jwt_svid
-        .as_ref()
-        .map(|j| JwtSvidVerifier::load(&j.jwks, &j.audience))
-        .transpose()?;
-    let workload = Arc::new(WorkloadAuth::new(
-        config.workload.admin_spiffe_ids.iter().cloned(),
-        jwt_svid,
-    ));
     let Started {
         state,
         worker,
         lock,
     } = start(&config)?;
     let addr = listener.local_addr().map_err(ServerError::Io)?;
-    log_identity_settings(&config, &workload);
+    log_identity_settings(&config, &state.workload);
     tracing::info!(listen = %addr, https = tls.is_some(), "zt control plane ready");
     if config.auth == AuthMode::DangerousNone {
         tracing::warn!("AUTHENTICATION IS OFF (--auth none): any caller may claim any registered actor; every record says authenticated=false");
@@ -203,7 +202,12 @@ pub async fn serve(
     let policy_watch = tokio::spawn(crate::policy_reload::watch(state.clone()));
     let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
     let nats = (config.nats.clone()).map(|n| crate::nats::Publisher::spawn(state.clone(), n));
-    let app = router(state.clone()).layer(axum::Extension(workload));
+    let app = router(state.clone());
+    let draining = state.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining.draining.send_replace(true);
+    };
     let served = match tls {
         None => {
             axum::serve(listener, app)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use zt_ledger::Ledger;
 
-use crate::auth::AdminTokens;
+use crate::auth::{AdminTokens, WorkloadAuth};
 use crate::config::AuthMode;
 use crate::limits::ActorLimiter;
 use crate::metrics::Metrics;
@@ -46,6 +46,11 @@ pub struct AppState {
     pub admin_lock: Mutex<()>,
     /// Signed checkpoints of the audit log.
     pub checkpoints: crate::checkpoints::Checkpoints,
+    /// Workload identities: admin SPIFFE IDs and the JWT-SVID verifier.
+    pub workload: WorkloadAuth,
+    /// Turns true when the server starts draining, so that responses that would never end on
+    /// their own (`GET /audit/stream`) end and let the drain finish.
+    pub draining: tokio::sync::watch::Sender<bool>,
 }
 
 /// The state as handlers receive it.

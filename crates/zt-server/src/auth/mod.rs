@@ -21,8 +21,6 @@ pub mod spiffe;
 pub mod tokens;
 pub mod workload;
 
-use std::sync::Arc;
-
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -70,15 +68,14 @@ fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
     parts.extensions.get::<PeerIdentity>().map(|p| &p.spiffe_id)
 }
 
-/// The workload identity settings laid over the router, if any.
-fn workload(parts: &Parts) -> Option<&WorkloadAuth> {
-    parts.extensions.get::<Arc<WorkloadAuth>>().map(Arc::as_ref)
-}
-
 /// The JWT-SVID verifier, if one is configured and `token` has the shape of a JWT.
-fn jwt_verifier_for<'a>(parts: &'a Parts, token: &str) -> Option<&'a jwt_svid::JwtSvidVerifier> {
-    workload(parts)
-        .and_then(WorkloadAuth::jwt_svid)
+fn jwt_verifier_for<'a>(
+    state: &'a SharedState,
+    token: &str,
+) -> Option<&'a jwt_svid::JwtSvidVerifier> {
+    state
+        .workload
+        .jwt_svid()
         .filter(|_| jwt_svid::looks_like_jwt(token))
 }
 
@@ -112,7 +109,7 @@ impl FromRequestParts<SharedState> for AgentCaller {
         }
         let from_token = match bearer_token(parts) {
             None => None,
-            Some(token) => Some(match jwt_verifier_for(parts, token) {
+            Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => verifier.verify(token)?.to_string(),
                 None => state
                     .registry
@@ -144,7 +141,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
         };
         let from_token = match bearer_token(parts) {
             None => None,
-            Some(token) => Some(match jwt_verifier_for(parts, token) {
+            Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => Named::Spiffe(verifier.verify(token)?),
                 None => match admins.name_for(token) {
                     Some(name) => Named::AdminToken(name.to_string()),
@@ -177,7 +174,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     authenticated: true,
                 })
             }
-            Named::Spiffe(id) if workload(parts).is_some_and(|w| w.is_admin(&id)) => {
+            Named::Spiffe(id) if state.workload.is_admin(&id) => {
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,

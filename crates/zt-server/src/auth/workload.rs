@@ -1,9 +1,7 @@
 //! Workload identity settings: which SPIFFE IDs are admins, and the JWT-SVID verifier.
 //!
-//! The server lays them over the whole router as a request extension
-//! (`Extension(Arc<WorkloadAuth>)`), so the extractors find them beside the request. Without
-//! that extension (e.g. a router built for in-process tests) no SPIFFE ID is an admin and no
-//! JWT-SVID is accepted: the absence fails closed.
+//! They live in the server's state (`AppState::workload`), where the extractors find them. The
+//! default settings fail closed: no SPIFFE ID is an admin and no JWT-SVID is accepted.
 
 use std::collections::BTreeSet;
 

@@ -99,11 +99,11 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let params = stream_params(query.as_deref(), &headers)?;
     let cursor = Cursor {
+        stopping: stop_signal(&state),
         state,
         next: params.from,
         format: params.format,
         page: VecDeque::new(),
-        stopping: stop_signal(),
         done: false,
     };
     let events = futures_util::stream::unfold(cursor, Cursor::next_event);
@@ -189,25 +189,13 @@ impl Cursor {
     }
 }
 
-/// Resolves when the process is asked to stop, so that open streams end and the server's
-/// graceful drain (which waits for every response to finish) can complete.
-fn stop_signal() -> Pin<Box<dyn Future<Output = ()> + Send>> {
-    Box::pin(async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                return;
-            }
-        }
-        std::future::pending::<()>().await;
+/// Resolves when the server starts draining, so that the stream ends and the graceful drain
+/// (which waits for every response to finish) can complete.
+fn stop_signal(state: &SharedState) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut draining = state.draining.subscribe();
+    Box::pin(async move {
+        // An error means the state is gone: the server is stopping too.
+        let _ = draining.wait_for(|draining| *draining).await;
     })
 }
 

@@ -51,8 +51,8 @@ pub trait AuditStore: Send {
     /// The `current_hash` of the stored records from `from`, in order, at most `limit`: the
     /// Merkle tree's leaf data (see `zt_contract::merkle`). It must not parse or even load the
     /// record lines where the backend can avoid it: the server reads every hash at start to
-    /// rebuild the tree, and again for each proof. A gap in the sequence numbers or a hash that
-    /// is not 64 lowercase hex characters is [`StoreError::Corrupt`].
+    /// rebuild the tree, and at most two ranges of 1,024 for each proof. A gap in the sequence
+    /// numbers or a hash that is not 64 lowercase hex characters is [`StoreError::Corrupt`].
     fn hashes(&mut self, from: u64, limit: usize) -> Result<Vec<Digest32>, StoreError>;
     /// Whether several servers may write this store at once. Such a store is written only
     /// through [`AuditStore::append_at_head`], since no one server knows its head.

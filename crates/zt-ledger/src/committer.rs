@@ -291,6 +291,22 @@ impl Shared {
         committed.tree = snapshot;
     }
 
+    /// Reports a batch to the observer, if there is one.
+    pub(crate) fn observe(
+        &self,
+        observer: Option<&CommitObserver>,
+        records: usize,
+        started: Instant,
+    ) {
+        if let Some(observe) = observer {
+            observe(CommitStats {
+                records,
+                duration: started.elapsed(),
+                head_seq: self.committed().head.map(|h| h.seq),
+            });
+        }
+    }
+
     pub(crate) fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
         self.committed
             .lock()
@@ -538,7 +554,8 @@ impl Writer {
                 continue;
             }
             let count = batch.records.len();
-            match self.store.append(&batch.records) {
+            let committed = self.store.append(&batch.records);
+            match &committed {
                 Ok(()) => {
                     // In commit order, before any caller hears of its record.
                     for r in &batch.records {
@@ -547,9 +564,6 @@ impl Writer {
                     if let Some(last) = batch.records.last() {
                         self.shared.publish(last.head(), &self.tree);
                     }
-                    for (reply, record) in batch.replies.into_iter().zip(batch.records) {
-                        let _ = reply.send(Ok(record));
-                    }
                 }
                 Err(e) => {
                     // The sealer has already chained later records onto this batch, and the
@@ -557,16 +571,18 @@ impl Writer {
                     // A restart re-reads the head from the store and verifies the tail.
                     tracing::error!(error = %e, records = count, "audit commit failed; refusing every decision until restart");
                     self.shared.failed.store(true, Ordering::Release);
-                    refuse_all(batch.replies, &e.to_string());
                 }
             }
-            if let Some(observe) = &self.observer {
-                let head_seq = self.shared.committed().head.map(|h| h.seq);
-                observe(CommitStats {
-                    records: count,
-                    duration: batch.started.elapsed(),
-                    head_seq,
-                });
+            // Metrics count the batch before any caller hears of it.
+            self.shared
+                .observe(self.observer.as_ref(), count, batch.started);
+            match committed {
+                Ok(()) => {
+                    for (reply, record) in batch.replies.into_iter().zip(batch.records) {
+                        let _ = reply.send(Ok(record));
+                    }
+                }
+                Err(e) => refuse_all(batch.replies, &e.to_string()),
             }
         }
     }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use zt_contract::merkle::audit_leaf_hash;
 
 use crate::committer::{
-    chain_onto, refuse_all, CommitObserver, CommitStats, Pending, Shared, HASH_PAGE, MAX_BATCH,
+    chain_onto, refuse_all, CommitObserver, Pending, Shared, HASH_PAGE, MAX_BATCH,
 };
 use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
@@ -90,17 +90,12 @@ impl SharedCommitter {
                 return;
             }
         };
-        let count = records.len();
         self.extend_tree(&records);
+        // Metrics count the batch before any caller hears of it.
+        self.shared
+            .observe(self.observer.as_ref(), records.len(), started);
         for (reply, record) in replies.into_iter().zip(records) {
             let _ = reply.send(Ok::<SealedRecord, LedgerError>(record));
-        }
-        if let Some(observe) = &self.observer {
-            observe(CommitStats {
-                records: count,
-                duration: started.elapsed(),
-                head_seq: self.shared.committed().head.map(|h| h.seq),
-            });
         }
     }
 

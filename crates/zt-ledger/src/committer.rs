@@ -12,7 +12,7 @@
 //! inside the store's transaction onto the head read there.
 //!
 //! The writer also keeps the log's Merkle tree (RFC 9162, leaf data = each record's 32-byte
-//! `current_hash`) as a [`CompactRange`]: rebuilt from the stored hashes at start, then
+//! `current_hash`) as a [`crate::tree::LogTree`]: rebuilt from the stored hashes at start, then
 //! extended with each batch after its commit and before its callers are answered, so the tree
 //! holds exactly the committed records and a caller who has its answer can already get a
 //! proof for it.
@@ -39,7 +39,7 @@ use crate::tree::{LogTree, TreeSnapshot};
 pub(crate) const MAX_BATCH: usize = 2048;
 /// How many records at the tail of the log are re-verified at start.
 const TAIL_CHECK: u64 = 1000;
-/// Hashes read per store call when rebuilding the tree or reading a tree's leaves.
+/// Hashes read per store call when rebuilding the tree or catching up with other writers.
 pub(crate) const HASH_PAGE: usize = 65_536;
 
 /// Why a record was not committed. Every variant means: the decision must not be given.
@@ -241,19 +241,6 @@ impl Ledger {
     /// Stored lines from `from`, at most `limit`. Blocking: call from a blocking context.
     pub fn read(&self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {
         self.with_reader(|reader| reader.read(from, limit))
-    }
-
-    /// The Merkle leaf hashes ([`audit_leaf_hash`] of `current_hash`) of records `0..size`,
-    /// read from the store: what proofs are built from. O(`size`) reads and hashes, and 32
-    /// bytes of memory per leaf. Blocking: call from a blocking context. `size` must not
-    /// exceed [`Ledger::tree_size`]; fewer stored records is [`StoreError::Corrupt`].
-    pub fn leaf_hashes(&self, size: u64) -> Result<Vec<Digest32>, StoreError> {
-        self.with_reader(|reader| {
-            let capacity = usize::try_from(size).unwrap_or(0).min(1 << 24);
-            let mut leaves = Vec::with_capacity(capacity);
-            for_each_hash(reader, size, |hash| leaves.push(audit_leaf_hash(hash)))?;
-            Ok(leaves)
-        })
     }
 
     /// Runs `read` on a pooled reader (opened if the pool is empty); a reader that failed is

@@ -158,30 +158,8 @@ pub fn replay(old: &PolicyEngine, new: &PolicyEngine, path: &Path) -> anyhow::Re
 
 /// A wire timestamp (`2026-05-01T00:00:00.000Z`) as a time; `None` if it is not one.
 fn wire_time(s: &str) -> Option<SystemTime> {
-    if !zt_contract::timestamp::is_wire_timestamp(s) {
-        return None;
-    }
-    let number = |from: usize, to: usize| s.get(from..to)?.parse::<i64>().ok();
-    let (year, month, day) = (number(0, 4)?, number(5, 7)?, number(8, 10)?);
-    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
-    let millis = u64::try_from(number(20, 23)?).ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
-    let seconds = u64::try_from(seconds).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let millis = u64::try_from(zt_contract::timestamp::wire_timestamp_millis(s)?).ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(millis))
 }
 
 #[cfg(test)]

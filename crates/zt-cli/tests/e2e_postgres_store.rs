@@ -90,3 +90,37 @@ fn a_postgres_store_keeps_one_chain_across_restarts() {
     );
     assert_eq!(second.terminate(), Some(0));
 }
+
+/// The database drops the server's sessions (a restart, a network cut): decisions caught in
+/// the cut fail closed with an error, never an answer without a record; the next ones go
+/// through on new sessions, and the chain is whole.
+#[test]
+fn a_lost_database_connection_fails_closed_then_recovers() {
+    let schema = pg_schema::TestSchema::new();
+    let store = schema.url();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--store", &store]);
+    server.json("POST", "/agents", Some(json!({"actor": "pg-agent"})));
+    let before = decide_n(&server, 5, "before");
+    assert!(schema.terminate_sessions() >= 1, "the server had sessions");
+
+    let mut refused = 0;
+    let mut answered = Vec::new();
+    for i in 0..20 {
+        let (status, v) = server.decide("pg-agent", "files.read", &format!("after-{i}"));
+        match status {
+            200 | 403 => answered.push(v["evidence"]["seq"].as_u64().unwrap()),
+            503 => {
+                assert!(answered.is_empty(), "refusals come before recovery: {v}");
+                assert!(v["error"].is_string(), "a JSON error: {v}");
+                refused += 1;
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert!(refused <= 2, "recovers on the next batch: {refused} refused");
+    assert!(answered.len() >= 18);
+    assert_eq!(answered[0], before.last().unwrap().0 + 1, "the chain goes on");
+    let out = zt(&["audit", "verify", "--json", "--store", &store]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}

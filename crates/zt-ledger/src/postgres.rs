@@ -79,7 +79,8 @@ impl PostgresLocation {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        config.application_name("zt-infra");
+        // Names the store in `pg_stat_activity`, for operators (PostgreSQL truncates at 63).
+        config.application_name(&format!("zt-infra/{schema}"));
         Ok(Self {
             config,
             schema: schema.to_string(),

@@ -76,6 +76,32 @@ impl TestSchema {
     }
 }
 
+impl TestSchema {
+    /// Ends every database session of the stores on this schema, as a database restart or
+    /// a network cut would.
+    #[allow(
+        dead_code,
+        reason = "not every test crate including this module uses it"
+    )]
+    pub fn terminate_sessions(&self) -> usize {
+        let url = server_url();
+        let name = format!("zt-infra/{}", self.name);
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            client
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1",
+                    &[&name],
+                )
+                .unwrap()
+                .len()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
 impl Drop for TestSchema {
     fn drop(&mut self) {
         if let Err(e) = admin(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name)) {

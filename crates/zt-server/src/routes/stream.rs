@@ -10,7 +10,7 @@
 //! client has taken the previous one (reads go through the ledger's reader pool on the
 //! blocking pool, never through the writer), so a slow client slows only itself. New commits
 //! are noticed by looking at the committed tree size every [`POLL`]. Streams end when the
-//! process is told to stop (SIGTERM or SIGINT), so they never hold up the drain.
+//! server starts draining (`AppState::draining`), so they never hold up the drain.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

@@ -118,9 +118,21 @@ fn a_lost_database_connection_fails_closed_then_recovers() {
             other => panic!("{other}: {v}"),
         }
     }
-    assert!(refused <= 2, "recovers on the next batch: {refused} refused");
+    assert!(
+        refused <= 2,
+        "recovers on the next batch: {refused} refused"
+    );
     assert!(answered.len() >= 18);
-    assert_eq!(answered[0], before.last().unwrap().0 + 1, "the chain goes on");
+    assert_eq!(
+        answered[0],
+        before.last().unwrap().0 + 1,
+        "the chain goes on"
+    );
     let out = zt(&["audit", "verify", "--json", "--store", &store]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

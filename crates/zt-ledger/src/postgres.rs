@@ -91,6 +91,11 @@ impl PostgresLocation {
     pub fn schema(&self) -> &str {
         &self.schema
     }
+
+    /// The connection settings (they may hold a password: never log them).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
 }
 
 fn rebuild(base: &str, params: &[&str]) -> String {

@@ -23,6 +23,7 @@ pub mod replay;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod state_docs;
 pub mod tls;
 
 pub use config::{AuthMode, ServerConfig};

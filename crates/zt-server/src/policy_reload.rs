@@ -93,7 +93,7 @@ pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
         tracing::error!(error = %e, "policy reload not recorded; the active policy stays");
         return;
     }
-    match state.policy.activate(Arc::new(engine)) {
+    match state.policy.activate(Arc::new(engine)).await {
         Ok(()) => {
             tracing::info!(trigger = why, version = %state.policy.current().version(), "policy reloaded")
         }

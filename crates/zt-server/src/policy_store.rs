@@ -1,12 +1,14 @@
-//! The active policy: an engine the decision path reads without waiting, and
-//! `DATA_DIR/policy.cedar` for restarts.
+//! The active policy: an engine the decision path reads without waiting, and the `policy`
+//! state document (`DATA_DIR/policy.cedar`, or the shared PostgreSQL store) for restarts and
+//! for the other replicas. A policy read from the store is validated like any other; an
+//! invalid one is never activated.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use zt_policy::{ActionPolicy, PolicyEngine, PolicyError};
 
-use crate::persist::write_atomically;
+use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 
 /// Why a policy could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -17,40 +19,69 @@ pub enum PolicyStoreError {
     /// The policy is not valid.
     #[error(transparent)]
     Invalid(#[from] PolicyError),
+    /// The document could not be read or written.
+    #[error("active policy: {0}")]
+    Documents(#[from] DocError),
+    /// Other writers kept changing the policy while this one was being saved.
+    #[error("active policy: still changed by other servers after {SAVE_TRIES} tries")]
+    Contended,
+}
+
+/// The engine in force and the document version it came from.
+struct Active {
+    engine: Arc<PolicyEngine>,
+    /// The latest document version seen, even if that document was refused as invalid.
+    version: Option<u64>,
 }
 
 /// Where the active policy lives.
 pub struct PolicyStore {
-    path: PathBuf,
-    source_file: Option<PathBuf>,
-    active: RwLock<Arc<PolicyEngine>>,
+    docs: Arc<Documents>,
+    source_file: Option<std::path::PathBuf>,
+    active: RwLock<Active>,
 }
 
 impl PolicyStore {
     /// Loads the active policy. `startup_file` (`.cedar` or reference `.json`), when given,
-    /// replaces whatever was active (the operator asked for it); otherwise
-    /// `DATA_DIR/policy.cedar`, else a reference-format `DATA_DIR/policy.json` left by an
+    /// replaces whatever was active (the operator asked for it; on a shared store, for every
+    /// replica); otherwise the `policy` document (a shared store without one is seeded from
+    /// `DATA_DIR/policy.cedar`), else a reference-format `DATA_DIR/policy.json` left by an
     /// earlier version, else the shipped default.
-    pub fn load(data_dir: &Path, startup_file: Option<&Path>) -> Result<Self, PolicyStoreError> {
-        let path = data_dir.join("policy.cedar");
-        let legacy = data_dir.join("policy.json");
-        let engine = match startup_file {
-            Some(file) => PolicyEngine::from_file(file)?,
-            None if path.exists() => PolicyEngine::from_file(&path)?,
-            None if legacy.exists() => {
-                let text = std::fs::read_to_string(&legacy)
-                    .map_err(|e| PolicyStoreError::Io(legacy.display().to_string(), e))?;
-                PolicyEngine::from_action_policy(&ActionPolicy::from_json(&text)?)?
+    pub fn load(
+        docs: Arc<Documents>,
+        data_dir: &Path,
+        startup_file: Option<&Path>,
+    ) -> Result<Self, PolicyStoreError> {
+        let (engine, version) = match startup_file {
+            Some(file) => {
+                let engine = PolicyEngine::from_file(file)?;
+                let version = overwrite(&docs, engine.source())?;
+                (engine, version)
             }
-            None => PolicyEngine::default_policy(),
+            None => match docs.load_or_seed(DocName::Policy, data_dir)? {
+                Some(doc) => (PolicyEngine::from_cedar(&doc.body)?, doc.version),
+                None => {
+                    let engine = fallback(data_dir)?;
+                    match docs.save(DocName::Policy, engine.source(), None) {
+                        Ok(version) => (engine, version),
+                        // Another server stored one first: use it.
+                        Err(DocError::Conflict(_)) => match docs.load(DocName::Policy)? {
+                            Some(doc) => (PolicyEngine::from_cedar(&doc.body)?, doc.version),
+                            None => return Err(DocError::Conflict("policy").into()),
+                        },
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            },
         };
-        let store = Self {
-            path,
+        Ok(Self {
+            docs,
             source_file: startup_file.map(Path::to_path_buf),
-            active: RwLock::new(Arc::new(engine)),
-        };
-        store.save(&store.current())?;
-        Ok(store)
+            active: RwLock::new(Active {
+                engine: Arc::new(engine),
+                version: Some(version),
+            }),
+        })
     }
 
     /// The policy in force now.
@@ -58,7 +89,16 @@ impl PolicyStore {
         self.active
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .engine
             .clone()
+    }
+
+    /// The latest version of the `policy` document this server has seen.
+    pub fn version(&self) -> Option<u64> {
+        self.active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .version
     }
 
     /// The file given with `--policy`, reloaded on SIGHUP or change.
@@ -66,16 +106,95 @@ impl PolicyStore {
         self.source_file.as_deref()
     }
 
-    /// Saves `engine` and makes it the policy in force.
-    pub fn activate(&self, engine: Arc<PolicyEngine>) -> Result<(), PolicyStoreError> {
-        let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
-        self.save(&engine)?;
-        *active = engine;
+    /// Saves `engine` and makes it the policy in force (here at once; on other replicas
+    /// when they next poll). A policy another server saved meanwhile is replaced: the last
+    /// activation wins, as each is audited.
+    pub async fn activate(&self, engine: Arc<PolicyEngine>) -> Result<(), PolicyStoreError> {
+        for _ in 0..SAVE_TRIES {
+            let expected = self.version();
+            let body = engine.source().to_string();
+            match off_thread(&self.docs, move |d| {
+                d.save(DocName::Policy, &body, expected)
+            })
+            .await
+            {
+                Ok(version) => {
+                    self.install(engine, version);
+                    return Ok(());
+                }
+                Err(DocError::Conflict(_)) => self.reload_if_newer(None).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(PolicyStoreError::Contended)
+    }
+
+    /// Reloads the policy if the stored document is newer than `seen` (`None`: whatever is
+    /// stored). The stored text is validated first: an invalid policy is logged and refused,
+    /// and the active one stays.
+    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), PolicyStoreError> {
+        if seen.is_some() && seen <= self.version() {
+            return Ok(());
+        }
+        let Some(doc) = off_thread(&self.docs, |d| d.load(DocName::Policy)).await? else {
+            return Ok(());
+        };
+        if Some(doc.version) <= self.version() {
+            return Ok(());
+        }
+        match PolicyEngine::from_cedar(&doc.body) {
+            Ok(engine) => {
+                let before = self.current().version().to_string();
+                self.install(Arc::new(engine), doc.version);
+                let now = self.current();
+                if now.version() != before {
+                    tracing::info!(version = %now.version(), replaced = %before, "policy changed by another server");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, document_version = doc.version, kept = %self.current().version(), "stored policy refused; the active policy stays");
+                let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
+                active.version = active.version.max(Some(doc.version));
+            }
+        }
         Ok(())
     }
 
-    fn save(&self, engine: &PolicyEngine) -> Result<(), PolicyStoreError> {
-        write_atomically(&self.path, engine.source().as_bytes())
-            .map_err(|e| PolicyStoreError::Io(self.path.display().to_string(), e))
+    /// Makes `engine` the policy in force, unless a newer document is already in force.
+    fn install(&self, engine: Arc<PolicyEngine>, version: u64) {
+        let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
+        if Some(version) >= active.version {
+            *active = Active {
+                engine,
+                version: Some(version),
+            };
+        }
     }
+}
+
+/// With no stored policy: a reference-format `DATA_DIR/policy.json` left by an earlier
+/// version, else the shipped default.
+fn fallback(data_dir: &Path) -> Result<PolicyEngine, PolicyStoreError> {
+    let legacy = data_dir.join("policy.json");
+    if !legacy.exists() {
+        return Ok(PolicyEngine::default_policy());
+    }
+    let text = std::fs::read_to_string(&legacy)
+        .map_err(|e| PolicyStoreError::Io(legacy.display().to_string(), e))?;
+    Ok(PolicyEngine::from_action_policy(&ActionPolicy::from_json(
+        &text,
+    )?)?)
+}
+
+/// Saves `body` over whatever policy is stored; returns its version.
+fn overwrite(docs: &Documents, body: &str) -> Result<u64, PolicyStoreError> {
+    for _ in 0..SAVE_TRIES {
+        let current = docs.versions()?.get(&DocName::Policy).copied();
+        match docs.save(DocName::Policy, body, current) {
+            Ok(version) => return Ok(version),
+            Err(DocError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(PolicyStoreError::Contended)
 }

@@ -1,14 +1,21 @@
 //! The agent registry: which actors exist, their attributes, and the hash of each agent's
-//! credential. Kept in memory for the decision path and in `DATA_DIR/agents.json` (mode 0600)
-//! for restarts. Only SHA-256 hashes of tokens are stored; a token is shown once, when issued.
+//! credential. Kept in memory for the decision path and in the `agents` state document
+//! (`DATA_DIR/agents.json`, mode 0600, or the shared PostgreSQL store) for restarts and for
+//! the other replicas. Only SHA-256 hashes of tokens are stored; a token is shown once, when
+//! issued.
+//!
+//! A change is applied to the registry as loaded and saved only if nobody changed the
+//! document meanwhile; otherwise the registry is reloaded and the change applied again, so
+//! concurrent changes on several replicas all survive.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::persist::write_atomically;
+use crate::state_docs::{off_thread, Doc, DocError, DocName, Documents, SAVE_TRIES};
 
 /// Attributes an agent is registered with; policies may use them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,27 +78,40 @@ pub struct AgentView {
 /// Why the registry could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// File I/O failed.
-    #[error("agent registry `{0}`: {1}")]
-    Io(String, std::io::Error),
-    /// The file is not a registry.
+    /// The document could not be read or written.
+    #[error("agent registry: {0}")]
+    Documents(#[from] DocError),
+    /// The document is not a registry.
     #[error("agent registry `{0}` is invalid: {1}")]
     Parse(String, serde_json::Error),
+    /// Other writers kept changing the registry while this change was being saved.
+    #[error("agent registry: still changed by other servers after {SAVE_TRIES} tries")]
+    Contended,
 }
 
 #[derive(Default, Clone)]
 struct Agents {
     by_actor: BTreeMap<String, AgentEntry>,
     by_token: HashMap<String, String>,
+    /// The document version these agents were read from or saved as.
+    version: Option<u64>,
 }
 
 impl Agents {
-    fn from_entries(entries: Vec<AgentEntry>) -> Self {
-        let mut agents = Self::default();
+    fn parse(doc: Option<Doc>, shown: impl Fn() -> String) -> Result<Self, RegistryError> {
+        let Some(doc) = doc else {
+            return Ok(Self::default());
+        };
+        let entries: Vec<AgentEntry> =
+            serde_json::from_str(&doc.body).map_err(|e| RegistryError::Parse(shown(), e))?;
+        let mut agents = Self {
+            version: Some(doc.version),
+            ..Self::default()
+        };
         for entry in entries {
             agents.put(entry);
         }
-        agents
+        Ok(agents)
     }
 
     fn put(&mut self, entry: AgentEntry) {
@@ -111,27 +131,27 @@ impl Agents {
     }
 }
 
+/// At most one reload per this long when a bearer token is not found (a cache miss), so that
+/// unknown tokens cannot make a server hammer the shared store.
+const MISS_RELOAD_EVERY: Duration = Duration::from_millis(100);
+
 /// The registry.
 pub struct Registry {
-    path: PathBuf,
-    agents: RwLock<Agents>,
+    docs: Arc<Documents>,
+    agents: RwLock<Arc<Agents>>,
+    last_miss_reload: Mutex<Option<Instant>>,
 }
 
 impl Registry {
-    /// Loads `DATA_DIR/agents.json`, or starts empty.
-    pub fn load(data_dir: &Path) -> Result<Self, RegistryError> {
-        let path = data_dir.join("agents.json");
-        let shown = path.display().to_string();
-        let entries = match std::fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Parse(shown, e))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(RegistryError::Io(shown, e)),
-        };
+    /// Loads the `agents` document (seeding a shared store from `DATA_DIR/agents.json` if it
+    /// has none yet), or starts empty.
+    pub fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, RegistryError> {
+        let doc = docs.load_or_seed(DocName::Agents, data_dir)?;
+        let agents = Agents::parse(doc, || docs.describe(DocName::Agents))?;
         Ok(Self {
-            path,
-            agents: RwLock::new(Agents::from_entries(entries)),
+            docs,
+            agents: RwLock::new(Arc::new(agents)),
+            last_miss_reload: Mutex::new(None),
         })
     }
 
@@ -153,6 +173,21 @@ impl Registry {
         self.read().by_token.get(token_sha256).cloned()
     }
 
+    /// As [`Self::actor_for_token`]; on a miss with a shared store, first reloads the registry
+    /// (at most once per 100 ms), so an agent just registered on another replica is known.
+    pub async fn actor_for_token_fresh(&self, token_sha256: &str) -> Option<String> {
+        if let Some(actor) = self.actor_for_token(token_sha256) {
+            return Some(actor);
+        }
+        if !self.docs.is_shared() || !self.miss_reload_due() {
+            return None;
+        }
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "agent registry reload after an unknown token failed");
+        }
+        self.actor_for_token(token_sha256)
+    }
+
     /// Every registered agent, by name, without secrets.
     pub fn list(&self) -> Vec<AgentView> {
         self.read()
@@ -168,59 +203,128 @@ impl Registry {
     }
 
     /// Registers an agent and saves; returns false (and changes nothing) if it already was.
-    pub fn insert(&self, entry: AgentEntry) -> Result<bool, RegistryError> {
-        let mut agents = self.write();
-        if agents.by_actor.contains_key(&entry.actor) {
-            return Ok(false);
-        }
-        let mut next = agents.clone();
-        next.put(entry);
-        self.save(&next)?;
-        *agents = next;
-        Ok(true)
+    pub async fn insert(&self, entry: AgentEntry) -> Result<bool, RegistryError> {
+        self.change(move |agents| {
+            if agents.by_actor.contains_key(&entry.actor) {
+                return None;
+            }
+            let mut next = agents.clone();
+            next.put(entry.clone());
+            Some(next)
+        })
+        .await
     }
 
-    /// Replaces `actor`'s token hash and saves; the old token stops working at once. Returns
-    /// false if the actor is not registered.
-    pub fn set_token(&self, actor: &str, token_sha256: String) -> Result<bool, RegistryError> {
-        let mut agents = self.write();
-        let Some(mut entry) = agents.by_actor.get(actor).cloned() else {
-            return Ok(false);
-        };
-        entry.token_sha256 = Some(token_sha256);
-        let mut next = agents.clone();
-        next.put(entry);
-        self.save(&next)?;
-        *agents = next;
-        Ok(true)
+    /// Replaces `actor`'s token hash and saves; the old token stops working at once on this
+    /// server (on the others within the followers' poll interval). Returns false if the actor
+    /// is not registered.
+    pub async fn set_token(
+        &self,
+        actor: &str,
+        token_sha256: String,
+    ) -> Result<bool, RegistryError> {
+        self.change(move |agents| {
+            let mut entry = agents.by_actor.get(actor).cloned()?;
+            entry.token_sha256 = Some(token_sha256.clone());
+            let mut next = agents.clone();
+            next.put(entry);
+            Some(next)
+        })
+        .await
     }
 
     /// Removes `actor` (and its token) and saves; returns false if it was not registered.
-    pub fn remove(&self, actor: &str) -> Result<bool, RegistryError> {
-        let mut agents = self.write();
-        if !agents.by_actor.contains_key(actor) {
-            return Ok(false);
+    pub async fn remove(&self, actor: &str) -> Result<bool, RegistryError> {
+        self.change(|agents| {
+            let mut next = agents.clone();
+            next.take(actor)?;
+            Some(next)
+        })
+        .await
+    }
+
+    /// Reloads the registry if the stored document is newer than `seen` (what the caller
+    /// last saw of the document's version, e.g. from [`Documents::versions`]).
+    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), RegistryError> {
+        if seen.is_some() && seen <= self.read().version {
+            return Ok(());
         }
-        let mut next = agents.clone();
-        next.take(actor);
-        self.save(&next)?;
-        *agents = next;
-        Ok(true)
+        let doc = off_thread(&self.docs, |d| d.load(DocName::Agents)).await?;
+        let agents = Agents::parse(doc, || self.docs.describe(DocName::Agents))?;
+        self.install(agents);
+        Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Agents> {
-        self.agents.read().unwrap_or_else(PoisonError::into_inner)
+    /// Reloads the registry if the stored document changed (one cheap read when it did not).
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let stored = off_thread(&self.docs, |d| d.versions()).await?;
+        self.reload_if_newer(stored.get(&DocName::Agents).copied())
+            .await
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Agents> {
-        self.agents.write().unwrap_or_else(PoisonError::into_inner)
+    /// The version of the document the registry in memory was read from or saved as.
+    pub fn version(&self) -> Option<u64> {
+        self.read().version
     }
 
-    fn save(&self, agents: &Agents) -> Result<(), RegistryError> {
-        let list: Vec<&AgentEntry> = agents.by_actor.values().collect();
-        let shown = || self.path.display().to_string();
-        let bytes =
-            serde_json::to_vec_pretty(&list).map_err(|e| RegistryError::Parse(shown(), e))?;
-        write_atomically(&self.path, &bytes).map_err(|e| RegistryError::Io(shown(), e))
+    /// Applies `change` to the registry as stored and saves the result; reloads and tries
+    /// again when another server saved first. `change` returns `None` when there is nothing
+    /// to do (the result is then false).
+    async fn change(
+        &self,
+        change: impl Fn(&Agents) -> Option<Agents>,
+    ) -> Result<bool, RegistryError> {
+        for _ in 0..SAVE_TRIES {
+            let current = self.read();
+            let Some(mut next) = change(&current) else {
+                return Ok(false);
+            };
+            let list: Vec<&AgentEntry> = next.by_actor.values().collect();
+            let body = serde_json::to_string_pretty(&list)
+                .map_err(|e| RegistryError::Parse(self.docs.describe(DocName::Agents), e))?;
+            let expected = current.version;
+            match off_thread(&self.docs, move |d| {
+                d.save(DocName::Agents, &body, expected)
+            })
+            .await
+            {
+                Ok(version) => {
+                    next.version = Some(version);
+                    self.install(next);
+                    return Ok(true);
+                }
+                Err(DocError::Conflict(_)) => self.reload_if_newer(None).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RegistryError::Contended)
+    }
+
+    /// Replaces the registry in memory, unless it already holds a newer version.
+    fn install(&self, agents: Agents) {
+        let mut current = self.agents.write().unwrap_or_else(PoisonError::into_inner);
+        if agents.version >= current.version {
+            *current = Arc::new(agents);
+        }
+    }
+
+    fn miss_reload_due(&self) -> bool {
+        let mut last = self
+            .last_miss_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < MISS_RELOAD_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
+    fn read(&self) -> Arc<Agents> {
+        self.agents
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }

@@ -24,6 +24,7 @@ use crate::rejections::RejectionCounter;
 use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};
+use crate::state_docs::Documents;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// The policy could not be loaded.
     #[error(transparent)]
     Policy(#[from] crate::policy_store::PolicyStoreError),
+    /// The registry and policy documents could not be opened.
+    #[error("state documents: {0}")]
+    Documents(#[from] crate::state_docs::DocError),
     /// The admin token file could not be used.
     #[error(transparent)]
     AdminTokens(#[from] crate::auth::admin_tokens::AdminTokenError),
@@ -137,10 +141,12 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         }
     };
     let checkpoints = crate::checkpoints::Checkpoints::new(origin, signer.clone(), &ledger)?;
+    let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
     let state: SharedState = Arc::new(AppState {
         ledger,
-        policy: PolicyStore::load(&data_dir, config.policy_file.as_deref())?,
-        registry: Registry::load(&data_dir)?,
+        policy: PolicyStore::load(docs.clone(), &data_dir, config.policy_file.as_deref())?,
+        registry: Registry::load(docs.clone(), &data_dir)?,
+        docs,
         metrics,
         rejections: RejectionCounter::default(),
         auth: config.auth,
@@ -201,6 +207,7 @@ pub async fn serve(
     ));
     let policy_watch = tokio::spawn(crate::policy_reload::watch(state.clone()));
     let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
+    let following = tokio::spawn(crate::state_docs::follow::run(state.clone()));
     let nats = (config.nats.clone()).map(|n| crate::nats::Publisher::spawn(state.clone(), n));
     let app = router(state.clone());
     let draining = state.clone();
@@ -223,6 +230,8 @@ pub async fn serve(
     let _ = policy_watch.await;
     checkpointing.abort();
     let _ = checkpointing.await;
+    following.abort();
+    let _ = following.await;
     let _ = stop_summaries.send(());
     let _ = summaries.await;
     flush_rejection_summary(&state).await;

@@ -24,6 +24,8 @@ pub struct AppState {
     pub policy: PolicyStore,
     /// Registered agents.
     pub registry: Registry,
+    /// Where the registry and the policy are kept (shared by replicas on PostgreSQL).
+    pub docs: Arc<crate::state_docs::Documents>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Refusals awaiting their summary record.

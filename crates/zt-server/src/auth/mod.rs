@@ -113,7 +113,8 @@ impl FromRequestParts<SharedState> for AgentCaller {
                 Some(verifier) => verifier.verify(token)?.to_string(),
                 None => state
                     .registry
-                    .actor_for_token(&tokens::token_hash(token))
+                    .actor_for_token_fresh(&tokens::token_hash(token))
+                    .await
                     .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
             }),
         };
@@ -147,7 +148,8 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     Some(name) => Named::AdminToken(name.to_string()),
                     None => state
                         .registry
-                        .actor_for_token(&tokens::token_hash(token))
+                        .actor_for_token_fresh(&tokens::token_hash(token))
+                        .await
                         .map(Named::Agent)
                         .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
                 },

@@ -92,8 +92,10 @@ async fn register_agent(
             },
             token_sha256: Some(token_hash(&issued)),
         };
-        saved(state.registry.insert(entry))?;
-        token = Some(issued);
+        // Another replica may have registered the same actor meanwhile: its token stands.
+        if saved(state.registry.insert(entry).await)? {
+            token = Some(issued);
+        }
     }
     let body = RegisterAgentResponse {
         ok: true,
@@ -129,7 +131,10 @@ async fn rotate_token(
         None,
     );
     state.ledger.append(record).await?;
-    saved(state.registry.set_token(&actor, token_hash(&token)))?;
+    if !saved(state.registry.set_token(&actor, token_hash(&token)).await)? {
+        // Removed on another replica meanwhile.
+        return Err(ApiError::AgentNotFound(actor));
+    }
     Ok(Json(TokenResponse {
         ok: true,
         actor,
@@ -155,6 +160,6 @@ async fn remove_agent(
         None,
     );
     state.ledger.append(record).await?;
-    saved(state.registry.remove(&actor))?;
+    saved(state.registry.remove(&actor).await)?;
     Ok(Json(json!({"ok": true, "actor": actor, "registered": false})).into_response())
 }

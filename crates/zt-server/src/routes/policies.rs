@@ -193,7 +193,7 @@ async fn approve_and_activate(
         Some(version),
     );
     state.ledger.append(activation).await?;
-    saved(state.policy.activate(proposal.engine.clone()))?;
+    saved(state.policy.activate(proposal.engine.clone()).await)?;
     state.proposals.mark_activated(id, &caller.name);
     Ok(proposal)
 }

@@ -1,0 +1,53 @@
+//! Keeps this server's registry and active policy up to date with what other servers sharing
+//! the store save: polls the documents' versions every [`POLL_EVERY`] and reloads any that
+//! changed. [`POLL_EVERY`] (plus one round trip) is therefore the longest a token rotated or
+//! an agent removed on one replica still works on another, and the longest a policy activated
+//! on one replica takes to be in force on all.
+
+use std::time::Duration;
+
+use crate::state::SharedState;
+use crate::state_docs::{off_thread, DocName};
+
+/// How often the shared documents' versions are read.
+pub const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// Follows the shared documents until the server stops (the task is aborted with the server).
+/// Does nothing when the documents are not shared.
+pub async fn run(state: SharedState) {
+    if !state.docs.is_shared() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(POLL_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        let versions = match off_thread(&state.docs, |d| d.versions()).await {
+            Ok(versions) => versions,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the shared state documents; retrying");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        if failing {
+            tracing::info!("shared state documents readable again");
+            failing = false;
+        }
+        let agents = versions.get(&DocName::Agents).copied();
+        if agents.is_some() && agents > state.registry.version() {
+            if let Err(e) = state.registry.reload_if_newer(agents).await {
+                tracing::error!(error = %e, "agent registry reload failed; the loaded one stays");
+            }
+        }
+        let policy = versions.get(&DocName::Policy).copied();
+        if policy.is_some() && policy > state.policy.version() {
+            if let Err(e) = state.policy.reload_if_newer(policy).await {
+                tracing::error!(error = %e, "policy reload failed; the active policy stays");
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared state documents: the agent registry and the active policy, each kept as one named,
+//! versioned text document. With the embedded audit store they are files in the data
+//! directory (`agents.json`, `policy.cedar`), as always; with a PostgreSQL audit store they
+//! live in that store's schema, so every replica on it shares one registry and one policy.
+//!
+//! Writes are optimistic: [`Documents::save`] names the version it replaces and fails with
+//! [`DocError::Conflict`] if another writer got there first; the writer then reloads,
+//! re-applies its change and saves again. [`Documents::versions`] is cheap, so replicas poll
+//! it (see [`follow`]) to pick up what other replicas changed.
+//!
+//! The methods block (file I/O, or a round trip to PostgreSQL on the client's own thread);
+//! async code calls them through [`off_thread`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub mod file;
+pub mod follow;
+pub mod postgres;
+
+pub use self::file::FileDocs;
+pub use self::postgres::PostgresDocs;
+
+/// A document's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DocName {
+    /// The agent registry (JSON).
+    Agents,
+    /// The active policy (Cedar).
+    Policy,
+}
+
+impl DocName {
+    /// Every document.
+    pub const ALL: [DocName; 2] = [DocName::Agents, DocName::Policy];
+
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocName::Agents => "agents",
+            DocName::Policy => "policy",
+        }
+    }
+
+    /// The document's file in the data directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            DocName::Agents => "agents.json",
+            DocName::Policy => "policy.cedar",
+        }
+    }
+}
+
+/// Why a document could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// Another writer changed the document since the expected version.
+    #[error("document `{0}` was changed by another writer")]
+    Conflict(&'static str),
+    /// A file could not be read or written.
+    #[error("state file `{0}`: {1}")]
+    Io(String, std::io::Error),
+    /// A file is not UTF-8 text.
+    #[error("state file `{0}` is not text")]
+    NotText(String),
+    /// The PostgreSQL store failed.
+    #[error(transparent)]
+    Backend(#[from] zt_ledger::StoreError),
+    /// The blocking task or the database thread stopped.
+    #[error("the state documents task stopped")]
+    Stopped,
+}
+
+/// A document as stored: its text and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Doc {
+    /// The text.
+    pub body: String,
+    /// Its version: 1 when created, one more on each save.
+    pub version: u64,
+}
+
+/// Where the documents live.
+pub enum Documents {
+    /// Files in the data directory (embedded audit store).
+    Files(FileDocs),
+    /// A table in the PostgreSQL audit store's schema, shared by every replica.
+    Postgres(PostgresDocs),
+}
+
+impl Documents {
+    /// The documents beside the audit store `store_url` names: files in `data_dir` when it
+    /// is `None`, else the PostgreSQL store's schema.
+    pub fn open(store_url: Option<&str>, data_dir: &Path) -> Result<Self, DocError> {
+        match store_url {
+            None => Ok(Documents::Files(FileDocs::new(data_dir))),
+            Some(url) => {
+                let location = zt_ledger::PostgresLocation::parse(url)?;
+                Ok(Documents::Postgres(PostgresDocs::open(&location)?))
+            }
+        }
+    }
+
+    /// True if other servers share these documents (so this one must follow their changes).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Documents::Postgres(_))
+    }
+
+    /// The document `name` and its version, if it exists.
+    pub fn load(&self, name: DocName) -> Result<Option<Doc>, DocError> {
+        match self {
+            Documents::Files(f) => f.load(name),
+            Documents::Postgres(p) => p.load(name),
+        }
+    }
+
+    /// Replaces `name` with `body` if its version is still `expected` (`None`: the document
+    /// must not exist yet); returns the new version, or [`DocError::Conflict`].
+    pub fn save(&self, name: DocName, body: &str, expected: Option<u64>) -> Result<u64, DocError> {
+        match self {
+            Documents::Files(f) => f.save(name, body, expected),
+            Documents::Postgres(p) => p.save(name, body, expected),
+        }
+    }
+
+    /// The version of every existing document.
+    pub fn versions(&self) -> Result<BTreeMap<DocName, u64>, DocError> {
+        match self {
+            Documents::Files(f) => f.versions(),
+            Documents::Postgres(p) => p.versions(),
+        }
+    }
+
+    /// Loads `name`; on a shared store where it does not exist yet, first seeds it from the
+    /// data directory's file, if there is one (the first server to do so wins; the others
+    /// load what it stored).
+    pub fn load_or_seed(&self, name: DocName, data_dir: &Path) -> Result<Option<Doc>, DocError> {
+        if let Some(doc) = self.load(name)? {
+            return Ok(Some(doc));
+        }
+        if !self.is_shared() {
+            return Ok(None);
+        }
+        let path = data_dir.join(name.file_name());
+        let body = match std::fs::read_to_string(&path) {
+            Ok(body) => body,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DocError::Io(path.display().to_string(), e)),
+        };
+        match self.save(name, &body, None) {
+            Ok(version) => {
+                tracing::info!(
+                    document = name.as_str(),
+                    from = %path.display(),
+                    "shared state document seeded from the data directory"
+                );
+                Ok(Some(Doc { body, version }))
+            }
+            Err(DocError::Conflict(_)) => self.load(name),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where `name` lives, for messages (never a URL).
+    pub fn describe(&self, name: DocName) -> String {
+        match self {
+            Documents::Files(f) => f.path(name).display().to_string(),
+            Documents::Postgres(p) => format!("postgres {}.{}", p.schema(), name.as_str()),
+        }
+    }
+}
+
+/// Runs blocking document work on the blocking pool and awaits it.
+pub async fn off_thread<T: Send + 'static>(
+    docs: &Arc<Documents>,
+    work: impl FnOnce(&Documents) -> Result<T, DocError> + Send + 'static,
+) -> Result<T, DocError> {
+    let docs = docs.clone();
+    tokio::task::spawn_blocking(move || work(&docs))
+        .await
+        .map_err(|_| DocError::Stopped)?
+}
+
+/// How many times a change is re-applied after conflicts before it gives up.
+pub const SAVE_TRIES: usize = 8;

@@ -1,0 +1,264 @@
+//! One conformance suite for both state document backends: files in a data directory and
+//! the PostgreSQL audit store's schema (which needs PostgreSQL on 127.0.0.1:5432; fails, never
+//! skips, without it).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+#[path = "../../zt-ledger/tests/pg_schema/mod.rs"]
+mod pg_schema;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use pg_schema::TestSchema;
+use zt_server::state_docs::{DocError, DocName, Documents, FileDocs, PostgresDocs};
+
+/// The shared suite: load, save, conflicts, versions.
+fn conformance(docs: &Documents) {
+    assert_eq!(docs.load(DocName::Agents).unwrap(), None);
+    assert_eq!(docs.versions().unwrap(), BTreeMap::new());
+
+    // Updating a document that does not exist is a conflict, and changes nothing.
+    assert!(matches!(
+        docs.save(DocName::Agents, "[]", Some(1)),
+        Err(DocError::Conflict("agents"))
+    ));
+    assert_eq!(docs.load(DocName::Agents).unwrap(), None);
+
+    let v1 = docs.save(DocName::Agents, "[1]", None).unwrap();
+    assert_eq!(v1, 1);
+    let doc = docs.load(DocName::Agents).unwrap().unwrap();
+    assert_eq!((doc.body.as_str(), doc.version), ("[1]", 1));
+
+    // Creating it again, or saving over a version that is not the current one, conflicts.
+    assert!(matches!(
+        docs.save(DocName::Agents, "[x]", None),
+        Err(DocError::Conflict(_))
+    ));
+    assert!(matches!(
+        docs.save(DocName::Agents, "[x]", Some(v1 + 1)),
+        Err(DocError::Conflict(_))
+    ));
+    let v2 = docs.save(DocName::Agents, "[1, 2]", Some(v1)).unwrap();
+    assert!(v2 > v1);
+    assert!(matches!(
+        docs.save(DocName::Agents, "[stale]", Some(v1)),
+        Err(DocError::Conflict(_))
+    ));
+    assert_eq!(docs.load(DocName::Agents).unwrap().unwrap().body, "[1, 2]");
+
+    // Documents are independent; versions lists every existing one.
+    let p1 = docs
+        .save(
+            DocName::Policy,
+            "permit(principal, action, resource);",
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        docs.versions().unwrap(),
+        BTreeMap::from([(DocName::Agents, v2), (DocName::Policy, p1)])
+    );
+    let text = "é ünïcode \"quoted\"\n\ttabs";
+    let p2 = docs.save(DocName::Policy, text, Some(p1)).unwrap();
+    assert_eq!(docs.load(DocName::Policy).unwrap().unwrap().body, text);
+    assert_eq!(docs.versions().unwrap()[&DocName::Policy], p2);
+}
+
+/// Many threads saving over the same version: exactly one wins each round.
+fn one_winner_per_version(docs: Arc<Documents>) {
+    let mut version = docs.save(DocName::Agents, "0", None).unwrap();
+    for round in 0..5 {
+        let winners: usize = (0..8)
+            .map(|n| {
+                let docs = docs.clone();
+                std::thread::spawn(move || {
+                    docs.save(DocName::Agents, &format!("{round}-{n}"), Some(version))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| match t.join().unwrap() {
+                Ok(_) => 1,
+                Err(DocError::Conflict(_)) => 0,
+                Err(e) => panic!("{e}"),
+            })
+            .sum();
+        assert_eq!(winners, 1, "round {round}");
+        version = docs.load(DocName::Agents).unwrap().unwrap().version;
+    }
+}
+
+#[test]
+fn conformance_files() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&Documents::Files(FileDocs::new(dir.path())));
+    // The documents are the data directory's usual files.
+    let agents = std::fs::read_to_string(dir.path().join("agents.json")).unwrap();
+    assert_eq!(agents, "[1, 2]");
+    assert!(dir.path().join("policy.cedar").exists());
+}
+
+#[test]
+fn files_written_by_an_earlier_run_are_version_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agents.json"), "[]").unwrap();
+    let docs = Documents::Files(FileDocs::new(dir.path()));
+    assert_eq!(docs.versions().unwrap()[&DocName::Agents], 1);
+    assert!(matches!(
+        docs.save(DocName::Agents, "[]", None),
+        Err(DocError::Conflict(_))
+    ));
+    assert_eq!(docs.save(DocName::Agents, "[1]", Some(1)).unwrap(), 2);
+}
+
+#[test]
+fn concurrent_saves_on_files_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    one_winner_per_version(Arc::new(Documents::Files(FileDocs::new(dir.path()))));
+}
+
+#[test]
+fn conformance_postgres() {
+    let schema = TestSchema::new();
+    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    conformance(&docs);
+    // A second server on the same schema sees the same documents and versions.
+    let other = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    assert_eq!(other.versions().unwrap(), docs.versions().unwrap());
+    let v = other.load(DocName::Agents).unwrap().unwrap().version;
+    other.save(DocName::Agents, "[3]", Some(v)).unwrap();
+    assert_eq!(docs.load(DocName::Agents).unwrap().unwrap().body, "[3]");
+}
+
+#[test]
+fn concurrent_saves_on_postgres_have_one_winner() {
+    let schema = TestSchema::new();
+    one_winner_per_version(Arc::new(Documents::Postgres(
+        PostgresDocs::open(&schema.location()).unwrap(),
+    )));
+    // Now each writer on its own connection, as replicas are.
+    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    let mut version = docs.save(DocName::Policy, "0", None).unwrap();
+    for round in 0..3 {
+        let winners: usize = (0..4)
+            .map(|n| {
+                let location = schema.location();
+                std::thread::spawn(move || {
+                    let mine = PostgresDocs::open(&location).unwrap();
+                    mine.save(DocName::Policy, &format!("{round}-{n}"), Some(version))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| match t.join().unwrap() {
+                Ok(_) => 1,
+                Err(DocError::Conflict(_)) => 0,
+                Err(e) => panic!("{e}"),
+            })
+            .sum();
+        assert_eq!(winners, 1, "round {round}");
+        version = docs.load(DocName::Policy).unwrap().unwrap().version;
+    }
+}
+
+#[test]
+fn replicas_starting_together_create_the_table_once() {
+    let schema = TestSchema::new();
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let location = schema.location();
+            std::thread::spawn(move || PostgresDocs::open(&location).map(|_| ()))
+        })
+        .collect();
+    for t in opened {
+        t.join().unwrap().unwrap();
+    }
+}
+
+#[test]
+fn a_shared_store_is_seeded_from_the_data_directory_once() {
+    let schema = TestSchema::new();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("agents.json"), "[\"from a\"]").unwrap();
+    std::fs::write(b.path().join("agents.json"), "[\"from b\"]").unwrap();
+    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    let first = docs
+        .load_or_seed(DocName::Agents, a.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.body, "[\"from a\"]");
+    let second = docs
+        .load_or_seed(DocName::Agents, b.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, first, "the first server's registry stays");
+    assert_eq!(docs.load_or_seed(DocName::Policy, b.path()).unwrap(), None);
+}
+
+/// Two servers' registries on one store, both loaded before either changes it: the second
+/// save meets a conflict, reloads, applies its change again, and both agents survive.
+#[tokio::test]
+async fn registry_changes_on_two_servers_both_survive_a_conflict() {
+    use zt_server::registry::{AgentEntry, Registry};
+    let schema = TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Arc::new(Documents::Postgres(
+            PostgresDocs::open(&schema.location()).unwrap(),
+        ))
+    };
+    let one = Registry::load(open(), dir.path()).unwrap();
+    let two = Registry::load(open(), dir.path()).unwrap();
+    let agent = |name: &str| AgentEntry {
+        actor: name.into(),
+        registered_at: "2026-01-01T00:00:00.000Z".into(),
+        attributes: Default::default(),
+        token_sha256: Some(format!("hash-of-{name}")),
+    };
+    assert!(one.insert(agent("first")).await.unwrap());
+    assert!(two.insert(agent("second")).await.unwrap());
+    assert!(two.contains("first") && two.contains("second"));
+    assert!(!one.contains("second"), "not reloaded yet");
+    one.reload_if_newer(two.version()).await.unwrap();
+    assert_eq!(
+        one.actor_for_token("hash-of-second").as_deref(),
+        Some("second")
+    );
+    // A rotation on a server that has not seen a removal yet does not bring the agent back.
+    assert!(two.remove("first").await.unwrap());
+    assert!(one.contains("first"), "not reloaded yet");
+    assert!(!one.set_token("first", "x".into()).await.unwrap());
+    assert!(!one.contains("first"));
+    assert_eq!(one.version(), two.version());
+}
+
+/// A policy stored by another server is activated only if valid.
+#[tokio::test]
+async fn an_invalid_stored_policy_is_never_activated() {
+    use zt_server::policy_store::PolicyStore;
+    let schema = TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    let docs = Arc::new(Documents::Postgres(
+        PostgresDocs::open(&schema.location()).unwrap(),
+    ));
+    let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
+    let before = store.current().version().to_string();
+    let v = store.version();
+    let bad = docs.save(DocName::Policy, "permit(principal,", v).unwrap();
+    store.reload_if_newer(Some(bad)).await.unwrap();
+    assert_eq!(store.current().version(), before, "the active policy stays");
+    let good = "permit(principal, action, resource);\n";
+    docs.save(DocName::Policy, good, Some(bad)).unwrap();
+    store.reload_if_newer(None).await.unwrap();
+    assert_ne!(
+        store.current().version(),
+        before,
+        "a valid one is activated"
+    );
+}

@@ -15,13 +15,14 @@
 //! block nor be dropped on an async worker thread. Each store therefore keeps its client on a
 //! dedicated thread and sends it work, so a store may be used and dropped from anywhere.
 
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use postgres::{Client, Config, SimpleQueryMessage};
 use zt_contract::{Digest32, Jwk};
 
+use crate::pg_session::{
+    chain_lock_key, create_in_schema, store_error as backend, use_schema, PgSession,
+};
 use crate::store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};
 
 /// The schema used when the URL names none.
@@ -123,122 +124,9 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-/// Formats a client error with its cause (the client's own message names only the kind).
-fn backend(e: postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        return StoreError::Backend(format!("postgres: {}: {}", db.code().code(), db.message()));
-    }
-    match std::error::Error::source(&e) {
-        Some(cause) => StoreError::Backend(format!("postgres: {e}: {cause}")),
-        None => StoreError::Backend(format!("postgres: {e}")),
-    }
-}
-
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
-
-/// Prepares a new session (run again on every reconnection).
-type Setup = Box<dyn Fn(&mut Client) -> Result<(), StoreError> + Send>;
-
-/// Connects and prepares a session.
-fn connect(config: &Config, setup: &Setup) -> Result<Client, StoreError> {
-    let mut client = config.connect(NoTls).map_err(backend)?;
-    setup(&mut client)?;
-    Ok(client)
-}
-
-/// A client living on its own thread.
-struct Worker {
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Worker {
-    /// Connects on a new thread and runs `setup` there before anything else, and again after
-    /// each reconnection.
-    fn connect(
-        config: Config,
-        setup: impl Fn(&mut Client) -> Result<(), StoreError> + Send + 'static,
-    ) -> Result<Self, StoreError> {
-        let setup: Setup = Box::new(setup);
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (ready, is_ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
-        let thread = std::thread::Builder::new()
-            .name("zt-audit-pg".into())
-            .spawn(move || {
-                let mut client = match connect(&config, &setup) {
-                    Ok(client) => client,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                while let Ok(job) = queue.recv() {
-                    if client.is_closed() {
-                        // A job on a closed client fails with a clear error; try a new one.
-                        match connect(&config, &setup) {
-                            Ok(fresh) => client = fresh,
-                            Err(e) => tracing::warn!(error = %e, "postgres audit store: reconnecting failed"),
-                        }
-                    }
-                    job(&mut client);
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("cannot start postgres thread: {e}")))?;
-        let mut worker = Self {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        };
-        match is_ready.recv() {
-            Ok(Ok(())) => Ok(worker),
-            Ok(Err(e)) => {
-                worker.stop();
-                Err(e)
-            }
-            Err(_) => {
-                worker.stop();
-                Err(StoreError::Backend("postgres thread stopped".into()))
-            }
-        }
-    }
-
-    /// Runs `f` with the client and waits for its answer.
-    fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let stopped = || StoreError::Backend("postgres thread stopped".into());
-        let (answer, answered) = mpsc::sync_channel(1);
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(Box::new(move |client| {
-                let _ = answer.send(f(client));
-            }))
-            .map_err(|_| stopped())?;
-        answered.recv().map_err(|_| stopped())?
-    }
-
-    /// Closes the connection (releasing its session locks) and waits for the thread.
-    fn stop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("postgres audit store thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// A PostgreSQL-backed audit store.
 pub struct PostgresStore {
-    worker: Worker,
+    worker: PgSession,
     /// The advisory lock serializing the writers of this chain.
     lock_key: String,
 }
@@ -249,60 +137,28 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// How long a writer waits for the chain's lock, and how long a transaction may sit idle
-/// holding it (a hung server must not stall the others): the batch fails instead.
-const LOCK_TIMEOUT_S: u32 = 10;
-
-/// Sets the session up for `schema`: search path, durable commits, lock timeouts.
-fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
-    // `schema` is checked to be a plain lowercase identifier, so it needs no quoting.
-    client
-        .batch_execute(&format!(
-            "SET search_path TO {schema}; SET synchronous_commit TO on; \
-             SET lock_timeout TO '{LOCK_TIMEOUT_S}s'; \
-             SET idle_in_transaction_session_timeout TO '{LOCK_TIMEOUT_S}s';"
-        ))
-        .map_err(backend)
-}
-
 impl PostgresStore {
     /// Opens the store for writing, creating the schema and tables if missing. Other servers
     /// may write the same store at the same time.
     pub fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
         let schema = location.schema.clone();
-        let lock_key = chain_lock_key(&schema);
-        let worker = Worker::connect(location.config.clone(), move |client| {
-            // Servers starting together would race to create the tables (PostgreSQL's
-            // `IF NOT EXISTS` is not safe against that): create them under the chain's lock.
-            let mut tx = client.transaction().map_err(backend)?;
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&lock_key],
-            )
-            .map_err(backend)?;
-            // Only when missing: creating a schema needs a privilege using one does not.
-            let exists = tx
-                .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
-                .map_err(backend)?
-                .is_some();
-            if !exists {
-                tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .map_err(backend)?;
-            }
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {schema}.records (
-                     seq BIGINT PRIMARY KEY,
-                     current_hash TEXT NOT NULL,
-                     line TEXT NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS {schema}.signing_keys (
-                     key_id TEXT PRIMARY KEY,
-                     jwk TEXT NOT NULL,
-                     published_order BIGSERIAL
-                 );"
-            ))
-            .map_err(backend)?;
-            tx.commit().map_err(backend)?;
+        let worker = PgSession::open(location, move |client| {
+            create_in_schema(
+                client,
+                &schema,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {schema}.records (
+                         seq BIGINT PRIMARY KEY,
+                         current_hash TEXT NOT NULL,
+                         line TEXT NOT NULL
+                     );
+                     CREATE TABLE IF NOT EXISTS {schema}.signing_keys (
+                         key_id TEXT PRIMARY KEY,
+                         jwk TEXT NOT NULL,
+                         published_order BIGSERIAL
+                     );"
+                ),
+            )?;
             use_schema(client, &schema)
         })?;
         Ok(Self {
@@ -314,7 +170,7 @@ impl PostgresStore {
     /// Opens an existing store for reading only (beside a running writer; takes no lock).
     pub fn open_read_only(location: &PostgresLocation) -> Result<Self, StoreError> {
         let schema = location.schema.clone();
-        let worker = Worker::connect(location.config.clone(), move |client| {
+        let worker = PgSession::open(location, move |client| {
             let tables: i64 = client
                 .query_one(
                     "SELECT count(*) FROM pg_tables WHERE schemaname = $1
@@ -338,11 +194,6 @@ impl PostgresStore {
             lock_key: chain_lock_key(location.schema()),
         })
     }
-}
-
-/// The advisory lock every writer of the chain in `schema` takes for each batch.
-fn chain_lock_key(schema: &str) -> String {
-    format!("zt-infra audit log: {schema}")
 }
 
 /// The head as stored, read inside `client`'s current transaction or session.

@@ -6,26 +6,21 @@
 //! A save is one statement: `INSERT ... ON CONFLICT DO NOTHING` for a new document, else
 //! `UPDATE ... WHERE version = expected`; no row returned means another writer won.
 //!
-//! The synchronous `postgres` client must not block or be dropped on an async worker thread:
-//! it lives on its own thread, which runs the jobs it is sent. A lost connection is reopened
-//! for the next job; the job that met it fails.
+//! The session is the audit store's kind ([`zt_ledger::pg_session::PgSession`]): on its own
+//! thread, reopened after a lost connection.
 
 use std::collections::BTreeMap;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
+use zt_ledger::pg_session::{create_in_schema, store_error as backend, use_schema, PgSession};
 use zt_ledger::{PostgresLocation, StoreError};
 
 use super::{Doc, DocError, DocName};
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
-
 /// Documents in one PostgreSQL schema.
 pub struct PostgresDocs {
     schema: String,
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    session: PgSession,
 }
 
 impl std::fmt::Debug for PostgresDocs {
@@ -36,37 +31,27 @@ impl std::fmt::Debug for PostgresDocs {
     }
 }
 
-/// How long a statement waits for a lock before it fails.
-const LOCK_TIMEOUT_S: u32 = 10;
-
 impl PostgresDocs {
     /// Connects, creating the schema and table if missing.
     pub fn open(location: &PostgresLocation) -> Result<Self, DocError> {
         let schema = location.schema().to_string();
-        let config = location.config().clone();
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (ready, is_ready) = mpsc::sync_channel::<Result<(), StoreError>>(1);
         let session_schema = schema.clone();
-        let thread = std::thread::Builder::new()
-            .name("zt-docs-pg".into())
-            .spawn(move || run(&config, &session_schema, &queue, &ready))
-            .map_err(|e| StoreError::Backend(format!("cannot start postgres thread: {e}")))?;
-        let mut docs = Self {
-            schema,
-            jobs: Some(jobs),
-            thread: Some(thread),
-        };
-        match is_ready.recv() {
-            Ok(Ok(())) => Ok(docs),
-            Ok(Err(e)) => {
-                docs.stop();
-                Err(e.into())
-            }
-            Err(_) => {
-                docs.stop();
-                Err(DocError::Stopped)
-            }
-        }
+        let session = PgSession::open(location, move |client| {
+            let schema = &session_schema;
+            create_in_schema(
+                client,
+                schema,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {schema}.server_documents (
+                         name TEXT PRIMARY KEY,
+                         body TEXT NOT NULL,
+                         version BIGINT NOT NULL
+                     );"
+                ),
+            )?;
+            use_schema(client, schema)
+        })?;
+        Ok(Self { schema, session })
     }
 
     /// The schema holding the table.
@@ -152,113 +137,7 @@ impl PostgresDocs {
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, DocError> {
-        let (answer, answered) = mpsc::sync_channel(1);
-        self.jobs
-            .as_ref()
-            .ok_or(DocError::Stopped)?
-            .send(Box::new(move |client| {
-                let _ = answer.send(f(client));
-            }))
-            .map_err(|_| DocError::Stopped)?;
-        Ok(answered.recv().map_err(|_| DocError::Stopped)??)
-    }
-
-    fn stop(&mut self) {
-        self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("postgres state documents thread panicked");
-            }
-        }
-    }
-}
-
-impl Drop for PostgresDocs {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The client's thread: connects, reports, then runs jobs until the sender is dropped.
-fn run(
-    config: &Config,
-    schema: &str,
-    queue: &mpsc::Receiver<Job>,
-    ready: &mpsc::SyncSender<Result<(), StoreError>>,
-) {
-    let mut client = match connect(config, schema, true) {
-        Ok(client) => client,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let _ = ready.send(Ok(()));
-    while let Ok(job) = queue.recv() {
-        if client.is_closed() {
-            match connect(config, schema, false) {
-                Ok(fresh) => client = fresh,
-                Err(e) => {
-                    tracing::warn!(error = %e, "postgres state documents: reconnecting failed")
-                }
-            }
-        }
-        job(&mut client);
-    }
-}
-
-/// Connects and prepares the session; on the first connection, creates the table.
-fn connect(config: &Config, schema: &str, create: bool) -> Result<Client, StoreError> {
-    let mut client = config.connect(NoTls).map_err(backend)?;
-    if create {
-        create_table(&mut client, schema)?;
-    }
-    // `schema` is checked by `PostgresLocation` to be a plain lowercase identifier.
-    client
-        .batch_execute(&format!(
-            "SET search_path TO {schema}; SET synchronous_commit TO on; \
-             SET lock_timeout TO '{LOCK_TIMEOUT_S}s'; \
-             SET idle_in_transaction_session_timeout TO '{LOCK_TIMEOUT_S}s';"
-        ))
-        .map_err(backend)?;
-    Ok(client)
-}
-
-/// Creates the schema (if missing) and the table under the audit store's creation lock.
-fn create_table(client: &mut Client, schema: &str) -> Result<(), StoreError> {
-    let mut tx = client.transaction().map_err(backend)?;
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("zt-infra audit log: {schema}")],
-    )
-    .map_err(backend)?;
-    let exists = tx
-        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
-        .map_err(backend)?
-        .is_some();
-    if !exists {
-        tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .map_err(backend)?;
-    }
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {schema}.server_documents (
-             name TEXT PRIMARY KEY,
-             body TEXT NOT NULL,
-             version BIGINT NOT NULL
-         );"
-    ))
-    .map_err(backend)?;
-    tx.commit().map_err(backend)
-}
-
-/// Formats a client error with its cause (never the connection settings).
-fn backend(e: postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        return StoreError::Backend(format!("postgres: {}: {}", db.code().code(), db.message()));
-    }
-    match std::error::Error::source(&e) {
-        Some(cause) => StoreError::Backend(format!("postgres: {e}: {cause}")),
-        None => StoreError::Backend(format!("postgres: {e}")),
+        Ok(self.session.run(f)?)
     }
 }
 

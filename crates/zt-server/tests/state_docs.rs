@@ -69,16 +69,21 @@ fn conformance(docs: &Documents) {
     assert_eq!(docs.versions().unwrap()[&DocName::Policy], p2);
 }
 
-/// Many threads saving over the same version: exactly one wins each round.
-fn one_winner_per_version(docs: Arc<Documents>) {
-    let mut version = docs.save(DocName::Agents, "0", None).unwrap();
+/// Writers saving over the same version at once: exactly one wins each round. `writer`
+/// gives each writer its handle: one shared handle, or a connection of its own as replicas
+/// have.
+fn one_winner_per_version(
+    docs: &Documents,
+    name: DocName,
+    writers: usize,
+    writer: impl Fn() -> Arc<Documents>,
+) {
+    let mut version = docs.save(name, "0", None).unwrap();
     for round in 0..5 {
-        let winners: usize = (0..8)
+        let winners: usize = (0..writers)
             .map(|n| {
-                let docs = docs.clone();
-                std::thread::spawn(move || {
-                    docs.save(DocName::Agents, &format!("{round}-{n}"), Some(version))
-                })
+                let mine = writer();
+                std::thread::spawn(move || mine.save(name, &format!("{round}-{n}"), Some(version)))
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -89,7 +94,7 @@ fn one_winner_per_version(docs: Arc<Documents>) {
             })
             .sum();
         assert_eq!(winners, 1, "round {round}");
-        version = docs.load(DocName::Agents).unwrap().unwrap().version;
+        version = docs.load(name).unwrap().unwrap().version;
     }
 }
 
@@ -119,7 +124,8 @@ fn files_written_by_an_earlier_run_are_version_one() {
 #[test]
 fn concurrent_saves_on_files_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
-    one_winner_per_version(Arc::new(Documents::Files(FileDocs::new(dir.path()))));
+    let docs = Arc::new(Documents::Files(FileDocs::new(dir.path())));
+    one_winner_per_version(&docs, DocName::Agents, 8, || docs.clone());
 }
 
 #[test]
@@ -138,32 +144,15 @@ fn conformance_postgres() {
 #[test]
 fn concurrent_saves_on_postgres_have_one_winner() {
     let schema = TestSchema::new();
-    one_winner_per_version(Arc::new(Documents::Postgres(
-        PostgresDocs::open(&schema.location()).unwrap(),
-    )));
+    let open = || {
+        Arc::new(Documents::Postgres(
+            PostgresDocs::open(&schema.location()).unwrap(),
+        ))
+    };
+    let docs = open();
+    one_winner_per_version(&docs, DocName::Agents, 8, || docs.clone());
     // Now each writer on its own connection, as replicas are.
-    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
-    let mut version = docs.save(DocName::Policy, "0", None).unwrap();
-    for round in 0..3 {
-        let winners: usize = (0..4)
-            .map(|n| {
-                let location = schema.location();
-                std::thread::spawn(move || {
-                    let mine = PostgresDocs::open(&location).unwrap();
-                    mine.save(DocName::Policy, &format!("{round}-{n}"), Some(version))
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| match t.join().unwrap() {
-                Ok(_) => 1,
-                Err(DocError::Conflict(_)) => 0,
-                Err(e) => panic!("{e}"),
-            })
-            .sum();
-        assert_eq!(winners, 1, "round {round}");
-        version = docs.load(DocName::Policy).unwrap().unwrap().version;
-    }
+    one_winner_per_version(&docs, DocName::Policy, 4, open);
 }
 
 #[test]

@@ -54,7 +54,7 @@ class AgentsSDKGuardrailPlugin:
 
     `deny_behavior="reject_content"` (default) gives the model the reason as the tool's result
     and lets the run continue; `"raise_exception"` halts the run with
-    `ToolGuardrailTripwireTriggered`. The decision is in `output_info["zero_trust"]` either way.
+    `ToolInputGuardrailTripwireTriggered`. The decision is in `output_info["zero_trust"]` either way.
     """
 
     control_plane: Any = field(default_factory=ControlPlaneClient)

@@ -131,6 +131,7 @@ class GateState(TypedDict, total=False):
     actor: str
     action: str
     resource: str
+    context: Dict[str, Any]
     control_plane_decision: Dict[str, Any]
     execution_skipped: bool
     effects: Annotated[List[str], operator.add]

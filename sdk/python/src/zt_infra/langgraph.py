@@ -103,13 +103,15 @@ def create_policy_decision_node(
     actor_key: str = "actor",
     action_key: str = "action",
     resource_key: str = "resource",
+    context_key: str = "context",
     output_key: str = "control_plane_decision",
     node_name: str = "policy_gate",
 ) -> Callable[[State], StateUpdate]:
     """A node that asks about `state[action_key]` and writes the decision to `output_key`.
 
     The actor is `state[actor_key]` if set, else the client's. The resource is
-    `state[resource_key]` if set, else `node_name`. A missing action, or no decision from the
+    `state[resource_key]` if set, else `node_name`; `state[context_key]`, a mapping, is sent as
+    the request's context. A missing action, or no decision from the
     control plane, is written as a deny (with the cause as its reason): the graph routes to its
     deny branch rather than failing open or crashing.
     """
@@ -118,7 +120,12 @@ def create_policy_decision_node(
         actor = _optional_string(state, actor_key)
         action = _optional_string(state, action_key) or ""
         resource = _optional_string(state, resource_key) or node_name
-        return {output_key: client.decide_or_deny(actor, action, resource)}
+        context = state.get(context_key) if isinstance(state, Mapping) else None
+        return {
+            output_key: client.decide_or_deny(
+                actor, action, resource, context=_jsonable(context) if isinstance(context, Mapping) else None
+            )
+        }
 
     return policy_decision_node
 

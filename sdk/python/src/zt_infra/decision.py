@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .canonical import record_hash
 from .errors import ControlPlaneStatusError, EvidenceError, MalformedDecision
@@ -208,7 +208,3 @@ def _no_constants(name: str) -> Any:
 def _excerpt(body: bytes) -> str:
     return body[:_EXCERPT].decode("utf-8", errors="replace")
 
-
-def as_mapping(value: Any) -> Optional[Mapping[str, Any]]:
-    """`value` if it is a mapping, else `None`."""
-    return value if isinstance(value, Mapping) else None

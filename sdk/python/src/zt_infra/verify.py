@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
@@ -48,7 +49,7 @@ class PinnedKeys:
                 raise ValueError(f"key `{kid}` is not a point on P-256") from error
 
     @classmethod
-    def from_file(cls, path: Union[str, Path]) -> "PinnedKeys":
+    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "PinnedKeys":
         """Reads a JWKS saved with `curl URL/audit/keys > keys.json`."""
         return cls(json.loads(Path(path).read_text(encoding="utf-8")))
 

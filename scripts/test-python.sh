@@ -29,5 +29,6 @@ trap 'rm -rf "$dist"' EXIT
 "$venv/bin/python" -m build --outdir "$dist" sdk/python >"$dist/build.log" 2>&1 || { cat "$dist/build.log" >&2; exit 1; }
 wheel=$(ls "$dist"/zt_infra-*.whl)
 ls "$dist"/zt_infra-*.tar.gz >/dev/null
-"$venv/bin/python" -m zipfile -l "$wheel" | grep -q 'zt_infra/py.typed' || { echo "wheel lacks py.typed" >&2; exit 1; }
+listing=$("$venv/bin/python" -m zipfile -l "$wheel")
+grep -q 'zt_infra/py.typed' <<<"$listing" || { echo "wheel lacks py.typed" >&2; exit 1; }
 echo "built $(basename "$wheel") and its sdist"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python SDK's tests (sdk/python): creates .venv if missing, installs the pinned test
-# packages and the SDK, type-checks it (mypy --strict), runs pytest against the real `zt` binary, then builds the wheel and
+# packages and the SDK, checks format and lints (ruff) and types (mypy --strict), runs pytest against the real `zt` binary, then builds the wheel and
 # sdist. Builds nothing Rust: the binary comes from ZT_BIN, else target/release/zt, else
 # target/debug/zt. With ZT_REQUIRE_SERVICES=1 a missing binary fails instead of skipping.
 # Extra arguments go to pytest (e.g. `scripts/test-python.sh -k langgraph`).
@@ -14,7 +14,8 @@ pip_quiet=(--quiet --disable-pip-version-check)
 "$venv/bin/pip" install "${pip_quiet[@]}" -r sdk/python/requirements-test.txt
 "$venv/bin/pip" install "${pip_quiet[@]}" --no-deps -e sdk/python
 
-(cd sdk/python && "$venv/bin/python" -m mypy --strict src/zt_infra)
+(cd sdk/python && "$venv/bin/ruff" format --check src tests && "$venv/bin/ruff" check src tests \
+  && "$venv/bin/python" -m mypy --strict src/zt_infra)
 
 status=0
 (cd sdk/python && "$venv/bin/python" -m pytest -rs "$@") || status=$?

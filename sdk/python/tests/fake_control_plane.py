@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
@@ -48,7 +48,11 @@ class SigningKey:
         def b64(n: int) -> str:
             return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
 
-        return {"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(numbers.x), "y": b64(numbers.y), "alg": "ES256"}]}
+        return {
+            "keys": [
+                {"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(numbers.x), "y": b64(numbers.y), "alg": "ES256"}
+            ]
+        }
 
 
 def decision_body(key: SigningKey, request: Dict[str, Any], verdict: str = "allow", **changes: Any) -> Dict[str, Any]:
@@ -68,7 +72,11 @@ def decision_body(key: SigningKey, request: Dict[str, Any], verdict: str = "allo
     audit: Dict[str, Any] = {"timestamp": "2026-12-06T05:00:00.000Z", "previous_hash": "ab" * 32}
     record = {**{k: body[k] for k in ("actor", "action", "resource", "decision", "reason")}, **audit, **evidence}
     audit["current_hash"] = record_hash(record)
-    audit["kms_signature"] = {"algorithm": "ECDSA_SHA_256", "key_id": KEY_ID, "signature": key.sign(audit["current_hash"])}
+    audit["kms_signature"] = {
+        "algorithm": "ECDSA_SHA_256",
+        "key_id": KEY_ID,
+        "signature": key.sign(audit["current_hash"]),
+    }
     body["audit"] = audit
     body["evidence"] = evidence
     for path, value in changes.items():

@@ -10,20 +10,44 @@ from typing import Any, Dict, List
 
 
 def function_call(name: str, arguments: Dict[str, Any], call_id: str) -> Dict[str, Any]:
-    return {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
-            "arguments": json.dumps(arguments), "status": "completed"}
+    return {
+        "type": "function_call",
+        "id": f"fc_{call_id}",
+        "call_id": call_id,
+        "name": name,
+        "arguments": json.dumps(arguments),
+        "status": "completed",
+    }
 
 
 def message(text: str) -> Dict[str, Any]:
-    return {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
 def response(output: List[Dict[str, Any]], number: int) -> Dict[str, Any]:
-    return {"id": f"resp_{number}", "object": "response", "created_at": 1796000000, "model": "scripted",
-            "status": "completed", "output": output, "parallel_tool_calls": True, "tool_choice": "auto",
-            "tools": [], "error": None, "incomplete_details": None, "instructions": None, "metadata": {},
-            "temperature": 1.0, "top_p": 1.0}
+    return {
+        "id": f"resp_{number}",
+        "object": "response",
+        "created_at": 1796000000,
+        "model": "scripted",
+        "status": "completed",
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "temperature": 1.0,
+        "top_p": 1.0,
+    }
 
 
 class FakeResponsesAPI:

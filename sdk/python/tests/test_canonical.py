@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from zt_server import REPO_ROOT
+
 from zt_infra import canonical_json, record_hash
 
 GOLDEN = REPO_ROOT / "crates" / "zt-contract" / "tests" / "vectors" / "contract_golden.json"
@@ -20,7 +20,7 @@ def test_golden_vector() -> None:
 
 def test_escaping_matches_the_server_writer() -> None:
     # The same string and expectation as the server's canonical_json unit test.
-    value = {"s": "q\"b\\\u0008\u000c\n\r\t\u0001\u001fé€😀/"}
+    value = {"s": 'q"b\\\u0008\u000c\n\r\t\u0001\u001fé€😀/'}
     assert canonical_json(value).decode() == '{"s":"q\\"b\\\\\\b\\f\\n\\r\\t\\u0001\\u001fé€😀/"}'
 
 

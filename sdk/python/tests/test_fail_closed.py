@@ -7,8 +7,8 @@ import socket
 from typing import Any, Callable, Dict, Iterator, Type
 
 import pytest
-
 from fake_control_plane import DELETE, FakeControlPlane, Reply, SigningKey, decision_body
+
 from zt_infra import (
     AsyncControlPlaneClient,
     ControlPlaneClient,
@@ -35,18 +35,34 @@ Behaviour = Callable[[FakeControlPlane, Dict[str, Any]], Reply]
 # name -> (behaviour, expected error, whether the client pins the fake's key)
 CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
     "status 500": (lambda f, r: Reply(500, {"ok": False, "error": "boom"}), ControlPlaneStatusError, False),
-    "status 401": (lambda f, r: Reply(401, {"ok": False, "error": "authentication failed"}), ControlPlaneStatusError, False),
+    "status 401": (
+        lambda f, r: Reply(401, {"ok": False, "error": "authentication failed"}),
+        ControlPlaneStatusError,
+        False,
+    ),
     "status 409 replay": (lambda f, r: Reply(409, decision_body(f.key, r, "deny")), ControlPlaneStatusError, False),
-    "status 302": (lambda f, r: Reply(302, b"", headers={"location": "http://127.0.0.1:1/"}), ControlPlaneStatusError, False),
+    "status 302": (
+        lambda f, r: Reply(302, b"", headers={"location": "http://127.0.0.1:1/"}),
+        ControlPlaneStatusError,
+        False,
+    ),
     "status 201 allow": (lambda f, r: Reply(201, decision_body(f.key, r)), ControlPlaneStatusError, False),
-    "timeout": (lambda f, r: Reply(200, decision_body(f.key, r), mode="sleep", seconds=TIMEOUT * 3), ControlPlaneTimeout, False),
+    "timeout": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="sleep", seconds=TIMEOUT * 3),
+        ControlPlaneTimeout,
+        False,
+    ),
     "slow drip past the deadline": (
         lambda f, r: Reply(200, decision_body(f.key, r), mode="drip", seconds=0.05),
         ControlPlaneTimeout,
         False,
     ),
     "connection reset": (lambda f, r: Reply(mode="reset"), ControlPlaneUnreachable, False),
-    "truncated body": (lambda f, r: Reply(200, decision_body(f.key, r), mode="truncate"), ControlPlaneUnreachable, False),
+    "truncated body": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="truncate"),
+        ControlPlaneUnreachable,
+        False,
+    ),
     "not json": (lambda f, r: Reply(200, b"<html>allow</html>"), MalformedDecision, False),
     "truncated json": (lambda f, r: Reply(200, b'{"ok": true, "decision": "allow"'), MalformedDecision, False),
     "json array": (lambda f, r: Reply(200, b"[]"), MalformedDecision, False),
@@ -77,10 +93,26 @@ CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
         False,
     ),
     "evidence missing": (lambda f, r: Reply(200, decision_body(f.key, r, evidence=DELETE)), EvidenceError, False),
-    "evidence seq is a string": (lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq="7")), EvidenceError, False),
-    "evidence seq is a bool": (lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq=True)), EvidenceError, False),
-    "evidence repeats reason": (lambda f, r: Reply(200, decision_body(f.key, r, evidence__reason="x")), EvidenceError, False),
-    "evidence kind admin": (lambda f, r: Reply(200, decision_body(f.key, r, evidence__kind="admin")), EvidenceError, False),
+    "evidence seq is a string": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq="7")),
+        EvidenceError,
+        False,
+    ),
+    "evidence seq is a bool": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq=True)),
+        EvidenceError,
+        False,
+    ),
+    "evidence repeats reason": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__reason="x")),
+        EvidenceError,
+        False,
+    ),
+    "evidence kind admin": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__kind="admin")),
+        EvidenceError,
+        False,
+    ),
     "hash mismatch: reason changed": (
         lambda f, r: Reply(200, decision_body(f.key, r, reason="allowed after all")),
         EvidenceError,
@@ -132,7 +164,11 @@ CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
 
 def client_for(fake: FakeControlPlane, pinned: bool) -> ControlPlaneClient:
     return ControlPlaneClient(
-        fake.url, actor="fake-agent", token="zt_agent_secret", timeout=TIMEOUT, pinned_keys=fake.key.jwks() if pinned else None
+        fake.url,
+        actor="fake-agent",
+        token="zt_agent_secret",
+        timeout=TIMEOUT,
+        pinned_keys=fake.key.jwks() if pinned else None,
     )
 
 

@@ -16,10 +16,10 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
+from zt_server import ZtServer
 
 from zt_infra import ControlPlaneClient, create_guarded_action_node, create_policy_decision_node, route_by_decision
 from zt_infra.langgraph import DENIED_PREFIX, guard_tool
-from zt_server import ZtServer
 
 ACTOR = "py-langgraph-agent"
 
@@ -100,7 +100,10 @@ def test_tool_node_graph_runs_allowed_and_refuses_denied(client: ControlPlaneCli
 async def test_tool_node_graph_async(client: ControlPlaneClient) -> None:
     effects: List[str] = []
     tools = [guard_tool(t, client) for t in make_tools(effects)]
-    model = scripted({"name": "delete_file", "args": {"path": "/x"}, "id": "c1"}, {"name": "read_file", "args": {"path": "/y"}, "id": "c2"})
+    model = scripted(
+        {"name": "delete_file", "args": {"path": "/x"}, "id": "c1"},
+        {"name": "read_file", "args": {"path": "/y"}, "id": "c2"},
+    )
     final = await tool_graph(model, tools).ainvoke({"messages": [HumanMessage("go")]})
     assert effects == ["read /y"]
     assert tool_messages(final)["delete_file"].startswith(DENIED_PREFIX)

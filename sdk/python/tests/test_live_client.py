@@ -6,8 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from fake_control_plane import SigningKey
+from zt_server import ZtServer
+
 from zt_infra import (
     AsyncControlPlaneClient,
     ControlPlaneClient,
@@ -16,7 +17,6 @@ from zt_infra import (
     PinnedKeys,
 )
 from zt_infra.transport import urlopen_transport
-from zt_server import ZtServer
 
 AUDIT_KEYS = {"timestamp", "previous_hash", "current_hash", "kms_signature"}
 
@@ -45,7 +45,7 @@ def test_allow_and_deny_verify_with_pinned_keys(agent: ControlPlaneClient) -> No
 
 def test_hash_recomputes_for_non_ascii_and_control_characters(agent: ControlPlaneClient) -> None:
     """The server's JSON escaping and ours agree byte for byte (else decide would raise)."""
-    resource = "é€😀 \u0001\u0007\u001f\t\n\r\"\\/ \u2028"
+    resource = 'é€😀 \u0001\u0007\u001f\t\n\r"\\/ \u2028'
     decision = agent.decide(action="py.live.read", resource=resource, context={"k": "ü\u0000"})
     assert decision.resource == resource
     assert (decision.evidence or {}).get("context_sha256")

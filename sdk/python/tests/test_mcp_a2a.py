@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
+from zt_server import ZtServer
 
 from zt_infra import A2APolicyProxy, ControlPlaneClient, MCPZeroTrustGateway
 from zt_infra.mcp import MCPGatewayError
-from zt_server import ZtServer
 
 ACTOR = "py-gateway-agent"
 
@@ -31,10 +31,22 @@ def test_mcp_gateway(client: ControlPlaneClient) -> None:
         return {"jsonrpc": "2.0", "id": message.get("id"), "result": {"content": []}}
 
     gateway = MCPZeroTrustGateway(downstream, control_plane=client, actor=ACTOR, server_name="github")
-    allowed = gateway.handle_message({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                      "params": {"name": "get_issue", "arguments": {"owner": "o", "repo": "r"}}})
-    denied = gateway.handle_message({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                                     "params": {"name": "delete_repo", "arguments": {"owner": "o", "repo": "r"}}})
+    allowed = gateway.handle_message(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get_issue", "arguments": {"owner": "o", "repo": "r"}},
+        }
+    )
+    denied = gateway.handle_message(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "delete_repo", "arguments": {"owner": "o", "repo": "r"}},
+        }
+    )
     listed = gateway.handle_message({"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
     assert [m["id"] for m in forwarded] == [1, 3]
     assert allowed is not None and "error" not in allowed and listed is not None

@@ -18,12 +18,13 @@ pytest.importorskip("agents")
 pytest.importorskip("openai")
 
 from agents import Agent, Runner, set_tracing_disabled
+from fake_openai import FakeResponsesAPI, function_call, message
 from langgraph.graph import END, START, StateGraph
 from openai import OpenAI
-
-from fake_openai import FakeResponsesAPI, function_call, message
 from test_langgraph import GateState
 from test_openai_agents import ScriptedModel, call, say
+from zt_server import ZtServer
+
 from zt_infra import (
     A2APolicyProxy,
     AgentsSDKGuardrailPlugin,
@@ -34,7 +35,6 @@ from zt_infra import (
     create_policy_decision_node,
 )
 from zt_infra.openai_agents import guarded_function_tool
-from zt_server import ZtServer
 
 ACTOR = "envelope-agent"
 ALLOWED = "envelope.read"
@@ -56,7 +56,11 @@ def langgraph(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
     graph.add_edge("policy_gate", END)
     compiled = graph.compile()
     return {
-        verdict: dict(compiled.invoke({"actor": ACTOR, "action": action, "context": {"source": "langgraph"}})["control_plane_decision"])
+        verdict: dict(
+            compiled.invoke({"actor": ACTOR, "action": action, "context": {"source": "langgraph"}})[
+                "control_plane_decision"
+            ]
+        )
         for verdict, action in (("allow", ALLOWED), ("deny", DENIED))
     }
 
@@ -75,7 +79,9 @@ async def agents_sdk(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
         return "ok"
 
     model = ScriptedModel([[call("read", {"path": "p"}, "c1"), call("delete", {"path": "p"}, "c2")], [say("done")]])
-    agent = Agent(name=ACTOR, model=model, tools=[guarded_function_tool(read, plugin), guarded_function_tool(delete, plugin)])
+    agent = Agent(
+        name=ACTOR, model=model, tools=[guarded_function_tool(read, plugin), guarded_function_tool(delete, plugin)]
+    )
     result = await Runner.run(agent, "go")
     found = [r.output.output_info["zero_trust"] for r in result.tool_input_guardrail_results]
     return {d["decision"]: d for d in found}
@@ -95,7 +101,9 @@ def responses(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
             action_mapper=lambda name, args, item: ALLOWED if name == "read" else DENIED,
         )
         wrapper.run(model="scripted", input="go")
-        outputs = [item for r in api.requests for item in r["body"]["input"] if item.get("type") == "function_call_output"]
+        outputs = [
+            item for r in api.requests for item in r["body"]["input"] if item.get("type") == "function_call_output"
+        ]
         found = [json.loads(item["output"])["zero_trust"] for item in outputs]
         return {d["decision"]: d for d in found}
     finally:
@@ -103,9 +111,13 @@ def responses(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
 
 
 def gateways(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
-    mcp = MCPZeroTrustGateway(lambda m: m, control_plane=client, actor=ACTOR, action_mapper=lambda s, t, a: (DENIED, "r1"))
+    mcp = MCPZeroTrustGateway(
+        lambda m: m, control_plane=client, actor=ACTOR, action_mapper=lambda s, t, a: (DENIED, "r1")
+    )
     mcp_denial = mcp.handle_message({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "delete"}})
-    a2a = A2APolicyProxy(lambda r: r, control_plane=client, actor=ACTOR, action_mapper=lambda agent, p, m: (DENIED, "r1"))
+    a2a = A2APolicyProxy(
+        lambda r: r, control_plane=client, actor=ACTOR, action_mapper=lambda agent, p, m: (DENIED, "r1")
+    )
     a2a_denial = a2a.handle_jsonrpc({"jsonrpc": "2.0", "id": 2, "method": "SendMessage", "params": {"message": {}}})
     assert mcp_denial is not None and isinstance(a2a_denial, dict)
     return {

@@ -15,10 +15,10 @@ from agents import Agent, Runner, ToolInputGuardrailTripwireTriggered, Usage, se
 from agents.items import ModelResponse
 from agents.models.interface import Model
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+from zt_server import ZtServer
 
 from zt_infra import AgentsSDKGuardrailPlugin, ControlPlaneClient
 from zt_infra.openai_agents import DENIED_PREFIX, guarded_function_tool
-from zt_server import ZtServer
 
 AGENT = "py-agents-sdk-agent"
 set_tracing_disabled(True)
@@ -40,12 +40,17 @@ class ScriptedModel(Model):
 
 
 def call(name: str, arguments: Dict[str, Any], call_id: str) -> ResponseFunctionToolCall:
-    return ResponseFunctionToolCall(type="function_call", call_id=call_id, name=name, arguments=json.dumps(arguments), id=call_id)
+    return ResponseFunctionToolCall(
+        type="function_call", call_id=call_id, name=name, arguments=json.dumps(arguments), id=call_id
+    )
 
 
 def say(text: str) -> ResponseOutputMessage:
     return ResponseOutputMessage(
-        id="m1", role="assistant", status="completed", type="message",
+        id="m1",
+        role="assistant",
+        status="completed",
+        type="message",
         content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
     )
 
@@ -83,10 +88,15 @@ def make_tools(effects: List[str], plugin: AgentsSDKGuardrailPlugin) -> List[Any
 async def test_runner_runs_allowed_tools_and_rejects_denied(client: ControlPlaneClient) -> None:
     effects: List[str] = []
     plugin = AgentsSDKGuardrailPlugin(control_plane=client)
-    model = ScriptedModel([
-        [call("get_weather", {"city": "Paris"}, "c1"), call("wire_money", {"account": "evil", "amount": 100}, "c2")],
-        [say("done")],
-    ])
+    model = ScriptedModel(
+        [
+            [
+                call("get_weather", {"city": "Paris"}, "c1"),
+                call("wire_money", {"account": "evil", "amount": 100}, "c2"),
+            ],
+            [say("done")],
+        ]
+    )
     agent = Agent(name=AGENT, instructions="help", model=model, tools=make_tools(effects, plugin))
     result = await Runner.run(agent, "weather, then pay")
     assert result.final_output == "done"
@@ -113,7 +123,12 @@ async def test_control_plane_down_rejects(client: ControlPlaneClient) -> None:
     down = ControlPlaneClient(f"http://127.0.0.1:{port}", actor=AGENT, token="zt_agent_x", timeout=2)
     effects: List[str] = []
     model = ScriptedModel([[call("get_weather", {"city": "Oslo"}, "c1")], [say("ok")]])
-    agent = Agent(name=AGENT, instructions="help", model=model, tools=make_tools(effects, AgentsSDKGuardrailPlugin(control_plane=down)))
+    agent = Agent(
+        name=AGENT,
+        instructions="help",
+        model=model,
+        tools=make_tools(effects, AgentsSDKGuardrailPlugin(control_plane=down)),
+    )
     await Runner.run(agent, "weather")
     assert effects == []
     assert tool_outputs(model)["c1"].startswith(DENIED_PREFIX + "no decision from the control plane")

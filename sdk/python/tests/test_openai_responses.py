@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("openai")
 
-from openai import OpenAI
-
 from fake_openai import FakeResponsesAPI, function_call, message
-from zt_infra import ControlPlaneClient, ToolRegistry, ZeroTrustResponsesWrapper
+from openai import OpenAI
 from zt_server import ZtServer
+
+from zt_infra import ControlPlaneClient, ToolRegistry, ZeroTrustResponsesWrapper
 
 ACTOR = "py-responses-agent"
 
@@ -36,7 +36,9 @@ def effects() -> List[str]:
 @pytest.fixture
 def tools(effects: List[str]) -> ToolRegistry:
     registry = ToolRegistry()
-    registry.register("lookup_order", lambda args: effects.append(f"lookup {args['order_id']}") or {"status": "shipped"})
+    registry.register(
+        "lookup_order", lambda args: effects.append(f"lookup {args['order_id']}") or {"status": "shipped"}
+    )
     registry.register("refund_order", lambda args: effects.append(f"refund {args['order_id']}") or {"refunded": True})
     return registry
 
@@ -52,10 +54,15 @@ def outputs_sent(api: FakeResponsesAPI) -> Dict[str, Dict[str, Any]]:
 
 @pytest.fixture
 def api() -> Iterator[FakeResponsesAPI]:
-    server = FakeResponsesAPI([
-        [function_call("lookup_order", {"order_id": "o-1"}, "c1"), function_call("refund_order", {"order_id": "o-1"}, "c2")],
-        [message("order o-1 shipped; I may not refund it")],
-    ])
+    server = FakeResponsesAPI(
+        [
+            [
+                function_call("lookup_order", {"order_id": "o-1"}, "c1"),
+                function_call("refund_order", {"order_id": "o-1"}, "c2"),
+            ],
+            [message("order o-1 shipped; I may not refund it")],
+        ]
+    )
     yield server
     server.close()
 
@@ -79,7 +86,11 @@ def test_loop_runs_allowed_calls_and_returns_denials(
     # The second turn carried the conversation: the user's message, both calls, both outputs.
     second = api.requests[1]["body"]["input"]
     assert [item.get("type", "message") for item in second] == [
-        "message", "function_call", "function_call", "function_call_output", "function_call_output"
+        "message",
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
     ]
 
 
@@ -96,13 +107,17 @@ def test_control_plane_down_runs_nothing(tools: ToolRegistry, effects: List[str]
     assert "no decision from the control plane" in sent["c1"]["zero_trust"]["reason"]
 
 
-def test_malformed_calls_are_refused_without_asking(client: ControlPlaneClient, tools: ToolRegistry, effects: List[str]) -> None:
+def test_malformed_calls_are_refused_without_asking(
+    client: ControlPlaneClient, tools: ToolRegistry, effects: List[str]
+) -> None:
     wrapper = ZeroTrustResponsesWrapper(None, control_plane=client, actor=ACTOR, tools=tools)
-    response = {"output": [
-        {"type": "function_call", "call_id": "a", "name": "lookup_order", "arguments": "{oops"},
-        {"type": "function_call", "call_id": "b", "name": "lookup_order", "arguments": "[1]"},
-        {"type": "function_call", "call_id": "c", "name": "", "arguments": "{}"},
-    ]}
+    response = {
+        "output": [
+            {"type": "function_call", "call_id": "a", "name": "lookup_order", "arguments": "{oops"},
+            {"type": "function_call", "call_id": "b", "name": "lookup_order", "arguments": "[1]"},
+            {"type": "function_call", "call_id": "c", "name": "", "arguments": "{}"},
+        ]
+    }
     reasons = [json.loads(o["output"])["zero_trust"]["reason"] for o in wrapper.collect_function_call_outputs(response)]
     assert reasons == [
         "function arguments are not valid JSON",

@@ -9,7 +9,6 @@ import sys
 from typing import Any, Dict, List
 
 import pytest
-
 from zt_server import ZtServer
 
 ACTOR = "py-compat-agent"
@@ -37,20 +36,35 @@ def test_every_reference_name_is_exported() -> None:
     import zt_infra
 
     for name in (
-        "ControlPlaneClient", "ControlPlaneError", "create_policy_decision_node", "create_guarded_action_node",
-        "route_by_decision", "ZeroTrustResponsesWrapper", "AgentsSDKGuardrailPlugin", "MCPZeroTrustGateway",
-        "A2APolicyProxy", "ToolRegistry", "default_agents_action_mapper", "default_response_action_mapper",
-        "default_mcp_action_mapper", "default_a2a_action_mapper",
+        "ControlPlaneClient",
+        "ControlPlaneError",
+        "create_policy_decision_node",
+        "create_guarded_action_node",
+        "route_by_decision",
+        "ZeroTrustResponsesWrapper",
+        "AgentsSDKGuardrailPlugin",
+        "MCPZeroTrustGateway",
+        "A2APolicyProxy",
+        "ToolRegistry",
+        "default_agents_action_mapper",
+        "default_response_action_mapper",
+        "default_mcp_action_mapper",
+        "default_a2a_action_mapper",
     ):
         assert callable(getattr(zt_infra, name)), name
         assert name in zt_infra.__all__, name
+    assert set(zt_infra._LAZY) <= set(zt_infra.__all__)
 
 
 def test_reference_client_and_node_shapes(env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     # As reference code does it: positional decide(actor, action), dict decisions, default keys.
     monkeypatch.setenv("ZT_TOKEN", env["token"])
     from zt_infra import (
-        ControlPlaneClient, ControlPlaneError, create_guarded_action_node, create_policy_decision_node, route_by_decision,
+        ControlPlaneClient,
+        ControlPlaneError,
+        create_guarded_action_node,
+        create_policy_decision_node,
+        route_by_decision,
     )
 
     client = ControlPlaneClient(base_url=env["url"], timeout_seconds=30)
@@ -99,13 +113,18 @@ def test_reference_responses_wrapper_shape(env: Dict[str, str]) -> None:
         actor=ACTOR,
         tools=tools,
     )
-    response = {"model": "m", "output": [
-        {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
-        {"type": "function_call", "call_id": "c2", "name": "drop_table", "arguments": "{}"},
-    ]}
+    response = {
+        "model": "m",
+        "output": [
+            {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "drop_table", "arguments": "{}"},
+        ],
+    }
     wrapper.continue_response(response)
     follow_up = OpenAIStandIn.responses.sent[0]["input"]
-    outputs = {item["call_id"]: json.loads(item["output"]) for item in follow_up if item["type"] == "function_call_output"}
+    outputs = {
+        item["call_id"]: json.loads(item["output"]) for item in follow_up if item["type"] == "function_call_output"
+    }
     assert outputs["c1"]["result"] == "content" and outputs["c1"]["zero_trust"]["decision"] == "allow"
     assert outputs["c2"]["result"] is None and outputs["c2"]["zero_trust"]["decision"] == "deny"
 

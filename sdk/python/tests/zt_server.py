@@ -49,11 +49,15 @@ class ZtServer:
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [
-                str(binary), "serve",
-                "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(data_dir),
+                str(binary),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--data-dir",
+                str(data_dir),
                 "--single-admin",
-                "--rate-limit", "100000",
+                "--rate-limit",
+                "100000",
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

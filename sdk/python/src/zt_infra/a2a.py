@@ -78,13 +78,21 @@ class A2APolicyProxy:
             return self.downstream(request)
         params = request.get("params")
         if not isinstance(params, dict):
-            return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": INVALID_PARAMS, "message": "Invalid parameters"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": request["id"],
+                "error": {"code": INVALID_PARAMS, "message": "Invalid parameters"},
+            }
         action, resource = self.action_mapper(self.remote_agent, params, method)
         actor = self.actor or _actor_from(params)
         decision = decide_fail_closed(self.control_plane, actor, action, resource, {"source": "a2a", "method": method})
         if decision.get("decision") == "allow" and decision.get("ok") is True:
             return self.downstream(request)
-        response = {"jsonrpc": "2.0", "id": request["id"], "result": {"task": self._denied_task(params, dict(decision))}}
+        response = {
+            "jsonrpc": "2.0",
+            "id": request["id"],
+            "result": {"task": self._denied_task(params, dict(decision))},
+        }
         return [response] if method == "SendStreamingMessage" else response
 
     def _denied_task(self, params: Dict[str, Any], decision: Dict[str, Any]) -> Dict[str, Any]:

@@ -19,7 +19,9 @@ T = TypeVar("T")
 class AsyncControlPlaneClient:
     """Takes the same arguments as `ControlPlaneClient` (or wraps one with `sync=`)."""
 
-    def __init__(self, base_url: Optional[str] = None, *, sync: Optional[ControlPlaneClient] = None, **kwargs: Any) -> None:
+    def __init__(
+        self, base_url: Optional[str] = None, *, sync: Optional[ControlPlaneClient] = None, **kwargs: Any
+    ) -> None:
         self.sync = sync if sync is not None else ControlPlaneClient(base_url, **kwargs)
 
     @property

@@ -207,4 +207,3 @@ def _no_constants(name: str) -> Any:
 
 def _excerpt(body: bytes) -> str:
     return body[:_EXCERPT].decode("utf-8", errors="replace")
-

@@ -101,10 +101,15 @@ class AgentsSDKGuardrailPlugin:
         try:
             arguments = json.loads(raw)
         except (TypeError, ValueError):
-            return local_deny(actor, f"openai.agents.tool.{safe_segment(tool_name)}", "", "tool arguments are not valid JSON")
+            return local_deny(
+                actor, f"openai.agents.tool.{safe_segment(tool_name)}", "", "tool arguments are not valid JSON"
+            )
         if not isinstance(arguments, dict):
             return local_deny(
-                actor, f"openai.agents.tool.{safe_segment(tool_name)}", "", "tool arguments must decode to a JSON object"
+                actor,
+                f"openai.agents.tool.{safe_segment(tool_name)}",
+                "",
+                "tool arguments must decode to a JSON object",
             )
         action, resource = self.action_mapper(tool_name, arguments, data)
         return decide_fail_closed(
@@ -126,4 +131,3 @@ def guarded_function_tool(
     guardrails = list(function_tool_kwargs.pop("tool_input_guardrails", None) or [])
     guardrails.insert(0, guard.create_tool_input_guardrail())
     return function_tool(func, tool_input_guardrails=guardrails, **function_tool_kwargs)
-

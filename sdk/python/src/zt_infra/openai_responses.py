@@ -64,7 +64,10 @@ class ZeroTrustResponsesWrapper:
 
     def build_follow_up_input(self, response: Any) -> List[Any]:
         """The response's output items followed by the function call outputs."""
-        return [*(_as_input(item) for item in _get(response, "output") or []), *self.collect_function_call_outputs(response)]
+        return [
+            *(_as_input(item) for item in _get(response, "output") or []),
+            *self.collect_function_call_outputs(response),
+        ]
 
     def continue_response(self, response: Any, *, model: Optional[str] = None, **kwargs: Any) -> Any:
         """Sends the follow-up turn (for server-side state, pass `previous_response_id`)."""
@@ -122,7 +125,11 @@ class ZeroTrustResponsesWrapper:
 
 
 def _output(call_id: str, payload: Dict[str, Any]) -> Dict[str, Any]:
-    return {"type": "function_call_output", "call_id": call_id, "output": json.dumps(payload, sort_keys=True, default=str)}
+    return {
+        "type": "function_call_output",
+        "call_id": call_id,
+        "output": json.dumps(payload, sort_keys=True, default=str),
+    }
 
 
 def _get(value: Any, key: str) -> Any:

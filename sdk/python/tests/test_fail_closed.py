@@ -274,3 +274,9 @@ def test_empty_action_is_refused_locally(fake: FakeControlPlane) -> None:
     ran = []
     assert client.guarded_call(action="", fn=lambda: ran.append(1)).execution_skipped
     assert ran == [] and fake.requests == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1", "127.0.0.1:3000", "http://", "http://h/?q=1"])
+def test_a_bad_base_url_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ValueError):
+        ControlPlaneClient(url)

@@ -8,6 +8,7 @@ import ssl
 import urllib.request
 import uuid
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
+from urllib.parse import urlsplit
 
 from . import transport as _transport
 from .decision import Decision, GuardedResult, local_deny, parse_answer
@@ -50,6 +51,9 @@ class ControlPlaneClient:
     ) -> None:
         url = base_url or os.environ.get("ZT_CONTROL_PLANE_URL") or DEFAULT_URL
         self.base_url = url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"invalid control plane URL `{url}`: expected http(s)://host[:port][/prefix]")
         self.actor = actor if actor is not None else (os.environ.get("ZT_ACTOR") or None)
         self._token = token if token is not None else (os.environ.get("ZT_TOKEN") or None)
         chosen = timeout if timeout is not None else timeout_seconds

@@ -29,7 +29,7 @@ KEY_ID = "zt-p256-fake"
 class Reply:
     status: int = 200
     body: Any = None  # dict (JSON-encoded) or bytes
-    mode: str = "normal"  # normal | reset | truncate | sleep | drip
+    mode: str = "normal"  # normal | reset | truncate | sleep | drip | drip_head
     seconds: float = 0.0
     headers: Dict[str, str] = field(default_factory=dict)
 
@@ -133,6 +133,14 @@ class FakeControlPlane:
                     return
                 if reply.mode == "sleep":
                     time.sleep(reply.seconds)
+                if reply.mode == "drip_head":
+                    # The status line and headers themselves, one byte at a time.
+                    head = f"HTTP/1.1 {reply.status} OK\r\ncontent-length: {len(body)}\r\n".encode()
+                    for byte in head + b"x-slow: " + b"y" * 10_000:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(reply.seconds)
+                    return
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")
                 for name, value in reply.headers.items():

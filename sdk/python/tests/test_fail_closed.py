@@ -57,6 +57,11 @@ CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
         ControlPlaneTimeout,
         False,
     ),
+    "status line and headers dripped past the deadline": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="drip_head", seconds=0.02),
+        ControlPlaneTimeout,
+        False,
+    ),
     "connection reset": (lambda f, r: Reply(mode="reset"), ControlPlaneUnreachable, False),
     "truncated body": (
         lambda f, r: Reply(200, decision_body(f.key, r), mode="truncate"),

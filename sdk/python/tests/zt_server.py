@@ -107,7 +107,10 @@ class ZtServer:
         """Allows `action`, approving the admin's own proposal if it is pending."""
         status, answer = self.admin("POST", "/policies/allow", {"action": action, "reason": reason})
         if status == 202:
-            proposal = answer.get("id") or (answer.get("proposal") or {}).get("id")
+            # The pending answer names its proposal: `{"proposal": "<id>", "status": "pending"}`.
+            proposal = answer.get("proposal")
+            if isinstance(proposal, dict):
+                proposal = proposal.get("id")
             status, answer = self.admin("POST", f"/policies/proposals/{proposal}/approve")
             assert status == 200, answer
             return

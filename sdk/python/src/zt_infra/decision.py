@@ -1,0 +1,209 @@
+"""Decision objects and the checks that make an answer a decision.
+
+A `Decision` is a `dict` (so code written against the reference adapters, which index
+`decision["decision"]`, keeps working) with typed read-only attributes named as the contract
+names its fields.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from .canonical import record_hash
+from .errors import ControlPlaneStatusError, EvidenceError, MalformedDecision
+
+#: The contract's top-level decision fields that enter the hashed record.
+_HASHED_TOP = ("actor", "action", "resource", "decision", "reason")
+#: The `audit` object has exactly these keys.
+_AUDIT_KEYS = frozenset({"timestamp", "previous_hash", "current_hash", "kms_signature"})
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Keys `evidence` may not carry: they already have a place in the hashed record.
+_RESERVED = frozenset(_HASHED_TOP) | _AUDIT_KEYS | {"ok", "audit", "evidence"}
+#: How much of an unexpected body an error message quotes.
+_EXCERPT = 300
+
+
+class Decision(Dict[str, Any]):
+    """An answer of `POST /actions` that passed every check, or a local fail-closed deny."""
+
+    @property
+    def ok(self) -> bool:
+        return self.get("ok") is True
+
+    @property
+    def allowed(self) -> bool:
+        """True only for a verified `allow`."""
+        return self.get("decision") == "allow" and self.get("ok") is True
+
+    @property
+    def decision(self) -> str:
+        return str(self.get("decision", "deny"))
+
+    @property
+    def reason(self) -> str:
+        return str(self.get("reason", ""))
+
+    @property
+    def actor(self) -> str:
+        return str(self.get("actor", ""))
+
+    @property
+    def action(self) -> str:
+        return str(self.get("action", ""))
+
+    @property
+    def resource(self) -> str:
+        return str(self.get("resource", ""))
+
+    @property
+    def audit(self) -> Optional[Dict[str, Any]]:
+        """The contract's audit envelope; `None` on a local deny (nothing was logged)."""
+        value = self.get("audit")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def evidence(self) -> Optional[Dict[str, Any]]:
+        """The hashed extension fields (`seq`, `policies`, `request_id`, ...)."""
+        value = self.get("evidence")
+        return value if isinstance(value, dict) else None
+
+
+class GuardedResult(Decision):
+    """A decision plus what happened to the protected work (`execution_skipped`, `result`)."""
+
+    @property
+    def execution_skipped(self) -> bool:
+        return self.get("execution_skipped") is not False
+
+    @property
+    def result(self) -> Any:
+        return self.get("result")
+
+    @property
+    def error(self) -> Optional[str]:
+        """Why no decision was obtained, when the skip was a fail-closed error."""
+        value = self.get("error")
+        return value if isinstance(value, str) else None
+
+
+def local_deny(actor: Optional[str], action: str, resource: str, reason: str) -> Decision:
+    """A deny made on the client because no trustworthy decision was obtained. It has no
+    `audit` (nothing was logged) and carries the cause in `error`."""
+    return Decision(
+        ok=False,
+        actor=actor or "",
+        action=action,
+        resource=resource,
+        decision="deny",
+        reason=reason,
+        audit=None,
+        evidence=None,
+        error=reason,
+    )
+
+
+def parse_answer(status: int, body: bytes, *, request_id: Optional[str]) -> Decision:
+    """Checks a `POST /actions` answer against the contract; raises on anything else.
+
+    The status must be 200 or 403 and agree with `decision` and `ok`; the body must be exactly
+    typed JSON; `audit` must have exactly its four keys; `evidence` must be present, echo the
+    request id sent, and `audit.current_hash` must recompute from the answer's own fields.
+    """
+    if status not in (200, 403):
+        raise ControlPlaneStatusError(status, _excerpt(body))
+    data = _loads(body)
+    if not isinstance(data, dict):
+        raise MalformedDecision("the answer is not a JSON object")
+    ok = data.get("ok")
+    if not isinstance(ok, bool):
+        raise MalformedDecision("`ok` is missing or not a boolean")
+    for key in _HASHED_TOP:
+        if not isinstance(data.get(key), str):
+            raise MalformedDecision(f"`{key}` is missing or not a string")
+    verdict = data["decision"]
+    if verdict not in ("allow", "deny"):
+        raise MalformedDecision(f"`decision` is `{verdict}`, not allow or deny")
+    if ok != (verdict == "allow") or (status == 200) != (verdict == "allow"):
+        raise MalformedDecision(f"status {status}, ok {ok} and decision `{verdict}` disagree")
+    if not data["reason"].strip():
+        raise MalformedDecision("`reason` is empty")
+    audit = _check_audit(data.get("audit"))
+    evidence = _check_evidence(data.get("evidence"))
+    if request_id is not None and evidence.get("request_id") != request_id:
+        raise EvidenceError("the answer does not echo this request's `request_id`")
+    body_fields: Dict[str, Any] = {key: data[key] for key in _HASHED_TOP}
+    body_fields["timestamp"] = audit["timestamp"]
+    body_fields["previous_hash"] = audit["previous_hash"]
+    body_fields.update(evidence)
+    try:
+        recomputed = record_hash(body_fields)
+    except (ValueError, UnicodeEncodeError) as error:
+        raise EvidenceError(f"the answer's record cannot be hashed: {error}") from error
+    if not hmac.compare_digest(recomputed, audit["current_hash"]):
+        raise EvidenceError("`audit.current_hash` does not match the answer's fields")
+    return Decision(data)
+
+
+def _check_audit(audit: Any) -> Dict[str, Any]:
+    if not isinstance(audit, dict):
+        raise EvidenceError("`audit` is missing or not an object")
+    if set(audit) != _AUDIT_KEYS:
+        raise EvidenceError("`audit` must have exactly timestamp, previous_hash, current_hash, kms_signature")
+    if not isinstance(audit["timestamp"], str) or not audit["timestamp"]:
+        raise EvidenceError("`audit.timestamp` is missing or not a string")
+    for key in ("previous_hash", "current_hash"):
+        value = audit[key]
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):
+            raise EvidenceError(f"`audit.{key}` is not 64 lowercase hex digits")
+    signature = audit["kms_signature"]
+    if not isinstance(signature, dict):
+        raise EvidenceError("`audit.kms_signature` is not an object")
+    for key in ("algorithm", "key_id", "signature"):
+        if not isinstance(signature.get(key), str):
+            raise EvidenceError(f"`audit.kms_signature.{key}` is missing or not a string")
+    return audit
+
+
+def _check_evidence(evidence: Any) -> Dict[str, Any]:
+    if not isinstance(evidence, dict):
+        raise EvidenceError("`evidence` is missing or not an object")
+    clash = sorted(_RESERVED.intersection(evidence))
+    if clash:
+        raise EvidenceError(f"`evidence` repeats `{clash[0]}`")
+    if evidence.get("kind") != "decision":
+        raise EvidenceError("`evidence.kind` is not `decision`")
+    seq = evidence.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise EvidenceError("`evidence.seq` is missing or not a non-negative integer")
+    if not isinstance(evidence.get("authenticated"), bool):
+        raise EvidenceError("`evidence.authenticated` is missing or not a boolean")
+    return evidence
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise MalformedDecision(f"the answer is not valid JSON: {error}") from error
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            # Two readers could take different values: ambiguous, so refused.
+            raise ValueError(f"duplicate key `{key}`")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"`{name}` is not JSON")
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:_EXCERPT].decode("utf-8", errors="replace")

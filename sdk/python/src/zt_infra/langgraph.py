@@ -1,0 +1,198 @@
+"""LangGraph adapters: a guarded tool for `ToolNode` graphs, and a policy-gate node with a
+router for graphs that branch on the decision. Needs `zt-infra[langgraph]`.
+
+Tool actions are `langgraph.tool.<tool>`; gate nodes ask for the state's action, on the
+state's resource or else the node's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+from .client import ControlPlaneClient
+from .decision import Decision
+from .naming import extract_resource, safe_segment
+
+State = Mapping[str, Any]
+StateUpdate = Dict[str, Any]
+ResourceMapper = Callable[[Dict[str, Any]], str]
+
+#: What a denied tool returns to the model, before the reason.
+DENIED_PREFIX = "denied by the zero-trust control plane: "
+
+
+def denial_message(decision: Mapping[str, Any]) -> str:
+    """The tool output the model sees when a call was not run."""
+    return f"{DENIED_PREFIX}{decision.get('reason', 'no reason given')}"
+
+
+def guard_tool(
+    tool: Any,
+    client: Optional[ControlPlaneClient] = None,
+    *,
+    action: Optional[str] = None,
+    resource: Union[str, ResourceMapper, None] = None,
+    actor: Optional[str] = None,
+) -> Any:
+    """A LangChain tool (or a plain function, made into one) that runs only on allow.
+
+    On deny, or when no decision can be obtained, the tool is not run and returns
+    `denied by the zero-trust control plane: <reason>` as its output, so the model learns why.
+    The guarded tool keeps the name, description and argument schema of the original, so it
+    drops into `ToolNode([...])` and `create_react_agent(model, [...])` unchanged.
+    """
+    from langchain_core.tools import BaseTool, StructuredTool
+    from langchain_core.tools import tool as make_tool
+
+    original: BaseTool = tool if isinstance(tool, BaseTool) else make_tool(tool)
+    cp = client if client is not None else ControlPlaneClient()
+    name = original.name
+    action_name = action or f"langgraph.tool.{safe_segment(name)}"
+
+    def ask(arguments: Dict[str, Any]) -> Decision:
+        return cp.decide_or_deny(
+            actor,
+            action_name,
+            _resource(resource, arguments),
+            context={"source": "langgraph", "tool": name, "tool_arguments": _jsonable(arguments)},
+        )
+
+    def run(**arguments: Any) -> Any:
+        decision = ask(arguments)
+        if not decision.allowed:
+            return denial_message(decision)
+        return original.invoke(arguments)
+
+    async def arun(**arguments: Any) -> Any:
+        decision = await asyncio.to_thread(ask, arguments)
+        if not decision.allowed:
+            return denial_message(decision)
+        return await original.ainvoke(arguments)
+
+    return StructuredTool.from_function(
+        func=run,
+        coroutine=arun,
+        name=name,
+        description=original.description,
+        args_schema=original.args_schema,
+        return_direct=original.return_direct,
+    )
+
+
+def zt_tool(
+    client: Optional[ControlPlaneClient] = None,
+    *,
+    action: Optional[str] = None,
+    resource: Union[str, ResourceMapper, None] = None,
+    actor: Optional[str] = None,
+) -> Callable[[Any], Any]:
+    """Decorator form of `guard_tool`: `@zt_tool(client)` over a function or a `@tool`."""
+
+    def decorate(tool: Any) -> Any:
+        return guard_tool(tool, client, action=action, resource=resource, actor=actor)
+
+    return decorate
+
+
+def create_policy_decision_node(
+    client: ControlPlaneClient,
+    *,
+    actor_key: str = "actor",
+    action_key: str = "action",
+    resource_key: str = "resource",
+    context_key: str = "context",
+    output_key: str = "control_plane_decision",
+    node_name: str = "policy_gate",
+) -> Callable[[State], StateUpdate]:
+    """A node that asks about `state[action_key]` and writes the decision to `output_key`.
+
+    The actor is `state[actor_key]` if set, else the client's. The resource is
+    `state[resource_key]` if set, else `node_name`; `state[context_key]`, a mapping, is sent as
+    the request's context. A missing action, or no decision from the
+    control plane, is written as a deny (with the cause as its reason): the graph routes to its
+    deny branch rather than failing open or crashing.
+    """
+
+    def policy_decision_node(state: State) -> StateUpdate:
+        actor = _optional_string(state, actor_key)
+        action = _optional_string(state, action_key) or ""
+        resource = _optional_string(state, resource_key) or node_name
+        context = state.get(context_key) if isinstance(state, Mapping) else None
+        return {
+            output_key: client.decide_or_deny(
+                actor, action, resource, context=_jsonable(context) if isinstance(context, Mapping) else None
+            )
+        }
+
+    return policy_decision_node
+
+
+def create_guarded_action_node(
+    action_node: Callable[[State], Any],
+    *,
+    decision_key: str = "control_plane_decision",
+    skipped_key: str = "execution_skipped",
+) -> Callable[[State], Any]:
+    """Wraps a node so it runs only after an explicit, verified allow in `state[decision_key]`;
+    otherwise it returns `{skipped_key: True}` without running. Works for sync and async nodes."""
+
+    if inspect.iscoroutinefunction(action_node):
+
+        async def guarded_async_node(state: State) -> StateUpdate:
+            if not _allowed(state, decision_key):
+                return {skipped_key: True}
+            return _mark_ran(await action_node(state), skipped_key)
+
+        return guarded_async_node
+
+    def guarded_action_node(state: State) -> StateUpdate:
+        if not _allowed(state, decision_key):
+            return {skipped_key: True}
+        return _mark_ran(action_node(state), skipped_key)
+
+    return guarded_action_node
+
+
+def route_by_decision(state: State, *, decision_key: str = "control_plane_decision") -> str:
+    """Conditional-edge router: `"allow"` only for an allow decision, else `"deny"`.
+
+    Use with `add_conditional_edges("policy_gate", route_by_decision, {"allow": ..., "deny": ...})`.
+    """
+    return "allow" if _allowed(state, decision_key) else "deny"
+
+
+def _allowed(state: State, key: str) -> bool:
+    decision = state.get(key) if isinstance(state, Mapping) else None
+    return isinstance(decision, Mapping) and decision.get("decision") == "allow" and decision.get("ok") is True
+
+
+def _mark_ran(update: Any, skipped_key: str) -> StateUpdate:
+    result: StateUpdate = dict(update) if isinstance(update, Mapping) else {}
+    result.setdefault(skipped_key, False)
+    return result
+
+
+def _optional_string(state: State, key: str) -> Optional[str]:
+    value = state.get(key) if isinstance(state, Mapping) else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _resource(resource: Union[str, ResourceMapper, None], arguments: Dict[str, Any]) -> str:
+    if callable(resource):
+        return str(resource(arguments))
+    if isinstance(resource, str):
+        return resource
+    return extract_resource(arguments)
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as plain JSON (non-JSON leaves as their text), for the request's context."""
+    try:
+        return json.loads(json.dumps(value, default=str, allow_nan=False))
+    except (TypeError, ValueError):
+        return str(value)

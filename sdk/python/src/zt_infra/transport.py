@@ -1,0 +1,167 @@
+"""One HTTP exchange with a whole-exchange deadline and a bounded body, over the standard library.
+
+`urllib`'s timeout bounds each socket operation, not the exchange: a server that drips one byte
+a second would never time out. Here every read gets only the time left until the deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+from urllib.parse import urlsplit
+
+from .errors import ControlPlaneTimeout, ControlPlaneUnreachable, InvalidRequest, MalformedDecision
+
+#: Largest answer body read from the control plane (decisions are about 1 KiB).
+MAX_RESPONSE_BYTES = 1 << 20
+
+_CHUNK = 64 * 1024
+
+#: The reference adapters' pluggable transport: `transport(request, timeout)` returns an object
+#: with `read()` (and `status` or `getcode()`), raising `urllib.error.HTTPError` for 4xx/5xx.
+Transport = Callable[[urllib.request.Request, float], Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A status and the whole body."""
+
+    status: int
+    body: bytes
+
+
+def exchange(
+    method: str,
+    url: str,
+    body: Optional[bytes],
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    ssl_context: Optional[ssl.SSLContext] = None,
+) -> Answer:
+    """Sends one request and reads the whole answer before `timeout` seconds have passed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"invalid control plane URL `{url}`")
+    deadline = time.monotonic() + timeout
+    try:
+        port = parts.port
+    except ValueError as error:
+        raise InvalidRequest(f"invalid control plane URL `{url}`") from error
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(
+            parts.hostname, port, timeout=timeout, context=ssl_context or ssl.create_default_context()
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    # A watchdog closes the socket at the deadline, so that no read, even of a status line
+    # dripped one byte at a time, outlives it.
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request(method, path, body=body, headers=dict(headers))
+        _set_remaining(conn, deadline)
+        response = conn.getresponse()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            _set_remaining(conn, deadline)
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise MalformedDecision(f"answer larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        if expired.is_set():
+            raise socket.timeout("deadline passed")
+        if response.length:
+            raise ControlPlaneUnreachable("the answer was cut off before its declared length")
+        return Answer(response.status, b"".join(chunks))
+    except (socket.timeout, TimeoutError) as error:
+        raise ControlPlaneTimeout(f"control plane did not answer within {timeout}s") from error
+    except (OSError, http.client.HTTPException) as error:
+        if expired.is_set():
+            raise ControlPlaneTimeout(f"control plane did not answer within {timeout}s") from error
+        if isinstance(error, http.client.IncompleteRead):
+            raise ControlPlaneUnreachable("the answer was cut off before its declared length") from error
+        raise ControlPlaneUnreachable(f"control plane unreachable: {_describe(error)}") from error
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def via_transport(
+    transport: Transport,
+    request: urllib.request.Request,
+    timeout: float,
+    *,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+) -> Answer:
+    """One exchange through a caller-supplied reference-style transport."""
+    try:
+        response = transport(request, timeout)
+        status = getattr(response, "status", None)
+        if status is None and hasattr(response, "getcode"):
+            status = response.getcode()
+        body = response.read(max_bytes + 1)
+        close = getattr(response, "close", None)
+        if callable(close):
+            close()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read(max_bytes + 1)
+    except (socket.timeout, TimeoutError) as error:
+        raise ControlPlaneTimeout(f"control plane did not answer within {timeout}s") from error
+    except urllib.error.URLError as error:
+        raise ControlPlaneUnreachable(f"control plane unreachable: {error.reason}") from error
+    except (OSError, http.client.HTTPException) as error:
+        raise ControlPlaneUnreachable(f"control plane unreachable: {_describe(error)}") from error
+    if not isinstance(body, bytes):
+        raise MalformedDecision("the transport returned a body that is not bytes")
+    if len(body) > max_bytes:
+        raise MalformedDecision(f"answer larger than {max_bytes} bytes")
+    # A transport that reports no status (the reference's test doubles) is read as 200: a deny
+    # body then disagrees with it and is refused, which fails closed.
+    return Answer(int(status) if status is not None else 200, body)
+
+
+def urlopen_transport(request: urllib.request.Request, timeout: float) -> Any:
+    """A reference-style transport over `urlopen`; the timeout is passed as the timeout (the
+    reference passed it positionally, where `urlopen` takes the request body)."""
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _set_remaining(conn: http.client.HTTPConnection, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise socket.timeout("deadline passed")
+    if conn.sock is not None:
+        conn.sock.settimeout(remaining)
+
+
+def _describe(error: BaseException) -> str:
+    return str(error) or type(error).__name__

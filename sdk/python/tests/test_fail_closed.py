@@ -1,0 +1,287 @@
+"""The fail-closed matrix: every way a decision can be missing or untrustworthy raises from
+`decide` and leaves the protected function unrun in `guarded_call`, sync and async."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable, Dict, Iterator, Type
+
+import pytest
+from fake_control_plane import DELETE, FakeControlPlane, Reply, SigningKey, decision_body
+
+from zt_infra import (
+    AsyncControlPlaneClient,
+    ControlPlaneClient,
+    ControlPlaneError,
+    ControlPlaneStatusError,
+    ControlPlaneTimeout,
+    ControlPlaneUnreachable,
+    EvidenceError,
+    MalformedDecision,
+)
+
+TIMEOUT = 1.0
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeControlPlane]:
+    server = FakeControlPlane()
+    yield server
+    server.close()
+
+
+Behaviour = Callable[[FakeControlPlane, Dict[str, Any]], Reply]
+
+# name -> (behaviour, expected error, whether the client pins the fake's key)
+CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
+    "status 500": (lambda f, r: Reply(500, {"ok": False, "error": "boom"}), ControlPlaneStatusError, False),
+    "status 401": (
+        lambda f, r: Reply(401, {"ok": False, "error": "authentication failed"}),
+        ControlPlaneStatusError,
+        False,
+    ),
+    "status 409 replay": (lambda f, r: Reply(409, decision_body(f.key, r, "deny")), ControlPlaneStatusError, False),
+    "status 302": (
+        lambda f, r: Reply(302, b"", headers={"location": "http://127.0.0.1:1/"}),
+        ControlPlaneStatusError,
+        False,
+    ),
+    "status 201 allow": (lambda f, r: Reply(201, decision_body(f.key, r)), ControlPlaneStatusError, False),
+    "timeout": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="sleep", seconds=TIMEOUT * 3),
+        ControlPlaneTimeout,
+        False,
+    ),
+    "slow drip past the deadline": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="drip", seconds=0.05),
+        ControlPlaneTimeout,
+        False,
+    ),
+    "status line and headers dripped past the deadline": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="drip_head", seconds=0.02),
+        ControlPlaneTimeout,
+        False,
+    ),
+    "connection reset": (lambda f, r: Reply(mode="reset"), ControlPlaneUnreachable, False),
+    "truncated body": (
+        lambda f, r: Reply(200, decision_body(f.key, r), mode="truncate"),
+        ControlPlaneUnreachable,
+        False,
+    ),
+    "not json": (lambda f, r: Reply(200, b"<html>allow</html>"), MalformedDecision, False),
+    "truncated json": (lambda f, r: Reply(200, b'{"ok": true, "decision": "allow"'), MalformedDecision, False),
+    "json array": (lambda f, r: Reply(200, b"[]"), MalformedDecision, False),
+    "not utf-8": (lambda f, r: Reply(200, b'{"ok": true, "reason": "\xff"}'), MalformedDecision, False),
+    "NaN constant": (lambda f, r: Reply(200, b'{"ok": true, "seq": NaN}'), MalformedDecision, False),
+    "duplicate decision key": (
+        lambda f, r: Reply(200, b'{"ok": true, "decision": "deny", "decision": "allow"}'),
+        MalformedDecision,
+        False,
+    ),
+    "ok is a string": (lambda f, r: Reply(200, decision_body(f.key, r, ok="true")), MalformedDecision, False),
+    "ok is 1": (lambda f, r: Reply(200, decision_body(f.key, r, ok=1)), MalformedDecision, False),
+    "decision is a number": (lambda f, r: Reply(200, decision_body(f.key, r, decision=1)), MalformedDecision, False),
+    "decision is ALLOW": (lambda f, r: Reply(200, decision_body(f.key, r, decision="ALLOW")), MalformedDecision, False),
+    "reason is a list": (lambda f, r: Reply(200, decision_body(f.key, r, reason=["ok"])), MalformedDecision, False),
+    "empty reason": (lambda f, r: Reply(200, decision_body(f.key, r, reason=" ")), MalformedDecision, False),
+    "actor missing": (lambda f, r: Reply(200, decision_body(f.key, r, actor=DELETE)), MalformedDecision, False),
+    "ok true on a deny": (lambda f, r: Reply(403, decision_body(f.key, r, "deny", ok=True)), MalformedDecision, False),
+    "ok false on an allow": (lambda f, r: Reply(200, decision_body(f.key, r, ok=False)), MalformedDecision, False),
+    "status 200 with a deny": (lambda f, r: Reply(200, decision_body(f.key, r, "deny")), MalformedDecision, False),
+    "status 403 with an allow": (lambda f, r: Reply(403, decision_body(f.key, r)), MalformedDecision, False),
+    "audit missing": (lambda f, r: Reply(200, decision_body(f.key, r, audit=DELETE)), EvidenceError, False),
+    "audit is a string": (lambda f, r: Reply(200, decision_body(f.key, r, audit="logged")), EvidenceError, False),
+    "audit has a fifth key": (lambda f, r: Reply(200, decision_body(f.key, r, audit__seq=7)), EvidenceError, False),
+    "current_hash upper case": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__current_hash="AB" * 32)),
+        EvidenceError,
+        False,
+    ),
+    "evidence missing": (lambda f, r: Reply(200, decision_body(f.key, r, evidence=DELETE)), EvidenceError, False),
+    "evidence seq is a string": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq="7")),
+        EvidenceError,
+        False,
+    ),
+    "evidence seq is a bool": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__seq=True)),
+        EvidenceError,
+        False,
+    ),
+    "evidence repeats reason": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__reason="x")),
+        EvidenceError,
+        False,
+    ),
+    "evidence kind admin": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__kind="admin")),
+        EvidenceError,
+        False,
+    ),
+    "hash mismatch: reason changed": (
+        lambda f, r: Reply(200, decision_body(f.key, r, reason="allowed after all")),
+        EvidenceError,
+        False,
+    ),
+    "hash mismatch: previous_hash changed": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__previous_hash="cd" * 32)),
+        EvidenceError,
+        False,
+    ),
+    "hash mismatch: evidence field added": (
+        lambda f, r: Reply(200, decision_body(f.key, r, evidence__policy_version="sha256:x")),
+        EvidenceError,
+        False,
+    ),
+    "request_id not echoed (replayed answer)": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "request_id": "an-older-request"})),
+        EvidenceError,
+        False,
+    ),
+    "oversize body": (lambda f, r: Reply(200, b" " * (2 << 20)), MalformedDecision, False),
+    "pinned: signature by another key": (
+        lambda f, r: Reply(200, decision_body(SigningKey(), r)),
+        EvidenceError,
+        True,
+    ),
+    "pinned: signature of another hash": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__kms_signature__signature=f.key.sign("00" * 32))),
+        EvidenceError,
+        True,
+    ),
+    "pinned: unknown key id": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__kms_signature__key_id="zt-p256-other")),
+        EvidenceError,
+        True,
+    ),
+    "pinned: mock algorithm": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__kms_signature__algorithm="MOCK_ECDSA_SHA_256")),
+        EvidenceError,
+        True,
+    ),
+    "pinned: signature not base64": (
+        lambda f, r: Reply(200, decision_body(f.key, r, audit__kms_signature__signature="not base64!")),
+        EvidenceError,
+        True,
+    ),
+}
+
+
+def client_for(fake: FakeControlPlane, pinned: bool) -> ControlPlaneClient:
+    return ControlPlaneClient(
+        fake.url,
+        actor="fake-agent",
+        token="zt_agent_secret",
+        timeout=TIMEOUT,
+        pinned_keys=fake.key.jwks() if pinned else None,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_decide_raises(fake: FakeControlPlane, name: str) -> None:
+    behaviour, expected, pinned = CASES[name]
+    fake.behaviour = lambda request: behaviour(fake, request)
+    with pytest.raises(expected):
+        client_for(fake, pinned).decide(action="fake.write", resource="r1")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_guarded_call_does_not_run(fake: FakeControlPlane, name: str) -> None:
+    behaviour, _, pinned = CASES[name]
+    fake.behaviour = lambda request: behaviour(fake, request)
+    ran = []
+    result = client_for(fake, pinned).guarded_call(action="fake.write", resource="r1", fn=lambda: ran.append(1))
+    assert ran == []
+    assert result.execution_skipped is True
+    assert result.decision == "deny" and result.ok is False
+    assert result.error and result.reason.startswith("no decision from the control plane, not run:")
+    assert result.audit is None
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_async_guarded_call_does_not_run(fake: FakeControlPlane, name: str) -> None:
+    behaviour, expected, pinned = CASES[name]
+    fake.behaviour = lambda request: behaviour(fake, request)
+    client = AsyncControlPlaneClient(sync=client_for(fake, pinned))
+    ran = []
+
+    async def work() -> None:
+        ran.append(1)
+
+    result = await client.guarded_call(action="fake.write", resource="r1", fn=work)
+    assert ran == [] and result.execution_skipped is True
+    with pytest.raises(expected):
+        await client.decide(action="fake.write")
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = ControlPlaneClient(f"http://127.0.0.1:{port}", actor="a", timeout=TIMEOUT)
+    with pytest.raises(ControlPlaneUnreachable):
+        client.decide(action="fake.write")
+    ran = []
+    assert client.guarded_call(action="fake.write", fn=lambda: ran.append(1)).execution_skipped
+    assert ran == []
+
+
+def test_deny_is_a_decision_not_an_error(fake: FakeControlPlane) -> None:
+    fake.behaviour = lambda request: Reply(403, decision_body(fake.key, request, "deny"))
+    client = client_for(fake, pinned=True)
+    decision = client.decide(action="fake.write", resource="r1")
+    assert decision.decision == "deny" and decision["decision"] == "deny"
+    ran = []
+    result = client.guarded_call(action="fake.write", resource="r1", fn=lambda: ran.append(1))
+    assert ran == [] and result.execution_skipped and result.error is None
+    assert result.reason == "denied by the fake" and result.audit is not None
+
+
+def test_allow_runs_once_and_returns_the_result(fake: FakeControlPlane) -> None:
+    client = client_for(fake, pinned=True)
+    ran = []
+    result = client.guarded_call(action="fake.write", resource="r1", fn=lambda: ran.append(1) or "done")
+    assert ran == [1]
+    assert result.execution_skipped is False and result["execution_skipped"] is False
+    assert result.result == "done" and result.decision == "allow"
+    assert set(result.audit or {}) == {"timestamp", "previous_hash", "current_hash", "kms_signature"}
+
+
+def test_request_shape(fake: FakeControlPlane) -> None:
+    """A fresh request_id per call, the bearer token, the actor, and the context as given."""
+    client = client_for(fake, pinned=False)
+    client.decide(action="fake.write", resource="r1", context={"environment": "staging"})
+    client.decide(action="fake.write")
+    first, second = fake.requests
+    assert first == {
+        "actor": "fake-agent",
+        "action": "fake.write",
+        "resource": "r1",
+        "context": {"environment": "staging"},
+        "request_id": first["request_id"],
+    }
+    assert len(first["request_id"]) == 32 and first["request_id"] != second["request_id"]
+    assert fake.headers[0]["authorization"] == "Bearer zt_agent_secret"
+    assert "zt_agent_secret" not in repr(client)
+
+
+def test_environment_defaults(fake: FakeControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZT_CONTROL_PLANE_URL", fake.url)
+    monkeypatch.setenv("ZT_ACTOR", "env-agent")
+    monkeypatch.setenv("ZT_TOKEN", "zt_agent_env")
+    client = ControlPlaneClient()
+    assert client.decide(action="fake.read").actor == "env-agent"
+    assert fake.headers[-1]["authorization"] == "Bearer zt_agent_env"
+
+
+def test_empty_action_is_refused_locally(fake: FakeControlPlane) -> None:
+    client = client_for(fake, pinned=False)
+    ran = []
+    assert client.guarded_call(action="", fn=lambda: ran.append(1)).execution_skipped
+    assert ran == [] and fake.requests == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:1", "127.0.0.1:3000", "http://", "http://h/?q=1"])
+def test_a_bad_base_url_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ValueError):
+        ControlPlaneClient(url)

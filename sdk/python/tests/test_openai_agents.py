@@ -1,0 +1,154 @@
+"""OpenAI Agents SDK with the real package and the real control plane: `Runner.run` drives a
+scripted model (no network); the guardrail runs allowed tools and rejects denied ones."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, AsyncIterator, Dict, List
+
+import pytest
+
+pytest.importorskip("agents")
+
+from agents import Agent, Runner, ToolInputGuardrailTripwireTriggered, Usage, set_tracing_disabled
+from agents.items import ModelResponse
+from agents.models.interface import Model
+from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+from zt_server import ZtServer
+
+from zt_infra import AgentsSDKGuardrailPlugin, ControlPlaneClient
+from zt_infra.openai_agents import DENIED_PREFIX, guarded_function_tool
+
+AGENT = "py-agents-sdk-agent"
+set_tracing_disabled(True)
+
+
+class ScriptedModel(Model):
+    """Returns one scripted turn per call and records what it was sent."""
+
+    def __init__(self, turns: List[List[Any]]) -> None:
+        self.turns = list(turns)
+        self.inputs: List[Any] = []
+
+    async def get_response(self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any) -> ModelResponse:
+        self.inputs.append(input)
+        return ModelResponse(output=self.turns.pop(0), usage=Usage(), response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+
+def call(name: str, arguments: Dict[str, Any], call_id: str) -> ResponseFunctionToolCall:
+    return ResponseFunctionToolCall(
+        type="function_call", call_id=call_id, name=name, arguments=json.dumps(arguments), id=call_id
+    )
+
+
+def say(text: str) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id="m1",
+        role="assistant",
+        status="completed",
+        type="message",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def tool_outputs(model: ScriptedModel) -> Dict[str, str]:
+    outputs: Dict[str, str] = {}
+    for sent in model.inputs:
+        for item in sent if isinstance(sent, list) else []:
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                outputs[item["call_id"]] = str(item["output"])
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def client(zt: ZtServer) -> ControlPlaneClient:
+    token = zt.register(AGENT)
+    zt.allow("openai.agents.tool.get_weather", "weather is public")
+    return ControlPlaneClient(zt.url, actor=AGENT, token=token, timeout=30)
+
+
+def make_tools(effects: List[str], plugin: AgentsSDKGuardrailPlugin) -> List[Any]:
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        effects.append(f"weather {city}")
+        return f"sunny in {city}"
+
+    def wire_money(account: str, amount: int) -> str:
+        """Send money."""
+        effects.append(f"wired {amount} to {account}")
+        return "sent"
+
+    return [guarded_function_tool(get_weather, plugin), guarded_function_tool(wire_money, plugin)]
+
+
+async def test_runner_runs_allowed_tools_and_rejects_denied(client: ControlPlaneClient) -> None:
+    effects: List[str] = []
+    plugin = AgentsSDKGuardrailPlugin(control_plane=client)
+    model = ScriptedModel(
+        [
+            [
+                call("get_weather", {"city": "Paris"}, "c1"),
+                call("wire_money", {"account": "evil", "amount": 100}, "c2"),
+            ],
+            [say("done")],
+        ]
+    )
+    agent = Agent(name=AGENT, instructions="help", model=model, tools=make_tools(effects, plugin))
+    result = await Runner.run(agent, "weather, then pay")
+    assert result.final_output == "done"
+    assert effects == ["weather Paris"]
+    outputs = tool_outputs(model)
+    assert outputs["c1"] == "sunny in Paris"
+    assert outputs["c2"] == f"{DENIED_PREFIX}action is not in the allow list"
+
+
+async def test_raise_exception_behaviour_halts_the_run(client: ControlPlaneClient) -> None:
+    effects: List[str] = []
+    plugin = AgentsSDKGuardrailPlugin(control_plane=client, deny_behavior="raise_exception")
+    model = ScriptedModel([[call("wire_money", {"account": "evil", "amount": 1}, "c1")], [say("never")]])
+    agent = Agent(name=AGENT, instructions="help", model=model, tools=make_tools(effects, plugin))
+    with pytest.raises(ToolInputGuardrailTripwireTriggered):
+        await Runner.run(agent, "pay")
+    assert effects == []
+
+
+async def test_control_plane_down_rejects(client: ControlPlaneClient) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = ControlPlaneClient(f"http://127.0.0.1:{port}", actor=AGENT, token="zt_agent_x", timeout=2)
+    effects: List[str] = []
+    model = ScriptedModel([[call("get_weather", {"city": "Oslo"}, "c1")], [say("ok")]])
+    agent = Agent(
+        name=AGENT,
+        instructions="help",
+        model=model,
+        tools=make_tools(effects, AgentsSDKGuardrailPlugin(control_plane=down)),
+    )
+    await Runner.run(agent, "weather")
+    assert effects == []
+    assert tool_outputs(model)["c1"].startswith(DENIED_PREFIX + "no decision from the control plane")
+
+
+def test_action_names_and_local_refusals() -> None:
+    plugin = AgentsSDKGuardrailPlugin(control_plane=ControlPlaneClient("http://127.0.0.1:9", timeout=1))
+
+    class Ctx:
+        tool_name = "create pull/request!"
+        tool_namespace = "git hub"
+        tool_arguments = '{"owner": "octo", "repo": "demo"}'
+
+    class Data:
+        context = Ctx()
+        agent = None
+
+    action, resource = plugin.action_mapper(Ctx.tool_name, {"owner": "octo", "repo": "demo"}, Data())
+    assert action == "openai.agents.tool.git_hub.create_pull_request" and resource == "octo/demo"
+    Ctx.tool_arguments = "[1, 2]"
+    assert plugin.decide_for(Data()).reason == "tool arguments must decode to a JSON object"
+    Ctx.tool_arguments = "{not json"
+    assert plugin.decide_for(Data()).reason == "tool arguments are not valid JSON"

@@ -1,0 +1,139 @@
+"""OpenAI Responses with the real `openai` client (against a local Responses API stand-in) and
+the real control plane: allowed function calls run, denied ones are answered with a
+`function_call_output` carrying the denial and its reason."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+pytest.importorskip("openai")
+
+from fake_openai import FakeResponsesAPI, function_call, message
+from openai import OpenAI
+from zt_server import ZtServer
+
+from zt_infra import ControlPlaneClient, ToolRegistry, ZeroTrustResponsesWrapper
+
+ACTOR = "py-responses-agent"
+
+
+@pytest.fixture(scope="module")
+def client(zt: ZtServer) -> ControlPlaneClient:
+    token = zt.register(ACTOR)
+    zt.allow("openai.responses.function.lookup_order", "order lookups are read-only")
+    return ControlPlaneClient(zt.url, actor=ACTOR, token=token, timeout=30)
+
+
+@pytest.fixture
+def effects() -> List[str]:
+    return []
+
+
+@pytest.fixture
+def tools(effects: List[str]) -> ToolRegistry:
+    registry = ToolRegistry()
+    registry.register(
+        "lookup_order", lambda args: effects.append(f"lookup {args['order_id']}") or {"status": "shipped"}
+    )
+    registry.register("refund_order", lambda args: effects.append(f"refund {args['order_id']}") or {"refunded": True})
+    return registry
+
+
+def outputs_sent(api: FakeResponsesAPI) -> Dict[str, Dict[str, Any]]:
+    found: Dict[str, Dict[str, Any]] = {}
+    for request in api.requests:
+        for item in request["body"].get("input") or []:
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                found[item["call_id"]] = json.loads(item["output"])
+    return found
+
+
+@pytest.fixture
+def api() -> Iterator[FakeResponsesAPI]:
+    server = FakeResponsesAPI(
+        [
+            [
+                function_call("lookup_order", {"order_id": "o-1"}, "c1"),
+                function_call("refund_order", {"order_id": "o-1"}, "c2"),
+            ],
+            [message("order o-1 shipped; I may not refund it")],
+        ]
+    )
+    yield server
+    server.close()
+
+
+def test_loop_runs_allowed_calls_and_returns_denials(
+    client: ControlPlaneClient, tools: ToolRegistry, effects: List[str], api: FakeResponsesAPI
+) -> None:
+    openai = OpenAI(base_url=api.base_url, api_key="sk-test", max_retries=0)
+    wrapper = ZeroTrustResponsesWrapper(openai, control_plane=client, actor=ACTOR, tools=tools)
+    final = wrapper.run(model="scripted", input="check and refund o-1")
+    assert final.output_text == "order o-1 shipped; I may not refund it"
+    assert effects == ["lookup o-1"]
+    sent = outputs_sent(api)
+    assert sent["c1"]["ok"] is True and sent["c1"]["result"] == {"status": "shipped"}
+    assert sent["c1"]["zero_trust"]["decision"] == "allow"
+    denial = sent["c2"]
+    assert denial["ok"] is False and denial["result"] is None
+    assert denial["zero_trust"]["decision"] == "deny"
+    assert denial["zero_trust"]["reason"] == "action is not in the allow list"
+    assert set(denial["zero_trust"]["audit"]) == {"timestamp", "previous_hash", "current_hash", "kms_signature"}
+    # The second turn carried the conversation: the user's message, both calls, both outputs.
+    second = api.requests[1]["body"]["input"]
+    assert [item.get("type", "message") for item in second] == [
+        "message",
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+    ]
+
+
+def test_control_plane_down_runs_nothing(tools: ToolRegistry, effects: List[str], api: FakeResponsesAPI) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = ControlPlaneClient(f"http://127.0.0.1:{port}", actor=ACTOR, token="zt_agent_x", timeout=2)
+    openai = OpenAI(base_url=api.base_url, api_key="sk-test", max_retries=0)
+    ZeroTrustResponsesWrapper(openai, control_plane=down, actor=ACTOR, tools=tools).run(model="scripted", input="go")
+    assert effects == []
+    sent = outputs_sent(api)
+    assert all(not item["ok"] for item in sent.values()) and set(sent) == {"c1", "c2"}
+    assert "no decision from the control plane" in sent["c1"]["zero_trust"]["reason"]
+
+
+def test_malformed_calls_are_refused_without_asking(
+    client: ControlPlaneClient, tools: ToolRegistry, effects: List[str]
+) -> None:
+    wrapper = ZeroTrustResponsesWrapper(None, control_plane=client, actor=ACTOR, tools=tools)
+    response = {
+        "output": [
+            {"type": "function_call", "call_id": "a", "name": "lookup_order", "arguments": "{oops"},
+            {"type": "function_call", "call_id": "b", "name": "lookup_order", "arguments": "[1]"},
+            {"type": "function_call", "call_id": "c", "name": "", "arguments": "{}"},
+        ]
+    }
+    reasons = [json.loads(o["output"])["zero_trust"]["reason"] for o in wrapper.collect_function_call_outputs(response)]
+    assert reasons == [
+        "function arguments are not valid JSON",
+        "function arguments must decode to a JSON object",
+        "function name is required",
+    ]
+    assert effects == []
+
+
+def test_the_loop_is_bounded(client: ControlPlaneClient, tools: ToolRegistry) -> None:
+    api = FakeResponsesAPI([[function_call("lookup_order", {"order_id": str(n)}, f"c{n}")] for n in range(3)])
+    try:
+        openai = OpenAI(base_url=api.base_url, api_key="sk-test", max_retries=0)
+        with pytest.raises(RuntimeError, match="no final answer within 2 model turns"):
+            ZeroTrustResponsesWrapper(openai, control_plane=client, actor=ACTOR, tools=tools).run(
+                model="scripted", input="loop", max_turns=2
+            )
+    finally:
+        api.close()

@@ -2,13 +2,17 @@
 the Agents SDK, Responses, the MCP gateway and the A2A proxy gives decisions with identical
 field names; the server's log then verifies with `zt audit verify`.
 
-The Rust SDK leg needs a Rust program that calls `zt_client::ControlPlane::decide`; no such
-binary is shipped, so this file covers the Python side of the envelope.
+The Rust SDK leg runs `crates/zt-client/examples/decide.rs` (built by `cargo test`, or
+`cargo build -p zt-client --example decide`; `ZT_RUST_DECIDE` names another build). Without it
+that leg is skipped with a printed reason, unless `ZT_REQUIRE_SERVICES=1`, which fails instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -23,7 +27,7 @@ from langgraph.graph import END, START, StateGraph
 from openai import OpenAI
 from test_langgraph import GateState
 from test_openai_agents import ScriptedModel, call, say
-from zt_server import ZtServer
+from zt_server import REPO_ROOT, ZtServer
 
 from zt_infra import (
     A2APolicyProxy,
@@ -40,6 +44,33 @@ ACTOR = "envelope-agent"
 ALLOWED = "envelope.read"
 DENIED = "envelope.delete"
 set_tracing_disabled(True)
+
+
+def rust_decide_binary() -> Path | None:
+    configured = os.environ.get("ZT_RUST_DECIDE")
+    if configured:
+        return Path(configured)
+    for build in ("release", "debug"):
+        path = REPO_ROOT / "target" / build / "examples" / "decide"
+        if path.is_file():
+            return path
+    return None
+
+
+def rust_sdk(binary: Path, url: str, token: str) -> Dict[str, Dict[str, Any]]:
+    env = {**os.environ, "ZT_CONTROL_PLANE_URL": url, "ZT_ACTOR": ACTOR, "ZT_TOKEN": token}
+    found: Dict[str, Dict[str, Any]] = {}
+    for verdict, action in (("allow", ALLOWED), ("deny", DENIED)):
+        run = subprocess.run(
+            [str(binary), action, "r1", json.dumps({"source": "rust"})],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        found[verdict] = json.loads(run.stdout)
+    return found
 
 
 def python_sdk(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
@@ -147,6 +178,13 @@ async def test_one_envelope_everywhere(fresh_zt: ZtServer) -> None:
         "agents sdk": await agents_sdk(client),
         "responses": responses(client),
     }
+    rust = rust_decide_binary()
+    if rust is not None:
+        paths["rust sdk"] = rust_sdk(rust, fresh_zt.url, token)
+    elif os.environ.get("ZT_REQUIRE_SERVICES") == "1":
+        pytest.fail("the Rust SDK leg needs target/*/examples/decide (cargo build -p zt-client --example decide)")
+    else:
+        print("SKIPPED the Rust SDK leg: no target/*/examples/decide (cargo build -p zt-client --example decide)")
     denials = gateways(client)
     seqs: List[int] = []
     for name, by_verdict in paths.items():
@@ -163,7 +201,7 @@ async def test_one_envelope_everywhere(fresh_zt: ZtServer) -> None:
     for name, decision in denials.items():
         assert shape(decision) == shape(paths["python sdk"]["deny"]), name
         seqs.append(decision["evidence"]["seq"])
-    assert len(set(seqs)) == len(seqs) == 10
+    assert len(set(seqs)) == len(seqs) == 2 * len(paths) + len(denials)
 
     assert fresh_zt.stop() == 0
     verified = fresh_zt.verify_offline()

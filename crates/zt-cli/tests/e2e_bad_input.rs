@@ -128,11 +128,12 @@ fn chunked(payload: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
-/// A syntactically valid decision request of exactly `len` bytes.
+/// A syntactically valid decision request of exactly `len` bytes (padded in its context: a
+/// resource is at most 1024 bytes).
 fn request_of_len(len: usize) -> String {
-    let empty = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": ""}).to_string();
+    let empty = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "", "context": {"pad": ""}}).to_string();
     let pad = len.checked_sub(empty.len()).expect("len too small");
-    let body = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "r".repeat(pad)}).to_string();
+    let body = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "", "context": {"pad": "r".repeat(pad)}}).to_string();
     assert_eq!(body.len(), len);
     body
 }

@@ -75,7 +75,11 @@ fn action_names_that_evaded_the_deny_rule_are_refused_or_folded_into_it() {
         dots.as_str(),
     ] {
         let answer = server.decide("names-agent", action, "bucket");
-        assert_refused(&format!("{action:.20?}"), answer, "invalid request: action ");
+        assert_refused(
+            &format!("{action:.20?}"),
+            answer,
+            "invalid request: action ",
+        );
         let (status, health) = server.json("GET", "/health", None);
         assert_eq!(status, 200, "{health}");
     }
@@ -83,7 +87,7 @@ fn action_names_that_evaded_the_deny_rule_are_refused_or_folded_into_it() {
         decision_records(&server).is_empty(),
         "no refused name is recorded"
     );
-    assert!(invalid_request_count(&server) >= 6);
+    assert_eq!(invalid_request_count(&server), 6, "each refusal counted");
 
     // A case variant is folded: the deny its lower-case form hits, recorded and echoed folded.
     let (status, body) = server.decide("names-agent", "aws.s3.DELETE_bucket", "bucket");
@@ -99,13 +103,6 @@ fn action_names_that_evaded_the_deny_rule_are_refused_or_folded_into_it() {
         .map(|r| r["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["aws.s3.delete_bucket", "aws.s3.get_object"]);
-    let out = common::zt(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
 #[test]
@@ -114,7 +111,11 @@ fn resources_are_checked_and_normalized() {
     let server = server_with_policy(dir.path());
     for resource in ["prod\u{202e}db", "prod\u{200b}db", "prod\ndb", " prod"] {
         let answer = server.decide("names-agent", "aws.s3.get_object", resource);
-        assert_refused(&format!("{resource:?}"), answer, "invalid request: resource ");
+        assert_refused(
+            &format!("{resource:?}"),
+            answer,
+            "invalid request: resource ",
+        );
     }
     let long = "r".repeat(1025);
     let answer = server.decide("names-agent", "aws.s3.get_object", &long);
@@ -147,9 +148,17 @@ fn look_alike_and_invisible_actors_cannot_be_registered_or_claimed() {
         "spiffe://Example.org/a",
     ] {
         let answer = server.json("POST", "/agents", Some(json!({"actor": actor})));
-        assert_refused(&format!("register {actor:?}"), answer, "invalid request: actor ");
+        assert_refused(
+            &format!("register {actor:?}"),
+            answer,
+            "invalid request: actor ",
+        );
         let answer = server.decide(actor, "aws.s3.get_object", "");
-        assert_refused(&format!("decide as {actor:?}"), answer, "invalid request: actor ");
+        assert_refused(
+            &format!("decide as {actor:?}"),
+            answer,
+            "invalid request: actor ",
+        );
     }
     let (_, list) = server.json("GET", "/agents", None);
     let names: Vec<&str> = list["agents"]
@@ -205,11 +214,7 @@ fn a_policy_naming_an_upper_case_action_is_refused() {
     );
     assert_refused("allow shortcut", answer, "invalid request: policy action ");
     let cedar = r#"forbid(principal, action == Action::"aws.s3.DELETE_bucket", resource);"#;
-    let (status, body) = server.json(
-        "POST",
-        "/policies/proposals",
-        Some(json!({"cedar": cedar})),
-    );
+    let (status, body) = server.json("POST", "/policies/proposals", Some(json!({"cedar": cedar})));
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("upper case"),
@@ -236,7 +241,11 @@ fn an_agent_registered_under_a_now_invalid_name_is_denied_not_fatal() {
     let registry = dir.path().join("agents.json");
     let text = std::fs::read_to_string(&registry).unwrap();
     assert!(text.contains("\"legacy-agent\""), "{text}");
-    std::fs::write(&registry, text.replace("\"legacy-agent\"", "\"leg\u{430}cy-agent\"")).unwrap();
+    std::fs::write(
+        &registry,
+        text.replace("\"legacy-agent\"", "\"leg\u{430}cy-agent\""),
+    )
+    .unwrap();
 
     let server = Server::start_with_auth(dir.path(), "credentials", &["--single-admin"]);
     let (status, _, body) = server.json_as(
@@ -249,12 +258,7 @@ fn an_agent_registered_under_a_now_invalid_name_is_denied_not_fatal() {
     let (status, _, list) = server.json_as(&admin, "GET", "/agents", None);
     assert_eq!(status, 200);
     assert_eq!(list["agents"][0]["actor"], "leg\u{430}cy-agent", "{list}");
-    let (status, _, body) = server.json_as(
-        &admin,
-        "POST",
-        "/agents/leg%D0%B0cy-agent/token",
-        None,
-    );
+    let (status, _, body) = server.json_as(&admin, "POST", "/agents/leg%D0%B0cy-agent/token", None);
     assert_eq!(status, 400, "no new token for it: {body}");
     let (status, _, body) = server.json_as(&admin, "DELETE", "/agents/leg%D0%B0cy-agent", None);
     assert_eq!(status, 200, "it can be removed: {body}");

@@ -102,8 +102,13 @@ impl ActionPolicy {
                 return Err(PolicyError::EmptyAction { list, index });
             }
             for (index, rule) in rules.iter().enumerate() {
-                ActionPattern::parse(&rule.action)
-                    .map_err(|source| PolicyError::InvalidPattern { list, index, source })?;
+                ActionPattern::parse(&rule.action).map_err(|source| {
+                    PolicyError::InvalidPattern {
+                        list,
+                        index,
+                        source,
+                    }
+                })?;
             }
         }
         Ok(())

@@ -115,7 +115,11 @@ mod tests {
         }
         assert!(cache.len() <= 3, "{}", cache.len());
         cache.insert("huge".into(), 0, 501);
-        assert_eq!(cache.get("huge"), None, "heavier than a generation: never cached");
+        assert_eq!(
+            cache.get("huge"),
+            None,
+            "heavier than a generation: never cached"
+        );
         cache.insert("k99".into(), 99, 300);
         cache.insert("k99".into(), 99, 300);
         assert!(cache.weight() <= 1000);

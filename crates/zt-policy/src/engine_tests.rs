@@ -358,12 +358,20 @@ fn names_that_evaded_deny_rules_are_denied() {
     ] {
         let d = decide(&engine, action);
         assert!(!d.allowed, "{action:?}");
-        assert!(d.reason.starts_with("request denied: action "), "{}", d.reason);
+        assert!(
+            d.reason.starts_with("request denied: action "),
+            "{}",
+            d.reason
+        );
     }
     assert!(decide(&engine, "aws.s3.get_object").allowed);
     let d = engine.decide(&PolicyRequest::new("\u{430}gent", "aws.s3.get_object", "r"));
     assert!(!d.allowed, "{}", d.reason);
-    let d = engine.decide(&PolicyRequest::new("agent", "aws.s3.get_object", "r\u{202e}"));
+    let d = engine.decide(&PolicyRequest::new(
+        "agent",
+        "aws.s3.get_object",
+        "r\u{202e}",
+    ));
     assert!(!d.allowed, "{}", d.reason);
 }
 

@@ -59,7 +59,14 @@ mod tests {
     #[test]
     fn finds_the_named_groups_of_an_action_most_specific_first() {
         let mut groups = NamedGroups::default();
-        for name in ["aws.*", "aws.iam.*", "gcp.*", "aws.iam.create_user", "*", "a.b.c.*"] {
+        for name in [
+            "aws.*",
+            "aws.iam.*",
+            "gcp.*",
+            "aws.iam.create_user",
+            "*",
+            "a.b.c.*",
+        ] {
             groups.add(name);
         }
         assert_eq!(groups.of("aws.iam.create_user"), ["aws.iam.*", "aws.*"]);

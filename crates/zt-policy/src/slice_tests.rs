@@ -52,16 +52,19 @@ fn policies_are_indexed_by_their_action_scope() {
 
 #[test]
 fn a_slice_holds_only_what_can_apply() {
-    let slicer = Slicer::new(policies(&[
-        r#"permit(principal, action, resource);"#,
-        r#"permit(principal, action == Action::"aws.iam.create_user", resource);"#,
-        r#"permit(principal, action == Action::"aws.iam", resource);"#,
-        r#"forbid(principal, action in Action::"aws.*", resource);"#,
-        r#"forbid(principal, action in Action::"aws.iam.*", resource);"#,
-        r#"forbid(principal, action in Action::"gcp.*", resource);"#,
-        r#"permit(principal, action in Action::"aws.iam.create_user", resource);"#,
-        r#"permit(principal, action in [Action::"gcp.*", Action::"aws.iam.*"], resource);"#,
-    ]), &BTreeSet::new())
+    let slicer = Slicer::new(
+        policies(&[
+            r#"permit(principal, action, resource);"#,
+            r#"permit(principal, action == Action::"aws.iam.create_user", resource);"#,
+            r#"permit(principal, action == Action::"aws.iam", resource);"#,
+            r#"forbid(principal, action in Action::"aws.*", resource);"#,
+            r#"forbid(principal, action in Action::"aws.iam.*", resource);"#,
+            r#"forbid(principal, action in Action::"gcp.*", resource);"#,
+            r#"permit(principal, action in Action::"aws.iam.create_user", resource);"#,
+            r#"permit(principal, action in [Action::"gcp.*", Action::"aws.iam.*"], resource);"#,
+        ]),
+        &BTreeSet::new(),
+    )
     .unwrap();
     let names = Names::get().unwrap();
     assert_eq!(ids(slicer.always()), ["p0"]);

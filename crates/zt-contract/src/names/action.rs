@@ -9,7 +9,8 @@ pub const MAX_ACTION_BYTES: usize = 256;
 /// Most dot-separated segments in an action name.
 pub const MAX_ACTION_SEGMENTS: usize = 32;
 
-const ACTION_ALPHABET: &str = "use ASCII letters, digits, `_` and `-`, in segments separated by `.`";
+const ACTION_ALPHABET: &str =
+    "use ASCII letters, digits, `_` and `-`, in segments separated by `.`";
 
 /// A valid action name, folded to lower case: `aws.s3.delete_bucket`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

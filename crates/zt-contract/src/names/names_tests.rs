@@ -34,7 +34,14 @@ fn actions_are_folded_to_lower_case() {
 fn actions_that_evade_deny_rules_are_refused() {
     let cases: [(&str, fn(&NameError) -> bool); 9] = [
         ("aws.s3.\u{0}delete", |e| {
-            matches!(e, NameError::Character { at: 7, character: Shown('\u{0}'), .. })
+            matches!(
+                e,
+                NameError::Character {
+                    at: 7,
+                    character: Shown('\u{0}'),
+                    ..
+                }
+            )
         }),
         ("aws.s3.\u{200b}delete", |e| {
             matches!(e, NameError::Character { at: 7, .. })
@@ -42,11 +49,21 @@ fn actions_that_evade_deny_rules_are_refused() {
         ("aws.s3.\u{ff44}elete", |e| {
             matches!(e, NameError::Character { at: 7, .. })
         }),
-        ("aws.s3.*", |e| matches!(e, NameError::Wildcard { at: 7, .. })),
-        ("aws..s3", |e| matches!(e, NameError::EmptySegment { at: 4, .. })),
-        (".aws", |e| matches!(e, NameError::EmptySegment { at: 0, .. })),
-        ("aws.", |e| matches!(e, NameError::EmptySegment { at: 3, .. })),
-        ("aws s3", |e| matches!(e, NameError::Character { at: 3, .. })),
+        ("aws.s3.*", |e| {
+            matches!(e, NameError::Wildcard { at: 7, .. })
+        }),
+        ("aws..s3", |e| {
+            matches!(e, NameError::EmptySegment { at: 4, .. })
+        }),
+        (".aws", |e| {
+            matches!(e, NameError::EmptySegment { at: 0, .. })
+        }),
+        ("aws.", |e| {
+            matches!(e, NameError::EmptySegment { at: 3, .. })
+        }),
+        ("aws s3", |e| {
+            matches!(e, NameError::Character { at: 3, .. })
+        }),
         ("", |e| matches!(e, NameError::Empty(NameKind::Action))),
     ];
     for (text, expected) in cases {
@@ -82,7 +99,9 @@ fn long_actions_are_refused_without_echoing_them() {
 
 #[test]
 fn errors_name_the_character_by_code_point() {
-    let error = ActionName::parse("aws.s3.\u{202e}x").unwrap_err().to_string();
+    let error = ActionName::parse("aws.s3.\u{202e}x")
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("U+202E at byte 7"), "{error}");
     assert!(!error.contains('\u{202e}'), "{error}");
     let error = ActorName::parse("a/b").unwrap_err().to_string();
@@ -136,18 +155,18 @@ fn actor_names_are_spiffe_ids_or_safe_ascii() {
 #[test]
 fn look_alike_and_invisible_actors_are_refused() {
     for name in [
-        "\u{430}gent-a",    // Cyrillic a
-        "\u{ff41}gent-a",   // full-width a
-        "agent\u{200b}-a",  // zero-width space
-        "agent-\u{202e}a",  // right-to-left override
-        "agent\u{0}",       // NUL
-        "agent\n",          // newline
-        " agent-a",         // leading space
-        "agent-a ",         // trailing space
-        "cafe\u{301}",      // NFD
-        "caf\u{e9}",        // NFC, still not ASCII
-        "-agent",           // starts with punctuation
-        "team/agent",       // a path that is not a SPIFFE ID
+        "\u{430}gent-a",   // Cyrillic a
+        "\u{ff41}gent-a",  // full-width a
+        "agent\u{200b}-a", // zero-width space
+        "agent-\u{202e}a", // right-to-left override
+        "agent\u{0}",      // NUL
+        "agent\n",         // newline
+        " agent-a",        // leading space
+        "agent-a ",        // trailing space
+        "cafe\u{301}",     // NFD
+        "caf\u{e9}",       // NFC, still not ASCII
+        "-agent",          // starts with punctuation
+        "team/agent",      // a path that is not a SPIFFE ID
         "",
     ] {
         assert!(ActorName::parse(name).is_err(), "{name:?}");

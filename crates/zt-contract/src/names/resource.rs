@@ -94,7 +94,7 @@ pub(super) fn is_hidden(c: char) -> bool {
     }
     let n = u32::from(c);
     (0xFDD0..=0xFDEF).contains(&n)
-        || n & 0xFFFE == 0xFFFE
+        || (n & 0xFFFE) == 0xFFFE
         || INVISIBLE
             .iter()
             .any(|&(first, last)| (first..=last).contains(&n))

@@ -76,7 +76,9 @@ async fn evaluation(
     caller: AgentCaller,
     JsonBody(request): JsonBody<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
-    Ok(Json(evaluate(&state, caller, to_decision_request(request)).await?))
+    Ok(Json(
+        evaluate(&state, caller, to_decision_request(request)).await?,
+    ))
 }
 
 async fn evaluations(

@@ -128,11 +128,12 @@ fn chunked(payload: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
-/// A syntactically valid decision request of exactly `len` bytes.
+/// A syntactically valid decision request of exactly `len` bytes (padded in its context: a
+/// resource is at most 1024 bytes).
 fn request_of_len(len: usize) -> String {
-    let empty = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": ""}).to_string();
+    let empty = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "", "context": {"pad": ""}}).to_string();
     let pad = len.checked_sub(empty.len()).expect("len too small");
-    let body = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "r".repeat(pad)}).to_string();
+    let body = json!({"actor": "bad-input-agent", "action": "aws.ec2.terminate_instances", "resource": "", "context": {"pad": "r".repeat(pad)}}).to_string();
     assert_eq!(body.len(), len);
     body
 }
@@ -617,9 +618,13 @@ fn the_body_limit_is_exact_and_chunked_bodies_under_it_are_served() {
     let answer: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(s, 403, "{answer}");
     assert_eq!(answer["decision"], "deny");
-    let resource = answer["resource"].as_str().unwrap();
-    assert!(
-        resource.len() > MAX_BODY - 100 && resource.bytes().all(|b| b == b'r'),
+    // The padding is in the context, whose hash the answer carries.
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    let context = zt_contract::canonical::canonical_json(&sent["context"]);
+    assert!(context.len() > MAX_BODY - 200);
+    assert_eq!(
+        answer["evidence"]["context_sha256"],
+        zt_contract::Digest32::sha256(context.as_bytes()).to_hex(),
         "the whole body was read"
     );
 

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod hash;
 pub mod keys;
 pub mod merkle;
+pub mod names;
 pub mod note;
 pub mod proof_wire;
 pub mod timestamp;

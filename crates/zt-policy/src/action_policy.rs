@@ -2,6 +2,7 @@
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
+use zt_contract::names::{ActionName, ActionPattern};
 
 use crate::error::PolicyError;
 
@@ -29,7 +30,8 @@ pub enum DefaultDecision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Exact action name, or a prefix followed by `*`.
+    /// Exact action name, or a prefix followed by `*`, in lower case
+    /// ([`ActionPattern`](zt_contract::names::ActionPattern)).
     pub action: String,
     /// Why this rule decides as it does.
     #[serde(default)]
@@ -99,12 +101,33 @@ impl ActionPolicy {
             if let Some(index) = rules.iter().position(|r| r.action.is_empty()) {
                 return Err(PolicyError::EmptyAction { list, index });
             }
+            for (index, rule) in rules.iter().enumerate() {
+                ActionPattern::parse(&rule.action).map_err(|source| {
+                    PolicyError::InvalidPattern {
+                        list,
+                        index,
+                        source,
+                    }
+                })?;
+            }
         }
         Ok(())
     }
 
-    /// Decides `action`: deny rules first, then allow rules, then the default.
+    /// Decides `action` (folded to lower case; an invalid action name is denied): deny rules
+    /// first, then allow rules, then the default.
     pub fn evaluate(&self, action: &str) -> ActionDecision {
+        let action = match ActionName::parse(action) {
+            Ok(name) => name,
+            Err(e) => {
+                return ActionDecision {
+                    allowed: false,
+                    reason: format!("request denied: {e}"),
+                    rule: None,
+                }
+            }
+        };
+        let action = action.as_str();
         if let Some(rule) = self.deny.iter().find(|r| r.matches(action)) {
             return ActionDecision {
                 allowed: false,

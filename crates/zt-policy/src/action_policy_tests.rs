@@ -22,7 +22,9 @@ fn exact_and_trailing_star_matches() {
         r#"{"allow":[{"action":"mcp.github.*","reason":"gh"},{"action":"x.y","reason":"xy"}]}"#,
     );
     assert!(p.evaluate("mcp.github.create_pr").allowed);
-    assert!(p.evaluate("mcp.github.").allowed);
+    assert!(p.evaluate("mcp.github.x").allowed);
+    assert!(!p.evaluate("mcp.github.").allowed, "not an action name");
+    assert!(p.evaluate("MCP.GitHub.Create_PR").allowed, "folded");
     assert!(!p.evaluate("mcp.githubx").allowed);
     assert!(p.evaluate("x.y").allowed);
     assert!(!p.evaluate("x.y.z").allowed);

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use cedar_policy::{AuthorizationError, Authorizer, Effect, Entities, PolicySet, Request};
+use zt_contract::names::{ActionName, ActorName, NameError, ResourceName};
 
 use crate::action_policy::{ActionPolicy, REASON_NOT_ALLOWED};
 use crate::compile_json;
@@ -17,7 +18,7 @@ use crate::load::{self, Loaded};
 use crate::names::Names;
 use crate::request::{PolicyDecision, PolicyRequest};
 use crate::slice::Slicer;
-use crate::validate;
+use crate::validate::{self, Validated};
 
 /// What the engine keeps of each policy, by position in the set.
 #[derive(Debug)]
@@ -53,8 +54,8 @@ impl PolicyEngine {
     /// annotated `@unvalidated("why")` excepted). Errors carry the line and column.
     pub fn from_cedar(text: &str) -> Result<Self, PolicyError> {
         let loaded = load::parse(text)?;
-        let warnings = validate::validate(text, &loaded)?;
-        Self::assemble(loaded, warnings)
+        let validated = validate::validate(text, &loaded)?;
+        Self::assemble(loaded, validated)
     }
 
     /// Compiles a reference JSON policy to Cedar; the engine decides exactly as
@@ -105,7 +106,7 @@ impl PolicyEngine {
         }
     }
 
-    fn assemble(loaded: Vec<Loaded>, warnings: Vec<String>) -> Result<Self, PolicyError> {
+    fn assemble(loaded: Vec<Loaded>, validated: Validated) -> Result<Self, PolicyError> {
         let mut source = String::new();
         for one in &loaded {
             if !source.is_empty() {
@@ -132,11 +133,11 @@ impl PolicyEngine {
         Ok(Self {
             policies,
             positions,
-            slicer: Slicer::new(cedar)?,
+            slicer: Slicer::new(cedar, &validated.actions)?,
             authorizer: Authorizer::new(),
             version: version_of(&source),
             source,
-            warnings,
+            warnings: validated.warnings,
         })
     }
 
@@ -162,8 +163,20 @@ impl PolicyEngine {
     }
 
     /// Decides one request. Fails closed: a policy that cannot be evaluated, or a request that
-    /// cannot be put to Cedar, denies.
+    /// cannot be put to Cedar, denies. So does a request whose actor, action or resource is
+    /// not a valid name (`zt_contract::names`); the action is decided folded to lower case and
+    /// the resource normalized to NFC, as the server records them.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        let (actor, action, resource) = match canonical_names(request) {
+            Ok(names) => names,
+            Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
+        };
+        let request = &PolicyRequest {
+            actor: actor.as_str(),
+            action: action.as_str(),
+            resource: resource.as_str(),
+            ..*request
+        };
         let Some(names) = Names::get() else {
             return PolicyDecision::deny("the policy engine could not start");
         };
@@ -283,6 +296,17 @@ impl PolicyEngine {
             errors: Vec::new(),
         }
     }
+}
+
+/// The request's names, checked and in canonical form.
+fn canonical_names(
+    request: &PolicyRequest<'_>,
+) -> Result<(ActorName, ActionName, ResourceName), NameError> {
+    Ok((
+        ActorName::parse(request.actor)?,
+        ActionName::parse(request.action)?,
+        ResourceName::parse(request.resource)?,
+    ))
 }
 
 /// What the evaluated slices said: positions of satisfied policies, and errors with the

@@ -95,7 +95,10 @@ fn actions_are_in_their_wildcard_groups() {
     );
     assert!(decide(&engine, "aws.iam.create_user").allowed);
     assert!(decide(&engine, "aws.s3").allowed);
-    assert!(decide(&engine, "aws.*").allowed);
+    assert!(
+        !decide(&engine, "aws.*").allowed,
+        "a group is not an action"
+    );
     assert!(!decide(&engine, "awsx.s3").allowed);
     assert!(!decide(&engine, "aws").allowed);
     let d = decide(&engine, "x.y");
@@ -332,4 +335,67 @@ fn threads_share_one_engine() {
     for handle in handles {
         handle.join().unwrap();
     }
+}
+
+#[test]
+fn names_that_evaded_deny_rules_are_denied() {
+    let policy = ActionPolicy::from_json(
+        r#"{"allow":[{"action":"aws.s3.*"}],
+            "deny":[{"action":"aws.s3.delete*","reason":"no deletes"}]}"#,
+    )
+    .unwrap();
+    let engine = PolicyEngine::from_action_policy(&policy).unwrap();
+    let d = decide(&engine, "aws.s3.DELETE_bucket");
+    assert!(!d.allowed);
+    assert_eq!(d.reason, "no deletes", "the folded name hits the deny");
+    let dots = format!("h{}", ".".repeat(16_300));
+    for action in [
+        "aws.s3.\u{0}delete",
+        "aws.s3.\u{200b}delete",
+        "aws.s3.\u{ff44}elete",
+        "aws.s3.*",
+        dots.as_str(),
+    ] {
+        let d = decide(&engine, action);
+        assert!(!d.allowed, "{action:?}");
+        assert!(
+            d.reason.starts_with("request denied: action "),
+            "{}",
+            d.reason
+        );
+    }
+    assert!(decide(&engine, "aws.s3.get_object").allowed);
+    let d = engine.decide(&PolicyRequest::new("\u{430}gent", "aws.s3.get_object", "r"));
+    assert!(!d.allowed, "{}", d.reason);
+    let d = engine.decide(&PolicyRequest::new(
+        "agent",
+        "aws.s3.get_object",
+        "r\u{202e}",
+    ));
+    assert!(!d.allowed, "{}", d.reason);
+}
+
+#[test]
+fn policies_naming_actions_no_request_can_carry_are_refused() {
+    for json in [
+        r#"{"deny":[{"action":"aws.s3.DELETE*"}]}"#,
+        r#"{"deny":[{"action":"aws.s3.\u200bdelete"}]}"#,
+        r#"{"allow":[{"action":"a*b.*"}]}"#,
+        r#"{"allow":[{"action":"a..b"}]}"#,
+    ] {
+        let error = ActionPolicy::from_json(json).unwrap_err();
+        assert!(
+            matches!(error, PolicyError::InvalidPattern { .. }),
+            "{json}: {error}"
+        );
+    }
+}
+
+#[test]
+fn conditions_naming_groups_see_the_action_in_them() {
+    let engine = engine(
+        r#"@id("x") permit(principal, action, resource) when { action in Action::"x.y.*" };"#,
+    );
+    assert!(decide(&engine, "x.y.z").allowed);
+    assert!(!decide(&engine, "x.z").allowed);
 }

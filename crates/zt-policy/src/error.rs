@@ -84,6 +84,16 @@ pub enum PolicyError {
         /// Position of the rule in its list, from 0.
         index: usize,
     },
+    /// A reference JSON rule whose action pattern no request could match as written.
+    #[error("invalid action policy: {list} rule {index}: {source}")]
+    InvalidPattern {
+        /// `allow` or `deny`.
+        list: &'static str,
+        /// Position of the rule in its list, from 0.
+        index: usize,
+        /// What is wrong with the pattern.
+        source: zt_contract::names::NameError,
+    },
     /// The Cedar text does not parse.
     #[error("cedar syntax error at {location}: {message}")]
     Syntax {

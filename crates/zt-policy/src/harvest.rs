@@ -1,5 +1,7 @@
 //! What a policy mentions, read from its JSON form: the actions and action groups it names
-//! (to declare them for validation), the entity types it uses and the context keys it reads.
+//! (to declare them for validation, and to check them against the action grammar), the
+//! strings it compares `context.action` with, the entity types it uses and the context keys
+//! it reads.
 
 use std::collections::BTreeSet;
 
@@ -16,6 +18,9 @@ pub(crate) struct Mentions {
     pub unknown_types: BTreeSet<String>,
     /// Keys read directly on `context` (`context.k`, `context["k"]`, `context has k`).
     pub context_keys: BTreeSet<String>,
+    /// Strings `context.action` is compared with (`==`), or matched against (`like`, its
+    /// wildcards written `*`).
+    pub action_literals: BTreeSet<String>,
 }
 
 impl Mentions {
@@ -38,6 +43,7 @@ impl Mentions {
                 if let Some(Value::String(ty)) = map.get("entity_type") {
                     self.entity_type(ty);
                 }
+                self.action_comparison(map);
                 for op in [".", "has"] {
                     if let Some(Value::Object(access)) = map.get(op) {
                         if let (Some(left), Some(Value::String(attr))) =
@@ -60,6 +66,42 @@ impl Mentions {
         }
     }
 
+    /// Records the string of `context.action == "..."` (either side) or
+    /// `context.action like "..."`.
+    fn action_comparison(&mut self, map: &serde_json::Map<String, Value>) {
+        if let Some(Value::Object(like)) = map.get("like") {
+            if like.get("left").is_some_and(is_context_action) {
+                if let Some(Value::Array(parts)) = like.get("pattern") {
+                    let pattern: String = parts
+                        .iter()
+                        .map(|part| match part {
+                            Value::Object(literal) => literal
+                                .get("Literal")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default(),
+                            _ => "*",
+                        })
+                        .collect();
+                    self.action_literals.insert(pattern);
+                }
+            }
+        }
+        for op in ["==", "!="] {
+            if let Some(Value::Object(sides)) = map.get(op) {
+                let (Some(left), Some(right)) = (sides.get("left"), sides.get("right")) else {
+                    continue;
+                };
+                for (this, other) in [(left, right), (right, left)] {
+                    if is_context_action(this) {
+                        if let Some(text) = other.get("Value").and_then(Value::as_str) {
+                            self.action_literals.insert(text.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn entity(&mut self, ty: &str, id: &str) {
         if ty == ACTION {
             self.actions.insert(id.to_string());
@@ -73,6 +115,18 @@ impl Mentions {
             self.unknown_types.insert(ty.to_string());
         }
     }
+}
+
+/// True for the expression `context.action`.
+fn is_context_action(expr: &Value) -> bool {
+    expr.get(".").is_some_and(|access| {
+        access.get("attr").and_then(Value::as_str) == Some(crate::schema::CONTEXT_ACTION)
+            && access
+                .get("left")
+                .and_then(|left| left.get("Var"))
+                .and_then(Value::as_str)
+                == Some("context")
+    })
 }
 
 #[cfg(test)]

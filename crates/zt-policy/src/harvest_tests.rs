@@ -41,3 +41,13 @@ fn annotations_are_not_names() {
     let m = mentions(r#"@type("Action") @id("x") permit(principal, action, resource);"#);
     assert!(m.actions.is_empty());
 }
+
+#[test]
+fn finds_what_context_action_is_compared_with() {
+    let m = mentions(
+        r#"permit(principal, action, resource)
+           when { context.action like "mcp.Git*x*" || "a.B" == context.action
+                  || context["action"] != "c" || context.source == "not.an.action" };"#,
+    );
+    assert_eq!(m.action_literals, set(&["mcp.Git*x*", "a.B", "c"]));
+}

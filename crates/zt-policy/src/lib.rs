@@ -8,6 +8,7 @@ mod context;
 mod engine;
 mod entities;
 mod error;
+mod groups;
 mod harvest;
 mod load;
 mod names;

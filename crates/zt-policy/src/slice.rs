@@ -6,20 +6,29 @@
 //! entity (which validation refuses) applies to every action and is in the shared "always"
 //! set. The slice of action `a` is the exact policies of `a` plus the member policies of `a`
 //! and of each of its wildcard groups, in policy-set order; slices are cached per action name
-//! in a bounded cache. Conditions (`when`/`unless`) are not indexed: a policy whose scope
-//! admits the action is always evaluated.
+//! in a cache bounded in (estimated) bytes. Conditions (`when`/`unless`) are not indexed: a
+//! policy whose scope admits the action is always evaluated.
+//!
+//! The action entity of a slice is a member of the root group and of the groups some policy
+//! names (in its scope or its conditions), found in time linear in the action's length; the
+//! groups nobody names are never built.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 
 use cedar_policy::{ActionConstraint, Entities, Entity, EntityUid, Policy, PolicySet};
 
 use crate::cache::BoundedCache;
 use crate::error::PolicyError;
-use crate::names::{action_groups, action_id, Names, ROOT_GROUP};
+use crate::groups::NamedGroups;
+use crate::names::{action_id, Names, ROOT_GROUP};
 
-/// How many action slices are cached.
-pub(crate) const SLICE_CACHE_CAPACITY: usize = 4096;
+/// Estimated bytes the slice cache may hold.
+pub(crate) const SLICE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// Estimated bytes of a cached slice, besides its names and policies.
+const SLICE_BASE_BYTES: usize = 1024;
+/// Estimated bytes per policy held in a slice (a shared reference and its id).
+const SLICE_POLICY_BYTES: usize = 128;
 
 /// The policies that may apply to one action name.
 #[derive(Debug)]
@@ -43,16 +52,25 @@ pub(crate) struct Slicer {
     always_len: usize,
     exact: HashMap<String, Vec<usize>>,
     member: HashMap<String, Vec<usize>>,
+    groups: NamedGroups,
     cache: RwLock<BoundedCache<Arc<Slice>>>,
 }
 
 impl Slicer {
-    /// Indexes `policies` (in policy-set order).
-    pub(crate) fn new(policies: Vec<Policy>) -> Result<Self, PolicyError> {
+    /// Indexes `policies` (in policy-set order); `mentioned` holds every action or group id the
+    /// policies name anywhere (their conditions included).
+    pub(crate) fn new(
+        policies: Vec<Policy>,
+        mentioned: &BTreeSet<String>,
+    ) -> Result<Self, PolicyError> {
         let mut always = PolicySet::new();
         let mut always_len = 0;
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut member: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut named = NamedGroups::default();
+        for name in mentioned {
+            named.add(name);
+        }
         for (position, policy) in policies.iter().enumerate() {
             match index_keys(policy) {
                 Keys::Always => {
@@ -64,6 +82,7 @@ impl Slicer {
                 Keys::Exact(name) => exact.entry(name).or_default().push(position),
                 Keys::Member(groups) => {
                     for group in groups {
+                        named.add(&group);
                         let list = member.entry(group).or_default();
                         if list.last() != Some(&position) {
                             list.push(position);
@@ -78,7 +97,8 @@ impl Slicer {
             always_len,
             exact,
             member,
-            cache: RwLock::new(BoundedCache::new(SLICE_CACHE_CAPACITY)),
+            groups: named,
+            cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         })
     }
 
@@ -90,7 +110,8 @@ impl Slicer {
             always_len: 0,
             exact: HashMap::new(),
             member: HashMap::new(),
-            cache: RwLock::new(BoundedCache::new(SLICE_CACHE_CAPACITY)),
+            groups: NamedGroups::default(),
+            cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         }
     }
 
@@ -117,8 +138,10 @@ impl Slicer {
         if let Some(hit) = self.write().get(action) {
             return Ok(hit);
         }
-        let built = Arc::new(self.build(names, action)?);
-        self.write().insert(action.to_string(), Arc::clone(&built));
+        let (built, weight) = self.build(names, action)?;
+        let built = Arc::new(built);
+        self.write()
+            .insert(action.to_string(), Arc::clone(&built), weight);
         Ok(built)
     }
 
@@ -126,13 +149,15 @@ impl Slicer {
         self.cache.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn build(&self, names: &Names, action: &str) -> Result<Slice, String> {
-        let groups = action_groups(action);
+    /// The slice of `action`, and its estimated weight in bytes.
+    fn build(&self, names: &Names, action: &str) -> Result<(Slice, usize), String> {
+        let mut groups = self.groups.of(action);
+        groups.push(ROOT_GROUP);
         let mut positions: Vec<usize> = Vec::new();
         positions.extend(self.exact.get(action).into_iter().flatten());
         positions.extend(self.member.get(action).into_iter().flatten());
         for group in &groups {
-            positions.extend(self.member.get(group).into_iter().flatten());
+            positions.extend(self.member.get(*group).into_iter().flatten());
         }
         positions.sort_unstable();
         positions.dedup();
@@ -142,22 +167,36 @@ impl Slicer {
                 policies.add(policy.clone()).map_err(|e| e.to_string())?;
             }
         }
+        let weight = groups
+            .iter()
+            .map(|g| g.len())
+            .sum::<usize>()
+            .saturating_add(action.len().saturating_mul(2))
+            .saturating_add(positions.len().saturating_mul(SLICE_POLICY_BYTES))
+            .saturating_add(SLICE_BASE_BYTES);
         let uid = names.action(action);
         let groups: HashSet<EntityUid> = groups.iter().map(|g| names.action(g)).collect();
         let entities = Entities::from_entities([Entity::new_no_attrs(uid.clone(), groups)], None)
             .map_err(|e| e.to_string())?;
-        Ok(Slice {
+        let slice = Slice {
             action: uid,
             entities,
             policies,
             is_empty: positions.is_empty(),
-        })
+        };
+        Ok((slice, weight))
     }
 
     /// How many slices are cached (for tests).
     #[cfg(test)]
     pub(crate) fn cached(&self) -> usize {
         self.write().len()
+    }
+
+    /// The estimated bytes cached (for tests).
+    #[cfg(test)]
+    pub(crate) fn cached_bytes(&self) -> usize {
+        self.write().weight()
     }
 }
 

@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use super::*;
@@ -51,16 +52,19 @@ fn policies_are_indexed_by_their_action_scope() {
 
 #[test]
 fn a_slice_holds_only_what_can_apply() {
-    let slicer = Slicer::new(policies(&[
-        r#"permit(principal, action, resource);"#,
-        r#"permit(principal, action == Action::"aws.iam.create_user", resource);"#,
-        r#"permit(principal, action == Action::"aws.iam", resource);"#,
-        r#"forbid(principal, action in Action::"aws.*", resource);"#,
-        r#"forbid(principal, action in Action::"aws.iam.*", resource);"#,
-        r#"forbid(principal, action in Action::"gcp.*", resource);"#,
-        r#"permit(principal, action in Action::"aws.iam.create_user", resource);"#,
-        r#"permit(principal, action in [Action::"gcp.*", Action::"aws.iam.*"], resource);"#,
-    ]))
+    let slicer = Slicer::new(
+        policies(&[
+            r#"permit(principal, action, resource);"#,
+            r#"permit(principal, action == Action::"aws.iam.create_user", resource);"#,
+            r#"permit(principal, action == Action::"aws.iam", resource);"#,
+            r#"forbid(principal, action in Action::"aws.*", resource);"#,
+            r#"forbid(principal, action in Action::"aws.iam.*", resource);"#,
+            r#"forbid(principal, action in Action::"gcp.*", resource);"#,
+            r#"permit(principal, action in Action::"aws.iam.create_user", resource);"#,
+            r#"permit(principal, action in [Action::"gcp.*", Action::"aws.iam.*"], resource);"#,
+        ]),
+        &BTreeSet::new(),
+    )
     .unwrap();
     let names = Names::get().unwrap();
     assert_eq!(ids(slicer.always()), ["p0"]);
@@ -80,14 +84,47 @@ fn a_slice_holds_only_what_can_apply() {
 }
 
 #[test]
-fn the_cache_is_bounded() {
-    let slicer = Slicer::new(policies(&[
-        r#"permit(principal, action in Action::"a.*", resource);"#,
-    ]))
+fn the_cache_is_bounded_in_bytes() {
+    let slicer = Slicer::new(
+        policies(&[r#"permit(principal, action in Action::"a.*", resource);"#]),
+        &BTreeSet::new(),
+    )
     .unwrap();
     let names = Names::get().unwrap();
-    for i in 0..(SLICE_CACHE_CAPACITY * 2 + 10) {
+    let most = SLICE_CACHE_BYTES / SLICE_BASE_BYTES;
+    for i in 0..(most * 2 + 10) {
         slicer.slice(names, &format!("a.{i}")).unwrap();
     }
-    assert!(slicer.cached() <= SLICE_CACHE_CAPACITY);
+    assert!(slicer.cached() <= most, "{}", slicer.cached());
+    assert!(slicer.cached_bytes() <= SLICE_CACHE_BYTES);
+}
+
+#[test]
+fn the_action_is_in_the_named_groups_only() {
+    let mentioned: BTreeSet<String> = ["x.*".to_string(), "x.y.*".to_string()].into();
+    let slicer = Slicer::new(
+        policies(&[
+            r#"permit(principal, action in Action::"a.*", resource);"#,
+            r#"permit(principal, action, resource) when { action in Action::"x.y.*" };"#,
+        ]),
+        &mentioned,
+    )
+    .unwrap();
+    let names = Names::get().unwrap();
+    let parents = |action: &str| {
+        let slice = slicer.slice(names, action).unwrap();
+        let entity = slice.entities.get(&slice.action).unwrap();
+        let mut parents: Vec<String> = entity
+            .clone()
+            .into_inner()
+            .2
+            .into_iter()
+            .map(|uid| uid.id().unescaped().to_string())
+            .collect();
+        parents.sort();
+        parents
+    };
+    assert_eq!(parents("a.b.c.d.e"), ["*", "a.*"]);
+    assert_eq!(parents("x.y.z"), ["*", "x.*", "x.y.*"]);
+    assert_eq!(parents("q"), ["*"]);
 }

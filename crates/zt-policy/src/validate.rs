@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use cedar_policy::{PolicySet, SchemaFragment, ValidationMode, ValidationWarning, Validator};
+use zt_contract::names::{ActionPattern, NameError};
 
 use crate::error::{diagnostic_parts, Lines, PolicyError};
 use crate::harvest::Mentions;
@@ -18,12 +19,24 @@ use crate::schema::{is_declared_context_key, shipped, validation_schema};
 /// Policies validated together.
 const CHUNK: usize = 8;
 
+/// What validation found besides errors.
+#[derive(Debug, Default)]
+pub(crate) struct Validated {
+    /// The validator's warnings that did not stop loading.
+    pub warnings: Vec<String>,
+    /// Every action and action group id the policies name, anywhere.
+    pub actions: BTreeSet<String>,
+}
+
 /// Validates every policy not marked `@unvalidated`; returns the validator's remaining warnings
-/// (for instance confusable identifiers). A policy the validator proves can never apply is an
-/// error, not a warning: a `forbid` that never matches is a hole nobody sees. The error
-/// reported is the first in text order.
-pub(crate) fn validate(text: &str, loaded: &[Loaded]) -> Result<Vec<String>, PolicyError> {
+/// (for instance confusable identifiers) and the actions named. A policy the validator proves
+/// can never apply is an error, not a warning: a `forbid` that never matches is a hole nobody
+/// sees. So is an action name a request can never carry (upper case, outside the action
+/// grammar, or a group not at a dot): every policy, `@unvalidated` or not, is checked for
+/// those. The error reported is the first in text order.
+pub(crate) fn validate(text: &str, loaded: &[Loaded]) -> Result<Validated, PolicyError> {
     let mut checked: Vec<(&Loaded, Mentions)> = Vec::with_capacity(loaded.len());
+    let mut actions = BTreeSet::new();
     for one in loaded {
         let est = one.policy.to_json().map_err(|e| PolicyError::Invalid {
             id: one.id.clone(),
@@ -40,6 +53,12 @@ pub(crate) fn validate(text: &str, loaded: &[Loaded]) -> Result<Vec<String>, Pol
                 ),
             });
         }
+        check_action_names(&mentions).map_err(|message| PolicyError::Invalid {
+            id: one.id.clone(),
+            location: one.location,
+            message,
+        })?;
+        actions.extend(mentions.actions.iter().cloned());
         if !one.unvalidated {
             checked.push((one, mentions));
         }
@@ -50,7 +69,42 @@ pub(crate) fn validate(text: &str, loaded: &[Loaded]) -> Result<Vec<String>, Pol
     for chunk in checked.chunks(CHUNK) {
         validate_chunk(&lines, &shipped, chunk, &mut warnings)?;
     }
-    Ok(warnings)
+    Ok(Validated { warnings, actions })
+}
+
+/// Refuses action ids that are not `*`, a group `<action>.*` or a lower-case action name, and
+/// strings compared with `context.action` that hold upper case: no request could match them.
+fn check_action_names(mentions: &Mentions) -> Result<(), String> {
+    for id in &mentions.actions {
+        let shown = id.escape_debug();
+        match ActionPattern::parse(id) {
+            Ok(ActionPattern::All | ActionPattern::Group(_) | ActionPattern::Exact(_)) => {}
+            Ok(ActionPattern::Prefix(_)) => {
+                return Err(format!(
+                    "`Action::\"{shown}\"` is not an action group: groups end in `.*` (to match \
+                     a prefix not at a dot, scope to the group and test \
+                     `context.action like \"{shown}\"`)"
+                ))
+            }
+            Err(e) => return Err(format!("`Action::\"{shown}\"`: {e}")),
+        }
+    }
+    for literal in &mentions.action_literals {
+        if let Some(at) = literal.bytes().position(|b| b.is_ascii_uppercase()) {
+            let error = NameError::UpperCase {
+                kind: zt_contract::names::NameKind::ActionPattern,
+                character: zt_contract::names::Shown(char::from(
+                    literal.as_bytes().get(at).copied().unwrap_or(b'?'),
+                )),
+                at,
+            };
+            return Err(format!(
+                "`context.action` is compared with \"{}\": {error}",
+                literal.escape_debug()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_chunk(

@@ -3,7 +3,7 @@ use crate::error::Location;
 use crate::load::parse;
 
 fn check(text: &str) -> Result<Vec<String>, PolicyError> {
-    validate(text, &parse(text)?)
+    validate(text, &parse(text)?).map(|v| v.warnings)
 }
 
 fn invalid(text: &str) -> (String, Location, String) {
@@ -138,4 +138,44 @@ fn the_code_and_the_schema_file_agree_on_context_keys() {
         ))
         .unwrap();
     }
+}
+
+#[test]
+fn action_names_no_request_can_carry_are_refused() {
+    for (text, expected) in [
+        (
+            r#"forbid(principal, action == Action::"aws.s3.DELETE_bucket", resource);"#,
+            "upper case `D` (U+0044) at byte 7",
+        ),
+        (
+            r#"forbid(principal, action in Action::"aws.s3.Delete*", resource);"#,
+            "upper case `D`",
+        ),
+        (
+            r#"forbid(principal, action in Action::"mcp.git*", resource);"#,
+            "is not an action group",
+        ),
+        (
+            r#"forbid(principal, action == Action::"aws..s3", resource);"#,
+            "empty segment",
+        ),
+        (
+            r#"forbid(principal, action == Action::"aws.s3.\u{200b}delete", resource);"#,
+            "U+200B",
+        ),
+        (
+            r#"forbid(principal, action, resource) when { context.action like "aws.s3.DELETE*" };"#,
+            "`context.action` is compared with \"aws.s3.DELETE*\"",
+        ),
+        (
+            r#"@unvalidated("x") forbid(principal, action == Action::"A", resource);"#,
+            "upper case",
+        ),
+    ] {
+        let (_, _, message) = invalid(text);
+        assert!(message.contains(expected), "{text}: {message}");
+    }
+    let names = r#"permit(principal, action in [Action::"*", Action::"aws.*", Action::"aws.s3.get-x"], resource)
+                   when { context.action like "*delete*" };"#;
+    assert!(check(names).is_ok());
 }

@@ -1,6 +1,7 @@
 //! The compiled reference format decides exactly as `ActionPolicy::evaluate`: random rule sets
-//! over a small alphabet (so exact and prefix matches, dots, stars and quotes collide often),
-//! random actions, same `allowed`, same reason, and the deciding policy is the deciding rule.
+//! over a small alphabet (so exact and prefix matches at and between dots collide often),
+//! random actions (upper case, stars, quotes and empty segments included, which both deny
+//! the same way), same `allowed`, same reason, and the deciding policy is the deciding rule.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,11 +13,14 @@
 use proptest::prelude::*;
 use zt_policy::{ActionPolicy, DefaultDecision, PolicyEngine, PolicyRequest, Rule};
 
+/// Strings over a small alphabet: valid action names, their upper-case variants, and names
+/// outside the grammar.
 fn name(max: usize) -> impl Strategy<Value = String> {
     proptest::collection::vec(
         prop_oneof![
             4 => Just('a'),
             3 => Just('b'),
+            1 => Just('A'),
             4 => Just('.'),
             1 => Just('*'),
             1 => Just('"'),
@@ -27,17 +31,26 @@ fn name(max: usize) -> impl Strategy<Value = String> {
     .prop_map(|chars| chars.into_iter().collect())
 }
 
+/// Valid rule patterns: 1 to 3 segments of `a`/`b`, then nothing, `*` or `.*` (or just `*`).
+fn pattern() -> impl Strategy<Value = String> {
+    let segments = proptest::collection::vec("[ab]{1,2}", 1..=3).prop_map(|s| s.join("."));
+    prop_oneof![
+        1 => Just("*".to_string()),
+        8 => (segments, 0..3u8).prop_map(|(body, end)| match end {
+            0 => body,
+            1 => format!("{body}*"),
+            _ => format!("{body}.*"),
+        }),
+    ]
+}
+
 fn rule() -> impl Strategy<Value = Rule> {
-    let pattern = (name(4), any::<bool>()).prop_filter_map("non-empty", |(body, star)| {
-        let pattern = if star { format!("{body}*") } else { body };
-        (!pattern.is_empty()).then_some(pattern)
-    });
     let reason = prop_oneof![
         Just(String::new()),
         Just("  ".to_string()),
         "[a-z \"\\\\*é\n]{1,8}",
     ];
-    (pattern, reason).prop_map(|(action, reason)| Rule { action, reason })
+    (pattern(), reason).prop_map(|(action, reason)| Rule { action, reason })
 }
 
 fn policy() -> impl Strategy<Value = ActionPolicy> {
@@ -59,6 +72,9 @@ fn policy() -> impl Strategy<Value = ActionPolicy> {
 
 /// The id the compiler gives the rule the reference says decided.
 fn expected_id(policy: &ActionPolicy, action: &str) -> Option<String> {
+    // An action outside the grammar is denied before any rule; the rest are folded.
+    let action = zt_contract::names::ActionName::parse(action).ok()?;
+    let action = action.as_str();
     if let Some(i) = policy.deny.iter().position(|r| r.matches(action)) {
         return Some(format!("deny-{}", i + 1));
     }

@@ -1,11 +1,12 @@
-//! The decision path shared by `POST /actions` and the AuthZEN API: bind the actor, limit,
-//! check replay, decide, commit the audit record, then answer.
+//! The decision path shared by `POST /actions` and the AuthZEN API: check the names, bind the
+//! actor, limit, check replay, decide, commit the audit record, then answer.
 
 use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde_json::Value;
 use zt_contract::canonical::canonical_json;
+use zt_contract::names::{ActionName, ActorName, ResourceName};
 use zt_contract::{
     AuditEnvelope, Decision, DecisionRequest, DecisionResponse, Digest32, Evidence, RecordKind,
     REASON_UNREGISTERED,
@@ -38,14 +39,34 @@ impl Verdict {
     }
 }
 
+/// Checks the request's names against their grammar (`zt_contract::names`) and puts them in
+/// canonical form: the action folded to lower case, the resource normalized to NFC, the actor
+/// (when given) as it is. A name outside its grammar is refused (400) before any other work.
+/// Idempotent.
+pub fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
+    if !request.actor.is_empty() {
+        ActorName::parse(&request.actor)?;
+    }
+    request.action = ActionName::parse(&request.action)?.into_string();
+    request.resource = ResourceName::parse(&request.resource)?.into_string();
+    Ok(())
+}
+
 /// Decides `request` for `caller`, commits the record, and returns the status to answer with
 /// (200 allow, 403 deny, 409 replay) and the contract's response.
 pub async fn decide(
     state: &AppState,
     caller: AgentCaller,
-    request: DecisionRequest,
+    mut request: DecisionRequest,
 ) -> Result<(StatusCode, DecisionResponse), ApiError> {
     let started = Instant::now();
+    if caller == AgentCaller::Unauthenticated && request.actor.is_empty() {
+        return Err(ApiError::ActorRequired);
+    }
+    if request.action.is_empty() {
+        return Err(ApiError::ActionRequired);
+    }
+    canonical_names(&mut request)?;
     let (actor, authenticated, claimed_actor) = match caller {
         AgentCaller::Authenticated(actor) => {
             let claimed = (!request.actor.is_empty() && request.actor != actor)
@@ -57,9 +78,6 @@ pub async fn decide(
         }
         AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
     };
-    if request.action.is_empty() {
-        return Err(ApiError::ActionRequired);
-    }
     if let Some(limiter) = &state.limiter {
         limiter
             .check(&actor)

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// `action` missing or empty.
     #[error("{}", ERROR_ACTION_REQUIRED)]
     ActionRequired,
+    /// An actor, action or resource outside its grammar (`zt_contract::names`).
+    #[error("invalid request: {0}")]
+    InvalidName(#[from] zt_contract::names::NameError),
     /// Over [`crate::config::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", crate::config::MAX_BODY_BYTES)]
     BodyTooLarge,
@@ -80,7 +83,8 @@ impl ApiError {
             ApiError::MalformedJson(_)
             | ApiError::InvalidRequest(_)
             | ApiError::ActorRequired
-            | ApiError::ActionRequired => StatusCode::BAD_REQUEST,
+            | ApiError::ActionRequired
+            | ApiError::InvalidName(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::AgentNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthenticated(_) | ApiError::InvalidJwtSvid(_) => StatusCode::UNAUTHORIZED,
@@ -101,7 +105,9 @@ impl ApiError {
     pub fn rejection_cause(&self) -> Option<RejectionCause> {
         match self {
             ApiError::MalformedJson(_) => Some(RejectionCause::MalformedJson),
-            ApiError::InvalidRequest(_) => Some(RejectionCause::InvalidRequest),
+            ApiError::InvalidRequest(_) | ApiError::InvalidName(_) => {
+                Some(RejectionCause::InvalidRequest)
+            }
             ApiError::ActorRequired | ApiError::ActionRequired => {
                 Some(RejectionCause::MissingField)
             }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use zt_contract::names::ActorName;
 
 use crate::state_docs::{off_thread, Doc, DocError, DocName, Documents, SAVE_TRIES};
 
@@ -109,14 +110,27 @@ impl Agents {
             ..Self::default()
         };
         for entry in entries {
+            if let Err(e) = ActorName::parse(&entry.actor) {
+                tracing::warn!(
+                    actor = %entry.actor.escape_debug(),
+                    error = %e,
+                    "registered agent has a name outside the actor grammar: its token is \
+                     refused until it is removed (DELETE /agents/{{actor}}) and registered \
+                     under a valid name"
+                );
+            }
             agents.put(entry);
         }
         Ok(agents)
     }
 
+    /// Adds `entry`. The token of an actor whose name is outside the actor grammar (registered
+    /// before the grammar existed) is not indexed: it authenticates nobody, while the entry
+    /// stays listed and removable.
     fn put(&mut self, entry: AgentEntry) {
         self.take(&entry.actor);
-        if let Some(hash) = &entry.token_sha256 {
+        let valid = ActorName::parse(&entry.actor).is_ok();
+        if let Some(hash) = entry.token_sha256.as_ref().filter(|_| valid) {
             self.by_token.insert(hash.clone(), entry.actor.clone());
         }
         self.by_actor.insert(entry.actor.clone(), entry);

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::json;
+use zt_contract::names::ActorName;
 use zt_contract::{
     Decision, RecordKind, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
@@ -70,6 +71,7 @@ async fn register_agent(
     if request.actor.is_empty() {
         return Err(ApiError::ActorRequired);
     }
+    ActorName::parse(&request.actor)?;
     let _serialized = state.admin_lock.lock().await;
     let mut token = None;
     if !state.registry.contains(&request.actor) {
@@ -118,6 +120,8 @@ async fn rotate_token(
     caller: AdminCaller,
     Path(actor): Path<String>,
 ) -> Result<Response, ApiError> {
+    // A name registered before the actor grammar existed gets no new token (remove it).
+    ActorName::parse(&actor)?;
     let _serialized = state.admin_lock.lock().await;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));

@@ -15,7 +15,7 @@ use zt_contract::authzen::{
 use zt_contract::{Decision, DecisionRequest};
 
 use crate::auth::AgentCaller;
-use crate::decision::decide;
+use crate::decision::{canonical_names, decide};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::SharedState;
@@ -57,9 +57,9 @@ fn to_decision_request(e: EvaluationRequest) -> DecisionRequest {
 async fn evaluate(
     state: &SharedState,
     caller: AgentCaller,
-    e: EvaluationRequest,
+    request: DecisionRequest,
 ) -> Result<EvaluationResponse, ApiError> {
-    let (_, answer) = decide(state, caller, to_decision_request(e)).await?;
+    let (_, answer) = decide(state, caller, request).await?;
     Ok(EvaluationResponse {
         decision: answer.decision == Decision::Allow,
         context: Some(json!({
@@ -76,7 +76,9 @@ async fn evaluation(
     caller: AgentCaller,
     JsonBody(request): JsonBody<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
-    Ok(Json(evaluate(&state, caller, request).await?))
+    Ok(Json(
+        evaluate(&state, caller, to_decision_request(request)).await?,
+    ))
 }
 
 async fn evaluations(
@@ -95,9 +97,20 @@ async fn evaluations(
             "at most {MAX_BATCH} evaluations per batch"
         )));
     }
-    let mut answers = Vec::with_capacity(items.len());
+    // A missing action or a name outside its grammar refuses the whole batch before any of
+    // it is decided.
+    let mut requests = Vec::with_capacity(items.len());
     for item in items {
-        let answer = evaluate(&state, caller.clone(), item).await?;
+        let mut request = to_decision_request(item);
+        if request.action.is_empty() {
+            return Err(ApiError::ActionRequired);
+        }
+        canonical_names(&mut request)?;
+        requests.push(request);
+    }
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in requests {
+        let answer = evaluate(&state, caller.clone(), request).await?;
         let stop = match semantic {
             EvaluationsSemantic::ExecuteAll => false,
             EvaluationsSemantic::DenyOnFirstDeny => !answer.decision,

@@ -221,6 +221,7 @@ async fn allow_action(
     if request.action.is_empty() {
         return Err(ApiError::ActionRequired);
     }
+    zt_contract::names::ActionPattern::parse(&request.action)?;
     let _serialized = state.admin_lock.lock().await;
     let active = state.policy.current();
     if active.source().contains(&format!(

@@ -350,7 +350,7 @@ fn request_ids_are_bounded_in_length_and_in_memory() {
         "{full} of {}",
         statuses.len()
     );
-    let (s, h, b) = decide("one-more");
+    let (s, h, b) = decide(&format!("one-more-{}", "z".repeat(240)));
     let body = assert_json_error("a full replay guard", s, &h, &b, 503);
     assert_eq!(body["error"], "too many request ids in use; retry later");
     assert!(h.to_ascii_lowercase().contains("retry-after: 1"), "{h}");
@@ -504,7 +504,7 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
             "--max-connections",
             "4",
             "--header-timeout",
-            "2",
+            "5",
             "--body-timeout",
             "2",
         ],
@@ -527,7 +527,17 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
             "a socket that never finishes its headers is closed"
         );
     }
-    let (s, _, _) = http_raw(server.port, "POST", "/actions", &[], Some(body)).unwrap();
+    // (A closing connection frees its place a moment after the client sees it closed.)
+    let mut s = 0;
+    for _ in 0..20 {
+        s = http_raw(server.port, "POST", "/actions", &[], Some(body))
+            .unwrap()
+            .0;
+        if s != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(s, 403, "served again once the slow sockets are gone");
 
     // A body trickling in: 408 once the body timeout passes, and the connection is closed.

@@ -12,8 +12,8 @@
 //!   limit minus [`RESERVED_FDS`] (the audit store, its readers, NATS and the policy file need
 //!   descriptors too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
 //!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout: `GET /health`
-//!   answers as usual, anything else is a 503 `too many connections`; past those, new
-//!   connections wait in the kernel's backlog. So `/health` stays answerable while slow
+//!   answers as usual, anything else is a 503 `too many connections`; past those, one
+//!   accepted connection waits for a place and the others wait in the kernel's backlog. So `/health` stays answerable while slow
 //!   clients fill the server.
 //!
 //! Shutdown: stop accepting, abandon unfinished handshakes, let hyper close idle connections
@@ -129,11 +129,6 @@ pub async fn serve_connections(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
-            slot = next_slot(&regular_slots, &overflow_slots) => slot,
-            () = &mut shutdown => break,
-        };
-        let Some(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
@@ -148,6 +143,13 @@ pub async fn serve_connections(
                 continue;
             }
         };
+        // The place is taken once the connection is here, so that a place freed meanwhile
+        // is not missed; when none is free, this one connection waits for one.
+        let slot = tokio::select! {
+            slot = next_slot(&regular_slots, &overflow_slots) => slot,
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = slot else { break };
         let _ = tcp.set_nodelay(true);
         let overflow = slot.overflow;
         if overflow != std::mem::replace(&mut at_cap, overflow) {

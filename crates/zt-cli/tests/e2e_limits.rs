@@ -11,6 +11,7 @@
 )] // test code: a failed unwrap is a failed test
 
 mod common;
+mod workload;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -465,6 +466,63 @@ fn authzen_request_ids_must_be_strings_and_batches_never_hide_committed_decision
     );
 }
 
+/// Sends `POST /actions` headers announcing 100 bytes of body, then one byte every read timeout
+/// of the underlying socket, until the server closes the connection (at most a minute or so);
+/// returns what the server answered.
+fn trickle_body<S: Read + Write>(stream: &mut S, extra_headers: &str) -> Vec<u8> {
+    let head = format!(
+        "POST /actions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n{extra_headers}\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.flush();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..120 {
+        let _ = stream.write_all(b" ").and_then(|()| stream.flush());
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    raw
+}
+
+#[test]
+fn an_authenticated_client_trickling_its_body_over_tls_is_cut_off() {
+    let pki = workload::Pki::new("limits-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = workload::start_tls(&pki, dir.path(), &["--body-timeout", "2"], &[]);
+    let config = pki.client_config(None);
+    let admin = server.admin_token();
+    let (s, _, registered) = workload::call(
+        &server,
+        &config,
+        Some(&admin),
+        "POST",
+        "/agents",
+        Some(json!({"actor": "agent-a"})),
+    );
+    assert_eq!(s, 201, "{registered}");
+    let token = registered["token"].as_str().unwrap();
+
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let raw = trickle_body(&mut tls, &format!("authorization: Bearer {token}\r\n"));
+    let (s, h, b) = common::parse_http_response(&raw).expect("an answer to the slow body");
+    let timeout = assert_json_error("a body that trickles in over tls", s, &h, &b, 408);
+    assert_eq!(timeout["error"], "request body not received within 2 s");
+}
+
 /// Opens a connection and sends the start of a request's headers, never their end.
 fn slow_header_socket(port: u16) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -543,26 +601,9 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     // A body trickling in: 408 once the body timeout passes, and the connection is closed.
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     stream
-        .write_all(b"POST /actions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
-        .unwrap();
-    stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 1024];
-    for _ in 0..120 {
-        let _ = stream.write_all(b" ");
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
+    let raw = trickle_body(&mut stream, "");
     let (s, h, b) = common::parse_http_response(&raw).expect("an answer to the slow body");
     let timeout = assert_json_error("a body that trickles in", s, &h, &b, 408);
     assert_eq!(timeout["error"], "request body not received within 2 s");

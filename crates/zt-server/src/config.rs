@@ -92,7 +92,7 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: 4096,
             header_timeout: Duration::from_secs(30),
-            body_timeout: Duration::from_secs(10),
+            body_timeout: crate::extract::DEFAULT_BODY_TIMEOUT,
         }
     }
 }

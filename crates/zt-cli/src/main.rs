@@ -22,7 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane.
-    Serve(commands::serve::ServeArgs),
+    // Boxed: its many flags make it far larger than the other variants.
+    Serve(Box<commands::serve::ServeArgs>),
     /// The five-minute story in one command: deny, policy, allow, verify, tamper.
     Demo(commands::demo::DemoArgs),
     /// Inspect and verify the audit log.
@@ -38,7 +39,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Audit(command) => commands::audit::run(command),
         Command::Bench(args) => commands::bench::run(args),

@@ -51,6 +51,13 @@ pub struct ServerConfig {
     pub rate_limit: Option<RateLimit>,
     /// How long a `request_id` stays used.
     pub replay_window: Duration,
+    /// Bytes of request ids the replay guard may keep; past it, new ids get 503.
+    pub replay_memory: usize,
+    /// Per-caller rate of refused admin access (an agent credential on an admin route) that
+    /// is audited one record each; past it, 429 with no record, counted as `rate_limited`.
+    pub refused_admin_rate: RateLimit,
+    /// Connection limits and timeouts of the listener.
+    pub connections: ConnectionLimits,
     /// A proposer may approve their own policy change (recorded as such). Always true under
     /// `--auth none`, where admins are not told apart.
     pub single_admin: bool,
@@ -66,6 +73,39 @@ pub struct ServerConfig {
     pub log_origin: Option<String>,
     /// Publish the audit log to NATS JetStream; `None`: off. See docs/NATS.md.
     pub nats: Option<crate::nats::NatsConfig>,
+}
+
+/// What one listener allows its connections (see [`crate::connections`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections served at once; lowered to the open-file limit minus a reserve.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, counted from the connection's
+    /// start or the end of the previous response (so it is also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request's body once its headers are in.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: crate::extract::DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Default budget of the replay guard: 128 MiB of request ids.
+pub const DEFAULT_REPLAY_MEMORY: usize = 128 << 20;
+
+/// The default rate of audited refused admin access per caller: 1/s, bursts of 10.
+pub fn default_refused_admin_rate() -> RateLimit {
+    RateLimit {
+        per_second: NonZeroU32::MIN,
+        burst: NonZeroU32::MIN.saturating_add(9),
+    }
 }
 
 /// HTTPS: the server's certificate chain and key (PEM files), and what is asked of clients.
@@ -155,6 +195,9 @@ impl ServerConfig {
             admin_token_file: None,
             rate_limit: Some(default_rate_limit()),
             replay_window: Duration::from_secs(300),
+            replay_memory: DEFAULT_REPLAY_MEMORY,
+            refused_admin_rate: default_refused_admin_rate(),
+            connections: ConnectionLimits::default(),
             single_admin: false,
             tls: None,
             workload: WorkloadIdentityConfig::default(),

@@ -1,5 +1,6 @@
 //! The decision path shared by `POST /actions` and the AuthZEN API: check the names, bind the
-//! actor, limit, check replay, decide, commit the audit record, then answer.
+//! actor, limit, reserve the request id (released if the record does not commit), decide,
+//! commit the audit record, then answer.
 
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use zt_policy::PolicyRequest;
 use crate::auth::AgentCaller;
 use crate::error::ApiError;
 use crate::recent::RecentRequest;
+use crate::replay::{replay_reason, ReplayRefusal, MAX_REQUEST_ID_BYTES};
 use crate::state::AppState;
 
 /// A decision before it is logged: outcome, reason, deciding policies, and the status it is
@@ -78,28 +80,40 @@ pub async fn decide(
         }
         AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
     };
+    if request
+        .request_id
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_REQUEST_ID_BYTES)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`request_id` is longer than {MAX_REQUEST_ID_BYTES} bytes"
+        )));
+    }
     if let Some(limiter) = &state.limiter {
         limiter
             .check(&actor)
             .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
     }
+    // The id is reserved for the actor the record names, whatever the verdict, so the live
+    // guard spends exactly what reloading the log spends.
+    let (replayed, reserved) = match request.request_id.as_deref() {
+        None => (false, None),
+        Some(id) => match state.replay.reserve(&actor, id) {
+            Ok(()) => (false, Some((actor.clone(), id.to_string()))),
+            Err(ReplayRefusal::AlreadyUsed) => (true, None),
+            Err(ReplayRefusal::Full) => return Err(ApiError::ReplayMemoryFull),
+        },
+    };
     let engine = state.policy.current();
     let resource_attributes = request.resource_attributes.clone().unwrap_or_default();
-    let verdict = if let Some(claimed) = &claimed_actor {
+    let verdict = if let Some(id) = request.request_id.as_deref().filter(|_| replayed) {
+        Verdict::deny(replay_reason(id), StatusCode::CONFLICT)
+    } else if let Some(claimed) = &claimed_actor {
         Verdict::deny(
             format!(
                 "the request claims actor `{claimed}` but its credential authenticates `{actor}`"
             ),
             StatusCode::FORBIDDEN,
-        )
-    } else if let Some(id) = request
-        .request_id
-        .as_deref()
-        .filter(|id| !state.replay.first_use(&actor, id))
-    {
-        Verdict::deny(
-            format!("request_id `{id}` was already used within the replay window"),
-            StatusCode::CONFLICT,
         )
     } else if let Some(attributes) = state.registry.attributes(&actor) {
         let actor_attributes = attributes.to_map();
@@ -152,7 +166,17 @@ pub async fn decide(
         context_sha256,
         counts: None,
     };
-    let record = state.ledger.append(draft).await?;
+    let record = match state.ledger.append(draft).await {
+        Ok(record) => record,
+        Err(e) => {
+            // Not committed: the id is not spent, so the retry a 503 invites is not a replay.
+            // (A request abandoned while its record commits keeps its reservation.)
+            if let Some((actor, id)) = reserved {
+                state.replay.release(&actor, &id);
+            }
+            return Err(e.into());
+        }
+    };
     let allowed = record.body.decision == Decision::Allow;
     state.metrics.decision(allowed, started.elapsed());
     Ok((verdict.status, response_for(record)))

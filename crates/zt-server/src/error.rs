@@ -65,6 +65,15 @@ pub enum ApiError {
     /// The actor's rate limit is exhausted.
     #[error("rate limit exceeded; retry in {0} s")]
     RateLimited(u64),
+    /// The body did not arrive in time.
+    #[error("request body not received within {0} s")]
+    BodyTimeout(u64),
+    /// The replay guard keeps as many ids as its memory budget allows.
+    #[error("too many request ids in use; retry later")]
+    ReplayMemoryFull,
+    /// A connection over the connection cap asked for more than `/health`.
+    #[error("too many connections; retry later")]
+    TooManyConnections,
     /// The audit commit queue is full.
     #[error("control plane is overloaded; retry later")]
     Overloaded,
@@ -95,7 +104,11 @@ impl ApiError {
             ApiError::AgentOnAdminRoute(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Overloaded | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded
+            | ApiError::ReplayMemoryFull
+            | ApiError::TooManyConnections
+            | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +133,9 @@ impl ApiError {
                 Some(RejectionCause::Unauthenticated)
             }
             ApiError::RateLimited(_) => Some(RejectionCause::RateLimited),
+            ApiError::BodyTimeout(_) => Some(RejectionCause::BodyTimeout),
+            ApiError::ReplayMemoryFull => Some(RejectionCause::ReplayMemoryFull),
+            ApiError::TooManyConnections => Some(RejectionCause::TooManyConnections),
             // Audited one by one, or not the caller's doing.
             ApiError::AgentOnAdminRoute(_)
             | ApiError::AgentNotFound(_)
@@ -153,8 +169,15 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
-            ApiError::Overloaded => {
+            ApiError::Overloaded | ApiError::ReplayMemoryFull => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::TooManyConnections => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::BodyTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::RateLimited(seconds) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));

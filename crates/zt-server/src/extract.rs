@@ -1,4 +1,6 @@
-//! The JSON body extractor: bounded size, strict types, errors as JSON.
+//! The JSON body extractor: bounded size, bounded time, strict types, errors as JSON.
+
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::FromRequest;
@@ -8,8 +10,18 @@ use serde::de::DeserializeOwned;
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
 
-/// A JSON request body of at most [`MAX_BODY_BYTES`], parsed without coercion: a string field
-/// given an array is a 400, never stringified.
+/// How long a request's body may take to arrive once its headers are in: set on every request
+/// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
+/// when absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+/// The body timeout of a request that carries none.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
+/// (else 408), parsed without coercion: a string field given an array is a 400, never
+/// stringified.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -24,9 +36,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
             return Err(ApiError::BodyTooLarge);
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::BodyTooLarge)?;
+        let BodyTimeout(timeout) = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .copied()
+            .unwrap_or(BodyTimeout(DEFAULT_BODY_TIMEOUT));
+        let bytes = tokio::time::timeout(
+            timeout,
+            axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),
+        )
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout.as_secs()))?
+        .map_err(|_| ApiError::BodyTooLarge)?;
         parse_json(&bytes).map(JsonBody)
     }
 }

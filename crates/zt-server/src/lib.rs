@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod checkpoints;
 pub mod config;
+pub mod connections;
 pub mod decision;
 pub mod error;
 pub mod extract;

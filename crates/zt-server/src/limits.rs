@@ -26,6 +26,27 @@ impl RateLimit {
     }
 }
 
+/// The `--rate-limit` setting: a rate, or `none` (no per-actor limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateSetting {
+    /// No per-actor limit.
+    Off,
+    /// Sustained decisions per second per actor.
+    PerSecond(NonZeroU32),
+}
+
+impl RateSetting {
+    /// Parses `none`, `RATE` or `RATE/s`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().eq_ignore_ascii_case("none") {
+            return Ok(RateSetting::Off);
+        }
+        RateLimit::parse_rate(text)
+            .map(RateSetting::PerSecond)
+            .map_err(|e| format!("{e}, or `none`"))
+    }
+}
+
 /// The per-actor limiter.
 pub struct ActorLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
@@ -87,5 +108,17 @@ mod tests {
         assert_eq!(RateLimit::parse_rate("7").unwrap(), nz(7));
         assert!(RateLimit::parse_rate("0").is_err());
         assert!(RateLimit::parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn none_turns_the_rate_limit_off() {
+        assert_eq!(RateSetting::parse("none").unwrap(), RateSetting::Off);
+        assert_eq!(RateSetting::parse("NONE").unwrap(), RateSetting::Off);
+        assert_eq!(
+            RateSetting::parse("50/s").unwrap(),
+            RateSetting::PerSecond(nz(50))
+        );
+        assert!(RateSetting::parse("0").is_err());
+        assert!(RateSetting::parse("off").is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Requests refused before any decision (malformed JSON, wrong types, missing fields, oversize
-//! bodies, unknown routes, overload, missing or invalid credentials, rate limits) are not logged one record each: garbage must not be able to
-//! flood the audit log. They are counted in `/metrics` as they happen, and every
+//! bodies, bodies too slow, unknown routes, overload, missing or invalid credentials, rate
+//! limits, a full replay guard, connections over the cap) are not logged one record each:
+//! garbage must not be able to flood the audit log. They are counted in `/metrics` as they happen, and every
 //! `--rejection-summary-interval` (and at shutdown) one `rejections` record with the counts
 //! since the last summary is appended to the chain.
 
@@ -9,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use zt_contract::{Decision, RecordKind};
 use zt_ledger::RecordDraft;
+
+/// How many causes there are.
+const CAUSES: usize = 11;
 
 /// Why a request was refused before a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,13 +31,19 @@ pub enum RejectionCause {
     Overloaded,
     /// No valid credential.
     Unauthenticated,
-    /// Per-actor rate limit exhausted.
+    /// Per-actor rate limit exhausted (decisions, or refused admin access).
     RateLimited,
+    /// The body did not arrive within the body timeout.
+    BodyTimeout,
+    /// The replay guard's memory budget is full.
+    ReplayMemoryFull,
+    /// A connection over `--max-connections` asked for more than `/health`.
+    TooManyConnections,
 }
 
 impl RejectionCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [RejectionCause; 8] = [
+    pub const ALL: [RejectionCause; CAUSES] = [
         RejectionCause::MalformedJson,
         RejectionCause::InvalidRequest,
         RejectionCause::MissingField,
@@ -42,6 +52,9 @@ impl RejectionCause {
         RejectionCause::Overloaded,
         RejectionCause::Unauthenticated,
         RejectionCause::RateLimited,
+        RejectionCause::BodyTimeout,
+        RejectionCause::ReplayMemoryFull,
+        RejectionCause::TooManyConnections,
     ];
 
     /// The label in metrics and summary records.
@@ -55,6 +68,9 @@ impl RejectionCause {
             RejectionCause::Overloaded => "overloaded",
             RejectionCause::Unauthenticated => "unauthenticated",
             RejectionCause::RateLimited => "rate_limited",
+            RejectionCause::BodyTimeout => "body_timeout",
+            RejectionCause::ReplayMemoryFull => "replay_memory_full",
+            RejectionCause::TooManyConnections => "too_many_connections",
         }
     }
 
@@ -68,6 +84,9 @@ impl RejectionCause {
             RejectionCause::Overloaded => 5,
             RejectionCause::Unauthenticated => 6,
             RejectionCause::RateLimited => 7,
+            RejectionCause::BodyTimeout => 8,
+            RejectionCause::ReplayMemoryFull => 9,
+            RejectionCause::TooManyConnections => 10,
         }
     }
 }
@@ -75,7 +94,7 @@ impl RejectionCause {
 /// Counts since the last summary record.
 #[derive(Default)]
 pub struct RejectionCounter {
-    pending: [AtomicU64; 8],
+    pending: [AtomicU64; CAUSES],
 }
 
 impl RejectionCounter {

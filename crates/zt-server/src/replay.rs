@@ -1,23 +1,88 @@
 //! Replay protection: a `request_id` (client nonce) may be used once per actor within the
-//! replay window. Seen ids are kept in memory and, at start, reloaded from the audit log's
-//! records of the last window, so a restart does not reopen the window.
+//! replay window. The actor is the one the decision record names: the authenticated actor
+//! (the credential's, even when the body claims another), or the body's under `--auth none`.
+//!
+//! An id is spent only by a committed decision record: the decision path reserves it (so two
+//! concurrent uses cannot both pass), then releases it if the record is not committed (queue
+//! full, audit log unavailable). At start the ids are reloaded from the log's records of the
+//! last window, keyed the same way, so a restart neither reopens nor extends a window.
+//!
+//! Memory is bounded: ids are at most [`MAX_REQUEST_ID_BYTES`] long, and once the ids kept
+//! reach the memory budget (`--replay-memory`), a new id is refused (503) until old ones
+//! expire, rather than kept without bound.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Longest `request_id` accepted, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+
+/// What one kept id costs besides its text: the map slot, two string headers, the expiry.
+const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// Why a `request_id` cannot be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayRefusal {
+    /// Already used (or reserved by a request still in flight) within the window.
+    AlreadyUsed,
+    /// The ids kept fill the memory budget.
+    Full,
+}
 
 /// Seen `(actor, request_id)` pairs and when they stop mattering.
 pub struct ReplayGuard {
     window: Duration,
-    seen: Mutex<HashMap<(String, String), Instant>>,
+    memory_budget: usize,
+    seen: Mutex<Seen>,
+    /// Set once the budget was found full, so the warning is logged once per episode.
+    full: AtomicBool,
+}
+
+#[derive(Default)]
+struct Seen {
+    expiries: HashMap<(String, String), Instant>,
+    bytes: usize,
+}
+
+impl Seen {
+    fn expire(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.expiries.retain(|(actor, id), until| {
+            let keep = *until > now;
+            if !keep {
+                freed += entry_cost(actor, id);
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+
+    fn is_used(&self, key: &(String, String), now: Instant) -> bool {
+        self.expiries.get(key).is_some_and(|until| *until > now)
+    }
+
+    fn insert(&mut self, key: (String, String), expires: Instant) {
+        let cost = entry_cost(&key.0, &key.1);
+        if self.expiries.insert(key, expires).is_none() {
+            self.bytes = self.bytes.saturating_add(cost);
+        }
+    }
+}
+
+fn entry_cost(actor: &str, id: &str) -> usize {
+    actor.len() + id.len() + ENTRY_OVERHEAD_BYTES
 }
 
 impl ReplayGuard {
-    /// A guard with the given window.
-    pub fn new(window: Duration) -> Self {
+    /// A guard with the given window that keeps at most about `memory_budget` bytes of ids.
+    pub fn new(window: Duration, memory_budget: usize) -> Self {
         Self {
             window,
-            seen: Mutex::new(HashMap::new()),
+            memory_budget,
+            seen: Mutex::new(Seen::default()),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -26,42 +91,80 @@ impl ReplayGuard {
         self.window
     }
 
-    /// Records `request_id` for `actor`; false if it was already used inside the window.
-    pub fn first_use(&self, actor: &str, request_id: &str) -> bool {
-        self.first_use_at(actor, request_id, Instant::now())
+    /// Reserves `request_id` for `actor` from now until the window ends. The caller commits
+    /// a record that carries it, or calls [`Self::release`] if the record is not committed.
+    pub fn reserve(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (actor.to_string(), request_id.to_string());
+        if seen.is_used(&key, now) {
+            return Err(ReplayRefusal::AlreadyUsed);
+        }
+        let cost = entry_cost(actor, request_id);
+        if seen.bytes.saturating_add(cost) > self.memory_budget {
+            seen.expire(now);
+            if seen.bytes.saturating_add(cost) > self.memory_budget {
+                if !self.full.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        budget_bytes = self.memory_budget,
+                        "the replay guard is full: requests with a new request_id get 503 until old ids expire"
+                    );
+                }
+                return Err(ReplayRefusal::Full);
+            }
+        }
+        seen.insert(key, now + self.window);
+        Ok(())
     }
 
-    /// As [`Self::first_use`], for an id seen `age` ago (used when reloading from the log).
-    pub fn remember(&self, actor: &str, request_id: &str, age: Duration) {
-        if let Some(seen_at) = Instant::now().checked_sub(age) {
-            self.first_use_at(actor, request_id, seen_at);
+    /// Gives back a reservation whose record was not committed: the id was not spent.
+    pub fn release(&self, actor: &str, request_id: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (actor.to_string(), request_id.to_string());
+        if seen.expiries.remove(&key).is_some() {
+            seen.bytes = seen.bytes.saturating_sub(entry_cost(actor, request_id));
         }
     }
 
-    fn first_use_at(&self, actor: &str, request_id: &str, seen_at: Instant) -> bool {
-        let expires = seen_at + self.window;
-        if expires <= Instant::now() {
-            return true;
+    /// Marks `request_id` used by `actor` `age` ago (reloading from the log). Not bounded by
+    /// the memory budget: these ids were accepted before the restart and must stay spent.
+    pub fn remember(&self, actor: &str, request_id: &str, age: Duration) {
+        let now = Instant::now();
+        let Some(expires) = now.checked_sub(age).map(|at| at + self.window) else {
+            return;
+        };
+        if expires <= now {
+            return;
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (actor.to_string(), request_id.to_string());
-        match seen.get(&key) {
-            Some(until) if *until > Instant::now() => false,
-            _ => {
-                seen.insert(key, expires);
-                true
-            }
+        if !seen.is_used(&key, now) {
+            seen.insert(key, expires);
         }
     }
 
     /// Drops expired entries.
     pub fn expire(&self) {
-        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.expire(Instant::now());
+        if seen.bytes < self.memory_budget / 2 && self.full.swap(false, Ordering::Relaxed) {
+            tracing::info!("the replay guard has room again");
+        }
+    }
+
+    /// Bytes the kept ids are counted as.
+    pub fn bytes(&self) -> usize {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, until| *until > now);
+            .bytes
     }
+}
+
+/// The reason of the deny record answering a replayed `request_id`. Such a record carries the
+/// id but does not spend it again: reloading skips it, as the live guard ignores the replay.
+pub fn replay_reason(request_id: &str) -> String {
+    format!("request_id `{request_id}` was already used within the replay window")
 }
 
 /// Records read per page while reloading.
@@ -95,8 +198,10 @@ pub fn reload_from_log(
                 return Ok(reloaded);
             }
             if let (Some(actor), Some(id)) = (field("actor"), field("request_id")) {
-                guard.remember(actor, id, age);
-                reloaded += 1;
+                if field("reason") != Some(replay_reason(id).as_str()) {
+                    guard.remember(actor, id, age);
+                    reloaded += 1;
+                }
             }
         }
         end = from;
@@ -108,23 +213,53 @@ pub fn reload_from_log(
 mod tests {
     use super::*;
 
+    const BUDGET: usize = 1 << 20;
+
     #[test]
     fn a_nonce_is_good_once_per_actor_within_the_window() {
-        let guard = ReplayGuard::new(Duration::from_millis(200));
-        assert!(guard.first_use("a", "n1"));
-        assert!(!guard.first_use("a", "n1"));
-        assert!(guard.first_use("b", "n1"), "per actor");
+        let guard = ReplayGuard::new(Duration::from_millis(200), BUDGET);
+        assert_eq!(guard.reserve("a", "n1"), Ok(()));
+        assert_eq!(guard.reserve("a", "n1"), Err(ReplayRefusal::AlreadyUsed));
+        assert_eq!(guard.reserve("b", "n1"), Ok(()), "per actor");
         std::thread::sleep(Duration::from_millis(250));
         guard.expire();
-        assert!(guard.first_use("a", "n1"), "after the window");
+        assert_eq!(guard.reserve("a", "n1"), Ok(()), "after the window");
+    }
+
+    #[test]
+    fn a_released_reservation_is_not_spent() {
+        let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
+        assert_eq!(guard.reserve("a", "n1"), Ok(()));
+        guard.release("a", "n1");
+        assert_eq!(guard.bytes(), 0);
+        assert_eq!(guard.reserve("a", "n1"), Ok(()));
     }
 
     #[test]
     fn remembered_ids_from_the_log_count() {
-        let guard = ReplayGuard::new(Duration::from_secs(60));
+        let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
         guard.remember("a", "old", Duration::from_secs(10));
-        assert!(!guard.first_use("a", "old"));
+        assert_eq!(guard.reserve("a", "old"), Err(ReplayRefusal::AlreadyUsed));
         guard.remember("a", "older", Duration::from_secs(120));
-        assert!(guard.first_use("a", "older"));
+        assert_eq!(guard.reserve("a", "older"), Ok(()));
+    }
+
+    #[test]
+    fn the_memory_budget_refuses_new_ids_until_old_ones_expire() {
+        let one = entry_cost("a", "n0");
+        let guard = ReplayGuard::new(Duration::from_millis(200), 3 * one);
+        for id in ["n0", "n1", "n2"] {
+            assert_eq!(guard.reserve("a", id), Ok(()));
+        }
+        assert_eq!(guard.reserve("a", "n3"), Err(ReplayRefusal::Full));
+        assert_eq!(
+            guard.reserve("a", "n0"),
+            Err(ReplayRefusal::AlreadyUsed),
+            "a used id is still a replay when full"
+        );
+        assert_eq!(guard.bytes(), 3 * one);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(guard.reserve("a", "n3"), Ok(()), "expired ids make room");
+        assert_eq!(guard.bytes(), one);
     }
 }

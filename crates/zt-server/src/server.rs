@@ -131,7 +131,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         }
         AuthMode::DangerousNone => None,
     };
-    let replay = ReplayGuard::new(config.replay_window);
+    let replay = ReplayGuard::new(config.replay_window, config.replay_memory);
     let reloaded = reload_from_log(&replay, &ledger)?;
     let origin = match &config.log_origin {
         Some(origin) => origin.clone(),
@@ -152,6 +152,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         auth: config.auth,
         admin_tokens,
         limiter: config.rate_limit.map(ActorLimiter::new),
+        refused_admin: ActorLimiter::new(config.refused_admin_rate),
         replay,
         recent: RecentRequests::default(),
         proposals: Proposals::default(),
@@ -215,17 +216,19 @@ pub async fn serve(
         shutdown.await;
         draining.draining.send_replace(true);
     };
-    let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(acceptor) => {
-            crate::tls::serve_tls(listener, acceptor, app, state.metrics.clone(), shutdown).await;
-            Ok(())
-        }
+    let apps = crate::connections::Apps {
+        regular: app,
+        overflow: crate::routes::overflow_router(state.clone()),
     };
+    crate::connections::serve_connections(
+        listener,
+        tls,
+        apps,
+        state.metrics.clone(),
+        config.connections,
+        shutdown,
+    )
+    .await;
     policy_watch.abort();
     let _ = policy_watch.await;
     checkpointing.abort();
@@ -246,7 +249,7 @@ pub async fn serve(
         .ok();
     drop(lock);
     tracing::info!("zt control plane stopped");
-    served.map_err(ServerError::Io)
+    Ok(())
 }
 
 /// How long a stopping server lets the NATS publisher publish what is committed.
@@ -299,6 +302,7 @@ async fn housekeeping(
                 if let Some(limiter) = &state.limiter {
                     limiter.shrink();
                 }
+                state.refused_admin.shrink();
             }
             _ = &mut stop => return,
         }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub admin_tokens: Option<AdminTokens>,
     /// Per-actor rate limits, when on.
     pub limiter: Option<ActorLimiter>,
+    /// Refused admin access per caller: past it, no more records (429).
+    pub refused_admin: ActorLimiter,
     /// Used request ids.
     pub replay: ReplayGuard,
     /// Recent decision requests, for replaying policy proposals.

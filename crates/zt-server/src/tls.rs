@@ -1,52 +1,25 @@
 //! The HTTPS listener: rustls (aws-lc-rs) in front of the same axum router, with optional
 //! client certificates whose SPIFFE ID becomes the caller's identity.
 //!
-//! `axum::serve` cannot terminate TLS, so connections are accepted here, handshaken with
-//! tokio-rustls, and served with hyper's HTTP/1.1 connection builder. A verified client
-//! certificate's SPIFFE ID is inserted into every request of its connection as a
-//! [`PeerIdentity`] extension, which the authentication extractors read. A failed handshake
-//! (untrusted or missing client certificate, plain HTTP, garbage, or no handshake within
-//! [`HANDSHAKE_TIMEOUT`]) ends only that connection, and is counted in
-//! `zt_tls_handshake_failures_total`.
-//!
-//! Shutdown: stop accepting, abandon unfinished handshakes, let hyper close idle connections
-//! and finish in-flight requests (their records commit), and after [`DRAIN_TIMEOUT`] abort
-//! what is still open.
+//! Connections are accepted and served by [`crate::connections`], which handshakes them with
+//! this acceptor. A verified client certificate's SPIFFE ID is inserted into every request of
+//! its connection as a [`crate::auth::PeerIdentity`] extension, which the authentication
+//! extractors read. A failed handshake (untrusted or missing client certificate, plain HTTP,
+//! garbage, or no handshake within [`crate::connections::HANDSHAKE_TIMEOUT`]) ends only that
+//! connection, and is counted in `zt_tls_handshake_failures_total`.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::Request;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
-use crate::auth::{PeerIdentity, SpiffeId};
+use crate::auth::SpiffeId;
 use crate::config::{ClientCerts, TlsConfig};
-use crate::metrics::Metrics;
-
-/// Longest a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a client may take to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest shutdown waits for in-flight requests before closing their connections.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -134,117 +107,4 @@ pub fn spiffe_id_of(leaf: &CertificateDer<'_>) -> Option<SpiffeId> {
         return None;
     }
     SpiffeId::parse(only).ok()
-}
-
-/// Serves `app` over TLS on `listener` until `shutdown` resolves, then drains (see the module
-/// documentation).
-pub async fn serve_tls(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    app: Router,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let graceful = GracefulShutdown::new();
-    let (stop, stopped) = watch::channel(false);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        while connections.try_join_next().is_some() {}
-        let (tcp, remote) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        connections.spawn(connection(
-            Accepted {
-                tcp,
-                remote,
-                acceptor: acceptor.clone(),
-                app: app.clone(),
-                metrics: metrics.clone(),
-                http: http.clone(),
-            },
-            graceful.watcher(),
-            stopped.clone(),
-        ));
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain deadline; closing them");
-        connections.abort_all();
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-/// One accepted connection and what serving it needs.
-struct Accepted {
-    tcp: TcpStream,
-    remote: SocketAddr,
-    acceptor: TlsAcceptor,
-    app: Router,
-    metrics: Arc<Metrics>,
-    http: http1::Builder,
-}
-
-async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
-    let Accepted {
-        tcp,
-        remote,
-        acceptor,
-        app,
-        metrics,
-        http,
-    } = conn;
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-    let tls = tokio::select! {
-        result = handshake => match result {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                metrics.tls_handshake_failed();
-                tracing::debug!(%remote, error = %e, "tls handshake failed");
-                return;
-            }
-            Err(_) => {
-                metrics.tls_handshake_failed();
-                tracing::debug!(%remote, "tls handshake timed out");
-                return;
-            }
-        },
-        _ = stopped.wait_for(|stop| *stop) => return,
-    };
-    let peer = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(<[CertificateDer<'_>]>::first)
-        .and_then(spiffe_id_of)
-        .map(|spiffe_id| PeerIdentity { spiffe_id });
-    tracing::debug!(%remote, identity = ?peer.as_ref().map(|p| p.spiffe_id.as_str()), "tls connection");
-    let service = service_fn(move |mut request: Request<Incoming>| {
-        if let Some(peer) = &peer {
-            request.extensions_mut().insert(peer.clone());
-        }
-        app.clone().oneshot(request)
-    });
-    let served = watcher.watch(http.serve_connection(TokioIo::new(tls), service));
-    if let Err(e) = served.await {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
-    }
 }

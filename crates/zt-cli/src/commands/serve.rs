@@ -8,9 +8,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use zt_server::auth::SpiffeId;
 use zt_server::config::{
-    default_rate_limit, ClientCerts, JwtSvidConfig, TlsConfig, WorkloadIdentityConfig,
+    default_rate_limit, ClientCerts, ConnectionLimits, JwtSvidConfig, TlsConfig,
+    WorkloadIdentityConfig,
 };
-use zt_server::limits::RateLimit;
+use zt_server::limits::{RateLimit, RateSetting};
 use zt_server::nats;
 use zt_server::{AuthMode, ServerConfig};
 
@@ -46,10 +47,10 @@ pub struct ServeArgs {
     /// if missing. Default: DATA_DIR/admin-token.
     #[arg(long, env = "ZT_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Per-actor rate limit, decisions per second (`100/s`). Default 100/s with credentials;
-    /// off under `--auth none` unless given.
-    #[arg(long, env = "ZT_RATE_LIMIT", value_parser = RateLimit::parse_rate)]
-    pub rate_limit: Option<NonZeroU32>,
+    /// Per-actor rate limit, decisions per second (`100/s`), or `none` for no limit. Default
+    /// 100/s with credentials; off under `--auth none` unless given.
+    #[arg(long, env = "ZT_RATE_LIMIT", value_parser = RateSetting::parse)]
+    pub rate_limit: Option<RateSetting>,
     /// Burst of the per-actor rate limit (default: twice the rate).
     #[arg(long, env = "ZT_RATE_BURST")]
     pub rate_burst: Option<NonZeroU32>,
@@ -60,6 +61,25 @@ pub struct ServeArgs {
     /// Seconds a `request_id` stays used (replay protection).
     #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300)]
     pub replay_window: u64,
+    /// Mebibytes of request ids the replay guard may keep; past it, a request with a new
+    /// `request_id` gets 503 until old ids expire.
+    #[arg(long, env = "ZT_REPLAY_MEMORY", value_name = "MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub replay_memory: u64,
+    /// Refused admin access (an agent credential on an admin route) audited per caller, per
+    /// second (bursts of twice the rate, at least 10); past it, 429 with no record.
+    #[arg(long, env = "ZT_REFUSED_ADMIN_RATE", value_name = "RATE", default_value = "1/s", value_parser = RateLimit::parse_rate)]
+    pub refused_admin_rate: NonZeroU32,
+    /// Most client connections served at once (lowered to the open-file limit minus 128);
+    /// past it, a few more connections are accepted for `GET /health` only.
+    #[arg(long, env = "ZT_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Seconds a client may take to send a request's headers, counted from the connection's
+    /// start or the previous response (also the keep-alive idle timeout).
+    #[arg(long, env = "ZT_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a client may take to send a request's body once its headers are in (408).
+    #[arg(long, env = "ZT_BODY_TIMEOUT", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
     /// Decisions that may wait for an audit commit; past this, new requests get 503 at once.
     #[arg(long, env = "ZT_QUEUE_CAPACITY", default_value_t = 8192)]
     pub queue_capacity: usize,
@@ -168,7 +188,8 @@ pub fn run(args: ServeArgs) -> Exit {
         AuthFlag::None => AuthMode::DangerousNone,
     };
     let rate_limit = match (args.rate_limit, auth) {
-        (Some(per_second), _) => Some(RateLimit {
+        (Some(RateSetting::Off), _) => None,
+        (Some(RateSetting::PerSecond(per_second)), _) => Some(RateLimit {
             per_second,
             burst: args
                 .rate_burst
@@ -210,6 +231,19 @@ pub fn run(args: ServeArgs) -> Exit {
         admin_token_file: args.admin_token_file,
         rate_limit,
         replay_window: Duration::from_secs(args.replay_window.max(1)),
+        replay_memory: usize::try_from(args.replay_memory << 20).unwrap_or(usize::MAX),
+        refused_admin_rate: RateLimit {
+            per_second: args.refused_admin_rate,
+            burst: args
+                .refused_admin_rate
+                .saturating_mul(NonZeroU32::MIN.saturating_add(1))
+                .max(NonZeroU32::MIN.saturating_add(9)),
+        },
+        connections: ConnectionLimits {
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            header_timeout: Duration::from_secs(args.header_timeout),
+            body_timeout: Duration::from_secs(args.body_timeout),
+        },
         single_admin: args.single_admin,
         tls,
         workload,

@@ -8,6 +8,7 @@
 //! - Admins (registry, policy and audit-record routes) present an admin token from the admin
 //!   token file, or a workload identity listed with `--admin-spiffe-id`. Any other
 //!   authenticated caller (an agent token, a SPIFFE ID not listed) is refused (403) and audited.
+//! - One request, one credential header: several `Authorization` headers are refused (401).
 //! - One request, one caller: a verified client certificate and a bearer token on the same
 //!   request must name the same caller, or the request is refused (401). A client certificate
 //!   without exactly one SPIFFE ID proves nothing (the connection is still encrypted, and a bearer
@@ -55,12 +56,17 @@ pub struct AdminCaller {
     pub authenticated: bool,
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(tokens::bearer)
+/// The bearer token of the request, if any. Several `Authorization` headers are refused:
+/// which one counts would be a guess, and a proxy and the server might guess differently.
+fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::Unauthenticated(
+            "more than one authorization header",
+        ));
+    }
+    Ok(first.and_then(|v| v.to_str().ok()).and_then(tokens::bearer))
 }
 
 /// The SPIFFE ID of the verified client certificate of the request's connection, if any.
@@ -107,7 +113,7 @@ impl FromRequestParts<SharedState> for AgentCaller {
         if state.auth == AuthMode::DangerousNone {
             return Ok(AgentCaller::Unauthenticated);
         }
-        let from_token = match bearer_token(parts) {
+        let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => verifier.verify(token)?.to_string(),
@@ -140,7 +146,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 authenticated: false,
             });
         };
-        let from_token = match bearer_token(parts) {
+        let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => Named::Spiffe(verifier.verify(token)?),
@@ -185,7 +191,13 @@ impl FromRequestParts<SharedState> for AdminCaller {
             Named::Spiffe(id) => id.to_string(),
             Named::Agent(actor) => actor,
         };
-        // An authenticated non-admin reaching for admin powers is worth a record of its own.
+        // An authenticated non-admin reaching for admin powers is worth a record of its own,
+        // up to a rate per caller; past it the refusals are only counted, so that a caller
+        // cannot flood the audit log with them.
+        state
+            .refused_admin
+            .check(&refused)
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
         let record = RecordDraft {
             kind: RecordKind::Admin,
             actor: refused.clone(),

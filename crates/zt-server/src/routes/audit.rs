@@ -15,6 +15,9 @@ use crate::state::SharedState;
 const DEFAULT_PAGE: usize = 1000;
 /// Most records per page.
 const MAX_PAGE: usize = 10_000;
+/// Largest `from` accepted: sequence numbers are stored as signed 64-bit integers, so a
+/// larger one cannot name a record (and is refused as out of range, never passed to the store).
+const MAX_FROM: u64 = i64::MAX as u64;
 
 /// The audit read router.
 pub fn router() -> Router<SharedState> {
@@ -59,7 +62,14 @@ fn page_params(query: Option<&str>) -> Result<(u64, usize), ApiError> {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let bad = || ApiError::InvalidRequest(format!("`{key}` must be a non-negative integer"));
         match key {
-            "from" => from = value.parse().map_err(|_| bad())?,
+            "from" => {
+                from = value.parse().map_err(|_| bad())?;
+                if from > MAX_FROM {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "`from` must be at most {MAX_FROM}"
+                    )));
+                }
+            }
             "limit" => {
                 limit = value
                     .parse::<usize>()
@@ -115,5 +125,17 @@ mod tests {
         assert!(page_params(Some("from=-1")).is_err());
         assert!(page_params(Some("from=x")).is_err());
         assert!(page_params(Some("evil=1")).is_err());
+        assert_eq!(
+            page_params(Some("from=9223372036854775807")).unwrap().0,
+            MAX_FROM
+        );
+        for out_of_range in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "99999999999999999999",
+        ] {
+            let refused = page_params(Some(&format!("from={out_of_range}"))).unwrap_err();
+            assert_eq!(refused.status(), axum::http::StatusCode::BAD_REQUEST);
+        }
     }
 }

@@ -1,6 +1,13 @@
 //! OpenID AuthZEN Authorization API 1.0: `POST /access/v1/evaluation` and
 //! `POST /access/v1/evaluations`, mapped onto the same decision path as `POST /actions` and
 //! audited the same way (one record per evaluation). A deny is `decision: false` with 200.
+//!
+//! `context.request_id`, when present, is the replay nonce and must be a string (anything else
+//! is a 400: a nonce silently ignored would let a request through twice). A batch is checked
+//! whole before any evaluation is decided (shape, size, request ids); an evaluation that then
+//! cannot be decided (rate limit, overload) answers the batch's error status only if no
+//! evaluation before it was decided, and otherwise its own `decision: false` with
+//! `context.error` (`status`, `message`), so an error never hides committed decisions.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +37,7 @@ pub fn router() -> Router<SharedState> {
         .route("/access/v1/evaluations", post(evaluations))
 }
 
-fn to_decision_request(e: EvaluationRequest) -> DecisionRequest {
+fn to_decision_request(e: EvaluationRequest) -> Result<DecisionRequest, ApiError> {
     let resource_attributes: BTreeMap<String, String> = e
         .resource
         .properties
@@ -38,20 +45,23 @@ fn to_decision_request(e: EvaluationRequest) -> DecisionRequest {
         .into_iter()
         .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
         .collect();
-    let request_id = e
-        .context
-        .as_ref()
-        .and_then(|c| c.get("request_id"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    DecisionRequest {
+    let request_id = match e.context.as_ref().and_then(|c| c.get("request_id")) {
+        None => None,
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "`context.request_id` must be a string".into(),
+            ))
+        }
+    };
+    Ok(DecisionRequest {
         actor: e.subject.id,
         action: e.action.name,
         resource: e.resource.id,
         resource_attributes: (!resource_attributes.is_empty()).then_some(resource_attributes),
         context: e.context,
         request_id,
-    }
+    })
 }
 
 async fn evaluate(
@@ -77,8 +87,23 @@ async fn evaluation(
     JsonBody(request): JsonBody<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
     Ok(Json(
-        evaluate(&state, caller, to_decision_request(request)).await?,
+        evaluate(&state, caller, to_decision_request(request)?).await?,
     ))
+}
+
+/// The answer for one evaluation of a batch that could not be decided after others were;
+/// counted as a refusal like any other.
+fn refused(state: &SharedState, error: &ApiError) -> EvaluationResponse {
+    if let Some(cause) = error.rejection_cause() {
+        state.metrics.rejected(cause);
+        state.rejections.count(cause);
+    }
+    EvaluationResponse {
+        decision: false,
+        context: Some(json!({
+            "error": {"status": error.status().as_u16(), "message": error.to_string()},
+        })),
+    }
 }
 
 async fn evaluations(
@@ -101,7 +126,7 @@ async fn evaluations(
     // it is decided.
     let mut requests = Vec::with_capacity(items.len());
     for item in items {
-        let mut request = to_decision_request(item);
+        let mut request = to_decision_request(item)?;
         if request.action.is_empty() {
             return Err(ApiError::ActionRequired);
         }
@@ -110,7 +135,11 @@ async fn evaluations(
     }
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {
-        let answer = evaluate(&state, caller.clone(), request).await?;
+        let answer = match evaluate(&state, caller.clone(), request).await {
+            Ok(answer) => answer,
+            Err(e) if answers.is_empty() => return Err(e),
+            Err(e) => refused(&state, &e),
+        };
         let stop = match semantic {
             EvaluationsSemantic::ExecuteAll => false,
             EvaluationsSemantic::DenyOnFirstDeny => !answer.decision,

@@ -34,6 +34,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(ops::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(refuse_undecodable_paths))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_rejections,
@@ -44,12 +45,46 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
+/// What a connection past the connection cap may ask: `GET /health`, and nothing else (503
+/// `too many connections`); see [`crate::connections`].
+pub fn overflow_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/health", axum::routing::get(ops::health))
+        .fallback(too_many_connections)
+        .method_not_allowed_fallback(too_many_connections)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_rejections,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal.into_response()
+        }))
+        .with_state(state)
+}
+
+async fn too_many_connections() -> ApiError {
+    ApiError::TooManyConnections
+}
+
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(uri.path().chars().take(200).collect())
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Refuses a path that does not percent-decode to UTF-8 (`/agents/%ff`) before routing, with
+/// the project's JSON error: axum's path extractor would answer it in plain text.
+async fn refuse_undecodable_paths(request: Request, next: Next) -> Response {
+    let decodable = percent_encoding::percent_decode_str(request.uri().path())
+        .decode_utf8()
+        .is_ok();
+    if !decodable {
+        return ApiError::InvalidRequest("the path is not valid utf-8 once percent-decoded".into())
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts every refused request, whatever route produced it (see [`crate::rejections`]).

@@ -17,7 +17,7 @@ pub fn router() -> Router<SharedState> {
         .route("/metrics", get(metrics))
 }
 
-async fn health(State(state): State<SharedState>) -> Response {
+pub(crate) async fn health(State(state): State<SharedState>) -> Response {
     let head = state.ledger.head();
     let audit_ok = !state.ledger.is_failed();
     let warning = (state.auth == AuthMode::DangerousNone).then_some(

@@ -1,0 +1,349 @@
+//! The listener, plain HTTP or HTTPS: accepts connections, caps how many are open, and serves
+//! each with hyper's HTTP/1.1 connection builder under time limits, so that slow or idle
+//! clients cannot hold the server's sockets.
+//!
+//! - Headers: a request's headers must arrive within `--header-timeout`, counted from the
+//!   connection's start or the end of the previous response; this is also the keep-alive
+//!   idle timeout. TLS handshakes must end within [`HANDSHAKE_TIMEOUT`].
+//! - Bodies: a request's body must arrive within `--body-timeout` of its headers (enforced
+//!   where it is read, [`crate::extract::JsonBody`]; the deadline travels as a
+//!   [`BodyTimeout`] request extension): 408, and the connection is closed.
+//! - Connections: at most `--max-connections` are served at once, lowered to the open-file
+//!   limit minus [`RESERVED_FDS`] (the audit store, its readers, NATS and the policy file need
+//!   descriptors too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
+//!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout: `GET /health`
+//!   answers as usual, anything else is a 503 `too many connections`; past those, one
+//!   accepted connection waits for a place and the others wait in the kernel's backlog. So `/health` stays answerable while slow
+//!   clients fill the server.
+//!
+//! Shutdown: stop accepting, abandon unfinished handshakes, let hyper close idle connections
+//! and finish in-flight requests (their records commit), and after [`DRAIN_TIMEOUT`] abort
+//! what is still open.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::rt::{Read, Write};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use rustls::pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::auth::PeerIdentity;
+use crate::config::ConnectionLimits;
+use crate::extract::BodyTimeout;
+use crate::metrics::Metrics;
+use crate::tls::spiffe_id_of;
+
+/// Longest a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest shutdown waits for in-flight requests before closing their connections.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// File descriptors kept free for everything but client connections.
+pub const RESERVED_FDS: u64 = 128;
+/// Connections accepted past the cap, each for one request (`/health`, or a 503).
+pub const OVERFLOW_CONNECTIONS: usize = 32;
+/// Header (and TLS handshake) timeout of a connection accepted past the cap.
+pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the listener serves: the application for connections under the cap, and the one
+/// for connections past it (see the module documentation).
+pub struct Apps {
+    /// The whole application.
+    pub regular: Router,
+    /// `/health`, and 503 for anything else.
+    pub overflow: Router,
+}
+
+/// The connection cap actually enforced: `configured`, lowered to the open-file limit minus
+/// [`RESERVED_FDS`] (at least 1) when that limit is known.
+pub fn effective_max_connections(configured: usize) -> usize {
+    let configured = configured.min(Semaphore::MAX_PERMITS);
+    let Some(limit) = open_file_limit() else {
+        return configured.max(1);
+    };
+    let allowed = usize::try_from(limit.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    configured.min(allowed).max(1)
+}
+
+/// The soft limit on open files of this process (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Serves `apps` on `listener` (over TLS if `tls` is given) until `shutdown` resolves, then
+/// drains (see the module documentation).
+pub async fn serve_connections(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    apps: Apps,
+    metrics: Arc<Metrics>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let max_connections = effective_max_connections(limits.max_connections);
+    if max_connections < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            enforced = max_connections,
+            "--max-connections lowered to fit the open-file limit"
+        );
+    }
+    tracing::info!(
+        max_connections,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        body_timeout_s = limits.body_timeout.as_secs_f64(),
+        "connection limits"
+    );
+    let regular_slots = Arc::new(Semaphore::new(max_connections));
+    let overflow_slots = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+    let mut at_cap = false;
+    let graceful = GracefulShutdown::new();
+    let (stop, stopped) = watch::channel(false);
+    let mut regular_http = http1::Builder::new();
+    regular_http
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut overflow_http = http1::Builder::new();
+    overflow_http
+        .timer(TokioTimer::new())
+        .header_read_timeout(OVERFLOW_HEADER_TIMEOUT)
+        .keep_alive(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let (tcp, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // The place is taken once the connection is here, so that a place freed meanwhile
+        // is not missed; when none is free, this one connection waits for one.
+        let slot = tokio::select! {
+            slot = next_slot(&regular_slots, &overflow_slots) => slot,
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = slot else { break };
+        let _ = tcp.set_nodelay(true);
+        let overflow = slot.overflow;
+        if overflow != std::mem::replace(&mut at_cap, overflow) {
+            if overflow {
+                tracing::warn!(
+                    max_connections,
+                    "connection cap reached: new connections get only /health until others close"
+                );
+            } else {
+                tracing::info!("connections below the cap again");
+            }
+        }
+        let (app, http, handshake_timeout) = if overflow {
+            (
+                apps.overflow.clone(),
+                overflow_http.clone(),
+                OVERFLOW_HEADER_TIMEOUT,
+            )
+        } else {
+            (
+                apps.regular.clone(),
+                regular_http.clone(),
+                HANDSHAKE_TIMEOUT,
+            )
+        };
+        connections.spawn(connection(
+            Accepted {
+                tcp,
+                remote,
+                tls: tls.clone(),
+                handshake_timeout,
+                app,
+                metrics: metrics.clone(),
+                http,
+                body_timeout: BodyTimeout(limits.body_timeout),
+                slot,
+            },
+            graceful.watcher(),
+            stopped.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain deadline; closing them");
+        connections.abort_all();
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// A connection's place: under the cap, or one of the overflow places past it. Held for the
+/// connection's lifetime.
+struct Slot {
+    overflow: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Waits for a free place, preferring one under the cap; `None` only if the semaphores were
+/// closed (they never are).
+async fn next_slot(regular: &Arc<Semaphore>, overflow: &Arc<Semaphore>) -> Option<Slot> {
+    let slot = |overflow, permit| Slot {
+        overflow,
+        _permit: permit,
+    };
+    if let Ok(permit) = regular.clone().try_acquire_owned() {
+        return Some(slot(false, permit));
+    }
+    tokio::select! {
+        biased;
+        Ok(permit) = regular.clone().acquire_owned() => Some(slot(false, permit)),
+        Ok(permit) = overflow.clone().acquire_owned() => Some(slot(true, permit)),
+        else => None,
+    }
+}
+
+/// One accepted connection and what serving it needs.
+struct Accepted {
+    tcp: TcpStream,
+    remote: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    app: Router,
+    metrics: Arc<Metrics>,
+    http: http1::Builder,
+    body_timeout: BodyTimeout,
+    slot: Slot,
+}
+
+async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
+    let Accepted {
+        tcp,
+        remote,
+        tls,
+        handshake_timeout,
+        app,
+        metrics,
+        http,
+        body_timeout,
+        slot: _held_until_closed,
+    } = conn;
+    let Some(acceptor) = tls else {
+        serve(
+            TokioIo::new(tcp),
+            None,
+            remote,
+            app,
+            http,
+            body_timeout,
+            watcher,
+        )
+        .await;
+        return;
+    };
+    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        result = handshake => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                metrics.tls_handshake_failed();
+                tracing::debug!(%remote, error = %e, "tls handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics.tls_handshake_failed();
+                tracing::debug!(%remote, "tls handshake timed out");
+                return;
+            }
+        },
+        _ = stopped.wait_for(|stop| *stop) => return,
+    };
+    let peer = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(<[CertificateDer<'_>]>::first)
+        .and_then(spiffe_id_of)
+        .map(|spiffe_id| PeerIdentity { spiffe_id });
+    tracing::debug!(%remote, identity = ?peer.as_ref().map(|p| p.spiffe_id.as_str()), "tls connection");
+    serve(
+        TokioIo::new(stream),
+        peer,
+        remote,
+        app,
+        http,
+        body_timeout,
+        watcher,
+    )
+    .await;
+}
+
+/// Serves HTTP/1.1 on `io`, giving every request the connection's identity (if any) and
+/// body deadline.
+async fn serve<I>(
+    io: I,
+    peer: Option<PeerIdentity>,
+    remote: SocketAddr,
+    app: Router,
+    http: http1::Builder,
+    body_timeout: BodyTimeout,
+    watcher: Watcher,
+) where
+    I: Read + Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        if let Some(peer) = &peer {
+            request.extensions_mut().insert(peer.clone());
+        }
+        request.extensions_mut().insert(body_timeout);
+        app.clone().oneshot(request)
+    });
+    let served = watcher.watch(http.serve_connection(io, service));
+    if let Err(e) = served.await {
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_under_the_open_file_limit() {
+        let limit = open_file_limit().expect("linux reports the open-file limit");
+        let enforced = effective_max_connections(usize::MAX);
+        assert_eq!(
+            enforced,
+            usize::try_from(limit.saturating_sub(RESERVED_FDS))
+                .unwrap()
+                .max(1)
+        );
+        assert_eq!(effective_max_connections(3), 3.min(enforced));
+        assert_eq!(effective_max_connections(0), 1);
+    }
+}

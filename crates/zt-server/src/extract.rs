@@ -7,9 +7,12 @@ use serde::de::DeserializeOwned;
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::strict_json;
 
-/// A JSON request body of at most [`MAX_BODY_BYTES`], parsed without coercion: a string field
-/// given an array is a 400, never stringified.
+/// A JSON request body of at most [`MAX_BODY_BYTES`], parsed strictly (see
+/// [`crate::strict_json`]) and without coercion: a string field given an array is a 400, never
+/// stringified; a body that is not an object, repeats a key anywhere, or nests too deep is a
+/// 400 too.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -31,10 +34,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses `bytes`, telling syntax errors (400 malformed) from shape errors (400 invalid).
+/// Parses a request body strictly (an object, no duplicate key at any depth, bounded nesting),
+/// telling syntax errors (400 malformed) from shape errors (400 invalid). Every body route goes
+/// through here; the fuzz target `request_body` calls it too.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    let document = strict_json::parse_document(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
-    })
+    })?;
+    strict_json::from_document(&document).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }

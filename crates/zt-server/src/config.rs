@@ -66,6 +66,10 @@ pub struct ServerConfig {
     pub log_origin: Option<String>,
     /// Publish the audit log to NATS JetStream; `None`: off. See docs/NATS.md.
     pub nats: Option<crate::nats::NatsConfig>,
+    /// Start with credentials even though agents or the policy in force were chosen while
+    /// authentication was off; the acceptance is audited and the marks cleared (see
+    /// [`crate::unauthenticated_state`]).
+    pub accept_unauthenticated_state: bool,
 }
 
 /// HTTPS: the server's certificate chain and key (PEM files), and what is asked of clients.
@@ -161,6 +165,7 @@ impl ServerConfig {
             store_url: None,
             log_origin: None,
             nats: None,
+            accept_unauthenticated_state: false,
         }
     }
 
@@ -180,6 +185,11 @@ impl ServerConfig {
             }
             if self.workload.jwt_svid.is_some() {
                 return Err(ConfigError::NeedsCredentials("--jwt-svid-jwks"));
+            }
+            if self.accept_unauthenticated_state {
+                return Err(ConfigError::NeedsCredentials(
+                    crate::unauthenticated_state::ACCEPT_FLAG,
+                ));
             }
         }
         Ok(())

@@ -219,6 +219,129 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
         post_actions(port, what, &body.to_string(), &invalid, &mut counts);
     }
 
+    // Ambiguous documents (issue 9, items 14 and 15): one body must not mean two things, so a
+    // key given twice at any depth, a positional array and deep nesting are refused, never
+    // decided.
+    let not_an_object = Refusal {
+        status: 400,
+        error: Expect::Exactly(
+            "invalid request: the request body must be a JSON object, not an array",
+        ),
+        cause: "invalid_request",
+    };
+    let too_deep = Refusal {
+        status: 400,
+        error: Expect::StartsWith(
+            "invalid request: the request body is nested more than 32 levels deep",
+        ),
+        cause: "invalid_request",
+    };
+    let deep_context = format!(
+        r#"{{"actor":"bad-input-agent","action":"x","context":{}1{}}}"#,
+        r#"{"a":"#.repeat(40),
+        "}".repeat(40)
+    );
+    for (what, body, want) in [
+        (
+            "duplicate key in context",
+            r#"{"actor":"bad-input-agent","action":"aws.ec2.terminate_instances","context":{"approval_id":"NOPE","approval_id":"CHG-1"}}"#.to_string(),
+            Refusal {
+                status: 400,
+                error: Expect::StartsWith(
+                    "invalid request: duplicate key `approval_id` in `context` at line 1",
+                ),
+                cause: "invalid_request",
+            },
+        ),
+        (
+            "duplicate key spelled with an escape",
+            r#"{"actor":"bad-input-agent","action":"x","context":{"env":"prod","\u0065nv":"dev"}}"#.to_string(),
+            Refusal {
+                status: 400,
+                error: Expect::StartsWith("invalid request: duplicate key `env` in `context`"),
+                cause: "invalid_request",
+            },
+        ),
+        (
+            "duplicate key deep in context",
+            r#"{"actor":"bad-input-agent","action":"x","context":{"tool":{"args":[{"path":"/a","path":"/etc/shadow"}]}}}"#.to_string(),
+            Refusal {
+                status: 400,
+                error: Expect::StartsWith(
+                    "invalid request: duplicate key `path` in `context.tool.args[0]`",
+                ),
+                cause: "invalid_request",
+            },
+        ),
+        (
+            "duplicate key with a NUL",
+            "{\"actor\":\"bad-input-agent\",\"action\":\"x\",\"context\":{\"a\\u0000\":1,\"a\\u0000\":2}}".to_string(),
+            Refusal {
+                status: 400,
+                error: Expect::StartsWith("invalid request: duplicate key `a\u{0}` in `context`"),
+                cause: "invalid_request",
+            },
+        ),
+        (
+            "duplicate top-level key",
+            r#"{"actor":"bad-input-agent","action":"x","actor":"someone-else"}"#.to_string(),
+            Refusal {
+                status: 400,
+                error: Expect::StartsWith("invalid request: duplicate key `actor` at line 1"),
+                cause: "invalid_request",
+            },
+        ),
+        (
+            "positional array",
+            r#"["bad-input-agent","aws.ec2.terminate_instances","i-1"]"#.to_string(),
+            not_an_object,
+        ),
+        ("context nested 40 deep", deep_context, too_deep),
+    ] {
+        post_actions(port, what, &body, &want, &mut counts);
+    }
+    // The same rules on the AuthZEN and admin bodies, which share the extractor.
+    for (what, path, body, error) in [
+        (
+            "authzen positional subject",
+            "/access/v1/evaluation",
+            r#"{"subject":["agent","bad-input-agent"],"action":{"name":"x"},"resource":{"type":"r","id":"1"}}"#,
+            "invalid request: invalid type: sequence, expected struct Subject",
+        ),
+        (
+            "authzen duplicate context key",
+            "/access/v1/evaluation",
+            r#"{"subject":{"type":"agent","id":"bad-input-agent"},"action":{"name":"x"},"resource":{"type":"r","id":"1"},"context":{"approval_id":"NOPE","approval_id":"CHG-1"}}"#,
+            "invalid request: duplicate key `approval_id` in `context`",
+        ),
+        (
+            "authzen batch duplicate key",
+            "/access/v1/evaluations",
+            r#"{"evaluations":[{"action":{"name":"x","name":"y"}}]}"#,
+            "invalid request: duplicate key `name` in `evaluations[0].action`",
+        ),
+        (
+            "admin duplicate actor",
+            "/agents",
+            r#"{"actor":"bad-input-agent","actor":"intruder"}"#,
+            "invalid request: duplicate key `actor`",
+        ),
+        (
+            "admin positional array",
+            "/agents",
+            r#"["intruder"]"#,
+            "invalid request: the request body must be a JSON object, not an array",
+        ),
+    ] {
+        let want = Refusal {
+            status: 400,
+            error: Expect::StartsWith(error),
+            cause: "invalid_request",
+        };
+        *counts.entry(want.cause.to_string()).or_default() += 1;
+        send(port, what, "POST", path, &[], Some(body.as_bytes()), &want);
+    }
+
     // Missing or empty required fields.
     for (what, body, want) in [
         ("no actor", json!({"action": "x"}), &actor_required),

@@ -5,6 +5,8 @@
 //! replays only WAL frames whose checksums and commit markers are intact: a torn tail write is
 //! detected and dropped, and what it drops was never committed, so never acknowledged.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -48,8 +50,10 @@ impl SqliteStore {
         data_dir.join(DB_FILE_NAME)
     }
 
-    /// Opens (creating if needed) the store for writing.
+    /// Opens (creating if needed) the store for writing. The database, its `-wal` and its
+    /// `-shm` are made mode 0600 (see [`make_private`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        make_private(path)?;
         let conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
         conn.execute_batch(
@@ -90,6 +94,34 @@ impl SqliteStore {
             _checkpointer: None,
         })
     }
+}
+
+/// Creates the database file mode 0600 if it does not exist, and makes it and any `-wal` and
+/// `-shm` beside it 0600 (an older version left them 0644). SQLite would create the database
+/// with the process umask, but it gives the `-wal` and `-shm` files it creates the database
+/// file's mode, so a private database keeps its companions private too.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    let io = |p: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("audit database `{}`: {e}", p.display()))
+    };
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io(path, e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&file, e)),
+        }
+    }
+    Ok(())
 }
 
 /// WAL frames (pages) past which the checkpointer restarts the WAL: about 64 MiB.
@@ -293,8 +325,36 @@ impl AuditStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::decode_hash;
+    use super::{decode_hash, SqliteStore};
+    use std::os::unix::fs::PermissionsExt;
     use zt_contract::Digest32;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_database_and_its_wal_and_shm_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("audit.db");
+        let store = SqliteStore::open(&db).unwrap();
+        for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        drop(store);
+
+        // Files an older version left world-readable are made private on the next open.
+        for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+            let path = dir.path().join(name);
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let _store = SqliteStore::open(&db).unwrap();
+        for name in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+    }
 
     #[test]
     fn decode_hash_accepts_exactly_what_from_hex_accepts() {

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     pub log_origin: Option<String>,
     /// Publish the audit log to NATS JetStream; `None`: off. See docs/NATS.md.
     pub nats: Option<crate::nats::NatsConfig>,
+    /// Start with credentials even though agents or the policy in force were chosen while
+    /// authentication was off; the acceptance is audited and the marks cleared (see
+    /// [`crate::unauthenticated_state`]).
+    pub accept_unauthenticated_state: bool,
 }
 
 /// What one listener allows its connections (see [`crate::connections`]).
@@ -204,6 +208,7 @@ impl ServerConfig {
             store_url: None,
             log_origin: None,
             nats: None,
+            accept_unauthenticated_state: false,
         }
     }
 
@@ -223,6 +228,11 @@ impl ServerConfig {
             }
             if self.workload.jwt_svid.is_some() {
                 return Err(ConfigError::NeedsCredentials("--jwt-svid-jwks"));
+            }
+            if self.accept_unauthenticated_state {
+                return Err(ConfigError::NeedsCredentials(
+                    crate::unauthenticated_state::ACCEPT_FLAG,
+                ));
             }
         }
         Ok(())

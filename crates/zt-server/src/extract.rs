@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
+use crate::strict_json;
 
 /// How long a request's body may take to arrive once its headers are in: set on every request
 /// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
@@ -20,8 +21,9 @@ pub struct BodyTimeout(pub Duration);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
-/// (else 408), parsed without coercion: a string field given an array is a 400, never
-/// stringified.
+/// (else 408), parsed strictly (see [`crate::strict_json`]) and without coercion: a string
+/// field given an array is a 400, never stringified; a body that is not an object, repeats a
+/// key anywhere, or nests too deep is a 400 too.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -52,10 +54,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Parses `bytes`, telling syntax errors (400 malformed) from shape errors (400 invalid).
+/// Parses a request body strictly (an object, no duplicate key at any depth, bounded nesting),
+/// telling syntax errors (400 malformed) from shape errors (400 invalid). Every body route goes
+/// through here; the fuzz target `request_body` calls it too.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    let document = strict_json::parse_document(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
-    })
+    })?;
+    strict_json::from_document(&document).map_err(|e| ApiError::InvalidRequest(e.to_string()))
 }

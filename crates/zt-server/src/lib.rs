@@ -25,7 +25,9 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod state_docs;
+pub mod strict_json;
 pub mod tls;
+pub mod unauthenticated_state;
 
 pub use config::{AuthMode, ServerConfig};
 pub use error::ApiError;

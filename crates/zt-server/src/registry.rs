@@ -61,6 +61,11 @@ pub struct AgentEntry {
     /// SHA-256 (hex) of the agent's current bearer token, if one was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
+    /// Registered, or given a token, while authentication was off (`--auth none`): an
+    /// unauthenticated caller chose it. Cleared only by accepting such state at start-up
+    /// (see [`crate::unauthenticated_state`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unauthenticated: bool,
 }
 
 /// What `GET /agents` shows of an agent: never the token hash.
@@ -230,16 +235,19 @@ impl Registry {
     }
 
     /// Replaces `actor`'s token hash and saves; the old token stops working at once on this
-    /// server (on the others within the followers' poll interval). Returns false if the actor
-    /// is not registered.
+    /// server (on the others within the followers' poll interval). `unauthenticated`: the
+    /// caller was not authenticated, which marks the agent. Returns false if the actor is not
+    /// registered.
     pub async fn set_token(
         &self,
         actor: &str,
         token_sha256: String,
+        unauthenticated: bool,
     ) -> Result<bool, RegistryError> {
         self.change(move |agents| {
             let mut entry = agents.by_actor.get(actor).cloned()?;
             entry.token_sha256 = Some(token_sha256.clone());
+            entry.unauthenticated |= unauthenticated;
             let mut next = agents.clone();
             next.put(entry);
             Some(next)
@@ -252,6 +260,34 @@ impl Registry {
         self.change(|agents| {
             let mut next = agents.clone();
             next.take(actor)?;
+            Some(next)
+        })
+        .await
+    }
+
+    /// The agents an unauthenticated caller registered or gave a token, by name.
+    pub fn unauthenticated_agents(&self) -> Vec<String> {
+        self.read()
+            .by_actor
+            .values()
+            .filter(|a| a.unauthenticated)
+            .map(|a| a.actor.clone())
+            .collect()
+    }
+
+    /// Clears every agent's unauthenticated mark and saves; returns false if none was marked.
+    pub async fn clear_unauthenticated(&self) -> Result<bool, RegistryError> {
+        self.change(|agents| {
+            if !agents.by_actor.values().any(|a| a.unauthenticated) {
+                return None;
+            }
+            let mut next = agents.clone();
+            for entry in agents.by_actor.values().filter(|a| a.unauthenticated) {
+                next.put(AgentEntry {
+                    unauthenticated: false,
+                    ..entry.clone()
+                });
+            }
             Some(next)
         })
         .await

@@ -25,6 +25,7 @@ use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};
 use crate::state_docs::Documents;
+use crate::unauthenticated_state::{accept, UnauthenticatedState, ACCEPT_FLAG};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,17 @@ pub enum ServerError {
     /// Audit checkpoints cannot be signed.
     #[error(transparent)]
     Checkpoint(#[from] crate::checkpoints::CheckpointSetupError),
+    /// Agents or the policy in force were chosen while authentication was off.
+    #[error(
+        "this state was changed while authentication was off (`--auth none`): {0} came from an unauthenticated caller and would stay in force; start once with `{ACCEPT_FLAG}` to keep them (recorded in the audit log), then remove or rotate whatever is not trusted"
+    )]
+    UnauthenticatedState(String),
+    /// The unauthenticated state marks could not be read.
+    #[error(transparent)]
+    Marks(#[from] crate::unauthenticated_state::MarksError),
+    /// Accepting the unauthenticated state failed.
+    #[error("accepting the unauthenticated state failed: {0}")]
+    AcceptUnauthenticated(String),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(std::io::Error),
@@ -79,6 +91,9 @@ pub struct Started {
     pub worker: LedgerWorker,
     /// The single-writer lock.
     pub lock: DataDirLock,
+    /// State chosen without authentication that the operator accepted with
+    /// [`ACCEPT_FLAG`]; [`serve`] records the acceptance and clears the marks.
+    pub accepted: UnauthenticatedState,
 }
 
 /// Prepares the data directory, takes its lock, loads the key, opens and checks the audit
@@ -162,6 +177,15 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         workload,
         draining: tokio::sync::watch::Sender::new(false),
     });
+    let accepted = match config.auth {
+        AuthMode::Credentials => {
+            UnauthenticatedState::find(&state.docs, &data_dir, &state.registry, &state.policy)?
+        }
+        AuthMode::DangerousNone => UnauthenticatedState::default(),
+    };
+    if !accepted.is_empty() && !config.accept_unauthenticated_state {
+        return Err(ServerError::UnauthenticatedState(accepted.describe()));
+    }
     tracing::info!(
         data_dir = %shown,
         key_id = signer.key_id(),
@@ -174,6 +198,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         state,
         worker,
         lock,
+        accepted,
     })
 }
 
@@ -192,7 +217,15 @@ pub async fn serve(
         state,
         worker,
         lock,
+        accepted,
     } = start(&config)?;
+    if !accepted.is_empty() {
+        if let Err(e) = accept(&state, &accepted).await {
+            drop(state);
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+            return Err(ServerError::AcceptUnauthenticated(e));
+        }
+    }
     let addr = listener.local_addr().map_err(ServerError::Io)?;
     log_identity_settings(&config, &state.workload);
     tracing::info!(listen = %addr, https = tls.is_some(), "zt control plane ready");

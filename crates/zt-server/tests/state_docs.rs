@@ -209,6 +209,7 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
         registered_at: "2026-01-01T00:00:00.000Z".into(),
         attributes: Default::default(),
         token_sha256: Some(format!("hash-of-{name}")),
+        unauthenticated: false,
     };
     assert!(one.insert(agent("first")).await.unwrap());
     assert!(two.insert(agent("second")).await.unwrap());
@@ -222,7 +223,7 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     // A rotation on a server that has not seen a removal yet does not bring the agent back.
     assert!(two.remove("first").await.unwrap());
     assert!(one.contains("first"), "not reloaded yet");
-    assert!(!one.set_token("first", "x".into()).await.unwrap());
+    assert!(!one.set_token("first", "x".into(), false).await.unwrap());
     assert!(!one.contains("first"));
     assert_eq!(one.version(), two.version());
 }
@@ -250,4 +251,58 @@ async fn an_invalid_stored_policy_is_never_activated() {
         before,
         "a valid one is activated"
     );
+}
+
+/// What an unauthenticated caller chose on one replica is marked for every replica on the
+/// store; the marked policy only while it is the active one.
+#[tokio::test]
+async fn unauthenticated_marks_are_shared_by_replicas() {
+    use zt_server::policy_store::PolicyStore;
+    use zt_server::registry::{AgentEntry, Registry};
+    use zt_server::unauthenticated_state::{mark_policy, UnauthenticatedState};
+    let schema = TestSchema::new();
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Arc::new(Documents::Postgres(
+            PostgresDocs::open(&schema.location()).unwrap(),
+        ))
+    };
+    let docs = open();
+    let registry = Registry::load(docs.clone(), dir.path()).unwrap();
+    let policy = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
+    for (actor, unauthenticated) in [("vetted", false), ("anonymous", true)] {
+        let entry = AgentEntry {
+            actor: actor.into(),
+            registered_at: "2026-01-01T00:00:00.000Z".into(),
+            attributes: Default::default(),
+            token_sha256: Some(format!("hash-of-{actor}")),
+            unauthenticated,
+        };
+        assert!(registry.insert(entry).await.unwrap());
+    }
+    let active = policy.current().version().to_string();
+    mark_policy(&docs, &active).await.unwrap();
+
+    let other = open();
+    let other_registry = Registry::load(other.clone(), dir.path()).unwrap();
+    let other_policy = PolicyStore::load(other.clone(), dir.path(), None).unwrap();
+    let found =
+        UnauthenticatedState::find(&other, dir.path(), &other_registry, &other_policy).unwrap();
+    assert_eq!(
+        found,
+        UnauthenticatedState {
+            agents: vec!["anonymous".into()],
+            policy_version: Some(active),
+        }
+    );
+
+    // An authenticated admin activates another policy: the mark no longer applies.
+    let engine =
+        zt_policy::PolicyEngine::from_cedar("permit(principal, action, resource);\n").unwrap();
+    policy.activate(Arc::new(engine)).await.unwrap();
+    other_policy.reload_if_newer(None).await.unwrap();
+    let found =
+        UnauthenticatedState::find(&other, dir.path(), &other_registry, &other_policy).unwrap();
+    assert_eq!(found.policy_version, None);
+    assert_eq!(found.agents, ["anonymous"]);
 }

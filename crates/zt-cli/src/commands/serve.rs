@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// Danger: removes the second review of policy changes. Implied by `--auth none`.
     #[arg(long, env = "ZT_SINGLE_ADMIN")]
     pub single_admin: bool,
+    /// Danger: start with credentials although agents or the policy in force were chosen
+    /// while authentication was off (`--auth none`), which is otherwise refused. The
+    /// acceptance is recorded in the audit log and the marks are cleared.
+    #[arg(long, env = "ZT_ACCEPT_UNAUTHENTICATED_STATE")]
+    pub accept_unauthenticated_state: bool,
     /// Seconds a `request_id` stays used (replay protection).
     #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300)]
     pub replay_window: u64,
@@ -250,6 +255,7 @@ pub fn run(args: ServeArgs) -> Exit {
         store_url: args.store,
         log_origin: args.log_origin,
         nats,
+        accept_unauthenticated_state: args.accept_unauthenticated_state,
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");

@@ -72,6 +72,13 @@ pub enum JwtSvidError {
     /// `typ` is present and not `JWT` or `JOSE`.
     #[error("the jwt-svid type `{0}` is not `JWT` or `JOSE`")]
     Type(String),
+    /// The header names critical extensions (`crit`); this verifier understands none, and
+    /// RFC 7515 section 4.1.11 requires refusing a token whose critical extensions are not
+    /// understood.
+    #[error(
+        "the jwt-svid header marks `{0}` as critical (`crit`); no critical extension is understood"
+    )]
+    Critical(String),
     /// No `kid` in the header.
     #[error("the jwt-svid header has no key id (`kid`)")]
     MissingKeyId,
@@ -272,6 +279,9 @@ impl JwtSvidVerifier {
                 None => return Err(JwtSvidError::Malformed),
             }
         }
+        if let Some(crit) = header.get("crit") {
+            return Err(critical(crit));
+        }
         let kid = field("kid").ok_or(JwtSvidError::MissingKeyId)?;
         let trusted = self
             .keys
@@ -325,7 +335,21 @@ fn token_digest(token: &str) -> [u8; 32] {
     out
 }
 
-/// The decoded JOSE header of a compact JWS, without verifying anything.
+/// The refusal of a header carrying `crit`: the names it lists, or malformed if it is not the
+/// non-empty array of strings RFC 7515 asks for.
+fn critical(crit: &Value) -> JwtSvidError {
+    let names: Option<Vec<&str>> = crit
+        .as_array()
+        .filter(|names| !names.is_empty())
+        .and_then(|names| names.iter().map(Value::as_str).collect());
+    match names {
+        Some(names) => JwtSvidError::Critical(echo(&names.join(", "))),
+        None => JwtSvidError::Malformed,
+    }
+}
+
+/// The decoded JOSE header of a compact JWS, without verifying anything; a header that
+/// repeats a parameter is malformed (two readers could see two different `alg`s).
 fn header_of(token: &str) -> Result<Map<String, Value>, JwtSvidError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
@@ -336,7 +360,7 @@ fn header_of(token: &str) -> Result<Map<String, Value>, JwtSvidError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| JwtSvidError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| JwtSvidError::Malformed)
+    crate::strict_json::parse_document(&bytes).map_err(|_| JwtSvidError::Malformed)
 }
 
 /// The key id and verification settings of one JWK, `None` for an X.509 authority of a SPIFFE

@@ -31,9 +31,12 @@ impl EcKey {
                "x": b64(&point[1..33]), "y": b64(&point[33..65])})
     }
     fn sign(&self, header: Value, claims: Value) -> String {
+        self.sign_raw(&header.to_string(), claims)
+    }
+    fn sign_raw(&self, header: &str, claims: Value) -> String {
         let input = format!(
             "{}.{}",
-            b64(header.to_string().as_bytes()),
+            b64(header.as_bytes()),
             b64(claims.to_string().as_bytes())
         );
         let sig = self.0.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
@@ -204,6 +207,35 @@ fn every_invalid_svid_is_refused_with_its_reason() {
             key.sign(json!({"kid": "k1"}), claims()),
             JwtSvidError::Malformed,
         ),
+        (
+            "critical extension",
+            key.sign(
+                json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1}),
+                claims(),
+            ),
+            JwtSvidError::Critical("exp".into()),
+        ),
+        (
+            "two critical extensions",
+            key.sign(
+                json!({"alg": "ES256", "kid": "k1", "crit": ["b64", "x-zt"], "b64": false}),
+                claims(),
+            ),
+            JwtSvidError::Critical("b64, x-zt".into()),
+        ),
+        (
+            "empty crit",
+            key.sign(json!({"alg": "ES256", "kid": "k1", "crit": []}), claims()),
+            JwtSvidError::Malformed,
+        ),
+        (
+            "crit not a list",
+            key.sign(
+                json!({"alg": "ES256", "kid": "k1", "crit": "exp"}),
+                claims(),
+            ),
+            JwtSvidError::Malformed,
+        ),
         ("garbage", "a.b.c".into(), JwtSvidError::Malformed),
         (
             "two parts",
@@ -343,4 +375,19 @@ fn a_remembered_svid_is_still_bound_by_its_expiry() {
     assert_eq!(v.verify(&forged), Err(JwtSvidError::Signature));
     assert_eq!(v.verify(&forged), Err(JwtSvidError::Signature));
     assert_eq!(v.read_cache().len(), 1);
+}
+
+#[test]
+fn a_header_that_repeats_a_parameter_is_malformed() {
+    let key = EcKey::new();
+    let v = verifier(&[key.jwk("k1")]);
+    let good = key.sign_raw(r#"{"alg":"ES256","kid":"k1"}"#, claims());
+    assert!(v.verify(&good).is_ok());
+    for header in [
+        r#"{"alg":"ES256","kid":"k1","kid":"k1"}"#,
+        r#"{"alg":"none","alg":"ES256","kid":"k1"}"#,
+    ] {
+        let token = key.sign_raw(header, claims());
+        assert_eq!(v.verify(&token), Err(JwtSvidError::Malformed), "{header}");
+    }
 }

@@ -93,6 +93,7 @@ async fn register_agent(
                 trust_level: request.trust_level,
             },
             token_sha256: Some(token_hash(&issued)),
+            unauthenticated: !caller.authenticated,
         };
         // Another replica may have registered the same actor meanwhile: its token stands.
         if saved(state.registry.insert(entry).await)? {
@@ -135,7 +136,12 @@ async fn rotate_token(
         None,
     );
     state.ledger.append(record).await?;
-    if !saved(state.registry.set_token(&actor, token_hash(&token)).await)? {
+    if !saved(
+        state
+            .registry
+            .set_token(&actor, token_hash(&token), !caller.authenticated)
+            .await,
+    )? {
         // Removed on another replica meanwhile.
         return Err(ApiError::AgentNotFound(actor));
     }

@@ -193,6 +193,10 @@ async fn approve_and_activate(
         Some(version),
     );
     state.ledger.append(activation).await?;
+    if !caller.authenticated {
+        let version = proposal.engine.version();
+        saved(crate::unauthenticated_state::mark_policy(&state.docs, version).await)?;
+    }
     saved(state.policy.activate(proposal.engine.clone()).await)?;
     state.proposals.mark_activated(id, &caller.name);
     Ok(proposal)

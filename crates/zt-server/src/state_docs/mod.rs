@@ -29,17 +29,21 @@ pub enum DocName {
     Agents,
     /// The active policy (Cedar).
     Policy,
+    /// Marks of state an unauthenticated caller chose (JSON, see
+    /// [`crate::unauthenticated_state`]).
+    Unauthenticated,
 }
 
 impl DocName {
     /// Every document.
-    pub const ALL: [DocName; 2] = [DocName::Agents, DocName::Policy];
+    pub const ALL: [DocName; 3] = [DocName::Agents, DocName::Policy, DocName::Unauthenticated];
 
     /// The name as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             DocName::Agents => "agents",
             DocName::Policy => "policy",
+            DocName::Unauthenticated => "unauthenticated",
         }
     }
 
@@ -48,6 +52,7 @@ impl DocName {
         match self {
             DocName::Agents => "agents.json",
             DocName::Policy => "policy.cedar",
+            DocName::Unauthenticated => "unauthenticated.json",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod policy_store;
 pub mod proposals;
 pub mod recent;
 pub mod registry;
+pub mod reload;
 pub mod rejections;
 pub mod replay;
 pub mod routes;

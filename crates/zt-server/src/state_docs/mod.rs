@@ -1,7 +1,8 @@
-//! Shared state documents: the agent registry and the active policy, each kept as one named,
-//! versioned text document. With the embedded audit store they are files in the data
-//! directory (`agents.json`, `policy.cedar`), as always; with a PostgreSQL audit store they
-//! live in that store's schema, so every replica on it shares one registry and one policy.
+//! Shared state documents: the agent registry, the active policy and the pending policy
+//! proposals, each kept as one named, versioned text document. With the embedded audit store
+//! they are files in the data directory (`agents.json`, `policy.cedar`, `proposals.json`);
+//! with a PostgreSQL audit store they live in that store's schema, so every replica on it
+//! shares one registry, one policy and one set of proposals.
 //!
 //! Writes are optimistic: [`Documents::save`] names the version it replaces and fails with
 //! [`DocError::Conflict`] if another writer got there first; the writer then reloads,
@@ -29,17 +30,20 @@ pub enum DocName {
     Agents,
     /// The active policy (Cedar).
     Policy,
+    /// Policy proposals kept for review (JSON).
+    Proposals,
 }
 
 impl DocName {
     /// Every document.
-    pub const ALL: [DocName; 2] = [DocName::Agents, DocName::Policy];
+    pub const ALL: [DocName; 3] = [DocName::Agents, DocName::Policy, DocName::Proposals];
 
     /// The name as stored.
     pub fn as_str(self) -> &'static str {
         match self {
             DocName::Agents => "agents",
             DocName::Policy => "policy",
+            DocName::Proposals => "proposals",
         }
     }
 
@@ -48,6 +52,7 @@ impl DocName {
         match self {
             DocName::Agents => "agents.json",
             DocName::Policy => "policy.cedar",
+            DocName::Proposals => "proposals.json",
         }
     }
 }

@@ -4,6 +4,7 @@
 mod commands;
 mod exit;
 mod logging;
+mod text;
 mod verification;
 
 use clap::{Parser, Subcommand};

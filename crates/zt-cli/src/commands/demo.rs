@@ -288,6 +288,12 @@ fn tamper(story: &mut Story, keys: &PublicKeySet, records: &[String]) -> anyhow:
     Ok(())
 }
 
+/// The first 16 hex digits of a hash, after its `sha256:` prefix if it has one (a policy
+/// version), so every shortened hash shows the same number of digits.
 fn short(hash: &str) -> String {
-    hash.chars().take(16).collect()
+    let (prefix, hex) = match hash.strip_prefix("sha256:") {
+        Some(hex) => ("sha256:", hex),
+        None => ("", hash),
+    };
+    format!("{prefix}{}", hex.chars().take(16).collect::<String>())
 }

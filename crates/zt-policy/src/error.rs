@@ -89,9 +89,10 @@ fn json_message(error: &serde_json::Error) -> String {
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The text is not a valid reference JSON policy document.
+    /// The text is not a valid reference JSON policy document. The message carries the
+    /// JSON error whole, so it is not also given as the source.
     #[error("invalid action policy: {}", json_message(.0))]
-    Parse(#[from] serde_json::Error),
+    Parse(serde_json::Error),
     /// A reference JSON rule with an empty action pattern.
     #[error("invalid action policy: {list} rule {index} has an empty action")]
     EmptyAction {
@@ -157,6 +158,12 @@ pub enum PolicyError {
     /// Cedar refused what this crate built from a valid policy set (a bug in this crate).
     #[error("policy engine error: {0}")]
     Internal(String),
+}
+
+impl From<serde_json::Error> for PolicyError {
+    fn from(error: serde_json::Error) -> Self {
+        PolicyError::Parse(error)
+    }
 }
 
 /// The byte offset of a Cedar diagnostic's first label, and its message with its help.

@@ -27,7 +27,10 @@ const RELOAD_BOUND: Duration = Duration::from_secs(15);
 fn until(what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
-        assert!(start.elapsed() < RELOAD_BOUND, "{what}: not after {RELOAD_BOUND:?}");
+        assert!(
+            start.elapsed() < RELOAD_BOUND,
+            "{what}: not after {RELOAD_BOUND:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -282,14 +285,27 @@ fn pending_proposals_survive_a_restart_with_ids_unique_and_matched_exactly() {
 
     // Aliases of an id are not that id.
     let n = seq(&first);
-    for alias in [format!("prop-+{n}"), format!("prop-0{n}"), format!("prop-{n}%20")] {
-        let (s, _, body) = server.json_as(&bob, "POST", &format!("/policies/proposals/{alias}/approve"), None);
+    for alias in [
+        format!("prop-+{n}"),
+        format!("prop-0{n}"),
+        format!("prop-{n}%20"),
+    ] {
+        let (s, _, body) = server.json_as(
+            &bob,
+            "POST",
+            &format!("/policies/proposals/{alias}/approve"),
+            None,
+        );
         assert_eq!(s, 404, "{alias}: {body}");
         let (s, _, _) = server.json_as(&bob, "GET", &format!("/policies/proposals/{alias}"), None);
         assert_eq!(s, 404, "{alias}");
     }
-    let (s, _, approved) =
-        server.json_as(&bob, "POST", &format!("/policies/proposals/{first}/approve"), None);
+    let (s, _, approved) = server.json_as(
+        &bob,
+        "POST",
+        &format!("/policies/proposals/{first}/approve"),
+        None,
+    );
     assert_eq!(s, 200, "{approved}");
 
     // Each id is the seq of the record that filed it; the approval names the canonical id.
@@ -341,7 +357,10 @@ fn a_policy_file_owns_the_policy_and_its_reload_errors_show_in_health() {
     }
     let (s, _, shown) = server.json_as(&bob, "GET", "/policies", None);
     assert_eq!(s, 200, "reading routes keep working");
-    assert!(shown["policy_file"].as_str().unwrap().ends_with("live.cedar"));
+    assert!(shown["policy_file"]
+        .as_str()
+        .unwrap()
+        .ends_with("live.cedar"));
     assert_eq!(health(&server)["reload_errors"], json!({}));
 
     std::fs::write(&policy, "permit(principal, action ==").unwrap();

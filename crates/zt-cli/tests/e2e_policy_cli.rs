@@ -73,7 +73,11 @@ fn validate_accepts_every_example_with_its_size_and_version() {
         let (count, noun) = size.split_once(' ').unwrap();
         let count: usize = count.parse().unwrap();
         assert!(count > 0 && is_version(version), "{line}");
-        assert_eq!(noun, if count == 1 { "policy" } else { "policies" }, "{line}");
+        assert_eq!(
+            noun,
+            if count == 1 { "policy" } else { "policies" },
+            "{line}"
+        );
 
         let out = zt(&["policy", "validate", "--json", s(&example)]);
         assert_eq!(out.status.code(), Some(0));
@@ -147,9 +151,16 @@ fn validate_names_the_line_and_column_of_an_error() {
     let cut = write(dir.path(), "cut.json", "{\"allow\": [\n");
     let out = zt(&["policy", "validate", "--json", s(&cut)]);
     let v = json_out(&out);
-    assert_eq!((v["error"]["line"].clone(), v["error"]["column"].clone()), (json!(2), json!(1)), "{v}");
+    assert_eq!(
+        (v["error"]["line"].clone(), v["error"]["column"].clone()),
+        (json!(2), json!(1)),
+        "{v}"
+    );
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("line 2, column 1") && !message.contains("column 0"), "{message}");
+    assert!(
+        message.contains("line 2, column 1") && !message.contains("column 0"),
+        "{message}"
+    );
 
     // One policy is one policy.
     let single = write(
@@ -158,7 +169,11 @@ fn validate_names_the_line_and_column_of_an_error() {
         "@id(\"p\")\n@reason(\"ok\")\npermit(principal, action == Action::\"a.b\", resource);\n",
     );
     let out = zt(&["policy", "validate", s(&single)]);
-    assert!(stdout(&out).starts_with("valid: 1 policy, version sha256:"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("valid: 1 policy, version sha256:"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

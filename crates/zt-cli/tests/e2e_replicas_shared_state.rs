@@ -192,7 +192,10 @@ fn a_policy_approved_on_one_replica_is_in_force_on_the_other() {
     assert_eq!(s, 200, "{approved}");
     assert_eq!(decide(&b, &agent, "docs.read"), 200);
     let (s, _, again) = a.json_as(BOB, "POST", &approve, None);
-    assert_eq!(s, 409, "activated once, whichever replica is asked: {again}");
+    assert_eq!(
+        s, 409,
+        "activated once, whichever replica is asked: {again}"
+    );
 
     let took = until(
         "new policy on A",

@@ -66,7 +66,9 @@ pub enum ApiError {
     PolicyManagedByFile(String),
     /// `POST /policies/allow` for an action whose `allow:` policy exists with another rule or
     /// reason.
-    #[error("policy `{0}` already exists with a different rule or reason; change it with a proposal")]
+    #[error(
+        "policy `{0}` already exists with a different rule or reason; change it with a proposal"
+    )]
     PolicyIdTaken(String),
     /// Every kept proposal is still pending.
     #[error(

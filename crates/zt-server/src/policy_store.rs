@@ -138,7 +138,10 @@ impl PolicyStore {
 
     /// Records the outcome of a reload of the `--policy` file (`None`: it succeeded).
     pub fn set_file_error(&self, error: Option<String>) {
-        *self.file_error.lock().unwrap_or_else(PoisonError::into_inner) = error;
+        *self
+            .file_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error;
     }
 
     /// Saves `engine` and makes it the policy in force (here at once; on other replicas

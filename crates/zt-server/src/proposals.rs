@@ -430,7 +430,9 @@ mod tests {
     fn ids_are_matched_exactly() {
         assert_eq!(seq_of("prop-1"), Some(1));
         assert_eq!(seq_of("prop-12"), Some(12));
-        for alias in ["prop-+1", "prop-01", "prop- 1", "prop-1 ", "PROP-1", "prop-", "1"] {
+        for alias in [
+            "prop-+1", "prop-01", "prop- 1", "prop-1 ", "PROP-1", "prop-", "1",
+        ] {
             assert_eq!(seq_of(alias), None, "{alias}");
         }
     }
@@ -459,14 +461,24 @@ mod tests {
             .add(1000, "alice", "t".into(), &active, engine.clone())
             .await
             .unwrap();
-        assert!(proposals.get("prop-7").is_none(), "the closed one was forgotten");
-        assert!(!proposals.has_room(&active), "every kept proposal is pending");
+        assert!(
+            proposals.get("prop-7").is_none(),
+            "the closed one was forgotten"
+        );
+        assert!(
+            !proposals.has_room(&active),
+            "every kept proposal is pending"
+        );
         assert!(
             proposals.has_room("sha256:other"),
             "proposals made against an older policy can go"
         );
 
-        let reloaded = Proposals::load(Arc::new(Documents::open(None, dir.path()).unwrap()), dir.path()).unwrap();
+        let reloaded = Proposals::load(
+            Arc::new(Documents::open(None, dir.path()).unwrap()),
+            dir.path(),
+        )
+        .unwrap();
         let kept = reloaded.get("prop-1000").unwrap();
         assert_eq!(kept.status, ProposalStatus::Pending);
         assert_eq!(kept.engine.version(), engine.version());

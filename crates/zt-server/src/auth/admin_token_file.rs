@@ -67,4 +67,3 @@ pub fn remove(path: &Path, name: &str) -> Result<(), AdminTokenError> {
         .collect();
     save(path, &kept)
 }
-

@@ -164,7 +164,11 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<Entry>, AdminTokenErr
             });
         }
         if !hashes.insert(token_hash(&token)) {
-            return Err(AdminTokenError::SharedToken(shown.into(), line_number, name));
+            return Err(AdminTokenError::SharedToken(
+                shown.into(),
+                line_number,
+                name,
+            ));
         }
         entries.push(Entry {
             name,

@@ -30,7 +30,11 @@ fn creates_a_private_file_with_one_strong_admin() {
 fn reads_named_tokens_and_refuses_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("admins");
-    write(&path, &format!("# admins\nalice {ALICE}\nbob {BOB}\n"), 0o600);
+    write(
+        &path,
+        &format!("# admins\nalice {ALICE}\nbob {BOB}\n"),
+        0o600,
+    );
     let tokens = AdminTokens::load_or_create(&path).unwrap();
     assert_eq!(tokens.name_for(ALICE), Some("alice"));
     assert_eq!(tokens.name_for(BOB), Some("bob"));
@@ -144,7 +148,11 @@ fn a_refused_reload_keeps_the_admins_in_force_and_reports_why() {
 
     write(&path, &format!("alice {ALICE}\nbob x\n"), 0o600);
     set.reload("SIGHUP");
-    assert_eq!(set.name_for(BOB).as_deref(), Some("bob"), "the old set stays");
+    assert_eq!(
+        set.name_for(BOB).as_deref(),
+        Some("bob"),
+        "the old set stays"
+    );
     assert_eq!(set.name_for("x"), None);
     assert!(set.last_error().unwrap().contains("weak"));
 

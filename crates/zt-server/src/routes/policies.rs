@@ -102,7 +102,10 @@ fn next_step(p: &Proposal, approvers: &[String]) -> String {
              admin token file (picked up without a restart), who then calls `{route}`"
         );
     }
-    format!("an admin among {} approves it: `{route}`", approvers.join(", "))
+    format!(
+        "an admin among {} approves it: `{route}`",
+        approvers.join(", ")
+    )
 }
 
 fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {

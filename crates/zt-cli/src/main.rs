@@ -4,6 +4,7 @@
 mod commands;
 mod exit;
 mod logging;
+mod text;
 mod verification;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     /// Validate, test and diff policy files.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Add, list and remove the admins of a server's admin token file.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(command) => commands::audit::run(command),
         Command::Bench(args) => commands::bench::run(args),
         Command::Policy(command) => commands::policy::run(command),
+        Command::Admin(command) => commands::admin::run(command),
     };
     exit.into()
 }

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, VerifyCheck, VerifyError};
 
+use crate::text::count;
+
 /// Feeds lines to a [`ChainVerifier`], stopping at the first bad record.
 pub struct Verification<'k> {
     verifier: ChainVerifier<'k>,
@@ -141,19 +143,22 @@ impl Report {
                 } else {
                     "every hash, link and sequence number checks out; SIGNATURES WERE NOT CHECKED"
                 };
-                format!("valid: {records} records, head {head_hash}: {sigs}")
+                let records = count(*records, "record", "records");
+                format!("valid: {records}, head {head_hash}: {sigs}")
             }
             Report::Invalid {
                 records_checked,
                 error,
             } if error.check == VerifyCheck::Head => {
-                format!("INVALID: {error} (the {records_checked} records read are consistent, but end elsewhere)")
+                let records = count(*records_checked, "record", "records");
+                format!("INVALID: {error} (the {records} read are consistent, but end elsewhere)")
             }
             Report::Invalid {
                 records_checked,
                 error,
             } => {
-                format!("INVALID: {error} ({records_checked} records before it are valid)")
+                let records = count(*records_checked, "record", "records");
+                format!("INVALID: {error} ({records} before it are valid)")
             }
         }
     }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::{parse, Server};
 use serde_json::{json, Value};
 
-const ALICE: &str = "zt_admin_test_alice";
-const BOB: &str = "zt_admin_test_bob";
+const ALICE: &str = "zt_admin_test-alice-0123456789abcdefghijklmnopqrstu";
+const BOB: &str = "zt_admin_test-bob-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456";
 
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -69,9 +69,15 @@ fn validate_accepts_every_example_with_its_size_and_version() {
         let rest = line
             .strip_prefix("valid: ")
             .unwrap_or_else(|| panic!("{line}"));
-        let (count, version) = rest.split_once(" policies, version ").unwrap();
+        let (size, version) = rest.split_once(", version ").unwrap();
+        let (count, noun) = size.split_once(' ').unwrap();
         let count: usize = count.parse().unwrap();
         assert!(count > 0 && is_version(version), "{line}");
+        assert_eq!(
+            noun,
+            if count == 1 { "policy" } else { "policies" },
+            "{line}"
+        );
 
         let out = zt(&["policy", "validate", "--json", s(&example)]);
         assert_eq!(out.status.code(), Some(0));
@@ -140,6 +146,34 @@ fn validate_names_the_line_and_column_of_an_error() {
     let v = json_out(&out);
     assert_eq!(v["error"]["line"], 2, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("`alow`"));
+
+    // Columns count from 1 everywhere, also where serde_json says `column 0`.
+    let cut = write(dir.path(), "cut.json", "{\"allow\": [\n");
+    let out = zt(&["policy", "validate", "--json", s(&cut)]);
+    let v = json_out(&out);
+    assert_eq!(
+        (v["error"]["line"].clone(), v["error"]["column"].clone()),
+        (json!(2), json!(1)),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2, column 1") && !message.contains("column 0"),
+        "{message}"
+    );
+
+    // One policy is one policy.
+    let single = write(
+        dir.path(),
+        "single.cedar",
+        "@id(\"p\")\n@reason(\"ok\")\npermit(principal, action == Action::\"a.b\", resource);\n",
+    );
+    let out = zt(&["policy", "validate", s(&single)]);
+    assert!(
+        stdout(&out).starts_with("valid: 1 policy, version sha256:"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -26,6 +26,8 @@ struct PolicyInfo {
     id: String,
     reason: Option<String>,
     forbid: bool,
+    /// Its canonical Cedar text (see [`PolicyEngine::policy_text`]).
+    text: String,
 }
 
 /// A loaded, validated policy set that decides requests. Immutable (its only inner state is a
@@ -108,20 +110,20 @@ impl PolicyEngine {
 
     fn assemble(loaded: Vec<Loaded>, validated: Validated) -> Result<Self, PolicyError> {
         let mut source = String::new();
-        for one in &loaded {
-            if !source.is_empty() {
-                source.push('\n');
-            }
-            source.push_str(&load::canonical_text(one)?);
-            source.push('\n');
-        }
         let mut policies = Vec::with_capacity(loaded.len());
         let mut cedar = Vec::with_capacity(loaded.len());
         for one in loaded {
+            let text = load::canonical_text(&one)?;
+            if !source.is_empty() {
+                source.push('\n');
+            }
+            source.push_str(&text);
+            source.push('\n');
             policies.push(PolicyInfo {
                 id: one.id,
                 reason: one.reason,
                 forbid: one.effect == Effect::Forbid,
+                text,
             });
             cedar.push(one.policy);
         }
@@ -150,6 +152,14 @@ impl PolicyEngine {
     /// The canonical Cedar text of the policy set, every policy with its `@id` (for diffs).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The canonical Cedar text of the policy whose id is `id` (the parsed `@id`, not its
+    /// escaped spelling), if the set has one: two policies are the same exactly when their
+    /// texts are equal, whatever their layout and comments.
+    pub fn policy_text(&self, id: &str) -> Option<&str> {
+        let position = *self.positions.get(id)?;
+        self.policies.get(position).map(|p| p.text.as_str())
     }
 
     /// How many policies the set has.

@@ -70,12 +70,29 @@ impl fmt::Display for Location {
     }
 }
 
+/// A JSON error with its position as `line L, column C`, columns from 1 like every other
+/// position here (serde_json says `column 0` for an error at the very start of a line).
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if error.line() == 0 {
+        return text;
+    }
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let message = text.strip_suffix(&position).unwrap_or(&text);
+    format!(
+        "{message} at line {}, column {}",
+        error.line(),
+        error.column().max(1)
+    )
+}
+
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    /// The text is not a valid reference JSON policy document.
-    #[error("invalid action policy: {0}")]
-    Parse(#[from] serde_json::Error),
+    /// The text is not a valid reference JSON policy document. The message carries the
+    /// JSON error whole, so it is not also given as the source.
+    #[error("invalid action policy: {}", json_message(.0))]
+    Parse(serde_json::Error),
     /// A reference JSON rule with an empty action pattern.
     #[error("invalid action policy: {list} rule {index} has an empty action")]
     EmptyAction {
@@ -151,6 +168,12 @@ pub enum PolicyError {
     /// Cedar refused what this crate built from a valid policy set (a bug in this crate).
     #[error("policy engine error: {0}")]
     Internal(String),
+}
+
+impl From<serde_json::Error> for PolicyError {
+    fn from(error: serde_json::Error) -> Self {
+        PolicyError::Parse(error)
+    }
 }
 
 /// The byte offset of a Cedar diagnostic's first label, and its message with its help.

@@ -62,6 +62,33 @@ pub enum ApiError {
     /// The proposer tried to approve their own proposal.
     #[error("a policy proposal must be approved by a different admin")]
     SelfApproval,
+    /// `--policy FILE` owns the policy: the API cannot change it.
+    #[error(
+        "the policy is managed by the file `{0}`; change the file (it is reloaded on change and on SIGHUP)"
+    )]
+    PolicyManagedByFile(String),
+    /// `POST /policies/allow` for an action whose `allow:` policy exists with another rule or
+    /// reason.
+    #[error(
+        "policy `{0}` already exists with a different rule or reason; change it with a proposal"
+    )]
+    PolicyIdTaken(String),
+    /// Every kept proposal is still pending.
+    #[error(
+        "{} policy proposals are pending; approve some before filing more",
+        crate::proposals::MAX_PROPOSALS_KEPT
+    )]
+    TooManyProposals,
+    /// Registering an agent again with other attributes.
+    #[error(
+        "agent `{actor}` is already registered with attributes {attributes}; remove it and register it again to change them"
+    )]
+    AgentExists {
+        /// The actor.
+        actor: String,
+        /// Its stored attributes, as JSON.
+        attributes: String,
+    },
     /// The actor's rate limit is exhausted.
     #[error("rate limit exceeded; retry in {0} s")]
     RateLimited(u64),
@@ -99,7 +126,12 @@ impl ApiError {
             ApiError::Unauthenticated(_) | ApiError::InvalidJwtSvid(_) => StatusCode::UNAUTHORIZED,
             ApiError::InvalidPolicy(_) => StatusCode::BAD_REQUEST,
             ApiError::ProposalNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::ProposalClosed(_) | ApiError::ProposalStale(_) => StatusCode::CONFLICT,
+            ApiError::ProposalClosed(_)
+            | ApiError::ProposalStale(_)
+            | ApiError::PolicyManagedByFile(_)
+            | ApiError::PolicyIdTaken(_)
+            | ApiError::TooManyProposals
+            | ApiError::AgentExists { .. } => StatusCode::CONFLICT,
             ApiError::SelfApproval => StatusCode::FORBIDDEN,
             ApiError::AgentOnAdminRoute(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -144,6 +176,10 @@ impl ApiError {
             | ApiError::ProposalClosed(_)
             | ApiError::ProposalStale(_)
             | ApiError::SelfApproval
+            | ApiError::PolicyManagedByFile(_)
+            | ApiError::PolicyIdTaken(_)
+            | ApiError::TooManyProposals
+            | ApiError::AgentExists { .. }
             | ApiError::AuditUnavailable
             | ApiError::Internal => None,
         }

@@ -20,6 +20,7 @@ pub mod proposals;
 pub mod recent;
 pub mod registry;
 pub mod rejections;
+pub mod reload;
 pub mod replay;
 pub mod routes;
 pub mod server;

@@ -1,13 +1,14 @@
-//! Reload of the `--policy` file on SIGHUP or when the file changes. The new file goes through
-//! the same validation as at start: an invalid file never replaces a valid active policy; the
-//! error is logged and the old policy stays. A successful reload is an audit record.
+//! Reload of the `--policy` file on SIGHUP or when the file changes (see [`crate::reload`]).
+//! The new file goes through the same validation as at start: an invalid file never replaces a
+//! valid active policy; the error is logged, reported by `/health` until a reload succeeds, and
+//! the old policy stays. A successful reload is an audit record.
 //!
-//! A file-managed policy is reviewed where the file is (its repository's review); the API's
-//! two-admin proposals are for policies managed through the API.
+//! A file-managed policy is reviewed where the file is (its repository's review), and the
+//! API's policy changes are refused (409) so that the file stays the one source of truth; the
+//! API's two-admin proposals are for policies managed through the API.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use zt_contract::{Decision, RecordKind};
 use zt_ledger::RecordDraft;
@@ -15,49 +16,11 @@ use zt_policy::PolicyEngine;
 
 use crate::state::SharedState;
 
-/// How often the file's modification time is checked.
-const POLL_EVERY: Duration = Duration::from_secs(1);
-
 /// Who reloads, in the audit record.
 const RELOADER: &str = "policy-file";
 
-/// Watches the policy file until the server stops (the task is aborted with the server).
-pub async fn watch(state: SharedState) {
-    let Some(path) = state.policy.source_file().map(PathBuf::from) else {
-        return;
-    };
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; the policy file is still watched");
-            None
-        }
-    };
-    let mut seen = modified(&path);
-    let mut ticker = tokio::time::interval(POLL_EVERY);
-    loop {
-        let hangup = async {
-            match hangups.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let why = tokio::select! {
-            _ = hangup => "SIGHUP",
-            _ = ticker.tick() => {
-                let now = modified(&path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                "file change"
-            }
-        };
-        reload(&state, &path, why).await;
-    }
-}
-
-fn modified(path: &std::path::Path) -> Option<SystemTime> {
+/// The file's modification time, to notice a change.
+pub fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
@@ -67,12 +30,15 @@ pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
         Ok(engine) => engine,
         Err(e) => {
             tracing::error!(error = %e, trigger = why, kept = %state.policy.current().version(), "policy reload refused; the active policy stays");
+            state.policy.set_file_error(Some(e.to_string()));
             return;
         }
     };
+    state.policy.set_file_error(None);
     let _serialized = state.admin_lock.lock().await;
     let active = state.policy.current();
     if engine.version() == active.version() {
+        tracing::info!(trigger = why, version = %active.version(), "policy file unchanged");
         return;
     }
     let record = RecordDraft {
@@ -91,12 +57,20 @@ pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
     };
     if let Err(e) = state.ledger.append(record).await {
         tracing::error!(error = %e, "policy reload not recorded; the active policy stays");
+        state
+            .policy
+            .set_file_error(Some(format!("the reload could not be recorded: {e}")));
         return;
     }
     match state.policy.activate(Arc::new(engine)).await {
         Ok(()) => {
             tracing::info!(trigger = why, version = %state.policy.current().version(), "policy reloaded")
         }
-        Err(e) => tracing::error!(error = %e, "policy reload could not be saved"),
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload could not be saved");
+            state
+                .policy
+                .set_file_error(Some(format!("the reload could not be saved: {e}")));
+        }
     }
 }

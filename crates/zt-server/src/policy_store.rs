@@ -3,8 +3,8 @@
 //! for the other replicas. A policy read from the store is validated like any other; an
 //! invalid one is never activated.
 
-use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use zt_policy::{ActionPolicy, PolicyEngine, PolicyError};
 
@@ -27,6 +27,24 @@ pub enum PolicyStoreError {
     Contended,
 }
 
+/// A `--policy` file, read and validated (before anything is created on disk).
+pub struct PolicyFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its policy set.
+    pub engine: PolicyEngine,
+}
+
+impl PolicyFile {
+    /// Reads and validates `path` (`.cedar`, or reference `.json`).
+    pub fn read(path: &Path) -> Result<Self, PolicyStoreError> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            engine: PolicyEngine::from_file(path)?,
+        })
+    }
+}
+
 /// The engine in force and the document version it came from.
 struct Active {
     engine: Arc<PolicyEngine>,
@@ -37,12 +55,14 @@ struct Active {
 /// Where the active policy lives.
 pub struct PolicyStore {
     docs: Arc<Documents>,
-    source_file: Option<std::path::PathBuf>,
+    source_file: Option<PathBuf>,
     active: RwLock<Active>,
+    /// Why the last reload of the `--policy` file was refused, until one succeeds.
+    file_error: Mutex<Option<String>>,
 }
 
 impl PolicyStore {
-    /// Loads the active policy. `startup_file` (`.cedar` or reference `.json`), when given,
+    /// Loads the active policy. `startup_file` (read with [`PolicyFile::read`]), when given,
     /// replaces whatever was active (the operator asked for it; on a shared store, for every
     /// replica); otherwise the `policy` document (a shared store without one is seeded from
     /// `DATA_DIR/policy.cedar`), else a reference-format `DATA_DIR/policy.json` left by an
@@ -50,13 +70,13 @@ impl PolicyStore {
     pub fn load(
         docs: Arc<Documents>,
         data_dir: &Path,
-        startup_file: Option<&Path>,
+        startup_file: Option<PolicyFile>,
     ) -> Result<Self, PolicyStoreError> {
+        let source_file = startup_file.as_ref().map(|f| f.path.clone());
         let (engine, version) = match startup_file {
             Some(file) => {
-                let engine = PolicyEngine::from_file(file)?;
-                let version = overwrite(&docs, engine.source())?;
-                (engine, version)
+                let version = overwrite(&docs, file.engine.source())?;
+                (file.engine, version)
             }
             None => match docs.load_or_seed(DocName::Policy, data_dir)? {
                 Some(doc) => (PolicyEngine::from_cedar(&doc.body)?, doc.version),
@@ -76,11 +96,12 @@ impl PolicyStore {
         };
         Ok(Self {
             docs,
-            source_file: startup_file.map(Path::to_path_buf),
+            source_file,
             active: RwLock::new(Active {
                 engine: Arc::new(engine),
                 version: Some(version),
             }),
+            file_error: Mutex::new(None),
         })
     }
 
@@ -101,9 +122,26 @@ impl PolicyStore {
             .version
     }
 
-    /// The file given with `--policy`, reloaded on SIGHUP or change.
+    /// The file given with `--policy`, reloaded on SIGHUP or change. When there is one, it
+    /// owns the policy: the API's policy changes are refused.
     pub fn source_file(&self) -> Option<&Path> {
         self.source_file.as_deref()
+    }
+
+    /// Why the last reload of the `--policy` file was refused, if the last attempt failed.
+    pub fn file_error(&self) -> Option<String> {
+        self.file_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the outcome of a reload of the `--policy` file (`None`: it succeeded).
+    pub fn set_file_error(&self, error: Option<String>) {
+        *self
+            .file_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error;
     }
 
     /// Saves `engine` and makes it the policy in force (here at once; on other replicas

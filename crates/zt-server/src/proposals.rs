@@ -1,20 +1,32 @@
 //! Reviewed policy changes. A proposal holds a validated policy set and the version it was
 //! made against; approving it activates it atomically, and only if the active policy is still
-//! that version (no lost updates). Proposals live in memory: a restart drops pending ones,
-//! but every proposal, approval and activation is in the audit chain.
+//! that version (no lost updates).
+//!
+//! Proposals are kept in the `proposals` state document (`DATA_DIR/proposals.json`, mode 0600,
+//! or the shared PostgreSQL store), so a restart keeps pending ones and every replica sees
+//! them. A proposal's id is `prop-<seq>`, the sequence number of the audit record that filed
+//! it: unique for the life of the log, and it points at its own record. Ids are matched
+//! exactly (`prop-01` and `prop-+1` are not `prop-1`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zt_policy::{PolicyEngine, PolicyRequest};
 
 use crate::recent::RecentRequest;
 use crate::registry::Registry;
+use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
+
+/// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
+/// approved (activated, or made against a policy that is no longer active); when every kept
+/// proposal is still pending, a new one is refused (409).
+pub const MAX_PROPOSALS_KEPT: usize = 256;
 
 /// Where a proposal stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", deny_unknown_fields)]
 pub enum ProposalStatus {
     /// Waiting for approval.
     Pending,
@@ -28,7 +40,9 @@ pub enum ProposalStatus {
 /// One proposed policy set.
 #[derive(Clone)]
 pub struct Proposal {
-    /// `prop-N`.
+    /// The sequence number of the record that filed it.
+    pub seq: u64,
+    /// `prop-<seq>`.
     pub id: String,
     /// The admin who proposed it.
     pub proposed_by: String,
@@ -42,60 +56,299 @@ pub struct Proposal {
     pub status: ProposalStatus,
 }
 
-/// All proposals of this run.
-#[derive(Default)]
+impl Proposal {
+    /// True if it can still be approved while `active_version` is in force.
+    fn is_open(&self, active_version: &str) -> bool {
+        self.status == ProposalStatus::Pending && self.base_version == active_version
+    }
+}
+
+/// The id of the proposal filed by record `seq`.
+pub fn proposal_id(seq: u64) -> String {
+    format!("prop-{seq}")
+}
+
+/// The record sequence number `id` names, if `id` is a canonical proposal id.
+fn seq_of(id: &str) -> Option<u64> {
+    let seq: u64 = id.strip_prefix("prop-")?.parse().ok()?;
+    (proposal_id(seq) == id).then_some(seq)
+}
+
+/// A proposal as stored: the policy as its canonical Cedar text.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredProposal {
+    seq: u64,
+    proposed_by: String,
+    proposed_at: String,
+    base_version: String,
+    policy_version: String,
+    cedar: String,
+    status: ProposalStatus,
+}
+
+/// Why proposals could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposalsError {
+    /// The document could not be read or written.
+    #[error("policy proposals: {0}")]
+    Documents(#[from] DocError),
+    /// The document is not a list of proposals.
+    #[error("policy proposals `{0}` are invalid: {1}")]
+    Parse(String, serde_json::Error),
+    /// Other writers kept changing the proposals while this change was being saved.
+    #[error("policy proposals: still changed by other servers after {SAVE_TRIES} tries")]
+    Contended,
+}
+
+#[derive(Clone, Default)]
+struct Kept {
+    by_seq: BTreeMap<u64, Proposal>,
+    /// The document version these were read from or saved as.
+    version: Option<u64>,
+}
+
+impl Kept {
+    /// Parses the stored document, reusing the engines of `known` proposals whose policy is
+    /// unchanged (parsing and validating Cedar is the expensive part).
+    fn parse(
+        body: &str,
+        version: u64,
+        known: &Kept,
+        shown: impl Fn() -> String,
+    ) -> Result<Self, ProposalsError> {
+        let stored: Vec<StoredProposal> =
+            serde_json::from_str(body).map_err(|e| ProposalsError::Parse(shown(), e))?;
+        let mut kept = Kept {
+            version: Some(version),
+            ..Kept::default()
+        };
+        for s in stored {
+            let engine = match known.by_seq.get(&s.seq) {
+                Some(p) if p.engine.version() == s.policy_version => p.engine.clone(),
+                _ => match PolicyEngine::from_cedar(&s.cedar) {
+                    Ok(engine) => Arc::new(engine),
+                    Err(e) => {
+                        tracing::error!(proposal = %proposal_id(s.seq), error = %e, "stored policy proposal is invalid; skipped");
+                        continue;
+                    }
+                },
+            };
+            kept.by_seq.insert(
+                s.seq,
+                Proposal {
+                    seq: s.seq,
+                    id: proposal_id(s.seq),
+                    proposed_by: s.proposed_by,
+                    proposed_at: s.proposed_at,
+                    base_version: s.base_version,
+                    engine,
+                    status: s.status,
+                },
+            );
+        }
+        Ok(kept)
+    }
+
+    fn to_json(&self) -> Result<String, serde_json::Error> {
+        let stored: Vec<StoredProposal> = self
+            .by_seq
+            .values()
+            .map(|p| StoredProposal {
+                seq: p.seq,
+                proposed_by: p.proposed_by.clone(),
+                proposed_at: p.proposed_at.clone(),
+                base_version: p.base_version.clone(),
+                policy_version: p.engine.version().to_string(),
+                cedar: p.engine.source().to_string(),
+                status: p.status.clone(),
+            })
+            .collect();
+        serde_json::to_string_pretty(&stored)
+    }
+
+    /// Forgets the oldest proposals that can no longer be approved until one more fits.
+    fn make_room(&mut self, active_version: &str) {
+        while self.by_seq.len() >= MAX_PROPOSALS_KEPT {
+            let Some(oldest_closed) = self
+                .by_seq
+                .values()
+                .find(|p| !p.is_open(active_version))
+                .map(|p| p.seq)
+            else {
+                return;
+            };
+            self.by_seq.remove(&oldest_closed);
+        }
+    }
+}
+
+/// Every kept proposal.
 pub struct Proposals {
-    items: Mutex<BTreeMap<u64, Proposal>>,
+    docs: Arc<Documents>,
+    kept: RwLock<Arc<Kept>>,
 }
 
 impl Proposals {
-    /// Files a proposal and returns it with its new id.
-    pub fn add(
+    /// Loads the `proposals` document (seeding a shared store from `DATA_DIR/proposals.json`
+    /// if it has none yet), or starts with none.
+    pub fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, ProposalsError> {
+        let kept = match docs.load_or_seed(DocName::Proposals, data_dir)? {
+            Some(doc) => Kept::parse(&doc.body, doc.version, &Kept::default(), || {
+                docs.describe(DocName::Proposals)
+            })?,
+            None => Kept::default(),
+        };
+        Ok(Self {
+            docs,
+            kept: RwLock::new(Arc::new(kept)),
+        })
+    }
+
+    /// True if a new proposal can be kept while `active_version` is in force.
+    pub fn has_room(&self, active_version: &str) -> bool {
+        let kept = self.read();
+        kept.by_seq.len() < MAX_PROPOSALS_KEPT
+            || kept.by_seq.values().any(|p| !p.is_open(active_version))
+    }
+
+    /// Keeps the proposal filed by record `seq` and returns it.
+    pub async fn add(
         &self,
+        seq: u64,
         proposed_by: &str,
         proposed_at: String,
         base_version: &str,
         engine: Arc<PolicyEngine>,
-    ) -> Proposal {
-        let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = items.keys().next_back().map_or(1, |last| last + 1);
+    ) -> Result<Proposal, ProposalsError> {
         let proposal = Proposal {
-            id: format!("prop-{n}"),
+            seq,
+            id: proposal_id(seq),
             proposed_by: proposed_by.to_string(),
             proposed_at,
             base_version: base_version.to_string(),
             engine,
             status: ProposalStatus::Pending,
         };
-        items.insert(n, proposal.clone());
-        proposal
+        let added = proposal.clone();
+        let active_version = base_version.to_string();
+        self.change(move |kept| {
+            let mut next = kept.clone();
+            next.make_room(&active_version);
+            next.by_seq.insert(added.seq, added.clone());
+            Some(next)
+        })
+        .await?;
+        Ok(proposal)
     }
 
-    /// The proposal with this id.
+    /// The proposal with exactly this id.
     pub fn get(&self, id: &str) -> Option<Proposal> {
-        let n = id.strip_prefix("prop-")?.parse::<u64>().ok()?;
-        self.items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&n)
-            .cloned()
+        self.read().by_seq.get(&seq_of(id)?).cloned()
     }
 
-    /// Marks a proposal activated.
-    pub fn mark_activated(&self, id: &str, approved_by: &str) {
-        let Some(n) = id.strip_prefix("prop-").and_then(|n| n.parse::<u64>().ok()) else {
-            return;
+    /// Marks a proposal activated and saves.
+    pub async fn mark_activated(&self, id: &str, approved_by: &str) -> Result<(), ProposalsError> {
+        let Some(seq) = seq_of(id) else {
+            return Ok(());
         };
-        if let Some(p) = self
-            .items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_mut(&n)
-        {
-            p.status = ProposalStatus::Activated {
-                approved_by: approved_by.to_string(),
+        let approved_by = approved_by.to_string();
+        self.change(move |kept| {
+            let mut next = kept.clone();
+            let proposal = next.by_seq.get_mut(&seq)?;
+            proposal.status = ProposalStatus::Activated {
+                approved_by: approved_by.clone(),
             };
+            Some(next)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The version of the document the proposals in memory were read from or saved as.
+    pub fn version(&self) -> Option<u64> {
+        self.read().version
+    }
+
+    /// Reloads the proposals if the stored document is newer than `seen` (`None`: whatever is
+    /// stored).
+    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), ProposalsError> {
+        if seen.is_some() && seen <= self.version() {
+            return Ok(());
         }
+        let known = self.read();
+        let docs = self.docs.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let Some(doc) = docs.load(DocName::Proposals)? else {
+                return Ok(None);
+            };
+            Kept::parse(&doc.body, doc.version, &known, || {
+                docs.describe(DocName::Proposals)
+            })
+            .map(Some)
+        })
+        .await
+        .map_err(|_| ProposalsError::Documents(DocError::Stopped))??;
+        if let Some(kept) = parsed {
+            self.install(kept);
+        }
+        Ok(())
+    }
+
+    /// On a shared store, picks up what other servers filed or approved (one cheap read when
+    /// nothing changed); does nothing otherwise.
+    pub async fn refresh(&self) -> Result<(), ProposalsError> {
+        if !self.docs.is_shared() {
+            return Ok(());
+        }
+        let stored = off_thread(&self.docs, |d| d.versions()).await?;
+        self.reload_if_newer(stored.get(&DocName::Proposals).copied())
+            .await
+    }
+
+    /// Applies `change` to the proposals as stored and saves the result; reloads and tries
+    /// again when another server saved first. `change` returns `None` when there is nothing
+    /// to do.
+    async fn change(&self, change: impl Fn(&Kept) -> Option<Kept>) -> Result<(), ProposalsError> {
+        for _ in 0..SAVE_TRIES {
+            let current = self.read();
+            let Some(mut next) = change(&current) else {
+                return Ok(());
+            };
+            let body = next
+                .to_json()
+                .map_err(|e| ProposalsError::Parse(self.docs.describe(DocName::Proposals), e))?;
+            let expected = current.version;
+            match off_thread(&self.docs, move |d| {
+                d.save(DocName::Proposals, &body, expected)
+            })
+            .await
+            {
+                Ok(version) => {
+                    next.version = Some(version);
+                    self.install(next);
+                    return Ok(());
+                }
+                Err(DocError::Conflict(_)) => self.reload_if_newer(None).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ProposalsError::Contended)
+    }
+
+    /// Replaces the proposals in memory, unless a newer version is already there.
+    fn install(&self, kept: Kept) {
+        let mut current = self.kept.write().unwrap_or_else(PoisonError::into_inner);
+        if kept.version >= current.version {
+            *current = Arc::new(kept);
+        }
+    }
+
+    fn read(&self) -> Arc<Kept> {
+        self.kept
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -167,4 +420,68 @@ pub fn text_diff(active: &str, proposed: &str) -> String {
         .context_radius(3)
         .header("active", "proposed")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_matched_exactly() {
+        assert_eq!(seq_of("prop-1"), Some(1));
+        assert_eq!(seq_of("prop-12"), Some(12));
+        for alias in [
+            "prop-+1", "prop-01", "prop- 1", "prop-1 ", "PROP-1", "prop-", "1",
+        ] {
+            assert_eq!(seq_of(alias), None, "{alias}");
+        }
+    }
+
+    #[tokio::test]
+    async fn proposals_survive_a_reload_and_make_room_only_by_forgetting_closed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = Arc::new(Documents::open(None, dir.path()).unwrap());
+        let proposals = Proposals::load(docs.clone(), dir.path()).unwrap();
+        let engine = Arc::new(PolicyEngine::default_policy());
+        let active = engine.version().to_string();
+        let first = proposals
+            .add(7, "alice", "t".into(), &active, engine.clone())
+            .await
+            .unwrap();
+        assert_eq!(first.id, "prop-7");
+        proposals.mark_activated("prop-7", "bob").await.unwrap();
+        for seq in 8..(7 + MAX_PROPOSALS_KEPT as u64) {
+            proposals
+                .add(seq, "alice", "t".into(), &active, engine.clone())
+                .await
+                .unwrap();
+        }
+        assert!(proposals.has_room(&active), "the activated one can go");
+        proposals
+            .add(1000, "alice", "t".into(), &active, engine.clone())
+            .await
+            .unwrap();
+        assert!(
+            proposals.get("prop-7").is_none(),
+            "the closed one was forgotten"
+        );
+        assert!(
+            !proposals.has_room(&active),
+            "every kept proposal is pending"
+        );
+        assert!(
+            proposals.has_room("sha256:other"),
+            "proposals made against an older policy can go"
+        );
+
+        let reloaded = Proposals::load(
+            Arc::new(Documents::open(None, dir.path()).unwrap()),
+            dir.path(),
+        )
+        .unwrap();
+        let kept = reloaded.get("prop-1000").unwrap();
+        assert_eq!(kept.status, ProposalStatus::Pending);
+        assert_eq!(kept.engine.version(), engine.version());
+        assert_eq!(reloaded.get("prop-8").unwrap().proposed_by, "alice");
+    }
 }

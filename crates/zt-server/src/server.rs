@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{Ledger, LedgerWorker, LocalKeySigner, Signer};
 
+use crate::auth::admin_set::load_at_start;
 use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
 use crate::auth::jwt_svid::JwtSvidVerifier;
 use crate::auth::{AdminTokens, WorkloadAuth};
@@ -16,7 +17,7 @@ use crate::config::{AuthMode, ClientCerts, ServerConfig};
 use crate::limits::ActorLimiter;
 use crate::lock::DataDirLock;
 use crate::metrics::Metrics;
-use crate::policy_store::PolicyStore;
+use crate::policy_store::{PolicyFile, PolicyStore};
 use crate::proposals::Proposals;
 use crate::recent::RecentRequests;
 use crate::registry::Registry;
@@ -54,6 +55,9 @@ pub enum ServerError {
     /// The admin token file could not be used.
     #[error(transparent)]
     AdminTokens(#[from] crate::auth::admin_tokens::AdminTokenError),
+    /// The policy proposals could not be loaded.
+    #[error(transparent)]
+    Proposals(#[from] crate::proposals::ProposalsError),
     /// The settings contradict each other.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -82,6 +86,18 @@ pub enum ServerError {
     Io(std::io::Error),
 }
 
+impl ServerError {
+    /// True if what the operator gave is refused (a contradiction between settings, a weak or
+    /// malformed admin token file): a usage error, not a failure of the machine.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            ServerError::Config(_) => true,
+            ServerError::AdminTokens(e) => e.is_refused_content(),
+            _ => false,
+        }
+    }
+}
+
 /// A started control plane, not yet serving: its shared state, the audit committer and the
 /// data directory's lock, which must outlive both.
 pub struct Started {
@@ -96,8 +112,9 @@ pub struct Started {
     pub accepted: UnauthenticatedState,
 }
 
-/// Prepares the data directory, takes its lock, loads the key, opens and checks the audit
-/// log, and loads the registry and policy.
+/// Checks the files the operator gave, then prepares the data directory, takes its lock,
+/// loads the key, opens and checks the audit log, and loads the registry, policy and
+/// proposals.
 pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let jwt_svid = config
         .workload
@@ -107,6 +124,28 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .transpose()?;
     let workload = WorkloadAuth::new(config.workload.admin_spiffe_ids.iter().cloned(), jwt_svid);
     let data_dir = config.data_dir.clone();
+    // Everything that can be refused is read and checked before anything is created, so a
+    // refused start leaves no data directory (token file, key, audit database, lock) behind.
+    let policy_file = config
+        .policy_file
+        .as_deref()
+        .map(PolicyFile::read)
+        .transpose()?;
+    let admin_token_path = match config.auth {
+        AuthMode::Credentials => Some(
+            config
+                .admin_token_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE_NAME)),
+        ),
+        AuthMode::DangerousNone => None,
+    };
+    if let Some(path) = admin_token_path.as_deref().filter(|p| p.exists()) {
+        AdminTokens::load(path)?;
+    }
+    if let Some(url) = &config.store_url {
+        zt_ledger::PostgresLocation::parse(url)?;
+    }
     let shown = data_dir.display().to_string();
     std::fs::create_dir_all(&data_dir).map_err(|e| ServerError::DataDir(shown.clone(), e))?;
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
@@ -134,17 +173,13 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     )?;
     metrics.set_chain_length(ledger.head().map_or(0, |h| h.seq + 1));
 
-    let admin_tokens = match config.auth {
-        AuthMode::Credentials => {
-            let path = config
-                .admin_token_file
-                .clone()
-                .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE_NAME));
-            let tokens = AdminTokens::load_or_create(&path)?;
-            tracing::info!(admin_token_file = %tokens.path().display(), "admin credentials loaded");
+    let admin_tokens = match admin_token_path {
+        Some(path) => {
+            let tokens = load_at_start(&path)?;
+            tracing::info!(admin_token_file = %tokens.path().display(), admins = ?tokens.names(), "admin credentials loaded; the file is reloaded when it changes or on SIGHUP");
             Some(tokens)
         }
-        AuthMode::DangerousNone => None,
+        None => None,
     };
     let replay = ReplayGuard::new(config.replay_window, config.replay_memory);
     let reloaded = reload_from_log(&replay, &ledger)?;
@@ -157,9 +192,10 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     };
     let checkpoints = crate::checkpoints::Checkpoints::new(origin, signer.clone(), &ledger)?;
     let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
+    let proposals = Proposals::load(docs.clone(), &data_dir)?;
     let state: SharedState = Arc::new(AppState {
         ledger,
-        policy: PolicyStore::load(docs.clone(), &data_dir, config.policy_file.as_deref())?,
+        policy: PolicyStore::load(docs.clone(), &data_dir, policy_file)?,
         registry: Registry::load(docs.clone(), &data_dir)?,
         docs,
         metrics,
@@ -170,7 +206,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         refused_admin: ActorLimiter::new(config.refused_admin_rate),
         replay,
         recent: RecentRequests::default(),
-        proposals: Proposals::default(),
+        proposals,
         single_admin: config.single_admin || config.auth == AuthMode::DangerousNone,
         admin_lock: Mutex::new(()),
         checkpoints,
@@ -239,7 +275,7 @@ pub async fn serve(
         config.rejection_summary_interval,
         summaries_stopped,
     ));
-    let policy_watch = tokio::spawn(crate::policy_reload::watch(state.clone()));
+    let policy_watch = tokio::spawn(crate::reload::watch(state.clone()));
     let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
     let following = tokio::spawn(crate::state_docs::follow::run(state.clone()));
     let nats = (config.nats.clone()).map(|n| crate::nats::Publisher::spawn(state.clone(), n));

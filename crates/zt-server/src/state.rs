@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use zt_ledger::Ledger;
 
-use crate::auth::{AdminTokens, WorkloadAuth};
+use crate::auth::{AdminTokenSet, WorkloadAuth};
 use crate::config::AuthMode;
 use crate::limits::ActorLimiter;
 use crate::metrics::Metrics;
@@ -32,8 +32,8 @@ pub struct AppState {
     pub rejections: RejectionCounter,
     /// How callers are authenticated.
     pub auth: AuthMode,
-    /// Admin credentials; `None` under `--auth none`.
-    pub admin_tokens: Option<AdminTokens>,
+    /// Admin credentials, reloaded when their file changes; `None` under `--auth none`.
+    pub admin_tokens: Option<AdminTokenSet>,
     /// Per-actor rate limits, when on.
     pub limiter: Option<ActorLimiter>,
     /// Refused admin access per caller: past it, no more records (429).
@@ -42,7 +42,7 @@ pub struct AppState {
     pub replay: ReplayGuard,
     /// Recent decision requests, for replaying policy proposals.
     pub recent: RecentRequests,
-    /// Policy proposals of this run.
+    /// Policy proposals, kept across restarts (and shared by replicas on PostgreSQL).
     pub proposals: Proposals,
     /// Whether a proposer may approve their own policy change.
     pub single_admin: bool,

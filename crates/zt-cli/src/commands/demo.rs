@@ -118,18 +118,10 @@ async fn demo(story: &mut Story) -> anyhow::Result<()> {
 /// Two admins, so the policy change can be reviewed by a second person: written to the
 /// admin token file (mode 0600) before the server starts.
 fn two_admins(data_dir: &std::path::Path) -> anyhow::Result<[String; 2]> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let token = |name: &str| format!("zt_admin_demo_{name}_{}", std::process::id());
-    let admins = [token("alice"), token("bob")];
+    let file = data_dir.join(zt_server::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME);
     std::fs::create_dir_all(data_dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(data_dir.join("admin-token"))?;
-    writeln!(file, "alice {}\nbob {}", admins[0], admins[1])?;
-    Ok(admins)
+    let add = |name: &str| zt_server::auth::admin_token_file::add(&file, name);
+    Ok([add("alice")?, add("bob")?])
 }
 
 /// Waits for the server to answer.
@@ -296,6 +288,12 @@ fn tamper(story: &mut Story, keys: &PublicKeySet, records: &[String]) -> anyhow:
     Ok(())
 }
 
+/// The first 16 hex digits of a hash, after its `sha256:` prefix if it has one (a policy
+/// version), so every shortened hash shows the same number of digits.
 fn short(hash: &str) -> String {
-    hash.chars().take(16).collect()
+    let (prefix, hex) = match hash.strip_prefix("sha256:") {
+        Some(hex) => ("sha256:", hex),
+        None => ("", hash),
+    };
+    format!("{prefix}{}", hex.chars().take(16).collect::<String>())
 }

@@ -1,5 +1,6 @@
 //! One module per `zt` command.
 
+pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod demo;

@@ -284,7 +284,12 @@ pub fn run(args: ServeArgs) -> Exit {
             Ok(()) => Exit::Success,
             Err(e) => {
                 eprintln!("error: {e}");
-                Exit::Failure
+                // A refused setting or admin token file is the operator's to fix: exit 2.
+                if e.is_usage() {
+                    Exit::Usage
+                } else {
+                    Exit::Failure
+                }
             }
         }
     })

@@ -1,8 +1,11 @@
 //! Admin credentials: a file of `NAME TOKEN` lines (a line with only a token is named
 //! `admin`). Created on first start with one random token, mode 0600. Admin tokens are distinct
 //! from agent tokens: one never works where the other is required.
+//!
+//! Every token must be strong (see [`check_strength`]): a weak one refuses the whole file, at
+//! start and on reload, so a guessable admin credential is never accepted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -12,6 +15,19 @@ use super::tokens::{new_token, token_hash, ADMIN_TOKEN_PREFIX};
 
 /// The default admin token file's name inside the data directory.
 pub const ADMIN_TOKEN_FILE_NAME: &str = "admin-token";
+
+/// The name of a line that holds only a token.
+pub const DEFAULT_ADMIN_NAME: &str = "admin";
+
+/// Fewest characters after [`ADMIN_TOKEN_PREFIX`] (issued tokens have 43: 256 random bits).
+pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
+
+/// Fewest distinct characters after the prefix: random tokens have about 30, a typed
+/// pattern (`aaaa…`, `abcabc…`) far fewer.
+pub const MIN_TOKEN_DISTINCT_CHARS: usize = 16;
+
+/// Longest admin name.
+pub const MAX_ADMIN_NAME_CHARS: usize = 128;
 
 /// Why the admin token file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +41,36 @@ pub enum AdminTokenError {
     /// A line is not `NAME TOKEN` or `TOKEN`, or a name repeats.
     #[error("admin token file `{0}`, line {1}: expected `NAME TOKEN`, each name once")]
     Format(String, usize),
+    /// Two names share one token: which admin is calling would be ambiguous.
+    #[error("admin token file `{0}`, line {1}: admin `{2}` has the same token as another admin")]
+    SharedToken(String, usize, String),
+    /// A token is guessable.
+    #[error(
+        "admin token file `{path}`, line {line}: the token of admin `{name}` is weak ({why}); \
+         replace it with one from `zt admin add`"
+    )]
+    Weak {
+        /// The file.
+        path: String,
+        /// The line, from 1.
+        line: usize,
+        /// The admin it belongs to.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A name is not usable.
+    #[error("admin name `{0}` is not valid: {1}")]
+    InvalidName(String, &'static str),
+    /// `zt admin add` of a name already in the file.
+    #[error("admin `{0}` already has a token in `{1}`")]
+    NameTaken(String, String),
+    /// `zt admin remove` of a name not in the file.
+    #[error("admin `{0}` is not in `{1}`")]
+    UnknownName(String, String),
+    /// `zt admin remove` of the only admin.
+    #[error("admin `{0}` is the only admin in `{1}`; add another one first")]
+    LastAdmin(String, String),
     /// No token in it.
     #[error("admin token file `{0}` holds no token")]
     Empty(String),
@@ -33,7 +79,117 @@ pub enum AdminTokenError {
     Random,
 }
 
-/// Admin identities by token hash.
+impl AdminTokenError {
+    /// True if the file is there but its content or mode is refused (an operator's mistake,
+    /// not an I/O failure).
+    pub fn is_refused_content(&self) -> bool {
+        !matches!(self, AdminTokenError::Io(..) | AdminTokenError::Random)
+    }
+}
+
+/// Checks that `token` cannot be guessed: the `zt_admin_` prefix, then at least
+/// [`MIN_TOKEN_SECRET_CHARS`] characters of the base64url alphabet, with at least
+/// [`MIN_TOKEN_DISTINCT_CHARS`] distinct ones. Returns what is wrong otherwise.
+pub fn check_strength(token: &str) -> Result<(), &'static str> {
+    let Some(secret) = token.strip_prefix(ADMIN_TOKEN_PREFIX) else {
+        return Err("it does not start with `zt_admin_`");
+    };
+    if secret.chars().count() < MIN_TOKEN_SECRET_CHARS {
+        return Err("fewer than 32 characters after `zt_admin_`");
+    }
+    if !secret
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err("characters other than letters, digits, `-` and `_`");
+    }
+    if secret.chars().collect::<BTreeSet<_>>().len() < MIN_TOKEN_DISTINCT_CHARS {
+        return Err("too few distinct characters to be random");
+    }
+    Ok(())
+}
+
+/// Checks an admin name: 1 to [`MAX_ADMIN_NAME_CHARS`] visible ASCII characters other than
+/// `#` at the start (a comment), so that one line stays `NAME TOKEN`. A SPIFFE ID is a valid
+/// name (an admin token agrees with a client certificate only if its name is that ID).
+pub fn check_name(name: &str) -> Result<(), AdminTokenError> {
+    let invalid = |why| Err(AdminTokenError::InvalidName(name.to_string(), why));
+    if name.is_empty() || name.chars().count() > MAX_ADMIN_NAME_CHARS {
+        return invalid("use 1 to 128 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_graphic()) {
+        return invalid("use visible ASCII characters, no spaces");
+    }
+    if name.starts_with('#') {
+        return invalid("a name cannot start with `#`");
+    }
+    Ok(())
+}
+
+/// One admin line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    pub(crate) token: String,
+    /// Line number, from 1.
+    pub(crate) line: usize,
+}
+
+/// The admin lines of `text` (comments and blank lines skipped), checked: each name once,
+/// each token strong and used once.
+pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<Entry>, AdminTokenError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut hashes = BTreeSet::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, token) = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [token] => (DEFAULT_ADMIN_NAME.to_string(), token.to_string()),
+            [name, token] => (name.to_string(), token.to_string()),
+            _ => return Err(AdminTokenError::Format(shown.into(), line_number)),
+        };
+        if !names.insert(name.clone()) {
+            return Err(AdminTokenError::Format(shown.into(), line_number));
+        }
+        if let Err(why) = check_strength(&token) {
+            return Err(AdminTokenError::Weak {
+                path: shown.into(),
+                line: line_number,
+                name,
+                why,
+            });
+        }
+        if !hashes.insert(token_hash(&token)) {
+            return Err(AdminTokenError::SharedToken(
+                shown.into(),
+                line_number,
+                name,
+            ));
+        }
+        entries.push(Entry {
+            name,
+            token,
+            line: line_number,
+        });
+    }
+    Ok(entries)
+}
+
+/// Reads `path` after checking that only its owner can read it.
+pub(crate) fn read_private(path: &Path) -> Result<String, AdminTokenError> {
+    let shown = path.display().to_string();
+    let io = |e| AdminTokenError::Io(shown.clone(), e);
+    if std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o077 != 0 {
+        return Err(AdminTokenError::Permissions(shown));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Admin identities by token hash: one consistent reading of the file.
 #[derive(Debug, Clone)]
 pub struct AdminTokens {
     path: PathBuf,
@@ -43,9 +199,9 @@ pub struct AdminTokens {
 impl AdminTokens {
     /// Reads `path`, creating it with one random `admin` token if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, AdminTokenError> {
-        let shown = path.display().to_string();
-        let io = |e| AdminTokenError::Io(shown.clone(), e);
         if !path.exists() {
+            let shown = path.display().to_string();
+            let io = |e| AdminTokenError::Io(shown.clone(), e);
             let token = new_token(ADMIN_TOKEN_PREFIX).ok_or(AdminTokenError::Random)?;
             let mut file = OpenOptions::new()
                 .write(true)
@@ -53,31 +209,26 @@ impl AdminTokens {
                 .mode(0o600)
                 .open(path)
                 .map_err(io)?;
-            file.write_all(format!("admin {token}\n").as_bytes())
+            file.write_all(format!("{DEFAULT_ADMIN_NAME} {token}\n").as_bytes())
                 .map_err(io)?;
             file.sync_all().map_err(io)?;
+            tracing::info!(
+                admin_token_file = %path.display(),
+                admin = DEFAULT_ADMIN_NAME,
+                "admin token file created with one admin; add a second admin with `zt admin add NAME` to approve policy changes"
+            );
         }
-        if std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o077 != 0 {
-            return Err(AdminTokenError::Permissions(shown));
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let mut by_hash = HashMap::new();
-        let mut names = std::collections::HashSet::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let (name, token) = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                [token] => ("admin".to_string(), token.to_string()),
-                [name, token] => (name.to_string(), token.to_string()),
-                _ => return Err(AdminTokenError::Format(shown, index + 1)),
-            };
-            if !names.insert(name.clone()) {
-                return Err(AdminTokenError::Format(shown, index + 1));
-            }
-            by_hash.insert(token_hash(&token), name);
-        }
+        Self::load(path)
+    }
+
+    /// Reads and checks `path`, which must exist.
+    pub fn load(path: &Path) -> Result<Self, AdminTokenError> {
+        let shown = path.display().to_string();
+        let text = read_private(path)?;
+        let by_hash: HashMap<String, String> = parse(&text, &shown)?
+            .into_iter()
+            .map(|e| (token_hash(&e.token), e.name))
+            .collect();
         if by_hash.is_empty() {
             return Err(AdminTokenError::Empty(shown));
         }
@@ -92,6 +243,11 @@ impl AdminTokens {
         self.by_hash.get(&token_hash(token)).map(String::as_str)
     }
 
+    /// Every admin's name, sorted (never a token).
+    pub fn names(&self) -> BTreeSet<String> {
+        self.by_hash.values().cloned().collect()
+    }
+
     /// Where the tokens live (printed at start-up; the tokens themselves never are).
     pub fn path(&self) -> &Path {
         &self.path
@@ -99,55 +255,5 @@ impl AdminTokens {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn creates_a_private_file_with_one_admin() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(ADMIN_TOKEN_FILE_NAME);
-        let tokens = AdminTokens::load_or_create(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        let token = text.split_whitespace().nth(1).unwrap();
-        assert_eq!(tokens.name_for(token), Some("admin"));
-        assert_eq!(tokens.name_for("zt_admin_wrong"), None);
-    }
-
-    #[test]
-    fn reads_named_tokens_and_refuses_bad_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("admins");
-        let write = |text: &str, mode: u32| {
-            std::fs::write(&path, text).unwrap();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        };
-        write("# admins\nalice tok-a\nbob tok-b\n", 0o600);
-        let tokens = AdminTokens::load_or_create(&path).unwrap();
-        assert_eq!(tokens.name_for("tok-a"), Some("alice"));
-        assert_eq!(tokens.name_for("tok-b"), Some("bob"));
-        write("alice tok-a\n", 0o644);
-        assert!(matches!(
-            AdminTokens::load_or_create(&path),
-            Err(AdminTokenError::Permissions(_))
-        ));
-        write("alice tok-a\nalice tok-b\n", 0o600);
-        assert!(matches!(
-            AdminTokens::load_or_create(&path),
-            Err(AdminTokenError::Format(_, 2))
-        ));
-        write("a b c\n", 0o600);
-        assert!(matches!(
-            AdminTokens::load_or_create(&path),
-            Err(AdminTokenError::Format(_, 1))
-        ));
-        write("# nothing\n", 0o600);
-        assert!(matches!(
-            AdminTokens::load_or_create(&path),
-            Err(AdminTokenError::Empty(_))
-        ));
-    }
-}
+#[path = "admin_tokens_tests.rs"]
+mod tests;

@@ -16,6 +16,8 @@
 //! - Under `--auth none` nobody is authenticated: the body's `actor` is trusted if registered,
 //!   and every record says `authenticated: false`.
 
+pub mod admin_set;
+pub mod admin_token_file;
 pub mod admin_tokens;
 pub mod jwt_svid;
 pub mod spiffe;
@@ -31,6 +33,7 @@ use zt_ledger::RecordDraft;
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::state::SharedState;
+pub use admin_set::AdminTokenSet;
 pub use admin_tokens::AdminTokens;
 pub use spiffe::{PeerIdentity, SpiffeId};
 pub use workload::WorkloadAuth;
@@ -151,7 +154,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
             Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => Named::Spiffe(verifier.verify(token)?),
                 None => match admins.name_for(token) {
-                    Some(name) => Named::AdminToken(name.to_string()),
+                    Some(name) => Named::AdminToken(name),
                     None => state
                         .registry
                         .actor_for_token_fresh(&tokens::token_hash(token))

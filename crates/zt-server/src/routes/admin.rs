@@ -17,6 +17,7 @@ use zt_ledger::RecordDraft;
 
 use crate::auth::tokens::{new_token, token_hash, AGENT_TOKEN_PREFIX};
 use crate::auth::AdminCaller;
+use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::registry::{AgentAttributes, AgentEntry};
@@ -63,6 +64,10 @@ pub(crate) fn saved<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, 
     })
 }
 
+/// Registers an agent, or confirms an existing one registered with the same attributes
+/// (no new token). Registering an existing agent with other attributes is refused (409, naming
+/// the stored ones): attributes steer policy, so they change only by removing and registering
+/// the agent again, each audited. Under `--auth none` no token is issued (nobody checks it).
 async fn register_agent(
     State(state): State<SharedState>,
     caller: AdminCaller,
@@ -72,32 +77,47 @@ async fn register_agent(
         return Err(ApiError::ActorRequired);
     }
     ActorName::parse(&request.actor)?;
+    let attributes = AgentAttributes {
+        agent_type: request.agent_type,
+        workspace: request.workspace,
+        trust_level: request.trust_level,
+    };
     let _serialized = state.admin_lock.lock().await;
     let mut token = None;
-    if !state.registry.contains(&request.actor) {
-        let issued = new_token(AGENT_TOKEN_PREFIX).ok_or(ApiError::Internal)?;
-        let record = admin_record(
-            &caller,
-            "zt.admin.agents.register",
-            &request.actor,
-            format!("agent `{}` registered", request.actor),
-            None,
-        );
-        state.ledger.append(record).await?;
-        let entry = AgentEntry {
-            actor: request.actor.clone(),
-            registered_at: wire_now(),
-            attributes: AgentAttributes {
-                agent_type: request.agent_type,
-                workspace: request.workspace,
-                trust_level: request.trust_level,
-            },
-            token_sha256: Some(token_hash(&issued)),
-            unauthenticated: !caller.authenticated,
-        };
-        // Another replica may have registered the same actor meanwhile: its token stands.
-        if saved(state.registry.insert(entry).await)? {
-            token = Some(issued);
+    match state.registry.attributes(&request.actor) {
+        Some(stored) if stored != attributes => {
+            return Err(ApiError::AgentExists {
+                actor: request.actor,
+                attributes: serde_json::to_string(&stored).map_err(|_| ApiError::Internal)?,
+            })
+        }
+        Some(_) => {}
+        None => {
+            let issued = match state.auth {
+                AuthMode::Credentials => {
+                    Some(new_token(AGENT_TOKEN_PREFIX).ok_or(ApiError::Internal)?)
+                }
+                AuthMode::DangerousNone => None,
+            };
+            let record = admin_record(
+                &caller,
+                "zt.admin.agents.register",
+                &request.actor,
+                format!("agent `{}` registered", request.actor),
+                None,
+            );
+            state.ledger.append(record).await?;
+            let entry = AgentEntry {
+                actor: request.actor.clone(),
+                registered_at: wire_now(),
+                attributes,
+                token_sha256: issued.as_deref().map(token_hash),
+                unauthenticated: !caller.authenticated,
+            };
+            // Another replica may have registered the same actor meanwhile: its token stands.
+            if saved(state.registry.insert(entry).await)? {
+                token = issued;
+            }
         }
     }
     let body = RegisterAgentResponse {

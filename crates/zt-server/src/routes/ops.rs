@@ -1,4 +1,4 @@
-//! Operations routes: `/health` and `/metrics`.
+//! Operations routes: `/` (where to go from here), `/health` and `/metrics`.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,8 +13,43 @@ use crate::state::SharedState;
 /// The operations router.
 pub fn router() -> Router<SharedState> {
     Router::new()
+        .route("/", get(index))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+}
+
+/// `GET /`: what this server is and where to look, instead of a bare 404.
+async fn index(State(state): State<SharedState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "ok": true,
+        "service": "zt-infra",
+        "version": env!("CARGO_PKG_VERSION"),
+        "auth": state.auth.as_str(),
+        "health": "/health",
+        "routes": {
+            "decide": "POST /actions",
+            "health": "GET /health",
+            "metrics": "GET /metrics",
+            "audit_head": "GET /audit/head",
+            "audit_keys": "GET /audit/keys",
+            "agents": "GET|POST /agents (admin)",
+            "policies": "GET /policies, POST /policies/proposals, POST /policies/allow (admin)",
+        },
+        "docs": "README.md and docs/ of the zt-infra sources; `zt --help`",
+    }))
+}
+
+/// Why the last reload of each reloadable file was refused, if it was (cleared by the next
+/// successful reload).
+fn reload_errors(state: &SharedState) -> serde_json::Map<String, serde_json::Value> {
+    let mut errors = serde_json::Map::new();
+    if let Some(e) = state.policy.file_error() {
+        errors.insert("policy_file".into(), e.into());
+    }
+    if let Some(e) = state.admin_tokens.as_ref().and_then(|a| a.last_error()) {
+        errors.insert("admin_token_file".into(), e.into());
+    }
+    errors
 }
 
 pub(crate) async fn health(State(state): State<SharedState>) -> Response {
@@ -33,6 +68,8 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
             "records": head.map_or(0, |h| h.seq + 1),
         },
         "policy_version": state.policy.current().version(),
+        "policy_file": state.policy.source_file().map(|p| p.display().to_string()),
+        "reload_errors": reload_errors(&state),
         "warning": warning,
     });
     let status = if audit_ok {

@@ -6,6 +6,9 @@
 //! by a second admin activates it. With a single admin (`--auth none`, or `--single-admin`)
 //! the proposer may approve, and the record says so. `POST /policies/allow` is a shortcut
 //! through the same path: propose "allow this action", then approve.
+//!
+//! When `--policy FILE` owns the policy, the routes that change it answer 409 naming the
+//! file; the reading routes keep working.
 
 use std::sync::Arc;
 
@@ -59,7 +62,50 @@ async fn show_policy(State(state): State<SharedState>, _caller: AdminCaller) -> 
         "policy_version": active.version(),
         "policies": active.policy_count(),
         "cedar": active.source(),
+        "policy_file": state.policy.source_file().map(|p| p.display().to_string()),
     }))
+}
+
+/// Refuses a policy change through the API when `--policy FILE` owns the policy: the file
+/// would silently replace the change at its next reload.
+fn api_may_change_policy(state: &SharedState) -> Result<(), ApiError> {
+    match state.policy.source_file() {
+        Some(file) => Err(ApiError::PolicyManagedByFile(file.display().to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Who may approve a proposal by `proposer`: every other admin (names from the admin token
+/// file, admin SPIFFE IDs), or the proposer alone in single-admin mode.
+fn approvers(state: &SharedState, proposer: &str) -> Vec<String> {
+    if state.single_admin {
+        return vec![proposer.to_string()];
+    }
+    let mut names: Vec<String> = state
+        .admin_tokens
+        .as_ref()
+        .map(|a| a.names().into_iter().collect())
+        .unwrap_or_default();
+    names.extend(state.workload.admin_spiffe_ids().map(|id| id.to_string()));
+    names.retain(|name| name != proposer);
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What happens next to a pending proposal, in words.
+fn next_step(p: &Proposal, approvers: &[String]) -> String {
+    let route = format!("POST /policies/proposals/{}/approve", p.id);
+    if approvers.is_empty() {
+        return format!(
+            "no other admin can approve it: add one with `zt admin add NAME` on the server's \
+             admin token file (picked up without a restart), who then calls `{route}`"
+        );
+    }
+    format!(
+        "an admin among {} approves it: `{route}`",
+        approvers.join(", ")
+    )
 }
 
 fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
@@ -70,7 +116,8 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
         &state.registry,
         &state.recent.last(replay),
     );
-    json!({
+    let stale = p.base_version != active.version();
+    let mut view = json!({
         "ok": true,
         "id": p.id,
         "status": p.status,
@@ -78,36 +125,52 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
         "proposed_at": p.proposed_at,
         "base_version": p.base_version,
         "policy_version": p.engine.version(),
-        "stale": p.base_version != active.version(),
+        "stale": stale,
         "diff": text_diff(active.source(), p.engine.source()),
         "impact": {"replayed": state.recent.last(replay).len(), "changed": changes},
-    })
+    });
+    if p.status == ProposalStatus::Pending && !stale {
+        let approvers = approvers(state, &p.proposed_by);
+        view["next"] = json!(next_step(p, &approvers));
+        view["approvers"] = json!(approvers);
+    }
+    view
 }
 
-/// Files a proposal (recorded in the chain) and returns it.
+/// Files a proposal (recorded in the chain; its id is that record's seq) and returns it.
 async fn file_proposal(
     state: &SharedState,
     caller: &AdminCaller,
     engine: PolicyEngine,
 ) -> Result<Proposal, ApiError> {
     let base = state.policy.current();
+    saved(state.proposals.refresh().await)?;
+    if !state.proposals.has_room(base.version()) {
+        return Err(ApiError::TooManyProposals);
+    }
     let engine = Arc::new(engine);
-    let proposal = state
-        .proposals
-        .add(&caller.name, wire_now(), base.version(), engine.clone());
     let record = admin_record(
         caller,
         "zt.admin.policies.propose",
-        &proposal.id,
+        "policy proposal",
         format!(
-            "policy proposal `{}` filed against `{}`",
-            proposal.id,
+            "policy proposal filed against `{}`; its id is `prop-` and this record's seq",
             base.version()
         ),
         Some(engine.version().to_string()),
     );
-    state.ledger.append(record).await?;
-    Ok(proposal)
+    let sealed = state.ledger.append(record).await?;
+    let proposal = state
+        .proposals
+        .add(
+            sealed.body.seq,
+            &caller.name,
+            wire_now(),
+            base.version(),
+            engine,
+        )
+        .await;
+    saved(proposal)
 }
 
 async fn propose(
@@ -115,6 +178,7 @@ async fn propose(
     caller: AdminCaller,
     JsonBody(request): JsonBody<ProposeRequest>,
 ) -> Result<Response, ApiError> {
+    api_may_change_policy(&state)?;
     let engine = match (request.cedar, request.policy) {
         (Some(text), None) => PolicyEngine::from_cedar(&text),
         (None, Some(json)) => ActionPolicy::from_json(&json.to_string())
@@ -140,6 +204,7 @@ async fn show_proposal(
     _caller: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    saved(state.proposals.refresh().await)?;
     let proposal = state
         .proposals
         .get(&id)
@@ -147,16 +212,19 @@ async fn show_proposal(
     Ok(Json(proposal_view(&state, &proposal, DEFAULT_REPLAY)))
 }
 
-/// Approves and activates a proposal; every check happens under the admin lock.
+/// Approves and activates a proposal; every check happens under the admin lock. The records
+/// name the proposal's canonical id.
 async fn approve_and_activate(
     state: &SharedState,
     caller: &AdminCaller,
     id: &str,
 ) -> Result<Proposal, ApiError> {
+    saved(state.proposals.refresh().await)?;
     let proposal = state
         .proposals
         .get(id)
         .ok_or_else(|| ApiError::ProposalNotFound(id.into()))?;
+    let id = proposal.id.as_str();
     if proposal.status != ProposalStatus::Pending {
         return Err(ApiError::ProposalClosed(id.into()));
     }
@@ -198,7 +266,7 @@ async fn approve_and_activate(
         saved(crate::unauthenticated_state::mark_policy(&state.docs, version).await)?;
     }
     saved(state.policy.activate(proposal.engine.clone()).await)?;
-    state.proposals.mark_activated(id, &caller.name);
+    saved(state.proposals.mark_activated(id, &caller.name).await)?;
     Ok(proposal)
 }
 
@@ -207,6 +275,7 @@ async fn approve(
     caller: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    api_may_change_policy(&state)?;
     let _serialized = state.admin_lock.lock().await;
     let proposal = approve_and_activate(&state, &caller, &id).await?;
     Ok(Json(json!({
@@ -226,12 +295,19 @@ async fn allow_action(
         return Err(ApiError::ActionRequired);
     }
     zt_contract::names::ActionPattern::parse(&request.action)?;
+    api_may_change_policy(&state)?;
+    let invalid = |e: zt_policy::PolicyError| ApiError::InvalidPolicy(e.to_string());
+    let id = zt_policy::allow_rule_id(&request.action);
+    let rule = zt_policy::allow_rule(&request.action, &request.reason);
+    let wanted = PolicyEngine::from_cedar(&rule).map_err(invalid)?;
     let _serialized = state.admin_lock.lock().await;
     let active = state.policy.current();
-    if active.source().contains(&format!(
-        "@id(\"{}\")",
-        zt_policy::allow_rule_id(&request.action)
-    )) {
+    // Compared as parsed policies (by their parsed `@id` and canonical text), never as
+    // escaped source text.
+    if let Some(existing) = active.policy_text(&id) {
+        if Some(existing) != wanted.policy_text(&id) {
+            return Err(ApiError::PolicyIdTaken(id));
+        }
         // Already allowed by this shortcut: nothing to change.
         let body = zt_contract::AllowRuleResponse {
             ok: true,
@@ -241,17 +317,21 @@ async fn allow_action(
         };
         return Ok((StatusCode::CREATED, Json(body)).into_response());
     }
-    let text = format!(
-        "{}\n{}",
-        active.source(),
-        zt_policy::allow_rule(&request.action, &request.reason)
-    );
-    let engine =
-        PolicyEngine::from_cedar(&text).map_err(|e| ApiError::InvalidPolicy(e.to_string()))?;
+    let text = format!("{}\n{rule}", active.source());
+    let engine = PolicyEngine::from_cedar(&text).map_err(invalid)?;
     let proposal = file_proposal(&state, &caller, engine).await?;
     if !state.single_admin {
-        let body = json!({"ok": true, "action": request.action, "proposal": proposal.id, "status": "pending",
-                          "policy_version": proposal.engine.version()});
+        let approvers = approvers(&state, &caller.name);
+        let body = json!({
+            "ok": true,
+            "action": request.action,
+            "status": "pending",
+            "proposal": proposal.id,
+            "proposed_policy_version": proposal.engine.version(),
+            "active_policy_version": active.version(),
+            "approvers": approvers,
+            "next": next_step(&proposal, &approvers),
+        });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let activated = approve_and_activate(&state, &caller, &proposal.id).await?;

@@ -1,6 +1,7 @@
-//! Documents as files in the data directory (`agents.json`, `policy.cedar`), replaced
-//! atomically. Only this server writes its data directory (it holds the directory's lock), so
-//! versions are counted in memory: an existing file is version 1 when first seen.
+//! Documents as files in the data directory (`agents.json`, `policy.cedar`,
+//! `proposals.json`), replaced atomically. Only this server writes its data directory (it
+//! holds the directory's lock), so versions are counted in memory: an existing file is
+//! version 1 when first seen.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! Keeps this server's registry and active policy up to date with what other servers sharing
-//! the store save: polls the documents' versions every [`POLL_EVERY`] and reloads any that
+//! Keeps this server's registry, active policy and policy proposals up to date with what
+//! other servers sharing the store save: polls the documents' versions every [`POLL_EVERY`] and reloads any that
 //! changed. [`POLL_EVERY`] (plus one round trip) is therefore the longest a token rotated or
 //! an agent removed on one replica still works on another, and the longest a policy activated
 //! on one replica takes to be in force on all.
@@ -47,6 +47,12 @@ pub async fn run(state: SharedState) {
         if policy.is_some() && policy > state.policy.version() {
             if let Err(e) = state.policy.reload_if_newer(policy).await {
                 tracing::error!(error = %e, "policy reload failed; the active policy stays");
+            }
+        }
+        let proposals = versions.get(&DocName::Proposals).copied();
+        if proposals.is_some() && proposals > state.proposals.version() {
+            if let Err(e) = state.proposals.reload_if_newer(proposals).await {
+                tracing::error!(error = %e, "policy proposals reload failed; the loaded ones stay");
             }
         }
     }

@@ -1,7 +1,8 @@
-//! Shared state documents: the agent registry and the active policy, each kept as one named,
-//! versioned text document. With the embedded audit store they are files in the data
-//! directory (`agents.json`, `policy.cedar`), as always; with a PostgreSQL audit store they
-//! live in that store's schema, so every replica on it shares one registry and one policy.
+//! Shared state documents: the agent registry, the active policy and the pending policy
+//! proposals, each kept as one named, versioned text document. With the embedded audit store
+//! they are files in the data directory (`agents.json`, `policy.cedar`, `proposals.json`);
+//! with a PostgreSQL audit store they live in that store's schema, so every replica on it
+//! shares one registry, one policy and one set of proposals.
 //!
 //! Writes are optimistic: [`Documents::save`] names the version it replaces and fails with
 //! [`DocError::Conflict`] if another writer got there first; the writer then reloads,
@@ -32,11 +33,18 @@ pub enum DocName {
     /// Marks of state an unauthenticated caller chose (JSON, see
     /// [`crate::unauthenticated_state`]).
     Unauthenticated,
+    /// Policy proposals kept for review (JSON).
+    Proposals,
 }
 
 impl DocName {
     /// Every document.
-    pub const ALL: [DocName; 3] = [DocName::Agents, DocName::Policy, DocName::Unauthenticated];
+    pub const ALL: [DocName; 4] = [
+        DocName::Agents,
+        DocName::Policy,
+        DocName::Unauthenticated,
+        DocName::Proposals,
+    ];
 
     /// The name as stored.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +52,7 @@ impl DocName {
             DocName::Agents => "agents",
             DocName::Policy => "policy",
             DocName::Unauthenticated => "unauthenticated",
+            DocName::Proposals => "proposals",
         }
     }
 
@@ -53,6 +62,7 @@ impl DocName {
             DocName::Agents => "agents.json",
             DocName::Policy => "policy.cedar",
             DocName::Unauthenticated => "unauthenticated.json",
+            DocName::Proposals => "proposals.json",
         }
     }
 }

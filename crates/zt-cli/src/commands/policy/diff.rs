@@ -10,6 +10,7 @@ use zt_policy::PolicyEngine;
 use super::replay::{self, Replay, NOTE};
 use super::{fail, load};
 use crate::exit::Exit;
+use crate::text::count;
 
 /// `zt policy diff` arguments.
 #[derive(Args, Debug)]
@@ -78,14 +79,15 @@ pub fn run(args: &DiffArgs) -> Exit {
         );
         return Exit::Success;
     }
+    let policies = |n: usize| count(n as u64, "policy", "policies");
     println!(
-        "old: {old_name}, {} policies, version {}",
-        old.policy_count(),
+        "old: {old_name}, {}, version {}",
+        policies(old.policy_count()),
         old.version()
     );
     println!(
-        "new: {new_name}, {} policies, version {}",
-        new.policy_count(),
+        "new: {new_name}, {}, version {}",
+        policies(new.policy_count()),
         new.version()
     );
     if diff.is_empty() {

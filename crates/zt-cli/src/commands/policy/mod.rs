@@ -56,7 +56,7 @@ fn location(error: &PolicyError) -> Option<Location> {
         PolicyError::File { source, .. } => location(source),
         PolicyError::Parse(e) if e.line() > 0 => Some(Location {
             line: e.line(),
-            column: e.column(),
+            column: e.column().max(1),
         }),
         _ => None,
     }
@@ -89,7 +89,7 @@ fn error_json(error: &anyhow::Error) -> Value {
             let e = error.downcast_ref::<serde_json::Error>()?;
             (e.line() > 0).then(|| Location {
                 line: e.line(),
-                column: e.column(),
+                column: e.column().max(1),
             })
         });
     json!({

@@ -8,6 +8,7 @@ use zt_policy::PolicyError;
 
 use super::{error_json, load, message};
 use crate::exit::Exit;
+use crate::text::count;
 
 /// `zt policy validate` arguments.
 #[derive(Args, Debug)]
@@ -41,8 +42,8 @@ pub fn run(args: &ValidateArgs) -> Exit {
                     eprintln!("warning: {warning}");
                 }
                 println!(
-                    "valid: {} policies, version {}",
-                    engine.policy_count(),
+                    "valid: {}, version {}",
+                    count(engine.policy_count() as u64, "policy", "policies"),
                     engine.version()
                 );
             }

@@ -1,0 +1,70 @@
+//! Files the server reloads without a restart: the admin token file (under
+//! `--auth credentials`) and the `--policy` file, when there is one. Each is checked every
+//! [`POLL_EVERY`] for a change and reloaded on SIGHUP; every reload is logged, and SIGHUP
+//! says what it reloaded, so it is never silently ignored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::policy_reload;
+use crate::state::SharedState;
+
+/// How often the files are checked for a change.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
+
+/// Watches the files until the server stops (the task is aborted with the server).
+pub async fn watch(state: SharedState) {
+    let policy_file = state.policy.source_file().map(PathBuf::from);
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the files are still watched");
+            None
+        }
+    };
+    let mut policy_seen = policy_file.as_deref().and_then(policy_reload::modified);
+    let mut ticker = tokio::time::interval(POLL_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let hangup = async {
+            match hangups.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hangup => {
+                let admins = state.admin_tokens.as_ref().map(|a| a.path().display().to_string());
+                tracing::info!(
+                    admin_token_file = admins.as_deref().unwrap_or("-"),
+                    policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
+                    "SIGHUP: reloading files"
+                );
+                if let Some(admins) = &state.admin_tokens {
+                    admins.reload("SIGHUP");
+                }
+                match &policy_file {
+                    Some(path) => {
+                        policy_seen = policy_reload::modified(path);
+                        policy_reload::reload(&state, path, "SIGHUP").await;
+                    }
+                    None => tracing::info!("SIGHUP: no --policy file to reload (the policy is managed through the API)"),
+                }
+            }
+            _ = ticker.tick() => {
+                if let Some(admins) = &state.admin_tokens {
+                    admins.reload_if_changed();
+                }
+                if let Some(path) = &policy_file {
+                    let now = policy_reload::modified(path);
+                    if now != policy_seen {
+                        policy_seen = now;
+                        policy_reload::reload(&state, path, "file change").await;
+                    }
+                }
+            }
+        }
+    }
+}

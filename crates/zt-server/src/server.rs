@@ -125,8 +125,19 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
                 .admin_token_file
                 .clone()
                 .unwrap_or_else(|| data_dir.join(ADMIN_TOKEN_FILE_NAME));
+            let created = !path.exists();
             let tokens = AdminTokens::load_or_create(&path)?;
-            tracing::info!(admin_token_file = %tokens.path().display(), "admin credentials loaded");
+            if created {
+                // Say where the new credential is and how to use it; never the token itself.
+                tracing::info!(
+                    admin_token_file = %tokens.path().display(),
+                    "created the admin token file with one admin token (mode 0600); client \
+                     commands read it with `--admin-token-file {}`",
+                    tokens.path().display()
+                );
+            } else {
+                tracing::info!(admin_token_file = %tokens.path().display(), "admin credentials loaded");
+            }
             Some(tokens)
         }
         AuthMode::DangerousNone => None,

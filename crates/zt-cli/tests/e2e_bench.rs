@@ -75,9 +75,15 @@ fn a_two_admin_server_is_explained_and_left_as_it_was() {
 }
 
 #[test]
-fn the_default_rate_limit_is_explained_and_the_setup_undone() {
+fn a_rate_limit_is_explained_and_the_setup_undone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_auth(dir.path(), "credentials", &["--single-admin"]);
+    // A limit this machine reaches for sure (the default 100/s, burst 200, is reached by a
+    // release build; a debug build under load may not).
+    let server = Server::start_with_auth(
+        dir.path(),
+        "credentials",
+        &["--single-admin", "--rate-limit", "5/s", "--rate-burst", "5"],
+    );
     let before = state(&server);
     let out = bench(&server, &["--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -80,6 +80,15 @@ impl Drop for Serve {
     }
 }
 
+/// Waits until the server has created its admin token file.
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "`{}` never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `/health` over plain HTTP answers 200 at `port`.
 fn healthy(port: u16) -> bool {
     matches!(http(port, "GET", "/health", None), Ok((200, _)))
@@ -190,6 +199,18 @@ fn the_token_file_authenticates_client_commands_and_a_401_says_how() {
     // log written to a file carries no colour codes.
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("created the admin token file"), "{text}");
+    // One record to read (a fresh log verifies without reading any).
+    let body = json!({"actor": "reader"}).to_string();
+    let bearer = format!("Bearer {token}");
+    let (status, _, _) = http_raw(
+        port,
+        "POST",
+        "/agents",
+        &[("authorization", bearer.as_str())],
+        Some(body.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(status, 201);
     assert!(text.contains("--admin-token-file"), "{text}");
     assert!(!text.contains(&token), "the token must never be logged");
     assert!(
@@ -323,6 +344,7 @@ fn https_client_commands_trust_a_self_signed_certificate_or_a_dev_ca() {
         &[],
         &dir.path().join("serve.log"),
     );
+    wait_for_file(&data.join("admin-token"));
     let token_file = data.join("admin-token").display().to_string();
     let url = format!("https://localhost:{port}");
     // The server may still be starting: the client's timeout covers it.
@@ -375,8 +397,8 @@ fn https_client_commands_trust_a_self_signed_certificate_or_a_dev_ca() {
         "ca.key",
         "server.pem",
         "server.key",
-        "dev.pem",
-        "dev.key",
+        "agent-dev.pem",
+        "admin-dev.key",
     ] {
         assert_eq!(mode(&certs.join(name)), 0o600, "{name}");
     }
@@ -401,6 +423,7 @@ fn https_client_commands_trust_a_self_signed_certificate_or_a_dev_ca() {
         &[],
         &dir.path().join("serve-dev.log"),
     );
+    wait_for_file(&data.join("admin-token"));
     let token_file = data.join("admin-token").display().to_string();
     for host in ["localhost", "127.0.0.1"] {
         let url = format!("https://{host}:{port}");
@@ -473,6 +496,11 @@ fn the_configuration_file_sets_flags_that_the_command_line_overrides() {
         &[],
         &dir.path().join("serve-b.log"),
     );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !healthy(flag_port) {
+        assert!(Instant::now() < deadline, "the flag's --listen never served");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(TcpStream::connect(("127.0.0.1", file_port)).is_err());
     assert_eq!(serve.terminate(), Some(0));
 

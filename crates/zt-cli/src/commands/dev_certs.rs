@@ -27,7 +27,7 @@ pub struct DevCertsArgs {
     #[arg(long = "host", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
     pub hosts: Vec<String>,
     /// A SPIFFE ID to issue a client certificate for (repeatable); the files are named after
-    /// its last path segment.
+    /// its path (`spiffe://zt.local/agent/dev` → `agent-dev.pem`, `agent-dev.key`).
     #[arg(
         long = "spiffe-id",
         value_name = "SPIFFE_ID",
@@ -67,7 +67,7 @@ fn make(args: &DevCertsArgs) -> anyhow::Result<String> {
     for id in &args.spiffe_ids {
         let name = file_stem(id)?;
         if clients.iter().any(|(_, n): &(String, String)| *n == name) {
-            anyhow::bail!("two --spiffe-id values end in `{name}`: their files would collide");
+            anyhow::bail!("two --spiffe-id values make the file name `{name}`");
         }
         clients.push((id.clone(), name));
     }
@@ -127,13 +127,18 @@ fn make(args: &DevCertsArgs) -> anyhow::Result<String> {
     Ok(summary)
 }
 
-/// The file name for a SPIFFE ID: its last path segment, letters, digits, `-` and `_` only.
+/// The file name for a SPIFFE ID: its path, segments joined by `-`, letters, digits, `-` and
+/// `_` only (`spiffe://zt.local/agent/dev` → `agent-dev`).
 fn file_stem(id: &str) -> anyhow::Result<String> {
     let rest = id
         .strip_prefix("spiffe://")
         .with_context(|| format!("`{id}` is not a spiffe id (spiffe://TRUST_DOMAIN/PATH)"))?;
-    let last = rest.rsplit('/').next().unwrap_or_default();
-    let stem: String = last
+    let path = rest.split_once('/').map_or("", |(_, path)| path);
+    let stem: String = path
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -143,7 +148,7 @@ fn file_stem(id: &str) -> anyhow::Result<String> {
             }
         })
         .collect();
-    if stem.is_empty() || !rest.contains('/') {
+    if stem.is_empty() {
         anyhow::bail!("`{id}` has no path: a workload's SPIFFE ID is spiffe://TRUST_DOMAIN/PATH");
     }
     Ok(stem)
@@ -167,8 +172,8 @@ mod tests {
 
     #[test]
     fn file_names_from_spiffe_ids() {
-        assert_eq!(file_stem("spiffe://zt.local/agent/dev").unwrap(), "dev");
-        assert_eq!(file_stem("spiffe://example.org/a/b.c").unwrap(), "b_c");
+        assert_eq!(file_stem("spiffe://zt.local/agent/dev").unwrap(), "agent-dev");
+        assert_eq!(file_stem("spiffe://example.org/a/b.c").unwrap(), "a-b_c");
         assert!(file_stem("https://example.org/a").is_err());
         assert!(file_stem("spiffe://example.org").is_err());
         assert!(file_stem("spiffe://example.org/").is_err());

@@ -84,7 +84,11 @@ impl Drop for Serve {
 fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "`{}` never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "`{}` never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -498,7 +502,10 @@ fn the_configuration_file_sets_flags_that_the_command_line_overrides() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     while !healthy(flag_port) {
-        assert!(Instant::now() < deadline, "the flag's --listen never served");
+        assert!(
+            Instant::now() < deadline,
+            "the flag's --listen never served"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(TcpStream::connect(("127.0.0.1", file_port)).is_err());

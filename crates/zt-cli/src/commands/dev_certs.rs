@@ -172,7 +172,10 @@ mod tests {
 
     #[test]
     fn file_names_from_spiffe_ids() {
-        assert_eq!(file_stem("spiffe://zt.local/agent/dev").unwrap(), "agent-dev");
+        assert_eq!(
+            file_stem("spiffe://zt.local/agent/dev").unwrap(),
+            "agent-dev"
+        );
         assert_eq!(file_stem("spiffe://example.org/a/b.c").unwrap(), "a-b_c");
         assert!(file_stem("https://example.org/a").is_err());
         assert!(file_stem("spiffe://example.org").is_err());

@@ -17,8 +17,8 @@ use tokio_rustls::TlsConnector;
 use crate::url::BaseUrl;
 use crate::ClientError;
 
-/// Idle connections kept for reuse.
-const MAX_IDLE: usize = 64;
+/// Most idle connections kept for reuse (the steady state is one per concurrent caller).
+const MAX_IDLE: usize = 1024;
 
 /// A connection's byte stream, plain or TLS.
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}

@@ -11,6 +11,7 @@
 )] // test code: a failed unwrap is a failed test
 
 mod common;
+mod workload;
 
 use std::io::Read;
 use std::net::TcpStream;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, http, http_raw, zt, zt_bin};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use serde_json::{json, Value};
 
 fn stderr(out: &Output) -> String {
@@ -423,6 +425,8 @@ fn https_client_commands_trust_a_self_signed_certificate_or_a_dev_ca() {
             &p("server.key"),
             "--client-ca",
             &p("ca.pem"),
+            "--admin-spiffe-id",
+            "spiffe://zt.local/admin/dev",
         ],
         &[],
         &dir.path().join("serve-dev.log"),
@@ -443,6 +447,57 @@ fn https_client_commands_trust_a_self_signed_certificate_or_a_dev_ca() {
         ]);
         assert!(out.status.success(), "{host}: {}", stderr(&out));
     }
+    // A record to read, so that reading the log needs an admin.
+    let trust = {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(p("ca.pem")).unwrap();
+        roots
+            .add(rustls::pki_types::CertificateDer::from_pem_slice(&ca).unwrap())
+            .unwrap();
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        )
+    };
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let bearer = format!("Bearer {}", token.split_whitespace().nth(1).unwrap());
+    let body = json!({"actor": "reader"}).to_string();
+    let (status, _, _) = workload::https(
+        port,
+        &trust,
+        "POST",
+        "/agents",
+        &[("authorization", bearer.as_str())],
+        Some(body.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(status, 201);
+    // An admin by client certificate alone, no token; an agent's certificate is refused.
+    let url = format!("https://localhost:{port}");
+    let verify_as = |name: &str| {
+        Command::new(zt_bin())
+            .args(["audit", "verify", "--url", &url, "--ca", &p("ca.pem")])
+            .args([
+                "--cert",
+                &p(&format!("{name}.pem")),
+                "--key",
+                &p(&format!("{name}.key")),
+            ])
+            .env_remove("ZT_ADMIN_TOKEN")
+            .env_remove("ZT_ADMIN_TOKEN_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = verify_as("admin-dev");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = verify_as("agent-dev");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
     assert_eq!(serve.terminate(), Some(0));
 }
 

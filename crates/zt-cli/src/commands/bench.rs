@@ -32,6 +32,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `zt bench` arguments.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Over https://, --cert and --key (e.g. an X.509-SVID; --actor is then \
+    its SPIFFE ID) are presented on the load connections only, and authenticate the agent: no \
+    agent token is sent. The setup's requests carry the admin credential alone."
+)]
 pub struct BenchArgs {
     /// The control plane to load.
     #[arg(long, env = "ZT_URL", default_value = "http://127.0.0.1:3000")]
@@ -66,12 +71,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// The admin credential for the setup against a server with `--auth credentials`.
+    // The admin credential for the setup against a server with `--auth credentials`.
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// TLS for an https:// --url. A client certificate (`--cert`, e.g. an X.509-SVID; `--actor`
-    /// is then its SPIFFE ID) is presented on the load connections only and authenticates the
-    /// agent: no agent token is sent then.
+    // TLS for an https:// --url; see `after_help` for the client certificate.
     #[command(flatten)]
     pub tls: TlsArgs,
 }

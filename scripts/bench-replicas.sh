@@ -31,7 +31,8 @@ for replicas in 1 2 3; do
   for i in $(seq "$replicas"); do
     out="$work/bench-$replicas-$i.json"
     outs+=("$out")
-    "$zt" bench --json --url "${urls[$((i - 1))]}" --duration "$duration" \
+    # --keep: the replicas share one registry and policy; no run may undo another's setup.
+    "$zt" bench --json --keep --url "${urls[$((i - 1))]}" --duration "$duration" \
       --connections $((connections / replicas)) >"$out" &
     benches+=($!)
   done

@@ -2,12 +2,14 @@
 //! in its own module under `commands/`.
 
 mod commands;
+mod config_file;
+mod connection;
 mod exit;
 mod logging;
 mod text;
 mod verification;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// ZT-Infra: a zero-trust control plane for AI-agent actions.
 ///
@@ -38,10 +40,25 @@ enum Command {
     /// Add, list and remove the admins of a server's admin token file.
     #[command(subcommand)]
     Admin(commands::admin::AdminCommand),
+    /// Make a development CA, a server certificate and SPIFFE client certificates (PEM), for
+    /// trying TLS and workload identity locally.
+    DevCerts(commands::dev_certs::DevCertsArgs),
+    /// Print shell completions (e.g. `zt completions bash > /etc/bash_completion.d/zt`).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page (or write every command's page with --out-dir).
+    Man(commands::man::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // `zt serve --config FILE` adds the file's settings as flags, then the line is parsed.
+    let argv = config_file::expand(&Cli::command(), std::env::args_os().collect());
+    let cli = match Cli::command()
+        .try_get_matches_from(argv)
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let exit = match cli.command {
         Command::Serve(args) => commands::serve::run(*args),
         Command::Demo(args) => commands::demo::run(args),
@@ -49,6 +66,9 @@ fn main() -> std::process::ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Policy(command) => commands::policy::run(command),
         Command::Admin(command) => commands::admin::run(command),
+        Command::DevCerts(args) => commands::dev_certs::run(args),
+        Command::Completions(args) => commands::completions::run(args, Cli::command()),
+        Command::Man(args) => commands::man::run(args, Cli::command()),
     };
     exit.into()
 }

@@ -5,7 +5,8 @@
 //!
 //! Needs NATS with JetStream on 127.0.0.1:4222 (a service of this machine; `.ci/run` starts
 //! it if it is down; `ZT_TEST_NATS_URL` overrides) and the `nats-server` binary for the
-//! outage test; fails, never skips, without them. Each test uses its own stream and subject
+//! outage test; without them each test prints `SKIPPED: …` and passes, unless
+//! `ZT_REQUIRE_SERVICES=1` (CI), which makes it fail. Each test uses its own stream and subject
 //! and deletes the stream at the end.
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +33,31 @@ const MACHINE_NATS: &str = "nats://127.0.0.1:4222";
 
 fn machine_nats() -> String {
     std::env::var("ZT_TEST_NATS_URL").unwrap_or_else(|_| MACHINE_NATS.to_string())
+}
+
+/// The machine's NATS, or `None` (after printing `SKIPPED: …`) when it is not reachable.
+fn machine_nats_or_skip() -> Option<String> {
+    let url = machine_nats();
+    let address = url
+        .split("://")
+        .last()
+        .unwrap_or(&url)
+        .rsplit('@')
+        .next()
+        .unwrap_or(&url)
+        .trim_end_matches('/')
+        .to_string();
+    zt_test_support::service_or_skip("NATS", zt_test_support::tcp_reachable(&address))
+        .then_some(url)
+}
+
+/// The `nats-server` binary the outage test starts, or `None` (after printing `SKIPPED: …`).
+fn nats_server_binary_or_skip() -> Option<String> {
+    let found = zt_test_support::binary(&["/usr/sbin/nats-server", "/usr/bin/nats-server"]);
+    let probe = found.as_ref().map(|_| ()).map_err(Clone::clone);
+    zt_test_support::service_or_skip("the nats-server binary", probe)
+        .then(|| found.ok())
+        .flatten()
 }
 
 /// One message as stored: its `Zt-Seq` and `Nats-Msg-Id` headers and its payload.
@@ -207,7 +233,10 @@ fn wait_gauge(server: &Server, name: &str, value: u64, within: Duration) {
 
 #[test]
 fn every_record_reaches_jetstream_once_and_in_order_across_kill_9() {
-    let stream = TestStream::new(&machine_nats(), "crash");
+    let Some(nats) = machine_nats_or_skip() else {
+        return;
+    };
+    let stream = TestStream::new(&nats, "crash");
     let args = stream.serve_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
@@ -287,11 +316,7 @@ struct OwnNats {
 }
 
 impl OwnNats {
-    fn start(port: u16, dir: &Path) -> Self {
-        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nats-server");
+    fn start(binary: &str, port: u16, dir: &Path) -> Self {
         let child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir)
@@ -322,6 +347,9 @@ impl Drop for OwnNats {
 
 #[test]
 fn a_nats_outage_never_holds_up_decisions_and_is_caught_up_with() {
+    let Some(binary) = nats_server_binary_or_skip() else {
+        return;
+    };
     let port = free_port();
     let url = format!("nats://127.0.0.1:{port}");
     let nats_dir = tempfile::tempdir().unwrap();
@@ -350,7 +378,7 @@ fn a_nats_outage_never_holds_up_decisions_and_is_caught_up_with() {
     assert_eq!(gauge(&server, "zt_nats_connected"), 0);
 
     // NATS comes up: the publisher catches up by itself.
-    let nats = OwnNats::start(port, nats_dir.path());
+    let nats = OwnNats::start(&binary, port, nats_dir.path());
     let records = server.records();
     let stored = stream.wait_for(records.len(), Duration::from_secs(30));
     assert_same_log(&stored, &records);
@@ -361,7 +389,7 @@ fn a_nats_outage_never_holds_up_decisions_and_is_caught_up_with() {
     decide_n(&server, 50, "dead");
     // The session fails (its PubAcks time out or the client gives up reconnecting).
     wait_gauge(&server, "zt_nats_connected", 0, Duration::from_secs(30));
-    let nats = OwnNats::start(port, nats_dir.path());
+    let nats = OwnNats::start(&binary, port, nats_dir.path());
     decide_n(&server, 20, "back");
     let records = server.records();
     let stored = stream.wait_for(records.len(), Duration::from_secs(30));

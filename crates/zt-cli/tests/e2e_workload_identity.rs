@@ -913,7 +913,7 @@ fn zt_bench_drives_load_over_mutual_tls() {
         "--warmup",
         "0",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --ca"));
     assert_eq!(server.terminate(), Some(0));
 }

@@ -4,9 +4,17 @@
 //! status, a well-formed body whose `ok` agrees with `decision`, and audit evidence whose
 //! `current_hash` recomputes from the answer's own fields. Anything else is an error, and
 //! [`ControlPlane::guarded_call`] never runs the protected work on an error.
+//!
+//! This is the one HTTP client of the project: the CLI's audit, bench and demo commands use it
+//! too, so the answer cap, the timeout, TLS and the encoding of `/agents/{actor}` paths are
+//! decided here once.
 
 mod guarded;
 mod http;
+mod path;
+mod tls;
+mod token_file;
+mod url;
 
 use std::time::Duration;
 
@@ -14,25 +22,43 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zt_contract::{
-    AllowRuleRequest, AllowRuleResponse, AuditHead, DecisionRequest, DecisionResponse, Jwks,
-    RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
+    AllowRuleRequest, AllowRuleResponse, AuditHead, CheckpointKeyBody, ConsistencyBody,
+    DecisionRequest, DecisionResponse, InclusionBody, Jwks, RegisterAgentRequest,
+    RegisterAgentResponse, TokenResponse,
 };
 
 pub use guarded::{Guarded, SkipCause};
 use http::HttpClient;
+pub use tls::{TlsError, TlsOptions};
+pub use token_file::{read_admin_token, TokenFileError};
+pub use url::{BaseUrl, UrlError};
+
+/// Most bytes read from one answer (16 MiB): a page of 10,000 audit records fits.
+pub const DEFAULT_MAX_ANSWER: usize = 16 << 20;
+/// Time allowed for one request by default, connecting included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why no decision could be obtained. Every variant means: do not run the protected work.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL is not an `http://host:port` base URL.
-    #[error("invalid control plane URL `{0}`")]
-    BadUrl(String),
+    /// The URL is not an `http(s)://host:port` base URL.
+    #[error("invalid control plane url: {0}")]
+    BadUrl(#[from] UrlError),
+    /// The TLS options could not be used.
+    #[error(transparent)]
+    TlsConfig(#[from] TlsError),
+    /// The TLS handshake failed (untrusted certificate, wrong name, refused client certificate).
+    #[error("tls handshake with {0}")]
+    Tls(String),
     /// No connection, or the connection broke.
     #[error("control plane unreachable: {0}")]
     Unreachable(String),
     /// No answer within the timeout.
     #[error("control plane did not answer within {0:?}")]
     Timeout(Duration),
+    /// The answer is larger than the cap.
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
     /// A status the contract does not allow for this call.
     #[error("control plane answered {status}: {body}")]
     Status {
@@ -49,6 +75,37 @@ pub enum ClientError {
     Evidence(String),
 }
 
+impl ClientError {
+    /// The HTTP status of a refused call, if that is what this is.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// How a client connects: timeout, answer cap, TLS.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Time allowed for one request, connecting included.
+    pub timeout: Duration,
+    /// Most bytes read from one answer.
+    pub max_answer: usize,
+    /// Trust and client certificate for `https://` URLs.
+    pub tls: TlsOptions,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            max_answer: DEFAULT_MAX_ANSWER,
+            tls: TlsOptions::default(),
+        }
+    }
+}
+
 /// A connection to one control plane.
 #[derive(Clone)]
 pub struct ControlPlane {
@@ -58,13 +115,28 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// A client for `base_url` (e.g. `http://127.0.0.1:3000`) with a 5 s timeout.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
-        Self::with_timeout(base_url, Duration::from_secs(5))
+        Self::with_timeout(base_url, DEFAULT_TIMEOUT)
     }
 
     /// A client with an explicit per-request timeout.
     pub fn with_timeout(base_url: &str, timeout: Duration) -> Result<Self, ClientError> {
+        let options = ClientOptions {
+            timeout,
+            ..ClientOptions::default()
+        };
+        Self::connect(&base_url.parse()?, &options)
+    }
+
+    /// A client for `base_url` with these options. TLS options need an `https://` URL, and an
+    /// `https://` URL needs a trust file (`options.tls.ca`).
+    pub fn connect(base_url: &BaseUrl, options: &ClientOptions) -> Result<Self, ClientError> {
+        let tls = match (base_url.is_tls(), options.tls.is_empty()) {
+            (false, true) => None,
+            (false, false) => return Err(TlsError::NotHttps.into()),
+            (true, _) => Some(options.tls.client_config()?),
+        };
         Ok(Self {
-            http: HttpClient::new(base_url, timeout)?,
+            http: HttpClient::new(base_url.clone(), options.timeout, options.max_answer, tls)?,
         })
     }
 
@@ -118,8 +190,14 @@ impl ControlPlane {
 
     /// Issues a new token for an agent, revoking the old one (admin).
     pub async fn rotate_token(&self, actor: &str) -> Result<TokenResponse, ClientError> {
-        let path = format!("/agents/{actor}/token");
+        let path = format!("/agents/{}/token", path::segment(actor));
         self.expect("POST", &path, None, &[200]).await
+    }
+
+    /// Removes an agent and revokes its token (admin).
+    pub async fn remove_agent(&self, actor: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/agents/{}", path::segment(actor));
+        self.expect("DELETE", &path, None, &[200]).await
     }
 
     /// Registers `actor` if needed and returns a working token for it: the one issued at
@@ -133,7 +211,7 @@ impl ControlPlane {
 
     /// Approves a pending policy proposal (admin; a different admin than its proposer).
     pub async fn approve_proposal(&self, id: &str) -> Result<serde_json::Value, ClientError> {
-        let path = format!("/policies/proposals/{id}/approve");
+        let path = format!("/policies/proposals/{}/approve", path::segment(id));
         self.expect("POST", &path, None, &[200]).await
     }
 
@@ -172,6 +250,34 @@ impl ControlPlane {
             .await
     }
 
+    /// The active policy set: `{"policy_version", "policies", "cedar"}` (admin).
+    pub async fn active_policy(&self) -> Result<serde_json::Value, ClientError> {
+        self.expect("GET", "/policies", None, &[200]).await
+    }
+
+    /// Files a whole Cedar policy set as a proposal; returns the proposal (admin).
+    pub async fn propose_cedar(&self, cedar: &str) -> Result<serde_json::Value, ClientError> {
+        let body = to_json(&serde_json::json!({ "cedar": cedar }))?;
+        self.expect("POST", "/policies/proposals", Some(body), &[201])
+            .await
+    }
+
+    /// `GET /health`, whatever its status (a failed audit log answers 503 with the same shape).
+    pub async fn health(&self) -> Result<serde_json::Value, ClientError> {
+        let (status, body) = self.http.send("GET", "/health", None).await?;
+        if status != 200 && status != 503 {
+            return Err(status_error(status, &body));
+        }
+        parse(&body)
+    }
+
+    /// Sends one decision request body as it is and returns only the status, without the
+    /// checks of [`ControlPlane::decide`]: for load generation, never to gate work.
+    pub async fn post_action_status(&self, body: Bytes) -> Result<u16, ClientError> {
+        let (status, _) = self.http.send("POST", "/actions", Some(body)).await?;
+        Ok(status)
+    }
+
     /// The published verification keys.
     pub async fn audit_keys(&self) -> Result<Jwks, ClientError> {
         self.expect("GET", "/audit/keys", None, &[200]).await
@@ -182,19 +288,59 @@ impl ControlPlane {
         self.expect("GET", "/audit/head", None, &[200]).await
     }
 
-    /// Up to `limit` stored record lines from `from`.
+    /// Up to `limit` stored record lines from `from` (admin, unless the server runs with
+    /// `--auth none`).
     pub async fn audit_records(&self, from: u64, limit: usize) -> Result<Vec<String>, ClientError> {
-        let path = format!("/audit/records?from={from}&limit={limit}");
-        let (status, body) = self.http.send("GET", &path, None).await?;
+        let text = self
+            .text(&format!("/audit/records?from={from}&limit={limit}"))
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The log's signed checkpoint, a C2SP signed note (`fresh`: signed at the current size).
+    pub async fn audit_checkpoint(&self, fresh: bool) -> Result<String, ClientError> {
+        let path = if fresh {
+            "/audit/checkpoint?fresh=1"
+        } else {
+            "/audit/checkpoint"
+        };
+        self.text(path).await
+    }
+
+    /// The log's origin and checkpoint verification key.
+    pub async fn checkpoint_key(&self) -> Result<CheckpointKeyBody, ClientError> {
+        self.expect("GET", "/audit/checkpoint/key", None, &[200])
+            .await
+    }
+
+    /// The proof that the tree of `from` records is a prefix of the tree of `to`.
+    pub async fn consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<ConsistencyBody, ClientError> {
+        let path = format!("/audit/proof/consistency?from={from}&to={to}");
+        self.expect("GET", &path, None, &[200]).await
+    }
+
+    /// The proof that record `seq` is in the tree of `size` records.
+    pub async fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionBody, ClientError> {
+        let path = format!("/audit/proof/inclusion?seq={seq}&size={size}");
+        self.expect("GET", &path, None, &[200]).await
+    }
+
+    /// `GET path` as UTF-8 text; any status but 200 is an error.
+    async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let (status, body) = self.http.send("GET", path, None).await?;
         if status != 200 {
             return Err(status_error(status, &body));
         }
-        let text = std::str::from_utf8(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
-        Ok(text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect())
+        String::from_utf8(body.to_vec())
+            .map_err(|_| ClientError::Malformed(format!("`{path}` is not UTF-8 text")))
     }
 
     async fn expect<T: DeserializeOwned>(

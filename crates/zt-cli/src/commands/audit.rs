@@ -4,7 +4,6 @@
 
 mod checkpoint;
 mod export;
-mod fetch;
 mod proofs;
 
 use std::io::BufRead;
@@ -16,6 +15,7 @@ use zt_contract::verify::SignaturePolicy;
 use zt_contract::{Jwks, PublicKeySet};
 use zt_ledger::{AuditStore, PostgresLocation, PostgresStore, SqliteStore};
 
+use crate::connection::{self, AdminArgs, TlsArgs};
 use crate::exit::Exit;
 use checkpoint::{CheckedVerification, Outcome};
 
@@ -60,9 +60,11 @@ pub struct VerifyArgs {
     /// A JSON-lines file of stored records, as `GET /audit/records` serves them.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// A running control plane: its records and published keys.
+    /// A running control plane (`http://HOST:PORT` or `https://…`): its records and published
+    /// keys. Reading records needs an admin credential (--admin-token-file) unless the server
+    /// runs with `--auth none`.
     #[arg(long, env = "ZT_URL")]
-    pub url: Option<String>,
+    pub url: Option<zt_client::BaseUrl>,
     /// The verification keys (a JWKS file, as `GET /audit/keys` serves); required with --file
     /// unless signatures are skipped.
     #[arg(long, env = "ZT_KEYS")]
@@ -85,10 +87,10 @@ pub struct VerifyArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Admin token for `--url` (reading records needs an admin credential unless the server
-    /// runs with `--auth none`).
-    #[arg(long, env = "ZT_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Runs an audit subcommand.
@@ -124,12 +126,12 @@ fn verify(args: VerifyArgs) -> Exit {
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({"valid": false, "error": {"check": "read", "message": format!("{e:#}")}})
+                    serde_json::json!({"valid": false, "error": {"check": "read", "message": connection::message(&e)}})
                 );
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", connection::message(&e));
             }
-            Exit::Failure
+            connection::exit_code(&e)
         }
     }
 }
@@ -198,19 +200,15 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
         }
         return Ok(run.finish(args.expect_head.as_deref(), !args.insecure_skip_signatures));
     }
-    let url = args.url.as_deref().context("no source given")?;
+    let url = args.url.as_ref().context("no source given")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(verify_url(args, url))
 }
 
-async fn verify_url(args: &VerifyArgs, url: &str) -> anyhow::Result<Outcome> {
-    let mut server =
-        zt_client::ControlPlane::with_timeout(url, std::time::Duration::from_secs(60))?;
-    if let Some(token) = &args.admin_token {
-        server = server.with_bearer(token)?;
-    }
+async fn verify_url(args: &VerifyArgs, url: &zt_client::BaseUrl) -> anyhow::Result<Outcome> {
+    let server = connection::admin_client(url, &args.tls, &args.admin, connection::AUDIT_TIMEOUT)?;
     let jwks = match &args.keys {
         Some(path) => read_jwks(path)?,
         None => server.audit_keys().await?,

@@ -3,6 +3,9 @@
 pub mod admin;
 pub mod audit;
 pub mod bench;
+pub mod completions;
 pub mod demo;
+pub mod dev_certs;
+pub mod man;
 pub mod policy;
 pub mod serve;

@@ -1,6 +1,6 @@
 //! `zt serve`: run the control plane until SIGTERM or SIGINT, then drain and exit 0.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use zt_server::nats;
 use zt_server::{AuthMode, ServerConfig};
 
 use crate::exit::Exit;
+use crate::logging::LogFormat;
 
 /// Authentication modes `--auth` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -31,13 +32,19 @@ pub enum AuthFlag {
 /// `zt serve` arguments.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ZT_LISTEN", default_value = "127.0.0.1:3000")]
+    /// A TOML file of settings: each key is a flag of `zt serve` without `--`
+    /// (`listen = "127.0.0.1:3000"`); flags and environment variables override it.
+    #[arg(long, env = "ZT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on: `HOST:PORT` (`127.0.0.1:3000`, `localhost:3000`,
+    /// `0.0.0.0:3000` for every interface) or a bare port (on 127.0.0.1).
+    #[arg(long, env = "ZT_LISTEN", default_value = "127.0.0.1:3000", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Directory holding all state (audit log, signing key, registry, policy); created on first start.
     #[arg(long, env = "ZT_DATA_DIR", default_value = "./zt-data")]
     pub data_dir: PathBuf,
-    /// Policy file (reference JSON action-policy format) to activate at start.
+    /// Policy file to activate at start: Cedar (`.cedar`) or the reference JSON format
+    /// (`.json`); reloaded on SIGHUP or change.
     #[arg(long, env = "ZT_POLICY")]
     pub policy: Option<PathBuf>,
     /// Authentication mode.
@@ -183,11 +190,15 @@ pub struct ServeArgs {
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "ZT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Log line format on stderr: `text` (coloured only on a terminal, never with `NO_COLOR`)
+    /// or `json` (one object per line). The level comes from `ZT_LOG`.
+    #[arg(long, env = "ZT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Runs `zt serve`.
 pub fn run(args: ServeArgs) -> Exit {
-    crate::logging::init("info");
+    crate::logging::init_with("info", args.log_format);
     let auth = match args.auth {
         AuthFlag::Credentials => AuthMode::Credentials,
         AuthFlag::None => AuthMode::DangerousNone,
@@ -295,6 +306,39 @@ pub fn run(args: ServeArgs) -> Exit {
     })
 }
 
+/// `HOST:PORT` (a host name resolves; its first IPv4 address is preferred) or a bare port on
+/// 127.0.0.1.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let forms = "write HOST:PORT (`127.0.0.1:3000`, `localhost:3000`, `0.0.0.0:3000` for every \
+                 interface, `[::1]:3000`) or a bare port (`3000`, on 127.0.0.1)";
+    if text.contains("://") {
+        return Err(format!("`{text}` is a url, not an address: {forms}"));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not a port (1 to 65535): {forms}"));
+    }
+    if !text.contains(':') {
+        return Err(format!("`{text}` has no port: {forms}"));
+    }
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}` does not resolve ({e}): {forms}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address: {forms}"))
+}
+
 fn parse_spiffe_id(text: &str) -> Result<SpiffeId, String> {
     SpiffeId::parse(text).map_err(|e| format!("`{text}` is not a spiffe id: {e}"))
 }
@@ -329,5 +373,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("3405").unwrap().to_string(), "127.0.0.1:3405");
+        assert_eq!(parse_listen("0.0.0.0:1").unwrap().to_string(), "0.0.0.0:1");
+        assert_eq!(parse_listen("[::1]:7").unwrap().to_string(), "[::1]:7");
+        assert_eq!(parse_listen("localhost:3405").unwrap().port(), 3405);
+        for (bad, want) in [
+            ("localhost", "has no port"),
+            ("http://127.0.0.1:3000", "is a url"),
+            ("99999", "is not a port"),
+        ] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains(want) && e.contains("bare port"), "{bad}: {e}");
+        }
     }
 }

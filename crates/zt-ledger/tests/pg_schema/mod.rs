@@ -1,6 +1,7 @@
 //! A fresh PostgreSQL schema per test, dropped at the end. The server is the one CI starts
-//! (`.ci/run`): `postgres://postgres@127.0.0.1:5432/test`, or `ZT_TEST_POSTGRES_URL`. These
-//! tests fail, never skip, when it is not reachable.
+//! (`.ci/run`): `postgres://postgres@127.0.0.1:5432/test`, or `ZT_TEST_POSTGRES_URL`. When it
+//! is not reachable these tests print `SKIPPED: …` and pass, unless `ZT_REQUIRE_SERVICES=1`
+//! (CI), which makes them fail.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,8 +23,7 @@ fn admin(sql: String) -> Result<(), String> {
     std::thread::spawn(move || {
         let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| {
             format!(
-                "PostgreSQL is not reachable at `{url}` ({e}: {}); these tests need it: start it \
-                 (`.ci/run` does) or set ZT_TEST_POSTGRES_URL",
+                "at `{url}`: {e}: {}; start it (`.ci/run` does) or set ZT_TEST_POSTGRES_URL",
                 std::error::Error::source(&e).map_or(String::new(), |c| c.to_string())
             )
         })?;
@@ -41,8 +41,10 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// Picks a fresh name and checks the server is reachable (panics with how to fix it).
-    pub fn new() -> Self {
+    /// Picks a fresh name and checks the server is reachable: `None` (after printing
+    /// `SKIPPED: …`) when it is not, so the test returns; a panic under
+    /// `ZT_REQUIRE_SERVICES=1`.
+    pub fn new() -> Option<Self> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -53,10 +55,8 @@ impl TestSchema {
             nanos,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        if let Err(e) = admin("SELECT 1".into()) {
-            panic!("{e}");
-        }
-        Self { name }
+        zt_test_support::service_or_skip("PostgreSQL", admin("SELECT 1".into()))
+            .then_some(Self { name })
     }
 
     /// The store URL, `?schema=` included.

@@ -59,17 +59,46 @@ pub struct AdminCaller {
     pub authenticated: bool,
 }
 
-/// The bearer token of the request, if any. Several `Authorization` headers are refused:
-/// which one counts would be a guess, and a proxy and the server might guess differently.
+/// The bearer token of the request, if it has an `Authorization` header. Several
+/// `Authorization` headers are refused: which one counts would be a guess, and a proxy and the
+/// server might guess differently. A header that is not `Bearer <token>` is refused with a hint
+/// rather than ignored: the caller meant to present a credential, and a common slip (no
+/// `Bearer `, a pasted `NAME TOKEN` line of the admin token file) deserves a message that says
+/// so.
 fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     let mut values = parts.headers.get_all(AUTHORIZATION).iter();
-    let first = values.next();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(ApiError::Unauthenticated(
             "more than one authorization header",
         ));
     }
-    Ok(first.and_then(|v| v.to_str().ok()).and_then(tokens::bearer))
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated("the authorization header is not valid text"))?;
+    match tokens::bearer(text) {
+        Some(token) if token.contains(char::is_whitespace) => Err(ApiError::Unauthenticated(
+            "the bearer token contains a space: send only the token, not the `NAME TOKEN` line \
+             of the admin token file",
+        )),
+        Some(token) => Ok(Some(token)),
+        None => Err(ApiError::Unauthenticated(
+            "the authorization header must be `Bearer <token>`",
+        )),
+    }
+}
+
+/// Refuses an admin token on an agent route, saying so (it is valid, but names no agent).
+fn not_an_admin_token(state: &SharedState, token: &str) -> Result<(), ApiError> {
+    match state.admin_tokens.as_ref().and_then(|a| a.name_for(token)) {
+        Some(_) => Err(ApiError::Unauthenticated(
+            "this is an admin credential, and this route takes an agent's: the token \
+             `POST /agents` issued, or a workload identity",
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The SPIFFE ID of the verified client certificate of the request's connection, if any.
@@ -120,11 +149,17 @@ impl FromRequestParts<SharedState> for AgentCaller {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => verifier.verify(token)?.to_string(),
-                None => state
+                None => match state
                     .registry
                     .actor_for_token_fresh(&tokens::token_hash(token))
                     .await
-                    .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
+                {
+                    Some(actor) => actor,
+                    None => {
+                        not_an_admin_token(state, token)?;
+                        return Err(ApiError::Unauthenticated("the credential is not valid"));
+                    }
+                },
             }),
         };
         match (peer_spiffe_id(parts), from_token) {

@@ -22,9 +22,9 @@ use zt_contract::{
     Jwks,
 };
 
-use super::fetch::Fetcher;
 use super::proofs::rejected;
 use super::read_jwks;
+use crate::connection::{self, TlsArgs, AUDIT_TIMEOUT};
 use crate::exit::Exit;
 use crate::verification::{Report, Verification};
 
@@ -44,7 +44,7 @@ pub enum CheckpointCommand {
 pub struct SaveArgs {
     /// The control plane.
     #[arg(long, env = "ZT_URL")]
-    pub url: String,
+    pub url: zt_client::BaseUrl,
     /// Where to write the signed checkpoint.
     #[arg(long)]
     pub out: PathBuf,
@@ -63,6 +63,8 @@ pub struct SaveArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Runs a checkpoint subcommand.
@@ -76,9 +78,9 @@ pub fn run(command: CheckpointCommand) -> Exit {
 }
 
 async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
-    let server = Fetcher::new(&args.url, None)?;
+    let server = connection::client(&args.url, args.tls.options(true), AUDIT_TIMEOUT, None)?;
     let jwks = trusted_keys(&server, args.keys.as_deref()).await?;
-    let published: CheckpointKeyBody = server.json("/audit/checkpoint/key").await?;
+    let published: CheckpointKeyBody = server.checkpoint_key().await?;
     let origin = args.origin.as_deref().unwrap_or(&published.origin);
     if published.origin != origin {
         return Err(rejected(
@@ -101,12 +103,7 @@ async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
             ),
         ));
     }
-    let path = if args.fresh {
-        "/audit/checkpoint?fresh=1"
-    } else {
-        "/audit/checkpoint"
-    };
-    let note = server.text(path).await?;
+    let note = server.audit_checkpoint(args.fresh).await?;
     let checkpoint = verify_note(&note, Some(origin), &jwks)
         .map_err(|e| rejected("checkpoint", format!("the server's checkpoint: {e:#}")))?;
     write_atomically(&args.out, note.as_bytes())?;
@@ -124,10 +121,13 @@ async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
 }
 
 /// The audit keys to trust: `--keys` if given, else the server's published ones.
-pub async fn trusted_keys(server: &Fetcher, keys: Option<&Path>) -> anyhow::Result<Jwks> {
+pub async fn trusted_keys(
+    server: &zt_client::ControlPlane,
+    keys: Option<&Path>,
+) -> anyhow::Result<Jwks> {
     match keys {
         Some(path) => read_jwks(&path.to_path_buf()),
-        None => server.json("/audit/keys").await,
+        None => Ok(server.audit_keys().await?),
     }
 }
 

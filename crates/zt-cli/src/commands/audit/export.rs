@@ -12,6 +12,7 @@ use clap::{ArgGroup, Args};
 use zt_ledger::{AuditStore, PostgresLocation, PostgresStore, SqliteStore};
 use zt_siem::Format;
 
+use crate::connection::{self, AdminArgs, TlsArgs};
 use crate::exit::Exit;
 
 /// Records read per page.
@@ -36,12 +37,14 @@ pub struct ExportArgs {
     /// A server's PostgreSQL audit store, as given to `zt serve --store`.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
-    /// A running control plane (`GET /audit/records`).
+    /// A running control plane (`GET /audit/records`; an admin credential, --admin-token-file,
+    /// unless the server runs with `--auth none`).
     #[arg(long, env = "ZT_URL")]
-    pub url: Option<String>,
-    /// Admin token for `--url` (unless the server runs with `--auth none`).
-    #[arg(long, env = "ZT_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub url: Option<zt_client::BaseUrl>,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -58,10 +61,7 @@ pub fn run(args: ExportArgs) -> Exit {
             );
             Exit::Success
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Exit::Failure
-        }
+        Err(e) => connection::fail(&e),
     }
 }
 
@@ -84,16 +84,13 @@ fn export(args: &ExportArgs) -> anyhow::Result<u64> {
         let mut store = PostgresStore::open_read_only(&PostgresLocation::parse(url)?)?;
         export_store(&mut store, args.from, &mut sink)?;
     } else {
-        let url = args.url.as_deref().context("no source given")?;
+        let url = args.url.as_ref().context("no source given")?;
+        let server =
+            connection::admin_client(url, &args.tls, &args.admin, connection::AUDIT_TIMEOUT)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(export_url(
-            url,
-            args.admin_token.as_deref(),
-            args.from,
-            &mut sink,
-        ))?;
+        runtime.block_on(export_url(&server, args.from, &mut sink))?;
     }
     sink.out.flush().context("cannot write the export")?;
     Ok(sink.count)
@@ -137,16 +134,10 @@ fn export_store(store: &mut dyn AuditStore, from: u64, sink: &mut Sink) -> anyho
 }
 
 async fn export_url(
-    url: &str,
-    token: Option<&str>,
+    server: &zt_client::ControlPlane,
     from: u64,
     sink: &mut Sink,
 ) -> anyhow::Result<()> {
-    let mut server =
-        zt_client::ControlPlane::with_timeout(url, std::time::Duration::from_secs(60))?;
-    if let Some(token) = token {
-        server = server.with_bearer(token)?;
-    }
     let end = server.audit_head().await?.records;
     let mut next = from;
     while next < end {

@@ -15,7 +15,7 @@ use zt_contract::{
 };
 
 use super::checkpoint::{read_checkpoint, trusted_keys, verify_note};
-use super::fetch::Fetcher;
+use crate::connection::{self, AdminArgs, TlsArgs, AUDIT_TIMEOUT};
 use crate::exit::Exit;
 
 /// `zt audit verify-consistency` arguments.
@@ -23,7 +23,7 @@ use crate::exit::Exit;
 pub struct ConsistencyArgs {
     /// The control plane that serves the proof (and the current checkpoint without `--new`).
     #[arg(long, env = "ZT_URL")]
-    pub url: String,
+    pub url: zt_client::BaseUrl,
     /// A checkpoint saved earlier (`zt audit checkpoint save`).
     #[arg(long)]
     pub old: PathBuf,
@@ -40,14 +40,17 @@ pub struct ConsistencyArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// `zt audit verify-inclusion` arguments.
 #[derive(Args, Debug)]
 pub struct InclusionArgs {
-    /// The control plane that serves the record and its proof.
+    /// The control plane that serves the record and its proof (reading a record needs an admin
+    /// credential, --admin-token-file, unless the server runs with `--auth none`).
     #[arg(long, env = "ZT_URL")]
-    pub url: String,
+    pub url: zt_client::BaseUrl,
     /// The record's sequence number (a decision's `evidence.seq`).
     #[arg(long)]
     pub seq: u64,
@@ -61,13 +64,13 @@ pub struct InclusionArgs {
     /// The log origin the checkpoint must name (default: the one it names).
     #[arg(long)]
     pub origin: Option<String>,
-    /// Admin token (reading a record needs an admin credential unless the server runs with
-    /// `--auth none`).
-    #[arg(long, env = "ZT_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// A check that failed, as opposed to a source that could not be read.
@@ -131,20 +134,20 @@ pub fn finish(json: bool, result: anyhow::Result<(String, Value)>) -> Exit {
             if json {
                 println!(
                     "{}",
-                    json!({"valid": false, "error": {"check": check, "message": format!("{e:#}")}})
+                    json!({"valid": false, "error": {"check": check, "message": connection::message(&e)}})
                 );
             } else if rejection.is_some() {
                 println!("REJECTED: {e:#}");
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", connection::message(&e));
             }
-            Exit::Failure
+            connection::exit_code(&e)
         }
     }
 }
 
 async fn consistency(args: &ConsistencyArgs) -> anyhow::Result<(String, Value)> {
-    let server = Fetcher::new(&args.url, None)?;
+    let server = connection::client(&args.url, args.tls.options(true), AUDIT_TIMEOUT, None)?;
     let jwks = trusted_keys(&server, args.keys.as_deref()).await?;
     let old = read_checkpoint(&args.old, args.origin.as_deref(), &jwks)
         .map_err(|e| rejected("checkpoint", format!("{e:#}")))?;
@@ -152,7 +155,7 @@ async fn consistency(args: &ConsistencyArgs) -> anyhow::Result<(String, Value)> 
         Some(path) => read_checkpoint(path, Some(&old.origin), &jwks)
             .map_err(|e| rejected("checkpoint", format!("{e:#}")))?,
         None => {
-            let note = server.text("/audit/checkpoint?fresh=1").await?;
+            let note = server.audit_checkpoint(true).await?;
             verify_note(&note, Some(&old.origin), &jwks).map_err(|e| {
                 rejected(
                     "checkpoint",
@@ -170,12 +173,7 @@ async fn consistency(args: &ConsistencyArgs) -> anyhow::Result<(String, Value)> 
             ),
         ));
     }
-    let answer: ConsistencyBody = server
-        .json(&format!(
-            "/audit/proof/consistency?from={}&to={}",
-            old.size, new.size
-        ))
-        .await?;
+    let answer: ConsistencyBody = server.consistency_proof(old.size, new.size).await?;
     if (answer.from, answer.to) != (old.size, new.size) {
         return Err(rejected(
             "consistency",
@@ -208,7 +206,7 @@ async fn consistency(args: &ConsistencyArgs) -> anyhow::Result<(String, Value)> 
 }
 
 async fn inclusion(args: &InclusionArgs) -> anyhow::Result<(String, Value)> {
-    let server = Fetcher::new(&args.url, args.admin_token.as_deref())?;
+    let server = connection::admin_client(&args.url, &args.tls, &args.admin, AUDIT_TIMEOUT)?;
     let jwks = trusted_keys(&server, args.keys.as_deref()).await?;
     let checkpoint = read_checkpoint(&args.checkpoint, args.origin.as_deref(), &jwks)
         .map_err(|e| rejected("checkpoint", format!("{e:#}")))?;
@@ -222,12 +220,9 @@ async fn inclusion(args: &InclusionArgs) -> anyhow::Result<(String, Value)> {
     }
 
     // The record, checked on its own: sequence number, hash and signature.
-    let lines = server
-        .text(&format!("/audit/records?from={seq}&limit=1"))
-        .await?;
+    let lines = server.audit_records(seq, 1).await?;
     let line = lines
-        .lines()
-        .find(|l| !l.trim().is_empty())
+        .first()
         .ok_or_else(|| rejected("record", format!("the server has no record {seq}")))?;
     let record: Map<String, Value> = serde_json::from_str(line)
         .map_err(|e| rejected("record", format!("record {seq} is not a JSON object: {e}")))?;
@@ -243,9 +238,7 @@ async fn inclusion(args: &InclusionArgs) -> anyhow::Result<(String, Value)> {
     let current_hash = record_hash(&record);
     let leaf = audit_leaf_hash(&current_hash);
 
-    let answer: InclusionBody = server
-        .json(&format!("/audit/proof/inclusion?seq={seq}&size={size}"))
-        .await?;
+    let answer: InclusionBody = server.inclusion_proof(seq, size).await?;
     if (answer.seq, answer.size) != (seq, size) {
         return Err(rejected(
             "inclusion",

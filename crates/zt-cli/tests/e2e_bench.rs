@@ -1,0 +1,141 @@
+//! `zt bench` against real servers: it explains a server whose policy changes need a second
+//! admin and a server whose rate limit it would measure, exits 1 for both, and in every case
+//! leaves the server as it found it (no `bench-agent`, the policy it started with).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::process::Output;
+
+use common::{zt, Server};
+use serde_json::Value;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// `zt bench` for one second on two connections, with the server's admin token file.
+fn bench(server: &Server, extra: &[&str]) -> Output {
+    let token_file = server.data_dir.join("admin-token");
+    let url = server.url();
+    let mut args = vec![
+        "bench",
+        "--url",
+        &url,
+        "--admin-token-file",
+        token_file.to_str().unwrap(),
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    zt(&args)
+}
+
+/// The registered actors and the active policy version, as an admin sees them.
+fn state(server: &Server) -> (Vec<String>, String) {
+    let admin = server.admin_token();
+    let (status, _, agents) = server.json_as(&admin, "GET", "/agents", None);
+    assert_eq!(status, 200, "{agents}");
+    let actors = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["actor"].as_str().unwrap().to_string())
+        .collect();
+    let (status, _, policy) = server.json_as(&admin, "GET", "/policies", None);
+    assert_eq!(status, 200, "{policy}");
+    (
+        actors,
+        policy["policy_version"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_two_admin_server_is_explained_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_auth(dir.path(), "credentials", &[]);
+    let before = state(&server);
+    let out = bench(&server, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("second admin"), "{err}");
+    assert!(err.contains("--single-admin"), "{err}");
+    assert!(err.contains("proposal `"), "{err}");
+    assert_eq!(state(&server), before, "bench-agent must be removed");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn a_rate_limit_is_explained_and_the_setup_undone() {
+    let dir = tempfile::tempdir().unwrap();
+    // A limit this machine reaches for sure (the default 100/s, burst 200, is reached by a
+    // release build; a debug build under load may not).
+    let server = Server::start_with_auth(
+        dir.path(),
+        "credentials",
+        &["--single-admin", "--rate-limit", "5/s", "--rate-burst", "5"],
+    );
+    let before = state(&server);
+    let out = bench(&server, &["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("rate limit (429)"), "{err}");
+    assert!(err.contains("--rate-limit"), "{err}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["rate_limited"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["allowed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(state(&server), before, "agent removed and policy restored");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn a_server_fit_for_benchmarking_is_measured_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_auth(
+        dir.path(),
+        "credentials",
+        &["--single-admin", "--rate-limit", "1000000/s"],
+    );
+    let before = state(&server);
+    let out = bench(&server, &["--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["allowed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        (
+            report["denied"].as_u64(),
+            report["rate_limited"].as_u64(),
+            report["unauthenticated"].as_u64(),
+            report["errors"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "{report}"
+    );
+    assert_eq!(state(&server), before, "agent removed and policy restored");
+
+    // `--keep` leaves the agent and the rule for the next run.
+    let out = bench(&server, &["--keep"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (actors, version) = state(&server);
+    assert!(actors.contains(&"bench-agent".to_string()), "{actors:?}");
+    assert_ne!(version, before.1);
+
+    // Without a credential the setup says how to give one.
+    let out = zt(&["bench", "--url", &server.url(), "--duration", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--admin-token-file"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(server.terminate(), Some(0));
+}

@@ -33,6 +33,8 @@ enum Command {
     /// Validate, test and diff policy files.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Put the control plane in front of an A2A agent: every call decided before it is forwarded.
+    A2aProxy(commands::a2a_proxy::A2aProxyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(command) => commands::audit::run(command),
         Command::Bench(args) => commands::bench::run(args),
         Command::Policy(command) => commands::policy::run(command),
+        Command::A2aProxy(args) => commands::a2a_proxy::run(args),
     };
     exit.into()
 }

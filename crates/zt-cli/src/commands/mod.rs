@@ -1,5 +1,6 @@
 //! One module per `zt` command.
 
+pub mod a2a_proxy;
 pub mod audit;
 pub mod bench;
 pub mod demo;

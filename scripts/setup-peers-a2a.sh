@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -r crates/zt-a2a/tests/peers/requirements.txt
+.venv/bin/python -m pip install --quiet -r crates/zt-a2a/tests/peers/requirements.txt \
+  -c crates/zt-a2a/tests/peers/constraints.txt
 .venv/bin/python -c 'import a2a.server, a2a.client, uvicorn; print("a2a peers ready")'

@@ -6,7 +6,7 @@ use axum::http::Uri;
 use serde_json::Value;
 
 /// The JSON-RPC protocol binding name, in 1.0 (`protocolBinding`) and 0.3 (`transport`).
-const JSONRPC: &str = "JSONRPC";
+pub(crate) const JSONRPC: &str = "JSONRPC";
 
 /// Rewrites `card` in place so that every interface URL has `public`'s scheme and authority
 /// (keeping its own path).

@@ -16,6 +16,10 @@ pub(crate) enum ProxyError {
     TooLarge,
     #[error("cannot read the request body")]
     BodyUnreadable,
+    #[error("no JSON-RPC interface of the agent at `{0}`")]
+    NoInterface(String),
+    #[error("the agent's card is unavailable")]
+    CardUnavailable,
     #[error("content-type must be application/json")]
     UnsupportedContentType,
     #[error("invalid JSON: {0}")]
@@ -38,6 +42,8 @@ impl ProxyError {
         match self {
             ProxyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, -32600),
             ProxyError::BodyUnreadable => (StatusCode::BAD_REQUEST, -32600),
+            ProxyError::NoInterface(_) => (StatusCode::NOT_FOUND, -32600),
+            ProxyError::CardUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UnsupportedContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, -32600),
             ProxyError::Parse(_) => (StatusCode::BAD_REQUEST, -32700),
             ProxyError::Batch => (StatusCode::BAD_REQUEST, -32600),

@@ -6,6 +6,7 @@
 
 mod card;
 mod error;
+mod interfaces;
 mod limits;
 mod method;
 mod names;
@@ -18,6 +19,7 @@ mod upstream;
 use axum::http::Uri;
 use zt_client::ControlPlane;
 
+pub use interfaces::INTERFACE_PATHS_TTL;
 pub use limits::{DEFAULT_DECISION_TIMEOUT, MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};
@@ -39,6 +41,7 @@ pub enum ConfigError {
 /// Everything the proxy needs, validated once.
 pub struct ProxyConfig {
     upstream: upstream::Upstream,
+    interface_paths: interfaces::InterfacePaths,
     agent: String,
     public_url: Uri,
     actor: String,
@@ -67,6 +70,7 @@ impl ProxyConfig {
         }
         Ok(Self {
             upstream: upstream::Upstream::new(upstream_url)?,
+            interface_paths: interfaces::InterfacePaths::default(),
             agent: names::segment(agent_name),
             public_url: public,
             actor: actor.to_string(),

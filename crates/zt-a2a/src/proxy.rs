@@ -77,6 +77,18 @@ async fn decide_and_forward(
     request: Request,
 ) -> Result<Response, RpcRefusal> {
     let (parts, body) = request.into_parts();
+    let agent_path = match config
+        .interface_paths
+        .resolve(&config.upstream, parts.uri.path())
+        .await
+    {
+        Ok(Some(path)) => path,
+        Ok(None) => return Err(ProxyError::NoInterface(parts.uri.path().to_string()).into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "agent card unavailable");
+            return Err(ProxyError::CardUnavailable.into());
+        }
+    };
     if !is_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
@@ -111,10 +123,9 @@ async fn decide_and_forward(
     if let Some(refusal) = refusal {
         return Ok(refusal.answer(&call));
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     config
         .upstream
-        .forward(path, &parts.headers, body)
+        .forward(&agent_path, &parts.headers, body)
         .await
         .map_err(|e| e.with_id(call.id.clone()))
 }

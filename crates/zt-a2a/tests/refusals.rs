@@ -19,19 +19,29 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use zt_client::ControlPlane;
 
-/// A stub agent counting the calls that reach it; returns its URL and the counter.
+/// A stub agent with a JSON-RPC interface at `/` (and an HTTP+JSON one at `/v1`) counting the
+/// calls that reach it; returns its URL and the counter.
 async fn counting_agent() -> (String, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
-    let app = Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            axum::Json(json!({"jsonrpc": "2.0", "id": 1, "result": {}}))
-        }
-    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let card = json!({"name": "stub", "supportedInterfaces": [
+        {"url": format!("{url}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+        {"url": format!("{url}/v1"), "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
+    ]});
+    let app = Router::new()
+        .route(
+            "/.well-known/agent-card.json",
+            axum::routing::get(move || async move { axum::Json(card) }),
+        )
+        .fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"jsonrpc": "2.0", "id": 1, "result": {}}))
+            }
+        });
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, hits)
 }
@@ -58,7 +68,16 @@ async fn proxy() -> (Router, Arc<AtomicUsize>) {
 }
 
 async fn post(router: &Router, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let request = Request::post("/")
+    post_to(router, "/", content_type, body).await
+}
+
+async fn post_to(
+    router: &Router,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let request = Request::post(path)
         .header("content-type", content_type)
         .body(Body::from(body))
         .unwrap();
@@ -188,13 +207,42 @@ async fn only_post_calls_and_the_card_are_served() {
     let response = router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(hits.load(Ordering::SeqCst), 0);
-    // The card is read from the agent on each request.
     let request = Request::get("/.well-known/agent-card.json")
         .body(Body::empty())
         .unwrap();
     let response = router.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let card: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        card["supportedInterfaces"],
+        json!([{"url": "http://127.0.0.1:1/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// A body decided as one JSON-RPC method must not reach another endpoint of the agent that
+/// would read it differently (here its HTTP+JSON binding at `/v1`).
+#[tokio::test]
+async fn calls_go_only_to_the_agents_json_rpc_interfaces() {
+    let (router, hits) = proxy().await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "t"},
+        "message": {"parts": [{"text": "smuggled"}]}});
+    for path in ["/v1", "/v1/message:send", "/other", "//"] {
+        let (status, answer) = post_to(
+            &router,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no JSON-RPC interface"));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
 #[test]

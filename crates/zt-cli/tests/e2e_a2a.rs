@@ -199,7 +199,7 @@ fn client(python: &Path, url: &str, text: &str, extra: &[&str]) -> Vec<Value> {
 }
 
 /// The events of a client run (after the line listing the card's URLs).
-fn events(lines: &[Value]) -> Vec<Value> {
+fn events_of(lines: &[Value]) -> Vec<Value> {
     lines
         .iter()
         .filter_map(|l| l.get("event").cloned())
@@ -265,7 +265,7 @@ fn messages_are_decided_before_they_reach_the_agent() {
         assert_eq!(url.as_str().unwrap(), format!("{}/", proxy.url()));
     }
     // Allowed: the agent ran it and answered through the proxy.
-    let events = events(&lines);
+    let events = events_of(&lines);
     assert_eq!(events.len(), 1, "{lines:?}");
     let task = &events[0]["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED");
@@ -282,7 +282,7 @@ fn messages_are_decided_before_they_reach_the_agent() {
         "open the vault",
         &["--resource", "vault"],
     );
-    let events = events(&lines);
+    let events = events_of(&lines);
     assert_eq!(events.len(), 1, "{lines:?}");
     let task = &events[0]["task"];
     assert_eq!(task["status"]["state"], "TASK_STATE_REJECTED");
@@ -366,7 +366,7 @@ fn a2a_0_3_method_names_are_decided_under_the_same_actions() {
         "sdk in 0.3",
         &["--protocol", "0.3", "--stream", "--resource", "docs"],
     );
-    let last = events(&lines).pop().unwrap();
+    let last = events_of(&lines).pop().unwrap();
     assert_eq!(
         last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
         "{lines:?}"
@@ -397,7 +397,7 @@ fn streams_are_relayed_event_by_event_and_refused_as_one_event() {
         "stream me",
         &["--stream", "--resource", "docs"],
     );
-    let events = events(&lines);
+    let events = events_of(&lines);
     assert!(events.len() >= 3, "{lines:?}");
     assert_eq!(events[0]["task"]["status"]["state"], "TASK_STATE_SUBMITTED");
     assert!(events
@@ -414,7 +414,7 @@ fn streams_are_relayed_event_by_event_and_refused_as_one_event() {
         "stream the vault",
         &["--stream", "--resource", "vault"],
     );
-    let refused = self::events(&lines);
+    let refused = events_of(&lines);
     assert_eq!(refused.len(), 1, "{lines:?}");
     assert_eq!(refused[0]["task"]["status"]["state"], "TASK_STATE_REJECTED");
     assert_eq!(
@@ -446,7 +446,7 @@ fn the_control_plane_down_fails_closed() {
         &["--stream", "--resource", "docs"][..],
     ] {
         let lines = client(&python, &proxy.url(), "while it is down", extra);
-        let events = events(&lines);
+        let events = events_of(&lines);
         assert_eq!(events.len(), 1, "{lines:?}");
         let task = &events[0]["task"];
         assert_eq!(task["status"]["state"], "TASK_STATE_REJECTED");

@@ -65,9 +65,12 @@ impl Upstream {
         if base.scheme_str() != Some("http") || base.authority().is_none() {
             return Err(ConfigError::Upstream(url.into()));
         }
+        let mut connector = HttpConnector::new();
+        // Small JSON-RPC exchanges: do not let Nagle's algorithm hold them back.
+        connector.set_nodelay(true);
         Ok(Self {
             base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 

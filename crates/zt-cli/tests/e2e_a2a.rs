@@ -467,3 +467,60 @@ fn the_control_plane_down_fails_closed() {
     );
     assert!(agent.executed().is_empty());
 }
+
+/// The agent holds the stream after its working event until the test, having received that
+/// event through the proxy, opens a gate: a proxy buffering the stream would deadlock it (the
+/// agent then fails the task after its own 60 s wait, and this test fails).
+#[test]
+fn a_stream_reaches_the_client_before_it_ends() {
+    use std::io::{BufRead, BufReader};
+
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _admin, token) = control_plane(dir.path());
+    let agent = Agent::start(&python, dir.path());
+    let proxy = Proxy::start(agent.port, &server.url(), &token);
+
+    let mut child = Command::new(&python)
+        .arg(peers_dir().join("client.py"))
+        .args([
+            "--url",
+            &proxy.url(),
+            "--text",
+            "gated: hold",
+            "--stream",
+            "--resource",
+            "docs",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the client");
+    let stdout = child.stdout.take().unwrap();
+    let _client = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let event = common::parse(&line.unwrap());
+        let working = event["event"]["statusUpdate"]["status"]["state"] == "TASK_STATE_WORKING";
+        seen.push(event);
+        if working {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .all(|e| e["event"]["statusUpdate"]["status"]["state"] != "TASK_STATE_COMPLETED"),
+        "{seen:?}"
+    );
+    std::fs::write(format!("{}.gate", agent.side_effects.display()), "open").unwrap();
+    let rest: Vec<Value> = lines.map(|l| common::parse(&l.unwrap())).collect();
+    let last = rest.last().expect("events after the gate opened");
+    assert_eq!(
+        last["event"]["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{rest:?}"
+    );
+    assert!(rest.iter().any(
+        |e| e["event"]["artifactUpdate"]["artifact"]["parts"][0]["text"] == "echo: gated: hold"
+    ));
+}

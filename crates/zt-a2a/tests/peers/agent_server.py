@@ -1,12 +1,16 @@
 """A2A test agent built on the official a2a-sdk: echoes the user's text and, for every message
 it executes, appends one JSON line to a side-effect file. A message that never reached the agent
-leaves no line. Serves JSON-RPC for A2A 1.0 and 0.3 on `/`.
+leaves no line. A text starting with `gated:` is held after the working event until the file
+`<side effects>.gate` exists (the task fails if it never does), so a test can tell a stream
+relayed event by event from one buffered to its end. Serves JSON-RPC for A2A 1.0 and 0.3 on `/`.
 
 Usage: agent_server.py --port PORT --side-effects FILE
 """
 
 import argparse
+import asyncio
 import json
+import os
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,6 +30,14 @@ from a2a.types.a2a_pb2 import (
 )
 
 
+async def wait_for(path: str, seconds: float = 60) -> bool:
+    for _ in range(int(seconds * 10)):
+        if os.path.exists(path):
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 class EchoExecutor(AgentExecutor):
     def __init__(self, side_effects: str) -> None:
         self.side_effects = side_effects
@@ -38,6 +50,10 @@ class EchoExecutor(AgentExecutor):
             await event_queue.enqueue_event(new_task_from_user_message(context.message))
         updater = TaskUpdater(event_queue, context.task_id, context.context_id)
         await updater.start_work()
+        if text.startswith("gated:") and not await wait_for(self.side_effects + ".gate"):
+            # The test opens the gate only after it has seen the working event.
+            await updater.failed()
+            return
         await updater.add_artifact([new_text_part(f"echo: {text}")], name="echo")
         await updater.complete()
 

@@ -47,6 +47,8 @@ enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Print the man page (or write every command's page with --out-dir).
     Man(commands::man::ManArgs),
+    /// Put the control plane in front of an A2A agent: every call decided before it is forwarded.
+    A2aProxy(commands::a2a_proxy::A2aProxyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::DevCerts(args) => commands::dev_certs::run(args),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
         Command::Man(args) => commands::man::run(args, Cli::command()),
+        Command::A2aProxy(args) => commands::a2a_proxy::run(args),
     };
     exit.into()
 }

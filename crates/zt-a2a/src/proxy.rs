@@ -1,0 +1,156 @@
+//! The proxy's routes: the rewritten agent card, and every JSON-RPC call decided, then
+//! forwarded or refused.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use zt_contract::{Decision, DecisionRequest};
+
+use crate::error::{plain_error, ProxyError, RpcRefusal};
+use crate::limits::MAX_REQUEST_BYTES;
+use crate::refusal::Refusal;
+use crate::rpc::RpcCall;
+use crate::upstream::{CardError, CARD_PATH};
+use crate::{card, ProxyConfig};
+
+/// The proxy as an axum router.
+pub fn router(config: ProxyConfig) -> Router {
+    let state = Arc::new(config);
+    Router::new()
+        .route(CARD_PATH, get(agent_card))
+        // The 0.2/0.3 well-known name of the same card.
+        .route("/.well-known/agent.json", get(agent_card))
+        .fallback(call)
+        .with_state(state)
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add tens of milliseconds to
+    // small request/response exchanges.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn agent_card(State(config): State<Arc<ProxyConfig>>) -> Response {
+    match config.upstream.card().await {
+        Ok(mut card) => {
+            card::rewrite(&mut card, &config.public_url);
+            axum::Json(card).into_response()
+        }
+        Err(e) => {
+            let status = match e {
+                CardError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                CardError::Unavailable | CardError::Status(_) | CardError::Malformed => {
+                    StatusCode::BAD_GATEWAY
+                }
+            };
+            tracing::warn!(error = %e, "agent card unavailable");
+            plain_error(status, &e.to_string())
+        }
+    }
+}
+
+async fn call(State(config): State<Arc<ProxyConfig>>, request: Request) -> Response {
+    if request.method() != Method::POST {
+        return plain_error(StatusCode::NOT_FOUND, "not found");
+    }
+    match decide_and_forward(&config, request).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn decide_and_forward(
+    config: &ProxyConfig,
+    request: Request,
+) -> Result<Response, RpcRefusal> {
+    let (parts, body) = request.into_parts();
+    let agent_path = match config
+        .interface_paths
+        .resolve(&config.upstream, parts.uri.path())
+        .await
+    {
+        Ok(Some(path)) => path,
+        Ok(None) => return Err(ProxyError::NoInterface(parts.uri.path().to_string()).into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "agent card unavailable");
+            return Err(ProxyError::CardUnavailable.into());
+        }
+    };
+    if !is_json(&parts.headers) {
+        return Err(ProxyError::UnsupportedContentType.into());
+    }
+    let body = read_body(body).await?;
+    let call = RpcCall::parse(&body)?;
+    let action = format!("{}{}", config.action_prefix(), call.method.action);
+    let resource = call.resource();
+    let decision_request = DecisionRequest {
+        actor: config.actor.clone(),
+        action: action.clone(),
+        resource: resource.clone(),
+        ..DecisionRequest::default()
+    };
+    let refusal = match config.control_plane.decide(&decision_request).await {
+        Ok(decision) if decision.decision == Decision::Allow => None,
+        Ok(decision) => Some(Refusal::Denied(Box::new(decision))),
+        Err(e) => {
+            tracing::warn!(%action, error = %e, "no valid decision: failing closed");
+            Some(Refusal::ControlPlaneUnavailable {
+                action: action.clone(),
+                resource,
+            })
+        }
+    };
+    tracing::info!(
+        %action,
+        method = %call.method_name,
+        protocol = call.method.generation.as_str(),
+        forwarded = refusal.is_none(),
+        "a2a call"
+    );
+    if let Some(refusal) = refusal {
+        return Ok(refusal.answer(&call));
+    }
+    config
+        .upstream
+        .forward(&agent_path, &parts.headers, body)
+        .await
+        .map_err(|e| e.with_id(call.id.clone()))
+}
+
+/// `Content-Type: application/json`, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ProxyError> {
+    match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ProxyError::TooLarge),
+        Err(_) => Err(ProxyError::BodyUnreadable),
+    }
+}

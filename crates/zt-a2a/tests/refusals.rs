@@ -1,0 +1,263 @@
+//! Route-level tests of the proxy (in process): bad input is refused before any decision and
+//! never forwarded, and with no control plane every call fails closed. The agent is a counting
+//! stub, so "never forwarded" is observed, not assumed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use zt_client::ControlPlane;
+
+/// A stub agent with a JSON-RPC interface at `/` (and an HTTP+JSON one at `/v1`) counting the
+/// calls that reach it; returns its URL and the counter.
+async fn counting_agent() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let card = json!({"name": "stub", "supportedInterfaces": [
+        {"url": format!("{url}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+        {"url": format!("{url}/v1"), "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
+    ]});
+    let app = Router::new()
+        .route(
+            "/.well-known/agent-card.json",
+            axum::routing::get(move || async move { axum::Json(card) }),
+        )
+        .fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({"jsonrpc": "2.0", "id": 1, "result": {}}))
+            }
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+/// A URL nothing listens on.
+async fn dead_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+async fn proxy() -> (Router, Arc<AtomicUsize>) {
+    let (agent, hits) = counting_agent().await;
+    let control_plane = ControlPlane::new(&dead_url().await).unwrap();
+    let config = zt_a2a::ProxyConfig::new(
+        &agent,
+        "Echo Agent!",
+        "http://127.0.0.1:1",
+        "caller",
+        control_plane,
+    )
+    .unwrap();
+    assert_eq!(config.action_prefix(), "a2a.Echo_Agent.");
+    (zt_a2a::router(config), hits)
+}
+
+async fn post(router: &Router, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    post_to(router, "/", content_type, body).await
+}
+
+async fn post_to(
+    router: &Router,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let request = Request::post(path)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_never_forwarded() {
+    let (router, hits) = proxy().await;
+    let send = |extra: &str| {
+        format!(r#"{{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{{"message":{{}}}}{extra}}}"#)
+            .into_bytes()
+    };
+    let mut huge = br#"{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"pad":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'a', zt_a2a::MAX_REQUEST_BYTES));
+    huge.extend(br#""}}"#);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, i64)> = vec![
+        (
+            "application/json",
+            huge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+        ),
+        (
+            "text/plain",
+            send(""),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+        ),
+        (
+            "application/json",
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32700,
+        ),
+        (
+            "application/json",
+            send(r#","method":"GetTask""#),
+            StatusCode::BAD_REQUEST,
+            -32700,
+        ),
+        (
+            "application/json",
+            format!("[{}]", String::from_utf8(send("")).unwrap()).into_bytes(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+        (
+            "application/json",
+            br#"{"jsonrpc":"2.0","id":3,"method":"tasks/delete"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32601,
+        ),
+        (
+            "application/json",
+            br#"{"jsonrpc":"2.0","id":3,"method":"GetTask","params":"t"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+        ),
+    ];
+    for (content_type, body, status, code) in cases {
+        let (got, answer) = post(&router, content_type, body).await;
+        assert_eq!(got, status, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let (got, answer) = post(
+        &router,
+        "application/json",
+        br#"{"jsonrpc":"2.0","id":"k","method":"Nope"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((got, &answer["id"]), (StatusCode::BAD_REQUEST, &json!("k")));
+    assert_eq!(answer["error"]["message"], "unknown method `Nope`");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn without_a_control_plane_every_call_fails_closed() {
+    let (router, hits) = proxy().await;
+    let message = json!({"jsonrpc": "2.0", "id": 1, "method": "SendMessage",
+        "params": {"message": {"parts": [{"text": "hi"}]}}});
+    let (status, answer) = post(
+        &router,
+        "application/json; charset=utf-8",
+        message.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["result"]["task"]["status"]["state"],
+        "TASK_STATE_REJECTED"
+    );
+    assert_eq!(
+        answer["result"]["task"]["metadata"]["zt"]["action"],
+        "a2a.Echo_Agent.send_message"
+    );
+    assert_eq!(answer["result"]["task"]["metadata"]["zt"]["resource"], "hi");
+
+    let cancel =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": "t9"}});
+    let (status, answer) = post(&router, "application/json", cancel.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer["error"]["code"],
+        zt_a2a::CONTROL_PLANE_UNAVAILABLE_CODE
+    );
+    assert_eq!(
+        answer["error"]["data"]["zt"]["action"],
+        "a2a.Echo_Agent.cancel_task"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn only_post_calls_and_the_card_are_served() {
+    let (router, hits) = proxy().await;
+    let request = Request::get("/anything").body(Body::empty()).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let request = Request::get("/.well-known/agent-card.json")
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let card: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        card["supportedInterfaces"],
+        json!([{"url": "http://127.0.0.1:1/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// A body decided as one JSON-RPC method must not reach another endpoint of the agent that
+/// would read it differently (here its HTTP+JSON binding at `/v1`).
+#[tokio::test]
+async fn calls_go_only_to_the_agents_json_rpc_interfaces() {
+    let (router, hits) = proxy().await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "GetTask", "params": {"id": "t"},
+        "message": {"parts": [{"text": "smuggled"}]}});
+    for path in ["/v1", "/v1/message:send", "/other", "//"] {
+        let (status, answer) = post_to(
+            &router,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no JSON-RPC interface"));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    let cp = || ControlPlane::new("http://127.0.0.1:3000").unwrap();
+    for (upstream, public, actor) in [
+        ("https://agent", "http://p", "a"),
+        ("agent:9999", "http://p", "a"),
+        ("http://agent", "/relative", "a"),
+        ("http://agent", "ftp://p", "a"),
+        ("http://agent", "http://p", " "),
+    ] {
+        assert!(
+            zt_a2a::ProxyConfig::new(upstream, "x", public, actor, cp()).is_err(),
+            "{upstream} {public} {actor:?}"
+        );
+    }
+}

@@ -32,7 +32,8 @@ fn actions_are_folded_to_lower_case() {
 
 #[test]
 fn actions_that_evade_deny_rules_are_refused() {
-    let cases: [(&str, fn(&NameError) -> bool); 9] = [
+    type Check = fn(&NameError) -> bool;
+    let cases: [(&str, Check); 9] = [
         ("aws.s3.\u{0}delete", |e| {
             matches!(
                 e,

@@ -33,6 +33,8 @@ enum Command {
     /// Validate, test and diff policy files.
     #[command(subcommand)]
     Policy(commands::policy::PolicyCommand),
+    /// Put an MCP server behind the control plane: every tool call is decided first.
+    McpGateway(commands::mcp_gateway::McpGatewayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Audit(command) => commands::audit::run(command),
         Command::Bench(args) => commands::bench::run(args),
         Command::Policy(command) => commands::policy::run(command),
+        Command::McpGateway(args) => commands::mcp_gateway::run(args),
     };
     exit.into()
 }

@@ -7,6 +7,7 @@
 
 mod guarded;
 mod http;
+pub mod names;
 
 use std::time::Duration;
 

@@ -3,5 +3,6 @@
 pub mod audit;
 pub mod bench;
 pub mod demo;
+pub mod mcp_gateway;
 pub mod policy;
 pub mod serve;

@@ -93,7 +93,10 @@ fn drive(
     let output = Command::new(&peers.python)
         .arg(&peers.client)
         .arg(scenario)
-        .env("ZT_TEST_GATEWAY_CMD", serde_json::to_string(&gateway).unwrap())
+        .env(
+            "ZT_TEST_GATEWAY_CMD",
+            serde_json::to_string(&gateway).unwrap(),
+        )
         .env("ZT_CONTROL_PLANE_URL", server.url())
         .env("ZT_ACTOR", ACTOR)
         .env("ZT_TOKEN", token)
@@ -112,7 +115,11 @@ fn drive(
 
 fn everything_server(peers: &Peers) -> Vec<String> {
     vec![
-        peers.bin.join("mcp-server-everything").display().to_string(),
+        peers
+            .bin
+            .join("mcp-server-everything")
+            .display()
+            .to_string(),
         "stdio".into(),
     ]
 }
@@ -171,7 +178,10 @@ fn streamable_http_relays_the_same_way() {
         Command::new(zt_bin())
             .args(["mcp-gateway", "--server-name", "everything"])
             .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
-            .args(["--upstream", &format!("http://127.0.0.1:{upstream_port}/mcp")])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{upstream_port}/mcp"),
+            ])
             .env("ZT_CONTROL_PLANE_URL", server.url())
             .env("ZT_ACTOR", ACTOR)
             .env("ZT_TOKEN", &token),
@@ -203,7 +213,10 @@ impl Background {
         let background = Background(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "nothing listens on {port}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing listens on {port}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         background
@@ -222,12 +235,21 @@ fn assert_everything_session(out: &Value, server: &Server) {
     // Initialisation and capability negotiation reached the real server.
     assert_eq!(out["server_name"], json!("mcp-servers/everything"), "{out}");
     for capability in ["tools", "resources", "prompts", "logging"] {
-        assert!(out["capabilities"].as_array().unwrap().contains(&json!(capability)), "{out}");
+        assert!(
+            out["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(capability)),
+            "{out}"
+        );
     }
     // Tools registered only after `notifications/initialized` and only for a client that
     // declared sampling and roots: the client's notification and capabilities got through.
     for tool in ["echo", "trigger-sampling-request", "get-roots-list"] {
-        assert!(out["tools"].as_array().unwrap().contains(&json!(tool)), "{out}");
+        assert!(
+            out["tools"].as_array().unwrap().contains(&json!(tool)),
+            "{out}"
+        );
     }
 
     // Allowed: the server's own result, untouched.
@@ -250,8 +272,14 @@ fn assert_everything_session(out: &Value, server: &Server) {
     assert_eq!(out["progress"], json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]]));
     // Server-to-client requests (sampling, roots) are answered by the client through the
     // gateway.
-    assert!(text(&out["sampling"]).contains("sampled by the test client"), "{out}");
-    assert!(text(&out["roots"]).contains("file:///zt-test-root"), "{out}");
+    assert!(
+        text(&out["sampling"]).contains("sampled by the test client"),
+        "{out}"
+    );
+    assert!(
+        text(&out["roots"]).contains("file:///zt-test-root"),
+        "{out}"
+    );
     // Server notifications flow: the simulated log messages arrive.
     let notes = out["notifications"].as_array().unwrap();
     assert!(notes.contains(&json!("notifications/message")), "{out}");
@@ -265,7 +293,10 @@ fn assert_everything_session(out: &Value, server: &Server) {
         .iter()
         .filter(|r| r["actor"] == json!(ACTOR))
         .collect();
-    let actions: Vec<&str> = calls.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = calls
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
         [
@@ -277,9 +308,14 @@ fn assert_everything_session(out: &Value, server: &Server) {
             "mcp.everything.toggle-simulated-logging",
         ]
     );
-    assert!(calls.iter().all(|r| r["context_sha256"].as_str().is_some()), "{calls:?}");
     assert!(
-        !records.iter().any(|r| r.to_string().contains("hello through zt")),
+        calls.iter().all(|r| r["context_sha256"].as_str().is_some()),
+        "{calls:?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains("hello through zt")),
         "the record keeps only the context's hash"
     );
 }
@@ -312,7 +348,11 @@ when {{ context.mcp.arguments.path like "*..*" }};
     );
     let (server, token) = control_plane(dir.path(), &policy);
     let filesystem = vec![
-        peers.bin.join("mcp-server-filesystem").display().to_string(),
+        peers
+            .bin
+            .join("mcp-server-filesystem")
+            .display()
+            .to_string(),
         base_text.clone(),
     ];
     let out = drive(
@@ -347,7 +387,10 @@ when {{ context.mcp.arguments.path like "*..*" }};
         .iter()
         .find(|r| r["action"] == json!("mcp.fs.write_file") && r["decision"] == json!("deny"))
         .expect("the denied write's record");
-    assert_eq!(denied["resource"], json!(format!("{base_text}/elsewhere.txt")));
+    assert_eq!(
+        denied["resource"],
+        json!(format!("{base_text}/elsewhere.txt"))
+    );
 }
 
 #[test]
@@ -370,7 +413,10 @@ fn a_control_plane_killed_mid_session_fails_closed() {
     let after = &out["after"];
     assert_eq!(after["isError"], json!(true), "{out}");
     let reason = text(after);
-    assert!(reason.starts_with("control plane unavailable: "), "{reason}");
+    assert!(
+        reason.starts_with("control plane unavailable: "),
+        "{reason}"
+    );
     assert_eq!(after["structuredContent"]["zt"]["reason"], json!(reason));
     assert!(out["tools_after"].as_u64().unwrap() > 0, "{out}");
 }
@@ -415,7 +461,10 @@ impl RawSession {
         session.send(
             r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
         );
-        assert_eq!(session.answer_to(json!("init"))["result"]["serverInfo"]["name"], json!("mcp-servers/everything"));
+        assert_eq!(
+            session.answer_to(json!("init"))["result"]["serverInfo"]["name"],
+            json!("mcp-servers/everything")
+        );
         session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         session
     }
@@ -485,9 +534,15 @@ fn unreadable_and_oversized_messages_are_answered_and_the_session_goes_on() {
     let mut session = RawSession::start(&server.url(), &token, &[], &everything_server(&peers));
 
     session.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"n":NaN}}}"#);
-    assert_eq!(session.answer_to(Value::Null)["error"]["code"], json!(-32700));
+    assert_eq!(
+        session.answer_to(Value::Null)["error"]["code"],
+        json!(-32700)
+    );
     session.send(r#"[{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"message":"batched"}}}]"#);
-    assert_eq!(session.answer_to(Value::Null)["error"]["code"], json!(-32600));
+    assert_eq!(
+        session.answer_to(Value::Null)["error"]["code"],
+        json!(-32600)
+    );
     session.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{}}}"#);
     assert_eq!(session.answer_to(json!(7))["error"]["code"], json!(-32602));
     let huge = format!(
@@ -502,10 +557,17 @@ fn unreadable_and_oversized_messages_are_answered_and_the_session_goes_on() {
         r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"still here"}}}"#,
     );
     let result = &session.answer_to(json!(9))["result"];
-    assert_eq!(result["content"][0]["text"], json!("Echo: still here"), "{result}");
+    assert_eq!(
+        result["content"][0]["text"],
+        json!("Echo: still here"),
+        "{result}"
+    );
     // None of the refused calls was decided: only the last one has a record.
     let records = common::records_as(server.port, &server.admin_token());
-    let decided = records.iter().filter(|r| r["actor"] == json!(ACTOR)).count();
+    let decided = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .count();
     assert_eq!(decided, 1);
 }
 

@@ -81,10 +81,22 @@ mod tests {
 
     #[test]
     fn actions_are_dotted_sanitised_segments() {
-        assert_eq!(mcp_action("GitHub Server", "create_pr"), "mcp.GitHub_Server.create_pr");
+        assert_eq!(
+            mcp_action("GitHub Server", "create_pr"),
+            "mcp.GitHub_Server.create_pr"
+        );
         assert_eq!(mcp_action("fs", "../x"), "mcp.fs.x");
-        assert_eq!(a2a_action("travel agent", "message/send"), "a2a.travel_agent.message_send");
-        assert_eq!(openai_responses_action("get weather"), "openai.responses.get_weather");
-        assert_eq!(openai_agents_action("", "lookup"), "openai.agents.unknown.lookup");
+        assert_eq!(
+            a2a_action("travel agent", "message/send"),
+            "a2a.travel_agent.message_send"
+        );
+        assert_eq!(
+            openai_responses_action("get weather"),
+            "openai.responses.get_weather"
+        );
+        assert_eq!(
+            openai_agents_action("", "lookup"),
+            "openai.agents.unknown.lookup"
+        );
     }
 }

@@ -169,8 +169,13 @@ mod tests {
         let result = serde_json::to_value(&*result).unwrap();
         assert_eq!(result["isError"], json!(true));
         assert!(result.get("resultType").is_none());
-        let reason = result["structuredContent"]["zt"]["reason"].as_str().unwrap();
-        assert!(reason.starts_with("control plane unavailable: "), "{reason}");
+        let reason = result["structuredContent"]["zt"]["reason"]
+            .as_str()
+            .unwrap();
+        assert!(
+            reason.starts_with("control plane unavailable: "),
+            "{reason}"
+        );
         assert_eq!(result["structuredContent"]["zt"]["decision"], json!("deny"));
         assert_eq!(result["content"][0]["type"], json!("text"));
         assert_eq!(result["content"][0]["text"], json!(reason));

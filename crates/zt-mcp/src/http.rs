@@ -75,12 +75,17 @@ pub async fn serve_http(
         client,
     });
     let app = axum::Router::new().fallback(handle).with_state(relay);
-    axum::serve(listener, app).await.map_err(GatewayError::Serve)
+    axum::serve(listener, app)
+        .await
+        .map_err(GatewayError::Serve)
 }
 
 async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
     if request.uri().path() != relay.path {
-        return json(StatusCode::NOT_FOUND, upstream_failure("no MCP endpoint at this path"));
+        return json(
+            StatusCode::NOT_FOUND,
+            upstream_failure("no MCP endpoint at this path"),
+        );
     }
     let (parts, body) = request.into_parts();
     let body = if parts.method == Method::POST {
@@ -112,7 +117,10 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
         None => format!("{}{}", relay.origin, relay.path),
     };
     let Ok(uri) = target.parse::<Uri>() else {
-        return json(StatusCode::BAD_REQUEST, upstream_failure("bad request target"));
+        return json(
+            StatusCode::BAD_REQUEST,
+            upstream_failure("bad request target"),
+        );
     };
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;

@@ -158,7 +158,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"x/unknown","params":{"method":"tools/call"}}"#,
             r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
         ] {
-            assert!(matches!(classify(message.as_bytes()), Inbound::Relay), "{message}");
+            assert!(
+                matches!(classify(message.as_bytes()), Inbound::Relay),
+                "{message}"
+            );
         }
     }
 
@@ -190,8 +193,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
         );
         assert_eq!(answer["error"]["code"], json!(-32602));
-        let answer =
-            refused(r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"x"}}"#);
+        let answer = refused(
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"x"}}"#,
+        );
         assert_eq!(answer["error"]["code"], json!(-32600));
     }
 
@@ -203,7 +207,10 @@ mod tests {
             " \r",
         ];
         for message in dropped {
-            assert!(matches!(classify(message.as_bytes()), Inbound::Refuse(None)), "{message:?}");
+            assert!(
+                matches!(classify(message.as_bytes()), Inbound::Refuse(None)),
+                "{message:?}"
+            );
         }
     }
 

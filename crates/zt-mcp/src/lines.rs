@@ -46,7 +46,11 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
         let used = done.unwrap_or(available.len());
         reader.consume(used);
         if done.is_some() {
-            return Ok(if too_long { Line::TooLong } else { Line::Message });
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Message
+            });
         }
     }
 }
@@ -93,6 +97,9 @@ mod tests {
                 (Line::TooLong, Vec::new()),
             ]
         );
-        assert_eq!(all(b"12345\n", 5).await, vec![(Line::Message, b"12345".to_vec())]);
+        assert_eq!(
+            all(b"12345\n", 5).await,
+            vec![(Line::Message, b"12345".to_vec())]
+        );
     }
 }

@@ -4,8 +4,15 @@ use rmcp::model::JsonObject;
 use serde_json::Value;
 
 /// Argument names tried in order when there is no `owner` + `repo` pair.
-pub const RESOURCE_ARGUMENTS: [&str; 7] =
-    ["resource", "repository", "repo", "path", "url", "name", "id"];
+pub const RESOURCE_ARGUMENTS: [&str; 7] = [
+    "resource",
+    "repository",
+    "repo",
+    "path",
+    "url",
+    "name",
+    "id",
+];
 
 /// `owner/repo` when both are non-empty strings, else the first non-empty string among
 /// [`RESOURCE_ARGUMENTS`], else `""`.
@@ -47,8 +54,8 @@ mod tests {
     #[test]
     fn otherwise_the_first_non_empty_string_in_order() {
         assert_eq!(of(json!({"id": "7", "path": "/tmp/a"})), "/tmp/a");
-        assert_eq!(of(json!({"owner": "acme", "repo": "zt2"})), "acme/zt2");
-        assert_eq!(of(json!({"owner": "acme", "repo": ""})), "acme");
+        assert_eq!(of(json!({"owner": "acme", "repo": "", "name": "n"})), "n");
+        assert_eq!(of(json!({"owner": "", "repo": "zt"})), "zt");
         assert_eq!(of(json!({"resource": "", "url": "https://x"})), "https://x");
         assert_eq!(of(json!({"resource": 5, "name": "n"})), "n");
     }

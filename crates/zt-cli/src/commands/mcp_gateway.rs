@@ -21,7 +21,11 @@ pub struct McpGatewayArgs {
     #[arg(long, env = "ZT_MCP_SERVER_NAME")]
     pub server_name: String,
     /// The control plane deciding every tool call.
-    #[arg(long, env = "ZT_CONTROL_PLANE_URL", default_value = "http://127.0.0.1:3000")]
+    #[arg(
+        long,
+        env = "ZT_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
     pub control_plane_url: String,
     /// The agent the calls are made for (registered with the control plane).
     #[arg(long, env = "ZT_ACTOR")]
@@ -36,13 +40,22 @@ pub struct McpGatewayArgs {
     pub decision_timeout_ms: u64,
     /// Streamable HTTP mode: the address to serve the MCP endpoint on (same path as
     /// `--upstream`).
-    #[arg(long, env = "ZT_MCP_LISTEN", requires = "upstream", conflicts_with = "command")]
+    #[arg(
+        long,
+        env = "ZT_MCP_LISTEN",
+        requires = "upstream",
+        conflicts_with = "command"
+    )]
     pub listen: Option<SocketAddr>,
     /// Streamable HTTP mode: the MCP server's endpoint, `http://HOST:PORT/PATH`.
     #[arg(long, env = "ZT_MCP_UPSTREAM", requires = "listen")]
     pub upstream: Option<String>,
     /// Stdio mode: the MCP server to launch and its arguments, after `--`.
-    #[arg(last = true, required_unless_present = "listen", value_name = "COMMAND")]
+    #[arg(
+        last = true,
+        required_unless_present = "listen",
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
 }
 

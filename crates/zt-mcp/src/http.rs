@@ -11,11 +11,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
@@ -24,6 +25,10 @@ use crate::GatewayError;
 
 /// How long connecting to the upstream server may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a `POST` body; past it the request gets 408.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `POST`s read or decided at once (each may hold up to [`MAX_MESSAGE_BYTES`]); past it 503.
+pub const MAX_POSTS_IN_FLIGHT: usize = 64;
 
 /// Headers that belong to one connection, never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -44,6 +49,7 @@ struct Relay {
     /// The MCP endpoint's path, the same here and upstream.
     path: String,
     client: Client<HttpConnector, Body>,
+    posts: Arc<Semaphore>,
 }
 
 /// The upstream MCP endpoint: an `http://` URL with a host.
@@ -73,6 +79,7 @@ pub async fn serve_http(
         origin,
         path,
         client,
+        posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
     });
     let app = axum::Router::new().fallback(handle).with_state(relay);
     axum::serve(listener, app)
@@ -89,9 +96,24 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
     }
     let (parts, body) = request.into_parts();
     let body = if parts.method == Method::POST {
-        let bytes = match Limited::new(body, MAX_MESSAGE_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return json(StatusCode::PAYLOAD_TOO_LARGE, oversized(MAX_MESSAGE_BYTES)),
+        let Ok(_permit) = relay.posts.clone().try_acquire_owned() else {
+            let busy = upstream_failure("gateway busy: too many requests in flight");
+            return json(StatusCode::SERVICE_UNAVAILABLE, busy);
+        };
+        let reading = Limited::new(body, MAX_MESSAGE_BYTES).collect();
+        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                return json(StatusCode::PAYLOAD_TOO_LARGE, oversized(MAX_MESSAGE_BYTES))
+            }
+            Ok(Err(_)) => {
+                let broken = upstream_failure("request body could not be read");
+                return json(StatusCode::BAD_REQUEST, broken);
+            }
+            Err(_) => {
+                let slow = upstream_failure("request body not received in time");
+                return json(StatusCode::REQUEST_TIMEOUT, slow);
+            }
         };
         match classify(&bytes) {
             Inbound::Relay => {}

@@ -7,7 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use crate::gate::{Gate, Verdict};
@@ -120,8 +120,8 @@ async fn relay(server_in: &mut ChildStdin, message: &[u8]) -> std::io::Result<()
     server_in.flush().await
 }
 
-async fn server_to_client<O: AsyncWrite + Unpin>(
-    mut server_out: ChildStdout,
+async fn server_to_client<S: AsyncRead + Unpin, O: AsyncWrite + Unpin>(
+    mut server_out: S,
     mut answers: mpsc::Receiver<Vec<u8>>,
     mut client_out: O,
 ) -> std::io::Result<()> {
@@ -156,4 +156,57 @@ async fn server_to_client<O: AsyncWrite + Unpin>(
         client_out.write_all(&line).await?;
     }
     client_out.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn answers_go_between_server_lines_never_inside_one() {
+        let (mut server, server_out) = tokio::io::duplex(1024);
+        let (client_out, mut client) = tokio::io::duplex(1024);
+        let (answers, answers_rx) = mpsc::channel(4);
+        let relay = tokio::spawn(server_to_client(server_out, answers_rx, client_out));
+
+        server.write_all(b"{\"first\":").await.unwrap();
+        // Once the client holds the start of the server's line, the relay is inside it.
+        let mut start = [0u8; 9];
+        client.read_exact(&mut start).await.unwrap();
+        answers.send(b"{\"answer\":1}\n".to_vec()).await.unwrap();
+        // Give a relay without the line-boundary rule the chance to put the answer in here.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.write_all(b"1}\n{\"second\":2}\n").await.unwrap();
+        drop(server);
+        drop(answers);
+        relay.await.unwrap().unwrap();
+
+        let mut rest = String::new();
+        client.read_to_string(&mut rest).await.unwrap();
+        let out = format!("{}{rest}", String::from_utf8_lossy(&start));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.first(), Some(&"{\"first\":1}"), "{out}");
+        assert!(lines.contains(&"{\"answer\":1}"), "{out}");
+        assert!(lines.contains(&"{\"second\":2}"), "{out}");
+        assert_eq!(lines.len(), 3, "{out}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_after_a_server_that_ended_mid_line_starts_a_new_line() {
+        let (mut server, server_out) = tokio::io::duplex(1024);
+        let (client_out, mut client) = tokio::io::duplex(1024);
+        let (answers, answers_rx) = mpsc::channel(4);
+        let relay = tokio::spawn(server_to_client(server_out, answers_rx, client_out));
+        server.write_all(b"{\"cut").await.unwrap();
+        let mut start = [0u8; 5];
+        client.read_exact(&mut start).await.unwrap();
+        answers.send(b"{\"answer\":1}\n".to_vec()).await.unwrap();
+        drop(server);
+        relay.await.unwrap().unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "\n{\"answer\":1}\n");
+    }
 }

@@ -63,6 +63,7 @@ async def everything(session: ClientSession, out: dict, notes: list) -> None:
     )
     out["roots"] = tool_result(await session.call_tool("get-roots-list", {}))
     out["logging"] = tool_result(await session.call_tool("toggle-simulated-logging", {}))
+    out["env"] = tool_result(await session.call_tool("get-env", {}))
     with anyio.move_on_after(10):
         while not any(n.startswith("notifications/message") for n in notes):
             await anyio.sleep(0.05)

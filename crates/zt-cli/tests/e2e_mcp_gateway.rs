@@ -291,6 +291,10 @@ fn assert_everything_session(out: &Value, server: &Server) {
     // Server notifications flow: the simulated log messages arrive.
     let notes = out["notifications"].as_array().unwrap();
     assert!(notes.contains(&json!("notifications/message")), "{out}");
+    // The server runs without the agent's token in its environment.
+    assert_eq!(out["env"]["isError"], json!(false), "{out}");
+    assert!(text(&out["env"]).contains("\"PATH\""), "{out}");
+    assert!(!text(&out["env"]).contains("ZT_TOKEN"), "{out}");
     // Resources and prompts pass through.
     assert!(out["resources"].as_u64().unwrap() > 0, "{out}");
     assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out}");
@@ -314,6 +318,7 @@ fn assert_everything_session(out: &Value, server: &Server) {
             "mcp.everything.trigger-sampling-request",
             "mcp.everything.get-roots-list",
             "mcp.everything.toggle-simulated-logging",
+            "mcp.everything.get-env",
         ]
     );
     assert!(

@@ -94,7 +94,9 @@ pub fn run(args: McpGatewayArgs) -> Exit {
         return Exit::Usage;
     };
     let mut command = tokio::process::Command::new(program);
-    command.args(program_args);
+    // The agent's token is the gateway's credential, not the server's (a server may even hand
+    // its environment to the agent).
+    command.args(program_args).env_remove("ZT_TOKEN");
     let ended = runtime.block_on(zt_mcp::run_stdio(
         gate,
         command,

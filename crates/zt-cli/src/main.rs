@@ -49,6 +49,8 @@ enum Command {
     Man(commands::man::ManArgs),
     /// Put the control plane in front of an A2A agent: every call decided before it is forwarded.
     A2aProxy(commands::a2a_proxy::A2aProxyArgs),
+    /// Put an MCP server behind the control plane: every tool call is decided first.
+    McpGateway(commands::mcp_gateway::McpGatewayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -72,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
         Command::Man(args) => commands::man::run(args, Cli::command()),
         Command::A2aProxy(args) => commands::a2a_proxy::run(args),
+        Command::McpGateway(args) => commands::mcp_gateway::run(args),
     };
     exit.into()
 }

@@ -15,6 +15,7 @@ mod path;
 mod tls;
 mod token_file;
 mod url;
+pub mod names;
 
 use std::time::Duration;
 

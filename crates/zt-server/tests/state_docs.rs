@@ -272,7 +272,9 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
     use zt_server::policy_store::PolicyStore;
     use zt_server::registry::{AgentEntry, Registry};
     use zt_server::unauthenticated_state::{mark_policy, UnauthenticatedState};
-    let schema = TestSchema::new();
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Arc::new(Documents::Postgres(

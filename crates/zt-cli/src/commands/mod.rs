@@ -8,5 +8,6 @@ pub mod completions;
 pub mod demo;
 pub mod dev_certs;
 pub mod man;
+pub mod mcp_gateway;
 pub mod policy;
 pub mod serve;

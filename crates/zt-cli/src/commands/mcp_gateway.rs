@@ -1,0 +1,138 @@
+//! `zt mcp-gateway`: puts the MCP gateway (crate `zt-mcp`) in front of one MCP server. Stdio
+//! mode launches the server (`-- COMMAND ARGS...`) and speaks MCP on the gateway's own stdin and
+//! stdout, so an MCP client's server entry launches the gateway instead of the server.
+//! Everything the gateway says about itself goes to stderr: stdout carries only MCP.
+//! Streamable HTTP mode (`--listen ADDR --upstream URL`) serves the upstream's MCP endpoint.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use zt_client::ControlPlane;
+use zt_mcp::Gate;
+
+use crate::exit::Exit;
+
+/// `zt mcp-gateway` arguments.
+#[derive(Args, Debug)]
+pub struct McpGatewayArgs {
+    /// The server's name in action names: a call of tool `T` is action `mcp.<NAME>.<T>`.
+    #[arg(long, env = "ZT_MCP_SERVER_NAME")]
+    pub server_name: String,
+    /// The control plane deciding every tool call.
+    #[arg(
+        long,
+        env = "ZT_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub control_plane_url: String,
+    /// The agent the calls are made for (registered with the control plane).
+    #[arg(long, env = "ZT_ACTOR")]
+    pub actor: String,
+    /// The agent's token, sent as `Authorization: Bearer` (prefer the environment variable: a
+    /// flag is visible to other users of the machine).
+    #[arg(long, env = "ZT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Milliseconds to wait for a decision; past that the call is denied.
+    #[arg(long, env = "ZT_DECISION_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub decision_timeout_ms: u64,
+    /// Streamable HTTP mode: the address to serve the MCP endpoint on (same path as
+    /// `--upstream`).
+    #[arg(
+        long,
+        env = "ZT_MCP_LISTEN",
+        requires = "upstream",
+        conflicts_with = "command"
+    )]
+    pub listen: Option<SocketAddr>,
+    /// Streamable HTTP mode: the MCP server's endpoint, `http://HOST:PORT/PATH`.
+    #[arg(long, env = "ZT_MCP_UPSTREAM", requires = "listen")]
+    pub upstream: Option<String>,
+    /// Stdio mode: the MCP server to launch and its arguments, after `--`.
+    #[arg(
+        last = true,
+        required_unless_present = "listen",
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Runs `zt mcp-gateway`.
+pub fn run(args: McpGatewayArgs) -> Exit {
+    crate::logging::init("info");
+    let gate = match gate(&args) {
+        Ok(gate) => gate,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Exit::Usage;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start runtime: {error}");
+            return Exit::Failure;
+        }
+    };
+    if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
+        return match runtime.block_on(serve_http(gate, listen, upstream)) {
+            Ok(()) => Exit::Success,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                Exit::Failure
+            }
+        };
+    }
+    let Some((program, program_args)) = args.command.split_first() else {
+        eprintln!("error: no MCP server command after `--`");
+        return Exit::Usage;
+    };
+    let mut command = tokio::process::Command::new(program);
+    // The agent's token is the gateway's credential, not the server's (a server may even hand
+    // its environment to the agent).
+    command.args(program_args).env_remove("ZT_TOKEN");
+    let ended = runtime.block_on(zt_mcp::run_stdio(
+        gate,
+        command,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+    ));
+    // stdin is read by a blocking thread that cannot be interrupted: do not wait for it.
+    runtime.shutdown_background();
+    match ended {
+        Ok(status) if status.success() => Exit::Success,
+        Ok(status) => {
+            tracing::warn!(%status, "the MCP server exited with a failure");
+            Exit::Failure
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Exit::Failure
+        }
+    }
+}
+
+fn gate(args: &McpGatewayArgs) -> Result<Gate, zt_client::ClientError> {
+    let timeout = Duration::from_millis(args.decision_timeout_ms);
+    let mut control_plane = ControlPlane::with_timeout(&args.control_plane_url, timeout)?;
+    if let Some(token) = &args.token {
+        control_plane = control_plane.with_bearer(token)?;
+    }
+    Ok(Gate::new(control_plane, &args.actor, &args.server_name))
+}
+
+async fn serve_http(gate: Gate, listen: SocketAddr, upstream: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, %upstream, "MCP gateway listening");
+    let serving = zt_mcp::serve_http(gate, listener, upstream);
+    tokio::select! {
+        served = serving => Ok(served?),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

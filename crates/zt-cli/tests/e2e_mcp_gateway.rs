@@ -1,0 +1,589 @@
+//! `zt mcp-gateway` in stdio mode between official MCP peers: the Python SDK's client
+//! (`tests/mcp-peers/client.py`, from the worktree's `.venv`) and the npm servers
+//! `@modelcontextprotocol/server-everything` and `server-filesystem` (`tests/mcp-peers/`),
+//! deciding with the real `zt serve`. Install the peers with `scripts/setup-peers.sh`; without
+//! them these tests skip with a message, or fail under `ZT_REQUIRE_SERVICES=1`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{zt_bin, Server};
+use serde_json::{json, Value};
+
+const ACTOR: &str = "mcp-agent";
+
+struct Peers {
+    python: PathBuf,
+    client: PathBuf,
+    bin: PathBuf,
+}
+
+/// The installed peers, or `None` (with the reason printed) when a test must skip.
+fn peers() -> Option<Peers> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let peers = Peers {
+        python: root.join(".venv/bin/python"),
+        client: root.join("tests/mcp-peers/client.py"),
+        bin: root.join("tests/mcp-peers/node_modules/.bin"),
+    };
+    let missing: Vec<String> = [
+        peers.python.clone(),
+        peers.bin.join("mcp-server-everything"),
+        peers.bin.join("mcp-server-filesystem"),
+    ]
+    .into_iter()
+    .filter(|p| !p.exists())
+    .map(|p| p.display().to_string())
+    .collect();
+    if missing.is_empty() {
+        return Some(peers);
+    }
+    let why = format!(
+        "MCP peers not installed (run scripts/setup-peers.sh): missing {}",
+        missing.join(", ")
+    );
+    if std::env::var("ZT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    // Straight to stderr: the harness would capture `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    None
+}
+
+/// A control plane with credentials and `policy`, and a registered agent's token.
+fn control_plane(dir: &Path, policy: &str) -> (Server, String) {
+    let policy_file = dir.join("policy.cedar");
+    std::fs::write(&policy_file, policy).unwrap();
+    let data = dir.join("data");
+    let server = Server::start_with_auth(
+        &data,
+        "credentials",
+        &["--single-admin", "--policy", policy_file.to_str().unwrap()],
+    );
+    let (status, _, body) = server.json_as(
+        &server.admin_token(),
+        "POST",
+        "/agents",
+        Some(json!({"actor": ACTOR})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().expect("agent token").to_string();
+    (server, token)
+}
+
+/// Runs the Python client's `scenario` against `zt mcp-gateway --server-name NAME -- SERVER`.
+fn drive(
+    peers: &Peers,
+    server: &Server,
+    token: &str,
+    scenario: &str,
+    name: &str,
+    mcp_server: &[String],
+    env: &[(&str, String)],
+) -> Value {
+    let mut gateway = vec![
+        zt_bin().to_string(),
+        "mcp-gateway".into(),
+        "--server-name".into(),
+        name.into(),
+        "--".into(),
+    ];
+    gateway.extend_from_slice(mcp_server);
+    let output = Command::new(&peers.python)
+        .arg(&peers.client)
+        .arg(scenario)
+        .env(
+            "ZT_TEST_GATEWAY_CMD",
+            serde_json::to_string(&gateway).unwrap(),
+        )
+        .env("ZT_CONTROL_PLANE_URL", server.url())
+        .env("ZT_ACTOR", ACTOR)
+        .env("ZT_TOKEN", token)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run the Python MCP client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "client failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"))
+}
+
+fn everything_server(peers: &Peers) -> Vec<String> {
+    vec![
+        peers
+            .bin
+            .join("mcp-server-everything")
+            .display()
+            .to_string(),
+        "stdio".into(),
+    ]
+}
+
+fn text(result: &Value) -> String {
+    result["text"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const EVERYTHING_POLICY: &str = r#"
+@id("everything")
+@reason("the everything server's tools are allowed")
+permit (principal, action in Action::"mcp.everything.*", resource);
+
+@id("no-sums")
+@reason("sums are not for agents")
+forbid (principal, action == Action::"mcp.everything.get-sum", resource);
+"#;
+
+#[test]
+fn allowed_calls_pass_and_everything_else_flows_both_ways() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
+    let out = drive(
+        &peers,
+        &server,
+        &token,
+        "everything",
+        "everything",
+        &everything_server(&peers),
+        &[],
+    );
+    assert_everything_session(&out, &server);
+}
+
+#[test]
+fn streamable_http_relays_the_same_way() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
+    let upstream_port = common::free_port();
+    let _upstream = Background::start(
+        Command::new(peers.bin.join("mcp-server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", upstream_port.to_string()),
+        upstream_port,
+    );
+    let gateway_port = common::free_port();
+    let _gateway = Background::start(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "everything"])
+            .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{upstream_port}/mcp"),
+            ])
+            .env("ZT_CONTROL_PLANE_URL", server.url())
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", &token),
+        gateway_port,
+    );
+    let url = format!("http://127.0.0.1:{gateway_port}/mcp");
+    let out = drive(
+        &peers,
+        &server,
+        &token,
+        "everything",
+        "everything",
+        &[],
+        &[("ZT_TEST_GATEWAY_URL", url)],
+    );
+    assert_everything_session(&out, &server);
+}
+
+/// A child process listening on `port`, killed on drop.
+struct Background(std::process::Child);
+
+impl Background {
+    fn start(command: &mut Command, port: u16) -> Self {
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let background = Background(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing listens on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        background
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What the `everything` scenario must show, whatever the transport.
+fn assert_everything_session(out: &Value, server: &Server) {
+    // Initialisation and capability negotiation reached the real server.
+    assert_eq!(out["server_name"], json!("mcp-servers/everything"), "{out}");
+    for capability in ["tools", "resources", "prompts", "logging"] {
+        assert!(
+            out["capabilities"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(capability)),
+            "{out}"
+        );
+    }
+    // Tools registered only after `notifications/initialized` and only for a client that
+    // declared sampling and roots: the client's notification and capabilities got through.
+    for tool in ["echo", "trigger-sampling-request", "get-roots-list"] {
+        assert!(
+            out["tools"].as_array().unwrap().contains(&json!(tool)),
+            "{out}"
+        );
+    }
+
+    // Allowed: the server's own result, untouched.
+    assert_eq!(out["echo"]["isError"], json!(false), "{out}");
+    assert_eq!(text(&out["echo"]), "Echo: hello through zt");
+    assert!(out["echo"]["structuredContent"].is_null());
+
+    // Denied: an error result carrying the whole decision; the server never saw it.
+    let denied = &out["denied_sum"];
+    assert_eq!(denied["isError"], json!(true), "{out}");
+    assert_eq!(text(denied), "sums are not for agents");
+    let zt = &denied["structuredContent"]["zt"];
+    assert_eq!(zt["decision"], json!("deny"));
+    assert_eq!(zt["reason"], json!("sums are not for agents"));
+    assert!(zt["audit"]["current_hash"].as_str().is_some(), "{zt}");
+    assert_eq!(zt["evidence"]["policies"], json!(["no-sums"]));
+
+    // Progress notifications of an allowed call flow back.
+    assert_eq!(out["long"]["isError"], json!(false), "{out}");
+    assert_eq!(out["progress"], json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]]));
+    // Server-to-client requests (sampling, roots) are answered by the client through the
+    // gateway.
+    assert!(
+        text(&out["sampling"]).contains("sampled by the test client"),
+        "{out}"
+    );
+    assert!(
+        text(&out["roots"]).contains("file:///zt-test-root"),
+        "{out}"
+    );
+    // Server notifications flow: the simulated log messages arrive.
+    let notes = out["notifications"].as_array().unwrap();
+    assert!(notes.contains(&json!("notifications/message")), "{out}");
+    // The server runs without the agent's token in its environment.
+    assert_eq!(out["env"]["isError"], json!(false), "{out}");
+    assert!(text(&out["env"]).contains("\"PATH\""), "{out}");
+    assert!(!text(&out["env"]).contains("ZT_TOKEN"), "{out}");
+    // Resources and prompts pass through.
+    assert!(out["resources"].as_u64().unwrap() > 0, "{out}");
+    assert!(!out["prompts"].as_array().unwrap().is_empty(), "{out}");
+
+    // Each tool call is one decision record with the action, resource and context hash.
+    let records = common::records_as(server.port, &server.admin_token());
+    let calls: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .collect();
+    let actions: Vec<&str> = calls
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "mcp.everything.echo",
+            "mcp.everything.get-sum",
+            "mcp.everything.trigger-long-running-operation",
+            "mcp.everything.trigger-sampling-request",
+            "mcp.everything.get-roots-list",
+            "mcp.everything.toggle-simulated-logging",
+            "mcp.everything.get-env",
+        ]
+    );
+    assert!(
+        calls.iter().all(|r| r["context_sha256"].as_str().is_some()),
+        "{calls:?}"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.to_string().contains("hello through zt")),
+        "the record keeps only the context's hash"
+    );
+}
+
+#[test]
+fn a_denied_write_never_reaches_the_filesystem_server() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let base = canonical_dir(dir.path().join("files"));
+    std::fs::create_dir_all(base.join("allowed")).unwrap();
+    let base_text = base.display().to_string();
+    let policy = format!(
+        r#"
+@id("fs-read")
+@reason("reading is allowed")
+permit (principal, action == Action::"mcp.fs.read_text_file", resource);
+
+@id("fs-write-allowed-dir")
+@reason("writes under the allowed directory")
+@unvalidated("reads tool arguments")
+permit (principal, action == Action::"mcp.fs.write_file", resource)
+when {{ context.mcp.arguments.path like "{base_text}/allowed/*" }};
+
+@id("fs-no-parent")
+@reason("no `..` in paths")
+@unvalidated("reads tool arguments")
+forbid (principal, action == Action::"mcp.fs.write_file", resource)
+when {{ context.mcp.arguments.path like "*..*" }};
+"#
+    );
+    let (server, token) = control_plane(dir.path(), &policy);
+    let filesystem = vec![
+        peers
+            .bin
+            .join("mcp-server-filesystem")
+            .display()
+            .to_string(),
+        base_text.clone(),
+    ];
+    let out = drive(
+        &peers,
+        &server,
+        &token,
+        "filesystem",
+        "fs",
+        &filesystem,
+        &[("ZT_TEST_DIR", base_text.clone())],
+    );
+
+    assert_eq!(out["allowed_write"]["isError"], json!(false), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(base.join("allowed/ok.txt")).unwrap(),
+        "written"
+    );
+    assert_eq!(out["denied_write"]["isError"], json!(true), "{out}");
+    assert_eq!(
+        out["denied_write"]["structuredContent"]["zt"]["decision"],
+        json!("deny")
+    );
+    assert!(
+        !base.join("elsewhere.txt").exists(),
+        "the denied write reached the server"
+    );
+    assert_eq!(out["read"]["isError"], json!(false), "{out}");
+    assert_eq!(text(&out["read"]), "written");
+
+    let records = common::records_as(server.port, &server.admin_token());
+    let denied = records
+        .iter()
+        .find(|r| r["action"] == json!("mcp.fs.write_file") && r["decision"] == json!("deny"))
+        .expect("the denied write's record");
+    assert_eq!(
+        denied["resource"],
+        json!(format!("{base_text}/elsewhere.txt"))
+    );
+}
+
+#[test]
+fn a_control_plane_killed_mid_session_fails_closed() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
+    let pid = server.child.id().to_string();
+    let out = drive(
+        &peers,
+        &server,
+        &token,
+        "kill-control-plane",
+        "everything",
+        &everything_server(&peers),
+        &[("ZT_TEST_CONTROL_PLANE_PID", pid)],
+    );
+    assert_eq!(out["before"]["isError"], json!(false), "{out}");
+    assert_eq!(text(&out["before"]), "Echo: before");
+    let after = &out["after"];
+    assert_eq!(after["isError"], json!(true), "{out}");
+    let reason = text(after);
+    assert!(
+        reason.starts_with("control plane unavailable: "),
+        "{reason}"
+    );
+    assert_eq!(after["structuredContent"]["zt"]["reason"], json!(reason));
+    assert!(out["tools_after"].as_u64().unwrap() > 0, "{out}");
+}
+
+/// Creates `dir` and returns its canonical path (the filesystem server compares canonical
+/// paths, and a temporary directory may sit behind a symlink).
+fn canonical_dir(dir: PathBuf) -> PathBuf {
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.canonicalize().unwrap()
+}
+
+/// A `zt mcp-gateway` driven with raw JSON-RPC lines (for what an SDK client would not send).
+struct RawSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl RawSession {
+    fn start(control_plane_url: &str, token: &str, extra: &[&str], mcp_server: &[String]) -> Self {
+        let mut child = Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "everything"])
+            .args(extra)
+            .arg("--")
+            .args(mcp_server)
+            .env("ZT_CONTROL_PLANE_URL", control_plane_url)
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", token)
+            .env("ZT_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut session = RawSession {
+            child,
+            stdin,
+            stdout,
+        };
+        session.send(
+            r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
+        );
+        assert_eq!(
+            session.answer_to(json!("init"))["result"]["serverInfo"]["name"],
+            json!("mcp-servers/everything")
+        );
+        session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+        session
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next message answering `id` (`null`: an error without id), skipping notifications
+    /// and other traffic.
+    fn answer_to(&mut self, id: Value) -> Value {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "the gateway closed its output");
+            let message: Value = serde_json::from_str(&line).unwrap();
+            let answers = message.get("result").is_some() || message.get("error").is_some();
+            if answers && message.get("id").cloned().unwrap_or(Value::Null) == id {
+                return message;
+            }
+        }
+    }
+}
+
+impl Drop for RawSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_control_plane_that_does_not_answer_in_time_denies() {
+    let Some(peers) = peers() else { return };
+    // Connections to this listener are accepted by the kernel and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let mut session = RawSession::start(
+        &url,
+        "unused-token",
+        &["--decision-timeout-ms", "300"],
+        &everything_server(&peers),
+    );
+    session.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#,
+    );
+    let result = &session.answer_to(json!(2))["result"];
+    assert_eq!(result["isError"], json!(true), "{result}");
+    assert_eq!(
+        result["content"][0]["text"],
+        json!("control plane unavailable: control plane did not answer within 300ms")
+    );
+    // Not a tool call: still relayed while the control plane is silent.
+    session.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#);
+    assert!(session.answer_to(json!(3))["result"]["tools"].is_array());
+}
+
+#[test]
+fn unreadable_and_oversized_messages_are_answered_and_the_session_goes_on() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
+    let mut session = RawSession::start(&server.url(), &token, &[], &everything_server(&peers));
+
+    session.send(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"n":NaN}}}"#);
+    assert_eq!(
+        session.answer_to(Value::Null)["error"]["code"],
+        json!(-32700)
+    );
+    session.send(r#"[{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"echo","arguments":{"message":"batched"}}}]"#);
+    assert_eq!(
+        session.answer_to(Value::Null)["error"]["code"],
+        json!(-32600)
+    );
+    session.send(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"arguments":{}}}"#);
+    assert_eq!(session.answer_to(json!(7))["error"]["code"], json!(-32602));
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"{}"}}}}}}"#,
+        "x".repeat(zt_mcp_max_message_bytes() + 1)
+    );
+    session.send(&huge);
+    let error = session.answer_to(Value::Null);
+    assert_eq!(error["error"]["code"], json!(-32600), "{error}");
+
+    session.send(
+        r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"still here"}}}"#,
+    );
+    let result = &session.answer_to(json!(9))["result"];
+    assert_eq!(
+        result["content"][0]["text"],
+        json!("Echo: still here"),
+        "{result}"
+    );
+    // None of the refused calls was decided: only the last one has a record.
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .count();
+    assert_eq!(decided, 1);
+}
+
+/// `zt_mcp::MAX_MESSAGE_BYTES` (16 MiB), as documented in docs/GATEWAYS.md.
+fn zt_mcp_max_message_bytes() -> usize {
+    16 * 1024 * 1024
+}

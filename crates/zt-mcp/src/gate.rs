@@ -1,0 +1,183 @@
+//! Turns a `tools/call` into a decision, and a refusal into the tool result the client sees.
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
+use serde_json::{json, Map, Value};
+use zt_client::{ClientError, ControlPlane};
+use zt_contract::{Decision, DecisionRequest, DecisionResponse};
+
+use crate::resource::resource_of;
+
+/// What the gateway does with one tool call.
+#[derive(Debug)]
+pub enum Verdict {
+    /// Relay the call to the server.
+    Allow,
+    /// Answer the client with this result; the call never reaches the server.
+    Deny(Box<CallToolResult>),
+}
+
+/// Why a call is refused: one mapping from cause to the result the client sees.
+#[derive(Debug)]
+enum Refusal {
+    /// The control plane decided deny.
+    Denied(Box<DecisionResponse>),
+    /// No decision could be obtained (down, slow, garbage, or the request refused).
+    Unavailable(ClientError),
+}
+
+impl Refusal {
+    fn into_result(self) -> CallToolResult {
+        let (reason, zt) = match self {
+            Refusal::Denied(decision) => {
+                let reason = decision.reason.clone();
+                let zt = json!({
+                    "decision": decision.decision,
+                    "reason": decision.reason,
+                    "audit": decision.audit,
+                    "evidence": decision.evidence,
+                });
+                (reason, zt)
+            }
+            Refusal::Unavailable(error) => {
+                let reason = format!("control plane unavailable: {error}");
+                let zt = json!({"decision": Decision::Deny, "reason": reason});
+                (reason, zt)
+            }
+        };
+        let mut result = CallToolResult::error(vec![ContentBlock::text(reason)]);
+        // A field of the newest protocol only; older clients must not see it.
+        result.result_type = None;
+        result.structured_content = Some(json!({ "zt": zt }));
+        result
+    }
+}
+
+/// Asks the control plane about every tool call of one MCP server on behalf of one actor.
+#[derive(Clone)]
+pub struct Gate {
+    control_plane: ControlPlane,
+    actor: String,
+    server: String,
+}
+
+impl Gate {
+    /// A gate for the server named `server` (the `<server>` of `mcp.<server>.<tool>`), asking
+    /// `control_plane` (already carrying the agent's token) as `actor`.
+    pub fn new(control_plane: ControlPlane, actor: &str, server: &str) -> Self {
+        Self {
+            control_plane,
+            actor: actor.to_string(),
+            server: server.to_string(),
+        }
+    }
+
+    /// The decision request for one call: action `mcp.<server>.<tool>`, the resource read from
+    /// the arguments, and `{"mcp": {"server", "tool", "arguments"}}` as context.
+    pub fn request_for(&self, call: &CallToolRequestParams) -> DecisionRequest {
+        let arguments = call.arguments.clone().unwrap_or_default();
+        let mut mcp = Map::new();
+        mcp.insert("server".into(), Value::String(self.server.clone()));
+        mcp.insert("tool".into(), Value::String(call.name.to_string()));
+        mcp.insert("arguments".into(), Value::Object(arguments));
+        let mut context = Map::new();
+        context.insert("mcp".into(), Value::Object(mcp));
+        DecisionRequest {
+            actor: self.actor.clone(),
+            action: zt_client::names::mcp_action(&self.server, &call.name),
+            resource: resource_of(call.arguments.as_ref()),
+            context: Some(context),
+            ..DecisionRequest::default()
+        }
+    }
+
+    /// Decides one call. Anything but a complete allow is a deny.
+    pub async fn check(&self, call: &CallToolRequestParams) -> Verdict {
+        let request = self.request_for(call);
+        let refusal = match self.control_plane.decide(&request).await {
+            Ok(decision) if decision.decision == Decision::Allow => return Verdict::Allow,
+            Ok(decision) => Refusal::Denied(Box::new(decision)),
+            Err(error) => Refusal::Unavailable(error),
+        };
+        match &refusal {
+            Refusal::Denied(decision) => tracing::info!(
+                action = %request.action,
+                resource = %request.resource,
+                reason = %decision.reason,
+                "tool call denied"
+            ),
+            Refusal::Unavailable(error) => tracing::warn!(
+                action = %request.action,
+                error = %error,
+                "tool call denied: no decision"
+            ),
+        }
+        Verdict::Deny(Box::new(refusal.into_result()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &'static str, arguments: Value) -> CallToolRequestParams {
+        let mut call = CallToolRequestParams::new(name);
+        call.arguments = arguments.as_object().cloned();
+        call
+    }
+
+    fn gate(url: &str) -> Gate {
+        let plane = ControlPlane::with_timeout(url, std::time::Duration::from_secs(2)).unwrap();
+        Gate::new(plane, "coder", "file system")
+    }
+
+    #[test]
+    fn the_request_names_the_action_resource_and_arguments() {
+        let request = gate("http://127.0.0.1:9").request_for(&call(
+            "write_file",
+            json!({"path": "/tmp/a", "content": "x"}),
+        ));
+        assert_eq!(request.actor, "coder");
+        assert_eq!(request.action, "mcp.file_system.write_file");
+        assert_eq!(request.resource, "/tmp/a");
+        assert_eq!(
+            Value::Object(request.context.unwrap()),
+            json!({"mcp": {"server": "file system", "tool": "write_file",
+                           "arguments": {"path": "/tmp/a", "content": "x"}}})
+        );
+    }
+
+    #[test]
+    fn a_call_without_arguments_has_an_empty_arguments_object() {
+        let request = gate("http://127.0.0.1:9").request_for(&CallToolRequestParams::new("t"));
+        assert_eq!(request.resource, "");
+        assert_eq!(
+            request.context.unwrap()["mcp"]["arguments"],
+            json!({}),
+            "policies can test `context.mcp.arguments has k` on every call"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_control_plane_is_a_deny_result_with_the_reason() {
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let verdict = gate("http://127.0.0.1:9")
+            .check(&call("echo", json!({"message": "hi"})))
+            .await;
+        let Verdict::Deny(result) = verdict else {
+            panic!("expected a deny, got {verdict:?}");
+        };
+        let result = serde_json::to_value(&*result).unwrap();
+        assert_eq!(result["isError"], json!(true));
+        assert!(result.get("resultType").is_none());
+        let reason = result["structuredContent"]["zt"]["reason"]
+            .as_str()
+            .unwrap();
+        assert!(
+            reason.starts_with("control plane unavailable: "),
+            "{reason}"
+        );
+        assert_eq!(result["structuredContent"]["zt"]["decision"], json!("deny"));
+        assert_eq!(result["content"][0]["type"], json!("text"));
+        assert_eq!(result["content"][0]["text"], json!(reason));
+    }
+}

@@ -1,0 +1,211 @@
+//! The Streamable HTTP gateway: the same relay over HTTP. A `POST` to the MCP endpoint is read
+//! (bounded) and sorted like a stdio line; a denied or refused message is answered here, all
+//! else (the allowed `POST`s, the `GET` event stream, the session's `DELETE`) is forwarded to
+//! the upstream server with its headers (`Mcp-Session-Id` included) and its answer, JSON or an
+//! SSE stream, is streamed back untouched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::gate::{Gate, Verdict};
+use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
+use crate::stdio::MAX_MESSAGE_BYTES;
+use crate::GatewayError;
+
+/// How long connecting to the upstream server may take.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a `POST` body; past it the request gets 408.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `POST`s read or decided at once (each may hold up to [`MAX_MESSAGE_BYTES`]); past it 503.
+pub const MAX_POSTS_IN_FLIGHT: usize = 64;
+
+/// Headers that belong to one connection, never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+struct Relay {
+    gate: Gate,
+    /// `http://host:port` of the upstream server.
+    origin: String,
+    /// The MCP endpoint's path, the same here and upstream.
+    path: String,
+    client: Client<HttpConnector, Body>,
+    posts: Arc<Semaphore>,
+}
+
+/// The upstream MCP endpoint: an `http://` URL with a host.
+fn parse_upstream(url: &str) -> Result<(String, String), GatewayError> {
+    let bad = || GatewayError::Upstream(url.to_string());
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad());
+    }
+    let authority = uri.authority().ok_or_else(bad)?;
+    Ok((format!("http://{authority}"), uri.path().to_string()))
+}
+
+/// Serves the MCP endpoint of `upstream` (e.g. `http://127.0.0.1:3001/mcp`) on `listener`, at
+/// the same path, deciding every tool call with `gate`. Runs until the listener fails.
+pub async fn serve_http(
+    gate: Gate,
+    listener: TcpListener,
+    upstream: &str,
+) -> Result<(), GatewayError> {
+    let (origin, path) = parse_upstream(upstream)?;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
+    let client = Client::builder(TokioExecutor::new()).build(connector);
+    let relay = Arc::new(Relay {
+        gate,
+        origin,
+        path,
+        client,
+        posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
+    });
+    let app = axum::Router::new().fallback(handle).with_state(relay);
+    axum::serve(listener, app)
+        .await
+        .map_err(GatewayError::Serve)
+}
+
+async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
+    if request.uri().path() != relay.path {
+        return json(
+            StatusCode::NOT_FOUND,
+            upstream_failure("no MCP endpoint at this path"),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let body = if parts.method == Method::POST {
+        let Ok(_permit) = relay.posts.clone().try_acquire_owned() else {
+            let busy = upstream_failure("gateway busy: too many requests in flight");
+            return json(StatusCode::SERVICE_UNAVAILABLE, busy);
+        };
+        let reading = Limited::new(body, MAX_MESSAGE_BYTES).collect();
+        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                return json(StatusCode::PAYLOAD_TOO_LARGE, oversized(MAX_MESSAGE_BYTES))
+            }
+            Ok(Err(_)) => {
+                let broken = upstream_failure("request body could not be read");
+                return json(StatusCode::BAD_REQUEST, broken);
+            }
+            Err(_) => {
+                let slow = upstream_failure("request body not received in time");
+                return json(StatusCode::REQUEST_TIMEOUT, slow);
+            }
+        };
+        match classify(&bytes) {
+            Inbound::Relay => {}
+            Inbound::ToolCall { id, call } => {
+                if let Verdict::Deny(result) = relay.gate.check(&call).await {
+                    return json(StatusCode::OK, answer(id, *result));
+                }
+            }
+            Inbound::Refuse(Some(error)) => return json(StatusCode::BAD_REQUEST, error),
+            // A notification that is not relayed: accepted, as the transport answers any.
+            Inbound::Refuse(None) => return empty(StatusCode::ACCEPTED),
+        }
+        Body::from(bytes)
+    } else {
+        body
+    };
+    forward(&relay, parts, body).await
+}
+
+async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Body) -> Response {
+    let target = match parts.uri.path_and_query() {
+        Some(path) => format!("{}{path}", relay.origin),
+        None => format!("{}{}", relay.origin, relay.path),
+    };
+    let Ok(uri) = target.parse::<Uri>() else {
+        return json(
+            StatusCode::BAD_REQUEST,
+            upstream_failure("bad request target"),
+        );
+    };
+    parts.uri = uri;
+    parts.version = axum::http::Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    match relay.client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "upstream MCP server unreachable");
+            json(
+                StatusCode::BAD_GATEWAY,
+                upstream_failure(&format!("upstream MCP server unreachable: {error}")),
+            )
+        }
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn json(status: StatusCode, mut line: Vec<u8>) -> Response {
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    let mut response = Response::new(Body::from(line));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn empty(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_is_an_http_url_with_a_host() {
+        assert_eq!(
+            parse_upstream("http://127.0.0.1:3001/mcp").unwrap(),
+            ("http://127.0.0.1:3001".to_string(), "/mcp".to_string())
+        );
+        assert_eq!(
+            parse_upstream("http://localhost:9").unwrap().1,
+            "/",
+            "no path is the root"
+        );
+        for bad in ["https://x/mcp", "/mcp", "ftp://x", "not a url"] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+    }
+}

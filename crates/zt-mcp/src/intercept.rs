@@ -1,0 +1,226 @@
+//! Sorts the client's messages: a `tools/call` request is held for a decision, anything
+//! unreadable is refused (a message the gateway cannot read might still be a tool call to a
+//! more lenient server), everything else is relayed as it came.
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ErrorCode, ErrorData, JsonRpcMessage, RequestId,
+};
+use serde_json::Value;
+
+/// The one method the gateway intercepts.
+pub const TOOLS_CALL: &str = "tools/call";
+
+/// What to do with one client message.
+#[derive(Debug)]
+pub enum Inbound {
+    /// Not a tool call: relay it unchanged.
+    Relay,
+    /// A tool call: relay it only if the control plane allows it.
+    ToolCall {
+        /// The request's id, for the answer to a refused call.
+        id: RequestId,
+        /// The call, parsed with the SDK's type.
+        call: Box<CallToolRequestParams>,
+    },
+    /// Never relayed; the client gets this JSON-RPC message, if any.
+    Refuse(Option<Vec<u8>>),
+}
+
+/// Sorts one message (one line, without its line ending).
+pub fn classify(message: &[u8]) -> Inbound {
+    if message.iter().all(u8::is_ascii_whitespace) {
+        return Inbound::Refuse(None);
+    }
+    let value: Value = match serde_json::from_slice(message) {
+        Ok(value) => value,
+        Err(_) => {
+            return refuse(
+                None,
+                ErrorCode::PARSE_ERROR,
+                "message is not valid JSON (the gateway relays only what it can read)",
+            )
+        }
+    };
+    match value {
+        Value::Array(items) if items.iter().any(is_tool_call) => refuse(
+            None,
+            ErrorCode::INVALID_REQUEST,
+            "a batch holding `tools/call` is not relayed: send each tool call alone",
+        ),
+        Value::Object(ref object) if is_tool_call(&value) => {
+            let Some(id) = object.get("id") else {
+                // A notification named `tools/call`: nobody to answer, nothing relayed.
+                tracing::warn!("dropped a `tools/call` without an id");
+                return Inbound::Refuse(None);
+            };
+            let Ok(id) = serde_json::from_value::<RequestId>(id.clone()) else {
+                return refuse(
+                    None,
+                    ErrorCode::INVALID_REQUEST,
+                    "`tools/call` id must be a string or an integer",
+                );
+            };
+            let params = object.get("params").cloned().unwrap_or(Value::Null);
+            match serde_json::from_value::<CallToolRequestParams>(params) {
+                Ok(call) => Inbound::ToolCall {
+                    id,
+                    call: Box::new(call),
+                },
+                Err(error) => refuse(
+                    Some(id),
+                    ErrorCode::INVALID_PARAMS,
+                    format!("invalid `tools/call` params: {error}"),
+                ),
+            }
+        }
+        _ => Inbound::Relay,
+    }
+}
+
+fn is_tool_call(value: &Value) -> bool {
+    value.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
+}
+
+fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Inbound {
+    let error = ErrorData::new(code, message.into(), None);
+    Inbound::Refuse(Some(encode(&JsonRpcMessage::<Value, Value, Value>::error(
+        error, id,
+    ))))
+}
+
+/// The answer to a message longer than `max` bytes (read past, never relayed).
+pub fn oversized(max: usize) -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::INVALID_REQUEST,
+        format!("message is larger than {max} bytes"),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
+/// A JSON-RPC error (no id) for a failure of the gateway's own transport, e.g. an unreachable
+/// upstream.
+pub fn upstream_failure(message: &str) -> Vec<u8> {
+    let error = ErrorData::new(ErrorCode::INTERNAL_ERROR, message.to_string(), None);
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
+/// The JSON-RPC answer carrying a refused call's result.
+pub fn answer(id: RequestId, result: CallToolResult) -> Vec<u8> {
+    encode(&JsonRpcMessage::<Value, CallToolResult, Value>::response(
+        result, id,
+    ))
+}
+
+fn encode<Req: serde::Serialize, Resp: serde::Serialize, Not: serde::Serialize>(
+    message: &JsonRpcMessage<Req, Resp, Not>,
+) -> Vec<u8> {
+    // Serialising these types cannot fail (string keys, no maps with non-string keys); the
+    // fallback keeps the answer a JSON-RPC error all the same.
+    let mut line = serde_json::to_vec(message).unwrap_or_else(|_| {
+        br#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"internal error"}}"#.to_vec()
+    });
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refused(message: &str) -> Value {
+        match classify(message.as_bytes()) {
+            Inbound::Refuse(Some(line)) => serde_json::from_slice(&line).unwrap(),
+            other => panic!("expected a refusal with an answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tool_call_is_held_with_its_id_and_params() {
+        let message = r#"{"jsonrpc":"2.0","id":"a1","method":"tools/call",
+            "params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"progressToken":3}}}"#;
+        let Inbound::ToolCall { id, call } = classify(message.replace('\n', "").as_bytes()) else {
+            panic!("not held");
+        };
+        assert_eq!(id.into_json_value(), json!("a1"));
+        assert_eq!(call.name, "echo");
+        assert_eq!(call.arguments.unwrap()["message"], json!("hi"));
+    }
+
+    #[test]
+    fn everything_else_is_relayed() {
+        for message in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":9,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x/unknown","params":{"method":"tools/call"}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+        ] {
+            assert!(
+                matches!(classify(message.as_bytes()), Inbound::Relay),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_gateway_cannot_read_is_refused() {
+        // Python's json module reads `NaN`; serde_json does not: never relay it.
+        let answer = refused(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"n":NaN}}}"#,
+        );
+        assert_eq!(answer["error"]["code"], json!(-32700));
+        assert!(answer.get("id").is_none());
+        assert_eq!(refused("{} {}")["error"]["code"], json!(-32700));
+    }
+
+    #[test]
+    fn a_batched_tool_call_is_refused() {
+        let answer = refused(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}}]"#,
+        );
+        assert_eq!(answer["error"]["code"], json!(-32600));
+    }
+
+    #[test]
+    fn malformed_tool_calls_are_refused_with_their_id() {
+        let answer = refused(r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{}}"#);
+        assert_eq!(answer["id"], json!(4));
+        assert_eq!(answer["error"]["code"], json!(-32602));
+        let answer = refused(
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
+        );
+        assert_eq!(answer["error"]["code"], json!(-32602));
+        let answer = refused(
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"x"}}"#,
+        );
+        assert_eq!(answer["error"]["code"], json!(-32600));
+    }
+
+    #[test]
+    fn a_tool_call_notification_and_blank_lines_are_dropped() {
+        let dropped = [
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
+            "",
+            " \r",
+        ];
+        for message in dropped {
+            assert!(
+                matches!(classify(message.as_bytes()), Inbound::Refuse(None)),
+                "{message:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_answer_is_a_response_to_the_call() {
+        let line = answer(RequestId::Number(7), CallToolResult::error(vec![]));
+        assert_eq!(line.last(), Some(&b'\n'));
+        let value: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["jsonrpc"], json!("2.0"));
+        assert_eq!(value["id"], json!(7));
+        assert_eq!(value["result"]["isError"], json!(true));
+    }
+}

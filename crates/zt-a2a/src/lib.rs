@@ -9,11 +9,9 @@ mod error;
 mod interfaces;
 mod limits;
 mod method;
-mod names;
 mod proxy;
 mod refusal;
 mod rpc;
-mod strict_json;
 mod upstream;
 
 use axum::http::Uri;
@@ -71,7 +69,7 @@ impl ProxyConfig {
         Ok(Self {
             upstream: upstream::Upstream::new(upstream_url)?,
             interface_paths: interfaces::InterfacePaths::default(),
-            agent: names::segment(agent_name),
+            agent: zt_client::names::segment(agent_name),
             public_url: public,
             actor: actor.to_string(),
             control_plane,

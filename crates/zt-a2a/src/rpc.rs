@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ProxyError, RpcRefusal};
 use crate::method::{A2aMethod, Shape};
-use crate::strict_json;
+use zt_contract::strict_json;
 
 /// How many characters of the message text stand for the resource when the message names none
 /// (as the reference proxy does).
@@ -29,7 +29,7 @@ impl RpcCall {
     /// Parses a request body: strict JSON, one JSON-RPC 2.0 request (no batch), a known A2A
     /// method, object params.
     pub(crate) fn parse(body: &[u8]) -> Result<RpcCall, RpcRefusal> {
-        let value = strict_json::parse(body).map_err(|e| ProxyError::Parse(e.to_string()))?;
+        let value = strict_json::parse_value(body).map_err(|e| ProxyError::Parse(e.to_string()))?;
         let Value::Object(mut envelope) = value else {
             return Err(match value {
                 Value::Array(_) => ProxyError::Batch,

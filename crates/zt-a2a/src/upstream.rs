@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::error::ProxyError;
 use crate::limits::{MAX_CARD_BYTES, UPSTREAM_TIMEOUT};
-use crate::strict_json;
+use zt_contract::strict_json;
 use crate::ConfigError;
 
 /// Where the agent card lives, relative to an agent's base URL.
@@ -140,7 +140,7 @@ impl Upstream {
                 .await
                 .map_err(|_| CardError::Malformed)?
                 .to_bytes();
-            match strict_json::parse(&bytes) {
+            match strict_json::parse_value(&bytes) {
                 Ok(card @ Value::Object(_)) => Ok(card),
                 _ => Err(CardError::Malformed),
             }

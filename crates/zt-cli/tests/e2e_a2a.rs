@@ -2,7 +2,7 @@
 //! the official `a2a-sdk` (Python) is on both sides: an agent whose executor leaves a side
 //! effect for every message it runs, and a client that finds the agent through the proxy's
 //! card. Skipped, with the reason printed, when python with a2a-sdk is absent (the venv made
-//! by `scripts/setup-peers-a2a.sh`), unless `ZT_REQUIRE_SERVICES=1`.
+//! by `scripts/setup-peers.sh`), unless `ZT_REQUIRE_SERVICES=1`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -54,7 +54,7 @@ fn python() -> Option<PathBuf> {
         return Some(python);
     }
     let reason = format!(
-        "{} cannot import a2a-sdk (run scripts/setup-peers-a2a.sh or set ZT_A2A_PYTHON)",
+        "{} cannot import a2a-sdk (run scripts/setup-peers.sh or set ZT_A2A_PYTHON)",
         python.display()
     );
     if std::env::var("ZT_REQUIRE_SERVICES").as_deref() == Ok("1") {

@@ -31,13 +31,15 @@ pub fn classify(message: &[u8]) -> Inbound {
     if message.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Refuse(None);
     }
-    let value: Value = match serde_json::from_slice(message) {
+    // Strict: a duplicate key could make the gateway decide on one copy and the server act
+    // on the other.
+    let value: Value = match zt_contract::strict_json::parse_value(message) {
         Ok(value) => value,
-        Err(_) => {
+        Err(e) => {
             return refuse(
                 None,
                 ErrorCode::PARSE_ERROR,
-                "message is not valid JSON (the gateway relays only what it can read)",
+                format!("message is not valid JSON, or is ambiguous ({e}); the gateway relays only what it can read"),
             )
         }
     };
@@ -174,6 +176,17 @@ mod tests {
         assert_eq!(answer["error"]["code"], json!(-32700));
         assert!(answer.get("id").is_none());
         assert_eq!(refused("{} {}")["error"]["code"], json!(-32700));
+    }
+
+    #[test]
+    fn a_message_with_a_duplicate_key_is_refused_never_relayed() {
+        // The gateway would decide on one `name`, a first-wins server would act on the other.
+        let answer = refused(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"write_file"}}"#,
+        );
+        assert_eq!(answer["error"]["code"], json!(-32700));
+        let answer = refused(r#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call","id":2}"#);
+        assert_eq!(answer["error"]["code"], json!(-32700));
     }
 
     #[test]

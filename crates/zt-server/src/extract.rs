@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
-use crate::strict_json;
+use zt_contract::strict_json;
 
 /// How long a request's body may take to arrive once its headers are in: set on every request
 /// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
@@ -21,7 +21,7 @@ pub struct BodyTimeout(pub Duration);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
-/// (else 408), parsed strictly (see [`crate::strict_json`]) and without coercion: a string
+/// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string
 /// field given an array is a 400, never stringified; a body that is not an object, repeats a
 /// key anywhere, or nests too deep is a 400 too.
 pub struct JsonBody<T>(pub T);

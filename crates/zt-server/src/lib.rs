@@ -26,7 +26,6 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod state_docs;
-pub mod strict_json;
 pub mod tls;
 pub mod unauthenticated_state;
 

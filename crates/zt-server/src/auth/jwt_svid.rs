@@ -360,7 +360,7 @@ fn header_of(token: &str) -> Result<Map<String, Value>, JwtSvidError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| JwtSvidError::Malformed)?;
-    crate::strict_json::parse_document(&bytes).map_err(|_| JwtSvidError::Malformed)
+    zt_contract::strict_json::parse_document(&bytes).map_err(|_| JwtSvidError::Malformed)
 }
 
 /// The key id and verification settings of one JWK, `None` for an X.509 authority of a SPIFFE

@@ -1,6 +1,6 @@
 use serde_json::json;
-use zt_contract::authzen::EvaluationRequest;
-use zt_contract::DecisionRequest;
+use crate::authzen::EvaluationRequest;
+use crate::DecisionRequest;
 
 use super::*;
 

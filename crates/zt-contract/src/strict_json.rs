@@ -1,4 +1,5 @@
-//! Strict JSON for request bodies. serde_json alone lets the last of two equal keys win, and
+//! Strict JSON for what strangers send: request bodies, gateway messages, token headers.
+//! serde_json alone lets the last of two equal keys win, and
 //! serde's derived structs also accept a JSON array as a positional struct; both make one
 //! document mean two things (a policy could read the first `approval_id`, a log the last).
 //! So a body is read in two steps:
@@ -22,13 +23,19 @@ pub const MAX_DEPTH: usize = 32;
 /// Longest stretch of a key or path repeated back in an error message.
 const MAX_ECHO: usize = 64;
 
-/// Parses `bytes` as one JSON document and checks its shape (see the module docs). Syntax
-/// errors are serde_json's syntax errors; shape errors are its data errors.
-pub fn parse_document(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+/// Parses `bytes` as one JSON value of any kind, refusing duplicate keys at any depth and
+/// nesting deeper than [`MAX_DEPTH`] (for protocols whose messages need not be objects).
+pub fn parse_value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = StrictValue::top().deserialize(&mut de)?;
     de.end()?;
-    match value {
+    Ok(value)
+}
+
+/// Parses `bytes` as one JSON document and checks its shape (see the module docs). Syntax
+/// errors are serde_json's syntax errors; shape errors are its data errors.
+pub fn parse_document(bytes: &[u8]) -> Result<Map<String, Value>, serde_json::Error> {
+    match parse_value(bytes)? {
         Value::Object(map) => Ok(map),
         other => Err(serde_json::Error::custom(format!(
             "the request body must be a JSON object, not {}",

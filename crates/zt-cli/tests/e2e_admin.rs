@@ -436,6 +436,12 @@ fn registering_an_agent_again_with_other_attributes_is_refused() {
     let (s, _, same) = register("high");
     assert_eq!(s, 201, "the same attributes: already registered, {same}");
     assert!(same.get("token").is_none());
+    let (s, _, bare) = server.json_as(&alice, "POST", "/agents", Some(json!({"actor": "coder"})));
+    assert_eq!(
+        s, 201,
+        "no attributes given: only confirms it exists, {bare}"
+    );
+    assert!(bare.get("token").is_none());
     let (s, _, other) = register("low");
     assert_eq!(s, 409, "{other}");
     let error = other["error"].as_str().unwrap();

@@ -64,10 +64,11 @@ pub(crate) fn saved<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, 
     })
 }
 
-/// Registers an agent, or confirms an existing one registered with the same attributes
-/// (no new token). Registering an existing agent with other attributes is refused (409, naming
-/// the stored ones): attributes steer policy, so they change only by removing and registering
-/// the agent again, each audited. Under `--auth none` no token is issued (nobody checks it).
+/// Registers an agent, or confirms an existing one (no new token) when every attribute the
+/// request gives equals the stored one (a bare `{"actor"}` only confirms it exists). An
+/// attribute that differs is refused (409, naming the stored ones): attributes steer policy,
+/// so they change only by removing and registering the agent again, each audited. Under
+/// `--auth none` no token is issued (nobody checks it).
 async fn register_agent(
     State(state): State<SharedState>,
     caller: AdminCaller,
@@ -85,7 +86,7 @@ async fn register_agent(
     let _serialized = state.admin_lock.lock().await;
     let mut token = None;
     match state.registry.attributes(&request.actor) {
-        Some(stored) if stored != attributes => {
+        Some(stored) if !agrees(&attributes, &stored) => {
             return Err(ApiError::AgentExists {
                 actor: request.actor,
                 attributes: serde_json::to_string(&stored).map_err(|_| ApiError::Internal)?,
@@ -127,6 +128,14 @@ async fn register_agent(
         token,
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// True if every attribute `asked` gives equals the `stored` one.
+fn agrees(asked: &AgentAttributes, stored: &AgentAttributes) -> bool {
+    let same = |asked: &Option<String>, stored: &Option<String>| asked.is_none() || asked == stored;
+    same(&asked.agent_type, &stored.agent_type)
+        && same(&asked.workspace, &stored.workspace)
+        && same(&asked.trust_level, &stored.trust_level)
 }
 
 async fn list_agents(

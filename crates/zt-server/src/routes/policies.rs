@@ -129,10 +129,13 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
         "diff": text_diff(active.source(), p.engine.source()),
         "impact": {"replayed": state.recent.last(replay).len(), "changed": changes},
     });
-    if p.status == ProposalStatus::Pending && !stale {
+    if let Some(fields) = view
+        .as_object_mut()
+        .filter(|_| p.status == ProposalStatus::Pending && !stale)
+    {
         let approvers = approvers(state, &p.proposed_by);
-        view["next"] = json!(next_step(p, &approvers));
-        view["approvers"] = json!(approvers);
+        fields.insert("next".into(), json!(next_step(p, &approvers)));
+        fields.insert("approvers".into(), json!(approvers));
     }
     view
 }

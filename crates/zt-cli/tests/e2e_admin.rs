@@ -398,22 +398,24 @@ fn allow_compares_parsed_policies_not_escaped_text() {
             .0
     };
 
-    // An action whose escaped spelling differs from its text: allowed means allowed.
-    let tricky = "qq\")\n@reason(\"R";
-    let (s, _, body) = allow(tricky, "ok");
-    assert_eq!(s, 201, "{body}");
-    assert_eq!(decide(tricky), 200);
+    // An action whose escaped spelling differs from its text is outside the action grammar.
+    for tricky in ["qq\")\n@reason(\"R", "q\"x"] {
+        let (s, _, body) = allow(tricky, "ok");
+        assert_eq!(s, 400, "{body}");
+    }
 
-    // Allowing the same action again changes nothing and is not a duplicate id.
-    let (s, _, once) = allow("q\"x", "ok");
+    // A reason whose escaped spelling differs from its text: allowed means allowed, and
+    // allowing the same rule again changes nothing and is not a duplicate id.
+    let reason = "quoted \"ok\")\n@id(\"other";
+    let (s, _, once) = allow("tools.quote", reason);
     assert_eq!(s, 201, "{once}");
-    let (s, _, twice) = allow("q\"x", "ok");
+    assert_eq!(decide("tools.quote"), 200);
+    let (s, _, twice) = allow("tools.quote", reason);
     assert_eq!(s, 201, "{twice}");
     assert_eq!(once["policy_version"], twice["policy_version"]);
-    assert_eq!(decide("q\"x"), 200);
 
     // The same id with another reason is a different policy: refused, not silently kept.
-    let (s, _, other) = allow("q\"x", "another reason");
+    let (s, _, other) = allow("tools.quote", "another reason");
     assert_eq!(s, 409, "{other}");
 }
 

@@ -31,7 +31,7 @@ for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
     mkdir -p "$scratch/$target"
     # -rss_limit_mb and -timeout bound each input like the server bounds a request.
-    cargo +nightly fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
+    cargo +nightly fuzz run -O "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
 done
 echo "no crash in ${#targets[@]} targets"

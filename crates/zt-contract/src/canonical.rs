@@ -84,6 +84,25 @@ mod tests {
         );
     }
 
+    /// Found by the `canonical_json` fuzz target: without serde_json's `float_roundtrip`, an
+    /// integer past `u64` was parsed one ULP off, so the canonical text of a parsed context
+    /// read back as another number and hashed differently.
+    #[test]
+    fn numbers_read_back_as_the_same_number() {
+        for text in [
+            "18446744223372036854775880",
+            "1.8446744223372038e25",
+            "0.1",
+            "1e300",
+            "-0",
+            "2.2250738585072014e-308",
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let again: Value = serde_json::from_str(&canonical_json(&v)).unwrap();
+            assert_eq!(again, v, "{text}");
+        }
+    }
+
     #[test]
     fn escapes_like_jcs() {
         let v = json!({"s": "q\"b\\\u{08}\u{0c}\n\r\t\u{01}\u{1f}é€😀/"});

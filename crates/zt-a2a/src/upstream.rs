@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::error::ProxyError;
 use crate::limits::{MAX_CARD_BYTES, UPSTREAM_TIMEOUT};
-use zt_contract::strict_json;
 use crate::ConfigError;
+use zt_contract::strict_json;
 
 /// Where the agent card lives, relative to an agent's base URL.
 pub(crate) const CARD_PATH: &str = "/.well-known/agent-card.json";

@@ -11,11 +11,11 @@
 
 mod guarded;
 mod http;
+pub mod names;
 mod path;
 mod tls;
 mod token_file;
 mod url;
-pub mod names;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-use serde_json::json;
 use crate::authzen::EvaluationRequest;
 use crate::DecisionRequest;
+use serde_json::json;
 
 use super::*;
 

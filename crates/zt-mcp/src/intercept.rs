@@ -185,7 +185,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"write_file"}}"#,
         );
         assert_eq!(answer["error"]["code"], json!(-32700));
-        let answer = refused(r#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call","id":2}"#);
+        let answer =
+            refused(r#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call","id":2}"#);
         assert_eq!(answer["error"]["code"], json!(-32700));
     }
 

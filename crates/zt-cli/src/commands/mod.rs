@@ -1,7 +1,7 @@
 //! One module per `zt` command.
 
-pub mod admin;
 pub mod a2a_proxy;
+pub mod admin;
 pub mod audit;
 pub mod bench;
 pub mod completions;

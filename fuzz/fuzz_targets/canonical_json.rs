@@ -13,5 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let again: serde_json::Value =
         serde_json::from_str(&canonical).expect("canonical JSON is JSON");
     assert_eq!(again, value, "canonical JSON keeps the value");
-    assert_eq!(canonical_json(&again), canonical, "canonical JSON is a fixed point");
+    assert_eq!(
+        canonical_json(&again),
+        canonical,
+        "canonical JSON is a fixed point"
+    );
 });

@@ -23,6 +23,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else {
         return;
     };
-    assert!(verifier().verify(token).is_err(), "a forged token was accepted");
+    assert!(
+        verifier().verify(token).is_err(),
+        "a forged token was accepted"
+    );
     let _ = JwtSvidVerifier::from_jwks(token, "zt-fuzz", "fuzz input");
 });

@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
             // The context hash is computed over its canonical form: stable under a round trip.
             let value = serde_json::Value::Object(context.clone());
             let canonical = zt_contract::canonical::canonical_json(&value);
-            let again: serde_json::Value = serde_json::from_str(&canonical).expect("canonical JSON parses");
+            let again: serde_json::Value =
+                serde_json::from_str(&canonical).expect("canonical JSON parses");
             assert_eq!(zt_contract::canonical::canonical_json(&again), canonical);
         }
     }

@@ -18,7 +18,7 @@ use axum::http::Uri;
 use zt_client::ControlPlane;
 
 pub use interfaces::INTERFACE_PATHS_TTL;
-pub use limits::{DEFAULT_DECISION_TIMEOUT, MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
+pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};
 

@@ -11,7 +11,3 @@ pub const MAX_CARD_BYTES: usize = 1024 * 1024;
 /// How long the upstream may take to start answering a forwarded call or the card (504
 /// beyond). A stream, once started, is relayed for as long as it lasts.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Default time allowed for one decision (`--decision-timeout`); beyond it the call is refused
-/// as if the control plane were down.
-pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_secs(5);

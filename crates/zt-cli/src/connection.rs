@@ -102,6 +102,53 @@ impl AdminArgs {
     }
 }
 
+/// What every enforcement point (`mcp-gateway`, `a2a-proxy`) takes, as the existing clients
+/// do: the control plane, the agent and its token, how long a decision may take, TLS.
+#[derive(Args, Debug, Clone)]
+pub struct EnforcementArgs {
+    /// The control plane that decides.
+    #[arg(
+        long,
+        env = "ZT_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:3000",
+        help_heading = "Control plane"
+    )]
+    pub control_plane_url: String,
+    /// The agent every decision is asked for (registered with the control plane).
+    #[arg(long, env = "ZT_ACTOR", help_heading = "Control plane")]
+    pub actor: String,
+    /// The agent's token, sent as `Authorization: Bearer` (prefer the environment variable: a
+    /// flag is visible to other users of the machine).
+    #[arg(
+        long,
+        env = "ZT_TOKEN",
+        hide_env_values = true,
+        help_heading = "Control plane"
+    )]
+    pub token: Option<String>,
+    /// Milliseconds to wait for a decision; past that the action is refused (fail closed).
+    #[arg(long, env = "ZT_DECISION_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000),
+          help_heading = "Control plane")]
+    pub decision_timeout_ms: u64,
+    /// TLS to an `https://` control plane (a client certificate authenticates the agent by
+    /// its SPIFFE ID).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+impl EnforcementArgs {
+    /// The client every decision of this enforcement point goes through.
+    pub fn client(&self) -> anyhow::Result<ControlPlane> {
+        client(
+            &self.control_plane_url.parse()?,
+            self.tls.options(true),
+            Duration::from_millis(self.decision_timeout_ms),
+            self.token.as_deref(),
+        )
+    }
+}
+
 /// A client for `url` with these options, presenting `bearer` if given.
 pub fn client(
     url: &BaseUrl,

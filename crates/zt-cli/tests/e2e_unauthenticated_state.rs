@@ -50,7 +50,8 @@ fn refused_start(data_dir: &Path) -> String {
     stderr
 }
 
-fn register(server: &Server, admin: Option<&str>, actor: &str) -> String {
+/// Registers `actor`; the token it was issued, if any (none under `--auth none`).
+fn register(server: &Server, admin: Option<&str>, actor: &str) -> Option<String> {
     let body = Some(json!({"actor": actor}));
     let (status, body) = match admin {
         Some(admin) => {
@@ -60,7 +61,7 @@ fn register(server: &Server, admin: Option<&str>, actor: &str) -> String {
         None => server.json("POST", "/agents", body),
     };
     assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_string()
+    body["token"].as_str().map(str::to_string)
 }
 
 fn decide(server: &Server, token: &str, actor: &str, action: &str) -> u16 {
@@ -97,14 +98,14 @@ fn state_from_an_unauthenticated_period_is_refused_until_accepted() {
     // With credentials: two agents an authenticated admin vouches for.
     let server = Server::start_with_auth(data, "credentials", &["--single-admin"]);
     let admin = server.admin_token();
-    let vetted = register(&server, Some(&admin), "vetted");
+    let vetted = register(&server, Some(&admin), "vetted").unwrap();
     register(&server, Some(&admin), "rotated");
     assert_eq!(server.terminate(), Some(0));
 
-    // Authentication off: anyone registers an agent (and gets its token), re-tokens another,
-    // and activates a policy.
+    // Authentication off: anyone registers an agent (no token is issued: it would prove
+    // nothing), re-tokens another, and activates a policy.
     let server = Server::start(data, &[]);
-    let anonymous = register(&server, None, "anonymous");
+    assert_eq!(register(&server, None, "anonymous"), None);
     let (status, rotated) = server.json("POST", "/agents/rotated/token", None);
     assert_eq!(status, 200, "{rotated}");
     let rotated = rotated["token"].as_str().unwrap().to_string();
@@ -134,6 +135,9 @@ fn state_from_an_unauthenticated_period_is_refused_until_accepted() {
 
     // Accepted once: the server starts, the acceptance is audited, the tokens work.
     let server = Server::start_with_auth(data, "credentials", &["--accept-unauthenticated-state"]);
+    let (status, _, issued) = server.json_as(&admin, "POST", "/agents/anonymous/token", None);
+    assert_eq!(status, 200, "{issued}");
+    let anonymous = issued["token"].as_str().unwrap().to_string();
     assert_eq!(decide(&server, &anonymous, "anonymous", "files.read"), 200);
     assert_eq!(decide(&server, &rotated, "rotated", "files.read"), 200);
     assert_eq!(decide(&server, &vetted, "vetted", "files.read"), 200);

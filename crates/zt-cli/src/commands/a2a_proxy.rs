@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use zt_client::ControlPlane;
 
 use crate::exit::Exit;
 
@@ -24,22 +23,9 @@ pub struct A2aProxyArgs {
     /// `http://<listen>`).
     #[arg(long, env = "ZT_A2A_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
-    /// The control plane that decides.
-    #[arg(
-        long,
-        env = "ZT_CONTROL_PLANE_URL",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub control_plane_url: String,
-    /// The actor every decision is asked for.
-    #[arg(long, env = "ZT_ACTOR")]
-    pub actor: String,
-    /// The actor's agent token, sent as `Authorization: Bearer`.
-    #[arg(long, env = "ZT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Seconds one decision may take; beyond it the call is refused (fail closed).
-    #[arg(long, env = "ZT_A2A_DECISION_TIMEOUT", default_value_t = zt_a2a::DEFAULT_DECISION_TIMEOUT.as_secs())]
-    pub decision_timeout: u64,
+    /// The control plane, the agent, its token, the decision timeout and TLS.
+    #[command(flatten)]
+    pub enforcement: crate::connection::EnforcementArgs,
 }
 
 /// Runs `zt a2a-proxy` until SIGTERM or SIGINT.
@@ -88,11 +74,7 @@ pub fn run(args: A2aProxyArgs) -> Exit {
 }
 
 fn config(args: &A2aProxyArgs) -> anyhow::Result<zt_a2a::ProxyConfig> {
-    let timeout = std::time::Duration::from_secs(args.decision_timeout.max(1));
-    let mut control_plane = ControlPlane::with_timeout(&args.control_plane_url, timeout)?;
-    if let Some(token) = &args.token {
-        control_plane = control_plane.with_bearer(token)?;
-    }
+    let control_plane = args.enforcement.client()?;
     let public_url = args
         .public_url
         .clone()
@@ -101,7 +83,7 @@ fn config(args: &A2aProxyArgs) -> anyhow::Result<zt_a2a::ProxyConfig> {
         &args.upstream,
         &args.agent_name,
         &public_url,
-        &args.actor,
+        &args.enforcement.actor,
         control_plane,
     )?)
 }

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use zt_client::ControlPlane;
 use zt_mcp::Gate;
 
 use crate::exit::Exit;
@@ -20,24 +19,9 @@ pub struct McpGatewayArgs {
     /// The server's name in action names: a call of tool `T` is action `mcp.<NAME>.<T>`.
     #[arg(long, env = "ZT_MCP_SERVER_NAME")]
     pub server_name: String,
-    /// The control plane deciding every tool call.
-    #[arg(
-        long,
-        env = "ZT_CONTROL_PLANE_URL",
-        default_value = "http://127.0.0.1:3000"
-    )]
-    pub control_plane_url: String,
-    /// The agent the calls are made for (registered with the control plane).
-    #[arg(long, env = "ZT_ACTOR")]
-    pub actor: String,
-    /// The agent's token, sent as `Authorization: Bearer` (prefer the environment variable: a
-    /// flag is visible to other users of the machine).
-    #[arg(long, env = "ZT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Milliseconds to wait for a decision; past that the call is denied.
-    #[arg(long, env = "ZT_DECISION_TIMEOUT_MS", default_value_t = 5000,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub decision_timeout_ms: u64,
+    /// The control plane, the agent, its token, the decision timeout and TLS.
+    #[command(flatten)]
+    pub enforcement: crate::connection::EnforcementArgs,
     /// Streamable HTTP mode: the address to serve the MCP endpoint on (same path as
     /// `--upstream`).
     #[arg(
@@ -118,13 +102,13 @@ pub fn run(args: McpGatewayArgs) -> Exit {
     }
 }
 
-fn gate(args: &McpGatewayArgs) -> Result<Gate, zt_client::ClientError> {
-    let timeout = Duration::from_millis(args.decision_timeout_ms);
-    let mut control_plane = ControlPlane::with_timeout(&args.control_plane_url, timeout)?;
-    if let Some(token) = &args.token {
-        control_plane = control_plane.with_bearer(token)?;
-    }
-    Ok(Gate::new(control_plane, &args.actor, &args.server_name))
+fn gate(args: &McpGatewayArgs) -> anyhow::Result<Gate> {
+    let control_plane = args.enforcement.client()?;
+    Ok(Gate::new(
+        control_plane,
+        &args.enforcement.actor,
+        &args.server_name,
+    ))
 }
 
 async fn serve_http(gate: Gate, listen: SocketAddr, upstream: &str) -> anyhow::Result<()> {

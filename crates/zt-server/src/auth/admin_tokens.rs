@@ -215,7 +215,7 @@ impl AdminTokens {
             tracing::info!(
                 admin_token_file = %path.display(),
                 admin = DEFAULT_ADMIN_NAME,
-                "admin token file created with one admin (mode 0600; the token is never logged); client commands read it with `--admin-token-file FILE`; add a second admin with `zt admin add NAME` to approve policy changes"
+                "created the admin token file with one admin (mode 0600; the token is never logged); client commands read it with `--admin-token-file FILE`; add a second admin with `zt admin add NAME` to approve policy changes"
             );
         }
         Self::load(path)

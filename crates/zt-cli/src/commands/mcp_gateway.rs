@@ -6,7 +6,6 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Args;
 use zt_mcp::Gate;

@@ -43,12 +43,26 @@ def test_allow_and_deny_verify_with_pinned_keys(agent: ControlPlaneClient) -> No
         assert (decision.evidence or {})["authenticated"] is True
 
 
-def test_hash_recomputes_for_non_ascii_and_control_characters(agent: ControlPlaneClient) -> None:
-    """The server's JSON escaping and ours agree byte for byte (else decide would raise)."""
-    resource = 'é€😀 \u0001\u0007\u001f\t\n\r"\\/ \u2028'
-    decision = agent.decide(action="py.live.read", resource=resource, context={"k": "ü\u0000"})
+def test_hash_recomputes_for_non_ascii_and_control_characters(zt: ZtServer, agent: ControlPlaneClient) -> None:
+    """The server's JSON escaping and ours agree byte for byte (else decide would raise): non-ASCII
+    and JSON's escapes in the resource, control characters in a policy's reason (resources may not
+    hold them)."""
+    reason = 'why: \u0001\u0007\u001f\t\n\r"\\/ \u2028 é€😀'
+    zt.allow("py.live.escapes", reason)
+    resource = 'é€😀 "\\/ x'
+    decision = agent.decide(action="py.live.escapes", resource=resource, context={"k": "ü\u0000"})
+    assert decision.decision == "allow" and decision.reason == reason
     assert decision.resource == resource
     assert (decision.evidence or {}).get("context_sha256")
+
+
+def test_a_resource_with_control_characters_is_refused_and_nothing_runs(agent: ControlPlaneClient) -> None:
+    with pytest.raises(ControlPlaneStatusError) as refused:
+        agent.decide(action="py.live.read", resource="r\u0001")
+    assert refused.value.status == 400
+    ran = []
+    result = agent.guarded_call(action="py.live.read", resource="r\u0001", fn=lambda: ran.append(1))
+    assert ran == [] and result.execution_skipped and result.error is not None
 
 
 def test_a_claimed_actor_that_is_not_the_token_is_denied(zt: ZtServer, agent: ControlPlaneClient) -> None:

@@ -1,4 +1,4 @@
-//! The process exit codes, as `zt --help` documents them.
+//! The process exit codes, as `zt --help` and docs/BROKER.md document them.
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,14 +9,34 @@ pub enum Exit {
     Failure,
     /// 2: the command line was wrong.
     Usage,
+    /// `zt exec`: the command ran and ended with this status (128 + N when signal N ended it).
+    Command(u8),
+    /// 69, `zt exec`: no valid decision (control plane unreachable, timed out, malformed
+    /// answer, bad evidence); the command did not run.
+    ControlPlane,
+    /// 71, `zt exec`: the sandbox could not be set up (the kernel cannot enforce the profile
+    /// and `--allow-degraded` was not given, or the helper failed); the command did not run.
+    SandboxUnavailable,
+    /// 75, `zt exec`: the command ran, but its execution receipt was not recorded.
+    ReceiptFailed,
+    /// 77, `zt exec`: the control plane denied the action; the command did not run.
+    Denied,
+    /// 78, `zt exec`: the caller asked for a wider sandbox than granted; the command did not run.
+    ProfileRefused,
 }
 
 impl From<Exit> for std::process::ExitCode {
     fn from(exit: Exit) -> Self {
-        match exit {
-            Exit::Success => std::process::ExitCode::SUCCESS,
-            Exit::Failure => std::process::ExitCode::from(1),
-            Exit::Usage => std::process::ExitCode::from(2),
-        }
+        std::process::ExitCode::from(match exit {
+            Exit::Success => 0,
+            Exit::Failure => 1,
+            Exit::Usage => 2,
+            Exit::Command(code) => code,
+            Exit::ControlPlane => 69,
+            Exit::SandboxUnavailable => 71,
+            Exit::ReceiptFailed => 75,
+            Exit::Denied => 77,
+            Exit::ProfileRefused => 78,
+        })
     }
 }

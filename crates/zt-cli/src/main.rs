@@ -6,6 +6,7 @@ mod config_file;
 mod connection;
 mod exit;
 mod logging;
+mod receipt_report;
 mod text;
 mod verification;
 
@@ -14,7 +15,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 /// ZT-Infra: a zero-trust control plane for AI-agent actions.
 ///
 /// Every flag has an environment twin named in its help (`ZT_*`).
-/// Exit codes: 0 success, 1 failure (including a log that does not verify), 2 usage error.
+/// Exit codes: 0 success, 1 failure (including a log that does not verify), 2 usage error;
+/// `zt exec` has its own (docs/BROKER.md).
 #[derive(Parser)]
 #[command(name = "zt", version, about, long_about)]
 struct Cli {
@@ -51,6 +53,13 @@ enum Command {
     A2aProxy(commands::a2a_proxy::A2aProxyArgs),
     /// Put an MCP server behind the control plane: every tool call is decided first.
     McpGateway(commands::mcp_gateway::McpGatewayArgs),
+    /// Run a command only if the control plane allows it, in the sandbox the decision grants,
+    /// and record how it ended. Exit: the command's status; 69 no decision, 71 no sandbox,
+    /// 75 no receipt, 77 denied, 78 wider sandbox asked (docs/BROKER.md).
+    Exec(commands::exec::ExecArgs),
+    /// The sandbox helper `zt exec` starts (internal).
+    #[command(name = "__sandbox-exec", hide = true)]
+    SandboxExec(commands::exec::SandboxExecArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +84,8 @@ fn main() -> std::process::ExitCode {
         Command::Man(args) => commands::man::run(args, Cli::command()),
         Command::A2aProxy(args) => commands::a2a_proxy::run(args),
         Command::McpGateway(args) => commands::mcp_gateway::run(args),
+        Command::Exec(args) => commands::exec::run(args),
+        Command::SandboxExec(args) => commands::exec::run_helper(args),
     };
     exit.into()
 }

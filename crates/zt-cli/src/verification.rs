@@ -3,9 +3,11 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
+use zt_contract::receipts::ReceiptChecker;
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, VerifyCheck, VerifyError};
 
+use crate::receipt_report::{receipt_error, ReceiptSummary};
 use crate::text::count;
 
 /// Feeds lines to a [`ChainVerifier`], stopping at the first bad record.
@@ -13,6 +15,7 @@ pub struct Verification<'k> {
     verifier: ChainVerifier<'k>,
     progress: ProgressBar,
     failure: Option<VerifyError>,
+    receipts: ReceiptChecker,
 }
 
 /// The end of a verification.
@@ -25,6 +28,8 @@ pub enum Report {
         head_hash: String,
         /// Whether signatures were checked.
         signatures_checked: bool,
+        /// Execution receipts checked, and decisions without one.
+        receipts: ReceiptSummary,
     },
     /// The first bad record.
     Invalid {
@@ -54,6 +59,7 @@ impl<'k> Verification<'k> {
             verifier: ChainVerifier::new(signatures),
             progress,
             failure: None,
+            receipts: ReceiptChecker::new(),
         }
     }
 
@@ -62,7 +68,13 @@ impl<'k> Verification<'k> {
         if self.failure.is_some() {
             return false;
         }
-        match self.verifier.check_line(line) {
+        let checked = self.verifier.check_line(line).and_then(|()| {
+            let index = self.verifier.checked().saturating_sub(1);
+            self.receipts
+                .check_line(line)
+                .map_err(|problem| receipt_error(index, problem))
+        });
+        match checked {
             Ok(()) => {
                 if self.verifier.checked().is_multiple_of(4096) {
                     self.progress.set_position(self.verifier.checked());
@@ -91,12 +103,21 @@ impl<'k> Verification<'k> {
                 records: self.verifier.checked(),
                 head_hash: self.verifier.head_hash().to_string(),
                 signatures_checked,
+                receipts: ReceiptSummary::of(&self.receipts),
             },
         }
     }
 }
 
 impl Report {
+    /// The receipts summary of a valid log.
+    pub fn receipts(&self) -> Option<&ReceiptSummary> {
+        match self {
+            Report::Valid { receipts, .. } => Some(receipts),
+            Report::Invalid { .. } => None,
+        }
+    }
+
     /// True when the log verified.
     pub fn is_valid(&self) -> bool {
         matches!(self, Report::Valid { .. })
@@ -109,8 +130,9 @@ impl Report {
                 records,
                 head_hash,
                 signatures_checked,
+                receipts,
             } => {
-                json!({"valid": true, "records": records, "head_hash": head_hash, "signatures_checked": signatures_checked})
+                json!({"valid": true, "records": records, "head_hash": head_hash, "signatures_checked": signatures_checked, "execution": receipts.to_json()})
             }
             Report::Invalid {
                 records_checked,
@@ -137,6 +159,7 @@ impl Report {
                 records,
                 head_hash,
                 signatures_checked,
+                receipts,
             } => {
                 let sigs = if *signatures_checked {
                     "every hash, link, sequence number and signature checks out"
@@ -144,7 +167,12 @@ impl Report {
                     "every hash, link and sequence number checks out; SIGNATURES WERE NOT CHECKED"
                 };
                 let records = count(*records, "record", "records");
-                format!("valid: {records}, head {head_hash}: {sigs}")
+                match receipts.warning() {
+                    Some(warning) => {
+                        format!("valid: {records}, head {head_hash}: {sigs}\n{warning}")
+                    }
+                    None => format!("valid: {records}, head {head_hash}: {sigs}"),
+                }
             }
             Report::Invalid {
                 records_checked,

@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zt_contract::{
     AllowRuleRequest, AllowRuleResponse, AuditHead, CheckpointKeyBody, ConsistencyBody,
-    DecisionRequest, DecisionResponse, InclusionBody, Jwks, RegisterAgentRequest,
-    RegisterAgentResponse, TokenResponse,
+    DecisionRequest, DecisionResponse, InclusionBody, Jwks, ReceiptRequest, ReceiptResponse,
+    RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 
 pub use guarded::{Guarded, SkipCause};
@@ -176,6 +176,23 @@ impl ControlPlane {
             ));
         }
         Ok(decision)
+    }
+
+    /// Appends an execution broker's receipt for one of its allow decisions
+    /// (`POST /executions`, agent credentials); the answer's hash is checked.
+    pub async fn submit_receipt(
+        &self,
+        request: &ReceiptRequest,
+    ) -> Result<ReceiptResponse, ClientError> {
+        let answer: ReceiptResponse = self
+            .expect("POST", "/executions", Some(to_json(request)?), &[201])
+            .await?;
+        if !answer.hash_matches() || !answer.ok {
+            return Err(ClientError::Evidence(
+                "the receipt's current_hash does not match its record".into(),
+            ));
+        }
+        Ok(answer)
     }
 
     /// Registers an agent (admin). The response carries the agent's token when the agent is

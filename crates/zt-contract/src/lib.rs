@@ -7,12 +7,15 @@
 pub mod authzen;
 pub mod canonical;
 pub mod checkpoint;
+pub mod execution;
 pub mod hash;
 pub mod keys;
 pub mod merkle;
 pub mod names;
 pub mod note;
 pub mod proof_wire;
+pub mod receipts;
+pub mod sandbox;
 pub mod strict_json;
 pub mod timestamp;
 pub mod verify;
@@ -21,10 +24,12 @@ pub mod wire;
 pub use checkpoint::{
     checkpoint_signing_input, parse_signed_note, verify_checkpoint, Checkpoint, CheckpointError,
 };
+pub use execution::{ExecutionOutcome, ExecutionReceipt, ReceiptRequest, ReceiptResponse};
 pub use hash::{record_hash, Digest32, GENESIS_HASH};
 pub use keys::{Jwk, Jwks, KeyError, PublicKeySet};
 pub use merkle::{CompactRange, ProofError};
 pub use note::{NoteError, NoteKey, NoteSignature};
 pub use proof_wire::{CheckpointKeyBody, ConsistencyBody, InclusionBody};
+pub use sandbox::{Narrowing, SandboxProfile};
 pub use verify::{ChainVerifier, VerifyCheck, VerifyError};
 pub use wire::*;

@@ -28,6 +28,9 @@ pub enum VerifyCheck {
     Head,
     /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, or does not verify.
     Signature,
+    /// An execution receipt that does not answer a broker's allow decision of the same actor,
+    /// or a second receipt for one (see [`crate::receipts`]).
+    Receipt,
 }
 
 impl VerifyCheck {
@@ -40,6 +43,7 @@ impl VerifyCheck {
             VerifyCheck::Sequence => "sequence",
             VerifyCheck::Head => "head",
             VerifyCheck::Signature => "signature",
+            VerifyCheck::Receipt => "receipt",
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct DecisionRequest {
     /// Extension: client nonce for replay protection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Extension: the caller is an execution broker; an allow then carries the sandbox profile
+    /// the deciding permit grants (docs/BROKER.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox: bool,
 }
 
 /// The outcome of a decision.
@@ -74,6 +78,8 @@ pub enum RecordKind {
     Admin,
     /// A periodic count of requests refused before any decision (malformed, too large, ...).
     Rejections,
+    /// A broker's receipt for the command an allow decision let it run (docs/BROKER.md).
+    Execution,
 }
 
 /// The signature envelope of a record.
@@ -122,6 +128,9 @@ pub struct RecordBody {
     pub counts: Option<std::collections::BTreeMap<String, u64>>,
     /// `allow` or `deny`.
     pub decision: Decision,
+    /// The receipt, on [`RecordKind::Execution`] records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<crate::execution::ExecutionReceipt>,
     /// What kind of event this is.
     pub kind: RecordKind,
     /// Ids of the policies that decided (empty when no policy matched).
@@ -139,6 +148,9 @@ pub struct RecordBody {
     pub request_id: Option<String>,
     /// The resource acted on.
     pub resource: String,
+    /// The sandbox profile: granted, on a broker's allow decision; run under, on a receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::SandboxProfile>,
     /// Position in the chain, from 0, contiguous.
     pub seq: u64,
     /// When the record was sequenced.
@@ -170,6 +182,9 @@ pub struct Evidence {
     /// Digest of the request's context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_sha256: Option<String>,
+    /// The sandbox profile granted to a broker (allow decisions that asked for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<crate::sandbox::SandboxProfile>,
 }
 
 /// `POST /actions` response body (200 on allow, 403 on deny).
@@ -205,6 +220,7 @@ impl DecisionResponse {
             context_sha256: self.evidence.context_sha256.clone(),
             counts: None,
             decision: self.decision,
+            execution: None,
             kind: self.evidence.kind,
             policies: self.evidence.policies.clone(),
             policy_version: self.evidence.policy_version.clone(),
@@ -212,6 +228,7 @@ impl DecisionResponse {
             reason: self.reason.clone(),
             request_id: self.evidence.request_id.clone(),
             resource: self.resource.clone(),
+            sandbox: self.evidence.sandbox.clone(),
             seq: self.evidence.seq,
             timestamp: self.audit.timestamp.clone(),
         }

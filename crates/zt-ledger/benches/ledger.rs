@@ -28,6 +28,8 @@ fn draft() -> RecordDraft {
         request_id: None,
         context_sha256: None,
         counts: None,
+        sandbox: None,
+        execution: None,
         policies: None,
     }
 }

@@ -34,6 +34,10 @@ pub struct RecordDraft {
     pub context_sha256: Option<String>,
     /// Counts, on rejection summaries.
     pub counts: Option<BTreeMap<String, u64>>,
+    /// The sandbox profile: granted (broker decisions) or run under (receipts).
+    pub sandbox: Option<zt_contract::SandboxProfile>,
+    /// The receipt, on execution records.
+    pub execution: Option<zt_contract::ExecutionReceipt>,
 }
 
 impl RecordDraft {
@@ -47,6 +51,7 @@ impl RecordDraft {
             context_sha256: self.context_sha256,
             counts: self.counts,
             decision: self.decision,
+            execution: self.execution,
             kind: self.kind,
             policies: self.policies,
             policy_version: self.policy_version,
@@ -54,6 +59,7 @@ impl RecordDraft {
             reason: self.reason,
             request_id: self.request_id,
             resource: self.resource,
+            sandbox: self.sandbox,
             seq,
             timestamp,
         }

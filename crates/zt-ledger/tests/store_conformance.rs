@@ -38,6 +38,8 @@ fn draft(i: usize) -> RecordDraft {
         request_id: None,
         context_sha256: None,
         counts: None,
+        sandbox: None,
+        execution: None,
         policies: None,
     }
 }

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod action_policy;
+mod annotations;
 mod cache;
 mod compile_json;
 mod context;

@@ -105,6 +105,7 @@ pub async fn decide(
         },
     };
     let engine = state.policy.current();
+    let wants_sandbox = request.sandbox;
     let resource_attributes = request.resource_attributes.clone().unwrap_or_default();
     let verdict = if let Some(id) = request.request_id.as_deref().filter(|_| replayed) {
         Verdict::deny(replay_reason(id), StatusCode::CONFLICT)
@@ -148,6 +149,7 @@ pub async fn decide(
     } else {
         Verdict::deny(REASON_UNREGISTERED.to_string(), StatusCode::FORBIDDEN)
     };
+    let (verdict, sandbox) = with_sandbox(verdict, wants_sandbox, &engine);
     let context_sha256 = request
         .context
         .map(|c| Digest32::sha256(canonical_json(&Value::Object(c)).as_bytes()).to_hex());
@@ -165,6 +167,8 @@ pub async fn decide(
         request_id: request.request_id,
         context_sha256,
         counts: None,
+        sandbox,
+        execution: None,
     };
     let record = match state.ledger.append(draft).await {
         Ok(record) => record,
@@ -180,6 +184,27 @@ pub async fn decide(
     let allowed = record.body.decision == Decision::Allow;
     state.metrics.decision(allowed, started.elapsed());
     Ok((verdict.status, response_for(record)))
+}
+
+/// A broker's allow carries the profile its deciding permits grant; a grant that cannot be
+/// read turns the allow into a deny (fail closed).
+fn with_sandbox(
+    verdict: Verdict,
+    wanted: bool,
+    engine: &zt_policy::PolicyEngine,
+) -> (Verdict, Option<zt_contract::SandboxProfile>) {
+    if !wanted || verdict.decision != Decision::Allow {
+        return (verdict, None);
+    }
+    match crate::sandbox_grant::grant(engine, &verdict.policies) {
+        Ok(profile) => (verdict, Some(profile)),
+        Err(e) => {
+            let reason = format!("the deciding policy's sandbox grant is invalid: {e}");
+            let mut deny = Verdict::deny(reason, StatusCode::FORBIDDEN);
+            deny.policies = verdict.policies;
+            (deny, None)
+        }
+    }
 }
 
 /// The contract's response for a committed decision record: every hashed field is echoed,
@@ -208,6 +233,7 @@ fn response_for(record: SealedRecord) -> DecisionResponse {
             policy_version: b.policy_version,
             request_id: b.request_id,
             context_sha256: b.context_sha256,
+            sandbox: b.sandbox,
         },
     }
 }

@@ -107,6 +107,9 @@ pub enum ApiError {
     /// The audit log cannot commit: no decision can be given.
     #[error("audit log unavailable; no decision was made")]
     AuditUnavailable,
+    /// An execution receipt refused (docs/BROKER.md).
+    #[error(transparent)]
+    Receipt(#[from] crate::receipts::ReceiptRefusal),
     /// Something else failed on our side.
     #[error("internal error")]
     Internal,
@@ -141,6 +144,7 @@ impl ApiError {
             | ApiError::ReplayMemoryFull
             | ApiError::TooManyConnections
             | ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Receipt(refusal) => refusal.status(),
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -181,6 +185,7 @@ impl ApiError {
             | ApiError::TooManyProposals
             | ApiError::AgentExists { .. }
             | ApiError::AuditUnavailable
+            | ApiError::Receipt(_)
             | ApiError::Internal => None,
         }
     }

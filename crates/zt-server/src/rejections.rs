@@ -132,6 +132,8 @@ impl RejectionCounter {
             request_id: None,
             context_sha256: None,
             counts: Some(counts),
+            sandbox: None,
+            execution: None,
             policies: None,
         })
     }

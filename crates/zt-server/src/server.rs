@@ -193,7 +193,9 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let checkpoints = crate::checkpoints::Checkpoints::new(origin, signer.clone(), &ledger)?;
     let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
     let proposals = Proposals::load(docs.clone(), &data_dir)?;
+    let receipts = crate::receipts::ReceiptBook::new(&ledger);
     let state: SharedState = Arc::new(AppState {
+        receipts,
         ledger,
         policy: PolicyStore::load(docs.clone(), &data_dir, policy_file)?,
         registry: Registry::load(docs.clone(), &data_dir)?,

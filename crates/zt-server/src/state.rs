@@ -40,6 +40,8 @@ pub struct AppState {
     pub refused_admin: ActorLimiter,
     /// Used request ids.
     pub replay: ReplayGuard,
+    /// Decisions that have their execution receipt.
+    pub receipts: crate::receipts::ReceiptBook,
     /// Recent decision requests, for replaying policy proposals.
     pub recent: RecentRequests,
     /// Policy proposals, kept across restarts (and shared by replicas on PostgreSQL).

@@ -137,6 +137,8 @@ pub async fn accept(state: &SharedState, found: &UnauthenticatedState) -> Result
         request_id: None,
         context_sha256: None,
         counts: None,
+        sandbox: None,
+        execution: None,
         policies: None,
     };
     state

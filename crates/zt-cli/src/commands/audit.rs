@@ -4,6 +4,7 @@
 
 mod checkpoint;
 mod export;
+mod orphans;
 mod proofs;
 
 use std::io::BufRead;
@@ -44,6 +45,10 @@ pub enum AuditCommand {
     /// `--from SEQ` up to the head when the export starts (`docs/SIEM.md`). Exit 0 exported,
     /// 1 a source or output failure, 2 usage.
     Export(export::ExportArgs),
+    /// List the execution broker's allow decisions that have no execution receipt (a broker
+    /// that died, or one still running), after verifying the whole log as `verify` does.
+    /// Exit 0 none, 1 some (or the log is invalid or unreadable), 2 usage.
+    Orphans(VerifyArgs),
 }
 
 /// `zt audit verify` arguments: exactly one source.
@@ -101,6 +106,7 @@ pub fn run(command: AuditCommand) -> Exit {
         AuditCommand::VerifyConsistency(args) => proofs::run_consistency(args),
         AuditCommand::VerifyInclusion(args) => proofs::run_inclusion(args),
         AuditCommand::Export(args) => export::run(args),
+        AuditCommand::Orphans(args) => orphans::run(&args, run_verify(&args)),
     }
 }
 

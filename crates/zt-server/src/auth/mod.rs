@@ -249,6 +249,8 @@ impl FromRequestParts<SharedState> for AdminCaller {
             request_id: None,
             context_sha256: None,
             counts: None,
+            sandbox: None,
+            execution: None,
             policies: None,
         };
         state.ledger.append(record).await?;

@@ -52,6 +52,8 @@ pub(crate) fn admin_record(
         request_id: None,
         context_sha256: None,
         counts: None,
+        sandbox: None,
+        execution: None,
         policies: None,
     }
 }

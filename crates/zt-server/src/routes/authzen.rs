@@ -61,6 +61,7 @@ fn to_decision_request(e: EvaluationRequest) -> Result<DecisionRequest, ApiError
         resource_attributes: (!resource_attributes.is_empty()).then_some(resource_attributes),
         context: e.context,
         request_id,
+        sandbox: false,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod executions;
 pub mod ops;
 pub mod policies;
 pub mod proofs;
@@ -25,6 +26,7 @@ use crate::state::SharedState;
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(actions::router())
+        .merge(executions::router())
         .merge(admin::router())
         .merge(policies::router())
         .merge(authzen::router())

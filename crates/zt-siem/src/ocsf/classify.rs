@@ -16,6 +16,7 @@ pub fn activity(body: &RecordBody) -> (u8, &'static str) {
     match (body.kind, body.action.as_str()) {
         (RecordKind::Decision, _) => (OTHER, "Authorize"),
         (RecordKind::Rejections, _) => (OTHER, "Rejections Summary"),
+        (RecordKind::Execution, _) => (OTHER, "Execution Receipt"),
         (RecordKind::Admin, "zt.admin.agents.register" | "zt.admin.policies.propose") => {
             (1, "Create")
         }
@@ -53,9 +54,13 @@ pub fn severity(body: &RecordBody) -> (u8, &'static str) {
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Informational"),
         (Decision::Deny, _) if suspicious => (3, "Medium"),
-        (Decision::Deny, RecordKind::Decision | RecordKind::Admin | RecordKind::Rejections) => {
-            (2, "Low")
-        }
+        (
+            Decision::Deny,
+            RecordKind::Decision
+            | RecordKind::Admin
+            | RecordKind::Rejections
+            | RecordKind::Execution,
+        ) => (2, "Low"),
     }
 }
 
@@ -68,7 +73,9 @@ pub fn disposition(body: &RecordBody) -> (u8, &'static str) {
         (Decision::Deny, RecordKind::Admin) if body.action == "zt.admin.access" => {
             (26, "Unauthorized")
         }
-        (Decision::Deny, RecordKind::Decision | RecordKind::Admin) => (2, "Blocked"),
+        (Decision::Deny, RecordKind::Decision | RecordKind::Admin | RecordKind::Execution) => {
+            (2, "Blocked")
+        }
     }
 }
 
@@ -92,7 +99,8 @@ pub fn actor(body: &RecordBody) -> Actor {
         (RecordKind::Rejections, _) | (RecordKind::Admin, "zt.admin.policies.reload") => {
             Actor::Application
         }
-        (RecordKind::Admin, "zt.admin.access") | (RecordKind::Decision, _) => Actor::User {
+        (RecordKind::Admin, "zt.admin.access")
+        | (RecordKind::Decision | RecordKind::Execution, _) => Actor::User {
             type_id: 99,
             type_name: "Agent",
         },

@@ -303,6 +303,11 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The chain's report.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
     /// True when the chain verified and matched the checkpoint, if one was given.
     pub fn is_valid(&self) -> bool {
         self.report.is_valid() && self.checkpoint.as_ref().is_none_or(|c| c.error.is_none())

@@ -1,0 +1,289 @@
+//! The broker side of a run: spawn the helper with a scrubbed environment, copy the command's
+//! stdout and stderr through while hashing them, forward signals, wait, and say how it ended.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Instant;
+
+use aws_lc_rs::digest::{Context, SHA256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::Command;
+use zt_contract::ExecutionOutcome;
+
+use crate::helper::HelperSpec;
+
+/// How to start the helper: a program and the arguments before the helper's own (for `zt`:
+/// the `zt` binary and `__sandbox-exec`).
+#[derive(Debug, Clone)]
+pub struct HelperCommand {
+    /// The program.
+    pub program: PathBuf,
+    /// Its leading arguments.
+    pub args: Vec<OsString>,
+}
+
+/// What one stream carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamDigest {
+    /// Bytes.
+    pub bytes: u64,
+    /// SHA-256 of them, lowercase hex.
+    pub sha256: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// Exited, signaled, or never started.
+    pub outcome: ExecutionOutcome,
+    /// The exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it.
+    pub signal: Option<i32>,
+    /// Why it did not start.
+    pub detail: Option<String>,
+    /// Milliseconds from spawn to end.
+    pub duration_ms: u64,
+    /// The command's stdout.
+    pub stdout: StreamDigest,
+    /// The command's stderr.
+    pub stderr: StreamDigest,
+}
+
+impl Ended {
+    /// A run that never started, for `detail`.
+    pub fn not_started(detail: String) -> Self {
+        Self {
+            outcome: ExecutionOutcome::NotStarted,
+            exit_code: None,
+            signal: None,
+            detail: Some(detail),
+            duration_ms: 0,
+            stdout: StreamDigest::empty(),
+            stderr: StreamDigest::empty(),
+        }
+    }
+}
+
+impl StreamDigest {
+    /// Nothing carried.
+    pub fn empty() -> Self {
+        Self {
+            bytes: 0,
+            sha256: zt_contract::Digest32::sha256(b"").to_hex(),
+        }
+    }
+}
+
+/// Spawns the helper for `command` under `spec`, with exactly `env`, and waits for the end.
+pub(crate) async fn run(
+    helper: &HelperCommand,
+    mut spec: HelperSpec,
+    command: &[OsString],
+    env: Vec<(OsString, OsString)>,
+) -> Ended {
+    let (mut status_reader, status_writer) = match status_pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return Ended::not_started(format!("cannot make the status pipe: {e}")),
+    };
+    spec.status_fd = raw_fd(&status_writer);
+    spec.broker_pid = i32::try_from(std::process::id()).unwrap_or(-1);
+    let spec_json = match serde_json::to_string(&spec) {
+        Ok(json) => json,
+        Err(e) => return Ended::not_started(format!("cannot encode the sandbox: {e}")),
+    };
+    let started = Instant::now();
+    let spawned = Command::new(&helper.program)
+        .args(&helper.args)
+        .arg(spec_json)
+        .arg("--")
+        .args(command)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    drop(status_writer);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return Ended::not_started(format!("cannot start the sandbox helper: {e}")),
+    };
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(tee(out, tokio::io::stdout())));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(tee(err, tokio::io::stderr())));
+    // End of file comes with the helper's exec (the pipe is close-on-exec) or its exit.
+    let failure = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        let _ = (&mut status_reader).take(4096).read_to_string(&mut text);
+        text
+    })
+    .await
+    .unwrap_or_default();
+    let waited = forward_signals_until_exit(&mut child).await;
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let stdout = finish(stdout).await;
+    let stderr = finish(stderr).await;
+    let mut ended = Ended {
+        outcome: ExecutionOutcome::Exited,
+        exit_code: None,
+        signal: None,
+        detail: None,
+        duration_ms,
+        stdout,
+        stderr,
+    };
+    if !failure.is_empty() {
+        ended.outcome = ExecutionOutcome::NotStarted;
+        ended.detail = Some(failure.chars().filter(|c| !c.is_control()).collect());
+        return ended;
+    }
+    match waited {
+        Ok(status) => match (status.code(), exit_signal(&status)) {
+            (Some(code), _) => ended.exit_code = Some(code),
+            (None, Some(signal)) => {
+                ended.outcome = ExecutionOutcome::Signaled;
+                ended.signal = Some(signal);
+            }
+            (None, None) => {
+                ended.outcome = ExecutionOutcome::Signaled;
+                ended.signal = Some(0);
+            }
+        },
+        Err(e) => {
+            // Not waited: the command is killed rather than left running unaudited.
+            let _ = child.start_kill();
+            ended.outcome = ExecutionOutcome::Signaled;
+            ended.signal = Some(9);
+            ended.detail = Some(format!("lost the command: {e}"));
+        }
+    }
+    ended
+}
+
+/// Copies `from` to `to` (until `to` fails; then only reads), counting and hashing.
+async fn tee<R, W>(mut from: R, mut to: W) -> StreamDigest
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut context = Context::new(&SHA256);
+    let mut bytes = 0u64;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut writing = true;
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = buffer.get(..n).unwrap_or_default();
+        context.update(chunk);
+        bytes += n as u64;
+        if writing && (to.write_all(chunk).await.is_err() || to.flush().await.is_err()) {
+            writing = false;
+        }
+    }
+    StreamDigest {
+        bytes,
+        sha256: hex_of(context.finish().as_ref()),
+    }
+}
+
+async fn finish(task: Option<tokio::task::JoinHandle<StreamDigest>>) -> StreamDigest {
+    // The command's own children may keep its output open after it exits: the digest covers
+    // what arrived within a short grace period.
+    match task {
+        Some(task) => match tokio::time::timeout(std::time::Duration::from_secs(2), task).await {
+            Ok(Ok(digest)) => digest,
+            _ => StreamDigest::empty(),
+        },
+        None => StreamDigest::empty(),
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(unix)]
+fn status_pipe() -> std::io::Result<(std::io::PipeReader, std::io::PipeWriter)> {
+    let (reader, writer) = std::io::pipe()?;
+    // The write end must survive into the helper (it is the only descriptor passed besides
+    // stdio); the helper makes it close-on-exec again before running the command.
+    rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())?;
+    Ok((reader, writer))
+}
+
+#[cfg(unix)]
+fn raw_fd(writer: &std::io::PipeWriter) -> i32 {
+    use std::os::fd::AsRawFd;
+    writer.as_raw_fd()
+}
+
+#[cfg(unix)]
+fn exit_signal(status: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+/// Waits for the child, passing on to it the signals a supervisor or a terminal sends the
+/// broker (INT, TERM, HUP, QUIT, USR1, USR2), so that `kill BROKER` reaches the command and
+/// the broker lives to write the receipt.
+#[cfg(unix)]
+async fn forward_signals_until_exit(
+    child: &mut tokio::process::Child,
+) -> std::io::Result<std::process::ExitStatus> {
+    use rustix::process::{kill_process, Pid, Signal};
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let kinds = [
+        (SignalKind::interrupt(), Signal::INT),
+        (SignalKind::terminate(), Signal::TERM),
+        (SignalKind::hangup(), Signal::HUP),
+        (SignalKind::quit(), Signal::QUIT),
+        (SignalKind::user_defined1(), Signal::USR1),
+        (SignalKind::user_defined2(), Signal::USR2),
+    ];
+    let mut streams = Vec::new();
+    for (kind, forwarded) in kinds {
+        streams.push((signal(kind)?, forwarded));
+    }
+    let pid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    loop {
+        let received = futures_select(&mut streams);
+        tokio::select! {
+            status = child.wait() => return status,
+            forwarded = received => {
+                if let Some(pid) = pid {
+                    let _ = kill_process(pid, forwarded);
+                }
+            }
+        }
+    }
+}
+
+/// The next signal any of `streams` receives, as the signal to forward.
+#[cfg(unix)]
+async fn futures_select(
+    streams: &mut [(tokio::signal::unix::Signal, rustix::process::Signal)],
+) -> rustix::process::Signal {
+    std::future::poll_fn(|cx| {
+        for (stream, forwarded) in streams.iter_mut() {
+            if stream.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(*forwarded);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,112 @@
+//! The helper side: a fresh process the broker spawns (`zt __sandbox-exec`), which applies the
+//! sandbox to itself and then replaces itself with the command, so the command starts already
+//! confined and nothing of the broker (its memory, its credentials, its descriptors) survives.
+//! No `unsafe`: the sandbox is applied to the helper's own process, then `exec`.
+//!
+//! Failure before `exec` is reported on the status pipe the broker passes (`status_fd`): the
+//! broker reads it to end of file, which comes with a successful `exec` (the descriptor is
+//! close-on-exec) or with an error message.
+
+use std::ffi::OsString;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::{self, ConcreteProfile};
+
+/// The helper's exit status when it could not start the command (`env`'s convention).
+pub const HELPER_FAILED: i32 = 125;
+
+/// What the broker tells the helper, as one JSON argument.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelperSpec {
+    /// The profile to apply.
+    pub profile: ConcreteProfile,
+    /// Run with the parts the kernel cannot enforce dropped.
+    pub allow_degraded: bool,
+    /// The write end of the status pipe, inherited.
+    pub status_fd: i32,
+    /// The broker's process id: if the broker is gone before the helper is set up, stop.
+    pub broker_pid: i32,
+}
+
+/// Runs the helper: `spec` is the JSON [`HelperSpec`], `command` the program and arguments.
+/// Returns only on failure (with the status to exit with); on success the process is the
+/// command.
+pub fn run(spec: &str, command: &[OsString]) -> i32 {
+    let spec: HelperSpec = match serde_json::from_str(spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("zt sandbox helper: bad specification: {e}");
+            return HELPER_FAILED;
+        }
+    };
+    let mut status = open_status(spec.status_fd);
+    let error = match prepare(&spec, command) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    };
+    match status.as_mut() {
+        Some(pipe) => {
+            let _ = pipe.write_all(error.as_bytes());
+        }
+        None => eprintln!("zt sandbox helper: {error}"),
+    }
+    HELPER_FAILED
+}
+
+/// Sets up and execs; returns only an error.
+fn prepare(spec: &HelperSpec, command: &[OsString]) -> Result<std::convert::Infallible, String> {
+    let Some((program, args)) = command.split_first() else {
+        return Err("no command".into());
+    };
+    guard_parent(spec.broker_pid)?;
+    // Every descriptor but stdin, stdout and stderr closes at exec: none the broker's caller
+    // left open reaches the command (the status pipe included, which signals the exec).
+    close_fds::CloseFdsBuilder::new().cloexecfrom(3);
+    sandbox::restrict_self(&spec.profile, spec.allow_degraded)?;
+    let error = exec(program, args);
+    Err(format!(
+        "cannot run `{}`: {error}",
+        program.to_string_lossy()
+    ))
+}
+
+#[cfg(unix)]
+fn exec(program: &OsString, args: &[OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(program).args(args).exec()
+}
+
+#[cfg(not(unix))]
+fn exec(_: &OsString, _: &[OsString]) -> std::io::Error {
+    std::io::Error::other("the broker runs on unix only")
+}
+
+/// The command dies with the broker: a broker that is killed must not leave an unaudited
+/// command running (its decision stays without a receipt, an orphan `zt audit orphans` lists).
+#[cfg(target_os = "linux")]
+fn guard_parent(broker_pid: i32) -> Result<(), String> {
+    use rustix::process::{getppid, set_parent_process_death_signal, Pid, Signal};
+    set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| format!("cannot set the parent-death signal: {e}"))?;
+    if getppid().map(Pid::as_raw_pid) != Some(broker_pid) {
+        return Err("the broker is gone".into());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn guard_parent(_: i32) -> Result<(), String> {
+    Ok(())
+}
+
+/// The status pipe, opened anew through `/proc/self/fd` (close-on-exec, unlike the inherited
+/// descriptor, which `cloexecfrom` closes at exec too).
+fn open_status(fd: i32) -> Option<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{fd}"))
+        .ok()
+}

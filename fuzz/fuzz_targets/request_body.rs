@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use zt_contract::authzen::{EvaluationRequest, EvaluationsRequest};
-use zt_contract::DecisionRequest;
+use zt_contract::{DecisionRequest, ReceiptRequest};
 use zt_server::extract::parse_json;
 
 fuzz_target!(|data: &[u8]| {
@@ -27,4 +27,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(strict, lax);
     }
     let _ = parse_json::<EvaluationsRequest>(data);
+    // An execution receipt: whatever parses is canonical (its profile re-serializes to a form
+    // that parses back equal) and validates without a panic.
+    if let Ok(receipt) = parse_json::<ReceiptRequest>(data) {
+        let text = serde_json::to_string(&receipt.sandbox).expect("a profile serializes");
+        let again: zt_contract::SandboxProfile =
+            serde_json::from_str(&text).expect("a canonical profile parses");
+        assert_eq!(again, receipt.sandbox);
+        let _ = receipt.execution.validate();
+    }
 });

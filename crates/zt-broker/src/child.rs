@@ -94,6 +94,11 @@ pub(crate) async fn run(
         Ok(json) => json,
         Err(e) => return Ended::not_started(format!("cannot encode the sandbox: {e}")),
     };
+    // Listening before the command starts, so that no signal meant for it is missed.
+    let mut signals = match Signals::listen() {
+        Ok(signals) => signals,
+        Err(e) => return Ended::not_started(format!("cannot listen for signals: {e}")),
+    };
     let started = Instant::now();
     let spawned = Command::new(&helper.program)
         .args(&helper.args)
@@ -127,7 +132,7 @@ pub(crate) async fn run(
     })
     .await
     .unwrap_or_default();
-    let waited = forward_signals_until_exit(&mut child).await;
+    let waited = signals.forward_until_exit(&mut child).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let stdout = finish(stdout).await;
     let stderr = finish(stderr).await;
@@ -233,57 +238,65 @@ fn exit_signal(status: &std::process::ExitStatus) -> Option<i32> {
     status.signal()
 }
 
-/// Waits for the child, passing on to it the signals a supervisor or a terminal sends the
-/// broker (INT, TERM, HUP, QUIT, USR1, USR2), so that `kill BROKER` reaches the command and
-/// the broker lives to write the receipt.
+/// The signals the broker passes on to the command: INT, TERM, HUP, QUIT, USR1, USR2, so that
+/// `kill BROKER` reaches the command and the broker lives to write the receipt.
 #[cfg(unix)]
-async fn forward_signals_until_exit(
-    child: &mut tokio::process::Child,
-) -> std::io::Result<std::process::ExitStatus> {
-    use rustix::process::{kill_process, Pid, Signal};
-    use tokio::signal::unix::{signal, SignalKind};
+struct Signals {
+    streams: Vec<(tokio::signal::unix::Signal, rustix::process::Signal)>,
+}
 
-    let kinds = [
-        (SignalKind::interrupt(), Signal::INT),
-        (SignalKind::terminate(), Signal::TERM),
-        (SignalKind::hangup(), Signal::HUP),
-        (SignalKind::quit(), Signal::QUIT),
-        (SignalKind::user_defined1(), Signal::USR1),
-        (SignalKind::user_defined2(), Signal::USR2),
-    ];
-    let mut streams = Vec::new();
-    for (kind, forwarded) in kinds {
-        streams.push((signal(kind)?, forwarded));
+#[cfg(unix)]
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        use rustix::process::Signal;
+        use tokio::signal::unix::{signal, SignalKind};
+        let kinds = [
+            (SignalKind::interrupt(), Signal::INT),
+            (SignalKind::terminate(), Signal::TERM),
+            (SignalKind::hangup(), Signal::HUP),
+            (SignalKind::quit(), Signal::QUIT),
+            (SignalKind::user_defined1(), Signal::USR1),
+            (SignalKind::user_defined2(), Signal::USR2),
+        ];
+        let mut streams = Vec::new();
+        for (kind, forwarded) in kinds {
+            streams.push((signal(kind)?, forwarded));
+        }
+        Ok(Self { streams })
     }
-    let pid = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .and_then(Pid::from_raw);
-    loop {
-        let received = futures_select(&mut streams);
-        tokio::select! {
-            status = child.wait() => return status,
-            forwarded = received => {
-                if let Some(pid) = pid {
-                    let _ = kill_process(pid, forwarded);
+
+    /// Waits for the child, forwarding every signal received meanwhile.
+    async fn forward_until_exit(
+        &mut self,
+        child: &mut tokio::process::Child,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        use rustix::process::{kill_process, Pid};
+        let pid = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(Pid::from_raw);
+        loop {
+            tokio::select! {
+                status = child.wait() => return status,
+                forwarded = self.next() => {
+                    if let Some(pid) = pid {
+                        let _ = kill_process(pid, forwarded);
+                    }
                 }
             }
         }
     }
-}
 
-/// The next signal any of `streams` receives, as the signal to forward.
-#[cfg(unix)]
-async fn futures_select(
-    streams: &mut [(tokio::signal::unix::Signal, rustix::process::Signal)],
-) -> rustix::process::Signal {
-    std::future::poll_fn(|cx| {
-        for (stream, forwarded) in streams.iter_mut() {
-            if stream.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(*forwarded);
+    /// The next signal received, as the signal to forward.
+    async fn next(&mut self) -> rustix::process::Signal {
+        std::future::poll_fn(|cx| {
+            for (stream, forwarded) in self.streams.iter_mut() {
+                if stream.poll_recv(cx).is_ready() {
+                    return std::task::Poll::Ready(*forwarded);
+                }
             }
-        }
-        std::task::Poll::Pending
-    })
-    .await
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }

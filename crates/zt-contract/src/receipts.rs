@@ -158,3 +158,7 @@ impl ReceiptChecker {
         orphans
     }
 }
+
+#[cfg(test)]
+#[path = "receipts_tests.rs"]
+mod tests;

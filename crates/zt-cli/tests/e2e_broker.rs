@@ -320,14 +320,20 @@ fn the_environment_is_scrubbed_and_no_descriptor_leaks() {
     )
     .env("SECRET_VAR", "s3cret")
     .env("KEEP_ME", "kept")
-    .env("ZT_CLIENT_KEY", "/keys/agent.key")
+    .env("ZT_ADMIN_TOKEN", "admin-secret")
     .output()
     .unwrap();
     assert_eq!(env.status.code(), Some(0), "{}", text(&env.stderr));
     let seen = text(&env.stdout);
     assert!(seen.contains("KEEP_ME=kept"), "{seen}");
     assert!(seen.contains("PATH="), "{seen}");
-    for hidden in ["SECRET_VAR", "ZT_TOKEN", "ZT_CLIENT_KEY", &token] {
+    for hidden in [
+        "SECRET_VAR",
+        "ZT_TOKEN",
+        "ZT_ADMIN_TOKEN",
+        "admin-secret",
+        &token,
+    ] {
         assert!(
             !seen.contains(hidden),
             "`{hidden}` reached the command: {seen}"

@@ -63,7 +63,10 @@ fn forged_receipts_fail() {
     .unwrap();
     let cases = [
         // Another actor's decision.
-        vec![decision(0, "a", "allow", Some(granted())), receipt(1, "b", 0, granted())],
+        vec![
+            decision(0, "a", "allow", Some(granted())),
+            receipt(1, "b", 0, granted()),
+        ],
         // Twice for one decision.
         vec![
             decision(0, "a", "allow", Some(granted())),
@@ -71,11 +74,23 @@ fn forged_receipts_fail() {
             receipt(2, "a", 0, narrow),
         ],
         // For a deny, for an allow without a sandbox, for a later or missing decision.
-        vec![decision(0, "a", "deny", Some(granted())), receipt(1, "a", 0, granted())],
-        vec![decision(0, "a", "allow", None), receipt(1, "a", 0, granted())],
-        vec![receipt(0, "a", 1, granted()), decision(1, "a", "allow", Some(granted()))],
+        vec![
+            decision(0, "a", "deny", Some(granted())),
+            receipt(1, "a", 0, granted()),
+        ],
+        vec![
+            decision(0, "a", "allow", None),
+            receipt(1, "a", 0, granted()),
+        ],
+        vec![
+            receipt(0, "a", 1, granted()),
+            decision(1, "a", "allow", Some(granted())),
+        ],
         // Wider than granted.
-        vec![decision(0, "a", "allow", Some(granted())), receipt(1, "a", 0, wide)],
+        vec![
+            decision(0, "a", "allow", Some(granted())),
+            receipt(1, "a", 0, wide),
+        ],
     ];
     for records in cases {
         assert!(feed(&records).is_err(), "{records:?}");

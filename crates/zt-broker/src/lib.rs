@@ -44,7 +44,7 @@ pub enum BrokerError {
         /// What was wider.
         error: ProfileError,
         /// The receipt recording the refusal.
-        receipt: Result<ReceiptResponse, ClientError>,
+        receipt: Box<Result<ReceiptResponse, ClientError>>,
     },
     /// The kernel cannot enforce the whole profile and degradation was not allowed; nothing ran.
     #[error("refused before running: the kernel cannot enforce {}", .missing.join("; "))]
@@ -52,7 +52,7 @@ pub enum BrokerError {
         /// What cannot be enforced.
         missing: Vec<String>,
         /// The receipt recording the refusal.
-        receipt: Result<ReceiptResponse, ClientError>,
+        receipt: Box<Result<ReceiptResponse, ClientError>>,
     },
 }
 
@@ -141,7 +141,10 @@ impl Broker {
             Err(error) => {
                 let ended = Ended::not_started(error.to_string());
                 let receipt = self.receipt(&decision, &granted, &ended, None).await;
-                return Err(BrokerError::Wider { error, receipt });
+                return Err(BrokerError::Wider {
+                    error,
+                    receipt: Box::new(receipt),
+                });
             }
         };
         let missing = sandbox::unenforceable();
@@ -149,7 +152,10 @@ impl Broker {
             let detail = format!("the kernel cannot enforce {}", missing.join("; "));
             let ended = Ended::not_started(detail);
             let receipt = self.receipt(&decision, &profile, &ended, None).await;
-            return Err(BrokerError::Degraded { missing, receipt });
+            return Err(BrokerError::Degraded {
+                missing,
+                receipt: Box::new(receipt),
+            });
         }
         let degraded = (!missing.is_empty()).then_some(missing);
         let ended = self.run(&profile, request, degraded.is_some()).await;

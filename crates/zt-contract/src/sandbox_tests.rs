@@ -164,6 +164,9 @@ fn several_permits_grant_only_what_they_all_grant() {
     assert_eq!(both.connect(), [2]);
     assert!(both.write().contains(&"/b".to_string()));
     assert!(!both.write().contains(&"/a".to_string()));
-    assert_eq!(SandboxProfile::intersection(&[a.clone()]), Some(a));
+    assert_eq!(
+        SandboxProfile::intersection(std::slice::from_ref(&a)),
+        Some(a)
+    );
     assert_eq!(SandboxProfile::intersection(&[]), None);
 }

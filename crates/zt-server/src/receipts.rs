@@ -6,7 +6,7 @@
 //!
 //! Once per decision: receipts committed since start are kept in memory (one number each);
 //! for a decision made before the server started, the records between it and the start are
-//! searched. Replicas sharing one store each keep their own memory, so two replicas could
+//! searched once (a receipt found there is remembered, so repeating the request costs nothing). Replicas sharing one store each keep their own memory, so two replicas could
 //! each accept one receipt for the same decision; `zt audit verify` refuses such a log.
 
 use std::collections::HashSet;
@@ -15,7 +15,7 @@ use std::sync::{Mutex, PoisonError};
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use zt_contract::{Decision, ExecutionReceipt, ReceiptRequest, RecordKind, SandboxProfile};
-use zt_ledger::{Ledger, RecordDraft, SealedRecord};
+use zt_ledger::{Ledger, RecordDraft, SealedRecord, StoreError};
 
 use crate::auth::AgentCaller;
 use crate::error::ApiError;
@@ -100,28 +100,39 @@ impl ReceiptBook {
             .remove(&seq);
     }
 
-    /// Whether a record written before start is a receipt for `seq` (searched from `seq + 1`).
-    fn receipted_before_start(&self, ledger: &Ledger, seq: u64) -> Result<bool, ApiError> {
-        let mut from = seq + 1;
-        while from < self.first_live_seq {
-            let limit = usize::try_from(self.first_live_seq - from)
-                .unwrap_or(SEARCH_PAGE)
-                .min(SEARCH_PAGE);
-            let lines = ledger
-                .read(from, limit)
-                .map_err(|_| ApiError::AuditUnavailable)?;
-            if lines.is_empty() {
-                break;
-            }
-            for line in &lines {
-                if line.contains("\"execution\"") && receipt_for(line) == Some(seq) {
-                    return Ok(true);
-                }
-            }
-            from += lines.len() as u64;
-        }
-        Ok(false)
+    fn is_receipted(&self, seq: u64) -> bool {
+        self.receipted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&seq)
     }
+}
+
+/// Whether a record in `from..to` is a receipt for `seq`. Runs on a blocking thread; once per
+/// decision at most, as a receipt found is remembered.
+fn receipted_between(
+    ledger: &Ledger,
+    seq: u64,
+    mut from: u64,
+    to: u64,
+) -> Result<bool, StoreError> {
+    while from < to {
+        let limit = usize::try_from(to - from)
+            .unwrap_or(SEARCH_PAGE)
+            .min(SEARCH_PAGE);
+        let lines = ledger.read(from, limit)?;
+        if lines.is_empty() {
+            break;
+        }
+        if lines
+            .iter()
+            .any(|line| line.contains("\"execution\"") && receipt_for(line) == Some(seq))
+        {
+            return Ok(true);
+        }
+        from += lines.len() as u64;
+    }
+    Ok(false)
 }
 
 fn receipt_for(line: &str) -> Option<u64> {
@@ -158,10 +169,12 @@ pub async fn append_receipt(
         .validate()
         .map_err(|e| refused(ReceiptRefusal::Invalid(e.to_string())))?;
     let seq = request.execution.decision_seq;
-    let line = state
-        .ledger
-        .read(seq, 1)
-        .map_err(|_| ApiError::AuditUnavailable)?
+    if state.receipts.is_receipted(seq) {
+        return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
+    }
+    let ledger = state.ledger.clone();
+    let line = blocking(move || ledger.read(seq, 1))
+        .await?
         .into_iter()
         .next()
         .ok_or(refused(ReceiptRefusal::NoSuchDecision(seq)))?;
@@ -172,10 +185,13 @@ pub async fn append_receipt(
         .sandbox
         .check_within(&granted)
         .map_err(|_| refused(ReceiptRefusal::Wider(seq)))?;
-    if seq < state.receipts.first_live_seq
-        && state.receipts.receipted_before_start(&state.ledger, seq)?
-    {
-        return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
+    let first_live = state.receipts.first_live_seq;
+    if seq < first_live {
+        let ledger = state.ledger.clone();
+        if blocking(move || receipted_between(&ledger, seq, seq + 1, first_live)).await? {
+            state.receipts.reserve(seq);
+            return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
+        }
     }
     if !state.receipts.reserve(seq) {
         return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
@@ -217,6 +233,16 @@ fn check_decision(
         return Err(refused(ReceiptRefusal::HashMismatch(seq)));
     }
     Ok(granted)
+}
+
+/// Runs a store read on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|_| ApiError::AuditUnavailable)
 }
 
 fn refused(refusal: ReceiptRefusal) -> ApiError {

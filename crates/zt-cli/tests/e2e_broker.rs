@@ -599,3 +599,102 @@ fn forged_receipts_are_refused_by_the_server() {
     let (status, _, answer) = restarted.json_as(&token, "POST", "/executions", Some(good));
     assert_eq!(status, 409, "a second receipt after a restart: {answer}");
 }
+
+/// A fake control plane on loopback that answers every request with `answer` (status, body),
+/// or never answers when `None`.
+fn fake_control_plane(answer: Option<(u16, String)>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buffer = [0u8; 65536];
+                let _ = stream.read(&mut buffer);
+                match answer {
+                    Some((status, body)) => {
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(response.as_bytes());
+                    }
+                    None => std::thread::sleep(Duration::from_secs(30)),
+                }
+            });
+        }
+    });
+    url
+}
+
+/// An allow whose evidence hashes correctly but carries no sandbox profile (a control plane
+/// that does not grant sandboxes).
+fn allow_without_profile() -> String {
+    let body = zt_contract::RecordBody {
+        action: "ci.plain".into(),
+        actor: ACTOR.into(),
+        authenticated: true,
+        claimed_actor: None,
+        context_sha256: None,
+        counts: None,
+        decision: zt_contract::Decision::Allow,
+        execution: None,
+        kind: zt_contract::RecordKind::Decision,
+        policies: None,
+        policy_version: None,
+        previous_hash: zt_contract::GENESIS_HASH.into(),
+        reason: "fine".into(),
+        request_id: None,
+        resource: "".into(),
+        sandbox: None,
+        seq: 0,
+        timestamp: "2026-11-25T00:00:00.000Z".into(),
+    };
+    let hash = Digest32::sha256(&serde_json::to_vec(&body).unwrap()).to_hex();
+    json!({
+        "ok": true, "actor": ACTOR, "action": "ci.plain", "resource": "", "decision": "allow",
+        "reason": "fine",
+        "audit": {"timestamp": body.timestamp, "previous_hash": zt_contract::GENESIS_HASH,
+                  "current_hash": hash,
+                  "kms_signature": {"algorithm": "ECDSA_SHA_256", "key_id": "k", "signature": "AA=="}},
+        "evidence": {"kind": "decision", "seq": 0, "authenticated": true}
+    })
+    .to_string()
+}
+
+#[test]
+fn no_valid_decision_means_the_command_never_runs() {
+    let mut forged_hash: Value = serde_json::from_str(&allow_without_profile()).unwrap();
+    forged_hash["audit"]["current_hash"] = json!("0".repeat(64));
+    let cases = [
+        (
+            "malformed answer",
+            Some((200, "{\"ok\": true}".to_string())),
+        ),
+        ("server error", Some((500, "{}".to_string()))),
+        ("bad evidence", Some((200, forged_hash.to_string()))),
+        (
+            "an allow without a profile",
+            Some((200, allow_without_profile())),
+        ),
+        ("timeout", None),
+    ];
+    for (case, answer) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let sentinel = dir.path().join("sentinel");
+        let url = fake_control_plane(answer);
+        let ran = exec_command(
+            &url,
+            "t",
+            &["--action", "ci.plain", "--decision-timeout-ms", "500"],
+            &["/usr/bin/touch", sentinel.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+        assert_eq!(ran.status.code(), Some(69), "{case}: {}", text(&ran.stderr));
+        assert!(text(&ran.stderr).contains("not run"), "{case}");
+        assert!(!sentinel.exists(), "{case}: the command ran");
+    }
+}

@@ -698,3 +698,57 @@ fn no_valid_decision_means_the_command_never_runs() {
         assert!(!sentinel.exists(), "{case}: the command ran");
     }
 }
+
+#[test]
+fn the_library_runs_a_guarded_sandboxed_child_and_returns_its_receipt() {
+    if !landlock() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
+    let client = zt_client::ControlPlane::new(&server.url())
+        .unwrap()
+        .with_bearer(&token)
+        .unwrap();
+    let helper = zt_broker::HelperCommand {
+        program: zt_bin().into(),
+        args: vec!["__sandbox-exec".into()],
+    };
+    let broker = zt_broker::Broker::new(client, ACTOR, helper);
+    let request = zt_broker::ExecRequest {
+        action: "ci.build".into(),
+        command: vec!["/bin/bash".into(), "-c".into(), "printf library".into()],
+        narrowing: zt_contract::Narrowing {
+            write: Some(vec!["@tmp".into()]),
+            ..zt_contract::Narrowing::default()
+        },
+        ..zt_broker::ExecRequest::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let execution = runtime.block_on(broker.execute(&request)).unwrap();
+    assert_eq!(execution.ended.exit_code, Some(0));
+    assert_eq!(execution.ended.stdout.bytes, 7);
+    assert_eq!(execution.profile.write(), ["@tmp"], "narrowed");
+    let receipt = execution.receipt.unwrap();
+    assert_eq!(receipt.record.kind, zt_contract::RecordKind::Execution);
+    let e = receipt.record.execution.unwrap();
+    assert_eq!(e.decision_seq, execution.decision.evidence.seq);
+    assert_eq!(e.decision_hash, execution.decision.audit.current_hash);
+    assert_eq!(e.stdout_sha256, Digest32::sha256(b"library").to_hex());
+    assert_eq!(receipt.record.sandbox.unwrap().write(), ["@tmp"]);
+
+    // A denied request never reaches the command.
+    let denied = zt_broker::ExecRequest {
+        action: "ci.deploy".into(),
+        ..request
+    };
+    match runtime.block_on(broker.execute(&denied)) {
+        Err(zt_broker::BrokerError::Denied(decision)) => {
+            assert_eq!(decision.decision.as_str(), "deny")
+        }
+        other => panic!("expected a deny, got {other:?}"),
+    }
+}

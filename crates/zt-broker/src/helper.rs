@@ -23,6 +23,8 @@ pub const HELPER_FAILED: i32 = 125;
 pub struct HelperSpec {
     /// The profile to apply.
     pub profile: ConcreteProfile,
+    /// The profile the decision granted: every path of `profile` must lead beneath it.
+    pub granted: ConcreteProfile,
     /// Run with the parts the kernel cannot enforce dropped.
     pub allow_degraded: bool,
     /// The write end of the status pipe, inherited.
@@ -65,7 +67,7 @@ fn prepare(spec: &HelperSpec, command: &[OsString]) -> Result<std::convert::Infa
     // Every descriptor but stdin, stdout and stderr closes at exec: none the broker's caller
     // left open reaches the command (the status pipe included, which signals the exec).
     close_fds::CloseFdsBuilder::new().cloexecfrom(3);
-    sandbox::restrict_self(&spec.profile, spec.allow_degraded)?;
+    sandbox::restrict_self(&spec.profile, &spec.granted, spec.allow_degraded)?;
     let error = exec(program, args);
     Err(format!(
         "cannot run `{}`: {error}",

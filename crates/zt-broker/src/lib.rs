@@ -158,7 +158,9 @@ impl Broker {
             });
         }
         let degraded = (!missing.is_empty()).then_some(missing);
-        let ended = self.run(&profile, request, degraded.is_some()).await;
+        let ended = self
+            .run(&profile, &granted, request, degraded.is_some())
+            .await;
         let receipt = self
             .receipt(&decision, &profile, &ended, degraded.clone())
             .await;
@@ -171,7 +173,13 @@ impl Broker {
         })
     }
 
-    async fn run(&self, profile: &SandboxProfile, request: &ExecRequest, degraded: bool) -> Ended {
+    async fn run(
+        &self,
+        profile: &SandboxProfile,
+        granted: &SandboxProfile,
+        request: &ExecRequest,
+        degraded: bool,
+    ) -> Ended {
         let tmp = if profile.wants_private_tmp() {
             match tempfile::Builder::new().prefix("zt-exec-").tempdir() {
                 Ok(dir) => Some(dir),
@@ -183,6 +191,7 @@ impl Broker {
         let tmp_path = tmp.as_ref().map(tempfile::TempDir::path);
         let spec = HelperSpec {
             profile: concrete(profile, tmp_path),
+            granted: concrete(granted, tmp_path),
             allow_degraded: degraded,
             status_fd: -1,
             broker_pid: 0,

@@ -29,8 +29,35 @@ pub fn unenforceable() -> Vec<String> {
 /// Restricts the calling process (and what it executes) to `profile`. With `allow_degraded`
 /// the parts the kernel cannot enforce are dropped (best effort); without, any such part is an
 /// error and nothing is restricted halfway.
-pub fn restrict_self(profile: &ConcreteProfile, allow_degraded: bool) -> Result<(), String> {
-    imp::restrict_self(profile, allow_degraded)
+///
+/// Every path is checked where it really leads once opened (symlinks resolved): it must be
+/// beneath a path `granted` gives the same right, so a caller's narrowed path that is a
+/// symlink out of the grant (planted in a writable directory, say) is refused, whatever
+/// happened to it between the broker's check and this open.
+pub fn restrict_self(
+    profile: &ConcreteProfile,
+    granted: &ConcreteProfile,
+    allow_degraded: bool,
+) -> Result<(), String> {
+    imp::restrict_self(profile, granted, allow_degraded)
+}
+
+/// `granted`'s paths with symlinks resolved (those that exist): readable (any list), writable,
+/// executable.
+fn resolved(granted: &ConcreteProfile) -> [Vec<PathBuf>; 3] {
+    let canonical = |list: &[PathBuf]| -> Vec<PathBuf> {
+        list.iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect()
+    };
+    let mut readable = canonical(&granted.read);
+    readable.extend(canonical(&granted.write));
+    readable.extend(canonical(&granted.exec));
+    [
+        readable,
+        canonical(&granted.write),
+        canonical(&granted.exec),
+    ]
 }
 
 #[cfg(target_os = "linux")]
@@ -71,8 +98,10 @@ mod imp {
 
     pub(super) fn restrict_self(
         profile: &ConcreteProfile,
+        granted: &ConcreteProfile,
         allow_degraded: bool,
     ) -> Result<(), String> {
+        let [readable, writable, executable] = super::resolved(granted);
         let level = if allow_degraded {
             CompatLevel::BestEffort
         } else {
@@ -93,15 +122,26 @@ mod imp {
         let write = read | AccessFs::from_write(FS_ABI);
         let exec = read | AccessFs::Execute;
         let lists = [
-            (&profile.read, read),
-            (&profile.write, write),
-            (&profile.exec, exec),
+            (&profile.read, read, &readable),
+            (&profile.write, write, &writable),
+            (&profile.exec, exec, &executable),
         ];
-        for (paths, access) in lists {
+        for (paths, access, bounds) in lists {
             for path in paths {
                 // A path that does not exist grants nothing (it cannot appear later either:
                 // the rule is bound to the file opened now).
                 let Ok(fd) = PathFd::new(path) else { continue };
+                let real = real_path(&fd);
+                if !real
+                    .as_ref()
+                    .is_some_and(|r| bounds.iter().any(|b| r.starts_with(b)))
+                {
+                    return Err(format!(
+                        "`{}` leads outside the granted profile (to `{}`)",
+                        path.display(),
+                        real.unwrap_or_default().display()
+                    ));
+                }
                 let access = if path.is_dir() {
                     access
                 } else {
@@ -126,6 +166,12 @@ mod imp {
         }
         Ok(())
     }
+
+    /// Where an opened path really is.
+    fn real_path(fd: &PathFd) -> Option<std::path::PathBuf> {
+        use std::os::fd::{AsFd, AsRawFd};
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).ok()
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -139,7 +185,11 @@ mod imp {
         vec!["no kernel sandbox on this platform: nothing can be enforced".into()]
     }
 
-    pub(super) fn restrict_self(_: &ConcreteProfile, allow_degraded: bool) -> Result<(), String> {
+    pub(super) fn restrict_self(
+        _: &ConcreteProfile,
+        _: &ConcreteProfile,
+        allow_degraded: bool,
+    ) -> Result<(), String> {
         if allow_degraded {
             Ok(())
         } else {

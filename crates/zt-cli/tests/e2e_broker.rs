@@ -186,6 +186,24 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
     );
     assert_eq!(text(&wrote.stdout), "tmp\n", "the private tmp is writable");
 
+    // A narrowed path that is a symlink out of the grant (planted in the writable directory)
+    // is refused where it really leads: nothing runs.
+    std::os::unix::fs::symlink(d.join("secret"), d.join("out/escape")).unwrap();
+    let escape = p("out/escape");
+    let planted = exec(
+        &server,
+        &token,
+        &["--action", "ci.build", "--read", &escape],
+        &["/bin/cat", &format!("{escape}/key.txt")],
+    );
+    assert_eq!(planted.status.code(), Some(71), "{}", text(&planted.stderr));
+    assert!(!text(&planted.stdout).contains("top secret"));
+    assert!(
+        text(&planted.stderr).contains("outside the granted profile"),
+        "{}",
+        text(&planted.stderr)
+    );
+
     // The default profile (no annotations) writes nowhere but its private tmp.
     let default = format!("echo x > {}", p("out/default.txt"));
     let plain = exec(&server, &token, &["--action", "ci.plain"], &bash(&default));

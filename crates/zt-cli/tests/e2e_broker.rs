@@ -127,6 +127,8 @@ permit (principal, action == Action::"ci.build", resource);
 permit (principal, action == Action::"ci.fetch", resource);
 @id("plain") @reason("the default sandbox")
 permit (principal, action == Action::"ci.plain", resource);
+@id("typo") @reason("a grant this version cannot read") @sandbox_wirte("/srv")
+permit (principal, action == Action::"ci.typo", resource);
 "#,
         input = input.display(),
         out = out.display(),
@@ -269,6 +271,18 @@ fn a_denied_command_never_runs() {
     assert_eq!(denied.status.code(), Some(77), "{}", text(&denied.stderr));
     assert!(text(&denied.stderr).contains("denied"));
     assert!(!sentinel.exists(), "a denied command ran");
+    // A permit whose sandbox grant cannot be read denies a broker (fail closed).
+    let typo = exec(&server, &token, &["--action", "ci.typo"], &touch);
+    assert_eq!(typo.status.code(), Some(77), "{}", text(&typo.stderr));
+    assert!(
+        text(&typo.stderr).contains("sandbox grant is invalid"),
+        "{}",
+        text(&typo.stderr)
+    );
+    assert!(
+        !sentinel.exists(),
+        "a command ran under an unreadable grant"
+    );
     assert!(receipts(&server).is_empty(), "no receipt for a deny");
 }
 

@@ -21,7 +21,8 @@ pub enum Exit {
     ReceiptFailed,
     /// 77, `zt exec`: the control plane denied the action; the command did not run.
     Denied,
-    /// 78, `zt exec`: the caller asked for a wider sandbox than granted; the command did not run.
+    /// 78, `zt exec`: the caller asked for a wider (or an invalid) sandbox than granted; the
+    /// command did not run.
     ProfileRefused,
 }
 

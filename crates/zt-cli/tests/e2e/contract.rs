@@ -1,13 +1,7 @@
 //! The wire contract, end to end against the real binary: statuses, every field, reasons, the
 //! audit envelope, evidence that recomputes, signatures that verify against `/audit/keys`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{http_raw, parse, Server};

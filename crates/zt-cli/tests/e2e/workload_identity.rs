@@ -1,15 +1,9 @@
 //! Workload identity, end to end: `zt serve` over HTTPS with client certificates (X.509-SVIDs)
 //! and JWT-SVID bearer tokens, against the real binary over real sockets. Every certificate and
 //! key is made here at test time (rcgen, aws-lc-rs); nothing is checked in.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
-mod workload;
+use crate::common;
+use crate::workload;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

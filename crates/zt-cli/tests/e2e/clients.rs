@@ -3,15 +3,9 @@
 //! the token file and a 401 that says how to authenticate, `https://` with a self-signed server
 //! certificate or `zt dev-certs`, listen addresses, the configuration file, logs without colour
 //! codes or as JSON, credential hints on the server, completions and the man page.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
-mod workload;
+use crate::common;
+use crate::workload;
 
 use std::io::Read;
 use std::net::TcpStream;

@@ -1,13 +1,7 @@
 //! Policy end to end: Cedar policies with registry attributes and request context, explained
 //! decisions, reviewed proposals by two admins, reload on SIGHUP, and the AuthZEN API.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

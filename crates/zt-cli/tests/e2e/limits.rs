@@ -3,15 +3,9 @@
 //! AuthZEN batches that never hide committed decisions, strict headers, paths and query
 //! parameters answered as JSON, and listeners that cut off slow clients while `/health` stays
 //! answerable.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
-mod workload;
+use crate::common;
+use crate::workload;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

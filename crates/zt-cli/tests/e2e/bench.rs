@@ -1,14 +1,8 @@
 //! `zt bench` against real servers: it explains a server whose policy changes need a second
 //! admin and a server whose rate limit it would measure, exits 1 for both, and in every case
 //! leaves the server as it found it (no `bench-agent`, the policy it started with).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

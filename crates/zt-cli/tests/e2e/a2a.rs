@@ -3,14 +3,8 @@
 //! effect for every message it runs, and a client that finds the agent through the proxy's
 //! card. Skipped, with the reason printed, when python with a2a-sdk is absent (the venv made
 //! by `scripts/setup-peers.sh`), unless `ZT_REQUIRE_SERVICES=1`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

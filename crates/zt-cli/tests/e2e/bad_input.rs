@@ -6,14 +6,8 @@
 // Test code: the workspace's production lints (no unwrap/expect/panic/indexing) are meant to be
 // relaxed in tests (clippy.toml), but clippy only relaxes them inside `#[test]` functions, not in
 // the helpers they call (nor in `common`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

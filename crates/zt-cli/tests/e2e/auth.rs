@@ -1,14 +1,8 @@
 //! Authenticated actors, end to end: bearer tokens bound to actors, spoofing, rotation,
 //! revocation, admin separation, replay protection and rate limits. Each refusal has the right
 //! status and leaves the right audit trace, and nothing protected is allowed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 

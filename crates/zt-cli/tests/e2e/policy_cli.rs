@@ -1,13 +1,7 @@
 //! `zt policy validate | test | diff` end to end: the real binary on the shipped example
 //! policies, their cases files, broken inputs, and an audit log written by a real server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -1,14 +1,8 @@
 //! `kill -9` under load, several times on one data directory: nothing acknowledged is ever
 //! lost, and every restart continues the one chain instead of forking it.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -3,14 +3,8 @@
 //! command never sees) and the receipt that closes intent -> decision -> execution in the chain.
 //! Tests that run a command need Landlock with TCP rules and scopes (ABI 6+); without it they
 //! skip with the reason, or fail under `ZT_REQUIRE_SERVICES=1`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;

@@ -3,17 +3,10 @@
 //! (several servers on one store: `e2e_replicas.rs`). Needs PostgreSQL on 127.0.0.1:5432 (`.ci/run`
 //! starts it; `ZT_TEST_POSTGRES_URL` overrides); skips (prints `SKIPPED: …`) without it unless
 //! `ZT_REQUIRE_SERVICES=1`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 // The same fresh-schema helper as the ledger's conformance suite.
-#[path = "../../zt-ledger/tests/pg_schema/mod.rs"]
-mod pg_schema;
+use crate::pg_schema;
 
 use common::{parse, zt, Server};
 use serde_json::json;

@@ -2,14 +2,8 @@
 //! checkpoints verify with the published key; inclusion and consistency proofs verify; a
 //! forged server is caught; and a history rewritten after a checkpoint was saved is caught even
 //! when every hash is recomputed and every record re-signed with the server's own key.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -8,14 +8,8 @@
 //! outage test; without them each test prints `SKIPPED: …` and passes, unless
 //! `ZT_REQUIRE_SERVICES=1` (CI), which makes it fail. Each test uses its own stream and subject
 //! and deletes the stream at the end.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::path::Path;

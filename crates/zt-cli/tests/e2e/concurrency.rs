@@ -1,14 +1,8 @@
 //! Many clients at once against the real binary: every answer is a committed, correctly placed
 //! record, and concurrent commits leave exactly one unforked, contiguous chain.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,16 +1,9 @@
 //! SIEM export end to end, against the real `zt` binary: `zt audit export` in both formats
 //! and from every kind of source, and the live `GET /audit/stream` (server-sent events) with
 //! resumption, authentication and parameter errors.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-#[path = "../../zt-siem/tests/ocsf_schema/check.rs"]
-mod ocsf_schema;
+use crate::common;
+use crate::ocsf_schema;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -5,16 +5,9 @@
 //! registrations on both survive.
 //! Needs PostgreSQL on 127.0.0.1:5432 (`.ci/run` starts it); skips (prints `SKIPPED: …`)
 //! without it unless `ZT_REQUIRE_SERVICES=1`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
-#[path = "../../zt-ledger/tests/pg_schema/mod.rs"]
-mod pg_schema;
+use crate::common;
+use crate::pg_schema;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,14 +3,8 @@
 //! across restarts with ids unique for the log's life and matched exactly, `--policy FILE`
 //! owning the policy, nothing created by a refused start, `POST /policies/allow` comparing
 //! parsed policies, and re-registration of an agent with other attributes refused.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

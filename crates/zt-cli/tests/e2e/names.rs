@@ -3,14 +3,8 @@
 //! variant of an action is folded and hits the deny its lower-case form hits, a huge dotted
 //! action is refused while `/health` keeps answering, look-alike actors cannot be registered,
 //! and an agent registered under a now-invalid name does not stop the server.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use common::{http, parse, Server};
 use serde_json::{json, Value};

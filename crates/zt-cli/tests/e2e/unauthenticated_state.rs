@@ -3,14 +3,8 @@
 //! same data directory, named one by one, until the operator accepts them once with
 //! `--accept-unauthenticated-state` (audited). And every file the server leaves in its data
 //! directory is private (0600).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

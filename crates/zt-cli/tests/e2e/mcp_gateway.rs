@@ -3,14 +3,8 @@
 //! `@modelcontextprotocol/server-everything` and `server-filesystem` (`tests/mcp-peers/`),
 //! deciding with the real `zt serve`. Install the peers with `scripts/setup-peers.sh`; without
 //! them these tests skip with a message, or fail under `ZT_REQUIRE_SERVICES=1`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,7 @@
 //! Operations: drain on SIGTERM, one writer per data directory, key file mode, environment
 //! twins of flags, refusing to start unauthenticated unless asked by name.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

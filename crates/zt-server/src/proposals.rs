@@ -265,6 +265,19 @@ impl Proposals {
         Ok(())
     }
 
+    /// Forgets a proposal (withdrawn) and saves; nothing to do if it is already gone.
+    pub async fn remove(&self, id: &str) -> Result<(), ProposalsError> {
+        let Some(seq) = seq_of(id) else {
+            return Ok(());
+        };
+        self.change(move |kept| {
+            let mut next = kept.clone();
+            next.by_seq.remove(&seq)?;
+            Some(next)
+        })
+        .await
+    }
+
     /// The version of the document the proposals in memory were read from or saved as.
     pub fn version(&self) -> Option<u64> {
         self.read().version
@@ -483,5 +496,15 @@ mod tests {
         assert_eq!(kept.status, ProposalStatus::Pending);
         assert_eq!(kept.engine.version(), engine.version());
         assert_eq!(reloaded.get("prop-8").unwrap().proposed_by, "alice");
+
+        reloaded.remove("prop-8").await.unwrap();
+        assert!(reloaded.get("prop-8").is_none());
+        let again = Proposals::load(
+            Arc::new(Documents::open(None, dir.path()).unwrap()),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(again.get("prop-8").is_none(), "a withdrawal is saved");
+        assert!(again.get("prop-9").is_some());
     }
 }

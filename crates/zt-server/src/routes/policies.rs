@@ -4,7 +4,8 @@
 //! format) and files it; `GET /policies/proposals/{id}` shows the diff against the active set
 //! and the decisions it would change on recent requests; `POST /policies/proposals/{id}/approve`
 //! by a second admin activates it. With a single admin (`--auth none`, or `--single-admin`)
-//! the proposer may approve, and the record says so. `POST /policies/allow` is a shortcut
+//! the proposer may approve, and the record says so. `DELETE /policies/proposals/{id}` withdraws
+//! a pending proposal (any admin). `POST /policies/allow` is a shortcut
 //! through the same path: propose "allow this action", then approve.
 //!
 //! When `--policy FILE` owns the policy, the routes that change it answer 409 naming the
@@ -39,7 +40,10 @@ pub fn router() -> Router<SharedState> {
         .route("/policies", get(show_policy))
         .route("/policies/allow", post(allow_action))
         .route("/policies/proposals", post(propose))
-        .route("/policies/proposals/{id}", get(show_proposal))
+        .route(
+            "/policies/proposals/{id}",
+            get(show_proposal).delete(withdraw),
+        )
         .route("/policies/proposals/{id}/approve", post(approve))
 }
 
@@ -213,6 +217,43 @@ async fn show_proposal(
         .get(&id)
         .ok_or(ApiError::ProposalNotFound(id))?;
     Ok(Json(proposal_view(&state, &proposal, DEFAULT_REPLAY)))
+}
+
+/// Withdraws a pending proposal (any admin: its proposer, or a reviewer turning it down). The
+/// withdrawal is recorded in the chain first, then the proposal is forgotten; an activated
+/// one is history and stays (409).
+async fn withdraw(
+    State(state): State<SharedState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let _serialized = state.admin_lock.lock().await;
+    saved(state.proposals.refresh().await)?;
+    let proposal = state
+        .proposals
+        .get(&id)
+        .ok_or(ApiError::ProposalNotFound(id))?;
+    let id = proposal.id.as_str();
+    if proposal.status != ProposalStatus::Pending {
+        return Err(ApiError::ProposalClosed(id.into()));
+    }
+    let record = admin_record(
+        &caller,
+        "zt.admin.policies.withdraw",
+        id,
+        format!(
+            "policy proposal `{id}` by `{}` withdrawn",
+            proposal.proposed_by
+        ),
+        Some(proposal.engine.version().to_string()),
+    );
+    state.ledger.append(record).await?;
+    saved(state.proposals.remove(id).await)?;
+    Ok(Json(json!({
+        "ok": true,
+        "id": id,
+        "withdrawn_by": caller.name,
+    })))
 }
 
 /// Approves and activates a proposal; every check happens under the admin lock. The records

@@ -26,7 +26,9 @@ pub fn activity(body: &RecordBody) -> (u8, &'static str) {
             | "zt.admin.policies.activate"
             | "zt.admin.policies.reload",
         ) => (3, "Update"),
-        (RecordKind::Admin, "zt.admin.agents.remove") => (4, "Delete"),
+        (RecordKind::Admin, "zt.admin.agents.remove" | "zt.admin.policies.withdraw") => {
+            (4, "Delete")
+        }
         (RecordKind::Admin, "zt.admin.access") => (OTHER, "Admin Access"),
         (RecordKind::Admin, _) => (OTHER, "Admin"),
     }

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zt_contract::{AllowRuleRequest, Decision};
+use zt_contract::{AdminAction, AllowRuleRequest, Decision};
 use zt_ledger::clock::wire_now;
 use zt_policy::{ActionPolicy, PolicyEngine};
 
@@ -158,14 +158,14 @@ async fn file_proposal(
     let engine = Arc::new(engine);
     let record = admin_record(
         caller,
-        "zt.admin.policies.propose",
+        AdminAction::PoliciesPropose,
         "policy proposal",
         format!(
             "policy proposal filed against `{}`; its id is `prop-` and this record's seq",
             base.version()
         ),
-        Some(engine.version().to_string()),
-    );
+    )
+    .with_policy_version(Some(engine.version().to_string()));
     let sealed = state.ledger.append(record).await?;
     let proposal = state
         .proposals
@@ -239,14 +239,14 @@ async fn withdraw(
     }
     let record = admin_record(
         &caller,
-        "zt.admin.policies.withdraw",
+        AdminAction::PoliciesWithdraw,
         id,
         format!(
             "policy proposal `{id}` by `{}` withdrawn",
             proposal.proposed_by
         ),
-        Some(proposal.engine.version().to_string()),
-    );
+    )
+    .with_policy_version(Some(proposal.engine.version().to_string()));
     state.ledger.append(record).await?;
     saved(state.proposals.remove(id).await)?;
     Ok(Json(json!({
@@ -288,22 +288,22 @@ async fn approve_and_activate(
     let version = proposal.engine.version().to_string();
     let approval = admin_record(
         caller,
-        "zt.admin.policies.approve",
+        AdminAction::PoliciesApprove,
         id,
         format!("policy proposal `{id}` {how}"),
-        Some(version.clone()),
-    );
+    )
+    .with_policy_version(Some(version.clone()));
     state.ledger.append(approval).await?;
     let activation = admin_record(
         caller,
-        "zt.admin.policies.activate",
+        AdminAction::PoliciesActivate,
         id,
         format!(
             "policy `{version}` activated, replacing `{}`",
             active.version()
         ),
-        Some(version),
-    );
+    )
+    .with_policy_version(Some(version));
     state.ledger.append(activation).await?;
     if !caller.authenticated {
         let version = proposal.engine.version();

@@ -6,6 +6,7 @@
 //! This crate does no I/O and has no async code, so servers, SDKs, gateways and the offline
 //! verifier all share exactly one definition of what a valid record is.
 
+pub mod admin_token_file;
 pub mod authzen;
 pub mod canonical;
 pub mod checkpoint;

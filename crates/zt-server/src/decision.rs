@@ -9,11 +9,10 @@ use serde_json::Value;
 use zt_contract::canonical::canonical_json;
 use zt_contract::names::{ActionName, ActorName, ResourceName};
 use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, Digest32, RecordDraft};
-use zt_policy::PolicyRequest;
+use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
 use crate::auth::AgentCaller;
 use crate::error::ApiError;
-use crate::recent::RecentRequest;
 use crate::replay::{ReplayRefusal, MAX_REQUEST_ID_BYTES};
 use crate::state::AppState;
 
@@ -125,12 +124,13 @@ pub async fn decide(
             asked = asked.with_context(context);
         }
         let decided = engine.decide(&asked);
-        state.recent.push(RecentRequest {
+        state.recent.push(OwnedPolicyRequest {
             actor: actor.clone(),
             action: request.action.clone(),
             resource: request.resource.clone(),
             resource_attributes,
             context: request.context.clone(),
+            ..OwnedPolicyRequest::default()
         });
         Verdict {
             decision: if decided.allowed {

@@ -13,7 +13,6 @@ pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod nats;
-pub mod persist;
 pub mod policy_reload;
 pub mod policy_store;
 pub mod proposals;

@@ -13,10 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
-use zt_policy::{PolicyEngine, PolicyRequest};
+use zt_policy::PolicyEngine;
 
-use crate::recent::RecentRequest;
-use crate::registry::Registry;
 use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 
 /// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
@@ -363,76 +361,6 @@ impl Proposals {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-}
-
-/// How one replayed request is decided under a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// The reason.
-    pub reason: String,
-}
-
-/// A replayed request whose outcome the proposal would change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// The actor.
-    pub actor: String,
-    /// The action.
-    pub action: String,
-    /// The resource.
-    pub resource: String,
-    /// Under the active policy.
-    pub active: Outcome,
-    /// Under the proposal.
-    pub proposed: Outcome,
-}
-
-fn outcome(engine: &PolicyEngine, registry: &Registry, r: &RecentRequest) -> Outcome {
-    let attributes = registry.attributes(&r.actor).unwrap_or_default().to_map();
-    let mut asked = PolicyRequest::new(&r.actor, &r.action, &r.resource)
-        .with_actor_attributes(&attributes)
-        .with_resource_attributes(&r.resource_attributes);
-    if let Some(context) = &r.context {
-        asked = asked.with_context(context);
-    }
-    let decided = engine.decide(&asked);
-    Outcome {
-        decision: if decided.allowed { "allow" } else { "deny" },
-        reason: decided.reason,
-    }
-}
-
-/// Replays `requests` under both policies and returns those decided differently.
-pub fn impact(
-    active: &PolicyEngine,
-    proposed: &PolicyEngine,
-    registry: &Registry,
-    requests: &[RecentRequest],
-) -> Vec<Change> {
-    requests
-        .iter()
-        .filter_map(|r| {
-            let (before, after) = (outcome(active, registry, r), outcome(proposed, registry, r));
-            (before != after).then(|| Change {
-                actor: r.actor.clone(),
-                action: r.action.clone(),
-                resource: r.resource.clone(),
-                active: before,
-                proposed: after,
-            })
-        })
-        .collect()
-}
-
-/// A unified diff of two policy texts.
-pub fn text_diff(active: &str, proposed: &str) -> String {
-    similar::TextDiff::from_lines(active, proposed)
-        .unified_diff()
-        .context_radius(3)
-        .header("active", "proposed")
-        .to_string()
 }
 
 #[cfg(test)]

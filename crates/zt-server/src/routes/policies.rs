@@ -22,12 +22,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zt_contract::{AdminAction, AllowRuleRequest, Decision};
 use zt_ledger::clock::wire_now;
-use zt_policy::{ActionPolicy, PolicyEngine};
+use zt_policy::{impact, text_diff, ActionPolicy, PolicyEngine};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::proposals::{impact, text_diff, Proposal, ProposalStatus};
+use crate::proposals::{Proposal, ProposalStatus};
 use crate::routes::admin::{admin_record, saved};
 use crate::state::SharedState;
 
@@ -114,12 +114,26 @@ fn next_step(p: &Proposal, approvers: &[String]) -> String {
 
 fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
     let active = state.policy.current();
-    let changes = impact(
-        &active,
-        &p.engine,
-        &state.registry,
-        &state.recent.last(replay),
-    );
+    let mut replayed = state.recent.last(replay);
+    for request in &mut replayed {
+        request.actor_attributes = state
+            .registry
+            .attributes(&request.actor)
+            .unwrap_or_default()
+            .to_map();
+    }
+    let changes: Vec<Value> = impact(&active, &p.engine, &replayed)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "actor": c.request.actor,
+                "action": c.request.action,
+                "resource": c.request.resource,
+                "active": c.outcomes.before,
+                "proposed": c.outcomes.after,
+            })
+        })
+        .collect();
     let stale = p.base_version != active.version();
     let mut view = json!({
         "ok": true,
@@ -130,8 +144,8 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
         "base_version": p.base_version,
         "policy_version": p.engine.version(),
         "stale": stale,
-        "diff": text_diff(active.source(), p.engine.source()),
-        "impact": {"replayed": state.recent.last(replay).len(), "changed": changes},
+        "diff": text_diff(active.source(), p.engine.source(), "active", "proposed"),
+        "impact": {"replayed": replayed.len(), "changed": changes},
     });
     if let Some(fields) = view
         .as_object_mut()

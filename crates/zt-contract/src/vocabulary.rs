@@ -18,66 +18,60 @@ pub const REASON_NOT_ALLOWED: &str = "action is not in the allow list";
 /// Reason of the record of an agent credential used on an admin route.
 pub const REASON_ADMIN_ACCESS_REFUSED: &str = "agent credentials cannot use admin routes";
 
-/// The `action` of an admin record ([`crate::RecordKind::Admin`]). Adding one means deciding
-/// its OCSF activity in `zt-siem` (an exhaustive `match` there fails to compile until then).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AdminAction {
+/// Declares [`AdminAction`], its list and its names from one table, so that a new action is
+/// one line and can never be missing from [`AdminAction::ALL`] (and so from
+/// [`AdminAction::from_name`]).
+macro_rules! admin_actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The `action` of an admin record ([`crate::RecordKind::Admin`]). Adding one means
+        /// deciding its OCSF activity in `zt-siem` (an exhaustive `match` there fails to compile
+        /// until then).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AdminAction {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AdminAction {
+            /// Every admin action.
+            pub const ALL: &'static [AdminAction] = &[$(AdminAction::$variant,)*];
+
+            /// The record's `action`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AdminAction::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+admin_actions! {
     /// An agent registered.
-    AgentsRegister,
+    AgentsRegister => "zt.admin.agents.register",
     /// An agent's token replaced by a new one.
-    AgentsRotateToken,
+    AgentsRotateToken => "zt.admin.agents.rotate_token",
     /// An agent removed, its token revoked.
-    AgentsRemove,
+    AgentsRemove => "zt.admin.agents.remove",
     /// A policy proposal filed.
-    PoliciesPropose,
+    PoliciesPropose => "zt.admin.policies.propose",
     /// A policy proposal approved.
-    PoliciesApprove,
+    PoliciesApprove => "zt.admin.policies.approve",
     /// An approved policy made active.
-    PoliciesActivate,
+    PoliciesActivate => "zt.admin.policies.activate",
     /// A pending policy proposal withdrawn.
-    PoliciesWithdraw,
+    PoliciesWithdraw => "zt.admin.policies.withdraw",
     /// The policy file reloaded (`--policy FILE`).
-    PoliciesReload,
+    PoliciesReload => "zt.admin.policies.reload",
     /// State chosen while authentication was off, kept at start.
-    UnauthenticatedStateAccept,
+    UnauthenticatedStateAccept => "zt.admin.unauthenticated_state.accept",
     /// An agent credential used on an admin route (a deny record).
-    Access,
+    Access => "zt.admin.access",
 }
 
 impl AdminAction {
-    /// Every admin action.
-    pub const ALL: [AdminAction; 10] = [
-        AdminAction::AgentsRegister,
-        AdminAction::AgentsRotateToken,
-        AdminAction::AgentsRemove,
-        AdminAction::PoliciesPropose,
-        AdminAction::PoliciesApprove,
-        AdminAction::PoliciesActivate,
-        AdminAction::PoliciesWithdraw,
-        AdminAction::PoliciesReload,
-        AdminAction::UnauthenticatedStateAccept,
-        AdminAction::Access,
-    ];
-
-    /// The record's `action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminAction::AgentsRegister => "zt.admin.agents.register",
-            AdminAction::AgentsRotateToken => "zt.admin.agents.rotate_token",
-            AdminAction::AgentsRemove => "zt.admin.agents.remove",
-            AdminAction::PoliciesPropose => "zt.admin.policies.propose",
-            AdminAction::PoliciesApprove => "zt.admin.policies.approve",
-            AdminAction::PoliciesActivate => "zt.admin.policies.activate",
-            AdminAction::PoliciesWithdraw => "zt.admin.policies.withdraw",
-            AdminAction::PoliciesReload => "zt.admin.policies.reload",
-            AdminAction::UnauthenticatedStateAccept => "zt.admin.unauthenticated_state.accept",
-            AdminAction::Access => "zt.admin.access",
-        }
-    }
-
     /// The admin action a record's `action` names, if any.
     pub fn from_name(action: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.as_str() == action)
+        Self::ALL.iter().copied().find(|a| a.as_str() == action)
     }
 }
 
@@ -133,7 +127,7 @@ mod tests {
     #[test]
     fn admin_action_names_are_distinct_and_read_back() {
         let mut names: Vec<&str> = AdminAction::ALL.iter().map(|a| a.as_str()).collect();
-        for action in AdminAction::ALL {
+        for &action in AdminAction::ALL {
             assert_eq!(AdminAction::from_name(action.as_str()), Some(action));
             assert!(action.as_str().starts_with("zt.admin."), "{action}");
         }

@@ -233,6 +233,12 @@ impl ControlPlane {
         self.expect("POST", &path, None, &[200]).await
     }
 
+    /// Withdraws a pending policy proposal (admin; its proposer or any other admin).
+    pub async fn withdraw_proposal(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/policies/proposals/{}", path::segment(id));
+        self.expect("DELETE", &path, None, &[200]).await
+    }
+
     /// Proposes allowing `action`: active at once with a single admin (201), otherwise a
     /// pending proposal awaiting a second admin (202) (admin).
     pub async fn propose_allow(

@@ -1,8 +1,10 @@
-//! Reading an admin token from the server's admin token file (`NAME TOKEN` per line, or a
-//! bare `TOKEN` named `admin`; blank lines and `#` comments skipped), so the token never has
-//! to be copied onto a command line, where `ps` shows it.
+//! Reading an admin token from the server's admin token file (the format of
+//! `zt_contract::admin_token_file`: `NAME TOKEN` per line, or a bare `TOKEN` named `admin`),
+//! so the token never has to be copied onto a command line, where `ps` shows it.
 
 use std::path::Path;
+
+use zt_contract::admin_token_file::admin_token_lines;
 
 /// Why no token was read.
 #[derive(Debug, thiserror::Error)]
@@ -22,19 +24,10 @@ pub enum TokenFileError {
 pub fn read_admin_token(path: &Path, name: Option<&str>) -> Result<String, TokenFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| TokenFileError::Io(shown.clone(), e))?;
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        let (entry, token) = match (words.next(), words.next(), words.next()) {
-            (Some(token), None, None) => ("admin", token),
-            (Some(entry), Some(token), None) => (entry, token),
-            _ => return Err(TokenFileError::Format(shown, index + 1)),
-        };
-        if name.is_none_or(|wanted| wanted == entry) {
-            return Ok(token.to_string());
+    for read in admin_token_lines(&text) {
+        let read = read.map_err(|e| TokenFileError::Format(shown.clone(), e.line))?;
+        if name.is_none_or(|wanted| wanted == read.name) {
+            return Ok(read.token.to_string());
         }
     }
     let what = match name {

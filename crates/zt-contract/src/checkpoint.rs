@@ -56,6 +56,7 @@ use crate::Digest32;
 
 /// Why a checkpoint was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// The signed-note layer failed: syntax or signatures.
     #[error(transparent)]

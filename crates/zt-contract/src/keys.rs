@@ -82,6 +82,7 @@ pub struct Jwks {
 
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
     /// Not an EC P-256 key.
     #[error("key `{0}` is not an EC P-256 key")]

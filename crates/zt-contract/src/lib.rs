@@ -1,9 +1,12 @@
-//! Wire contract of ZT-Infra: the types existing clients speak, canonical JSON, record hashing,
-//! and verification of signatures and of the hash chain.
+//! Wire contract of ZT-Infra: the types existing clients speak, canonical JSON, the audit
+//! record (its draft and constructors, hashing, the decision answer made from it, the
+//! vocabulary of admin actions and deny reasons), and verification of signatures and of the
+//! hash chain.
 //!
 //! This crate does no I/O and has no async code, so servers, SDKs, gateways and the offline
 //! verifier all share exactly one definition of what a valid record is.
 
+pub mod admin_token_file;
 pub mod authzen;
 pub mod canonical;
 pub mod checkpoint;
@@ -15,10 +18,12 @@ pub mod names;
 pub mod note;
 pub mod proof_wire;
 pub mod receipts;
+pub mod record;
 pub mod sandbox;
 pub mod strict_json;
 pub mod timestamp;
 pub mod verify;
+pub mod vocabulary;
 pub mod wire;
 
 pub use checkpoint::{
@@ -30,6 +35,11 @@ pub use keys::{Jwk, Jwks, KeyError, PublicKeySet};
 pub use merkle::{CompactRange, ProofError};
 pub use note::{NoteError, NoteKey, NoteSignature};
 pub use proof_wire::{CheckpointKeyBody, ConsistencyBody, InclusionBody};
+pub use record::RecordDraft;
 pub use sandbox::{Narrowing, SandboxProfile};
 pub use verify::{ChainVerifier, VerifyCheck, VerifyError};
+pub use vocabulary::{
+    AdminAction, DenyReason, REASON_ADMIN_ACCESS_REFUSED, REASON_NOT_ALLOWED, REASON_UNREGISTERED,
+    REJECTIONS_ACTION, SERVER_ACTOR,
+};
 pub use wire::*;

@@ -43,6 +43,7 @@ const NODE_PREFIX: u8 = 0x01;
 
 /// Why a proof could not be built or did not verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProofError {
     /// The leaf index is not inside the tree.
     #[error("leaf index {index} is not below tree size {size}")]

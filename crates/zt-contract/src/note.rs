@@ -37,6 +37,7 @@ const SIGNATURE_PREFIX: &str = "\u{2014} ";
 
 /// Why a note or a note key was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NoteError {
     /// An ASCII control character other than newline.
     #[error("the note contains a control character other than newline")]

@@ -10,10 +10,6 @@ pub const ALGORITHM_MOCK: &str = "MOCK_ECDSA_SHA_256";
 /// `kms_signature.algorithm` that marks no signature (never accepted by the verifier).
 pub const ALGORITHM_NONE: &str = "none";
 
-/// Reason given when the actor is not in the registry.
-pub const REASON_UNREGISTERED: &str = "agent is not registered";
-/// Reason given when no rule allows the action.
-pub const REASON_NOT_ALLOWED: &str = "action is not in the allow list";
 /// Error given when `actor` is missing or empty.
 pub const ERROR_ACTOR_REQUIRED: &str = "actor is required";
 /// Error given when `action` is missing or empty.
@@ -234,12 +230,44 @@ impl DecisionResponse {
         }
     }
 
+    /// The answer to a committed decision record, the inverse of
+    /// [`DecisionResponse::record_body`]: every hashed field is echoed, the four envelope keys
+    /// in `audit`, the extensions in `evidence`.
+    pub fn from_record(
+        body: RecordBody,
+        current_hash: &crate::Digest32,
+        kms_signature: KmsSignature,
+    ) -> Self {
+        DecisionResponse {
+            ok: body.decision == Decision::Allow,
+            actor: body.actor,
+            action: body.action,
+            resource: body.resource,
+            decision: body.decision,
+            reason: body.reason,
+            audit: AuditEnvelope {
+                timestamp: body.timestamp,
+                previous_hash: body.previous_hash,
+                current_hash: current_hash.to_hex(),
+                kms_signature,
+            },
+            evidence: Evidence {
+                kind: body.kind,
+                seq: body.seq,
+                authenticated: body.authenticated,
+                claimed_actor: body.claimed_actor,
+                policies: body.policies,
+                policy_version: body.policy_version,
+                request_id: body.request_id,
+                context_sha256: body.context_sha256,
+                sandbox: body.sandbox,
+            },
+        }
+    }
+
     /// True when `audit.current_hash` is the hash of the record this response describes.
     pub fn hash_matches(&self) -> bool {
-        match serde_json::to_vec(&self.record_body()) {
-            Ok(bytes) => crate::Digest32::sha256(&bytes).to_hex() == self.audit.current_hash,
-            Err(_) => false,
-        }
+        self.record_body().hash().to_hex() == self.audit.current_hash
     }
 }
 

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod committer;
 pub mod draft;
 pub mod location;
+pub mod persist;
 pub mod pg_session;
 pub mod postgres;
 mod proofs;

@@ -6,8 +6,8 @@ use zt_contract::names::{ActionName, ActionPattern};
 
 use crate::error::PolicyError;
 
-/// Reason given when nothing allows the action.
-pub const REASON_NOT_ALLOWED: &str = "action is not in the allow list";
+/// Reason given when nothing allows the action (one definition, in the contract).
+pub use zt_contract::REASON_NOT_ALLOWED;
 /// Reason given when an allow rule carries no reason of its own.
 pub(crate) const REASON_ALLOWED_BY_RULE: &str = "action is in the allow list";
 /// Reason given when a deny rule carries no reason of its own.

@@ -11,6 +11,7 @@ mod entities;
 mod error;
 mod groups;
 mod harvest;
+mod impact;
 mod load;
 mod names;
 mod request;
@@ -22,5 +23,6 @@ pub use action_policy::{ActionDecision, ActionPolicy, DefaultDecision, Rule, REA
 pub use compile_json::{allow_rule, allow_rule_id};
 pub use engine::PolicyEngine;
 pub use error::{Location, PolicyError};
+pub use impact::{impact, text_diff, Changed, Compared, Outcome, OwnedPolicyRequest};
 pub use request::{PolicyDecision, PolicyRequest};
 pub use schema::SCHEMA;

@@ -83,6 +83,15 @@ pub struct PolicyDecision {
 }
 
 impl PolicyDecision {
+    /// `allow` or `deny`, as the wire and the audit record spell it.
+    pub fn word(&self) -> &'static str {
+        if self.allowed {
+            "allow"
+        } else {
+            "deny"
+        }
+    }
+
     /// A deny decided by no policy, for `reason`.
     pub(crate) fn deny(reason: impl Into<String>) -> Self {
         Self {

@@ -13,33 +13,52 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use zt_policy::{PolicyEngine, PolicyRequest};
+use zt_policy::{OwnedPolicyRequest, PolicyEngine};
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies")
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One vector: the example it runs against, the request, and the expected answer.
 struct Vector {
     policy: String,
-    actor: String,
-    #[serde(default)]
-    actor_attributes: BTreeMap<String, String>,
-    action: String,
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
-    resource_attributes: BTreeMap<String, String>,
-    context: Option<Map<String, Value>>,
+    request: OwnedPolicyRequest,
     allowed: bool,
     reason: String,
     determining: Vec<String>,
 }
 
+/// The keys of a vector that are not the request's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expected {
+    policy: String,
+    allowed: bool,
+    reason: String,
+    determining: Vec<String>,
+}
+
+/// Each vector's keys, split into the expectation and the request (each read strictly).
 fn vectors() -> Vec<Vector> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/example_decisions.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let all: Vec<Map<String, Value>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    all.into_iter()
+        .map(|mut fields| {
+            let expected: Map<String, Value> = ["policy", "allowed", "reason", "determining"]
+                .into_iter()
+                .filter_map(|k| Some((k.to_string(), fields.remove(k)?)))
+                .collect();
+            let e: Expected = serde_json::from_value(Value::Object(expected)).unwrap();
+            Vector {
+                policy: e.policy,
+                request: serde_json::from_value(Value::Object(fields)).unwrap(),
+                allowed: e.allowed,
+                reason: e.reason,
+                determining: e.determining,
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -75,14 +94,11 @@ fn examples_decide_as_the_vectors_say() {
         let engine = engines
             .entry(v.policy.clone())
             .or_insert_with(|| PolicyEngine::from_file(&examples_dir().join(&v.policy)).unwrap());
-        let mut request = PolicyRequest::new(&v.actor, &v.action, &v.resource)
-            .with_actor_attributes(&v.actor_attributes)
-            .with_resource_attributes(&v.resource_attributes);
-        if let Some(context) = &v.context {
-            request = request.with_context(context);
-        }
-        let d = engine.decide(&request);
-        let what = format!("vector {i} ({} {} on {})", v.policy, v.action, v.actor);
+        let d = v.request.decide(engine);
+        let what = format!(
+            "vector {i} ({} {} on {})",
+            v.policy, v.request.action, v.request.actor
+        );
         assert_eq!(d.allowed, v.allowed, "{what}: {d:?}");
         assert_eq!(d.reason, v.reason, "{what}");
         assert_eq!(d.determining_policies, v.determining, "{what}");

@@ -8,17 +8,12 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use zt_contract::canonical::canonical_json;
 use zt_contract::names::{ActionName, ActorName, ResourceName};
-use zt_contract::{
-    AuditEnvelope, Decision, DecisionRequest, DecisionResponse, Digest32, Evidence, RecordKind,
-    REASON_UNREGISTERED,
-};
-use zt_ledger::{RecordDraft, SealedRecord};
-use zt_policy::PolicyRequest;
+use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, Digest32, RecordDraft};
+use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
 use crate::auth::AgentCaller;
 use crate::error::ApiError;
-use crate::recent::RecentRequest;
-use crate::replay::{replay_reason, ReplayRefusal, MAX_REQUEST_ID_BYTES};
+use crate::replay::{ReplayRefusal, MAX_REQUEST_ID_BYTES};
 use crate::state::AppState;
 
 /// A decision before it is logged: outcome, reason, deciding policies, and the status it is
@@ -31,10 +26,17 @@ struct Verdict {
 }
 
 impl Verdict {
-    fn deny(reason: String, status: StatusCode) -> Self {
+    /// A deny the server decides itself, answered with the status its reason maps to.
+    fn deny(reason: &DenyReason) -> Self {
+        let status = match reason {
+            DenyReason::Replayed { .. } => StatusCode::CONFLICT,
+            DenyReason::ClaimedActor { .. }
+            | DenyReason::Unregistered
+            | DenyReason::SandboxGrantInvalid { .. } => StatusCode::FORBIDDEN,
+        };
         Self {
             decision: Decision::Deny,
-            reason,
+            reason: reason.text(),
             policies: Vec::new(),
             status,
         }
@@ -108,14 +110,14 @@ pub async fn decide(
     let wants_sandbox = request.sandbox;
     let resource_attributes = request.resource_attributes.clone().unwrap_or_default();
     let verdict = if let Some(id) = request.request_id.as_deref().filter(|_| replayed) {
-        Verdict::deny(replay_reason(id), StatusCode::CONFLICT)
+        Verdict::deny(&DenyReason::Replayed {
+            request_id: id.to_string(),
+        })
     } else if let Some(claimed) = &claimed_actor {
-        Verdict::deny(
-            format!(
-                "the request claims actor `{claimed}` but its credential authenticates `{actor}`"
-            ),
-            StatusCode::FORBIDDEN,
-        )
+        Verdict::deny(&DenyReason::ClaimedActor {
+            claimed: claimed.clone(),
+            authenticated: actor.clone(),
+        })
     } else if let Some(attributes) = state.registry.attributes(&actor) {
         let actor_attributes = attributes.to_map();
         let mut asked = PolicyRequest::new(&actor, &request.action, &request.resource)
@@ -125,12 +127,13 @@ pub async fn decide(
             asked = asked.with_context(context);
         }
         let decided = engine.decide(&asked);
-        state.recent.push(RecentRequest {
+        state.recent.push(OwnedPolicyRequest {
             actor: actor.clone(),
             action: request.action.clone(),
             resource: request.resource.clone(),
             resource_attributes,
             context: request.context.clone(),
+            ..OwnedPolicyRequest::default()
         });
         Verdict {
             decision: if decided.allowed {
@@ -147,29 +150,26 @@ pub async fn decide(
             policies: decided.determining_policies,
         }
     } else {
-        Verdict::deny(REASON_UNREGISTERED.to_string(), StatusCode::FORBIDDEN)
+        Verdict::deny(&DenyReason::Unregistered)
     };
     let (verdict, sandbox) = with_sandbox(verdict, wants_sandbox, &engine);
     let context_sha256 = request
         .context
         .map(|c| Digest32::sha256(canonical_json(&Value::Object(c)).as_bytes()).to_hex());
-    let draft = RecordDraft {
-        kind: RecordKind::Decision,
+    let draft = RecordDraft::decision(
         actor,
-        action: request.action,
-        resource: request.resource,
-        decision: verdict.decision,
-        reason: verdict.reason,
         authenticated,
-        claimed_actor,
-        policies: (!verdict.policies.is_empty()).then_some(verdict.policies),
-        policy_version: Some(engine.version().to_string()),
-        request_id: request.request_id,
-        context_sha256,
-        counts: None,
-        sandbox,
-        execution: None,
-    };
+        request.action,
+        request.resource,
+        verdict.decision,
+        verdict.reason,
+    )
+    .with_claimed_actor(claimed_actor)
+    .with_policies(verdict.policies)
+    .with_policy_version(Some(engine.version().to_string()))
+    .with_request_id(request.request_id)
+    .with_context_sha256(context_sha256)
+    .with_sandbox(sandbox);
     let record = match state.ledger.append(draft).await {
         Ok(record) => record,
         Err(e) => {
@@ -183,7 +183,8 @@ pub async fn decide(
     };
     let allowed = record.body.decision == Decision::Allow;
     state.metrics.decision(allowed, started.elapsed());
-    Ok((verdict.status, response_for(record)))
+    let answer = DecisionResponse::from_record(record.body, &record.current_hash, record.signature);
+    Ok((verdict.status, answer))
 }
 
 /// A broker's allow carries the profile its deciding permits grant; a grant that cannot be
@@ -199,41 +200,11 @@ fn with_sandbox(
     match crate::sandbox_grant::grant(engine, &verdict.policies) {
         Ok(profile) => (verdict, Some(profile)),
         Err(e) => {
-            let reason = format!("the deciding policy's sandbox grant is invalid: {e}");
-            let mut deny = Verdict::deny(reason, StatusCode::FORBIDDEN);
+            let mut deny = Verdict::deny(&DenyReason::SandboxGrantInvalid {
+                error: e.to_string(),
+            });
             deny.policies = verdict.policies;
             (deny, None)
         }
-    }
-}
-
-/// The contract's response for a committed decision record: every hashed field is echoed,
-/// the four envelope keys in `audit`, the extensions in `evidence`.
-fn response_for(record: SealedRecord) -> DecisionResponse {
-    let b = record.body;
-    DecisionResponse {
-        ok: b.decision == Decision::Allow,
-        actor: b.actor,
-        action: b.action,
-        resource: b.resource,
-        decision: b.decision,
-        reason: b.reason,
-        audit: AuditEnvelope {
-            timestamp: b.timestamp,
-            previous_hash: b.previous_hash,
-            current_hash: record.current_hash.to_hex(),
-            kms_signature: record.signature,
-        },
-        evidence: Evidence {
-            kind: b.kind,
-            seq: b.seq,
-            authenticated: b.authenticated,
-            claimed_actor: b.claimed_actor,
-            policies: b.policies,
-            policy_version: b.policy_version,
-            request_id: b.request_id,
-            context_sha256: b.context_sha256,
-            sandbox: b.sandbox,
-        },
     }
 }

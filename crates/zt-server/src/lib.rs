@@ -1,6 +1,7 @@
 //! The ZT-Infra control plane: `POST /actions` decides, durably logs a signed, hash-chained
-//! record, and only then answers. Admin routes (registry, policy) are kept in their own router
-//! so authentication can be laid over them alone.
+//! record, and only then answers. Who may call a route is declared by its handler's extractor
+//! (`auth::AgentCaller`, `auth::AdminCaller`), so no route depends on a router layer for its
+//! authentication; `routes` merges one router per area into the application.
 
 pub mod auth;
 pub mod checkpoints;
@@ -13,7 +14,6 @@ pub mod limits;
 pub mod lock;
 pub mod metrics;
 pub mod nats;
-pub mod persist;
 pub mod policy_reload;
 pub mod policy_store;
 pub mod proposals;

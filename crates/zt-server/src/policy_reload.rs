@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use zt_contract::{Decision, RecordKind};
-use zt_ledger::RecordDraft;
+use zt_contract::{AdminAction, RecordDraft};
 use zt_policy::PolicyEngine;
 
 use crate::state::SharedState;
@@ -41,20 +40,17 @@ pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
         tracing::info!(trigger = why, version = %active.version(), "policy file unchanged");
         return;
     }
-    let record = RecordDraft {
-        kind: RecordKind::Admin,
-        actor: RELOADER.into(),
-        action: "zt.admin.policies.reload".into(),
-        resource: path.display().to_string(),
-        decision: Decision::Allow,
-        reason: format!(
+    let record = RecordDraft::admin(
+        RELOADER,
+        true,
+        AdminAction::PoliciesReload,
+        path.display().to_string(),
+        format!(
             "policy file reloaded ({why}), replacing `{}`",
             active.version()
         ),
-        authenticated: true,
-        policy_version: Some(engine.version().to_string()),
-        ..RecordDraft::default()
-    };
+    )
+    .with_policy_version(Some(engine.version().to_string()));
     if let Err(e) = state.ledger.append(record).await {
         tracing::error!(error = %e, "policy reload not recorded; the active policy stays");
         state

@@ -13,10 +13,8 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
-use zt_policy::{PolicyEngine, PolicyRequest};
+use zt_policy::PolicyEngine;
 
-use crate::recent::RecentRequest;
-use crate::registry::Registry;
 use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 
 /// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
@@ -265,6 +263,19 @@ impl Proposals {
         Ok(())
     }
 
+    /// Forgets a proposal (withdrawn) and saves; nothing to do if it is already gone.
+    pub async fn remove(&self, id: &str) -> Result<(), ProposalsError> {
+        let Some(seq) = seq_of(id) else {
+            return Ok(());
+        };
+        self.change(move |kept| {
+            let mut next = kept.clone();
+            next.by_seq.remove(&seq)?;
+            Some(next)
+        })
+        .await
+    }
+
     /// The version of the document the proposals in memory were read from or saved as.
     pub fn version(&self) -> Option<u64> {
         self.read().version
@@ -352,76 +363,6 @@ impl Proposals {
     }
 }
 
-/// How one replayed request is decided under a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// The reason.
-    pub reason: String,
-}
-
-/// A replayed request whose outcome the proposal would change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Change {
-    /// The actor.
-    pub actor: String,
-    /// The action.
-    pub action: String,
-    /// The resource.
-    pub resource: String,
-    /// Under the active policy.
-    pub active: Outcome,
-    /// Under the proposal.
-    pub proposed: Outcome,
-}
-
-fn outcome(engine: &PolicyEngine, registry: &Registry, r: &RecentRequest) -> Outcome {
-    let attributes = registry.attributes(&r.actor).unwrap_or_default().to_map();
-    let mut asked = PolicyRequest::new(&r.actor, &r.action, &r.resource)
-        .with_actor_attributes(&attributes)
-        .with_resource_attributes(&r.resource_attributes);
-    if let Some(context) = &r.context {
-        asked = asked.with_context(context);
-    }
-    let decided = engine.decide(&asked);
-    Outcome {
-        decision: if decided.allowed { "allow" } else { "deny" },
-        reason: decided.reason,
-    }
-}
-
-/// Replays `requests` under both policies and returns those decided differently.
-pub fn impact(
-    active: &PolicyEngine,
-    proposed: &PolicyEngine,
-    registry: &Registry,
-    requests: &[RecentRequest],
-) -> Vec<Change> {
-    requests
-        .iter()
-        .filter_map(|r| {
-            let (before, after) = (outcome(active, registry, r), outcome(proposed, registry, r));
-            (before != after).then(|| Change {
-                actor: r.actor.clone(),
-                action: r.action.clone(),
-                resource: r.resource.clone(),
-                active: before,
-                proposed: after,
-            })
-        })
-        .collect()
-}
-
-/// A unified diff of two policy texts.
-pub fn text_diff(active: &str, proposed: &str) -> String {
-    similar::TextDiff::from_lines(active, proposed)
-        .unified_diff()
-        .context_radius(3)
-        .header("active", "proposed")
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,5 +424,15 @@ mod tests {
         assert_eq!(kept.status, ProposalStatus::Pending);
         assert_eq!(kept.engine.version(), engine.version());
         assert_eq!(reloaded.get("prop-8").unwrap().proposed_by, "alice");
+
+        reloaded.remove("prop-8").await.unwrap();
+        assert!(reloaded.get("prop-8").is_none());
+        let again = Proposals::load(
+            Arc::new(Documents::open(None, dir.path()).unwrap()),
+            dir.path(),
+        )
+        .unwrap();
+        assert!(again.get("prop-8").is_none(), "a withdrawal is saved");
+        assert!(again.get("prop-9").is_some());
     }
 }

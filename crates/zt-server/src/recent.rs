@@ -1,38 +1,24 @@
 //! The most recent decision requests, kept so a policy proposal can be replayed against real
-//! traffic: "what would this change have decided differently?"
+//! traffic: "what would this change have decided differently?" (`zt_policy::impact`). They
+//! are kept without the actor's attributes, which are read from the registry when replayed.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use serde_json::{Map, Value};
+use zt_policy::OwnedPolicyRequest;
 
 /// How many requests are kept.
 pub const RECENT_CAPACITY: usize = 1000;
 
-/// One request as the policy saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecentRequest {
-    /// The (authenticated) actor.
-    pub actor: String,
-    /// The action.
-    pub action: String,
-    /// The resource.
-    pub resource: String,
-    /// The resource's attributes.
-    pub resource_attributes: BTreeMap<String, String>,
-    /// The request context.
-    pub context: Option<Map<String, Value>>,
-}
-
 /// A bounded window of recent requests, newest last.
 #[derive(Default)]
 pub struct RecentRequests {
-    items: Mutex<VecDeque<RecentRequest>>,
+    items: Mutex<VecDeque<OwnedPolicyRequest>>,
 }
 
 impl RecentRequests {
     /// Remembers one request, forgetting the oldest past [`RECENT_CAPACITY`].
-    pub fn push(&self, request: RecentRequest) {
+    pub fn push(&self, request: OwnedPolicyRequest) {
         let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
         if items.len() == RECENT_CAPACITY {
             items.pop_front();
@@ -41,7 +27,7 @@ impl RecentRequests {
     }
 
     /// The last `n` requests, oldest first.
-    pub fn last(&self, n: usize) -> Vec<RecentRequest> {
+    pub fn last(&self, n: usize) -> Vec<OwnedPolicyRequest> {
         let items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()
@@ -55,13 +41,11 @@ impl RecentRequests {
 mod tests {
     use super::*;
 
-    fn request(i: usize) -> RecentRequest {
-        RecentRequest {
+    fn request(i: usize) -> OwnedPolicyRequest {
+        OwnedPolicyRequest {
             actor: "a".into(),
             action: format!("x{i}"),
-            resource: String::new(),
-            resource_attributes: BTreeMap::new(),
-            context: None,
+            ..OwnedPolicyRequest::default()
         }
     }
 

@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use zt_contract::{Decision, RecordKind};
-use zt_ledger::RecordDraft;
+use zt_contract::RecordDraft;
 
 /// How many causes there are.
 const CAUSES: usize = 11;
@@ -118,24 +117,7 @@ impl RejectionCounter {
         if counts.is_empty() {
             return None;
         }
-        let total: u64 = counts.values().sum();
-        Some(RecordDraft {
-            kind: RecordKind::Rejections,
-            actor: "zt-server".into(),
-            action: "zt.server.rejected_requests".into(),
-            resource: String::new(),
-            decision: Decision::Deny,
-            reason: format!("{total} requests were refused before any decision"),
-            authenticated: true,
-            claimed_actor: None,
-            policy_version: None,
-            request_id: None,
-            context_sha256: None,
-            counts: Some(counts),
-            sandbox: None,
-            execution: None,
-            policies: None,
-        })
+        Some(RecordDraft::rejections(counts))
     }
 
     /// Puts back the counts of a summary that could not be committed.

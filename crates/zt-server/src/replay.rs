@@ -163,8 +163,11 @@ impl ReplayGuard {
 
 /// The reason of the deny record answering a replayed `request_id`. Such a record carries the
 /// id but does not spend it again: reloading skips it, as the live guard ignores the replay.
-pub fn replay_reason(request_id: &str) -> String {
-    format!("request_id `{request_id}` was already used within the replay window")
+fn replay_reason(request_id: &str) -> String {
+    zt_contract::DenyReason::Replayed {
+        request_id: request_id.to_string(),
+    }
+    .text()
 }
 
 /// Records read per page while reloading.

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use zt_contract::{Decision, RecordKind};
-use zt_ledger::RecordDraft;
+use zt_contract::{AdminAction, RecordDraft, SERVER_ACTOR};
 
 use crate::policy_store::PolicyStore;
 use crate::registry::Registry;
@@ -121,26 +120,17 @@ pub async fn accept(state: &SharedState, found: &UnauthenticatedState) -> Result
         accepted = %found.describe(),
         "ACCEPTING STATE CHOSEN WITHOUT AUTHENTICATION ({ACCEPT_FLAG}): these agents' tokens and this policy stay in force"
     );
-    let record = RecordDraft {
-        kind: RecordKind::Admin,
-        actor: "zt-server".into(),
-        action: "zt.admin.unauthenticated_state.accept".into(),
-        resource: String::new(),
-        decision: Decision::Allow,
-        reason: format!(
+    let record = RecordDraft::admin(
+        SERVER_ACTOR,
+        true,
+        AdminAction::UnauthenticatedStateAccept,
+        "",
+        format!(
             "started with {ACCEPT_FLAG}: kept {} chosen while authentication was off",
             found.describe()
         ),
-        authenticated: true,
-        claimed_actor: None,
-        policy_version: found.policy_version.clone(),
-        request_id: None,
-        context_sha256: None,
-        counts: None,
-        sandbox: None,
-        execution: None,
-        policies: None,
-    };
+    )
+    .with_policy_version(found.policy_version.clone());
     state
         .ledger
         .append(record)

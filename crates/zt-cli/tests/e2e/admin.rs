@@ -1,6 +1,7 @@
 //! Administering the default server, end to end with the real binary: `zt admin add|list|
 //! remove` picked up without a restart, weak admin tokens refused, pending proposals kept
-//! across restarts with ids unique for the log's life and matched exactly, `--policy FILE`
+//! across restarts with ids unique for the log's life and matched exactly (and withdrawn by
+//! any admin, on the record), `--policy FILE`
 //! owning the policy, nothing created by a refused start, `POST /policies/allow` comparing
 //! parsed policies, and re-registration of an agent with other attributes refused.
 
@@ -314,6 +315,35 @@ fn pending_proposals_survive_a_restart_with_ids_unique_and_matched_exactly() {
         .find(|r| r["action"] == "zt.admin.policies.approve")
         .unwrap();
     assert_eq!(approval["resource"], json!(first));
+
+    // Any admin may withdraw a pending proposal (here not its proposer); the withdrawal is
+    // recorded, the proposal is gone, and an activated one cannot be withdrawn.
+    let withdraw =
+        |id: &str| server.json_as(&bob, "DELETE", &format!("/policies/proposals/{id}"), None);
+    let (s, _, body) = withdraw(&second);
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["id"], json!(second));
+    assert_eq!(body["withdrawn_by"], "bob");
+    let (s, _, _) = server.json_as(
+        &alice,
+        "GET",
+        &format!("/policies/proposals/{second}"),
+        None,
+    );
+    assert_eq!(s, 404, "a withdrawn proposal is gone");
+    assert_eq!(withdraw(&second).0, 404, "withdrawn once");
+    assert_eq!(withdraw("prop-999999").0, 404);
+    let (s, _, body) = withdraw(&first);
+    assert_eq!(s, 409, "an activated proposal stays: {body}");
+    let log = records_as(server.port, &alice);
+    let withdrawals: Vec<&Value> = log
+        .iter()
+        .filter(|r| r["action"] == "zt.admin.policies.withdraw")
+        .collect();
+    assert_eq!(withdrawals.len(), 1, "one withdrawal recorded");
+    assert_eq!(withdrawals[0]["resource"], json!(second));
+    assert_eq!(withdrawals[0]["actor"], "bob");
+    assert_eq!(withdrawals[0]["kind"], "admin");
     assert_eq!(
         std::fs::metadata(dir.path().join("proposals.json"))
             .unwrap()

@@ -1,6 +1,7 @@
 //! `zt bench` against real servers: it explains a server whose policy changes need a second
 //! admin and a server whose rate limit it would measure, exits 1 for both, and in every case
-//! leaves the server as it found it (no `bench-agent`, the policy it started with).
+//! leaves the server as it found it (no `bench-agent`, the policy it started with, no pending
+//! proposal).
 
 use crate::common;
 
@@ -65,6 +66,24 @@ fn a_two_admin_server_is_explained_and_left_as_it_was() {
     assert!(err.contains("--single-admin"), "{err}");
     assert!(err.contains("proposal `"), "{err}");
     assert_eq!(state(&server), before, "bench-agent must be removed");
+
+    // The proposal it filed is withdrawn again, on the record.
+    let id = err
+        .split("proposal `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap();
+    let admin = server.admin_token();
+    let (status, _, body) =
+        server.json_as(&admin, "GET", &format!("/policies/proposals/{id}"), None);
+    assert_eq!(status, 404, "the proposal is gone: {body}");
+    let log = common::records_as(server.port, &admin);
+    let withdrawn = log
+        .iter()
+        .find(|r| r["action"] == "zt.admin.policies.withdraw")
+        .unwrap_or_else(|| panic!("no withdrawal record in {log:?}"));
+    assert_eq!(withdrawn["resource"], id);
+    assert_eq!(withdrawn["kind"], "admin");
     assert_eq!(server.terminate(), Some(0));
 }
 

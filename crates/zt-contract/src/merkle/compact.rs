@@ -19,6 +19,7 @@ pub struct CompactRange {
 /// Why a frontier could not be restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a frontier for tree size {size} has {expected} hashes, not {found}")]
+#[non_exhaustive]
 pub struct FrontierError {
     /// The tree size.
     pub size: u64,

@@ -15,6 +15,7 @@ pub struct SpiffeId(String);
 
 /// Why a string is not a SPIFFE ID.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SpiffeIdError {
     /// Not `spiffe://` (the scheme is lower case).
     #[error("a spiffe id starts with `spiffe://`")]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::admin_tokens::{check_name, parse, read_private, AdminTokenError};
 use super::tokens::{new_token, ADMIN_TOKEN_PREFIX};
-use crate::persist::write_atomically;
+use zt_ledger::persist::write_atomically;
 
 /// The file's text, or empty if it does not exist yet.
 fn current_text(path: &Path) -> Result<String, AdminTokenError> {

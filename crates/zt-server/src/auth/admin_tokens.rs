@@ -11,13 +11,15 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use zt_contract::admin_token_file::admin_token_lines;
+
 use super::tokens::{new_token, token_hash, ADMIN_TOKEN_PREFIX};
 
 /// The default admin token file's name inside the data directory.
 pub const ADMIN_TOKEN_FILE_NAME: &str = "admin-token";
 
 /// The name of a line that holds only a token.
-pub const DEFAULT_ADMIN_NAME: &str = "admin";
+pub use zt_contract::admin_token_file::DEFAULT_ADMIN_NAME;
 
 /// Fewest characters after [`ADMIN_TOKEN_PREFIX`] (issued tokens have 43: 256 random bits).
 pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
@@ -141,17 +143,9 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<Entry>, AdminTokenErr
     let mut entries: Vec<Entry> = Vec::new();
     let mut names = BTreeSet::new();
     let mut hashes = BTreeSet::new();
-    for (index, line) in text.lines().enumerate() {
-        let line_number = index + 1;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (name, token) = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [token] => (DEFAULT_ADMIN_NAME.to_string(), token.to_string()),
-            [name, token] => (name.to_string(), token.to_string()),
-            _ => return Err(AdminTokenError::Format(shown.into(), line_number)),
-        };
+    for read in admin_token_lines(text) {
+        let read = read.map_err(|e| AdminTokenError::Format(shown.into(), e.line))?;
+        let (line_number, name, token) = (read.line, read.name.to_string(), read.token.to_string());
         if !names.insert(name.clone()) {
             return Err(AdminTokenError::Format(shown.into(), line_number));
         }

@@ -27,8 +27,7 @@ pub mod workload;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use zt_contract::{Decision, RecordKind};
-use zt_ledger::RecordDraft;
+use zt_contract::RecordDraft;
 
 use crate::config::AuthMode;
 use crate::error::ApiError;
@@ -236,23 +235,10 @@ impl FromRequestParts<SharedState> for AdminCaller {
             .refused_admin
             .check(&refused)
             .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
-        let record = RecordDraft {
-            kind: RecordKind::Admin,
-            actor: refused.clone(),
-            action: "zt.admin.access".into(),
-            resource: format!("{} {}", parts.method, parts.uri.path()),
-            decision: Decision::Deny,
-            reason: "agent credentials cannot use admin routes".into(),
-            authenticated: true,
-            claimed_actor: None,
-            policy_version: None,
-            request_id: None,
-            context_sha256: None,
-            counts: None,
-            sandbox: None,
-            execution: None,
-            policies: None,
-        };
+        let record = RecordDraft::admin_access_refused(
+            refused.clone(),
+            format!("{} {}", parts.method, parts.uri.path()),
+        );
         state.ledger.append(record).await?;
         Err(ApiError::AgentOnAdminRoute(refused))
     }

@@ -10,10 +10,9 @@ use axum::{Json, Router};
 use serde_json::json;
 use zt_contract::names::ActorName;
 use zt_contract::{
-    Decision, RecordKind, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
+    AdminAction, RecordDraft, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 use zt_ledger::clock::wire_now;
-use zt_ledger::RecordDraft;
 
 use crate::auth::tokens::{new_token, token_hash, AGENT_TOKEN_PREFIX};
 use crate::auth::AdminCaller;
@@ -34,28 +33,17 @@ pub fn router() -> Router<SharedState> {
 /// An admin change, attributed to `caller`.
 pub(crate) fn admin_record(
     caller: &AdminCaller,
-    action: &str,
+    action: AdminAction,
     resource: &str,
     reason: String,
-    policy_version: Option<String>,
 ) -> RecordDraft {
-    RecordDraft {
-        kind: RecordKind::Admin,
-        actor: caller.name.clone(),
-        action: action.into(),
-        resource: resource.into(),
-        decision: Decision::Allow,
+    RecordDraft::admin(
+        caller.name.clone(),
+        caller.authenticated,
+        action,
+        resource,
         reason,
-        authenticated: caller.authenticated,
-        claimed_actor: None,
-        policy_version,
-        request_id: None,
-        context_sha256: None,
-        counts: None,
-        sandbox: None,
-        execution: None,
-        policies: None,
-    }
+    )
 }
 
 /// Maps a failure to save state (after its audit record) to an internal error.
@@ -104,10 +92,9 @@ async fn register_agent(
             };
             let record = admin_record(
                 &caller,
-                "zt.admin.agents.register",
+                AdminAction::AgentsRegister,
                 &request.actor,
                 format!("agent `{}` registered", request.actor),
-                None,
             );
             state.ledger.append(record).await?;
             let entry = AgentEntry {
@@ -161,10 +148,9 @@ async fn rotate_token(
     let token = new_token(AGENT_TOKEN_PREFIX).ok_or(ApiError::Internal)?;
     let record = admin_record(
         &caller,
-        "zt.admin.agents.rotate_token",
+        AdminAction::AgentsRotateToken,
         &actor,
         format!("token of agent `{actor}` rotated; the previous token is revoked"),
-        None,
     );
     state.ledger.append(record).await?;
     if !saved(
@@ -195,10 +181,9 @@ async fn remove_agent(
     }
     let record = admin_record(
         &caller,
-        "zt.admin.agents.remove",
+        AdminAction::AgentsRemove,
         &actor,
         format!("agent `{actor}` removed; its token is revoked"),
-        None,
     );
     state.ledger.append(record).await?;
     saved(state.registry.remove(&actor).await)?;

@@ -1,5 +1,9 @@
-//! The HTTP surface. Three routers with different future guards: the agent route (`/actions`),
-//! the admin routes (registry and policy), and the public read routes (audit, health, metrics).
+//! The HTTP surface: one router per area (decisions, agents, policies, AuthZEN, audit records,
+//! proofs, the record stream, operations), merged into one application. Authentication is not
+//! a layer here: each handler takes the caller it needs as an extractor (`AgentCaller`,
+//! `AdminCaller`, or none for the public reads). The layers apply to every route: paths that do
+//! not decode refused, refusals counted, a panic answered as an internal error. A connection
+//! past the connection cap gets [`overflow_router`] instead.
 
 pub mod actions;
 pub mod admin;

@@ -4,7 +4,8 @@
 //! format) and files it; `GET /policies/proposals/{id}` shows the diff against the active set
 //! and the decisions it would change on recent requests; `POST /policies/proposals/{id}/approve`
 //! by a second admin activates it. With a single admin (`--auth none`, or `--single-admin`)
-//! the proposer may approve, and the record says so. `POST /policies/allow` is a shortcut
+//! the proposer may approve, and the record says so. `DELETE /policies/proposals/{id}` withdraws
+//! a pending proposal (any admin). `POST /policies/allow` is a shortcut
 //! through the same path: propose "allow this action", then approve.
 //!
 //! When `--policy FILE` owns the policy, the routes that change it answer 409 naming the
@@ -19,14 +20,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zt_contract::{AllowRuleRequest, Decision};
+use zt_contract::{AdminAction, AllowRuleRequest, Decision};
 use zt_ledger::clock::wire_now;
-use zt_policy::{ActionPolicy, PolicyEngine};
+use zt_policy::{impact, text_diff, ActionPolicy, PolicyEngine};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::proposals::{impact, text_diff, Proposal, ProposalStatus};
+use crate::proposals::{Proposal, ProposalStatus};
 use crate::routes::admin::{admin_record, saved};
 use crate::state::SharedState;
 
@@ -39,7 +40,10 @@ pub fn router() -> Router<SharedState> {
         .route("/policies", get(show_policy))
         .route("/policies/allow", post(allow_action))
         .route("/policies/proposals", post(propose))
-        .route("/policies/proposals/{id}", get(show_proposal))
+        .route(
+            "/policies/proposals/{id}",
+            get(show_proposal).delete(withdraw),
+        )
         .route("/policies/proposals/{id}/approve", post(approve))
 }
 
@@ -110,12 +114,26 @@ fn next_step(p: &Proposal, approvers: &[String]) -> String {
 
 fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
     let active = state.policy.current();
-    let changes = impact(
-        &active,
-        &p.engine,
-        &state.registry,
-        &state.recent.last(replay),
-    );
+    let mut replayed = state.recent.last(replay);
+    for request in &mut replayed {
+        request.actor_attributes = state
+            .registry
+            .attributes(&request.actor)
+            .unwrap_or_default()
+            .to_map();
+    }
+    let changes: Vec<Value> = impact(&active, &p.engine, &replayed)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "actor": c.request.actor,
+                "action": c.request.action,
+                "resource": c.request.resource,
+                "active": c.outcomes.before,
+                "proposed": c.outcomes.after,
+            })
+        })
+        .collect();
     let stale = p.base_version != active.version();
     let mut view = json!({
         "ok": true,
@@ -126,8 +144,8 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
         "base_version": p.base_version,
         "policy_version": p.engine.version(),
         "stale": stale,
-        "diff": text_diff(active.source(), p.engine.source()),
-        "impact": {"replayed": state.recent.last(replay).len(), "changed": changes},
+        "diff": text_diff(active.source(), p.engine.source(), "active", "proposed"),
+        "impact": {"replayed": replayed.len(), "changed": changes},
     });
     if let Some(fields) = view
         .as_object_mut()
@@ -154,14 +172,14 @@ async fn file_proposal(
     let engine = Arc::new(engine);
     let record = admin_record(
         caller,
-        "zt.admin.policies.propose",
+        AdminAction::PoliciesPropose,
         "policy proposal",
         format!(
             "policy proposal filed against `{}`; its id is `prop-` and this record's seq",
             base.version()
         ),
-        Some(engine.version().to_string()),
-    );
+    )
+    .with_policy_version(Some(engine.version().to_string()));
     let sealed = state.ledger.append(record).await?;
     let proposal = state
         .proposals
@@ -215,6 +233,43 @@ async fn show_proposal(
     Ok(Json(proposal_view(&state, &proposal, DEFAULT_REPLAY)))
 }
 
+/// Withdraws a pending proposal (any admin: its proposer, or a reviewer turning it down). The
+/// withdrawal is recorded in the chain first, then the proposal is forgotten; an activated
+/// one is history and stays (409).
+async fn withdraw(
+    State(state): State<SharedState>,
+    caller: AdminCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let _serialized = state.admin_lock.lock().await;
+    saved(state.proposals.refresh().await)?;
+    let proposal = state
+        .proposals
+        .get(&id)
+        .ok_or(ApiError::ProposalNotFound(id))?;
+    let id = proposal.id.as_str();
+    if proposal.status != ProposalStatus::Pending {
+        return Err(ApiError::ProposalClosed(id.into()));
+    }
+    let record = admin_record(
+        &caller,
+        AdminAction::PoliciesWithdraw,
+        id,
+        format!(
+            "policy proposal `{id}` by `{}` withdrawn",
+            proposal.proposed_by
+        ),
+    )
+    .with_policy_version(Some(proposal.engine.version().to_string()));
+    state.ledger.append(record).await?;
+    saved(state.proposals.remove(id).await)?;
+    Ok(Json(json!({
+        "ok": true,
+        "id": id,
+        "withdrawn_by": caller.name,
+    })))
+}
+
 /// Approves and activates a proposal; every check happens under the admin lock. The records
 /// name the proposal's canonical id.
 async fn approve_and_activate(
@@ -247,22 +302,22 @@ async fn approve_and_activate(
     let version = proposal.engine.version().to_string();
     let approval = admin_record(
         caller,
-        "zt.admin.policies.approve",
+        AdminAction::PoliciesApprove,
         id,
         format!("policy proposal `{id}` {how}"),
-        Some(version.clone()),
-    );
+    )
+    .with_policy_version(Some(version.clone()));
     state.ledger.append(approval).await?;
     let activation = admin_record(
         caller,
-        "zt.admin.policies.activate",
+        AdminAction::PoliciesActivate,
         id,
         format!(
             "policy `{version}` activated, replacing `{}`",
             active.version()
         ),
-        Some(version),
-    );
+    )
+    .with_policy_version(Some(version));
     state.ledger.append(activation).await?;
     if !caller.authenticated {
         let version = proposal.engine.version();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use super::{Doc, DocError, DocName};
-use crate::persist::write_atomically;
+use zt_ledger::persist::write_atomically;
 
 /// Documents in one data directory.
 pub struct FileDocs {

@@ -1,7 +1,7 @@
 //! The judgement calls of the OCSF mapping, each in one `match`: which API Activity activity a
 //! record is, how severe, which disposition, and what kind of actor. `docs/SIEM.md` lists them.
 
-use zt_contract::{Decision, RecordBody, RecordKind};
+use zt_contract::{AdminAction, Decision, RecordBody, RecordKind};
 
 /// `api_activity.activity_id` Other: the record is not a create/read/update/delete.
 const OTHER: u8 = 99;
@@ -13,23 +13,22 @@ const OTHER: u8 = 99;
 /// API: it is none of them, so it is Other (99) with `activity_name` `Authorize`; so are the
 /// refused admin access (`Admin Access`) and rejection summaries (`Rejections Summary`).
 pub fn activity(body: &RecordBody) -> (u8, &'static str) {
-    match (body.kind, body.action.as_str()) {
-        (RecordKind::Decision, _) => (OTHER, "Authorize"),
-        (RecordKind::Rejections, _) => (OTHER, "Rejections Summary"),
-        (RecordKind::Execution, _) => (OTHER, "Execution Receipt"),
-        (RecordKind::Admin, "zt.admin.agents.register" | "zt.admin.policies.propose") => {
-            (1, "Create")
-        }
-        (
-            RecordKind::Admin,
-            "zt.admin.agents.rotate_token"
-            | "zt.admin.policies.approve"
-            | "zt.admin.policies.activate"
-            | "zt.admin.policies.reload",
-        ) => (3, "Update"),
-        (RecordKind::Admin, "zt.admin.agents.remove") => (4, "Delete"),
-        (RecordKind::Admin, "zt.admin.access") => (OTHER, "Admin Access"),
-        (RecordKind::Admin, _) => (OTHER, "Admin"),
+    match body.kind {
+        RecordKind::Decision => (OTHER, "Authorize"),
+        RecordKind::Rejections => (OTHER, "Rejections Summary"),
+        RecordKind::Execution => (OTHER, "Execution Receipt"),
+        RecordKind::Admin => match AdminAction::from_name(&body.action) {
+            Some(AdminAction::AgentsRegister | AdminAction::PoliciesPropose) => (1, "Create"),
+            Some(
+                AdminAction::AgentsRotateToken
+                | AdminAction::PoliciesApprove
+                | AdminAction::PoliciesActivate
+                | AdminAction::PoliciesReload,
+            ) => (3, "Update"),
+            Some(AdminAction::AgentsRemove | AdminAction::PoliciesWithdraw) => (4, "Delete"),
+            Some(AdminAction::Access) => (OTHER, "Admin Access"),
+            Some(AdminAction::UnauthenticatedStateAccept) | None => (OTHER, "Admin"),
+        },
     }
 }
 
@@ -50,7 +49,7 @@ pub fn activity_caption(activity_id: u8) -> &'static str {
 /// another actor, a non-admin reaching for admin routes) is Medium; rejection summaries are
 /// Low.
 pub fn severity(body: &RecordBody) -> (u8, &'static str) {
-    let suspicious = body.claimed_actor.is_some() || body.action == "zt.admin.access";
+    let suspicious = body.claimed_actor.is_some() || is_admin_access(body);
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Informational"),
         (Decision::Deny, _) if suspicious => (3, "Medium"),
@@ -70,9 +69,7 @@ pub fn disposition(body: &RecordBody) -> (u8, &'static str) {
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Allowed"),
         (Decision::Deny, RecordKind::Rejections) => (25, "Rejected"),
-        (Decision::Deny, RecordKind::Admin) if body.action == "zt.admin.access" => {
-            (26, "Unauthorized")
-        }
+        (Decision::Deny, RecordKind::Admin) if is_admin_access(body) => (26, "Unauthorized"),
         (Decision::Deny, RecordKind::Decision | RecordKind::Admin | RecordKind::Execution) => {
             (2, "Blocked")
         }
@@ -95,18 +92,36 @@ pub enum Actor {
 /// Admins are Admin (2); agents and workloads are Other (99) with type `Agent`, as OCSF has
 /// no user type for an autonomous agent.
 pub fn actor(body: &RecordBody) -> Actor {
-    match (body.kind, body.action.as_str()) {
-        (RecordKind::Rejections, _) | (RecordKind::Admin, "zt.admin.policies.reload") => {
-            Actor::Application
-        }
-        (RecordKind::Admin, "zt.admin.access")
-        | (RecordKind::Decision | RecordKind::Execution, _) => Actor::User {
-            type_id: 99,
-            type_name: "Agent",
-        },
-        (RecordKind::Admin, _) => Actor::User {
-            type_id: 2,
-            type_name: "Admin",
+    let admin = Actor::User {
+        type_id: 2,
+        type_name: "Admin",
+    };
+    let agent = Actor::User {
+        type_id: 99,
+        type_name: "Agent",
+    };
+    match body.kind {
+        RecordKind::Rejections => Actor::Application,
+        RecordKind::Decision | RecordKind::Execution => agent,
+        RecordKind::Admin => match AdminAction::from_name(&body.action) {
+            Some(AdminAction::PoliciesReload) => Actor::Application,
+            Some(AdminAction::Access) => agent,
+            Some(
+                AdminAction::AgentsRegister
+                | AdminAction::AgentsRotateToken
+                | AdminAction::AgentsRemove
+                | AdminAction::PoliciesPropose
+                | AdminAction::PoliciesApprove
+                | AdminAction::PoliciesActivate
+                | AdminAction::PoliciesWithdraw
+                | AdminAction::UnauthenticatedStateAccept,
+            )
+            | None => admin,
         },
     }
+}
+
+/// The action of an agent's credential refused on an admin route.
+fn is_admin_access(body: &RecordBody) -> bool {
+    AdminAction::from_name(&body.action) == Some(AdminAction::Access)
 }

@@ -7,7 +7,6 @@
 //! `--keys` or the server's `GET /audit/keys`), and the origin is `--origin`, or else the one
 //! the saved checkpoint names.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -106,7 +105,8 @@ async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
     let note = server.audit_checkpoint(args.fresh).await?;
     let checkpoint = verify_note(&note, Some(origin), &jwks)
         .map_err(|e| rejected("checkpoint", format!("the server's checkpoint: {e:#}")))?;
-    write_atomically(&args.out, note.as_bytes())?;
+    zt_ledger::persist::write_atomically(&args.out, note.as_bytes())
+        .with_context(|| format!("cannot write `{}`", args.out.display()))?;
     let root = checkpoint.root.to_hex();
     Ok((
         format!(
@@ -161,20 +161,6 @@ pub fn read_checkpoint(
     let note = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read checkpoint `{}`", path.display()))?;
     verify_note(&note, origin, jwks).with_context(|| format!("checkpoint `{}`", path.display()))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
-    Ok(())
 }
 
 /// `zt audit verify`'s run, plus, with `--checkpoint`, the Merkle tree of the first `size`

@@ -34,8 +34,8 @@ impl Prepared {
 }
 
 /// Registers the actor and allows the action. A server that would need a second admin to
-/// approve the change is explained, and nothing is left behind but the pending proposal,
-/// which no route can withdraw (it activates only if approved; a restart drops it).
+/// approve the change is explained, and nothing is left behind: the pending proposal is
+/// withdrawn and the agent removed.
 pub async fn prepare(
     admin: &ControlPlane,
     args: &BenchArgs,
@@ -80,12 +80,19 @@ pub async fn prepare(
                 .to_string();
             let why = anyhow::anyhow!(
                 "this server reviews policy changes with two admins: allowing `{}` was filed as \
-                 proposal `{id}`, pending a second admin's approval (it takes effect only if \
-                 approved; a restart drops it). Start the server for benchmarking with \
-                 `--single-admin --rate-limit none`, or have a second admin approve it \
-                 (`POST /policies/proposals/{id}/approve`) and run `zt bench` again",
+                 proposal `{id}`, which would need a second admin's approval (it was withdrawn \
+                 again). Start the server for benchmarking with \
+                 `--single-admin --rate-limit none`, or have `{}` allowed first (a proposal \
+                 approved by a second admin) and run `zt bench` again",
+                args.action,
                 args.action
             );
+            let why = match admin.withdraw_proposal(&id).await {
+                Ok(_) => why,
+                Err(e) => why.context(format!(
+                    "and withdrawing the proposal `{id}` it filed failed: {e}"
+                )),
+            };
             return Err(undo_agent(admin, &prepared, args, why).await);
         }
         Ok((_, answer)) => {
@@ -130,7 +137,12 @@ pub async fn clean_up(admin: &ControlPlane, prepared: &Prepared, args: &BenchArg
                 .get("id")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            admin.approve_proposal(id).await
+            let approved = admin.approve_proposal(id).await;
+            if approved.is_err() {
+                // Leave no pending proposal behind (a second admin could still approve it).
+                let _ = admin.withdraw_proposal(id).await;
+            }
+            approved
         };
         if let Err(e) = restored.await {
             problems.push(format!(

@@ -45,11 +45,7 @@ pub fn run(args: &DiffArgs) -> Exit {
     };
     let old_name = args.old.display().to_string();
     let new_name = args.new.display().to_string();
-    let diff = similar::TextDiff::from_lines(old.source(), new.source())
-        .unified_diff()
-        .context_radius(3)
-        .header(&old_name, &new_name)
-        .to_string();
+    let diff = zt_policy::text_diff(old.source(), new.source(), &old_name, &new_name);
     if args.json {
         let side = |file: &str, engine: &PolicyEngine| json!({"file": file, "policies": engine.policy_count(), "version": engine.version()});
         let replay = replayed.as_ref().map(|r| {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use clap::Subcommand;
 use serde_json::{json, Value};
-use zt_policy::{Location, PolicyDecision, PolicyEngine, PolicyError};
+use zt_policy::{Location, PolicyEngine, PolicyError};
 
 use crate::exit::Exit;
 
@@ -107,13 +107,4 @@ fn fail(error: &anyhow::Error, json: bool) -> Exit {
         eprintln!("error: {}", message(error));
     }
     Exit::Failure
-}
-
-/// `allow` or `deny`.
-fn decision_word(decision: &PolicyDecision) -> &'static str {
-    if decision.allowed {
-        "allow"
-    } else {
-        "deny"
-    }
 }

@@ -10,39 +10,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde::Serialize;
 use serde_json::Value;
-use zt_policy::{PolicyDecision, PolicyEngine, PolicyRequest};
-
-use super::decision_word;
+use zt_policy::{Compared, Outcome, PolicyEngine, PolicyRequest};
 
 /// What the output says about the limits of a replay.
 pub const NOTE: &str = "audit records carry actor, action and resource only: no actor or \
 resource attributes and no context are replayed, so policies that read them decide as if none \
 were sent; each record is replayed at its own timestamp";
 
-/// How one policy decides one replayed request.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Outcome {
-    /// `allow` or `deny`.
-    pub decision: &'static str,
-    /// The reason.
-    pub reason: String,
-    /// The deciding policies.
-    pub policies: Vec<String>,
-}
-
-impl Outcome {
-    fn of(decision: PolicyDecision) -> Self {
-        Self {
-            decision: decision_word(&decision),
-            reason: decision.reason,
-            policies: decision.determining_policies,
-        }
-    }
-}
-
 /// A request (actor, action, resource) decided differently, and how many records asked it so.
 #[derive(Debug, Clone, Serialize)]
-pub struct Change {
+pub struct ChangedRequest {
     /// The actor.
     pub actor: String,
     /// The action.
@@ -77,7 +54,7 @@ pub struct Replay {
     /// Replayed records the old policy decides as the record says (same decision and reason).
     pub old_matches_record: u64,
     /// The changed requests, grouped, in order of first appearance.
-    pub changes: Vec<Change>,
+    pub changes: Vec<ChangedRequest>,
 }
 
 /// Replays every `kind == "decision"` record of a JSON-lines audit file under both policies.
@@ -110,15 +87,17 @@ pub fn replay(old: &PolicyEngine, new: &PolicyEngine, path: &Path) -> anyhow::Re
             .and_then(wire_time)
             .unwrap_or_else(SystemTime::now);
         let request = PolicyRequest::new(actor, action, resource).at(when);
-        let before = Outcome::of(old.decide(&request));
-        let after = Outcome::of(new.decide(&request));
+        let compared = Compared::of(old, new, &request);
         replay.replayed += 1;
-        if field("decision") == Some(before.decision) && field("reason") == Some(&before.reason) {
+        if field("decision") == Some(compared.before.decision)
+            && field("reason") == Some(&compared.before.reason)
+        {
             replay.old_matches_record += 1;
         }
-        if before.decision == after.decision && before.reason == after.reason {
+        if !compared.changed() {
             continue;
         }
+        let Compared { before, after } = compared;
         replay.changed += 1;
         match (before.decision, after.decision) {
             ("allow", "deny") => replay.allow_to_deny += 1,
@@ -141,7 +120,7 @@ pub fn replay(old: &PolicyEngine, new: &PolicyEngine, path: &Path) -> anyhow::Re
             None => {
                 index.insert(key.clone(), replay.changes.len());
                 let (actor, action, resource, old, new) = key;
-                replay.changes.push(Change {
+                replay.changes.push(ChangedRequest {
                     actor,
                     action,
                     resource,

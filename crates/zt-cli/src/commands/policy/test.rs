@@ -1,17 +1,16 @@
 //! `zt policy test FILE CASES`: run expected decisions against a policy file, like OPA's policy
 //! tests. CI reads the closing line, `N passed, M failed`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
-use zt_policy::{PolicyDecision, PolicyEngine, PolicyRequest};
+use serde_json::json;
+use zt_policy::{OwnedPolicyRequest, PolicyDecision, PolicyEngine};
 
-use super::{decision_word, fail, load};
+use super::{fail, load};
 use crate::exit::Exit;
 
 /// `zt policy test` arguments.
@@ -38,27 +37,9 @@ struct CaseFile {
 #[serde(deny_unknown_fields)]
 struct Case {
     name: String,
-    request: CaseRequest,
+    /// The request, as `POST /actions` and the registry would give it to the engine.
+    request: OwnedPolicyRequest,
     expect: Expect,
-}
-
-/// The request, as `POST /actions` and the registry would give it to the engine.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CaseRequest {
-    actor: String,
-    #[serde(default)]
-    actor_attributes: BTreeMap<String, String>,
-    action: String,
-    #[serde(default)]
-    resource: String,
-    #[serde(default)]
-    resource_attributes: BTreeMap<String, String>,
-    #[serde(default)]
-    context: Option<Map<String, Value>>,
-    /// Seconds since the Unix epoch (`context.request_time`); now when absent.
-    #[serde(default)]
-    request_time: Option<u64>,
 }
 
 /// What the answer must be; `reason` and `policies` are checked only when given.
@@ -99,7 +80,7 @@ pub fn run(args: &TestArgs) -> Exit {
     let mut failed = 0usize;
     let mut results = Vec::with_capacity(cases.len());
     for case in &cases {
-        let decision = decide(&engine, &case.request);
+        let decision = case.request.decide(&engine);
         let failure = mismatch(&case.expect, &decision);
         if failure.is_some() {
             failed += 1;
@@ -116,7 +97,7 @@ pub fn run(args: &TestArgs) -> Exit {
                     "policies": case.expect.policies,
                 },
                 "got": {
-                    "decision": decision_word(&decision),
+                    "decision": decision.word(),
                     "reason": decision.reason,
                     "policies": decision.determining_policies,
                     "errors": decision.errors,
@@ -178,23 +159,10 @@ fn load_both(file: &Path, cases: &Path) -> anyhow::Result<(PolicyEngine, Vec<Cas
     Ok((engine, parsed.cases))
 }
 
-fn decide(engine: &PolicyEngine, r: &CaseRequest) -> PolicyDecision {
-    let mut request = PolicyRequest::new(&r.actor, &r.action, &r.resource)
-        .with_actor_attributes(&r.actor_attributes)
-        .with_resource_attributes(&r.resource_attributes);
-    if let Some(context) = &r.context {
-        request = request.with_context(context);
-    }
-    if let Some(seconds) = r.request_time {
-        request = request.at(UNIX_EPOCH + Duration::from_secs(seconds));
-    }
-    engine.decide(&request)
-}
-
 /// `None` when the decision is what was expected; otherwise `expected ...; got ...` over the
 /// fields the case checks.
 fn mismatch(expect: &Expect, got: &PolicyDecision) -> Option<String> {
-    let decision_ok = expect.decision.word() == decision_word(got);
+    let decision_ok = expect.decision.word() == got.word();
     let reason_ok = expect.reason.as_ref().is_none_or(|r| *r == got.reason);
     let policies_ok = expect
         .policies
@@ -204,7 +172,7 @@ fn mismatch(expect: &Expect, got: &PolicyDecision) -> Option<String> {
         return None;
     }
     let mut expected = vec![expect.decision.word().to_string()];
-    let mut actual = vec![decision_word(got).to_string()];
+    let mut actual = vec![got.word().to_string()];
     if let Some(reason) = &expect.reason {
         expected.push(format!("reason {reason:?}"));
         actual.push(format!("reason {:?}", got.reason));

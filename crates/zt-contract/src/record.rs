@@ -1,0 +1,253 @@
+//! An audit record's construction and hashing, in one place: the draft a caller hands the
+//! ledger (a record without its place in the chain) with one constructor per kind of event,
+//! the body it becomes once sequenced, and that body's canonical JSON and hash.
+
+use std::collections::BTreeMap;
+
+use crate::vocabulary::{
+    AdminAction, REASON_ADMIN_ACCESS_REFUSED, REJECTIONS_ACTION, SERVER_ACTOR,
+};
+use crate::{Decision, Digest32, RecordBody, RecordKind};
+
+/// A record before sequencing: the ledger adds `seq`, `timestamp` and `previous_hash`.
+/// The default is a deny decision with nothing filled in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordDraft {
+    /// What kind of event.
+    pub kind: RecordKind,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub resource: String,
+    /// The outcome.
+    pub decision: Decision,
+    /// Why; never empty.
+    pub reason: String,
+    /// Whether `actor` was authenticated.
+    pub authenticated: bool,
+    /// The actor the request claimed, when it differs from the authenticated one.
+    pub claimed_actor: Option<String>,
+    /// Ids of the policies that decided.
+    pub policies: Option<Vec<String>>,
+    /// The policy version that decided.
+    pub policy_version: Option<String>,
+    /// The client's nonce.
+    pub request_id: Option<String>,
+    /// Digest of the request context.
+    pub context_sha256: Option<String>,
+    /// Counts, on rejection summaries.
+    pub counts: Option<BTreeMap<String, u64>>,
+    /// The sandbox profile: granted (broker decisions) or run under (receipts).
+    pub sandbox: Option<crate::SandboxProfile>,
+    /// The receipt, on execution records.
+    pub execution: Option<crate::ExecutionReceipt>,
+}
+
+impl RecordDraft {
+    /// The record of a decision (`POST /actions`, AuthZEN): `actor` asked for `action` on
+    /// `resource`, and got `decision` for `reason`. The optional fields are set with the
+    /// `with_*` methods.
+    pub fn decision(
+        actor: String,
+        authenticated: bool,
+        action: String,
+        resource: String,
+        decision: Decision,
+        reason: String,
+    ) -> Self {
+        Self {
+            kind: RecordKind::Decision,
+            actor,
+            action,
+            resource,
+            decision,
+            reason,
+            authenticated,
+            ..Self::default()
+        }
+    }
+
+    /// The record of an admin change by `actor` (an admin, or the control plane itself),
+    /// committed before the change is applied.
+    pub fn admin(
+        actor: impl Into<String>,
+        authenticated: bool,
+        action: AdminAction,
+        resource: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: RecordKind::Admin,
+            actor: actor.into(),
+            action: action.as_str().to_string(),
+            resource: resource.into(),
+            decision: Decision::Allow,
+            reason: reason.into(),
+            authenticated,
+            ..Self::default()
+        }
+    }
+
+    /// The record of an authenticated agent's credential refused on an admin `route`
+    /// (`METHOD /path`).
+    pub fn admin_access_refused(actor: String, route: String) -> Self {
+        Self {
+            kind: RecordKind::Admin,
+            actor,
+            action: AdminAction::Access.as_str().to_string(),
+            resource: route,
+            decision: Decision::Deny,
+            reason: REASON_ADMIN_ACCESS_REFUSED.to_string(),
+            authenticated: true,
+            ..Self::default()
+        }
+    }
+
+    /// A summary of requests refused before any decision, counted by cause.
+    pub fn rejections(counts: BTreeMap<String, u64>) -> Self {
+        let total: u64 = counts.values().sum();
+        Self {
+            kind: RecordKind::Rejections,
+            actor: SERVER_ACTOR.to_string(),
+            action: REJECTIONS_ACTION.to_string(),
+            resource: String::new(),
+            decision: Decision::Deny,
+            reason: format!("{total} requests were refused before any decision"),
+            authenticated: true,
+            counts: Some(counts),
+            ..Self::default()
+        }
+    }
+
+    /// With the version of the policy set that decided (or that a change concerns).
+    pub fn with_policy_version(mut self, policy_version: Option<String>) -> Self {
+        self.policy_version = policy_version;
+        self
+    }
+
+    /// With the ids of the policies that decided (none: the field is left out).
+    pub fn with_policies(mut self, policies: Vec<String>) -> Self {
+        self.policies = (!policies.is_empty()).then_some(policies);
+        self
+    }
+
+    /// With the actor the request claimed, when it differs from the authenticated one.
+    pub fn with_claimed_actor(mut self, claimed_actor: Option<String>) -> Self {
+        self.claimed_actor = claimed_actor;
+        self
+    }
+
+    /// With the client's nonce.
+    pub fn with_request_id(mut self, request_id: Option<String>) -> Self {
+        self.request_id = request_id;
+        self
+    }
+
+    /// With the digest of the request's context.
+    pub fn with_context_sha256(mut self, context_sha256: Option<String>) -> Self {
+        self.context_sha256 = context_sha256;
+        self
+    }
+
+    /// With the sandbox profile a broker decision grants (or a receipt ran under).
+    pub fn with_sandbox(mut self, sandbox: Option<crate::SandboxProfile>) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// Places the draft in the chain.
+    pub fn into_body(self, seq: u64, timestamp: String, previous_hash: String) -> RecordBody {
+        RecordBody {
+            action: self.action,
+            actor: self.actor,
+            authenticated: self.authenticated,
+            claimed_actor: self.claimed_actor,
+            context_sha256: self.context_sha256,
+            counts: self.counts,
+            decision: self.decision,
+            execution: self.execution,
+            kind: self.kind,
+            policies: self.policies,
+            policy_version: self.policy_version,
+            previous_hash,
+            reason: self.reason,
+            request_id: self.request_id,
+            resource: self.resource,
+            sandbox: self.sandbox,
+            seq,
+            timestamp,
+        }
+    }
+}
+
+impl RecordBody {
+    /// The canonical JSON of the body: the bytes whose SHA-256 is the record's
+    /// `current_hash`. The fields are declared in sorted order, so serde writes canonical
+    /// JSON directly (a test holds it equal to [`crate::canonical::canonical_json`]).
+    #[expect(
+        clippy::expect_used,
+        reason = "a record body has string keys only and no fallible field: it always serializes"
+    )]
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(self).expect("a record body serializes")
+    }
+
+    /// The record's `current_hash`: SHA-256 of [`RecordBody::canonical_json`]. The one
+    /// definition for typed records; [`crate::record_hash`] is the same rule for a stored
+    /// line of unknown shape (every key but `current_hash` and `kms_signature`).
+    pub fn hash(&self) -> Digest32 {
+        Digest32::sha256(self.canonical_json().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_typed_hash_is_the_hash_of_the_stored_line() {
+        let draft = RecordDraft::decision(
+            "a".into(),
+            true,
+            "x.y".into(),
+            "r".into(),
+            Decision::Allow,
+            "ok".into(),
+        )
+        .with_policies(vec!["p".into()])
+        .with_request_id(Some("n".into()))
+        .with_context_sha256(Some("00".into()))
+        .with_policy_version(Some("v".into()));
+        let body = draft.into_body(3, "t".into(), crate::GENESIS_HASH.into());
+        let json: serde_json::Value = serde_json::from_str(&body.canonical_json()).unwrap();
+        assert_eq!(
+            body.canonical_json(),
+            crate::canonical::canonical_json(&json)
+        );
+        assert_eq!(body.hash(), crate::record_hash(json.as_object().unwrap()));
+    }
+
+    #[test]
+    fn constructors_fill_their_kind() {
+        let admin = RecordDraft::admin("alice", true, AdminAction::AgentsRemove, "bot", "gone");
+        assert_eq!(
+            (admin.kind, admin.action.as_str(), admin.decision),
+            (RecordKind::Admin, "zt.admin.agents.remove", Decision::Allow)
+        );
+        let refused = RecordDraft::admin_access_refused("bot".into(), "GET /agents".into());
+        assert_eq!(
+            (refused.action.as_str(), refused.decision),
+            ("zt.admin.access", Decision::Deny)
+        );
+        let summary = RecordDraft::rejections([("a".to_string(), 2), ("b".to_string(), 3)].into());
+        assert_eq!(
+            summary.reason,
+            "5 requests were refused before any decision"
+        );
+        assert_eq!(summary.kind, RecordKind::Rejections);
+        let none = RecordDraft::default().with_policies(Vec::new());
+        assert_eq!(none.policies, None);
+    }
+}

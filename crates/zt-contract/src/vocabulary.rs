@@ -1,0 +1,167 @@
+//! The words audit records share across crates: the admin actions (`zt.admin.*`) the server
+//! records and the SIEM mapping classifies, the control plane's own actor and action names,
+//! and the deny reasons the server gives itself (before or instead of the policy engine).
+//! Each is one enum or constant, so a rename cannot silently break a reader on the other side
+//! of a crate boundary.
+
+/// The actor of records the control plane makes on its own behalf (rejection summaries, the
+/// acceptance of state chosen without authentication).
+pub const SERVER_ACTOR: &str = "zt-server";
+
+/// The action of a rejection summary record ([`crate::RecordKind::Rejections`]).
+pub const REJECTIONS_ACTION: &str = "zt.server.rejected_requests";
+
+/// Reason given when the actor is not in the registry.
+pub const REASON_UNREGISTERED: &str = "agent is not registered";
+/// Reason given when no rule allows the action.
+pub const REASON_NOT_ALLOWED: &str = "action is not in the allow list";
+/// Reason of the record of an agent credential used on an admin route.
+pub const REASON_ADMIN_ACCESS_REFUSED: &str = "agent credentials cannot use admin routes";
+
+/// Declares [`AdminAction`], its list and its names from one table, so that a new action is
+/// one line and can never be missing from [`AdminAction::ALL`] (and so from
+/// [`AdminAction::from_name`]).
+macro_rules! admin_actions {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// The `action` of an admin record ([`crate::RecordKind::Admin`]). Adding one means
+        /// deciding its OCSF activity in `zt-siem` (an exhaustive `match` there fails to compile
+        /// until then).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum AdminAction {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl AdminAction {
+            /// Every admin action.
+            pub const ALL: &'static [AdminAction] = &[$(AdminAction::$variant,)*];
+
+            /// The record's `action`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AdminAction::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+admin_actions! {
+    /// An agent registered.
+    AgentsRegister => "zt.admin.agents.register",
+    /// An agent's token replaced by a new one.
+    AgentsRotateToken => "zt.admin.agents.rotate_token",
+    /// An agent removed, its token revoked.
+    AgentsRemove => "zt.admin.agents.remove",
+    /// A policy proposal filed.
+    PoliciesPropose => "zt.admin.policies.propose",
+    /// A policy proposal approved.
+    PoliciesApprove => "zt.admin.policies.approve",
+    /// An approved policy made active.
+    PoliciesActivate => "zt.admin.policies.activate",
+    /// A pending policy proposal withdrawn.
+    PoliciesWithdraw => "zt.admin.policies.withdraw",
+    /// The policy file reloaded (`--policy FILE`).
+    PoliciesReload => "zt.admin.policies.reload",
+    /// State chosen while authentication was off, kept at start.
+    UnauthenticatedStateAccept => "zt.admin.unauthenticated_state.accept",
+    /// An agent credential used on an admin route (a deny record).
+    Access => "zt.admin.access",
+}
+
+impl AdminAction {
+    /// The admin action a record's `action` names, if any.
+    pub fn from_name(action: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.as_str() == action)
+    }
+}
+
+impl std::fmt::Display for AdminAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A deny the server decides itself, before asking the policy engine. Each has one text, the
+/// record's `reason`; the server maps each to its HTTP status in one `match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The request's `request_id` was already used within the replay window.
+    Replayed {
+        /// The id.
+        request_id: String,
+    },
+    /// The body names another actor than the one the credential authenticates.
+    ClaimedActor {
+        /// The actor the body claims.
+        claimed: String,
+        /// The actor the credential authenticates.
+        authenticated: String,
+    },
+    /// The actor is not in the registry.
+    Unregistered,
+    /// A broker asked for a sandbox and the deciding permits' grant cannot be read.
+    SandboxGrantInvalid {
+        /// Why the grant is invalid.
+        error: String,
+    },
+}
+
+impl DenyReason {
+    /// The record's `reason`.
+    pub fn text(&self) -> String {
+        match self {
+            DenyReason::Replayed { request_id } => {
+                format!("request_id `{request_id}` was already used within the replay window")
+            }
+            DenyReason::ClaimedActor {
+                claimed,
+                authenticated,
+            } => format!(
+                "the request claims actor `{claimed}` but its credential authenticates \
+                 `{authenticated}`"
+            ),
+            DenyReason::Unregistered => REASON_UNREGISTERED.to_string(),
+            DenyReason::SandboxGrantInvalid { error } => {
+                format!("the deciding policy's sandbox grant is invalid: {error}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_action_names_are_distinct_and_read_back() {
+        let mut names: Vec<&str> = AdminAction::ALL.iter().map(|a| a.as_str()).collect();
+        for &action in AdminAction::ALL {
+            assert_eq!(AdminAction::from_name(action.as_str()), Some(action));
+            assert!(action.as_str().starts_with("zt.admin."), "{action}");
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), AdminAction::ALL.len());
+        assert_eq!(AdminAction::from_name("zt.admin.policies"), None);
+    }
+
+    #[test]
+    fn deny_reasons_keep_their_wire_text() {
+        assert_eq!(DenyReason::Unregistered.text(), "agent is not registered");
+        assert_eq!(
+            DenyReason::Replayed {
+                request_id: "r-1".into()
+            }
+            .text(),
+            "request_id `r-1` was already used within the replay window"
+        );
+        assert_eq!(
+            DenyReason::ClaimedActor {
+                claimed: "a".into(),
+                authenticated: "b".into()
+            }
+            .text(),
+            "the request claims actor `a` but its credential authenticates `b`"
+        );
+    }
+}

@@ -21,10 +21,10 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, http_raw, zt, zt_bin, Server};
+use common::{free_port, http, http_raw, zt, zt_bin, Running, Server};
 use serde_json::{json, Value};
 use zt_client::{Authorization, ControlPlane, Guarded, PinnedKeys};
 use zt_contract::{DecisionRequest, DecisionResponse, Jwk, Jwks};
@@ -39,16 +39,6 @@ permit(principal, action, resource);
 @reason("the vault is off limits")
 forbid(principal, action, resource == Resource::"vault");
 "#;
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -75,10 +75,13 @@ fn skipped_with_error(outcome: &Guarded<u64>, ran: bool) -> String {
     }
 }
 
+/// An answer body built from the request's `request_id`.
+type Body = fn(Option<String>) -> Value;
+
 /// Runs each `(name, body-with-request-id -> json)` case under `status` and checks the error
 /// mentions `expected`.
 async fn expect_errors(
-    cases: Vec<(&str, u16, fn(Option<String>) -> Value, &str)>,
+    cases: Vec<(&str, u16, Body, &str)>,
     key: Option<&TestKey>,
 ) {
     for (name, status, body, expected) in cases {

@@ -80,10 +80,7 @@ type Body = fn(Option<String>) -> Value;
 
 /// Runs each `(name, body-with-request-id -> json)` case under `status` and checks the error
 /// mentions `expected`.
-async fn expect_errors(
-    cases: Vec<(&str, u16, Body, &str)>,
-    key: Option<&TestKey>,
-) {
+async fn expect_errors(cases: Vec<(&str, u16, Body, &str)>, key: Option<&TestKey>) {
     for (name, status, body, expected) in cases {
         let pinned = key.map(|k| PinnedKeys::from_jwks(&k.jwks()).unwrap());
         let (outcome, ran) = answering(status, move |id| body(id).to_string(), pinned).await;

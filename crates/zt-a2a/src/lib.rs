@@ -1,11 +1,12 @@
 //! The ZT-Infra A2A proxy: a JSON-RPC-aware reverse proxy in front of one A2A agent. Every call
 //! is a control-plane decision before anything is forwarded (action
 //! `a2a.<agent>.<method_in_snake_case>`, the same name for A2A 1.0 and 0.3 methods); a deny,
-//! or no valid decision, is answered in A2A terms and never reaches the agent. The agent's card
-//! is served with every interface URL pointing at the proxy.
+//! or no valid decision, is answered in A2A terms and never reaches the agent. The agent's card,
+//! and its extended card, are served with every interface URL pointing at the proxy.
 
 mod card;
 mod error;
+mod extended_card;
 mod interfaces;
 mod limits;
 mod method;

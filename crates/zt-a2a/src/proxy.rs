@@ -19,7 +19,7 @@ use crate::limits::MAX_REQUEST_BYTES;
 use crate::refusal::Refusal;
 use crate::rpc::RpcCall;
 use crate::upstream::{CardError, CARD_PATH};
-use crate::{card, ProxyConfig};
+use crate::{card, extended_card, ProxyConfig};
 
 /// The proxy as an axum router.
 pub fn router(config: ProxyConfig) -> Router {
@@ -131,9 +131,15 @@ async fn decide_and_forward(
     if let Some(refusal) = refusal {
         return Ok(refusal.answer(&call));
     }
-    config
+    let response = config
         .upstream
         .forward(&agent_path, &parts.headers, body)
+        .await
+        .map_err(|e| e.with_id(call.id.clone()))?;
+    if call.method.action != extended_card::EXTENDED_CARD_ACTION {
+        return Ok(response);
+    }
+    extended_card::rewrite_response(response, &config.public_url)
         .await
         .map_err(|e| e.with_id(call.id.clone()))
 }

@@ -10,14 +10,6 @@ use std::process::ExitCode;
 use zt_client::ControlPlane;
 use zt_contract::DecisionRequest;
 
-/// 128 random bits, hex, as every enforcement point sends by default.
-fn nonce() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(action), resource, context) = (args.first(), args.get(1), args.get(2)) else {
@@ -31,23 +23,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let request_id = match nonce() {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("no randomness for the request id: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let request = DecisionRequest {
-        actor: std::env::var("ZT_ACTOR").unwrap_or_default(),
-        action: action.clone(),
-        resource: resource.cloned().unwrap_or_default(),
-        context,
-        request_id: Some(request_id),
-        ..DecisionRequest::default()
-    };
-    let url = std::env::var("ZT_CONTROL_PLANE_URL")
-        .unwrap_or_else(|_| "http://127.0.0.1:3000".to_string());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,11 +33,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The SDK supplies the environment's defaults and a random request id.
     let answer = runtime.block_on(async {
-        let mut client = ControlPlane::new(&url)?;
-        if let Ok(token) = std::env::var("ZT_TOKEN") {
-            client = client.with_bearer(&token)?;
-        }
+        let client = ControlPlane::from_env()?;
+        let request = DecisionRequest {
+            context,
+            ..client.request(action, resource.map_or("", String::as_str))
+        };
         client.decide(&request).await
     });
     match answer.map(|decision| serde_json::to_string(&decision)) {

@@ -1,22 +1,46 @@
 //! The Rust SDK of ZT-Infra: ask the control plane before protected work, and fail closed.
 //!
 //! [`ControlPlane::decide`] returns a decision only when the answer is complete: a 200 or 403
-//! status, a well-formed body whose `ok` agrees with `decision`, and audit evidence whose
-//! `current_hash` recomputes from the answer's own fields. Anything else is an error, and
-//! [`ControlPlane::guarded_call`] never runs the protected work on an error.
+//! status, a well-formed body whose `ok` agrees with `decision`, audit evidence whose
+//! `current_hash` recomputes from the answer's own fields and that echoes the request's
+//! `request_id` (a random 128-bit one is sent when the caller gives none), and, with
+//! [`PinnedKeys`], a `kms_signature` that verifies with a pinned key. Anything else is an error.
+//!
+//! Protected work runs through [`ControlPlane::guarded`]: it receives an [`Allowed`] proof,
+//! which only an allow decision produces, so deny and error paths cannot reach it.
+//!
+//! [`ControlPlane::from_env`] reads `ZT_CONTROL_PLANE_URL`, `ZT_ACTOR` and `ZT_TOKEN`;
+//! [`ControlPlaneBuilder`] sets the same explicitly.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), zt_client::ClientError> {
+//! use zt_client::{ControlPlane, Guarded};
+//! let plane = ControlPlane::from_env()?;
+//! let request = plane.request("github.create_issue", "octo/repo");
+//! match plane.guarded(&request, |allowed| async move { allowed.decision().evidence.seq }).await {
+//!     Guarded::Executed { result, .. } => println!("ran, recorded at seq {result}"),
+//!     Guarded::Skipped { cause, .. } => println!("not run: {cause:?}"),
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! This is the one HTTP client of the project: the CLI's audit, bench and demo commands use it
 //! too, so the answer cap, the timeout, TLS and the encoding of `/agents/{actor}` paths are
 //! decided here once.
 
+mod builder;
 mod guarded;
 mod http;
 pub mod names;
 mod path;
+mod pinned;
+mod request_id;
 mod tls;
 mod token_file;
 mod url;
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,8 +52,11 @@ use zt_contract::{
     RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 
-pub use guarded::{Guarded, SkipCause};
+pub use builder::{ControlPlaneBuilder, DEFAULT_URL, ENV_ACTOR, ENV_CONTROL_PLANE_URL, ENV_TOKEN};
+pub use guarded::{Allowed, Authorization, Guarded, SkipCause};
 use http::HttpClient;
+pub use pinned::{PinnedKeys, PinnedKeysError};
+pub use request_id::new_request_id;
 pub use tls::{TlsError, TlsOptions};
 pub use token_file::{read_admin_token, TokenFileError};
 pub use url::{BaseUrl, UrlError};
@@ -111,6 +138,12 @@ impl Default for ClientOptions {
 #[derive(Clone)]
 pub struct ControlPlane {
     http: HttpClient,
+    /// Asked for when a request's `actor` is empty.
+    actor: Option<String>,
+    /// When set, every decision's signature must verify with one of these keys.
+    pinned: Option<Arc<PinnedKeys>>,
+    /// Whether a random `request_id` is sent when a request has none.
+    send_request_id: bool,
 }
 
 impl ControlPlane {
@@ -138,7 +171,42 @@ impl ControlPlane {
         };
         Ok(Self {
             http: HttpClient::new(base_url.clone(), options.timeout, options.max_answer, tls)?,
+            actor: None,
+            pinned: None,
+            send_request_id: true,
         })
+    }
+
+    /// A client configured from `ZT_CONTROL_PLANE_URL` (default `http://127.0.0.1:3000`),
+    /// `ZT_ACTOR` and `ZT_TOKEN`; [`ControlPlaneBuilder::from_env`] to change more.
+    pub fn from_env() -> Result<Self, ClientError> {
+        ControlPlaneBuilder::from_env().build()
+    }
+
+    /// Explicit settings, starting from none.
+    pub fn builder() -> ControlPlaneBuilder {
+        ControlPlaneBuilder::default()
+    }
+
+    /// This client, checking every decision's signature against `keys`.
+    pub fn with_pinned_keys(mut self, keys: PinnedKeys) -> Self {
+        self.pinned = Some(Arc::new(keys));
+        self
+    }
+
+    /// The agent requests with an empty `actor` are asked for (`ZT_ACTOR`).
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.as_deref()
+    }
+
+    /// A decision request for `action` on `resource` as this client's agent.
+    pub fn request(&self, action: &str, resource: &str) -> DecisionRequest {
+        DecisionRequest {
+            actor: self.actor.clone().unwrap_or_default(),
+            action: action.to_string(),
+            resource: resource.to_string(),
+            ..DecisionRequest::default()
+        }
     }
 
     /// This client, presenting `token` (an agent token for `decide`, an admin token for the
@@ -149,11 +217,13 @@ impl ControlPlane {
     }
 
     /// Asks whether `request.actor` may take `request.action` on `request.resource`.
-    /// A deny is a decision (`Ok`), not an error.
+    /// A deny is a decision (`Ok`), not an error. An empty `actor` is the client's own
+    /// (`ZT_ACTOR`), when it has one; a missing `request_id` is a fresh random one.
     pub async fn decide(&self, request: &DecisionRequest) -> Result<DecisionResponse, ClientError> {
+        let request = self.complete(request)?;
         let (status, body) = self
             .http
-            .send("POST", "/actions", Some(to_json(request)?))
+            .send("POST", "/actions", Some(to_json(&*request)?))
             .await?;
         if status != 200 && status != 403 {
             return Err(status_error(status, &body));
@@ -175,6 +245,14 @@ impl ControlPlane {
                 "current_hash does not match the answer".into(),
             ));
         }
+        if request.request_id.is_some() && decision.evidence.request_id != request.request_id {
+            return Err(ClientError::Evidence(
+                "the answer does not echo this request's request_id".into(),
+            ));
+        }
+        if let Some(keys) = &self.pinned {
+            keys.verify(&decision)?;
+        }
         Ok(decision)
     }
 
@@ -193,6 +271,26 @@ impl ControlPlane {
             ));
         }
         Ok(answer)
+    }
+
+    /// `request` with the client's defaults filled in: its actor, a fresh request id.
+    fn complete<'r>(
+        &self,
+        request: &'r DecisionRequest,
+    ) -> Result<Cow<'r, DecisionRequest>, ClientError> {
+        let default_actor = self.actor.as_ref().filter(|_| request.actor.is_empty());
+        let new_id = self.send_request_id && request.request_id.is_none();
+        if default_actor.is_none() && !new_id {
+            return Ok(Cow::Borrowed(request));
+        }
+        let mut owned = request.clone();
+        if let Some(actor) = default_actor {
+            owned.actor.clone_from(actor);
+        }
+        if new_id {
+            owned.request_id = Some(new_request_id()?);
+        }
+        Ok(Cow::Owned(owned))
     }
 
     /// Registers an agent (admin). The response carries the agent's token when the agent is

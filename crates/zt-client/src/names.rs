@@ -37,14 +37,23 @@ pub fn a2a_action(agent: &str, method: &str) -> String {
     format!("a2a.{}.{}", segment(agent), segment(method))
 }
 
-/// `openai.responses.<name>`: a function tool call of the OpenAI Responses API.
+/// `openai.responses.function.<name>`: a function tool call of the OpenAI Responses API.
 pub fn openai_responses_action(name: &str) -> String {
-    format!("openai.responses.{}", segment(name))
+    format!("openai.responses.function.{}", segment(name))
 }
 
-/// `openai.agents.<namespace>.<tool>`: a tool of the OpenAI Agents SDK.
+/// `openai.agents.tool.<tool>`, or `openai.agents.tool.<namespace>.<tool>` when the tool has a
+/// namespace (an empty `namespace` means none): a tool of the OpenAI Agents SDK.
 pub fn openai_agents_action(namespace: &str, tool: &str) -> String {
-    format!("openai.agents.{}.{}", segment(namespace), segment(tool))
+    if namespace.is_empty() {
+        format!("openai.agents.tool.{}", segment(tool))
+    } else {
+        format!(
+            "openai.agents.tool.{}.{}",
+            segment(namespace),
+            segment(tool)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -92,11 +101,19 @@ mod tests {
         );
         assert_eq!(
             openai_responses_action("get weather"),
-            "openai.responses.get_weather"
+            "openai.responses.function.get_weather"
         );
         assert_eq!(
             openai_agents_action("", "lookup"),
-            "openai.agents.unknown.lookup"
+            "openai.agents.tool.lookup"
+        );
+        assert_eq!(
+            openai_agents_action("ns", "lookup"),
+            "openai.agents.tool.ns.lookup"
+        );
+        assert_eq!(
+            openai_agents_action("  ", "lookup"),
+            "openai.agents.tool.unknown.lookup"
         );
     }
 }

@@ -29,13 +29,11 @@ impl Refusal {
     fn into_result(self) -> CallToolResult {
         let (reason, zt) = match self {
             Refusal::Denied(decision) => {
+                // The whole answer of `POST /actions`, as every enforcement point passes it on:
+                // one envelope, which verifies as the control plane signed it.
                 let reason = decision.reason.clone();
-                let zt = json!({
-                    "decision": decision.decision,
-                    "reason": decision.reason,
-                    "audit": decision.audit,
-                    "evidence": decision.evidence,
-                });
+                let zt = serde_json::to_value(&*decision)
+                    .unwrap_or_else(|_| json!({"decision": Decision::Deny, "reason": reason}));
                 (reason, zt)
             }
             Refusal::Unavailable(error) => {

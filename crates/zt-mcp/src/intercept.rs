@@ -107,6 +107,20 @@ pub fn upstream_failure(message: &str) -> Vec<u8> {
     encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
 }
 
+/// The answer to a tool call whose decision could not be completed: an internal error with
+/// the call's id (the call is not relayed).
+pub fn decision_failed(id: RequestId) -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::INTERNAL_ERROR,
+        "the decision could not be completed: the call was not relayed".to_string(),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(
+        error,
+        Some(id),
+    ))
+}
+
 /// The JSON-RPC answer carrying a refused call's result.
 pub fn answer(id: RequestId, result: CallToolResult) -> Vec<u8> {
     encode(&JsonRpcMessage::<Value, CallToolResult, Value>::response(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, http_raw, records_as, zt_bin, Server};
+use common::{free_port, http, http_raw, records_as, zt_bin, Running, Server};
 use serde_json::{json, Value};
 
 const AGENT: &str = "echo_agent";
@@ -56,16 +56,6 @@ fn python() -> Option<PathBuf> {
     }
     eprintln!("skipped: {reason}");
     None
-}
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wait_for_card(port: u16, child: &mut Child, what: &str) {

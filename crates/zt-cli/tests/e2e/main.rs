@@ -40,3 +40,4 @@ mod replicas_shared_state;
 mod tamper;
 mod unauthenticated_state;
 mod workload_identity;
+mod sdk_gateways;

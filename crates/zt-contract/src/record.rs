@@ -185,20 +185,18 @@ impl RecordDraft {
 impl RecordBody {
     /// The canonical JSON of the body: the bytes whose SHA-256 is the record's
     /// `current_hash`. The fields are declared in sorted order, so serde writes canonical
-    /// JSON directly (a test holds it equal to [`crate::canonical::canonical_json`]).
-    #[expect(
-        clippy::expect_used,
-        reason = "a record body has string keys only and no fallible field: it always serializes"
-    )]
-    pub fn canonical_json(&self) -> String {
-        serde_json::to_string(self).expect("a record body serializes")
+    /// JSON directly (a test holds it equal to [`crate::canonical::canonical_json`]). A body
+    /// has string keys only, so serializing cannot fail in practice; callers still treat an
+    /// error as fatal to the record (fail closed) rather than assume it.
+    pub fn canonical_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 
     /// The record's `current_hash`: SHA-256 of [`RecordBody::canonical_json`]. The one
     /// definition for typed records; [`crate::record_hash`] is the same rule for a stored
     /// line of unknown shape (every key but `current_hash` and `kms_signature`).
-    pub fn hash(&self) -> Digest32 {
-        Digest32::sha256(self.canonical_json().as_bytes())
+    pub fn hash(&self) -> Result<Digest32, serde_json::Error> {
+        Ok(Digest32::sha256(self.canonical_json()?.as_bytes()))
     }
 }
 
@@ -221,12 +219,16 @@ mod tests {
         .with_context_sha256(Some("00".into()))
         .with_policy_version(Some("v".into()));
         let body = draft.into_body(3, "t".into(), crate::GENESIS_HASH.into());
-        let json: serde_json::Value = serde_json::from_str(&body.canonical_json()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&body.canonical_json().unwrap()).unwrap();
         assert_eq!(
-            body.canonical_json(),
+            body.canonical_json().unwrap(),
             crate::canonical::canonical_json(&json)
         );
-        assert_eq!(body.hash(), crate::record_hash(json.as_object().unwrap()));
+        assert_eq!(
+            body.hash().unwrap(),
+            crate::record_hash(json.as_object().unwrap())
+        );
     }
 
     #[test]

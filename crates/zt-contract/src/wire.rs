@@ -267,7 +267,9 @@ impl DecisionResponse {
 
     /// True when `audit.current_hash` is the hash of the record this response describes.
     pub fn hash_matches(&self) -> bool {
-        self.record_body().hash().to_hex() == self.audit.current_hash
+        self.record_body()
+            .hash()
+            .is_ok_and(|hash| hash.to_hex() == self.audit.current_hash)
     }
 }
 

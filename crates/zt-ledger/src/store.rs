@@ -85,7 +85,7 @@ impl SealedRecord {
 
     /// Hashes and signs a body, and builds its stored line.
     pub fn seal(body: RecordBody, signer: &dyn crate::Signer) -> Result<Self, crate::SignError> {
-        let json = body.canonical_json();
+        let json = body.canonical_json().map_err(|_| crate::SignError::Sign)?;
         let current_hash = Digest32::sha256(json.as_bytes());
         let signature = signer.sign_digest(&current_hash)?;
         let signature_json =

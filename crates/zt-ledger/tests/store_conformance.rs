@@ -18,7 +18,7 @@ use zt_ledger::{
     Signer, SqliteStore, StoreError,
 };
 
-mod pg_schema;
+use zt_test_support::pg_schema;
 
 fn draft(i: usize) -> RecordDraft {
     RecordDraft {
@@ -173,11 +173,11 @@ fn conformance_postgres() {
     };
     let dir = tempfile::tempdir().unwrap();
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
-    let store = PostgresStore::open(&schema.location()).unwrap();
+    let store = PostgresStore::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     assert!(store.is_shared());
-    let mut second_writer = PostgresStore::open(&schema.location()).unwrap();
+    let mut second_writer = PostgresStore::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     store_conformance(Box::new(store), signer.clone());
-    let mut reader = PostgresStore::open_read_only(&schema.location()).unwrap();
+    let mut reader = PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     assert_eq!(reader.head().unwrap(), second_writer.head().unwrap());
     assert_eq!(reader.keys().unwrap(), vec![signer.public_jwk().clone()]);
     assert!(reader.append(&[]).is_ok(), "an empty batch is a no-op");
@@ -206,7 +206,7 @@ fn concurrent_writers_of_a_shared_store_make_one_chain() {
     std::thread::scope(|scope| {
         for _ in 0..writers {
             let signer = signer.clone();
-            let location = schema.location();
+            let location = PostgresLocation::parse(&schema.url()).unwrap();
             scope.spawn(move || {
                 let mut store = PostgresStore::open(&location).unwrap();
                 for _ in 0..batches {
@@ -218,7 +218,7 @@ fn concurrent_writers_of_a_shared_store_make_one_chain() {
             });
         }
     });
-    let mut reader = PostgresStore::open_read_only(&schema.location()).unwrap();
+    let mut reader = PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     let keys = zt_contract::Jwks {
         keys: vec![signer.public_jwk().clone()],
     };
@@ -290,7 +290,7 @@ async fn concurrent_appends_form_one_verified_chain_across_restarts_on_postgres(
     };
     let dir = tempfile::tempdir().unwrap();
     concurrent_appends_across_restarts(dir.path(), Some(&schema.url()), || {
-        Box::new(PostgresStore::open_read_only(&schema.location()).unwrap())
+        Box::new(PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap())
     })
     .await;
 }

@@ -69,7 +69,7 @@ fn every_example_loads_and_has_vectors() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
         if name.ends_with(".cases.json") {
-            continue; // `zt policy test` cases, run by zt-cli's e2e_policy_cli
+            continue; // `zt policy test` cases, run by zt-cli's e2e suite (policy_cli)
         }
         assert!(name.ends_with(".cedar"), "unexpected file {name}");
         let engine = PolicyEngine::from_file(&path).unwrap_or_else(|e| panic!("{e}"));

@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )] // test code: a failed unwrap is a failed test
 
-#[path = "../../zt-ledger/tests/pg_schema/mod.rs"]
-mod pg_schema;
+use zt_test_support::pg_schema;
+use zt_ledger::PostgresLocation;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,10 +133,10 @@ fn conformance_postgres() {
     let Some(schema) = TestSchema::new() else {
         return;
     };
-    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    let docs = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
     conformance(&docs);
     // A second server on the same schema sees the same documents and versions.
-    let other = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    let other = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
     assert_eq!(other.versions().unwrap(), docs.versions().unwrap());
     let v = other.load(DocName::Agents).unwrap().unwrap().version;
     other.save(DocName::Agents, "[3]", Some(v)).unwrap();
@@ -150,7 +150,7 @@ fn concurrent_saves_on_postgres_have_one_winner() {
     };
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&schema.location()).unwrap(),
+            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let docs = open();
@@ -166,7 +166,7 @@ fn replicas_starting_together_create_the_table_once() {
     };
     let opened: Vec<_> = (0..4)
         .map(|_| {
-            let location = schema.location();
+            let location = PostgresLocation::parse(&schema.url()).unwrap();
             std::thread::spawn(move || PostgresDocs::open(&location).map(|_| ()))
         })
         .collect();
@@ -184,7 +184,7 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
     let b = tempfile::tempdir().unwrap();
     std::fs::write(a.path().join("agents.json"), "[\"from a\"]").unwrap();
     std::fs::write(b.path().join("agents.json"), "[\"from b\"]").unwrap();
-    let docs = Documents::Postgres(PostgresDocs::open(&schema.location()).unwrap());
+    let docs = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
     let first = docs
         .load_or_seed(DocName::Agents, a.path())
         .unwrap()
@@ -209,7 +209,7 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&schema.location()).unwrap(),
+            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let one = Registry::load(open(), dir.path()).unwrap();
@@ -247,7 +247,7 @@ async fn an_invalid_stored_policy_is_never_activated() {
     };
     let dir = tempfile::tempdir().unwrap();
     let docs = Arc::new(Documents::Postgres(
-        PostgresDocs::open(&schema.location()).unwrap(),
+        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
     ));
     let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
     let before = store.current().version().to_string();
@@ -278,7 +278,7 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&schema.location()).unwrap(),
+            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let docs = open();

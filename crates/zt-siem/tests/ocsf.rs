@@ -1,5 +1,5 @@
 //! The OCSF mapping against its golden vectors (`tests/vectors/*.record.json` → `*.ocsf.json`)
-//! and against the OCSF 1.7.0 attribute lists transcribed in `tests/ocsf_schema/`.
+//! and against the OCSF 1.7.0 attribute lists transcribed in `zt-test-support` (`data/api_activity-1.7.0.json`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,8 +7,7 @@
     clippy::indexing_slicing
 )]
 
-#[path = "ocsf_schema/check.rs"]
-mod check;
+use zt_test_support::ocsf_schema as check;
 
 use std::path::{Path, PathBuf};
 

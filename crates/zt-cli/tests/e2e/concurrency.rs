@@ -1,7 +1,6 @@
 //! Many clients at once against the real binary: every answer is a committed, correctly placed
 //! record, and concurrent commits leave exactly one unforked, contiguous chain.
 
-
 use crate::common;
 
 use std::collections::HashMap;

@@ -1,7 +1,6 @@
 //! `kill -9` under load, several times on one data directory: nothing acknowledged is ever
 //! lost, and every restart continues the one chain instead of forking it.
 
-
 use crate::common;
 
 use std::collections::HashMap;

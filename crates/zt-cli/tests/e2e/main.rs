@@ -9,12 +9,6 @@
     reason = "test code: a failed unwrap or index is a failed test"
 )]
 
-mod common;
-#[path = "../../../zt-siem/tests/ocsf_schema/check.rs"]
-mod ocsf_schema;
-#[path = "../../../zt-ledger/tests/pg_schema/mod.rs"]
-mod pg_schema;
-mod workload;
 mod a2a;
 mod admin;
 mod auth;
@@ -22,6 +16,7 @@ mod bad_input;
 mod bench;
 mod broker;
 mod clients;
+mod common;
 mod concurrency;
 mod contract;
 mod crash;
@@ -37,7 +32,10 @@ mod postgres_store;
 mod proofs;
 mod replicas;
 mod replicas_shared_state;
+mod sdk_gateways;
 mod tamper;
 mod unauthenticated_state;
+mod workload;
+
+use zt_test_support::{ocsf_schema, pg_schema};
 mod workload_identity;
-mod sdk_gateways;

@@ -2,11 +2,13 @@
 //! (`.ci/run`): `postgres://postgres@127.0.0.1:5432/test`, or `ZT_TEST_POSTGRES_URL`. When it
 //! is not reachable these tests print `SKIPPED: …` and pass, unless `ZT_REQUIRE_SERVICES=1`
 //! (CI), which makes them fail.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support: a failed database setup fails the test"
+)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use zt_ledger::PostgresLocation;
 
 /// The test server when `ZT_TEST_POSTGRES_URL` is not set.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -55,7 +57,7 @@ impl TestSchema {
             nanos,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        zt_test_support::service_or_skip("PostgreSQL", admin("SELECT 1".into()))
+        crate::service_or_skip("PostgreSQL", admin("SELECT 1".into()))
             .then_some(Self { name })
     }
 
@@ -66,23 +68,11 @@ impl TestSchema {
         format!("{base}{sep}schema={}", self.name)
     }
 
-    /// The parsed location.
-    #[allow(
-        dead_code,
-        reason = "not every test crate including this module uses it"
-    )]
-    pub fn location(&self) -> PostgresLocation {
-        PostgresLocation::parse(&self.url()).unwrap()
-    }
 }
 
 impl TestSchema {
     /// Ends every database session of the stores on this schema, as a database restart or
     /// a network cut would.
-    #[allow(
-        dead_code,
-        reason = "not every test crate including this module uses it"
-    )]
     pub fn terminate_sessions(&self) -> usize {
         let url = server_url();
         let name = format!("zt-infra/{}", self.name);

@@ -507,7 +507,7 @@ impl Sealer {
                 continue;
             }
             if let Err(lost) = to_writer.put(sealed) {
-                refuse_all(lost.replies, "audit writer stopped");
+                refuse_all(lost, "audit writer stopped");
             }
         }
     }

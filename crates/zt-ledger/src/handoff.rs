@@ -68,8 +68,9 @@ impl Handoff {
     }
 
     /// Hands over a sealed batch, after those handed over before it; waits while
-    /// [`MAX_PENDING`] records are waiting. Gives the batch back if the writer has stopped.
-    pub(crate) fn put(&self, batch: SealedBatch) -> Result<(), SealedBatch> {
+    /// [`MAX_PENDING`] records are waiting. Gives the batch's callers back, to be refused, if
+    /// the writer has stopped.
+    pub(crate) fn put(&self, batch: SealedBatch) -> Result<(), Vec<Reply>> {
         let mut state = self.lock();
         while !state.writer_gone
             && state
@@ -80,7 +81,7 @@ impl Handoff {
             state = self.wait(state);
         }
         if state.writer_gone {
-            return Err(batch);
+            return Err(batch.replies);
         }
         match &mut state.pending {
             Some(pending) => pending.extend(batch),
@@ -198,7 +199,7 @@ mod tests {
         });
         drop(WriterGuard(&handoff));
         let (b, _) = batch(1, 0);
-        assert_eq!(handoff.put(b).err().map(|b| b.replies.len()), Some(1));
+        assert_eq!(handoff.put(b).err().map(|replies| replies.len()), Some(1));
         // A sealer that ends, however, releases a waiting writer.
         let handoff = Handoff::default();
         std::thread::scope(|scope| {

@@ -72,7 +72,9 @@ fn break_link(lines: &mut [String], index: usize) {
 fn every_number_of_jobs_reports_what_the_sequential_verifier_reports() {
     let (log, keys) = signed_log();
     type Tamper = fn(&mut Vec<String>);
-    let cases: [(&str, Tamper, Option<(u64, &str)>); 8] = [
+    /// The first bad record's index and check, when there is one.
+    type Expected = Option<(u64, &'static str)>;
+    let cases: [(&str, Tamper, Expected); 8] = [
         ("untouched", |_| {}, None),
         (
             "one bad signature",

@@ -1,18 +1,26 @@
 //! Verification of a log as the CLI runs it: one pass, a progress bar on large logs, and one
-//! report shape for humans and for `--json`.
+//! report shape for humans and for `--json`. Records are checked in order on the caller's
+//! thread; their signatures, with more than one job, on every core (`signatures`).
+
+mod signatures;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use zt_contract::receipts::ReceiptChecker;
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{ChainVerifier, VerifyCheck, VerifyError};
+use zt_contract::{ChainVerifier, PublicKeySet, VerifyCheck, VerifyError};
 
 use crate::receipt_report::{receipt_error, ReceiptSummary};
 use crate::text::count;
+use signatures::SignaturePool;
 
 /// Feeds lines to a [`ChainVerifier`], stopping at the first bad record.
 pub struct Verification<'k> {
     verifier: ChainVerifier<'k>,
+    /// The keys signatures are verified with (none when they are skipped).
+    keys: Option<&'k PublicKeySet>,
+    /// With more than one job: the threads verifying signatures.
+    pool: Option<SignaturePool>,
     progress: ProgressBar,
     failure: Option<VerifyError>,
     receipts: ReceiptChecker,
@@ -55,26 +63,36 @@ impl<'k> Verification<'k> {
         {
             progress.set_style(style);
         }
+        let keys = match signatures {
+            SignaturePolicy::Require(keys) => Some(keys),
+            SignaturePolicy::DangerousSkip => None,
+        };
         Self {
             verifier: ChainVerifier::new(signatures),
+            keys,
+            pool: None,
             progress,
             failure: None,
             receipts: ReceiptChecker::new(),
         }
     }
 
+    /// Verifies signatures on up to `jobs` threads (this one included); one job verifies each
+    /// signature in turn, on this thread. The report is the same either way.
+    pub fn jobs(mut self, jobs: usize) -> Self {
+        self.pool = match self.keys {
+            Some(keys) if jobs > 1 => Some(SignaturePool::new(keys, jobs)),
+            _ => None,
+        };
+        self
+    }
+
     /// Checks one line; returns false once a record has failed (stop feeding).
     pub fn feed(&mut self, line: &str) -> bool {
-        if self.failure.is_some() {
+        if self.failure.is_some() || self.pool.as_ref().is_some_and(SignaturePool::has_failed) {
             return false;
         }
-        let checked = self.verifier.check_line(line).and_then(|()| {
-            let index = self.verifier.checked().saturating_sub(1);
-            self.receipts
-                .check_line(line)
-                .map_err(|problem| receipt_error(index, problem))
-        });
-        match checked {
+        match self.check(line) {
             Ok(()) => {
                 if self.verifier.checked().is_multiple_of(4096) {
                     self.progress.set_position(self.verifier.checked());
@@ -88,15 +106,46 @@ impl<'k> Verification<'k> {
         }
     }
 
+    /// Every check of one record, in log order: the one place where each record is examined.
+    /// Its signature is verified here or, with a pool, on another thread.
+    fn check(&mut self, line: &str) -> Result<(), VerifyError> {
+        let record = self.verifier.parse_line(line)?;
+        let signature = self.verifier.check_record_deferred(&record)?;
+        let index = self.verifier.checked().saturating_sub(1);
+        self.receipts
+            .check_record(&record)
+            .map_err(|problem| receipt_error(index, problem))?;
+        match (signature, &mut self.pool, self.keys) {
+            (Some(signature), Some(pool), _) => pool.submit(signature),
+            (Some(signature), None, Some(keys)) => signature.verify(keys)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `current_hash` of the last record checked in order.
+    pub fn head_hash(&self) -> &str {
+        self.verifier.head_hash()
+    }
+
     /// Ends the run; `expected_head` is a trusted head hash the log must end at.
-    pub fn finish(self, expected_head: Option<&str>, signatures_checked: bool) -> Report {
+    pub fn finish(mut self, expected_head: Option<&str>, signatures_checked: bool) -> Report {
         self.progress.finish_and_clear();
-        let error = self
-            .failure
-            .or_else(|| self.verifier.finish(expected_head).err());
+        let late = self.pool.take().and_then(SignaturePool::finish);
+        // The lowest bad record, whichever check found it.
+        let failure = match (self.failure, late) {
+            (Some(a), Some(b)) => Some(if b.index < a.index { b } else { a }),
+            (a, b) => a.or(b),
+        };
+        let error = failure.or_else(|| self.verifier.finish(expected_head).err());
         match error {
             Some(error) => Report::Invalid {
-                records_checked: self.verifier.checked(),
+                // The records before the bad one; all of them for a log that ends elsewhere.
+                records_checked: if error.check == VerifyCheck::Head {
+                    self.verifier.checked()
+                } else {
+                    error.index
+                },
                 error,
             },
             None => Report::Valid {
@@ -191,3 +240,6 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

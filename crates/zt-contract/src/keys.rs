@@ -95,8 +95,9 @@ pub enum KeyError {
     DuplicateId(String),
 }
 
-/// Parsed public keys by key id, ready to verify record signatures.
-#[derive(Default)]
+/// Parsed public keys by key id, ready to verify record signatures. Cloning shares the
+/// parsed keys (each verifying thread holds its own set).
+#[derive(Default, Clone)]
 pub struct PublicKeySet {
     keys: HashMap<String, ParsedPublicKey>,
 }

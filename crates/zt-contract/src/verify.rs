@@ -123,8 +123,15 @@ impl<'k> ChainVerifier<'k> {
 
     /// Checks one stored record given as a JSON line.
     pub fn check_line(&mut self, line: &str) -> Result<(), VerifyError> {
+        let record = self.parse_line(line)?;
+        self.check_record(&record)
+    }
+
+    /// Parses one stored line into the record it must be (a JSON object); the format failure
+    /// otherwise, at the position of the next record.
+    pub fn parse_line(&self, line: &str) -> Result<Map<String, Value>, VerifyError> {
         match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(map)) => self.check_record(&map),
+            Ok(Value::Object(map)) => Ok(map),
             Ok(_) => Err(self.fail(
                 None,
                 VerifyCheck::Format,
@@ -135,8 +142,36 @@ impl<'k> ChainVerifier<'k> {
         }
     }
 
-    /// Checks one stored record.
+    /// Checks one stored record, its signature included. On failure the verifier stays where
+    /// it was, before this record.
     pub fn check_record(&mut self, record: &Map<String, Value>) -> Result<(), VerifyError> {
+        let (computed, signature) = self.examine(record)?;
+        if let (Some(signature), SignaturePolicy::Require(keys)) = (&signature, &self.signatures) {
+            signature.verify(keys)?;
+        }
+        self.advance(&computed);
+        Ok(())
+    }
+
+    /// Checks one stored record in log order (format, sequence, link, hash, and the form of
+    /// its signature: algorithm, known key, encoding) and moves on to the next, but leaves the
+    /// ECDSA verification, most of a record's cost, to the caller: the returned signature (none
+    /// when signatures are skipped) must be verified before the record counts as valid, and
+    /// may be verified on another thread. The verifier moves on even if it later fails.
+    pub fn check_record_deferred(
+        &mut self,
+        record: &Map<String, Value>,
+    ) -> Result<Option<PendingSignature>, VerifyError> {
+        let (computed, signature) = self.examine(record)?;
+        self.advance(&computed);
+        Ok(signature)
+    }
+
+    /// Every in-order check of one record; its hash and its signature still to verify.
+    fn examine(
+        &self,
+        record: &Map<String, Value>,
+    ) -> Result<(Digest32, Option<PendingSignature>), VerifyError> {
         let seq = record.get("seq").and_then(Value::as_u64);
         if let Some(found) = record.get("seq") {
             if seq != Some(self.next_seq) {
@@ -169,29 +204,38 @@ impl<'k> ChainVerifier<'k> {
         }
         let previous = str_field(record, "previous_hash");
         if previous != self.previous_hash {
-            return Err(self.fail(
-                seq,
-                VerifyCheck::Link,
-                &self.previous_hash.clone(),
-                previous,
-            ));
+            return Err(self.fail(seq, VerifyCheck::Link, &self.previous_hash, previous));
         }
         let stored = str_field(record, "current_hash");
         let computed = record_hash(record);
         if stored != computed.to_hex() {
             return Err(self.fail(seq, VerifyCheck::Hash, &computed.to_hex(), stored));
         }
-        if let SignaturePolicy::Require(keys) = self.signatures {
-            if let Err((expected, found)) =
-                check_signature(keys, &computed, record.get("kms_signature"))
-            {
-                return Err(self.fail(seq, VerifyCheck::Signature, &expected, &found));
+        let signature = match self.signatures {
+            SignaturePolicy::Require(keys) => {
+                match signature_form(keys, record.get("kms_signature")) {
+                    Ok((key_id, der)) => Some(PendingSignature {
+                        index: self.next_index,
+                        seq,
+                        key_id,
+                        digest: computed,
+                        der,
+                    }),
+                    Err((expected, found)) => {
+                        return Err(self.fail(seq, VerifyCheck::Signature, &expected, &found))
+                    }
+                }
             }
-        }
+            SignaturePolicy::DangerousSkip => None,
+        };
+        Ok((computed, signature))
+    }
+
+    /// Makes the record whose hash is `computed` the last good one.
+    fn advance(&mut self, computed: &Digest32) {
         self.previous_hash = computed.to_hex();
         self.next_index += 1;
         self.next_seq += 1;
-        Ok(())
     }
 
     /// Ends verification: when the caller holds a trusted head hash (a saved `/audit/head`, or
@@ -216,18 +260,62 @@ impl<'k> ChainVerifier<'k> {
         expected: &str,
         found: &str,
     ) -> VerifyError {
-        let position = match seq {
-            Some(seq) => format!("seq {seq}"),
-            None => format!("line {}", self.next_index + 1),
-        };
-        VerifyError {
-            index: self.next_index,
-            seq,
-            check,
-            expected: expected.to_string(),
-            found: truncate(found),
-            position,
+        failure(self.next_index, seq, check, expected, found)
+    }
+}
+
+/// A record's signature whose form has been checked in log order, its ECDSA verification
+/// still to do (see [`ChainVerifier::check_record_deferred`]).
+#[derive(Debug)]
+pub struct PendingSignature {
+    index: u64,
+    seq: Option<u64>,
+    key_id: String,
+    digest: Digest32,
+    der: Vec<u8>,
+}
+
+impl PendingSignature {
+    /// The record's position in the input, from 0.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Verifies the signature; the failure names the record as the in-order checks would.
+    pub fn verify(&self, keys: &PublicKeySet) -> Result<(), VerifyError> {
+        if keys.verify_digest(&self.key_id, &self.digest, &self.der) {
+            Ok(())
+        } else {
+            Err(failure(
+                self.index,
+                self.seq,
+                VerifyCheck::Signature,
+                &format!("a valid signature by `{}`", self.key_id),
+                "a signature that does not verify",
+            ))
         }
+    }
+}
+
+/// The failure of the record at `index` (with `seq` when it has one that parses).
+fn failure(
+    index: u64,
+    seq: Option<u64>,
+    check: VerifyCheck,
+    expected: &str,
+    found: &str,
+) -> VerifyError {
+    let position = match seq {
+        Some(seq) => format!("seq {seq}"),
+        None => format!("line {}", index + 1),
+    };
+    VerifyError {
+        index,
+        seq,
+        check,
+        expected: expected.to_string(),
+        found: truncate(found),
+        position,
     }
 }
 
@@ -243,13 +331,13 @@ fn truncate(s: &str) -> String {
     }
 }
 
-/// Checks the `kms_signature` of a record whose hash is `digest`; on failure returns
-/// (expected, found) for the report.
-fn check_signature(
+/// Checks the form of a record's `kms_signature`: the algorithm, a published key, a decodable
+/// signature. Returns the key id and the DER signature to verify;
+/// on failure (expected, found) for the report.
+fn signature_form(
     keys: &PublicKeySet,
-    digest: &Digest32,
     sig: Option<&Value>,
-) -> Result<(), (String, String)> {
+) -> Result<(String, Vec<u8>), (String, String)> {
     let Some(Value::Object(sig)) = sig else {
         return Err(("a kms_signature object".into(), "none".into()));
     };
@@ -280,12 +368,5 @@ fn check_signature(
             "undecodable signature".into(),
         ));
     };
-    if keys.verify_digest(key_id, digest, &der) {
-        Ok(())
-    } else {
-        Err((
-            format!("a valid signature by `{key_id}`"),
-            "a signature that does not verify".into(),
-        ))
-    }
+    Ok((key_id.to_string(), der))
 }

@@ -31,6 +31,7 @@ use zt_contract::{ChainVerifier, CompactRange, Digest32, Jwk, Jwks, PublicKeySet
 
 use crate::clock::wire_now;
 use crate::draft::RecordDraft;
+use crate::handoff::{Handoff, SealedBatch, SealerGuard, WriterGuard};
 use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
 use crate::tree::{LogTree, TreeSnapshot};
@@ -65,6 +66,21 @@ pub struct CommitStats {
     pub duration: Duration,
     /// The head after the batch.
     pub head_seq: Option<u64>,
+    /// Where the time went, in the single-writer pipeline (none for a shared store).
+    pub stages: Option<Stages>,
+}
+
+/// The stages of one batch in the single-writer pipeline, to find where latency comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stages {
+    /// How long the batch's oldest record waited in the queue before the sealer took it.
+    pub queue_wait: Duration,
+    /// Sequencing, hashing and signing the batch.
+    pub seal: Duration,
+    /// From sealed to the writer taking it (the writer was storing the previous batch).
+    pub handoff: Duration,
+    /// The durable write (`fsync` included).
+    pub store: Duration,
 }
 
 /// Called after every batch commit.
@@ -77,6 +93,8 @@ pub(crate) type Reply = oneshot::Sender<Result<SealedRecord, LedgerError>>;
 pub(crate) struct Pending {
     pub(crate) draft: RecordDraft,
     pub(crate) reply: Reply,
+    /// When it was queued.
+    pub(crate) enqueued: Instant,
 }
 
 /// Opens a store for reading; used to serve reads beside the writer.
@@ -167,8 +185,9 @@ impl Ledger {
             };
             vec![spawn("zt-audit-commit", Box::new(move || committer.run()))?]
         } else {
-            // One sealed batch may wait while the writer syncs the previous one.
-            let (to_writer, from_sealer) = mpsc::sync_channel(1);
+            // Records sealed while the writer stores a batch wait there for the next one.
+            let handoff = Arc::new(Handoff::default());
+            let (to_writer, from_sealer) = (handoff.clone(), handoff);
             let sealer = Sealer {
                 rx,
                 signer,
@@ -195,7 +214,11 @@ impl Ledger {
         }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Pending { draft, reply })
+            .try_send(Pending {
+                draft,
+                reply,
+                enqueued: Instant::now(),
+            })
             .map_err(|e| match e {
                 mpsc::TrySendError::Full(_) => LedgerError::Overloaded,
                 mpsc::TrySendError::Disconnected(_) => LedgerError::Closed,
@@ -284,12 +307,14 @@ impl Shared {
         observer: Option<&CommitObserver>,
         records: usize,
         started: Instant,
+        stages: Option<Stages>,
     ) {
         if let Some(observe) = observer {
             observe(CommitStats {
                 records,
                 duration: started.elapsed(),
                 head_seq: self.committed().head.map(|h| h.seq),
+                stages,
             });
         }
     }
@@ -437,15 +462,8 @@ fn check_tail(
     Ok(())
 }
 
-/// A sealed batch on its way to the writer, with the callers waiting for it.
-struct SealedBatch {
-    records: Vec<SealedRecord>,
-    replies: Vec<Reply>,
-    started: Instant,
-}
-
-/// Sequences, hashes and signs. Runs one batch ahead of the writer, so signing batch N+1
-/// overlaps the `fsync` of batch N.
+/// Sequences, hashes and signs. Runs ahead of the writer, so signing the next batch overlaps
+/// the `fsync` of the current one.
 struct Sealer {
     rx: mpsc::Receiver<Pending>,
     signer: Arc<dyn Signer>,
@@ -469,7 +487,8 @@ pub(crate) fn refuse_all(replies: impl IntoIterator<Item = Reply>, why: &str) {
 }
 
 impl Sealer {
-    fn run(mut self, to_writer: std::sync::mpsc::SyncSender<SealedBatch>) {
+    fn run(mut self, to_writer: Arc<Handoff>) {
+        let _close = SealerGuard(&to_writer);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Ok(first) = self.rx.recv() {
             batch.push(first);
@@ -487,14 +506,17 @@ impl Sealer {
             if sealed.records.is_empty() {
                 continue;
             }
-            if let Err(std::sync::mpsc::SendError(lost)) = to_writer.send(sealed) {
-                refuse_all(lost.replies, "audit writer stopped");
+            if let Err(lost) = to_writer.put(sealed) {
+                refuse_all(lost, "audit writer stopped");
             }
         }
     }
 
     fn seal(&mut self, batch: &mut Vec<Pending>) -> SealedBatch {
         let started = Instant::now();
+        let queue_wait = batch.first().map_or(Duration::ZERO, |p| {
+            started.saturating_duration_since(p.enqueued)
+        });
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
@@ -510,6 +532,12 @@ impl Sealer {
             records,
             replies,
             started,
+            sealed: Instant::now(),
+            stages: Stages {
+                queue_wait,
+                seal: started.elapsed(),
+                ..Stages::default()
+            },
         }
     }
 }
@@ -534,14 +562,18 @@ pub(crate) fn chain_onto(
 }
 
 impl Writer {
-    fn run(mut self, from_sealer: std::sync::mpsc::Receiver<SealedBatch>) {
-        while let Ok(batch) = from_sealer.recv() {
+    fn run(mut self, from_sealer: Arc<Handoff>) {
+        let _gone = WriterGuard(&from_sealer);
+        while let Some(mut batch) = from_sealer.take() {
             if self.shared.failed.load(Ordering::Acquire) {
                 refuse_all(batch.replies, "an earlier commit failed");
                 continue;
             }
             let count = batch.records.len();
+            let storing = Instant::now();
+            batch.stages.handoff = storing.saturating_duration_since(batch.sealed);
             let committed = self.store.append(&batch.records);
+            batch.stages.store = storing.elapsed();
             match &committed {
                 Ok(()) => {
                     // In commit order, before any caller hears of its record.
@@ -561,8 +593,12 @@ impl Writer {
                 }
             }
             // Metrics count the batch before any caller hears of it.
-            self.shared
-                .observe(self.observer.as_ref(), count, batch.started);
+            self.shared.observe(
+                self.observer.as_ref(),
+                count,
+                batch.started,
+                Some(batch.stages),
+            );
             match committed {
                 Ok(()) => {
                     for (reply, record) in batch.replies.into_iter().zip(batch.records) {

@@ -6,11 +6,13 @@
 //!   [`postgres`] the PostgreSQL backend; [`location`] picks one from a `--store` URL.
 //! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
 //!   group-commits, so the chain never forks and every answer waits only for its own batch's
-//!   `fsync`; [`replicated`] commits instead when several servers share one store.
+//!   `fsync` (and the one in progress: `handoff`); [`replicated`] commits instead when several
+//!   servers share one store.
 
 pub mod clock;
 pub mod committer;
 pub mod draft;
+mod handoff;
 pub mod location;
 pub mod persist;
 pub mod pg_session;
@@ -23,7 +25,7 @@ pub mod store;
 pub mod tree;
 
 pub use self::postgres::{PostgresLocation, PostgresStore};
-pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker};
+pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};
 pub use draft::RecordDraft;
 pub use location::open_store;
 pub use signer::{LocalKeySigner, SignError, Signer};

@@ -93,7 +93,7 @@ impl SharedCommitter {
         self.extend_tree(&records);
         // Metrics count the batch before any caller hears of it.
         self.shared
-            .observe(self.observer.as_ref(), records.len(), started);
+            .observe(self.observer.as_ref(), records.len(), started, None);
         for (reply, record) in replies.into_iter().zip(records) {
             let _ = reply.send(Ok::<SealedRecord, LedgerError>(record));
         }

@@ -17,8 +17,8 @@ use zt_contract::{ChainVerifier, Decision, PublicKeySet, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{AuditStore, Ledger, LocalKeySigner, PostgresStore, RecordDraft, Signer};
 
-use zt_test_support::pg_schema;
 use zt_ledger::PostgresLocation;
+use zt_test_support::pg_schema;
 
 fn draft(replica: usize, i: usize) -> RecordDraft {
     RecordDraft {
@@ -104,7 +104,8 @@ async fn replicas_of_one_store_write_one_chain_and_see_each_other() {
     }
 
     // The stored chain verifies with the published keys, and each acknowledged hash is there.
-    let mut reader = PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
+    let mut reader =
+        PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     let keys = zt_contract::Jwks {
         keys: reader.keys().unwrap(),
     };

@@ -18,6 +18,7 @@ use zt_ledger::{
     Signer, SqliteStore, StoreError,
 };
 
+use zt_ledger::PostgresLocation;
 use zt_test_support::pg_schema;
 
 fn draft(i: usize) -> RecordDraft {
@@ -175,9 +176,11 @@ fn conformance_postgres() {
     let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
     let store = PostgresStore::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     assert!(store.is_shared());
-    let mut second_writer = PostgresStore::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
+    let mut second_writer =
+        PostgresStore::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     store_conformance(Box::new(store), signer.clone());
-    let mut reader = PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
+    let mut reader =
+        PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     assert_eq!(reader.head().unwrap(), second_writer.head().unwrap());
     assert_eq!(reader.keys().unwrap(), vec![signer.public_jwk().clone()]);
     assert!(reader.append(&[]).is_ok(), "an empty batch is a no-op");
@@ -218,7 +221,8 @@ fn concurrent_writers_of_a_shared_store_make_one_chain() {
             });
         }
     });
-    let mut reader = PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
+    let mut reader =
+        PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     let keys = zt_contract::Jwks {
         keys: vec![signer.public_jwk().clone()],
     };
@@ -290,7 +294,10 @@ async fn concurrent_appends_form_one_verified_chain_across_restarts_on_postgres(
     };
     let dir = tempfile::tempdir().unwrap();
     concurrent_appends_across_restarts(dir.path(), Some(&schema.url()), || {
-        Box::new(PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap())
+        Box::new(
+            PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap())
+                .unwrap(),
+        )
     })
     .await;
 }

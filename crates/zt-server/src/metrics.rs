@@ -13,11 +13,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use zt_ledger::CommitStats;
+
 use crate::rejections::RejectionCause;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,6 +39,7 @@ pub struct Metrics {
     decision_seconds: Histogram,
     commit_seconds: Histogram,
     commit_batch_records: Histogram,
+    commit_stages: Family<StageLabels, Histogram>,
     chain_length: Gauge<u64, AtomicU64>,
     rejected: Family<CauseLabels, Counter>,
     tls_handshake_failures: Counter,
@@ -46,6 +54,9 @@ impl Default for Metrics {
         let decision_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let commit_batch_records = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        let commit_stages = Family::<StageLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.000_025, 2.0, 16))) as fn() -> Histogram,
+        );
         let chain_length = Gauge::<u64, AtomicU64>::default();
         let rejected = Family::<CauseLabels, Counter>::default();
         let tls_handshake_failures = Counter::default();
@@ -71,6 +82,11 @@ impl Default for Metrics {
             commit_batch_records.clone(),
         );
         registry.register(
+            "audit_commit_stage_duration_seconds",
+            "Per batch: the oldest record's wait in the queue, sealing (sequence, hash, sign), the wait for the writer, the durable write",
+            commit_stages.clone(),
+        );
+        registry.register(
             "audit_chain_length",
             "Records in the audit chain",
             chain_length.clone(),
@@ -91,6 +107,7 @@ impl Default for Metrics {
             decision_seconds,
             commit_seconds,
             commit_batch_records,
+            commit_stages,
             chain_length,
             rejected,
             tls_handshake_failures,
@@ -112,10 +129,22 @@ impl Metrics {
     }
 
     /// Records one batch commit.
-    pub fn commit(&self, records: usize, elapsed: Duration, head_seq: Option<u64>) {
-        self.commit_seconds.observe(elapsed.as_secs_f64());
-        self.commit_batch_records.observe(records as f64);
-        self.chain_length.set(head_seq.map_or(0, |s| s + 1));
+    pub fn commit(&self, stats: &CommitStats) {
+        self.commit_seconds.observe(stats.duration.as_secs_f64());
+        self.commit_batch_records.observe(stats.records as f64);
+        self.chain_length.set(stats.head_seq.map_or(0, |s| s + 1));
+        if let Some(stages) = &stats.stages {
+            for (stage, took) in [
+                ("queue", stages.queue_wait),
+                ("seal", stages.seal),
+                ("handoff", stages.handoff),
+                ("store", stages.store),
+            ] {
+                self.commit_stages
+                    .get_or_create(&StageLabels { stage })
+                    .observe(took.as_secs_f64());
+            }
+        }
     }
 
     /// Sets the chain length (at start).

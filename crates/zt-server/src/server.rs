@@ -167,9 +167,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         LedgerConfig {
             queue_capacity: config.queue_capacity,
         },
-        Some(Box::new(move |s| {
-            observer_metrics.commit(s.records, s.duration, s.head_seq)
-        })),
+        Some(Box::new(move |s| observer_metrics.commit(&s))),
     )?;
     metrics.set_chain_length(ledger.head().map_or(0, |h| h.seq + 1));
 

@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )] // test code: a failed unwrap is a failed test
 
-use zt_test_support::pg_schema;
 use zt_ledger::PostgresLocation;
+use zt_test_support::pg_schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -133,10 +133,14 @@ fn conformance_postgres() {
     let Some(schema) = TestSchema::new() else {
         return;
     };
-    let docs = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
+    let docs = Documents::Postgres(
+        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+    );
     conformance(&docs);
     // A second server on the same schema sees the same documents and versions.
-    let other = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
+    let other = Documents::Postgres(
+        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+    );
     assert_eq!(other.versions().unwrap(), docs.versions().unwrap());
     let v = other.load(DocName::Agents).unwrap().unwrap().version;
     other.save(DocName::Agents, "[3]", Some(v)).unwrap();
@@ -184,7 +188,9 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
     let b = tempfile::tempdir().unwrap();
     std::fs::write(a.path().join("agents.json"), "[\"from a\"]").unwrap();
     std::fs::write(b.path().join("agents.json"), "[\"from b\"]").unwrap();
-    let docs = Documents::Postgres(PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap());
+    let docs = Documents::Postgres(
+        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+    );
     let first = docs
         .load_or_seed(DocName::Agents, a.path())
         .unwrap()

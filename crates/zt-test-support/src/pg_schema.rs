@@ -57,8 +57,7 @@ impl TestSchema {
             nanos,
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        crate::service_or_skip("PostgreSQL", admin("SELECT 1".into()))
-            .then_some(Self { name })
+        crate::service_or_skip("PostgreSQL", admin("SELECT 1".into())).then_some(Self { name })
     }
 
     /// The store URL, `?schema=` included.
@@ -67,7 +66,6 @@ impl TestSchema {
         let sep = if base.contains('?') { '&' } else { '?' };
         format!("{base}{sep}schema={}", self.name)
     }
-
 }
 
 impl TestSchema {

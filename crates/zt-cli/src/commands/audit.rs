@@ -89,6 +89,11 @@ pub struct VerifyArgs {
     /// The log origin the checkpoint must name (default: the one it names).
     #[arg(long, requires = "checkpoint")]
     pub origin: Option<String>,
+    /// Threads verifying signatures (default: one per core). Records are read, hashed and
+    /// linked in order on one thread whatever the number; `--jobs 1` verifies each signature
+    /// in turn on that thread. The result is the same for any number.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -157,6 +162,7 @@ fn verify_stored(store: &mut dyn AuditStore, args: &VerifyArgs) -> anyhow::Resul
         signature_policy(args, &keys),
         total,
         args.json,
+        jobs(args),
         saved_checkpoint(args, &jwks)?,
     );
     let mut from = 0u64;
@@ -196,6 +202,7 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             signature_policy(args, &keys),
             None,
             args.json,
+            jobs(args),
             saved_checkpoint(args, &jwks)?,
         );
         for line in std::io::BufReader::new(file).lines() {
@@ -225,6 +232,7 @@ async fn verify_url(args: &VerifyArgs, url: &zt_client::BaseUrl) -> anyhow::Resu
         signature_policy(args, &keys),
         Some(head.records),
         args.json,
+        jobs(args),
         saved_checkpoint(args, &jwks)?,
     );
     // Verify exactly the records up to the head read first: the log may grow meanwhile.
@@ -245,6 +253,13 @@ async fn verify_url(args: &VerifyArgs, url: &zt_client::BaseUrl) -> anyhow::Resu
     // The chain must reach the server's head; a caller's own trusted head overrides it.
     let expected = args.expect_head.clone().unwrap_or(head.current_hash);
     Ok(run.finish(Some(&expected), !args.insecure_skip_signatures))
+}
+
+/// `--jobs`, by default one per core.
+fn jobs(args: &VerifyArgs) -> usize {
+    args.jobs
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get)
 }
 
 fn signature_policy<'k>(args: &VerifyArgs, keys: &'k PublicKeySet) -> SignaturePolicy<'k> {

@@ -1,7 +1,11 @@
-//! `zt bench`: a closed-loop load generator for `POST /actions`. Each connection sends its next
-//! request as soon as the previous answer arrives; latency is measured per request. Every
-//! request goes through the SDK client (`zt-client`): plain HTTP or TLS, kept-alive
-//! connections, optionally a client certificate that authenticates the agent.
+//! `zt bench`: a load generator for `POST /actions`. Closed loop by default: each connection
+//! sends its next request as soon as the previous answer arrives, and latency is measured from
+//! the send. Open loop with `--rate R`: each connection has its own schedule, one request every
+//! `connections / R` seconds, and latency is measured from the moment a request was due, not
+//! from when it could be sent, so a server that stalls is charged for every request the stall
+//! held back (coordinated omission, corrected as wrk2 and HdrHistogram do). Every request goes
+//! through the SDK client (`zt-client`): plain HTTP or TLS, kept-alive connections, optionally
+//! a client certificate that authenticates the agent.
 //!
 //! The setup (unless `--no-setup`) registers the actor and allows the action, and the end
 //! undoes what the setup changed (unless `--keep`): the agent it registered is removed and the
@@ -12,6 +16,7 @@
 mod setup;
 
 use std::io::IsTerminal;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +55,11 @@ pub struct BenchArgs {
     /// Seconds of load before measuring.
     #[arg(long, env = "ZT_BENCH_WARMUP", default_value_t = 2)]
     pub warmup: u64,
+    /// Open loop: offer R requests per second in all, spread evenly over the connections,
+    /// whatever the answers' pace; latency counts from when each request was due. Default:
+    /// closed loop, each connection sending as soon as its previous answer arrives.
+    #[arg(long, env = "ZT_BENCH_RATE", value_name = "R")]
+    pub rate: Option<NonZeroU32>,
     /// The actor in every request.
     #[arg(long, env = "ZT_BENCH_ACTOR", default_value = "bench-agent")]
     pub actor: String,
@@ -192,12 +202,15 @@ async fn drive(
         .strip_suffix('}')
         .unwrap_or(&body_prefix)
         .to_string();
+    let connections = args.connections.max(1);
+    let began = Instant::now();
     let mut tasks = Vec::new();
-    for n in 0..args.connections.max(1) {
+    for n in 0..connections {
         tasks.push(tokio::spawn(connection_loop(
             load.clone(),
             n,
             prefix.clone(),
+            Pace::new(args.rate, connections, n, began),
             (start, end),
             stop.clone(),
             answered.clone(),
@@ -216,11 +229,56 @@ async fn drive(
     Ok((total, histogram, stop.load(Ordering::Relaxed)))
 }
 
-/// One connection's closed loop.
+/// When a connection's requests are due.
+enum Pace {
+    /// Closed loop: as soon as the previous answer arrives.
+    Closed,
+    /// Open loop: the next is due at `next`, then every `interval`.
+    Open { next: Instant, interval: Duration },
+}
+
+impl Pace {
+    /// Connection `n` of `connections`: with a rate, the connections' schedules are staggered
+    /// so that the requests are evenly spaced in all.
+    fn new(rate: Option<NonZeroU32>, connections: usize, n: usize, began: Instant) -> Self {
+        let Some(rate) = rate else {
+            return Pace::Closed;
+        };
+        let spacing = Duration::from_secs_f64(1.0 / f64::from(rate.get()));
+        let offset = u32::try_from(n).unwrap_or(u32::MAX);
+        let count = u32::try_from(connections).unwrap_or(u32::MAX);
+        Pace::Open {
+            next: began + spacing.saturating_mul(offset),
+            interval: spacing.saturating_mul(count),
+        }
+    }
+
+    /// Waits until the next request is due; returns when latency counts from. In the open
+    /// loop that is the due time when the connection is behind (its previous answer came late:
+    /// the wait is the server's doing), else the moment the timer let it go (the timer's own
+    /// lateness, under a millisecond, is the generator's, not the server's).
+    async fn next(&mut self) -> Instant {
+        match self {
+            Pace::Closed => Instant::now(),
+            Pace::Open { next, interval } => {
+                let due = *next;
+                *next += *interval;
+                if Instant::now() >= due {
+                    return due;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                Instant::now()
+            }
+        }
+    }
+}
+
+/// One connection's loop, closed or open.
 async fn connection_loop(
     load: ControlPlane,
     n: usize,
     prefix: String,
+    mut pace: Pace,
     (start, end): (Instant, Instant),
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicU64>,
@@ -230,12 +288,15 @@ async fn connection_loop(
         ..Tally::default()
     };
     let mut i: u64 = 0;
-    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
+    loop {
+        let due = pace.next().await;
+        if due >= end || Instant::now() >= end || stop.load(Ordering::Relaxed) {
+            break;
+        }
         i += 1;
         let body = Bytes::from(format!("{prefix},\"resource\":\"bench-{n}-{i}\"}}"));
-        let sent = Instant::now();
         let outcome = load.post_action_status(body).await;
-        let measuring = sent >= start;
+        let measuring = due >= start;
         if measuring {
             answered.fetch_add(1, Ordering::Relaxed);
         }
@@ -249,7 +310,7 @@ async fn connection_loop(
                     _ => tally.other_status += 1,
                 }
                 if let Some(h) = tally.latencies.as_mut() {
-                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
                     h.saturating_record(micros.max(1));
                 }
             }
@@ -336,15 +397,21 @@ fn report(args: &BenchArgs, tally: &Tally, h: &Histogram<u64>, interrupted: bool
             "rate_limited": tally.rate_limited, "unauthenticated": tally.unauthenticated,
             "errors": tally.errors, "other_status": tally.other_status,
             "interrupted": interrupted,
-            "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": h.max() as f64 / 1000.0},
+            "mode": if args.rate.is_some() { "open" } else { "closed" },
+            "rate": args.rate.map(NonZeroU32::get),
+            "latency_ms": {"mean": h.mean() / 1000.0, "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": h.max() as f64 / 1000.0},
         });
         println!("{out}");
     } else {
         if interrupted {
             println!("interrupted: the figures cover less than the planned duration");
         }
+        let offered = match args.rate {
+            Some(r) => format!(" (open loop, {r} offered/s; latency from when each was due)"),
+            None => " (closed loop)".to_string(),
+        };
         println!(
-            "{decisions} decisions in {seconds:.0} s over {} connections: {rate:.0} decisions/s",
+            "{decisions} decisions in {seconds:.0} s over {} connections: {rate:.0} decisions/s{offered}",
             args.connections
         );
         println!(
@@ -357,8 +424,9 @@ fn report(args: &BenchArgs, tally: &Tally, h: &Histogram<u64>, interrupted: bool
             tally.errors
         );
         println!(
-            "  latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            "  latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             ms(0.5),
+            ms(0.9),
             ms(0.99),
             ms(0.999),
             h.max() as f64 / 1000.0

@@ -152,3 +152,41 @@ fn a_server_fit_for_benchmarking_is_measured_and_left_as_it_was() {
     );
     assert_eq!(server.terminate(), Some(0));
 }
+
+#[test]
+fn an_open_loop_offers_the_rate_asked_and_reports_every_percentile() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_auth(
+        dir.path(),
+        "credentials",
+        &["--single-admin", "--rate-limit", "1000000/s"],
+    );
+    let out = bench(&server, &["--rate", "50", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "open", "{report}");
+    assert_eq!(report["rate"], 50, "{report}");
+    // One second at 50/s: the schedule never sends more than it offers, whatever the answers.
+    let decisions = report["decisions"].as_u64().unwrap();
+    assert!((1..=50).contains(&decisions), "{report}");
+    let latency = &report["latency_ms"];
+    for key in ["mean", "p50", "p90", "p99", "p999", "max"] {
+        assert!(latency[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    assert!(
+        latency["p50"].as_f64() <= latency["max"].as_f64(),
+        "{report}"
+    );
+
+    // Closed loop, the default, says so.
+    let out = bench(&server, &["--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mode"], "closed", "{report}");
+    assert!(report["rate"].is_null(), "{report}");
+
+    // A rate of zero is a usage error.
+    let out = bench(&server, &["--rate", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(server.terminate(), Some(0));
+}

@@ -309,6 +309,10 @@ fn health_and_metrics() {
         "zt_decisions_total{decision=\"deny\"} 1",
         "zt_decision_duration_seconds_count 1",
         "zt_audit_commit_duration_seconds_count",
+        "zt_audit_commit_stage_duration_seconds_count{stage=\"queue\"}",
+        "zt_audit_commit_stage_duration_seconds_count{stage=\"seal\"}",
+        "zt_audit_commit_stage_duration_seconds_count{stage=\"handoff\"}",
+        "zt_audit_commit_stage_duration_seconds_count{stage=\"store\"}",
         "zt_audit_chain_length 2",
     ] {
         assert!(text.contains(needle), "metrics lack `{needle}`:\n{text}");

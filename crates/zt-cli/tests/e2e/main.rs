@@ -38,4 +38,5 @@ mod unauthenticated_state;
 mod workload;
 
 use zt_test_support::{ocsf_schema, pg_schema};
+mod verify_jobs;
 mod workload_identity;

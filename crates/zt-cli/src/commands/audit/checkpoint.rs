@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use zt_contract::merkle::audit_leaf_hash;
 use zt_contract::note::NoteKey;
@@ -177,24 +176,18 @@ struct TreeCheck {
     unreadable: Option<String>,
 }
 
-/// Only the field the tree needs; the chain verifier has already checked it is the record's
-/// hash.
-#[derive(Deserialize)]
-struct CurrentHash {
-    current_hash: String,
-}
-
 impl<'k> CheckedVerification<'k> {
-    /// A run as [`Verification::new`] makes it, checking against `checkpoint` (verified, and
-    /// the file it came from) if given.
+    /// A run as [`Verification::new`] makes it, with signatures verified on up to `jobs`
+    /// threads, checking against `checkpoint` (verified, and the file it came from) if given.
     pub fn new(
         signatures: SignaturePolicy<'k>,
         total: Option<u64>,
         quiet: bool,
+        jobs: usize,
         checkpoint: Option<(Checkpoint, String)>,
     ) -> Self {
         Self {
-            run: Verification::new(signatures, total, quiet),
+            run: Verification::new(signatures, total, quiet).jobs(jobs),
             tree: checkpoint.map(|(checkpoint, file)| TreeCheck {
                 checkpoint,
                 file,
@@ -210,7 +203,9 @@ impl<'k> CheckedVerification<'k> {
             return false;
         }
         match &mut self.tree {
-            Some(check) if check.tree.size() < check.checkpoint.size => check.add(line),
+            Some(check) if check.tree.size() < check.checkpoint.size => {
+                check.add(self.run.head_hash())
+            }
             _ => true,
         }
     }
@@ -218,17 +213,21 @@ impl<'k> CheckedVerification<'k> {
     /// Ends the run: the chain's report and, with a checkpoint, whether it matched.
     pub fn finish(self, expected_head: Option<&str>, signatures_checked: bool) -> Outcome {
         let report = self.run.finish(expected_head, signatures_checked);
-        let checkpoint = self.tree.map(|check| check.finish());
+        let verified = match &report {
+            Report::Valid { records, .. } => *records,
+            Report::Invalid {
+                records_checked, ..
+            } => *records_checked,
+        };
+        let checkpoint = self.tree.map(|check| check.finish(verified));
         Outcome { report, checkpoint }
     }
 }
 
 impl TreeCheck {
-    fn add(&mut self, line: &str) -> bool {
-        let hash = serde_json::from_str::<CurrentHash>(line)
-            .ok()
-            .and_then(|r| Digest32::from_hex(&r.current_hash));
-        match hash {
+    /// Adds the record whose hash the chain verifier has just checked.
+    fn add(&mut self, current_hash: &str) -> bool {
+        match Digest32::from_hex(current_hash) {
             Some(hash) => {
                 self.tree.append(audit_leaf_hash(&hash));
                 true
@@ -243,14 +242,17 @@ impl TreeCheck {
         }
     }
 
-    fn finish(self) -> CheckpointMatch {
+    /// Compares the tree with the checkpoint. Only the first `verified` records count: with
+    /// signatures checked on other threads, the tree may hold records past a bad one.
+    fn finish(self, verified: u64) -> CheckpointMatch {
         let cp = &self.checkpoint;
+        let size = self.tree.size().min(verified);
         let error = if let Some(e) = self.unreadable {
             Some(e)
-        } else if self.tree.size() < cp.size {
+        } else if size < cp.size {
             Some(format!(
                 "the log has {} records, but checkpoint `{}` commits to its first {}: records were removed",
-                self.tree.size(),
+                size,
                 self.file,
                 cp.size
             ))

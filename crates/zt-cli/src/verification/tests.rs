@@ -1,0 +1,178 @@
+//! The parallel signature checks give the sequential verifier's report, on logs long enough to
+//! span many batches, with faults placed so that a later batch, a worker or the reader could
+//! find its fault first.
+
+use serde_json::{Map, Value};
+use zt_contract::verify::SignaturePolicy;
+use zt_contract::{Jwks, PublicKeySet};
+use zt_ledger::{LocalKeySigner, RecordDraft, SealedRecord, Signer};
+
+use super::{Report, Verification};
+
+/// Records in the test log: eleven batches and a partial one.
+const RECORDS: usize = 2_900;
+
+/// A real signed chain of `RECORDS` records and the keys that verify it.
+fn signed_log() -> (Vec<String>, PublicKeySet) {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+    let mut previous = zt_contract::GENESIS_HASH.to_string();
+    let mut lines = Vec::with_capacity(RECORDS);
+    for seq in 0..RECORDS as u64 {
+        let draft = RecordDraft {
+            actor: "agent".into(),
+            action: "read".into(),
+            resource: format!("doc-{seq}"),
+            reason: "test".into(),
+            ..RecordDraft::default()
+        };
+        let body = draft.into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous);
+        let record = SealedRecord::seal(body, &signer).unwrap();
+        previous = record.current_hash.to_hex();
+        lines.push(record.line);
+    }
+    let jwks = Jwks {
+        keys: vec![signer.public_jwk().clone()],
+    };
+    (lines, PublicKeySet::from_jwks(&jwks).unwrap())
+}
+
+fn verify(lines: &[String], keys: &PublicKeySet, jobs: usize) -> Report {
+    let mut run = Verification::new(SignaturePolicy::Require(keys), None, true).jobs(jobs);
+    for line in lines {
+        if !run.feed(line) {
+            break;
+        }
+    }
+    run.finish(None, true)
+}
+
+fn edit(lines: &mut [String], index: usize, change: impl FnOnce(&mut Map<String, Value>)) {
+    let mut record: Map<String, Value> = serde_json::from_str(&lines[index]).unwrap();
+    change(&mut record);
+    lines[index] = serde_json::to_string(&record).unwrap();
+}
+
+/// Gives record `index` the signature of record `from`: well formed, by a known key, but not
+/// over this record.
+fn foreign_signature(lines: &mut [String], index: usize, from: usize) {
+    let other: Map<String, Value> = serde_json::from_str(&lines[from]).unwrap();
+    edit(lines, index, |r| {
+        r.insert("kms_signature".into(), other["kms_signature"].clone());
+    });
+}
+
+fn break_link(lines: &mut [String], index: usize) {
+    edit(lines, index, |r| {
+        r.insert("previous_hash".into(), Value::String("0".repeat(64)));
+    });
+}
+
+#[test]
+fn every_number_of_jobs_reports_what_the_sequential_verifier_reports() {
+    let (log, keys) = signed_log();
+    type Tamper = fn(&mut Vec<String>);
+    /// The first bad record's index and check, when there is one.
+    type Expected = Option<(u64, &'static str)>;
+    let cases: [(&str, Tamper, Expected); 8] = [
+        ("untouched", |_| {}, None),
+        (
+            "one bad signature",
+            |l| foreign_signature(l, 1_300, 7),
+            Some((1_300, "signature")),
+        ),
+        (
+            "a bad signature before a broken link",
+            |l| {
+                foreign_signature(l, 1_300, 7);
+                break_link(l, 1_700);
+            },
+            Some((1_300, "signature")),
+        ),
+        (
+            "a broken link before a bad signature",
+            |l| {
+                break_link(l, 700);
+                foreign_signature(l, 1_300, 7);
+            },
+            Some((700, "link")),
+        ),
+        (
+            "two bad signatures far apart",
+            |l| {
+                foreign_signature(l, 2_600, 7);
+                foreign_signature(l, 300, 7);
+            },
+            Some((300, "signature")),
+        ),
+        (
+            "a bad signature just before a broken link in the same batch",
+            |l| {
+                foreign_signature(l, 1_025, 7);
+                break_link(l, 1_026);
+            },
+            Some((1_025, "signature")),
+        ),
+        (
+            "the last record's signature",
+            |l| foreign_signature(l, RECORDS - 1, 7),
+            Some((RECORDS as u64 - 1, "signature")),
+        ),
+        (
+            "the first record's signature",
+            |l| foreign_signature(l, 0, 7),
+            Some((0, "signature")),
+        ),
+    ];
+    for (name, tamper, expected) in cases {
+        let mut lines = log.clone();
+        tamper(&mut lines);
+        let sequential = verify(&lines, &keys, 1).to_json();
+        match expected {
+            None => {
+                assert_eq!(sequential["valid"], true, "{name}: {sequential}");
+                assert_eq!(sequential["records"], RECORDS as u64, "{name}");
+            }
+            Some((index, check)) => {
+                assert_eq!(sequential["valid"], false, "{name}: {sequential}");
+                assert_eq!(sequential["error"]["index"], index, "{name}: {sequential}");
+                assert_eq!(sequential["error"]["check"], check, "{name}: {sequential}");
+                assert_eq!(sequential["records_checked"], index, "{name}: {sequential}");
+            }
+        }
+        for jobs in [2, 3, 8] {
+            let parallel = verify(&lines, &keys, jobs).to_json();
+            assert_eq!(parallel, sequential, "{name} with {jobs} jobs");
+        }
+    }
+}
+
+#[test]
+fn a_log_shorter_than_a_batch_and_an_expected_head_give_the_same_reports() {
+    let (log, keys) = signed_log();
+    let short = &log[..40];
+    let mut bad = short.to_vec();
+    foreign_signature(&mut bad, 39, 3);
+    for lines in [short, &bad[..]] {
+        let sequential = verify(lines, &keys, 1).to_json();
+        assert_eq!(
+            verify(lines, &keys, 4).to_json(),
+            sequential,
+            "{sequential}"
+        );
+    }
+    // A log that ends elsewhere than the trusted head counts every record it read.
+    let head = {
+        let last: Map<String, Value> = serde_json::from_str(&log[RECORDS - 1]).unwrap();
+        last["current_hash"].as_str().unwrap().to_string()
+    };
+    for jobs in [1, 3] {
+        let mut run = Verification::new(SignaturePolicy::Require(&keys), None, true).jobs(jobs);
+        for line in &log[..RECORDS - 5] {
+            assert!(run.feed(line));
+        }
+        let report = run.finish(Some(&head), true).to_json();
+        assert_eq!(report["error"]["check"], "head", "{report}");
+        assert_eq!(report["records_checked"], RECORDS as u64 - 5, "{report}");
+    }
+}

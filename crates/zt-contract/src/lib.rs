@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod names;
 pub mod note;
 pub mod proof_wire;
+pub mod session_cert;
 pub mod strict_json;
 pub mod timestamp;
 pub mod verify;

@@ -26,7 +26,8 @@ pub enum VerifyCheck {
     Sequence,
     /// The log does not end at the head the caller trusts (records were cut off the end).
     Head,
-    /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, or does not verify.
+    /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, does not verify,
+    /// or was made by a session key outside its certified validity period.
     Signature,
 }
 
@@ -179,7 +180,7 @@ impl<'k> ChainVerifier<'k> {
         }
         if let SignaturePolicy::Require(keys) = self.signatures {
             if let Err((expected, found)) =
-                check_signature(keys, &computed, record.get("kms_signature"))
+                check_signature(keys, &computed, record.get("kms_signature"), timestamp)
             {
                 return Err(self.fail(seq, VerifyCheck::Signature, &expected, &found));
             }
@@ -245,6 +246,7 @@ fn check_signature(
     keys: &PublicKeySet,
     digest: &Digest32,
     sig: Option<&Value>,
+    timestamp: &str,
 ) -> Result<(), (String, String)> {
     let Some(Value::Object(sig)) = sig else {
         return Err(("a kms_signature object".into(), "none".into()));
@@ -276,6 +278,12 @@ fn check_signature(
             "undecodable signature".into(),
         ));
     };
+    if !keys.valid_at(key_id, timestamp) {
+        return Err((
+            format!("a time inside the certified validity of session key `{key_id}`"),
+            format!("timestamp {timestamp}"),
+        ));
+    }
     if keys.verify_digest(key_id, digest, &der) {
         Ok(())
     } else {

@@ -135,7 +135,9 @@ impl Ledger {
         config: LedgerConfig,
         observer: Option<CommitObserver>,
     ) -> Result<(Ledger, LedgerWorker), StoreError> {
-        store.publish_key(signer.public_jwk())?;
+        for jwk in signer.published_keys() {
+            store.publish_key(&jwk)?;
+        }
         let keys = store.keys()?;
         let head = store.head()?;
         check_tail(store.as_mut(), head, &keys)?;
@@ -160,6 +162,7 @@ impl Ledger {
             let committer = crate::replicated::SharedCommitter {
                 rx,
                 signer,
+                unpublished: Vec::new(),
                 store,
                 tree,
                 shared: shared.clone(),
@@ -439,6 +442,8 @@ fn check_tail(
 
 /// A sealed batch on its way to the writer, with the callers waiting for it.
 struct SealedBatch {
+    /// New keys of the signer, published before the records.
+    keys: Vec<Jwk>,
     records: Vec<SealedRecord>,
     replies: Vec<Reply>,
     started: Instant,
@@ -495,42 +500,66 @@ impl Sealer {
 
     fn seal(&mut self, batch: &mut Vec<Pending>) -> SealedBatch {
         let started = Instant::now();
-        let mut records = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for p in batch.drain(..) {
-            match chain_onto(&mut self.head, p.draft, self.signer.as_ref()) {
-                Ok(record) => {
-                    records.push(record);
-                    replies.push(p.reply);
+        let (drafts, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.draft, p.reply)).unzip();
+        let sealed = self.signer.rollover().and_then(|keys| {
+            seal_batch(&mut self.head, drafts, self.signer.as_ref()).map(|r| (keys, r))
+        });
+        match sealed {
+            Ok((keys, records)) => SealedBatch {
+                keys,
+                records,
+                replies,
+                started,
+            },
+            Err(e) => {
+                // Nothing was chained: the head stays where it was and the next batch tries
+                // the signer again.
+                tracing::warn!(error = %e, records = replies.len(), "audit batch not signed; its decisions are refused");
+                refuse_all(replies, &e.to_string());
+                SealedBatch {
+                    keys: Vec::new(),
+                    records: Vec::new(),
+                    replies: Vec::new(),
+                    started,
                 }
-                Err(e) => refuse_all([p.reply], &e.to_string()),
             }
-        }
-        SealedBatch {
-            records,
-            replies,
-            started,
         }
     }
 }
 
-/// Seals `draft` as the record after `head` (the genesis record on an empty log), and makes
-/// it the new head.
-pub(crate) fn chain_onto(
+/// Seals `drafts` in order as the records after `head` (the genesis record on an empty log):
+/// every body is hashed, the digests are signed as one batch, and only if every signature
+/// came back is `head` moved to the last record. On error `head` is unchanged.
+pub(crate) fn seal_batch(
     head: &mut Option<Head>,
-    draft: RecordDraft,
+    drafts: Vec<RecordDraft>,
     signer: &dyn Signer,
-) -> Result<SealedRecord, crate::SignError> {
-    let (seq, previous) = match head {
-        Some(h) => (h.seq + 1, h.current_hash.to_hex()),
-        None => (0, GENESIS_HASH.to_string()),
-    };
-    let record = SealedRecord::seal(draft.into_body(seq, wire_now(), previous), signer)?;
-    *head = Some(Head {
-        seq,
-        current_hash: record.current_hash,
-    });
-    Ok(record)
+) -> Result<Vec<SealedRecord>, crate::SignError> {
+    let mut next = *head;
+    let mut hashed = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        let (seq, previous) = match next {
+            Some(h) => (h.seq + 1, h.current_hash.to_hex()),
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        let body = draft.into_body(seq, wire_now(), previous);
+        let (json, current_hash) = SealedRecord::hash_body(&body)?;
+        next = Some(Head { seq, current_hash });
+        hashed.push((body, json, current_hash));
+    }
+    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
+    let signatures = signer.sign_batch(&digests)?;
+    if signatures.len() != hashed.len() {
+        return Err(crate::SignError::Sign);
+    }
+    let records = hashed
+        .into_iter()
+        .zip(signatures)
+        .map(|((body, json, hash), signature)| SealedRecord::assemble(body, &json, hash, signature))
+        .collect::<Result<Vec<_>, _>>()?;
+    *head = next;
+    Ok(records)
 }
 
 impl Writer {
@@ -541,7 +570,11 @@ impl Writer {
                 continue;
             }
             let count = batch.records.len();
-            let committed = self.store.append(&batch.records);
+            let committed = batch
+                .keys
+                .iter()
+                .try_for_each(|jwk| self.store.publish_key(jwk))
+                .and_then(|()| self.store.append(&batch.records));
             match &committed {
                 Ok(()) => {
                     // In commit order, before any caller hears of its record.

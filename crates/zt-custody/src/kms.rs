@@ -26,10 +26,21 @@ use crate::der::p256_point_from_spki;
 use crate::remote::RemoteKey;
 use crate::CustodyError;
 
+/// A runtime shut down without blocking when dropped: a key may be dropped on an async
+/// thread (a refused start, a server stopping), where a runtime must not block.
+struct OwnedRuntime(Option<Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A KMS key, with the client and the runtime its calls run on.
 pub struct KmsKey {
-    /// `Some` until drop, which shuts the runtime down without blocking.
-    runtime: Option<Runtime>,
+    runtime: OwnedRuntime,
     client: Client,
     arn: String,
     jwk: Jwk,
@@ -41,25 +52,31 @@ impl KmsKey {
     /// `ECC_NIST_P256` signing key allowing `ECDSA_SHA_256`. `key` is a key id, alias or ARN;
     /// records name the key by the ARN KMS returns.
     pub fn open(key: &str, timeout: Duration, concurrency: usize) -> Result<Self, CustodyError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("zt-kms")
-            .enable_all()
-            .build()
-            .map_err(|e| CustodyError::Kms(format!("cannot start the KMS client: {e}")))?;
-        let client = on(&runtime, timeout, async {
+        let owned = OwnedRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("zt-kms")
+                .enable_all()
+                .build()
+                .map_err(|e| CustodyError::Kms(format!("cannot start the KMS client: {e}")))?,
+        ));
+        let runtime = owned
+            .0
+            .as_ref()
+            .ok_or_else(|| CustodyError::Kms("no runtime".into()))?;
+        let client = on(runtime, timeout, async {
             let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
             Ok(Client::new(&config))
         })
         .map_err(|e| CustodyError::Kms(e.to_string()))?;
         let request = client.get_public_key().key_id(key).send();
-        let out = on(&runtime, timeout, async move {
+        let out = on(runtime, timeout, async move {
             request
                 .await
                 .map_err(|e| SignError::Unavailable(DisplayErrorContext(e).to_string()))
         })
         .map_err(|e| CustodyError::Kms(format!("GetPublicKey of `{key}`: {e}")))?;
-        if out.key_spec() != Some(&KeySpec::EccNistP256)
+        if !is_p256(&out)
             || !out
                 .signing_algorithms()
                 .contains(&SigningAlgorithmSpec::EcdsaSha256)
@@ -68,9 +85,15 @@ impl KmsKey {
                 "`{key}` is not an ECC_NIST_P256 signing key allowing ECDSA_SHA_256"
             )));
         }
-        let arn = out
-            .key_id()
-            .ok_or_else(|| CustodyError::Kms("GetPublicKey returned no key ARN".into()))?
+        // AWS returns the key ARN; the ARN given is used where an implementation does not.
+        let arn = [out.key_id().unwrap_or_default(), key]
+            .into_iter()
+            .find(|id| id.starts_with("arn:"))
+            .ok_or_else(|| {
+                CustodyError::Kms(format!(
+                    "GetPublicKey of `{key}` returned no key ARN: give the key's ARN"
+                ))
+            })?
             .to_string();
         let point = out
             .public_key()
@@ -79,7 +102,7 @@ impl KmsKey {
         let jwk = Jwk::from_uncompressed_p256(&arn, point)
             .map_err(|e| CustodyError::Kms(e.to_string()))?;
         Ok(Self {
-            runtime: Some(runtime),
+            runtime: owned,
             client,
             arn,
             jwk,
@@ -91,6 +114,18 @@ impl KmsKey {
     pub fn concurrency(&self) -> usize {
         self.concurrency
     }
+}
+
+/// Whether `GetPublicKey` describes an `ECC_NIST_P256` key.
+#[expect(
+    deprecated,
+    reason = "`CustomerMasterKeySpec` is the older name of `KeySpec`, still all some KMS implementations return"
+)]
+fn is_p256(out: &aws_sdk_kms::operation::get_public_key::GetPublicKeyOutput) -> bool {
+    out.key_spec() == Some(&KeySpec::EccNistP256)
+        || (out.key_spec().is_none()
+            && out.customer_master_key_spec()
+                == Some(&aws_sdk_kms::types::CustomerMasterKeySpec::EccNistP256))
 }
 
 /// Runs `work` on the KMS runtime and waits for it, at most `timeout`, from any thread
@@ -141,7 +176,7 @@ impl RemoteKey for KmsKey {
         digests: &[Digest32],
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError> {
-        let runtime = self.runtime.as_ref().ok_or(SignError::Sign)?;
+        let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
         let client = self.client.clone();
         let arn = self.arn.clone();
         let digests = digests.to_vec();
@@ -182,13 +217,5 @@ impl RemoteKey for KmsKey {
             }
             Ok(signatures)
         })
-    }
-}
-
-impl Drop for KmsKey {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }

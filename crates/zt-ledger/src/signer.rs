@@ -146,6 +146,34 @@ impl LocalKeySigner {
         Self::from_pkcs8(&der).ok_or(SignError::BadKey(path))
     }
 
+    /// Replaces the key of `data_dir` by a new one and returns (old, new) key ids. The old
+    /// private key is destroyed; its public key stays published in the audit store, so the
+    /// records it signed keep verifying. Call with the data directory locked (server stopped).
+    pub fn rotate(data_dir: &Path) -> Result<(String, String), SignError> {
+        let old = Self::load_or_create(data_dir)?;
+        let path = data_dir.join("keys").join(KEY_FILE_NAME);
+        let next = path.with_extension("p8.new");
+        let io = |source| SignError::Io {
+            path: next.clone(),
+            source,
+        };
+        let key =
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|_| SignError::Sign)?;
+        let pkcs8 = key.to_pkcs8v1().map_err(|_| SignError::Sign)?;
+        let new = Self::from_pkcs8(pkcs8.as_ref()).ok_or(SignError::Sign)?;
+        // A leftover from an interrupted rotation was never used: replace it.
+        match fs::remove_file(&next) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        write_private_file(&next, pkcs8.as_ref()).map_err(io)?;
+        fs::rename(&next, &path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok((old.key_id, new.key_id))
+    }
+
     /// A signer from PKCS#8 DER bytes.
     pub fn from_pkcs8(der: &[u8]) -> Option<Self> {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).ok()?;
@@ -226,6 +254,23 @@ mod tests {
         let der = STANDARD.decode(&sig.signature).unwrap();
         assert!(keys.verify_digest(&sig.key_id, &digest, &der));
         assert!(!keys.verify_digest(&sig.key_id, &Digest32::sha256(b"other"), &der));
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_file_with_a_new_0600_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let (old, new) = LocalKeySigner::rotate(dir.path()).unwrap();
+        assert_eq!(old, first.key_id());
+        assert_ne!(old, new);
+        let loaded = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        assert_eq!(loaded.key_id(), new);
+        let path = dir.path().join("keys").join(KEY_FILE_NAME);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!path.with_extension("p8.new").exists());
     }
 
     #[test]

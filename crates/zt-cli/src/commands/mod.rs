@@ -7,6 +7,7 @@ pub mod bench;
 pub mod completions;
 pub mod demo;
 pub mod dev_certs;
+pub mod keys;
 pub mod man;
 pub mod mcp_gateway;
 pub mod policy;

@@ -5,6 +5,8 @@
 //! `cargo test --workspace` passes with only the Rust toolchain. CI sets
 //! `ZT_REQUIRE_SERVICES=1` (`.ci/run`), which turns every such skip into a failure.
 
+pub mod moto;
+
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;

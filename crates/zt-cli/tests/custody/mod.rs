@@ -1,12 +1,11 @@
 //! Real implementations of the custody interfaces for the end-to-end tests: a local AWS KMS
-//! (moto's server, started by `moto_kms.py` on loopback with keys made for the test), a TCP
-//! relay that can cut the control plane off from it, and a SoftHSM2 token made for the test.
+//! (moto's server, see `zt_test_support::moto`), a TCP relay that can cut the control plane off
+//! from it, and a SoftHSM2 token made for the test.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,85 +15,7 @@ use cryptoki::object::Attribute;
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 
-/// The workspace's Python with moto (`.venv`, made by `.ci/run`), or `ZT_PYTHON`.
-fn python() -> Result<String, String> {
-    let python = std::env::var("ZT_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python").to_string()
-    });
-    let ok = Command::new(&python)
-        .args(["-c", "import moto.server, boto3"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Ok(python)
-    } else {
-        Err(format!(
-            "`{python}` cannot import moto (pip install 'moto[server]')"
-        ))
-    }
-}
-
-/// A moto KMS server with `arns.len()` ECC_NIST_P256 keys; killed on drop.
-pub struct Moto {
-    child: Child,
-    pub port: u16,
-    pub arns: Vec<String>,
-}
-
-impl Moto {
-    /// Starts moto (patched to honour `MessageType: DIGEST` unless `unpatched`), or skips.
-    pub fn start(unpatched: bool, keys: usize) -> Option<Moto> {
-        let probe = python();
-        if !zt_test_support::service_or_skip("moto (local AWS KMS)", probe.clone().map(|_| ())) {
-            return None;
-        }
-        let mut cmd = Command::new(probe.unwrap());
-        cmd.arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/custody/moto_kms.py"
-        ))
-        .args(["--keys", &keys.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        if unpatched {
-            cmd.arg("--unpatched");
-        }
-        let mut child = cmd.spawn().expect("start moto");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("READY"), "moto did not start: {line}");
-        let port = words.next().unwrap().parse().unwrap();
-        let arns = words.map(str::to_string).collect();
-        Some(Moto { child, port, arns })
-    }
-
-    /// The environment that points the AWS SDK at `endpoint` with test credentials.
-    pub fn env(endpoint_port: u16) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{endpoint_port}"),
-            ),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/nonexistent".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
-        ]
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use zt_test_support::moto::Moto;
 
 /// A TCP relay to `127.0.0.1:upstream` that can be cut: while cut, open connections are shut
 /// and new ones closed at once, as when the KMS endpoint is unreachable.

@@ -2,6 +2,12 @@
 //! and without the `DIGEST` fix) and PKCS#11 (a SoftHSM2 token made by the test), each in
 //! per-record and session-key mode. Every log must pass `zt audit verify`; a KMS that is cut
 //! off makes decisions fail with 503 until it is back; rotation keeps old records verifiable.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test code: a failed unwrap is a failed test
 
 mod common;
 mod custody;

@@ -137,7 +137,6 @@ impl SoftHsm {
 /// Initializes the token with `softhsm2-util` and makes the key pairs in a child process (this
 /// test binary, running `custody_make_keys`): SoftHSM2 reads `SOFTHSM2_CONF` once per process,
 /// and every test has its own token directory.
-
 fn init_token(module: &str, conf: &Path, keys: &[&str]) {
     let status = Command::new("softhsm2-util")
         .args([

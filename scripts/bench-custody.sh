@@ -3,7 +3,7 @@
 # key, AWS KMS per-record and session keys (a local KMS: moto, patched for DIGEST, on
 # loopback), PKCS#11 per-record and session keys (a SoftHSM2 token made here).
 # Needs: a release `zt`, the .venv with moto (.ci/run), softhsm2 and opensc (pkcs11-tool).
-# Usage: scripts/bench-custody.sh [DURATION_SECONDS] [ROUNDS]
+# Usage: [ZT_BENCH_ONLY='NAME ...'] scripts/bench-custody.sh [DURATION_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -34,6 +34,8 @@ pkcs11="pkcs11:module=$module;token=zt-bench;key=audit"
 
 run() { # NAME SIGNER [EXTRA...]
   local name=$1 signer=$2; shift 2
+  # ZT_BENCH_ONLY="local pkcs11-session" runs only those configurations.
+  if [ -n "${ZT_BENCH_ONLY:-}" ] && [[ " $ZT_BENCH_ONLY " != *" $name "* ]]; then return; fi
   local dir="$work/data-$name" port
   port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$zt" serve --single-admin --rate-limit 1000000/s --listen "127.0.0.1:$port" \
@@ -45,7 +47,7 @@ run() { # NAME SIGNER [EXTRA...]
       --connections 32 --duration "$duration" --json |
       .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print(sys.argv[1], sys.argv[2], json.dumps(r))' "$name" "$round"
   done
-  "$zt" audit verify --url "http://127.0.0.1:$port" >/dev/null && echo "$name audit verify: ok"
+  "$zt" audit verify --url "http://127.0.0.1:$port" --admin-token-file "$dir/admin-token" >/dev/null && echo "$name audit verify: ok"
   kill "$server"; wait "$server" || true
 }
 

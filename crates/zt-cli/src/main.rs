@@ -45,6 +45,9 @@ enum Command {
     /// Make a development CA, a server certificate and SPIFFE client certificates (PEM), for
     /// trying TLS and workload identity locally.
     DevCerts(commands::dev_certs::DevCertsArgs),
+    /// Rotate the audit signing key.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
     /// Print shell completions (e.g. `zt completions bash > /etc/bash_completion.d/zt`).
     Completions(commands::completions::CompletionsArgs),
     /// Print the man page (or write every command's page with --out-dir).
@@ -80,6 +83,7 @@ fn main() -> std::process::ExitCode {
         Command::Policy(command) => commands::policy::run(command),
         Command::Admin(command) => commands::admin::run(command),
         Command::DevCerts(args) => commands::dev_certs::run(args),
+        Command::Keys(command) => commands::keys::run(command),
         Command::Completions(args) => commands::completions::run(args, Cli::command()),
         Command::Man(args) => commands::man::run(args, Cli::command()),
         Command::A2aProxy(args) => commands::a2a_proxy::run(args),

@@ -29,6 +29,10 @@ pub struct Jwk {
     /// `ES256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
+    /// On a session key only: its certificate by a custody key (see
+    /// [`crate::session_cert`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zt_session: Option<crate::session_cert::SessionCertificate>,
 }
 
 impl Jwk {
@@ -45,6 +49,7 @@ impl Jwk {
                     kid: kid.into(),
                     key_use: Some("sig".into()),
                     alg: Some("ES256".into()),
+                    zt_session: None,
                 })
             }
             _ => Err(KeyError::Malformed(kid.into())),
@@ -93,6 +98,9 @@ pub enum KeyError {
     /// Two keys with one id.
     #[error("key id `{0}` appears twice")]
     DuplicateId(String),
+    /// A session key whose certificate does not hold.
+    #[error(transparent)]
+    Session(#[from] crate::session_cert::SessionCertError),
 }
 
 /// Parsed public keys by key id, ready to verify record signatures. Cloning shares the
@@ -100,10 +108,13 @@ pub enum KeyError {
 #[derive(Default, Clone)]
 pub struct PublicKeySet {
     keys: HashMap<String, ParsedPublicKey>,
+    /// The certificates of session keys, by key id; custody keys have none.
+    sessions: HashMap<String, crate::session_cert::SessionCertificate>,
 }
 
 impl PublicKeySet {
-    /// Parses every key of `jwks`; one bad key rejects the whole set.
+    /// Parses every key of `jwks`; one bad key rejects the whole set. A session key (one
+    /// with a `zt_session` certificate) must be certified by a custody key of the set.
     pub fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {
         let mut keys = HashMap::new();
         for jwk in &jwks.keys {
@@ -114,7 +125,26 @@ impl PublicKeySet {
                 return Err(KeyError::DuplicateId(jwk.kid.clone()));
             }
         }
-        Ok(Self { keys })
+        let mut set = Self {
+            keys,
+            sessions: HashMap::new(),
+        };
+        set.sessions = crate::session_cert::certified_sessions(&set, jwks)?;
+        Ok(set)
+    }
+
+    /// True if `key_id` may sign a record stamped `timestamp`: always for a custody key, and
+    /// inside its certified validity period for a session key.
+    pub fn valid_at(&self, key_id: &str, timestamp: &str) -> bool {
+        match self.sessions.get(key_id) {
+            Some(cert) => cert.covers(timestamp),
+            None => self.keys.contains_key(key_id),
+        }
+    }
+
+    /// True if `key_id` names a session key.
+    pub fn is_session_key(&self, key_id: &str) -> bool {
+        self.sessions.contains_key(key_id)
     }
 
     /// True if a key with this id is known.

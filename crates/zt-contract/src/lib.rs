@@ -20,6 +20,7 @@ pub mod proof_wire;
 pub mod receipts;
 pub mod record;
 pub mod sandbox;
+pub mod session_cert;
 pub mod strict_json;
 pub mod timestamp;
 pub mod verify;

@@ -26,7 +26,8 @@ pub enum VerifyCheck {
     Sequence,
     /// The log does not end at the head the caller trusts (records were cut off the end).
     Head,
-    /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, or does not verify.
+    /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, does not verify,
+    /// or was made by a session key outside its certified validity period.
     Signature,
     /// An execution receipt that does not answer a broker's allow decision of the same actor,
     /// or a second receipt for one (see [`crate::receipts`]).
@@ -213,7 +214,7 @@ impl<'k> ChainVerifier<'k> {
         }
         let signature = match self.signatures {
             SignaturePolicy::Require(keys) => {
-                match signature_form(keys, record.get("kms_signature")) {
+                match signature_form(keys, record.get("kms_signature"), timestamp) {
                     Ok((key_id, der)) => Some(PendingSignature {
                         index: self.next_index,
                         seq,
@@ -332,11 +333,12 @@ fn truncate(s: &str) -> String {
 }
 
 /// Checks the form of a record's `kms_signature`: the algorithm, a published key, a decodable
-/// signature. Returns the key id and the DER signature to verify;
-/// on failure (expected, found) for the report.
+/// signature, and a time inside the certified validity of a session key. Returns the key id
+/// and the DER signature to verify; on failure (expected, found) for the report.
 fn signature_form(
     keys: &PublicKeySet,
     sig: Option<&Value>,
+    timestamp: &str,
 ) -> Result<(String, Vec<u8>), (String, String)> {
     let Some(Value::Object(sig)) = sig else {
         return Err(("a kms_signature object".into(), "none".into()));
@@ -368,5 +370,11 @@ fn signature_form(
             "undecodable signature".into(),
         ));
     };
+    if !keys.valid_at(key_id, timestamp) {
+        return Err((
+            format!("a time inside the certified validity of session key `{key_id}`"),
+            format!("timestamp {timestamp}"),
+        ));
+    }
     Ok((key_id.to_string(), der))
 }

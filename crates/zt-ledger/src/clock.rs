@@ -16,6 +16,13 @@ pub fn wire_now() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
 }
 
+/// `time` as a wire timestamp (truncated to the millisecond).
+pub fn wire_time(time: SystemTime) -> String {
+    OffsetDateTime::from(time)
+        .format(WIRE)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
 /// Parses a wire timestamp.
 pub fn parse_wire(text: &str) -> Option<SystemTime> {
     let parsed = PrimitiveDateTime::parse(text, WIRE).ok()?;

@@ -153,7 +153,9 @@ impl Ledger {
         config: LedgerConfig,
         observer: Option<CommitObserver>,
     ) -> Result<(Ledger, LedgerWorker), StoreError> {
-        store.publish_key(signer.public_jwk())?;
+        for jwk in signer.published_keys() {
+            store.publish_key(&jwk)?;
+        }
         let keys = store.keys()?;
         let head = store.head()?;
         check_tail(store.as_mut(), head, &keys)?;
@@ -178,6 +180,7 @@ impl Ledger {
             let committer = crate::replicated::SharedCommitter {
                 rx,
                 signer,
+                unpublished: Vec::new(),
                 store,
                 tree,
                 shared: shared.clone(),
@@ -517,18 +520,23 @@ impl Sealer {
         let queue_wait = batch.first().map_or(Duration::ZERO, |p| {
             started.saturating_duration_since(p.enqueued)
         });
-        let mut records = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for p in batch.drain(..) {
-            match chain_onto(&mut self.head, p.draft, self.signer.as_ref()) {
-                Ok(record) => {
-                    records.push(record);
-                    replies.push(p.reply);
-                }
-                Err(e) => refuse_all([p.reply], &e.to_string()),
+        let (drafts, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|p| (p.draft, p.reply)).unzip();
+        let sealed = self.signer.rollover().and_then(|keys| {
+            seal_batch(&mut self.head, drafts, self.signer.as_ref()).map(|r| (keys, r))
+        });
+        let (keys, records, replies) = match sealed {
+            Ok((keys, records)) => (keys, records, replies),
+            Err(e) => {
+                // Nothing was chained: the head stays where it was and the next batch tries
+                // the signer again.
+                tracing::warn!(error = %e, records = replies.len(), "audit batch not signed; its decisions are refused");
+                refuse_all(replies, &e.to_string());
+                (Vec::new(), Vec::new(), Vec::new())
             }
-        }
+        };
         SealedBatch {
+            keys,
             records,
             replies,
             started,
@@ -542,23 +550,38 @@ impl Sealer {
     }
 }
 
-/// Seals `draft` as the record after `head` (the genesis record on an empty log), and makes
-/// it the new head.
-pub(crate) fn chain_onto(
+/// Seals `drafts` in order as the records after `head` (the genesis record on an empty log):
+/// every body is hashed, the digests are signed as one batch, and only if every signature
+/// came back is `head` moved to the last record. On error `head` is unchanged.
+pub(crate) fn seal_batch(
     head: &mut Option<Head>,
-    draft: RecordDraft,
+    drafts: Vec<RecordDraft>,
     signer: &dyn Signer,
-) -> Result<SealedRecord, crate::SignError> {
-    let (seq, previous) = match head {
-        Some(h) => (h.seq + 1, h.current_hash.to_hex()),
-        None => (0, GENESIS_HASH.to_string()),
-    };
-    let record = SealedRecord::seal(draft.into_body(seq, wire_now(), previous), signer)?;
-    *head = Some(Head {
-        seq,
-        current_hash: record.current_hash,
-    });
-    Ok(record)
+) -> Result<Vec<SealedRecord>, crate::SignError> {
+    let mut next = *head;
+    let mut hashed = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        let (seq, previous) = match next {
+            Some(h) => (h.seq + 1, h.current_hash.to_hex()),
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        let body = draft.into_body(seq, wire_now(), previous);
+        let (json, current_hash) = SealedRecord::hash_body(&body)?;
+        next = Some(Head { seq, current_hash });
+        hashed.push((body, json, current_hash));
+    }
+    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
+    let signatures = signer.sign_batch(&digests)?;
+    if signatures.len() != hashed.len() {
+        return Err(crate::SignError::Sign);
+    }
+    let records = hashed
+        .into_iter()
+        .zip(signatures)
+        .map(|((body, json, hash), signature)| SealedRecord::assemble(body, &json, hash, signature))
+        .collect::<Result<Vec<_>, _>>()?;
+    *head = next;
+    Ok(records)
 }
 
 impl Writer {
@@ -572,7 +595,11 @@ impl Writer {
             let count = batch.records.len();
             let storing = Instant::now();
             batch.stages.handoff = storing.saturating_duration_since(batch.sealed);
-            let committed = self.store.append(&batch.records);
+            let committed = batch
+                .keys
+                .iter()
+                .try_for_each(|jwk| self.store.publish_key(jwk))
+                .and_then(|()| self.store.append(&batch.records));
             batch.stages.store = storing.elapsed();
             match &committed {
                 Ok(()) => {

@@ -14,12 +14,15 @@ use std::time::Instant;
 
 use crate::committer::{Reply, Stages};
 use crate::store::SealedRecord;
+use zt_contract::Jwk;
 
 /// Sealed records that may wait for the writer before the sealer waits too.
 pub(crate) const MAX_PENDING: usize = 2048;
 
 /// Sealed records and the callers waiting for them, in chain order.
 pub(crate) struct SealedBatch {
+    /// New keys of the signer, published before the records.
+    pub(crate) keys: Vec<Jwk>,
     pub(crate) records: Vec<SealedRecord>,
     pub(crate) replies: Vec<Reply>,
     /// When sealing of its first record started.
@@ -33,6 +36,7 @@ pub(crate) struct SealedBatch {
 impl SealedBatch {
     /// Appends a later sealed batch (the chain continues from this one's last record).
     fn extend(&mut self, later: SealedBatch) {
+        self.keys.extend(later.keys);
         self.records.extend(later.records);
         self.replies.extend(later.replies);
         self.stages.queue_wait = self.stages.queue_wait.max(later.stages.queue_wait);
@@ -155,6 +159,7 @@ mod tests {
         let (replies, receivers) = (0..n).map(|_| oneshot::channel()).unzip();
         let now = Instant::now();
         let batch = SealedBatch {
+            keys: Vec::new(),
             records: Vec::new(),
             replies,
             started: now,

@@ -28,6 +28,6 @@ pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};
 pub use draft::RecordDraft;
 pub use location::open_store;
-pub use signer::{LocalKeySigner, SignError, Signer};
+pub use signer::{LocalKeySigner, SignError, Signer, SignerStatus};
 pub use sqlite::SqliteStore;
 pub use store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use zt_contract::merkle::audit_leaf_hash;
 
 use crate::committer::{
-    chain_onto, refuse_all, CommitObserver, Pending, Shared, HASH_PAGE, MAX_BATCH,
+    refuse_all, seal_batch, CommitObserver, Pending, Shared, HASH_PAGE, MAX_BATCH,
 };
 use crate::signer::Signer;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
@@ -36,6 +36,8 @@ pub const IDLE_CATCH_UP: Duration = Duration::from_millis(250);
 pub(crate) struct SharedCommitter {
     pub(crate) rx: Receiver<Pending>,
     pub(crate) signer: Arc<dyn Signer>,
+    /// Keys the signer rolled over to whose publication has not succeeded yet.
+    pub(crate) unpublished: Vec<zt_contract::Jwk>,
     pub(crate) store: Box<dyn AuditStore>,
     /// The tree of every record this server has seen committed; only this thread changes it.
     pub(crate) tree: LogTree,
@@ -73,14 +75,26 @@ impl SharedCommitter {
         let (drafts, replies): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| (p.draft, p.reply)).unzip();
         let signer = self.signer.clone();
+        // New signing keys are published before any record signed with them; a key whose
+        // publication failed is tried again with the next batch.
+        let published = match signer.rollover() {
+            Ok(keys) => {
+                self.unpublished.extend(keys);
+                self.unpublished
+                    .iter()
+                    .try_for_each(|jwk| self.store.publish_key(jwk))
+            }
+            Err(e) => Err(StoreError::Backend(e.to_string())),
+        };
+        if let Err(e) = published {
+            tracing::error!(error = %e, records = replies.len(), "audit signing key not ready; its decisions are refused");
+            refuse_all(replies, &e.to_string());
+            return;
+        }
+        self.unpublished.clear();
         let sealed = self.store.append_at_head(Box::new(move |mut head| {
-            drafts
-                .into_iter()
-                .map(|draft| {
-                    chain_onto(&mut head, draft, signer.as_ref())
-                        .map_err(|e| StoreError::Backend(e.to_string()))
-                })
-                .collect()
+            seal_batch(&mut head, drafts, signer.as_ref())
+                .map_err(|e| StoreError::Backend(e.to_string()))
         }));
         let records = match sealed {
             Ok(records) => records,

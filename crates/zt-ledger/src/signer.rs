@@ -4,8 +4,9 @@
 //! `Sign` does with `MessageType: DIGEST` and `SigningAlgorithm: ECDSA_SHA_256`, and returns a
 //! DER signature. To keep the key in a KMS or HSM, implement [`Signer`] with a client that calls
 //! the KMS (`key_id` = the KMS key ARN, `public_jwk` from `GetPublicKey`) and hand it to the
-//! committer instead of [`LocalKeySigner`]. The committer calls `sign_digest` once per record
-//! on its own thread, so a remote signer should batch or pipeline to keep throughput.
+//! committer instead of [`LocalKeySigner`]. The committer hands each batch's digests to
+//! [`Signer::sign_batch`] at once, so a remote signer can keep many calls in flight; the
+//! signers of the `zt-custody` crate (AWS KMS, PKCS#11, session keys) do.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -27,6 +28,59 @@ pub trait Signer: Send + Sync {
     fn public_jwk(&self) -> &Jwk;
     /// Signs a 32-byte SHA-256 digest.
     fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError>;
+    /// Signs a batch of digests, one signature each, in order. All or nothing: an error
+    /// refuses the whole batch. A remote signer overrides it to sign concurrently.
+    fn sign_batch(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
+        digests.iter().map(|d| self.sign_digest(d)).collect()
+    }
+    /// Every key to publish at start, in order: records and checkpoints may name any of them.
+    fn published_keys(&self) -> Vec<Jwk> {
+        vec![self.public_jwk().clone()]
+    }
+    /// Called before each batch is signed: a signer that changes keys as it runs (session
+    /// keys) makes its next key here and returns it, to be published before any record
+    /// signed with it is stored.
+    fn rollover(&self) -> Result<Vec<Jwk>, SignError> {
+        Ok(Vec::new())
+    }
+    /// The signer's state, for `/health` and `/metrics`.
+    fn status(&self) -> SignerStatus {
+        SignerStatus::local()
+    }
+}
+
+/// What `/health` and `/metrics` show about the signer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SignerStatus {
+    /// `local`, `aws-kms` or `pkcs11`.
+    pub kind: &'static str,
+    /// `per-record` or `session-keys`.
+    pub mode: &'static str,
+    /// False while the last call to the custody key failed.
+    pub up: bool,
+    /// Calls to the custody key so far (a batch counts once).
+    pub calls: u64,
+    /// Failed calls so far.
+    pub failures: u64,
+    /// Duration of the last call, in seconds.
+    pub last_latency_seconds: f64,
+    /// Why the last failed call failed, while the signer is down.
+    pub last_error: Option<String>,
+}
+
+impl SignerStatus {
+    /// A key in this process, always up.
+    pub fn local() -> Self {
+        Self {
+            kind: "local",
+            mode: "per-record",
+            up: true,
+            calls: 0,
+            failures: 0,
+            last_latency_seconds: 0.0,
+            last_error: None,
+        }
+    }
 }
 
 /// Why a key could not be loaded or used.
@@ -49,6 +103,12 @@ pub enum SignError {
     /// The crypto library refused to sign.
     #[error("signing failed")]
     Sign,
+    /// A remote signer (KMS, HSM) failed, throttled or timed out.
+    #[error("the audit signer is unavailable: {0}")]
+    Unavailable(String),
+    /// A remote signer returned a signature that does not verify with its published key.
+    #[error("the audit signer returned a signature that does not verify with its public key")]
+    BadSignature,
 }
 
 /// An ECDSA P-256 key kept in a file (PKCS#8 DER, mode 0600) in the data directory.
@@ -84,6 +144,34 @@ impl LocalKeySigner {
         }
         let der = fs::read(&path).map_err(io)?;
         Self::from_pkcs8(&der).ok_or(SignError::BadKey(path))
+    }
+
+    /// Replaces the key of `data_dir` by a new one and returns (old, new) key ids. The old
+    /// private key is destroyed; its public key stays published in the audit store, so the
+    /// records it signed keep verifying. Call with the data directory locked (server stopped).
+    pub fn rotate(data_dir: &Path) -> Result<(String, String), SignError> {
+        let old = Self::load_or_create(data_dir)?;
+        let path = data_dir.join("keys").join(KEY_FILE_NAME);
+        let next = path.with_extension("p8.new");
+        let io = |source| SignError::Io {
+            path: next.clone(),
+            source,
+        };
+        let key =
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|_| SignError::Sign)?;
+        let pkcs8 = key.to_pkcs8v1().map_err(|_| SignError::Sign)?;
+        let new = Self::from_pkcs8(pkcs8.as_ref()).ok_or(SignError::Sign)?;
+        // A leftover from an interrupted rotation was never used: replace it.
+        match fs::remove_file(&next) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        write_private_file(&next, pkcs8.as_ref()).map_err(io)?;
+        fs::rename(&next, &path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok((old.key_id, new.key_id))
     }
 
     /// A signer from PKCS#8 DER bytes.
@@ -166,6 +254,23 @@ mod tests {
         let der = STANDARD.decode(&sig.signature).unwrap();
         assert!(keys.verify_digest(&sig.key_id, &digest, &der));
         assert!(!keys.verify_digest(&sig.key_id, &Digest32::sha256(b"other"), &der));
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_file_with_a_new_0600_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let (old, new) = LocalKeySigner::rotate(dir.path()).unwrap();
+        assert_eq!(old, first.key_id());
+        assert_ne!(old, new);
+        let loaded = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        assert_eq!(loaded.key_id(), new);
+        let path = dir.path().join("keys").join(KEY_FILE_NAME);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!path.with_extension("p8.new").exists());
     }
 
     #[test]

@@ -85,12 +85,28 @@ impl SealedRecord {
 
     /// Hashes and signs a body, and builds its stored line.
     pub fn seal(body: RecordBody, signer: &dyn crate::Signer) -> Result<Self, crate::SignError> {
+        let (json, current_hash) = Self::hash_body(&body)?;
+        let signature = signer.sign_digest(&current_hash)?;
+        Self::assemble(body, &json, current_hash, signature)
+    }
+
+    /// The canonical JSON of a body and its SHA-256, the digest that is signed.
+    pub fn hash_body(body: &RecordBody) -> Result<(String, Digest32), crate::SignError> {
         let json = body.canonical_json().map_err(|_| crate::SignError::Sign)?;
         let current_hash = Digest32::sha256(json.as_bytes());
-        let signature = signer.sign_digest(&current_hash)?;
+        Ok((json, current_hash))
+    }
+
+    /// A record from its body, the body's canonical JSON and hash, and its signature.
+    pub fn assemble(
+        body: RecordBody,
+        json: &str,
+        current_hash: Digest32,
+        signature: KmsSignature,
+    ) -> Result<Self, crate::SignError> {
         let signature_json =
             serde_json::to_string(&signature).map_err(|_| crate::SignError::Sign)?;
-        let open = json.strip_suffix('}').unwrap_or(&json);
+        let open = json.strip_suffix('}').unwrap_or(json);
         let line = format!(
             "{open},\"current_hash\":\"{}\",\"kms_signature\":{signature_json}}}",
             current_hash.to_hex()

@@ -77,6 +77,8 @@ pub struct ServerConfig {
     /// authentication was off; the acceptance is audited and the marks cleared (see
     /// [`crate::unauthenticated_state`]).
     pub accept_unauthenticated_state: bool,
+    /// Where the audit key lives and how records are signed (docs/SIGNING.md).
+    pub custody: zt_custody::CustodyConfig,
 }
 
 /// What one listener allows its connections (see [`crate::connections`]).
@@ -209,6 +211,7 @@ impl ServerConfig {
             log_origin: None,
             nats: None,
             accept_unauthenticated_state: false,
+            custody: zt_custody::CustodyConfig::default(),
         }
     }
 

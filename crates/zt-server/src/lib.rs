@@ -10,6 +10,7 @@ pub mod connections;
 pub mod decision;
 pub mod error;
 pub mod extract;
+pub mod key_rotation;
 pub mod limits;
 pub mod lock;
 pub mod metrics;

@@ -46,6 +46,10 @@ pub struct Metrics {
     nats_published: Gauge<u64, AtomicU64>,
     nats_lag: Gauge<u64, AtomicU64>,
     nats_connected: Gauge,
+    signer_up: Gauge,
+    signer_last_call_seconds: Gauge<f64, AtomicU64>,
+    signer_calls: Gauge<u64, AtomicU64>,
+    signer_failures: Gauge<u64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -101,7 +105,32 @@ impl Default for Metrics {
             "TLS connections that failed or timed out before a request (bad or missing client certificate, not TLS)",
             tls_handshake_failures.clone(),
         );
+        let signer = SignerGauges::default();
+        registry.register(
+            "audit_signer_up",
+            "1 while the last call to the audit custody key (KMS, HSM) succeeded",
+            signer.up.clone(),
+        );
+        registry.register(
+            "audit_signer_last_call_seconds",
+            "Duration of the last call to the audit custody key",
+            signer.last_call_seconds.clone(),
+        );
+        registry.register(
+            "audit_signer_calls",
+            "Calls to the audit custody key since start (a batch of records counts once)",
+            signer.calls.clone(),
+        );
+        registry.register(
+            "audit_signer_failures",
+            "Failed calls to the audit custody key since start (errors, throttling, timeouts, wrong signatures)",
+            signer.failures.clone(),
+        );
         Self {
+            signer_up: signer.up,
+            signer_last_call_seconds: signer.last_call_seconds,
+            signer_calls: signer.calls,
+            signer_failures: signer.failures,
             registry,
             decisions,
             decision_seconds,
@@ -118,7 +147,24 @@ impl Default for Metrics {
     }
 }
 
+#[derive(Default)]
+struct SignerGauges {
+    up: Gauge,
+    last_call_seconds: Gauge<f64, AtomicU64>,
+    calls: Gauge<u64, AtomicU64>,
+    failures: Gauge<u64, AtomicU64>,
+}
+
 impl Metrics {
+    /// Shows the signer's state (read when metrics are rendered).
+    pub fn signer(&self, status: &zt_ledger::SignerStatus) {
+        self.signer_up.set(i64::from(status.up));
+        self.signer_last_call_seconds
+            .set(status.last_latency_seconds);
+        self.signer_calls.set(status.calls);
+        self.signer_failures.set(status.failures);
+    }
+
     /// Counts one answered decision.
     pub fn decision(&self, allowed: bool, elapsed: Duration) {
         let decision = if allowed { "allow" } else { "deny" };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use zt_ledger::committer::LedgerConfig;
-use zt_ledger::{Ledger, LedgerWorker, LocalKeySigner, Signer};
+use zt_ledger::{Ledger, LedgerWorker};
 
 use crate::auth::admin_set::load_at_start;
 use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
@@ -40,6 +40,12 @@ pub enum ServerError {
     /// The signing key could not be loaded or created.
     #[error(transparent)]
     Key(#[from] zt_ledger::SignError),
+    /// The custody key (local, AWS KMS, PKCS#11) could not be opened.
+    #[error(transparent)]
+    Custody(#[from] zt_custody::CustodyError),
+    /// The record of a key rotation could not be written.
+    #[error("recording the audit key rotation: {0}")]
+    Rotation(String),
     /// The audit store could not be opened or is corrupt.
     #[error(transparent)]
     Store(#[from] zt_ledger::StoreError),
@@ -110,6 +116,9 @@ pub struct Started {
     /// State chosen without authentication that the operator accepted with
     /// [`ACCEPT_FLAG`]; [`serve`] records the acceptance and clears the marks.
     pub accepted: UnauthenticatedState,
+    /// The record of a custody key rotation since the log's newest record, which [`serve`]
+    /// writes before anything else.
+    pub rotation: Option<zt_ledger::RecordDraft>,
 }
 
 /// Checks the files the operator gave, then prepares the data directory, takes its lock,
@@ -152,8 +161,27 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .map_err(|e| ServerError::DataDir(shown.clone(), e))?;
     let lock = DataDirLock::acquire(&data_dir)?;
 
-    let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(&data_dir)?);
-    let (store, open_reader) = zt_ledger::open_store(config.store_url.as_deref(), &data_dir)?;
+    let custody = zt_custody::open_custody(&config.custody, &data_dir)?;
+    let (mut store, open_reader) = zt_ledger::open_store(config.store_url.as_deref(), &data_dir)?;
+    let known_keys = store.keys()?;
+    let origin = match &config.log_origin {
+        Some(origin) => origin.clone(),
+        None => crate::checkpoints::default_origin(
+            known_keys
+                .first()
+                .map_or(custody.key_id(), |k| k.kid.as_str()),
+        ),
+    };
+    // Replicas of a shared store may each hold their own key: only one writer's log tells a
+    // rotation from its head.
+    let rotation = if store.is_shared() {
+        None
+    } else {
+        crate::key_rotation::newest_custody_key(store.as_mut(), &known_keys)?
+            .filter(|previous| previous != custody.key_id())
+            .map(|previous| crate::key_rotation::rotation_draft(&previous, custody.key_id()))
+    };
+    let signer = zt_custody::record_signer(&config.custody, custody.clone(), &origin)?;
     let mut metrics = Metrics::default();
     if config.nats.is_some() {
         metrics.enable_nats();
@@ -181,14 +209,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     };
     let replay = ReplayGuard::new(config.replay_window, config.replay_memory);
     let reloaded = reload_from_log(&replay, &ledger)?;
-    let origin = match &config.log_origin {
-        Some(origin) => origin.clone(),
-        None => {
-            let first = ledger.keys()?.keys.into_iter().next().map(|k| k.kid);
-            crate::checkpoints::default_origin(first.as_deref().unwrap_or(signer.key_id()))
-        }
-    };
-    let checkpoints = crate::checkpoints::Checkpoints::new(origin, signer.clone(), &ledger)?;
+    let checkpoints = crate::checkpoints::Checkpoints::new(origin, custody.clone(), &ledger)?;
     let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
     let proposals = Proposals::load(docs.clone(), &data_dir)?;
     let receipts = crate::receipts::ReceiptBook::new(&ledger);
@@ -210,6 +231,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         single_admin: config.single_admin || config.auth == AuthMode::DangerousNone,
         admin_lock: Mutex::new(()),
         checkpoints,
+        signer: signer.clone(),
         workload,
         draining: tokio::sync::watch::Sender::new(false),
     });
@@ -224,7 +246,9 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     }
     tracing::info!(
         data_dir = %shown,
-        key_id = signer.key_id(),
+        key_id = custody.key_id(),
+        signer = signer.status().kind,
+        signer_mode = signer.status().mode,
         records = state.ledger.head().map_or(0, |h| h.seq + 1),
         policy_version = %state.policy.current().version(),
         replay_ids_reloaded = reloaded,
@@ -235,6 +259,7 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         worker,
         lock,
         accepted,
+        rotation,
     })
 }
 
@@ -254,7 +279,19 @@ pub async fn serve(
         worker,
         lock,
         accepted,
+        rotation,
     } = start(&config)?;
+    if let Some(record) = rotation {
+        if let Err(e) = state.ledger.append(record).await {
+            drop(state);
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+            return Err(ServerError::Rotation(e.to_string()));
+        }
+        tracing::info!(
+            key_id = state.checkpoints.key_id(),
+            "audit signing key rotation recorded"
+        );
+    }
     if !accepted.is_empty() {
         if let Err(e) = accept(&state, &accepted).await {
             drop(state);

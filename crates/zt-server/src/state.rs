@@ -52,6 +52,8 @@ pub struct AppState {
     pub admin_lock: Mutex<()>,
     /// Signed checkpoints of the audit log.
     pub checkpoints: crate::checkpoints::Checkpoints,
+    /// The signer of records, for its status in `/health` and `/metrics`.
+    pub signer: Arc<dyn zt_ledger::Signer>,
     /// Workload identities: admin SPIFFE IDs and the JWT-SVID verifier.
     pub workload: WorkloadAuth,
     /// Turns true when the server starts draining, so that responses that would never end on

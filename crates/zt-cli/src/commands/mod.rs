@@ -8,6 +8,7 @@ pub mod completions;
 pub mod demo;
 pub mod dev_certs;
 pub mod exec;
+pub mod keys;
 pub mod man;
 pub mod mcp_gateway;
 pub mod policy;

@@ -187,6 +187,33 @@ pub struct ServeArgs {
     /// The subject every record is published to.
     #[arg(long, env = "ZT_NATS_SUBJECT", default_value = nats::DEFAULT_SUBJECT, help_heading = "NATS JetStream publishing")]
     pub nats_subject: nats::Subject,
+    /// Where the audit signing (custody) key lives: `local` (a key file in DATA_DIR),
+    /// `aws-kms:<key id, alias or ARN>` (an ECC_NIST_P256 KMS key; credentials, Region and
+    /// endpoint from the standard AWS configuration), or
+    /// `pkcs11:module=<path>;token=<label>;key=<label>` (an HSM). See docs/SIGNING.md.
+    #[arg(
+        long,
+        env = "ZT_SIGNER",
+        default_value = "local",
+        value_name = "SIGNER",
+        help_heading = "Audit key custody"
+    )]
+    pub signer: zt_custody::SignerSpec,
+    /// Sign records with in-memory session keys, each certified by the custody key for this
+    /// long (`90s`, `30m`, `1h`, or seconds), renewed before they expire; checkpoints stay
+    /// signed by the custody key every second. Default: the custody key signs every record.
+    #[arg(long, env = "ZT_SESSION_KEY_TTL", value_name = "DURATION", value_parser = parse_ttl, help_heading = "Audit key custody")]
+    pub session_key_ttl: Option<Duration>,
+    /// The PKCS#11 user PIN, first line of this file (mode 0600); else `ZT_PKCS11_PIN`.
+    #[arg(long, value_name = "FILE", help_heading = "Audit key custody")]
+    pub pin_file: Option<PathBuf>,
+    /// Longest wait, in milliseconds, for one call to a KMS or HSM key (a batch of records)
+    /// before its decisions get 503.
+    #[arg(long, env = "ZT_SIGNER_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000), help_heading = "Audit key custody")]
+    pub signer_timeout_ms: u64,
+    /// Most AWS KMS `Sign` calls in flight at once (per-record mode).
+    #[arg(long, env = "ZT_KMS_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1024), help_heading = "Audit key custody")]
+    pub kms_concurrency: u64,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "ZT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -194,6 +221,29 @@ pub struct ServeArgs {
     /// or `json` (one object per line). The level comes from `ZT_LOG`.
     #[arg(long, env = "ZT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A session key's validity period: `90s`, `30m`, `1h`, `1d` or a number of seconds; at least
+/// ten seconds.
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: use a number with s, m, h or d")),
+    };
+    let seconds = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|s| (10..=30 * 86_400).contains(s))
+        .ok_or_else(|| format!("`{text}`: between 10s and 30d"))?;
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Runs `zt serve`.
@@ -267,6 +317,13 @@ pub fn run(args: ServeArgs) -> Exit {
         log_origin: args.log_origin,
         nats,
         accept_unauthenticated_state: args.accept_unauthenticated_state,
+        custody: zt_custody::CustodyConfig {
+            spec: args.signer,
+            session_key_ttl: args.session_key_ttl,
+            timeout: Duration::from_millis(args.signer_timeout_ms),
+            kms_concurrency: usize::try_from(args.kms_concurrency).unwrap_or(32),
+            pin_file: args.pin_file,
+        },
     };
     if let Err(e) = config.validate() {
         eprintln!("error: {e}");

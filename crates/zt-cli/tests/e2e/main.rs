@@ -38,5 +38,7 @@ mod unauthenticated_state;
 mod workload;
 
 use zt_test_support::{ocsf_schema, pg_schema};
+mod custody;
+mod custody_support;
 mod verify_jobs;
 mod workload_identity;

@@ -54,7 +54,11 @@ fn reload_errors(state: &SharedState) -> serde_json::Map<String, serde_json::Val
 
 pub(crate) async fn health(State(state): State<SharedState>) -> Response {
     let head = state.ledger.head();
-    let audit_ok = !state.ledger.is_failed();
+    let signer = state.signer.status();
+    // With session keys, records are signed while the custody key is away (until the session
+    // key expires, when commits fail and `audit.ok` says so).
+    let signer_ok = signer.up || signer.mode == "session-keys";
+    let audit_ok = !state.ledger.is_failed() && signer_ok;
     let warning = (state.auth == AuthMode::DangerousNone).then_some(
         "authentication is off (--auth none): any caller may claim any registered actor",
     );
@@ -66,6 +70,16 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
         "audit": {
             "ok": audit_ok,
             "records": head.map_or(0, |h| h.seq + 1),
+            "signer": {
+                "kind": signer.kind,
+                "mode": signer.mode,
+                "key_id": state.checkpoints.key_id(),
+                "up": signer.up,
+                "calls": signer.calls,
+                "failures": signer.failures,
+                "last_latency_ms": signer.last_latency_seconds * 1000.0,
+                "last_error": signer.last_error,
+            },
         },
         "policy_version": state.policy.current().version(),
         "policy_file": state.policy.source_file().map(|p| p.display().to_string()),
@@ -81,6 +95,7 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
 }
 
 async fn metrics(State(state): State<SharedState>) -> Response {
+    state.metrics.signer(&state.signer.status());
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

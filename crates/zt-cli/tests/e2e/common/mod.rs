@@ -54,6 +54,16 @@ impl Server {
 
     /// Starts a server with `--auth MODE`.
     pub fn start_with_auth(data_dir: &Path, mode: &str, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, mode, extra, &[])
+    }
+
+    /// Starts a server with `--auth MODE` and extra environment variables.
+    pub fn start_with_env(
+        data_dir: &Path,
+        mode: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Server {
         for _ in 0..5 {
             let port = free_port();
             let mut cmd = Command::new(zt_bin());
@@ -67,6 +77,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("ZT_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,0 +1,68 @@
+//! `zt keys rotate`: replaces the local audit signing key of a stopped server's data
+//! directory. The next start publishes the new key, writes a rotation record signed with it,
+//! and keeps publishing the old public key so earlier records still verify. Moving to a KMS or
+//! HSM key needs no command: start with the new `--signer` (docs/SIGNING.md).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use zt_ledger::LocalKeySigner;
+
+use crate::exit::Exit;
+
+/// `zt keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Replace the local audit signing key (the server must be stopped). The old private key
+    /// is destroyed; its public key stays published, so old records keep verifying.
+    Rotate(RotateArgs),
+}
+
+/// `zt keys rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The server's data directory.
+    #[arg(long, env = "ZT_DATA_DIR", default_value = "./zt-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs a `zt keys` command.
+pub fn run(command: KeysCommand) -> Exit {
+    match command {
+        KeysCommand::Rotate(args) => rotate(&args),
+    }
+}
+
+fn rotate(args: &RotateArgs) -> Exit {
+    if !args
+        .data_dir
+        .join("keys")
+        .join(zt_ledger::signer::KEY_FILE_NAME)
+        .exists()
+    {
+        eprintln!(
+            "error: `{}` holds no local audit key (a KMS or HSM key is rotated by starting with the new --signer)",
+            args.data_dir.display()
+        );
+        return Exit::Failure;
+    }
+    // The server holds this lock while it runs: rotate only a stopped server's key.
+    let _lock = match zt_server::lock::DataDirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Failure;
+        }
+    };
+    match LocalKeySigner::rotate(&args.data_dir) {
+        Ok((old, new)) => {
+            println!("audit signing key rotated: {old} -> {new}");
+            println!("the next `zt serve` records the rotation; {old} stays published for the records it signed");
+            Exit::Success
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Failure
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Audit key custody against real implementations: AWS KMS (moto's server on loopback, with
+//! and without the `DIGEST` fix) and PKCS#11 (a SoftHSM2 token made by the test), each in
+//! per-record and session-key mode. Every log must pass `zt audit verify`; a KMS that is cut
+//! off makes decisions fail with 503 until it is back; rotation keeps old records verifiable.
+
+use crate::common;
+use crate::custody_support as custody;
+
+use std::path::Path;
+
+use common::{zt, Server};
+use custody::{Moto, Relay, SoftHsm};
+use serde_json::{json, Value};
+
+/// Run by the SoftHSM helper in a child process to make key pairs on a token; a no-op
+/// otherwise.
+#[test]
+fn custody_make_keys() {
+    custody::make_keys_in_child();
+}
+
+fn register(server: &Server) {
+    let (status, body) = server.json("POST", "/agents", Some(json!({"actor": "agent-1"})));
+    assert_eq!(status, 201, "{body}");
+}
+
+/// `n` decisions from `n` threads at once; their statuses.
+fn decide_many(server: &Server, n: usize) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                scope.spawn(move || {
+                    let (status, _) = server.json(
+                        "POST",
+                        "/actions",
+                        Some(json!({"actor": "agent-1", "action": "read", "resource": format!("doc-{i}")})),
+                    );
+                    status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn key_ids(server: &Server) -> Vec<String> {
+    server
+        .records()
+        .iter()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            record["kms_signature"]["key_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn jwks(server: &Server) -> Vec<Value> {
+    let (status, body) = server.json("GET", "/audit/keys", None);
+    assert_eq!(status, 200);
+    body["keys"].as_array().unwrap().clone()
+}
+
+fn verify_url(server: &Server) {
+    let out = zt(&["audit", "verify", "--url", &server.url()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn verify_offline(data_dir: &Path) {
+    let out = zt(&["audit", "verify", "--data-dir", data_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `zt serve` on `data_dir` with `signer` and `env`, expected to refuse to start; its stderr.
+fn refused_start(data_dir: &Path, signer: &str, env: &[(&str, String)]) -> String {
+    let port = common::free_port();
+    let out = std::process::Command::new(common::zt_bin())
+        .args([
+            "serve",
+            "--auth",
+            "none",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--signer", signer])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn rotation_records(server: &Server) -> Vec<Value> {
+    server
+        .records()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == "zt.audit.key.rotate")
+        .collect()
+}
+
+/// A decision was answered, so its record was signed and stored: no policy is loaded, so the
+/// answer is a deny (403).
+fn signed(status: u16) -> bool {
+    status == 403
+}
+
+/// Decides until one is answered, at most `tries` times (the signer's state changes between
+/// batches, so a decision in flight may still see the old one).
+fn decide_until_signed(server: &Server, tries: usize) -> bool {
+    (0..tries).any(|_| decide_many(server, 1).iter().all(|s| signed(*s)))
+}
+
+#[test]
+fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
+    let Some(moto) = Moto::start(false, 1) else {
+        return;
+    };
+    let arn = moto.arns[0].clone();
+    let relay = Relay::start(moto.port);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = format!("aws-kms:{arn}");
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &signer, "--signer-timeout-ms", "1000"],
+        &Moto::env(relay.port),
+    );
+    register(&server);
+    assert!(decide_many(&server, 24).iter().all(|s| signed(*s)));
+    // Every record is signed by the KMS key, named by its ARN, published at /audit/keys.
+    assert!(key_ids(&server).iter().all(|k| *k == arn));
+    assert!(jwks(&server).iter().any(|k| k["kid"] == arn.as_str()));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["kind"], "aws-kms");
+    assert_eq!(health["audit"]["signer"]["mode"], "per-record");
+    assert_eq!(health["audit"]["signer"]["up"], true);
+    verify_url(&server);
+
+    // KMS unreachable: decisions are refused (503), nothing unsigned is stored, /health says so.
+    let before = server.records().len();
+    relay.set_cut(true);
+    assert!(decide_many(&server, 4).iter().all(|s| *s == 503));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["up"], false);
+    assert!(health["audit"]["signer"]["last_error"].is_string());
+    assert_eq!(server.records().len(), before);
+    let (_, metrics) = common::http(server.port, "GET", "/metrics", None).unwrap();
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("zt_audit_signer_up 0"), "{metrics}");
+
+    // Back: the control plane recovers by itself.
+    relay.set_cut(false);
+    assert!(decide_until_signed(&server, 20));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+#[test]
+fn kms_session_keys_are_certified_by_the_kms_key_and_rotation_keeps_old_records_valid() {
+    let Some(moto) = Moto::start(false, 2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = format!("aws-kms:{}", moto.arns[0]);
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &first, "--session-key-ttl", "1h"],
+        &Moto::env(moto.port),
+    );
+    register(&server);
+    assert!(decide_many(&server, 16).iter().all(|s| signed(*s)));
+    let keys = jwks(&server);
+    let sessions: Vec<&Value> = keys
+        .iter()
+        .filter(|k| k["zt_session"].is_object())
+        .collect();
+    assert_eq!(sessions.len(), 1, "{keys:?}");
+    let session = sessions[0];
+    assert_eq!(
+        session["zt_session"]["custody_key_id"],
+        moto.arns[0].as_str()
+    );
+    assert!(key_ids(&server)
+        .iter()
+        .all(|k| k == session["kid"].as_str().unwrap()));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["mode"], "session-keys");
+    verify_url(&server);
+
+    // A verifier given a key set whose certificate was altered refuses the log.
+    let mut forged = keys.clone();
+    for key in &mut forged {
+        if key["zt_session"].is_object() {
+            key["zt_session"]["not_after"] = json!("2099-01-01T00:00:00.000Z");
+        }
+    }
+    let keys_file = dir.path().join("forged-keys.json");
+    std::fs::write(&keys_file, json!({"keys": forged}).to_string()).unwrap();
+    let records_file = dir.path().join("records.jsonl");
+    std::fs::write(&records_file, server.records().join("\n") + "\n").unwrap();
+    let out = zt(&[
+        "audit",
+        "verify",
+        records_file.to_str().unwrap(),
+        "--keys",
+        keys_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    server.terminate();
+
+    // Rotation to a second KMS key: a rotation record, new records by the new key's
+    // session, and the old key and session still published.
+    let second = format!("aws-kms:{}", moto.arns[1]);
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &second, "--session-key-ttl", "1h"],
+        &Moto::env(moto.port),
+    );
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0]["resource"], moto.arns[1].as_str());
+    let kids: Vec<String> = jwks(&server)
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kids.contains(&moto.arns[0]) && kids.contains(&moto.arns[1]));
+    assert_eq!(
+        kids.iter().filter(|k| k.starts_with("zt-session-")).count(),
+        2
+    );
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+#[test]
+fn unpatched_moto_digest_signatures_are_caught_by_verify_after_sign() {
+    // moto 5.2 hashes a DIGEST message again: its signatures do not verify over the digest.
+    let Some(moto) = Moto::start(true, 1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The first checkpoint is signed at start: the wrong signature stops the server before
+    // it answers anything.
+    let signer = format!("aws-kms:{}", moto.arns[0]);
+    let stderr = refused_start(dir.path(), &signer, &Moto::env(moto.port));
+    assert!(
+        stderr.contains("does not verify with its public key"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pkcs11_per_record_then_session_keys_with_rotation_verify() {
+    let Some(hsm) = SoftHsm::create(&["audit-1", "audit-2"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = hsm.signer("audit-1");
+    let server = Server::start_with_env(dir.path(), "none", &["--signer", &first], &hsm.env());
+    register(&server);
+    assert!(decide_many(&server, 16).iter().all(|s| signed(*s)));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["kind"], "pkcs11");
+    let custody = health["audit"]["signer"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(custody.starts_with("zt-pkcs11-"));
+    assert!(key_ids(&server).iter().all(|k| *k == custody));
+    verify_url(&server);
+    server.terminate();
+
+    // A wrong PIN is refused at start.
+    let mut wrong_pin = hsm.env();
+    wrong_pin.push(("ZT_PKCS11_PIN", "0000".into()));
+    assert!(refused_start(dir.path(), &first, &wrong_pin).contains("logging in"));
+
+    // Session keys certified by a second token key: the rotation is recorded.
+    let second = hsm.signer("audit-2");
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &second, "--session-key-ttl", "10s"],
+        &hsm.env(),
+    );
+    assert!(decide_many(&server, 16).iter().all(|s| signed(*s)));
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    assert!(rotations[0]["reason"].as_str().unwrap().contains(&custody));
+    let last = key_ids(&server).pop().unwrap();
+    assert!(last.starts_with("zt-session-"));
+    // A session key is renewed (a new one certified and published before it signs) once a
+    // quarter of its 10 s is left; records keep flowing across the renewal.
+    let renewed = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(decide_many(&server, 1).iter().all(|s| signed(*s)));
+        jwks(&server)
+            .iter()
+            .filter(|k| k["zt_session"].is_object())
+            .count()
+            >= 2
+    });
+    assert!(renewed);
+    assert_ne!(key_ids(&server).pop().unwrap(), last);
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+#[test]
+fn local_key_rotation_is_recorded_and_old_records_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    register(&server);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    // Refused while the server runs (it holds the data directory).
+    let out = zt(&["keys", "rotate", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    server.terminate();
+
+    let out = zt(&["keys", "rotate", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(dir.path(), &[]);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    let new = key_ids(&server).pop().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(rotations[0]["resource"], new.as_str());
+    let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
+    assert!(kids.contains(&json!(old)) && kids.contains(&json!(new)));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}

@@ -1,0 +1,218 @@
+//! Real implementations of the custody interfaces for the end-to-end tests: a local AWS KMS
+//! (moto's server, see `zt_test_support::moto`), a TCP relay that can cut the control plane off
+//! from it, and a SoftHSM2 token made for the test.
+#![allow(
+    dead_code,
+    reason = "helpers shared by the custody tests; not every one uses each"
+)]
+
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+
+pub use zt_test_support::moto::Moto;
+
+/// A TCP relay to `127.0.0.1:upstream` that can be cut: while cut, open connections are shut
+/// and new ones closed at once, as when the KMS endpoint is unreachable.
+pub struct Relay {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Relay {
+    pub fn start(upstream: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                {
+                    let mut open = open2.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, cut, open }
+    }
+
+    /// Cuts (`true`) or restores (`false`) the connection to the KMS.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            for stream in self.open.lock().unwrap().drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// The SoftHSM2 module, if installed.
+fn softhsm_module() -> Result<String, String> {
+    zt_test_support::binary(&[
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    ])
+}
+
+/// A SoftHSM2 token made for one test (its own config and token directory), holding P-256
+/// key pairs made on the token.
+pub struct SoftHsm {
+    pub dir: tempfile::TempDir,
+    pub module: String,
+    pub conf: PathBuf,
+}
+
+pub const TOKEN: &str = "zt-test";
+pub const PIN: &str = "5678";
+
+impl SoftHsm {
+    /// Initializes a token labelled [`TOKEN`] with user PIN [`PIN`] and makes a P-256 key
+    /// pair for each of `keys` (labels), or skips.
+    pub fn create(keys: &[&str]) -> Option<SoftHsm> {
+        let module = softhsm_module();
+        if !zt_test_support::service_or_skip(
+            "SoftHSM2 (apt-get install softhsm2)",
+            module.clone().map(|_| ()),
+        ) {
+            return None;
+        }
+        let module = module.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        init_token(&module, &conf, keys);
+        Some(SoftHsm { dir, module, conf })
+    }
+
+    /// `--signer` for the key `label`.
+    pub fn signer(&self, label: &str) -> String {
+        format!("pkcs11:module={};token={TOKEN};key={label}", self.module)
+    }
+
+    /// The environment of a `zt serve` using this token.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("SOFTHSM2_CONF", self.conf.display().to_string()),
+            ("ZT_PKCS11_PIN", PIN.to_string()),
+        ]
+    }
+}
+
+/// Initializes the token with `softhsm2-util` and makes the key pairs in a child process (this
+/// test binary, running `custody_make_keys`): SoftHSM2 reads `SOFTHSM2_CONF` once per process,
+/// and every test has its own token directory.
+fn init_token(module: &str, conf: &Path, keys: &[&str]) {
+    let status = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            TOKEN,
+            "--so-pin",
+            "1234",
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", conf)
+        .stdout(Stdio::null())
+        .status()
+        .expect("softhsm2-util");
+    assert!(status.success());
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "custody::custody_make_keys",
+            "--nocapture",
+            "--include-ignored",
+        ])
+        .env("SOFTHSM2_CONF", conf)
+        .env("ZT_TEST_SOFTHSM_MODULE", module)
+        .env("ZT_TEST_SOFTHSM_KEYS", keys.join(","))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "making keys on the token failed");
+}
+
+/// Run in a child process by [`init_token`]: makes the key pairs named in
+/// `ZT_TEST_SOFTHSM_KEYS` on the token of `SOFTHSM2_CONF`.
+pub fn make_keys_in_child() {
+    let Ok(module) = std::env::var("ZT_TEST_SOFTHSM_MODULE") else {
+        return;
+    };
+    let keys = std::env::var("ZT_TEST_SOFTHSM_KEYS").unwrap();
+    let context = Pkcs11::new(module).unwrap();
+    context
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = context
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| context.get_token_info(*s).unwrap().label().trim_end() == TOKEN)
+        .unwrap();
+    let session = context.open_rw_session(slot).unwrap();
+    session
+        .login(UserType::User, Some(&AuthPin::from(PIN.to_string())))
+        .unwrap();
+    // prime256v1: OID 1.2.840.10045.3.1.7, DER-encoded.
+    let p256 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    for label in keys.split(',') {
+        let public = [
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::EcParams(p256.clone()),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ];
+        session
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+            .unwrap();
+    }
+}

@@ -1,0 +1,221 @@
+//! The AWS KMS custody key: an asymmetric `ECC_NIST_P256` key that signs each 32-byte digest
+//! with `Sign` (`MessageType: DIGEST`, `SigningAlgorithm: ECDSA_SHA_256`). Credentials,
+//! Region and endpoint come from the standard AWS configuration chain (environment, shared
+//! config and credentials files, container or instance roles); `AWS_ENDPOINT_URL` points the
+//! client at another implementation of the KMS API.
+//!
+//! A batch's digests are signed concurrently, at most [`KmsKey::concurrency`] calls in flight,
+//! so throughput is bounded by the account's KMS request quota rather than by one call's
+//! latency. The SDK's own retries (with backoff, throttling included) run inside the batch's
+//! deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_sdk_kms::error::DisplayErrorContext;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
+use aws_sdk_kms::Client;
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use zt_contract::{Digest32, Jwk};
+use zt_ledger::SignError;
+
+use crate::der::p256_point_from_spki;
+use crate::remote::RemoteKey;
+use crate::CustodyError;
+
+/// A runtime shut down without blocking when dropped: a key may be dropped on an async
+/// thread (a refused start, a server stopping), where a runtime must not block.
+struct OwnedRuntime(Option<Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A KMS key, with the client and the runtime its calls run on.
+pub struct KmsKey {
+    runtime: OwnedRuntime,
+    client: Client,
+    arn: String,
+    jwk: Jwk,
+    concurrency: usize,
+}
+
+impl KmsKey {
+    /// Reads the key's public half with `GetPublicKey` and checks that it is an
+    /// `ECC_NIST_P256` signing key allowing `ECDSA_SHA_256`. `key` is a key id, alias or ARN;
+    /// records name the key by the ARN KMS returns.
+    pub fn open(key: &str, timeout: Duration, concurrency: usize) -> Result<Self, CustodyError> {
+        let owned = OwnedRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("zt-kms")
+                .enable_all()
+                .build()
+                .map_err(|e| CustodyError::Kms(format!("cannot start the KMS client: {e}")))?,
+        ));
+        let runtime = owned
+            .0
+            .as_ref()
+            .ok_or_else(|| CustodyError::Kms("no runtime".into()))?;
+        let client = on(runtime, timeout, async {
+            let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+            Ok(Client::new(&config))
+        })
+        .map_err(|e| CustodyError::Kms(e.to_string()))?;
+        let request = client.get_public_key().key_id(key).send();
+        let out = on(runtime, timeout, async move {
+            request
+                .await
+                .map_err(|e| SignError::Unavailable(DisplayErrorContext(e).to_string()))
+        })
+        .map_err(|e| CustodyError::Kms(format!("GetPublicKey of `{key}`: {e}")))?;
+        if !is_p256(&out)
+            || !out
+                .signing_algorithms()
+                .contains(&SigningAlgorithmSpec::EcdsaSha256)
+        {
+            return Err(CustodyError::Kms(format!(
+                "`{key}` is not an ECC_NIST_P256 signing key allowing ECDSA_SHA_256"
+            )));
+        }
+        // AWS returns the key ARN; the ARN given is used where an implementation does not.
+        let arn = [out.key_id().unwrap_or_default(), key]
+            .into_iter()
+            .find(|id| id.starts_with("arn:"))
+            .ok_or_else(|| {
+                CustodyError::Kms(format!(
+                    "GetPublicKey of `{key}` returned no key ARN: give the key's ARN"
+                ))
+            })?
+            .to_string();
+        let point = out
+            .public_key()
+            .and_then(|blob| p256_point_from_spki(blob.as_ref()))
+            .ok_or_else(|| CustodyError::Kms("GetPublicKey returned no P-256 public key".into()))?;
+        let jwk = Jwk::from_uncompressed_p256(&arn, point)
+            .map_err(|e| CustodyError::Kms(e.to_string()))?;
+        Ok(Self {
+            runtime: owned,
+            client,
+            arn,
+            jwk,
+            concurrency: concurrency.max(1),
+        })
+    }
+
+    /// The most `Sign` calls in flight at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+}
+
+/// Whether `GetPublicKey` describes an `ECC_NIST_P256` key.
+#[expect(
+    deprecated,
+    reason = "`CustomerMasterKeySpec` is the older name of `KeySpec`, still all some KMS implementations return"
+)]
+fn is_p256(out: &aws_sdk_kms::operation::get_public_key::GetPublicKeyOutput) -> bool {
+    out.key_spec() == Some(&KeySpec::EccNistP256)
+        || (out.key_spec().is_none()
+            && out.customer_master_key_spec()
+                == Some(&aws_sdk_kms::types::CustomerMasterKeySpec::EccNistP256))
+}
+
+/// Runs `work` on the KMS runtime and waits for it, at most `timeout`, from any thread
+/// (including a thread of another runtime, which must not `block_on`).
+fn on<T: Send + 'static>(
+    runtime: &Runtime,
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<T, SignError>> + Send + 'static,
+) -> Result<T, SignError> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let task = runtime.spawn(async move {
+        let outcome = tokio::time::timeout(timeout, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SignError::Unavailable(format!(
+                    "no answer within {timeout:?}"
+                )))
+            });
+        let _ = done.send(outcome);
+    });
+    // The task ends by itself at the timeout; the margin covers scheduling only.
+    match result.recv_timeout(timeout + Duration::from_secs(1)) {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            task.abort();
+            Err(SignError::Unavailable(format!(
+                "no answer within {timeout:?}"
+            )))
+        }
+    }
+}
+
+impl RemoteKey for KmsKey {
+    fn kind(&self) -> &'static str {
+        "aws-kms"
+    }
+
+    fn key_id(&self) -> &str {
+        &self.arn
+    }
+
+    fn public_jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    fn sign_digests(
+        &self,
+        digests: &[Digest32],
+        deadline: Duration,
+    ) -> Result<Vec<Vec<u8>>, SignError> {
+        let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
+        let client = self.client.clone();
+        let arn = self.arn.clone();
+        let digests = digests.to_vec();
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        on(runtime, deadline, async move {
+            let mut calls = tokio::task::JoinSet::new();
+            for (i, digest) in digests.iter().enumerate() {
+                let request = client
+                    .sign()
+                    .key_id(&arn)
+                    .message(Blob::new(digest.0.to_vec()))
+                    .message_type(MessageType::Digest)
+                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256);
+                let slots = slots.clone();
+                calls.spawn(async move {
+                    let _slot = slots.acquire_owned().await;
+                    let out = request
+                        .send()
+                        .await
+                        .map_err(|e| SignError::Unavailable(DisplayErrorContext(e).to_string()))?;
+                    let der = out
+                        .signature()
+                        .map(|b| b.as_ref().to_vec())
+                        .ok_or_else(|| {
+                            SignError::Unavailable("Sign returned no signature".into())
+                        })?;
+                    Ok::<_, SignError>((i, der))
+                });
+            }
+            let mut signatures = vec![Vec::new(); digests.len()];
+            while let Some(joined) = calls.join_next().await {
+                // The first failure fails the batch; dropping the set aborts the rest.
+                let (i, der) =
+                    joined.map_err(|e| SignError::Unavailable(format!("sign task: {e}")))??;
+                if let Some(slot) = signatures.get_mut(i) {
+                    *slot = der;
+                }
+            }
+            Ok(signatures)
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! A custody key behind a slow, fallible interface (AWS KMS, a PKCS#11 token) made into an
+//! audit [`Signer`]: every signature is verified with the key's published public key before
+//! it is used (a wrong signature is a signer failure, never a record), every call is timed
+//! and its outcome kept for `/health` and `/metrics`.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest::{Digest, SHA256};
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use zt_contract::{Digest32, Jwk, KmsSignature, ALGORITHM_ECDSA_SHA_256};
+use zt_ledger::{SignError, Signer, SignerStatus};
+
+/// A key that signs digests somewhere else.
+pub trait RemoteKey: Send + Sync {
+    /// `aws-kms` or `pkcs11`.
+    fn kind(&self) -> &'static str;
+    /// The `key_id` records carry.
+    fn key_id(&self) -> &str;
+    /// The public key, read from the custody service when the key was opened.
+    fn public_jwk(&self) -> &Jwk;
+    /// DER ECDSA signatures of `digests`, in order, all within `deadline`.
+    fn sign_digests(
+        &self,
+        digests: &[Digest32],
+        deadline: Duration,
+    ) -> Result<Vec<Vec<u8>>, SignError>;
+}
+
+/// A [`RemoteKey`] as an audit signer, with verify-after-sign and a status.
+pub struct Custodian<K> {
+    key: K,
+    public: ParsedPublicKey,
+    timeout: Duration,
+    mode: &'static str,
+    status: Mutex<SignerStatus>,
+}
+
+impl<K: RemoteKey> Custodian<K> {
+    /// Wraps `key`; each call must finish within `timeout`. `mode` is what `/health` calls
+    /// the way records are signed (`per-record` or `session-keys`).
+    pub fn new(key: K, timeout: Duration, mode: &'static str) -> Result<Self, SignError> {
+        let point = key
+            .public_jwk()
+            .uncompressed_point()
+            .map_err(|e| SignError::Unavailable(e.to_string()))?;
+        let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+            .map_err(|_| SignError::Unavailable("the custody public key is malformed".into()))?;
+        let status = SignerStatus {
+            kind: key.kind(),
+            mode,
+            ..SignerStatus::local()
+        };
+        Ok(Self {
+            key,
+            public,
+            timeout,
+            mode,
+            status: Mutex::new(status),
+        })
+    }
+
+    fn verified(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
+        let signatures = self.key.sign_digests(digests, self.timeout)?;
+        if signatures.len() != digests.len() {
+            return Err(SignError::Unavailable(format!(
+                "asked for {} signatures, got {}",
+                digests.len(),
+                signatures.len()
+            )));
+        }
+        digests
+            .iter()
+            .zip(signatures)
+            .map(|(digest, der)| {
+                let prehashed =
+                    Digest::import_less_safe(&digest.0, &SHA256).map_err(|_| SignError::Sign)?;
+                self.public
+                    .verify_digest_sig(&prehashed, &der)
+                    .map_err(|_| SignError::BadSignature)?;
+                Ok(KmsSignature {
+                    algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
+                    key_id: self.key.key_id().to_string(),
+                    signature: STANDARD.encode(der),
+                })
+            })
+            .collect()
+    }
+
+    fn record(&self, started: Instant, outcome: &Result<Vec<KmsSignature>, SignError>) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        status.calls += 1;
+        status.last_latency_seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok(_) => {
+                if !status.up {
+                    tracing::info!(signer = status.kind, "audit signer is back");
+                }
+                status.up = true;
+                status.last_error = None;
+            }
+            Err(e) => {
+                if status.up {
+                    tracing::error!(signer = status.kind, error = %e, "audit signer failed; decisions are refused until it answers");
+                }
+                status.failures += 1;
+                status.up = false;
+                status.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl<K: RemoteKey> Signer for Custodian<K> {
+    fn key_id(&self) -> &str {
+        self.key.key_id()
+    }
+
+    fn public_jwk(&self) -> &Jwk {
+        self.key.public_jwk()
+    }
+
+    fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError> {
+        self.sign_batch(std::slice::from_ref(digest))?
+            .pop()
+            .ok_or(SignError::Sign)
+    }
+
+    fn sign_batch(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let outcome = self.verified(digests);
+        self.record(started, &outcome);
+        outcome
+    }
+
+    fn status(&self) -> SignerStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        status.mode = self.mode;
+        status
+    }
+}

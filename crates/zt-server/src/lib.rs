@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod decision;
 pub mod error;
+pub mod evaluation;
 pub mod extract;
 pub mod limits;
 pub mod lock;

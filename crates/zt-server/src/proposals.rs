@@ -377,9 +377,11 @@ pub struct Change {
 }
 
 fn outcome(engine: &PolicyEngine, registry: &Registry, r: &RecentRequest) -> Outcome {
-    let attributes = registry.attributes(&r.actor).unwrap_or_default().to_map();
+    let registered = registry.attributes(&r.actor).unwrap_or_default();
+    let attributes = registered.to_map();
     let mut asked = PolicyRequest::new(&r.actor, &r.action, &r.resource)
         .with_actor_attributes(&attributes)
+        .with_actor_groups(&registered.groups)
         .with_resource_attributes(&r.resource_attributes);
     if let Some(context) = &r.context {
         asked = asked.with_context(context);

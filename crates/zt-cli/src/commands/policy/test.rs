@@ -49,6 +49,9 @@ struct CaseRequest {
     actor: String,
     #[serde(default)]
     actor_attributes: BTreeMap<String, String>,
+    /// The actor's registry groups (`principal in Group::"<name>"`).
+    #[serde(default)]
+    actor_groups: Vec<String>,
     action: String,
     #[serde(default)]
     resource: String,
@@ -181,6 +184,7 @@ fn load_both(file: &Path, cases: &Path) -> anyhow::Result<(PolicyEngine, Vec<Cas
 fn decide(engine: &PolicyEngine, r: &CaseRequest) -> PolicyDecision {
     let mut request = PolicyRequest::new(&r.actor, &r.action, &r.resource)
         .with_actor_attributes(&r.actor_attributes)
+        .with_actor_groups(&r.actor_groups)
         .with_resource_attributes(&r.resource_attributes);
     if let Some(context) = &r.context {
         request = request.with_context(context);

@@ -52,6 +52,8 @@ admin_actions! {
     AgentsRotateToken => "zt.admin.agents.rotate_token",
     /// An agent removed, its token revoked.
     AgentsRemove => "zt.admin.agents.remove",
+    /// An agent's groups set (`principal in Group::"…"`).
+    AgentsSetGroups => "zt.admin.agents.set_groups",
     /// A policy proposal filed.
     PoliciesPropose => "zt.admin.policies.propose",
     /// A policy proposal approved.

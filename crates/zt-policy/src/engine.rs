@@ -1,4 +1,5 @@
-//! The policy decision point: a validated Cedar policy set, sliced by action.
+//! The policy decision point: a validated Cedar policy set, indexed by action, principal and
+//! resource.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,7 +32,8 @@ struct PolicyInfo {
 }
 
 /// A loaded, validated policy set that decides requests. Immutable (its only inner state is a
-/// bounded cache of per-action slices), `Send + Sync`: share it in an `Arc`.
+/// bounded cache of per-action slices), `Send + Sync`: share it in an `Arc`. Loading builds the
+/// whole index, so a large set is best loaded off any latency-sensitive thread and swapped in.
 pub struct PolicyEngine {
     policies: Vec<PolicyInfo>,
     positions: HashMap<String, usize>,
@@ -176,6 +178,9 @@ impl PolicyEngine {
     /// cannot be put to Cedar, denies. So does a request whose actor, action or resource is
     /// not a valid name (`zt_contract::names`); the action is decided folded to lower case and
     /// the resource normalized to NFC, as the server records them.
+    ///
+    /// Only the policies whose scope admits the request are evaluated (see the crate README,
+    /// *Speed*); the answer is the one Cedar gives over the whole set.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
         let (actor, action, resource) = match canonical_names(request) {
             Ok(names) => names,
@@ -196,7 +201,13 @@ impl PolicyEngine {
                 return PolicyDecision::deny(format!("the policy set could not be sliced: {e}"))
             }
         };
-        if slice.is_empty && self.slicer.always_len() == 0 {
+        let buckets = self.slicer.buckets(
+            &slice,
+            request.actor,
+            request.actor_groups,
+            request.resource,
+        );
+        if buckets.is_empty() {
             return PolicyDecision::deny(REASON_NOT_ALLOWED);
         }
         let context = match context::build(
@@ -213,18 +224,36 @@ impl PolicyEngine {
                 Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
             };
         let mut outcome = Outcome::default();
-        if self.slicer.always_len() > 0 {
-            self.evaluate(
-                &mut outcome,
-                &cedar_request,
-                self.slicer.always(),
-                &entities,
-            );
-        }
-        if !slice.is_empty {
-            self.evaluate(&mut outcome, &cedar_request, &slice.policies, &entities);
+        for bucket in buckets {
+            self.evaluate(&mut outcome, &cedar_request, &bucket.policies, &entities);
         }
         self.explain(outcome)
+    }
+
+    /// How many policies deciding `request` evaluates: those whose scope admits it (a policy
+    /// filed under several matching action keys counts once per key). Cheap (a few hash
+    /// lookups), so a caller can tell a costly decision before making it; 0 for a request
+    /// that [`decide`](Self::decide) refuses before evaluating anything.
+    pub fn policies_in_scope(&self, request: &PolicyRequest<'_>) -> usize {
+        let Ok((actor, action, resource)) = canonical_names(request) else {
+            return 0;
+        };
+        let Some(names) = Names::get() else {
+            return 0;
+        };
+        let Ok(slice) = self.slicer.slice(names, action.as_str()) else {
+            return 0;
+        };
+        self.slicer
+            .buckets(
+                &slice,
+                actor.as_str(),
+                request.actor_groups,
+                resource.as_str(),
+            )
+            .iter()
+            .map(|b| b.len)
+            .sum()
     }
 
     fn evaluate(
@@ -264,6 +293,9 @@ impl PolicyEngine {
         };
         if !outcome.errors.is_empty() {
             outcome.errors.sort();
+            // A policy filed under two action keys that both admit the action (`action in
+            // [Action::"a.*", Action::"a.b"]`) is evaluated twice: its error counts once.
+            outcome.errors.dedup();
             let mut failed: Vec<usize> = outcome.errors.iter().map(|(p, _)| *p).collect();
             failed.dedup();
             let reason = format!(

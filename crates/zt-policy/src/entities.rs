@@ -1,5 +1,5 @@
-//! A request to Cedar's request and entities: `Agent::"<actor>"` and `Resource::"<id>"` with
-//! their string attributes, and `Action::"<name>"` as a member of its wildcard groups.
+//! A request to Cedar's request and entities: `Agent::"<actor>"` (a member of its
+//! `Group::"<name>"`s) and `Resource::"<id>"` with their string attributes, and `Action::"<name>"` as a member of its wildcard groups.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -20,9 +20,18 @@ pub(crate) fn build(
 ) -> Result<(Request, Entities), String> {
     let principal = names.agent(request.actor);
     let resource = names.resource(request.resource);
+    let groups = request
+        .actor_groups
+        .iter()
+        .map(|g| names.group(g))
+        .collect();
     let entities = [
-        entity(principal.clone(), request.actor_attributes)?,
-        entity(resource.clone(), request.resource_attributes)?,
+        entity(principal.clone(), request.actor_attributes, groups)?,
+        entity(
+            resource.clone(),
+            request.resource_attributes,
+            HashSet::new(),
+        )?,
     ];
     let entities = action_entities
         .clone()
@@ -33,10 +42,14 @@ pub(crate) fn build(
     Ok((request, entities))
 }
 
-fn entity(uid: EntityUid, attributes: &BTreeMap<String, String>) -> Result<Entity, String> {
+fn entity(
+    uid: EntityUid,
+    attributes: &BTreeMap<String, String>,
+    parents: HashSet<EntityUid>,
+) -> Result<Entity, String> {
     let attrs: HashMap<String, RestrictedExpression> = attributes
         .iter()
         .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())))
         .collect();
-    Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
+    Entity::new(uid, attrs, parents).map_err(|e| e.to_string())
 }

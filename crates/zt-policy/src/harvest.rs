@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::names::{ACTION, AGENT, RESOURCE};
+use crate::names::{ACTION, AGENT, GROUP, RESOURCE};
 
 /// Names found in one policy.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Mentions {
     /// Ids of every `Action::"..."` in the scope or the conditions.
     pub actions: BTreeSet<String>,
-    /// Entity types other than `Agent`, `Action` and `Resource`.
+    /// Entity types other than `Agent`, `Group`, `Action` and `Resource`.
     pub unknown_types: BTreeSet<String>,
     /// Keys read directly on `context` (`context.k`, `context["k"]`, `context has k`).
     pub context_keys: BTreeSet<String>,
@@ -111,7 +111,7 @@ impl Mentions {
     }
 
     fn entity_type(&mut self, ty: &str) {
-        if ![AGENT, ACTION, RESOURCE].contains(&ty) {
+        if ![AGENT, GROUP, ACTION, RESOURCE].contains(&ty) {
             self.unknown_types.insert(ty.to_string());
         }
     }

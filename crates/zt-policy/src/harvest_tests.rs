@@ -32,7 +32,7 @@ fn finds_context_keys_and_unknown_types() {
                   && context["source"] == "s" && principal in Group::"g" };"#,
     );
     assert_eq!(m.context_keys, set(&["approval_id", "arguments", "source"]));
-    assert_eq!(m.unknown_types, set(&["Group", "Thing"]));
+    assert_eq!(m.unknown_types, set(&["Thing"]));
     assert!(m.actions.is_empty());
 }
 

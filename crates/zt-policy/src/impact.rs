@@ -22,6 +22,9 @@ pub struct OwnedPolicyRequest {
     /// The actor's registry attributes.
     #[serde(default)]
     pub actor_attributes: BTreeMap<String, String>,
+    /// The actor's registry groups (`principal in Group::"<name>"`).
+    #[serde(default)]
+    pub actor_groups: Vec<String>,
     /// The action.
     pub action: String,
     /// The resource (`""` when the request names none).
@@ -44,6 +47,7 @@ impl OwnedPolicyRequest {
     pub fn as_request(&self) -> PolicyRequest<'_> {
         let mut request = PolicyRequest::new(&self.actor, &self.action, &self.resource)
             .with_actor_attributes(&self.actor_attributes)
+            .with_actor_groups(&self.actor_groups)
             .with_resource_attributes(&self.resource_attributes);
         if let Some(context) = &self.context {
             request = request.with_context(context);

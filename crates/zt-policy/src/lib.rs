@@ -16,6 +16,7 @@ mod load;
 mod names;
 mod request;
 mod schema;
+mod scope;
 mod slice;
 mod validate;
 

@@ -1,4 +1,4 @@
-//! The entity names of the conventions (`Agent`, `Action`, `Resource`) and the wildcard groups
+//! The entity names of the conventions (`Agent`, `Group`, `Action`, `Resource`) and the wildcard groups
 //! every action belongs to.
 
 use std::str::FromStr;
@@ -12,6 +12,8 @@ pub(crate) const AGENT: &str = "Agent";
 pub(crate) const ACTION: &str = "Action";
 /// Entity type of resources.
 pub(crate) const RESOURCE: &str = "Resource";
+/// Entity type of agent groups (an agent's parents, from the registry).
+pub(crate) const GROUP: &str = "Group";
 /// The group every action is in.
 pub(crate) const ROOT_GROUP: &str = "*";
 
@@ -39,6 +41,7 @@ pub(crate) struct Names {
     agent: EntityTypeName,
     action: EntityTypeName,
     resource: EntityTypeName,
+    group: EntityTypeName,
 }
 
 impl Names {
@@ -52,6 +55,7 @@ impl Names {
                     agent: EntityTypeName::from_str(AGENT).ok()?,
                     action: EntityTypeName::from_str(ACTION).ok()?,
                     resource: EntityTypeName::from_str(RESOURCE).ok()?,
+                    group: EntityTypeName::from_str(GROUP).ok()?,
                 })
             })
             .as_ref()
@@ -65,6 +69,11 @@ impl Names {
     /// `Action::"<id>"`.
     pub(crate) fn action(&self, id: &str) -> EntityUid {
         EntityUid::from_type_name_and_id(self.action.clone(), EntityId::new(id))
+    }
+
+    /// `Group::"<id>"`.
+    pub(crate) fn group(&self, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.group.clone(), EntityId::new(id))
     }
 
     /// `Resource::"<id>"`.

@@ -14,6 +14,8 @@ pub struct PolicyRequest<'a> {
     pub actor: &'a str,
     /// The actor's registry attributes (`type`, `workspace`, `trust_level`).
     pub actor_attributes: &'a BTreeMap<String, String>,
+    /// The actor's registry groups: the principal is `in Group::"<name>"` for each.
+    pub actor_groups: &'a [String],
     /// The dotted action name: `Action::"<action>"`, in all its wildcard groups.
     pub action: &'a str,
     /// The resource id: `Resource::"<resource>"` (`""` when the request names none).
@@ -33,6 +35,7 @@ impl<'a> PolicyRequest<'a> {
         Self {
             actor,
             actor_attributes: &NO_ATTRIBUTES,
+            actor_groups: &[],
             action,
             resource,
             resource_attributes: &NO_ATTRIBUTES,
@@ -44,6 +47,12 @@ impl<'a> PolicyRequest<'a> {
     /// With the actor's registry attributes.
     pub fn with_actor_attributes(mut self, attributes: &'a BTreeMap<String, String>) -> Self {
         self.actor_attributes = attributes;
+        self
+    }
+
+    /// With the actor's registry groups.
+    pub fn with_actor_groups(mut self, groups: &'a [String]) -> Self {
+        self.actor_groups = groups;
         self
     }
 

@@ -1,36 +1,37 @@
-//! Slicing the policy set by action, so a decision evaluates only the policies that can apply.
+//! The policy index, so a decision evaluates only the policies that can apply.
 //!
-//! Policies are indexed by the action scope: `action == Action::"a"` under `a` (exact),
-//! `action in Action::"g"` and `action in [..]` under each group (member). A policy with an
+//! Policies are indexed first by the action scope: `action == Action::"a"` under `a`,
+//! `action in Action::"g"` and `action in [..]` under each group named. A policy with an
 //! unconstrained action scope, `action in Action::"*"`, or a scope naming a non-`Action`
-//! entity (which validation refuses) applies to every action and is in the shared "always"
-//! set. The slice of action `a` is the exact policies of `a` plus the member policies of `a`
-//! and of each of its wildcard groups, in policy-set order; slices are cached per action name
-//! in a cache bounded in (estimated) bytes. Conditions (`when`/`unless`) are not indexed: a
-//! policy whose scope admits the action is always evaluated.
+//! entity (which validation refuses) applies to every action and is filed under "any action".
+//! Within each action key, policies are filed by principal and resource ([`crate::scope`]),
+//! each leaf a Cedar policy set built at load. A decision on action `a` evaluates the leaves
+//! that can admit its principal and resource under "any action", `a`, and each of `a`'s named
+//! wildcard groups. Conditions (`when`/`unless`) are not indexed: a policy whose scope admits
+//! the request is always evaluated.
 //!
-//! The action entity of a slice is a member of the root group and of the groups some policy
-//! names (in its scope or its conditions), found in time linear in the action's length; the
-//! groups nobody names are never built.
+//! Per action name, a slice is cached (in a cache bounded in estimated bytes): the action
+//! entity as a member of the root group and of the groups some policy names (in its scope or
+//! its conditions), found in time linear in the action's length, and the action keys to look
+//! up; the groups nobody names are never built.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock, RwLockWriteGuard};
 
-use cedar_policy::{ActionConstraint, Entities, Entity, EntityUid, Policy, PolicySet};
+use cedar_policy::{ActionConstraint, Entities, Entity, EntityUid, Policy};
 
 use crate::cache::BoundedCache;
 use crate::error::PolicyError;
 use crate::groups::NamedGroups;
 use crate::names::{action_id, Names, ROOT_GROUP};
+use crate::scope::{self, Bucket, ByPrincipal};
 
 /// Estimated bytes the slice cache may hold.
 pub(crate) const SLICE_CACHE_BYTES: usize = 16 * 1024 * 1024;
-/// Estimated bytes of a cached slice, besides its names and policies.
+/// Estimated bytes of a cached slice, besides its names.
 const SLICE_BASE_BYTES: usize = 1024;
-/// Estimated bytes per policy held in a slice (a shared reference and its id).
-const SLICE_POLICY_BYTES: usize = 128;
 
-/// The policies that may apply to one action name.
+/// What a decision on one action name needs besides the request: cached per action name.
 #[derive(Debug)]
 pub(crate) struct Slice {
     /// `Action::"<name>"`.
@@ -38,20 +39,19 @@ pub(crate) struct Slice {
     /// The action entity, a member of its wildcard groups, with its transitive closure
     /// computed once (the costly part of building entities).
     pub entities: Entities,
-    /// The indexed policies whose scope admits the action (the "always" set not included).
-    pub policies: PolicySet,
-    /// True if `policies` is empty.
-    pub is_empty: bool,
+    /// The action keys some policy is indexed under that admit this action: its own name and
+    /// its named groups (the root group is the index's `any_action`).
+    keys: Vec<String>,
 }
 
-/// The policy set, indexed by action.
+/// The policy set, indexed by action, then principal, then resource ([`crate::scope`]).
 #[derive(Debug)]
 pub(crate) struct Slicer {
-    policies: Vec<Policy>,
-    always: PolicySet,
-    always_len: usize,
-    exact: HashMap<String, Vec<usize>>,
-    member: HashMap<String, Vec<usize>>,
+    /// Policies whose action scope admits every action.
+    any_action: ByPrincipal,
+    /// Policies by the action or action group their scope names (`==` and `in` alike: an
+    /// action `in` itself is the action, and no request names a group).
+    actions: HashMap<String, ByPrincipal>,
     groups: NamedGroups,
     cache: RwLock<BoundedCache<Arc<Slice>>>,
 }
@@ -63,40 +63,30 @@ impl Slicer {
         policies: Vec<Policy>,
         mentioned: &BTreeSet<String>,
     ) -> Result<Self, PolicyError> {
-        let mut always = PolicySet::new();
-        let mut always_len = 0;
-        let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut member: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_action = ByPrincipal::default();
+        let mut actions: HashMap<String, ByPrincipal> = HashMap::new();
         let mut named = NamedGroups::default();
         for name in mentioned {
             named.add(name);
         }
-        for (position, policy) in policies.iter().enumerate() {
-            match index_keys(policy) {
-                Keys::Always => {
-                    always
-                        .add(policy.clone())
-                        .map_err(|e| PolicyError::Internal(e.to_string()))?;
-                    always_len += 1;
-                }
-                Keys::Exact(name) => exact.entry(name).or_default().push(position),
+        for policy in &policies {
+            let (who, what) = (scope::who(policy), scope::what(policy));
+            let filed = match index_keys(policy) {
+                Keys::Always => any_action.add(policy, &who, &what),
+                Keys::Exact(name) => actions.entry(name).or_default().add(policy, &who, &what),
                 Keys::Member(groups) => {
-                    for group in groups {
+                    let groups: BTreeSet<String> = groups.into_iter().collect();
+                    groups.into_iter().try_for_each(|group| {
                         named.add(&group);
-                        let list = member.entry(group).or_default();
-                        if list.last() != Some(&position) {
-                            list.push(position);
-                        }
-                    }
+                        actions.entry(group).or_default().add(policy, &who, &what)
+                    })
                 }
-            }
+            };
+            filed.map_err(PolicyError::Internal)?;
         }
         Ok(Self {
-            policies,
-            always,
-            always_len,
-            exact,
-            member,
+            any_action,
+            actions,
             groups: named,
             cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         })
@@ -105,24 +95,31 @@ impl Slicer {
     /// No policies.
     pub(crate) fn empty() -> Self {
         Self {
-            policies: Vec::new(),
-            always: PolicySet::new(),
-            always_len: 0,
-            exact: HashMap::new(),
-            member: HashMap::new(),
+            any_action: ByPrincipal::default(),
+            actions: HashMap::new(),
             groups: NamedGroups::default(),
             cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         }
     }
 
-    /// The policies every decision evaluates.
-    pub(crate) fn always(&self) -> &PolicySet {
-        &self.always
-    }
-
-    /// How many policies every decision evaluates.
-    pub(crate) fn always_len(&self) -> usize {
-        self.always_len
+    /// The buckets of policies whose scope can admit `actor` (a member of `groups`) taking the
+    /// action of `slice` on `resource`. Every policy that can apply is in exactly one of them
+    /// per action key it is filed under.
+    pub(crate) fn buckets<'a>(
+        &'a self,
+        slice: &Slice,
+        actor: &str,
+        groups: &[String],
+        resource: &str,
+    ) -> Vec<&'a Bucket> {
+        let mut out = Vec::new();
+        self.any_action.collect(actor, groups, resource, &mut out);
+        for key in &slice.keys {
+            if let Some(filed) = self.actions.get(key) {
+                filed.collect(actor, groups, resource, &mut out);
+            }
+        }
+        out
     }
 
     /// The slice of `action`, from the cache or built now.
@@ -152,27 +149,19 @@ impl Slicer {
     /// The slice of `action`, and its estimated weight in bytes.
     fn build(&self, names: &Names, action: &str) -> Result<(Slice, usize), String> {
         let mut groups = self.groups.of(action);
+        let keys: Vec<String> = std::iter::once(action)
+            .chain(groups.iter().copied())
+            .filter(|key| self.actions.contains_key(*key))
+            .map(str::to_string)
+            .collect();
         groups.push(ROOT_GROUP);
-        let mut positions: Vec<usize> = Vec::new();
-        positions.extend(self.exact.get(action).into_iter().flatten());
-        positions.extend(self.member.get(action).into_iter().flatten());
-        for group in &groups {
-            positions.extend(self.member.get(*group).into_iter().flatten());
-        }
-        positions.sort_unstable();
-        positions.dedup();
-        let mut policies = PolicySet::new();
-        for position in &positions {
-            if let Some(policy) = self.policies.get(*position) {
-                policies.add(policy.clone()).map_err(|e| e.to_string())?;
-            }
-        }
         let weight = groups
             .iter()
-            .map(|g| g.len())
+            .copied()
+            .chain(keys.iter().map(String::as_str))
+            .map(str::len)
             .sum::<usize>()
             .saturating_add(action.len().saturating_mul(2))
-            .saturating_add(positions.len().saturating_mul(SLICE_POLICY_BYTES))
             .saturating_add(SLICE_BASE_BYTES);
         let uid = names.action(action);
         let groups: HashSet<EntityUid> = groups.iter().map(|g| names.action(g)).collect();
@@ -181,8 +170,7 @@ impl Slicer {
         let slice = Slice {
             action: uid,
             entities,
-            policies,
-            is_empty: positions.is_empty(),
+            keys,
         };
         Ok((slice, weight))
     }

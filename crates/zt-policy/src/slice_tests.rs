@@ -1,6 +1,8 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
+use cedar_policy::PolicySet;
+
 use super::*;
 
 fn policies(texts: &[&str]) -> Vec<Policy> {
@@ -50,6 +52,25 @@ fn policies_are_indexed_by_their_action_scope() {
     );
 }
 
+fn in_scope(
+    slicer: &Slicer,
+    action: &str,
+    actor: &str,
+    groups: &[&str],
+    resource: &str,
+) -> Vec<String> {
+    let names = Names::get().unwrap();
+    let slice = slicer.slice(names, action).unwrap();
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let mut found: Vec<String> = slicer
+        .buckets(&slice, actor, &groups, resource)
+        .iter()
+        .flat_map(|b| ids(&b.policies))
+        .collect();
+    found.sort();
+    found
+}
+
 #[test]
 fn a_slice_holds_only_what_can_apply() {
     let slicer = Slicer::new(
@@ -67,20 +88,45 @@ fn a_slice_holds_only_what_can_apply() {
     )
     .unwrap();
     let names = Names::get().unwrap();
-    assert_eq!(ids(slicer.always()), ["p0"]);
-    assert_eq!(slicer.always_len(), 1);
+    assert_eq!(
+        in_scope(&slicer, "aws.iam.create_user", "a", &[], "r"),
+        ["p0", "p1", "p3", "p4", "p6", "p7"]
+    );
     let slice = slicer.slice(names, "aws.iam.create_user").unwrap();
-    assert_eq!(ids(&slice.policies), ["p1", "p3", "p4", "p6", "p7"]);
     assert_eq!(slice.entities.len(), 1);
-    assert!(!slice.is_empty);
-    let slice = slicer.slice(names, "aws.s3.list").unwrap();
-    assert_eq!(ids(&slice.policies), ["p3"]);
-    let slice = slicer.slice(names, "other").unwrap();
-    assert!(slice.is_empty);
+    assert_eq!(
+        in_scope(&slicer, "aws.s3.list", "a", &[], "r"),
+        ["p0", "p3"]
+    );
+    assert_eq!(in_scope(&slicer, "other", "a", &[], "r"), ["p0"]);
     assert_eq!(slicer.cached(), 3);
     // Cached: the same slice again.
+    let slice = slicer.slice(names, "other").unwrap();
     let again = slicer.slice(names, "other").unwrap();
     assert!(Arc::ptr_eq(&slice, &again));
+}
+
+#[test]
+fn within_an_action_policies_are_found_by_principal_group_and_resource() {
+    let slicer = Slicer::new(
+        policies(&[
+            r#"permit(principal == Agent::"a", action == Action::"docs.read", resource);"#,
+            r#"permit(principal == Agent::"b", action == Action::"docs.read", resource);"#,
+            r#"permit(principal in Group::"g", action in Action::"docs.*", resource);"#,
+            r#"permit(principal, action == Action::"docs.read", resource == Resource::"h");"#,
+            r#"forbid(principal, action, resource == Resource::"h") when { context has source };"#,
+            r#"permit(principal == Agent::"a", action == Action::"docs.write", resource);"#,
+        ]),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(in_scope(&slicer, "docs.read", "a", &[], "x"), ["p0"]);
+    assert_eq!(
+        in_scope(&slicer, "docs.read", "b", &["g"], "h"),
+        ["p1", "p2", "p3", "p4"]
+    );
+    assert_eq!(in_scope(&slicer, "docs.write", "c", &["g"], "x"), ["p2"]);
+    assert!(in_scope(&slicer, "docs.read", "c", &["f"], "x").is_empty());
 }
 
 #[test]

@@ -49,7 +49,7 @@ pub(crate) fn validate(text: &str, loaded: &[Loaded]) -> Result<Validated, Polic
                 id: one.id.clone(),
                 location: one.location,
                 message: format!(
-                    "entity type `{ty}` is not in the schema (expected `Agent`, `Action` or `Resource`)"
+                    "entity type `{ty}` is not in the schema (expected `Agent`, `Group`, `Action` or `Resource`)"
                 ),
             });
         }

@@ -62,11 +62,26 @@ fn type_errors_and_typos_are_caught_with_a_location() {
 
 #[test]
 fn unknown_entity_types_are_refused_even_unvalidated() {
-    let (_, _, message) = invalid(r#"permit(principal in Group::"g", action, resource);"#);
-    assert!(message.contains("Group"), "{message}");
+    let (_, _, message) = invalid(r#"permit(principal in Team::"g", action, resource);"#);
+    assert!(message.contains("Team"), "{message}");
     let (_, _, message) =
         invalid(r#"@unvalidated("x") permit(principal is Agnt, action, resource);"#);
     assert!(message.contains("Agnt"), "{message}");
+}
+
+#[test]
+fn agent_groups_validate_in_scopes_and_conditions() {
+    check(
+        r#"
+permit(principal in Group::"billing", action == Action::"invoices.read", resource);
+permit(principal is Agent in Group::"ops", action, resource) when { principal in Group::"oncall" };
+forbid(principal, action, resource) unless { principal in Group::"staff" };
+"#,
+    )
+    .unwrap();
+    // A group is never a resource, nor the principal itself: the validator proves it.
+    let (_, _, message) = invalid(r#"permit(principal == Group::"g", action, resource);"#);
+    assert!(message.contains("applicable action"), "{message}");
 }
 
 #[test]

@@ -122,11 +122,12 @@ pub async fn decide(
         let actor_attributes = attributes.to_map();
         let mut asked = PolicyRequest::new(&actor, &request.action, &request.resource)
             .with_actor_attributes(&actor_attributes)
+            .with_actor_groups(&attributes.groups)
             .with_resource_attributes(&resource_attributes);
         if let Some(context) = &request.context {
             asked = asked.with_context(context);
         }
-        let decided = engine.decide(&asked);
+        let decided = crate::evaluation::decide(&engine, &asked).await;
         state.recent.push(OwnedPolicyRequest {
             actor: actor.clone(),
             action: request.action.clone(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod decision;
 pub mod error;
+pub mod evaluation;
 pub mod extract;
 pub mod key_rotation;
 pub mod limits;

@@ -25,7 +25,8 @@ pub fn modified(path: &std::path::Path) -> Option<SystemTime> {
 
 /// Loads and validates the file; activates it (after its audit record) if it differs.
 pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
-    let engine = match PolicyEngine::from_file(path) {
+    let file = path.to_path_buf();
+    let engine = match crate::evaluation::load(move || PolicyEngine::from_file(&file)).await {
         Ok(engine) => engine,
         Err(e) => {
             tracing::error!(error = %e, trigger = why, kept = %state.policy.current().version(), "policy reload refused; the active policy stays");

@@ -180,7 +180,8 @@ impl PolicyStore {
         if Some(doc.version) <= self.version() {
             return Ok(());
         }
-        match PolicyEngine::from_cedar(&doc.body) {
+        let body = doc.body.clone();
+        match crate::evaluation::load(move || PolicyEngine::from_cedar(&body)).await {
             Ok(engine) => {
                 let before = self.current().version().to_string();
                 self.install(Arc::new(engine), doc.version);

@@ -31,6 +31,10 @@ pub struct AgentAttributes {
     /// How far it is trusted (e.g. `low`, `high`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_level: Option<String>,
+    /// The groups it is a member of: policies see `principal in Group::"<name>"`. Set with
+    /// `PUT /agents/{actor}/groups`, never at registration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl AgentAttributes {
@@ -248,6 +252,22 @@ impl Registry {
             let mut entry = agents.by_actor.get(actor).cloned()?;
             entry.token_sha256 = Some(token_sha256.clone());
             entry.unauthenticated |= unauthenticated;
+            let mut next = agents.clone();
+            next.put(entry);
+            Some(next)
+        })
+        .await
+    }
+
+    /// Replaces `actor`'s groups and saves; returns false if the actor is not registered.
+    pub async fn set_groups(
+        &self,
+        actor: &str,
+        groups: Vec<String>,
+    ) -> Result<bool, RegistryError> {
+        self.change(move |agents| {
+            let mut entry = agents.by_actor.get(actor).cloned()?;
+            entry.attributes.groups = groups.clone();
             let mut next = agents.clone();
             next.put(entry);
             Some(next)

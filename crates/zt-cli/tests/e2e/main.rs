@@ -40,5 +40,6 @@ mod workload;
 use zt_test_support::{ocsf_schema, pg_schema};
 mod custody;
 mod custody_support;
+mod policy_groups;
 mod verify_jobs;
 mod workload_identity;

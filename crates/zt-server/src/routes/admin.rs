@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use zt_contract::names::ActorName;
@@ -28,6 +28,10 @@ pub fn router() -> Router<SharedState> {
         .route("/agents", post(register_agent).get(list_agents))
         .route("/agents/{actor}", delete(remove_agent))
         .route("/agents/{actor}/token", post(rotate_token))
+        .route(
+            "/agents/{actor}/groups",
+            put(super::admin_groups::set_groups),
+        )
 }
 
 /// An admin change, attributed to `caller`.
@@ -72,6 +76,7 @@ async fn register_agent(
         agent_type: request.agent_type,
         workspace: request.workspace,
         trust_level: request.trust_level,
+        groups: Vec::new(),
     };
     let _serialized = state.admin_lock.lock().await;
     let mut token = None;

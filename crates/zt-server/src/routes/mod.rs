@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod admin_groups;
 pub mod audit;
 pub mod authzen;
 pub mod executions;

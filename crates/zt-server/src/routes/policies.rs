@@ -26,6 +26,7 @@ use zt_policy::{impact, text_diff, ActionPolicy, PolicyEngine};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
+use crate::evaluation;
 use crate::extract::JsonBody;
 use crate::proposals::{Proposal, ProposalStatus};
 use crate::routes::admin::{admin_record, saved};
@@ -116,11 +117,12 @@ fn proposal_view(state: &SharedState, p: &Proposal, replay: usize) -> Value {
     let active = state.policy.current();
     let mut replayed = state.recent.last(replay);
     for request in &mut replayed {
-        request.actor_attributes = state
+        let registered = state
             .registry
             .attributes(&request.actor)
-            .unwrap_or_default()
-            .to_map();
+            .unwrap_or_default();
+        request.actor_attributes = registered.to_map();
+        request.actor_groups = registered.groups;
     }
     let changes: Vec<Value> = impact(&active, &p.engine, &replayed)
         .into_iter()
@@ -201,9 +203,14 @@ async fn propose(
 ) -> Result<Response, ApiError> {
     api_may_change_policy(&state)?;
     let engine = match (request.cedar, request.policy) {
-        (Some(text), None) => PolicyEngine::from_cedar(&text),
-        (None, Some(json)) => ActionPolicy::from_json(&json.to_string())
-            .and_then(|p| PolicyEngine::from_action_policy(&p)),
+        (Some(text), None) => evaluation::load(move || PolicyEngine::from_cedar(&text)).await,
+        (None, Some(json)) => {
+            let json = json.to_string();
+            evaluation::load(move || {
+                ActionPolicy::from_json(&json).and_then(|p| PolicyEngine::from_action_policy(&p))
+            })
+            .await
+        }
         _ => {
             return Err(ApiError::InvalidRequest(
                 "give exactly one of `cedar` and `policy`".into(),
@@ -376,7 +383,9 @@ async fn allow_action(
         return Ok((StatusCode::CREATED, Json(body)).into_response());
     }
     let text = format!("{}\n{rule}", active.source());
-    let engine = PolicyEngine::from_cedar(&text).map_err(invalid)?;
+    let engine = evaluation::load(move || PolicyEngine::from_cedar(&text))
+        .await
+        .map_err(invalid)?;
     let proposal = file_proposal(&state, &caller, engine).await?;
     if !state.single_admin {
         let approvers = approvers(&state, &caller.name);

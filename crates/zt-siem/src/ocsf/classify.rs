@@ -21,6 +21,7 @@ pub fn activity(body: &RecordBody) -> (u8, &'static str) {
             Some(AdminAction::AgentsRegister | AdminAction::PoliciesPropose) => (1, "Create"),
             Some(
                 AdminAction::AgentsRotateToken
+                | AdminAction::AgentsSetGroups
                 | AdminAction::PoliciesApprove
                 | AdminAction::PoliciesActivate
                 | AdminAction::PoliciesReload,
@@ -110,6 +111,7 @@ pub fn actor(body: &RecordBody) -> Actor {
                 AdminAction::AgentsRegister
                 | AdminAction::AgentsRotateToken
                 | AdminAction::AgentsRemove
+                | AdminAction::AgentsSetGroups
                 | AdminAction::PoliciesPropose
                 | AdminAction::PoliciesApprove
                 | AdminAction::PoliciesActivate

@@ -20,7 +20,7 @@ const SAFE: &str = "hello-world.say_hello";
 
 /// `zt demo` arguments.
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Print one JSON object instead of the narration.
     #[arg(long)]
     pub json: bool,
@@ -50,7 +50,7 @@ impl Story {
 }
 
 /// Runs `zt demo`.
-pub fn run(args: DemoArgs) -> Exit {
+pub(crate) fn run(args: DemoArgs) -> Exit {
     if !args.json {
         crate::logging::init("error");
     }

@@ -20,7 +20,7 @@ use crate::logging::LogFormat;
 
 /// Authentication modes `--auth` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuthFlag {
+pub(crate) enum AuthFlag {
     /// Every caller presents a credential (the default): agents the bearer token `POST /agents`
     /// issued, admins a token from the admin token file. The actor is the one the credential names.
     Credentials,
@@ -31,7 +31,7 @@ pub enum AuthFlag {
 
 /// `zt serve` arguments.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// A TOML file of settings: each key is a flag of `zt serve` without `--`
     /// (`listen = "127.0.0.1:3000"`); flags and environment variables override it.
     #[arg(long, env = "ZT_CONFIG", value_name = "FILE")]
@@ -197,7 +197,7 @@ pub struct ServeArgs {
 }
 
 /// Runs `zt serve`.
-pub fn run(args: ServeArgs) -> Exit {
+pub(crate) fn run(args: ServeArgs) -> Exit {
     crate::logging::init_with("info", args.log_format);
     let auth = match args.auth {
         AuthFlag::Credentials => AuthMode::Credentials,

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)] // each test crate uses a different part
+#![allow(dead_code, reason = "each test crate uses a different part")]
 
 pub(crate) mod merkle_ref;
 pub(crate) mod signer;

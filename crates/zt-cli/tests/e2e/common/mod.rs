@@ -1,5 +1,8 @@
 //! Helpers for end-to-end tests: the real `zt` binary, real sockets, raw HTTP.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the shared helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

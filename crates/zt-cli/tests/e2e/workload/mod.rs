@@ -1,7 +1,10 @@
 //! Support for the workload-identity end-to-end tests: a test CA and certificates (rcgen), a
 //! small blocking HTTPS client (rustls), a TLS-aware server launcher, and JWT-SVID signing
 //! (aws-lc-rs). Everything is made at test time; nothing is checked in.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the shared helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};

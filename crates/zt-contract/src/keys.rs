@@ -102,6 +102,14 @@ pub struct PublicKeySet {
     keys: HashMap<String, ParsedPublicKey>,
 }
 
+impl std::fmt::Debug for PublicKeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKeySet")
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl PublicKeySet {
     /// Parses every key of `jwks`; one bad key rejects the whole set.
     pub fn from_jwks(jwks: &Jwks) -> Result<Self, KeyError> {

@@ -377,7 +377,7 @@ fn a_tampered_tail_stops_the_ledger_from_starting() {
         LedgerConfig { queue_capacity: 16 },
         None,
     );
-    let err = started.err().expect("a corrupt tail must refuse to start");
+    let err = started.expect_err("a corrupt tail must refuse to start");
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
 

@@ -88,6 +88,14 @@ pub struct Checkpoints {
     pub proof_slots: tokio::sync::Semaphore,
 }
 
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Proofs built at the same time at most.
 const PROOF_SLOTS: usize = 2;
 

@@ -66,6 +66,12 @@ pub struct Apps {
     pub overflow: Router,
 }
 
+impl std::fmt::Debug for Apps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apps").finish_non_exhaustive()
+    }
+}
+
 /// The connection cap actually enforced: `configured`, lowered to the open-file limit minus
 /// [`RESERVED_FDS`] (at least 1) when that limit is known.
 pub fn effective_max_connections(configured: usize) -> usize {

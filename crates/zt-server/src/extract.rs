@@ -24,6 +24,7 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string
 /// field given an array is a 400, never stringified; a body that is not an object, repeats a
 /// key anywhere, or nests too deep is a 400 too.
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

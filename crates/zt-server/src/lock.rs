@@ -9,6 +9,7 @@ pub const LOCK_FILE_NAME: &str = "zt.lock";
 
 /// Holds the data directory's exclusive lock until dropped (the OS releases it if the process
 /// dies, so a `kill -9` leaves no stale lock behind).
+#[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
 }

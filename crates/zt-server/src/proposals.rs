@@ -54,6 +54,18 @@ pub struct Proposal {
     pub status: ProposalStatus,
 }
 
+impl std::fmt::Debug for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposal")
+            .field("seq", &self.seq)
+            .field("id", &self.id)
+            .field("proposed_by", &self.proposed_by)
+            .field("proposed_at", &self.proposed_at)
+            .field("base_version", &self.base_version)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Proposal {
     /// True if it can still be approved while `active_version` is in force.
     fn is_open(&self, active_version: &str) -> bool {
@@ -185,6 +197,12 @@ impl Kept {
 pub struct Proposals {
     docs: Arc<Documents>,
     kept: RwLock<Arc<Kept>>,
+}
+
+impl std::fmt::Debug for Proposals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposals").finish_non_exhaustive()
+    }
 }
 
 impl Proposals {

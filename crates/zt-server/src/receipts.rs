@@ -77,6 +77,14 @@ pub struct ReceiptBook {
     receipted: Mutex<HashSet<u64>>,
 }
 
+impl std::fmt::Debug for ReceiptBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptBook")
+            .field("first_live_seq", &self.first_live_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReceiptBook {
     /// A book for a server whose log currently ends at `ledger`'s head.
     pub fn new(ledger: &Ledger) -> Self {

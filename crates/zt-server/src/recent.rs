@@ -16,6 +16,12 @@ pub struct RecentRequests {
     items: Mutex<VecDeque<OwnedPolicyRequest>>,
 }
 
+impl std::fmt::Debug for RecentRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentRequests").finish_non_exhaustive()
+    }
+}
+
 impl RecentRequests {
     /// Remembers one request, forgetting the oldest past [`RECENT_CAPACITY`].
     pub fn push(&self, request: OwnedPolicyRequest) {

@@ -40,6 +40,15 @@ pub struct ReplayGuard {
     full: AtomicBool,
 }
 
+impl std::fmt::Debug for ReplayGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayGuard")
+            .field("window", &self.window)
+            .field("memory_budget", &self.memory_budget)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct Seen {
     expiries: HashMap<(String, String), Instant>,

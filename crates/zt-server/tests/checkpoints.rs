@@ -153,8 +153,7 @@ fn a_signer_that_does_not_match_its_published_key_issues_nothing() {
     let (ledger, worker) = ledger(dir.path());
     let lying = signer(dir.path(), Some(other.path()), false);
     let err = Checkpoints::new(default_origin(lying.key_id()), lying, &ledger)
-        .err()
-        .expect("a checkpoint that does not verify must not be served");
+        .expect_err("a checkpoint that does not verify must not be served");
     assert!(
         matches!(
             err,
@@ -165,8 +164,7 @@ fn a_signer_that_does_not_match_its_published_key_issues_nothing() {
 
     let garbage = signer(dir.path(), None, true);
     let err = Checkpoints::new(default_origin(garbage.key_id()), garbage, &ledger)
-        .err()
-        .expect("a signature that is not base64 must not be served");
+        .expect_err("a signature that is not base64 must not be served");
     assert!(
         matches!(
             err,

@@ -189,6 +189,6 @@ async fn a_second_start_on_one_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig::dangerous_unauthenticated(dir.path().to_path_buf());
     let _first = start(&config).unwrap();
-    let second = start(&config).err().expect("the lock is held");
+    let second = start(&config).expect_err("the lock is held");
     assert!(second.to_string().contains("in use"), "{second}");
 }

@@ -21,6 +21,12 @@ pub struct Publisher {
     task: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
 impl Publisher {
     /// Starts publishing the log in `state` as `config` says.
     pub fn spawn(state: SharedState, config: NatsConfig) -> Self {

@@ -104,6 +104,15 @@ pub enum Documents {
     Postgres(PostgresDocs),
 }
 
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Documents::Files(_) => "Documents::Files",
+            Documents::Postgres(_) => "Documents::Postgres",
+        })
+    }
+}
+
 impl Documents {
     /// The documents beside the audit store `store_url` names: files in `data_dir` when it
     /// is `None`, else the PostgreSQL store's schema.

@@ -15,17 +15,17 @@ use zt_contract::strict_json;
 /// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
 /// when absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTimeout(pub Duration);
+pub(crate) struct BodyTimeout(pub Duration);
 
 /// The body timeout of a request that carries none.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
 /// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string
 /// field given an array is a 400, never stringified; a body that is not an object, repeats a
 /// key anywhere, or nests too deep is a 400 too.
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -58,7 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// Parses a request body strictly (an object, no duplicate key at any depth, bounded nesting),
 /// telling syntax errors (400 malformed) from shape errors (400 invalid). Every body route goes
 /// through here; the fuzz target `request_body` calls it too.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let document = strict_json::parse_document(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),

@@ -20,7 +20,7 @@ use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 /// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
 /// approved (activated, or made against a policy that is no longer active); when every kept
 /// proposal is still pending, a new one is refused (409).
-pub const MAX_PROPOSALS_KEPT: usize = 256;
+pub(crate) const MAX_PROPOSALS_KEPT: usize = 256;
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +74,7 @@ impl Proposal {
 }
 
 /// The id of the proposal filed by record `seq`.
-pub fn proposal_id(seq: u64) -> String {
+pub(crate) fn proposal_id(seq: u64) -> String {
     format!("prop-{seq}")
 }
 

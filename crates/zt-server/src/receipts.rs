@@ -152,7 +152,7 @@ fn receipt_for(line: &str) -> Option<u64> {
 }
 
 /// Checks a receipt against its decision and commits it; returns the committed record.
-pub async fn append_receipt(
+pub(crate) async fn append_receipt(
     state: &AppState,
     caller: AgentCaller,
     request: ReceiptRequest,
@@ -260,7 +260,7 @@ fn refused(refusal: ReceiptRefusal) -> ApiError {
 
 /// The receipt record: the decision's actor, action and resource, its outcome, how the
 /// command ended (the reason says it in words), and the profile it ran under.
-pub fn receipt_draft(
+pub(crate) fn receipt_draft(
     decision: &Map<String, Value>,
     actor: String,
     authenticated: bool,

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use zt_policy::OwnedPolicyRequest;
 
 /// How many requests are kept.
-pub const RECENT_CAPACITY: usize = 1000;
+pub(crate) const RECENT_CAPACITY: usize = 1000;
 
 /// A bounded window of recent requests, newest last.
 #[derive(Default)]

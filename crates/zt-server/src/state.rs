@@ -66,4 +66,4 @@ impl std::fmt::Debug for AppState {
 }
 
 /// The state as handlers receive it.
-pub type SharedState = Arc<AppState>;
+pub(crate) type SharedState = Arc<AppState>;

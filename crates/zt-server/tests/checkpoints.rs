@@ -18,9 +18,7 @@ use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
     AuditStore, Ledger, LedgerWorker, LocalKeySigner, RecordDraft, SignError, Signer, SqliteStore,
 };
-use zt_server::checkpoints::{
-    default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints,
-};
+use zt_server::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
 
 /// A signer that counts signatures, and can sign with one key while publishing another, or
 /// return garbage.

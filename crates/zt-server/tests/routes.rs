@@ -12,9 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use zt_server::routes::router;
-use zt_server::server::start;
-use zt_server::ServerConfig;
+use zt_server::{router, start, ServerConfig};
 
 async fn call(
     app: &axum::Router,

@@ -6,8 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use zt_server::auth::admin_token_file;
-use zt_server::auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
+use zt_server::{admin_token_file, AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 
 use crate::exit::Exit;
 

@@ -118,9 +118,9 @@ async fn demo(story: &mut Story) -> anyhow::Result<()> {
 /// Two admins, so the policy change can be reviewed by a second person: written to the
 /// admin token file (mode 0600) before the server starts.
 fn two_admins(data_dir: &std::path::Path) -> anyhow::Result<[String; 2]> {
-    let file = data_dir.join(zt_server::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME);
+    let file = data_dir.join(zt_server::ADMIN_TOKEN_FILE_NAME);
     std::fs::create_dir_all(data_dir)?;
-    let add = |name: &str| zt_server::auth::admin_token_file::add(&file, name);
+    let add = |name: &str| zt_server::admin_token_file::add(&file, name);
     Ok([add("alice")?, add("bob")?])
 }
 

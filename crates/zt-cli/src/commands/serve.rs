@@ -6,14 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use zt_server::auth::SpiffeId;
-use zt_server::config::{
-    default_rate_limit, ClientCerts, ConnectionLimits, JwtSvidConfig, TlsConfig,
-    WorkloadIdentityConfig,
+use zt_server::{
+    default_rate_limit, AuthMode, ClientCerts, ConnectionLimits, JwtSvidConfig, NatsConfig,
+    NatsUrl, RateLimit, RateSetting, ServerConfig, SpiffeId, StreamName, Subject, TlsConfig,
+    WorkloadIdentityConfig, DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT,
 };
-use zt_server::limits::{RateLimit, RateSetting};
-use zt_server::nats;
-use zt_server::{AuthMode, ServerConfig};
 
 use crate::exit::Exit;
 use crate::logging::LogFormat;
@@ -182,11 +179,11 @@ pub(crate) struct ServeArgs {
     )]
     pub nats_url: Option<String>,
     /// The JetStream stream for the records; created (file storage) if missing.
-    #[arg(long, env = "ZT_NATS_STREAM", default_value = nats::DEFAULT_STREAM, help_heading = "NATS JetStream publishing")]
-    pub nats_stream: nats::StreamName,
+    #[arg(long, env = "ZT_NATS_STREAM", default_value = DEFAULT_NATS_STREAM, help_heading = "NATS JetStream publishing")]
+    pub nats_stream: StreamName,
     /// The subject every record is published to.
-    #[arg(long, env = "ZT_NATS_SUBJECT", default_value = nats::DEFAULT_SUBJECT, help_heading = "NATS JetStream publishing")]
-    pub nats_subject: nats::Subject,
+    #[arg(long, env = "ZT_NATS_SUBJECT", default_value = DEFAULT_NATS_SUBJECT, help_heading = "NATS JetStream publishing")]
+    pub nats_subject: Subject,
     /// Tokio worker threads (default: one per core).
     #[arg(long, env = "ZT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
@@ -216,9 +213,9 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
     };
     let tls = tls_config(&args);
     // Parsed here, not by clap, whose errors would echo a password.
-    let nats = match args.nats_url.as_deref().map(str::parse::<nats::NatsUrl>) {
+    let nats = match args.nats_url.as_deref().map(str::parse::<NatsUrl>) {
         None => None,
-        Some(Ok(url)) => Some(nats::NatsConfig {
+        Some(Ok(url)) => Some(NatsConfig {
             url,
             stream: args.nats_stream.clone(),
             subject: args.nats_subject.clone(),

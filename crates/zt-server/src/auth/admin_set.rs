@@ -140,6 +140,6 @@ impl AdminTokenSet {
 }
 
 /// Loads the admin token file at start, creating it if missing.
-pub fn load_at_start(path: &Path) -> Result<AdminTokenSet, AdminTokenError> {
+pub(crate) fn load_at_start(path: &Path) -> Result<AdminTokenSet, AdminTokenError> {
     Ok(AdminTokenSet::new(AdminTokens::load_or_create(path)?))
 }

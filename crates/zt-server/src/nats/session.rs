@@ -28,7 +28,7 @@ pub(super) const POLL: Duration = Duration::from_millis(100);
 /// Reconnections the client attempts by itself before the session gives up.
 const RECONNECTS: usize = 3;
 /// The header carrying the record's `seq`.
-pub const SEQ_HEADER: &str = "Zt-Seq";
+pub(super) const SEQ_HEADER: &str = "Zt-Seq";
 
 /// What the publisher knows across sessions.
 #[derive(Debug, Default)]
@@ -42,7 +42,7 @@ pub(super) struct Cursor {
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(super) enum SessionError {
     /// The server could not be reached or refused the connection.
     #[error("connecting: {0}")]
     Connect(#[from] async_nats::ConnectError),

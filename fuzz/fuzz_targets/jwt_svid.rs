@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use zt_server::auth::jwt_svid::JwtSvidVerifier;
+use zt_server::JwtSvidVerifier;
 
 /// The P-256 generator as the one trusted key.
 const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"fuzz","use":"jwt-svid",

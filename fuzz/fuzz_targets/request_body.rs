@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use zt_contract::authzen::{EvaluationRequest, EvaluationsRequest};
 use zt_contract::{DecisionRequest, ReceiptRequest};
-use zt_server::extract::parse_json;
+use zt_server::parse_json;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(strict) = parse_json::<DecisionRequest>(data) {

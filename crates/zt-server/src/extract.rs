@@ -58,7 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// Parses a request body strictly (an object, no duplicate key at any depth, bounded nesting),
 /// telling syntax errors (400 malformed) from shape errors (400 invalid). Every body route goes
 /// through here; the fuzz target `request_body` calls it too.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let document = strict_json::parse_document(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),

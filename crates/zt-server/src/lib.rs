@@ -32,7 +32,8 @@ mod tls;
 mod unauthenticated_state;
 
 // The public surface: what `zt serve` and `zt demo` configure and run, the admin-token file,
-// and the embedded pieces the crate's own integration tests drive directly.
+// the embedded pieces the crate's own integration tests drive directly, and the parsers the
+// fuzz targets (fuzz/) exercise.
 pub use auth::admin_token_file;
 pub use auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 pub use auth::spiffe::SpiffeId;
@@ -54,3 +55,6 @@ pub use registry::{AgentEntry, Registry};
 pub use routes::router;
 pub use state_docs::{DocError, DocName, Documents, FileDocs, PostgresDocs};
 pub use unauthenticated_state::{mark_policy, UnauthenticatedState};
+
+pub use auth::jwt_svid::JwtSvidVerifier;
+pub use extract::parse_json;

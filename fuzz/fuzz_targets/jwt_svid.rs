@@ -1,4 +1,4 @@
-//! JWT-SVID bearer tokens (`zt_server::auth::jwt_svid`): any token, never a panic and never
+//! JWT-SVID bearer tokens (`zt_server::JwtSvidVerifier`): any token, never a panic and never
 //! accepted (nobody holds the bundle key's private half here).
 #![no_main]
 

@@ -1,4 +1,4 @@
-//! The request body parser every body route uses (`zt_server::extract::parse_json`): never a
+//! The request body parser every body route uses (`zt_server::parse_json`): never a
 //! panic, and whatever it accepts serde_json reads the same way (the strict parser only ever
 //! refuses more: duplicate keys, non-object tops, deep nesting, structs from arrays).
 #![no_main]

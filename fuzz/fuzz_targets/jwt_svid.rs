@@ -1,11 +1,11 @@
-//! JWT-SVID bearer tokens (`zt_server::auth::jwt_svid`): any token, never a panic and never
+//! JWT-SVID bearer tokens (`zt_server::JwtSvidVerifier`): any token, never a panic and never
 //! accepted (nobody holds the bundle key's private half here).
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use zt_server::auth::jwt_svid::JwtSvidVerifier;
+use zt_server::JwtSvidVerifier;
 
 /// The P-256 generator as the one trusted key.
 const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"fuzz","use":"jwt-svid",

@@ -1,4 +1,4 @@
-//! The request body parser every body route uses (`zt_server::extract::parse_json`): never a
+//! The request body parser every body route uses (`zt_server::parse_json`): never a
 //! panic, and whatever it accepts serde_json reads the same way (the strict parser only ever
 //! refuses more: duplicate keys, non-object tops, deep nesting, structs from arrays).
 #![no_main]
@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use zt_contract::authzen::{EvaluationRequest, EvaluationsRequest};
 use zt_contract::{DecisionRequest, ReceiptRequest};
-use zt_server::extract::parse_json;
+use zt_server::parse_json;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(strict) = parse_json::<DecisionRequest>(data) {

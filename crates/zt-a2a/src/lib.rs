@@ -47,6 +47,17 @@ pub struct ProxyConfig {
     control_plane: ControlPlane,
 }
 
+// Leaves out the control-plane client, which holds the bearer token.
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("agent", &self.agent)
+            .field("public_url", &self.public_url)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ProxyConfig {
     /// A proxy for the agent at `upstream_url`, named `agent_name` in action names (as a
     /// sanitised segment), reachable by its clients at `public_url`, deciding as `actor`

@@ -100,6 +100,15 @@ pub struct Broker {
     helper: HelperCommand,
 }
 
+// Leaves out the control-plane client, which holds the bearer token.
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Broker {
     /// A broker deciding as `actor` through `client`, starting commands through `helper` (a
     /// program that calls [`helper::run`]; for `zt`: `zt __sandbox-exec`).

@@ -19,7 +19,7 @@ const CONFIG: &str = "config";
 
 /// `argv` with the `--config` file's settings added as flags. Exits (2) on a usage error, as
 /// clap does.
-pub fn expand(command: &Command, argv: Vec<OsString>) -> Vec<OsString> {
+pub(crate) fn expand(command: &Command, argv: Vec<OsString>) -> Vec<OsString> {
     match try_expand(command, argv) {
         Ok(argv) => argv,
         Err(e) => e.exit(),

@@ -13,11 +13,11 @@ use zt_client::{BaseUrl, ClientError, ClientOptions, ControlPlane, TlsError, Tls
 use crate::exit::Exit;
 
 /// Time allowed for one request of the audit commands (a page of records can be large).
-pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const AUDIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// TLS options for an `https://` `--url`.
 #[derive(Args, Debug, Clone, Default)]
-pub struct TlsArgs {
+pub(crate) struct TlsArgs {
     /// PEM certificates to trust for an https:// --url: the CA that issued the server's
     /// certificate, or the server's own self-signed certificate (trusted exactly as it is).
     #[arg(long, env = "ZT_CA", value_name = "PEM", help_heading = "Connection")]
@@ -44,7 +44,7 @@ pub struct TlsArgs {
 
 impl TlsArgs {
     /// The SDK's TLS options; `with_client_cert` false leaves the client certificate out.
-    pub fn options(&self, with_client_cert: bool) -> TlsOptions {
+    pub(crate) fn options(&self, with_client_cert: bool) -> TlsOptions {
         TlsOptions {
             ca: self.ca.clone(),
             client_cert: match (&self.cert, &self.key) {
@@ -57,7 +57,7 @@ impl TlsArgs {
 
 /// The admin credential of a client command.
 #[derive(Args, Debug, Clone, Default)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Read the admin token from this file: the server's admin token file
     /// (DATA_DIR/admin-token, `NAME TOKEN` per line), first entry unless --admin-name.
     #[arg(
@@ -88,7 +88,7 @@ pub struct AdminArgs {
 
 impl AdminArgs {
     /// The admin token, if one was given: `--admin-token` first, then the file.
-    pub fn token(&self) -> anyhow::Result<Option<String>> {
+    pub(crate) fn token(&self) -> anyhow::Result<Option<String>> {
         if let Some(token) = &self.admin_token {
             return Ok(Some(token.trim().to_string()));
         }
@@ -105,7 +105,7 @@ impl AdminArgs {
 /// What every enforcement point (`mcp-gateway`, `a2a-proxy`) takes, as the existing clients
 /// do: the control plane, the agent and its token, how long a decision may take, TLS.
 #[derive(Args, Debug, Clone)]
-pub struct EnforcementArgs {
+pub(crate) struct EnforcementArgs {
     /// The control plane that decides.
     #[arg(
         long,
@@ -139,7 +139,7 @@ pub struct EnforcementArgs {
 
 impl EnforcementArgs {
     /// The client every decision of this enforcement point goes through.
-    pub fn client(&self) -> anyhow::Result<ControlPlane> {
+    pub(crate) fn client(&self) -> anyhow::Result<ControlPlane> {
         client(
             &self.control_plane_url.parse()?,
             self.tls.options(true),
@@ -150,7 +150,7 @@ impl EnforcementArgs {
 }
 
 /// A client for `url` with these options, presenting `bearer` if given.
-pub fn client(
+pub(crate) fn client(
     url: &BaseUrl,
     tls: TlsOptions,
     timeout: Duration,
@@ -170,7 +170,7 @@ pub fn client(
 
 /// An admin client: `--admin-token-file`/`--admin-token` as the bearer, TLS from `tls`
 /// (with its client certificate).
-pub fn admin_client(
+pub(crate) fn admin_client(
     url: &BaseUrl,
     tls: &TlsArgs,
     admin: &AdminArgs,
@@ -181,7 +181,7 @@ pub fn admin_client(
 }
 
 /// What to do about an error, when there is something to say.
-pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
+pub(crate) fn hint(error: &anyhow::Error) -> Option<&'static str> {
     let client = error
         .chain()
         .find_map(|e| e.downcast_ref::<ClientError>())?;
@@ -205,7 +205,7 @@ pub fn hint(error: &anyhow::Error) -> Option<&'static str> {
 
 /// The exit code for a failed client command: 2 for options that cannot work together
 /// (TLS options on `http://`, `https://` without `--ca`), 1 otherwise.
-pub fn exit_code(error: &anyhow::Error) -> Exit {
+pub(crate) fn exit_code(error: &anyhow::Error) -> Exit {
     let usage = error.chain().any(|e| {
         matches!(
             e.downcast_ref::<ClientError>(),
@@ -225,13 +225,13 @@ pub fn exit_code(error: &anyhow::Error) -> Exit {
 }
 
 /// Prints `error: …` and the hint, if any, on stderr; returns the exit code.
-pub fn fail(error: &anyhow::Error) -> Exit {
+pub(crate) fn fail(error: &anyhow::Error) -> Exit {
     eprintln!("error: {}", message(error));
     exit_code(error)
 }
 
 /// The error with its hint, as one message.
-pub fn message(error: &anyhow::Error) -> String {
+pub(crate) fn message(error: &anyhow::Error) -> String {
     match hint(error) {
         Some(hint) => format!("{error:#}\nhint: {hint}"),
         None => format!("{error:#}"),

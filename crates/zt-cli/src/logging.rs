@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 /// The log line format (`--log-format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -18,12 +18,12 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber once, as text.
-pub fn init(default_level: &str) {
+pub(crate) fn init(default_level: &str) {
     init_with(default_level, LogFormat::Text);
 }
 
 /// Installs the global subscriber once, in `format`.
-pub fn init_with(default_level: &str, format: LogFormat) {
+pub(crate) fn init_with(default_level: &str, format: LogFormat) {
     let filter =
         EnvFilter::try_from_env("ZT_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()

@@ -8,7 +8,7 @@ use zt_contract::{VerifyCheck, VerifyError};
 
 /// Receipts checked and decisions still without one, at the end of a valid log.
 #[derive(Debug, Clone, Default)]
-pub struct ReceiptSummary {
+pub(crate) struct ReceiptSummary {
     /// Receipt records checked.
     pub receipts: u64,
     /// Broker allow decisions without a receipt, oldest first.
@@ -17,7 +17,7 @@ pub struct ReceiptSummary {
 
 impl ReceiptSummary {
     /// The summary of a finished checker.
-    pub fn of(checker: &ReceiptChecker) -> Self {
+    pub(crate) fn of(checker: &ReceiptChecker) -> Self {
         Self {
             receipts: checker.receipts(),
             orphans: checker.orphans(),
@@ -25,7 +25,7 @@ impl ReceiptSummary {
     }
 
     /// The `--json` form.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "receipts": self.receipts,
             "orphans": self.orphans.iter().map(orphan_json).collect::<Vec<_>>(),
@@ -33,7 +33,7 @@ impl ReceiptSummary {
     }
 
     /// A warning line for the text report, when there are orphans.
-    pub fn warning(&self) -> Option<String> {
+    pub(crate) fn warning(&self) -> Option<String> {
         let seqs: Vec<String> = self
             .orphans
             .iter()
@@ -53,7 +53,7 @@ impl ReceiptSummary {
 }
 
 /// One orphan as JSON.
-pub fn orphan_json(orphan: &Orphan) -> Value {
+pub(crate) fn orphan_json(orphan: &Orphan) -> Value {
     json!({
         "seq": orphan.seq,
         "actor": orphan.actor,
@@ -64,7 +64,7 @@ pub fn orphan_json(orphan: &Orphan) -> Value {
 
 /// The verification error for a bad receipt at record `index` (a log read from genesis, so
 /// its `seq` is its index).
-pub fn receipt_error(index: u64, problem: ReceiptProblem) -> VerifyError {
+pub(crate) fn receipt_error(index: u64, problem: ReceiptProblem) -> VerifyError {
     VerifyError {
         index,
         seq: Some(index),

@@ -1,7 +1,7 @@
 //! Small helpers for the words the commands print.
 
 /// `n` and the noun in the right number: `1 policy`, `2 policies`, `0 records`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

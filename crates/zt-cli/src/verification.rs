@@ -15,7 +15,7 @@ use crate::text::count;
 use signatures::SignaturePool;
 
 /// Feeds lines to a [`ChainVerifier`], stopping at the first bad record.
-pub struct Verification<'k> {
+pub(crate) struct Verification<'k> {
     verifier: ChainVerifier<'k>,
     /// The keys signatures are verified with (none when they are skipped).
     keys: Option<&'k PublicKeySet>,
@@ -27,7 +27,7 @@ pub struct Verification<'k> {
 }
 
 /// The end of a verification.
-pub enum Report {
+pub(crate) enum Report {
     /// Every record checked out.
     Valid {
         /// Records checked.
@@ -51,7 +51,7 @@ pub enum Report {
 impl<'k> Verification<'k> {
     /// Starts a verification; `total` sizes the progress bar (hidden when `quiet` or when
     /// stderr is not a terminal).
-    pub fn new(signatures: SignaturePolicy<'k>, total: Option<u64>, quiet: bool) -> Self {
+    pub(crate) fn new(signatures: SignaturePolicy<'k>, total: Option<u64>, quiet: bool) -> Self {
         let progress = match (quiet, total) {
             (false, Some(n)) if n >= 10_000 => {
                 ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
@@ -79,7 +79,7 @@ impl<'k> Verification<'k> {
 
     /// Verifies signatures on up to `jobs` threads (this one included); one job verifies each
     /// signature in turn, on this thread. The report is the same either way.
-    pub fn jobs(mut self, jobs: usize) -> Self {
+    pub(crate) fn jobs(mut self, jobs: usize) -> Self {
         self.pool = match self.keys {
             Some(keys) if jobs > 1 => Some(SignaturePool::new(keys, jobs)),
             _ => None,
@@ -88,7 +88,7 @@ impl<'k> Verification<'k> {
     }
 
     /// Checks one line; returns false once a record has failed (stop feeding).
-    pub fn feed(&mut self, line: &str) -> bool {
+    pub(crate) fn feed(&mut self, line: &str) -> bool {
         if self.failure.is_some() || self.pool.as_ref().is_some_and(SignaturePool::has_failed) {
             return false;
         }
@@ -124,12 +124,16 @@ impl<'k> Verification<'k> {
     }
 
     /// `current_hash` of the last record checked in order.
-    pub fn head_hash(&self) -> &str {
+    pub(crate) fn head_hash(&self) -> &str {
         self.verifier.head_hash()
     }
 
     /// Ends the run; `expected_head` is a trusted head hash the log must end at.
-    pub fn finish(mut self, expected_head: Option<&str>, signatures_checked: bool) -> Report {
+    pub(crate) fn finish(
+        mut self,
+        expected_head: Option<&str>,
+        signatures_checked: bool,
+    ) -> Report {
         self.progress.finish_and_clear();
         let late = self.pool.take().and_then(SignaturePool::finish);
         // The lowest bad record, whichever check found it.
@@ -160,7 +164,7 @@ impl<'k> Verification<'k> {
 
 impl Report {
     /// The receipts summary of a valid log.
-    pub fn receipts(&self) -> Option<&ReceiptSummary> {
+    pub(crate) fn receipts(&self) -> Option<&ReceiptSummary> {
         match self {
             Report::Valid { receipts, .. } => Some(receipts),
             Report::Invalid { .. } => None,
@@ -168,12 +172,12 @@ impl Report {
     }
 
     /// True when the log verified.
-    pub fn is_valid(&self) -> bool {
+    pub(crate) fn is_valid(&self) -> bool {
         matches!(self, Report::Valid { .. })
     }
 
     /// The `--json` form.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match self {
             Report::Valid {
                 records,
@@ -202,7 +206,7 @@ impl Report {
     }
 
     /// The human form.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             Report::Valid {
                 records,

@@ -146,6 +146,16 @@ pub struct ControlPlane {
     send_request_id: bool,
 }
 
+// Leaves out the HTTP client, which holds the bearer token.
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("actor", &self.actor)
+            .field("send_request_id", &self.send_request_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ControlPlane {
     /// A client for `base_url` (e.g. `http://127.0.0.1:3000`) with a 5 s timeout.
     pub fn new(base_url: &str) -> Result<Self, ClientError> {

@@ -112,6 +112,14 @@ pub struct PublicKeySet {
     sessions: HashMap<String, crate::session_cert::SessionCertificate>,
 }
 
+impl std::fmt::Debug for PublicKeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKeySet")
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 impl PublicKeySet {
     /// Parses every key of `jwks`; one bad key rejects the whole set. A session key (one
     /// with a `zt_session` certificate) must be certified by a custody key of the set.

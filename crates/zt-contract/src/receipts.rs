@@ -49,6 +49,14 @@ pub struct ReceiptChecker {
     receipts: u64,
 }
 
+impl std::fmt::Debug for ReceiptChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptChecker")
+            .field("receipts", &self.receipts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReceiptChecker {
     /// A checker for a log read from genesis.
     pub fn new() -> Self {

@@ -74,6 +74,7 @@ pub struct VerifyError {
 }
 
 /// How signatures are treated.
+#[derive(Debug)]
 pub enum SignaturePolicy<'k> {
     /// Every record must carry a valid `ECDSA_SHA_256` signature by one of these keys.
     Require(&'k PublicKeySet),
@@ -83,6 +84,7 @@ pub enum SignaturePolicy<'k> {
 }
 
 /// Checks records one at a time, in log order, holding only the previous hash.
+#[derive(Debug)]
 pub struct ChainVerifier<'k> {
     signatures: SignaturePolicy<'k>,
     previous_hash: String,

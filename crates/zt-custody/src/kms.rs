@@ -47,6 +47,16 @@ pub struct KmsKey {
     concurrency: usize,
 }
 
+impl std::fmt::Debug for KmsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client and runtime hold credentials and connections: only the key is named.
+        f.debug_struct("KmsKey")
+            .field("arn", &self.arn)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KmsKey {
     /// Reads the key's public half with `GetPublicKey` and checks that it is an
     /// `ECC_NIST_P256` signing key allowing `ECDSA_SHA_256`. `key` is a key id, alias or ARN;

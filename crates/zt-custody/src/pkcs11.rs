@@ -80,6 +80,15 @@ pub struct Pkcs11Key {
     _context: Pkcs11,
 }
 
+impl std::fmt::Debug for Pkcs11Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sessions are logged in: only the key is named.
+        f.debug_struct("Pkcs11Key")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 fn p11(what: &str) -> impl Fn(cryptoki::error::Error) -> CustodyError + '_ {
     move |e| CustodyError::Pkcs11(format!("{what}: {e}"))
 }

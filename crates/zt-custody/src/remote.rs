@@ -38,6 +38,15 @@ pub struct Custodian<K> {
     status: Mutex<SignerStatus>,
 }
 
+impl<K> std::fmt::Debug for Custodian<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Custodian")
+            .field("mode", &self.mode)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<K: RemoteKey> Custodian<K> {
     /// Wraps `key`; each call must finish within `timeout`. `mode` is what `/health` calls
     /// the way records are signed (`per-record` or `session-keys`).

@@ -32,6 +32,16 @@ pub struct SessionSigner {
     current: RwLock<Arc<SessionKey>>,
 }
 
+impl std::fmt::Debug for SessionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session's private key stays out of every log.
+        f.debug_struct("SessionSigner")
+            .field("origin", &self.origin)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The shortest validity period: a session key must outlive at least a few batches.
 pub const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
 

@@ -1,12 +1,13 @@
-//! The KMS signer against a local KMS (moto's server, see `zt_test_support::moto`): with the `DIGEST` fix its signatures verify and are used; as released, moto
-//! 5.2 hashes the digest again, and verify-after-sign turns every such signature into a
+//! The KMS signer against a local KMS (moto's server, see `zt_test_support::moto`): with the
+//! `DIGEST` fix its signatures verify and are used; as released, moto 5.2 hashes the digest again, and verify-after-sign turns every such signature into a
 //! signer failure, never a signature.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::time::Duration;
 

@@ -121,7 +121,14 @@ pub struct Ledger {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
 /// The committer threads; join them after every [`Ledger`] handle is dropped.
+#[derive(Debug)]
 pub struct LedgerWorker {
     threads: Vec<JoinHandle<()>>,
 }
@@ -139,6 +146,7 @@ impl LedgerWorker {
 }
 
 /// Settings of the committer.
+#[derive(Debug)]
 pub struct LedgerConfig {
     /// Requests that may wait for a commit before new ones are refused as overload.
     pub queue_capacity: usize,

@@ -91,6 +91,12 @@ pub struct PgSession {
     thread: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for PgSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSession").finish_non_exhaustive()
+    }
+}
+
 impl PgSession {
     /// Connects to `location` on a new thread and runs `setup` there before anything else,
     /// and again after each reconnection.

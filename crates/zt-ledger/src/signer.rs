@@ -118,6 +118,15 @@ pub struct LocalKeySigner {
     jwk: Jwk,
 }
 
+// Names the key, never prints it.
+impl std::fmt::Debug for LocalKeySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKeySigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The key file's name inside the data directory's `keys/` folder.
 pub const KEY_FILE_NAME: &str = "audit-signing-key.p8";
 

@@ -5,8 +5,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -148,7 +149,7 @@ fn a_hash_column_that_disagrees_with_the_lines_refuses_to_start() {
             "ab".repeat(32)
         ),
     );
-    let err = start(dir.path()).err().expect("must refuse to start");
+    let err = start(dir.path()).expect_err("must refuse to start");
     assert!(err.to_string().contains("stored hash of record 1"), "{err}");
 }
 
@@ -190,7 +191,7 @@ fn a_gap_before_the_checked_tail_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 1_010);
     sql(dir.path(), "DELETE FROM records WHERE seq = 2");
-    let err = start(dir.path()).err().expect("must refuse to start");
+    let err = start(dir.path()).expect_err("must refuse to start");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("record 2 is missing"), "{err}");
 }

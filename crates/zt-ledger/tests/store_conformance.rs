@@ -4,8 +4,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -376,7 +377,7 @@ fn a_tampered_tail_stops_the_ledger_from_starting() {
         LedgerConfig { queue_capacity: 16 },
         None,
     );
-    let err = started.err().expect("a corrupt tail must refuse to start");
+    let err = started.expect_err("a corrupt tail must refuse to start");
     assert!(err.to_string().contains("corrupt"), "{err}");
 }
 

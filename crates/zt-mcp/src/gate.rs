@@ -58,6 +58,16 @@ pub struct Gate {
     server: String,
 }
 
+// Leaves out the control-plane client, which holds the bearer token.
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("actor", &self.actor)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Gate {
     /// A gate for the server named `server` (the `<server>` of `mcp.<server>.<tool>`), asking
     /// `control_plane` (already carrying the agent's token) as `actor`.

@@ -8,11 +8,11 @@ use rmcp::model::{
 use serde_json::Value;
 
 /// The one method the gateway intercepts.
-pub const TOOLS_CALL: &str = "tools/call";
+pub(crate) const TOOLS_CALL: &str = "tools/call";
 
 /// What to do with one client message.
 #[derive(Debug)]
-pub enum Inbound {
+pub(crate) enum Inbound {
     /// Not a tool call: relay it unchanged.
     Relay,
     /// A tool call: relay it only if the control plane allows it.
@@ -27,7 +27,7 @@ pub enum Inbound {
 }
 
 /// Sorts one message (one line, without its line ending).
-pub fn classify(message: &[u8]) -> Inbound {
+pub(crate) fn classify(message: &[u8]) -> Inbound {
     if message.iter().all(u8::is_ascii_whitespace) {
         return Inbound::Refuse(None);
     }
@@ -91,7 +91,7 @@ fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) ->
 }
 
 /// The answer to a message longer than `max` bytes (read past, never relayed).
-pub fn oversized(max: usize) -> Vec<u8> {
+pub(crate) fn oversized(max: usize) -> Vec<u8> {
     let error = ErrorData::new(
         ErrorCode::INVALID_REQUEST,
         format!("message is larger than {max} bytes"),
@@ -102,14 +102,14 @@ pub fn oversized(max: usize) -> Vec<u8> {
 
 /// A JSON-RPC error (no id) for a failure of the gateway's own transport, e.g. an unreachable
 /// upstream.
-pub fn upstream_failure(message: &str) -> Vec<u8> {
+pub(crate) fn upstream_failure(message: &str) -> Vec<u8> {
     let error = ErrorData::new(ErrorCode::INTERNAL_ERROR, message.to_string(), None);
     encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
 }
 
 /// The answer to a tool call whose decision could not be completed: an internal error with
 /// the call's id (the call is not relayed).
-pub fn decision_failed(id: RequestId) -> Vec<u8> {
+pub(crate) fn decision_failed(id: RequestId) -> Vec<u8> {
     let error = ErrorData::new(
         ErrorCode::INTERNAL_ERROR,
         "the decision could not be completed: the call was not relayed".to_string(),
@@ -122,7 +122,7 @@ pub fn decision_failed(id: RequestId) -> Vec<u8> {
 }
 
 /// The JSON-RPC answer carrying a refused call's result.
-pub fn answer(id: RequestId, result: CallToolResult) -> Vec<u8> {
+pub(crate) fn answer(id: RequestId, result: CallToolResult) -> Vec<u8> {
     encode(&JsonRpcMessage::<Value, CallToolResult, Value>::response(
         result, id,
     ))

@@ -5,7 +5,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// One read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     /// A whole message (without its `\n`) in the buffer.
     Message,
     /// A message longer than the bound: it was read and thrown away.
@@ -16,7 +16,7 @@ pub enum Line {
 
 /// Reads the next line into `buf` (cleared first), reading past and dropping a line longer
 /// than `max` bytes. A last line without `\n` counts as a line.
-pub async fn read_line<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
     max: usize,

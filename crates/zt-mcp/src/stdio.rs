@@ -26,7 +26,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Gateway answers waiting for a gap between two server lines.
 const ANSWER_QUEUE: usize = 64;
 /// Client messages read ahead of the oldest unsettled one (tool calls decided at once).
-pub const DECISIONS_IN_FLIGHT: usize = 16;
+pub(crate) const DECISIONS_IN_FLIGHT: usize = 16;
 /// Bytes of client messages held unsettled (32 MiB): with [`MAX_MESSAGE_BYTES`] per message, a
 /// client sending huge messages gets fewer read ahead, never more memory.
 const PENDING_BYTES: usize = 32 * 1024 * 1024;

@@ -5,8 +5,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // bench code: a failed unwrap is a failed bench
+    clippy::indexing_slicing,
+    reason = "bench code: a failed unwrap is a failed bench"
+)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::hint::black_box;

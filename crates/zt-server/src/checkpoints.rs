@@ -25,7 +25,7 @@ use zt_ledger::{Ledger, SignError, Signer};
 use crate::state::SharedState;
 
 /// How often the log is checked for growth.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The origin (log name) when none is configured: `zt-infra/<key_id>`.
 pub fn default_origin(key_id: &str) -> String {
@@ -86,6 +86,14 @@ pub struct Checkpoints {
     issuing: Mutex<()>,
     /// Bounds concurrent proof builds (each reads the log's hashes); see `routes::proofs`.
     pub proof_slots: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Checkpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoints")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Proofs built at the same time at most.
@@ -194,7 +202,9 @@ fn sign(
 }
 
 /// Signs a checkpoint at the current size now (`?fresh=1`), off the async threads.
-pub async fn issue_now(state: &SharedState) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
+pub(crate) async fn issue_now(
+    state: &SharedState,
+) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
     let state = state.clone();
     match tokio::task::spawn_blocking(move || state.checkpoints.issue(&state.ledger)).await {
         Ok(issued) => issued,
@@ -205,7 +215,7 @@ pub async fn issue_now(state: &SharedState) -> Result<Arc<SignedCheckpoint>, Che
 
 /// Issues a checkpoint every [`CHECKPOINT_INTERVAL`] in which the log grew. Runs until
 /// aborted.
-pub async fn run(state: SharedState) {
+pub(crate) async fn run(state: SharedState) {
     let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

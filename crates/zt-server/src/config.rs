@@ -104,10 +104,10 @@ impl Default for ConnectionLimits {
 }
 
 /// Default budget of the replay guard: 128 MiB of request ids.
-pub const DEFAULT_REPLAY_MEMORY: usize = 128 << 20;
+pub(crate) const DEFAULT_REPLAY_MEMORY: usize = 128 << 20;
 
 /// The default rate of audited refused admin access per caller: 1/s, bursts of 10.
-pub fn default_refused_admin_rate() -> RateLimit {
+pub(crate) fn default_refused_admin_rate() -> RateLimit {
     RateLimit {
         per_second: NonZeroU32::MIN,
         burst: NonZeroU32::MIN.saturating_add(9),

@@ -47,28 +47,34 @@ use crate::metrics::Metrics;
 use crate::tls::spiffe_id_of;
 
 /// Longest a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest shutdown waits for in-flight requests before closing their connections.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept free for everything but client connections.
-pub const RESERVED_FDS: u64 = 128;
+pub(crate) const RESERVED_FDS: u64 = 128;
 /// Connections accepted past the cap, each for one request (`/health`, or a 503).
-pub const OVERFLOW_CONNECTIONS: usize = 32;
+pub(crate) const OVERFLOW_CONNECTIONS: usize = 32;
 /// Header (and TLS handshake) timeout of a connection accepted past the cap.
-pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the listener serves: the application for connections under the cap, and the one
 /// for connections past it (see the module documentation).
-pub struct Apps {
+pub(crate) struct Apps {
     /// The whole application.
     pub regular: Router,
     /// `/health`, and 503 for anything else.
     pub overflow: Router,
 }
 
+impl std::fmt::Debug for Apps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apps").finish_non_exhaustive()
+    }
+}
+
 /// The connection cap actually enforced: `configured`, lowered to the open-file limit minus
 /// [`RESERVED_FDS`] (at least 1) when that limit is known.
-pub fn effective_max_connections(configured: usize) -> usize {
+pub(crate) fn effective_max_connections(configured: usize) -> usize {
     let configured = configured.min(Semaphore::MAX_PERMITS);
     let Some(limit) = open_file_limit() else {
         return configured.max(1);
@@ -90,7 +96,7 @@ fn open_file_limit() -> Option<u64> {
 
 /// Serves `apps` on `listener` (over TLS if `tls` is given) until `shutdown` resolves, then
 /// drains (see the module documentation).
-pub async fn serve_connections(
+pub(crate) async fn serve_connections(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     apps: Apps,

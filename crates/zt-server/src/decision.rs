@@ -47,7 +47,7 @@ impl Verdict {
 /// canonical form: the action folded to lower case, the resource normalized to NFC, the actor
 /// (when given) as it is. A name outside its grammar is refused (400) before any other work.
 /// Idempotent.
-pub fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
+pub(crate) fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
     if !request.actor.is_empty() {
         ActorName::parse(&request.actor)?;
     }
@@ -58,7 +58,7 @@ pub fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
 
 /// Decides `request` for `caller`, commits the record, and returns the status to answer with
 /// (200 allow, 403 deny, 409 replay) and the contract's response.
-pub async fn decide(
+pub(crate) async fn decide(
     state: &AppState,
     caller: AgentCaller,
     mut request: DecisionRequest,

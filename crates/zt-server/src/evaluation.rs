@@ -19,14 +19,17 @@ use tokio::sync::Semaphore;
 use zt_policy::{PolicyDecision, PolicyEngine, PolicyError, PolicyRequest};
 
 /// Decisions evaluating at most this many policies run on the async worker.
-pub const INLINE_POLICIES: usize = 64;
+pub(crate) const INLINE_POLICIES: usize = 64;
 /// At most this many costly decisions evaluate at once on the blocking pool.
-pub const BLOCKING_DECISIONS: usize = 4;
+pub(crate) const BLOCKING_DECISIONS: usize = 4;
 
 static BLOCKING: Semaphore = Semaphore::const_new(BLOCKING_DECISIONS);
 
 /// Decides `request` inline, or, when costly, on the bounded blocking pool.
-pub async fn decide(engine: &Arc<PolicyEngine>, request: &PolicyRequest<'_>) -> PolicyDecision {
+pub(crate) async fn decide(
+    engine: &Arc<PolicyEngine>,
+    request: &PolicyRequest<'_>,
+) -> PolicyDecision {
     if engine.policy_count() <= INLINE_POLICIES
         || engine.policies_in_scope(request) <= INLINE_POLICIES
     {
@@ -46,7 +49,7 @@ pub async fn decide(engine: &Arc<PolicyEngine>, request: &PolicyRequest<'_>) -> 
 }
 
 /// Loads a policy set on the blocking pool (`work` parses, validates and indexes it).
-pub async fn load(
+pub(crate) async fn load(
     work: impl FnOnce() -> Result<PolicyEngine, PolicyError> + Send + 'static,
 ) -> Result<PolicyEngine, PolicyError> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {

@@ -15,16 +15,17 @@ use zt_contract::strict_json;
 /// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
 /// when absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BodyTimeout(pub Duration);
+pub(crate) struct BodyTimeout(pub Duration);
 
 /// The body timeout of a request that carries none.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
 /// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string
 /// field given an array is a 400, never stringified; a body that is not an object, repeats a
 /// key anywhere, or nests too deep is a 400 too.
-pub struct JsonBody<T>(pub T);
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

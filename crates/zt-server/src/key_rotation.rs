@@ -8,10 +8,10 @@ use zt_contract::{Decision, Jwk, RecordKind};
 use zt_ledger::{AuditStore, RecordDraft, StoreError};
 
 /// The action of a rotation record.
-pub const ROTATION_ACTION: &str = "zt.audit.key.rotate";
+pub(crate) const ROTATION_ACTION: &str = "zt.audit.key.rotate";
 
 /// The record of a move from the custody key `previous` to `current`.
-pub fn rotation_draft(previous: &str, current: &str) -> RecordDraft {
+pub(crate) fn rotation_draft(previous: &str, current: &str) -> RecordDraft {
     RecordDraft {
         kind: RecordKind::Admin,
         actor: "zt-server".into(),
@@ -26,7 +26,7 @@ pub fn rotation_draft(previous: &str, current: &str) -> RecordDraft {
 
 /// The custody key behind the newest record of `store`, given every key published in it;
 /// `None` on an empty log.
-pub fn newest_custody_key(
+pub(crate) fn newest_custody_key(
     store: &mut dyn AuditStore,
     keys: &[Jwk],
 ) -> Result<Option<String>, StoreError> {

@@ -3,36 +3,61 @@
 //! (`auth::AgentCaller`, `auth::AdminCaller`), so no route depends on a router layer for its
 //! authentication; `routes` merges one router per area into the application.
 
-pub mod auth;
-pub mod checkpoints;
-pub mod config;
-pub mod connections;
-pub mod decision;
-pub mod error;
-pub mod evaluation;
-pub mod extract;
-pub mod key_rotation;
-pub mod limits;
-pub mod lock;
-pub mod metrics;
-pub mod nats;
-pub mod policy_reload;
-pub mod policy_store;
-pub mod proposals;
-pub mod receipts;
-pub mod recent;
-pub mod registry;
-pub mod rejections;
-pub mod reload;
-pub mod replay;
-pub mod routes;
-pub mod sandbox_grant;
-pub mod server;
-pub mod state;
-pub mod state_docs;
-pub mod tls;
-pub mod unauthenticated_state;
+mod auth;
+mod checkpoints;
+mod config;
+mod connections;
+mod decision;
+mod error;
+mod evaluation;
+mod extract;
+mod key_rotation;
+mod limits;
+mod lock;
+mod metrics;
+mod nats;
+mod policy_reload;
+mod policy_store;
+mod proposals;
+mod receipts;
+mod recent;
+mod registry;
+mod rejections;
+mod reload;
+mod replay;
+mod routes;
+mod sandbox_grant;
+mod server;
+mod state;
+mod state_docs;
+mod tls;
+mod unauthenticated_state;
 
-pub use config::{AuthMode, ServerConfig};
+// The public surface: what `zt serve` and `zt demo` configure and run, the admin-token file,
+// the embedded pieces the crate's own integration tests drive directly, and the parsers the
+// fuzz targets (fuzz/) exercise.
+pub use auth::admin_token_file;
+pub use auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
+pub use auth::spiffe::SpiffeId;
+pub use config::{
+    default_rate_limit, AuthMode, ClientCerts, ConnectionLimits, JwtSvidConfig, ServerConfig,
+    TlsConfig, WorkloadIdentityConfig, MAX_BODY_BYTES,
+};
 pub use error::ApiError;
-pub use server::{serve, ServerError};
+pub use limits::{RateLimit, RateSetting};
+pub use lock::{DataDirLock, LockError};
+pub use nats::{
+    NatsAuth, NatsConfig, NatsSettingError, NatsUrl, StreamName, Subject,
+    DEFAULT_STREAM as DEFAULT_NATS_STREAM, DEFAULT_SUBJECT as DEFAULT_NATS_SUBJECT,
+};
+pub use server::{serve, start, ServerError, Started};
+
+pub use checkpoints::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
+pub use policy_store::PolicyStore;
+pub use registry::{AgentEntry, Registry};
+pub use routes::router;
+pub use state_docs::{DocError, DocName, Documents, FileDocs, PostgresDocs};
+pub use unauthenticated_state::{mark_policy, UnauthenticatedState};
+
+pub use auth::jwt_svid::JwtSvidVerifier;
+pub use extract::parse_json;

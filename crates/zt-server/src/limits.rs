@@ -53,6 +53,12 @@ pub struct ActorLimiter {
     clock: DefaultClock,
 }
 
+impl std::fmt::Debug for ActorLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorLimiter").finish_non_exhaustive()
+    }
+}
+
 impl ActorLimiter {
     /// A limiter enforcing `limit` for every actor.
     pub fn new(limit: RateLimit) -> Self {

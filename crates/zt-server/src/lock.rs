@@ -5,10 +5,11 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The lock file's name inside the data directory.
-pub const LOCK_FILE_NAME: &str = "zt.lock";
+pub(crate) const LOCK_FILE_NAME: &str = "zt.lock";
 
 /// Holds the data directory's exclusive lock until dropped (the OS releases it if the process
 /// dies, so a `kill -9` leaves no stale lock behind).
+#[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
 }

@@ -52,6 +52,12 @@ pub struct Metrics {
     signer_failures: Gauge<u64, AtomicU64>,
 }
 
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let decisions = Family::<DecisionLabels, Counter>::default();

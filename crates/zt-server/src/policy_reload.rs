@@ -19,12 +19,12 @@ use crate::state::SharedState;
 const RELOADER: &str = "policy-file";
 
 /// The file's modification time, to notice a change.
-pub fn modified(path: &std::path::Path) -> Option<SystemTime> {
+pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// Loads and validates the file; activates it (after its audit record) if it differs.
-pub async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
+pub(crate) async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
     let file = path.to_path_buf();
     let engine = match crate::evaluation::load(move || PolicyEngine::from_file(&file)).await {
         Ok(engine) => engine,

@@ -35,6 +35,14 @@ pub struct PolicyFile {
     pub engine: PolicyEngine,
 }
 
+impl std::fmt::Debug for PolicyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PolicyFile {
     /// Reads and validates `path` (`.cedar`, or reference `.json`).
     pub fn read(path: &Path) -> Result<Self, PolicyStoreError> {
@@ -59,6 +67,14 @@ pub struct PolicyStore {
     active: RwLock<Active>,
     /// Why the last reload of the `--policy` file was refused, until one succeeds.
     file_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("source_file", &self.source_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PolicyStore {

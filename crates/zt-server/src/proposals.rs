@@ -20,7 +20,7 @@ use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 /// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
 /// approved (activated, or made against a policy that is no longer active); when every kept
 /// proposal is still pending, a new one is refused (409).
-pub const MAX_PROPOSALS_KEPT: usize = 256;
+pub(crate) const MAX_PROPOSALS_KEPT: usize = 256;
 
 /// Where a proposal stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,18 @@ pub struct Proposal {
     pub status: ProposalStatus,
 }
 
+impl std::fmt::Debug for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposal")
+            .field("seq", &self.seq)
+            .field("id", &self.id)
+            .field("proposed_by", &self.proposed_by)
+            .field("proposed_at", &self.proposed_at)
+            .field("base_version", &self.base_version)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Proposal {
     /// True if it can still be approved while `active_version` is in force.
     fn is_open(&self, active_version: &str) -> bool {
@@ -62,7 +74,7 @@ impl Proposal {
 }
 
 /// The id of the proposal filed by record `seq`.
-pub fn proposal_id(seq: u64) -> String {
+pub(crate) fn proposal_id(seq: u64) -> String {
     format!("prop-{seq}")
 }
 
@@ -185,6 +197,12 @@ impl Kept {
 pub struct Proposals {
     docs: Arc<Documents>,
     kept: RwLock<Arc<Kept>>,
+}
+
+impl std::fmt::Debug for Proposals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposals").finish_non_exhaustive()
+    }
 }
 
 impl Proposals {

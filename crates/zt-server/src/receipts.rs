@@ -77,6 +77,14 @@ pub struct ReceiptBook {
     receipted: Mutex<HashSet<u64>>,
 }
 
+impl std::fmt::Debug for ReceiptBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptBook")
+            .field("first_live_seq", &self.first_live_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ReceiptBook {
     /// A book for a server whose log currently ends at `ledger`'s head.
     pub fn new(ledger: &Ledger) -> Self {
@@ -144,7 +152,7 @@ fn receipt_for(line: &str) -> Option<u64> {
 }
 
 /// Checks a receipt against its decision and commits it; returns the committed record.
-pub async fn append_receipt(
+pub(crate) async fn append_receipt(
     state: &AppState,
     caller: AgentCaller,
     request: ReceiptRequest,
@@ -252,7 +260,7 @@ fn refused(refusal: ReceiptRefusal) -> ApiError {
 
 /// The receipt record: the decision's actor, action and resource, its outcome, how the
 /// command ended (the reason says it in words), and the profile it ran under.
-pub fn receipt_draft(
+pub(crate) fn receipt_draft(
     decision: &Map<String, Value>,
     actor: String,
     authenticated: bool,

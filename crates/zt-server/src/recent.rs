@@ -8,12 +8,18 @@ use std::sync::{Mutex, PoisonError};
 use zt_policy::OwnedPolicyRequest;
 
 /// How many requests are kept.
-pub const RECENT_CAPACITY: usize = 1000;
+pub(crate) const RECENT_CAPACITY: usize = 1000;
 
 /// A bounded window of recent requests, newest last.
 #[derive(Default)]
 pub struct RecentRequests {
     items: Mutex<VecDeque<OwnedPolicyRequest>>,
+}
+
+impl std::fmt::Debug for RecentRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecentRequests").finish_non_exhaustive()
+    }
 }
 
 impl RecentRequests {

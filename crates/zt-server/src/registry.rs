@@ -165,6 +165,12 @@ pub struct Registry {
     last_miss_reload: Mutex<Option<Instant>>,
 }
 
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
 impl Registry {
     /// Loads the `agents` document (seeding a shared store from `DATA_DIR/agents.json` if it
     /// has none yet), or starts empty.

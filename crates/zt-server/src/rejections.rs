@@ -91,7 +91,7 @@ impl RejectionCause {
 }
 
 /// Counts since the last summary record.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RejectionCounter {
     pending: [AtomicU64; CAUSES],
 }

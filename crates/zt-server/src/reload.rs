@@ -12,10 +12,10 @@ use crate::policy_reload;
 use crate::state::SharedState;
 
 /// How often the files are checked for a change.
-pub const POLL_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Watches the files until the server stops (the task is aborted with the server).
-pub async fn watch(state: SharedState) {
+pub(crate) async fn watch(state: SharedState) {
     let policy_file = state.policy.source_file().map(PathBuf::from);
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),

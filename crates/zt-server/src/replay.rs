@@ -17,7 +17,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Longest `request_id` accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 256;
+pub(crate) const MAX_REQUEST_ID_BYTES: usize = 256;
 
 /// What one kept id costs besides its text: the map slot, two string headers, the expiry.
 const ENTRY_OVERHEAD_BYTES: usize = 96;
@@ -38,6 +38,15 @@ pub struct ReplayGuard {
     seen: Mutex<Seen>,
     /// Set once the budget was found full, so the warning is logged once per episode.
     full: AtomicBool,
+}
+
+impl std::fmt::Debug for ReplayGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayGuard")
+            .field("window", &self.window)
+            .field("memory_budget", &self.memory_budget)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -175,7 +184,7 @@ const RELOAD_PAGE: u64 = 1000;
 
 /// Reloads the request ids of the last window from the log, newest first, stopping at the
 /// first record older than the window. Called once at start.
-pub fn reload_from_log(
+pub(crate) fn reload_from_log(
     guard: &ReplayGuard,
     ledger: &zt_ledger::Ledger,
 ) -> Result<usize, zt_ledger::StoreError> {

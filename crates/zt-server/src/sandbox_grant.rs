@@ -8,7 +8,10 @@ use zt_contract::SandboxProfile;
 use zt_policy::PolicyEngine;
 
 /// The profile `policies` (the deciding permits of an allow) grant.
-pub fn grant(engine: &PolicyEngine, policies: &[String]) -> Result<SandboxProfile, ProfileError> {
+pub(crate) fn grant(
+    engine: &PolicyEngine,
+    policies: &[String],
+) -> Result<SandboxProfile, ProfileError> {
     let profiles = engine
         .permit_annotations(policies)
         .iter()

@@ -121,6 +121,12 @@ pub struct Started {
     pub rotation: Option<zt_ledger::RecordDraft>,
 }
 
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started").finish_non_exhaustive()
+    }
+}
+
 /// Checks the files the operator gave, then prepares the data directory, takes its lock,
 /// loads the key, opens and checks the audit log, and loads the registry, policy and
 /// proposals.

@@ -61,5 +61,11 @@ pub struct AppState {
     pub draining: tokio::sync::watch::Sender<bool>,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
 /// The state as handlers receive it.
-pub type SharedState = Arc<AppState>;
+pub(crate) type SharedState = Arc<AppState>;

@@ -53,7 +53,7 @@ fn certificates(
 
 /// Builds the TLS acceptor: the server's chain and key, TLS 1.3 and 1.2 with aws-lc-rs, ALPN
 /// `http/1.1`, and the client-certificate policy.
-pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError> {
+pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates("tls certificate file", &config.cert_chain)?;
     if chain.is_empty() {
@@ -99,7 +99,7 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError> {
 
 /// The SPIFFE ID of a (verified) leaf certificate: its only URI SAN, if that is a valid SPIFFE
 /// ID. No URI SAN, several URI SANs, or a URI that is not a SPIFFE ID: no identity.
-pub fn spiffe_id_of(leaf: &CertificateDer<'_>) -> Option<SpiffeId> {
+pub(crate) fn spiffe_id_of(leaf: &CertificateDer<'_>) -> Option<SpiffeId> {
     let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
     let mut uris = cert.valid_uri_names();
     let only = uris.next()?;

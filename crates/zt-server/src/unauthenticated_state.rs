@@ -20,7 +20,7 @@ use crate::state::SharedState;
 use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
 
 /// The flag that accepts marked state at start-up.
-pub const ACCEPT_FLAG: &str = "--accept-unauthenticated-state";
+pub(crate) const ACCEPT_FLAG: &str = "--accept-unauthenticated-state";
 
 /// The `unauthenticated` document.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -115,7 +115,10 @@ pub async fn mark_policy(docs: &Arc<Documents>, version: &str) -> Result<(), Mar
 
 /// Accepts `found` (the server was started with [`ACCEPT_FLAG`]): records the acceptance in
 /// the audit log, then clears the marks.
-pub async fn accept(state: &SharedState, found: &UnauthenticatedState) -> Result<(), String> {
+pub(crate) async fn accept(
+    state: &SharedState,
+    found: &UnauthenticatedState,
+) -> Result<(), String> {
     tracing::warn!(
         accepted = %found.describe(),
         "ACCEPTING STATE CHOSEN WITHOUT AUTHENTICATION ({ACCEPT_FLAG}): these agents' tokens and this policy stay in force"

@@ -4,8 +4,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,9 +18,7 @@ use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
     AuditStore, Ledger, LedgerWorker, LocalKeySigner, RecordDraft, SignError, Signer, SqliteStore,
 };
-use zt_server::checkpoints::{
-    default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints,
-};
+use zt_server::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
 
 /// A signer that counts signatures, and can sign with one key while publishing another, or
 /// return garbage.
@@ -152,8 +151,7 @@ fn a_signer_that_does_not_match_its_published_key_issues_nothing() {
     let (ledger, worker) = ledger(dir.path());
     let lying = signer(dir.path(), Some(other.path()), false);
     let err = Checkpoints::new(default_origin(lying.key_id()), lying, &ledger)
-        .err()
-        .expect("a checkpoint that does not verify must not be served");
+        .expect_err("a checkpoint that does not verify must not be served");
     assert!(
         matches!(
             err,
@@ -164,8 +162,7 @@ fn a_signer_that_does_not_match_its_published_key_issues_nothing() {
 
     let garbage = signer(dir.path(), None, true);
     let err = Checkpoints::new(default_origin(garbage.key_id()), garbage, &ledger)
-        .err()
-        .expect("a signature that is not base64 must not be served");
+        .expect_err("a signature that is not base64 must not be served");
     assert!(
         matches!(
             err,

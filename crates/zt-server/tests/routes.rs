@@ -3,17 +3,16 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use zt_server::routes::router;
-use zt_server::server::start;
-use zt_server::ServerConfig;
+use zt_server::{router, start, ServerConfig};
 
 async fn call(
     app: &axum::Router,
@@ -188,6 +187,6 @@ async fn a_second_start_on_one_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig::dangerous_unauthenticated(dir.path().to_path_buf());
     let _first = start(&config).unwrap();
-    let second = start(&config).err().expect("the lock is held");
+    let second = start(&config).expect_err("the lock is held");
     assert!(second.to_string().contains("in use"), "{second}");
 }

@@ -5,8 +5,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use zt_ledger::PostgresLocation;
 use zt_test_support::pg_schema;
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pg_schema::TestSchema;
-use zt_server::state_docs::{DocError, DocName, Documents, FileDocs, PostgresDocs};
+use zt_server::{DocError, DocName, Documents, FileDocs, PostgresDocs};
 
 /// The shared suite: load, save, conflicts, versions.
 fn conformance(docs: &Documents) {
@@ -208,7 +209,7 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
 /// save meets a conflict, reloads, applies its change again, and both agents survive.
 #[tokio::test]
 async fn registry_changes_on_two_servers_both_survive_a_conflict() {
-    use zt_server::registry::{AgentEntry, Registry};
+    use zt_server::{AgentEntry, Registry};
     let Some(schema) = TestSchema::new() else {
         return;
     };
@@ -247,7 +248,7 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
 /// A policy stored by another server is activated only if valid.
 #[tokio::test]
 async fn an_invalid_stored_policy_is_never_activated() {
-    use zt_server::policy_store::PolicyStore;
+    use zt_server::PolicyStore;
     let Some(schema) = TestSchema::new() else {
         return;
     };
@@ -275,9 +276,9 @@ async fn an_invalid_stored_policy_is_never_activated() {
 /// store; the marked policy only while it is the active one.
 #[tokio::test]
 async fn unauthenticated_marks_are_shared_by_replicas() {
-    use zt_server::policy_store::PolicyStore;
-    use zt_server::registry::{AgentEntry, Registry};
-    use zt_server::unauthenticated_state::{mark_policy, UnauthenticatedState};
+    use zt_server::PolicyStore;
+    use zt_server::{mark_policy, UnauthenticatedState};
+    use zt_server::{AgentEntry, Registry};
     let Some(schema) = TestSchema::new() else {
         return;
     };

@@ -6,7 +6,7 @@ use zt_contract::timestamp::wire_timestamp_millis;
 use crate::SiemError;
 
 /// Milliseconds since 1970-01-01T00:00:00Z of a wire timestamp.
-pub fn epoch_millis(timestamp: &str) -> Result<i64, SiemError> {
+pub(crate) fn epoch_millis(timestamp: &str) -> Result<i64, SiemError> {
     wire_timestamp_millis(timestamp)
         .ok_or_else(|| SiemError::BadTimestamp(timestamp.chars().take(40).collect()))
 }

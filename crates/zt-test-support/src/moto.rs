@@ -28,6 +28,7 @@ pub fn python() -> Result<String, String> {
 }
 
 /// A running moto KMS.
+#[derive(Debug)]
 pub struct Moto {
     child: Child,
     /// Its port on 127.0.0.1.

@@ -38,7 +38,9 @@ fn admin(sql: String) -> Result<(), String> {
 }
 
 /// A schema name no other test uses; the schema is dropped (with its tables) on drop.
+#[derive(Debug)]
 pub struct TestSchema {
+    /// The schema's name, unique to this test.
     pub name: String,
 }
 

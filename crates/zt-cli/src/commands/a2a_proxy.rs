@@ -9,7 +9,7 @@ use crate::exit::Exit;
 
 /// `zt a2a-proxy` arguments.
 #[derive(Args, Debug)]
-pub struct A2aProxyArgs {
+pub(crate) struct A2aProxyArgs {
     /// Base URL of the A2A agent (its card is at `<URL>/.well-known/agent-card.json`).
     #[arg(long, env = "ZT_A2A_UPSTREAM", value_name = "URL")]
     pub upstream: String,
@@ -29,7 +29,7 @@ pub struct A2aProxyArgs {
 }
 
 /// Runs `zt a2a-proxy` until SIGTERM or SIGINT.
-pub fn run(args: A2aProxyArgs) -> Exit {
+pub(crate) fn run(args: A2aProxyArgs) -> Exit {
     crate::logging::init("info");
     let config = match config(&args) {
         Ok(config) => config,

@@ -6,14 +6,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use zt_server::auth::admin_token_file;
-use zt_server::auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
+use zt_server::{admin_token_file, AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 
 use crate::exit::Exit;
 
 /// `zt admin` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum AdminCommand {
+pub(crate) enum AdminCommand {
     /// Add an admin with a new random token, printed once on stdout (creates the token file,
     /// mode 0600, if missing). A running server accepts it within a second. Exit 0 added,
     /// 1 the file cannot be read or written, 2 the name is invalid or taken.
@@ -27,7 +26,7 @@ pub enum AdminCommand {
 
 /// Where the admin token file is.
 #[derive(Args, Debug)]
-pub struct TokenFileArgs {
+pub(crate) struct TokenFileArgs {
     /// The server's data directory; the token file is DATA_DIR/admin-token.
     #[arg(long, env = "ZT_DATA_DIR", default_value = "./zt-data")]
     pub data_dir: PathBuf,
@@ -47,7 +46,7 @@ impl TokenFileArgs {
 
 /// `zt admin add` arguments.
 #[derive(Args, Debug)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     /// The admin's name: recorded as the actor of their changes (visible ASCII, no spaces).
     pub name: String,
     #[command(flatten)]
@@ -56,7 +55,7 @@ pub struct AddArgs {
 
 /// `zt admin remove` arguments.
 #[derive(Args, Debug)]
-pub struct RemoveArgs {
+pub(crate) struct RemoveArgs {
     /// The admin's name.
     pub name: String,
     #[command(flatten)]
@@ -64,7 +63,7 @@ pub struct RemoveArgs {
 }
 
 /// Runs an admin subcommand.
-pub fn run(command: AdminCommand) -> Exit {
+pub(crate) fn run(command: AdminCommand) -> Exit {
     let result = match &command {
         AdminCommand::Add(args) => add(args),
         AdminCommand::List(args) => list(args),

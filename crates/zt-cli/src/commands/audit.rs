@@ -25,7 +25,7 @@ const PAGE: usize = 10_000;
 
 /// `zt audit` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Recompute every hash, check every link, sequence number and signature; name the first
     /// bad record. Exit 0 valid, 1 invalid or unreadable, 2 usage.
     Verify(VerifyArgs),
@@ -54,7 +54,7 @@ pub enum AuditCommand {
 /// `zt audit verify` arguments: exactly one source.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "file", "url", "store"])))]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// A server's data directory (readable while the server runs).
     #[arg(long, env = "ZT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -104,7 +104,7 @@ pub struct VerifyArgs {
 }
 
 /// Runs an audit subcommand.
-pub fn run(command: AuditCommand) -> Exit {
+pub(crate) fn run(command: AuditCommand) -> Exit {
     match command {
         AuditCommand::Verify(args) => verify(args),
         AuditCommand::Checkpoint(command) => checkpoint::run(command),

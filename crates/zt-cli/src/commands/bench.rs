@@ -42,7 +42,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
     its SPIFFE ID) are presented on the load connections only, and authenticate the agent: no \
     agent token is sent. The setup's requests carry the admin credential alone."
 )]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// The control plane to load.
     #[arg(long, env = "ZT_URL", default_value = "http://127.0.0.1:3000")]
     pub url: BaseUrl,
@@ -117,7 +117,7 @@ impl Tally {
 }
 
 /// Runs `zt bench`.
-pub fn run(args: BenchArgs) -> Exit {
+pub(crate) fn run(args: BenchArgs) -> Exit {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()

@@ -20,7 +20,7 @@ const SAFE: &str = "hello-world.say_hello";
 
 /// `zt demo` arguments.
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Print one JSON object instead of the narration.
     #[arg(long)]
     pub json: bool,
@@ -50,7 +50,7 @@ impl Story {
 }
 
 /// Runs `zt demo`.
-pub fn run(args: DemoArgs) -> Exit {
+pub(crate) fn run(args: DemoArgs) -> Exit {
     if !args.json {
         crate::logging::init("error");
     }
@@ -118,9 +118,9 @@ async fn demo(story: &mut Story) -> anyhow::Result<()> {
 /// Two admins, so the policy change can be reviewed by a second person: written to the
 /// admin token file (mode 0600) before the server starts.
 fn two_admins(data_dir: &std::path::Path) -> anyhow::Result<[String; 2]> {
-    let file = data_dir.join(zt_server::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME);
+    let file = data_dir.join(zt_server::ADMIN_TOKEN_FILE_NAME);
     std::fs::create_dir_all(data_dir)?;
-    let add = |name: &str| zt_server::auth::admin_token_file::add(&file, name);
+    let add = |name: &str| zt_server::admin_token_file::add(&file, name);
     Ok([add("alice")?, add("bob")?])
 }
 

@@ -19,7 +19,7 @@ use crate::exit::Exit;
 
 /// `zt dev-certs` arguments.
 #[derive(Args, Debug)]
-pub struct DevCertsArgs {
+pub(crate) struct DevCertsArgs {
     /// Directory to write into (created, mode 0700); it must not hold a `ca.pem` yet.
     #[arg(long, value_name = "DIR", default_value = "./zt-dev-certs")]
     pub out_dir: PathBuf,
@@ -37,7 +37,7 @@ pub struct DevCertsArgs {
 }
 
 /// Runs `zt dev-certs`.
-pub fn run(args: DevCertsArgs) -> Exit {
+pub(crate) fn run(args: DevCertsArgs) -> Exit {
     match make(&args) {
         Ok(summary) => {
             println!("{summary}");

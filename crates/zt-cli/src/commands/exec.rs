@@ -14,11 +14,11 @@ use zt_contract::Narrowing;
 use crate::exit::Exit;
 
 /// The hidden subcommand the broker starts as its sandbox helper.
-pub const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
+pub(crate) const HELPER_SUBCOMMAND: &str = "__sandbox-exec";
 
 /// `zt exec` arguments.
 #[derive(Args, Debug)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// The action to ask for (e.g. `ci.build`).
     #[arg(long)]
     pub action: String,
@@ -66,7 +66,7 @@ pub struct ExecArgs {
 
 /// The hidden helper's arguments: the sandbox specification and the command.
 #[derive(Args, Debug)]
-pub struct SandboxExecArgs {
+pub(crate) struct SandboxExecArgs {
     /// The specification (JSON), from the broker.
     pub spec: String,
     /// The command.
@@ -75,13 +75,13 @@ pub struct SandboxExecArgs {
 }
 
 /// Runs the hidden helper: returns only if the command could not be started.
-pub fn run_helper(args: SandboxExecArgs) -> Exit {
+pub(crate) fn run_helper(args: SandboxExecArgs) -> Exit {
     let status = zt_broker::helper::run(&args.spec, &args.command);
     Exit::Command(u8::try_from(status).unwrap_or(1))
 }
 
 /// Runs `zt exec`.
-pub fn run(args: ExecArgs) -> Exit {
+pub(crate) fn run(args: ExecArgs) -> Exit {
     let request = match request(&args) {
         Ok(request) => request,
         Err(e) => {

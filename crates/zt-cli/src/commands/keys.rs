@@ -12,7 +12,7 @@ use crate::exit::Exit;
 
 /// `zt keys ...`.
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// Replace the local audit signing key (the server must be stopped). The old private key
     /// is destroyed; its public key stays published, so old records keep verifying.
     Rotate(RotateArgs),
@@ -20,14 +20,14 @@ pub enum KeysCommand {
 
 /// `zt keys rotate`.
 #[derive(Debug, Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     /// The server's data directory.
     #[arg(long, env = "ZT_DATA_DIR", default_value = "./zt-data")]
     pub data_dir: PathBuf,
 }
 
 /// Runs a `zt keys` command.
-pub fn run(command: KeysCommand) -> Exit {
+pub(crate) fn run(command: KeysCommand) -> Exit {
     match command {
         KeysCommand::Rotate(args) => rotate(&args),
     }
@@ -47,7 +47,7 @@ fn rotate(args: &RotateArgs) -> Exit {
         return Exit::Failure;
     }
     // The server holds this lock while it runs: rotate only a stopped server's key.
-    let _lock = match zt_server::lock::DataDirLock::acquire(&args.data_dir) {
+    let _lock = match zt_server::DataDirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,7 +8,7 @@ use crate::exit::Exit;
 
 /// `zt man` arguments.
 #[derive(Args, Debug)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write one page per command (`zt.1`, `zt-serve.1`, …) into this directory instead of
     /// printing `zt.1` on stdout.
     #[arg(long, value_name = "DIR")]
@@ -16,7 +16,7 @@ pub struct ManArgs {
 }
 
 /// Prints or writes the man pages of `command`.
-pub fn run(args: ManArgs, command: clap::Command) -> Exit {
+pub(crate) fn run(args: ManArgs, command: clap::Command) -> Exit {
     let written = match &args.out_dir {
         None => clap_mangen::Man::new(command).render(&mut std::io::stdout()),
         Some(dir) => {

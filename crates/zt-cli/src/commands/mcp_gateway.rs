@@ -14,7 +14,7 @@ use crate::exit::Exit;
 
 /// `zt mcp-gateway` arguments.
 #[derive(Args, Debug)]
-pub struct McpGatewayArgs {
+pub(crate) struct McpGatewayArgs {
     /// The server's name in action names: a call of tool `T` is action `mcp.<NAME>.<T>`.
     #[arg(long, env = "ZT_MCP_SERVER_NAME")]
     pub server_name: String,
@@ -43,7 +43,7 @@ pub struct McpGatewayArgs {
 }
 
 /// Runs `zt mcp-gateway`.
-pub fn run(args: McpGatewayArgs) -> Exit {
+pub(crate) fn run(args: McpGatewayArgs) -> Exit {
     crate::logging::init("info");
     let gate = match gate(&args) {
         Ok(gate) => gate,

@@ -1,15 +1,15 @@
 //! One module per `zt` command.
 
-pub mod a2a_proxy;
-pub mod admin;
-pub mod audit;
-pub mod bench;
-pub mod completions;
-pub mod demo;
-pub mod dev_certs;
-pub mod exec;
-pub mod keys;
-pub mod man;
-pub mod mcp_gateway;
-pub mod policy;
-pub mod serve;
+pub(crate) mod a2a_proxy;
+pub(crate) mod admin;
+pub(crate) mod audit;
+pub(crate) mod bench;
+pub(crate) mod completions;
+pub(crate) mod demo;
+pub(crate) mod dev_certs;
+pub(crate) mod exec;
+pub(crate) mod keys;
+pub(crate) mod man;
+pub(crate) mod mcp_gateway;
+pub(crate) mod policy;
+pub(crate) mod serve;

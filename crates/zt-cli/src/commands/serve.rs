@@ -6,21 +6,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use zt_server::auth::SpiffeId;
-use zt_server::config::{
-    default_rate_limit, ClientCerts, ConnectionLimits, JwtSvidConfig, TlsConfig,
-    WorkloadIdentityConfig,
+use zt_server::{
+    default_rate_limit, AuthMode, ClientCerts, ConnectionLimits, JwtSvidConfig, NatsConfig,
+    NatsUrl, RateLimit, RateSetting, ServerConfig, SpiffeId, StreamName, Subject, TlsConfig,
+    WorkloadIdentityConfig, DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT,
 };
-use zt_server::limits::{RateLimit, RateSetting};
-use zt_server::nats;
-use zt_server::{AuthMode, ServerConfig};
 
 use crate::exit::Exit;
 use crate::logging::LogFormat;
 
 /// Authentication modes `--auth` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuthFlag {
+pub(crate) enum AuthFlag {
     /// Every caller presents a credential (the default): agents the bearer token `POST /agents`
     /// issued, admins a token from the admin token file. The actor is the one the credential names.
     Credentials,
@@ -31,7 +28,7 @@ pub enum AuthFlag {
 
 /// `zt serve` arguments.
 #[derive(Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// A TOML file of settings: each key is a flag of `zt serve` without `--`
     /// (`listen = "127.0.0.1:3000"`); flags and environment variables override it.
     #[arg(long, env = "ZT_CONFIG", value_name = "FILE")]
@@ -182,11 +179,11 @@ pub struct ServeArgs {
     )]
     pub nats_url: Option<String>,
     /// The JetStream stream for the records; created (file storage) if missing.
-    #[arg(long, env = "ZT_NATS_STREAM", default_value = nats::DEFAULT_STREAM, help_heading = "NATS JetStream publishing")]
-    pub nats_stream: nats::StreamName,
+    #[arg(long, env = "ZT_NATS_STREAM", default_value = DEFAULT_NATS_STREAM, help_heading = "NATS JetStream publishing")]
+    pub nats_stream: StreamName,
     /// The subject every record is published to.
-    #[arg(long, env = "ZT_NATS_SUBJECT", default_value = nats::DEFAULT_SUBJECT, help_heading = "NATS JetStream publishing")]
-    pub nats_subject: nats::Subject,
+    #[arg(long, env = "ZT_NATS_SUBJECT", default_value = DEFAULT_NATS_SUBJECT, help_heading = "NATS JetStream publishing")]
+    pub nats_subject: Subject,
     /// Where the audit signing (custody) key lives: `local` (a key file in DATA_DIR),
     /// `aws-kms:<key id, alias or ARN>` (an ECC_NIST_P256 KMS key; credentials, Region and
     /// endpoint from the standard AWS configuration), or
@@ -247,7 +244,7 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 }
 
 /// Runs `zt serve`.
-pub fn run(args: ServeArgs) -> Exit {
+pub(crate) fn run(args: ServeArgs) -> Exit {
     crate::logging::init_with("info", args.log_format);
     let auth = match args.auth {
         AuthFlag::Credentials => AuthMode::Credentials,
@@ -266,9 +263,9 @@ pub fn run(args: ServeArgs) -> Exit {
     };
     let tls = tls_config(&args);
     // Parsed here, not by clap, whose errors would echo a password.
-    let nats = match args.nats_url.as_deref().map(str::parse::<nats::NatsUrl>) {
+    let nats = match args.nats_url.as_deref().map(str::parse::<NatsUrl>) {
         None => None,
-        Some(Ok(url)) => Some(nats::NatsConfig {
+        Some(Ok(url)) => Some(NatsConfig {
             url,
             stream: args.nats_stream.clone(),
             subject: args.nats_subject.clone(),

@@ -59,7 +59,7 @@ fn check_batch(keys: &PublicKeySet, batch: &[PendingSignature], earliest: &Earli
 }
 
 /// Worker threads verifying batches of signatures, fed by the reader.
-pub struct SignaturePool {
+pub(super) struct SignaturePool {
     keys: Arc<PublicKeySet>,
     batch: Vec<PendingSignature>,
     queue: Option<SyncSender<Vec<PendingSignature>>>,
@@ -70,7 +70,7 @@ pub struct SignaturePool {
 impl SignaturePool {
     /// A pool where at most `jobs` threads verify: `jobs - 1` workers and the reader itself.
     /// A worker that cannot be started leaves its share to the others.
-    pub fn new(keys: &PublicKeySet, jobs: usize) -> Self {
+    pub(super) fn new(keys: &PublicKeySet, jobs: usize) -> Self {
         let keys = Arc::new(keys.clone());
         let earliest = Arc::new(Earliest::default());
         let wanted = jobs.saturating_sub(1);
@@ -101,7 +101,7 @@ impl SignaturePool {
     }
 
     /// Queues the signature of the next record.
-    pub fn submit(&mut self, signature: PendingSignature) {
+    pub(super) fn submit(&mut self, signature: PendingSignature) {
         self.batch.push(signature);
         if self.batch.len() >= BATCH {
             let full = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
@@ -110,13 +110,13 @@ impl SignaturePool {
     }
 
     /// True once a signature failed: the records after it need not be read.
-    pub fn has_failed(&self) -> bool {
+    pub(super) fn has_failed(&self) -> bool {
         self.earliest.failed.load(Ordering::Acquire)
     }
 
     /// Verifies what is left, waits for the workers, and returns the failure of the lowest
     /// record, if any.
-    pub fn finish(mut self) -> Option<VerifyError> {
+    pub(super) fn finish(mut self) -> Option<VerifyError> {
         let rest = std::mem::take(&mut self.batch);
         check_batch(&self.keys, &rest, &self.earliest);
         self.queue = None;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{http_raw, parse, zt, Server};
 use serde_json::{json, Value};
 
-/// The server's body limit (`zt_server::config::MAX_BODY_BYTES`).
+/// The server's body limit (`zt_server::MAX_BODY_BYTES`).
 const MAX_BODY: usize = 16 * 1024;
 
 /// What a refused request must look like.

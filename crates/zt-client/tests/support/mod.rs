@@ -7,8 +7,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test code: a failed unwrap is a failed test
+    clippy::indexing_slicing,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use zt_contract::{Decision, Digest32, Jwk, Jwks, RecordBody, RecordKind, GENESIS
 
 /// One request the fake received.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// Request line and headers, as sent.
     pub head: String,
     /// The body as JSON (`Null` if it was not JSON).
@@ -32,13 +33,13 @@ pub struct Seen {
 
 impl Seen {
     /// The request's `request_id`, if it sent one.
-    pub fn request_id(&self) -> Option<String> {
+    pub(crate) fn request_id(&self) -> Option<String> {
         self.body["request_id"].as_str().map(str::to_string)
     }
 }
 
 /// What the fake does with one request.
-pub enum Reply {
+pub(crate) enum Reply {
     /// A complete HTTP/1.1 response with this status and body.
     Answer(u16, String),
     /// Accepts, reads, never answers.
@@ -50,7 +51,7 @@ pub enum Reply {
 }
 
 /// Starts a fake on a loopback port; returns its URL and the requests it received.
-pub async fn fake_server<F>(reply: F) -> (String, Arc<Mutex<Vec<Seen>>>)
+pub(crate) async fn fake_server<F>(reply: F) -> (String, Arc<Mutex<Vec<Seen>>>)
 where
     F: Fn(&Seen) -> Reply + Send + Sync + 'static,
 {
@@ -142,7 +143,7 @@ async fn read_request(socket: &mut TcpStream) -> Option<Seen> {
 }
 
 /// A signing key and the JWKS that publishes it.
-pub struct TestKey {
+pub(crate) struct TestKey {
     pair: EcdsaKeyPair,
     /// The key id records name.
     pub kid: String,
@@ -150,7 +151,7 @@ pub struct TestKey {
 
 impl TestKey {
     /// A fresh P-256 key named `kid`.
-    pub fn new(kid: &str) -> Self {
+    pub(crate) fn new(kid: &str) -> Self {
         Self {
             pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap(),
             kid: kid.into(),
@@ -158,7 +159,7 @@ impl TestKey {
     }
 
     /// The JWKS of this key.
-    pub fn jwks(&self) -> Jwks {
+    pub(crate) fn jwks(&self) -> Jwks {
         Jwks {
             keys: vec![
                 Jwk::from_uncompressed_p256(&self.kid, self.pair.public_key().as_ref()).unwrap(),
@@ -175,7 +176,11 @@ impl TestKey {
 
 /// A decision answer whose evidence hashes correctly and echoes `request_id`; signed by
 /// `key` when given (otherwise a placeholder signature under key id `k`).
-pub fn answer(decision: Decision, request_id: Option<String>, key: Option<&TestKey>) -> Value {
+pub(crate) fn answer(
+    decision: Decision,
+    request_id: Option<String>,
+    key: Option<&TestKey>,
+) -> Value {
     let body = RecordBody {
         action: "hello-world.say_hello".into(),
         actor: "agent".into(),

@@ -5,24 +5,24 @@
 
 use aws_lc_rs::digest::{digest, SHA256};
 
-pub type Hash = [u8; 32];
+pub(crate) type Hash = [u8; 32];
 
 fn sha256(bytes: &[u8]) -> Hash {
     digest(&SHA256, bytes).as_ref().try_into().unwrap()
 }
 
 /// `SHA-256(0x00 || data)`.
-pub fn leaf(data: &[u8]) -> Hash {
+pub(crate) fn leaf(data: &[u8]) -> Hash {
     sha256(&[&[0u8][..], data].concat())
 }
 
 /// `SHA-256(0x01 || left || right)`.
-pub fn node(left: &Hash, right: &Hash) -> Hash {
+pub(crate) fn node(left: &Hash, right: &Hash) -> Hash {
     sha256(&[&[1u8][..], left, right].concat())
 }
 
 /// Level 0 is the leaf hashes; each next level pairs the one below, carrying an odd last node.
-pub fn levels(leaves: &[Hash]) -> Vec<Vec<Hash>> {
+pub(crate) fn levels(leaves: &[Hash]) -> Vec<Vec<Hash>> {
     let mut out = vec![leaves.to_vec()];
     while out.last().unwrap().len() > 1 {
         let below = out.last().unwrap();
@@ -40,7 +40,7 @@ pub fn levels(leaves: &[Hash]) -> Vec<Vec<Hash>> {
 }
 
 /// The root; `SHA-256("")` for no leaves.
-pub fn root(leaves: &[Hash]) -> Hash {
+pub(crate) fn root(leaves: &[Hash]) -> Hash {
     if leaves.is_empty() {
         return sha256(b"");
     }
@@ -61,14 +61,14 @@ fn siblings(levels: &[Vec<Hash>], mut level: usize, mut index: usize) -> Vec<Has
 }
 
 /// The inclusion proof of leaf `index`.
-pub fn inclusion(leaves: &[Hash], index: usize) -> Vec<Hash> {
+pub(crate) fn inclusion(leaves: &[Hash], index: usize) -> Vec<Hash> {
     assert!(index < leaves.len());
     siblings(&levels(leaves), 0, index)
 }
 
 /// The consistency proof from the first `m` leaves to all of them: the root of the largest
 /// perfect subtree ending at `m` (unless it is the whole old tree), then its siblings.
-pub fn consistency(leaves: &[Hash], m: usize) -> Vec<Hash> {
+pub(crate) fn consistency(leaves: &[Hash], m: usize) -> Vec<Hash> {
     assert!(m <= leaves.len());
     if m == 0 || m == leaves.len() {
         return Vec::new();

@@ -7,27 +7,27 @@ use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING
 use zt_contract::checkpoint::checkpoint_signing_input;
 use zt_contract::note::{format_note, NoteKey, NoteSignature};
 
-pub struct TestSigner {
+pub(crate) struct TestSigner {
     pub pair: EcdsaKeyPair,
     pub key: NoteKey,
 }
 
 impl TestSigner {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
         let key = NoteKey::from_uncompressed_p256(name, pair.public_key().as_ref()).unwrap();
         Self { pair, key }
     }
 
     /// Signs the 32-byte digest, as the server's `Signer::sign_digest` would.
-    pub fn sign_digest(&self, body: &str) -> NoteSignature {
+    pub(crate) fn sign_digest(&self, body: &str) -> NoteSignature {
         let d = checkpoint_signing_input(body);
         let digest = Digest::import_less_safe(&d.0, &SHA256).unwrap();
         self.signature(self.pair.sign_digest(&digest).unwrap().as_ref().to_vec())
     }
 
     /// Signs the body itself (ECDSA with SHA-256 inside), as Go's and Rekor's signers do.
-    pub fn sign_message(&self, body: &str) -> NoteSignature {
+    pub(crate) fn sign_message(&self, body: &str) -> NoteSignature {
         let sig = self
             .pair
             .sign(&SystemRandom::new(), body.as_bytes())
@@ -35,7 +35,7 @@ impl TestSigner {
         self.signature(sig.as_ref().to_vec())
     }
 
-    pub fn signature(&self, der: Vec<u8>) -> NoteSignature {
+    pub(crate) fn signature(&self, der: Vec<u8>) -> NoteSignature {
         NoteSignature {
             name: self.key.name().into(),
             key_id: self.key.key_id(),
@@ -44,11 +44,11 @@ impl TestSigner {
     }
 
     /// This signer's key as a one-key trust set.
-    pub fn keys(&self) -> &[NoteKey] {
+    pub(crate) fn keys(&self) -> &[NoteKey] {
         std::slice::from_ref(&self.key)
     }
 
-    pub fn note(&self, body: &str) -> String {
+    pub(crate) fn note(&self, body: &str) -> String {
         format_note(body, &[self.sign_digest(body)])
     }
 }

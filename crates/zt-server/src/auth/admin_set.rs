@@ -36,6 +36,15 @@ pub struct AdminTokenSet {
     last_error: Mutex<Option<String>>,
 }
 
+// The tokens themselves are never printed.
+impl std::fmt::Debug for AdminTokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTokenSet")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminTokenSet {
     /// The set read at start.
     pub fn new(tokens: AdminTokens) -> Self {
@@ -131,6 +140,6 @@ impl AdminTokenSet {
 }
 
 /// Loads the admin token file at start, creating it if missing.
-pub fn load_at_start(path: &Path) -> Result<AdminTokenSet, AdminTokenError> {
+pub(crate) fn load_at_start(path: &Path) -> Result<AdminTokenSet, AdminTokenError> {
     Ok(AdminTokenSet::new(AdminTokens::load_or_create(path)?))
 }

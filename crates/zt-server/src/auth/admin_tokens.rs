@@ -19,17 +19,17 @@ use super::tokens::{new_token, token_hash, ADMIN_TOKEN_PREFIX};
 pub const ADMIN_TOKEN_FILE_NAME: &str = "admin-token";
 
 /// The name of a line that holds only a token.
-pub use zt_contract::admin_token_file::DEFAULT_ADMIN_NAME;
+pub(crate) use zt_contract::admin_token_file::DEFAULT_ADMIN_NAME;
 
 /// Fewest characters after [`ADMIN_TOKEN_PREFIX`] (issued tokens have 43: 256 random bits).
-pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
+pub(crate) const MIN_TOKEN_SECRET_CHARS: usize = 32;
 
 /// Fewest distinct characters after the prefix: random tokens have about 30, a typed
 /// pattern (`aaaa…`, `abcabc…`) far fewer.
-pub const MIN_TOKEN_DISTINCT_CHARS: usize = 16;
+pub(crate) const MIN_TOKEN_DISTINCT_CHARS: usize = 16;
 
 /// Longest admin name.
-pub const MAX_ADMIN_NAME_CHARS: usize = 128;
+pub(crate) const MAX_ADMIN_NAME_CHARS: usize = 128;
 
 /// Why the admin token file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ impl AdminTokenError {
 /// Checks that `token` cannot be guessed: the `zt_admin_` prefix, then at least
 /// [`MIN_TOKEN_SECRET_CHARS`] characters of the base64url alphabet, with at least
 /// [`MIN_TOKEN_DISTINCT_CHARS`] distinct ones. Returns what is wrong otherwise.
-pub fn check_strength(token: &str) -> Result<(), &'static str> {
+pub(crate) fn check_strength(token: &str) -> Result<(), &'static str> {
     let Some(secret) = token.strip_prefix(ADMIN_TOKEN_PREFIX) else {
         return Err("it does not start with `zt_admin_`");
     };
@@ -114,7 +114,7 @@ pub fn check_strength(token: &str) -> Result<(), &'static str> {
 /// Checks an admin name: 1 to [`MAX_ADMIN_NAME_CHARS`] visible ASCII characters other than
 /// `#` at the start (a comment), so that one line stays `NAME TOKEN`. A SPIFFE ID is a valid
 /// name (an admin token agrees with a client certificate only if its name is that ID).
-pub fn check_name(name: &str) -> Result<(), AdminTokenError> {
+pub(crate) fn check_name(name: &str) -> Result<(), AdminTokenError> {
     let invalid = |why| Err(AdminTokenError::InvalidName(name.to_string(), why));
     if name.is_empty() || name.chars().count() > MAX_ADMIN_NAME_CHARS {
         return invalid("use 1 to 128 characters");

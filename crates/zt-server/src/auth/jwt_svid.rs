@@ -32,13 +32,13 @@ use serde_json::{Map, Value};
 use super::spiffe::SpiffeId;
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
-pub const LEEWAY_SECONDS: u64 = 30;
+pub(crate) const LEEWAY_SECONDS: u64 = 30;
 /// Longest token considered, in bytes.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Longest piece of a token echoed in an error message.
 const MAX_ECHO: usize = 64;
 /// Most verified tokens remembered.
-pub const CACHE_ENTRIES: usize = 10_000;
+pub(crate) const CACHE_ENTRIES: usize = 10_000;
 
 /// Why the JWKS bundle cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,7 @@ struct Claims {
 
 /// Whether a bearer token has the shape of a JWS compact serialization (three parts), and so is
 /// checked as a JWT-SVID rather than looked up as an opaque token.
-pub fn looks_like_jwt(token: &str) -> bool {
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 

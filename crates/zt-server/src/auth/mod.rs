@@ -16,13 +16,13 @@
 //! - Under `--auth none` nobody is authenticated: the body's `actor` is trusted if registered,
 //!   and every record says `authenticated: false`.
 
-pub mod admin_set;
+pub(crate) mod admin_set;
 pub mod admin_token_file;
-pub mod admin_tokens;
-pub mod jwt_svid;
-pub mod spiffe;
-pub mod tokens;
-pub mod workload;
+pub(crate) mod admin_tokens;
+pub(crate) mod jwt_svid;
+pub(crate) mod spiffe;
+pub(crate) mod tokens;
+pub(crate) mod workload;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -32,17 +32,17 @@ use zt_contract::RecordDraft;
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::state::SharedState;
-pub use admin_set::AdminTokenSet;
-pub use admin_tokens::AdminTokens;
-pub use spiffe::{PeerIdentity, SpiffeId};
-pub use workload::WorkloadAuth;
+pub(crate) use admin_set::AdminTokenSet;
+pub(crate) use admin_tokens::AdminTokens;
+pub(crate) use spiffe::{PeerIdentity, SpiffeId};
+pub(crate) use workload::WorkloadAuth;
 
 /// Name recorded for admin changes under `--auth none`.
-pub const UNAUTHENTICATED_ADMIN: &str = "unauthenticated-admin";
+pub(crate) const UNAUTHENTICATED_ADMIN: &str = "unauthenticated-admin";
 
 /// The caller of an agent route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentCaller {
+pub(crate) enum AgentCaller {
     /// Authenticated as this actor.
     Authenticated(String),
     /// `--auth none`: the body's actor is taken on trust.
@@ -51,7 +51,7 @@ pub enum AgentCaller {
 
 /// The caller of an admin route.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminCaller {
+pub(crate) struct AdminCaller {
     /// The admin's name (from the admin token file), or [`UNAUTHENTICATED_ADMIN`].
     pub name: String,
     /// False under `--auth none`.

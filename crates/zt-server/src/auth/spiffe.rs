@@ -9,7 +9,7 @@ pub use zt_contract::names::SpiffeId;
 /// URI SAN and that URI is a valid SPIFFE ID. It never comes from anything the client sends
 /// inside HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
+pub(crate) struct PeerIdentity {
     /// The SPIFFE ID of the client certificate.
     pub spiffe_id: SpiffeId,
 }

@@ -6,12 +6,12 @@ use base64::Engine;
 use zt_contract::Digest32;
 
 /// Prefix of agent tokens, so a leaked one is recognizable in a secret scanner.
-pub const AGENT_TOKEN_PREFIX: &str = "zt_agent_";
+pub(crate) const AGENT_TOKEN_PREFIX: &str = "zt_agent_";
 /// Prefix of admin tokens.
-pub const ADMIN_TOKEN_PREFIX: &str = "zt_admin_";
+pub(crate) const ADMIN_TOKEN_PREFIX: &str = "zt_admin_";
 
 /// A fresh token with `prefix`; `None` only if the system RNG fails.
-pub fn new_token(prefix: &str) -> Option<String> {
+pub(crate) fn new_token(prefix: &str) -> Option<String> {
     let mut bytes = [0u8; 32];
     SystemRandom::new().fill(&mut bytes).ok()?;
     Some(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
@@ -19,12 +19,12 @@ pub fn new_token(prefix: &str) -> Option<String> {
 
 /// What the registry stores for a token: hex SHA-256. Tokens carry 256 bits of entropy, so a
 /// fast hash is enough (no password stretching is needed).
-pub fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     Digest32::sha256(token.as_bytes()).to_hex()
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
-pub fn bearer(header: &str) -> Option<&str> {
+pub(crate) fn bearer(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

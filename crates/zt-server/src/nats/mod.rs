@@ -14,8 +14,7 @@ mod publisher;
 mod session;
 mod settings;
 
-pub use publisher::Publisher;
-pub use session::{SessionError, SEQ_HEADER};
+pub(crate) use publisher::Publisher;
 pub use settings::{
     NatsAuth, NatsConfig, NatsSettingError, NatsUrl, StreamName, Subject, DEFAULT_STREAM,
     DEFAULT_SUBJECT,

@@ -16,14 +16,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A running publisher.
-pub struct Publisher {
+pub(crate) struct Publisher {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").finish_non_exhaustive()
+    }
+}
+
 impl Publisher {
     /// Starts publishing the log in `state` as `config` says.
-    pub fn spawn(state: SharedState, config: NatsConfig) -> Self {
+    pub(crate) fn spawn(state: SharedState, config: NatsConfig) -> Self {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(state, config, stopped));
         Self { stop, task }
@@ -31,7 +37,7 @@ impl Publisher {
 
     /// Asks the publisher to publish what is committed and stop, waits at most `grace`, then
     /// stops it where it is (the next start resumes from the stream). Drops its state handle.
-    pub async fn finish(self, grace: Duration) {
+    pub(crate) async fn finish(self, grace: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {

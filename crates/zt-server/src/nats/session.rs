@@ -18,21 +18,21 @@ use super::settings::{NatsAuth, NatsConfig, NatsUrl};
 use crate::state::SharedState;
 
 /// Records published but not yet acknowledged, at most.
-pub const WINDOW: usize = 256;
+pub(super) const WINDOW: usize = 256;
 /// Records read from the log at a time.
 const PAGE: usize = 512;
 /// How long a connection attempt, a JetStream API call or a PubAck may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the log is checked for new records once everything is published.
-pub const POLL: Duration = Duration::from_millis(100);
+pub(super) const POLL: Duration = Duration::from_millis(100);
 /// Reconnections the client attempts by itself before the session gives up.
 const RECONNECTS: usize = 3;
 /// The header carrying the record's `seq`.
-pub const SEQ_HEADER: &str = "Zt-Seq";
+pub(super) const SEQ_HEADER: &str = "Zt-Seq";
 
 /// What the publisher knows across sessions.
 #[derive(Debug, Default)]
-pub struct Cursor {
+pub(super) struct Cursor {
     /// The first record without a PubAck: every record before it is in the stream. `None`
     /// until a session has read the stream's last record.
     pub next: Option<u64>,
@@ -42,7 +42,7 @@ pub struct Cursor {
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(super) enum SessionError {
     /// The server could not be reached or refused the connection.
     #[error("connecting: {0}")]
     Connect(#[from] async_nats::ConnectError),
@@ -94,7 +94,7 @@ pub enum SessionError {
 
 /// Runs one session until an error, or until a stop is asked for and everything committed
 /// is published (`Ok`).
-pub async fn run(
+pub(super) async fn run(
     state: &SharedState,
     config: &NatsConfig,
     cursor: &mut Cursor,
@@ -236,7 +236,7 @@ async fn publish(
 }
 
 /// Whether the server asked the publisher to finish (or is gone).
-pub fn stopping(stop: &watch::Receiver<bool>) -> bool {
+pub(super) fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 

@@ -198,7 +198,10 @@ impl FromStr for Subject {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
     use super::*;
 
     #[test]

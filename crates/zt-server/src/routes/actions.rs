@@ -13,7 +13,7 @@ use crate::extract::JsonBody;
 use crate::state::SharedState;
 
 /// The agent-facing router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new().route("/actions", post(actions))
 }
 

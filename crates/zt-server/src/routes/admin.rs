@@ -23,7 +23,7 @@ use crate::registry::{AgentAttributes, AgentEntry};
 use crate::state::SharedState;
 
 /// The admin router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/agents", post(register_agent).get(list_agents))
         .route("/agents/{actor}", delete(remove_agent))

@@ -18,12 +18,12 @@ use crate::extract::JsonBody;
 use crate::state::SharedState;
 
 /// At most this many groups per agent: each is looked up on every decision the agent asks.
-pub const MAX_AGENT_GROUPS: usize = 64;
+pub(crate) const MAX_AGENT_GROUPS: usize = 64;
 
 /// The request body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SetGroupsRequest {
+pub(crate) struct SetGroupsRequest {
     /// The agent's groups: names of the actor grammar, at most [`MAX_AGENT_GROUPS`].
     groups: Vec<String>,
 }
@@ -49,7 +49,7 @@ fn checked(mut groups: Vec<String>) -> Result<Vec<String>, ApiError> {
 }
 
 /// Replaces the agent's groups (audited first, then saved).
-pub async fn set_groups(
+pub(crate) async fn set_groups(
     State(state): State<SharedState>,
     caller: AdminCaller,
     Path(actor): Path<String>,

@@ -20,7 +20,7 @@ const MAX_PAGE: usize = 10_000;
 const MAX_FROM: u64 = i64::MAX as u64;
 
 /// The audit read router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/audit/head", get(head))
         .route("/audit/records", get(records))

@@ -31,7 +31,7 @@ use crate::state::SharedState;
 const MAX_BATCH: usize = 64;
 
 /// The AuthZEN router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))

@@ -14,7 +14,7 @@ use crate::extract::JsonBody;
 use crate::state::SharedState;
 
 /// The receipt router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new().route("/executions", post(executions))
 }
 

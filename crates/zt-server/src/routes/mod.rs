@@ -5,16 +5,16 @@
 //! not decode refused, refusals counted, a panic answered as an internal error. A connection
 //! past the connection cap gets [`overflow_router`] instead.
 
-pub mod actions;
-pub mod admin;
-pub mod admin_groups;
-pub mod audit;
-pub mod authzen;
-pub mod executions;
-pub mod ops;
-pub mod policies;
-pub mod proofs;
-pub mod stream;
+pub(crate) mod actions;
+pub(crate) mod admin;
+pub(crate) mod admin_groups;
+pub(crate) mod audit;
+pub(crate) mod authzen;
+pub(crate) mod executions;
+pub(crate) mod ops;
+pub(crate) mod policies;
+pub(crate) mod proofs;
+pub(crate) mod stream;
 
 use axum::extract::{Request, State};
 use axum::http::Uri;
@@ -54,7 +54,7 @@ pub fn router(state: SharedState) -> Router {
 
 /// What a connection past the connection cap may ask: `GET /health`, and nothing else (503
 /// `too many connections`); see [`crate::connections`].
-pub fn overflow_router(state: SharedState) -> Router {
+pub(crate) fn overflow_router(state: SharedState) -> Router {
     Router::new()
         .route("/health", axum::routing::get(ops::health))
         .fallback(too_many_connections)

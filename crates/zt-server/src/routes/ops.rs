@@ -11,7 +11,7 @@ use crate::config::AuthMode;
 use crate::state::SharedState;
 
 /// The operations router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/", get(index))
         .route("/health", get(health))

@@ -36,7 +36,7 @@ use crate::state::SharedState;
 const DEFAULT_REPLAY: usize = 200;
 
 /// The policy router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/policies", get(show_policy))
         .route("/policies/allow", post(allow_action))

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::state::SharedState;
 
 /// The proof router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new()
         .route("/audit/checkpoint", get(checkpoint))
         .route("/audit/checkpoint/key", get(checkpoint_key))

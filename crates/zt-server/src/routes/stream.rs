@@ -33,12 +33,12 @@ use crate::state::SharedState;
 /// Records read from the store at a time, per client.
 const PAGE: usize = 256;
 /// How often a client that has seen every committed record looks for new ones.
-pub const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// Interval of keep-alive comments on an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The stream router.
-pub fn router() -> Router<SharedState> {
+pub(crate) fn router() -> Router<SharedState> {
     Router::new().route("/audit/stream", get(stream))
 }
 

@@ -16,6 +16,14 @@ pub struct FileDocs {
     versions: Mutex<BTreeMap<DocName, u64>>,
 }
 
+impl std::fmt::Debug for FileDocs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileDocs")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FileDocs {
     /// The documents of `data_dir`.
     pub fn new(data_dir: &Path) -> Self {

@@ -10,11 +10,11 @@ use crate::state::SharedState;
 use crate::state_docs::{off_thread, DocName};
 
 /// How often the shared documents' versions are read.
-pub const POLL_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
 
 /// Follows the shared documents until the server stops (the task is aborted with the server).
 /// Does nothing when the documents are not shared.
-pub async fn run(state: SharedState) {
+pub(crate) async fn run(state: SharedState) {
     if !state.docs.is_shared() {
         return;
     }

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-pub mod file;
-pub mod follow;
-pub mod postgres;
+pub(crate) mod file;
+pub(crate) mod follow;
+pub(crate) mod postgres;
 
 pub use self::file::FileDocs;
 pub use self::postgres::PostgresDocs;
@@ -104,6 +104,15 @@ pub enum Documents {
     Postgres(PostgresDocs),
 }
 
+impl std::fmt::Debug for Documents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Documents::Files(_) => "Documents::Files",
+            Documents::Postgres(_) => "Documents::Postgres",
+        })
+    }
+}
+
 impl Documents {
     /// The documents beside the audit store `store_url` names: files in `data_dir` when it
     /// is `None`, else the PostgreSQL store's schema.
@@ -187,7 +196,7 @@ impl Documents {
 }
 
 /// Runs blocking document work on the blocking pool and awaits it.
-pub async fn off_thread<T: Send + 'static>(
+pub(crate) async fn off_thread<T: Send + 'static>(
     docs: &Arc<Documents>,
     work: impl FnOnce(&Documents) -> Result<T, DocError> + Send + 'static,
 ) -> Result<T, DocError> {
@@ -198,4 +207,4 @@ pub async fn off_thread<T: Send + 'static>(
 }
 
 /// How many times a change is re-applied after conflicts before it gives up.
-pub const SAVE_TRIES: usize = 8;
+pub(crate) const SAVE_TRIES: usize = 8;

@@ -12,7 +12,7 @@ const OTHER: u8 = 99;
 /// class's CRUD activities. A decision answers "may this actor do this?" about someone else's
 /// API: it is none of them, so it is Other (99) with `activity_name` `Authorize`; so are the
 /// refused admin access (`Admin Access`) and rejection summaries (`Rejections Summary`).
-pub fn activity(body: &RecordBody) -> (u8, &'static str) {
+pub(super) fn activity(body: &RecordBody) -> (u8, &'static str) {
     match body.kind {
         RecordKind::Decision => (OTHER, "Authorize"),
         RecordKind::Rejections => (OTHER, "Rejections Summary"),
@@ -34,7 +34,7 @@ pub fn activity(body: &RecordBody) -> (u8, &'static str) {
 }
 
 /// The OCSF caption of an `api_activity.activity_id`, for `type_name`.
-pub fn activity_caption(activity_id: u8) -> &'static str {
+pub(super) fn activity_caption(activity_id: u8) -> &'static str {
     match activity_id {
         1 => "Create",
         2 => "Read",
@@ -49,7 +49,7 @@ pub fn activity_caption(activity_id: u8) -> &'static str {
 /// (policy working as intended); a denial that looks like an attack (a request claiming
 /// another actor, a non-admin reaching for admin routes) is Medium; rejection summaries are
 /// Low.
-pub fn severity(body: &RecordBody) -> (u8, &'static str) {
+pub(super) fn severity(body: &RecordBody) -> (u8, &'static str) {
     let suspicious = body.claimed_actor.is_some() || is_admin_access(body);
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Informational"),
@@ -66,7 +66,7 @@ pub fn severity(body: &RecordBody) -> (u8, &'static str) {
 
 /// `disposition_id` and `disposition`: Allowed, Blocked for a denied action, Unauthorized for
 /// a refused admin access, Rejected for requests refused before any decision.
-pub fn disposition(body: &RecordBody) -> (u8, &'static str) {
+pub(super) fn disposition(body: &RecordBody) -> (u8, &'static str) {
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Allowed"),
         (Decision::Deny, RecordKind::Rejections) => (25, "Rejected"),
@@ -78,7 +78,7 @@ pub fn disposition(body: &RecordBody) -> (u8, &'static str) {
 }
 
 /// Who the record's actor is, for the OCSF `actor` object.
-pub enum Actor {
+pub(super) enum Actor {
     /// The control plane itself (rejection summaries, policy file reloads): `actor.app_name`.
     Application,
     /// A caller: `actor.user` with an OCSF user type.
@@ -92,7 +92,7 @@ pub enum Actor {
 
 /// Admins are Admin (2); agents and workloads are Other (99) with type `Agent`, as OCSF has
 /// no user type for an autonomous agent.
-pub fn actor(body: &RecordBody) -> Actor {
+pub(super) fn actor(body: &RecordBody) -> Actor {
     let admin = Actor::User {
         type_id: 2,
         type_name: "Admin",

@@ -28,7 +28,7 @@ use crate::verification::{Report, Verification};
 
 /// `zt audit checkpoint` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum CheckpointCommand {
+pub(crate) enum CheckpointCommand {
     /// Fetch the server's signed checkpoint (C2SP signed note: origin, size, Merkle root),
     /// verify its signature against the published audit key, and save it. Keep it somewhere
     /// the server cannot write: later `verify --checkpoint`, `verify-consistency` and
@@ -39,7 +39,7 @@ pub enum CheckpointCommand {
 
 /// `zt audit checkpoint save` arguments.
 #[derive(Args, Debug)]
-pub struct SaveArgs {
+pub(crate) struct SaveArgs {
     /// The control plane.
     #[arg(long, env = "ZT_URL")]
     pub url: zt_client::BaseUrl,
@@ -66,7 +66,7 @@ pub struct SaveArgs {
 }
 
 /// Runs a checkpoint subcommand.
-pub fn run(command: CheckpointCommand) -> Exit {
+pub(super) fn run(command: CheckpointCommand) -> Exit {
     match command {
         CheckpointCommand::Save(args) => {
             let json = args.json;
@@ -120,7 +120,7 @@ async fn save(args: &SaveArgs) -> anyhow::Result<(String, Value)> {
 }
 
 /// The audit keys to trust: `--keys` if given, else the server's published ones.
-pub async fn trusted_keys(
+pub(super) async fn trusted_keys(
     server: &zt_client::ControlPlane,
     keys: Option<&Path>,
 ) -> anyhow::Result<Jwks> {
@@ -132,7 +132,7 @@ pub async fn trusted_keys(
 
 /// Every trusted audit key as a note key of the log `origin` (keys that cannot sign notes are
 /// left out: they cannot have signed a checkpoint).
-pub fn note_keys(origin: &str, jwks: &Jwks) -> Vec<NoteKey> {
+pub(super) fn note_keys(origin: &str, jwks: &Jwks) -> Vec<NoteKey> {
     jwks.keys
         .iter()
         .filter_map(|jwk| NoteKey::from_jwk(origin, jwk).ok())
@@ -141,7 +141,11 @@ pub fn note_keys(origin: &str, jwks: &Jwks) -> Vec<NoteKey> {
 
 /// Verifies a signed checkpoint: a valid signature by one of `jwks` under the origin's name,
 /// and the origin `origin` (or, if `None`, the one the note names).
-pub fn verify_note(note: &str, origin: Option<&str>, jwks: &Jwks) -> anyhow::Result<Checkpoint> {
+pub(super) fn verify_note(
+    note: &str,
+    origin: Option<&str>,
+    jwks: &Jwks,
+) -> anyhow::Result<Checkpoint> {
     let named = parse_signed_note(note)
         .context("not a signed checkpoint")?
         .0
@@ -152,7 +156,7 @@ pub fn verify_note(note: &str, origin: Option<&str>, jwks: &Jwks) -> anyhow::Res
 }
 
 /// Reads and verifies a saved checkpoint.
-pub fn read_checkpoint(
+pub(super) fn read_checkpoint(
     path: &Path,
     origin: Option<&str>,
     jwks: &Jwks,
@@ -164,7 +168,7 @@ pub fn read_checkpoint(
 
 /// `zt audit verify`'s run, plus, with `--checkpoint`, the Merkle tree of the first `size`
 /// verified records, whose root must be the checkpoint's.
-pub struct CheckedVerification<'k> {
+pub(super) struct CheckedVerification<'k> {
     run: Verification<'k>,
     tree: Option<TreeCheck>,
 }
@@ -179,7 +183,7 @@ struct TreeCheck {
 impl<'k> CheckedVerification<'k> {
     /// A run as [`Verification::new`] makes it, with signatures verified on up to `jobs`
     /// threads, checking against `checkpoint` (verified, and the file it came from) if given.
-    pub fn new(
+    pub(super) fn new(
         signatures: SignaturePolicy<'k>,
         total: Option<u64>,
         quiet: bool,
@@ -198,7 +202,7 @@ impl<'k> CheckedVerification<'k> {
     }
 
     /// Checks one line; returns false once a record has failed (stop feeding).
-    pub fn feed(&mut self, line: &str) -> bool {
+    pub(super) fn feed(&mut self, line: &str) -> bool {
         if !self.run.feed(line) {
             return false;
         }
@@ -211,7 +215,7 @@ impl<'k> CheckedVerification<'k> {
     }
 
     /// Ends the run: the chain's report and, with a checkpoint, whether it matched.
-    pub fn finish(self, expected_head: Option<&str>, signatures_checked: bool) -> Outcome {
+    pub(super) fn finish(self, expected_head: Option<&str>, signatures_checked: bool) -> Outcome {
         let report = self.run.finish(expected_head, signatures_checked);
         let verified = match &report {
             Report::Valid { records, .. } => *records,
@@ -277,7 +281,7 @@ impl TreeCheck {
 }
 
 /// How a checked log compares with the saved checkpoint.
-pub struct CheckpointMatch {
+pub(super) struct CheckpointMatch {
     origin: String,
     size: u64,
     root: Digest32,
@@ -285,25 +289,25 @@ pub struct CheckpointMatch {
 }
 
 /// `zt audit verify`'s result: the chain's report and the checkpoint's.
-pub struct Outcome {
+pub(super) struct Outcome {
     report: Report,
     checkpoint: Option<CheckpointMatch>,
 }
 
 impl Outcome {
     /// The chain's report.
-    pub fn report(&self) -> &Report {
+    pub(super) fn report(&self) -> &Report {
         &self.report
     }
 
     /// True when the chain verified and matched the checkpoint, if one was given.
-    pub fn is_valid(&self) -> bool {
+    pub(super) fn is_valid(&self) -> bool {
         self.report.is_valid() && self.checkpoint.as_ref().is_none_or(|c| c.error.is_none())
     }
 
     /// The `--json` form: the chain's, with a `checkpoint` object when one was given; a chain
     /// that verified but does not match makes it invalid with the check `checkpoint`.
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let mut out = self.report.to_json();
         let Some(cp) = &self.checkpoint else {
             return out;
@@ -326,7 +330,7 @@ impl Outcome {
     }
 
     /// The human form.
-    pub fn to_text(&self) -> String {
+    pub(super) fn to_text(&self) -> String {
         let text = self.report.to_text();
         match (&self.checkpoint, self.report.is_valid()) {
             (Some(cp), true) => match &cp.error {

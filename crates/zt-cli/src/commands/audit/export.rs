@@ -21,7 +21,7 @@ const PAGE: usize = 1000;
 /// `zt audit export` arguments: exactly one source.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "url", "store"])))]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// `ocsf` (OCSF 1.7.0 API Activity events) or `jsonl` (the stored records, verifiable).
     #[arg(long, default_value = "jsonl", value_parser = parse_format)]
     pub format: Format,
@@ -52,7 +52,7 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 /// Runs the export. Exit 0 exported, 1 a source or output failure, 2 usage.
-pub fn run(args: ExportArgs) -> Exit {
+pub(super) fn run(args: ExportArgs) -> Exit {
     match export(&args) {
         Ok(count) => {
             eprintln!(

@@ -9,7 +9,7 @@ use super::checkpoint::Outcome;
 use super::VerifyArgs;
 
 /// Prints the orphans of a verified log.
-pub fn run(args: &VerifyArgs, verified: anyhow::Result<Outcome>) -> Exit {
+pub(super) fn run(args: &VerifyArgs, verified: anyhow::Result<Outcome>) -> Exit {
     let outcome = match verified {
         Ok(outcome) => outcome,
         Err(e) => {

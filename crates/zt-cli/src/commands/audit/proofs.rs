@@ -20,7 +20,7 @@ use crate::exit::Exit;
 
 /// `zt audit verify-consistency` arguments.
 #[derive(Args, Debug)]
-pub struct ConsistencyArgs {
+pub(crate) struct ConsistencyArgs {
     /// The control plane that serves the proof (and the current checkpoint without `--new`).
     #[arg(long, env = "ZT_URL")]
     pub url: zt_client::BaseUrl,
@@ -46,7 +46,7 @@ pub struct ConsistencyArgs {
 
 /// `zt audit verify-inclusion` arguments.
 #[derive(Args, Debug)]
-pub struct InclusionArgs {
+pub(crate) struct InclusionArgs {
     /// The control plane that serves the record and its proof (reading a record needs an admin
     /// credential, --admin-token-file, unless the server runs with `--auth none`).
     #[arg(long, env = "ZT_URL")]
@@ -75,7 +75,7 @@ pub struct InclusionArgs {
 
 /// A check that failed, as opposed to a source that could not be read.
 #[derive(Debug)]
-pub struct Rejected {
+pub(super) struct Rejected {
     check: &'static str,
     message: String,
 }
@@ -89,7 +89,7 @@ impl std::fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// A failed check, named `check` in `--json` output.
-pub fn rejected(check: &'static str, message: impl Into<String>) -> anyhow::Error {
+pub(super) fn rejected(check: &'static str, message: impl Into<String>) -> anyhow::Error {
     Rejected {
         check,
         message: message.into(),
@@ -98,17 +98,17 @@ pub fn rejected(check: &'static str, message: impl Into<String>) -> anyhow::Erro
 }
 
 /// Runs `zt audit verify-consistency`.
-pub fn run_consistency(args: ConsistencyArgs) -> Exit {
+pub(super) fn run_consistency(args: ConsistencyArgs) -> Exit {
     finish(args.json, block_on(consistency(&args)))
 }
 
 /// Runs `zt audit verify-inclusion`.
-pub fn run_inclusion(args: InclusionArgs) -> Exit {
+pub(super) fn run_inclusion(args: InclusionArgs) -> Exit {
     finish(args.json, block_on(inclusion(&args)))
 }
 
 /// Runs a future on a fresh current-thread runtime.
-pub fn block_on<T>(
+pub(super) fn block_on<T>(
     future: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
@@ -118,7 +118,7 @@ pub fn block_on<T>(
 }
 
 /// Prints a command's result (text, or JSON with `valid`) and picks the exit code.
-pub fn finish(json: bool, result: anyhow::Result<(String, Value)>) -> Exit {
+pub(super) fn finish(json: bool, result: anyhow::Result<(String, Value)>) -> Exit {
     match result {
         Ok((text, value)) => {
             if json {

@@ -10,7 +10,7 @@ use super::BenchArgs;
 const REASON: &str = "allowed for benchmarking";
 
 /// What the setup did, so that the end can undo exactly that.
-pub struct Prepared {
+pub(super) struct Prepared {
     /// The token the load presents (none under `--auth none` or with a client certificate).
     pub agent_token: Option<String>,
     /// The setup registered the agent (it did not exist before).
@@ -23,7 +23,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// No setup (`--no-setup`): nothing to undo.
-    pub fn none(agent_token: Option<String>) -> Self {
+    pub(super) fn none(agent_token: Option<String>) -> Self {
         Self {
             agent_token,
             created_agent: false,
@@ -36,7 +36,7 @@ impl Prepared {
 /// Registers the actor and allows the action. A server that would need a second admin to
 /// approve the change is explained, and nothing is left behind: the pending proposal is
 /// withdrawn and the agent removed.
-pub async fn prepare(
+pub(super) async fn prepare(
     admin: &ControlPlane,
     args: &BenchArgs,
     has_admin_token: bool,
@@ -128,7 +128,11 @@ async fn undo_agent(
 
 /// Undoes the setup: restores the policy it changed, removes the agent it registered.
 /// Returns what could not be undone.
-pub async fn clean_up(admin: &ControlPlane, prepared: &Prepared, args: &BenchArgs) -> Vec<String> {
+pub(super) async fn clean_up(
+    admin: &ControlPlane,
+    prepared: &Prepared,
+    args: &BenchArgs,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(cedar) = &prepared.restore_policy {
         let restored = async {

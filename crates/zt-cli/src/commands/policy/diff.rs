@@ -14,7 +14,7 @@ use crate::text::count;
 
 /// `zt policy diff` arguments.
 #[derive(Args, Debug)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// The policy file in force (`.cedar` or reference `.json`).
     pub old: PathBuf,
     /// The policy file proposed.
@@ -30,7 +30,7 @@ pub struct DiffArgs {
 }
 
 /// Prints the diff (and the replay); exit 0 whether or not anything changed.
-pub fn run(args: &DiffArgs) -> Exit {
+pub(super) fn run(args: &DiffArgs) -> Exit {
     let loaded = load(&args.old).and_then(|old| Ok((old, load(&args.new)?)));
     let (old, new) = match loaded {
         Ok(both) => both,

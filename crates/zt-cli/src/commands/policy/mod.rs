@@ -17,7 +17,7 @@ use crate::exit::Exit;
 
 /// `zt policy` subcommands.
 #[derive(Subcommand, Debug)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Parse and validate a policy file (`.cedar` against the shipped schema, or the reference
     /// `.json` format); print its size and version, or the error with its line and column.
     /// Exit 0 valid, 1 invalid or unreadable, 2 usage.
@@ -34,7 +34,7 @@ pub enum PolicyCommand {
 }
 
 /// Runs a policy subcommand.
-pub fn run(command: PolicyCommand) -> Exit {
+pub(crate) fn run(command: PolicyCommand) -> Exit {
     match command {
         PolicyCommand::Validate(args) => validate::run(&args),
         PolicyCommand::Test(args) => test::run(&args),

@@ -13,13 +13,13 @@ use serde_json::Value;
 use zt_policy::{Compared, Outcome, PolicyEngine, PolicyRequest};
 
 /// What the output says about the limits of a replay.
-pub const NOTE: &str = "audit records carry actor, action and resource only: no actor or \
+pub(super) const NOTE: &str = "audit records carry actor, action and resource only: no actor or \
 resource attributes and no context are replayed, so policies that read them decide as if none \
 were sent; each record is replayed at its own timestamp";
 
 /// A request (actor, action, resource) decided differently, and how many records asked it so.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChangedRequest {
+pub(super) struct ChangedRequest {
     /// The actor.
     pub actor: String,
     /// The action.
@@ -38,7 +38,7 @@ pub struct ChangedRequest {
 
 /// The replay of a whole file.
 #[derive(Debug, Default, Serialize)]
-pub struct Replay {
+pub(super) struct Replay {
     /// Decision records replayed.
     pub replayed: u64,
     /// Records of other kinds (`admin`, `rejections`), skipped.
@@ -58,7 +58,11 @@ pub struct Replay {
 }
 
 /// Replays every `kind == "decision"` record of a JSON-lines audit file under both policies.
-pub fn replay(old: &PolicyEngine, new: &PolicyEngine, path: &Path) -> anyhow::Result<Replay> {
+pub(super) fn replay(
+    old: &PolicyEngine,
+    new: &PolicyEngine,
+    path: &Path,
+) -> anyhow::Result<Replay> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open records `{}`", path.display()))?;
     let mut replay = Replay::default();

@@ -15,7 +15,7 @@ use crate::exit::Exit;
 
 /// `zt policy test` arguments.
 #[derive(Args, Debug)]
-pub struct TestArgs {
+pub(crate) struct TestArgs {
     /// The policy file: `.cedar`, or `.json` in the reference format.
     pub file: PathBuf,
     /// The cases file (JSON): `{"cases": [{"name", "request", "expect"}]}`.
@@ -71,7 +71,7 @@ impl Expected {
 }
 
 /// Runs every case; exit 0 only if all pass.
-pub fn run(args: &TestArgs) -> Exit {
+pub(super) fn run(args: &TestArgs) -> Exit {
     let (engine, cases) = match load_both(&args.file, &args.cases) {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e, args.json),

@@ -12,7 +12,7 @@ use crate::text::count;
 
 /// `zt policy validate` arguments.
 #[derive(Args, Debug)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// The policy file: `.cedar`, or `.json` in the reference format.
     pub file: PathBuf,
     /// Print one JSON object instead of text.
@@ -22,7 +22,7 @@ pub struct ValidateArgs {
 
 /// Validates one file: `valid: N policies, version sha256:...` (exit 0), or the error with
 /// its line and column (exit 1).
-pub fn run(args: &ValidateArgs) -> Exit {
+pub(super) fn run(args: &ValidateArgs) -> Exit {
     let file = args.file.display().to_string();
     match load(&args.file) {
         Ok(engine) => {

@@ -1,5 +1,8 @@
 //! Helpers for end-to-end tests: the real `zt` binary, real sockets, raw HTTP.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the shared helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,17 +13,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Path of the `zt` binary under test.
-pub fn zt_bin() -> &'static str {
+pub(crate) fn zt_bin() -> &'static str {
     env!("CARGO_BIN_EXE_zt")
 }
 
 /// Runs `zt ARGS` to completion.
-pub fn zt(args: &[&str]) -> Output {
+pub(crate) fn zt(args: &[&str]) -> Output {
     Command::new(zt_bin()).args(args).output().expect("run zt")
 }
 
 /// A free TCP port on loopback (bound then released; the server binds it right after).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,7 +32,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A child process (a peer, a gateway) killed on drop.
-pub struct Running(pub Child);
+pub(crate) struct Running(pub Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -39,7 +42,7 @@ impl Drop for Running {
 }
 
 /// A running `zt serve --auth none`, killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub port: u16,
     pub data_dir: PathBuf,
@@ -48,17 +51,17 @@ pub struct Server {
 impl Server {
     /// Starts a `--auth none` server on `data_dir` with extra arguments and waits until
     /// `/health` answers.
-    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Self::start_with_auth(data_dir, "none", extra)
     }
 
     /// Starts a server with `--auth MODE`.
-    pub fn start_with_auth(data_dir: &Path, mode: &str, extra: &[&str]) -> Server {
+    pub(crate) fn start_with_auth(data_dir: &Path, mode: &str, extra: &[&str]) -> Server {
         Self::start_with_env(data_dir, mode, extra, &[])
     }
 
     /// Starts a server with `--auth MODE` and extra environment variables.
-    pub fn start_with_env(
+    pub(crate) fn start_with_env(
         data_dir: &Path,
         mode: &str,
         extra: &[&str],
@@ -111,19 +114,19 @@ impl Server {
     }
 
     /// Base URL.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// JSON request; returns status and parsed body.
-    pub fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let bytes = body.map(|b| b.to_string().into_bytes());
         let (status, raw) = http(self.port, method, path, bytes.as_deref()).expect("http");
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
     }
 
     /// JSON request with `Authorization: Bearer <token>`; returns status, headers, parsed body.
-    pub fn json_as(
+    pub(crate) fn json_as(
         &self,
         token: &str,
         method: &str,
@@ -148,14 +151,14 @@ impl Server {
     }
 
     /// The admin token the server created in its data directory.
-    pub fn admin_token(&self) -> String {
+    pub(crate) fn admin_token(&self) -> String {
         let text =
             std::fs::read_to_string(self.data_dir.join("admin-token")).expect("admin token file");
         text.split_whitespace().nth(1).expect("a token").to_string()
     }
 
     /// `POST /actions`.
-    pub fn decide(&self, actor: &str, action: &str, resource: &str) -> (u16, Value) {
+    pub(crate) fn decide(&self, actor: &str, action: &str, resource: &str) -> (u16, Value) {
         self.json(
             "POST",
             "/actions",
@@ -164,7 +167,7 @@ impl Server {
     }
 
     /// Every stored record line.
-    pub fn records(&self) -> Vec<String> {
+    pub(crate) fn records(&self) -> Vec<String> {
         let mut out = Vec::new();
         loop {
             let path = format!("/audit/records?from={}&limit=10000", out.len());
@@ -181,7 +184,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for exit; returns the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
+    pub(crate) fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -189,13 +192,13 @@ impl Server {
     }
 
     /// SIGKILL, no drain.
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     /// What the server wrote to stderr (after it exited).
-    pub fn stderr(mut self) -> String {
+    pub(crate) fn stderr(mut self) -> String {
         let _ = self.child.wait();
         let mut s = String::new();
         if let Some(mut e) = self.child.stderr.take() {
@@ -213,7 +216,7 @@ impl Drop for Server {
 }
 
 /// One raw HTTP/1.1 request with `Connection: close`; returns status and body.
-pub fn http(
+pub(crate) fn http(
     port: u16,
     method: &str,
     path: &str,
@@ -224,7 +227,7 @@ pub fn http(
 }
 
 /// One raw HTTP/1.1 request with extra headers; returns status, header block and body.
-pub fn http_raw(
+pub(crate) fn http_raw(
     port: u16,
     method: &str,
     path: &str,
@@ -271,7 +274,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Every stored record, read with an admin token (a server with credentials).
-pub fn records_as(port: u16, admin: &str) -> Vec<Value> {
+pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = http_raw(
         port,
@@ -290,13 +293,13 @@ pub fn records_as(port: u16, admin: &str) -> Vec<Value> {
 }
 
 /// Parses a JSON line.
-pub fn parse(line: &str) -> Value {
+pub(crate) fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }
 
 /// Splits a raw HTTP/1.1 response read to its end (any transport, e.g. TLS) into status,
 /// header block and (de-chunked) body.
-pub fn parse_http_response(raw: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
+pub(crate) fn parse_http_response(raw: &[u8]) -> std::io::Result<(u16, String, Vec<u8>)> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

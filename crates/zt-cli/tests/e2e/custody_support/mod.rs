@@ -18,18 +18,18 @@ use cryptoki::object::Attribute;
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 
-pub use zt_test_support::moto::Moto;
+pub(crate) use zt_test_support::moto::Moto;
 
 /// A TCP relay to `127.0.0.1:upstream` that can be cut: while cut, open connections are shut
 /// and new ones closed at once, as when the KMS endpoint is unreachable.
-pub struct Relay {
+pub(crate) struct Relay {
     pub port: u16,
     cut: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Relay {
-    pub fn start(upstream: u16) -> Relay {
+    pub(crate) fn start(upstream: u16) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -65,7 +65,7 @@ impl Relay {
     }
 
     /// Cuts (`true`) or restores (`false`) the connection to the KMS.
-    pub fn set_cut(&self, cut: bool) {
+    pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
         if cut {
             for stream in self.open.lock().unwrap().drain(..) {
@@ -86,19 +86,19 @@ fn softhsm_module() -> Result<String, String> {
 
 /// A SoftHSM2 token made for one test (its own config and token directory), holding P-256
 /// key pairs made on the token.
-pub struct SoftHsm {
+pub(crate) struct SoftHsm {
     pub dir: tempfile::TempDir,
     pub module: String,
     pub conf: PathBuf,
 }
 
-pub const TOKEN: &str = "zt-test";
-pub const PIN: &str = "5678";
+pub(crate) const TOKEN: &str = "zt-test";
+pub(crate) const PIN: &str = "5678";
 
 impl SoftHsm {
     /// Initializes a token labelled [`TOKEN`] with user PIN [`PIN`] and makes a P-256 key
     /// pair for each of `keys` (labels), or skips.
-    pub fn create(keys: &[&str]) -> Option<SoftHsm> {
+    pub(crate) fn create(keys: &[&str]) -> Option<SoftHsm> {
         let module = softhsm_module();
         if !zt_test_support::service_or_skip(
             "SoftHSM2 (apt-get install softhsm2)",
@@ -124,12 +124,12 @@ impl SoftHsm {
     }
 
     /// `--signer` for the key `label`.
-    pub fn signer(&self, label: &str) -> String {
+    pub(crate) fn signer(&self, label: &str) -> String {
         format!("pkcs11:module={};token={TOKEN};key={label}", self.module)
     }
 
     /// The environment of a `zt serve` using this token.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("SOFTHSM2_CONF", self.conf.display().to_string()),
             ("ZT_PKCS11_PIN", PIN.to_string()),
@@ -175,7 +175,7 @@ fn init_token(module: &str, conf: &Path, keys: &[&str]) {
 
 /// Run in a child process by [`init_token`]: makes the key pairs named in
 /// `ZT_TEST_SOFTHSM_KEYS` on the token of `SOFTHSM2_CONF`.
-pub fn make_keys_in_child() {
+pub(crate) fn make_keys_in_child() {
     let Ok(module) = std::env::var("ZT_TEST_SOFTHSM_MODULE") else {
         return;
     };

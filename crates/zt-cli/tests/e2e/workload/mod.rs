@@ -1,7 +1,10 @@
 //! Support for the workload-identity end-to-end tests: a test CA and certificates (rcgen), a
 //! small blocking HTTPS client (rustls), a TLS-aware server launcher, and JWT-SVID signing
 //! (aws-lc-rs). Everything is made at test time; nothing is checked in.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different part of the shared helpers"
+)]
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
@@ -25,27 +28,27 @@ use serde_json::{json, Value};
 
 use crate::common::{free_port, http_raw, parse, parse_http_response, zt_bin, Server};
 
-pub const BILLING: &str = "spiffe://example.org/agent/billing";
-pub const ADMIN: &str = "spiffe://example.org/ops/admin";
-pub const AUDIENCE: &str = "zt-control-plane";
+pub(crate) const BILLING: &str = "spiffe://example.org/agent/billing";
+pub(crate) const ADMIN: &str = "spiffe://example.org/ops/admin";
+pub(crate) const AUDIENCE: &str = "zt-control-plane";
 
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
 /// A test CA and the files a server needs (its CA bundle, its own chain and key).
-pub struct Pki {
+pub(crate) struct Pki {
     pub dir: tempfile::TempDir,
     pub ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 /// A client certificate and key, PEM.
-pub struct Identity {
+pub(crate) struct Identity {
     pub cert: String,
     pub key: String,
 }
 
 impl Pki {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -68,12 +71,12 @@ impl Pki {
         pki
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// A client certificate with these URI SANs (and a DNS SAN, which is not an identity).
-    pub fn client(&self, uris: &[&str]) -> Identity {
+    pub(crate) fn client(&self, uris: &[&str]) -> Identity {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
         for uri in uris {
@@ -90,7 +93,7 @@ impl Pki {
     }
 
     /// Client settings trusting this CA, presenting `identity` if given.
-    pub fn client_config(&self, identity: Option<&Identity>) -> Arc<ClientConfig> {
+    pub(crate) fn client_config(&self, identity: Option<&Identity>) -> Arc<ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(self.ca.pem().as_bytes()).unwrap())
@@ -113,7 +116,7 @@ impl Pki {
     }
 
     /// `--tls-cert`, `--tls-key` and `--client-ca` for this CA.
-    pub fn serve_args(&self) -> Vec<String> {
+    pub(crate) fn serve_args(&self) -> Vec<String> {
         let p = |n: &str| self.path(n).display().to_string();
         vec![
             "--tls-cert".into(),
@@ -129,7 +132,7 @@ impl Pki {
 // ---------------------------------------------------------------------------------------------
 // An HTTPS client: one request per connection, `Connection: close`.
 
-pub fn https(
+pub(crate) fn https(
     port: u16,
     config: &Arc<ClientConfig>,
     method: &str,
@@ -169,7 +172,7 @@ pub fn https(
 }
 
 /// A JSON request over HTTPS with an optional bearer token.
-pub fn call(
+pub(crate) fn call(
     server: &Server,
     config: &Arc<ClientConfig>,
     token: Option<&str>,
@@ -196,7 +199,7 @@ pub fn call(
     )
 }
 
-pub fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
+pub(crate) fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = https(
         server.port,
@@ -211,18 +214,23 @@ pub fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<
     String::from_utf8(raw).unwrap().lines().map(parse).collect()
 }
 
-pub fn decisions(log: &[Value]) -> usize {
+pub(crate) fn decisions(log: &[Value]) -> usize {
     log.iter().filter(|r| r["kind"] == "decision").count()
 }
 
-pub fn metric(text: &str, name: &str) -> u64 {
+pub(crate) fn metric(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0)
 }
 
 /// Starts `zt serve --auth credentials` over HTTPS and waits until `/health` answers over TLS.
-pub fn start_tls(pki: &Pki, data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+pub(crate) fn start_tls(
+    pki: &Pki,
+    data_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let probe = pki.client_config(None);
     for _ in 0..5 {
         let port = free_port();
@@ -271,28 +279,28 @@ pub fn start_tls(pki: &Pki, data_dir: &Path, extra: &[&str], env: &[(&str, &str)
 // ---------------------------------------------------------------------------------------------
 // JWT-SVIDs, signed here with aws-lc-rs
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-pub struct EcSigner(pub EcdsaKeyPair);
+pub(crate) struct EcSigner(pub EcdsaKeyPair);
 
 impl EcSigner {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap())
     }
-    pub fn jwk(&self, kid: &str) -> Value {
+    pub(crate) fn jwk(&self, kid: &str) -> Value {
         let point = self.0.public_key().as_ref();
         json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "jwt-svid", "x": b64(&point[1..33]), "y": b64(&point[33..65])})
     }
-    pub fn sign(&self, header: Value, claims: Value) -> String {
+    pub(crate) fn sign(&self, header: Value, claims: Value) -> String {
         let input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -303,16 +311,16 @@ impl EcSigner {
     }
 }
 
-pub fn svid_claims(sub: &str) -> Value {
+pub(crate) fn svid_claims(sub: &str) -> Value {
     json!({"sub": sub, "aud": [AUDIENCE], "exp": now() + 300, "iat": now()})
 }
 
-pub fn es256(kid: &str) -> Value {
+pub(crate) fn es256(kid: &str) -> Value {
     json!({"alg": "ES256", "kid": kid, "typ": "JWT"})
 }
 
 /// A server with `--require-client-cert` (whose readiness probe needs a certificate).
-pub fn start_required(pki: &Pki, data_dir: &Path) -> Server {
+pub(crate) fn start_required(pki: &Pki, data_dir: &Path) -> Server {
     let probe = pki.client_config(Some(&pki.client(&["spiffe://example.org/probe"])));
     let port = free_port();
     let child = Command::new(zt_bin())
@@ -346,7 +354,7 @@ pub fn start_required(pki: &Pki, data_dir: &Path) -> Server {
 }
 
 /// [`records`] over plain HTTP (the JWT-SVID server does not use TLS).
-pub fn plain_records(server: &Server, admin: &str) -> Vec<Value> {
+pub(crate) fn plain_records(server: &Server, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = http_raw(
         server.port,

@@ -55,23 +55,7 @@ fn peers() -> Option<Peers> {
 
 /// A control plane with credentials and `policy`, and a registered agent's token.
 fn control_plane(dir: &Path, policy: &str) -> (Server, String) {
-    let policy_file = dir.join("policy.cedar");
-    std::fs::write(&policy_file, policy).unwrap();
-    let data = dir.join("data");
-    let server = Server::start_with_auth(
-        &data,
-        "credentials",
-        &["--single-admin", "--policy", policy_file.to_str().unwrap()],
-    );
-    let (status, _, body) = server.json_as(
-        &server.admin_token(),
-        "POST",
-        "/agents",
-        Some(json!({"actor": ACTOR})),
-    );
-    assert_eq!(status, 201, "{body}");
-    let token = body["token"].as_str().expect("agent token").to_string();
-    (server, token)
+    Server::with_policy_and_agent(dir, policy, ACTOR)
 }
 
 /// Runs the Python client's `scenario` against `zt mcp-gateway --server-name NAME -- SERVER`.

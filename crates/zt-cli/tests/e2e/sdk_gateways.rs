@@ -43,21 +43,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A control plane with credentials and the test policy, and the agent's token.
 fn control_plane(dir: &Path) -> (Server, String) {
-    let policy = dir.join("policy.cedar");
-    std::fs::write(&policy, POLICY).unwrap();
-    let server = Server::start_with_auth(
-        &dir.join("data"),
-        "credentials",
-        &["--single-admin", "--policy", policy.to_str().unwrap()],
-    );
-    let (status, _, body) = server.json_as(
-        &server.admin_token(),
-        "POST",
-        "/agents",
-        Some(json!({"actor": ACTOR})),
-    );
-    assert_eq!(status, 201, "{body}");
-    (server, body["token"].as_str().unwrap().to_string())
+    Server::with_policy_and_agent(dir, POLICY, ACTOR)
 }
 
 /// The SDK client of the test agent, with the server's keys pinned.

@@ -49,6 +49,27 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// A control plane with credentials (one admin, `--single-admin`) whose policy file holds
+    /// `policy`, and `actor` registered; returns the server and the agent's token.
+    pub(crate) fn with_policy_and_agent(dir: &Path, policy: &str, actor: &str) -> (Server, String) {
+        let policy_file = dir.join("policy.cedar");
+        std::fs::write(&policy_file, policy).unwrap();
+        let server = Server::start_with_auth(
+            &dir.join("data"),
+            "credentials",
+            &["--single-admin", "--policy", policy_file.to_str().unwrap()],
+        );
+        let (status, _, body) = server.json_as(
+            &server.admin_token(),
+            "POST",
+            "/agents",
+            Some(serde_json::json!({ "actor": actor })),
+        );
+        assert_eq!(status, 201, "{body}");
+        let token = body["token"].as_str().expect("agent token").to_string();
+        (server, token)
+    }
+
     /// Starts a `--auth none` server on `data_dir` with extra arguments and waits until
     /// `/health` answers.
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Server {

@@ -266,6 +266,23 @@ fn relink(records: &mut [Map<String, Value>], from: usize, signer: Option<&Local
     }
 }
 
+/// The log's lines with record `at` changed by `edit`.
+fn edited(log: &Log, at: usize, edit: impl FnOnce(&mut Map<String, Value>)) -> Vec<String> {
+    let mut records = log.records();
+    edit(&mut records[at]);
+    to_lines(&records)
+}
+
+/// The log's lines with field `field` of record K's signature set to `value`.
+fn with_signature_field(log: &Log, field: &str, value: Value) -> Vec<String> {
+    edited(log, K, |r| {
+        r["kms_signature"]
+            .as_object_mut()
+            .unwrap()
+            .insert(field.into(), value);
+    })
+}
+
 #[test]
 fn untouched_log_verifies_in_every_form() {
     let log = Log::new();
@@ -307,126 +324,148 @@ fn untouched_log_verifies_in_every_form() {
 #[test]
 fn edited_fields_fail_the_hash_of_that_record() {
     let log = Log::new();
-
-    // deny -> allow on record K.
-    let mut records = log.records();
     assert_eq!(
-        records[K]["decision"], "deny",
+        log.records()[K]["decision"],
+        "deny",
         "fixture: record {K} is a deny"
     );
-    records[K].insert("decision".into(), json!("allow"));
-    let report = log.expect_invalid(
-        "decision.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "hash",
-    );
-    assert_eq!(
-        report["error"]["found"],
-        log.records()[K]["current_hash"],
-        "found = the stored hash: {report}"
-    );
-
-    // Reason text of record K.
-    let mut records = log.records();
-    records[K].insert(
-        "reason".into(),
-        json!("Terminating EC2 instances is fine, really."),
-    );
-    log.expect_invalid("reason.jsonl", &to_lines(&records), &[], K, Some(K), "hash");
-
-    // A field that is only in the stored record (not in the contract body): still hashed.
-    let mut records = log.records();
-    records[K].insert("authenticated".into(), json!(true));
-    log.expect_invalid(
-        "authenticated.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "hash",
-    );
-
-    // An extra field added to record K.
-    let mut records = log.records();
-    records[K].insert("approved_by".into(), json!("mallory"));
-    log.expect_invalid(
-        "extra-field.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "hash",
-    );
-
-    // The first record is checked too.
-    let mut records = log.records();
-    records[0].insert("resource".into(), json!("mallory-agent"));
-    log.expect_invalid("first.jsonl", &to_lines(&records), &[], 0, Some(0), "hash");
-
-    // ... and the last.
-    let mut records = log.records();
     let last = RECORDS - 1;
-    records[last].insert("resource".into(), json!("i-other"));
-    log.expect_invalid(
-        "last.jsonl",
-        &to_lines(&records),
-        &[],
-        last,
-        Some(last),
-        "hash",
-    );
+    // (case, record edited, field set, value): each fails the hash of that record, and the
+    // hash it found is the one stored.
+    let cases = [
+        ("decision", K, "decision", json!("allow")),
+        (
+            "reason",
+            K,
+            "reason",
+            json!("Terminating EC2 instances is fine, really."),
+        ),
+        // A field that is only in the stored record (not in the contract body): still hashed.
+        ("authenticated", K, "authenticated", json!(true)),
+        ("extra-field", K, "approved_by", json!("mallory")),
+        // The first record is checked too, and the last.
+        ("first", 0, "resource", json!("mallory-agent")),
+        ("last", last, "resource", json!("i-other")),
+    ];
+    for (name, at, field, value) in cases {
+        let lines = edited(&log, at, |r| {
+            r.insert(field.into(), value);
+        });
+        let name = format!("{name}.jsonl");
+        let report = log.expect_invalid(&name, &lines, &[], at, Some(at), "hash");
+        assert_eq!(
+            report["error"]["found"],
+            log.records()[at]["current_hash"],
+            "{name}: found = the stored hash: {report}"
+        );
+    }
+}
+
+/// A log whose records are out of sequence, where verification must stop and, when the case
+/// pins them, the seq it expected and found there.
+struct OutOfSequence {
+    name: &'static str,
+    lines: Vec<String>,
+    index: usize,
+    seq: usize,
+    check: &'static str,
+    expected: Option<usize>,
+    found: Option<usize>,
 }
 
 #[test]
 fn deleted_reordered_and_replayed_records_fail_the_sequence() {
     let log = Log::new();
-
-    // Delete record K: the record after it is where the chain breaks (seq is checked first).
-    let mut lines = log.lines.clone();
-    lines.remove(K);
-    let report = log.expect_invalid("deleted.jsonl", &lines, &[], K, Some(K + 1), "sequence");
-    assert_eq!(report["error"]["expected"], K.to_string(), "{report}");
-    assert_eq!(report["error"]["found"], (K + 1).to_string(), "{report}");
-
-    // Delete the first record.
-    let mut lines = log.lines.clone();
-    lines.remove(0);
-    log.expect_invalid("deleted-first.jsonl", &lines, &[], 0, Some(1), "sequence");
-
-    // Swap two adjacent records.
-    let mut lines = log.lines.clone();
-    lines.swap(K, K + 1);
-    let report = log.expect_invalid("swapped.jsonl", &lines, &[], K, Some(K + 1), "sequence");
-    assert_eq!(report["error"]["expected"], K.to_string(), "{report}");
-
-    // Swap two distant records.
-    let mut lines = log.lines.clone();
-    lines.swap(4, 17);
-    log.expect_invalid("swapped-far.jsonl", &lines, &[], 4, Some(17), "sequence");
-
-    // Replay record K right after itself.
-    let mut lines = log.lines.clone();
-    lines.insert(K + 1, log.lines[K].clone());
-    let report = log.expect_invalid("replayed.jsonl", &lines, &[], K + 1, Some(K), "sequence");
-    assert_eq!(report["error"]["expected"], (K + 1).to_string(), "{report}");
-
+    let changed = |change: &dyn Fn(&mut Vec<String>)| {
+        let mut lines = log.lines.clone();
+        change(&mut lines);
+        lines
+    };
     // Renumber the records after a deletion so seq is contiguous: the link breaks instead.
-    let mut records = log.records();
-    records.remove(K);
-    for (i, r) in records.iter_mut().enumerate().skip(K) {
+    let mut renumbered = log.records();
+    renumbered.remove(K);
+    for (i, r) in renumbered.iter_mut().enumerate().skip(K) {
         r.insert("seq".into(), json!(i));
     }
-    log.expect_invalid(
-        "deleted-renumbered.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "link",
-    );
+    let cases = [
+        // Delete record K: the record after it is where the chain breaks (seq is checked first).
+        OutOfSequence {
+            name: "deleted",
+            lines: changed(&|l| {
+                l.remove(K);
+            }),
+            index: K,
+            seq: K + 1,
+            check: "sequence",
+            expected: Some(K),
+            found: Some(K + 1),
+        },
+        OutOfSequence {
+            name: "deleted-first",
+            lines: changed(&|l| {
+                l.remove(0);
+            }),
+            index: 0,
+            seq: 1,
+            check: "sequence",
+            expected: None,
+            found: None,
+        },
+        // Two adjacent records swapped, then two distant ones.
+        OutOfSequence {
+            name: "swapped",
+            lines: changed(&|l| l.swap(K, K + 1)),
+            index: K,
+            seq: K + 1,
+            check: "sequence",
+            expected: Some(K),
+            found: None,
+        },
+        OutOfSequence {
+            name: "swapped-far",
+            lines: changed(&|l| l.swap(4, 17)),
+            index: 4,
+            seq: 17,
+            check: "sequence",
+            expected: None,
+            found: None,
+        },
+        // Record K replayed right after itself.
+        OutOfSequence {
+            name: "replayed",
+            lines: changed(&|l| l.insert(K + 1, log.lines[K].clone())),
+            index: K + 1,
+            seq: K,
+            check: "sequence",
+            expected: Some(K + 1),
+            found: None,
+        },
+        OutOfSequence {
+            name: "deleted-renumbered",
+            lines: to_lines(&renumbered),
+            index: K,
+            seq: K,
+            check: "link",
+            expected: None,
+            found: None,
+        },
+    ];
+    for case in cases {
+        let name = format!("{}.jsonl", case.name);
+        let report = log.expect_invalid(
+            &name,
+            &case.lines,
+            &[],
+            case.index,
+            Some(case.seq),
+            case.check,
+        );
+        for (key, want) in [("expected", case.expected), ("found", case.found)] {
+            if let Some(want) = want {
+                assert_eq!(report["error"][key], want.to_string(), "{name}: {report}");
+            }
+        }
+    }
 }
 
 #[test]
@@ -434,161 +473,96 @@ fn swapped_and_foreign_signatures_fail_the_signature_check() {
     let log = Log::new();
 
     // Swap the signatures of two records: both are genuine, neither is over its record.
-    let mut records = log.records();
+    let mut swapped = log.records();
     let (a, b) = (
-        records[K]["kms_signature"].clone(),
-        records[K + 3]["kms_signature"].clone(),
+        swapped[K]["kms_signature"].clone(),
+        swapped[K + 3]["kms_signature"].clone(),
     );
     assert_ne!(a, b);
-    records[K].insert("kms_signature".into(), b);
-    records[K + 3].insert("kms_signature".into(), a);
-    let report = log.expect_invalid(
-        "sig-swapped.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    assert!(
-        report["error"]["found"]
-            .as_str()
-            .unwrap()
-            .contains("does not verify"),
-        "{report}"
-    );
+    swapped[K].insert("kms_signature".into(), b);
+    swapped[K + 3].insert("kms_signature".into(), a);
 
-    // A genuine signature from another server's log (another key) spliced into record K.
+    // A genuine signature from another server's log (another key).
     let other = tempfile::tempdir().unwrap();
     let (other_lines, other_keys, _) = record_a_log(&other.path().join("data"));
-    let other_record = parse(&other_lines[K]);
+    let other_sig = parse(&other_lines[K])["kms_signature"].clone();
     let other_kid = other_keys["keys"][0]["kid"].as_str().unwrap().to_string();
-    assert_ne!(
-        other_record["kms_signature"]["key_id"],
-        records[K]["kms_signature"]["key_id"]
-    );
-    let mut records = log.records();
-    records[K].insert(
-        "kms_signature".into(),
-        other_record["kms_signature"].clone(),
-    );
-    let report = log.expect_invalid(
-        "sig-other-server.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    assert!(
-        report["error"]["found"]
-            .as_str()
-            .unwrap()
-            .contains(&other_kid),
-        "{report}"
-    );
+    let our_kid = log.records()[K]["kms_signature"]["key_id"].clone();
+    assert_ne!(other_sig["key_id"], our_kid);
+    let mut other_relabelled = other_sig.clone();
+    other_relabelled["key_id"] = our_kid.clone();
 
-    // The other server's signature relabelled with our key id: does not verify.
-    let mut records = log.records();
-    let our_kid = records[K]["kms_signature"]["key_id"].clone();
-    let mut sig = other_record["kms_signature"].clone();
-    sig["key_id"] = our_kid.clone();
-    records[K].insert("kms_signature".into(), sig);
-    log.expect_invalid(
-        "sig-other-relabelled.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-
-    // Our own genuine signature, but the key id changed to one nobody published.
-    let mut records = log.records();
-    records[K]["kms_signature"]
-        .as_object_mut()
-        .unwrap()
-        .insert("key_id".into(), json!("zt-p256-0000000000000000"));
-    let report = log.expect_invalid(
-        "sig-unknown-kid.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    assert!(
-        report["error"]["found"]
-            .as_str()
-            .unwrap()
-            .contains("zt-p256-0000000000000000"),
-        "{report}"
-    );
-
-    // A correct signature over the right hash by an attacker's own key: unknown key.
+    // A correct signature over the right hash by an attacker's own key.
     let attacker_dir = tempfile::tempdir().unwrap();
     let attacker = LocalKeySigner::load_or_create(attacker_dir.path()).unwrap();
-    let mut records = log.records();
-    resign(&mut records[K], &attacker);
-    log.expect_invalid(
-        "sig-attacker.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    // ... and relabelled as our key: does not verify.
-    records[K]["kms_signature"]
+    let mut attacker_signed = log.records();
+    resign(&mut attacker_signed[K], &attacker);
+    let mut attacker_relabelled = attacker_signed.clone();
+    attacker_relabelled[K]["kms_signature"]
         .as_object_mut()
         .unwrap()
         .insert("key_id".into(), our_kid);
-    log.expect_invalid(
-        "sig-attacker-relabelled.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
 
-    // No signature at all, a wrong algorithm, a signature that is not base64.
-    let mut records = log.records();
-    records[K].remove("kms_signature");
-    log.expect_invalid(
-        "sig-missing.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    let mut records = log.records();
-    records[K]["kms_signature"]
-        .as_object_mut()
-        .unwrap()
-        .insert("algorithm".into(), json!("NONE"));
-    log.expect_invalid(
-        "sig-algorithm.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
-    let mut records = log.records();
-    records[K]["kms_signature"]
-        .as_object_mut()
-        .unwrap()
-        .insert("signature".into(), json!("!!not base64!!"));
-    log.expect_invalid(
-        "sig-garbage.jsonl",
-        &to_lines(&records),
-        &[],
-        K,
-        Some(K),
-        "signature",
-    );
+    // (case, lines, what `error.found` must contain): each fails the signature of record K.
+    let cases: [(&str, Vec<String>, Option<&str>); 9] = [
+        ("sig-swapped", to_lines(&swapped), Some("does not verify")),
+        (
+            "sig-other-server",
+            edited(&log, K, |r| {
+                r.insert("kms_signature".into(), other_sig.clone());
+            }),
+            Some(other_kid.as_str()),
+        ),
+        // The other server's signature relabelled with our key id: does not verify.
+        (
+            "sig-other-relabelled",
+            edited(&log, K, |r| {
+                r.insert("kms_signature".into(), other_relabelled);
+            }),
+            None,
+        ),
+        // Our own genuine signature, but the key id changed to one nobody published.
+        (
+            "sig-unknown-kid",
+            with_signature_field(&log, "key_id", json!("zt-p256-0000000000000000")),
+            Some("zt-p256-0000000000000000"),
+        ),
+        // The attacker's key is unknown; relabelled as our key, it does not verify.
+        ("sig-attacker", to_lines(&attacker_signed), None),
+        (
+            "sig-attacker-relabelled",
+            to_lines(&attacker_relabelled),
+            None,
+        ),
+        // No signature at all, a wrong algorithm, a signature that is not base64.
+        (
+            "sig-missing",
+            edited(&log, K, |r| {
+                r.remove("kms_signature");
+            }),
+            None,
+        ),
+        (
+            "sig-algorithm",
+            with_signature_field(&log, "algorithm", json!("NONE")),
+            None,
+        ),
+        (
+            "sig-garbage",
+            with_signature_field(&log, "signature", json!("!!not base64!!")),
+            None,
+        ),
+    ];
+    for (name, lines, found) in cases {
+        let name = format!("{name}.jsonl");
+        let report = log.expect_invalid(&name, &lines, &[], K, Some(K), "signature");
+        if let Some(found) = found {
+            assert!(
+                report["error"]["found"].as_str().unwrap().contains(found),
+                "{name}: found must name `{found}`: {report}"
+            );
+        }
+    }
 
     // With the keys of the *other* server, our untouched log does not verify from record 0.
     let other_keys_file = log.path("other-keys.json");

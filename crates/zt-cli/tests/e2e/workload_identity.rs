@@ -30,67 +30,54 @@ fn a_client_certificate_is_the_agents_identity() {
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
 
     // Bearer tokens still work over TLS: the admin registers the SPIFFE ID like any actor.
-    let (s, _, body) = call(
+    let [billing_token, plain_token] = [BILLING, "plain-agent"].map(|actor| {
+        let (s, _, body) = post(
+            &server,
+            &anonymous,
+            Some(&admin),
+            "/agents",
+            json!({"actor": actor}),
+        );
+        assert_eq!(s, 201, "{actor}: {body}");
+        body["token"].as_str().unwrap().to_string()
+    });
+    let (s, _, _) = post(
         &server,
         &anonymous,
         Some(&admin),
-        "POST",
-        "/agents",
-        Some(json!({"actor": BILLING})),
-    );
-    assert_eq!(s, 201, "{body}");
-    let billing_token = body["token"].as_str().unwrap().to_string();
-    let (s, _, body) = call(
-        &server,
-        &anonymous,
-        Some(&admin),
-        "POST",
-        "/agents",
-        Some(json!({"actor": "plain-agent"})),
-    );
-    assert_eq!(s, 201);
-    let plain_token = body["token"].as_str().unwrap().to_string();
-    let (s, _, _) = call(
-        &server,
-        &anonymous,
-        Some(&admin),
-        "POST",
         "/policies/allow",
-        Some(json!({"action": "invoices.read", "reason": "ok"})),
+        json!({"action": "invoices.read", "reason": "ok"}),
     );
     assert_eq!(s, 201);
 
     // The certificate alone authenticates; the actor is the full SPIFFE ID.
-    let (s, _, decision) = call(
+    let (s, _, decision) = post(
         &server,
         &billing,
         None,
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read", "resource": "inv-1"})),
+        json!({"action": "invoices.read", "resource": "inv-1"}),
     );
     assert_eq!(s, 200, "{decision}");
     assert_eq!(decision["actor"], BILLING);
     assert_eq!(decision["decision"], "allow");
     assert_eq!(decision["evidence"]["authenticated"], true);
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &billing,
         None,
-        "POST",
         "/actions",
-        Some(json!({"actor": BILLING, "action": "invoices.read"})),
+        json!({"actor": BILLING, "action": "invoices.read"}),
     );
     assert_eq!(s, 200, "the body may repeat the actor");
 
     // Claiming another actor in the body is a logged deny, as with tokens.
-    let (s, _, spoof) = call(
+    let (s, _, spoof) = post(
         &server,
         &billing,
         None,
-        "POST",
         "/actions",
-        Some(json!({"actor": "plain-agent", "action": "invoices.read"})),
+        json!({"actor": "plain-agent", "action": "invoices.read"}),
     );
     assert_eq!(s, 403);
     assert_eq!(
@@ -102,23 +89,21 @@ fn a_client_certificate_is_the_agents_identity() {
     );
 
     // Certificate and token together must name the same caller.
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &billing,
         Some(&billing_token),
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!(s, 200, "agreeing certificate and token");
     let before = decisions(&records(&server, &anonymous, &admin));
-    let (s, headers, refused) = call(
+    let (s, headers, refused) = post(
         &server,
         &billing,
         Some(&plain_token),
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!(s, 401, "{refused}");
     assert!(headers
@@ -138,35 +123,32 @@ fn a_client_certificate_is_the_agents_identity() {
     );
 
     // A plain bearer token over TLS, no certificate.
-    let (s, _, decision) = call(
+    let (s, _, decision) = post(
         &server,
         &anonymous,
         Some(&plain_token),
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!((s, decision["actor"].as_str()), (200, Some("plain-agent")));
     // No credential at all.
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &anonymous,
         None,
-        "POST",
         "/actions",
-        Some(json!({"actor": BILLING, "action": "invoices.read"})),
+        json!({"actor": BILLING, "action": "invoices.read"}),
     );
     assert_eq!(s, 401);
 
     // A valid certificate for an unregistered SPIFFE ID: authenticated, and denied on the record.
     let stranger = pki.client_config(Some(&pki.client(&["spiffe://example.org/agent/stranger"])));
-    let (s, _, denied) = call(
+    let (s, _, denied) = post(
         &server,
         &stranger,
         None,
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!(s, 403);
     assert_eq!(denied["reason"], "agent is not registered");
@@ -194,13 +176,12 @@ fn failed_handshakes_never_stop_the_server() {
     let server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &anonymous,
         Some(&admin),
-        "POST",
         "/agents",
-        Some(json!({"actor": BILLING})),
+        json!({"actor": BILLING}),
     );
     assert_eq!(s, 201);
 
@@ -233,13 +214,12 @@ fn failed_handshakes_never_stop_the_server() {
 
     // The server keeps serving everyone else.
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
-    let (s, _, decision) = call(
+    let (s, _, decision) = post(
         &server,
         &billing,
         None,
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!(
         (s, decision["actor"].as_str()),
@@ -286,21 +266,19 @@ fn sigterm_drains_in_flight_requests_over_tls() {
     let mut server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    call(
+    post(
         &server,
         &anonymous,
         Some(&admin),
-        "POST",
         "/agents",
-        Some(json!({"actor": BILLING})),
+        json!({"actor": BILLING}),
     );
-    call(
+    post(
         &server,
         &anonymous,
         Some(&admin),
-        "POST",
         "/policies/allow",
-        Some(json!({"action": "invoices.read", "reason": "ok"})),
+        json!({"action": "invoices.read", "reason": "ok"}),
     );
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
     let open = || {
@@ -370,23 +348,21 @@ fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
     for actor in [BILLING, "spiffe://example.org/agent/other"] {
-        let (s, _, _) = call(
+        let (s, _, _) = post(
             &server,
             &anonymous,
             Some(&admin),
-            "POST",
             "/agents",
-            Some(json!({"actor": actor})),
+            json!({"actor": actor}),
         );
         assert_eq!(s, 201);
     }
-    let (_, _, body) = call(
+    let (_, _, body) = post(
         &server,
         &anonymous,
         Some(&admin),
-        "POST",
         "/agents",
-        Some(json!({"actor": "token-agent"})),
+        json!({"actor": "token-agent"}),
     );
     let token = body["token"].as_str().unwrap().to_string();
 
@@ -408,13 +384,12 @@ fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     ];
     for (name, uris) in cases {
         let config = pki.client_config(Some(&pki.client(uris)));
-        let (s, _, body) = call(
+        let (s, _, body) = post(
             &server,
             &config,
             None,
-            "POST",
             "/actions",
-            Some(json!({"actor": BILLING, "action": "a.b"})),
+            json!({"actor": BILLING, "action": "a.b"}),
         );
         assert_eq!(s, 401, "{name}: {body}");
         assert!(
@@ -425,13 +400,12 @@ fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
             "{name}: {body}"
         );
         // The connection is still good for a bearer token, which then names the caller alone.
-        let (s, _, body) = call(
+        let (s, _, body) = post(
             &server,
             &config,
             Some(&token),
-            "POST",
             "/actions",
-            Some(json!({"action": "a.b"})),
+            json!({"action": "a.b"}),
         );
         assert_eq!(
             (s, body["actor"].as_str()),
@@ -465,33 +439,24 @@ fn admin_spiffe_ids_may_administer_and_agent_certificates_may_not() {
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
     let other = pki.client_config(Some(&pki.client(&["spiffe://example.org/agent/unlisted"])));
 
-    let (s, _, body) = call(
-        &server,
-        &admin,
-        None,
-        "POST",
-        "/agents",
-        Some(json!({"actor": BILLING})),
-    );
+    let (s, _, body) = post(&server, &admin, None, "/agents", json!({"actor": BILLING}));
     assert_eq!(s, 201, "{body}");
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &admin,
         None,
-        "POST",
         "/policies/allow",
-        Some(json!({"action": "invoices.read", "reason": "ok"})),
+        json!({"action": "invoices.read", "reason": "ok"}),
     );
     assert_eq!(s, 201);
     let (s, _, agents) = call(&server, &admin, None, "GET", "/agents", None);
     assert_eq!((s, agents["agents"].as_array().unwrap().len()), (200, 1));
-    let (s, _, _) = call(
+    let (s, _, _) = post(
         &server,
         &billing,
         None,
-        "POST",
         "/actions",
-        Some(json!({"action": "invoices.read"})),
+        json!({"action": "invoices.read"}),
     );
     assert_eq!(s, 200);
 

@@ -199,6 +199,17 @@ pub(crate) fn call(
     )
 }
 
+/// A JSON `POST` over HTTPS with an optional bearer token.
+pub(crate) fn post(
+    server: &Server,
+    config: &Arc<ClientConfig>,
+    token: Option<&str>,
+    path: &str,
+    body: Value,
+) -> (u16, String, Value) {
+    call(server, config, token, "POST", path, Some(body))
+}
+
 pub(crate) fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = https(

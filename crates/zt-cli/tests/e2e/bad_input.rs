@@ -27,6 +27,26 @@ struct Refusal {
     cause: &'static str,
 }
 
+impl Refusal {
+    /// A refusal with `status` whose error is exactly `error`.
+    const fn exactly(status: u16, error: &'static str, cause: &'static str) -> Refusal {
+        Refusal {
+            status,
+            error: Expect::Exactly(error),
+            cause,
+        }
+    }
+
+    /// A refusal with `status` whose error starts with `prefix`.
+    const fn starts_with(status: u16, prefix: &'static str, cause: &'static str) -> Refusal {
+        Refusal {
+            status,
+            error: Expect::StartsWith(prefix),
+            cause,
+        }
+    }
+}
+
 enum Expect {
     Exactly(&'static str),
     StartsWith(&'static str),
@@ -135,31 +155,15 @@ fn request_of_len(len: usize) -> String {
 /// Sends the whole catalogue of bad requests; returns the expected count per cause.
 fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
-    let malformed = Refusal {
-        status: 400,
-        error: Expect::StartsWith("request body is not valid JSON"),
-        cause: "malformed_json",
-    };
-    let invalid = Refusal {
-        status: 400,
-        error: Expect::StartsWith("invalid request"),
-        cause: "invalid_request",
-    };
-    let actor_required = Refusal {
-        status: 400,
-        error: Expect::Exactly("actor is required"),
-        cause: "missing_field",
-    };
-    let action_required = Refusal {
-        status: 400,
-        error: Expect::Exactly("action is required"),
-        cause: "missing_field",
-    };
-    let too_large = Refusal {
-        status: 413,
-        error: Expect::Exactly("request body is larger than 16384 bytes"),
-        cause: "body_too_large",
-    };
+    let malformed = Refusal::starts_with(400, "request body is not valid JSON", "malformed_json");
+    let invalid = Refusal::starts_with(400, "invalid request", "invalid_request");
+    let actor_required = Refusal::exactly(400, "actor is required", "missing_field");
+    let action_required = Refusal::exactly(400, "action is required", "missing_field");
+    let too_large = Refusal::exactly(
+        413,
+        "request body is larger than 16384 bytes",
+        "body_too_large",
+    );
 
     // Not JSON.
     for (what, body) in [
@@ -216,20 +220,16 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
     // Ambiguous documents (issue 9, items 14 and 15): one body must not mean two things, so a
     // key given twice at any depth, a positional array and deep nesting are refused, never
     // decided.
-    let not_an_object = Refusal {
-        status: 400,
-        error: Expect::Exactly(
-            "invalid request: the request body must be a JSON object, not an array",
-        ),
-        cause: "invalid_request",
-    };
-    let too_deep = Refusal {
-        status: 400,
-        error: Expect::StartsWith(
-            "invalid request: the request body is nested more than 32 levels deep",
-        ),
-        cause: "invalid_request",
-    };
+    let not_an_object = Refusal::exactly(
+        400,
+        "invalid request: the request body must be a JSON object, not an array",
+        "invalid_request",
+    );
+    let too_deep = Refusal::starts_with(
+        400,
+        "invalid request: the request body is nested more than 32 levels deep",
+        "invalid_request",
+    );
     let deep_context = format!(
         r#"{{"actor":"bad-input-agent","action":"x","context":{}1{}}}"#,
         r#"{"a":"#.repeat(40),
@@ -239,51 +239,27 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
         (
             "duplicate key in context",
             r#"{"actor":"bad-input-agent","action":"aws.ec2.terminate_instances","context":{"approval_id":"NOPE","approval_id":"CHG-1"}}"#.to_string(),
-            Refusal {
-                status: 400,
-                error: Expect::StartsWith(
-                    "invalid request: duplicate key `approval_id` in `context` at line 1",
-                ),
-                cause: "invalid_request",
-            },
+            Refusal::starts_with(400, "invalid request: duplicate key `approval_id` in `context` at line 1", "invalid_request"),
         ),
         (
             "duplicate key spelled with an escape",
             r#"{"actor":"bad-input-agent","action":"x","context":{"env":"prod","\u0065nv":"dev"}}"#.to_string(),
-            Refusal {
-                status: 400,
-                error: Expect::StartsWith("invalid request: duplicate key `env` in `context`"),
-                cause: "invalid_request",
-            },
+            Refusal::starts_with(400, "invalid request: duplicate key `env` in `context`", "invalid_request"),
         ),
         (
             "duplicate key deep in context",
             r#"{"actor":"bad-input-agent","action":"x","context":{"tool":{"args":[{"path":"/a","path":"/etc/shadow"}]}}}"#.to_string(),
-            Refusal {
-                status: 400,
-                error: Expect::StartsWith(
-                    "invalid request: duplicate key `path` in `context.tool.args[0]`",
-                ),
-                cause: "invalid_request",
-            },
+            Refusal::starts_with(400, "invalid request: duplicate key `path` in `context.tool.args[0]`", "invalid_request"),
         ),
         (
             "duplicate key with a NUL",
             "{\"actor\":\"bad-input-agent\",\"action\":\"x\",\"context\":{\"a\\u0000\":1,\"a\\u0000\":2}}".to_string(),
-            Refusal {
-                status: 400,
-                error: Expect::StartsWith("invalid request: duplicate key `a\u{0}` in `context`"),
-                cause: "invalid_request",
-            },
+            Refusal::starts_with(400, "invalid request: duplicate key `a\u{0}` in `context`", "invalid_request"),
         ),
         (
             "duplicate top-level key",
             r#"{"actor":"bad-input-agent","action":"x","actor":"someone-else"}"#.to_string(),
-            Refusal {
-                status: 400,
-                error: Expect::StartsWith("invalid request: duplicate key `actor` at line 1"),
-                cause: "invalid_request",
-            },
+            Refusal::starts_with(400, "invalid request: duplicate key `actor` at line 1", "invalid_request"),
         ),
         (
             "positional array",
@@ -327,11 +303,7 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
             "invalid request: the request body must be a JSON object, not an array",
         ),
     ] {
-        let want = Refusal {
-            status: 400,
-            error: Expect::StartsWith(error),
-            cause: "invalid_request",
-        };
+        let want = Refusal::starts_with(400, error, "invalid_request");
         *counts.entry(want.cause.to_string()).or_default() += 1;
         send(port, what, "POST", path, &[], Some(body.as_bytes()), &want);
     }
@@ -446,16 +418,8 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
     );
 
     // Unknown routes and methods.
-    let not_found = Refusal {
-        status: 404,
-        error: Expect::StartsWith("no route for `/"),
-        cause: "unknown_route",
-    };
-    let no_method = Refusal {
-        status: 405,
-        error: Expect::Exactly("method not allowed"),
-        cause: "unknown_route",
-    };
+    let not_found = Refusal::starts_with(404, "no route for `/", "unknown_route");
+    let no_method = Refusal::exactly(405, "method not allowed", "unknown_route");
     for (what, method, path, want) in [
         ("GET unknown", "GET", "/nope", &not_found),
         ("POST unknown", "POST", "/action", &not_found),

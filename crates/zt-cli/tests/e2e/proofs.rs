@@ -36,6 +36,34 @@ fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `zt audit verify-inclusion --url URL --seq SEQ --checkpoint CP --json`.
+fn cli_inclusion(url: &str, seq: impl std::fmt::Display, checkpoint: &Path) -> (i32, Value) {
+    zt_json(&[
+        "audit",
+        "verify-inclusion",
+        "--url",
+        url,
+        "--seq",
+        &seq.to_string(),
+        "--checkpoint",
+        path_str(checkpoint),
+        "--json",
+    ])
+}
+
+/// `zt audit verify-consistency --url URL --old CP --json`.
+fn cli_consistency(url: &str, old: &Path) -> (i32, Value) {
+    zt_json(&[
+        "audit",
+        "verify-consistency",
+        "--url",
+        url,
+        "--old",
+        path_str(old),
+        "--json",
+    ])
+}
+
 fn get_text(port: u16, path: &str) -> (u16, String) {
     let (status, body) = http(port, "GET", path, None).unwrap();
     (status, String::from_utf8(body).unwrap())
@@ -203,31 +231,11 @@ fn checkpoints_and_proofs_verify_with_the_published_key() {
     let saved_note = std::fs::read_to_string(&first).unwrap();
     assert!(verify_checkpoint(&saved_note, &origin, &[from_jwk]).is_ok());
     for seq in 0..grown {
-        let (code, report) = zt_json(&[
-            "audit",
-            "verify-inclusion",
-            "--url",
-            &server.url(),
-            "--seq",
-            &seq.to_string(),
-            "--checkpoint",
-            path_str(&first),
-            "--json",
-        ]);
+        let (code, report) = cli_inclusion(&server.url(), seq, &first);
         assert_eq!(code, 0, "seq {seq}: {report}");
         assert_eq!(report["seq"], seq);
     }
-    let (code, report) = zt_json(&[
-        "audit",
-        "verify-inclusion",
-        "--url",
-        &server.url(),
-        "--seq",
-        &grown.to_string(),
-        "--checkpoint",
-        path_str(&first),
-        "--json",
-    ]);
+    let (code, report) = cli_inclusion(&server.url(), grown, &first);
     assert_eq!(code, 1, "a record after the checkpoint: {report}");
     assert_eq!(report["error"]["check"], "inclusion");
 
@@ -294,32 +302,25 @@ fn checkpoints_and_proofs_verify_with_the_published_key() {
     std::fs::write(&export, server.records().join("\n")).unwrap();
     let keys = outside.path().join("keys.json");
     std::fs::write(&keys, serde_json::to_string(&jwks).unwrap()).unwrap();
-    let (code, report) = zt_json(&[
-        "audit",
-        "verify",
-        "--file",
-        path_str(&export),
-        "--keys",
-        path_str(&keys),
-        "--checkpoint",
-        path_str(&second),
-        "--json",
-    ]);
+    let verify_export = || {
+        zt_json(&[
+            "audit",
+            "verify",
+            "--file",
+            path_str(&export),
+            "--keys",
+            path_str(&keys),
+            "--checkpoint",
+            path_str(&second),
+            "--json",
+        ])
+    };
+    let (code, report) = verify_export();
     assert_eq!(code, 0, "{report}");
     // A log cut below the checkpoint's size.
     let cut: Vec<String> = server.records().into_iter().take(3).collect();
     std::fs::write(&export, cut.join("\n")).unwrap();
-    let (code, report) = zt_json(&[
-        "audit",
-        "verify",
-        "--file",
-        path_str(&export),
-        "--keys",
-        path_str(&keys),
-        "--checkpoint",
-        path_str(&second),
-        "--json",
-    ]);
+    let (code, report) = verify_export();
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["error"]["check"], "checkpoint");
     assert!(
@@ -505,19 +506,8 @@ fn a_forged_server_is_rejected_by_the_cli() {
             }
         }),
     );
-    let inclusion = |port: u16, seq: u64| {
-        zt_json(&[
-            "audit",
-            "verify-inclusion",
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--seq",
-            &seq.to_string(),
-            "--checkpoint",
-            path_str(&saved),
-            "--json",
-        ])
-    };
+    let inclusion =
+        |port: u16, seq: u64| cli_inclusion(&format!("http://127.0.0.1:{port}"), seq, &saved);
     let (code, report) = inclusion(upstream, seq);
     assert_eq!(code, 0, "the honest server: {report}");
     let (code, report) = inclusion(proxy, seq);
@@ -594,15 +584,7 @@ fn a_forged_server_is_rejected_by_the_cli() {
                 }
             }),
         );
-        let (code, report) = zt_json(&[
-            "audit",
-            "verify-consistency",
-            "--url",
-            &format!("http://127.0.0.1:{proxy}"),
-            "--old",
-            path_str(&saved),
-            "--json",
-        ]);
+        let (code, report) = cli_consistency(&format!("http://127.0.0.1:{proxy}"), &saved);
         assert_eq!(code, 1, "tampered consistency proof ({truncate}): {report}");
         assert_eq!(report["error"]["check"], "consistency");
     }
@@ -661,15 +643,7 @@ fn a_forged_server_is_rejected_by_the_cli() {
         assert_eq!(code, 1, "forged checkpoint (re-signed: {resign}): {report}");
         assert_eq!(report["error"]["check"], "checkpoint", "{report}");
         assert!(!out.exists(), "a rejected checkpoint is not saved");
-        let (code, report) = zt_json(&[
-            "audit",
-            "verify-consistency",
-            "--url",
-            &format!("http://127.0.0.1:{proxy}"),
-            "--old",
-            path_str(&saved),
-            "--json",
-        ]);
+        let (code, report) = cli_consistency(&format!("http://127.0.0.1:{proxy}"), &saved);
         assert_eq!(
             code, 1,
             "forged current checkpoint (re-signed: {resign}): {report}"
@@ -781,17 +755,7 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
     let keys = outside.path().join("keys.json");
     let (_, jwks) = get_text(server.port, "/audit/keys");
     std::fs::write(&keys, jwks).unwrap();
-    let (code, report) = zt_json(&[
-        "audit",
-        "verify-inclusion",
-        "--url",
-        &server.url(),
-        "--seq",
-        &target.to_string(),
-        "--checkpoint",
-        path_str(&saved),
-        "--json",
-    ]);
+    let (code, report) = cli_inclusion(&server.url(), target, &saved);
     assert_eq!(code, 0, "before the rewrite: {report}");
     assert_eq!(server.terminate(), Some(0));
 
@@ -880,15 +844,7 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
 
     // The server's own checkpoints now describe the rewritten log: no consistency proof
     // links the saved one to them.
-    let (code, report) = zt_json(&[
-        "audit",
-        "verify-consistency",
-        "--url",
-        &server.url(),
-        "--old",
-        path_str(&saved),
-        "--json",
-    ]);
+    let (code, report) = cli_consistency(&server.url(), &saved);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["error"]["check"], "consistency", "{report}");
     let out = zt(&[
@@ -906,19 +862,7 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
     // proves, is the unchanged record before it: every audit path to the saved root passes
     // through a subtree that holds rewritten records, so the server can prove nothing against
     // the checkpoint any more.
-    let inclusion = |seq: usize| {
-        zt_json(&[
-            "audit",
-            "verify-inclusion",
-            "--url",
-            url.as_str(),
-            "--seq",
-            &seq.to_string(),
-            "--checkpoint",
-            path_str(&saved),
-            "--json",
-        ])
-    };
+    let inclusion = |seq: usize| cli_inclusion(url.as_str(), seq, &saved);
     let (code, report) = inclusion(target);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["error"]["check"], "inclusion");

@@ -70,21 +70,13 @@ impl Log {
 
     /// `zt audit verify --file F --keys K [extra] --json`: exit code and the JSON report.
     fn verify_json(&self, file: &Path, extra: &[&str]) -> (i32, Value) {
-        let mut args = vec![
-            "audit",
-            "verify",
-            "--file",
-            path_str(file),
-            "--keys",
-            path_str(&self.keys),
-        ];
-        args.extend_from_slice(extra);
+        let mut args = self.verify_args(file, extra);
         args.push("--json");
         run_json(&args)
     }
 
-    /// The same without `--json`: exit code and stdout.
-    fn verify_text(&self, file: &Path, extra: &[&str]) -> (i32, String) {
+    /// `audit verify --file F --keys K [extra]`.
+    fn verify_args<'a>(&'a self, file: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec![
             "audit",
             "verify",
@@ -94,7 +86,12 @@ impl Log {
             path_str(&self.keys),
         ];
         args.extend_from_slice(extra);
-        let out = zt(&args);
+        args
+    }
+
+    /// The same without `--json`: exit code and stdout.
+    fn verify_text(&self, file: &Path, extra: &[&str]) -> (i32, String) {
+        let out = zt(&self.verify_args(file, extra));
         (
             out.status.code().unwrap(),
             String::from_utf8(out.stdout).unwrap(),

@@ -710,18 +710,21 @@ fn the_body_limit_is_exact_and_chunked_bodies_under_it_are_served() {
     );
 
     // Chunked, under the limit: a decision too.
-    let body = chunked(request_of_len(MAX_BODY).as_bytes(), 3000);
-    let (s, _, raw) = http_raw(
-        server.port,
-        "POST",
-        "/actions",
-        &[
-            ("transfer-encoding", "chunked"),
-            ("content-type", "application/json"),
-        ],
-        Some(&body),
-    )
-    .unwrap();
+    let post_chunked = |len: usize| {
+        let body = chunked(request_of_len(len).as_bytes(), 3000);
+        http_raw(
+            server.port,
+            "POST",
+            "/actions",
+            &[
+                ("transfer-encoding", "chunked"),
+                ("content-type", "application/json"),
+            ],
+            Some(&body),
+        )
+        .unwrap()
+    };
+    let (s, _, raw) = post_chunked(MAX_BODY);
     let answer: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(s, 403, "{answer}");
     assert_eq!(answer["decision"], "deny");
@@ -732,18 +735,7 @@ fn the_body_limit_is_exact_and_chunked_bodies_under_it_are_served() {
     let body = request_of_len(MAX_BODY + 1);
     let (s, _, _) = http_raw(server.port, "POST", "/actions", &[], Some(body.as_bytes())).unwrap();
     assert_eq!(s, 413);
-    let body = chunked(request_of_len(MAX_BODY + 1).as_bytes(), 3000);
-    let (s, _, _) = http_raw(
-        server.port,
-        "POST",
-        "/actions",
-        &[
-            ("transfer-encoding", "chunked"),
-            ("content-type", "application/json"),
-        ],
-        Some(&body),
-    )
-    .unwrap();
+    let (s, _, _) = post_chunked(MAX_BODY + 1);
     assert_eq!(s, 413);
     assert_eq!(server.records().len(), before);
     health_ok(&server);

@@ -4,6 +4,7 @@
 use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,11 +81,9 @@ fn sigterm_drains_in_flight_decisions_and_exits_zero() {
     assert_eq!(missing, 0, "every answered decision is in the log");
 }
 
-#[test]
-fn a_second_server_on_the_same_data_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = Server::start(dir.path(), &[]);
-    let out = Command::new(zt_bin())
+/// Runs `zt serve` on `data_dir` to completion: for a start that must be refused.
+fn serve_once(data_dir: &Path) -> std::process::Output {
+    Command::new(zt_bin())
         .args([
             "serve",
             "--auth",
@@ -93,9 +92,16 @@ fn a_second_server_on_the_same_data_dir_is_refused() {
             &format!("127.0.0.1:{}", free_port()),
         ])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data_dir)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(dir.path(), &[]);
+    let out = serve_once(dir.path());
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("in use by another zt server"), "{stderr}");
@@ -125,18 +131,7 @@ fn signing_key_is_private_and_stable_across_restarts() {
     // A key file others can read is refused, not silently used.
     assert_eq!(server.terminate(), Some(0));
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(zt_bin())
-        .args([
-            "serve",
-            "--auth",
-            "none",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = serve_once(dir.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
 }

@@ -282,23 +282,25 @@ fn a_request_id_on_a_spoofed_request_is_spent_alike_live_and_after_a_restart() {
     assert_eq!(decide_with_id(&server, &alice, None, "fresh-1"), 409);
 }
 
+/// Posts agent-a's `files.read` with request id `id`, without a credential (`--auth none`).
+fn post_with_id(port: u16, id: &str) -> (u16, String, Vec<u8>) {
+    let body = json!({"actor": "agent-a", "action": "files.read", "request_id": id});
+    http_raw(
+        port,
+        "POST",
+        "/actions",
+        &[],
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap()
+}
+
 #[test]
 fn request_ids_are_bounded_in_length_and_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_with_auth(dir.path(), "none", &["--replay-memory", "1"]);
     let port = server.port;
-    let decide = |id: &str| {
-        let body = json!({"actor": "agent-a", "action": "files.read", "request_id": id});
-        let (s, h, b) = http_raw(
-            port,
-            "POST",
-            "/actions",
-            &[],
-            Some(body.to_string().as_bytes()),
-        )
-        .unwrap();
-        (s, h, b)
-    };
+    let decide = |id: &str| post_with_id(port, id);
     let (s, h, b) = decide(&"x".repeat(257));
     let body = assert_json_error("a 257-byte request_id", s, &h, &b, 400);
     assert!(
@@ -315,16 +317,7 @@ fn request_ids_are_bounded_in_length_and_in_memory() {
                 let mut statuses = Vec::new();
                 for i in 0..600 {
                     let id = format!("{t:02}-{i:05}-{}", "z".repeat(240));
-                    let body =
-                        json!({"actor": "agent-a", "action": "files.read", "request_id": id});
-                    let (s, _, _) = http_raw(
-                        port,
-                        "POST",
-                        "/actions",
-                        &[],
-                        Some(body.to_string().as_bytes()),
-                    )
-                    .unwrap();
+                    let (s, _, _) = post_with_id(port, &id);
                     statuses.push(s);
                 }
                 statuses

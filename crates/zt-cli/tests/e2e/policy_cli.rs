@@ -48,6 +48,16 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// `zt policy diff [--json] OLD NEW --against RECORDS`.
+fn diff_against(json: bool, old: &Path, new: &Path, records: &str) -> Output {
+    let mut args = vec!["policy", "diff"];
+    if json {
+        args.push("--json");
+    }
+    args.extend([s(old), s(new), "--against", records]);
+    zt(&args)
+}
+
 fn is_version(v: &str) -> bool {
     v.strip_prefix("sha256:")
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -453,7 +463,7 @@ fn diff_replays_decision_records_and_counts_the_changes() {
         record(5, "rejections", "zt", "zt.rejections", "deny", "summary"),
     ];
     let records = write(dir.path(), "records.jsonl", &lines.join("\n"));
-    let out = zt(&["policy", "diff", s(&old), s(&new), "--against", s(&records)]);
+    let out = diff_against(false, &old, &new, s(&records));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -485,15 +495,7 @@ fn diff_replays_decision_records_and_counts_the_changes() {
         "{text}"
     );
 
-    let out = zt(&[
-        "policy",
-        "diff",
-        "--json",
-        s(&old),
-        s(&new),
-        "--against",
-        s(&records),
-    ]);
+    let out = diff_against(true, &old, &new, s(&records));
     assert_eq!(out.status.code(), Some(0));
     let v = json_out(&out);
     let r = &v["replay"];
@@ -521,15 +523,7 @@ fn diff_replays_decision_records_and_counts_the_changes() {
     assert_eq!(r["changes"][1]["new"]["policies"], json!(["hello-world"]));
 
     // Same policy: nothing changes.
-    let out = zt(&[
-        "policy",
-        "diff",
-        "--json",
-        s(&old),
-        s(&old),
-        "--against",
-        s(&records),
-    ]);
+    let out = diff_against(true, &old, &old, s(&records));
     let v = json_out(&out);
     assert_eq!(
         (v["replay"]["changed"].clone(), v["text_changed"].clone()),
@@ -558,14 +552,7 @@ fn diff_load_errors_exit_1() {
         "garbage.jsonl",
         "{\"kind\": \"decision\", \"actor\": \"a\", \"action\": \"b\"}\nnot json\n",
     );
-    let out = zt(&[
-        "policy",
-        "diff",
-        s(&good),
-        s(&good),
-        "--against",
-        s(&garbage),
-    ]);
+    let out = diff_against(false, &good, &good, s(&garbage));
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("line 2: not JSON"),
@@ -573,23 +560,9 @@ fn diff_load_errors_exit_1() {
         stderr(&out)
     );
     let no_kind = write(dir.path(), "nokind.jsonl", "{\"actor\": \"a\"}\n");
-    let out = zt(&[
-        "policy",
-        "diff",
-        s(&good),
-        s(&good),
-        "--against",
-        s(&no_kind),
-    ]);
+    let out = diff_against(false, &good, &good, s(&no_kind));
     assert_eq!(out.status.code(), Some(1));
-    let out = zt(&[
-        "policy",
-        "diff",
-        s(&good),
-        s(&good),
-        "--against",
-        "/nonexistent.jsonl",
-    ]);
+    let out = diff_against(false, &good, &good, "/nonexistent.jsonl");
     assert_eq!(out.status.code(), Some(1));
     let out = zt(&["policy", "diff", s(&good)]);
     assert_eq!(out.status.code(), Some(2));
@@ -635,15 +608,7 @@ fn diff_replays_an_audit_log_written_by_a_real_server() {
     let records = write(dir.path(), "records.jsonl", &(lines.join("\n") + "\n"));
 
     let new = write(dir.path(), "new.cedar", WIDER);
-    let out = zt(&[
-        "policy",
-        "diff",
-        "--json",
-        s(&old),
-        s(&new),
-        "--against",
-        s(&records),
-    ]);
+    let out = diff_against(true, &old, &new, s(&records));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = json_out(&out)["replay"].clone();
     assert_eq!(r["replayed"], 4, "{r}");

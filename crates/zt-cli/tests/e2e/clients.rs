@@ -94,6 +94,19 @@ fn healthy(port: u16) -> bool {
     matches!(http(port, "GET", "/health", None), Ok((200, _)))
 }
 
+/// POSTs `body` to `path` with the `authorization` header given; the status and the body.
+fn post_authorized(port: u16, path: &str, authorization: &str, body: &Value) -> (u16, Vec<u8>) {
+    let (status, _, raw) = http_raw(
+        port,
+        "POST",
+        path,
+        &[("authorization", authorization)],
+        Some(body.to_string().as_bytes()),
+    )
+    .unwrap();
+    (status, raw)
+}
+
 #[test]
 fn a_url_without_a_scheme_is_a_usage_error_that_names_the_fix() {
     for args in [
@@ -200,16 +213,12 @@ fn the_token_file_authenticates_client_commands_and_a_401_says_how() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("created the admin token file"), "{text}");
     // One record to read (a fresh log verifies without reading any).
-    let body = json!({"actor": "reader"}).to_string();
-    let bearer = format!("Bearer {token}");
-    let (status, _, _) = http_raw(
+    let (status, _) = post_authorized(
         port,
-        "POST",
         "/agents",
-        &[("authorization", bearer.as_str())],
-        Some(body.as_bytes()),
-    )
-    .unwrap();
+        &format!("Bearer {token}"),
+        &json!({"actor": "reader"}),
+    );
     assert_eq!(status, 201);
     assert!(text.contains("--admin-token-file"), "{text}");
     assert!(!text.contains(&token), "the token must never be logged");
@@ -243,27 +252,21 @@ fn the_token_file_authenticates_client_commands_and_a_401_says_how() {
     let out = zt(&["audit", "verify", "--url", &url, "--admin-token-file", file]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
-    let out = zt(&[
-        "audit",
-        "verify",
-        "--url",
-        &url,
-        "--admin-token-file",
-        file,
-        "--admin-name",
-        "admin",
-    ]);
+    let verify_as = |name: &str| {
+        zt(&[
+            "audit",
+            "verify",
+            "--url",
+            &url,
+            "--admin-token-file",
+            file,
+            "--admin-name",
+            name,
+        ])
+    };
+    let out = verify_as("admin");
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = zt(&[
-        "audit",
-        "verify",
-        "--url",
-        &url,
-        "--admin-token-file",
-        file,
-        "--admin-name",
-        "carol",
-    ]);
+    let out = verify_as("carol");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("no entry named `carol`"),
@@ -288,15 +291,12 @@ fn the_token_file_authenticates_client_commands_and_a_401_says_how() {
         ),
     ];
     for (header, expected) in cases {
-        let body = json!({"actor": "a", "action": "b"}).to_string();
-        let (status, _, raw) = http_raw(
+        let (status, raw) = post_authorized(
             port,
-            "POST",
             "/actions",
-            &[("authorization", header.as_str())],
-            Some(body.as_bytes()),
-        )
-        .unwrap();
+            &header,
+            &json!({"actor": "a", "action": "b"}),
+        );
         let answer: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(status, 401, "{answer}");
         assert!(

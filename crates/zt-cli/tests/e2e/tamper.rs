@@ -895,6 +895,14 @@ fn golden_vector_usage_errors_and_unreadable_sources() {
     assert_eq!(report["valid"], false);
 }
 
+/// `zt audit verify --data-dir DD [extra] --json`: exit code and the JSON report.
+fn verify_data_dir(dd: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["audit", "verify", "--data-dir", dd];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    run_json(&args)
+}
+
 /// Runs `sqlite3 DB SQL`; `None` when the sqlite3 CLI is not installed.
 fn sqlite3(db: &Path, sql: &str) -> Option<String> {
     let out = match Command::new("sqlite3").arg(db).arg(sql).output() {
@@ -919,20 +927,13 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
     let log = Log::new();
     let dd = path_str(&log.data_dir);
 
-    let (code, report) = run_json(&["audit", "verify", "--data-dir", dd, "--json"]);
+    let (code, report) = verify_data_dir(dd, &[]);
     assert_valid(code, &report, RECORDS, "--data-dir");
     assert_eq!(report["head_hash"], log.head.as_str());
-    let (code, report) = run_json(&[
-        "audit",
-        "verify",
-        "--data-dir",
+    let (code, report) = verify_data_dir(
         dd,
-        "--keys",
-        path_str(&log.keys),
-        "--expect-head",
-        &log.head,
-        "--json",
-    ]);
+        &["--keys", path_str(&log.keys), "--expect-head", &log.head],
+    );
     assert_valid(
         code,
         &report,
@@ -953,7 +954,7 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
     };
     assert_eq!(changed.trim(), "1");
 
-    let (code, report) = run_json(&["audit", "verify", "--data-dir", dd, "--json"]);
+    let (code, report) = verify_data_dir(dd, &[]);
     assert_invalid(
         code,
         &report,
@@ -987,15 +988,7 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
     }
     sql.push_str("COMMIT;");
     sqlite3(&db, &sql).unwrap();
-    let (code, report) = run_json(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        dd,
-        "--keys",
-        path_str(&log.keys),
-        "--json",
-    ]);
+    let (code, report) = verify_data_dir(dd, &["--keys", path_str(&log.keys)]);
     assert_invalid(
         code,
         &report,
@@ -1004,7 +997,7 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
         "signature",
         "database rewrite, trusted keys",
     );
-    let (code, report) = run_json(&["audit", "verify", "--data-dir", dd, "--json"]);
+    let (code, report) = verify_data_dir(dd, &[]);
     assert_invalid(
         code,
         &report,
@@ -1013,16 +1006,10 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
         "signature",
         "database rewrite, stored keys",
     );
-    let (code, report) = run_json(&[
-        "audit",
-        "verify",
-        "--data-dir",
+    let (code, report) = verify_data_dir(
         dd,
-        "--insecure-skip-signatures",
-        "--expect-head",
-        &log.head,
-        "--json",
-    ]);
+        &["--insecure-skip-signatures", "--expect-head", &log.head],
+    );
     assert_invalid(
         code,
         &report,
@@ -1034,14 +1021,7 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
 
     // Deleting a row: the next record fails its sequence.
     sqlite3(&db, &format!("DELETE FROM records WHERE seq = {};", K + 2)).unwrap();
-    let (code, report) = run_json(&[
-        "audit",
-        "verify",
-        "--data-dir",
-        dd,
-        "--insecure-skip-signatures",
-        "--json",
-    ]);
+    let (code, report) = verify_data_dir(dd, &["--insecure-skip-signatures"]);
     assert_invalid(
         code,
         &report,

@@ -31,24 +31,24 @@ fn a_client_certificate_is_the_agents_identity() {
 
     // Bearer tokens still work over TLS: the admin registers the SPIFFE ID like any actor.
     let [billing_token, plain_token] = [BILLING, "plain-agent"].map(|actor| {
-        let (s, _, body) = post(
+        admin_created(
             &server,
             &anonymous,
-            Some(&admin),
+            &admin,
             "/agents",
             json!({"actor": actor}),
-        );
-        assert_eq!(s, 201, "{actor}: {body}");
-        body["token"].as_str().unwrap().to_string()
+        )["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     });
-    let (s, _, _) = post(
+    admin_created(
         &server,
         &anonymous,
-        Some(&admin),
+        &admin,
         "/policies/allow",
         json!({"action": "invoices.read", "reason": "ok"}),
     );
-    assert_eq!(s, 201);
 
     // The certificate alone authenticates; the actor is the full SPIFFE ID.
     let (s, _, decision) = post(
@@ -176,14 +176,13 @@ fn failed_handshakes_never_stop_the_server() {
     let server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    let (s, _, _) = post(
+    admin_created(
         &server,
         &anonymous,
-        Some(&admin),
+        &admin,
         "/agents",
         json!({"actor": BILLING}),
     );
-    assert_eq!(s, 201);
 
     // A client certificate from another CA (with the very SPIFFE ID that is registered).
     let forged = pki.client_config(Some(&rogue.client(&[BILLING])));
@@ -266,17 +265,17 @@ fn sigterm_drains_in_flight_requests_over_tls() {
     let mut server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    post(
+    admin_created(
         &server,
         &anonymous,
-        Some(&admin),
+        &admin,
         "/agents",
         json!({"actor": BILLING}),
     );
-    post(
+    admin_created(
         &server,
         &anonymous,
-        Some(&admin),
+        &admin,
         "/policies/allow",
         json!({"action": "invoices.read", "reason": "ok"}),
     );
@@ -348,19 +347,18 @@ fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
     for actor in [BILLING, "spiffe://example.org/agent/other"] {
-        let (s, _, _) = post(
+        admin_created(
             &server,
             &anonymous,
-            Some(&admin),
+            &admin,
             "/agents",
             json!({"actor": actor}),
         );
-        assert_eq!(s, 201);
     }
-    let (_, _, body) = post(
+    let body = admin_created(
         &server,
         &anonymous,
-        Some(&admin),
+        &admin,
         "/agents",
         json!({"actor": "token-agent"}),
     );

@@ -210,6 +210,20 @@ pub(crate) fn post(
     call(server, config, token, "POST", path, Some(body))
 }
 
+/// As the admin (a bearer token; `config` may carry no certificate): `POST` `body` to `path`,
+/// which must answer 201; the answer.
+pub(crate) fn admin_created(
+    server: &Server,
+    config: &Arc<ClientConfig>,
+    admin: &str,
+    path: &str,
+    body: Value,
+) -> Value {
+    let (status, _, answer) = post(server, config, Some(admin), path, body);
+    assert_eq!(status, 201, "{path}: {answer}");
+    answer
+}
+
 pub(crate) fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = https(

@@ -28,6 +28,9 @@ fn a_client_certificate_is_the_agents_identity() {
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
+    // `POST /actions` with the billing certificate, and a token when given.
+    let as_billing =
+        |token: Option<&str>, body: Value| post(&server, &billing, token, "/actions", body);
 
     // Bearer tokens still work over TLS: the admin registers the SPIFFE ID like any actor.
     let [billing_token, plain_token] = [BILLING, "plain-agent"].map(|actor| {
@@ -51,32 +54,20 @@ fn a_client_certificate_is_the_agents_identity() {
     );
 
     // The certificate alone authenticates; the actor is the full SPIFFE ID.
-    let (s, _, decision) = post(
-        &server,
-        &billing,
+    let (s, _, decision) = as_billing(
         None,
-        "/actions",
         json!({"action": "invoices.read", "resource": "inv-1"}),
     );
     assert_eq!(s, 200, "{decision}");
     assert_eq!(decision["actor"], BILLING);
     assert_eq!(decision["decision"], "allow");
     assert_eq!(decision["evidence"]["authenticated"], true);
-    let (s, _, _) = post(
-        &server,
-        &billing,
-        None,
-        "/actions",
-        json!({"actor": BILLING, "action": "invoices.read"}),
-    );
+    let (s, _, _) = as_billing(None, json!({"actor": BILLING, "action": "invoices.read"}));
     assert_eq!(s, 200, "the body may repeat the actor");
 
     // Claiming another actor in the body is a logged deny, as with tokens.
-    let (s, _, spoof) = post(
-        &server,
-        &billing,
+    let (s, _, spoof) = as_billing(
         None,
-        "/actions",
         json!({"actor": "plain-agent", "action": "invoices.read"}),
     );
     assert_eq!(s, 403);
@@ -89,22 +80,10 @@ fn a_client_certificate_is_the_agents_identity() {
     );
 
     // Certificate and token together must name the same caller.
-    let (s, _, _) = post(
-        &server,
-        &billing,
-        Some(&billing_token),
-        "/actions",
-        json!({"action": "invoices.read"}),
-    );
+    let (s, _, _) = as_billing(Some(&billing_token), json!({"action": "invoices.read"}));
     assert_eq!(s, 200, "agreeing certificate and token");
     let before = decisions(&records(&server, &anonymous, &admin));
-    let (s, headers, refused) = post(
-        &server,
-        &billing,
-        Some(&plain_token),
-        "/actions",
-        json!({"action": "invoices.read"}),
-    );
+    let (s, headers, refused) = as_billing(Some(&plain_token), json!({"action": "invoices.read"}));
     assert_eq!(s, 401, "{refused}");
     assert!(headers
         .to_ascii_lowercase()

@@ -64,6 +64,12 @@ fn cli_consistency(url: &str, old: &Path) -> (i32, Value) {
     ])
 }
 
+/// The CLI refused with exit 1 and names the `check` that failed.
+fn assert_refused(code: i32, report: &Value, check: &str, what: &str) {
+    assert_eq!(code, 1, "{what}: {report}");
+    assert_eq!(report["error"]["check"], check, "{what}: {report}");
+}
+
 fn get_text(port: u16, path: &str) -> (u16, String) {
     let (status, body) = http(port, "GET", path, None).unwrap();
     (status, String::from_utf8(body).unwrap())
@@ -236,8 +242,7 @@ fn checkpoints_and_proofs_verify_with_the_published_key() {
         assert_eq!(report["seq"], seq);
     }
     let (code, report) = cli_inclusion(&server.url(), grown, &first);
-    assert_eq!(code, 1, "a record after the checkpoint: {report}");
-    assert_eq!(report["error"]["check"], "inclusion");
+    assert_refused(code, &report, "inclusion", "a record after the checkpoint");
 
     decide(&server, 6);
     let second = outside.path().join("second.checkpoint");
@@ -267,8 +272,7 @@ fn checkpoints_and_proofs_verify_with_the_published_key() {
     let (code, report) = consistency(&first, None);
     assert_eq!(code, 0, "{report}");
     let (code, report) = consistency(&second, Some(&first));
-    assert_eq!(code, 1, "a smaller new checkpoint: {report}");
-    assert_eq!(report["error"]["check"], "consistency");
+    assert_refused(code, &report, "consistency", "a smaller new checkpoint");
 
     // The raw consistency proof checks out with the contract's verifier too.
     let (_, proof) = get_json(
@@ -321,8 +325,12 @@ fn checkpoints_and_proofs_verify_with_the_published_key() {
     let cut: Vec<String> = server.records().into_iter().take(3).collect();
     std::fs::write(&export, cut.join("\n")).unwrap();
     let (code, report) = verify_export();
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["error"]["check"], "checkpoint");
+    assert_refused(
+        code,
+        &report,
+        "checkpoint",
+        "a log cut below the checkpoint",
+    );
     assert!(
         report["error"]["message"]
             .as_str()
@@ -511,8 +519,7 @@ fn a_forged_server_is_rejected_by_the_cli() {
     let (code, report) = inclusion(upstream, seq);
     assert_eq!(code, 0, "the honest server: {report}");
     let (code, report) = inclusion(proxy, seq);
-    assert_eq!(code, 1, "tampered inclusion proof: {report}");
-    assert_eq!(report["error"]["check"], "inclusion");
+    assert_refused(code, &report, "inclusion", "tampered inclusion proof");
 
     // 2. A record that is not in the log: validly hashed and signed with the server's own key
     //    (a server that lies has its key), with the real proof for that seq and a leaf hash
@@ -543,8 +550,7 @@ fn a_forged_server_is_rejected_by_the_cli() {
         )
     };
     let (code, report) = inclusion(proxy, seq);
-    assert_eq!(code, 1, "forged record: {report}");
-    assert_eq!(report["error"]["check"], "inclusion", "{report}");
+    assert_refused(code, &report, "inclusion", "forged record");
     assert!(!forged_leaf.lock().unwrap().is_empty());
 
     // 3. A proof for another record passed off as this one's.
@@ -563,8 +569,7 @@ fn a_forged_server_is_rejected_by_the_cli() {
         }),
     );
     let (code, report) = inclusion(proxy, seq);
-    assert_eq!(code, 1, "another record's proof: {report}");
-    assert_eq!(report["error"]["check"], "inclusion", "{report}");
+    assert_refused(code, &report, "inclusion", "another record's proof");
 
     // 4. A tampered consistency proof, and a truncated one.
     for truncate in [false, true] {
@@ -585,8 +590,12 @@ fn a_forged_server_is_rejected_by_the_cli() {
             }),
         );
         let (code, report) = cli_consistency(&format!("http://127.0.0.1:{proxy}"), &saved);
-        assert_eq!(code, 1, "tampered consistency proof ({truncate}): {report}");
-        assert_eq!(report["error"]["check"], "consistency");
+        assert_refused(
+            code,
+            &report,
+            "consistency",
+            &format!("tampered consistency proof ({truncate})"),
+        );
     }
 
     // 5. A checkpoint whose root was changed after signing, and one signed by another key.
@@ -640,8 +649,12 @@ fn a_forged_server_is_rejected_by_the_cli() {
             path_str(&out),
             "--json",
         ]);
-        assert_eq!(code, 1, "forged checkpoint (re-signed: {resign}): {report}");
-        assert_eq!(report["error"]["check"], "checkpoint", "{report}");
+        assert_refused(
+            code,
+            &report,
+            "checkpoint",
+            &format!("forged checkpoint (re-signed: {resign})"),
+        );
         assert!(!out.exists(), "a rejected checkpoint is not saved");
         let (code, report) = cli_consistency(&format!("http://127.0.0.1:{proxy}"), &saved);
         assert_eq!(
@@ -845,8 +858,12 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
     // The server's own checkpoints now describe the rewritten log: no consistency proof
     // links the saved one to them.
     let (code, report) = cli_consistency(&server.url(), &saved);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["error"]["check"], "consistency", "{report}");
+    assert_refused(
+        code,
+        &report,
+        "consistency",
+        "consistency with the rewritten log",
+    );
     let out = zt(&[
         "audit",
         "verify-consistency",
@@ -864,9 +881,7 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
     // the checkpoint any more.
     let inclusion = |seq: usize| cli_inclusion(url.as_str(), seq, &saved);
     let (code, report) = inclusion(target);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["error"]["check"], "inclusion");
+    assert_refused(code, &report, "inclusion", "the rewritten record");
     let (code, report) = inclusion(target - 1);
-    assert_eq!(code, 1, "{report}");
-    assert_eq!(report["error"]["check"], "inclusion");
+    assert_refused(code, &report, "inclusion", "the unchanged record before it");
 }

@@ -988,36 +988,27 @@ fn data_dir_verifies_and_catches_edits_in_the_database() {
     }
     sql.push_str("COMMIT;");
     sqlite3(&db, &sql).unwrap();
-    let (code, report) = verify_data_dir(dd, &["--keys", path_str(&log.keys)]);
-    assert_invalid(
-        code,
-        &report,
-        K,
-        Some(K),
-        "signature",
-        "database rewrite, trusted keys",
-    );
-    let (code, report) = verify_data_dir(dd, &[]);
-    assert_invalid(
-        code,
-        &report,
-        K,
-        Some(K),
-        "signature",
-        "database rewrite, stored keys",
-    );
-    let (code, report) = verify_data_dir(
-        dd,
-        &["--insecure-skip-signatures", "--expect-head", &log.head],
-    );
-    assert_invalid(
-        code,
-        &report,
-        RECORDS - 1,
-        Some(RECORDS - 1),
-        "head",
-        "database rewrite, trusted head",
-    );
+    // (case, flags, record position where verification stops, check).
+    let last = RECORDS - 1;
+    let cases: [(&str, &[&str], usize, &str); 3] = [
+        (
+            "database rewrite, trusted keys",
+            &["--keys", path_str(&log.keys)],
+            K,
+            "signature",
+        ),
+        ("database rewrite, stored keys", &[], K, "signature"),
+        (
+            "database rewrite, trusted head",
+            &["--insecure-skip-signatures", "--expect-head", &log.head],
+            last,
+            "head",
+        ),
+    ];
+    for (what, extra, at, check) in cases {
+        let (code, report) = verify_data_dir(dd, extra);
+        assert_invalid(code, &report, at, Some(at), check, what);
+    }
 
     // Deleting a row: the next record fails its sequence.
     sqlite3(&db, &format!("DELETE FROM records WHERE seq = {};", K + 2)).unwrap();

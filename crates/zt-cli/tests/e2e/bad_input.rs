@@ -499,12 +499,18 @@ fn verify_data_dir(server: &Server, records: usize) {
     assert_eq!(report["records"], records, "{report}");
 }
 
+/// Starts a server on `data_dir` with `args` and registers `bad-input-agent`.
+fn start_with_agent(data_dir: &std::path::Path, args: &[&str]) -> Server {
+    let server = Server::start(data_dir, args);
+    let (s, body) = server.json("POST", "/agents", Some(json!({"actor": "bad-input-agent"})));
+    assert_eq!(s, 201, "{body}");
+    server
+}
+
 #[test]
 fn bad_input_is_refused_as_json_counted_and_summarized_once_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let (s, _) = server.json("POST", "/agents", Some(json!({"actor": "bad-input-agent"})));
-    assert_eq!(s, 201);
+    let server = start_with_agent(dir.path(), &[]);
     let (s, _) = server.decide("bad-input-agent", "aws.ec2.terminate_instances", "i-1");
     assert_eq!(s, 403);
     let before = server.records();
@@ -598,9 +604,7 @@ fn bad_input_is_refused_as_json_counted_and_summarized_once_at_shutdown() {
 #[test]
 fn rejection_summaries_are_written_on_the_interval_while_running() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--rejection-summary-interval", "1"]);
-    let (s, _) = server.json("POST", "/agents", Some(json!({"actor": "bad-input-agent"})));
-    assert_eq!(s, 201);
+    let server = start_with_agent(dir.path(), &["--rejection-summary-interval", "1"]);
     let before = server.records().len();
 
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
@@ -688,9 +692,7 @@ fn rejection_summaries_are_written_on_the_interval_while_running() {
 #[test]
 fn the_body_limit_is_exact_and_chunked_bodies_under_it_are_served() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let (s, _) = server.json("POST", "/agents", Some(json!({"actor": "bad-input-agent"})));
-    assert_eq!(s, 201);
+    let server = start_with_agent(dir.path(), &[]);
 
     // Exactly the limit: a decision.
     let body = request_of_len(MAX_BODY);

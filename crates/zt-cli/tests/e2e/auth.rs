@@ -6,37 +6,13 @@ use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{http_raw, Server};
+use common::{allow, http_raw, register, Server};
 use serde_json::{json, Value};
 
 fn records(server: &Server, admin: &str) -> Vec<Value> {
     let (status, _, _) = server.json_as(admin, "GET", "/audit/head", None);
     assert_eq!(status, 200);
     common::records_as(server.port, admin)
-}
-
-fn register(server: &Server, admin: &str, actor: &str) -> String {
-    let (status, _, body) = server.json_as(
-        admin,
-        "POST",
-        "/agents",
-        Some(json!({"actor": actor, "trust_level": "high"})),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"]
-        .as_str()
-        .expect("a new agent gets a token")
-        .to_string()
-}
-
-fn allow(server: &Server, admin: &str, action: &str) {
-    let (status, _, body) = server.json_as(
-        admin,
-        "POST",
-        "/policies/allow",
-        Some(json!({"action": action, "reason": "ok"})),
-    );
-    assert_eq!(status, 201, "{body}");
 }
 
 fn decide(server: &Server, token: &str, body: Value) -> (u16, String, Value) {

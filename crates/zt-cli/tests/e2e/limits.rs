@@ -11,29 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{http_raw, Server};
+use common::{allow, http_raw, register, Server};
 use serde_json::{json, Value};
-
-fn register(server: &Server, admin: &str, actor: &str) -> String {
-    let (status, _, body) = server.json_as(
-        admin,
-        "POST",
-        "/agents",
-        Some(json!({"actor": actor, "trust_level": "high"})),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().expect("a token").to_string()
-}
-
-fn allow(server: &Server, admin: &str, action: &str) {
-    let (status, _, body) = server.json_as(
-        admin,
-        "POST",
-        "/policies/allow",
-        Some(json!({"action": action, "reason": "ok"})),
-    );
-    assert_eq!(status, 201, "{body}");
-}
 
 /// Asserts the project's JSON error: the status, `application/json`, `ok: false`, an error.
 fn assert_json_error(what: &str, status: u16, headers: &str, body: &[u8], want: u16) -> Value {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Path of the `zt` binary under test.
 pub(crate) fn zt_bin() -> &'static str {
@@ -295,6 +295,32 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Every stored record, read with an admin token (a server with credentials).
+/// As `admin`: registers `actor` with high trust; its token.
+pub(crate) fn register(server: &Server, admin: &str, actor: &str) -> String {
+    let (status, _, body) = server.json_as(
+        admin,
+        "POST",
+        "/agents",
+        Some(json!({"actor": actor, "trust_level": "high"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["token"]
+        .as_str()
+        .expect("a new agent gets a token")
+        .to_string()
+}
+
+/// As `admin`: allows `action` for every agent.
+pub(crate) fn allow(server: &Server, admin: &str, action: &str) {
+    let (status, _, body) = server.json_as(
+        admin,
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": action, "reason": "ok"})),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
 pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = http_raw(

@@ -70,6 +70,15 @@ fn assert_refused(code: i32, report: &Value, check: &str, what: &str) {
     assert_eq!(report["error"]["check"], check, "{what}: {report}");
 }
 
+/// `audit verify SOURCE [extra] --json`.
+fn verify_args<'a>(source: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["audit", "verify"];
+    args.extend_from_slice(source);
+    args.extend_from_slice(extra);
+    args.push("--json");
+    args
+}
+
 fn get_text(port: u16, path: &str) -> (u16, String) {
     let (status, body) = http(port, "GET", path, None).unwrap();
     (status, String::from_utf8(body).unwrap())
@@ -780,57 +789,25 @@ fn a_history_rewritten_and_re_signed_after_a_checkpoint_is_caught() {
     let dd = path_str(&data_dir);
     let url = server.url();
 
+    // The same three sources, offline and over HTTP.
+    let keys_path = path_str(&keys);
+    let sources: [&[&str]; 3] = [
+        &["--data-dir", dd],
+        &["--data-dir", dd, "--keys", keys_path],
+        &["--url", url.as_str()],
+    ];
+
     // Plain verification passes: every hash, link and signature checks out.
-    for args in [
-        vec!["audit", "verify", "--data-dir", dd, "--json"],
-        vec![
-            "audit",
-            "verify",
-            "--data-dir",
-            dd,
-            "--keys",
-            path_str(&keys),
-            "--json",
-        ],
-        vec!["audit", "verify", "--url", url.as_str(), "--json"],
-    ] {
+    for source in sources {
+        let args = verify_args(source, &[]);
         let (code, report) = zt_json(&args);
         assert_eq!(code, 0, "{args:?}: {report}");
         assert_eq!(report["valid"], true);
     }
 
     // The saved checkpoint catches it, offline and over HTTP.
-    for args in [
-        vec![
-            "audit",
-            "verify",
-            "--data-dir",
-            dd,
-            "--checkpoint",
-            path_str(&saved),
-            "--json",
-        ],
-        vec![
-            "audit",
-            "verify",
-            "--data-dir",
-            dd,
-            "--keys",
-            path_str(&keys),
-            "--checkpoint",
-            path_str(&saved),
-            "--json",
-        ],
-        vec![
-            "audit",
-            "verify",
-            "--url",
-            url.as_str(),
-            "--checkpoint",
-            path_str(&saved),
-            "--json",
-        ],
-    ] {
+    for source in sources {
+        let args = verify_args(source, &["--checkpoint", path_str(&saved)]);
         let (code, report) = zt_json(&args);
         assert_eq!(code, 1, "{args:?}: {report}");
         assert_eq!(report["valid"], false);

@@ -33,18 +33,8 @@ fn a_client_certificate_is_the_agents_identity() {
         |token: Option<&str>, body: Value| post(&server, &billing, token, "/actions", body);
 
     // Bearer tokens still work over TLS: the admin registers the SPIFFE ID like any actor.
-    let [billing_token, plain_token] = [BILLING, "plain-agent"].map(|actor| {
-        admin_created(
-            &server,
-            &anonymous,
-            &admin,
-            "/agents",
-            json!({"actor": actor}),
-        )["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let [billing_token, plain_token] =
+        [BILLING, "plain-agent"].map(|actor| register_tls(&server, &anonymous, &admin, actor));
     admin_created(
         &server,
         &anonymous,
@@ -155,13 +145,7 @@ fn failed_handshakes_never_stop_the_server() {
     let server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    admin_created(
-        &server,
-        &anonymous,
-        &admin,
-        "/agents",
-        json!({"actor": BILLING}),
-    );
+    register_tls(&server, &anonymous, &admin, BILLING);
 
     // A client certificate from another CA (with the very SPIFFE ID that is registered).
     let forged = pki.client_config(Some(&rogue.client(&[BILLING])));
@@ -244,13 +228,7 @@ fn sigterm_drains_in_flight_requests_over_tls() {
     let mut server = start_tls(&pki, dir.path(), &[], &[]);
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
-    admin_created(
-        &server,
-        &anonymous,
-        &admin,
-        "/agents",
-        json!({"actor": BILLING}),
-    );
+    register_tls(&server, &anonymous, &admin, BILLING);
     admin_created(
         &server,
         &anonymous,
@@ -326,22 +304,9 @@ fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
     for actor in [BILLING, "spiffe://example.org/agent/other"] {
-        admin_created(
-            &server,
-            &anonymous,
-            &admin,
-            "/agents",
-            json!({"actor": actor}),
-        );
+        register_tls(&server, &anonymous, &admin, actor);
     }
-    let body = admin_created(
-        &server,
-        &anonymous,
-        &admin,
-        "/agents",
-        json!({"actor": "token-agent"}),
-    );
-    let token = body["token"].as_str().unwrap().to_string();
+    let token = register_tls(&server, &anonymous, &admin, "token-agent");
 
     let cases: [(&str, &[&str]); 5] = [
         ("no uri san", &[]),

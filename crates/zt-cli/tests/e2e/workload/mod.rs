@@ -224,6 +224,17 @@ pub(crate) fn admin_created(
     answer
 }
 
+/// As the admin: registers `actor` over HTTPS; its token.
+pub(crate) fn register_tls(
+    server: &Server,
+    config: &Arc<ClientConfig>,
+    admin: &str,
+    actor: &str,
+) -> String {
+    let answer = admin_created(server, config, admin, "/agents", json!({"actor": actor}));
+    answer["token"].as_str().unwrap().to_string()
+}
+
 pub(crate) fn records(server: &Server, config: &Arc<ClientConfig>, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = https(

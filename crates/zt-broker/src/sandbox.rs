@@ -159,7 +159,8 @@ mod imp {
         let fs_abi = capped(FS_ABI, cap);
         let net = capped(NET_ABI, cap) == NET_ABI;
         let scoped = capped(SCOPE_ABI, cap) == SCOPE_ABI;
-        if !allow_degraded && !(fs_abi == FS_ABI && net && scoped) {
+        let whole = fs_abi == FS_ABI && net && scoped;
+        if !(allow_degraded || whole) {
             return Err(format!(
                 "the kernel cannot enforce the whole sandbox: landlock is capped by {ABI_CAP_ENV}"
             ));

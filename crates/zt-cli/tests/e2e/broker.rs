@@ -105,6 +105,18 @@ fn verify(server: &Server, command: &str) -> Output {
         .unwrap()
 }
 
+/// `zt audit verify` accepts the server's log.
+fn assert_verifies(server: &Server) {
+    let check = verify(server, "verify");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+}
+
 fn policy(dir: &Path, port: u16) -> String {
     let out = dir.join("out");
     let input = dir.join("in");
@@ -210,14 +222,20 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
     assert_eq!(status.status.code(), Some(42));
 }
 
+/// A non-blocking loopback listener (a connection shows as an accepted one), and its port.
+fn listening() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
 #[test]
 fn network_off_blocks_tcp_and_an_allowed_port_connects() {
     if !landlock() {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listening();
     let dir = tempfile::tempdir().unwrap();
     let (server, token) = control_plane(dir.path(), &policy(dir.path(), port));
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
@@ -334,9 +352,7 @@ fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
     if !landlock() {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listening();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (server, token) = control_plane(d, &policy(d, 1));
@@ -418,8 +434,7 @@ fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
         "tcp was not enforced, as recorded"
     );
 
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
 }
 
 #[test]
@@ -463,8 +478,7 @@ fn a_kernel_without_landlock_runs_nothing_unless_allowed() {
         receipts[2]["execution"]["degraded"],
         json!(["landlock is not available: nothing can be enforced (landlock capped at abi 0 by ZT_BROKER_LANDLOCK_ABI_CAP)"])
     );
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
 }
 
 #[test]
@@ -514,8 +528,7 @@ fn a_wider_profile_is_refused_before_anything_runs() {
     assert!(receipts
         .iter()
         .all(|r| r["execution"]["outcome"] == "not_started"));
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
 }
 
 #[test]
@@ -796,8 +809,7 @@ fn forged_receipts_are_refused_by_the_server() {
         1,
         "only the good receipt was recorded"
     );
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
     // The server still refuses a second receipt after a restart.
     drop(server);
     let restarted = Server::start_with_auth(

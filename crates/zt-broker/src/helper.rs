@@ -27,6 +27,10 @@ pub struct HelperSpec {
     pub granted: ConcreteProfile,
     /// Run with the parts the kernel cannot enforce dropped.
     pub allow_degraded: bool,
+    /// The Landlock ABI cap the broker probed with ([`sandbox::ABI_CAP_ENV`]), so the ruleset
+    /// applied is the one reported (the helper's environment is scrubbed of it).
+    #[serde(default)]
+    pub landlock_abi_cap: Option<u32>,
     /// The write end of the status pipe, inherited.
     pub status_fd: i32,
     /// The broker's process id: if the broker is gone before the helper is set up, stop.
@@ -67,7 +71,12 @@ fn prepare(spec: &HelperSpec, command: &[OsString]) -> Result<std::convert::Infa
     // Every descriptor but stdin, stdout and stderr closes at exec: none the broker's caller
     // left open reaches the command (the status pipe included, which signals the exec).
     close_fds::CloseFdsBuilder::new().cloexecfrom(3);
-    sandbox::restrict_self(&spec.profile, &spec.granted, spec.allow_degraded)?;
+    sandbox::restrict_self(
+        &spec.profile,
+        &spec.granted,
+        spec.allow_degraded,
+        spec.landlock_abi_cap,
+    )?;
     let error = exec(program, args);
     Err(format!(
         "cannot run `{}`: {error}",

@@ -156,7 +156,8 @@ impl Broker {
                 });
             }
         };
-        let missing = sandbox::unenforceable();
+        let cap = sandbox::abi_cap();
+        let missing = sandbox::unenforceable_capped(cap);
         if !missing.is_empty() && !request.dangerous_allow_degraded {
             let detail = format!("the kernel cannot enforce {}", missing.join("; "));
             let ended = Ended::not_started(detail);
@@ -168,7 +169,7 @@ impl Broker {
         }
         let degraded = (!missing.is_empty()).then_some(missing);
         let ended = self
-            .run(&profile, &granted, request, degraded.is_some())
+            .run(&profile, &granted, request, degraded.is_some(), cap)
             .await;
         let receipt = self
             .receipt(&decision, &profile, &ended, degraded.clone())
@@ -188,6 +189,7 @@ impl Broker {
         granted: &SandboxProfile,
         request: &ExecRequest,
         degraded: bool,
+        cap: Option<u32>,
     ) -> Ended {
         let tmp = if profile.wants_private_tmp() {
             match tempfile::Builder::new().prefix("zt-exec-").tempdir() {
@@ -202,6 +204,7 @@ impl Broker {
             profile: concrete(profile, tmp_path),
             granted: concrete(granted, tmp_path),
             allow_degraded: degraded,
+            landlock_abi_cap: cap,
             status_fd: -1,
             broker_pid: 0,
         };

@@ -2,6 +2,11 @@
 //! anyone), and the ruleset the helper applies to itself before it runs the command. Linux:
 //! Landlock (filesystem ABI 5, TCP ABI 4, scopes ABI 6). Elsewhere nothing is enforced, which
 //! the probe reports, so the broker refuses to run unless degradation is allowed.
+//!
+//! [`ABI_CAP_ENV`] lowers the Landlock ABI the broker believes the kernel has (to test and to
+//! exercise the degraded paths on a kernel that has everything); it never raises it. The
+//! broker reads it once and hands the same cap to the helper, so the ruleset applied is the one
+//! the probe reported.
 
 use std::path::PathBuf;
 
@@ -21,9 +26,32 @@ pub struct ConcreteProfile {
     pub connect: Vec<u16>,
 }
 
-/// The parts of a profile the running kernel cannot enforce (empty: all of it).
+/// The environment variable capping the Landlock ABI used: `0` claims no Landlock, `3` no TCP
+/// rules and no scopes, and so on; a value that is not a number caps at 0. It only lowers what
+/// the kernel is believed to support (docs/BROKER.md).
+pub const ABI_CAP_ENV: &str = "ZT_BROKER_LANDLOCK_ABI_CAP";
+
+/// The cap [`ABI_CAP_ENV`] sets, if any (fail closed: an unreadable value caps at 0).
+pub fn abi_cap() -> Option<u32> {
+    let value = std::env::var_os(ABI_CAP_ENV)?;
+    Some(
+        value
+            .to_str()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// The parts of a profile the running kernel cannot enforce (empty: all of it), with the cap of
+/// [`ABI_CAP_ENV`] applied.
 pub fn unenforceable() -> Vec<String> {
-    imp::unenforceable()
+    unenforceable_capped(abi_cap())
+}
+
+/// The parts of a profile the running kernel cannot enforce with the Landlock ABI capped at
+/// `cap` (`None`: no cap).
+pub fn unenforceable_capped(cap: Option<u32>) -> Vec<String> {
+    imp::unenforceable(cap)
 }
 
 /// Restricts the calling process (and what it executes) to `profile`. With `allow_degraded`
@@ -34,12 +62,15 @@ pub fn unenforceable() -> Vec<String> {
 /// beneath a path `granted` gives the same right, so a caller's narrowed path that is a
 /// symlink out of the grant (planted in a writable directory, say) is refused, whatever
 /// happened to it between the broker's check and this open.
+///
+/// `cap` lowers the Landlock ABI used, as in [`unenforceable_capped`].
 pub fn restrict_self(
     profile: &ConcreteProfile,
     granted: &ConcreteProfile,
     allow_degraded: bool,
+    cap: Option<u32>,
 ) -> Result<(), String> {
-    imp::restrict_self(profile, granted, allow_degraded)
+    imp::restrict_self(profile, granted, allow_degraded, cap)
 }
 
 /// `granted`'s paths with symlinks resolved (those that exist): readable (any list), writable,
@@ -63,35 +94,58 @@ fn resolved(granted: &ConcreteProfile) -> [Vec<PathBuf>; 3] {
 #[cfg(target_os = "linux")]
 mod imp {
     use landlock::{
-        Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
-        Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+        Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath,
+        PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
     };
 
-    use super::ConcreteProfile;
+    use super::{ConcreteProfile, ABI_CAP_ENV};
 
     /// Filesystem rights up to ABI 5 (truncate, device ioctl), TCP up to 4, scopes up to 6.
     const FS_ABI: ABI = ABI::V5;
     const NET_ABI: ABI = ABI::V4;
     const SCOPE_ABI: ABI = ABI::V6;
 
-    pub(super) fn unenforceable() -> Vec<String> {
+    /// `wanted`, or the cap when that is lower.
+    fn capped(wanted: ABI, cap: Option<u32>) -> ABI {
+        match cap {
+            None => wanted,
+            Some(n) => wanted.min(ABI::from(i32::try_from(n).unwrap_or(i32::MAX))),
+        }
+    }
+
+    /// `what` is missing; say so, and that the cap (not the kernel) withholds it when it does.
+    fn lacking(what: &str, wanted: ABI, cap: Option<u32>) -> String {
+        match cap {
+            Some(n) if capped(wanted, cap) < wanted => {
+                format!("{what} (landlock capped at abi {n} by {ABI_CAP_ENV})")
+            }
+            _ => what.to_string(),
+        }
+    }
+
+    pub(super) fn unenforceable(cap: Option<u32>) -> Vec<String> {
         let probe = |ruleset: Result<Ruleset, landlock::RulesetError>| {
             ruleset.and_then(|r| r.create()).is_ok()
         };
         let hard = || Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+        let within = |wanted: ABI| capped(wanted, cap) == wanted;
         let mut missing = Vec::new();
-        if !probe(hard().handle_access(AccessFs::from_all(ABI::V1))) {
-            missing.push("landlock is not available: nothing can be enforced".to_string());
+        if !(within(ABI::V1) && probe(hard().handle_access(AccessFs::from_all(ABI::V1)))) {
+            let what = "landlock is not available: nothing can be enforced";
+            missing.push(lacking(what, ABI::V1, cap));
             return missing;
         }
-        if !probe(hard().handle_access(AccessFs::from_all(FS_ABI))) {
-            missing.push("filesystem rights of landlock abi 5 (truncate, device ioctl)".into());
+        if !(within(FS_ABI) && probe(hard().handle_access(AccessFs::from_all(FS_ABI)))) {
+            let what = "filesystem rights of landlock abi 5 (truncate, device ioctl)";
+            missing.push(lacking(what, FS_ABI, cap));
         }
-        if !probe(hard().handle_access(AccessNet::from_all(NET_ABI))) {
-            missing.push("tcp bind and connect rules (landlock abi 4)".into());
+        if !(within(NET_ABI) && probe(hard().handle_access(AccessNet::from_all(NET_ABI)))) {
+            let what = "tcp bind and connect rules (landlock abi 4)";
+            missing.push(lacking(what, NET_ABI, cap));
         }
-        if !probe(hard().scope(Scope::from_all(SCOPE_ABI))) {
-            missing.push("signal and abstract unix socket scoping (landlock abi 6)".into());
+        if !(within(SCOPE_ABI) && probe(hard().scope(Scope::from_all(SCOPE_ABI)))) {
+            let what = "signal and abstract unix socket scoping (landlock abi 6)";
+            missing.push(lacking(what, SCOPE_ABI, cap));
         }
         missing
     }
@@ -100,8 +154,23 @@ mod imp {
         profile: &ConcreteProfile,
         granted: &ConcreteProfile,
         allow_degraded: bool,
+        cap: Option<u32>,
     ) -> Result<(), String> {
-        let [readable, writable, executable] = super::resolved(granted);
+        let fs_abi = capped(FS_ABI, cap);
+        let net = capped(NET_ABI, cap) == NET_ABI;
+        let scoped = capped(SCOPE_ABI, cap) == SCOPE_ABI;
+        let whole = fs_abi == FS_ABI && net && scoped;
+        if !(allow_degraded || whole) {
+            return Err(format!(
+                "the kernel cannot enforce the whole sandbox: landlock is capped by {ABI_CAP_ENV}"
+            ));
+        }
+        let rules = opened_rules(profile, granted, fs_abi)?;
+        if fs_abi == ABI::Unsupported {
+            // What a kernel without Landlock leaves: no_new_privs alone (as the crate sets it).
+            return rustix::thread::set_no_new_privs(true)
+                .map_err(|e| format!("no_new_privs could not be set: {e}"));
+        }
         let level = if allow_degraded {
             CompatLevel::BestEffort
         } else {
@@ -110,22 +179,58 @@ mod imp {
         let fail = |e: landlock::RulesetError| format!("cannot build the sandbox: {e}");
         let mut ruleset = Ruleset::default()
             .set_compatibility(level)
-            .handle_access(AccessFs::from_all(FS_ABI))
-            .map_err(fail)?
-            .handle_access(AccessNet::from_all(NET_ABI))
-            .map_err(fail)?
-            .scope(Scope::from_all(SCOPE_ABI))
-            .map_err(fail)?
-            .create()
+            .handle_access(AccessFs::from_all(fs_abi))
             .map_err(fail)?;
-        let read = AccessFs::from_read(FS_ABI);
-        let write = read | AccessFs::from_write(FS_ABI);
+        if net {
+            ruleset = ruleset
+                .handle_access(AccessNet::from_all(NET_ABI))
+                .map_err(fail)?;
+        }
+        if scoped {
+            ruleset = ruleset.scope(Scope::from_all(SCOPE_ABI)).map_err(fail)?;
+        }
+        let mut ruleset = ruleset.create().map_err(fail)?;
+        for (fd, access) in rules {
+            ruleset = ruleset
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(fail)?;
+        }
+        // Without TCP rules handled, a port rule could not be added; the network is open then,
+        // which the probe reported and the receipt records.
+        if net {
+            for port in &profile.connect {
+                ruleset = ruleset
+                    .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
+                    .map_err(fail)?;
+            }
+        }
+        let status = ruleset.restrict_self().map_err(fail)?;
+        if !allow_degraded && status.ruleset != RulesetStatus::FullyEnforced {
+            return Err("the kernel did not enforce the whole sandbox".into());
+        }
+        if !status.no_new_privs {
+            return Err("no_new_privs could not be set".into());
+        }
+        Ok(())
+    }
+
+    /// Every path of `profile` opened, with the rights (of ABI `fs_abi`) its list gives, each
+    /// checked to lead beneath a path `granted` gives that right.
+    fn opened_rules(
+        profile: &ConcreteProfile,
+        granted: &ConcreteProfile,
+        fs_abi: ABI,
+    ) -> Result<Vec<(PathFd, BitFlags<AccessFs>)>, String> {
+        let [readable, writable, executable] = super::resolved(granted);
+        let read = AccessFs::from_read(fs_abi);
+        let write = read | AccessFs::from_write(fs_abi);
         let exec = read | AccessFs::Execute;
         let lists = [
             (&profile.read, read, &readable),
             (&profile.write, write, &writable),
             (&profile.exec, exec, &executable),
         ];
+        let mut rules = Vec::new();
         for (paths, access, bounds) in lists {
             for path in paths {
                 // A path that does not exist grants nothing (it cannot appear later either:
@@ -145,26 +250,12 @@ mod imp {
                 let access = if path.is_dir() {
                     access
                 } else {
-                    access & AccessFs::from_file(FS_ABI)
+                    access & AccessFs::from_file(fs_abi)
                 };
-                ruleset = ruleset
-                    .add_rule(PathBeneath::new(fd, access))
-                    .map_err(fail)?;
+                rules.push((fd, access));
             }
         }
-        for port in &profile.connect {
-            ruleset = ruleset
-                .add_rule(NetPort::new(*port, AccessNet::ConnectTcp))
-                .map_err(fail)?;
-        }
-        let status = ruleset.restrict_self().map_err(fail)?;
-        if !allow_degraded && status.ruleset != RulesetStatus::FullyEnforced {
-            return Err("the kernel did not enforce the whole sandbox".into());
-        }
-        if !status.no_new_privs {
-            return Err("no_new_privs could not be set".into());
-        }
-        Ok(())
+        Ok(rules)
     }
 
     /// Where an opened path really is.
@@ -181,7 +272,7 @@ mod imp {
 
     use super::ConcreteProfile;
 
-    pub(super) fn unenforceable() -> Vec<String> {
+    pub(super) fn unenforceable(_: Option<u32>) -> Vec<String> {
         vec!["no kernel sandbox on this platform: nothing can be enforced".into()]
     }
 
@@ -189,6 +280,7 @@ mod imp {
         _: &ConcreteProfile,
         _: &ConcreteProfile,
         allow_degraded: bool,
+        _: Option<u32>,
     ) -> Result<(), String> {
         if allow_degraded {
             Ok(())

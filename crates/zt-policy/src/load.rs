@@ -118,6 +118,7 @@ fn annotate(policy: &Policy, position: usize, location: Location) -> Result<Load
         }
         Some(_) => true,
     };
+    crate::annotations::check_sandbox_grant(policy).map_err(|message| invalid(&id, message))?;
     Ok(Loaded {
         policy: policy.new_id(PolicyId::new(&id)),
         effect: policy.effect(),

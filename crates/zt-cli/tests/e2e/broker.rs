@@ -2,7 +2,8 @@
 //! with a real effect (a file that stays absent, a connection never accepted, a variable the
 //! command never sees) and the receipt that closes intent -> decision -> execution in the chain.
 //! Tests that run a command need Landlock with TCP rules and scopes (ABI 6+); without it they
-//! skip with the reason, or fail under `ZT_REQUIRE_SERVICES=1`.
+//! skip with the reason, or fail under `ZT_REQUIRE_SERVICES=1`. Degraded kernels are shown with
+//! `ZT_BROKER_LANDLOCK_ABI_CAP`, which lowers what the broker believes the kernel supports.
 
 use crate::common;
 
@@ -104,6 +105,18 @@ fn verify(server: &Server, command: &str) -> Output {
         .unwrap()
 }
 
+/// `zt audit verify` accepts the server's log.
+fn assert_verifies(server: &Server) {
+    let check = verify(server, "verify");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+}
+
 fn policy(dir: &Path, port: u16) -> String {
     let out = dir.join("out");
     let input = dir.join("in");
@@ -121,8 +134,6 @@ permit (principal, action == Action::"ci.build", resource);
 permit (principal, action == Action::"ci.fetch", resource);
 @id("plain") @reason("the default sandbox")
 permit (principal, action == Action::"ci.plain", resource);
-@id("typo") @reason("a grant this version cannot read") @sandbox_wirte("/srv")
-permit (principal, action == Action::"ci.typo", resource);
 "#,
         input = input.display(),
         out = out.display(),
@@ -211,14 +222,20 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
     assert_eq!(status.status.code(), Some(42));
 }
 
+/// A non-blocking loopback listener (a connection shows as an accepted one), and its port.
+fn listening() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
 #[test]
 fn network_off_blocks_tcp_and_an_allowed_port_connects() {
     if !landlock() {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let (listener, port) = listening();
     let dir = tempfile::tempdir().unwrap();
     let (server, token) = control_plane(dir.path(), &policy(dir.path(), port));
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
@@ -265,19 +282,203 @@ fn a_denied_command_never_runs() {
     assert_eq!(denied.status.code(), Some(77), "{}", text(&denied.stderr));
     assert!(text(&denied.stderr).contains("denied"));
     assert!(!sentinel.exists(), "a denied command ran");
-    // A permit whose sandbox grant cannot be read denies a broker (fail closed).
-    let typo = exec(&server, &token, &["--action", "ci.typo"], &touch);
-    assert_eq!(typo.status.code(), Some(77), "{}", text(&typo.stderr));
-    assert!(
-        text(&typo.stderr).contains("sandbox grant is invalid"),
-        "{}",
-        text(&typo.stderr)
-    );
-    assert!(
-        !sentinel.exists(),
-        "a command ran under an unreadable grant"
-    );
     assert!(receipts(&server).is_empty(), "no receipt for a deny");
+}
+
+#[test]
+fn a_sandbox_grant_that_cannot_be_read_is_refused_when_the_policy_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "@sandbox_wirte(\"/srv\")",
+            "unknown sandbox annotation `@sandbox_wirte`",
+        ),
+        ("@sandbox_connect(\"https\")", "sandbox port `https`"),
+        ("@sandbox_write(\"srv/out\")", "sandbox path `srv/out`"),
+    ];
+    for (annotation, expected) in cases {
+        let file = dir.path().join("bad.cedar");
+        std::fs::write(
+            &file,
+            format!(
+                "@id(\"plain\") permit (principal, action == Action::\"ci.plain\", resource);\n\
+                 @id(\"typo\") @reason(\"a grant this version cannot read\") {annotation}\n\
+                 permit (principal, action == Action::\"ci.typo\", resource);\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(zt_bin())
+            .args(["policy", "validate"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{annotation}: {}",
+            text(&out.stdout)
+        );
+        let said = text(&out.stdout);
+        assert!(
+            said.contains("policy `typo` at line 2"),
+            "{annotation}: {said}"
+        );
+        assert!(
+            said.contains("invalid sandbox grant"),
+            "{annotation}: {said}"
+        );
+        assert!(said.contains(expected), "{annotation}: {said}");
+    }
+}
+
+/// The kernel as `ZT_BROKER_LANDLOCK_ABI_CAP=3` shows it: no TCP rules, no scopes.
+const CAP: (&str, &str) = ("ZT_BROKER_LANDLOCK_ABI_CAP", "3");
+
+fn exec_capped(
+    server: &Server,
+    token: &str,
+    cap: &str,
+    flags: &[&str],
+    command: &[&str],
+) -> Output {
+    exec_command(&server.url(), token, flags, command)
+        .env(CAP.0, cap)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
+    if !landlock() {
+        return;
+    }
+    let (listener, port) = listening();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server, token) = control_plane(d, &policy(d, 1));
+    let sentinel = d.join("out/sentinel");
+    let touch = ["/usr/bin/touch", sentinel.to_str().unwrap()];
+
+    // Without --allow-degraded: refused, nothing runs, a not_started receipt names what is
+    // missing and that the cap withholds it.
+    let refused = exec_capped(&server, &token, CAP.1, &["--action", "ci.build"], &touch);
+    assert_eq!(refused.status.code(), Some(71), "{}", text(&refused.stderr));
+    assert!(!sentinel.exists(), "the command ran on a degraded kernel");
+    assert!(
+        text(&refused.stderr).contains("tcp bind and connect rules"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let receipt = receipts(&server).pop().expect("a receipt for the refusal");
+    assert_eq!(receipt["execution"]["outcome"], "not_started");
+    let detail = receipt["execution"]["detail"].as_str().unwrap();
+    for part in [
+        "tcp bind and connect rules (landlock abi 4",
+        "signal and abstract unix socket scoping (landlock abi 6",
+        "filesystem rights of landlock abi 5",
+        "capped at abi 3 by ZT_BROKER_LANDLOCK_ABI_CAP",
+    ] {
+        assert!(detail.contains(part), "`{part}` missing from {detail}");
+    }
+
+    // With --allow-degraded: it runs, warns, and the receipt records what was not enforced.
+    let ran = exec_capped(
+        &server,
+        &token,
+        CAP.1,
+        &["--action", "ci.build", "--allow-degraded"],
+        &touch,
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert!(sentinel.exists(), "the allowed degraded run did not run");
+    assert!(
+        text(&ran.stderr).contains("DEGRADED"),
+        "{}",
+        text(&ran.stderr)
+    );
+    let receipt = receipts(&server).pop().unwrap();
+    assert_eq!(receipt["execution"]["outcome"], "exited");
+    let degraded: Vec<&str> = receipt["execution"]["degraded"]
+        .as_array()
+        .expect("the receipt records the degradation")
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert_eq!(degraded.len(), 3, "{degraded:?}");
+    assert!(degraded
+        .iter()
+        .any(|d| d.contains("tcp bind and connect rules")));
+    assert!(degraded.iter().all(|d| d.contains("capped at abi 3")));
+
+    // What ran is what the receipt says: the filesystem (abi 3) is still enforced, TCP is not.
+    let secret = exec_capped(
+        &server,
+        &token,
+        CAP.1,
+        &["--action", "ci.build", "--allow-degraded"],
+        &["/bin/cat", d.join("secret/key.txt").to_str().unwrap()],
+    );
+    assert_ne!(secret.status.code(), Some(0));
+    assert!(!text(&secret.stdout).contains("top secret"));
+    let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+    let open = exec_capped(
+        &server,
+        &token,
+        CAP.1,
+        &["--action", "ci.plain", "--allow-degraded"],
+        &bash(&connect),
+    );
+    assert_eq!(open.status.code(), Some(0), "{}", text(&open.stderr));
+    assert!(
+        listener.accept().is_ok(),
+        "tcp was not enforced, as recorded"
+    );
+
+    assert_verifies(&server);
+}
+
+#[test]
+fn a_kernel_without_landlock_runs_nothing_unless_allowed() {
+    if !landlock() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (server, token) = control_plane(d, &policy(d, 1));
+    let secret = d.join("secret/key.txt");
+    let cat = ["/bin/cat", secret.to_str().unwrap()];
+
+    let refused = exec_capped(&server, &token, "0", &["--action", "ci.plain"], &cat);
+    assert_eq!(refused.status.code(), Some(71), "{}", text(&refused.stderr));
+    assert!(!text(&refused.stdout).contains("top secret"));
+    // Not a number: capped at 0, refused the same way (fail closed).
+    let garbled = exec_capped(&server, &token, "six", &["--action", "ci.plain"], &cat);
+    assert_eq!(garbled.status.code(), Some(71), "{}", text(&garbled.stderr));
+
+    let ran = exec_capped(
+        &server,
+        &token,
+        "0",
+        &["--action", "ci.plain", "--allow-degraded"],
+        &cat,
+    );
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert_eq!(
+        text(&ran.stdout),
+        "top secret\n",
+        "nothing is enforced, as recorded"
+    );
+    let receipts = receipts(&server);
+    assert_eq!(receipts.len(), 3);
+    for refusal in &receipts[..2] {
+        let detail = refusal["execution"]["detail"].as_str().unwrap();
+        assert!(detail.contains("landlock is not available"), "{detail}");
+    }
+    assert_eq!(
+        receipts[2]["execution"]["degraded"],
+        json!(["landlock is not available: nothing can be enforced (landlock capped at abi 0 by ZT_BROKER_LANDLOCK_ABI_CAP)"])
+    );
+    assert_verifies(&server);
 }
 
 #[test]
@@ -327,8 +528,7 @@ fn a_wider_profile_is_refused_before_anything_runs() {
     assert!(receipts
         .iter()
         .all(|r| r["execution"]["outcome"] == "not_started"));
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
 }
 
 #[test]
@@ -609,8 +809,7 @@ fn forged_receipts_are_refused_by_the_server() {
         1,
         "only the good receipt was recorded"
     );
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    assert_verifies(&server);
     // The server still refuses a second receipt after a restart.
     drop(server);
     let restarted = Server::start_with_auth(

@@ -32,15 +32,7 @@ fn landlock() -> bool {
 
 /// A control plane with credentials, `policy`, and the agent's token.
 fn control_plane(dir: &Path, policy: &str) -> (Server, String) {
-    let policy_file = dir.join("policy.cedar");
-    std::fs::write(&policy_file, policy).unwrap();
-    let server = Server::start_with_auth(
-        &dir.join("data"),
-        "credentials",
-        &["--single-admin", "--policy", policy_file.to_str().unwrap()],
-    );
-    let token = register(&server, ACTOR);
-    (server, token)
+    Server::with_policy_and_agent(dir, policy, ACTOR)
 }
 
 fn register(server: &Server, actor: &str) -> String {

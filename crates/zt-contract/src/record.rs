@@ -196,7 +196,15 @@ impl RecordBody {
     /// definition for typed records; [`crate::record_hash`] is the same rule for a stored
     /// line of unknown shape (every key but `current_hash` and `kms_signature`).
     pub fn hash(&self) -> Result<Digest32, serde_json::Error> {
-        Ok(Digest32::sha256(self.canonical_json()?.as_bytes()))
+        self.canonical_json_and_hash().map(|(_, hash)| hash)
+    }
+
+    /// The canonical JSON and its hash, for a caller that stores the one and signs the other
+    /// (the ledger's sealer).
+    pub fn canonical_json_and_hash(&self) -> Result<(String, Digest32), serde_json::Error> {
+        let json = self.canonical_json()?;
+        let hash = Digest32::sha256(json.as_bytes());
+        Ok((json, hash))
     }
 }
 

@@ -92,9 +92,8 @@ impl SealedRecord {
 
     /// The canonical JSON of a body and its SHA-256, the digest that is signed.
     pub fn hash_body(body: &RecordBody) -> Result<(String, Digest32), crate::SignError> {
-        let json = body.canonical_json().map_err(|_| crate::SignError::Sign)?;
-        let current_hash = Digest32::sha256(json.as_bytes());
-        Ok((json, current_hash))
+        body.canonical_json_and_hash()
+            .map_err(|_| crate::SignError::Sign)
     }
 
     /// A record from its body, the body's canonical JSON and hash, and its signature.

@@ -7,10 +7,9 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{free_port, http, http_raw, records_as, zt_bin, Running, Server};
+use common::{free_port, http_raw, records_as, start_a2a_proxy, wait_for_card, Running, Server};
 use serde_json::{json, Value};
 
 const AGENT: &str = "echo_agent";
@@ -56,20 +55,6 @@ fn python() -> Option<PathBuf> {
     }
     eprintln!("skipped: {reason}");
     None
-}
-
-fn wait_for_card(port: u16, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited early: {status}");
-        }
-        if let Ok((200, _)) = http(port, "GET", "/.well-known/agent-card.json", None) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what} did not serve its card");
 }
 
 /// The test agent (a2a-sdk server) and the file its executor appends to.
@@ -118,29 +103,10 @@ struct Proxy {
 
 impl Proxy {
     fn start(upstream: u16, control_plane: &str, token: &str) -> Proxy {
-        let port = free_port();
-        let mut child = Command::new(zt_bin())
-            .args([
-                "a2a-proxy",
-                "--upstream",
-                &format!("http://127.0.0.1:{upstream}"),
-                "--agent-name",
-                AGENT,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .env("ZT_CONTROL_PLANE_URL", control_plane)
-            .env("ZT_ACTOR", ACTOR)
-            .env("ZT_TOKEN", token)
-            .env("ZT_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start zt a2a-proxy");
-        wait_for_card(port, &mut child, "zt a2a-proxy");
+        let (process, port) = start_a2a_proxy(upstream, AGENT, control_plane, ACTOR, token);
         Proxy {
             port,
-            _process: Running(child),
+            _process: process,
         }
     }
 

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http, http_raw, zt, zt_bin, Running, Server};
+use common::{free_port, http_raw, start_a2a_proxy, zt, zt_bin, Running, Server};
 use serde_json::{json, Value};
 use zt_client::{Authorization, ControlPlane, Guarded, PinnedKeys};
 use zt_contract::{DecisionRequest, DecisionResponse, Jwk, Jwks};
@@ -185,29 +185,7 @@ fn answer_one(mut stream: TcpStream, origin: &str) {
 
 /// `zt a2a-proxy` in front of the stub agent; returns its port.
 fn a2a_proxy(agent: u16, url: &str, token: &str) -> (Running, u16) {
-    let port = free_port();
-    let mut child = Command::new(zt_bin())
-        .args(["a2a-proxy", "--agent-name", "env_agent"])
-        .args(["--upstream", &format!("http://127.0.0.1:{agent}")])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("ZT_CONTROL_PLANE_URL", url)
-        .env("ZT_ACTOR", ACTOR)
-        .env("ZT_TOKEN", token)
-        .env("ZT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start zt a2a-proxy");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(
-        http(port, "GET", "/.well-known/agent-card.json", None),
-        Ok((200, _))
-    ) {
-        assert!(child.try_wait().unwrap().is_none(), "zt a2a-proxy exited");
-        assert!(Instant::now() < deadline, "zt a2a-proxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Running(child), port)
+    start_a2a_proxy(agent, "env_agent", url, ACTOR, token)
 }
 
 fn rpc(port: u16, body: &Value) -> Value {

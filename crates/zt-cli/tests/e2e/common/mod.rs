@@ -41,6 +41,49 @@ impl Drop for Running {
     }
 }
 
+/// Waits (up to 90 s) until the process on `port` serves an A2A agent card; fails the test if
+/// `child` exits first or never serves it.
+pub(crate) fn wait_for_card(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early: {status}");
+        }
+        if let Ok((200, _)) = http(port, "GET", "/.well-known/agent-card.json", None) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not serve its card");
+}
+
+/// `zt a2a-proxy --agent-name AGENT` in front of the agent on `upstream`, deciding through
+/// `control_plane` as `actor` with `token` (settings from the environment); returns it once it
+/// serves its card, and its port.
+pub(crate) fn start_a2a_proxy(
+    upstream: u16,
+    agent: &str,
+    control_plane: &str,
+    actor: &str,
+    token: &str,
+) -> (Running, u16) {
+    let port = free_port();
+    let mut child = Command::new(zt_bin())
+        .args(["a2a-proxy", "--agent-name", agent])
+        .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("ZT_CONTROL_PLANE_URL", control_plane)
+        .env("ZT_ACTOR", actor)
+        .env("ZT_TOKEN", token)
+        .env("ZT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zt a2a-proxy");
+    wait_for_card(port, &mut child, "zt a2a-proxy");
+    (Running(child), port)
+}
+
 /// A running `zt serve --auth none`, killed on drop.
 pub(crate) struct Server {
     pub child: Child,

@@ -4,6 +4,9 @@
 //!   key plugs in by implementing [`Signer`]).
 //! - [`store`]: where records live, behind [`AuditStore`]; [`sqlite`] is the embedded default,
 //!   [`postgres`] the PostgreSQL backend; [`location`] picks one from a `--store` URL.
+//! - [`documents`]: the named, versioned documents a server keeps beside its log in a
+//!   PostgreSQL store (registry, policy, proposals), on the same kind of session as the audit
+//!   store (`pg_session.rs`, private: PostgreSQL is reached only through these stores).
 //! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
 //!   group-commits, so the chain never forks and every answer waits only for its own batch's
 //!   `fsync` (and the one in progress: `handoff`); [`replicated`] commits instead when several
@@ -11,11 +14,12 @@
 
 pub mod clock;
 pub mod committer;
+pub mod documents;
 pub mod draft;
 mod handoff;
 pub mod location;
 pub mod persist;
-pub mod pg_session;
+mod pg_session;
 pub mod postgres;
 mod proofs;
 pub mod replicated;

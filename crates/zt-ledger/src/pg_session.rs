@@ -1,7 +1,8 @@
 //! PostgreSQL sessions for the stores that live in one schema of a PostgreSQL database: the
-//! audit store ([`crate::postgres`]) and whatever else a server keeps beside it. One session
-//! type, one way to set a session up, one way to create tables when several servers may start
-//! at once, one error mapping.
+//! audit store ([`crate::postgres`]) and the documents a server keeps beside it
+//! ([`crate::documents`]). Private to this crate, so PostgreSQL is reached only through those
+//! two stores. One session type, one way to set a session up, one way to create tables when
+//! several servers may start at once, one error mapping.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use crate::store::StoreError;
 
 /// The advisory lock keyed by `schema`: every writer of the audit chain there takes it for
 /// each batch, and tables are created under it.
-pub fn chain_lock_key(schema: &str) -> String {
+pub(crate) fn chain_lock_key(schema: &str) -> String {
     format!("zt-infra audit log: {schema}")
 }
 
@@ -21,7 +22,11 @@ pub fn chain_lock_key(schema: &str) -> String {
 /// in one transaction under the schema's advisory lock: servers starting together would
 /// otherwise race (PostgreSQL's `IF NOT EXISTS` is not safe against concurrent creation).
 /// `schema` must be checked ([`PostgresLocation`] does).
-pub fn create_in_schema(client: &mut Client, schema: &str, ddl: &str) -> Result<(), StoreError> {
+pub(crate) fn create_in_schema(
+    client: &mut Client,
+    schema: &str,
+    ddl: &str,
+) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(store_error)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -46,7 +51,7 @@ pub fn create_in_schema(client: &mut Client, schema: &str, ddl: &str) -> Result<
 const LOCK_TIMEOUT_S: u32 = 10;
 
 /// Sets the session up for `schema`: search path, durable commits, lock timeouts.
-pub fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
+pub(crate) fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
     // `schema` is checked to be a plain lowercase identifier, so it needs no quoting.
     client
         .batch_execute(&format!(
@@ -59,7 +64,7 @@ pub fn use_schema(client: &mut Client, schema: &str) -> Result<(), StoreError> {
 
 /// A client error as a store error, with its cause (the client's own message names only the
 /// kind; connection settings never appear).
-pub fn store_error(e: postgres::Error) -> StoreError {
+pub(crate) fn store_error(e: postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
         return StoreError::Backend(format!("postgres: {}: {}", db.code().code(), db.message()));
     }
@@ -86,7 +91,7 @@ fn connect(config: &Config, setup: &Setup) -> Result<Client, StoreError> {
 /// thread; keeping it on a dedicated thread lets a session be used (blocking) and dropped
 /// from anywhere. A lost connection is reopened, with the same setup, for the next job; the
 /// job that met it fails.
-pub struct PgSession {
+pub(crate) struct PgSession {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -100,7 +105,7 @@ impl std::fmt::Debug for PgSession {
 impl PgSession {
     /// Connects to `location` on a new thread and runs `setup` there before anything else,
     /// and again after each reconnection.
-    pub fn open(
+    pub(crate) fn open(
         location: &PostgresLocation,
         setup: impl Fn(&mut Client) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<Self, StoreError> {
@@ -149,7 +154,7 @@ impl PgSession {
     }
 
     /// Runs `f` with the client and waits for its answer.
-    pub fn run<T: Send + 'static>(
+    pub(crate) fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {

@@ -22,13 +22,11 @@ use zt_contract::{
 };
 use zt_ledger::{Ledger, SignError, Signer};
 
-use crate::state::SharedState;
-
 /// How often the log is checked for growth.
 pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The origin (log name) when none is configured: `zt-infra/<key_id>`.
-pub fn default_origin(key_id: &str) -> String {
+pub(crate) fn default_origin(key_id: &str) -> String {
     format!("zt-infra/{key_id}")
 }
 
@@ -67,7 +65,7 @@ pub enum CheckpointIssueError {
 
 /// One signed checkpoint, as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedCheckpoint {
+pub(crate) struct SignedCheckpoint {
     /// Records covered: `0..size`.
     pub size: u64,
     /// The Merkle root of those records.
@@ -77,7 +75,7 @@ pub struct SignedCheckpoint {
 }
 
 /// The checkpoint issuer and the latest checkpoint.
-pub struct Checkpoints {
+pub(crate) struct Checkpoints {
     origin: String,
     key: NoteKey,
     signer: Arc<dyn Signer>,
@@ -102,7 +100,7 @@ const PROOF_SLOTS: usize = 2;
 impl Checkpoints {
     /// Sets up checkpoints of the log `origin` signed by `signer`, and signs the first one at
     /// the current size. Blocking (it signs).
-    pub fn new(
+    pub(crate) fn new(
         origin: String,
         signer: Arc<dyn Signer>,
         ledger: &Ledger,
@@ -133,22 +131,22 @@ impl Checkpoints {
     }
 
     /// The log's origin: the first line of every checkpoint and the note key's name.
-    pub fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.origin
     }
 
     /// The key checkpoints verify with.
-    pub fn key(&self) -> &NoteKey {
+    pub(crate) fn key(&self) -> &NoteKey {
         &self.key
     }
 
     /// The `kid` of the audit key in `GET /audit/keys` that signs checkpoints.
-    pub fn key_id(&self) -> &str {
+    pub(crate) fn key_id(&self) -> &str {
         self.signer.key_id()
     }
 
     /// The latest checkpoint.
-    pub fn latest(&self) -> Arc<SignedCheckpoint> {
+    pub(crate) fn latest(&self) -> Arc<SignedCheckpoint> {
         self.latest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -158,7 +156,10 @@ impl Checkpoints {
     /// Signs a checkpoint at the ledger's current size, unless the latest one already has that
     /// size; returns the latest checkpoint either way. Blocking (it signs): call from a
     /// blocking context.
-    pub fn issue(&self, ledger: &Ledger) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
+    pub(crate) fn issue(
+        &self,
+        ledger: &Ledger,
+    ) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
         let _one_at_a_time = self.issuing.lock().unwrap_or_else(PoisonError::into_inner);
         // Read the tree under the issuing lock: a later issue never sees a smaller tree.
         let tree = ledger.tree();
@@ -201,29 +202,31 @@ fn sign(
     Ok(SignedCheckpoint { size, root, note })
 }
 
-/// Signs a checkpoint at the current size now (`?fresh=1`), off the async threads.
+/// Signs a checkpoint of `ledger` at its current size now (`?fresh=1`), off the async
+/// threads.
 pub(crate) async fn issue_now(
-    state: &SharedState,
+    ledger: &Ledger,
+    checkpoints: &Arc<Checkpoints>,
 ) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
-    let state = state.clone();
-    match tokio::task::spawn_blocking(move || state.checkpoints.issue(&state.ledger)).await {
+    let (ledger, checkpoints) = (ledger.clone(), checkpoints.clone());
+    match tokio::task::spawn_blocking(move || checkpoints.issue(&ledger)).await {
         Ok(issued) => issued,
         // The latest checkpoint still stands.
         Err(_) => Err(CheckpointIssueError::Interrupted),
     }
 }
 
-/// Issues a checkpoint every [`CHECKPOINT_INTERVAL`] in which the log grew. Runs until
+/// Issues a checkpoint of `ledger` every [`CHECKPOINT_INTERVAL`] in which it grew. Runs until
 /// aborted.
-pub(crate) async fn run(state: SharedState) {
+pub(crate) async fn run(ledger: Ledger, checkpoints: Arc<Checkpoints>) {
     let mut ticks = tokio::time::interval(CHECKPOINT_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if state.ledger.tree_size() <= state.checkpoints.latest().size {
+        if ledger.tree_size() <= checkpoints.latest().size {
             continue;
         }
-        if let Err(e) = issue_now(&state).await {
+        if let Err(e) = issue_now(&ledger, &checkpoints).await {
             tracing::error!(error = %e, "audit checkpoint not issued; keeping the previous one");
         }
     }
@@ -240,3 +243,7 @@ mod tests {
         assert!(zt_contract::note::is_valid_key_name(&origin));
     }
 }
+
+#[cfg(test)]
+#[path = "checkpoints_tests.rs"]
+mod issuer_tests;

@@ -11,6 +11,7 @@ mod decision;
 mod error;
 mod evaluation;
 mod extract;
+mod housekeeping;
 mod key_rotation;
 mod limits;
 mod lock;
@@ -34,8 +35,8 @@ mod tls;
 mod unauthenticated_state;
 
 // The public surface: what `zt serve` and `zt demo` configure and run, the admin-token file,
-// the embedded pieces the crate's own integration tests drive directly, and the parsers the
-// fuzz targets (fuzz/) exercise.
+// the data directory's lock (`zt keys` takes it), and the parsers the fuzz targets (fuzz/)
+// exercise. The crate's own tests are unit tests, so nothing is public for them alone.
 pub use auth::admin_token_file;
 pub use auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 pub use auth::spiffe::SpiffeId;
@@ -50,14 +51,7 @@ pub use nats::{
     NatsAuth, NatsConfig, NatsSettingError, NatsUrl, StreamName, Subject,
     DEFAULT_STREAM as DEFAULT_NATS_STREAM, DEFAULT_SUBJECT as DEFAULT_NATS_SUBJECT,
 };
-pub use server::{serve, start, ServerError, Started};
-
-pub use checkpoints::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
-pub use policy_store::PolicyStore;
-pub use registry::{AgentEntry, Registry};
-pub use routes::router;
-pub use state_docs::{DocError, DocName, Documents, FileDocs, PostgresDocs};
-pub use unauthenticated_state::{mark_policy, UnauthenticatedState};
+pub use server::{serve, ServerError};
 
 pub use auth::jwt_svid::JwtSvidVerifier;
 pub use extract::parse_json;

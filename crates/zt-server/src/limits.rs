@@ -48,7 +48,7 @@ impl RateSetting {
 }
 
 /// The per-actor limiter.
-pub struct ActorLimiter {
+pub(crate) struct ActorLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -61,7 +61,7 @@ impl std::fmt::Debug for ActorLimiter {
 
 impl ActorLimiter {
     /// A limiter enforcing `limit` for every actor.
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         let quota = Quota::per_second(limit.per_second).allow_burst(limit.burst);
         Self {
             limiter: RateLimiter::keyed(quota),
@@ -70,14 +70,14 @@ impl ActorLimiter {
     }
 
     /// `Ok` if `actor` may make one more decision now; otherwise how long until it may.
-    pub fn check(&self, actor: &str) -> Result<(), Duration> {
+    pub(crate) fn check(&self, actor: &str) -> Result<(), Duration> {
         self.limiter
             .check_key(&actor.to_string())
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Forgets actors that have been idle long enough to have a full bucket again.
-    pub fn shrink(&self) {
+    pub(crate) fn shrink(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }

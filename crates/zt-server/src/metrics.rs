@@ -33,7 +33,7 @@ struct CauseLabels {
 }
 
 /// The server's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     decisions: Family<DecisionLabels, Counter>,
     decision_seconds: Histogram,
@@ -163,7 +163,7 @@ struct SignerGauges {
 
 impl Metrics {
     /// Shows the signer's state (read when metrics are rendered).
-    pub fn signer(&self, status: &zt_ledger::SignerStatus) {
+    pub(crate) fn signer(&self, status: &zt_ledger::SignerStatus) {
         self.signer_up.set(i64::from(status.up));
         self.signer_last_call_seconds
             .set(status.last_latency_seconds);
@@ -172,7 +172,7 @@ impl Metrics {
     }
 
     /// Counts one answered decision.
-    pub fn decision(&self, allowed: bool, elapsed: Duration) {
+    pub(crate) fn decision(&self, allowed: bool, elapsed: Duration) {
         let decision = if allowed { "allow" } else { "deny" };
         self.decisions
             .get_or_create(&DecisionLabels { decision })
@@ -181,7 +181,7 @@ impl Metrics {
     }
 
     /// Records one batch commit.
-    pub fn commit(&self, stats: &CommitStats) {
+    pub(crate) fn commit(&self, stats: &CommitStats) {
         self.commit_seconds.observe(stats.duration.as_secs_f64());
         self.commit_batch_records.observe(stats.records as f64);
         self.chain_length.set(stats.head_seq.map_or(0, |s| s + 1));
@@ -200,12 +200,12 @@ impl Metrics {
     }
 
     /// Sets the chain length (at start).
-    pub fn set_chain_length(&self, records: u64) {
+    pub(crate) fn set_chain_length(&self, records: u64) {
         self.chain_length.set(records);
     }
 
     /// Counts one refused request.
-    pub fn rejected(&self, cause: RejectionCause) {
+    pub(crate) fn rejected(&self, cause: RejectionCause) {
         self.rejected
             .get_or_create(&CauseLabels {
                 cause: cause.as_str(),
@@ -214,12 +214,12 @@ impl Metrics {
     }
 
     /// Counts one failed TLS handshake.
-    pub fn tls_handshake_failed(&self) {
+    pub(crate) fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
     }
 
     /// Shows the NATS publisher's gauges (registered only when publishing is on).
-    pub fn enable_nats(&mut self) {
+    pub(crate) fn enable_nats(&mut self) {
         self.registry.register(
             "nats_published_records",
             "Records JetStream has acknowledged (the next seq to publish)",
@@ -238,18 +238,18 @@ impl Metrics {
     }
 
     /// The NATS publisher's progress: records acknowledged, of those committed.
-    pub fn nats_progress(&self, published: u64, committed: u64) {
+    pub(crate) fn nats_progress(&self, published: u64, committed: u64) {
         self.nats_published.set(published);
         self.nats_lag.set(committed.saturating_sub(published));
     }
 
     /// Whether the NATS publisher is connected.
-    pub fn nats_connected(&self, connected: bool) {
+    pub(crate) fn nats_connected(&self, connected: bool) {
         self.nats_connected.set(i64::from(connected));
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

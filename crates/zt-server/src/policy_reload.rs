@@ -10,10 +10,12 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::Mutex;
 use zt_contract::{AdminAction, RecordDraft};
+use zt_ledger::Ledger;
 use zt_policy::PolicyEngine;
 
-use crate::state::SharedState;
+use crate::policy_store::PolicyStore;
 
 /// Who reloads, in the audit record.
 const RELOADER: &str = "policy-file";
@@ -23,20 +25,31 @@ pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// All a reload touches: the policy it replaces, the lock that orders it among admin
+/// changes, and the log its record goes to.
+pub(crate) struct Reloader {
+    /// The active policy.
+    pub(crate) policy: Arc<PolicyStore>,
+    /// The server's admin lock (see `AppState::admin_lock`).
+    pub(crate) admin_lock: Arc<Mutex<()>>,
+    /// The audit log.
+    pub(crate) ledger: Ledger,
+}
+
 /// Loads and validates the file; activates it (after its audit record) if it differs.
-pub(crate) async fn reload(state: &SharedState, path: &std::path::Path, why: &str) {
+pub(crate) async fn reload(reloader: &Reloader, path: &std::path::Path, why: &str) {
     let file = path.to_path_buf();
     let engine = match crate::evaluation::load(move || PolicyEngine::from_file(&file)).await {
         Ok(engine) => engine,
         Err(e) => {
-            tracing::error!(error = %e, trigger = why, kept = %state.policy.current().version(), "policy reload refused; the active policy stays");
-            state.policy.set_file_error(Some(e.to_string()));
+            tracing::error!(error = %e, trigger = why, kept = %reloader.policy.current().version(), "policy reload refused; the active policy stays");
+            reloader.policy.set_file_error(Some(e.to_string()));
             return;
         }
     };
-    state.policy.set_file_error(None);
-    let _serialized = state.admin_lock.lock().await;
-    let active = state.policy.current();
+    reloader.policy.set_file_error(None);
+    let _serialized = reloader.admin_lock.lock().await;
+    let active = reloader.policy.current();
     if engine.version() == active.version() {
         tracing::info!(trigger = why, version = %active.version(), "policy file unchanged");
         return;
@@ -52,20 +65,20 @@ pub(crate) async fn reload(state: &SharedState, path: &std::path::Path, why: &st
         ),
     )
     .with_policy_version(Some(engine.version().to_string()));
-    if let Err(e) = state.ledger.append(record).await {
+    if let Err(e) = reloader.ledger.append(record).await {
         tracing::error!(error = %e, "policy reload not recorded; the active policy stays");
-        state
+        reloader
             .policy
             .set_file_error(Some(format!("the reload could not be recorded: {e}")));
         return;
     }
-    match state.policy.activate(Arc::new(engine)).await {
+    match reloader.policy.activate(Arc::new(engine)).await {
         Ok(()) => {
-            tracing::info!(trigger = why, version = %state.policy.current().version(), "policy reloaded")
+            tracing::info!(trigger = why, version = %reloader.policy.current().version(), "policy reloaded")
         }
         Err(e) => {
             tracing::error!(error = %e, "policy reload could not be saved");
-            state
+            reloader
                 .policy
                 .set_file_error(Some(format!("the reload could not be saved: {e}")));
         }

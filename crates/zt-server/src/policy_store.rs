@@ -28,7 +28,7 @@ pub enum PolicyStoreError {
 }
 
 /// A `--policy` file, read and validated (before anything is created on disk).
-pub struct PolicyFile {
+pub(crate) struct PolicyFile {
     /// Where it is.
     pub path: PathBuf,
     /// Its policy set.
@@ -45,7 +45,7 @@ impl std::fmt::Debug for PolicyFile {
 
 impl PolicyFile {
     /// Reads and validates `path` (`.cedar`, or reference `.json`).
-    pub fn read(path: &Path) -> Result<Self, PolicyStoreError> {
+    pub(crate) fn read(path: &Path) -> Result<Self, PolicyStoreError> {
         Ok(Self {
             path: path.to_path_buf(),
             engine: PolicyEngine::from_file(path)?,
@@ -61,7 +61,7 @@ struct Active {
 }
 
 /// Where the active policy lives.
-pub struct PolicyStore {
+pub(crate) struct PolicyStore {
     docs: Arc<Documents>,
     source_file: Option<PathBuf>,
     active: RwLock<Active>,
@@ -83,7 +83,7 @@ impl PolicyStore {
     /// replica); otherwise the `policy` document (a shared store without one is seeded from
     /// `DATA_DIR/policy.cedar`), else a reference-format `DATA_DIR/policy.json` left by an
     /// earlier version, else the shipped default.
-    pub fn load(
+    pub(crate) fn load(
         docs: Arc<Documents>,
         data_dir: &Path,
         startup_file: Option<PolicyFile>,
@@ -122,7 +122,7 @@ impl PolicyStore {
     }
 
     /// The policy in force now.
-    pub fn current(&self) -> Arc<PolicyEngine> {
+    pub(crate) fn current(&self) -> Arc<PolicyEngine> {
         self.active
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -131,7 +131,7 @@ impl PolicyStore {
     }
 
     /// The latest version of the `policy` document this server has seen.
-    pub fn version(&self) -> Option<u64> {
+    pub(crate) fn version(&self) -> Option<u64> {
         self.active
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -140,12 +140,12 @@ impl PolicyStore {
 
     /// The file given with `--policy`, reloaded on SIGHUP or change. When there is one, it
     /// owns the policy: the API's policy changes are refused.
-    pub fn source_file(&self) -> Option<&Path> {
+    pub(crate) fn source_file(&self) -> Option<&Path> {
         self.source_file.as_deref()
     }
 
     /// Why the last reload of the `--policy` file was refused, if the last attempt failed.
-    pub fn file_error(&self) -> Option<String> {
+    pub(crate) fn file_error(&self) -> Option<String> {
         self.file_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -153,7 +153,7 @@ impl PolicyStore {
     }
 
     /// Records the outcome of a reload of the `--policy` file (`None`: it succeeded).
-    pub fn set_file_error(&self, error: Option<String>) {
+    pub(crate) fn set_file_error(&self, error: Option<String>) {
         *self
             .file_error
             .lock()
@@ -163,7 +163,7 @@ impl PolicyStore {
     /// Saves `engine` and makes it the policy in force (here at once; on other replicas
     /// when they next poll). A policy another server saved meanwhile is replaced: the last
     /// activation wins, as each is audited.
-    pub async fn activate(&self, engine: Arc<PolicyEngine>) -> Result<(), PolicyStoreError> {
+    pub(crate) async fn activate(&self, engine: Arc<PolicyEngine>) -> Result<(), PolicyStoreError> {
         for _ in 0..SAVE_TRIES {
             let expected = self.version();
             let body = engine.source().to_string();
@@ -186,7 +186,7 @@ impl PolicyStore {
     /// Reloads the policy if the stored document is newer than `seen` (`None`: whatever is
     /// stored). The stored text is validated first: an invalid policy is logged and refused,
     /// and the active one stays.
-    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), PolicyStoreError> {
+    pub(crate) async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), PolicyStoreError> {
         if seen.is_some() && seen <= self.version() {
             return Ok(());
         }

@@ -25,7 +25,7 @@ pub(crate) const MAX_PROPOSALS_KEPT: usize = 256;
 /// Where a proposal stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state", deny_unknown_fields)]
-pub enum ProposalStatus {
+pub(crate) enum ProposalStatus {
     /// Waiting for approval.
     Pending,
     /// Approved and activated.
@@ -37,7 +37,7 @@ pub enum ProposalStatus {
 
 /// One proposed policy set.
 #[derive(Clone)]
-pub struct Proposal {
+pub(crate) struct Proposal {
     /// The sequence number of the record that filed it.
     pub seq: u64,
     /// `prop-<seq>`.
@@ -194,7 +194,7 @@ impl Kept {
 }
 
 /// Every kept proposal.
-pub struct Proposals {
+pub(crate) struct Proposals {
     docs: Arc<Documents>,
     kept: RwLock<Arc<Kept>>,
 }
@@ -208,7 +208,7 @@ impl std::fmt::Debug for Proposals {
 impl Proposals {
     /// Loads the `proposals` document (seeding a shared store from `DATA_DIR/proposals.json`
     /// if it has none yet), or starts with none.
-    pub fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, ProposalsError> {
+    pub(crate) fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, ProposalsError> {
         let kept = match docs.load_or_seed(DocName::Proposals, data_dir)? {
             Some(doc) => Kept::parse(&doc.body, doc.version, &Kept::default(), || {
                 docs.describe(DocName::Proposals)
@@ -222,14 +222,14 @@ impl Proposals {
     }
 
     /// True if a new proposal can be kept while `active_version` is in force.
-    pub fn has_room(&self, active_version: &str) -> bool {
+    pub(crate) fn has_room(&self, active_version: &str) -> bool {
         let kept = self.read();
         kept.by_seq.len() < MAX_PROPOSALS_KEPT
             || kept.by_seq.values().any(|p| !p.is_open(active_version))
     }
 
     /// Keeps the proposal filed by record `seq` and returns it.
-    pub async fn add(
+    pub(crate) async fn add(
         &self,
         seq: u64,
         proposed_by: &str,
@@ -259,12 +259,16 @@ impl Proposals {
     }
 
     /// The proposal with exactly this id.
-    pub fn get(&self, id: &str) -> Option<Proposal> {
+    pub(crate) fn get(&self, id: &str) -> Option<Proposal> {
         self.read().by_seq.get(&seq_of(id)?).cloned()
     }
 
     /// Marks a proposal activated and saves.
-    pub async fn mark_activated(&self, id: &str, approved_by: &str) -> Result<(), ProposalsError> {
+    pub(crate) async fn mark_activated(
+        &self,
+        id: &str,
+        approved_by: &str,
+    ) -> Result<(), ProposalsError> {
         let Some(seq) = seq_of(id) else {
             return Ok(());
         };
@@ -282,7 +286,7 @@ impl Proposals {
     }
 
     /// Forgets a proposal (withdrawn) and saves; nothing to do if it is already gone.
-    pub async fn remove(&self, id: &str) -> Result<(), ProposalsError> {
+    pub(crate) async fn remove(&self, id: &str) -> Result<(), ProposalsError> {
         let Some(seq) = seq_of(id) else {
             return Ok(());
         };
@@ -295,13 +299,13 @@ impl Proposals {
     }
 
     /// The version of the document the proposals in memory were read from or saved as.
-    pub fn version(&self) -> Option<u64> {
+    pub(crate) fn version(&self) -> Option<u64> {
         self.read().version
     }
 
     /// Reloads the proposals if the stored document is newer than `seen` (`None`: whatever is
     /// stored).
-    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), ProposalsError> {
+    pub(crate) async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), ProposalsError> {
         if seen.is_some() && seen <= self.version() {
             return Ok(());
         }
@@ -326,7 +330,7 @@ impl Proposals {
 
     /// On a shared store, picks up what other servers filed or approved (one cheap read when
     /// nothing changed); does nothing otherwise.
-    pub async fn refresh(&self) -> Result<(), ProposalsError> {
+    pub(crate) async fn refresh(&self) -> Result<(), ProposalsError> {
         if !self.docs.is_shared() {
             return Ok(());
         }

@@ -71,7 +71,7 @@ impl ReceiptRefusal {
 }
 
 /// Which decisions have their receipt (see the module doc).
-pub struct ReceiptBook {
+pub(crate) struct ReceiptBook {
     /// `seq` of the first record written after start.
     first_live_seq: u64,
     receipted: Mutex<HashSet<u64>>,
@@ -87,7 +87,7 @@ impl std::fmt::Debug for ReceiptBook {
 
 impl ReceiptBook {
     /// A book for a server whose log currently ends at `ledger`'s head.
-    pub fn new(ledger: &Ledger) -> Self {
+    pub(crate) fn new(ledger: &Ledger) -> Self {
         Self {
             first_live_seq: ledger.head().map_or(0, |h| h.seq + 1),
             receipted: Mutex::new(HashSet::new()),

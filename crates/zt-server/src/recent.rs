@@ -12,7 +12,7 @@ pub(crate) const RECENT_CAPACITY: usize = 1000;
 
 /// A bounded window of recent requests, newest last.
 #[derive(Default)]
-pub struct RecentRequests {
+pub(crate) struct RecentRequests {
     items: Mutex<VecDeque<OwnedPolicyRequest>>,
 }
 
@@ -24,7 +24,7 @@ impl std::fmt::Debug for RecentRequests {
 
 impl RecentRequests {
     /// Remembers one request, forgetting the oldest past [`RECENT_CAPACITY`].
-    pub fn push(&self, request: OwnedPolicyRequest) {
+    pub(crate) fn push(&self, request: OwnedPolicyRequest) {
         let mut items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
         if items.len() == RECENT_CAPACITY {
             items.pop_front();
@@ -33,7 +33,7 @@ impl RecentRequests {
     }
 
     /// The last `n` requests, oldest first.
-    pub fn last(&self, n: usize) -> Vec<OwnedPolicyRequest> {
+    pub(crate) fn last(&self, n: usize) -> Vec<OwnedPolicyRequest> {
         let items = self.items.lock().unwrap_or_else(PoisonError::into_inner);
         items
             .iter()

@@ -21,7 +21,7 @@ use crate::state_docs::{off_thread, Doc, DocError, DocName, Documents, SAVE_TRIE
 /// Attributes an agent is registered with; policies may use them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentAttributes {
+pub(crate) struct AgentAttributes {
     /// What kind of agent (e.g. `assistant`, `ci`).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
@@ -39,7 +39,7 @@ pub struct AgentAttributes {
 
 impl AgentAttributes {
     /// The attributes as a name-to-value map (absent ones left out).
-    pub fn to_map(&self) -> BTreeMap<String, String> {
+    pub(crate) fn to_map(&self) -> BTreeMap<String, String> {
         [
             ("type", &self.agent_type),
             ("workspace", &self.workspace),
@@ -54,7 +54,7 @@ impl AgentAttributes {
 /// One registered agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentEntry {
+pub(crate) struct AgentEntry {
     /// The actor name.
     pub actor: String,
     /// When it was registered (wire timestamp).
@@ -74,7 +74,7 @@ pub struct AgentEntry {
 
 /// What `GET /agents` shows of an agent: never the token hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AgentView {
+pub(crate) struct AgentView {
     /// The actor name.
     pub actor: String,
     /// When it was registered.
@@ -159,7 +159,7 @@ impl Agents {
 const MISS_RELOAD_EVERY: Duration = Duration::from_millis(100);
 
 /// The registry.
-pub struct Registry {
+pub(crate) struct Registry {
     docs: Arc<Documents>,
     agents: RwLock<Arc<Agents>>,
     last_miss_reload: Mutex<Option<Instant>>,
@@ -174,7 +174,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Loads the `agents` document (seeding a shared store from `DATA_DIR/agents.json` if it
     /// has none yet), or starts empty.
-    pub fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, RegistryError> {
+    pub(crate) fn load(docs: Arc<Documents>, data_dir: &Path) -> Result<Self, RegistryError> {
         let doc = docs.load_or_seed(DocName::Agents, data_dir)?;
         let agents = Agents::parse(doc, || docs.describe(DocName::Agents))?;
         Ok(Self {
@@ -185,12 +185,12 @@ impl Registry {
     }
 
     /// True if `actor` is registered.
-    pub fn contains(&self, actor: &str) -> bool {
+    pub(crate) fn contains(&self, actor: &str) -> bool {
         self.read().by_actor.contains_key(actor)
     }
 
     /// The attributes of `actor`, if registered.
-    pub fn attributes(&self, actor: &str) -> Option<AgentAttributes> {
+    pub(crate) fn attributes(&self, actor: &str) -> Option<AgentAttributes> {
         self.read()
             .by_actor
             .get(actor)
@@ -198,13 +198,13 @@ impl Registry {
     }
 
     /// The actor whose current token hashes to `token_sha256`.
-    pub fn actor_for_token(&self, token_sha256: &str) -> Option<String> {
+    pub(crate) fn actor_for_token(&self, token_sha256: &str) -> Option<String> {
         self.read().by_token.get(token_sha256).cloned()
     }
 
     /// As [`Self::actor_for_token`]; on a miss with a shared store, first reloads the registry
     /// (at most once per 100 ms), so an agent just registered on another replica is known.
-    pub async fn actor_for_token_fresh(&self, token_sha256: &str) -> Option<String> {
+    pub(crate) async fn actor_for_token_fresh(&self, token_sha256: &str) -> Option<String> {
         if let Some(actor) = self.actor_for_token(token_sha256) {
             return Some(actor);
         }
@@ -218,7 +218,7 @@ impl Registry {
     }
 
     /// Every registered agent, by name, without secrets.
-    pub fn list(&self) -> Vec<AgentView> {
+    pub(crate) fn list(&self) -> Vec<AgentView> {
         self.read()
             .by_actor
             .values()
@@ -232,7 +232,7 @@ impl Registry {
     }
 
     /// Registers an agent and saves; returns false (and changes nothing) if it already was.
-    pub async fn insert(&self, entry: AgentEntry) -> Result<bool, RegistryError> {
+    pub(crate) async fn insert(&self, entry: AgentEntry) -> Result<bool, RegistryError> {
         self.change(move |agents| {
             if agents.by_actor.contains_key(&entry.actor) {
                 return None;
@@ -248,7 +248,7 @@ impl Registry {
     /// server (on the others within the followers' poll interval). `unauthenticated`: the
     /// caller was not authenticated, which marks the agent. Returns false if the actor is not
     /// registered.
-    pub async fn set_token(
+    pub(crate) async fn set_token(
         &self,
         actor: &str,
         token_sha256: String,
@@ -266,7 +266,7 @@ impl Registry {
     }
 
     /// Replaces `actor`'s groups and saves; returns false if the actor is not registered.
-    pub async fn set_groups(
+    pub(crate) async fn set_groups(
         &self,
         actor: &str,
         groups: Vec<String>,
@@ -282,7 +282,7 @@ impl Registry {
     }
 
     /// Removes `actor` (and its token) and saves; returns false if it was not registered.
-    pub async fn remove(&self, actor: &str) -> Result<bool, RegistryError> {
+    pub(crate) async fn remove(&self, actor: &str) -> Result<bool, RegistryError> {
         self.change(|agents| {
             let mut next = agents.clone();
             next.take(actor)?;
@@ -292,7 +292,7 @@ impl Registry {
     }
 
     /// The agents an unauthenticated caller registered or gave a token, by name.
-    pub fn unauthenticated_agents(&self) -> Vec<String> {
+    pub(crate) fn unauthenticated_agents(&self) -> Vec<String> {
         self.read()
             .by_actor
             .values()
@@ -302,7 +302,7 @@ impl Registry {
     }
 
     /// Clears every agent's unauthenticated mark and saves; returns false if none was marked.
-    pub async fn clear_unauthenticated(&self) -> Result<bool, RegistryError> {
+    pub(crate) async fn clear_unauthenticated(&self) -> Result<bool, RegistryError> {
         self.change(|agents| {
             if !agents.by_actor.values().any(|a| a.unauthenticated) {
                 return None;
@@ -321,7 +321,7 @@ impl Registry {
 
     /// Reloads the registry if the stored document is newer than `seen` (what the caller
     /// last saw of the document's version, e.g. from [`Documents::versions`]).
-    pub async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), RegistryError> {
+    pub(crate) async fn reload_if_newer(&self, seen: Option<u64>) -> Result<(), RegistryError> {
         if seen.is_some() && seen <= self.read().version {
             return Ok(());
         }
@@ -332,14 +332,14 @@ impl Registry {
     }
 
     /// Reloads the registry if the stored document changed (one cheap read when it did not).
-    pub async fn refresh(&self) -> Result<(), RegistryError> {
+    pub(crate) async fn refresh(&self) -> Result<(), RegistryError> {
         let stored = off_thread(&self.docs, |d| d.versions()).await?;
         self.reload_if_newer(stored.get(&DocName::Agents).copied())
             .await
     }
 
     /// The version of the document the registry in memory was read from or saved as.
-    pub fn version(&self) -> Option<u64> {
+    pub(crate) fn version(&self) -> Option<u64> {
         self.read().version
     }
 

@@ -92,13 +92,13 @@ impl RejectionCause {
 
 /// Counts since the last summary record.
 #[derive(Debug, Default)]
-pub struct RejectionCounter {
+pub(crate) struct RejectionCounter {
     pending: [AtomicU64; CAUSES],
 }
 
 impl RejectionCounter {
     /// Counts one rejection.
-    pub fn count(&self, cause: RejectionCause) {
+    pub(crate) fn count(&self, cause: RejectionCause) {
         if let Some(c) = self.pending.get(cause.index()) {
             c.fetch_add(1, Ordering::Relaxed);
         }
@@ -106,7 +106,7 @@ impl RejectionCounter {
 
     /// Takes the counts so far (resetting them) as a summary record, or `None` if there were
     /// none. If the record then fails to commit, [`Self::restore`] puts the counts back.
-    pub fn take_summary(&self) -> Option<RecordDraft> {
+    pub(crate) fn take_summary(&self) -> Option<RecordDraft> {
         let counts: BTreeMap<String, u64> = RejectionCause::ALL
             .iter()
             .filter_map(|c| {
@@ -121,7 +121,7 @@ impl RejectionCounter {
     }
 
     /// Puts back the counts of a summary that could not be committed.
-    pub fn restore(&self, summary: &RecordDraft) {
+    pub(crate) fn restore(&self, summary: &RecordDraft) {
         for cause in RejectionCause::ALL {
             let n = summary
                 .counts

@@ -4,19 +4,21 @@
 //! says what it reloaded, so it is never silently ignored.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::policy_reload;
-use crate::state::SharedState;
+use crate::auth::AdminTokenSet;
+use crate::policy_reload::{self, Reloader};
 
 /// How often the files are checked for a change.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
-/// Watches the files until the server stops (the task is aborted with the server).
-pub(crate) async fn watch(state: SharedState) {
-    let policy_file = state.policy.source_file().map(PathBuf::from);
+/// Watches the files until the server stops (the task is aborted with the server): the admin
+/// token file of `admin_tokens`, and the `--policy` file `policy` was loaded from, if any.
+pub(crate) async fn watch(admin_tokens: Option<Arc<AdminTokenSet>>, policy: Reloader) {
+    let policy_file = policy.policy.source_file().map(PathBuf::from);
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -36,32 +38,32 @@ pub(crate) async fn watch(state: SharedState) {
         };
         tokio::select! {
             _ = hangup => {
-                let admins = state.admin_tokens.as_ref().map(|a| a.path().display().to_string());
+                let admins = admin_tokens.as_ref().map(|a| a.path().display().to_string());
                 tracing::info!(
                     admin_token_file = admins.as_deref().unwrap_or("-"),
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
-                if let Some(admins) = &state.admin_tokens {
+                if let Some(admins) = &admin_tokens {
                     admins.reload("SIGHUP");
                 }
                 match &policy_file {
                     Some(path) => {
                         policy_seen = policy_reload::modified(path);
-                        policy_reload::reload(&state, path, "SIGHUP").await;
+                        policy_reload::reload(&policy, path, "SIGHUP").await;
                     }
                     None => tracing::info!("SIGHUP: no --policy file to reload (the policy is managed through the API)"),
                 }
             }
             _ = ticker.tick() => {
-                if let Some(admins) = &state.admin_tokens {
+                if let Some(admins) = &admin_tokens {
                     admins.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {
                     let now = policy_reload::modified(path);
                     if now != policy_seen {
                         policy_seen = now;
-                        policy_reload::reload(&state, path, "file change").await;
+                        policy_reload::reload(&policy, path, "file change").await;
                     }
                 }
             }

@@ -24,7 +24,7 @@ const ENTRY_OVERHEAD_BYTES: usize = 96;
 
 /// Why a `request_id` cannot be reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayRefusal {
+pub(crate) enum ReplayRefusal {
     /// Already used (or reserved by a request still in flight) within the window.
     AlreadyUsed,
     /// The ids kept fill the memory budget.
@@ -32,7 +32,7 @@ pub enum ReplayRefusal {
 }
 
 /// Seen `(actor, request_id)` pairs and when they stop mattering.
-pub struct ReplayGuard {
+pub(crate) struct ReplayGuard {
     window: Duration,
     memory_budget: usize,
     seen: Mutex<Seen>,
@@ -86,7 +86,7 @@ fn entry_cost(actor: &str, id: &str) -> usize {
 
 impl ReplayGuard {
     /// A guard with the given window that keeps at most about `memory_budget` bytes of ids.
-    pub fn new(window: Duration, memory_budget: usize) -> Self {
+    pub(crate) fn new(window: Duration, memory_budget: usize) -> Self {
         Self {
             window,
             memory_budget,
@@ -95,14 +95,9 @@ impl ReplayGuard {
         }
     }
 
-    /// The window.
-    pub fn window(&self) -> Duration {
-        self.window
-    }
-
     /// Reserves `request_id` for `actor` from now until the window ends. The caller commits
     /// a record that carries it, or calls [`Self::release`] if the record is not committed.
-    pub fn reserve(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
+    pub(crate) fn reserve(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (actor.to_string(), request_id.to_string());
@@ -127,7 +122,7 @@ impl ReplayGuard {
     }
 
     /// Gives back a reservation whose record was not committed: the id was not spent.
-    pub fn release(&self, actor: &str, request_id: &str) {
+    pub(crate) fn release(&self, actor: &str, request_id: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (actor.to_string(), request_id.to_string());
         if seen.expiries.remove(&key).is_some() {
@@ -137,7 +132,7 @@ impl ReplayGuard {
 
     /// Marks `request_id` used by `actor` `age` ago (reloading from the log). Not bounded by
     /// the memory budget: these ids were accepted before the restart and must stay spent.
-    pub fn remember(&self, actor: &str, request_id: &str, age: Duration) {
+    pub(crate) fn remember(&self, actor: &str, request_id: &str, age: Duration) {
         let now = Instant::now();
         let Some(expires) = now.checked_sub(age).map(|at| at + self.window) else {
             return;
@@ -153,7 +148,7 @@ impl ReplayGuard {
     }
 
     /// Drops expired entries.
-    pub fn expire(&self) {
+    pub(crate) fn expire(&self) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         seen.expire(Instant::now());
         if seen.bytes < self.memory_budget / 2 && self.full.swap(false, Ordering::Relaxed) {
@@ -162,7 +157,8 @@ impl ReplayGuard {
     }
 
     /// Bytes the kept ids are counted as.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -5,7 +5,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{Ledger, LedgerWorker};
 
@@ -14,17 +13,20 @@ use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
 use crate::auth::jwt_svid::JwtSvidVerifier;
 use crate::auth::{AdminTokens, WorkloadAuth};
 use crate::config::{AuthMode, ClientCerts, ServerConfig};
+use crate::housekeeping::{self, Housekeeping};
 use crate::limits::ActorLimiter;
 use crate::lock::DataDirLock;
 use crate::metrics::Metrics;
+use crate::nats::Publisher;
+use crate::policy_reload::Reloader;
 use crate::policy_store::{PolicyFile, PolicyStore};
 use crate::proposals::Proposals;
 use crate::recent::RecentRequests;
 use crate::registry::Registry;
-use crate::rejections::RejectionCounter;
 use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};
+use crate::state_docs::follow::{self, Followed};
 use crate::state_docs::Documents;
 use crate::unauthenticated_state::{accept, UnauthenticatedState, ACCEPT_FLAG};
 
@@ -106,19 +108,19 @@ impl ServerError {
 
 /// A started control plane, not yet serving: its shared state, the audit committer and the
 /// data directory's lock, which must outlive both.
-pub struct Started {
+pub(crate) struct Started {
     /// What every handler shares.
-    pub state: SharedState,
+    pub(crate) state: SharedState,
     /// The audit committer; join it after the state is dropped.
-    pub worker: LedgerWorker,
+    pub(crate) worker: LedgerWorker,
     /// The single-writer lock.
-    pub lock: DataDirLock,
+    pub(crate) lock: DataDirLock,
     /// State chosen without authentication that the operator accepted with
     /// [`ACCEPT_FLAG`]; [`serve`] records the acceptance and clears the marks.
-    pub accepted: UnauthenticatedState,
+    pub(crate) accepted: UnauthenticatedState,
     /// The record of a custody key rotation since the log's newest record, which [`serve`]
     /// writes before anything else.
-    pub rotation: Option<zt_ledger::RecordDraft>,
+    pub(crate) rotation: Option<zt_ledger::RecordDraft>,
 }
 
 impl std::fmt::Debug for Started {
@@ -130,7 +132,7 @@ impl std::fmt::Debug for Started {
 /// Checks the files the operator gave, then prepares the data directory, takes its lock,
 /// loads the key, opens and checks the audit log, and loads the registry, policy and
 /// proposals.
-pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
+pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let jwt_svid = config
         .workload
         .jwt_svid
@@ -209,33 +211,37 @@ pub fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         Some(path) => {
             let tokens = load_at_start(&path)?;
             tracing::info!(admin_token_file = %tokens.path().display(), admins = ?tokens.names(), "admin credentials loaded; the file is reloaded when it changes or on SIGHUP");
-            Some(tokens)
+            Some(Arc::new(tokens))
         }
         None => None,
     };
-    let replay = ReplayGuard::new(config.replay_window, config.replay_memory);
+    let replay = Arc::new(ReplayGuard::new(config.replay_window, config.replay_memory));
     let reloaded = reload_from_log(&replay, &ledger)?;
-    let checkpoints = crate::checkpoints::Checkpoints::new(origin, custody.clone(), &ledger)?;
+    let checkpoints = Arc::new(crate::checkpoints::Checkpoints::new(
+        origin,
+        custody.clone(),
+        &ledger,
+    )?);
     let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
-    let proposals = Proposals::load(docs.clone(), &data_dir)?;
+    let proposals = Arc::new(Proposals::load(docs.clone(), &data_dir)?);
     let receipts = crate::receipts::ReceiptBook::new(&ledger);
     let state: SharedState = Arc::new(AppState {
         receipts,
         ledger,
-        policy: PolicyStore::load(docs.clone(), &data_dir, policy_file)?,
-        registry: Registry::load(docs.clone(), &data_dir)?,
+        policy: Arc::new(PolicyStore::load(docs.clone(), &data_dir, policy_file)?),
+        registry: Arc::new(Registry::load(docs.clone(), &data_dir)?),
         docs,
         metrics,
-        rejections: RejectionCounter::default(),
+        rejections: Arc::default(),
         auth: config.auth,
         admin_tokens,
-        limiter: config.rate_limit.map(ActorLimiter::new),
-        refused_admin: ActorLimiter::new(config.refused_admin_rate),
+        limiter: config.rate_limit.map(|r| Arc::new(ActorLimiter::new(r))),
+        refused_admin: Arc::new(ActorLimiter::new(config.refused_admin_rate)),
         replay,
         recent: RecentRequests::default(),
         proposals,
         single_admin: config.single_admin || config.auth == AuthMode::DangerousNone,
-        admin_lock: Mutex::new(()),
+        admin_lock: Arc::default(),
         checkpoints,
         signer: signer.clone(),
         workload,
@@ -313,15 +319,38 @@ pub async fn serve(
     }
 
     let (stop_summaries, summaries_stopped) = tokio::sync::oneshot::channel();
-    let summaries = tokio::spawn(housekeeping(
-        state.clone(),
+    // Each background task gets the parts of the state it uses, and nothing else.
+    let summaries = tokio::spawn(housekeeping::run(
+        Housekeeping {
+            ledger: state.ledger.clone(),
+            rejections: state.rejections.clone(),
+            replay: state.replay.clone(),
+            limiter: state.limiter.clone(),
+            refused_admin: state.refused_admin.clone(),
+        },
         config.rejection_summary_interval,
         summaries_stopped,
     ));
-    let policy_watch = tokio::spawn(crate::reload::watch(state.clone()));
-    let checkpointing = tokio::spawn(crate::checkpoints::run(state.clone()));
-    let following = tokio::spawn(crate::state_docs::follow::run(state.clone()));
-    let nats = (config.nats.clone()).map(|n| crate::nats::Publisher::spawn(state.clone(), n));
+    let policy_watch = tokio::spawn(crate::reload::watch(
+        state.admin_tokens.clone(),
+        Reloader {
+            policy: state.policy.clone(),
+            admin_lock: state.admin_lock.clone(),
+            ledger: state.ledger.clone(),
+        },
+    ));
+    let checkpointing = tokio::spawn(crate::checkpoints::run(
+        state.ledger.clone(),
+        state.checkpoints.clone(),
+    ));
+    let following = tokio::spawn(follow::run(Followed {
+        docs: state.docs.clone(),
+        registry: state.registry.clone(),
+        policy: state.policy.clone(),
+        proposals: state.proposals.clone(),
+    }));
+    let nats = (config.nats.clone())
+        .map(|n| Publisher::spawn(state.ledger.clone(), state.metrics.clone(), n));
     let app = router(state.clone());
     let draining = state.clone();
     let shutdown = async move {
@@ -349,13 +378,13 @@ pub async fn serve(
     let _ = following.await;
     let _ = stop_summaries.send(());
     let _ = summaries.await;
-    flush_rejection_summary(&state).await;
+    housekeeping::flush_rejection_summary(&state.ledger, &state.rejections).await;
     if let Some(publisher) = nats {
         publisher.finish(NATS_DRAIN).await;
     }
     drop(state);
-    // Every ledger handle is gone once the router and the state are dropped; the committer
-    // then commits what is queued and exits.
+    // Every ledger handle is gone once the router, the state and the tasks (each stopped
+    // above) are dropped; the committer then commits what is queued and exits.
     tokio::task::spawn_blocking(move || worker.join())
         .await
         .ok();
@@ -396,36 +425,6 @@ fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {
     }
 }
 
-/// Periodic work: rejection summaries, and forgetting expired request ids and idle actors'
-/// rate-limit buckets.
-async fn housekeeping(
-    state: SharedState,
-    summary_every: std::time::Duration,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut summaries = tokio::time::interval(summary_every);
-    let mut expiry = tokio::time::interval(std::time::Duration::from_secs(10));
-    summaries.tick().await;
-    loop {
-        tokio::select! {
-            _ = summaries.tick() => flush_rejection_summary(&state).await,
-            _ = expiry.tick() => {
-                state.replay.expire();
-                if let Some(limiter) = &state.limiter {
-                    limiter.shrink();
-                }
-                state.refused_admin.shrink();
-            }
-            _ = &mut stop => return,
-        }
-    }
-}
-
-async fn flush_rejection_summary(state: &SharedState) {
-    if let Some(summary) = state.rejections.take_summary() {
-        if let Err(e) = state.ledger.append(summary.clone()).await {
-            tracing::warn!(error = %e, "rejection summary not committed; keeping its counts");
-            state.rejections.restore(&summary);
-        }
-    }
-}
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

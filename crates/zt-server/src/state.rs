@@ -1,4 +1,6 @@
-//! What every handler shares.
+//! What every handler shares. The parts a background task also uses are behind their own
+//! `Arc`, so that each task is given those parts only (see `server::serve`), never this whole
+//! state.
 
 use std::sync::Arc;
 
@@ -17,48 +19,48 @@ use crate::rejections::RejectionCounter;
 use crate::replay::ReplayGuard;
 
 /// Shared server state.
-pub struct AppState {
+pub(crate) struct AppState {
     /// The audit log.
-    pub ledger: Ledger,
+    pub(crate) ledger: Ledger,
     /// The active policy.
-    pub policy: PolicyStore,
+    pub(crate) policy: Arc<PolicyStore>,
     /// Registered agents.
-    pub registry: Registry,
+    pub(crate) registry: Arc<Registry>,
     /// Where the registry and the policy are kept (shared by replicas on PostgreSQL).
-    pub docs: Arc<crate::state_docs::Documents>,
+    pub(crate) docs: Arc<crate::state_docs::Documents>,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Refusals awaiting their summary record.
-    pub rejections: RejectionCounter,
+    pub(crate) rejections: Arc<RejectionCounter>,
     /// How callers are authenticated.
-    pub auth: AuthMode,
+    pub(crate) auth: AuthMode,
     /// Admin credentials, reloaded when their file changes; `None` under `--auth none`.
-    pub admin_tokens: Option<AdminTokenSet>,
+    pub(crate) admin_tokens: Option<Arc<AdminTokenSet>>,
     /// Per-actor rate limits, when on.
-    pub limiter: Option<ActorLimiter>,
+    pub(crate) limiter: Option<Arc<ActorLimiter>>,
     /// Refused admin access per caller: past it, no more records (429).
-    pub refused_admin: ActorLimiter,
+    pub(crate) refused_admin: Arc<ActorLimiter>,
     /// Used request ids.
-    pub replay: ReplayGuard,
+    pub(crate) replay: Arc<ReplayGuard>,
     /// Decisions that have their execution receipt.
-    pub receipts: crate::receipts::ReceiptBook,
+    pub(crate) receipts: crate::receipts::ReceiptBook,
     /// Recent decision requests, for replaying policy proposals.
-    pub recent: RecentRequests,
+    pub(crate) recent: RecentRequests,
     /// Policy proposals, kept across restarts (and shared by replicas on PostgreSQL).
-    pub proposals: Proposals,
+    pub(crate) proposals: Arc<Proposals>,
     /// Whether a proposer may approve their own policy change.
-    pub single_admin: bool,
+    pub(crate) single_admin: bool,
     /// Serializes admin changes, so that each is audited and applied before the next starts.
-    pub admin_lock: Mutex<()>,
+    pub(crate) admin_lock: Arc<Mutex<()>>,
     /// Signed checkpoints of the audit log.
-    pub checkpoints: crate::checkpoints::Checkpoints,
+    pub(crate) checkpoints: Arc<crate::checkpoints::Checkpoints>,
     /// The signer of records, for its status in `/health` and `/metrics`.
-    pub signer: Arc<dyn zt_ledger::Signer>,
+    pub(crate) signer: Arc<dyn zt_ledger::Signer>,
     /// Workload identities: admin SPIFFE IDs and the JWT-SVID verifier.
-    pub workload: WorkloadAuth,
+    pub(crate) workload: WorkloadAuth,
     /// Turns true when the server starts draining, so that responses that would never end on
     /// their own (`GET /audit/stream`) end and let the drain finish.
-    pub draining: tokio::sync::watch::Sender<bool>,
+    pub(crate) draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -56,7 +56,7 @@ pub enum MarksError {
 
 /// What in the loaded state an unauthenticated caller chose.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UnauthenticatedState {
+pub(crate) struct UnauthenticatedState {
     /// Registered agents an unauthenticated caller registered or gave a token.
     pub agents: Vec<String>,
     /// The active policy's version, if an unauthenticated admin activated it.
@@ -66,7 +66,7 @@ pub struct UnauthenticatedState {
 impl UnauthenticatedState {
     /// Reads the marks of the loaded registry and active policy (seeding a shared store's
     /// document from `DATA_DIR/unauthenticated.json`, as for the other documents).
-    pub fn find(
+    pub(crate) fn find(
         docs: &Documents,
         data_dir: &Path,
         registry: &Registry,
@@ -84,12 +84,12 @@ impl UnauthenticatedState {
     }
 
     /// True if nothing is marked.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.agents.is_empty() && self.policy_version.is_none()
     }
 
     /// `agents `a`, `b`; policy `sha256:...``, for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.agents.is_empty() {
             let names: Vec<String> = self.agents.iter().map(|a| format!("`{a}`")).collect();
@@ -105,7 +105,7 @@ impl UnauthenticatedState {
 /// Marks `version` as activated by an unauthenticated admin. Written before the policy is
 /// activated: a crash between the two leaves a mark on a version that is not active, which
 /// marks nothing.
-pub async fn mark_policy(docs: &Arc<Documents>, version: &str) -> Result<(), MarksError> {
+pub(crate) async fn mark_policy(docs: &Arc<Documents>, version: &str) -> Result<(), MarksError> {
     let version = version.to_string();
     save_marks(docs, move |marks| {
         marks.policy_version = Some(version.clone())

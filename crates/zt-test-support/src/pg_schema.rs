@@ -71,6 +71,12 @@ impl TestSchema {
 }
 
 impl TestSchema {
+    /// Runs `sql` in this schema on a connection of its own, e.g. to damage what a store
+    /// wrote.
+    pub fn execute(&self, sql: &str) {
+        admin(format!("SET search_path TO {}; {sql}", self.name)).unwrap();
+    }
+
     /// Ends every database session of the stores on this schema, as a database restart or
     /// a network cut would.
     pub fn terminate_sessions(&self) -> usize {

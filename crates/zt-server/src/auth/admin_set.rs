@@ -29,7 +29,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// The admin tokens in force and the file they come from.
-pub struct AdminTokenSet {
+pub(crate) struct AdminTokenSet {
     path: PathBuf,
     current: RwLock<Arc<AdminTokens>>,
     seen: Mutex<Option<Stamp>>,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for AdminTokenSet {
 
 impl AdminTokenSet {
     /// The set read at start.
-    pub fn new(tokens: AdminTokens) -> Self {
+    pub(crate) fn new(tokens: AdminTokens) -> Self {
         let path = tokens.path().to_path_buf();
         Self {
             seen: Mutex::new(stamp(&path)),
@@ -58,22 +58,22 @@ impl AdminTokenSet {
     }
 
     /// The admin name a token belongs to.
-    pub fn name_for(&self, token: &str) -> Option<String> {
+    pub(crate) fn name_for(&self, token: &str) -> Option<String> {
         self.tokens().name_for(token).map(str::to_string)
     }
 
     /// Every admin's name.
-    pub fn names(&self) -> BTreeSet<String> {
+    pub(crate) fn names(&self) -> BTreeSet<String> {
         self.tokens().names()
     }
 
     /// The file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Why the last reload was refused, if the last attempt failed.
-    pub fn last_error(&self) -> Option<String> {
+    pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -81,7 +81,7 @@ impl AdminTokenSet {
     }
 
     /// Reloads the file if it changed since it was last read.
-    pub fn reload_if_changed(&self) {
+    pub(crate) fn reload_if_changed(&self) {
         let now = stamp(&self.path);
         {
             let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -95,7 +95,7 @@ impl AdminTokenSet {
 
     /// Reads the file again and, if it is accepted, puts it in force; logs what changed
     /// (names only). A refused file keeps the set in force.
-    pub fn reload(&self, trigger: &str) {
+    pub(crate) fn reload(&self, trigger: &str) {
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = stamp(&self.path);
         let result = AdminTokens::load(&self.path);
         let mut last_error = self

@@ -185,14 +185,14 @@ pub(crate) fn read_private(path: &Path) -> Result<String, AdminTokenError> {
 
 /// Admin identities by token hash: one consistent reading of the file.
 #[derive(Debug, Clone)]
-pub struct AdminTokens {
+pub(crate) struct AdminTokens {
     path: PathBuf,
     by_hash: HashMap<String, String>,
 }
 
 impl AdminTokens {
     /// Reads `path`, creating it with one random `admin` token if it does not exist.
-    pub fn load_or_create(path: &Path) -> Result<Self, AdminTokenError> {
+    pub(crate) fn load_or_create(path: &Path) -> Result<Self, AdminTokenError> {
         if !path.exists() {
             let shown = path.display().to_string();
             let io = |e| AdminTokenError::Io(shown.clone(), e);
@@ -216,7 +216,7 @@ impl AdminTokens {
     }
 
     /// Reads and checks `path`, which must exist.
-    pub fn load(path: &Path) -> Result<Self, AdminTokenError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, AdminTokenError> {
         let shown = path.display().to_string();
         let text = read_private(path)?;
         let by_hash: HashMap<String, String> = parse(&text, &shown)?
@@ -233,17 +233,17 @@ impl AdminTokens {
     }
 
     /// The admin name a token belongs to.
-    pub fn name_for(&self, token: &str) -> Option<&str> {
+    pub(crate) fn name_for(&self, token: &str) -> Option<&str> {
         self.by_hash.get(&token_hash(token)).map(String::as_str)
     }
 
     /// Every admin's name, sorted (never a token).
-    pub fn names(&self) -> BTreeSet<String> {
+    pub(crate) fn names(&self) -> BTreeSet<String> {
         self.by_hash.values().cloned().collect()
     }
 
     /// Where the tokens live (printed at start-up; the tokens themselves never are).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -10,14 +10,14 @@ use super::spiffe::SpiffeId;
 
 /// Workload identity settings.
 #[derive(Debug, Default)]
-pub struct WorkloadAuth {
+pub(crate) struct WorkloadAuth {
     admin_spiffe_ids: BTreeSet<SpiffeId>,
     jwt_svid: Option<JwtSvidVerifier>,
 }
 
 impl WorkloadAuth {
     /// Settings with these admin SPIFFE IDs and, if given, a JWT-SVID verifier.
-    pub fn new(
+    pub(crate) fn new(
         admin_spiffe_ids: impl IntoIterator<Item = SpiffeId>,
         jwt_svid: Option<JwtSvidVerifier>,
     ) -> Self {
@@ -28,17 +28,17 @@ impl WorkloadAuth {
     }
 
     /// Whether `id` may use the admin routes.
-    pub fn is_admin(&self, id: &SpiffeId) -> bool {
+    pub(crate) fn is_admin(&self, id: &SpiffeId) -> bool {
         self.admin_spiffe_ids.contains(id)
     }
 
     /// The admin SPIFFE IDs.
-    pub fn admin_spiffe_ids(&self) -> impl Iterator<Item = &SpiffeId> {
+    pub(crate) fn admin_spiffe_ids(&self) -> impl Iterator<Item = &SpiffeId> {
         self.admin_spiffe_ids.iter()
     }
 
     /// The JWT-SVID verifier, when `--jwt-svid-jwks` is set.
-    pub fn jwt_svid(&self) -> Option<&JwtSvidVerifier> {
+    pub(crate) fn jwt_svid(&self) -> Option<&JwtSvidVerifier> {
         self.jwt_svid.as_ref()
     }
 }

@@ -1,14 +1,16 @@
 //! The publisher task: runs sessions one after another, backing off after each failure, and
 //! logs only changes of state (connected, caught up, failing, stopped), never every record.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use zt_ledger::Ledger;
 
-use super::session::{self, stopping, Cursor};
+use super::session::{self, stopping, Cursor, Tail};
 use super::settings::NatsConfig;
-use crate::state::SharedState;
+use crate::metrics::Metrics;
 
 /// The first pause after a failure; it doubles with each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -28,15 +30,16 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    /// Starts publishing the log in `state` as `config` says.
-    pub(crate) fn spawn(state: SharedState, config: NatsConfig) -> Self {
+    /// Starts publishing `ledger`'s committed records as `config` says, showing progress in
+    /// `metrics`.
+    pub(crate) fn spawn(ledger: Ledger, metrics: Arc<Metrics>, config: NatsConfig) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(state, config, stopped));
+        let task = tokio::spawn(run(Tail { ledger, metrics }, config, stopped));
         Self { stop, task }
     }
 
     /// Asks the publisher to publish what is committed and stop, waits at most `grace`, then
-    /// stops it where it is (the next start resumes from the stream). Drops its state handle.
+    /// stops it where it is (the next start resumes from the stream). Drops its ledger handle.
     pub(crate) async fn finish(self, grace: Duration) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -50,14 +53,14 @@ impl Publisher {
     }
 }
 
-async fn run(state: SharedState, config: NatsConfig, mut stop: watch::Receiver<bool>) {
+async fn run(tail: Tail, config: NatsConfig, mut stop: watch::Receiver<bool>) {
     let mut cursor = Cursor::default();
     let mut failures: u32 = 0;
     let mut last_error: Option<String> = None;
     loop {
         let before = cursor.next;
-        let ended = session::run(&state, &config, &mut cursor, &mut stop).await;
-        state.metrics.nats_connected(false);
+        let ended = session::run(&tail, &config, &mut cursor, &mut stop).await;
+        tail.metrics.nats_connected(false);
         let error = match ended {
             Ok(()) => {
                 tracing::info!(
@@ -83,7 +86,7 @@ async fn run(state: SharedState, config: NatsConfig, mut stop: watch::Receiver<b
             );
         }
         last_error = Some(error);
-        if !pause_for(&state, &cursor, &mut stop, pause).await {
+        if !pause_for(&tail, &cursor, &mut stop, pause).await {
             tracing::info!(
                 published = cursor.next.unwrap_or(0),
                 "nats publisher stopped while nats was unavailable; the next start resumes"
@@ -103,7 +106,7 @@ fn backoff(failures: u32) -> Duration {
 
 /// Waits `pause`, keeping the lag metric current; false if asked to stop meanwhile.
 async fn pause_for(
-    state: &SharedState,
+    tail: &Tail,
     cursor: &Cursor,
     stop: &mut watch::Receiver<bool>,
     pause: Duration,
@@ -111,9 +114,8 @@ async fn pause_for(
     let until = tokio::time::Instant::now() + pause;
     loop {
         // Until a session has read the stream, nothing is known to be published.
-        state
-            .metrics
-            .nats_progress(cursor.next.unwrap_or(0), state.ledger.tree_size());
+        tail.metrics
+            .nats_progress(cursor.next.unwrap_or(0), tail.ledger.tree_size());
         if stopping(stop) {
             return false;
         }

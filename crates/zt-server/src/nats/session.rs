@@ -4,6 +4,7 @@
 //! first record without a PubAck.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
@@ -13,9 +14,10 @@ use async_nats::jetstream::{self as js, Context};
 use async_nats::{header, Client, ConnectOptions};
 use bytes::Bytes;
 use tokio::sync::watch;
+use zt_ledger::Ledger;
 
 use super::settings::{NatsAuth, NatsConfig, NatsUrl};
-use crate::state::SharedState;
+use crate::metrics::Metrics;
 
 /// Records published but not yet acknowledged, at most.
 pub(super) const WINDOW: usize = 256;
@@ -29,6 +31,15 @@ pub(super) const POLL: Duration = Duration::from_millis(100);
 const RECONNECTS: usize = 3;
 /// The header carrying the record's `seq`.
 pub(super) const SEQ_HEADER: &str = "Zt-Seq";
+
+/// All the publisher touches: the committed log it tails and the metrics its progress shows
+/// in.
+pub(super) struct Tail {
+    /// The audit log.
+    pub ledger: Ledger,
+    /// The server's metrics (`nats_*`).
+    pub metrics: Arc<Metrics>,
+}
 
 /// What the publisher knows across sessions.
 #[derive(Debug, Default)]
@@ -95,7 +106,7 @@ pub(super) enum SessionError {
 /// Runs one session until an error, or until a stop is asked for and everything committed
 /// is published (`Ok`).
 pub(super) async fn run(
-    state: &SharedState,
+    tail: &Tail,
     config: &NatsConfig,
     cursor: &mut Cursor,
     stop: &mut watch::Receiver<bool>,
@@ -115,13 +126,13 @@ pub(super) async fn run(
         })
         .await
         .map_err(|e| SessionError::Stream(config.stream.as_str().to_string(), e))?;
-    let log_id = log_id(state, cursor).await?;
+    let log_id = log_id(tail, cursor).await?;
     let stream_next = match last_record(&stream, config.subject.as_str()).await? {
         None => 0,
         Some((id, seq)) if Some(id.as_str()) == log_id.as_deref() => seq.saturating_add(1),
         Some((id, _)) => return Err(SessionError::ForeignLog(format!("{id}:…"))),
     };
-    let log_size = state.ledger.tree_size();
+    let log_size = tail.ledger.tree_size();
     if stream_next > log_size {
         return Err(SessionError::AheadOfLog {
             stream_seq: stream_next.saturating_sub(1),
@@ -132,7 +143,7 @@ pub(super) async fn run(
     // later ones were stored is sent again, never skipped.
     let next = cursor.next.map_or(stream_next, |n| n.min(stream_next));
     cursor.next = Some(next);
-    state.metrics.nats_connected(true);
+    tail.metrics.nats_connected(true);
     tracing::info!(
         server = %config.url,
         stream = config.stream.as_str(),
@@ -141,7 +152,7 @@ pub(super) async fn run(
         committed = log_size,
         "nats publisher connected"
     );
-    publish(state, config, &jetstream, cursor, stop).await
+    publish(tail, config, &jetstream, cursor, stop).await
 }
 
 async fn connect(url: &NatsUrl) -> Result<Client, async_nats::ConnectError> {
@@ -164,7 +175,7 @@ async fn connect(url: &NatsUrl) -> Result<Client, async_nats::ConnectError> {
 
 /// The publishing loop: fills the window from the log, takes PubAcks in order.
 async fn publish(
-    state: &SharedState,
+    tail: &Tail,
     config: &NatsConfig,
     jetstream: &Context,
     cursor: &mut Cursor,
@@ -176,17 +187,17 @@ async fn publish(
     let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(WINDOW);
     let mut caught_up_logged = false;
     loop {
-        let committed = state.ledger.tree_size();
-        state.metrics.nats_progress(acked, committed);
+        let committed = tail.ledger.tree_size();
+        tail.metrics.nats_progress(acked, committed);
         if in_flight.len() < WINDOW && next_send < committed {
             if page.is_empty() {
                 let want = usize::try_from(committed - next_send).map_or(PAGE, |n| n.min(PAGE));
-                page = read(state, next_send, want).await?.into();
+                page = read(tail, next_send, want).await?.into();
             }
             let Some(line) = page.pop_front() else {
                 return Err(SessionError::Log(format!("record {next_send} is missing")));
             };
-            let log_id = match log_id(state, cursor).await? {
+            let log_id = match log_id(tail, cursor).await? {
                 Some(id) => id,
                 None => return Err(SessionError::Log("record 0 is missing".into())),
             };
@@ -266,18 +277,18 @@ fn position(seq: Option<&str>, msg_id: Option<&str>) -> Option<(String, u64)> {
 
 /// The log's identity (the `current_hash` of record 0), read once; `None` while the log is
 /// empty.
-async fn log_id(state: &SharedState, cursor: &mut Cursor) -> Result<Option<String>, SessionError> {
+async fn log_id(tail: &Tail, cursor: &mut Cursor) -> Result<Option<String>, SessionError> {
     if let Some(id) = &cursor.log_id {
         return Ok(Some(id.clone()));
     }
-    if state.ledger.tree_size() == 0 {
+    if tail.ledger.tree_size() == 0 {
         return Ok(None);
     }
     #[derive(serde::Deserialize)]
     struct First {
         current_hash: String,
     }
-    let lines = read(state, 0, 1).await?;
+    let lines = read(tail, 0, 1).await?;
     let first = lines
         .first()
         .ok_or_else(|| SessionError::Log("record 0 is missing".into()))?;
@@ -288,8 +299,8 @@ async fn log_id(state: &SharedState, cursor: &mut Cursor) -> Result<Option<Strin
 }
 
 /// Lines `from..from+limit` of the log, read off the async threads.
-async fn read(state: &SharedState, from: u64, limit: usize) -> Result<Vec<String>, SessionError> {
-    let ledger = state.ledger.clone();
+async fn read(tail: &Tail, from: u64, limit: usize) -> Result<Vec<String>, SessionError> {
+    let ledger = tail.ledger.clone();
     tokio::task::spawn_blocking(move || ledger.read(from, limit))
         .await
         .map_err(|_| SessionError::Log("the read was interrupted".into()))?

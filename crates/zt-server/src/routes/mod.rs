@@ -28,7 +28,7 @@ use crate::rejections::RejectionCause;
 use crate::state::SharedState;
 
 /// The whole application.
-pub fn router(state: SharedState) -> Router {
+pub(crate) fn router(state: SharedState) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(executions::router())

@@ -34,10 +34,12 @@ async fn checkpoint(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), &["fresh"])?;
     let latest = if params.flag("fresh")? {
-        issue_now(&state).await.map_err(|e| {
-            tracing::error!(error = %e, "issuing a checkpoint on demand failed");
-            ApiError::Internal
-        })?
+        issue_now(&state.ledger, &state.checkpoints)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "issuing a checkpoint on demand failed");
+                ApiError::Internal
+            })?
     } else {
         state.checkpoints.latest()
     };

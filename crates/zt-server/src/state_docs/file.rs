@@ -11,7 +11,7 @@ use super::{Doc, DocError, DocName};
 use zt_ledger::persist::write_atomically;
 
 /// Documents in one data directory.
-pub struct FileDocs {
+pub(crate) struct FileDocs {
     dir: PathBuf,
     versions: Mutex<BTreeMap<DocName, u64>>,
 }
@@ -26,7 +26,7 @@ impl std::fmt::Debug for FileDocs {
 
 impl FileDocs {
     /// The documents of `data_dir`.
-    pub fn new(data_dir: &Path) -> Self {
+    pub(crate) fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.to_path_buf(),
             versions: Mutex::new(BTreeMap::new()),
@@ -34,12 +34,12 @@ impl FileDocs {
     }
 
     /// The file holding `name`.
-    pub fn path(&self, name: DocName) -> PathBuf {
+    pub(crate) fn path(&self, name: DocName) -> PathBuf {
         self.dir.join(name.file_name())
     }
 
     /// See [`super::Documents::load`].
-    pub fn load(&self, name: DocName) -> Result<Option<Doc>, DocError> {
+    pub(crate) fn load(&self, name: DocName) -> Result<Option<Doc>, DocError> {
         let mut versions = self.lock();
         let path = self.path(name);
         let shown = || path.display().to_string();
@@ -53,7 +53,12 @@ impl FileDocs {
     }
 
     /// See [`super::Documents::save`].
-    pub fn save(&self, name: DocName, body: &str, expected: Option<u64>) -> Result<u64, DocError> {
+    pub(crate) fn save(
+        &self,
+        name: DocName,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, DocError> {
         let mut versions = self.lock();
         let path = self.path(name);
         let current = current_version(&mut versions, name, &path);
@@ -68,7 +73,7 @@ impl FileDocs {
     }
 
     /// See [`super::Documents::versions`].
-    pub fn versions(&self) -> Result<BTreeMap<DocName, u64>, DocError> {
+    pub(crate) fn versions(&self) -> Result<BTreeMap<DocName, u64>, DocError> {
         let mut versions = self.lock();
         Ok(DocName::ALL
             .into_iter()

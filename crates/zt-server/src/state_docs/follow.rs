@@ -1,21 +1,37 @@
 //! Keeps this server's registry, active policy and policy proposals up to date with what
-//! other servers sharing the store save: polls the documents' versions every [`POLL_EVERY`] and reloads any that
-//! changed. [`POLL_EVERY`] (plus one round trip) is therefore the longest a token rotated or
-//! an agent removed on one replica still works on another, and the longest a policy activated
-//! on one replica takes to be in force on all.
+//! other servers sharing the store save: polls the documents' versions every [`POLL_EVERY`]
+//! and reloads any that changed. [`POLL_EVERY`] (plus one round trip) is therefore the longest
+//! a token rotated or an agent removed on one replica still works on another, and the longest a
+//! policy activated on one replica takes to be in force on all.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::state::SharedState;
-use crate::state_docs::{off_thread, DocName};
+use crate::policy_store::PolicyStore;
+use crate::proposals::Proposals;
+use crate::registry::Registry;
+use crate::state_docs::{off_thread, DocName, Documents};
 
 /// How often the shared documents' versions are read.
 pub(crate) const POLL_EVERY: Duration = Duration::from_millis(250);
 
+/// All the follower touches: the documents whose versions it reads, and what it reloads
+/// from them.
+pub(crate) struct Followed {
+    /// The shared documents.
+    pub(crate) docs: Arc<Documents>,
+    /// Reloaded from [`DocName::Agents`].
+    pub(crate) registry: Arc<Registry>,
+    /// Reloaded from [`DocName::Policy`].
+    pub(crate) policy: Arc<PolicyStore>,
+    /// Reloaded from [`DocName::Proposals`].
+    pub(crate) proposals: Arc<Proposals>,
+}
+
 /// Follows the shared documents until the server stops (the task is aborted with the server).
 /// Does nothing when the documents are not shared.
-pub(crate) async fn run(state: SharedState) {
-    if !state.docs.is_shared() {
+pub(crate) async fn run(followed: Followed) {
+    if !followed.docs.is_shared() {
         return;
     }
     let mut ticker = tokio::time::interval(POLL_EVERY);
@@ -23,7 +39,7 @@ pub(crate) async fn run(state: SharedState) {
     let mut failing = false;
     loop {
         ticker.tick().await;
-        let versions = match off_thread(&state.docs, |d| d.versions()).await {
+        let versions = match off_thread(&followed.docs, |d| d.versions()).await {
             Ok(versions) => versions,
             Err(e) => {
                 if !failing {
@@ -38,20 +54,20 @@ pub(crate) async fn run(state: SharedState) {
             failing = false;
         }
         let agents = versions.get(&DocName::Agents).copied();
-        if agents.is_some() && agents > state.registry.version() {
-            if let Err(e) = state.registry.reload_if_newer(agents).await {
+        if agents.is_some() && agents > followed.registry.version() {
+            if let Err(e) = followed.registry.reload_if_newer(agents).await {
                 tracing::error!(error = %e, "agent registry reload failed; the loaded one stays");
             }
         }
         let policy = versions.get(&DocName::Policy).copied();
-        if policy.is_some() && policy > state.policy.version() {
-            if let Err(e) = state.policy.reload_if_newer(policy).await {
+        if policy.is_some() && policy > followed.policy.version() {
+            if let Err(e) = followed.policy.reload_if_newer(policy).await {
                 tracing::error!(error = %e, "policy reload failed; the active policy stays");
             }
         }
         let proposals = versions.get(&DocName::Proposals).copied();
-        if proposals.is_some() && proposals > state.proposals.version() {
-            if let Err(e) = state.proposals.reload_if_newer(proposals).await {
+        if proposals.is_some() && proposals > followed.proposals.version() {
+            if let Err(e) = followed.proposals.reload_if_newer(proposals).await {
                 tracing::error!(error = %e, "policy proposals reload failed; the loaded ones stay");
             }
         }

@@ -9,6 +9,10 @@
 //! re-applies its change and saves again. [`Documents::versions`] is cheap, so replicas poll
 //! it (see [`follow`]) to pick up what other replicas changed.
 //!
+//! The PostgreSQL table is the storage crate's ([`zt_ledger::documents`]), beside the audit
+//! tables; this module gives the documents their names and files and puts the two backends
+//! behind one interface.
+//!
 //! The methods block (file I/O, or a round trip to PostgreSQL on the client's own thread);
 //! async code calls them through [`off_thread`].
 
@@ -16,16 +20,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use zt_ledger::documents::PostgresDocuments;
+
 pub(crate) mod file;
 pub(crate) mod follow;
-pub(crate) mod postgres;
 
-pub use self::file::FileDocs;
-pub use self::postgres::PostgresDocs;
+pub(crate) use self::file::FileDocs;
+pub(crate) use zt_ledger::documents::Doc;
 
 /// A document's name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DocName {
+pub(crate) enum DocName {
     /// The agent registry (JSON).
     Agents,
     /// The active policy (Cedar).
@@ -39,7 +44,7 @@ pub enum DocName {
 
 impl DocName {
     /// Every document.
-    pub const ALL: [DocName; 4] = [
+    pub(crate) const ALL: [DocName; 4] = [
         DocName::Agents,
         DocName::Policy,
         DocName::Unauthenticated,
@@ -47,7 +52,7 @@ impl DocName {
     ];
 
     /// The name as stored.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DocName::Agents => "agents",
             DocName::Policy => "policy",
@@ -57,7 +62,7 @@ impl DocName {
     }
 
     /// The document's file in the data directory.
-    pub fn file_name(self) -> &'static str {
+    pub(crate) fn file_name(self) -> &'static str {
         match self {
             DocName::Agents => "agents.json",
             DocName::Policy => "policy.cedar",
@@ -87,21 +92,12 @@ pub enum DocError {
     Stopped,
 }
 
-/// A document as stored: its text and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Doc {
-    /// The text.
-    pub body: String,
-    /// Its version: 1 when created, one more on each save.
-    pub version: u64,
-}
-
 /// Where the documents live.
-pub enum Documents {
+pub(crate) enum Documents {
     /// Files in the data directory (embedded audit store).
     Files(FileDocs),
     /// A table in the PostgreSQL audit store's schema, shared by every replica.
-    Postgres(PostgresDocs),
+    Postgres(PostgresDocuments),
 }
 
 impl std::fmt::Debug for Documents {
@@ -116,50 +112,69 @@ impl std::fmt::Debug for Documents {
 impl Documents {
     /// The documents beside the audit store `store_url` names: files in `data_dir` when it
     /// is `None`, else the PostgreSQL store's schema.
-    pub fn open(store_url: Option<&str>, data_dir: &Path) -> Result<Self, DocError> {
+    pub(crate) fn open(store_url: Option<&str>, data_dir: &Path) -> Result<Self, DocError> {
         match store_url {
             None => Ok(Documents::Files(FileDocs::new(data_dir))),
             Some(url) => {
                 let location = zt_ledger::PostgresLocation::parse(url)?;
-                Ok(Documents::Postgres(PostgresDocs::open(&location)?))
+                Ok(Documents::Postgres(PostgresDocuments::open(&location)?))
             }
         }
     }
 
     /// True if other servers share these documents (so this one must follow their changes).
-    pub fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         matches!(self, Documents::Postgres(_))
     }
 
     /// The document `name` and its version, if it exists.
-    pub fn load(&self, name: DocName) -> Result<Option<Doc>, DocError> {
+    pub(crate) fn load(&self, name: DocName) -> Result<Option<Doc>, DocError> {
         match self {
             Documents::Files(f) => f.load(name),
-            Documents::Postgres(p) => p.load(name),
+            Documents::Postgres(p) => Ok(p.load(name.as_str())?),
         }
     }
 
     /// Replaces `name` with `body` if its version is still `expected` (`None`: the document
     /// must not exist yet); returns the new version, or [`DocError::Conflict`].
-    pub fn save(&self, name: DocName, body: &str, expected: Option<u64>) -> Result<u64, DocError> {
+    pub(crate) fn save(
+        &self,
+        name: DocName,
+        body: &str,
+        expected: Option<u64>,
+    ) -> Result<u64, DocError> {
         match self {
             Documents::Files(f) => f.save(name, body, expected),
-            Documents::Postgres(p) => p.save(name, body, expected),
+            Documents::Postgres(p) => p
+                .save(name.as_str(), body, expected)?
+                .ok_or(DocError::Conflict(name.as_str())),
         }
     }
 
     /// The version of every existing document.
-    pub fn versions(&self) -> Result<BTreeMap<DocName, u64>, DocError> {
+    pub(crate) fn versions(&self) -> Result<BTreeMap<DocName, u64>, DocError> {
         match self {
             Documents::Files(f) => f.versions(),
-            Documents::Postgres(p) => p.versions(),
+            Documents::Postgres(p) => Ok(p
+                .versions()?
+                .into_iter()
+                // Documents of other server versions are not this one's business.
+                .filter_map(|(stored, version)| {
+                    let name = DocName::ALL.into_iter().find(|d| d.as_str() == stored)?;
+                    Some((name, version))
+                })
+                .collect()),
         }
     }
 
     /// Loads `name`; on a shared store where it does not exist yet, first seeds it from the
     /// data directory's file, if there is one (the first server to do so wins; the others
     /// load what it stored).
-    pub fn load_or_seed(&self, name: DocName, data_dir: &Path) -> Result<Option<Doc>, DocError> {
+    pub(crate) fn load_or_seed(
+        &self,
+        name: DocName,
+        data_dir: &Path,
+    ) -> Result<Option<Doc>, DocError> {
         if let Some(doc) = self.load(name)? {
             return Ok(Some(doc));
         }
@@ -187,7 +202,7 @@ impl Documents {
     }
 
     /// Where `name` lives, for messages (never a URL).
-    pub fn describe(&self, name: DocName) -> String {
+    pub(crate) fn describe(&self, name: DocName) -> String {
         match self {
             Documents::Files(f) => f.path(name).display().to_string(),
             Documents::Postgres(p) => format!("postgres {}.{}", p.schema(), name.as_str()),
@@ -208,3 +223,6 @@ pub(crate) async fn off_thread<T: Send + 'static>(
 
 /// How many times a change is re-applied after conflicts before it gives up.
 pub(crate) const SAVE_TRIES: usize = 8;
+
+#[cfg(test)]
+mod tests;

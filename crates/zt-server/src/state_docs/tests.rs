@@ -15,8 +15,9 @@ use zt_test_support::pg_schema;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::{DocError, DocName, Documents, FileDocs};
 use pg_schema::TestSchema;
-use zt_server::{DocError, DocName, Documents, FileDocs, PostgresDocs};
+use zt_ledger::documents::PostgresDocuments;
 
 /// The shared suite: load, save, conflicts, versions.
 fn conformance(docs: &Documents) {
@@ -135,12 +136,12 @@ fn conformance_postgres() {
         return;
     };
     let docs = Documents::Postgres(
-        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
     );
     conformance(&docs);
     // A second server on the same schema sees the same documents and versions.
     let other = Documents::Postgres(
-        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
     );
     assert_eq!(other.versions().unwrap(), docs.versions().unwrap());
     let v = other.load(DocName::Agents).unwrap().unwrap().version;
@@ -155,29 +156,13 @@ fn concurrent_saves_on_postgres_have_one_winner() {
     };
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let docs = open();
     one_winner_per_version(&docs, DocName::Agents, 8, || docs.clone());
     // Now each writer on its own connection, as replicas are.
     one_winner_per_version(&docs, DocName::Policy, 4, open);
-}
-
-#[test]
-fn replicas_starting_together_create_the_table_once() {
-    let Some(schema) = TestSchema::new() else {
-        return;
-    };
-    let opened: Vec<_> = (0..4)
-        .map(|_| {
-            let location = PostgresLocation::parse(&schema.url()).unwrap();
-            std::thread::spawn(move || PostgresDocs::open(&location).map(|_| ()))
-        })
-        .collect();
-    for t in opened {
-        t.join().unwrap().unwrap();
-    }
 }
 
 #[test]
@@ -190,7 +175,7 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
     std::fs::write(a.path().join("agents.json"), "[\"from a\"]").unwrap();
     std::fs::write(b.path().join("agents.json"), "[\"from b\"]").unwrap();
     let docs = Documents::Postgres(
-        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
     );
     let first = docs
         .load_or_seed(DocName::Agents, a.path())
@@ -209,14 +194,14 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
 /// save meets a conflict, reloads, applies its change again, and both agents survive.
 #[tokio::test]
 async fn registry_changes_on_two_servers_both_survive_a_conflict() {
-    use zt_server::{AgentEntry, Registry};
+    use crate::registry::{AgentEntry, Registry};
     let Some(schema) = TestSchema::new() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let one = Registry::load(open(), dir.path()).unwrap();
@@ -248,13 +233,13 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
 /// A policy stored by another server is activated only if valid.
 #[tokio::test]
 async fn an_invalid_stored_policy_is_never_activated() {
-    use zt_server::PolicyStore;
+    use crate::policy_store::PolicyStore;
     let Some(schema) = TestSchema::new() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let docs = Arc::new(Documents::Postgres(
-        PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
     ));
     let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
     let before = store.current().version().to_string();
@@ -276,16 +261,16 @@ async fn an_invalid_stored_policy_is_never_activated() {
 /// store; the marked policy only while it is the active one.
 #[tokio::test]
 async fn unauthenticated_marks_are_shared_by_replicas() {
-    use zt_server::PolicyStore;
-    use zt_server::{mark_policy, UnauthenticatedState};
-    use zt_server::{AgentEntry, Registry};
+    use crate::policy_store::PolicyStore;
+    use crate::registry::{AgentEntry, Registry};
+    use crate::unauthenticated_state::{mark_policy, UnauthenticatedState};
     let Some(schema) = TestSchema::new() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let open = || {
         Arc::new(Documents::Postgres(
-            PostgresDocs::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
         ))
     };
     let docs = open();

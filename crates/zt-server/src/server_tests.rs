@@ -1,4 +1,5 @@
-//! Route-level tests: the axum router called in process (`tower::ServiceExt::oneshot`).
+//! Route-level tests of a started server: the axum router called in process
+//! (`tower::ServiceExt::oneshot`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -7,12 +8,14 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+use super::start;
+use crate::config::ServerConfig;
+use crate::routes::router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use zt_server::{router, start, ServerConfig};
 
 async fn call(
     app: &axum::Router,

@@ -12,13 +12,13 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use super::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
 use zt_contract::merkle::{audit_leaf_hash, root};
 use zt_contract::{verify_checkpoint, Digest32, Jwk, KmsSignature, NoteKey, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
     AuditStore, Ledger, LedgerWorker, LocalKeySigner, RecordDraft, SignError, Signer, SqliteStore,
 };
-use zt_server::{default_origin, CheckpointIssueError, CheckpointSetupError, Checkpoints};
 
 /// A signer that counts signatures, and can sign with one key while publishing another, or
 /// return garbage.

@@ -1,5 +1,5 @@
-//! Periodic work while serving: rejection summaries into the audit log, and forgetting expired
-//! request ids and idle callers' rate-limit buckets.
+//! Periodic work while serving: rejection summaries into the audit log (a last one when the
+//! server stops), and forgetting expired request ids and idle callers' rate-limit buckets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,8 @@ pub(crate) struct Housekeeping {
     pub(crate) refused_admin: Arc<ActorLimiter>,
 }
 
-/// Summarizes refusals every `summary_every` and forgets what expired, until `stop`.
+/// Summarizes refusals every `summary_every` and forgets what expired; on `stop`, writes the
+/// last summary and returns.
 pub(crate) async fn run(
     work: Housekeeping,
     summary_every: Duration,
@@ -47,14 +48,17 @@ pub(crate) async fn run(
                 }
                 work.refused_admin.shrink();
             }
-            _ = &mut stop => return,
+            _ = &mut stop => {
+                flush_rejection_summary(&work.ledger, &work.rejections).await;
+                return;
+            }
         }
     }
 }
 
 /// Records the refusals counted since the last summary; keeps the counts if the record cannot
 /// be committed, so the next summary carries them.
-pub(crate) async fn flush_rejection_summary(ledger: &Ledger, rejections: &RejectionCounter) {
+async fn flush_rejection_summary(ledger: &Ledger, rejections: &RejectionCounter) {
     if let Some(summary) = rejections.take_summary() {
         if let Err(e) = ledger.append(summary.clone()).await {
             tracing::warn!(error = %e, "rejection summary not committed; keeping its counts");

@@ -31,6 +31,7 @@ mod sandbox_grant;
 mod server;
 mod state;
 mod state_docs;
+mod tasks;
 mod tls;
 mod unauthenticated_state;
 

@@ -13,12 +13,9 @@ use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
 use crate::auth::jwt_svid::JwtSvidVerifier;
 use crate::auth::{AdminTokens, WorkloadAuth};
 use crate::config::{AuthMode, ClientCerts, ServerConfig};
-use crate::housekeeping::{self, Housekeeping};
 use crate::limits::ActorLimiter;
 use crate::lock::DataDirLock;
 use crate::metrics::Metrics;
-use crate::nats::Publisher;
-use crate::policy_reload::Reloader;
 use crate::policy_store::{PolicyFile, PolicyStore};
 use crate::proposals::Proposals;
 use crate::recent::RecentRequests;
@@ -26,8 +23,8 @@ use crate::registry::Registry;
 use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};
-use crate::state_docs::follow::{self, Followed};
 use crate::state_docs::Documents;
+use crate::tasks::Tasks;
 use crate::unauthenticated_state::{accept, UnauthenticatedState, ACCEPT_FLAG};
 
 /// Why the server could not start or stopped with an error.
@@ -318,39 +315,7 @@ pub async fn serve(
         tracing::warn!("AUTHENTICATION IS OFF (--auth none): any caller may claim any registered actor; every record says authenticated=false");
     }
 
-    let (stop_summaries, summaries_stopped) = tokio::sync::oneshot::channel();
-    // Each background task gets the parts of the state it uses, and nothing else.
-    let summaries = tokio::spawn(housekeeping::run(
-        Housekeeping {
-            ledger: state.ledger.clone(),
-            rejections: state.rejections.clone(),
-            replay: state.replay.clone(),
-            limiter: state.limiter.clone(),
-            refused_admin: state.refused_admin.clone(),
-        },
-        config.rejection_summary_interval,
-        summaries_stopped,
-    ));
-    let policy_watch = tokio::spawn(crate::reload::watch(
-        state.admin_tokens.clone(),
-        Reloader {
-            policy: state.policy.clone(),
-            admin_lock: state.admin_lock.clone(),
-            ledger: state.ledger.clone(),
-        },
-    ));
-    let checkpointing = tokio::spawn(crate::checkpoints::run(
-        state.ledger.clone(),
-        state.checkpoints.clone(),
-    ));
-    let following = tokio::spawn(follow::run(Followed {
-        docs: state.docs.clone(),
-        registry: state.registry.clone(),
-        policy: state.policy.clone(),
-        proposals: state.proposals.clone(),
-    }));
-    let nats = (config.nats.clone())
-        .map(|n| Publisher::spawn(state.ledger.clone(), state.metrics.clone(), n));
+    let tasks = Tasks::spawn(&state, &config);
     let app = router(state.clone());
     let draining = state.clone();
     let shutdown = async move {
@@ -370,21 +335,10 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    policy_watch.abort();
-    let _ = policy_watch.await;
-    checkpointing.abort();
-    let _ = checkpointing.await;
-    following.abort();
-    let _ = following.await;
-    let _ = stop_summaries.send(());
-    let _ = summaries.await;
-    housekeeping::flush_rejection_summary(&state.ledger, &state.rejections).await;
-    if let Some(publisher) = nats {
-        publisher.finish(NATS_DRAIN).await;
-    }
+    tasks.stop().await;
     drop(state);
-    // Every ledger handle is gone once the router, the state and the tasks (each stopped
-    // above) are dropped; the committer then commits what is queued and exits.
+    // Every ledger handle is gone once the router, the tasks and the state are dropped; the
+    // committer then commits what is queued and exits.
     tokio::task::spawn_blocking(move || worker.join())
         .await
         .ok();
@@ -392,9 +346,6 @@ pub async fn serve(
     tracing::info!("zt control plane stopped");
     Ok(())
 }
-
-/// How long a stopping server lets the NATS publisher publish what is committed.
-const NATS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Says at start-up how callers can prove who they are (never a secret).
 fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {

@@ -317,10 +317,10 @@ pub async fn serve(
 
     let tasks = Tasks::spawn(&state, &config);
     let app = router(state.clone());
-    let draining = state.clone();
+    let draining = state.draining.clone();
     let shutdown = async move {
         shutdown.await;
-        draining.draining.send_replace(true);
+        draining.send_replace(true);
     };
     let apps = crate::connections::Apps {
         regular: app,

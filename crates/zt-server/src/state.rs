@@ -1,5 +1,5 @@
 //! What every handler shares. The parts a background task also uses are behind their own
-//! `Arc`, so that each task is given those parts only (see `server::serve`), never this whole
+//! `Arc`, so that each task is given those parts only (see `tasks.rs`), never this whole
 //! state.
 
 use std::sync::Arc;

@@ -587,3 +587,34 @@ fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed
     server.terminate();
     verify_offline(dir.path());
 }
+
+#[test]
+fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    register(&server);
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    server.terminate();
+    let out = zt(&["keys", "rotate", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    // The outgoing private key is lost before the next start.
+    std::fs::remove_file(dir.path().join("keys/audit-signing-key.retiring.p8")).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    let rotation = &rotations[0];
+    assert_eq!(rotation["key_rotation"]["previous_key_id"], old.as_str());
+    assert!(
+        rotation["key_rotation"]["endorsement"].is_null(),
+        "{rotation}"
+    );
+    assert!(rotation["reason"]
+        .as_str()
+        .unwrap()
+        .contains("NOT endorsed by the outgoing key"));
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}

@@ -304,7 +304,9 @@ pub async fn serve(
         );
     }
     // The retiring local key has endorsed the rotation, or has nothing left to endorse.
-    zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir)?;
+    if let Err(e) = zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir) {
+        tracing::error!(error = %e, "the retired audit key could not be destroyed; delete the file by hand");
+    }
     if !accepted.is_empty() {
         if let Err(e) = accept(&state, &accepted).await {
             drop(state);

@@ -155,6 +155,11 @@ impl PublicKeySet {
         self.sessions.contains_key(key_id)
     }
 
+    /// The uncompressed SEC1 point of the key `key_id`.
+    pub fn point(&self, key_id: &str) -> Option<&[u8]> {
+        self.keys.get(key_id).map(AsRef::as_ref)
+    }
+
     /// True if a key with this id is known.
     pub fn contains(&self, key_id: &str) -> bool {
         self.keys.contains_key(key_id)

@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod checkpoint;
 pub mod execution;
 pub mod hash;
+pub mod key_rotation;
 pub mod keys;
 pub mod merkle;
 pub mod names;
@@ -32,6 +33,7 @@ pub use checkpoint::{
 };
 pub use execution::{ExecutionOutcome, ExecutionReceipt, ReceiptRequest, ReceiptResponse};
 pub use hash::{record_hash, Digest32, GENESIS_HASH};
+pub use key_rotation::KeyRotation;
 pub use keys::{Jwk, Jwks, KeyError, PublicKeySet};
 pub use merkle::{CompactRange, ProofError};
 pub use note::{NoteError, NoteKey, NoteSignature};

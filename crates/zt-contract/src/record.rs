@@ -43,6 +43,8 @@ pub struct RecordDraft {
     pub sandbox: Option<crate::SandboxProfile>,
     /// The receipt, on execution records.
     pub execution: Option<crate::ExecutionReceipt>,
+    /// The endorsement, on custody key rotation records.
+    pub key_rotation: Option<crate::KeyRotation>,
 }
 
 impl RecordDraft {
@@ -168,6 +170,7 @@ impl RecordDraft {
             counts: self.counts,
             decision: self.decision,
             execution: self.execution,
+            key_rotation: self.key_rotation,
             kind: self.kind,
             policies: self.policies,
             policy_version: self.policy_version,
@@ -237,6 +240,28 @@ mod tests {
             body.hash().unwrap(),
             crate::record_hash(json.as_object().unwrap())
         );
+    }
+
+    #[test]
+    fn a_rotation_record_serializes_canonically() {
+        let incoming = crate::Jwk::from_uncompressed_p256("new", &[4; 65]).unwrap();
+        for endorsement in [None, Some("c2ln".to_string())] {
+            let mut rotation = crate::KeyRotation::new("old", &incoming, "zt-infra/o");
+            rotation.endorsement = endorsement;
+            let body = RecordDraft {
+                kind: RecordKind::Admin,
+                action: AdminAction::AuditKeyRotate.as_str().into(),
+                key_rotation: Some(rotation),
+                ..RecordDraft::default()
+            }
+            .into_body(1, "t".into(), crate::GENESIS_HASH.into());
+            let json: serde_json::Value =
+                serde_json::from_str(&body.canonical_json().unwrap()).unwrap();
+            assert_eq!(
+                body.canonical_json().unwrap(),
+                crate::canonical::canonical_json(&json)
+            );
+        }
     }
 
     #[test]

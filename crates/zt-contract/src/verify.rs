@@ -27,7 +27,8 @@ pub enum VerifyCheck {
     /// The log does not end at the head the caller trusts (records were cut off the end).
     Head,
     /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, does not verify,
-    /// or was made by a session key outside its certified validity period.
+    /// or was made by a session key outside its certified validity period; or a rotation
+    /// record's endorsement of the incoming key by the outgoing one does not hold.
     Signature,
     /// An execution receipt that does not answer a broker's allow decision of the same actor,
     /// or a second receipt for one (see [`crate::receipts`]).
@@ -216,6 +217,16 @@ impl<'k> ChainVerifier<'k> {
         }
         let signature = match self.signatures {
             SignaturePolicy::Require(keys) => {
+                if let Some(rotation) = record.get("key_rotation") {
+                    if let Err(found) = check_rotation(keys, rotation) {
+                        return Err(self.fail(
+                            seq,
+                            VerifyCheck::Signature,
+                            "a key rotation whose endorsement verifies with the outgoing key",
+                            &found,
+                        ));
+                    }
+                }
                 match signature_form(keys, record.get("kms_signature"), timestamp) {
                     Ok((key_id, der)) => Some(PendingSignature {
                         index: self.next_index,
@@ -332,6 +343,13 @@ fn truncate(s: &str) -> String {
         Some((cut, _)) => format!("{}...", s.get(..cut).unwrap_or_default()),
         None => s.to_string(),
     }
+}
+
+/// Checks the `key_rotation` member of a rotation record (see [`crate::key_rotation`]).
+fn check_rotation(keys: &PublicKeySet, rotation: &Value) -> Result<(), String> {
+    let rotation: crate::KeyRotation =
+        serde_json::from_value(rotation.clone()).map_err(|e| format!("key_rotation: {e}"))?;
+    rotation.check(keys).map(|_| ())
 }
 
 /// Checks the form of a record's `kms_signature`: the algorithm, a published key, a decodable

@@ -68,6 +68,10 @@ admin_actions! {
     UnauthenticatedStateAccept => "zt.admin.unauthenticated_state.accept",
     /// An agent credential used on an admin route (a deny record).
     Access => "zt.admin.access",
+    /// The audit custody key changed; the record carries the outgoing key's endorsement of
+    /// the new one (`zt_contract::key_rotation`). Written by the server at its first start
+    /// with the new key.
+    AuditKeyRotate => "zt.audit.key.rotate",
 }
 
 impl AdminAction {
@@ -139,7 +143,11 @@ mod tests {
         let mut names: Vec<&str> = AdminAction::ALL.iter().map(|a| a.as_str()).collect();
         for &action in AdminAction::ALL {
             assert_eq!(AdminAction::from_name(action.as_str()), Some(action));
-            assert!(action.as_str().starts_with("zt.admin."), "{action}");
+            // The key rotation kept the name its records have had since the first rotation.
+            assert!(
+                action.as_str().starts_with("zt.admin.") || action == AdminAction::AuditKeyRotate,
+                "{action}"
+            );
         }
         names.sort_unstable();
         names.dedup();

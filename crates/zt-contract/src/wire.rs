@@ -127,6 +127,10 @@ pub struct RecordBody {
     /// The receipt, on [`RecordKind::Execution`] records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<crate::execution::ExecutionReceipt>,
+    /// On a custody key rotation record: the outgoing key's endorsement of the incoming one
+    /// (see [`crate::key_rotation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rotation: Option<crate::key_rotation::KeyRotation>,
     /// What kind of event this is.
     pub kind: RecordKind,
     /// Ids of the policies that decided (empty when no policy matched).
@@ -217,6 +221,7 @@ impl DecisionResponse {
             counts: None,
             decision: self.decision,
             execution: None,
+            key_rotation: None,
             kind: self.evidence.kind,
             policies: self.evidence.policies.clone(),
             policy_version: self.evidence.policy_version.clone(),

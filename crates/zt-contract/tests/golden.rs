@@ -65,6 +65,7 @@ fn typed_record_body_serializes_canonically() {
             stdout_bytes: 5,
             stdout_sha256: "o".into(),
         }),
+        key_rotation: None,
         kind: RecordKind::Rejections,
         policies: Some(vec!["p-2".into(), "p-1".into()]),
         policy_version: Some("v".into()),

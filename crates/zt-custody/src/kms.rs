@@ -19,11 +19,11 @@ use aws_sdk_kms::types::{KeySpec, MessageType, SigningAlgorithmSpec};
 use aws_sdk_kms::Client;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
-use zt_contract::{Digest32, Jwk};
+use zt_contract::Digest32;
 use zt_ledger::SignError;
 
 use crate::der::p256_point_from_spki;
-use crate::remote::RemoteKey;
+use crate::remote::{RemoteIdentity, RemoteKey};
 use crate::CustodyError;
 
 /// A runtime shut down without blocking when dropped: a key may be dropped on an async
@@ -42,8 +42,7 @@ impl Drop for OwnedRuntime {
 pub struct KmsKey {
     runtime: OwnedRuntime,
     client: Client,
-    arn: String,
-    jwk: Jwk,
+    identity: RemoteIdentity,
     concurrency: usize,
 }
 
@@ -51,7 +50,7 @@ impl std::fmt::Debug for KmsKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The client and runtime hold credentials and connections: only the key is named.
         f.debug_struct("KmsKey")
-            .field("arn", &self.arn)
+            .field("arn", &self.identity.key_id)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
@@ -109,13 +108,11 @@ impl KmsKey {
             .public_key()
             .and_then(|blob| p256_point_from_spki(blob.as_ref()))
             .ok_or_else(|| CustodyError::Kms("GetPublicKey returned no P-256 public key".into()))?;
-        let jwk = Jwk::from_uncompressed_p256(&arn, point)
-            .map_err(|e| CustodyError::Kms(e.to_string()))?;
+        let identity = RemoteIdentity::p256("aws-kms", arn, point).map_err(CustodyError::Kms)?;
         Ok(Self {
             runtime: owned,
             client,
-            arn,
-            jwk,
+            identity,
             concurrency: concurrency.max(1),
         })
     }
@@ -169,16 +166,8 @@ fn on<T: Send + 'static>(
 }
 
 impl RemoteKey for KmsKey {
-    fn kind(&self) -> &'static str {
-        "aws-kms"
-    }
-
-    fn key_id(&self) -> &str {
-        &self.arn
-    }
-
-    fn public_jwk(&self) -> &Jwk {
-        &self.jwk
+    fn identity(&self) -> &RemoteIdentity {
+        &self.identity
     }
 
     fn sign_digests(
@@ -188,7 +177,7 @@ impl RemoteKey for KmsKey {
     ) -> Result<Vec<Vec<u8>>, SignError> {
         let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
         let client = self.client.clone();
-        let arn = self.arn.clone();
+        let arn = self.identity.key_id.clone();
         let digests = digests.to_vec();
         let slots = Arc::new(Semaphore::new(self.concurrency));
         on(runtime, deadline, async move {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use zt_ledger::{LocalKeySigner, SignError, Signer};
 
 pub use pkcs11::Pkcs11Uri;
-pub use remote::{Custodian, RemoteKey};
+pub use remote::{Custodian, RemoteIdentity, RemoteKey};
 pub use session::SessionSigner;
 
 /// Why the custody key could not be opened. The server does not start.
@@ -95,6 +95,10 @@ pub struct CustodyConfig {
     pub kms_concurrency: usize,
     /// The PKCS#11 user PIN file (else `ZT_PKCS11_PIN`).
     pub pin_file: Option<PathBuf>,
+    /// The custody key being rotated away from (`--previous-signer`), opened at start only to
+    /// endorse the new key in the rotation record. `None`: the local retiring key left by
+    /// `zt keys rotate`, if there is one.
+    pub previous: Option<SignerSpec>,
 }
 
 impl Default for CustodyConfig {
@@ -105,6 +109,7 @@ impl Default for CustodyConfig {
             timeout: Duration::from_secs(2),
             kms_concurrency: 32,
             pin_file: None,
+            previous: None,
         }
     }
 }
@@ -136,6 +141,56 @@ pub fn open_custody(
             )?)
         }
     })
+}
+
+/// The outgoing custody key that may endorse a new one (see `zt_contract::key_rotation`).
+pub struct Outgoing {
+    /// The key.
+    pub signer: Arc<dyn Signer>,
+    /// Named by `--previous-signer`: it must be the key of the newest records. Otherwise the
+    /// local retiring key, used only if it is.
+    pub explicit: bool,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("key_id", &self.signer.key_id())
+            .field("explicit", &self.explicit)
+            .finish()
+    }
+}
+
+/// Opens the outgoing custody key: the `previous` spec of `config` (`local`: the retiring key,
+/// else the key file of `data_dir`), or the retiring local key left by `zt keys rotate`.
+pub fn open_outgoing(
+    config: &CustodyConfig,
+    data_dir: &Path,
+) -> Result<Option<Outgoing>, CustodyError> {
+    let signer: Option<Arc<dyn Signer>> = match &config.previous {
+        None => LocalKeySigner::load_retiring(data_dir)?.map(|k| Arc::new(k) as Arc<dyn Signer>),
+        Some(SignerSpec::Local) => Some(Arc::new(
+            LocalKeySigner::load_outgoing(data_dir)?.ok_or_else(|| {
+                CustodyError::Spec(format!(
+                    "--previous-signer local: `{}` holds no local audit key",
+                    data_dir.display()
+                ))
+            })?,
+        )),
+        Some(spec) => {
+            let previous = CustodyConfig {
+                spec: spec.clone(),
+                session_key_ttl: None,
+                previous: None,
+                ..config.clone()
+            };
+            Some(open_custody(&previous, data_dir)?)
+        }
+    };
+    Ok(signer.map(|signer| Outgoing {
+        signer,
+        explicit: config.previous.is_some(),
+    }))
 }
 
 /// The signer of records: `custody` itself, or in session-key mode a [`SessionSigner`]

@@ -13,14 +13,43 @@ use base64::Engine;
 use zt_contract::{Digest32, Jwk, KmsSignature, ALGORITHM_ECDSA_SHA_256};
 use zt_ledger::{SignError, Signer, SignerStatus};
 
+/// What a remote key is known by: its kind, the `key_id` records carry and its public key,
+/// read from the custody service when the key was opened.
+#[derive(Debug, Clone)]
+pub struct RemoteIdentity {
+    /// `aws-kms` or `pkcs11`.
+    pub kind: &'static str,
+    /// The `key_id` records carry (`kid` of [`Self::jwk`]).
+    pub key_id: String,
+    /// The public key.
+    pub jwk: Jwk,
+}
+
+impl RemoteIdentity {
+    /// The identity of the P-256 key whose uncompressed public point is `point`, named
+    /// `key_id`.
+    pub fn p256(kind: &'static str, key_id: String, point: &[u8]) -> Result<Self, String> {
+        let jwk = Jwk::from_uncompressed_p256(&key_id, point).map_err(|e| e.to_string())?;
+        Ok(Self { kind, key_id, jwk })
+    }
+
+    /// The identity of a key that has no name of its own: `prefix` and the first 16 hex digits
+    /// of the SHA-256 of its public point, so the name changes only with the key.
+    pub fn fingerprinted(kind: &'static str, prefix: &str, point: &[u8]) -> Result<Self, String> {
+        Self::p256(kind, fingerprint_kid(prefix, point), point)
+    }
+}
+
+/// `prefix` and the first 16 hex digits of the SHA-256 of `point`.
+pub(crate) fn fingerprint_kid(prefix: &str, point: &[u8]) -> String {
+    let fingerprint = Digest32::sha256(point).to_hex();
+    format!("{prefix}{}", fingerprint.get(..16).unwrap_or_default())
+}
+
 /// A key that signs digests somewhere else.
 pub trait RemoteKey: Send + Sync {
-    /// `aws-kms` or `pkcs11`.
-    fn kind(&self) -> &'static str;
-    /// The `key_id` records carry.
-    fn key_id(&self) -> &str;
-    /// The public key, read from the custody service when the key was opened.
-    fn public_jwk(&self) -> &Jwk;
+    /// Its kind, `key_id` and public key.
+    fn identity(&self) -> &RemoteIdentity;
     /// DER ECDSA signatures of `digests`, in order, all within `deadline`.
     fn sign_digests(
         &self,
@@ -52,13 +81,14 @@ impl<K: RemoteKey> Custodian<K> {
     /// the way records are signed (`per-record` or `session-keys`).
     pub fn new(key: K, timeout: Duration, mode: &'static str) -> Result<Self, SignError> {
         let point = key
-            .public_jwk()
+            .identity()
+            .jwk
             .uncompressed_point()
             .map_err(|e| SignError::Unavailable(e.to_string()))?;
         let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
             .map_err(|_| SignError::Unavailable("the custody public key is malformed".into()))?;
         let status = SignerStatus {
-            kind: key.kind(),
+            kind: key.identity().kind,
             mode,
             ..SignerStatus::local()
         };
@@ -91,7 +121,7 @@ impl<K: RemoteKey> Custodian<K> {
                     .map_err(|_| SignError::BadSignature)?;
                 Ok(KmsSignature {
                     algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
-                    key_id: self.key.key_id().to_string(),
+                    key_id: self.key.identity().key_id.clone(),
                     signature: STANDARD.encode(der),
                 })
             })
@@ -100,14 +130,17 @@ impl<K: RemoteKey> Custodian<K> {
 
     fn record(&self, started: Instant, outcome: &Result<Vec<KmsSignature>, SignError>) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let took = started.elapsed().as_secs_f64();
         status.calls += 1;
-        status.last_latency_seconds = started.elapsed().as_secs_f64();
+        status.last_latency_seconds = took;
+        status.latency.observe(took);
         match outcome {
             Ok(_) => {
                 if !status.up {
                     tracing::info!(signer = status.kind, "audit signer is back");
                 }
                 status.up = true;
+                status.can_sign = true;
                 status.last_error = None;
             }
             Err(e) => {
@@ -116,6 +149,7 @@ impl<K: RemoteKey> Custodian<K> {
                 }
                 status.failures += 1;
                 status.up = false;
+                status.can_sign = false;
                 status.last_error = Some(e.to_string());
             }
         }
@@ -124,11 +158,11 @@ impl<K: RemoteKey> Custodian<K> {
 
 impl<K: RemoteKey> Signer for Custodian<K> {
     fn key_id(&self) -> &str {
-        self.key.key_id()
+        &self.key.identity().key_id
     }
 
     fn public_jwk(&self) -> &Jwk {
-        self.key.public_jwk()
+        &self.key.identity().jwk
     }
 
     fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError> {

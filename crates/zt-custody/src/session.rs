@@ -3,9 +3,14 @@
 //! before its validity period ends; its private half lives only in this process's memory.
 //! Checkpoints stay signed by the custody key itself, so every record is bound to the custody
 //! key within one checkpoint interval.
+//!
+//! Renewal runs on a thread of its own while the current key is valid, so no batch waits for
+//! the custody key (a KMS round trip, or a timeout while it is away); a failed renewal is
+//! retried after [`RENEWAL_RETRY`]. Only once the key has expired does a batch wait for the
+//! renewal, since it could not be signed anyway.
 
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_lc_rs::digest::{Digest, SHA256};
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -30,7 +35,22 @@ pub struct SessionSigner {
     origin: String,
     ttl: Duration,
     current: RwLock<Arc<SessionKey>>,
+    renewal: Arc<Mutex<Renewal>>,
 }
+
+/// The background renewal of the session key.
+#[derive(Default)]
+struct Renewal {
+    /// A renewal thread is running.
+    in_flight: bool,
+    /// What the last renewal thread made, not yet installed.
+    done: Option<Result<SessionKey, SignError>>,
+    /// No new attempt before this (after a failure).
+    not_before: Option<Instant>,
+}
+
+/// The wait after a failed renewal before the next attempt.
+pub const RENEWAL_RETRY: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for SessionSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,7 +72,14 @@ impl SessionSigner {
         origin: String,
         ttl: Duration,
     ) -> Result<Self, SignError> {
-        let ttl = ttl.max(MIN_SESSION_TTL);
+        Self::start_unclamped(custody, origin, ttl.max(MIN_SESSION_TTL))
+    }
+
+    fn start_unclamped(
+        custody: Arc<dyn Signer>,
+        origin: String,
+        ttl: Duration,
+    ) -> Result<Self, SignError> {
         let first = certify(custody.as_ref(), &origin, ttl)?;
         tracing::info!(session_key = %first.jwk.kid, custody_key = custody.key_id(), ttl_s = ttl.as_secs(), "audit session key certified");
         Ok(Self {
@@ -60,7 +87,39 @@ impl SessionSigner {
             origin,
             ttl,
             current: RwLock::new(Arc::new(first)),
+            renewal: Arc::default(),
         })
+    }
+
+    /// Makes `next` the current key; its JWK, to publish.
+    fn install(&self, next: SessionKey, previous: &SessionKey) -> Vec<Jwk> {
+        tracing::info!(session_key = %next.jwk.kid, previous = %previous.jwk.kid, "audit session key renewed");
+        let jwk = next.jwk.clone();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        vec![jwk]
+    }
+
+    /// Starts a renewal thread unless one runs or a failure is too recent.
+    fn renew_in_background(&self, renewal: &mut Renewal) {
+        if renewal.in_flight || renewal.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let (custody, origin, ttl) = (self.custody.clone(), self.origin.clone(), self.ttl);
+        let shared = self.renewal.clone();
+        let spawned = std::thread::Builder::new()
+            .name("zt-session-renew".into())
+            .spawn(move || {
+                let made = certify(custody.as_ref(), &origin, ttl);
+                let mut renewal = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                renewal.in_flight = false;
+                renewal.done = Some(made);
+            });
+        match spawned {
+            Ok(_) => renewal.in_flight = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the session key renewal; retrying on a later batch")
+            }
+        }
     }
 
     fn current(&self) -> Arc<SessionKey> {
@@ -76,8 +135,7 @@ fn certify(custody: &dyn Signer, origin: &str, ttl: Duration) -> Result<SessionK
     let pair =
         EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|_| SignError::Sign)?;
     let point = pair.public_key().as_ref();
-    let fingerprint = Digest32::sha256(point).to_hex();
-    let kid = format!("zt-session-{}", fingerprint.get(..16).unwrap_or_default());
+    let kid = crate::remote::fingerprint_kid("zt-session-", point);
     let mut jwk = Jwk::from_uncompressed_p256(&kid, point).map_err(|_| SignError::Sign)?;
     let now = SystemTime::now();
     let not_before = wire_time(now);
@@ -140,9 +198,10 @@ impl Signer for SessionSigner {
         ]
     }
 
-    /// Certifies the next session key once less than a quarter of the period is left. A
-    /// failure is logged and retried on the next batch while the current key is still valid;
-    /// past its end, batches are refused until the custody key answers.
+    /// Certifies the next session key once less than a quarter of the period is left, on a
+    /// thread of its own; a batch picks the new key up (and publishes it) once it is made. A
+    /// failure is logged and retried after [`RENEWAL_RETRY`] while the current key is still
+    /// valid; past its end, the batch itself asks the custody key, and is refused if it fails.
     fn rollover(&self) -> Result<Vec<Jwk>, SignError> {
         let key = self.current();
         let left = key
@@ -152,24 +211,39 @@ impl Signer for SessionSigner {
         if left > self.ttl / 4 {
             return Ok(Vec::new());
         }
-        match certify(self.custody.as_ref(), &self.origin, self.ttl) {
-            Ok(next) => {
-                tracing::info!(session_key = %next.jwk.kid, previous = %key.jwk.kid, "audit session key renewed");
-                let jwk = next.jwk.clone();
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
-                Ok(vec![jwk])
+        let mut renewal = self.renewal.lock().unwrap_or_else(PoisonError::into_inner);
+        match renewal.done.take() {
+            Some(Ok(next)) => {
+                renewal.not_before = None;
+                return Ok(self.install(next, &key));
             }
-            Err(e) if left > Duration::ZERO => {
-                tracing::warn!(error = %e, "audit session key not renewed yet; the current one stays valid");
-                Ok(Vec::new())
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "audit session key not renewed yet; the current one stays valid until it expires");
+                renewal.not_before = Some(Instant::now() + RENEWAL_RETRY);
             }
-            Err(e) => Err(e),
+            None => {}
         }
+        if left > Duration::ZERO {
+            self.renew_in_background(&mut renewal);
+            return Ok(Vec::new());
+        }
+        // Expired: nothing can be signed until a new key is certified, so this batch waits
+        // for it (unless a renewal thread is already asking).
+        if renewal.in_flight {
+            return Err(SignError::Unavailable(
+                "the session key expired; a new one is being certified".into(),
+            ));
+        }
+        let next = certify(self.custody.as_ref(), &self.origin, self.ttl)?;
+        Ok(self.install(next, &key))
     }
 
+    /// The custody key's calls and state; records can be signed while the session key is
+    /// inside its certified period, whether or not the custody key answers.
     fn status(&self) -> SignerStatus {
         let mut status = self.custody.status();
         status.mode = "session-keys";
+        status.can_sign = SystemTime::now() <= self.current().not_after;
         status
     }
 }
@@ -179,6 +253,74 @@ mod tests {
     use super::*;
     use zt_contract::{Jwks, PublicKeySet};
     use zt_ledger::LocalKeySigner;
+
+    /// A custody key that can be switched off.
+    #[derive(Debug)]
+    struct Flaky {
+        key: LocalKeySigner,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Signer for Flaky {
+        fn key_id(&self) -> &str {
+            self.key.key_id()
+        }
+        fn public_jwk(&self) -> &Jwk {
+            self.key.public_jwk()
+        }
+        fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SignError::Unavailable("switched off".into()));
+            }
+            self.key.sign_digest(digest)
+        }
+    }
+
+    /// Calls `rollover` until it returns a key (at most `tries` times, 20 ms apart).
+    fn renewed(signer: &SessionSigner, tries: usize) -> Option<Vec<Jwk>> {
+        (0..tries).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            signer.rollover().ok().filter(|keys| !keys.is_empty())
+        })
+    }
+
+    #[test]
+    fn renewal_runs_off_the_batch_and_a_down_custody_key_fails_closed_at_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky = Arc::new(Flaky {
+            key: LocalKeySigner::load_or_create(dir.path()).unwrap(),
+            down: false.into(),
+        });
+        let ttl = Duration::from_millis(800);
+        let signer =
+            SessionSigner::start_unclamped(flaky.clone(), "zt-infra/test".into(), ttl).unwrap();
+        let first = signer.current().jwk.kid.clone();
+        // Inside the last quarter a renewal starts in the background; a later batch installs it.
+        std::thread::sleep(ttl * 3 / 4);
+        let keys = renewed(&signer, 50).expect("renewed");
+        assert_eq!(keys.len(), 1);
+        assert_ne!(keys[0].kid, first);
+
+        // The custody key goes away: batches keep being signed and never wait for it...
+        flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(ttl * 3 / 4);
+        let started = std::time::Instant::now();
+        assert!(signer.rollover().unwrap().is_empty());
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_ok());
+        // ...until the key expires: then nothing is signed and the status says so.
+        std::thread::sleep(ttl / 2);
+        assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_err());
+        assert!(signer.rollover().is_err());
+        assert!(!signer.status().can_sign);
+
+        // Back: the next batch certifies a new key and signing resumes.
+        flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        let keys = renewed(&signer, 100).expect("renewed after recovery");
+        assert_eq!(keys.len(), 1);
+        assert!(signer.status().can_sign);
+        assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_ok());
+    }
 
     #[test]
     fn records_signed_by_a_session_key_verify_through_its_certificate() {

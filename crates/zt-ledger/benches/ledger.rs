@@ -31,6 +31,7 @@ fn draft() -> RecordDraft {
         counts: None,
         sandbox: None,
         execution: None,
+        key_rotation: None,
         policies: None,
     }
 }

@@ -32,6 +32,8 @@ pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};
 pub use draft::RecordDraft;
 pub use location::open_store;
-pub use signer::{LocalKeySigner, SignError, Signer, SignerStatus};
+pub use signer::{
+    LatencyHistogram, LocalKeySigner, SignError, Signer, SignerStatus, SIGNER_LATENCY_BOUNDS,
+};
 pub use sqlite::SqliteStore;
 pub use store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};

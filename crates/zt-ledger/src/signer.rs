@@ -58,12 +58,19 @@ pub struct SignerStatus {
     pub mode: &'static str,
     /// False while the last call to the custody key failed.
     pub up: bool,
-    /// Calls to the custody key so far (a batch counts once).
+    /// Whether a record can be signed now: the custody key is up (per-record), or the current
+    /// session key is inside its certified period (session keys, even while the custody key
+    /// is away).
+    pub can_sign: bool,
+    /// Calls to the custody key so far (a batch counts once); only ever grows.
     pub calls: u64,
-    /// Failed calls so far.
+    /// Failed calls so far; only ever grows.
     pub failures: u64,
     /// Duration of the last call, in seconds.
     pub last_latency_seconds: f64,
+    /// Every call's duration, for the latency histogram.
+    #[serde(skip)]
+    pub latency: LatencyHistogram,
     /// Why the last failed call failed, while the signer is down.
     pub last_error: Option<String>,
 }
@@ -75,11 +82,48 @@ impl SignerStatus {
             kind: "local",
             mode: "per-record",
             up: true,
+            can_sign: true,
             calls: 0,
             failures: 0,
             last_latency_seconds: 0.0,
+            latency: LatencyHistogram::default(),
             last_error: None,
         }
+    }
+}
+
+/// Upper bounds, in seconds, of the buckets of [`LatencyHistogram`] (a last bucket takes the
+/// rest): from a local HSM's millisecond to a remote KMS's retries near the timeout.
+pub const SIGNER_LATENCY_BOUNDS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Durations of calls to the custody key: a count per bucket of [`SIGNER_LATENCY_BOUNDS`]
+/// (not cumulative; the last counts the calls longer than every bound) and their sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyHistogram {
+    /// Calls per bucket.
+    pub counts: [u64; SIGNER_LATENCY_BOUNDS.len() + 1],
+    /// Sum of every call's duration, in seconds.
+    pub sum_seconds: f64,
+}
+
+impl LatencyHistogram {
+    /// Counts one call of `seconds`.
+    pub fn observe(&mut self, seconds: f64) {
+        let bucket = SIGNER_LATENCY_BOUNDS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(SIGNER_LATENCY_BOUNDS.len());
+        if let Some(count) = self.counts.get_mut(bucket) {
+            *count += 1;
+        }
+        self.sum_seconds += seconds;
+    }
+
+    /// Calls counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
     }
 }
 
@@ -130,6 +174,10 @@ impl std::fmt::Debug for LocalKeySigner {
 /// The key file's name inside the data directory's `keys/` folder.
 pub const KEY_FILE_NAME: &str = "audit-signing-key.p8";
 
+/// The outgoing key after `zt keys rotate`, kept until the next start has it endorse the new
+/// key in the rotation record, then destroyed.
+pub const RETIRING_KEY_FILE_NAME: &str = "audit-signing-key.retiring.p8";
+
 impl LocalKeySigner {
     /// Loads `DATA_DIR/keys/audit-signing-key.p8`, generating it on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, SignError> {
@@ -147,6 +195,15 @@ impl LocalKeySigner {
             let pkcs8 = key.to_pkcs8v1().map_err(|_| SignError::Sign)?;
             write_private_file(&path, pkcs8.as_ref()).map_err(io)?;
         }
+        Self::load(path)
+    }
+
+    /// The key of the file at `path` (0600 or stricter).
+    fn load(path: PathBuf) -> Result<Self, SignError> {
+        let io = |source| SignError::Io {
+            path: path.clone(),
+            source,
+        };
         let mode = fs::metadata(&path).map_err(io)?.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(SignError::Permissions(path));
@@ -155,12 +212,50 @@ impl LocalKeySigner {
         Self::from_pkcs8(&der).ok_or(SignError::BadKey(path))
     }
 
+    /// The key that signed `data_dir`'s newest local-key records: the retiring key after a
+    /// `zt keys rotate`, else the current key file; `None` if there is neither.
+    pub fn load_outgoing(data_dir: &Path) -> Result<Option<Self>, SignError> {
+        let dir = data_dir.join("keys");
+        [RETIRING_KEY_FILE_NAME, KEY_FILE_NAME]
+            .into_iter()
+            .map(|name| dir.join(name))
+            .find(|path| path.exists())
+            .map(Self::load)
+            .transpose()
+    }
+
+    /// The retiring key left by `zt keys rotate`, if there is one.
+    pub fn load_retiring(data_dir: &Path) -> Result<Option<Self>, SignError> {
+        let path = data_dir.join("keys").join(RETIRING_KEY_FILE_NAME);
+        if path.exists() {
+            Self::load(path).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Destroys the retiring key, once the rotation it endorsed is recorded (or it has nothing
+    /// left to endorse). Its public key stays published in the audit store.
+    pub fn discard_retiring(data_dir: &Path) -> Result<(), SignError> {
+        let path = data_dir.join("keys").join(RETIRING_KEY_FILE_NAME);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(SignError::Io { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Replaces the key of `data_dir` by a new one and returns (old, new) key ids. The old
-    /// private key is destroyed; its public key stays published in the audit store, so the
-    /// records it signed keep verifying. Call with the data directory locked (server stopped).
+    /// private key is kept as the retiring key (`RETIRING_KEY_FILE_NAME`) until the next start
+    /// has it endorse the new key in the rotation record; its public key stays published in the
+    /// audit store, so the records it signed keep verifying. If a retiring key is already there
+    /// (rotated twice without a start), the current key never signed a record and is simply
+    /// replaced. Call with the data directory locked (server stopped).
     pub fn rotate(data_dir: &Path) -> Result<(String, String), SignError> {
         let old = Self::load_or_create(data_dir)?;
         let path = data_dir.join("keys").join(KEY_FILE_NAME);
+        let retiring = path.with_file_name(RETIRING_KEY_FILE_NAME);
         let next = path.with_extension("p8.new");
         let io = |source| SignError::Io {
             path: next.clone(),
@@ -176,6 +271,9 @@ impl LocalKeySigner {
             _ => {}
         }
         write_private_file(&next, pkcs8.as_ref()).map_err(io)?;
+        if !retiring.exists() {
+            fs::rename(&path, &retiring).map_err(io)?;
+        }
         fs::rename(&next, &path).map_err(io)?;
         if let Some(dir) = path.parent() {
             fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
@@ -280,6 +378,33 @@ mod tests {
             0o600
         );
         assert!(!path.with_extension("p8.new").exists());
+        // The outgoing key waits, 0600, to endorse the new one; then it is destroyed.
+        let retiring = LocalKeySigner::load_retiring(dir.path()).unwrap().unwrap();
+        assert_eq!(retiring.key_id(), old);
+        assert_eq!(
+            LocalKeySigner::load_outgoing(dir.path())
+                .unwrap()
+                .unwrap()
+                .key_id(),
+            old
+        );
+        // Rotating again before a start replaces the unused key and keeps the retiring one.
+        let (unused, newest) = LocalKeySigner::rotate(dir.path()).unwrap();
+        assert_eq!(unused, new);
+        assert_eq!(
+            LocalKeySigner::load_retiring(dir.path())
+                .unwrap()
+                .unwrap()
+                .key_id(),
+            old
+        );
+        assert_eq!(
+            LocalKeySigner::load_or_create(dir.path()).unwrap().key_id(),
+            newest
+        );
+        LocalKeySigner::discard_retiring(dir.path()).unwrap();
+        assert!(LocalKeySigner::load_retiring(dir.path()).unwrap().is_none());
+        LocalKeySigner::discard_retiring(dir.path()).unwrap();
     }
 
     #[test]

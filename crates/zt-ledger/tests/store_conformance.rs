@@ -42,6 +42,7 @@ fn draft(i: usize) -> RecordDraft {
         counts: None,
         sandbox: None,
         execution: None,
+        key_rotation: None,
         policies: None,
     }
 }

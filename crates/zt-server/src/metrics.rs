@@ -2,18 +2,20 @@
 //! size, chain length, refusals by cause, failed TLS handshakes, and (when on) the NATS
 //! publisher's progress.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use zt_ledger::CommitStats;
+use zt_ledger::{CommitStats, LatencyHistogram, SIGNER_LATENCY_BOUNDS};
 
 use crate::rejections::RejectionCause;
 
@@ -47,9 +49,11 @@ pub(crate) struct Metrics {
     nats_lag: Gauge<u64, AtomicU64>,
     nats_connected: Gauge,
     signer_up: Gauge,
+    signer_can_sign: Gauge,
     signer_last_call_seconds: Gauge<f64, AtomicU64>,
-    signer_calls: Gauge<u64, AtomicU64>,
-    signer_failures: Gauge<u64, AtomicU64>,
+    signer_calls: Counter<u64, AtomicU64>,
+    signer_failures: Counter<u64, AtomicU64>,
+    signer_latency: SignerLatency,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -111,16 +115,26 @@ impl Default for Metrics {
             "TLS connections that failed or timed out before a request (bad or missing client certificate, not TLS)",
             tls_handshake_failures.clone(),
         );
-        let signer = SignerGauges::default();
+        let signer = SignerMetrics::default();
         registry.register(
             "audit_signer_up",
             "1 while the last call to the audit custody key (KMS, HSM) succeeded",
             signer.up.clone(),
         );
         registry.register(
+            "audit_signer_can_sign",
+            "1 while records can be signed: the custody key is up, or (session keys) the current session key is inside its certified period",
+            signer.can_sign.clone(),
+        );
+        registry.register(
             "audit_signer_last_call_seconds",
             "Duration of the last call to the audit custody key",
             signer.last_call_seconds.clone(),
+        );
+        registry.register(
+            "audit_signer_call_duration_seconds",
+            "Duration of each call to the audit custody key (a batch of records counts once)",
+            signer.latency.clone(),
         );
         registry.register(
             "audit_signer_calls",
@@ -134,9 +148,11 @@ impl Default for Metrics {
         );
         Self {
             signer_up: signer.up,
+            signer_can_sign: signer.can_sign,
             signer_last_call_seconds: signer.last_call_seconds,
             signer_calls: signer.calls,
             signer_failures: signer.failures,
+            signer_latency: signer.latency,
             registry,
             decisions,
             decision_seconds,
@@ -154,21 +170,61 @@ impl Default for Metrics {
 }
 
 #[derive(Default)]
-struct SignerGauges {
+struct SignerMetrics {
     up: Gauge,
+    can_sign: Gauge,
     last_call_seconds: Gauge<f64, AtomicU64>,
-    calls: Gauge<u64, AtomicU64>,
-    failures: Gauge<u64, AtomicU64>,
+    calls: Counter<u64, AtomicU64>,
+    failures: Counter<u64, AtomicU64>,
+    latency: SignerLatency,
+}
+
+/// The custody calls' latency histogram, counted by the signer (which also times the calls
+/// made for checkpoints and session certificates) and copied here when metrics are read.
+#[derive(Debug, Clone, Default)]
+struct SignerLatency(Arc<Mutex<LatencyHistogram>>);
+
+impl EncodeMetric for SignerLatency {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let latency = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        // Per-bucket counts, the last one unbounded, as `Histogram` hands them to the encoder.
+        let buckets: Vec<(f64, u64)> = SIGNER_LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(latency.counts.iter().copied())
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(latency.sum_seconds, latency.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 impl Metrics {
-    /// Shows the signer's state (read when metrics are rendered).
+    /// Shows the signer's state (read when metrics are rendered). Its counts only grow, so the
+    /// counters move up to them and never back.
     pub(crate) fn signer(&self, status: &zt_ledger::SignerStatus) {
         self.signer_up.set(i64::from(status.up));
+        self.signer_can_sign.set(i64::from(status.can_sign));
         self.signer_last_call_seconds
             .set(status.last_latency_seconds);
-        self.signer_calls.set(status.calls);
-        self.signer_failures.set(status.failures);
+        self.signer_calls
+            .inner()
+            .fetch_max(status.calls, Ordering::Relaxed);
+        self.signer_failures
+            .inner()
+            .fetch_max(status.failures, Ordering::Relaxed);
+        *self
+            .signer_latency
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = status.latency.clone();
     }
 
     /// Counts one answered decision.

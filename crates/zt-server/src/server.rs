@@ -182,9 +182,14 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let rotation = if store.is_shared() {
         None
     } else {
-        crate::key_rotation::newest_custody_key(store.as_mut(), &known_keys)?
-            .filter(|previous| previous != custody.key_id())
-            .map(|previous| crate::key_rotation::rotation_draft(&previous, custody.key_id()))
+        let outgoing = zt_custody::open_outgoing(&config.custody, &data_dir)?;
+        crate::key_rotation::rotation_record(
+            store.as_mut(),
+            &known_keys,
+            custody.as_ref(),
+            outgoing.as_ref(),
+            &origin,
+        )?
     };
     let signer = zt_custody::record_signer(&config.custody, custody.clone(), &origin)?;
     let mut metrics = Metrics::default();
@@ -300,6 +305,10 @@ pub async fn serve(
             key_id = state.checkpoints.key_id(),
             "audit signing key rotation recorded"
         );
+    }
+    // The retiring local key has endorsed the rotation, or has nothing left to endorse.
+    if let Err(e) = zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir) {
+        tracing::error!(error = %e, "the retired audit key could not be destroyed; delete the file by hand");
     }
     if !accepted.is_empty() {
         if let Err(e) = accept(&state, &accepted).await {

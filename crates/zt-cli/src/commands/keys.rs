@@ -1,7 +1,9 @@
 //! `zt keys rotate`: replaces the local audit signing key of a stopped server's data
-//! directory. The next start publishes the new key, writes a rotation record signed with it,
-//! and keeps publishing the old public key so earlier records still verify. Moving to a KMS or
-//! HSM key needs no command: start with the new `--signer` (docs/SIGNING.md).
+//! directory. The outgoing key waits in the data directory; the next start publishes the new
+//! key, writes a rotation record signed with it and endorsed by the outgoing key, then destroys
+//! the outgoing private key, and keeps publishing the old public key so earlier records still
+//! verify. Moving to a KMS or HSM key needs no command: start with the new `--signer` and the
+//! old one as `--previous-signer` (docs/SIGNING.md).
 
 use std::path::PathBuf;
 
@@ -13,8 +15,9 @@ use crate::exit::Exit;
 /// `zt keys ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeysCommand {
-    /// Replace the local audit signing key (the server must be stopped). The old private key
-    /// is destroyed; its public key stays published, so old records keep verifying.
+    /// Replace the local audit signing key (the server must be stopped). The next start
+    /// records the rotation, endorsed by the old key, then destroys the old private key; its
+    /// public key stays published, so old records keep verifying.
     Rotate(RotateArgs),
 }
 
@@ -41,7 +44,7 @@ fn rotate(args: &RotateArgs) -> Exit {
         .exists()
     {
         eprintln!(
-            "error: `{}` holds no local audit key (a KMS or HSM key is rotated by starting with the new --signer)",
+            "error: `{}` holds no local audit key (a KMS or HSM key is rotated by starting with the new --signer and --previous-signer)",
             args.data_dir.display()
         );
         return Exit::Failure;
@@ -57,7 +60,7 @@ fn rotate(args: &RotateArgs) -> Exit {
     match LocalKeySigner::rotate(&args.data_dir) {
         Ok((old, new)) => {
             println!("audit signing key rotated: {old} -> {new}");
-            println!("the next `zt serve` records the rotation; {old} stays published for the records it signed");
+            println!("the next `zt serve` records the rotation, endorsed by {old}, then destroys {old}'s private key; its public key stays published for the records it signed");
             Exit::Success
         }
         Err(e) => {

@@ -196,6 +196,16 @@ pub(crate) struct ServeArgs {
         help_heading = "Audit key custody"
     )]
     pub signer: zt_custody::SignerSpec,
+    /// The custody key being rotated away from, in `--signer` syntax, to endorse the new
+    /// `--signer` in the rotation record at this start (docs/SIGNING.md). Not needed after
+    /// `zt keys rotate`, whose outgoing local key waits in DATA_DIR until it has endorsed.
+    #[arg(
+        long,
+        env = "ZT_PREVIOUS_SIGNER",
+        value_name = "SIGNER",
+        help_heading = "Audit key custody"
+    )]
+    pub previous_signer: Option<zt_custody::SignerSpec>,
     /// Sign records with in-memory session keys, each certified by the custody key for this
     /// long (`90s`, `30m`, `1h`, or seconds), renewed before they expire; checkpoints stay
     /// signed by the custody key every second. Default: the custody key signs every record.
@@ -320,6 +330,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
             timeout: Duration::from_millis(args.signer_timeout_ms),
             kms_concurrency: usize::try_from(args.kms_concurrency).unwrap_or(32),
             pin_file: args.pin_file,
+            previous: args.previous_signer,
         },
     };
     if let Err(e) = config.validate() {

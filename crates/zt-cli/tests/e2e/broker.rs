@@ -858,6 +858,7 @@ fn allow_without_profile() -> String {
         counts: None,
         decision: zt_contract::Decision::Allow,
         execution: None,
+        key_rotation: None,
         kind: zt_contract::RecordKind::Decision,
         policies: None,
         policy_version: None,

@@ -113,6 +113,19 @@ fn rotation_records(server: &Server) -> Vec<Value> {
         .collect()
 }
 
+/// The rotation record names `previous` and `incoming` and carries an endorsement (checked
+/// by `zt audit verify`, which every test runs after a rotation).
+fn assert_endorsed(rotation: &Value, previous: &str, incoming: &str) {
+    let endorsement = &rotation["key_rotation"];
+    assert_eq!(endorsement["previous_key_id"], previous, "{rotation}");
+    assert_eq!(endorsement["key_id"], incoming, "{rotation}");
+    assert!(endorsement["endorsement"].is_string(), "{rotation}");
+    assert!(rotation["reason"]
+        .as_str()
+        .unwrap()
+        .contains("endorsed by the outgoing key"));
+}
+
 /// A decision was answered, so its record was signed and stored: no policy is loaded, so the
 /// answer is a deny (403).
 fn signed(status: u16) -> bool {
@@ -163,6 +176,7 @@ fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
     let (_, metrics) = common::http(server.port, "GET", "/metrics", None).unwrap();
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("zt_audit_signer_up 0"), "{metrics}");
+    assert!(sample(&metrics, "zt_audit_signer_failures_total") >= 1.0);
 
     // Back: the control plane recovers by itself.
     relay.set_cut(false);
@@ -231,16 +245,35 @@ fn kms_session_keys_are_certified_by_the_kms_key_and_rotation_keeps_old_records_
     // Rotation to a second KMS key: a rotation record, new records by the new key's
     // session, and the old key and session still published.
     let second = format!("aws-kms:{}", moto.arns[1]);
+    // A --previous-signer that did not sign the newest records cannot endorse: refused.
+    let stderr = refused_start(
+        dir.path(),
+        &second,
+        &[
+            Moto::env(moto.port),
+            vec![("ZT_PREVIOUS_SIGNER", second.clone())],
+        ]
+        .concat(),
+    );
+    assert!(stderr.contains("newest records are signed by"), "{stderr}");
     let server = Server::start_with_env(
         dir.path(),
         "none",
-        &["--signer", &second, "--session-key-ttl", "1h"],
+        &[
+            "--signer",
+            &second,
+            "--previous-signer",
+            &first,
+            "--session-key-ttl",
+            "1h",
+        ],
         &Moto::env(moto.port),
     );
     assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
     let rotations = rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     assert_eq!(rotations[0]["resource"], moto.arns[1].as_str());
+    assert_endorsed(&rotations[0], &moto.arns[0], &moto.arns[1]);
     let kids: Vec<String> = jwks(&server)
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_string())
@@ -303,13 +336,23 @@ fn pkcs11_per_record_then_session_keys_with_rotation_verify() {
     let server = Server::start_with_env(
         dir.path(),
         "none",
-        &["--signer", &second, "--session-key-ttl", "10s"],
+        &[
+            "--signer",
+            &second,
+            "--previous-signer",
+            &first,
+            "--session-key-ttl",
+            "10s",
+        ],
         &hsm.env(),
     );
     assert!(decide_many(&server, 16).iter().all(|s| signed(*s)));
     let rotations = rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     assert!(rotations[0]["reason"].as_str().unwrap().contains(&custody));
+    let (_, health) = server.json("GET", "/health", None);
+    let incoming = health["audit"]["signer"]["key_id"].as_str().unwrap();
+    assert_endorsed(&rotations[0], &custody, incoming);
     let last = key_ids(&server).pop().unwrap();
     assert!(last.starts_with("zt-session-"));
     // A session key is renewed (a new one certified and published before it signs) once a
@@ -355,8 +398,222 @@ fn local_key_rotation_is_recorded_and_old_records_verify() {
     let new = key_ids(&server).pop().unwrap();
     assert_ne!(new, old);
     assert_eq!(rotations[0]["resource"], new.as_str());
+    assert_endorsed(&rotations[0], &old, &new);
+    // Once the endorsement is recorded the outgoing private key is destroyed.
+    let keys_dir = dir.path().join("keys");
+    assert!(!keys_dir.join("audit-signing-key.retiring.p8").exists());
+    assert!(keys_dir.join("audit-signing-key.p8").exists());
     let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
     assert!(kids.contains(&json!(old)) && kids.contains(&json!(new)));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+fn metrics(server: &Server) -> String {
+    let (status, body) = common::http(server.port, "GET", "/metrics", None).unwrap();
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+/// The value of the sample `name` (no labels) in a Prometheus exposition.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in {metrics}"))
+}
+
+/// A decision refused because the audit signer is down: 503 with the JSON error.
+fn refused_for_audit(server: &Server) -> bool {
+    let (status, body) = server.json(
+        "POST",
+        "/actions",
+        Some(json!({"actor": "agent-1", "action": "read", "resource": "doc"})),
+    );
+    if status != 503 {
+        assert!(signed(status), "{status} {body}");
+        return false;
+    }
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("audit log unavailable"),
+        "{body}"
+    );
+    true
+}
+
+#[test]
+fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    if !custody::pkcs11_tool_or_skip() {
+        return;
+    }
+    hsm.back_up();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &[
+            "--signer",
+            &hsm.signer("audit-1"),
+            "--signer-timeout-ms",
+            "1000",
+        ],
+        &hsm.env(),
+    );
+    register(&server);
+    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    let before = metrics(&server);
+    let calls = sample(&before, "zt_audit_signer_calls_total");
+    assert!(calls >= 1.0, "{before}");
+    assert_eq!(sample(&before, "zt_audit_signer_failures_total"), 0.0);
+    assert!(sample(&before, "zt_audit_signer_call_duration_seconds_count") >= calls);
+
+    // The key is destroyed on the token by another process: every decision is refused with
+    // 503, nothing is stored, /health and /metrics say the signer is down.
+    let stored = server.records().len();
+    hsm.destroy_private_key("audit-1");
+    assert!((0..4).all(|_| refused_for_audit(&server)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["up"], false);
+    assert_eq!(health["audit"]["signer"]["can_sign"], false);
+    assert!(
+        health["audit"]["signer"]["last_error"].is_string(),
+        "{health}"
+    );
+    assert_eq!(server.records().len(), stored);
+    let down = metrics(&server);
+    assert_eq!(sample(&down, "zt_audit_signer_up"), 0.0, "{down}");
+    assert_eq!(sample(&down, "zt_audit_signer_can_sign"), 0.0);
+    assert!(
+        sample(&down, "zt_audit_signer_failures_total") >= 4.0,
+        "{down}"
+    );
+    assert!(sample(&down, "zt_audit_signer_calls_total") > calls);
+
+    // Restored from backup: the server reconnects to the token by itself and signs again,
+    // with the same key.
+    hsm.restore();
+    assert!(decide_until_signed(&server, 20));
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    let key_id = health["audit"]["signer"]["key_id"].as_str().unwrap();
+    assert!(key_ids(&server).iter().all(|k| k == key_id));
+    let after = metrics(&server);
+    assert_eq!(sample(&after, "zt_audit_signer_up"), 1.0);
+    // Counters only grow.
+    assert!(
+        sample(&after, "zt_audit_signer_failures_total")
+            >= sample(&down, "zt_audit_signer_failures_total")
+    );
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+#[test]
+fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    if !custody::pkcs11_tool_or_skip() {
+        return;
+    }
+    hsm.back_up();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &[
+            "--signer",
+            &hsm.signer("audit-1"),
+            "--session-key-ttl",
+            "10s",
+            "--signer-timeout-ms",
+            "1000",
+        ],
+        &hsm.env(),
+    );
+    register(&server);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+
+    // The custody key is gone: the session key keeps signing (its renewal fails) until its
+    // certified period ends, then decisions are refused and /health says why.
+    hsm.destroy_private_key("audit-1");
+    let mut answered_during_outage = 0;
+    let refused = (0..150).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if refused_for_audit(&server) {
+            return true;
+        }
+        answered_during_outage += 1;
+        false
+    });
+    assert!(
+        refused,
+        "decisions were still signed 15 s after the custody key went"
+    );
+    assert!(answered_during_outage > 0);
+    let stored = server.records().len();
+    assert!((0..3).all(|_| refused_for_audit(&server)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["mode"], "session-keys");
+    assert_eq!(health["audit"]["signer"]["up"], false);
+    assert_eq!(health["audit"]["signer"]["can_sign"], false);
+    assert_eq!(sample(&metrics(&server), "zt_audit_signer_can_sign"), 0.0);
+    assert_eq!(server.records().len(), stored);
+
+    // Back: the next batch certifies a new session key and decisions flow again.
+    hsm.restore();
+    assert!(decide_until_signed(&server, 20));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    let sessions = jwks(&server)
+        .iter()
+        .filter(|k| k["zt_session"].is_object())
+        .count();
+    assert!(sessions >= 2, "no new session key after recovery");
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+#[test]
+fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    register(&server);
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    server.terminate();
+    let out = zt(&["keys", "rotate", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(out.status.success());
+    // The outgoing private key is lost before the next start.
+    std::fs::remove_file(dir.path().join("keys/audit-signing-key.retiring.p8")).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    let rotation = &rotations[0];
+    assert_eq!(rotation["key_rotation"]["previous_key_id"], old.as_str());
+    assert!(
+        rotation["key_rotation"]["endorsement"].is_null(),
+        "{rotation}"
+    );
+    assert!(rotation["reason"]
+        .as_str()
+        .unwrap()
+        .contains("NOT endorsed by the outgoing key"));
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
     verify_url(&server);
     server.terminate();
     verify_offline(dir.path());

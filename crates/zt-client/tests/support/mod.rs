@@ -191,6 +191,7 @@ pub(crate) fn answer(
         policies: None,
         decision,
         execution: None,
+        key_rotation: None,
         kind: RecordKind::Decision,
         policy_version: Some("sha256:00".into()),
         previous_hash: GENESIS_HASH.into(),

@@ -55,10 +55,9 @@ fn reload_errors(state: &SharedState) -> serde_json::Map<String, serde_json::Val
 pub(crate) async fn health(State(state): State<SharedState>) -> Response {
     let head = state.ledger.head();
     let signer = state.signer.status();
-    // With session keys, records are signed while the custody key is away (until the session
-    // key expires, when commits fail and `audit.ok` says so).
-    let signer_ok = signer.up || signer.mode == "session-keys";
-    let audit_ok = !state.ledger.is_failed() && signer_ok;
+    // With session keys, records are signed while the custody key is away, until the session
+    // key expires.
+    let audit_ok = !state.ledger.is_failed() && signer.can_sign;
     let warning = (state.auth == AuthMode::DangerousNone).then_some(
         "authentication is off (--auth none): any caller may claim any registered actor",
     );
@@ -75,6 +74,7 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
                 "mode": signer.mode,
                 "key_id": state.checkpoints.key_id(),
                 "up": signer.up,
+                "can_sign": signer.can_sign,
                 "calls": signer.calls,
                 "failures": signer.failures,
                 "last_latency_ms": signer.last_latency_seconds * 1000.0,

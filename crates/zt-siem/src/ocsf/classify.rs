@@ -24,7 +24,8 @@ pub(super) fn activity(body: &RecordBody) -> (u8, &'static str) {
                 | AdminAction::AgentsSetGroups
                 | AdminAction::PoliciesApprove
                 | AdminAction::PoliciesActivate
-                | AdminAction::PoliciesReload,
+                | AdminAction::PoliciesReload
+                | AdminAction::AuditKeyRotate,
             ) => (3, "Update"),
             Some(AdminAction::AgentsRemove | AdminAction::PoliciesWithdraw) => (4, "Delete"),
             Some(AdminAction::Access) => (OTHER, "Admin Access"),
@@ -105,7 +106,7 @@ pub(super) fn actor(body: &RecordBody) -> Actor {
         RecordKind::Rejections => Actor::Application,
         RecordKind::Decision | RecordKind::Execution => agent,
         RecordKind::Admin => match AdminAction::from_name(&body.action) {
-            Some(AdminAction::PoliciesReload) => Actor::Application,
+            Some(AdminAction::PoliciesReload | AdminAction::AuditKeyRotate) => Actor::Application,
             Some(AdminAction::Access) => agent,
             Some(
                 AdminAction::AgentsRegister

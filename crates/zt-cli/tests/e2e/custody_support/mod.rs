@@ -216,3 +216,67 @@ pub(crate) fn make_keys_in_child() {
             .unwrap();
     }
 }
+
+/// Whether `pkcs11-tool` (OpenSC) is installed; skips (or fails, when services are required)
+/// when it is not.
+pub(crate) fn pkcs11_tool_or_skip() -> bool {
+    let probe = Command::new("pkcs11-tool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|_| ())
+        .map_err(|e| format!("pkcs11-tool: {e}"));
+    zt_test_support::service_or_skip("pkcs11-tool (apt-get install opensc)", probe)
+}
+
+impl SoftHsm {
+    fn tokens(&self) -> PathBuf {
+        self.dir.path().join("tokens")
+    }
+
+    fn backup_dir(&self) -> PathBuf {
+        self.dir.path().join("tokens-backup")
+    }
+
+    /// Copies the token's files aside, as an HSM's backup.
+    pub(crate) fn back_up(&self) {
+        copy_dir(&self.tokens(), &self.backup_dir());
+    }
+
+    /// Destroys the private key `label` on the token, from another process (`pkcs11-tool`),
+    /// as an HSM that lost its key: every process using the token sees it gone.
+    pub(crate) fn destroy_private_key(&self, label: &str) {
+        let out = Command::new("pkcs11-tool")
+            .args(["--module", &self.module, "--token-label", TOKEN, "--login"])
+            .args(["--pin", PIN, "--delete-object", "--type", "privkey"])
+            .args(["--label", label])
+            .env("SOFTHSM2_CONF", &self.conf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Puts the token's files back from [`Self::back_up`], as an HSM restored from backup.
+    pub(crate) fn restore(&self) {
+        std::fs::remove_dir_all(self.tokens()).unwrap();
+        copy_dir(&self.backup_dir(), &self.tokens());
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

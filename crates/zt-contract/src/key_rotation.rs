@@ -1,0 +1,175 @@
+//! Rotation of the custody key, endorsed by the outgoing key.
+//!
+//! When the custody key changes, the first record the new key signs (`action:
+//! zt.audit.key.rotate`) carries a `key_rotation` member: the outgoing key's signature over a
+//! statement naming the incoming key by id and public point, for the log `origin`. A verifier
+//! then sees custody pass from one key to the next without trusting the server's word: the
+//! endorsement verifies with the outgoing key's published public key, and the endorsed point
+//! is the incoming key's published point. A rotation whose outgoing key was lost or destroyed
+//! before it could endorse carries no endorsement (`endorsement: null`) and says so.
+//!
+//! The signed statement is the SHA-256 of the canonical JSON (keys sorted, no whitespace) of
+//! `{"crv","kid","kty","origin","previous_key_id","type","x","y"}`, `type` being
+//! [`ROTATION_STATEMENT_TYPE`], signed as a digest exactly as records are (`ECDSA_SHA_256`,
+//! DER, base64).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::canonical::canonical_json;
+use crate::keys::{Jwk, PublicKeySet};
+use crate::Digest32;
+
+/// The `type` of the signed statement.
+pub const ROTATION_STATEMENT_TYPE: &str = "zt-key-rotation/v1";
+
+/// The `key_rotation` member of a rotation record. Fields are declared in sorted order, as
+/// in the record body, so serde writes canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// Base64 DER ECDSA signature of the statement digest by the outgoing key; `None` when the
+    /// outgoing key was not available to endorse.
+    pub endorsement: Option<String>,
+    /// The incoming custody key.
+    pub key_id: String,
+    /// The log whose custody passes.
+    pub origin: String,
+    /// The outgoing custody key (a `kid` of the published set).
+    pub previous_key_id: String,
+    /// The incoming key's X coordinate (base64url, as in its JWK).
+    pub x: String,
+    /// The incoming key's Y coordinate.
+    pub y: String,
+}
+
+impl KeyRotation {
+    /// The rotation from `previous_key_id` to `incoming` for the log `origin`, not yet endorsed.
+    pub fn new(previous_key_id: &str, incoming: &Jwk, origin: &str) -> Self {
+        Self {
+            previous_key_id: previous_key_id.to_string(),
+            key_id: incoming.kid.clone(),
+            origin: origin.to_string(),
+            x: incoming.x.clone(),
+            y: incoming.y.clone(),
+            endorsement: None,
+        }
+    }
+
+    /// The digest the outgoing key signs.
+    pub fn statement_digest(&self) -> Digest32 {
+        let statement = json!({
+            "crv": "P-256",
+            "kid": self.key_id,
+            "kty": "EC",
+            "origin": self.origin,
+            "previous_key_id": self.previous_key_id,
+            "type": ROTATION_STATEMENT_TYPE,
+            "x": self.x,
+            "y": self.y,
+        });
+        Digest32::sha256(canonical_json(&statement).as_bytes())
+    }
+
+    /// Checks the rotation against the published keys: both keys are custody keys of `keys`,
+    /// the endorsed point is the incoming key's, and the endorsement, when there is one,
+    /// verifies with the outgoing key. `Ok(true)` if endorsed, `Ok(false)` if not.
+    pub fn check(&self, keys: &PublicKeySet) -> Result<bool, String> {
+        for kid in [&self.previous_key_id, &self.key_id] {
+            if !keys.contains(kid) || keys.is_session_key(kid) {
+                return Err(format!("custody key `{kid}` is not published"));
+            }
+        }
+        let incoming = Jwk {
+            kty: "EC".into(),
+            crv: "P-256".into(),
+            x: self.x.clone(),
+            y: self.y.clone(),
+            kid: self.key_id.clone(),
+            key_use: None,
+            alg: None,
+            zt_session: None,
+        };
+        let endorsed = incoming
+            .uncompressed_point()
+            .map_err(|_| "the endorsed key is not a P-256 point".to_string())?;
+        if keys.point(&self.key_id) != Some(endorsed.as_slice()) {
+            return Err(format!(
+                "the endorsed key is not the published key `{}`",
+                self.key_id
+            ));
+        }
+        let Some(endorsement) = &self.endorsement else {
+            return Ok(false);
+        };
+        let der = STANDARD
+            .decode(endorsement)
+            .map_err(|_| "the endorsement is not base64".to_string())?;
+        if keys.verify_digest(&self.previous_key_id, &self.statement_digest(), &der) {
+            Ok(true)
+        } else {
+            Err(format!(
+                "the endorsement does not verify with `{}`",
+                self.previous_key_id
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Jwks;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+
+    fn key(kid: &str) -> (EcdsaKeyPair, Jwk) {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let jwk = Jwk::from_uncompressed_p256(kid, pair.public_key().as_ref()).unwrap();
+        (pair, jwk)
+    }
+
+    fn endorse(by: &EcdsaKeyPair, rotation: &KeyRotation) -> String {
+        let digest = aws_lc_rs::digest::Digest::import_less_safe(
+            &rotation.statement_digest().0,
+            &aws_lc_rs::digest::SHA256,
+        )
+        .unwrap();
+        STANDARD.encode(by.sign_digest(&digest).unwrap().as_ref())
+    }
+
+    #[test]
+    fn an_endorsement_holds_only_for_the_published_incoming_key_signed_by_the_outgoing_one() {
+        let (old, old_jwk) = key("old");
+        let (new, new_jwk) = key("new");
+        let (_, other_jwk) = key("other");
+        let keys = PublicKeySet::from_jwks(&Jwks {
+            keys: vec![old_jwk.clone(), new_jwk.clone(), other_jwk.clone()],
+        })
+        .unwrap();
+        let mut rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test");
+        assert_eq!(rotation.check(&keys), Ok(false));
+        rotation.endorsement = Some(endorse(&old, &rotation));
+        assert_eq!(rotation.check(&keys), Ok(true));
+
+        // Signed by the incoming key itself: not an endorsement.
+        let mut self_signed = rotation.clone();
+        self_signed.endorsement = Some(endorse(&new, &rotation));
+        assert!(self_signed.check(&keys).is_err());
+        // Another origin, or another endorsed point, breaks the signature or the binding.
+        let mut moved = rotation.clone();
+        moved.origin = "zt-infra/other".into();
+        assert!(moved.check(&keys).is_err());
+        let mut swapped = rotation.clone();
+        swapped.x = other_jwk.x.clone();
+        swapped.y = other_jwk.y.clone();
+        assert!(swapped.check(&keys).is_err());
+        // Both keys must be published.
+        let only_new = PublicKeySet::from_jwks(&Jwks {
+            keys: vec![new_jwk],
+        })
+        .unwrap();
+        assert!(rotation.check(&only_new).is_err());
+    }
+}

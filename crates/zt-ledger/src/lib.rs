@@ -4,10 +4,12 @@
 //!   key plugs in by implementing [`Signer`]).
 //! - [`store`]: where records live, behind [`AuditStore`]; [`sqlite`] is the embedded default,
 //!   [`postgres`] the PostgreSQL backend; [`location`] picks one from a `--store` URL.
-//! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
-//!   group-commits, so the chain never forks and every answer waits only for its own batch's
-//!   `fsync` (and the one in progress: `handoff`); [`replicated`] commits instead when several
-//!   servers share one store.
+//! - [`committer`]: the [`Ledger`] handle and its group commit: callers queue records
+//!   (`queue`), a sealer thread sequences, hashes and signs them (`sealer`), and a writer thread
+//!   group-commits them (`writer`), so the chain never forks and every answer waits only for
+//!   its own batch's `fsync` (and the one in progress: `handoff`); [`replicated`] commits
+//!   instead when several servers share one store. `startup` re-verifies the stored tail and
+//!   rebuilds the Merkle tree before either starts.
 
 pub mod clock;
 pub mod committer;
@@ -18,11 +20,15 @@ pub mod persist;
 pub mod pg_session;
 pub mod postgres;
 mod proofs;
+mod queue;
 pub mod replicated;
+mod sealer;
 pub mod signer;
 pub mod sqlite;
+mod startup;
 pub mod store;
 pub mod tree;
+mod writer;
 
 pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};

@@ -103,3 +103,67 @@ pub(crate) fn refuse_all(replies: impl IntoIterator<Item = Reply>, why: &str) {
         let _ = reply.send(Err(LedgerError::Unavailable(why.to_string())));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_a_batch_takes_everything_queued() {
+        let (submitter, batches) = bounded(2);
+        let first = submitter.submit(RecordDraft::default()).unwrap();
+        let _second = submitter.submit(RecordDraft::default()).unwrap();
+        // Full: refused without waiting, and nothing more is queued.
+        assert_eq!(
+            submitter.submit(RecordDraft::default()).err(),
+            Some(LedgerError::Overloaded)
+        );
+        let mut batch = Vec::new();
+        assert!(batches.wait(&mut batch));
+        assert_eq!(batch.len(), 2);
+        // Room again once the committer took them; a refused caller hears why.
+        assert!(submitter.submit(RecordDraft::default()).is_ok());
+        refuse_all(batch.drain(..).map(|p| p.reply), "disk on fire");
+        assert_eq!(
+            first.blocking_recv().unwrap(),
+            Err(LedgerError::Unavailable("disk on fire".into()))
+        );
+    }
+
+    #[test]
+    fn an_idle_queue_times_out_and_a_queue_without_callers_closes() {
+        let (submitter, batches) = bounded(4);
+        let mut batch = Vec::new();
+        assert_eq!(
+            batches.wait_for(&mut batch, Duration::from_millis(10)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        let answer = submitter.submit(RecordDraft::default()).unwrap();
+        drop(submitter);
+        // What was queued before the last caller's end went is still taken, then it closes.
+        assert!(batches.wait(&mut batch));
+        assert_eq!(batch.len(), 1);
+        assert!(!batches.wait(&mut batch));
+        assert_eq!(
+            batches.wait_for(&mut batch, Duration::from_millis(10)),
+            Err(RecvTimeoutError::Disconnected)
+        );
+        drop(batch);
+        // A record dropped unanswered reads as closed to its caller.
+        assert!(answer.blocking_recv().is_err());
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_batch_records() {
+        let (submitter, batches) = bounded(MAX_BATCH + 5);
+        let _answers: Vec<_> = (0..MAX_BATCH + 5)
+            .map(|_| submitter.submit(RecordDraft::default()).unwrap())
+            .collect();
+        let mut batch = Vec::new();
+        assert!(batches.wait(&mut batch));
+        assert_eq!(batch.len(), MAX_BATCH);
+        batch.clear();
+        assert!(batches.wait(&mut batch));
+        assert_eq!(batch.len(), 5);
+    }
+}

@@ -1,8 +1,8 @@
 //! The audit log's handle, [`Ledger`], and the committer behind it.
 //!
-//! Group commit in a two-stage pipeline. Requests queue up ([`crate::queue`]); the sealer
-//! thread ([`crate::sealer`]) takes everything queued as one batch, sequences, hashes and signs
-//! it, and hands it ([`crate::handoff`]) to the writer thread ([`crate::writer`]), which stores
+//! Group commit in a two-stage pipeline. Requests queue up (`queue.rs`); the sealer
+//! thread (`sealer.rs`) takes everything queued as one batch, sequences, hashes and signs
+//! it, and hands it (`handoff.rs`) to the writer thread (`writer.rs`), which stores
 //! it durably and only then answers its callers. Durability costs each request one `fsync` of
 //! latency, but the log pays one `fsync` per batch, not per record, and the sealer signs the
 //! next batch while the writer waits on the disk.
@@ -15,7 +15,7 @@
 //! inside the store's transaction onto the head read there.
 //!
 //! Before either starts, the tail of the stored chain is re-verified and the Merkle tree
-//! rebuilt ([`crate::startup`]). The writer keeps the log's Merkle tree (RFC 9162, leaf data =
+//! rebuilt (`startup.rs`). The writer keeps the log's Merkle tree (RFC 9162, leaf data =
 //! each record's 32-byte `current_hash`) as a [`crate::tree::LogTree`], extended with each
 //! batch after its commit and before its callers are answered, so the tree holds exactly the
 //! committed records and a caller who has its answer can already get a proof for it.

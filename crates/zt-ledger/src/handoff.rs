@@ -12,7 +12,8 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crate::committer::{Reply, Stages};
+use crate::committer::Stages;
+use crate::queue::Reply;
 use crate::store::SealedRecord;
 use zt_contract::Jwk;
 

@@ -7,10 +7,12 @@
 //! - [`documents`]: the named, versioned documents a server keeps beside its log in a
 //!   PostgreSQL store (registry, policy, proposals), on the same kind of session as the audit
 //!   store (`pg_session.rs`, private: PostgreSQL is reached only through these stores).
-//! - [`committer`]: a sealer thread that sequences, hashes and signs, and a writer thread that
-//!   group-commits, so the chain never forks and every answer waits only for its own batch's
-//!   `fsync` (and the one in progress: `handoff`); [`replicated`] commits instead when several
-//!   servers share one store.
+//! - [`committer`]: the [`Ledger`] handle and its group commit: callers queue records
+//!   (`queue`), a sealer thread sequences, hashes and signs them (`sealer`), and a writer thread
+//!   group-commits them (`writer`), so the chain never forks and every answer waits only for
+//!   its own batch's `fsync` (and the one in progress: `handoff`); [`replicated`] commits
+//!   instead when several servers share one store. `startup` re-verifies the stored tail and
+//!   rebuilds the Merkle tree before either starts.
 
 pub mod clock;
 pub mod committer;
@@ -22,11 +24,15 @@ pub mod persist;
 mod pg_session;
 pub mod postgres;
 mod proofs;
+mod queue;
 pub mod replicated;
+mod sealer;
 pub mod signer;
 pub mod sqlite;
+mod startup;
 pub mod store;
 pub mod tree;
+mod writer;
 
 pub use self::postgres::{PostgresLocation, PostgresStore};
 pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};

@@ -15,16 +15,17 @@
 //! that did reach the store despite the error (a lost commit acknowledgement) cannot fork the
 //! chain, and the tree learns of it from the store.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zt_contract::merkle::audit_leaf_hash;
 
-use crate::committer::{
-    refuse_all, seal_batch, CommitObserver, Pending, Shared, HASH_PAGE, MAX_BATCH,
-};
+use crate::committer::{CommitObserver, Shared};
+use crate::queue::{refuse_all, Batches, Pending, MAX_BATCH};
+use crate::sealer::seal_batch;
 use crate::signer::Signer;
+use crate::startup::HASH_PAGE;
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
 use crate::tree::LogTree;
 use crate::LedgerError;
@@ -34,7 +35,7 @@ pub const IDLE_CATCH_UP: Duration = Duration::from_millis(250);
 
 /// Commits batches onto a shared chain; see the module documentation.
 pub(crate) struct SharedCommitter {
-    pub(crate) rx: Receiver<Pending>,
+    pub(crate) queue: Batches,
     pub(crate) signer: Arc<dyn Signer>,
     /// Keys the signer rolled over to whose publication has not succeeded yet.
     pub(crate) unpublished: Vec<zt_contract::Jwk>,
@@ -49,17 +50,8 @@ impl SharedCommitter {
     pub(crate) fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            match self.rx.recv_timeout(IDLE_CATCH_UP) {
-                Ok(first) => {
-                    batch.push(first);
-                    while batch.len() < MAX_BATCH {
-                        match self.rx.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    self.commit(&mut batch);
-                }
+            match self.queue.wait_for(&mut batch, IDLE_CATCH_UP) {
+                Ok(()) => self.commit(&mut batch),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Err(e) = self.catch_up(None) {
                         tracing::warn!(error = %e, "reading the shared audit chain failed");

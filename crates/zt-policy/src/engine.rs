@@ -8,7 +8,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use cedar_policy::{AuthorizationError, Authorizer, Effect, Entities, PolicySet, Request};
-use zt_contract::names::{ActionName, ActorName, NameError, ResourceName};
 
 use crate::action_policy::{ActionPolicy, REASON_NOT_ALLOWED};
 use crate::compile_json;
@@ -18,7 +17,9 @@ use crate::error::PolicyError;
 use crate::load::{self, Loaded};
 use crate::names::Names;
 use crate::request::{PolicyDecision, PolicyRequest};
-use crate::slice::Slicer;
+use crate::scope::BucketId;
+use crate::scoped::Scoped;
+use crate::slice::{Slice, Slicer};
 use crate::validate::{self, Validated};
 
 /// What the engine keeps of each policy, by position in the set.
@@ -180,33 +181,35 @@ impl PolicyEngine {
     /// the resource normalized to NFC, as the server records them.
     ///
     /// Only the policies whose scope admits the request are evaluated (see the crate README,
-    /// *Speed*); the answer is the one Cedar gives over the whole set.
+    /// *Speed*); the answer is the one Cedar gives over the whole set. The same as
+    /// `self.scope(request).decide()`.
     pub fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
-        let (actor, action, resource) = match canonical_names(request) {
-            Ok(names) => names,
-            Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
-        };
-        let request = &PolicyRequest {
-            actor: actor.as_str(),
-            action: action.as_str(),
-            resource: resource.as_str(),
-            ..*request
-        };
-        let Some(names) = Names::get() else {
-            return PolicyDecision::deny("the policy engine could not start");
-        };
-        let slice = match self.slicer.slice(names, request.action) {
-            Ok(slice) => slice,
-            Err(e) => {
-                return PolicyDecision::deny(format!("the policy set could not be sliced: {e}"))
-            }
-        };
-        let buckets = self.slicer.buckets(
-            &slice,
-            request.actor,
-            request.actor_groups,
-            request.resource,
-        );
+        self.scope(request).decide()
+    }
+
+    /// Scopes `request`: checks its names and finds the policies whose scope admits it (a few
+    /// hash lookups), so a caller can tell a costly decision
+    /// ([`Scoped::len`]) before making it ([`Scoped::decide`]) without the lookups being done
+    /// twice. To decide on another thread, scope against an `Arc` with [`Scoped::new`] and
+    /// call [`Scoped::into_owned`].
+    pub fn scope<'r>(&self, request: &PolicyRequest<'r>) -> Scoped<'r, &Self> {
+        Scoped::new(self, request)
+    }
+
+    /// The index ([`Scoped`] looks the request up in it).
+    pub(crate) fn slicer(&self) -> &Slicer {
+        &self.slicer
+    }
+
+    /// Decides `request` (its names canonical) by evaluating `buckets`, the buckets of
+    /// `slice` whose scope admits it: the rest of a decision once [`Scoped`] has scoped it.
+    pub(crate) fn decide_in(
+        &self,
+        names: &Names,
+        request: &PolicyRequest<'_>,
+        slice: &Slice,
+        buckets: &[BucketId],
+    ) -> PolicyDecision {
         if buckets.is_empty() {
             return PolicyDecision::deny(REASON_NOT_ALLOWED);
         }
@@ -224,36 +227,17 @@ impl PolicyEngine {
                 Err(e) => return PolicyDecision::deny(format!("request denied: {e}")),
             };
         let mut outcome = Outcome::default();
-        for bucket in buckets {
-            self.evaluate(&mut outcome, &cedar_request, &bucket.policies, &entities);
+        for &id in buckets {
+            match self.slicer.bucket(id) {
+                Some(bucket) => {
+                    self.evaluate(&mut outcome, &cedar_request, &bucket.policies, &entities);
+                }
+                None => outcome
+                    .errors
+                    .push((usize::MAX, "a bucket of the policy index is missing".into())),
+            }
         }
         self.explain(outcome)
-    }
-
-    /// How many policies deciding `request` evaluates: those whose scope admits it (a policy
-    /// filed under several matching action keys counts once per key). Cheap (a few hash
-    /// lookups), so a caller can tell a costly decision before making it; 0 for a request
-    /// that [`decide`](Self::decide) refuses before evaluating anything.
-    pub fn policies_in_scope(&self, request: &PolicyRequest<'_>) -> usize {
-        let Ok((actor, action, resource)) = canonical_names(request) else {
-            return 0;
-        };
-        let Some(names) = Names::get() else {
-            return 0;
-        };
-        let Ok(slice) = self.slicer.slice(names, action.as_str()) else {
-            return 0;
-        };
-        self.slicer
-            .buckets(
-                &slice,
-                actor.as_str(),
-                request.actor_groups,
-                resource.as_str(),
-            )
-            .iter()
-            .map(|b| b.len)
-            .sum()
     }
 
     fn evaluate(
@@ -338,17 +322,6 @@ impl PolicyEngine {
             errors: Vec::new(),
         }
     }
-}
-
-/// The request's names, checked and in canonical form.
-fn canonical_names(
-    request: &PolicyRequest<'_>,
-) -> Result<(ActorName, ActionName, ResourceName), NameError> {
-    Ok((
-        ActorName::parse(request.actor)?,
-        ActionName::parse(request.action)?,
-        ResourceName::parse(request.resource)?,
-    ))
 }
 
 /// What the evaluated slices said: positions of satisfied policies, and errors with the

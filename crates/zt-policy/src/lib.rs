@@ -17,6 +17,7 @@ mod names;
 mod request;
 mod schema;
 mod scope;
+mod scoped;
 mod slice;
 mod validate;
 
@@ -27,3 +28,4 @@ pub use error::{Location, PolicyError};
 pub use impact::{impact, text_diff, Changed, Compared, Outcome, OwnedPolicyRequest};
 pub use request::{PolicyDecision, PolicyRequest};
 pub use schema::SCHEMA;
+pub use scoped::Scoped;

@@ -97,30 +97,64 @@ impl Bucket {
     }
 }
 
+/// Where a bucket is in its [`Buckets`]: an index, not a reference, so a scoped request
+/// owns the list of its buckets and can move to another thread with the engine's `Arc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BucketId(usize);
+
+/// Every bucket of an index, each filed by its [`BucketId`].
+#[derive(Debug, Default)]
+pub(crate) struct Buckets(Vec<Bucket>);
+
+impl Buckets {
+    /// The bucket `id`, if this index made it.
+    pub(crate) fn get(&self, id: BucketId) -> Option<&Bucket> {
+        self.0.get(id.0)
+    }
+
+    /// A new, empty bucket.
+    fn create(&mut self) -> BucketId {
+        let id = BucketId(self.0.len());
+        self.0.push(Bucket::default());
+        id
+    }
+
+    fn add(&mut self, id: BucketId, policy: &Policy) -> Result<(), String> {
+        match self.0.get_mut(id.0) {
+            Some(bucket) => bucket.add(policy),
+            None => Err(format!("bucket {} is not in the index", id.0)),
+        }
+    }
+}
+
 /// Buckets by resource.
 #[derive(Debug, Default)]
 struct ByResource {
-    any: Option<Bucket>,
-    named: HashMap<String, Bucket>,
+    any: Option<BucketId>,
+    named: HashMap<String, BucketId>,
 }
 
 impl ByResource {
-    fn bucket(&mut self, what: &What) -> &mut Bucket {
+    fn bucket(&mut self, what: &What, buckets: &mut Buckets) -> BucketId {
         match what {
-            What::Any => self.any.get_or_insert_with(Bucket::default),
-            What::Resource(id) => self.named.entry(id.clone()).or_default(),
+            What::Any => *self.any.get_or_insert_with(|| buckets.create()),
+            What::Resource(id) => *self
+                .named
+                .entry(id.clone())
+                .or_insert_with(|| buckets.create()),
         }
     }
 
-    fn collect<'a>(&'a self, resource: &str, out: &mut Vec<&'a Bucket>) {
-        out.extend(self.any.as_ref());
+    fn collect(&self, resource: &str, out: &mut Vec<BucketId>) {
+        out.extend(self.any);
         if !self.named.is_empty() {
-            out.extend(self.named.get(resource));
+            out.extend(self.named.get(resource).copied());
         }
     }
 }
 
-/// The policies of one action key, by principal then resource.
+/// The policies of one action key, by principal then resource (the buckets themselves live
+/// in the index's one [`Buckets`]).
 #[derive(Debug, Default)]
 pub(crate) struct ByPrincipal {
     any: ByResource,
@@ -129,24 +163,31 @@ pub(crate) struct ByPrincipal {
 }
 
 impl ByPrincipal {
-    /// Files `policy` under `who` and `what`.
-    pub(crate) fn add(&mut self, policy: &Policy, who: &Who, what: &What) -> Result<(), String> {
+    /// Files `policy` under `who` and `what`, in a bucket of `buckets`.
+    pub(crate) fn add(
+        &mut self,
+        buckets: &mut Buckets,
+        policy: &Policy,
+        who: &Who,
+        what: &What,
+    ) -> Result<(), String> {
         let by_resource = match who {
             Who::Any => &mut self.any,
             Who::Agent(id) => self.agents.entry(id.clone()).or_default(),
             Who::Group(id) => self.groups.entry(id.clone()).or_default(),
         };
-        by_resource.bucket(what).add(policy)
+        let id = by_resource.bucket(what, buckets);
+        buckets.add(id, policy)
     }
 
     /// Adds to `out` the buckets whose scope can admit `actor` (a member of `groups`) acting
     /// on `resource`.
-    pub(crate) fn collect<'a>(
-        &'a self,
+    pub(crate) fn collect(
+        &self,
         actor: &str,
         groups: &[String],
         resource: &str,
-        out: &mut Vec<&'a Bucket>,
+        out: &mut Vec<BucketId>,
     ) {
         self.any.collect(resource, out);
         if let Some(own) = self.agents.get(actor) {
@@ -217,6 +258,7 @@ mod tests {
     #[test]
     fn a_request_collects_only_the_buckets_that_can_admit_it() {
         let mut index = ByPrincipal::default();
+        let mut buckets = Buckets::default();
         let scopes = [
             ("principal", "resource"),
             (r#"principal == Agent::"a""#, "resource"),
@@ -230,7 +272,9 @@ mod tests {
                 "@id(\"p{i}\") permit({principal}, action, {resource});"
             ))
             .new_id(cedar_policy::PolicyId::new(format!("p{i}")));
-            index.add(&policy, &who(&policy), &what(&policy)).unwrap();
+            index
+                .add(&mut buckets, &policy, &who(&policy), &what(&policy))
+                .unwrap();
         }
         let ids = |actor: &str, groups: &[&str], resource: &str| {
             let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
@@ -238,6 +282,7 @@ mod tests {
             index.collect(actor, &groups, resource, &mut out);
             let mut ids: Vec<String> = out
                 .iter()
+                .map(|&id| buckets.get(id).unwrap())
                 .flat_map(|b| b.policies.policies().map(|p| p.id().to_string()))
                 .collect();
             ids.sort();

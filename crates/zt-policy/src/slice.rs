@@ -24,7 +24,7 @@ use crate::cache::BoundedCache;
 use crate::error::PolicyError;
 use crate::groups::NamedGroups;
 use crate::names::{action_id, Names, ROOT_GROUP};
-use crate::scope::{self, Bucket, ByPrincipal};
+use crate::scope::{self, Bucket, BucketId, Buckets, ByPrincipal};
 
 /// Estimated bytes the slice cache may hold.
 pub(crate) const SLICE_CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -52,6 +52,8 @@ pub(crate) struct Slicer {
     /// Policies by the action or action group their scope names (`==` and `in` alike: an
     /// action `in` itself is the action, and no request names a group).
     actions: HashMap<String, ByPrincipal>,
+    /// Every bucket the two indexes above file policies in.
+    buckets: Buckets,
     groups: NamedGroups,
     cache: RwLock<BoundedCache<Arc<Slice>>>,
 }
@@ -65,6 +67,7 @@ impl Slicer {
     ) -> Result<Self, PolicyError> {
         let mut any_action = ByPrincipal::default();
         let mut actions: HashMap<String, ByPrincipal> = HashMap::new();
+        let mut buckets = Buckets::default();
         let mut named = NamedGroups::default();
         for name in mentioned {
             named.add(name);
@@ -72,13 +75,21 @@ impl Slicer {
         for policy in &policies {
             let (who, what) = (scope::who(policy), scope::what(policy));
             let filed = match index_keys(policy) {
-                Keys::Always => any_action.add(policy, &who, &what),
-                Keys::Exact(name) => actions.entry(name).or_default().add(policy, &who, &what),
+                Keys::Always => any_action.add(&mut buckets, policy, &who, &what),
+                Keys::Exact(name) => {
+                    actions
+                        .entry(name)
+                        .or_default()
+                        .add(&mut buckets, policy, &who, &what)
+                }
                 Keys::Member(groups) => {
                     let groups: BTreeSet<String> = groups.into_iter().collect();
                     groups.into_iter().try_for_each(|group| {
                         named.add(&group);
-                        actions.entry(group).or_default().add(policy, &who, &what)
+                        actions
+                            .entry(group)
+                            .or_default()
+                            .add(&mut buckets, policy, &who, &what)
                     })
                 }
             };
@@ -87,6 +98,7 @@ impl Slicer {
         Ok(Self {
             any_action,
             actions,
+            buckets,
             groups: named,
             cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         })
@@ -97,6 +109,7 @@ impl Slicer {
         Self {
             any_action: ByPrincipal::default(),
             actions: HashMap::new(),
+            buckets: Buckets::default(),
             groups: NamedGroups::default(),
             cache: RwLock::new(BoundedCache::new(SLICE_CACHE_BYTES)),
         }
@@ -105,13 +118,13 @@ impl Slicer {
     /// The buckets of policies whose scope can admit `actor` (a member of `groups`) taking the
     /// action of `slice` on `resource`. Every policy that can apply is in exactly one of them
     /// per action key it is filed under.
-    pub(crate) fn buckets<'a>(
-        &'a self,
+    pub(crate) fn buckets(
+        &self,
         slice: &Slice,
         actor: &str,
         groups: &[String],
         resource: &str,
-    ) -> Vec<&'a Bucket> {
+    ) -> Vec<BucketId> {
         let mut out = Vec::new();
         self.any_action.collect(actor, groups, resource, &mut out);
         for key in &slice.keys {
@@ -120,6 +133,11 @@ impl Slicer {
             }
         }
         out
+    }
+
+    /// The bucket `id` (one [`buckets`](Self::buckets) gave), if this index made it.
+    pub(crate) fn bucket(&self, id: BucketId) -> Option<&Bucket> {
+        self.buckets.get(id)
     }
 
     /// The slice of `action`, from the cache or built now.

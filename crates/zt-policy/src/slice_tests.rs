@@ -64,8 +64,8 @@ fn in_scope(
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
     let mut found: Vec<String> = slicer
         .buckets(&slice, actor, &groups, resource)
-        .iter()
-        .flat_map(|b| ids(&b.policies))
+        .into_iter()
+        .flat_map(|id| ids(&slicer.bucket(id).unwrap().policies))
         .collect();
     found.sort();
     found

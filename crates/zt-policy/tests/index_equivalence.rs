@@ -23,7 +23,7 @@ use cedar_policy::{
 };
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use zt_policy::{PolicyDecision, PolicyEngine, PolicyRequest};
+use zt_policy::{PolicyDecision, PolicyEngine, PolicyRequest, Scoped};
 
 const AGENTS: [&str; 3] = ["a0", "a1", "a2"];
 const GROUPS: [&str; 3] = ["g0", "g1", "g2"];
@@ -283,7 +283,15 @@ fn engine(policies: &[Generated]) -> PolicyEngine {
     PolicyEngine::from_cedar(&text).unwrap()
 }
 
-fn decide(engine: &PolicyEngine, asked: &Asked, time: SystemTime) -> PolicyDecision {
+/// How the engine decides one request: directly, and through a scope made owned (the server's
+/// path to its blocking pool), with the number of policies the scope evaluates.
+struct Decided {
+    direct: PolicyDecision,
+    owned: PolicyDecision,
+    in_scope: usize,
+}
+
+fn decide(engine: &PolicyEngine, asked: &Asked, time: SystemTime) -> Decided {
     let actor: BTreeMap<String, String> = asked
         .trust_level
         .iter()
@@ -300,7 +308,13 @@ fn decide(engine: &PolicyEngine, asked: &Asked, time: SystemTime) -> PolicyDecis
         .with_resource_attributes(&resource)
         .with_context(&asked.context)
         .at(time);
-    engine.decide(&request)
+    let scoped = Scoped::new(engine, &request);
+    let in_scope = scoped.len();
+    Decided {
+        direct: engine.decide(&request),
+        owned: scoped.into_owned().decide(),
+        in_scope,
+    }
 }
 
 proptest! {
@@ -316,12 +330,12 @@ proptest! {
         for asked in &requests {
             let expected = oracle(&policies, asked, 1_700_000_000);
             let got = decide(&engine, asked, time);
-            prop_assert_eq!(&got, &expected, "request {:?}\npolicies:\n{}", asked,
+            prop_assert_eq!(&got.direct, &expected, "request {:?}\npolicies:\n{}", asked,
                 policies.iter().map(Generated::text).collect::<Vec<_>>().join("\n"));
-            // What the engine reports it evaluates covers every policy that decided.
-            let request = PolicyRequest::new(&asked.actor, &asked.action, &asked.resource)
-                .with_actor_groups(&asked.groups);
-            prop_assert!(engine.policies_in_scope(&request) >= got.determining_policies.len());
+            // A scope made owned, to move to another thread, decides the same.
+            prop_assert_eq!(&got.owned, &expected);
+            // What the scope reports it evaluates covers every policy that decided.
+            prop_assert!(got.in_scope >= got.direct.determining_policies.len());
         }
     }
 }
@@ -376,7 +390,7 @@ fn the_generated_cases_cover_groups_resources_errors_and_forbids() {
         (ask("a0", &["g0"], "r1"), false, vec!["p1"]),
         (ask("a2", &["g0"], "r0"), false, vec!["p2"]),
     ] {
-        let got = decide(&engine, &asked, time);
+        let got = decide(&engine, &asked, time).direct;
         assert_eq!(got, oracle(&policies, &asked, 0), "{asked:?}");
         assert_eq!(got.allowed, allowed, "{asked:?}");
         assert_eq!(got.determining_policies, deciding, "{asked:?}");

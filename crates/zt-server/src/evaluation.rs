@@ -10,13 +10,10 @@
 //! the set and takes seconds at 100,000 policies, so every load on the server goes through
 //! [`load`], and the result is swapped in whole.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
-use zt_policy::{PolicyDecision, PolicyEngine, PolicyError, PolicyRequest};
+use zt_policy::{PolicyDecision, PolicyEngine, PolicyError, PolicyRequest, Scoped};
 
 /// Decisions evaluating at most this many policies run on the async worker.
 pub(crate) const INLINE_POLICIES: usize = 64;
@@ -25,22 +22,25 @@ pub(crate) const BLOCKING_DECISIONS: usize = 4;
 
 static BLOCKING: Semaphore = Semaphore::const_new(BLOCKING_DECISIONS);
 
-/// Decides `request` inline, or, when costly, on the bounded blocking pool.
+/// Decides `request` inline, or, when costly, on the bounded blocking pool. The request is
+/// scoped once (its names checked, its policies found in the index): the count chooses where
+/// it runs, and the same scope is decided there.
 pub(crate) async fn decide(
     engine: &Arc<PolicyEngine>,
     request: &PolicyRequest<'_>,
 ) -> PolicyDecision {
-    if engine.policy_count() <= INLINE_POLICIES
-        || engine.policies_in_scope(request) <= INLINE_POLICIES
-    {
+    if engine.policy_count() <= INLINE_POLICIES {
         return engine.decide(request);
+    }
+    let scoped = Scoped::new(Arc::clone(engine), request);
+    if scoped.len() <= INLINE_POLICIES {
+        return scoped.decide();
     }
     let Ok(_permit) = BLOCKING.acquire().await else {
         return deny_unevaluated();
     };
-    let owned = Owned::from(request);
-    let engine = Arc::clone(engine);
-    tokio::task::spawn_blocking(move || engine.decide(&owned.borrowed()))
+    let scoped = scoped.into_owned();
+    tokio::task::spawn_blocking(move || scoped.decide())
         .await
         .unwrap_or_else(|e| {
             tracing::error!(error = %e, "a policy decision failed on the blocking pool");
@@ -68,43 +68,6 @@ fn deny_unevaluated() -> PolicyDecision {
     }
 }
 
-/// A request that owns its parts, to move to another thread.
-struct Owned {
-    actor: String,
-    actor_attributes: BTreeMap<String, String>,
-    actor_groups: Vec<String>,
-    action: String,
-    resource: String,
-    resource_attributes: BTreeMap<String, String>,
-    context: Option<Map<String, Value>>,
-    request_time: SystemTime,
-}
-
-impl From<&PolicyRequest<'_>> for Owned {
-    fn from(r: &PolicyRequest<'_>) -> Self {
-        Self {
-            actor: r.actor.to_string(),
-            actor_attributes: r.actor_attributes.clone(),
-            actor_groups: r.actor_groups.to_vec(),
-            action: r.action.to_string(),
-            resource: r.resource.to_string(),
-            resource_attributes: r.resource_attributes.clone(),
-            context: r.context.cloned(),
-            request_time: r.request_time,
-        }
-    }
-}
-
-impl Owned {
-    fn borrowed(&self) -> PolicyRequest<'_> {
-        let mut request = PolicyRequest::new(&self.actor, &self.action, &self.resource)
-            .with_actor_attributes(&self.actor_attributes)
-            .with_actor_groups(&self.actor_groups)
-            .with_resource_attributes(&self.resource_attributes)
-            .at(self.request_time);
-        if let Some(context) = &self.context {
-            request = request.with_context(context);
-        }
-        request
-    }
-}
+#[cfg(test)]
+#[path = "evaluation_tests.rs"]
+mod tests;

@@ -114,9 +114,9 @@ impl Proxy {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// One raw JSON-RPC call; returns the status, header block and body.
-    fn rpc(&self, headers: &[(&str, &str)], body: &Value) -> (u16, String, String) {
-        let (status, head, raw) = http_raw(
+    /// One raw JSON-RPC call; returns the status and the parsed answer.
+    fn rpc(&self, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+        let (status, _, raw) = http_raw(
             self.port,
             "POST",
             "/",
@@ -124,7 +124,9 @@ impl Proxy {
             Some(body.to_string().as_bytes()),
         )
         .expect("proxy answers");
-        (status, head, String::from_utf8(raw).unwrap())
+        let answer = serde_json::from_slice(&raw)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw)));
+        (status, answer)
     }
 }
 
@@ -175,40 +177,90 @@ fn control_plane(dir: &Path) -> (Server, String, String) {
     (server, admin, token)
 }
 
-/// The decision records the proxy caused: (action, resource, decision).
-fn decisions(server: &Server, admin: &str) -> Vec<(String, String, String)> {
-    records_as(server.port, admin)
-        .iter()
-        .filter(|r| r["actor"] == ACTOR)
-        .map(|r| {
-            (
-                r["action"].as_str().unwrap().to_string(),
-                r["resource"].as_str().unwrap().to_string(),
-                r["decision"].as_str().unwrap().to_string(),
-            )
+/// What most tests run: the control plane, the agent, and the proxy in front of it deciding
+/// as the registered actor. `None` (skipped) without python and a2a-sdk.
+struct Setup {
+    python: PathBuf,
+    server: Server,
+    admin: String,
+    agent: Agent,
+    proxy: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start() -> Option<Setup> {
+        let python = python()?;
+        let dir = tempfile::tempdir().unwrap();
+        let (server, admin, token) = control_plane(dir.path());
+        let agent = Agent::start(&python, dir.path());
+        let proxy = Proxy::start(agent.port, &server.url(), &token);
+        Some(Setup {
+            python,
+            server,
+            admin,
+            agent,
+            proxy,
+            _dir: dir,
         })
-        .collect()
+    }
+
+    /// The official client through the proxy (see [`client`]).
+    fn client(&self, text: &str, extra: &[&str]) -> Vec<Value> {
+        client(&self.python, &self.proxy.url(), text, extra)
+    }
+
+    /// The decision records the proxy caused: (action, resource, decision).
+    fn decisions(&self) -> Vec<(String, String, String)> {
+        records_as(self.server.port, &self.admin)
+            .iter()
+            .filter(|r| r["actor"] == ACTOR)
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap().to_string(),
+                    r["resource"].as_str().unwrap().to_string(),
+                    r["decision"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
 }
 
 fn decision(action: &str, resource: &str, decision: &str) -> (String, String, String) {
     (action.into(), resource.into(), decision.into())
 }
 
+/// A client run refused by the proxy: exactly one event, a rejected task whose message says
+/// `why`, carrying the deny. Returns the task.
+fn assert_rejected(lines: &[Value], why: &str) -> Value {
+    let events = events_of(lines);
+    assert_eq!(events.len(), 1, "{lines:?}");
+    let task = events[0]["task"].clone();
+    assert_eq!(task["status"]["state"], "TASK_STATE_REJECTED", "{task}");
+    let said = task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(said.contains(why), "`{why}` not in `{said}`");
+    assert_eq!(task["metadata"]["zt"]["decision"], "deny", "{task}");
+    task
+}
+
+/// The last event of a run is the task's completion.
+fn assert_completed(events: &[Value]) {
+    let last = events.last().expect("events");
+    assert_eq!(
+        last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
+        "{events:?}"
+    );
+}
+
 #[test]
 fn messages_are_decided_before_they_reach_the_agent() {
-    let Some(python) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (server, admin, token) = control_plane(dir.path());
-    let agent = Agent::start(&python, dir.path());
-    let proxy = Proxy::start(agent.port, &server.url(), &token);
+    let Some(setup) = Setup::start() else { return };
+    let Setup { agent, proxy, .. } = &setup;
 
     // The card the client resolves points at the proxy only.
-    let lines = client(
-        &python,
-        &proxy.url(),
-        "hello through the proxy",
-        &["--resource", "docs"],
-    );
+    let lines = setup.client("hello through the proxy", &["--resource", "docs"]);
     let card_urls = lines[0]["card_urls"].as_array().unwrap();
     assert!(!card_urls.is_empty());
     for url in card_urls {
@@ -226,37 +278,23 @@ fn messages_are_decided_before_they_reach_the_agent() {
     assert_eq!(agent.executed(), ["hello through the proxy"]);
 
     // Denied: a rejected task saying why, with the signed decision; the agent never saw it.
-    let lines = client(
-        &python,
-        &proxy.url(),
-        "open the vault",
-        &["--resource", "vault"],
-    );
-    let events = events_of(&lines);
-    assert_eq!(events.len(), 1, "{lines:?}");
-    let task = &events[0]["task"];
-    assert_eq!(task["status"]["state"], "TASK_STATE_REJECTED");
-    let why = task["status"]["message"]["parts"][0]["text"]
-        .as_str()
-        .unwrap();
-    assert!(why.contains("the vault is off limits"), "{why}");
+    let lines = setup.client("open the vault", &["--resource", "vault"]);
+    let task = assert_rejected(&lines, "the vault is off limits");
     let zt = &task["metadata"]["zt"];
-    assert_eq!(zt["decision"], "deny");
     assert_eq!(zt["action"], "a2a.echo_agent.send_message");
     assert_eq!(zt["audit"]["current_hash"].as_str().unwrap().len(), 64);
     assert_eq!(agent.executed(), ["hello through the proxy"]);
 
     // Without a resource in the metadata, the message text is the resource.
     let long = "x".repeat(150);
-    client(&python, &proxy.url(), &long, &[]);
+    setup.client(&long, &[]);
 
     // Another method, denied: a JSON-RPC error carrying the decision, not forwarded.
-    let (status, _, body) = proxy.rpc(
+    let (status, body) = proxy.rpc(
         &[("a2a-version", "1.0")],
         &json!({"jsonrpc": "2.0", "id": 9, "method": "GetTask", "params": {"id": "vault"}}),
     );
     assert_eq!(status, 200);
-    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["id"], 9);
     assert_eq!(body["error"]["code"], zt_a2a::DENIED_CODE);
     assert_eq!(
@@ -264,15 +302,14 @@ fn messages_are_decided_before_they_reach_the_agent() {
         "a2a.echo_agent.get_task"
     );
     // Allowed, it reaches the agent, whose own answer comes back (the task does not exist).
-    let (_, _, body) = proxy.rpc(
+    let (_, body) = proxy.rpc(
         &[("a2a-version", "1.0")],
         &json!({"jsonrpc": "2.0", "id": 10, "method": "GetTask", "params": {"id": "no-such-task"}}),
     );
-    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"]["code"], -32001, "{body}");
 
     assert_eq!(
-        decisions(&server, &admin),
+        setup.decisions(),
         [
             decision("a2a.echo_agent.send_message", "docs", "allow"),
             decision("a2a.echo_agent.send_message", "vault", "deny"),
@@ -285,46 +322,35 @@ fn messages_are_decided_before_they_reach_the_agent() {
 
 #[test]
 fn a2a_0_3_method_names_are_decided_under_the_same_actions() {
-    let Some(python) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (server, admin, token) = control_plane(dir.path());
-    let agent = Agent::start(&python, dir.path());
-    let proxy = Proxy::start(agent.port, &server.url(), &token);
+    let Some(setup) = Setup::start() else { return };
+    let proxy = &setup.proxy;
 
     let send = |id: u64, text: &str, resource: &str| {
         json!({"jsonrpc": "2.0", "id": id, "method": "message/send", "params": {"message": {
             "kind": "message", "messageId": format!("m{id}"), "role": "user",
             "parts": [{"kind": "text", "text": text}], "metadata": {"resource": resource}}}})
     };
-    let (status, _, body) = proxy.rpc(&[], &send(1, "old style", "docs"));
+    let (status, body) = proxy.rpc(&[], &send(1, "old style", "docs"));
     assert_eq!(status, 200);
-    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["result"]["kind"], "task", "{body}");
     assert_eq!(body["result"]["status"]["state"], "completed");
 
-    let (_, _, body) = proxy.rpc(&[], &send(2, "old style vault", "vault"));
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let (_, body) = proxy.rpc(&[], &send(2, "old style vault", "vault"));
     assert_eq!(body["id"], 2);
     assert_eq!(body["result"]["kind"], "task");
     assert_eq!(body["result"]["status"]["state"], "rejected");
     assert_eq!(body["result"]["metadata"]["zt"]["decision"], "deny");
 
     // The official client speaking 0.3 (streaming) through the proxy.
-    let lines = client(
-        &python,
-        &proxy.url(),
+    let lines = setup.client(
         "sdk in 0.3",
         &["--protocol", "0.3", "--stream", "--resource", "docs"],
     );
-    let last = events_of(&lines).pop().unwrap();
-    assert_eq!(
-        last["statusUpdate"]["status"]["state"], "TASK_STATE_COMPLETED",
-        "{lines:?}"
-    );
+    assert_completed(&events_of(&lines));
 
-    assert_eq!(agent.executed(), ["old style", "sdk in 0.3"]);
+    assert_eq!(setup.agent.executed(), ["old style", "sdk in 0.3"]);
     assert_eq!(
-        decisions(&server, &admin),
+        setup.decisions(),
         [
             decision("a2a.echo_agent.send_message", "docs", "allow"),
             decision("a2a.echo_agent.send_message", "vault", "deny"),
@@ -335,46 +361,27 @@ fn a2a_0_3_method_names_are_decided_under_the_same_actions() {
 
 #[test]
 fn streams_are_relayed_event_by_event_and_refused_as_one_event() {
-    let Some(python) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (server, admin, token) = control_plane(dir.path());
-    let agent = Agent::start(&python, dir.path());
-    let proxy = Proxy::start(agent.port, &server.url(), &token);
+    let Some(setup) = Setup::start() else { return };
 
-    let lines = client(
-        &python,
-        &proxy.url(),
-        "stream me",
-        &["--stream", "--resource", "docs"],
-    );
+    let lines = setup.client("stream me", &["--stream", "--resource", "docs"]);
     let events = events_of(&lines);
     assert!(events.len() >= 3, "{lines:?}");
     assert_eq!(events[0]["task"]["status"]["state"], "TASK_STATE_SUBMITTED");
     assert!(events
         .iter()
         .any(|e| e["artifactUpdate"]["artifact"]["parts"][0]["text"] == "echo: stream me"));
-    assert_eq!(
-        events.last().unwrap()["statusUpdate"]["status"]["state"],
-        "TASK_STATE_COMPLETED"
-    );
+    assert_completed(&events);
 
-    let lines = client(
-        &python,
-        &proxy.url(),
-        "stream the vault",
-        &["--stream", "--resource", "vault"],
-    );
-    let refused = events_of(&lines);
-    assert_eq!(refused.len(), 1, "{lines:?}");
-    assert_eq!(refused[0]["task"]["status"]["state"], "TASK_STATE_REJECTED");
+    let lines = setup.client("stream the vault", &["--stream", "--resource", "vault"]);
+    let refused = assert_rejected(&lines, "the vault is off limits");
     assert_eq!(
-        refused[0]["task"]["metadata"]["zt"]["reason"],
+        refused["metadata"]["zt"]["reason"],
         "the vault is off limits"
     );
 
-    assert_eq!(agent.executed(), ["stream me"]);
+    assert_eq!(setup.agent.executed(), ["stream me"]);
     assert_eq!(
-        decisions(&server, &admin),
+        setup.decisions(),
         [
             decision("a2a.echo_agent.send_streaming_message", "docs", "allow"),
             decision("a2a.echo_agent.send_streaming_message", "vault", "deny"),
@@ -396,21 +403,12 @@ fn the_control_plane_down_fails_closed() {
         &["--stream", "--resource", "docs"][..],
     ] {
         let lines = client(&python, &proxy.url(), "while it is down", extra);
-        let events = events_of(&lines);
-        assert_eq!(events.len(), 1, "{lines:?}");
-        let task = &events[0]["task"];
-        assert_eq!(task["status"]["state"], "TASK_STATE_REJECTED");
-        let why = task["status"]["message"]["parts"][0]["text"]
-            .as_str()
-            .unwrap();
-        assert!(why.contains("control plane unavailable"), "{why}");
-        assert_eq!(task["metadata"]["zt"]["decision"], "deny");
+        assert_rejected(&lines, "control plane unavailable");
     }
-    let (_, _, body) = proxy.rpc(
+    let (_, body) = proxy.rpc(
         &[],
         &json!({"jsonrpc": "2.0", "id": "x", "method": "tasks/get", "params": {"id": "t"}}),
     );
-    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         body["error"]["code"],
         zt_a2a::CONTROL_PLANE_UNAVAILABLE_CODE
@@ -425,13 +423,15 @@ fn the_control_plane_down_fails_closed() {
 fn a_stream_reaches_the_client_before_it_ends() {
     use std::io::{BufRead, BufReader};
 
-    let Some(python) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (server, _admin, token) = control_plane(dir.path());
-    let agent = Agent::start(&python, dir.path());
-    let proxy = Proxy::start(agent.port, &server.url(), &token);
+    let Some(setup) = Setup::start() else { return };
+    let Setup {
+        python,
+        agent,
+        proxy,
+        ..
+    } = &setup;
 
-    let mut child = Command::new(&python)
+    let mut child = Command::new(python)
         .arg(peers_dir().join("client.py"))
         .args([
             "--url",

@@ -9,8 +9,8 @@ use crate::common;
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, records_as, zt_bin, Server};
@@ -30,9 +30,114 @@ fn landlock() -> bool {
     zt_test_support::service_or_skip("landlock (abi 6 or later)", probe)
 }
 
-/// A control plane with credentials, `policy`, and the agent's token.
-fn control_plane(dir: &Path, policy: &str) -> (Server, String) {
-    Server::with_policy_and_agent(dir, policy, ACTOR)
+/// [`Setup::start`] where the kernel enforces every part of a profile; elsewhere `None`, and
+/// the test skips, saying why.
+fn sandboxed(port: u16) -> Option<Setup> {
+    landlock().then(|| Setup::start(port))
+}
+
+/// A control plane whose policy is [`policy`] (fetches may reach `port`), with the agent
+/// registered, in its own temporary directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    server: Server,
+    token: String,
+}
+
+impl Setup {
+    fn start(port: u16) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, token) =
+            Server::with_policy_and_agent(dir.path(), &policy(dir.path(), port), ACTOR);
+        Setup { dir, server, token }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `zt exec FLAGS -- COMMAND` as the agent, against this control plane.
+    fn command(&self, flags: &[&str], command: &[&str]) -> Command {
+        exec_command(&self.server.url(), &self.token, flags, command)
+    }
+
+    fn exec(&self, flags: &[&str], command: &[&str]) -> Ran {
+        Ran::of(&mut self.command(flags, command))
+    }
+
+    /// As [`exec`](Self::exec), on a kernel capped at Landlock ABI `cap` (see [`CAP`]).
+    fn exec_capped(&self, cap: &str, flags: &[&str], command: &[&str]) -> Ran {
+        Ran::of(self.command(flags, command).env(CAP.0, cap))
+    }
+}
+
+/// What a command did: its exit status and output, and its arguments (named in every failure).
+struct Ran {
+    args: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn of(command: &mut Command) -> Ran {
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let out = command.output().unwrap();
+        Ran {
+            args: args.join(" "),
+            code: out.status.code(),
+            stdout: text(&out.stdout),
+            stderr: text(&out.stderr),
+        }
+    }
+
+    /// It exited with `code`.
+    #[track_caller]
+    fn exited(&self, code: i32) -> &Ran {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{}\nstdout: {}\nstderr: {}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// It did not exit 0.
+    #[track_caller]
+    fn failed(&self) -> &Ran {
+        assert_ne!(self.code, Some(0), "{}\nstdout: {}", self.args, self.stdout);
+        self
+    }
+
+    /// Its stderr says `part`.
+    #[track_caller]
+    fn said(&self, part: &str) -> &Ran {
+        assert!(
+            self.stderr.contains(part),
+            "{}: `{part}` not in stderr: {}",
+            self.args,
+            self.stderr
+        );
+        self
+    }
+
+    /// Its stdout never shows `secret`.
+    #[track_caller]
+    fn never_printed(&self, secret: &str) -> &Ran {
+        assert!(
+            !self.stdout.contains(secret),
+            "{}: `{secret}` printed: {}",
+            self.args,
+            self.stdout
+        );
+        self
+    }
 }
 
 fn register(server: &Server, actor: &str) -> String {
@@ -57,12 +162,6 @@ fn exec_command(url: &str, token: &str, flags: &[&str], command: &[&str]) -> Com
     cmd
 }
 
-fn exec(server: &Server, token: &str, flags: &[&str], command: &[&str]) -> Output {
-    exec_command(&server.url(), token, flags, command)
-        .output()
-        .unwrap()
-}
-
 fn bash(script: &str) -> Vec<&str> {
     vec!["/bin/bash", "-c", script]
 }
@@ -82,31 +181,25 @@ fn receipts(server: &Server) -> Vec<Value> {
         .collect()
 }
 
-fn verify(server: &Server, command: &str) -> Output {
-    let token_file = server.data_dir.join("admin-token");
-    Command::new(zt_bin())
-        .args([
-            "audit",
-            command,
-            "--url",
-            &server.url(),
-            "--admin-token-file",
-        ])
-        .arg(token_file)
-        .output()
-        .unwrap()
+/// `zt audit COMMAND` (`verify`, `orphans`) against the server's log.
+fn verify(server: &Server, command: &str) -> Ran {
+    Ran::of(
+        Command::new(zt_bin())
+            .args([
+                "audit",
+                command,
+                "--url",
+                &server.url(),
+                "--admin-token-file",
+            ])
+            .arg(server.data_dir.join("admin-token")),
+    )
 }
 
 /// `zt audit verify` accepts the server's log.
+#[track_caller]
 fn assert_verifies(server: &Server) {
-    let check = verify(server, "verify");
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
-    );
+    verify(server, "verify").exited(0);
 }
 
 fn policy(dir: &Path, port: u16) -> String {
@@ -134,42 +227,23 @@ permit (principal, action == Action::"ci.plain", resource);
 
 #[test]
 fn an_allowed_command_reads_and_writes_only_within_its_profile() {
-    if !landlock() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (server, token) = control_plane(d, &policy(d, 1));
-    let p = |rel: &str| d.join(rel).display().to_string();
+    let Some(s) = sandboxed(1) else { return };
+    let p = |rel: &str| s.path(rel).display().to_string();
+    let build = ["--action", "ci.build"];
 
-    let read = exec(
-        &server,
-        &token,
-        &["--action", "ci.build"],
-        &["/bin/cat", &p("in/data.txt")],
-    );
-    assert_eq!(read.status.code(), Some(0), "{}", text(&read.stderr));
-    assert_eq!(text(&read.stdout), "readable input\n");
+    let read = s.exec(&build, &["/bin/cat", &p("in/data.txt")]);
+    read.exited(0);
+    assert_eq!(read.stdout, "readable input\n");
 
-    let secret = exec(
-        &server,
-        &token,
-        &["--action", "ci.build"],
-        &["/bin/cat", &p("secret/key.txt")],
-    );
-    assert_ne!(secret.status.code(), Some(0));
-    assert!(!text(&secret.stdout).contains("top secret"));
-    assert!(
-        text(&secret.stderr).contains("Permission denied"),
-        "{}",
-        text(&secret.stderr)
-    );
+    s.exec(&build, &["/bin/cat", &p("secret/key.txt")])
+        .failed()
+        .never_printed("top secret")
+        .said("Permission denied");
 
     let outside = format!("echo leak > {}", p("secret/new.txt"));
-    let escaped = exec(&server, &token, &["--action", "ci.build"], &bash(&outside));
-    assert_ne!(escaped.status.code(), Some(0));
+    s.exec(&build, &bash(&outside)).failed();
     assert!(
-        !d.join("secret/new.txt").exists(),
+        !s.path("secret/new.txt").exists(),
         "a write outside the profile landed"
     );
 
@@ -177,41 +251,34 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
         "echo made > {} && echo tmp > \"$TMPDIR/t\" && cat \"$TMPDIR/t\"",
         p("out/made.txt")
     );
-    let wrote = exec(&server, &token, &["--action", "ci.build"], &bash(&inside));
-    assert_eq!(wrote.status.code(), Some(0), "{}", text(&wrote.stderr));
+    let wrote = s.exec(&build, &bash(&inside));
+    wrote.exited(0);
     assert_eq!(
-        std::fs::read_to_string(d.join("out/made.txt")).unwrap(),
+        std::fs::read_to_string(s.path("out/made.txt")).unwrap(),
         "made\n"
     );
-    assert_eq!(text(&wrote.stdout), "tmp\n", "the private tmp is writable");
+    assert_eq!(wrote.stdout, "tmp\n", "the private tmp is writable");
 
     // A narrowed path that is a symlink out of the grant (planted in the writable directory)
     // is refused where it really leads: nothing runs.
-    std::os::unix::fs::symlink(d.join("secret"), d.join("out/escape")).unwrap();
+    std::os::unix::fs::symlink(s.path("secret"), s.path("out/escape")).unwrap();
     let escape = p("out/escape");
-    let planted = exec(
-        &server,
-        &token,
+    s.exec(
         &["--action", "ci.build", "--read", &escape],
         &["/bin/cat", &format!("{escape}/key.txt")],
-    );
-    assert_eq!(planted.status.code(), Some(71), "{}", text(&planted.stderr));
-    assert!(!text(&planted.stdout).contains("top secret"));
-    assert!(
-        text(&planted.stderr).contains("outside the granted profile"),
-        "{}",
-        text(&planted.stderr)
-    );
+    )
+    .exited(71)
+    .never_printed("top secret")
+    .said("outside the granted profile");
 
     // The default profile (no annotations) writes nowhere but its private tmp.
     let default = format!("echo x > {}", p("out/default.txt"));
-    let plain = exec(&server, &token, &["--action", "ci.plain"], &bash(&default));
-    assert_ne!(plain.status.code(), Some(0));
-    assert!(!d.join("out/default.txt").exists());
+    s.exec(&["--action", "ci.plain"], &bash(&default)).failed();
+    assert!(!s.path("out/default.txt").exists());
 
     // The exit status is the command's.
-    let status = exec(&server, &token, &["--action", "ci.plain"], &bash("exit 42"));
-    assert_eq!(status.status.code(), Some(42));
+    s.exec(&["--action", "ci.plain"], &bash("exit 42"))
+        .exited(42);
 }
 
 /// A non-blocking loopback listener (a connection shows as an accepted one), and its port.
@@ -224,12 +291,8 @@ fn listening() -> (TcpListener, u16) {
 
 #[test]
 fn network_off_blocks_tcp_and_an_allowed_port_connects() {
-    if !landlock() {
-        return;
-    }
     let (listener, port) = listening();
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), port));
+    let Some(s) = sandboxed(port) else { return };
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
     let accepted = || match listener.accept() {
         Ok(_) => true,
@@ -237,23 +300,18 @@ fn network_off_blocks_tcp_and_an_allowed_port_connects() {
         Err(e) => panic!("{e}"),
     };
 
-    let off = exec(&server, &token, &["--action", "ci.plain"], &bash(&connect));
-    assert_ne!(off.status.code(), Some(0));
-    assert!(!text(&off.stdout).contains("connected"));
+    s.exec(&["--action", "ci.plain"], &bash(&connect))
+        .failed()
+        .never_printed("connected");
     assert!(!accepted(), "a connection got through with the network off");
 
-    let narrowed = exec(
-        &server,
-        &token,
-        &["--action", "ci.fetch", "--no-network"],
-        &bash(&connect),
-    );
-    assert_ne!(narrowed.status.code(), Some(0));
+    s.exec(&["--action", "ci.fetch", "--no-network"], &bash(&connect))
+        .failed();
     assert!(!accepted(), "--no-network let a connection through");
 
-    let allowed = exec(&server, &token, &["--action", "ci.fetch"], &bash(&connect));
-    assert_eq!(allowed.status.code(), Some(0), "{}", text(&allowed.stderr));
-    assert!(text(&allowed.stdout).contains("connected"));
+    let allowed = s.exec(&["--action", "ci.fetch"], &bash(&connect));
+    allowed.exited(0);
+    assert!(allowed.stdout.contains("connected"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while !accepted() {
         assert!(
@@ -266,15 +324,16 @@ fn network_off_blocks_tcp_and_an_allowed_port_connects() {
 
 #[test]
 fn a_denied_command_never_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
-    let sentinel = dir.path().join("sentinel");
-    let touch = ["/usr/bin/touch", sentinel.to_str().unwrap()];
-    let denied = exec(&server, &token, &["--action", "ci.deploy"], &touch);
-    assert_eq!(denied.status.code(), Some(77), "{}", text(&denied.stderr));
-    assert!(text(&denied.stderr).contains("denied"));
+    let s = Setup::start(1);
+    let sentinel = s.path("sentinel");
+    s.exec(
+        &["--action", "ci.deploy"],
+        &["/usr/bin/touch", sentinel.to_str().unwrap()],
+    )
+    .exited(77)
+    .said("denied");
     assert!(!sentinel.exists(), "a denied command ran");
-    assert!(receipts(&server).is_empty(), "no receipt for a deny");
+    assert!(receipts(&s.server).is_empty(), "no receipt for a deny");
 }
 
 #[test]
@@ -326,42 +385,22 @@ fn a_sandbox_grant_that_cannot_be_read_is_refused_when_the_policy_loads() {
 /// The kernel as `ZT_BROKER_LANDLOCK_ABI_CAP=3` shows it: no TCP rules, no scopes.
 const CAP: (&str, &str) = ("ZT_BROKER_LANDLOCK_ABI_CAP", "3");
 
-fn exec_capped(
-    server: &Server,
-    token: &str,
-    cap: &str,
-    flags: &[&str],
-    command: &[&str],
-) -> Output {
-    exec_command(&server.url(), token, flags, command)
-        .env(CAP.0, cap)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
-    if !landlock() {
-        return;
-    }
     let (listener, port) = listening();
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (server, token) = control_plane(d, &policy(d, 1));
-    let sentinel = d.join("out/sentinel");
+    let Some(s) = sandboxed(1) else { return };
+    let sentinel = s.path("out/sentinel");
     let touch = ["/usr/bin/touch", sentinel.to_str().unwrap()];
 
     // Without --allow-degraded: refused, nothing runs, a not_started receipt names what is
     // missing and that the cap withholds it.
-    let refused = exec_capped(&server, &token, CAP.1, &["--action", "ci.build"], &touch);
-    assert_eq!(refused.status.code(), Some(71), "{}", text(&refused.stderr));
+    s.exec_capped(CAP.1, &["--action", "ci.build"], &touch)
+        .exited(71)
+        .said("tcp bind and connect rules");
     assert!(!sentinel.exists(), "the command ran on a degraded kernel");
-    assert!(
-        text(&refused.stderr).contains("tcp bind and connect rules"),
-        "{}",
-        text(&refused.stderr)
-    );
-    let receipt = receipts(&server).pop().expect("a receipt for the refusal");
+    let receipt = receipts(&s.server)
+        .pop()
+        .expect("a receipt for the refusal");
     assert_eq!(receipt["execution"]["outcome"], "not_started");
     let detail = receipt["execution"]["detail"].as_str().unwrap();
     for part in [
@@ -374,21 +413,12 @@ fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
     }
 
     // With --allow-degraded: it runs, warns, and the receipt records what was not enforced.
-    let ran = exec_capped(
-        &server,
-        &token,
-        CAP.1,
-        &["--action", "ci.build", "--allow-degraded"],
-        &touch,
-    );
-    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let degraded_build = ["--action", "ci.build", "--allow-degraded"];
+    s.exec_capped(CAP.1, &degraded_build, &touch)
+        .exited(0)
+        .said("DEGRADED");
     assert!(sentinel.exists(), "the allowed degraded run did not run");
-    assert!(
-        text(&ran.stderr).contains("DEGRADED"),
-        "{}",
-        text(&ran.stderr)
-    );
-    let receipt = receipts(&server).pop().unwrap();
+    let receipt = receipts(&s.server).pop().unwrap();
     assert_eq!(receipt["execution"]["outcome"], "exited");
     let degraded: Vec<&str> = receipt["execution"]["degraded"]
         .as_array()
@@ -403,64 +433,49 @@ fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
     assert!(degraded.iter().all(|d| d.contains("capped at abi 3")));
 
     // What ran is what the receipt says: the filesystem (abi 3) is still enforced, TCP is not.
-    let secret = exec_capped(
-        &server,
-        &token,
+    let secret = s.path("secret/key.txt");
+    s.exec_capped(
         CAP.1,
-        &["--action", "ci.build", "--allow-degraded"],
-        &["/bin/cat", d.join("secret/key.txt").to_str().unwrap()],
-    );
-    assert_ne!(secret.status.code(), Some(0));
-    assert!(!text(&secret.stdout).contains("top secret"));
+        &degraded_build,
+        &["/bin/cat", secret.to_str().unwrap()],
+    )
+    .failed()
+    .never_printed("top secret");
     let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
-    let open = exec_capped(
-        &server,
-        &token,
+    s.exec_capped(
         CAP.1,
         &["--action", "ci.plain", "--allow-degraded"],
         &bash(&connect),
-    );
-    assert_eq!(open.status.code(), Some(0), "{}", text(&open.stderr));
+    )
+    .exited(0);
     assert!(
         listener.accept().is_ok(),
         "tcp was not enforced, as recorded"
     );
 
-    assert_verifies(&server);
+    assert_verifies(&s.server);
 }
 
 #[test]
 fn a_kernel_without_landlock_runs_nothing_unless_allowed() {
-    if !landlock() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let (server, token) = control_plane(d, &policy(d, 1));
-    let secret = d.join("secret/key.txt");
+    let Some(s) = sandboxed(1) else { return };
+    let secret = s.path("secret/key.txt");
     let cat = ["/bin/cat", secret.to_str().unwrap()];
 
-    let refused = exec_capped(&server, &token, "0", &["--action", "ci.plain"], &cat);
-    assert_eq!(refused.status.code(), Some(71), "{}", text(&refused.stderr));
-    assert!(!text(&refused.stdout).contains("top secret"));
+    s.exec_capped("0", &["--action", "ci.plain"], &cat)
+        .exited(71)
+        .never_printed("top secret");
     // Not a number: capped at 0, refused the same way (fail closed).
-    let garbled = exec_capped(&server, &token, "six", &["--action", "ci.plain"], &cat);
-    assert_eq!(garbled.status.code(), Some(71), "{}", text(&garbled.stderr));
+    s.exec_capped("six", &["--action", "ci.plain"], &cat)
+        .exited(71);
 
-    let ran = exec_capped(
-        &server,
-        &token,
-        "0",
-        &["--action", "ci.plain", "--allow-degraded"],
-        &cat,
-    );
-    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    let ran = s.exec_capped("0", &["--action", "ci.plain", "--allow-degraded"], &cat);
+    ran.exited(0);
     assert_eq!(
-        text(&ran.stdout),
-        "top secret\n",
+        ran.stdout, "top secret\n",
         "nothing is enforced, as recorded"
     );
-    let receipts = receipts(&server);
+    let receipts = receipts(&s.server);
     assert_eq!(receipts.len(), 3);
     for refusal in &receipts[..2] {
         let detail = refusal["execution"]["detail"].as_str().unwrap();
@@ -470,7 +485,7 @@ fn a_kernel_without_landlock_runs_nothing_unless_allowed() {
         receipts[2]["execution"]["degraded"],
         json!(["landlock is not available: nothing can be enforced (landlock capped at abi 0 by ZT_BROKER_LANDLOCK_ABI_CAP)"])
     );
-    assert_verifies(&server);
+    assert_verifies(&s.server);
 }
 
 #[test]
@@ -478,71 +493,57 @@ fn the_control_plane_down_means_the_command_never_runs() {
     let dir = tempfile::tempdir().unwrap();
     let sentinel = dir.path().join("sentinel");
     let url = format!("http://127.0.0.1:{}", free_port());
-    let down = exec_command(
+    Ran::of(&mut exec_command(
         &url,
         "t",
         &["--action", "ci.plain"],
         &["/usr/bin/touch", sentinel.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(down.status.code(), Some(69), "{}", text(&down.stderr));
-    assert!(text(&down.stderr).contains("not run"));
+    ))
+    .exited(69)
+    .said("not run");
     assert!(!sentinel.exists(), "the command ran without a decision");
 }
 
 #[test]
 fn a_wider_profile_is_refused_before_anything_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
-    let sentinel = dir.path().join("sentinel");
+    let s = Setup::start(1);
+    let sentinel = s.path("sentinel");
     let touch = ["/usr/bin/touch", sentinel.to_str().unwrap()];
+    let dir = s.dir.path().to_str().unwrap();
     for wider in [
         vec!["--write", "/"],
-        vec!["--write", dir.path().to_str().unwrap()],
+        vec!["--write", dir],
         vec!["--read", "/home"],
         vec!["--connect", "22"],
     ] {
         let mut flags = vec!["--action", "ci.build"];
         flags.extend(wider.iter().copied());
-        let refused = exec(&server, &token, &flags, &touch);
-        assert_eq!(
-            refused.status.code(),
-            Some(78),
-            "{wider:?}: {}",
-            text(&refused.stderr)
-        );
+        s.exec(&flags, &touch).exited(78);
         assert!(!sentinel.exists(), "{wider:?} ran");
     }
     // Each refusal is recorded: a not_started receipt for its decision.
-    let receipts = receipts(&server);
+    let receipts = receipts(&s.server);
     assert_eq!(receipts.len(), 4);
     assert!(receipts
         .iter()
         .all(|r| r["execution"]["outcome"] == "not_started"));
-    assert_verifies(&server);
+    assert_verifies(&s.server);
 }
 
 #[test]
 fn the_environment_is_scrubbed_and_no_descriptor_leaks() {
-    if !landlock() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
-    let env = exec_command(
-        &server.url(),
-        &token,
-        &["--action", "ci.plain", "--pass-env", "KEEP_ME"],
-        &["/usr/bin/env"],
-    )
-    .env("SECRET_VAR", "s3cret")
-    .env("KEEP_ME", "kept")
-    .env("ZT_ADMIN_TOKEN", "admin-secret")
-    .output()
-    .unwrap();
-    assert_eq!(env.status.code(), Some(0), "{}", text(&env.stderr));
-    let seen = text(&env.stdout);
+    let Some(s) = sandboxed(1) else { return };
+    let env = Ran::of(
+        s.command(
+            &["--action", "ci.plain", "--pass-env", "KEEP_ME"],
+            &["/usr/bin/env"],
+        )
+        .env("SECRET_VAR", "s3cret")
+        .env("KEEP_ME", "kept")
+        .env("ZT_ADMIN_TOKEN", "admin-secret"),
+    );
+    env.exited(0);
+    let seen = &env.stdout;
     assert!(seen.contains("KEEP_ME=kept"), "{seen}");
     assert!(seen.contains("PATH="), "{seen}");
     for hidden in [
@@ -550,56 +551,42 @@ fn the_environment_is_scrubbed_and_no_descriptor_leaks() {
         "ZT_TOKEN",
         "ZT_ADMIN_TOKEN",
         "admin-secret",
-        &token,
+        &s.token,
     ] {
-        assert!(
-            !seen.contains(hidden),
-            "`{hidden}` reached the command: {seen}"
-        );
+        env.never_printed(hidden);
     }
-    let refused = exec(
-        &server,
-        &token,
+    s.exec(
         &["--action", "ci.plain", "--pass-env", "ZT_TOKEN"],
         &["/usr/bin/env"],
-    );
-    assert_eq!(refused.status.code(), Some(2));
+    )
+    .exited(2);
 
     // A descriptor the broker's caller left open (no close-on-exec) does not reach the command.
     let script = format!(
         "exec 7<{}; ZT_TOKEN={} {} exec --control-plane-url {} --actor {ACTOR} --action ci.plain -- \
          /bin/bash -c 'if {{ true >&7; }} 2>/dev/null; then echo leaked; else echo closed; fi'",
-        dir.path().join("in/data.txt").display(),
-        token,
+        s.path("in/data.txt").display(),
+        s.token,
         zt_bin(),
-        server.url()
+        s.server.url()
     );
-    let fds = Command::new("/bin/bash")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert_eq!(fds.status.code(), Some(0), "{}", text(&fds.stderr));
-    assert_eq!(text(&fds.stdout), "closed\n");
+    let fds = Ran::of(Command::new("/bin/bash").args(["-c", &script]));
+    fds.exited(0);
+    assert_eq!(fds.stdout, "closed\n");
 }
 
 #[test]
 fn the_receipt_is_chained_to_its_decision_and_verifies() {
-    if !landlock() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
-    let ran = exec(
-        &server,
-        &token,
+    let Some(s) = sandboxed(1) else { return };
+    let ran = s.exec(
         &["--action", "ci.build", "--resource", "repo-1"],
         &bash("echo out; echo err >&2; exit 3"),
     );
-    assert_eq!(ran.status.code(), Some(3));
-    assert_eq!(text(&ran.stdout), "out\n");
-    assert_eq!(text(&ran.stderr), "err\n");
+    ran.exited(3);
+    assert_eq!(ran.stdout, "out\n");
+    assert_eq!(ran.stderr, "err\n");
 
-    let all = records(&server);
+    let all = records(&s.server);
     let receipt = all
         .iter()
         .find(|r| r["kind"] == "execution")
@@ -630,42 +617,22 @@ fn the_receipt_is_chained_to_its_decision_and_verifies() {
     assert_eq!(receipt["reason"], "exited with status 3");
     assert_eq!(receipt["resource"], "repo-1");
 
-    let check = verify(&server, "verify");
-    assert_eq!(
-        check.status.code(),
-        Some(0),
-        "{}{}",
-        text(&check.stdout),
-        text(&check.stderr)
-    );
-    assert!(
-        !text(&check.stdout).contains("warning"),
-        "{}",
-        text(&check.stdout)
-    );
-    let orphans = verify(&server, "orphans");
-    assert_eq!(orphans.status.code(), Some(0), "{}", text(&orphans.stdout));
+    let check = verify(&s.server, "verify");
+    check.exited(0);
+    assert!(!check.stdout.contains("warning"), "{}", check.stdout);
+    verify(&s.server, "orphans").exited(0);
 }
 
 /// A broker running `sleep` under `ci.build`, and the marker its command writes once it runs.
-fn spawn_sleeper(
-    server: &Server,
-    token: &str,
-    dir: &Path,
-    name: &str,
-) -> (Child, std::path::PathBuf) {
-    let marker = dir.join("out").join(name);
+fn spawn_sleeper(s: &Setup, name: &str) -> (Child, PathBuf) {
+    let marker = s.path("out").join(name);
     let script = format!("echo started > {} && exec /bin/sleep 60", marker.display());
-    let child = exec_command(
-        &server.url(),
-        token,
-        &["--action", "ci.build"],
-        &bash(&script),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
+    let child = s
+        .command(&["--action", "ci.build"], &bash(&script))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     (child, marker)
 }
 
@@ -680,14 +647,10 @@ fn wait_running(marker: &Path) {
 
 #[test]
 fn a_killed_command_gets_a_receipt_and_a_dead_broker_leaves_an_orphan() {
-    if !landlock() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
+    let Some(s) = sandboxed(1) else { return };
 
     // SIGTERM to the broker is forwarded; the command dies of it and the receipt says so.
-    let (mut broker, marker) = spawn_sleeper(&server, &token, dir.path(), "first");
+    let (mut broker, marker) = spawn_sleeper(&s, "first");
     wait_running(&marker);
     Command::new("kill")
         .args(["-TERM", &broker.id().to_string()])
@@ -695,27 +658,27 @@ fn a_killed_command_gets_a_receipt_and_a_dead_broker_leaves_an_orphan() {
         .unwrap();
     let status = broker.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
-    let receipts = receipts(&server);
+    let receipts = receipts(&s.server);
     assert_eq!(receipts.len(), 1);
     assert_eq!(receipts[0]["execution"]["outcome"], "signaled");
     assert_eq!(receipts[0]["execution"]["signal"], 15);
     assert_eq!(receipts[0]["reason"], "ended by signal 15");
 
     // A broker killed outright leaves its decision without a receipt: an orphan.
-    let (mut doomed, marker) = spawn_sleeper(&server, &token, dir.path(), "second");
+    let (mut doomed, marker) = spawn_sleeper(&s, "second");
     wait_running(&marker);
     doomed.kill().unwrap();
     doomed.wait().unwrap();
-    let check = verify(&server, "verify");
-    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    let check = verify(&s.server, "verify");
+    check.exited(0);
     assert!(
-        text(&check.stdout).contains("no execution receipt"),
+        check.stdout.contains("no execution receipt"),
         "{}",
-        text(&check.stdout)
+        check.stdout
     );
-    let orphans = verify(&server, "orphans");
-    assert_eq!(orphans.status.code(), Some(1));
-    let listed = text(&orphans.stdout);
+    let orphans = verify(&s.server, "orphans");
+    orphans.exited(1);
+    let listed = &orphans.stdout;
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(listed.contains("ci.build"), "{listed}");
 }
@@ -746,8 +709,7 @@ fn receipt_for(decision: &Value, sandbox: &Value) -> Value {
 
 #[test]
 fn forged_receipts_are_refused_by_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
+    let Setup { dir, server, token } = Setup::start(1);
     let other = register(&server, "other-agent");
     let post = |token: &str, body: &Value| {
         let (status, _, answer) = server.json_as(token, "POST", "/executions", Some(body.clone()));
@@ -903,27 +865,28 @@ fn no_valid_decision_means_the_command_never_runs() {
         let dir = tempfile::tempdir().unwrap();
         let sentinel = dir.path().join("sentinel");
         let url = fake_control_plane(answer);
-        let ran = exec_command(
+        let ran = Ran::of(&mut exec_command(
             &url,
             "t",
             &["--action", "ci.plain", "--decision-timeout-ms", "500"],
             &["/usr/bin/touch", sentinel.to_str().unwrap()],
-        )
-        .output()
-        .unwrap();
-        assert_eq!(ran.status.code(), Some(69), "{case}: {}", text(&ran.stderr));
-        assert!(text(&ran.stderr).contains("not run"), "{case}");
+        ));
+        assert_eq!(ran.code, Some(69), "{case}: {}", ran.stderr);
+        assert!(ran.stderr.contains("not run"), "{case}");
         assert!(!sentinel.exists(), "{case}: the command ran");
     }
 }
 
 #[test]
 fn the_library_runs_a_guarded_sandboxed_child_and_returns_its_receipt() {
-    if !landlock() {
+    let Some(Setup {
+        dir: _dir,
+        server,
+        token,
+    }) = sandboxed(1)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), &policy(dir.path(), 1));
+    };
     let client = zt_client::ControlPlane::new(&server.url())
         .unwrap()
         .with_bearer(&token)

@@ -6,9 +6,8 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{parse, Server};
+use common::{assert_one_chain, verify_report, Server};
 use serde_json::{json, Value};
-use zt_contract::{record_hash, GENESIS_HASH};
 
 /// Client threads.
 const CLIENTS: usize = 64;
@@ -66,56 +65,6 @@ fn client(server: &Server, id: usize) -> Vec<Answer> {
     answers
 }
 
-/// Parses every stored line and checks the log is one contiguous, unforked chain from
-/// genesis whose every hash recomputes. Returns the records.
-fn assert_one_chain(lines: &[String]) -> Vec<Value> {
-    let records: Vec<Value> = lines.iter().map(|l| parse(l)).collect();
-    let mut previous = GENESIS_HASH.to_string();
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(
-            r["seq"].as_u64(),
-            Some(i as u64),
-            "record at index {i} has seq {}",
-            r["seq"]
-        );
-        assert_eq!(
-            r["previous_hash"].as_str(),
-            Some(previous.as_str()),
-            "record {i} does not link to record {}",
-            i as i64 - 1
-        );
-        let hash = r["current_hash"].as_str().unwrap();
-        assert_eq!(hash.len(), 64, "record {i}: {hash}");
-        assert!(
-            hash.bytes().all(|b| b.is_ascii_hexdigit()),
-            "record {i}: {hash}"
-        );
-        assert_eq!(
-            record_hash(r.as_object().unwrap()).to_hex(),
-            hash,
-            "record {i}: current_hash does not recompute"
-        );
-        assert_eq!(
-            r["kms_signature"]["algorithm"], "ECDSA_SHA_256",
-            "record {i}"
-        );
-        previous = hash.to_string();
-    }
-    records
-}
-
-fn verify_json(args: &[&str]) -> (Option<i32>, Value, String) {
-    let out = common::zt(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let report = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (
-        out.status.code(),
-        report,
-        format!("stdout: {stdout}\nstderr: {stderr}"),
-    )
-}
-
 #[test]
 fn concurrent_clients_get_one_unforked_chain() {
     let test_started = Instant::now();
@@ -170,7 +119,7 @@ fn concurrent_clients_get_one_unforked_chain() {
     }
 
     let lines = server.records();
-    let records = assert_one_chain(&lines);
+    let records = assert_one_chain(&lines, "after the load");
     assert_eq!(
         records.len(),
         answers.len() + setup_records,
@@ -242,10 +191,8 @@ fn concurrent_clients_get_one_unforked_chain() {
 
     // Online verification over HTTP.
     let url = server.url();
-    let (code, report, out) = verify_json(&["audit", "verify", "--url", &url, "--json"]);
-    assert_eq!(code, Some(0), "verify --url failed\n{out}");
-    assert_eq!(report["valid"], true, "{out}");
-    assert_eq!(report["records"], records.len(), "{out}");
+    let report = verify_report(&["audit", "verify", "--url", &url], "verify --url");
+    assert_eq!(report["records"], records.len(), "{report}");
 
     // Orderly shutdown drains and exits 0; the log on disk then verifies offline.
     let head_hash = records.last().unwrap()["current_hash"]
@@ -254,15 +201,16 @@ fn concurrent_clients_get_one_unforked_chain() {
         .to_string();
     assert_eq!(server.terminate(), Some(0), "SIGTERM shutdown must exit 0");
     let dir_arg = data_dir.to_str().unwrap();
-    let (code, report, out) = verify_json(&["audit", "verify", "--data-dir", dir_arg, "--json"]);
-    assert_eq!(code, Some(0), "verify --data-dir failed\n{out}");
-    assert_eq!(report["valid"], true, "{out}");
+    let report = verify_report(
+        &["audit", "verify", "--data-dir", dir_arg],
+        "verify --data-dir",
+    );
     assert_eq!(
         report["records"],
         records.len(),
-        "no record may appear or vanish at shutdown\n{out}"
+        "no record may appear or vanish at shutdown\n{report}"
     );
-    assert_eq!(report["head_hash"], head_hash.as_str(), "{out}");
+    assert_eq!(report["head_hash"], head_hash.as_str(), "{report}");
     let out = common::zt(&["audit", "verify", "--data-dir", dir_arg]);
     assert_eq!(
         out.status.code(),

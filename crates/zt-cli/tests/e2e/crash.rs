@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{http_raw, parse, Server};
+use common::{assert_one_chain, http_raw, parse, verify_report, Server};
 use serde_json::{json, Value};
-use zt_contract::{record_hash, GENESIS_HASH};
 
 /// Crash rounds on the same data directory.
 const ROUNDS: usize = 3;
@@ -138,32 +137,66 @@ fn load_thread(
     }
 }
 
-/// Parses every stored line and checks one contiguous, unforked chain from genesis whose
-/// hashes recompute.
-fn assert_one_chain(lines: &[String], when: &str) -> Vec<Value> {
-    let records: Vec<Value> = lines.iter().map(|l| parse(l)).collect();
-    let mut previous = GENESIS_HASH.to_string();
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(
-            r["seq"].as_u64(),
-            Some(i as u64),
-            "{when}: record at index {i} has seq {}",
-            r["seq"]
-        );
-        assert_eq!(
-            r["previous_hash"].as_str(),
-            Some(previous.as_str()),
-            "{when}: record {i} does not link to the record before it"
-        );
-        let hash = r["current_hash"].as_str().unwrap();
-        assert_eq!(
-            record_hash(r.as_object().unwrap()).to_hex(),
-            hash,
-            "{when}: record {i}: current_hash does not recompute"
-        );
-        previous = hash.to_string();
+/// Load threads sending decisions to one server until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicUsize>,
+    log: Arc<Mutex<RoundLog>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `threads` load threads against the server on `port`, in `round`.
+    fn start(port: u16, round: usize, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(RoundLog::default()));
+        let threads = (0..threads)
+            .map(|id| {
+                let (stop, sent, log) = (stop.clone(), sent.clone(), log.clone());
+                std::thread::spawn(move || load_thread(port, round, id, &stop, &sent, &log))
+            })
+            .collect();
+        Load {
+            stop,
+            sent,
+            log,
+            threads,
+        }
     }
-    records
+
+    /// Decisions acknowledged so far.
+    fn acked(&self) -> usize {
+        self.log.lock().unwrap().acks.len()
+    }
+
+    /// Threads that have already stopped by themselves.
+    fn finished(&self) -> usize {
+        self.threads.iter().filter(|t| t.is_finished()).count()
+    }
+
+    /// Stops every thread; what they saw, and how many requests they sent.
+    fn finish(self) -> (RoundLog, usize) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads {
+            t.join().expect("load thread panicked");
+        }
+        let log = std::mem::take(&mut *self.log.lock().unwrap());
+        (log, self.sent.load(Ordering::Relaxed))
+    }
+}
+
+/// Each acknowledgement is the policy's decision: reads by the registered agent are allowed,
+/// everything else is denied.
+fn assert_decided_by_policy(acks: &[Ack], when: &str) {
+    for ack in acks {
+        let allowed = ack.actor == "crash-agent" && ack.action.starts_with("crash.read.");
+        assert_eq!(
+            ack.status,
+            if allowed { 200 } else { 403 },
+            "{when}: {ack:?}"
+        );
+    }
 }
 
 /// Checks every acknowledgement so far against the stored log.
@@ -258,20 +291,6 @@ fn assert_restart_continues(
     server.records()
 }
 
-fn verify_data_dir(dir: &str, when: &str) -> Value {
-    let out = common::zt(&["audit", "verify", "--data-dir", dir, "--json"]);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{when}: zt audit verify --data-dir failed\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(report["valid"], true, "{when}: {stdout}");
-    report
-}
-
 /// A kill delay in 300..=700 ms that differs per round and per run.
 fn kill_delay(round: usize) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -307,28 +326,14 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
             seen = assert_restart_continues(&server, &seen, &all_acks, round);
         }
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let log = Arc::new(Mutex::new(RoundLog::default()));
-        let port = server.port;
-        let threads: Vec<_> = (0..LOAD_THREADS)
-            .map(|id| {
-                let (stop, sent, log) = (stop.clone(), sent.clone(), log.clone());
-                std::thread::spawn(move || load_thread(port, round, id, &stop, &sent, &log))
-            })
-            .collect();
+        let load = Load::start(server.port, round, LOAD_THREADS);
 
         let delay = kill_delay(round);
         std::thread::sleep(delay);
-        let acked_before_kill = log.lock().unwrap().acks.len();
-        let finished_before_kill = threads.iter().filter(|t| t.is_finished()).count();
+        let acked_before_kill = load.acked();
+        let finished_before_kill = load.finished();
         server.kill9();
-        stop.store(true, Ordering::Release);
-        for t in threads {
-            t.join().expect("load thread panicked");
-        }
-
-        let log = std::mem::take(&mut *log.lock().unwrap());
+        let (log, sent) = load.finish();
         assert!(
             log.odd_answers.is_empty(),
             "round {round}: complete answers that were not decisions: {:?}",
@@ -347,18 +352,12 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
             finished_before_kill, 0,
             "round {round}: load threads stopped before the kill; the kill was not under load"
         );
+        assert_decided_by_policy(&log.acks, &format!("round {round}"));
         for ack in &log.acks {
-            let allowed = ack.actor == "crash-agent" && ack.action.starts_with("crash.read.");
-            assert_eq!(
-                ack.status,
-                if allowed { 200 } else { 403 },
-                "round {round}: {ack:?}"
-            );
             assert_eq!(ack.round, round);
         }
         eprintln!(
-            "round {round}: killed after {delay:?}; {} requests sent, {} acknowledged",
-            sent.load(Ordering::Relaxed),
+            "round {round}: killed after {delay:?}; {sent} requests sent, {} acknowledged",
             log.acks.len()
         );
         all_acks.extend(log.acks);
@@ -376,18 +375,12 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
 
     // Verification beside the running server, offline and over HTTP, while load goes on.
     let dir_arg = data_dir.to_str().unwrap().to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let log = Arc::new(Mutex::new(RoundLog::default()));
-    let port = server.port;
-    let threads: Vec<_> = (0..4)
-        .map(|id| {
-            let (stop, sent, log) = (stop.clone(), sent.clone(), log.clone());
-            std::thread::spawn(move || load_thread(port, ROUNDS, id, &stop, &sent, &log))
-        })
-        .collect();
+    let load = Load::start(server.port, ROUNDS, 4);
     std::thread::sleep(Duration::from_millis(100));
-    let report = verify_data_dir(&dir_arg, "while the final server runs");
+    let report = verify_report(
+        &["audit", "verify", "--data-dir", &dir_arg],
+        "while the final server runs",
+    );
     assert!(
         report["records"].as_u64().unwrap() >= seen.len() as u64,
         "{report}"
@@ -401,11 +394,7 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    stop.store(true, Ordering::Release);
-    for t in threads {
-        t.join().expect("load thread panicked");
-    }
-    let log = std::mem::take(&mut *log.lock().unwrap());
+    let (log, _) = load.finish();
     assert!(
         log.odd_answers.is_empty(),
         "final server: {:?}",
@@ -417,14 +406,7 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
         log.errors
     );
     assert!(!log.acks.is_empty(), "no load ran beside the verification");
-    for ack in &log.acks {
-        let allowed = ack.actor == "crash-agent" && ack.action.starts_with("crash.read.");
-        assert_eq!(
-            ack.status,
-            if allowed { 200 } else { 403 },
-            "final server: {ack:?}"
-        );
-    }
+    assert_decided_by_policy(&log.acks, "final server");
     all_acks.extend(log.acks);
     seen = server.records();
     let records = assert_one_chain(&seen, "final server");
@@ -435,7 +417,10 @@ fn kill_9_under_load_loses_nothing_acknowledged_and_never_forks() {
         Some(0),
         "SIGTERM shutdown of the final server must exit 0"
     );
-    let report = verify_data_dir(&dir_arg, "after clean shutdown");
+    let report = verify_report(
+        &["audit", "verify", "--data-dir", &dir_arg],
+        "after clean shutdown",
+    );
     assert_eq!(report["records"], seen.len(), "{report}");
     assert_eq!(
         report["head_hash"].as_str(),

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use zt_contract::{record_hash, GENESIS_HASH};
 
 /// Path of the `zt` binary under test.
 pub(crate) fn zt_bin() -> &'static str {
@@ -337,7 +338,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Every stored record, read with an admin token (a server with credentials).
 /// As `admin`: registers `actor` with high trust; its token.
 pub(crate) fn register(server: &Server, admin: &str, actor: &str) -> String {
     let (status, _, body) = server.json_as(
@@ -364,6 +364,7 @@ pub(crate) fn allow(server: &Server, admin: &str, action: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// Every stored record, read with an admin token (a server with credentials).
 pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");
     let (status, _, raw) = http_raw(
@@ -380,6 +381,66 @@ pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
         .lines()
         .map(parse)
         .collect()
+}
+
+/// Parses every stored line and checks one contiguous, unforked chain from genesis: seqs in
+/// order, each record linked to the one before, every hash 64 hex digits that recomputes,
+/// every signature ECDSA P-256. `when` names the moment in failures. Returns the records.
+pub(crate) fn assert_one_chain(lines: &[String], when: &str) -> Vec<Value> {
+    let records: Vec<Value> = lines.iter().map(|l| parse(l)).collect();
+    let mut previous = GENESIS_HASH.to_string();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            r["seq"].as_u64(),
+            Some(i as u64),
+            "{when}: record at index {i} has seq {}",
+            r["seq"]
+        );
+        assert_eq!(
+            r["previous_hash"].as_str(),
+            Some(previous.as_str()),
+            "{when}: record {i} does not link to the record before it"
+        );
+        let hash = r["current_hash"].as_str().unwrap();
+        assert_eq!(hash.len(), 64, "{when}: record {i}: {hash}");
+        assert!(
+            hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{when}: record {i}: {hash}"
+        );
+        assert_eq!(
+            record_hash(r.as_object().unwrap()).to_hex(),
+            hash,
+            "{when}: record {i}: current_hash does not recompute"
+        );
+        assert_eq!(
+            r["kms_signature"]["algorithm"], "ECDSA_SHA_256",
+            "{when}: record {i}"
+        );
+        previous = hash.to_string();
+    }
+    records
+}
+
+/// `zt ARGS --json` (an `audit verify`) exits 0 and reports the log valid; returns the report.
+/// `when` names the moment in failures.
+pub(crate) fn verify_report(args: &[&str], when: &str) -> Value {
+    let out = Command::new(zt_bin())
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run zt");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{when}: zt {} failed\nstdout: {stdout}\nstderr: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{when}: {e}: {stdout}"));
+    assert_eq!(report["valid"], true, "{when}: {stdout}");
+    report
 }
 
 /// Parses a JSON line.

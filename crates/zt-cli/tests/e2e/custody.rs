@@ -618,3 +618,58 @@ fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifi
     server.terminate();
     verify_offline(dir.path());
 }
+
+#[test]
+fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    register(&server);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    assert!(old.starts_with("zt-p256-"), "{old}");
+    server.terminate();
+
+    let hsm_key = hsm.signer("audit-1");
+    let args = ["--signer", hsm_key.as_str(), "--previous-signer", "local"];
+    let server = Server::start_with_env(dir.path(), "none", &args, &hsm.env());
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["kind"], "pkcs11");
+    let incoming = health["audit"]["signer"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(incoming.starts_with("zt-pkcs11-"), "{incoming}");
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0]["resource"], incoming.as_str());
+    assert_endorsed(&rotations[0], &old, &incoming);
+    // Records before the move are the local key's, the rotation record and every one after
+    // it the token key's.
+    let ids = key_ids(&server);
+    let at = server
+        .records()
+        .iter()
+        .position(|l| l.contains("zt.audit.key.rotate"))
+        .unwrap();
+    assert!(ids[..at].iter().all(|k| *k == old), "{ids:?}");
+    assert!(ids[at..].iter().all(|k| *k == incoming), "{ids:?}");
+    let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
+    assert!(kids.contains(&json!(old)), "{kids:?}");
+    assert!(kids.contains(&json!(incoming)), "{kids:?}");
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+
+    // The next start with the token key alone records no second rotation.
+    let server = Server::start_with_env(dir.path(), "none", &args[..2], &hsm.env());
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    assert_eq!(rotation_records(&server).len(), 1);
+    assert!(jwks(&server).iter().any(|k| k["kid"] == old.as_str()));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}

@@ -520,6 +520,61 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
     verify_offline(dir.path());
 }
 
+/// A token that stops answering mid-call (SoftHSM2 blocked inside `C_Sign` and on every
+/// reconnection, as a network HSM that hangs) refuses decisions with 503 instead of stalling
+/// the committer; the server signs again by itself once the token answers, with the same key.
+#[test]
+fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &[
+            "--signer",
+            &hsm.signer("audit-1"),
+            "--signer-timeout-ms",
+            "500",
+        ],
+        &hsm.env(),
+    );
+    register(&server);
+    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    let stored = server.records().len();
+    let Some(hang) = hsm.hang() else {
+        return;
+    };
+    // Every decision is answered (the HTTP client gives up after 30 s), and refused; more
+    // than the outstanding-call cap, so the cap refuses some without calling the token.
+    for _ in 0..12 {
+        assert!(refused_for_audit(&server));
+    }
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["can_sign"], false);
+    let error = health["audit"]["signer"]["last_error"].as_str().unwrap();
+    assert!(
+        ["no answer within", "have not returned", "has not returned"]
+            .iter()
+            .any(|why| error.contains(why)),
+        "{health}"
+    );
+    assert_eq!(server.records().len(), stored);
+
+    hang.release();
+    assert!(decide_until_signed(&server, 40));
+    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    let key_id = health["audit"]["signer"]["key_id"].as_str().unwrap();
+    assert!(key_ids(&server).iter().all(|k| k == key_id));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
 #[test]
 fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed() {
     let Some(hsm) = SoftHsm::create(&["audit-1"]) else {

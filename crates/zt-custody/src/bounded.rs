@@ -87,12 +87,62 @@ impl Bounded {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        // Counted before the check so that two callers cannot both pass it at the limit.
-        let previous = self.outstanding.fetch_add(1, Ordering::SeqCst);
-        let guard = Outstanding(Arc::clone(&self.outstanding));
-        if previous >= self.limit {
-            return Err(Refused::Saturated(previous));
+        self.reserve(1)?.start(work)
+    }
+
+    /// Room for `n` calls, taken now, or [`Refused::Saturated`] if that would pass
+    /// [`Self::limit`]: a caller that holds resources for its calls (sessions) reserves first,
+    /// so a refusal never leaves it with a resource it would have to release on its own
+    /// thread. Room not used is given back when the [`Slots`] are dropped.
+    pub fn reserve(&self, n: usize) -> Result<Slots, Refused> {
+        let mut now = self.outstanding.load(Ordering::SeqCst);
+        loop {
+            if now + n > self.limit {
+                return Err(Refused::Saturated(now));
+            }
+            match self.outstanding.compare_exchange(
+                now,
+                now + n,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => break,
+                Err(current) => now = current,
+            }
         }
+        Ok(Slots {
+            guards: (0..n)
+                .map(|_| Outstanding(Arc::clone(&self.outstanding)))
+                .collect(),
+            name: self.name,
+        })
+    }
+}
+
+/// Room for calls reserved with [`Bounded::reserve`].
+#[derive(Debug)]
+pub struct Slots {
+    guards: Vec<Outstanding>,
+    name: &'static str,
+}
+
+impl std::fmt::Debug for Outstanding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Outstanding")
+    }
+}
+
+impl Slots {
+    /// Starts `work` on a thread of its own in one of the reserved places.
+    pub fn start<T, F>(&mut self, work: F) -> Result<Pending<T>, Refused>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let guard = self
+            .guards
+            .pop()
+            .ok_or_else(|| Refused::Thread("no reserved room left".into()))?;
         let (answer, wait) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name(self.name.to_string())
@@ -242,6 +292,26 @@ mod tests {
         drop(releases);
         wait_until("the hung calls still count", || bounded.outstanding() == 0);
         assert_eq!(bounded.run(Instant::now() + BOUND, || 7), Ok(7));
+    }
+
+    #[test]
+    fn room_is_reserved_for_a_whole_batch_or_not_at_all() {
+        let bounded = Bounded::new("test-call", 4);
+        let mut slots = bounded.reserve(3).unwrap();
+        assert_eq!(bounded.outstanding(), 3);
+        // Only one place is left: a batch of two is refused whole.
+        assert_eq!(bounded.reserve(2).err(), Some(Refused::Saturated(3)));
+        assert_eq!(
+            slots.start(|| 5).unwrap().wait(Instant::now() + BOUND),
+            Ok(5)
+        );
+        wait_until("a returned call still counts", || {
+            bounded.outstanding() == 2
+        });
+        // The two places not used are given back.
+        drop(slots);
+        assert_eq!(bounded.outstanding(), 0);
+        assert!(bounded.reserve(4).is_ok());
     }
 
     #[test]

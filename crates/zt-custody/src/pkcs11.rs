@@ -181,6 +181,11 @@ impl Pkcs11Key {
             ));
         }
         let flag = Reconnecting(Arc::clone(&self.reconnecting));
+        // Room for the call first, so that a refusal leaves the old sessions where they are
+        // rather than closing them on this thread (closing may block on a module that hangs).
+        let mut slot = self.calls.reserve(1).map_err(|e| {
+            SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}"))
+        })?;
         let old = link.take();
         let (context, uri, pin) = (
             self.context.clone(),
@@ -188,7 +193,7 @@ impl Pkcs11Key {
             Arc::clone(&self.pin),
         );
         let calls = self.calls.clone();
-        let outcome = self.calls.run(until, move || {
+        let outcome = slot.start(move || {
             let _flag = flag;
             // Closes the old sessions, then the module: its handles are dead anyway, and a
             // module is initialized again only after it was finalized. A module already gone
@@ -203,6 +208,7 @@ impl Pkcs11Key {
             connect(&context, &uri, &pin)
         });
         let (fresh, point) = outcome
+            .and_then(|call| call.wait(until))
             .map_err(|e| SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}")))?
             .map_err(|e| SignError::Unavailable(e.to_string()))?;
         if self.identity.jwk.uncompressed_point().ok().as_deref() != Some(point.as_slice()) {
@@ -226,6 +232,12 @@ impl Pkcs11Key {
         until: Instant,
     ) -> Result<Vec<Vec<u8>>, SignError> {
         let wanted = digests.len().clamp(1, SESSIONS);
+        // Room for every share's call before any session is taken: when calls are refused,
+        // no session is left to close on this thread.
+        let mut slots = self
+            .calls
+            .reserve(wanted)
+            .map_err(|e| SignError::Unavailable(format!("PKCS#11 call: {e}")))?;
         let mut sessions = vec![link.take_session(until).ok_or_else(|| {
             SignError::Unavailable("no free PKCS#11 session before the deadline".into())
         })?];
@@ -238,21 +250,23 @@ impl Pkcs11Key {
         let chunk = digests.len().div_ceil(sessions.len()).max(1);
         let mut pending = Vec::with_capacity(sessions.len());
         let mut parts = digests.chunks(chunk);
-        for session in sessions {
+        let mut sessions = sessions.into_iter();
+        while let Some(session) = sessions.next() {
             let Some(part) = parts.next() else {
                 link.give_back(session);
                 continue;
             };
             let (part, key) = (part.to_vec(), link.key);
-            let started = self.calls.start(move || {
+            let started = slots.start(move || {
                 let signed = sign_part(&session, key, &part, until);
                 (session, signed)
             });
             match started {
                 Ok(call) => pending.push(call),
-                // The session went with the refused closure, dropped unused: the connection
-                // is started over before the next call anyway.
+                // No thread (the system is out of them): the session went with the closure.
+                // The calls already started are abandoned; the connection is started over.
                 Err(e) => {
+                    sessions.for_each(|rest| link.give_back(rest));
                     self.stale.store(true, Ordering::SeqCst);
                     return Err(SignError::Unavailable(format!("PKCS#11 call: {e}")));
                 }

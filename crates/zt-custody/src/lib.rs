@@ -5,10 +5,12 @@
 //! - [`remote`]: a remote key as an audit signer, with verify-after-sign and its status.
 //! - [`session`]: session keys certified by the custody key, for signing at local speed.
 //! - [`der`]: the DER shapes remote keys hand over.
+//! - [`bounded`]: calls that may block forever (a PKCS#11 module) made to answer in time.
 //!
 //! [`open_custody`] opens the key of a [`CustodyConfig`]; [`record_signer`] gives the signer of
 //! records: that key itself, or session keys it certifies.
 
+pub mod bounded;
 pub mod der;
 pub mod kms;
 pub mod pkcs11;
@@ -135,7 +137,7 @@ pub fn open_custody(
         SignerSpec::Pkcs11(uri) => {
             let pin = read_pin(config.pin_file.as_deref())?;
             Arc::new(Custodian::new(
-                pkcs11::Pkcs11Key::open(uri, &pin)?,
+                pkcs11::Pkcs11Key::open(uri, &pin, config.timeout)?,
                 config.timeout,
                 mode,
             )?)

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -28,6 +28,7 @@ use cryptoki::types::AuthPin;
 use zt_contract::Digest32;
 use zt_ledger::SignError;
 
+use crate::bounded::Bounded;
 use crate::der::{ecdsa_raw_to_der, p256_point_from_ec_point};
 use crate::remote::{RemoteIdentity, RemoteKey};
 use crate::CustodyError;
@@ -87,15 +88,25 @@ struct Link {
 }
 
 /// A key pair on a token, with a connection that is made again after the token fails.
+///
+/// Every call into the module that can block (signing, and reconnecting: finalize, initialize,
+/// open sessions, log in, find the key) runs on a thread of [`Bounded`] and is waited for only
+/// until the call's deadline: a module that stops answering makes the call fail in time, never
+/// hangs the committer.
 pub struct Pkcs11Key {
     uri: Pkcs11Uri,
     /// Kept to log in again when the token comes back.
-    pin: AuthPin,
+    pin: Arc<AuthPin>,
     /// `None` while the token is unreachable. Calls hold the read lock; reconnecting takes
-    /// the write lock, so no session is in use when the module is finalized.
+    /// the write lock, so no session is handed out while the module is started over.
     link: RwLock<Option<Link>>,
-    /// Set by a failed PKCS#11 call: the next call reconnects first.
+    /// Set by a failed or timed-out PKCS#11 call: the next call reconnects first.
     stale: AtomicBool,
+    /// Set while a reconnection runs (also one abandoned at its deadline): at most one at a
+    /// time, so two never start the module over under each other.
+    reconnecting: Arc<AtomicBool>,
+    /// The threads calls into the module run on.
+    calls: Bounded,
     identity: RemoteIdentity,
     /// Kept last so the sessions close before the library is unloaded.
     context: Pkcs11,
@@ -114,12 +125,34 @@ fn p11(what: &str) -> impl Fn(cryptoki::error::Error) -> CustodyError + '_ {
     move |e| CustodyError::Pkcs11(format!("{what}: {e}"))
 }
 
+/// The longest a start waits for the token, whatever `--signer-timeout-ms` says: opening
+/// initializes the module and logs in, which a network HSM may take a while to do.
+const OPEN_AT_LEAST: Duration = Duration::from_secs(10);
+
+/// Clears the reconnecting flag when the reconnection's thread ends, however late.
+struct Reconnecting(Arc<AtomicBool>);
+
+impl Drop for Reconnecting {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 impl Pkcs11Key {
-    /// Loads the module, finds the token, logs in with `pin` and finds the key pair.
-    pub fn open(uri: &Pkcs11Uri, pin: &str) -> Result<Self, CustodyError> {
+    /// Loads the module, finds the token, logs in with `pin` and finds the key pair, waiting
+    /// at most `timeout` (and at least [`OPEN_AT_LEAST`]) for the token.
+    pub fn open(uri: &Pkcs11Uri, pin: &str, timeout: Duration) -> Result<Self, CustodyError> {
         let context = Pkcs11::new(Path::new(&uri.module)).map_err(p11("loading the module"))?;
-        let pin = AuthPin::from(pin.to_string());
-        let (link, point) = connect(&context, uri, &pin)?;
+        let pin = Arc::new(AuthPin::from(pin.to_string()));
+        let calls = Bounded::new("zt-pkcs11", OUTSTANDING);
+        let (link, point) = {
+            let (context, uri, pin) = (context.clone(), uri.clone(), Arc::clone(&pin));
+            calls
+                .run(Instant::now() + timeout.max(OPEN_AT_LEAST), move || {
+                    connect(&context, &uri, &pin)
+                })
+                .map_err(|e| CustodyError::Pkcs11(format!("opening the token: {e}")))??
+        };
         let identity = RemoteIdentity::fingerprinted("pkcs11", "zt-pkcs11-", &point)
             .map_err(CustodyError::Pkcs11)?;
         Ok(Self {
@@ -127,24 +160,56 @@ impl Pkcs11Key {
             pin,
             link: RwLock::new(Some(link)),
             stale: AtomicBool::new(false),
+            reconnecting: Arc::new(AtomicBool::new(false)),
+            calls,
             identity,
             context,
         })
     }
 
-    /// Starts the connection over (see the module documentation); an error leaves it down.
-    fn reconnect(&self) -> Result<(), SignError> {
+    /// Starts the connection over (see the module documentation) by `until`; an error leaves
+    /// it down.
+    fn reconnect(&self, until: Instant) -> Result<(), SignError> {
         let mut link = self.link.write().unwrap_or_else(PoisonError::into_inner);
         if !self.stale.load(Ordering::SeqCst) {
             // Another call reconnected while this one waited.
             return Ok(());
         }
-        // Closes the old sessions, then the module: its handles are dead anyway, and a module
-        // is initialized again only after it was finalized. A module already gone may refuse
-        // to finalize; initializing tells.
-        *link = None;
-        let _ = self.context.clone().finalize();
-        let (fresh, point) = connect(&self.context, &self.uri, &self.pin)
+        if self.reconnecting.swap(true, Ordering::SeqCst) {
+            return Err(SignError::Unavailable(
+                "an earlier reconnection to the PKCS#11 token has not returned".into(),
+            ));
+        }
+        let flag = Reconnecting(Arc::clone(&self.reconnecting));
+        // Room for the call first, so that a refusal leaves the old sessions where they are
+        // rather than closing them on this thread (closing may block on a module that hangs).
+        let mut slot = self.calls.reserve(1).map_err(|e| {
+            SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}"))
+        })?;
+        let old = link.take();
+        let (context, uri, pin) = (
+            self.context.clone(),
+            self.uri.clone(),
+            Arc::clone(&self.pin),
+        );
+        let calls = self.calls.clone();
+        let outcome = slot.start(move || {
+            let _flag = flag;
+            // Closes the old sessions, then the module: its handles are dead anyway, and a
+            // module is initialized again only after it was finalized. A module already gone
+            // may refuse to finalize; initializing tells. Not while an abandoned call is still
+            // inside the module (this call is the one outstanding otherwise): finalizing under
+            // a running call is undefined, and a session handle it closes when it returns
+            // could by then name a new session. Fresh sessions on the initialized module do.
+            drop(old);
+            if calls.outstanding() <= 1 {
+                let _ = context.clone().finalize();
+            }
+            connect(&context, &uri, &pin)
+        });
+        let (fresh, point) = outcome
+            .and_then(|call| call.wait(until))
+            .map_err(|e| SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}")))?
             .map_err(|e| SignError::Unavailable(e.to_string()))?;
         if self.identity.jwk.uncompressed_point().ok().as_deref() != Some(point.as_slice()) {
             return Err(SignError::Unavailable(format!(
@@ -158,75 +223,112 @@ impl Pkcs11Key {
         Ok(())
     }
 
-    /// Signs `digests` on `link`'s sessions, at most [`SESSIONS`] at once.
+    /// Signs `digests` on `link`'s free sessions (at least one, at most [`SESSIONS`]), each
+    /// session's share on a thread of [`Bounded`], all by `until`.
     fn sign_on(
         &self,
         link: &Link,
         digests: &[Digest32],
-        deadline: Duration,
+        until: Instant,
     ) -> Result<Vec<Vec<u8>>, SignError> {
-        let started = Instant::now();
-        let workers = digests.len().clamp(1, SESSIONS);
-        let chunk = digests.len().div_ceil(workers).max(1);
-        let results: Vec<Result<Vec<Vec<u8>>, SignError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = digests
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let session = link.take_session(started + deadline).ok_or_else(|| {
-                            SignError::Unavailable(format!(
-                                "no free PKCS#11 session within {deadline:?}"
-                            ))
-                        })?;
-                        let signed = part
-                            .iter()
-                            .map(|d| {
-                                if started.elapsed() > deadline {
-                                    return Err(SignError::Unavailable(format!(
-                                        "no answer within {deadline:?}"
-                                    )));
-                                }
-                                self.sign_with(&session, link.key, d)
-                            })
-                            .collect();
-                        link.give_back(session);
-                        signed
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(SignError::Unavailable("a signing thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
-        let mut signatures = Vec::with_capacity(digests.len());
-        for part in results {
-            signatures.extend(part?);
+        let wanted = digests.len().clamp(1, SESSIONS);
+        // Room for every share's call before any session is taken: when calls are refused,
+        // no session is left to close on this thread.
+        let mut slots = self
+            .calls
+            .reserve(wanted)
+            .map_err(|e| SignError::Unavailable(format!("PKCS#11 call: {e}")))?;
+        let mut sessions = vec![link.take_session(until).ok_or_else(|| {
+            SignError::Unavailable("no free PKCS#11 session before the deadline".into())
+        })?];
+        while sessions.len() < wanted {
+            match link.try_take_session() {
+                Some(session) => sessions.push(session),
+                None => break,
+            }
         }
-        Ok(signatures)
+        let chunk = digests.len().div_ceil(sessions.len()).max(1);
+        let mut pending = Vec::with_capacity(sessions.len());
+        let mut parts = digests.chunks(chunk);
+        let mut sessions = sessions.into_iter();
+        while let Some(session) = sessions.next() {
+            let Some(part) = parts.next() else {
+                link.give_back(session);
+                continue;
+            };
+            let (part, key) = (part.to_vec(), link.key);
+            let started = slots.start(move || {
+                let signed = sign_part(&session, key, &part, until);
+                (session, signed)
+            });
+            match started {
+                Ok(call) => pending.push(call),
+                // No thread (the system is out of them): the session went with the closure.
+                // The calls already started are abandoned; the connection is started over.
+                Err(e) => {
+                    sessions.for_each(|rest| link.give_back(rest));
+                    self.stale.store(true, Ordering::SeqCst);
+                    return Err(SignError::Unavailable(format!("PKCS#11 call: {e}")));
+                }
+            }
+        }
+        let mut signatures = Vec::with_capacity(digests.len());
+        let mut failure = None;
+        // Every share is waited for (by the same deadline) so that each session that answered
+        // goes back to the pool; a share that did not answer keeps its session on its thread,
+        // and the session is closed there when the call returns, never used again.
+        for call in pending {
+            match call.wait(until) {
+                Ok((session, signed)) => {
+                    link.give_back(session);
+                    match signed {
+                        Ok(part) if failure.is_none() => signatures.extend(part),
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.stale.store(true, Ordering::SeqCst);
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.stale.store(true, Ordering::SeqCst);
+                    failure.get_or_insert(SignError::Unavailable(format!("PKCS#11 C_Sign: {e}")));
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(signatures),
+        }
     }
+}
 
-    /// One signature; a failed call marks the connection stale.
-    fn sign_with(
-        &self,
-        session: &Session,
-        key: ObjectHandle,
-        digest: &Digest32,
-    ) -> Result<Vec<u8>, SignError> {
-        let raw = session
-            .sign(&Mechanism::Ecdsa, key, &digest.0)
-            .map_err(|e| {
-                self.stale.store(true, Ordering::SeqCst);
-                SignError::Unavailable(format!("C_Sign: {e}"))
-            })?;
-        ecdsa_raw_to_der(&raw).ok_or_else(|| {
-            SignError::Unavailable("the token returned a signature that is not P-256".into())
+/// Calls a blocking token may hold at once (signing shares and a reconnection, running or
+/// abandoned): past this, calls are refused at once until some return.
+pub const OUTSTANDING: usize = 2 * SESSIONS + 1;
+
+/// Signs `part` in order on `session`, stopping at `until`; runs on a [`Bounded`] thread.
+fn sign_part(
+    session: &Session,
+    key: ObjectHandle,
+    part: &[Digest32],
+    until: Instant,
+) -> Result<Vec<Vec<u8>>, SignError> {
+    part.iter()
+        .map(|digest| {
+            if Instant::now() > until {
+                return Err(SignError::Unavailable(
+                    "PKCS#11: no answer before the deadline".into(),
+                ));
+            }
+            let raw = session
+                .sign(&Mechanism::Ecdsa, key, &digest.0)
+                .map_err(|e| SignError::Unavailable(format!("C_Sign: {e}")))?;
+            ecdsa_raw_to_der(&raw).ok_or_else(|| {
+                SignError::Unavailable("the token returned a signature that is not P-256".into())
+            })
         })
-    }
+        .collect()
 }
 
 /// Initializes the module, finds the token, opens [`SESSIONS`] sessions, logs in and finds the
@@ -341,6 +443,14 @@ impl Link {
         }
     }
 
+    /// A free session, if there is one now.
+    fn try_take_session(&self) -> Option<Session> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
     fn give_back(&self, session: Session) {
         self.sessions
             .lock()
@@ -360,8 +470,9 @@ impl RemoteKey for Pkcs11Key {
         digests: &[Digest32],
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError> {
+        let until = Instant::now() + deadline;
         if self.stale.load(Ordering::SeqCst) {
-            self.reconnect()?;
+            self.reconnect(until)?;
         }
         let link = self.link.read().unwrap_or_else(PoisonError::into_inner);
         let Some(link) = link.as_ref() else {
@@ -369,6 +480,6 @@ impl RemoteKey for Pkcs11Key {
                 "the PKCS#11 token is not connected".into(),
             ));
         };
-        self.sign_on(link, digests, deadline)
+        self.sign_on(link, digests, until)
     }
 }

@@ -520,6 +520,61 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
     verify_offline(dir.path());
 }
 
+/// A token that stops answering mid-call (SoftHSM2 blocked inside `C_Sign` and on every
+/// reconnection, as a network HSM that hangs) refuses decisions with 503 instead of stalling
+/// the committer; the server signs again by itself once the token answers, with the same key.
+#[test]
+fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &[
+            "--signer",
+            &hsm.signer("audit-1"),
+            "--signer-timeout-ms",
+            "500",
+        ],
+        &hsm.env(),
+    );
+    register(&server);
+    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    let stored = server.records().len();
+    let Some(hang) = hsm.hang() else {
+        return;
+    };
+    // Every decision is answered (the HTTP client gives up after 30 s), and refused; more
+    // than the outstanding-call cap, so the cap refuses some without calling the token.
+    for _ in 0..12 {
+        assert!(refused_for_audit(&server));
+    }
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["can_sign"], false);
+    let error = health["audit"]["signer"]["last_error"].as_str().unwrap();
+    assert!(
+        ["no answer within", "have not returned", "has not returned"]
+            .iter()
+            .any(|why| error.contains(why)),
+        "{health}"
+    );
+    assert_eq!(server.records().len(), stored);
+
+    hang.release();
+    assert!(decide_until_signed(&server, 40));
+    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    let key_id = health["audit"]["signer"]["key_id"].as_str().unwrap();
+    assert!(key_ids(&server).iter().all(|k| k == key_id));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
 #[test]
 fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed() {
     let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
@@ -617,4 +672,179 @@ fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifi
     verify_url(&server);
     server.terminate();
     verify_offline(dir.path());
+}
+
+#[test]
+fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
+    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    register(&server);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    assert!(old.starts_with("zt-p256-"), "{old}");
+    server.terminate();
+
+    let hsm_key = hsm.signer("audit-1");
+    let args = ["--signer", hsm_key.as_str(), "--previous-signer", "local"];
+    let server = Server::start_with_env(dir.path(), "none", &args, &hsm.env());
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["kind"], "pkcs11");
+    let incoming = health["audit"]["signer"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(incoming.starts_with("zt-pkcs11-"), "{incoming}");
+    let rotations = rotation_records(&server);
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(rotations[0]["resource"], incoming.as_str());
+    assert_endorsed(&rotations[0], &old, &incoming);
+    // Records before the move are the local key's, the rotation record and every one after
+    // it the token key's.
+    let ids = key_ids(&server);
+    let at = server
+        .records()
+        .iter()
+        .position(|l| l.contains("zt.audit.key.rotate"))
+        .unwrap();
+    assert!(ids[..at].iter().all(|k| *k == old), "{ids:?}");
+    assert!(ids[at..].iter().all(|k| *k == incoming), "{ids:?}");
+    let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
+    assert!(kids.contains(&json!(old)), "{kids:?}");
+    assert!(kids.contains(&json!(incoming)), "{kids:?}");
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+
+    // The next start with the token key alone records no second rotation.
+    let server = Server::start_with_env(dir.path(), "none", &args[..2], &hsm.env());
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    assert_eq!(rotation_records(&server).len(), 1);
+    assert!(jwks(&server).iter().any(|k| k["kid"] == old.as_str()));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+/// `zt audit verify --file FILE --keys KEYS --json` on `lines`: exit code and report.
+fn verify_file(dir: &Path, lines: &[Value], keys: &Value) -> (i32, Value, String) {
+    let file = dir.join("log.jsonl");
+    let text: String = lines.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let keys_file = dir.join("keys.json");
+    std::fs::write(&keys_file, keys.to_string()).unwrap();
+    let args = [
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--keys",
+        keys_file.to_str().unwrap(),
+    ];
+    let json_out = zt(&[&args[..], &["--json"]].concat());
+    let report: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    let human = zt(&args);
+    assert_eq!(human.status.code(), json_out.status.code());
+    (
+        json_out.status.code().unwrap(),
+        report,
+        String::from_utf8_lossy(&human.stdout).into_owned(),
+    )
+}
+
+/// Re-chains `records` from `from` on as the holder of `signer` would: each record's hash
+/// recomputed, linked to the one before and signed again.
+fn rechain(records: &mut [Value], from: usize, signer: &zt_ledger::LocalKeySigner) {
+    use zt_ledger::Signer as _;
+    for i in from..records.len() {
+        let previous = records[i - 1]["current_hash"].clone();
+        let record = records[i].as_object_mut().unwrap();
+        record.insert("previous_hash".into(), previous);
+        let hash = zt_contract::record_hash(record);
+        record.insert("current_hash".into(), json!(hash.to_hex()));
+        let signature = signer.sign_digest(&hash).unwrap();
+        record.insert(
+            "kms_signature".into(),
+            serde_json::to_value(signature).unwrap(),
+        );
+    }
+}
+
+/// The holder of a new key (say, a server whose operator made a key of their own) cannot
+/// claim that the outgoing key handed custody over: an endorsement it made itself, in a log
+/// re-chained and re-signed with the new key so every other check passes, fails
+/// `zt audit verify` at the rotation record, naming the endorsement.
+#[test]
+fn a_forged_endorsement_fails_zt_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, &[]);
+    register(&server);
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    let old = key_ids(&server).pop().unwrap();
+    server.terminate();
+    let out = zt(&["keys", "rotate", "--data-dir", data_dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let server = Server::start(&data_dir, &[]);
+    assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
+    let records: Vec<Value> = server
+        .records()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let keys = json!({"keys": jwks(&server)});
+    server.terminate();
+    let new_key = zt_ledger::LocalKeySigner::load_or_create(&data_dir).unwrap();
+    let at = records
+        .iter()
+        .position(|r| r["action"] == "zt.audit.key.rotate")
+        .unwrap();
+    assert!(at > 0 && at + 1 < records.len());
+    let seq = records[at]["seq"].clone();
+
+    // The untouched log verifies, and so does one re-chained by the new key alone: the
+    // re-chaining below is not what fails.
+    let (code, report, _) = verify_file(dir.path(), &records, &keys);
+    assert_eq!(code, 0, "{report}");
+    let mut rechained = records.clone();
+    rechain(&mut rechained, at, &new_key);
+    let (code, report, _) = verify_file(dir.path(), &rechained, &keys);
+    assert_eq!(code, 0, "{report}");
+
+    let rotation: zt_contract::KeyRotation =
+        serde_json::from_value(records[at]["key_rotation"].clone()).unwrap();
+    assert_eq!(rotation.previous_key_id, old);
+    use zt_ledger::Signer as _;
+    let self_endorsed = new_key
+        .sign_digest(&rotation.statement_digest())
+        .unwrap()
+        .signature;
+    let genuine = rotation.endorsement.clone().unwrap();
+    // The outgoing key's genuine endorsement with one bit flipped in its last byte.
+    let mut flipped =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &genuine).unwrap();
+    *flipped.last_mut().unwrap() ^= 1;
+    let flipped = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, flipped);
+    for (what, forged) in [("self-endorsed", self_endorsed), ("bit-flipped", flipped)] {
+        assert_ne!(forged, genuine);
+        let mut forged_log = records.clone();
+        forged_log[at]["key_rotation"]["endorsement"] = json!(forged);
+        rechain(&mut forged_log, at, &new_key);
+        let (code, report, human) = verify_file(dir.path(), &forged_log, &keys);
+        assert_eq!(code, 1, "{what}: {report}");
+        assert_eq!(report["valid"], false, "{what}: {report}");
+        assert_eq!(report["error"]["check"], "signature", "{what}: {report}");
+        assert_eq!(report["error"]["seq"], seq, "{what}: {report}");
+        assert!(
+            report
+                .to_string()
+                .contains(&format!("the endorsement does not verify with `{old}`")),
+            "{what}: {report}"
+        );
+        assert!(human.contains("INVALID"), "{what}: {human}");
+        assert!(human.contains("endorsement"), "{what}: {human}");
+    }
 }

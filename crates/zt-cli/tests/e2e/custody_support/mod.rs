@@ -128,6 +128,49 @@ impl SoftHsm {
         format!("pkcs11:module={};token={TOKEN};key={label}", self.module)
     }
 
+    /// Makes the token stop answering, as a network HSM that hangs: another process takes
+    /// POSIX (`fcntl`) write locks on every file of the token, which SoftHSM2 waits for
+    /// without a timeout when it reads or refreshes an object (`C_Sign` included). Held until
+    /// the returned [`Hang`] is released or dropped; `None` (skip) without a Python.
+    pub(crate) fn hang(&self) -> Option<Hang> {
+        let python = std::env::var("ZT_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = "import fcntl, os, sys\n\
+            held = []\n\
+            for root, _, files in os.walk(sys.argv[1]):\n\
+            \x20   for name in files:\n\
+            \x20       f = open(os.path.join(root, name), 'r+b')\n\
+            \x20       fcntl.lockf(f, fcntl.LOCK_EX)\n\
+            \x20       held.append(f)\n\
+            print(len(held), flush=True)\n\
+            sys.stdin.read()\n";
+        let mut child = match Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(self.dir.path().join("tokens"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                zt_test_support::service_or_skip(
+                    "Python 3 (to hold the token's locks)",
+                    Err(e.to_string()),
+                );
+                return None;
+            }
+        };
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let held: usize = line.trim().parse().unwrap_or(0);
+        assert!(held > 0, "no token file locked: {line:?}");
+        Some(Hang { child })
+    }
+
     /// The environment of a `zt serve` using this token.
     pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -278,5 +321,29 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+/// The process holding a token's locks (see [`SoftHsm::hang`]).
+pub(crate) struct Hang {
+    child: std::process::Child,
+}
+
+impl Hang {
+    /// Lets the token answer again.
+    pub(crate) fn release(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Hang {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -178,11 +178,13 @@ fn a_log_shorter_than_a_batch_and_an_expected_head_give_the_same_reports() {
 }
 
 /// A log whose custody passes from `old` to `new` at seq 2 with `rotation` as the rotation
-/// record's `key_rotation`, and the keys that verify it.
+/// record's `key_rotation` (that record signed by `rotation_signer`), and the keys that
+/// verify it.
 fn rotated_log(
     old: &LocalKeySigner,
     new: &LocalKeySigner,
     rotation: zt_contract::KeyRotation,
+    rotation_signer: &LocalKeySigner,
 ) -> (Vec<String>, PublicKeySet) {
     let mut previous = zt_contract::GENESIS_HASH.to_string();
     let mut lines = Vec::new();
@@ -202,7 +204,11 @@ fn rotated_log(
                 ..RecordDraft::default()
             }
         };
-        let signer = if seq < 2 { old } else { new };
+        let signer = match seq {
+            0 | 1 => old,
+            2 => rotation_signer,
+            _ => new,
+        };
         let body = draft.into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous);
         let record = SealedRecord::seal(body, signer).unwrap();
         previous = record.current_hash.to_hex();
@@ -227,7 +233,7 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
             .signature,
     );
 
-    let (lines, keys) = rotated_log(&old, &new, endorsed.clone());
+    let (lines, keys) = rotated_log(&old, &new, endorsed.clone(), &new);
     let report = verify(&lines, &keys, 1);
     let json = report.to_json();
     assert_eq!(json["valid"], true, "{json}");
@@ -237,7 +243,7 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
     assert!(report.to_text().contains("endorsed by the outgoing key"));
     assert!(!report.to_text().contains("NOT endorsed"));
 
-    let (lines, keys) = rotated_log(&old, &new, unendorsed.clone());
+    let (lines, keys) = rotated_log(&old, &new, unendorsed.clone(), &new);
     let report = verify(&lines, &keys, 1);
     let json = report.to_json();
     assert_eq!(json["valid"], true, "{json}");
@@ -265,8 +271,14 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
             .unwrap()
             .signature,
     );
-    for (name, bad) in [("self-signed", self_signed), ("to itself", to_itself)] {
-        let (lines, keys) = rotated_log(&old, &new, bad);
+    // Nor is a genuine endorsement in a record the incoming key did not sign.
+    let cases = [
+        ("self-signed", self_signed, &new),
+        ("to itself", to_itself, &new),
+        ("signed by the outgoing key", endorsed, &old),
+    ];
+    for (name, bad, signer) in cases {
+        let (lines, keys) = rotated_log(&old, &new, bad, signer);
         let json = verify(&lines, &keys, 1).to_json();
         assert_eq!(json["valid"], false, "{name}: {json}");
         assert_eq!(json["error"]["index"], 2, "{name}: {json}");

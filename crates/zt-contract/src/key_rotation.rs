@@ -125,22 +125,12 @@ impl KeyRotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_keys::{key, sign};
     use crate::Jwks;
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-
-    fn key(kid: &str) -> (EcdsaKeyPair, Jwk) {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-        let jwk = Jwk::from_uncompressed_p256(kid, pair.public_key().as_ref()).unwrap();
-        (pair, jwk)
-    }
+    use aws_lc_rs::signature::EcdsaKeyPair;
 
     fn endorse(by: &EcdsaKeyPair, rotation: &KeyRotation) -> String {
-        let digest = aws_lc_rs::digest::Digest::import_less_safe(
-            &rotation.statement_digest().0,
-            &aws_lc_rs::digest::SHA256,
-        )
-        .unwrap();
-        STANDARD.encode(by.sign_digest(&digest).unwrap().as_ref())
+        sign(by, &rotation.statement_digest())
     }
 
     #[test]

@@ -332,10 +332,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let custody: Arc<dyn Signer> =
             Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
-        let ttl = Duration::from_millis(400);
+        // Long enough that a loaded machine's late wake-up still lands in the last quarter.
+        let ttl = Duration::from_secs(2);
         let signer = SessionSigner::start_unclamped(custody, "zt-infra/test".into(), ttl).unwrap();
         // In the last quarter a batch starts the renewal in the background...
-        std::thread::sleep(ttl * 3 / 4 + Duration::from_millis(20));
+        std::thread::sleep(ttl * 3 / 4 + Duration::from_millis(50));
         assert!(signer.rollover().unwrap().is_empty());
         while signer.renewal.lock().unwrap().in_flight {
             std::thread::sleep(Duration::from_millis(5));

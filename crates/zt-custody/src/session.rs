@@ -309,9 +309,9 @@ mod tests {
         // The custody key goes away: batches keep being signed and never wait for it...
         flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(ttl * 3 / 4);
-        let started = std::time::Instant::now();
+        // (Asking the absent custody key on the batch would have failed it: `Ok` shows the
+        // renewal was left to the background, whatever the machine's speed.)
         assert!(signer.rollover().unwrap().is_empty());
-        assert!(started.elapsed() < Duration::from_millis(50));
         assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_ok());
         // ...until the key expires: then nothing is signed and the status says so.
         std::thread::sleep(ttl / 2);

@@ -7,6 +7,7 @@ mod connection;
 mod exit;
 mod logging;
 mod receipt_report;
+mod rotation_report;
 mod text;
 mod verification;
 

@@ -11,6 +11,7 @@ use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, PublicKeySet, VerifyCheck, VerifyError};
 
 use crate::receipt_report::{receipt_error, ReceiptSummary};
+use crate::rotation_report::RotationSummary;
 use crate::text::count;
 use signatures::SignaturePool;
 
@@ -24,6 +25,7 @@ pub(crate) struct Verification<'k> {
     progress: ProgressBar,
     failure: Option<VerifyError>,
     receipts: ReceiptChecker,
+    rotations: RotationSummary,
 }
 
 /// The end of a verification.
@@ -38,6 +40,8 @@ pub(crate) enum Report {
         signatures_checked: bool,
         /// Execution receipts checked, and decisions without one.
         receipts: ReceiptSummary,
+        /// Custody key rotations, endorsed or not.
+        rotations: RotationSummary,
     },
     /// The first bad record.
     Invalid {
@@ -74,6 +78,7 @@ impl<'k> Verification<'k> {
             progress,
             failure: None,
             receipts: ReceiptChecker::new(),
+            rotations: RotationSummary::default(),
         }
     }
 
@@ -115,6 +120,7 @@ impl<'k> Verification<'k> {
         self.receipts
             .check_record(&record)
             .map_err(|problem| receipt_error(index, problem))?;
+        self.rotations.observe(index, &record);
         match (signature, &mut self.pool, self.keys) {
             (Some(signature), Some(pool), _) => pool.submit(signature),
             (Some(signature), None, Some(keys)) => signature.verify(keys)?,
@@ -157,6 +163,7 @@ impl<'k> Verification<'k> {
                 head_hash: self.verifier.head_hash().to_string(),
                 signatures_checked,
                 receipts: ReceiptSummary::of(&self.receipts),
+                rotations: self.rotations,
             },
         }
     }
@@ -184,8 +191,9 @@ impl Report {
                 head_hash,
                 signatures_checked,
                 receipts,
+                rotations,
             } => {
-                json!({"valid": true, "records": records, "head_hash": head_hash, "signatures_checked": signatures_checked, "execution": receipts.to_json()})
+                json!({"valid": true, "records": records, "head_hash": head_hash, "signatures_checked": signatures_checked, "execution": receipts.to_json(), "key_rotations": rotations.to_json()})
             }
             Report::Invalid {
                 records_checked,
@@ -213,6 +221,7 @@ impl Report {
                 head_hash,
                 signatures_checked,
                 receipts,
+                rotations,
             } => {
                 let sigs = if *signatures_checked {
                     "every hash, link, sequence number and signature checks out"
@@ -220,12 +229,12 @@ impl Report {
                     "every hash, link and sequence number checks out; SIGNATURES WERE NOT CHECKED"
                 };
                 let records = count(*records, "record", "records");
-                match receipts.warning() {
-                    Some(warning) => {
-                        format!("valid: {records}, head {head_hash}: {sigs}\n{warning}")
-                    }
-                    None => format!("valid: {records}, head {head_hash}: {sigs}"),
+                let mut text = format!("valid: {records}, head {head_hash}: {sigs}");
+                for line in rotations.lines().into_iter().chain(receipts.warning()) {
+                    text.push('\n');
+                    text.push_str(&line);
                 }
+                text
             }
             Report::Invalid {
                 records_checked,

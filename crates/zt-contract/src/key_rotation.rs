@@ -73,10 +73,14 @@ impl KeyRotation {
         Digest32::sha256(canonical_json(&statement).as_bytes())
     }
 
-    /// Checks the rotation against the published keys: both keys are custody keys of `keys`,
+    /// Checks the rotation against the published keys: two different custody keys of `keys`,
     /// the endorsed point is the incoming key's, and the endorsement, when there is one,
     /// verifies with the outgoing key. `Ok(true)` if endorsed, `Ok(false)` if not.
     pub fn check(&self, keys: &PublicKeySet) -> Result<bool, String> {
+        // A key "endorsing" itself proves nothing about custody passing to it.
+        if self.previous_key_id == self.key_id {
+            return Err(format!("a rotation from `{}` to itself", self.key_id));
+        }
         for kid in [&self.previous_key_id, &self.key_id] {
             if !keys.contains(kid) || keys.is_session_key(kid) {
                 return Err(format!("custody key `{kid}` is not published"));
@@ -121,22 +125,12 @@ impl KeyRotation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_keys::{key, sign};
     use crate::Jwks;
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-
-    fn key(kid: &str) -> (EcdsaKeyPair, Jwk) {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-        let jwk = Jwk::from_uncompressed_p256(kid, pair.public_key().as_ref()).unwrap();
-        (pair, jwk)
-    }
+    use aws_lc_rs::signature::EcdsaKeyPair;
 
     fn endorse(by: &EcdsaKeyPair, rotation: &KeyRotation) -> String {
-        let digest = aws_lc_rs::digest::Digest::import_less_safe(
-            &rotation.statement_digest().0,
-            &aws_lc_rs::digest::SHA256,
-        )
-        .unwrap();
-        STANDARD.encode(by.sign_digest(&digest).unwrap().as_ref())
+        sign(by, &rotation.statement_digest())
     }
 
     #[test]
@@ -167,9 +161,13 @@ mod tests {
         assert!(swapped.check(&keys).is_err());
         // Both keys must be published.
         let only_new = PublicKeySet::from_jwks(&Jwks {
-            keys: vec![new_jwk],
+            keys: vec![new_jwk.clone()],
         })
         .unwrap();
         assert!(rotation.check(&only_new).is_err());
+        // A key cannot endorse itself as its own successor.
+        let mut to_itself = KeyRotation::new("new", &new_jwk, "zt-infra/test");
+        to_itself.endorsement = Some(endorse(&new, &to_itself));
+        assert!(to_itself.check(&keys).is_err());
     }
 }

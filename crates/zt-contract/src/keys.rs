@@ -155,6 +155,15 @@ impl PublicKeySet {
         self.sessions.contains_key(key_id)
     }
 
+    /// The custody key behind `key_id`: the key that certified it for a session key, the key
+    /// itself for a custody key; `None` for a key not in the set.
+    pub fn custody_key_of<'a>(&'a self, key_id: &'a str) -> Option<&'a str> {
+        match self.sessions.get(key_id) {
+            Some(cert) => Some(cert.custody_key_id.as_str()),
+            None => self.keys.contains_key(key_id).then_some(key_id),
+        }
+    }
+
     /// The uncompressed SEC1 point of the key `key_id`.
     pub fn point(&self, key_id: &str) -> Option<&[u8]> {
         self.keys.get(key_id).map(AsRef::as_ref)

@@ -23,6 +23,8 @@ pub mod record;
 pub mod sandbox;
 pub mod session_cert;
 pub mod strict_json;
+#[cfg(test)]
+mod test_keys;
 pub mod timestamp;
 pub mod verify;
 pub mod vocabulary;

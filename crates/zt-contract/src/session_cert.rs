@@ -135,20 +135,9 @@ pub(crate) fn certified_sessions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_keys::{key, sign};
     use crate::{Jwks, PublicKeySet};
-    use aws_lc_rs::digest::{Digest, SHA256};
-    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
-
-    fn key(kid: &str) -> (EcdsaKeyPair, Jwk) {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
-        let jwk = Jwk::from_uncompressed_p256(kid, pair.public_key().as_ref()).unwrap();
-        (pair, jwk)
-    }
-
-    fn sign(pair: &EcdsaKeyPair, digest: &Digest32) -> String {
-        let digest = Digest::import_less_safe(&digest.0, &SHA256).unwrap();
-        STANDARD.encode(pair.sign_digest(&digest).unwrap().as_ref())
-    }
+    use aws_lc_rs::signature::EcdsaKeyPair;
 
     fn certified(custody: &EcdsaKeyPair, custody_kid: &str, kid: &str) -> Jwk {
         let (_, mut session) = key(kid);

@@ -28,7 +28,8 @@ pub enum VerifyCheck {
     Head,
     /// `kms_signature` is missing, not `ECDSA_SHA_256`, names an unknown key, does not verify,
     /// or was made by a session key outside its certified validity period; or a rotation
-    /// record's endorsement of the incoming key by the outgoing one does not hold.
+    /// record's endorsement of the incoming key by the outgoing one does not hold, or the
+    /// record is not signed by the incoming key (or a session key it certified).
     Signature,
     /// An execution receipt that does not answer a broker's allow decision of the same actor,
     /// or a second receipt for one (see [`crate::receipts`]).
@@ -217,28 +218,27 @@ impl<'k> ChainVerifier<'k> {
         }
         let signature = match self.signatures {
             SignaturePolicy::Require(keys) => {
+                let (key_id, der) = signature_form(keys, record.get("kms_signature"), timestamp)
+                    .map_err(|(expected, found)| {
+                        self.fail(seq, VerifyCheck::Signature, &expected, &found)
+                    })?;
                 if let Some(rotation) = record.get("key_rotation") {
-                    if let Err(found) = check_rotation(keys, rotation) {
+                    if let Err(found) = check_rotation(keys, rotation, &key_id) {
                         return Err(self.fail(
                             seq,
                             VerifyCheck::Signature,
-                            "a key rotation whose endorsement verifies with the outgoing key",
+                            "a key rotation, signed by the incoming key, whose endorsement verifies with the outgoing key",
                             &found,
                         ));
                     }
                 }
-                match signature_form(keys, record.get("kms_signature"), timestamp) {
-                    Ok((key_id, der)) => Some(PendingSignature {
-                        index: self.next_index,
-                        seq,
-                        key_id,
-                        digest: computed,
-                        der,
-                    }),
-                    Err((expected, found)) => {
-                        return Err(self.fail(seq, VerifyCheck::Signature, &expected, &found))
-                    }
-                }
+                Some(PendingSignature {
+                    index: self.next_index,
+                    seq,
+                    key_id,
+                    digest: computed,
+                    der,
+                })
             }
             SignaturePolicy::DangerousSkip => None,
         };
@@ -345,11 +345,21 @@ fn truncate(s: &str) -> String {
     }
 }
 
-/// Checks the `key_rotation` member of a rotation record (see [`crate::key_rotation`]).
-fn check_rotation(keys: &PublicKeySet, rotation: &Value) -> Result<(), String> {
+/// Checks the `key_rotation` member of a rotation record (see [`crate::key_rotation`]) whose
+/// record is signed by `signer`: the record must be the incoming key's (signed by it or by a
+/// session key it certified), so an endorsement copied into a record of another key does not
+/// pass for that key's rotation.
+fn check_rotation(keys: &PublicKeySet, rotation: &Value, signer: &str) -> Result<(), String> {
     let rotation: crate::KeyRotation =
         serde_json::from_value(rotation.clone()).map_err(|e| format!("key_rotation: {e}"))?;
-    rotation.check(keys).map(|_| ())
+    rotation.check(keys)?;
+    match keys.custody_key_of(signer) {
+        Some(custody) if custody == rotation.key_id => Ok(()),
+        _ => Err(format!(
+            "a rotation to `{}` in a record signed by `{signer}`",
+            rotation.key_id
+        )),
+    }
 }
 
 /// Checks the form of a record's `kms_signature`: the algorithm, a published key, a decodable

@@ -1,7 +1,7 @@
 //! The documents a server keeps beside its log in a PostgreSQL store (`zt_ledger::documents`):
 //! load, optimistic saves, versions, one winner among concurrent writers, and servers starting
 //! together. Needs PostgreSQL on 127.0.0.1:5432; skips without it unless
-//! `ZT_REQUIRE_SERVICES=1`. The server's suite (zt-server `tests/state_docs.rs`) runs its
+//! `ZT_REQUIRE_SERVICES=1`. The server's suite (zt-server `src/state_docs/tests.rs`) runs its
 //! named documents over this store and over files.
 #![allow(
     clippy::unwrap_used,

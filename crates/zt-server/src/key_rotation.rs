@@ -13,13 +13,16 @@ use zt_ledger::{AuditStore, RecordDraft, Signer, StoreError};
 use crate::server::ServerError;
 
 /// The record to write first if the custody key changed since the newest record of `store`
-/// (`keys`: every key published in it), endorsed by `outgoing` when it is the key of the newest
-/// records. An explicit `--previous-signer` that is not that key refuses the start.
+/// (`keys`: every key published in it), endorsed by the key `open_outgoing` gives when it is
+/// the key of the newest records. The outgoing key is opened only when a rotation is due, so a
+/// `--previous-signer` left in place after its rotation (its key since deleted, its token
+/// gone) does not refuse later starts. An explicit `--previous-signer` that is not that key
+/// refuses the start.
 pub(crate) fn rotation_record(
     store: &mut dyn AuditStore,
     keys: &[Jwk],
     custody: &dyn Signer,
-    outgoing: Option<&Outgoing>,
+    open_outgoing: impl FnOnce() -> Result<Option<Outgoing>, ServerError>,
     origin: &str,
 ) -> Result<Option<RecordDraft>, ServerError> {
     let Some(previous) =
@@ -28,7 +31,7 @@ pub(crate) fn rotation_record(
         return Ok(None);
     };
     let mut rotation = KeyRotation::new(&previous, custody.public_jwk(), origin);
-    match outgoing {
+    match open_outgoing()?.as_ref() {
         Some(out) if out.signer.key_id() == previous => {
             let endorsement = out
                 .signer

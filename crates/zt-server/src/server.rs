@@ -182,12 +182,11 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let rotation = if store.is_shared() {
         None
     } else {
-        let outgoing = zt_custody::open_outgoing(&config.custody, &data_dir)?;
         crate::key_rotation::rotation_record(
             store.as_mut(),
             &known_keys,
             custody.as_ref(),
-            outgoing.as_ref(),
+            || Ok(zt_custody::open_outgoing(&config.custody, &data_dir)?),
             &origin,
         )?
     };

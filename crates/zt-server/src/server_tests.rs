@@ -193,3 +193,39 @@ async fn a_second_start_on_one_data_dir_is_refused() {
     let second = start(&config).expect_err("the lock is held");
     assert!(second.to_string().contains("in use"), "{second}");
 }
+
+/// A `--previous-signer` is opened only when a rotation is due: one that cannot be opened any
+/// more (its key deleted, its token gone) does not stop a server whose key has not changed,
+/// and still refuses a start that has a rotation to endorse.
+#[tokio::test]
+async fn a_previous_signer_is_opened_only_when_a_rotation_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::dangerous_unauthenticated(dir.path().to_path_buf());
+    let started = start(&config).unwrap();
+    started
+        .state
+        .ledger
+        .append(zt_ledger::RecordDraft::default())
+        .await
+        .unwrap();
+    let stop = |started: super::Started| {
+        drop(started.state);
+        started.worker.join();
+        drop(started.lock);
+    };
+    stop(started);
+
+    let gone =
+        zt_custody::Pkcs11Uri::parse("module=/nonexistent/libgone.so;token=t;key=k").unwrap();
+    config.custody.previous = Some(zt_custody::SignerSpec::Pkcs11(gone));
+    let started = start(&config).unwrap();
+    assert!(started.rotation.is_none());
+    stop(started);
+
+    zt_ledger::LocalKeySigner::rotate(dir.path()).unwrap();
+    let refused = start(&config).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(refused, super::ServerError::Custody(_)),
+        "{refused}"
+    );
+}

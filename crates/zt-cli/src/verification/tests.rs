@@ -176,3 +176,112 @@ fn a_log_shorter_than_a_batch_and_an_expected_head_give_the_same_reports() {
         assert_eq!(report["records_checked"], RECORDS as u64 - 5, "{report}");
     }
 }
+
+/// A log whose custody passes from `old` to `new` at seq 2 with `rotation` as the rotation
+/// record's `key_rotation` (that record signed by `rotation_signer`), and the keys that
+/// verify it.
+fn rotated_log(
+    old: &LocalKeySigner,
+    new: &LocalKeySigner,
+    rotation: zt_contract::KeyRotation,
+    rotation_signer: &LocalKeySigner,
+) -> (Vec<String>, PublicKeySet) {
+    let mut previous = zt_contract::GENESIS_HASH.to_string();
+    let mut lines = Vec::new();
+    for seq in 0..4u64 {
+        let draft = if seq == 2 {
+            RecordDraft {
+                actor: "zt-server".into(),
+                action: zt_contract::AdminAction::AuditKeyRotate.as_str().into(),
+                resource: new.key_id().into(),
+                key_rotation: Some(rotation.clone()),
+                ..RecordDraft::default()
+            }
+        } else {
+            RecordDraft {
+                actor: "agent".into(),
+                action: "read".into(),
+                ..RecordDraft::default()
+            }
+        };
+        let signer = match seq {
+            0 | 1 => old,
+            2 => rotation_signer,
+            _ => new,
+        };
+        let body = draft.into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous);
+        let record = SealedRecord::seal(body, signer).unwrap();
+        previous = record.current_hash.to_hex();
+        lines.push(record.line);
+    }
+    let jwks = Jwks {
+        keys: vec![old.public_jwk().clone(), new.public_jwk().clone()],
+    };
+    (lines, PublicKeySet::from_jwks(&jwks).unwrap())
+}
+
+#[test]
+fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = LocalKeySigner::load_or_create(a.path()).unwrap();
+    let new = LocalKeySigner::load_or_create(b.path()).unwrap();
+    let unendorsed = zt_contract::KeyRotation::new(old.key_id(), new.public_jwk(), "zt-infra/t");
+    let mut endorsed = unendorsed.clone();
+    endorsed.endorsement = Some(
+        old.sign_digest(&endorsed.statement_digest())
+            .unwrap()
+            .signature,
+    );
+
+    let (lines, keys) = rotated_log(&old, &new, endorsed.clone(), &new);
+    let report = verify(&lines, &keys, 1);
+    let json = report.to_json();
+    assert_eq!(json["valid"], true, "{json}");
+    assert_eq!(json["key_rotations"][0]["seq"], 2, "{json}");
+    assert_eq!(json["key_rotations"][0]["endorsed"], true, "{json}");
+    assert_eq!(json["key_rotations"][0]["previous_key_id"], old.key_id());
+    assert!(report.to_text().contains("endorsed by the outgoing key"));
+    assert!(!report.to_text().contains("NOT endorsed"));
+
+    let (lines, keys) = rotated_log(&old, &new, unendorsed.clone(), &new);
+    let report = verify(&lines, &keys, 1);
+    let json = report.to_json();
+    assert_eq!(json["valid"], true, "{json}");
+    assert_eq!(json["key_rotations"][0]["endorsed"], false, "{json}");
+    assert!(
+        report
+            .to_text()
+            .contains("warning: custody key rotation at seq 2")
+            && report.to_text().contains("is NOT endorsed"),
+        "{}",
+        report.to_text()
+    );
+
+    // An endorsement made by the incoming key itself, or a rotation from a key to itself, is
+    // no endorsement: the log does not verify.
+    let mut self_signed = unendorsed.clone();
+    self_signed.endorsement = Some(
+        new.sign_digest(&self_signed.statement_digest())
+            .unwrap()
+            .signature,
+    );
+    let mut to_itself = zt_contract::KeyRotation::new(new.key_id(), new.public_jwk(), "zt-infra/t");
+    to_itself.endorsement = Some(
+        new.sign_digest(&to_itself.statement_digest())
+            .unwrap()
+            .signature,
+    );
+    // Nor is a genuine endorsement in a record the incoming key did not sign.
+    let cases = [
+        ("self-signed", self_signed, &new),
+        ("to itself", to_itself, &new),
+        ("signed by the outgoing key", endorsed, &old),
+    ];
+    for (name, bad, signer) in cases {
+        let (lines, keys) = rotated_log(&old, &new, bad, signer);
+        let json = verify(&lines, &keys, 1).to_json();
+        assert_eq!(json["valid"], false, "{name}: {json}");
+        assert_eq!(json["error"]["index"], 2, "{name}: {json}");
+        assert_eq!(json["error"]["check"], "signature", "{name}: {json}");
+    }
+}

@@ -130,19 +130,22 @@ fn concurrent_saves_on_files_have_one_winner() {
     one_winner_per_version(&docs, DocName::Agents, 8, || docs.clone());
 }
 
+/// The documents of `schema`, on a connection of their own (as one server holds them).
+fn on_postgres(schema: &TestSchema) -> Documents {
+    Documents::Postgres(
+        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
+    )
+}
+
 #[test]
 fn conformance_postgres() {
     let Some(schema) = TestSchema::new() else {
         return;
     };
-    let docs = Documents::Postgres(
-        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-    );
+    let docs = on_postgres(&schema);
     conformance(&docs);
     // A second server on the same schema sees the same documents and versions.
-    let other = Documents::Postgres(
-        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-    );
+    let other = on_postgres(&schema);
     assert_eq!(other.versions().unwrap(), docs.versions().unwrap());
     let v = other.load(DocName::Agents).unwrap().unwrap().version;
     other.save(DocName::Agents, "[3]", Some(v)).unwrap();
@@ -154,11 +157,7 @@ fn concurrent_saves_on_postgres_have_one_winner() {
     let Some(schema) = TestSchema::new() else {
         return;
     };
-    let open = || {
-        Arc::new(Documents::Postgres(
-            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-        ))
-    };
+    let open = || Arc::new(on_postgres(&schema));
     let docs = open();
     one_winner_per_version(&docs, DocName::Agents, 8, || docs.clone());
     // Now each writer on its own connection, as replicas are.
@@ -174,9 +173,7 @@ fn a_shared_store_is_seeded_from_the_data_directory_once() {
     let b = tempfile::tempdir().unwrap();
     std::fs::write(a.path().join("agents.json"), "[\"from a\"]").unwrap();
     std::fs::write(b.path().join("agents.json"), "[\"from b\"]").unwrap();
-    let docs = Documents::Postgres(
-        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-    );
+    let docs = on_postgres(&schema);
     let first = docs
         .load_or_seed(DocName::Agents, a.path())
         .unwrap()
@@ -199,11 +196,7 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Arc::new(Documents::Postgres(
-            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-        ))
-    };
+    let open = || Arc::new(on_postgres(&schema));
     let one = Registry::load(open(), dir.path()).unwrap();
     let two = Registry::load(open(), dir.path()).unwrap();
     let agent = |name: &str| AgentEntry {
@@ -238,9 +231,7 @@ async fn an_invalid_stored_policy_is_never_activated() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let docs = Arc::new(Documents::Postgres(
-        PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-    ));
+    let docs = Arc::new(on_postgres(&schema));
     let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
     let before = store.current().version().to_string();
     let v = store.version();
@@ -268,11 +259,7 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Arc::new(Documents::Postgres(
-            PostgresDocuments::open(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap(),
-        ))
-    };
+    let open = || Arc::new(on_postgres(&schema));
     let docs = open();
     let registry = Registry::load(docs.clone(), dir.path()).unwrap();
     let policy = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();

@@ -1,7 +1,8 @@
 //! Audit key custody against real implementations: AWS KMS (moto's server on loopback, with
 //! and without the `DIGEST` fix) and PKCS#11 (a SoftHSM2 token made by the test), each in
-//! per-record and session-key mode. Every log must pass `zt audit verify`; a KMS that is cut
-//! off makes decisions fail with 503 until it is back; rotation keeps old records verifiable.
+//! per-record and session-key mode. Every log must pass `zt audit verify`; a KMS cut off or a
+//! token that fails makes decisions fail with 503 (in session-key mode once the session key
+//! expires) until it is back; rotation keeps old records verifiable.
 
 use crate::common;
 use crate::custody_support as custody;
@@ -132,10 +133,17 @@ fn signed(status: u16) -> bool {
     status == 403
 }
 
-/// Decides until one is answered, at most `tries` times (the signer's state changes between
-/// batches, so a decision in flight may still see the old one).
+/// Decides until one is answered, at most `tries` times, 100 ms apart (the signer's state
+/// changes between batches, so a decision in flight may still see the old one, and a refusal
+/// may come at once: a session key renewal still waiting for the custody key refuses batches
+/// without asking it again).
 fn decide_until_signed(server: &Server, tries: usize) -> bool {
-    (0..tries).any(|_| decide_many(server, 1).iter().all(|s| signed(*s)))
+    (0..tries).any(|i| {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        decide_many(server, 1).iter().all(|s| signed(*s))
+    })
 }
 
 #[test]
@@ -575,6 +583,105 @@ fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
     verify_offline(dir.path());
 }
 
+/// The session keys published at /audit/keys: those with a `zt_session` certificate.
+fn session_keys(server: &Server) -> Vec<Value> {
+    jwks(server)
+        .into_iter()
+        .filter(|k| k["zt_session"].is_object())
+        .collect()
+}
+
+/// The one session key the server has made so far: certified by its custody key, and the
+/// only key its records are signed with.
+fn only_session_key(server: &Server) -> Value {
+    let sessions = session_keys(server);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let session = sessions[0].clone();
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["mode"], "session-keys");
+    assert_eq!(
+        session["zt_session"]["custody_key_id"],
+        health["audit"]["signer"]["key_id"]
+    );
+    assert!(key_ids(server).iter().all(|k| *k == session["kid"]));
+    session
+}
+
+/// The custody key has just gone away: `session` keeps signing decisions (its renewal fails
+/// in the background) until its certified period ends, and not a moment longer; from then on
+/// every decision is refused with 503, nothing is stored, and /health and /metrics say that
+/// no record can be signed.
+fn session_key_signs_until_it_expires_then_refuses(server: &Server, session: &Value) {
+    let not_after = session["zt_session"]["not_after"].as_str().unwrap();
+    let not_after = zt_ledger::clock::parse_wire(not_after).unwrap();
+    let before = server.records().len();
+    let mut answered_during_outage = 0;
+    // Polled for at most 15 s: the key is certified for 10 s.
+    let refused = (0..150).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if refused_for_audit(server) {
+            return true;
+        }
+        answered_during_outage += 1;
+        false
+    });
+    assert!(
+        refused,
+        "decisions were still signed 15 s after the custody key went"
+    );
+    assert!(std::time::SystemTime::now() > not_after);
+    assert!(answered_during_outage > 0);
+    // Those decisions were stored, all signed by the session key the custody key certified
+    // before it went.
+    let ids = key_ids(server);
+    assert_eq!(ids.len(), before + answered_during_outage);
+    assert!(
+        ids[before..].iter().all(|k| *k == session["kid"]),
+        "{ids:?}"
+    );
+
+    let stored = server.records().len();
+    assert!((0..3).all(|_| refused_for_audit(server)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["mode"], "session-keys");
+    assert_eq!(health["audit"]["signer"]["up"], false);
+    assert_eq!(health["audit"]["signer"]["can_sign"], false);
+    assert!(
+        health["audit"]["signer"]["last_error"].is_string(),
+        "{health}"
+    );
+    assert_eq!(sample(&metrics(server), "zt_audit_signer_can_sign"), 0.0);
+    assert_eq!(server.records().len(), stored);
+}
+
+/// The custody key is back: without a restart, the next batches certify a new session key,
+/// publish it with its certificate from the custody key and sign with it; the expired key
+/// stays published, and the whole log verifies, online and offline.
+fn session_key_renewed_after_the_outage(server: Server, data_dir: &Path, expired: &Value) {
+    assert!(decide_until_signed(&server, 20));
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["audit"]["signer"]["up"], true);
+    assert_eq!(health["audit"]["signer"]["can_sign"], true);
+    let newest = key_ids(&server).pop().unwrap();
+    assert_ne!(newest, expired["kid"], "no new session key after recovery");
+    let sessions = session_keys(&server);
+    let renewed = sessions
+        .iter()
+        .find(|k| k["kid"] == newest.as_str())
+        .unwrap_or_else(|| panic!("{newest} is not published: {sessions:?}"));
+    assert_eq!(
+        renewed["zt_session"]["custody_key_id"],
+        health["audit"]["signer"]["key_id"]
+    );
+    assert!(sessions.iter().any(|k| k["kid"] == expired["kid"]));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(data_dir);
+}
+
 #[test]
 fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed() {
     let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
@@ -600,47 +707,53 @@ fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed
     );
     register(&server);
     assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let session = only_session_key(&server);
 
-    // The custody key is gone: the session key keeps signing (its renewal fails) until its
-    // certified period ends, then decisions are refused and /health says why.
+    // The custody key is gone from the token.
     hsm.destroy_private_key("audit-1");
-    let mut answered_during_outage = 0;
-    let refused = (0..150).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if refused_for_audit(&server) {
-            return true;
-        }
-        answered_during_outage += 1;
-        false
-    });
-    assert!(
-        refused,
-        "decisions were still signed 15 s after the custody key went"
-    );
-    assert!(answered_during_outage > 0);
-    let stored = server.records().len();
-    assert!((0..3).all(|_| refused_for_audit(&server)));
-    let (status, health) = server.json("GET", "/health", None);
-    assert_eq!(status, 503, "{health}");
-    assert_eq!(health["audit"]["signer"]["mode"], "session-keys");
-    assert_eq!(health["audit"]["signer"]["up"], false);
-    assert_eq!(health["audit"]["signer"]["can_sign"], false);
-    assert_eq!(sample(&metrics(&server), "zt_audit_signer_can_sign"), 0.0);
-    assert_eq!(server.records().len(), stored);
+    session_key_signs_until_it_expires_then_refuses(&server, &session);
 
-    // Back: the next batch certifies a new session key and decisions flow again.
+    // Restored from backup.
     hsm.restore();
-    assert!(decide_until_signed(&server, 20));
-    let (status, health) = server.json("GET", "/health", None);
-    assert_eq!(status, 200, "{health}");
-    let sessions = jwks(&server)
-        .iter()
-        .filter(|k| k["zt_session"].is_object())
-        .count();
-    assert!(sessions >= 2, "no new session key after recovery");
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    session_key_renewed_after_the_outage(server, dir.path(), &session);
+}
+
+#[test]
+fn kms_session_key_outlives_a_kms_outage_until_it_expires_then_fails_closed_and_recovers() {
+    let Some(moto) = Moto::start(false, 1) else {
+        return;
+    };
+    let arn = moto.arns[0].clone();
+    let relay = Relay::start(moto.port);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = format!("aws-kms:{arn}");
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &[
+            "--signer",
+            &signer,
+            "--session-key-ttl",
+            "10s",
+            "--signer-timeout-ms",
+            "1000",
+        ],
+        &Moto::env(relay.port),
+    );
+    register(&server);
+    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
+    let (_, health) = server.json("GET", "/health", None);
+    assert_eq!(health["audit"]["signer"]["kind"], "aws-kms");
+    assert_eq!(health["audit"]["signer"]["key_id"], arn.as_str());
+    let session = only_session_key(&server);
+
+    // KMS unreachable.
+    relay.set_cut(true);
+    session_key_signs_until_it_expires_then_refuses(&server, &session);
+
+    // Back.
+    relay.set_cut(false);
+    session_key_renewed_after_the_outage(server, dir.path(), &session);
 }
 
 #[test]

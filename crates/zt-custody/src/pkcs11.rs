@@ -113,7 +113,7 @@ pub struct Pkcs11Key {
     /// time, so two never start the module over under each other.
     reconnecting: Arc<AtomicBool>,
     /// When the last reconnection started and how it failed; cleared when one succeeds.
-    last_attempt: Mutex<Option<(Instant, String)>>,
+    last_attempt: Mutex<Attempts>,
     /// Set once the token refused the PIN: no reconnection (no login) is tried again.
     pin_refused: Arc<AtomicBool>,
     /// The threads calls into the module run on.
@@ -143,6 +143,35 @@ const OPEN_AT_LEAST: Duration = Duration::from_secs(10);
 /// The least time between two reconnections: a token that is down is asked again this often,
 /// not by every batch.
 pub const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The last reconnection, if it failed: the next is tried [`RECONNECT_INTERVAL`] after it
+/// started, calls before that fail with its error.
+#[derive(Debug, Default)]
+struct Attempts {
+    failed: Option<(Instant, String)>,
+}
+
+impl Attempts {
+    /// The error to fail with if `now` is too soon for another reconnection.
+    fn too_soon(&self, now: Instant) -> Option<String> {
+        let (at, error) = self.failed.as_ref()?;
+        (now.saturating_duration_since(*at) < RECONNECT_INTERVAL).then(|| {
+            format!(
+                "{error} (reconnections are tried once per {} ms)",
+                RECONNECT_INTERVAL.as_millis()
+            )
+        })
+    }
+
+    /// The outcome of the reconnection that started at `started`.
+    fn record(&mut self, started: Instant, outcome: &Result<(), SignError>) {
+        self.failed = match outcome {
+            Ok(()) => None,
+            Err(SignError::Unavailable(e)) => Some((started, e.clone())),
+            Err(e) => Some((started, e.to_string())),
+        };
+    }
+}
 
 /// Whether `error` (from `C_Login`) means the token refused the PIN itself, so that logging
 /// in again with it can only count towards locking the user PIN.
@@ -201,7 +230,7 @@ impl Pkcs11Key {
             link: RwLock::new(Some(link)),
             stale: AtomicBool::new(false),
             reconnecting: Arc::new(AtomicBool::new(false)),
-            last_attempt: Mutex::new(None),
+            last_attempt: Mutex::new(Attempts::default()),
             pin_refused: Arc::new(AtomicBool::new(false)),
             calls,
             identity,
@@ -225,21 +254,12 @@ impl Pkcs11Key {
             .last_attempt
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, error)) = last.as_ref() {
-            if at.elapsed() < RECONNECT_INTERVAL {
-                return Err(SignError::Unavailable(format!(
-                    "{error} (reconnections are tried once per {} ms)",
-                    RECONNECT_INTERVAL.as_millis()
-                )));
-            }
-        }
         let started = Instant::now();
+        if let Some(error) = last.too_soon(started) {
+            return Err(SignError::Unavailable(error));
+        }
         let outcome = self.start_over(link, until);
-        *last = match &outcome {
-            Ok(()) => None,
-            Err(SignError::Unavailable(e)) => Some((started, e.clone())),
-            Err(e) => Some((started, e.to_string())),
-        };
+        last.record(started, &outcome);
         outcome
     }
 
@@ -582,6 +602,26 @@ impl RemoteKey for Pkcs11Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_reconnection_is_tried_again_only_after_the_interval() {
+        let mut attempts = Attempts::default();
+        let start = Instant::now();
+        assert_eq!(attempts.too_soon(start), None, "the first is tried at once");
+        attempts.record(start, &Err(SignError::Unavailable("no token".into())));
+        for early in [
+            Duration::ZERO,
+            RECONNECT_INTERVAL / 2,
+            RECONNECT_INTERVAL - Duration::from_millis(1),
+        ] {
+            let error = attempts.too_soon(start + early).unwrap();
+            assert!(error.starts_with("no token"), "{error}");
+        }
+        assert_eq!(attempts.too_soon(start + RECONNECT_INTERVAL), None);
+        let later = start + RECONNECT_INTERVAL;
+        attempts.record(later, &Ok(()));
+        assert_eq!(attempts.too_soon(later), None, "after a success, at once");
+    }
 
     #[test]
     fn only_a_refused_pin_stops_logging_in() {

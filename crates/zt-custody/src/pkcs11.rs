@@ -11,7 +11,14 @@
 //! call starts over: the sessions are closed, the module finalized and initialized again, the
 //! token found, the user logged in and the key found by its label, and it is used only if its
 //! public point is the one the server started with. Until that succeeds every call fails,
-//! so decisions are refused, never signed by anything else.
+//! so decisions are refused, never signed by anything else. A signature that fails
+//! verify-after-sign also starts the connection over, so a key replaced under its label is
+//! checked again.
+//!
+//! Reconnections are tried at most once per [`RECONNECT_INTERVAL`]; calls in between fail at
+//! once with the last error. A token that refuses the PIN (incorrect, locked, expired) is
+//! never logged into again: HSMs lock the user PIN after a few wrong tries, so the signer
+//! stays failed until the server is restarted with the right PIN.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +112,10 @@ pub struct Pkcs11Key {
     /// Set while a reconnection runs (also one abandoned at its deadline): at most one at a
     /// time, so two never start the module over under each other.
     reconnecting: Arc<AtomicBool>,
+    /// When the last reconnection started and how it failed; cleared when one succeeds.
+    last_attempt: Mutex<Attempts>,
+    /// Set once the token refused the PIN: no reconnection (no login) is tried again.
+    pin_refused: Arc<AtomicBool>,
     /// The threads calls into the module run on.
     calls: Bounded,
     identity: RemoteIdentity,
@@ -129,6 +140,64 @@ fn p11(what: &str) -> impl Fn(cryptoki::error::Error) -> CustodyError + '_ {
 /// initializes the module and logs in, which a network HSM may take a while to do.
 const OPEN_AT_LEAST: Duration = Duration::from_secs(10);
 
+/// The least time between two reconnections: a token that is down is asked again this often,
+/// not by every batch.
+pub const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The last reconnection, if it failed: the next is tried [`RECONNECT_INTERVAL`] after it
+/// started, calls before that fail with its error.
+#[derive(Debug, Default)]
+struct Attempts {
+    failed: Option<(Instant, String)>,
+}
+
+impl Attempts {
+    /// The error to fail with if `now` is too soon for another reconnection.
+    fn too_soon(&self, now: Instant) -> Option<String> {
+        let (at, error) = self.failed.as_ref()?;
+        (now.saturating_duration_since(*at) < RECONNECT_INTERVAL).then(|| {
+            format!(
+                "{error} (reconnections are tried once per {} ms)",
+                RECONNECT_INTERVAL.as_millis()
+            )
+        })
+    }
+
+    /// The outcome of the reconnection that started at `started`.
+    fn record(&mut self, started: Instant, outcome: &Result<(), SignError>) {
+        self.failed = match outcome {
+            Ok(()) => None,
+            Err(SignError::Unavailable(e)) => Some((started, e.clone())),
+            Err(e) => Some((started, e.to_string())),
+        };
+    }
+}
+
+/// Whether `error` (from `C_Login`) means the token refused the PIN itself, so that logging
+/// in again with it can only count towards locking the user PIN.
+fn refuses_the_pin(error: &cryptoki::error::Error) -> bool {
+    matches!(
+        error,
+        cryptoki::error::Error::Pkcs11(
+            RvError::PinIncorrect
+                | RvError::PinLocked
+                | RvError::PinExpired
+                | RvError::PinInvalid
+                | RvError::PinLenRange,
+            _
+        )
+    )
+}
+
+/// What `/health` says once the PIN was refused.
+fn pin_refused_error(uri: &Pkcs11Uri) -> String {
+    format!(
+        "token `{}` refused the PIN: the server will not log in with it again (HSMs lock the \
+         PIN after a few wrong tries); restart the server with the right PIN",
+        uri.token
+    )
+}
+
 /// Clears the reconnecting flag when the reconnection's thread ends, however late.
 struct Reconnecting(Arc<AtomicBool>);
 
@@ -149,7 +218,7 @@ impl Pkcs11Key {
             let (context, uri, pin) = (context.clone(), uri.clone(), Arc::clone(&pin));
             calls
                 .run(Instant::now() + timeout.max(OPEN_AT_LEAST), move || {
-                    connect(&context, &uri, &pin)
+                    connect(&context, &uri, &pin, &AtomicBool::new(false))
                 })
                 .map_err(|e| CustodyError::Pkcs11(format!("opening the token: {e}")))??
         };
@@ -161,20 +230,45 @@ impl Pkcs11Key {
             link: RwLock::new(Some(link)),
             stale: AtomicBool::new(false),
             reconnecting: Arc::new(AtomicBool::new(false)),
+            last_attempt: Mutex::new(Attempts::default()),
+            pin_refused: Arc::new(AtomicBool::new(false)),
             calls,
             identity,
             context,
         })
     }
 
-    /// Starts the connection over (see the module documentation) by `until`; an error leaves
-    /// it down.
+    /// Starts the connection over (see the module documentation) by `until`, unless the PIN
+    /// was refused or the last attempt is less than [`RECONNECT_INTERVAL`] old (then its error
+    /// is returned at once); an error leaves it down.
     fn reconnect(&self, until: Instant) -> Result<(), SignError> {
-        let mut link = self.link.write().unwrap_or_else(PoisonError::into_inner);
+        let link = self.link.write().unwrap_or_else(PoisonError::into_inner);
         if !self.stale.load(Ordering::SeqCst) {
             // Another call reconnected while this one waited.
             return Ok(());
         }
+        if self.pin_refused.load(Ordering::SeqCst) {
+            return Err(SignError::Unavailable(pin_refused_error(&self.uri)));
+        }
+        let mut last = self
+            .last_attempt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let started = Instant::now();
+        if let Some(error) = last.too_soon(started) {
+            return Err(SignError::Unavailable(error));
+        }
+        let outcome = self.start_over(link, until);
+        last.record(started, &outcome);
+        outcome
+    }
+
+    /// One reconnection, holding the connection's write lock.
+    fn start_over(
+        &self,
+        mut link: std::sync::RwLockWriteGuard<'_, Option<Link>>,
+        until: Instant,
+    ) -> Result<(), SignError> {
         if self.reconnecting.swap(true, Ordering::SeqCst) {
             return Err(SignError::Unavailable(
                 "an earlier reconnection to the PKCS#11 token has not returned".into(),
@@ -187,10 +281,11 @@ impl Pkcs11Key {
             SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}"))
         })?;
         let old = link.take();
-        let (context, uri, pin) = (
+        let (context, uri, pin, refused) = (
             self.context.clone(),
             self.uri.clone(),
             Arc::clone(&self.pin),
+            Arc::clone(&self.pin_refused),
         );
         let calls = self.calls.clone();
         let outcome = slot.start(move || {
@@ -205,12 +300,19 @@ impl Pkcs11Key {
             if calls.outstanding() <= 1 {
                 let _ = context.clone().finalize();
             }
-            connect(&context, &uri, &pin)
+            connect(&context, &uri, &pin, &refused)
         });
         let (fresh, point) = outcome
             .and_then(|call| call.wait(until))
             .map_err(|e| SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}")))?
-            .map_err(|e| SignError::Unavailable(e.to_string()))?;
+            .map_err(|e| {
+                if self.pin_refused.load(Ordering::SeqCst) {
+                    tracing::error!(key_id = %self.identity.key_id, error = %e, "the PKCS#11 token refused the PIN; not logging in again until restarted");
+                    SignError::Unavailable(format!("{}: {e}", pin_refused_error(&self.uri)))
+                } else {
+                    SignError::Unavailable(e.to_string())
+                }
+            })?;
         if self.identity.jwk.uncompressed_point().ok().as_deref() != Some(point.as_slice()) {
             return Err(SignError::Unavailable(format!(
                 "key `{}` on token `{}` is no longer the key `{}` this server started with",
@@ -332,11 +434,13 @@ fn sign_part(
 }
 
 /// Initializes the module, finds the token, opens [`SESSIONS`] sessions, logs in and finds the
-/// key pair: the connection and the key's uncompressed public point.
+/// key pair: the connection and the key's uncompressed public point. Sets `pin_refused` when
+/// the token refuses the PIN.
 fn connect(
     context: &Pkcs11,
     uri: &Pkcs11Uri,
     pin: &AuthPin,
+    pin_refused: &AtomicBool,
 ) -> Result<(Link, Vec<u8>), CustodyError> {
     // Another key of this process (the outgoing key of a rotation) may have initialized the
     // module and logged in to the token already; both are per process.
@@ -358,7 +462,12 @@ fn connect(
         .ok_or_else(|| CustodyError::Pkcs11("no session".into()))?;
     match first.login(UserType::User, Some(pin)) {
         Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) | Ok(()) => {}
-        Err(e) => return Err(p11("logging in")(e)),
+        Err(e) => {
+            if refuses_the_pin(&e) {
+                pin_refused.store(true, Ordering::SeqCst);
+            }
+            return Err(p11("logging in")(e));
+        }
     }
     let label = Attribute::Label(uri.key.as_bytes().to_vec());
     let find = |class| {
@@ -465,6 +574,12 @@ impl RemoteKey for Pkcs11Key {
         &self.identity
     }
 
+    fn distrust(&self) {
+        // The key that signed may not be the one found at the start (replaced under its
+        // label): the next call reconnects, which finds the key again and checks it.
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
     fn sign_digests(
         &self,
         digests: &[Digest32],
@@ -481,5 +596,55 @@ impl RemoteKey for Pkcs11Key {
             ));
         };
         self.sign_on(link, digests, until)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reconnection_is_tried_again_only_after_the_interval() {
+        let mut attempts = Attempts::default();
+        let start = Instant::now();
+        assert_eq!(attempts.too_soon(start), None, "the first is tried at once");
+        attempts.record(start, &Err(SignError::Unavailable("no token".into())));
+        for early in [
+            Duration::ZERO,
+            RECONNECT_INTERVAL / 2,
+            RECONNECT_INTERVAL - Duration::from_millis(1),
+        ] {
+            let error = attempts.too_soon(start + early).unwrap();
+            assert!(error.starts_with("no token"), "{error}");
+        }
+        assert_eq!(attempts.too_soon(start + RECONNECT_INTERVAL), None);
+        let later = start + RECONNECT_INTERVAL;
+        attempts.record(later, &Ok(()));
+        assert_eq!(attempts.too_soon(later), None, "after a success, at once");
+    }
+
+    #[test]
+    fn only_a_refused_pin_stops_logging_in() {
+        for refused in [
+            RvError::PinIncorrect,
+            RvError::PinLocked,
+            RvError::PinExpired,
+            RvError::PinInvalid,
+            RvError::PinLenRange,
+        ] {
+            let error = cryptoki::error::Error::Pkcs11(refused, cryptoki::context::Function::Login);
+            assert!(refuses_the_pin(&error), "{error}");
+        }
+        for other in [
+            RvError::DeviceError,
+            RvError::DeviceRemoved,
+            RvError::TokenNotPresent,
+            RvError::SessionHandleInvalid,
+            RvError::UserAlreadyLoggedIn,
+            RvError::GeneralError,
+        ] {
+            let error = cryptoki::error::Error::Pkcs11(other, cryptoki::context::Function::Login);
+            assert!(!refuses_the_pin(&error), "{error}");
+        }
     }
 }

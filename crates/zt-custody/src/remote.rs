@@ -56,6 +56,9 @@ pub trait RemoteKey: Send + Sync {
         digests: &[Digest32],
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError>;
+    /// Its answer failed verify-after-sign (or was the wrong length): a key that keeps a
+    /// connection starts it over on the next call, finding and checking the key again.
+    fn distrust(&self) {}
 }
 
 /// A [`RemoteKey`] as an audit signer, with verify-after-sign and a status.
@@ -102,8 +105,17 @@ impl<K: RemoteKey> Custodian<K> {
     }
 
     fn verified(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
+        let outcome = self.checked(digests);
+        if matches!(outcome, Err(SignError::BadSignature)) {
+            self.key.distrust();
+        }
+        outcome
+    }
+
+    fn checked(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
         let signatures = self.key.sign_digests(digests, self.timeout)?;
         if signatures.len() != digests.len() {
+            self.key.distrust();
             return Err(SignError::Unavailable(format!(
                 "asked for {} signatures, got {}",
                 digests.len(),
@@ -189,5 +201,81 @@ impl<K: RemoteKey> Signer for Custodian<K> {
             .clone();
         status.mode = self.mode;
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A key whose answers are `answer`; counts the times it was distrusted.
+    struct Fake {
+        identity: RemoteIdentity,
+        answer: fn(usize) -> Vec<Vec<u8>>,
+        distrusted: AtomicUsize,
+    }
+
+    impl RemoteKey for Fake {
+        fn identity(&self) -> &RemoteIdentity {
+            &self.identity
+        }
+        fn sign_digests(
+            &self,
+            digests: &[Digest32],
+            _: Duration,
+        ) -> Result<Vec<Vec<u8>>, SignError> {
+            Ok((self.answer)(digests.len()))
+        }
+        fn distrust(&self) {
+            self.distrusted.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn custodian(answer: fn(usize) -> Vec<Vec<u8>>) -> Custodian<Fake> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let identity =
+            RemoteIdentity::fingerprinted("pkcs11", "zt-test-", pair.public_key().as_ref())
+                .unwrap();
+        let key = Fake {
+            identity,
+            answer,
+            distrusted: AtomicUsize::new(0),
+        };
+        Custodian::new(key, Duration::from_secs(1), "per-record").unwrap()
+    }
+
+    #[test]
+    fn a_signature_that_fails_verification_distrusts_the_key_and_fails_closed() {
+        // A signature by another P-256 key: well formed, but not by the published key.
+        let custodian = custodian(|n| {
+            let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+            let rng = SystemRandom::new();
+            (0..n)
+                .map(|_| other.sign(&rng, b"x").unwrap().as_ref().to_vec())
+                .collect()
+        });
+        let digest = Digest32::sha256(b"record");
+        assert!(matches!(
+            custodian.sign_batch(&[digest]),
+            Err(SignError::BadSignature)
+        ));
+        assert_eq!(custodian.key.distrusted.load(Ordering::SeqCst), 1);
+        let status = custodian.status();
+        assert!(!status.can_sign);
+        assert!(status.last_error.is_some());
+    }
+
+    #[test]
+    fn too_few_signatures_distrust_the_key() {
+        let custodian = custodian(|_| Vec::new());
+        let digest = Digest32::sha256(b"record");
+        assert!(matches!(
+            custodian.sign_batch(&[digest]),
+            Err(SignError::Unavailable(_))
+        ));
+        assert_eq!(custodian.key.distrusted.load(Ordering::SeqCst), 1);
     }
 }

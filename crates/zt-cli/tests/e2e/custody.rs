@@ -455,13 +455,20 @@ fn refused_for_audit(server: &Server) -> bool {
     true
 }
 
-#[test]
-fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
-    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
-        return;
-    };
+/// A per-record server on a SoftHSM2 token's key `audit-1` (backed up first), signing.
+/// Fields drop in order: the server stops before its token and data directory go.
+struct TokenServer {
+    server: Server,
+    dir: tempfile::TempDir,
+    hsm: SoftHsm,
+}
+
+/// Starts a [`TokenServer`] with `--signer-timeout-ms timeout_ms` and checks that 8 decisions
+/// are signed; `None` (skip) without SoftHSM2 or `pkcs11-tool`.
+fn token_server(timeout_ms: &str) -> Option<TokenServer> {
+    let hsm = SoftHsm::create(&["audit-1"])?;
     if !custody::pkcs11_tool_or_skip() {
-        return;
+        return None;
     }
     hsm.back_up();
     let dir = tempfile::tempdir().unwrap();
@@ -472,12 +479,45 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
             "--signer",
             &hsm.signer("audit-1"),
             "--signer-timeout-ms",
-            "1000",
+            timeout_ms,
         ],
         &hsm.env(),
     );
     register(&server);
     assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
+    Some(TokenServer { server, dir, hsm })
+}
+
+/// `/health`'s `last_error` for the signer, once it is down.
+fn down_with(server: &Server) -> String {
+    let (status, health) = server.json("GET", "/health", None);
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["audit"]["signer"]["can_sign"], false, "{health}");
+    health["audit"]["signer"]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Decisions (100 ms apart, all refused) until `/health`'s error contains `what`, at most
+/// `tries`; the error.
+fn refused_until(server: &Server, what: &str, tries: usize) -> String {
+    for _ in 0..tries {
+        assert!(refused_for_audit(server));
+        let error = down_with(server);
+        if error.contains(what) {
+            return error;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("/health never said `{what}`: {}", down_with(server));
+}
+
+#[test]
+fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+        return;
+    };
     let before = metrics(&server);
     let calls = sample(&before, "zt_audit_signer_calls_total");
     assert!(calls >= 1.0, "{before}");
@@ -533,23 +573,9 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
 /// the committer; the server signs again by itself once the token answers, with the same key.
 #[test]
 fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
-    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+    let Some(TokenServer { server, dir, hsm }) = token_server("500") else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        dir.path(),
-        "none",
-        &[
-            "--signer",
-            &hsm.signer("audit-1"),
-            "--signer-timeout-ms",
-            "500",
-        ],
-        &hsm.env(),
-    );
-    register(&server);
-    assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
     let stored = server.records().len();
     let Some(hang) = hsm.hang() else {
         return;
@@ -680,6 +706,75 @@ fn session_key_renewed_after_the_outage(server: Server, data_dir: &Path, expired
     verify_url(&server);
     server.terminate();
     verify_offline(data_dir);
+}
+
+/// The user PIN is changed on the token while the server runs, then the token loses the key:
+/// the reconnection logs in with the old PIN once, the token refuses it, and the server never
+/// logs in again (an HSM locks the PIN after a few wrong tries) — it refuses decisions and
+/// /health says a restart with the right PIN is needed, even once the old PIN would work.
+#[test]
+fn pkcs11_a_refused_pin_is_not_tried_again() {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+        return;
+    };
+    let stored = server.records().len();
+    let new_pin = "8765";
+    hsm.change_pin(custody::PIN, new_pin);
+    hsm.destroy_key(new_pin, "audit-1", "privkey");
+    let error = refused_until(&server, "refused the PIN", 40);
+    assert!(
+        error.contains("restart the server with the right PIN"),
+        "{error}"
+    );
+    // The wrong PIN did not lock the token: the new PIN logs in, the old one does not.
+    let (ok, stderr) = hsm.pkcs11_tool(new_pin, &["--list-objects"]);
+    assert!(ok, "the new PIN no longer logs in: {stderr}");
+    assert!(!hsm.pkcs11_tool(custody::PIN, &["--list-objects"]).0);
+
+    // The token is restored with the key and the PIN the server holds: it still does not log
+    // in, across several reconnection intervals.
+    hsm.restore();
+    for _ in 0..25 {
+        assert!(refused_for_audit(&server));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(down_with(&server).contains("refused the PIN"));
+    assert_eq!(server.records().len(), stored);
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
+}
+
+/// Another key pair is made under the key's label after the key was destroyed: the server
+/// reconnects, finds it, sees that its public key is not the one it started with, and refuses
+/// every decision; no record is signed by the impostor.
+#[test]
+fn pkcs11_a_different_key_under_the_same_label_is_refused() {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+        return;
+    };
+    let stored = server.records().len();
+    let (_, health) = server.json("GET", "/health", None);
+    let key_id = health["audit"]["signer"]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    hsm.destroy_key(custody::PIN, "audit-1", "privkey");
+    hsm.destroy_key(custody::PIN, "audit-1", "pubkey");
+    hsm.generate_key(custody::PIN, "audit-1");
+    let error = refused_until(&server, "is no longer the key", 40);
+    assert!(error.contains(&key_id), "{error}");
+    // From then on, every reconnection finds the impostor and refuses it.
+    for _ in 0..15 {
+        assert!(refused_for_audit(&server));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(down_with(&server).contains("is no longer the key"));
+    assert_eq!(server.records().len(), stored);
+    assert!(key_ids(&server).iter().all(|k| *k == key_id));
+    verify_url(&server);
+    server.terminate();
+    verify_offline(dir.path());
 }
 
 #[test]

@@ -287,21 +287,55 @@ impl SoftHsm {
         copy_dir(&self.tokens(), &self.backup_dir());
     }
 
-    /// Destroys the private key `label` on the token, from another process (`pkcs11-tool`),
-    /// as an HSM that lost its key: every process using the token sees it gone.
-    pub(crate) fn destroy_private_key(&self, label: &str) {
+    /// Runs `pkcs11-tool` logged in to the token with `pin`, from another process (every
+    /// process using the token sees what it does); whether it succeeded, and its stderr.
+    pub(crate) fn pkcs11_tool(&self, pin: &str, args: &[&str]) -> (bool, String) {
         let out = Command::new("pkcs11-tool")
             .args(["--module", &self.module, "--token-label", TOKEN, "--login"])
-            .args(["--pin", PIN, "--delete-object", "--type", "privkey"])
-            .args(["--label", label])
+            .args(["--pin", pin])
+            .args(args)
             .env("SOFTHSM2_CONF", &self.conf)
             .output()
             .unwrap();
-        assert!(
+        (
             out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn pkcs11_tool_ok(&self, pin: &str, args: &[&str]) {
+        let (ok, stderr) = self.pkcs11_tool(pin, args);
+        assert!(ok, "pkcs11-tool {args:?}: {stderr}");
+    }
+
+    /// Destroys the private key `label` on the token, as an HSM that lost its key.
+    pub(crate) fn destroy_private_key(&self, label: &str) {
+        self.destroy_key(PIN, label, "privkey");
+    }
+
+    /// Destroys the `kind` (`privkey`, `pubkey`) object `label`, logged in with `pin`.
+    pub(crate) fn destroy_key(&self, pin: &str, label: &str, kind: &str) {
+        self.pkcs11_tool_ok(pin, &["--delete-object", "--type", kind, "--label", label]);
+    }
+
+    /// Makes a new P-256 key pair labelled `label` on the token, logged in with `pin`.
+    pub(crate) fn generate_key(&self, pin: &str, label: &str) {
+        self.pkcs11_tool_ok(
+            pin,
+            &[
+                "--keypairgen",
+                "--key-type",
+                "EC:prime256v1",
+                "--usage-sign",
+                "--label",
+                label,
+            ],
         );
+    }
+
+    /// Changes the user PIN from `old` to `new`.
+    pub(crate) fn change_pin(&self, old: &str, new: &str) {
+        self.pkcs11_tool_ok(old, &["--change-pin", "--new-pin", new]);
     }
 
     /// Puts the token's files back from [`Self::back_up`], as an HSM restored from backup.

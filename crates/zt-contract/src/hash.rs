@@ -37,15 +37,17 @@ impl Digest32 {
         Some(Self(out))
     }
 
-    /// Lowercase hex, as the wire carries it. Table-driven into one allocation: a decision
-    /// writes four of these (record link, record line, store row, answer), and `hex::encode`
-    /// collects them a `char` at a time, several times the cost (docs/PERFORMANCE.md).
+    /// Lowercase hex, as the wire carries it. Written into one allocation of its size: a
+    /// decision writes four of these (record link, record line, store row, answer), and
+    /// `hex::encode` collected them through an iterator at several times the cost
+    /// (docs/PERFORMANCE.md).
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(64);
         for byte in self.0 {
-            out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+            for nibble in [byte >> 4, byte & 0x0f] {
+                // A nibble is below 16, so `from_digit` always has a (lowercase) digit.
+                out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+            }
         }
         out
     }

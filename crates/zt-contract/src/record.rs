@@ -9,6 +9,9 @@ use crate::vocabulary::{
 };
 use crate::{Decision, Digest32, RecordBody, RecordKind};
 
+/// Room for a decision record's canonical JSON (about 600 bytes) without growing.
+const CANONICAL_CAPACITY: usize = 1024;
+
 /// A record before sequencing: the ledger adds `seq`, `timestamp` and `previous_hash`.
 /// The default is a deny decision with nothing filled in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -192,7 +195,11 @@ impl RecordBody {
     /// has string keys only, so serializing cannot fail in practice; callers still treat an
     /// error as fatal to the record (fail closed) rather than assume it.
     pub fn canonical_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
+        // Into a buffer of a record's size: `to_string` starts at 128 bytes and grows it
+        // three times for every record the sealer hashes.
+        let mut json = Vec::with_capacity(CANONICAL_CAPACITY);
+        serde_json::to_writer(&mut json, self)?;
+        String::from_utf8(json).map_err(serde::ser::Error::custom)
     }
 
     /// The record's `current_hash`: SHA-256 of [`RecordBody::canonical_json`]. The one

@@ -106,10 +106,14 @@ impl SealedRecord {
         let signature_json =
             serde_json::to_string(&signature).map_err(|_| crate::SignError::Sign)?;
         let open = json.strip_suffix('}').unwrap_or(json);
-        let line = format!(
-            "{open},\"current_hash\":\"{}\",\"kms_signature\":{signature_json}}}",
-            current_hash.to_hex()
-        );
+        // Sized once: `format!` would start small and grow the ~1 KiB line several times.
+        let mut line = String::with_capacity(open.len() + signature_json.len() + 104);
+        line.push_str(open);
+        line.push_str(",\"current_hash\":\"");
+        line.push_str(&current_hash.to_hex());
+        line.push_str("\",\"kms_signature\":");
+        line.push_str(&signature_json);
+        line.push('}');
         Ok(Self {
             body,
             current_hash,

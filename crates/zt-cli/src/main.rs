@@ -13,11 +13,6 @@ mod verification;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// The process's allocator. With glibc's, `malloc` and `free` were about a fifth of a tokio
-/// worker's instructions per decision (docs/PERFORMANCE.md, *Instructions per decision*).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// ZT-Infra: a zero-trust control plane for AI-agent actions.
 ///
 /// Every flag has an environment twin named in its help (`ZT_*`).

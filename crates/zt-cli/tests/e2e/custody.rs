@@ -64,24 +64,24 @@ fn jwks(server: &Server) -> Vec<Value> {
     body["keys"].as_array().unwrap().clone()
 }
 
+/// `zt audit verify --url` reports the server's log valid.
 fn verify_url(server: &Server) {
-    let out = zt(&["audit", "verify", "--url", &server.url()]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::verify_report(&["audit", "verify", "--url", &server.url()], "verify --url");
+}
+
+/// `zt audit verify --data-dir` reports the stopped server's log valid.
+fn verify_offline(data_dir: &Path) {
+    common::verify_report(
+        &["audit", "verify", "--data-dir", data_dir.to_str().unwrap()],
+        "verify --data-dir",
     );
 }
 
-fn verify_offline(data_dir: &Path) {
-    let out = zt(&["audit", "verify", "--data-dir", data_dir.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// The log verifies online, then the server stops and it verifies offline.
+fn stop_and_verify(server: Server, data_dir: &Path) {
+    verify_url(&server);
+    server.terminate();
+    verify_offline(data_dir);
 }
 
 /// `zt serve` on `data_dir` with `signer` and `env`, expected to refuse to start; its stderr.
@@ -191,9 +191,7 @@ fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
     assert!(decide_until_signed(&server, 20));
     let (status, health) = server.json("GET", "/health", None);
     assert_eq!(status, 200, "{health}");
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 #[test]
@@ -291,9 +289,7 @@ fn kms_session_keys_are_certified_by_the_kms_key_and_rotation_keeps_old_records_
         kids.iter().filter(|k| k.starts_with("zt-session-")).count(),
         2
     );
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 #[test]
@@ -376,9 +372,7 @@ fn pkcs11_per_record_then_session_keys_with_rotation_verify() {
     });
     assert!(renewed);
     assert_ne!(key_ids(&server).pop().unwrap(), last);
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 #[test]
@@ -413,9 +407,7 @@ fn local_key_rotation_is_recorded_and_old_records_verify() {
     assert!(keys_dir.join("audit-signing-key.p8").exists());
     let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
     assert!(kids.contains(&json!(old)) && kids.contains(&json!(new)));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 fn metrics(server: &Server) -> String {
@@ -563,9 +555,7 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
         sample(&after, "zt_audit_signer_failures_total")
             >= sample(&down, "zt_audit_signer_failures_total")
     );
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 /// A token that stops answering mid-call (SoftHSM2 blocked inside `C_Sign` and on every
@@ -604,9 +594,7 @@ fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
     assert_eq!(status, 200, "{health}");
     let key_id = health["audit"]["signer"]["key_id"].as_str().unwrap();
     assert!(key_ids(&server).iter().all(|k| k == key_id));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 /// The session keys published at /audit/keys: those with a `zt_session` certificate.
@@ -703,9 +691,7 @@ fn session_key_renewed_after_the_outage(server: Server, data_dir: &Path, expired
         health["audit"]["signer"]["key_id"]
     );
     assert!(sessions.iter().any(|k| k["kid"] == expired["kid"]));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(data_dir);
+    stop_and_verify(server, data_dir);
 }
 
 /// The user PIN is changed on the token while the server runs, then the token loses the key:
@@ -740,9 +726,7 @@ fn pkcs11_a_refused_pin_is_not_tried_again() {
     }
     assert!(down_with(&server).contains("refused the PIN"));
     assert_eq!(server.records().len(), stored);
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 /// Another key pair is made under the key's label after the key was destroyed: the server
@@ -772,9 +756,7 @@ fn pkcs11_a_different_key_under_the_same_label_is_refused() {
     assert!(down_with(&server).contains("is no longer the key"));
     assert_eq!(server.records().len(), stored);
     assert!(key_ids(&server).iter().all(|k| *k == key_id));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 #[test]
@@ -877,9 +859,7 @@ fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifi
         .unwrap()
         .contains("NOT endorsed by the outgoing key"));
     assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 #[test]
@@ -923,18 +903,14 @@ fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
     let kids: Vec<Value> = jwks(&server).iter().map(|k| k["kid"].clone()).collect();
     assert!(kids.contains(&json!(old)), "{kids:?}");
     assert!(kids.contains(&json!(incoming)), "{kids:?}");
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 
     // The next start with the token key alone records no second rotation.
     let server = Server::start_with_env(dir.path(), "none", &args[..2], &hsm.env());
     assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
     assert_eq!(rotation_records(&server).len(), 1);
     assert!(jwks(&server).iter().any(|k| k["kid"] == old.as_str()));
-    verify_url(&server);
-    server.terminate();
-    verify_offline(dir.path());
+    stop_and_verify(server, dir.path());
 }
 
 /// `zt audit verify --file FILE --keys KEYS --json` on `lines`: exit code and report.

@@ -8,7 +8,6 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -16,11 +15,11 @@ use zt_contract::{Digest32, Jwk};
 
 use crate::store::{AuditStore, Head, SealedRecord, StoreError};
 
+mod wal;
+use wal::WalKeeper;
+
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "audit.db";
-
-/// How often the background checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Most hashes [`AuditStore::hashes`] allocates room for up front.
 const HASH_PAGE_HINT: usize = 1 << 16;
@@ -30,14 +29,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A SQLite-backed audit store.
 ///
-/// The writer never checkpoints (`wal_autocheckpoint = 0`): a checkpoint inside a commit would
-/// stall every decision waiting on that commit. A background thread with its own connection
-/// runs `PASSIVE` checkpoints, which copy pages beside the writer without blocking it, and,
-/// once the WAL passes 64 MiB, a `RESTART` checkpoint, which briefly holds the writer back to
-/// copy the few frames written meanwhile, so the WAL starts over instead of growing.
+/// SQLite never checkpoints inside a commit (`wal_autocheckpoint = 0`): that would stall every
+/// decision waiting on the commit. A background thread copies the WAL into the database file
+/// beside the writer, and the writer finishes the copy right after a commit once the WAL is
+/// long, so the WAL starts over without anyone waiting for a lock ([`wal`]).
 pub struct SqliteStore {
     conn: Connection,
-    _checkpointer: Option<mpsc::Sender<()>>,
+    /// The writer's checkpointing; absent on a read-only store.
+    wal: Option<WalKeeper>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -59,6 +58,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the store for writing. The database, its `-wal` and its
     /// `-shm` are made mode 0600 (see [`make_private`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_writer(path, WalKeeper::start)
+    }
+
+    fn open_writer(
+        path: &Path,
+        wal_keeper: fn(&Path) -> Result<WalKeeper, StoreError>,
+    ) -> Result<Self, StoreError> {
         make_private(path)?;
         let conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
@@ -78,10 +84,9 @@ impl SqliteStore {
              );",
         )
         .map_err(backend)?;
-        let checkpointer = start_checkpointer(path)?;
         Ok(Self {
             conn,
-            _checkpointer: Some(checkpointer),
+            wal: Some(wal_keeper(path)?),
         })
     }
 
@@ -95,10 +100,7 @@ impl SqliteStore {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
-        Ok(Self {
-            conn,
-            _checkpointer: None,
-        })
+        Ok(Self { conn, wal: None })
     }
 }
 
@@ -128,38 +130,6 @@ fn make_private(path: &Path) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// WAL frames (pages) past which the checkpointer restarts the WAL: about 64 MiB.
-const RESTART_WAL_FRAMES: i64 = 16_384;
-
-/// One checkpoint round: copy what the writer has committed, without blocking it; once the
-/// WAL is long, hold the writer back briefly so the WAL can start over.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    let wal_frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
-    if wal_frames > RESTART_WAL_FRAMES {
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
-    }
-    Ok(())
-}
-
-/// Starts the checkpointer thread; it stops when the returned sender is dropped.
-fn start_checkpointer(path: &Path) -> Result<mpsc::Sender<()>, StoreError> {
-    let conn = Connection::open(path).map_err(backend)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(backend)?;
-    let (stop, stopped) = mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("zt-audit-checkpoint".into())
-        .spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
-            {
-                if let Err(e) = checkpoint(&conn) {
-                    tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry");
-                }
-            }
-        })
-        .map_err(|e| StoreError::Backend(format!("cannot start checkpointer: {e}")))?;
-    Ok(stop)
 }
 
 /// Decodes a stored `current_hash`: exactly 64 lowercase hex digits, as
@@ -246,7 +216,11 @@ impl AuditStore for SqliteStore {
                 .map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        if let Some(wal) = &self.wal {
+            wal.after_commit(&self.conn);
+        }
+        Ok(())
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {

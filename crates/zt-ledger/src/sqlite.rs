@@ -31,8 +31,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// SQLite never checkpoints inside a commit (`wal_autocheckpoint = 0`): that would stall every
 /// decision waiting on the commit. A background thread copies the WAL into the database file
-/// beside the writer, and the writer finishes the copy right after a commit once the WAL is
-/// long, so the WAL starts over without anyone waiting for a lock ([`wal`]).
+/// beside the writer, and the writer finishes the copy between commits once the WAL is long,
+/// so the WAL starts over without anyone waiting for a lock ([`wal`]).
 pub struct SqliteStore {
     conn: Connection,
     /// The writer's checkpointing; absent on a read-only store.
@@ -216,11 +216,13 @@ impl AuditStore for SqliteStore {
                 .map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn between_commits(&mut self) {
         if let Some(wal) = &self.wal {
             wal.after_commit(&self.conn);
         }
-        Ok(())
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {

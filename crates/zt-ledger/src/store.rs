@@ -68,6 +68,10 @@ pub trait AuditStore: Send {
         self.append(&records)?;
         Ok(records)
     }
+    /// Upkeep the writer runs after a commit's callers have been answered, so none of them
+    /// waits for it (SQLite: finishing a WAL checkpoint, `sqlite/wal.rs`). It cannot fail:
+    /// work it could not do is tried again later.
+    fn between_commits(&mut self) {}
     /// Records a public key as published (idempotent).
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
     /// Every key ever published, oldest first.

@@ -4,8 +4,9 @@
 //! (`PASSIVE` checkpoints: beside the writer, never blocking it). Under steady load that copy
 //! never quite finishes: the writer commits more while it runs, so SQLite cannot start the
 //! WAL over and it grows without end. Once it is long, the background thread asks the writer
-//! to copy the few frames committed since (its own `PASSIVE` checkpoint, right after a
-//! commit, when no other transaction can add to the WAL); every frame is then in the database
+//! to copy the few frames committed since (its own `PASSIVE` checkpoint, between two commits,
+//! after the first one's callers were answered, when no transaction can add to the WAL);
+//! every frame is then in the database
 //! file, and SQLite's next write transaction starts the WAL over from the beginning, rewriting
 //! the file in place. That needs no lock anyone waits for: if a reader still reads an older
 //! snapshot, SQLite simply keeps appending, and the writer is asked again later.
@@ -79,7 +80,7 @@ impl WalKeeper {
         })
     }
 
-    /// Called by the writer right after a commit, on the writer's connection: when the
+    /// Called by the writer between commits, on the writer's connection: when the
     /// background thread asked, copies what it has not, so the next commit starts the WAL
     /// over. At most once per request, and never failing the commit before it: a copy that a
     /// reader or the background thread keeps from finishing is asked for again by the next
@@ -162,6 +163,7 @@ mod tests {
                     .collect();
                 let batch = seal_batch(&mut self.head, drafts, &self.signer).unwrap();
                 self.store.append(&batch).unwrap();
+                self.store.between_commits();
             }
         }
 

@@ -221,7 +221,7 @@ impl AuditStore for SqliteStore {
 
     fn between_commits(&mut self) {
         if let Some(wal) = &self.wal {
-            wal.after_commit(&self.conn);
+            wal.between_commits(&self.conn);
         }
     }
 

@@ -6,10 +6,10 @@
 //! WAL over and it grows without end. Once it is long, the background thread asks the writer
 //! to copy the few frames committed since (its own `PASSIVE` checkpoint, between two commits,
 //! after the first one's callers were answered, when no transaction can add to the WAL);
-//! every frame is then in the database
-//! file, and SQLite's next write transaction starts the WAL over from the beginning, rewriting
-//! the file in place. That needs no lock anyone waits for: if a reader still reads an older
-//! snapshot, SQLite simply keeps appending, and the writer is asked again later.
+//! every frame is then in the database file, and SQLite's next write transaction starts the
+//! WAL over from the beginning, rewriting the file in place. That needs no lock anyone waits
+//! for: if a reader still reads an older snapshot, SQLite simply keeps appending, and the
+//! writer is asked again later.
 //!
 //! What this replaced, measured: a `RESTART` checkpoint once the WAL passed 64 MiB took the
 //! writer's lock and then waited for the writer and its readers through SQLite's busy
@@ -85,12 +85,12 @@ impl WalKeeper {
     /// over. At most once per request, and never failing the commit before it: a copy that a
     /// reader or the background thread keeps from finishing is asked for again by the next
     /// background round that finds the WAL long.
-    pub(super) fn after_commit(&self, writer: &Connection) {
+    pub(super) fn between_commits(&self, writer: &Connection) {
         if !self.reset_due.swap(false, Ordering::AcqRel) {
             return;
         }
         if let Err(e) = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "audit WAL checkpoint after a commit failed; will retry");
+            tracing::warn!(error = %e, "audit WAL checkpoint between commits failed; will retry");
         }
     }
 }

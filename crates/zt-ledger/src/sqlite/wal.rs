@@ -89,14 +89,15 @@ impl WalKeeper {
         if !self.reset_due.swap(false, Ordering::AcqRel) {
             return;
         }
-        if let Err(e) = writer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = copy_committed(writer) {
             tracing::warn!(error = %e, "audit WAL checkpoint between commits failed; will retry");
         }
     }
 }
 
-/// One background round: copies every committed frame no reader still needs into the
-/// database file and syncs it, beside the writer. Returns the WAL's length in frames.
+/// One `PASSIVE` checkpoint, the background round's and the writer's alike: copies every
+/// committed frame no reader still needs into the database file and syncs it, without
+/// waiting for any lock. Returns the WAL's length in frames.
 fn copy_committed(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }

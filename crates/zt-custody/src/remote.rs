@@ -104,15 +104,9 @@ impl<K: RemoteKey> Custodian<K> {
         })
     }
 
+    /// Signs `digests` and checks every answer against the published key; a wrong count or a
+    /// signature that fails verification distrusts the key.
     fn verified(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
-        let outcome = self.checked(digests);
-        if matches!(outcome, Err(SignError::BadSignature)) {
-            self.key.distrust();
-        }
-        outcome
-    }
-
-    fn checked(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
         let signatures = self.key.sign_digests(digests, self.timeout)?;
         if signatures.len() != digests.len() {
             self.key.distrust();
@@ -130,7 +124,10 @@ impl<K: RemoteKey> Custodian<K> {
                     Digest::import_less_safe(&digest.0, &SHA256).map_err(|_| SignError::Sign)?;
                 self.public
                     .verify_digest_sig(&prehashed, &der)
-                    .map_err(|_| SignError::BadSignature)?;
+                    .map_err(|_| {
+                        self.key.distrust();
+                        SignError::BadSignature
+                    })?;
                 Ok(KmsSignature {
                     algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
                     key_id: self.key.identity().key_id.clone(),

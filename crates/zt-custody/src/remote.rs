@@ -36,14 +36,8 @@ impl RemoteIdentity {
     /// The identity of a key that has no name of its own: `prefix` and the first 16 hex digits
     /// of the SHA-256 of its public point, so the name changes only with the key.
     pub fn fingerprinted(kind: &'static str, prefix: &str, point: &[u8]) -> Result<Self, String> {
-        Self::p256(kind, fingerprint_kid(prefix, point), point)
+        Self::p256(kind, zt_ledger::fingerprint_kid(prefix, point), point)
     }
-}
-
-/// `prefix` and the first 16 hex digits of the SHA-256 of `point`.
-pub(crate) fn fingerprint_kid(prefix: &str, point: &[u8]) -> String {
-    let fingerprint = Digest32::sha256(point).to_hex();
-    format!("{prefix}{}", fingerprint.get(..16).unwrap_or_default())
 }
 
 /// A key that signs digests somewhere else.

@@ -135,7 +135,7 @@ fn certify(custody: &dyn Signer, origin: &str, ttl: Duration) -> Result<SessionK
     let pair =
         EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|_| SignError::Sign)?;
     let point = pair.public_key().as_ref();
-    let kid = crate::remote::fingerprint_kid("zt-session-", point);
+    let kid = zt_ledger::fingerprint_kid("zt-session-", point);
     let mut jwk = Jwk::from_uncompressed_p256(&kid, point).map_err(|_| SignError::Sign)?;
     let now = SystemTime::now();
     let not_before = wire_time(now);

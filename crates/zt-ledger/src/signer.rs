@@ -155,6 +155,13 @@ pub enum SignError {
     BadSignature,
 }
 
+/// A key ID that changes only with the key: `prefix` and the first 16 hex digits of the
+/// SHA-256 of its public point (the local key's `zt-p256-…`, a custody or session key's).
+pub fn fingerprint_kid(prefix: &str, point: &[u8]) -> String {
+    let fingerprint = Digest32::sha256(point).to_hex();
+    format!("{prefix}{}", fingerprint.get(..16).unwrap_or_default())
+}
+
 /// An ECDSA P-256 key kept in a file (PKCS#8 DER, mode 0600) in the data directory.
 pub struct LocalKeySigner {
     key: EcdsaKeyPair,
@@ -285,8 +292,7 @@ impl LocalKeySigner {
     pub fn from_pkcs8(der: &[u8]) -> Option<Self> {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).ok()?;
         let point = key.public_key().as_ref().to_vec();
-        let fingerprint = Digest32::sha256(&point).to_hex();
-        let key_id = format!("zt-p256-{}", fingerprint.get(..16)?);
+        let key_id = fingerprint_kid("zt-p256-", &point);
         let jwk = Jwk::from_uncompressed_p256(&key_id, &point).ok()?;
         Some(Self { key, key_id, jwk })
     }

@@ -50,7 +50,7 @@ impl std::fmt::Debug for KmsKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The client and runtime hold credentials and connections: only the key is named.
         f.debug_struct("KmsKey")
-            .field("arn", &self.identity.key_id)
+            .field("arn", &self.identity.jwk.kid)
             .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
@@ -177,7 +177,7 @@ impl RemoteKey for KmsKey {
     ) -> Result<Vec<Vec<u8>>, SignError> {
         let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
         let client = self.client.clone();
-        let arn = self.identity.key_id.clone();
+        let arn = self.identity.jwk.kid.clone();
         let digests = digests.to_vec();
         let slots = Arc::new(Semaphore::new(self.concurrency));
         on(runtime, deadline, async move {

@@ -127,7 +127,7 @@ impl std::fmt::Debug for Pkcs11Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Sessions are logged in and the PIN is held: only the key is named.
         f.debug_struct("Pkcs11Key")
-            .field("key_id", &self.identity.key_id)
+            .field("key_id", &self.identity.jwk.kid)
             .finish_non_exhaustive()
     }
 }
@@ -307,7 +307,7 @@ impl Pkcs11Key {
             .map_err(|e| SignError::Unavailable(format!("reconnecting to the PKCS#11 token: {e}")))?
             .map_err(|e| {
                 if self.pin_refused.load(Ordering::SeqCst) {
-                    tracing::error!(key_id = %self.identity.key_id, error = %e, "the PKCS#11 token refused the PIN; not logging in again until restarted");
+                    tracing::error!(key_id = %self.identity.jwk.kid, error = %e, "the PKCS#11 token refused the PIN; not logging in again until restarted");
                     SignError::Unavailable(format!("{}: {e}", pin_refused_error(&self.uri)))
                 } else {
                     SignError::Unavailable(e.to_string())
@@ -316,12 +316,12 @@ impl Pkcs11Key {
         if self.identity.jwk.uncompressed_point().ok().as_deref() != Some(point.as_slice()) {
             return Err(SignError::Unavailable(format!(
                 "key `{}` on token `{}` is no longer the key `{}` this server started with",
-                self.uri.key, self.uri.token, self.identity.key_id
+                self.uri.key, self.uri.token, self.identity.jwk.kid
             )));
         }
         *link = Some(fresh);
         self.stale.store(false, Ordering::SeqCst);
-        tracing::info!(key_id = %self.identity.key_id, "PKCS#11 token reconnected");
+        tracing::info!(key_id = %self.identity.jwk.kid, "PKCS#11 token reconnected");
         Ok(())
     }
 

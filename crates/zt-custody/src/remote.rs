@@ -19,9 +19,7 @@ use zt_ledger::{SignError, Signer, SignerStatus};
 pub struct RemoteIdentity {
     /// `aws-kms` or `pkcs11`.
     pub kind: &'static str,
-    /// The `key_id` records carry (`kid` of [`Self::jwk`]).
-    pub key_id: String,
-    /// The public key.
+    /// The public key; its `kid` is the `key_id` records carry.
     pub jwk: Jwk,
 }
 
@@ -30,7 +28,7 @@ impl RemoteIdentity {
     /// `key_id`.
     pub fn p256(kind: &'static str, key_id: String, point: &[u8]) -> Result<Self, String> {
         let jwk = Jwk::from_uncompressed_p256(&key_id, point).map_err(|e| e.to_string())?;
-        Ok(Self { kind, key_id, jwk })
+        Ok(Self { kind, jwk })
     }
 
     /// The identity of a key that has no name of its own: `prefix` and the first 16 hex digits
@@ -124,7 +122,7 @@ impl<K: RemoteKey> Custodian<K> {
                     })?;
                 Ok(KmsSignature {
                     algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
-                    key_id: self.key.identity().key_id.clone(),
+                    key_id: self.key.identity().jwk.kid.clone(),
                     signature: STANDARD.encode(der),
                 })
             })
@@ -161,7 +159,7 @@ impl<K: RemoteKey> Custodian<K> {
 
 impl<K: RemoteKey> Signer for Custodian<K> {
     fn key_id(&self) -> &str {
-        &self.key.identity().key_id
+        &self.key.identity().jwk.kid
     }
 
     fn public_jwk(&self) -> &Jwk {

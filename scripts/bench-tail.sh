@@ -90,7 +90,9 @@ PY
         --duration "$duration" "${rate[@]}" | python3 -c '
 import json,sys
 r=json.load(sys.stdin); l=r["latency_ms"]
-print(json.dumps({"requests": r["decisions"], "per_s": r["decisions_per_s"], "errors": r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"], "latency_ms": l}))' ;;
+out={"requests": r["decisions"], "per_s": r["decisions_per_s"], "errors": r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"], "latency_ms": l}
+if r.get("uncorrected_latency_ms"): out["uncorrected_latency_ms"]=r["uncorrected_latency_ms"]
+print(json.dumps(out))' ;;
     *) echo "unknown generator: $generator" >&2; exit 2 ;;
   esac
   kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=

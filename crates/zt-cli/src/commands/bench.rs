@@ -1,6 +1,7 @@
 //! `zt bench`: a load generator for `POST /actions`. Closed loop by default: each connection
-//! sends its next request as soon as the previous answer arrives, and latency is measured from
-//! the send. Open loop with `--rate R`: each connection has its own schedule, one request every
+//! sends its next request as soon as the previous answer arrives, latency is measured from the
+//! send, and the figures are corrected for coordinated omission as wrk's and HdrHistogram's
+//! are (`latency.rs`; the uncorrected ones are reported beside them). Open loop with `--rate R`: each connection has its own schedule, one request every
 //! `connections / R` seconds, and latency is measured from the moment a request was due, not
 //! from when it could be sent, so a server that stalls is charged for every request the stall
 //! held back (coordinated omission, corrected as wrk2 and HdrHistogram do). Every request goes
@@ -13,6 +14,7 @@
 //! proposal (two-admin review), and answers that are 401 or 429 (rate limit), are explained with
 //! the flags that fix them.
 
+mod latency;
 mod setup;
 
 use std::io::IsTerminal;
@@ -217,7 +219,7 @@ async fn drive(
         )));
     }
     let mut total = Tally {
-        latencies: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        latencies: Some(latency::histogram()?),
         ..Tally::default()
     };
     for task in tasks {
@@ -284,7 +286,7 @@ async fn connection_loop(
     answered: Arc<AtomicU64>,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally {
-        latencies: Some(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        latencies: Some(latency::histogram()?),
         ..Tally::default()
     };
     let mut i: u64 = 0;
@@ -384,11 +386,28 @@ impl Progress {
     }
 }
 
-fn report(args: &BenchArgs, tally: &Tally, h: &Histogram<u64>, interrupted: bool) {
+fn report(args: &BenchArgs, tally: &Tally, answered: &Histogram<u64>, interrupted: bool) {
     let seconds = args.duration.max(1) as f64;
     let decisions = tally.allowed + tally.denied;
     let rate = decisions as f64 / seconds;
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    // The open loop already counts from when each request was due; the closed loop is
+    // corrected afterwards, from its own pace.
+    let correction = match args.rate {
+        Some(_) => None,
+        None => {
+            match latency::corrected(answered, args.connections, args.duration.max(1) * 1_000_000) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("warning: the coordinated-omission correction failed ({e}); the figures are uncorrected");
+                    None
+                }
+            }
+        }
+    };
+    let (h, interval) = match &correction {
+        Some((corrected, interval)) => (corrected, Some(*interval)),
+        None => (answered, None),
+    };
     if args.json {
         let out = json!({
             "url": args.url.to_string(), "connections": args.connections, "duration_s": args.duration,
@@ -399,7 +418,9 @@ fn report(args: &BenchArgs, tally: &Tally, h: &Histogram<u64>, interrupted: bool
             "interrupted": interrupted,
             "mode": if args.rate.is_some() { "open" } else { "closed" },
             "rate": args.rate.map(NonZeroU32::get),
-            "latency_ms": {"mean": h.mean() / 1000.0, "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p999": ms(0.999), "max": h.max() as f64 / 1000.0},
+            "latency_ms": latency::summary(h),
+            "uncorrected_latency_ms": interval.map(|_| latency::summary(answered)),
+            "expected_interval_ms": interval.map(|i| i as f64 / 1000.0),
         });
         println!("{out}");
     } else {
@@ -423,14 +444,14 @@ fn report(args: &BenchArgs, tally: &Tally, h: &Histogram<u64>, interrupted: bool
             tally.other_status,
             tally.errors
         );
-        println!(
-            "  latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
-            ms(0.5),
-            ms(0.9),
-            ms(0.99),
-            ms(0.999),
-            h.max() as f64 / 1000.0
-        );
+        println!("  latency {}", latency::line(h));
+        if let Some(interval) = interval {
+            println!(
+                "  (corrected for coordinated omission, as wrk and HdrHistogram do, at one request every {:.2} ms a connection; as answered: {})",
+                interval as f64 / 1000.0,
+                latency::line(answered)
+            );
+        }
     }
 }
 

@@ -177,13 +177,40 @@ fn an_open_loop_offers_the_rate_asked_and_reports_every_percentile() {
         latency["p50"].as_f64() <= latency["max"].as_f64(),
         "{report}"
     );
+    // The open loop counts from when each request was due: nothing to correct afterwards.
+    assert!(report["uncorrected_latency_ms"].is_null(), "{report}");
+    assert!(report["expected_interval_ms"].is_null(), "{report}");
 
-    // Closed loop, the default, says so.
+    // Closed loop, the default, says so, and corrects for coordinated omission at its own
+    // pace: one request every `duration * connections / answers` a connection.
     let out = bench(&server, &["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["mode"], "closed", "{report}");
     assert!(report["rate"].is_null(), "{report}");
+    let answers = report["decisions"].as_f64().unwrap();
+    let interval = report["expected_interval_ms"].as_f64().unwrap();
+    let pace = 1000.0 * report["connections"].as_f64().unwrap() / answers;
+    assert!((interval - pace).abs() <= 0.01 * pace + 0.002, "{report}");
+    let (corrected, answered) = (&report["latency_ms"], &report["uncorrected_latency_ms"]);
+    for key in ["mean", "p50", "p90", "p99", "p999", "max"] {
+        assert!(answered[key].as_f64().unwrap() > 0.0, "{key}: {report}");
+    }
+    // Added samples are each below the slow answer they stand in for.
+    assert_eq!(corrected["max"], answered["max"], "{report}");
+    assert!(
+        corrected["mean"].as_f64() >= answered["mean"].as_f64(),
+        "{report}"
+    );
+    // The terminal report says so too.
+    let out = bench(&server, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("corrected for coordinated omission"),
+        "{text}"
+    );
+    assert!(text.contains("as answered: p50"), "{text}");
 
     // A rate of zero is a usage error.
     let out = bench(&server, &["--rate", "0"]);

@@ -253,16 +253,20 @@ impl LocalKeySigner {
         }
     }
 
-    /// Replaces the key of `data_dir` by a new one and returns (old, new) key ids. The old
+    /// Replaces the key of `data_dir` by a new one and says which keys are involved. The old
     /// private key is kept as the retiring key (`RETIRING_KEY_FILE_NAME`) until the next start
     /// has it endorse the new key in the rotation record; its public key stays published in the
     /// audit store, so the records it signed keep verifying. If a retiring key is already there
     /// (rotated twice without a start), the current key never signed a record and is simply
     /// replaced. Call with the data directory locked (server stopped).
-    pub fn rotate(data_dir: &Path) -> Result<(String, String), SignError> {
+    pub fn rotate(data_dir: &Path) -> Result<RotatedKeys, SignError> {
         let old = Self::load_or_create(data_dir)?;
         let path = data_dir.join("keys").join(KEY_FILE_NAME);
         let retiring = path.with_file_name(RETIRING_KEY_FILE_NAME);
+        let endorser = match Self::load_retiring(data_dir)? {
+            Some(waiting) => waiting.key_id,
+            None => old.key_id.clone(),
+        };
         let next = path.with_extension("p8.new");
         let io = |source| SignError::Io {
             path: next.clone(),
@@ -285,7 +289,11 @@ impl LocalKeySigner {
         if let Some(dir) = path.parent() {
             fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
-        Ok((old.key_id, new.key_id))
+        Ok(RotatedKeys {
+            replaced: old.key_id,
+            new: new.key_id,
+            endorser,
+        })
     }
 
     /// A signer from PKCS#8 DER bytes.
@@ -305,6 +313,19 @@ impl LocalKeySigner {
             .ok()
             .map(|d| d.as_ref().to_vec())
     }
+}
+
+/// The key IDs a [`LocalKeySigner::rotate`] involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotatedKeys {
+    /// The key that was current until now.
+    pub replaced: String,
+    /// The key that is current now.
+    pub new: String,
+    /// The key the next start has endorse `new`: the retiring key. That is `replaced`, unless
+    /// an earlier rotation's retiring key still waits (rotated twice without a start); then
+    /// `replaced` never signed a record and is simply gone.
+    pub endorser: String,
 }
 
 fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -373,8 +394,13 @@ mod tests {
     fn rotation_replaces_the_key_file_with_a_new_0600_key() {
         let dir = tempfile::tempdir().unwrap();
         let first = LocalKeySigner::load_or_create(dir.path()).unwrap();
-        let (old, new) = LocalKeySigner::rotate(dir.path()).unwrap();
+        let RotatedKeys {
+            replaced: old,
+            new,
+            endorser,
+        } = LocalKeySigner::rotate(dir.path()).unwrap();
         assert_eq!(old, first.key_id());
+        assert_eq!(endorser, old);
         assert_ne!(old, new);
         let loaded = LocalKeySigner::load_or_create(dir.path()).unwrap();
         assert_eq!(loaded.key_id(), new);
@@ -395,8 +421,13 @@ mod tests {
             old
         );
         // Rotating again before a start replaces the unused key and keeps the retiring one.
-        let (unused, newest) = LocalKeySigner::rotate(dir.path()).unwrap();
-        assert_eq!(unused, new);
+        let again = LocalKeySigner::rotate(dir.path()).unwrap();
+        assert_eq!(again.replaced, new);
+        assert_eq!(
+            again.endorser, old,
+            "the waiting retiring key still endorses"
+        );
+        let newest = again.new;
         assert_eq!(
             LocalKeySigner::load_retiring(dir.path())
                 .unwrap()

@@ -393,6 +393,8 @@ fn local_key_rotation_is_recorded_and_old_records_verify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(&format!("endorsed by {old},")), "{said}");
     let server = Server::start(dir.path(), &[]);
     assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
     let rotations = rotation_records(&server);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Soak test: one `zt serve --auth none` (fresh data directory) under an open-loop load
 # (`zt bench --rate`) at a fraction of the peak it first measures, for MINUTES minutes. Prints
-# one line a minute: decisions/s, latency percentiles (from when each request was due) and the
-# server's resident memory; then a verdict. Fails (exit 1) when RSS grew by more than 5 MiB
+# one line a minute: decisions/s, latency percentiles (from when each request was due), the
+# server's resident memory, and the server's own p99 and p99.9 that minute (handler to answer,
+# from its /metrics histogram: the upper bound of the bucket holding them); then a verdict. Fails (exit 1) when RSS grew by more than 5 MiB
 # after the first minute, when p99 drifted (the second half's median p99 over 1.5 times the
 # first half's), or on any error answer.
 #
@@ -56,20 +57,42 @@ if [ -z "$rate" ]; then
   rate=$(python3 -c "print(max(1, round($peak * $fraction)))")
 fi
 echo "peak (closed loop, $connections connections): $peak decisions/s; soak: $rate offered/s for $minutes min"
-echo "minute  decisions/s  p50_ms  p99_ms  p999_ms  max_ms  errors  rss_mib"
+echo "minute  decisions/s  p50_ms  p99_ms  p999_ms  max_ms  errors  rss_mib  server_p99  server_p999"
 
+curl -fs "$url/metrics" >"$work/metrics-0.txt" || true
 for minute in $(seq "$minutes"); do
   "$zt" bench --url "$url" --no-setup --json --rate "$rate" --connections "$connections" \
     --duration 60 --warmup 0 >"$work/minute-$minute.json" || true
   echo "$(rss_kib)" >"$work/rss-$minute"
-  python3 - "$minute" "$work/minute-$minute.json" "$work/rss-$minute" <<'PY'
-import json, sys
-minute, path, rss = sys.argv[1], sys.argv[2], sys.argv[3]
-r = json.load(open(path))
+  curl -fs "$url/metrics" >"$work/metrics-$minute.txt" || true
+  python3 - "$minute" "$work" <<'PY'
+import json, re, sys
+minute, work = int(sys.argv[1]), sys.argv[2]
+r = json.load(open(f"{work}/minute-{minute}.json"))
 l = r["latency_ms"]
 errors = r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"]
-rss_mib = int(open(rss).read()) / 1024
-print(f'{minute:>6}  {r["decisions_per_s"]:>11.0f}  {l["p50"]:>6.2f}  {l["p99"]:>6.2f}  {l["p999"]:>7.2f}  {l["max"]:>6.1f}  {errors:>6}  {rss_mib:>7.1f}')
+rss_mib = int(open(f"{work}/rss-{minute}").read()) / 1024
+
+def answered(m):
+    """The server's own zt_decision_duration_seconds buckets after minute m."""
+    try:
+        text = open(f"{work}/metrics-{m}.txt").read()
+    except OSError:
+        return {}
+    return {float(le.replace("+Inf", "inf")): int(n) for le, n in
+            re.findall(r'zt_decision_duration_seconds_bucket\{le="([^"]+)"\} (\d+)', text)}
+
+# This minute's share of the server's histogram: the bucket holding its p99 and p99.9, as
+# an upper bound, so the generator's and the sockets' part of the tail can be told apart.
+now, before = answered(minute), answered(minute - 1)
+counts = sorted((le, n - before.get(le, 0)) for le, n in now.items())
+total = counts[-1][1] if counts else 0
+def bound(q):
+    for le, n in counts:
+        if total and n >= q * total:
+            return f"{le * 1000:.1f}" if le != float("inf") else "inf"
+    return "?"
+print(f'{minute:>6}  {r["decisions_per_s"]:>11.0f}  {l["p50"]:>6.2f}  {l["p99"]:>6.2f}  {l["p999"]:>7.2f}  {l["max"]:>6.1f}  {errors:>6}  {rss_mib:>7.1f}  {"<=" + bound(0.99):>11}  {"<=" + bound(0.999):>12}')
 PY
 done
 

@@ -4,6 +4,7 @@
 //! is valid: custody then passed on the server's word alone, which the report says instead of
 //! letting "valid" suggest otherwise.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use zt_contract::{AdminAction, KeyRotation};
 
@@ -37,7 +38,7 @@ impl RotationSummary {
             return;
         }
         let seq = record.get("seq").and_then(Value::as_u64).unwrap_or(index);
-        let parsed = member.and_then(|m| serde_json::from_value::<KeyRotation>(m.clone()).ok());
+        let parsed = member.and_then(|m| KeyRotation::deserialize(m).ok());
         self.rotations.push(match parsed {
             Some(rotation) => Rotation {
                 seq,

@@ -5,6 +5,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::hash::{record_hash, GENESIS_HASH};
@@ -350,8 +351,8 @@ fn truncate(s: &str) -> String {
 /// session key it certified), so an endorsement copied into a record of another key does not
 /// pass for that key's rotation.
 fn check_rotation(keys: &PublicKeySet, rotation: &Value, signer: &str) -> Result<(), String> {
-    let rotation: crate::KeyRotation =
-        serde_json::from_value(rotation.clone()).map_err(|e| format!("key_rotation: {e}"))?;
+    let rotation =
+        crate::KeyRotation::deserialize(rotation).map_err(|e| format!("key_rotation: {e}"))?;
     rotation.check(keys)?;
     match keys.custody_key_of(signer) {
         Some(custody) if custody == rotation.key_id => Ok(()),

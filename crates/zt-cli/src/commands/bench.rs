@@ -1,10 +1,11 @@
 //! `zt bench`: a load generator for `POST /actions`. Closed loop by default: each connection
 //! sends its next request as soon as the previous answer arrives, latency is measured from the
-//! send, and the figures are corrected for coordinated omission as wrk's and HdrHistogram's
-//! are (`latency.rs`; the uncorrected ones are reported beside them). Open loop with `--rate R`: each connection has its own schedule, one request every
-//! `connections / R` seconds, and latency is measured from the moment a request was due, not
-//! from when it could be sent, so a server that stalls is charged for every request the stall
-//! held back (coordinated omission, corrected as wrk2 and HdrHistogram do). Every request goes
+//! send, and the figures are corrected for coordinated omission afterwards as wrk's and
+//! HdrHistogram's are (`latency.rs`; the uncorrected ones are reported beside them). Open loop
+//! with `--rate R`: each connection has its own schedule, one request every `connections / R`
+//! seconds, and latency is measured from the moment a request was due, not from when it could
+//! be sent, so a server that stalls is charged for every request the stall held back
+//! (coordinated omission, avoided as wrk2 avoids it). Every request goes
 //! through the SDK client (`zt-client`): plain HTTP or TLS, kept-alive connections, optionally
 //! a client certificate that authenticates the agent.
 //!

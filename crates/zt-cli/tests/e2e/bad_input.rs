@@ -443,19 +443,6 @@ fn health_ok(server: &Server) {
     assert_eq!(h["ok"], true, "{h}");
 }
 
-/// The value of one OpenMetrics sample line, if present.
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map(|v| v as u64)
-}
-
 fn rejection_records(lines: &[String]) -> Vec<Value> {
     lines
         .iter()
@@ -551,7 +538,8 @@ fn bad_input_is_refused_as_json_counted_and_summarized_once_at_shutdown() {
     let text = String::from_utf8(raw).unwrap();
     for (cause, n) in &counts {
         let name = format!("zt_rejected_requests_total{{cause=\"{cause}\"}}");
-        assert_eq!(metric(&text, &name), Some(*n), "{name} in\n{text}");
+        let counted = common::metric(&text, &name).map(|v| v as u64);
+        assert_eq!(counted, Some(*n), "{name} in\n{text}");
     }
 
     assert_eq!(server.terminate(), Some(0));

@@ -9,7 +9,7 @@ use crate::custody_support as custody;
 
 use std::path::Path;
 
-use common::{zt, Server};
+use common::{sample, zt, Server};
 use custody::{Moto, Relay, SoftHsm};
 use serde_json::{json, Value};
 
@@ -181,8 +181,7 @@ fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
     assert_eq!(health["audit"]["signer"]["up"], false);
     assert!(health["audit"]["signer"]["last_error"].is_string());
     assert_eq!(server.records().len(), before);
-    let (_, metrics) = common::http(server.port, "GET", "/metrics", None).unwrap();
-    let metrics = String::from_utf8(metrics).unwrap();
+    let metrics = server.metrics();
     assert!(metrics.contains("zt_audit_signer_up 0"), "{metrics}");
     assert!(sample(&metrics, "zt_audit_signer_failures_total") >= 1.0);
 
@@ -412,21 +411,6 @@ fn local_key_rotation_is_recorded_and_old_records_verify() {
     stop_and_verify(server, dir.path());
 }
 
-fn metrics(server: &Server) -> String {
-    let (status, body) = common::http(server.port, "GET", "/metrics", None).unwrap();
-    assert_eq!(status, 200);
-    String::from_utf8(body).unwrap()
-}
-
-/// The value of the sample `name` (no labels) in a Prometheus exposition.
-fn sample(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {name} in {metrics}"))
-}
-
 /// A decision refused because the audit signer is down: 503 with the JSON error.
 fn refused_for_audit(server: &Server) -> bool {
     let (status, body) = server.json(
@@ -512,7 +496,7 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
     let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
         return;
     };
-    let before = metrics(&server);
+    let before = server.metrics();
     let calls = sample(&before, "zt_audit_signer_calls_total");
     assert!(calls >= 1.0, "{before}");
     assert_eq!(sample(&before, "zt_audit_signer_failures_total"), 0.0);
@@ -532,7 +516,7 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
         "{health}"
     );
     assert_eq!(server.records().len(), stored);
-    let down = metrics(&server);
+    let down = server.metrics();
     assert_eq!(sample(&down, "zt_audit_signer_up"), 0.0, "{down}");
     assert_eq!(sample(&down, "zt_audit_signer_can_sign"), 0.0);
     assert!(
@@ -550,7 +534,7 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
     assert_eq!(status, 200, "{health}");
     let key_id = health["audit"]["signer"]["key_id"].as_str().unwrap();
     assert!(key_ids(&server).iter().all(|k| k == key_id));
-    let after = metrics(&server);
+    let after = server.metrics();
     assert_eq!(sample(&after, "zt_audit_signer_up"), 1.0);
     // Counters only grow.
     assert!(
@@ -667,7 +651,7 @@ fn session_key_signs_until_it_expires_then_refuses(server: &Server, session: &Va
         health["audit"]["signer"]["last_error"].is_string(),
         "{health}"
     );
-    assert_eq!(sample(&metrics(server), "zt_audit_signer_can_sign"), 0.0);
+    assert_eq!(sample(&server.metrics(), "zt_audit_signer_can_sign"), 0.0);
     assert_eq!(server.records().len(), stored);
 }
 

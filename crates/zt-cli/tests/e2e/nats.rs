@@ -208,12 +208,7 @@ fn decide_n(server: &Server, n: usize, tag: &str) {
 
 /// A gauge from `/metrics`.
 fn gauge(server: &Server, name: &str) -> u64 {
-    let (status, raw) = http(server.port, "GET", "/metrics", None).unwrap();
-    assert_eq!(status, 200);
-    let text = String::from_utf8(raw).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+    common::sample(&server.metrics(), name) as u64
 }
 
 /// Waits until the gauge `name` reads `value`.

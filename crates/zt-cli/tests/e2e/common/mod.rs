@@ -232,6 +232,13 @@ impl Server {
     }
 
     /// Every stored record line.
+    /// `GET /metrics`, which must answer 200.
+    pub(crate) fn metrics(&self) -> String {
+        let (status, body) = http(self.port, "GET", "/metrics", None).unwrap();
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    }
+
     pub(crate) fn records(&self) -> Vec<String> {
         let mut out = Vec::new();
         loop {
@@ -444,6 +451,23 @@ pub(crate) fn verify_report(args: &[&str], when: &str) -> Value {
 }
 
 /// Parses a JSON line.
+/// The value of the sample `name` (its labels, if any, written as the exposition writes them)
+/// in a Prometheus exposition, if it is there.
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// [`metric`] for a sample the test needs: panics, showing the exposition, when it is absent.
+pub(crate) fn sample(text: &str, name: &str) -> f64 {
+    metric(text, name).unwrap_or_else(|| panic!("no sample {name} in {text}"))
+}
+
 pub(crate) fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }

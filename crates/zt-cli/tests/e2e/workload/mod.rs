@@ -254,12 +254,6 @@ pub(crate) fn decisions(log: &[Value]) -> usize {
     log.iter().filter(|r| r["kind"] == "decision").count()
 }
 
-pub(crate) fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 /// Starts `zt serve --auth credentials` over HTTPS and waits until `/health` answers over TLS.
 pub(crate) fn start_tls(
     pki: &Pki,

@@ -10,7 +10,6 @@ use crate::pg_schema;
 
 use common::{parse, zt, Server};
 use serde_json::json;
-use zt_contract::GENESIS_HASH;
 
 /// Sends `n` decisions; returns each answer's audit envelope (seq, current and previous hash).
 fn decide_n(server: &Server, n: usize, tag: &str) -> Vec<(u64, String, String)> {
@@ -60,15 +59,9 @@ fn a_postgres_store_keeps_one_chain_across_restarts() {
     assert_eq!(after[0].0, head_before["seq"].as_u64().unwrap() + 1);
     assert_eq!(after[0].2, head_before["current_hash"].as_str().unwrap());
     let records = second.records();
-    let mut previous = GENESIS_HASH.to_string();
-    for (i, line) in records.iter().enumerate() {
-        let r = parse(line);
-        assert_eq!(r["seq"].as_u64(), Some(i as u64));
-        assert_eq!(r["previous_hash"].as_str().unwrap(), previous);
-        previous = r["current_hash"].as_str().unwrap().to_string();
-    }
+    let chain = common::assert_one_chain(&records, "after the restart");
     for (seq, hash, _) in before.iter().chain(&after) {
-        let r = parse(&records[usize::try_from(*seq).unwrap()]);
+        let r = &chain[usize::try_from(*seq).unwrap()];
         assert_eq!(
             r["current_hash"].as_str().unwrap(),
             hash,

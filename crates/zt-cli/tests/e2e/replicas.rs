@@ -12,9 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{http, parse, zt, Server};
+use common::{http, zt, Server};
 use serde_json::{json, Value};
-use zt_contract::GENESIS_HASH;
 
 const REPLICAS: usize = 3;
 const THREADS_PER_REPLICA: usize = 6;
@@ -137,15 +136,9 @@ fn three_replicas_share_one_chain_through_a_kill_9() {
     // One chain: contiguous, linked, and holding every acknowledged decision as answered.
     let records = replicas[0].as_ref().unwrap().records();
     assert!(records.len() as u64 > rejoined_seq);
-    let mut previous = GENESIS_HASH.to_string();
-    for (i, line) in records.iter().enumerate() {
-        let r = parse(line);
-        assert_eq!(r["seq"].as_u64(), Some(i as u64));
-        assert_eq!(r["previous_hash"].as_str().unwrap(), previous, "record {i}");
-        previous = r["current_hash"].as_str().unwrap().to_string();
-    }
+    let chain = common::assert_one_chain(&records, "after the replica rejoined");
     for ack in &acks {
-        let r = parse(&records[ack.seq as usize]);
+        let r = &chain[ack.seq as usize];
         assert_eq!(
             r["current_hash"].as_str().unwrap(),
             ack.current_hash,

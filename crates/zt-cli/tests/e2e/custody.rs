@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::{sample, zt, Server};
 use custody::{Moto, Relay, SoftHsm};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// Run by the SoftHSM helper in a child process to make key pairs on a token; a no-op
 /// otherwise.
@@ -900,9 +900,12 @@ fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
 }
 
 /// `zt audit verify --file FILE --keys KEYS --json` on `lines`: exit code and report.
-fn verify_file(dir: &Path, lines: &[Value], keys: &Value) -> (i32, Value, String) {
+fn verify_file(dir: &Path, records: &[Map<String, Value>], keys: &Value) -> (i32, Value, String) {
     let file = dir.join("log.jsonl");
-    let text: String = lines.iter().map(|r| format!("{r}\n")).collect();
+    let text: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
     std::fs::write(&file, text).unwrap();
     let keys_file = dir.join("keys.json");
     std::fs::write(&keys_file, keys.to_string()).unwrap();
@@ -925,24 +928,6 @@ fn verify_file(dir: &Path, lines: &[Value], keys: &Value) -> (i32, Value, String
     )
 }
 
-/// Re-chains `records` from `from` on as the holder of `signer` would: each record's hash
-/// recomputed, linked to the one before and signed again.
-fn rechain(records: &mut [Value], from: usize, signer: &zt_ledger::LocalKeySigner) {
-    use zt_ledger::Signer as _;
-    for i in from..records.len() {
-        let previous = records[i - 1]["current_hash"].clone();
-        let record = records[i].as_object_mut().unwrap();
-        record.insert("previous_hash".into(), previous);
-        let hash = zt_contract::record_hash(record);
-        record.insert("current_hash".into(), json!(hash.to_hex()));
-        let signature = signer.sign_digest(&hash).unwrap();
-        record.insert(
-            "kms_signature".into(),
-            serde_json::to_value(signature).unwrap(),
-        );
-    }
-}
-
 /// The holder of a new key (say, a server whose operator made a key of their own) cannot
 /// claim that the outgoing key handed custody over: an endorsement it made itself, in a log
 /// re-chained and re-signed with the new key so every other check passes, fails
@@ -960,7 +945,7 @@ fn a_forged_endorsement_fails_zt_audit_verify() {
     assert!(out.status.success());
     let server = Server::start(&data_dir, &[]);
     assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
-    let records: Vec<Value> = server
+    let records: Vec<Map<String, Value>> = server
         .records()
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -980,7 +965,7 @@ fn a_forged_endorsement_fails_zt_audit_verify() {
     let (code, report, _) = verify_file(dir.path(), &records, &keys);
     assert_eq!(code, 0, "{report}");
     let mut rechained = records.clone();
-    rechain(&mut rechained, at, &new_key);
+    common::relink(&mut rechained, at, Some(&new_key));
     let (code, report, _) = verify_file(dir.path(), &rechained, &keys);
     assert_eq!(code, 0, "{report}");
 
@@ -1002,7 +987,7 @@ fn a_forged_endorsement_fails_zt_audit_verify() {
         assert_ne!(forged, genuine);
         let mut forged_log = records.clone();
         forged_log[at]["key_rotation"]["endorsement"] = json!(forged);
-        rechain(&mut forged_log, at, &new_key);
+        common::relink(&mut forged_log, at, Some(&new_key));
         let (code, report, human) = verify_file(dir.path(), &forged_log, &keys);
         assert_eq!(code, 1, "{what}: {report}");
         assert_eq!(report["valid"], false, "{what}: {report}");

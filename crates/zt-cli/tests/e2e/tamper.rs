@@ -12,10 +12,9 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{parse, zt, Server};
+use common::{parse, rehash, relink, resign, zt, Server};
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
-use zt_contract::{record_hash, Digest32};
 use zt_ledger::{LocalKeySigner, Signer};
 
 /// Records in the fixture log: 1 registration, 3 for the policy change (proposal, approval,
@@ -233,34 +232,6 @@ fn assert_text_names(text: &str, position: String, check: &str, what: &str) {
         text.contains(&format!("{check} check")),
         "{what}: human output does not name the {check} check: {text}"
     );
-}
-
-/// Sets `current_hash` to the hash of the record's (possibly edited) body.
-fn rehash(record: &mut Map<String, Value>) {
-    let hash = record_hash(record).to_hex();
-    record.insert("current_hash".into(), Value::String(hash));
-}
-
-/// Signs the record's current hash with `signer`, as the server would.
-fn resign(record: &mut Map<String, Value>, signer: &LocalKeySigner) {
-    let digest = Digest32::from_hex(record["current_hash"].as_str().unwrap()).unwrap();
-    let sig = signer.sign_digest(&digest).unwrap();
-    record.insert("kms_signature".into(), serde_json::to_value(sig).unwrap());
-}
-
-/// Rewrites records from `from` on so each links to the one before and carries its own hash:
-/// what an attacker without the signing key would do to hide an edit.
-fn relink(records: &mut [Map<String, Value>], from: usize, signer: Option<&LocalKeySigner>) {
-    for i in from..records.len() {
-        if i > 0 {
-            let previous = records[i - 1]["current_hash"].clone();
-            records[i].insert("previous_hash".into(), previous);
-        }
-        rehash(&mut records[i]);
-        if let Some(signer) = signer {
-            resign(&mut records[i], signer);
-        }
-    }
 }
 
 /// The log's lines with record `at` changed by `edit`.

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use zt_contract::{record_hash, GENESIS_HASH};
+use serde_json::{json, Map, Value};
+use zt_contract::{record_hash, Digest32, GENESIS_HASH};
+use zt_ledger::{LocalKeySigner, Signer};
 
 /// Path of the `zt` binary under test.
 pub(crate) fn zt_bin() -> &'static str {
@@ -388,6 +389,39 @@ pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
         .lines()
         .map(parse)
         .collect()
+}
+
+/// Sets `current_hash` to the hash of the record's (possibly edited) body.
+pub(crate) fn rehash(record: &mut Map<String, Value>) {
+    let hash = record_hash(record).to_hex();
+    record.insert("current_hash".into(), Value::String(hash));
+}
+
+/// Signs the record's current hash with `signer`, as the server would.
+pub(crate) fn resign(record: &mut Map<String, Value>, signer: &LocalKeySigner) {
+    let digest = Digest32::from_hex(record["current_hash"].as_str().unwrap()).unwrap();
+    let sig = signer.sign_digest(&digest).unwrap();
+    record.insert("kms_signature".into(), serde_json::to_value(sig).unwrap());
+}
+
+/// Rewrites records from `from` on so each links to the one before and carries its own hash,
+/// signed again by `signer` when given: what an attacker without the signing key would do to
+/// hide an edit, or the holder of `signer` to re-chain a log as its own.
+pub(crate) fn relink(
+    records: &mut [Map<String, Value>],
+    from: usize,
+    signer: Option<&LocalKeySigner>,
+) {
+    for i in from..records.len() {
+        if i > 0 {
+            let previous = records[i - 1]["current_hash"].clone();
+            records[i].insert("previous_hash".into(), previous);
+        }
+        rehash(&mut records[i]);
+        if let Some(signer) = signer {
+            resign(&mut records[i], signer);
+        }
+    }
 }
 
 /// Parses every stored line and checks one contiguous, unforked chain from genesis: seqs in

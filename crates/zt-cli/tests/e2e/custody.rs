@@ -433,7 +433,8 @@ fn refused_for_audit(server: &Server) -> bool {
     true
 }
 
-/// A per-record server on a SoftHSM2 token's key `audit-1` (backed up first), signing.
+/// A server on a SoftHSM2 token's key `audit-1` (backed up first), signing per record, or with
+/// session keys when started with `--session-key-ttl`.
 /// Fields drop in order: the server stops before its token and data directory go.
 struct TokenServer {
     server: Server,
@@ -441,26 +442,22 @@ struct TokenServer {
     hsm: SoftHsm,
 }
 
-/// Starts a [`TokenServer`] with `--signer-timeout-ms timeout_ms` and checks that 8 decisions
-/// are signed; `None` (skip) without SoftHSM2 or `pkcs11-tool`.
-fn token_server(timeout_ms: &str) -> Option<TokenServer> {
+/// Starts a [`TokenServer`] with `--signer-timeout-ms timeout_ms` and the `extra` flags and
+/// checks that 8 decisions are signed; `None` (skip) without SoftHSM2 or `pkcs11-tool`.
+fn token_server(timeout_ms: &str, extra: &[&str]) -> Option<TokenServer> {
     let hsm = SoftHsm::create(&["audit-1"])?;
     if !custody::pkcs11_tool_or_skip() {
         return None;
     }
     hsm.back_up();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        dir.path(),
-        "none",
-        &[
-            "--signer",
-            &hsm.signer("audit-1"),
-            "--signer-timeout-ms",
-            timeout_ms,
-        ],
-        &hsm.env(),
-    );
+    let signer = hsm.signer("audit-1");
+    let args = [
+        &["--signer", &signer, "--signer-timeout-ms", timeout_ms][..],
+        extra,
+    ]
+    .concat();
+    let server = Server::start_with_env(dir.path(), "none", &args, &hsm.env());
     register(&server);
     assert!(decide_many(&server, 8).iter().all(|s| signed(*s)));
     Some(TokenServer { server, dir, hsm })
@@ -493,7 +490,7 @@ fn refused_until(server: &Server, what: &str, tries: usize) -> String {
 
 #[test]
 fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
-    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000", &[]) else {
         return;
     };
     let before = server.metrics();
@@ -549,7 +546,7 @@ fn pkcs11_per_record_fails_closed_when_the_token_loses_its_key_and_recovers() {
 /// the committer; the server signs again by itself once the token answers, with the same key.
 #[test]
 fn pkcs11_a_token_that_hangs_refuses_decisions_then_recovers() {
-    let Some(TokenServer { server, dir, hsm }) = token_server("500") else {
+    let Some(TokenServer { server, dir, hsm }) = token_server("500", &[]) else {
         return;
     };
     let stored = server.records().len();
@@ -686,7 +683,7 @@ fn session_key_renewed_after_the_outage(server: Server, data_dir: &Path, expired
 /// /health says a restart with the right PIN is needed, even once the old PIN would work.
 #[test]
 fn pkcs11_a_refused_pin_is_not_tried_again() {
-    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000", &[]) else {
         return;
     };
     let stored = server.records().len();
@@ -720,7 +717,7 @@ fn pkcs11_a_refused_pin_is_not_tried_again() {
 /// every decision; no record is signed by the impostor.
 #[test]
 fn pkcs11_a_different_key_under_the_same_label_is_refused() {
-    let Some(TokenServer { server, dir, hsm }) = token_server("1000") else {
+    let Some(TokenServer { server, dir, hsm }) = token_server("1000", &[]) else {
         return;
     };
     let stored = server.records().len();
@@ -747,29 +744,11 @@ fn pkcs11_a_different_key_under_the_same_label_is_refused() {
 
 #[test]
 fn pkcs11_session_key_outlives_a_token_outage_until_it_expires_then_fails_closed() {
-    let Some(hsm) = SoftHsm::create(&["audit-1"]) else {
+    let Some(TokenServer { server, dir, hsm }) =
+        token_server("1000", &["--session-key-ttl", "10s"])
+    else {
         return;
     };
-    if !custody::pkcs11_tool_or_skip() {
-        return;
-    }
-    hsm.back_up();
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start_with_env(
-        dir.path(),
-        "none",
-        &[
-            "--signer",
-            &hsm.signer("audit-1"),
-            "--session-key-ttl",
-            "10s",
-            "--signer-timeout-ms",
-            "1000",
-        ],
-        &hsm.env(),
-    );
-    register(&server);
-    assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
     let session = only_session_key(&server);
 
     // The custody key is gone from the token.

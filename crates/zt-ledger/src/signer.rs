@@ -263,10 +263,8 @@ impl LocalKeySigner {
         let old = Self::load_or_create(data_dir)?;
         let path = data_dir.join("keys").join(KEY_FILE_NAME);
         let retiring = path.with_file_name(RETIRING_KEY_FILE_NAME);
-        let endorser = match Self::load_retiring(data_dir)? {
-            Some(waiting) => waiting.key_id,
-            None => old.key_id.clone(),
-        };
+        // A retiring key still waiting (rotated twice without a start) stays the endorser.
+        let waiting = Self::load_retiring(data_dir)?.map(|key| key.key_id);
         let next = path.with_extension("p8.new");
         let io = |source| SignError::Io {
             path: next.clone(),
@@ -282,7 +280,7 @@ impl LocalKeySigner {
             _ => {}
         }
         write_private_file(&next, pkcs8.as_ref()).map_err(io)?;
-        if !retiring.exists() {
+        if waiting.is_none() {
             fs::rename(&path, &retiring).map_err(io)?;
         }
         fs::rename(&next, &path).map_err(io)?;
@@ -290,9 +288,9 @@ impl LocalKeySigner {
             fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
         Ok(RotatedKeys {
+            endorser: waiting.unwrap_or_else(|| old.key_id.clone()),
             replaced: old.key_id,
             new: new.key_id,
-            endorser,
         })
     }
 

@@ -114,8 +114,7 @@ fn credentials_are_required_and_bind_the_actor() {
         .filter(|r| r["kind"] == "admin")
         .all(|r| r["actor"] == "admin" && r["authenticated"] == true));
 
-    let (_, _, raw) = http_raw(server.port, "GET", "/metrics", &[], None).unwrap();
-    let metrics = String::from_utf8(raw).unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("zt_rejected_requests_total{cause=\"unauthenticated\"} 3"),
         "{metrics}"

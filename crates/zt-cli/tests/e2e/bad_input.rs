@@ -533,9 +533,7 @@ fn bad_input_is_refused_as_json_counted_and_summarized_once_at_shutdown() {
     assert_eq!(before.len(), 3);
 
     // The metrics count every refusal by cause as it happens.
-    let (s, _, raw) = http_raw(server.port, "GET", "/metrics", &[], None).unwrap();
-    assert_eq!(s, 200);
-    let text = String::from_utf8(raw).unwrap();
+    let text = server.metrics();
     for (cause, n) in &counts {
         let name = format!("zt_rejected_requests_total{{cause=\"{cause}\"}}");
         let counted = common::metric(&text, &name).map(|v| v as u64);

@@ -4,7 +4,7 @@
 use crate::common;
 
 use base64::Engine;
-use common::{http_raw, parse, Server};
+use common::{parse, Server};
 use serde_json::{json, Value};
 use zt_contract::{record_hash, DecisionResponse, Jwks, PublicKeySet};
 
@@ -302,9 +302,7 @@ fn health_and_metrics() {
         .contains("authentication is off"));
     server.json("POST", "/agents", Some(json!({"actor": "m"})));
     server.decide("m", "x", "");
-    let (s, _, body) = http_raw(server.port, "GET", "/metrics", &[], None).unwrap();
-    assert_eq!(s, 200);
-    let text = String::from_utf8(body).unwrap();
+    let text = server.metrics();
     for needle in [
         "zt_decisions_total{decision=\"deny\"} 1",
         "zt_decision_duration_seconds_count 1",

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::{http, parse, Server};
+use common::{parse, Server};
 use serde_json::{json, Value};
 
 /// `allow aws.s3.*`, `deny aws.s3.delete*`: the rule set the evasions were found against.
@@ -44,14 +44,8 @@ fn assert_refused(what: &str, (status, body): (u16, Value), prefix: &str) {
 }
 
 fn invalid_request_count(server: &Server) -> u64 {
-    let (_, raw) = http(server.port, "GET", "/metrics", None).unwrap();
-    String::from_utf8(raw)
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("rejected_requests") && l.contains("invalid_request"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let name = "zt_rejected_requests_total{cause=\"invalid_request\"}";
+    common::metric(&server.metrics(), name).map_or(0, |v| v as u64)
 }
 
 #[test]

@@ -76,6 +76,10 @@ pub struct Stages {
     pub handoff: Duration,
     /// The durable write (`fsync` included).
     pub store: Duration,
+    /// The store's upkeep the writer ran after answering the previous batch (SQLite: its own
+    /// WAL copy, `sqlite/wal.rs`), zero when there was none. This batch may have waited for
+    /// it: it is part of `handoff`, not added to it.
+    pub upkeep: Duration,
 }
 
 /// Called after every batch commit.
@@ -196,6 +200,7 @@ impl Ledger {
                 tree,
                 shared: shared.clone(),
                 observer,
+                upkeep: Duration::ZERO,
             };
             let writer = spawn("zt-audit-write", Box::new(move || writer.run(from_sealer)))?;
             let sealer = spawn("zt-audit-seal", Box::new(move || sealer.run(to_writer)))?;

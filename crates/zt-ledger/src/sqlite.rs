@@ -219,10 +219,10 @@ impl AuditStore for SqliteStore {
         tx.commit().map_err(backend)
     }
 
-    fn between_commits(&mut self) {
-        if let Some(wal) = &self.wal {
-            wal.between_commits(&self.conn);
-        }
+    fn between_commits(&mut self) -> bool {
+        self.wal
+            .as_ref()
+            .is_some_and(|wal| wal.between_commits(&self.conn))
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -70,8 +70,11 @@ pub trait AuditStore: Send {
     }
     /// Upkeep the writer runs after a commit's callers have been answered, so none of them
     /// waits for it (SQLite: finishing a WAL checkpoint, `sqlite/wal.rs`). It cannot fail:
-    /// work it could not do is tried again later.
-    fn between_commits(&mut self) {}
+    /// work it could not do is tried again later. Returns whether it did any work: the
+    /// writer times it, since the next batch waits for it (`Stages::upkeep`).
+    fn between_commits(&mut self) -> bool {
+        false
+    }
     /// Records a public key as published (idempotent).
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
     /// Every key ever published, oldest first.

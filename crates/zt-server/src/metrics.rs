@@ -97,7 +97,7 @@ impl Default for Metrics {
         );
         registry.register(
             "audit_commit_stage_duration_seconds",
-            "Per batch: the oldest record's wait in the queue, sealing (sequence, hash, sign), the wait for the writer, the durable write",
+            "Per batch: the oldest record's wait in the queue, sealing (sequence, hash, sign), the wait for the writer, the durable write; upkeep: each time the writer ran the store's upkeep (its WAL copy) between two batches, which the next one waited for",
             commit_stages.clone(),
         );
         registry.register(
@@ -252,6 +252,12 @@ impl Metrics {
                     .get_or_create(&StageLabels { stage })
                     .observe(took.as_secs_f64());
             }
+            // Counted only when it ran, so its count is how often the writer paused for it.
+            if !stages.upkeep.is_zero() {
+                self.commit_stages
+                    .get_or_create(&StageLabels { stage: "upkeep" })
+                    .observe(stages.upkeep.as_secs_f64());
+            }
         }
     }
 
@@ -311,5 +317,44 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use zt_ledger::{CommitStats, Stages};
+
+    use super::Metrics;
+
+    fn batch(upkeep: Duration) -> CommitStats {
+        CommitStats {
+            records: 1,
+            duration: Duration::from_micros(500),
+            head_seq: Some(0),
+            stages: Some(Stages {
+                upkeep,
+                ..Stages::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn the_writers_upkeep_is_counted_only_when_it_ran() {
+        let metrics = Metrics::default();
+        metrics.commit(&batch(Duration::ZERO));
+        let text = metrics.render();
+        assert!(text.contains(r#"zt_audit_commit_stage_duration_seconds_count{stage="store"} 1"#));
+        assert!(!text.contains(r#"stage="upkeep""#), "{text}");
+
+        metrics.commit(&batch(Duration::from_millis(3)));
+        metrics.commit(&batch(Duration::ZERO));
+        let text = metrics.render();
+        assert!(text.contains(r#"zt_audit_commit_stage_duration_seconds_count{stage="store"} 3"#));
+        assert!(text.contains(r#"zt_audit_commit_stage_duration_seconds_count{stage="upkeep"} 1"#));
+        assert!(
+            text.contains(r#"zt_audit_commit_stage_duration_seconds_sum{stage="upkeep"} 0.003"#)
+        );
     }
 }

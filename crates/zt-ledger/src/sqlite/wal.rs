@@ -84,14 +84,15 @@ impl WalKeeper {
     /// background thread asked, copies what it has not, so the next commit starts the WAL
     /// over. At most once per request, and never failing the commit before it: a copy that a
     /// reader or the background thread keeps from finishing is asked for again by the next
-    /// background round that finds the WAL long.
-    pub(super) fn between_commits(&self, writer: &Connection) {
+    /// background round that finds the WAL long. Returns whether it was asked (and so copied).
+    pub(super) fn between_commits(&self, writer: &Connection) -> bool {
         if !self.reset_due.swap(false, Ordering::AcqRel) {
-            return;
+            return false;
         }
         if let Err(e) = copy_committed(writer) {
             tracing::warn!(error = %e, "audit WAL checkpoint between commits failed; will retry");
         }
+        true
     }
 }
 
@@ -224,6 +225,17 @@ mod tests {
         let wal = f.wal_bytes();
         assert!(wal < 14_000_000, "WAL is {wal} bytes");
         assert_eq!(records(&f.dir.path().join("audit.db")), 8_000);
+    }
+
+    #[test]
+    fn the_writer_copies_only_when_asked_and_says_so() {
+        let mut f = Fixture::new();
+        f.commit_4mb();
+        assert!(!f.store.between_commits(), "not asked: nothing to do");
+        f.ask_writer();
+        assert!(f.store.between_commits(), "asked: it copied");
+        assert!(!f.asked());
+        assert!(!f.store.between_commits(), "the request is taken once");
     }
 
     #[test]

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cryptoki::types::AuthPin;
+use zeroize::Zeroizing;
 use zt_ledger::{LocalKeySigner, SignError, Signer};
 
 pub use pkcs11::Pkcs11Uri;
@@ -137,7 +139,7 @@ pub fn open_custody(
         SignerSpec::Pkcs11(uri) => {
             let pin = read_pin(config.pin_file.as_deref())?;
             Arc::new(Custodian::new(
-                pkcs11::Pkcs11Key::open(uri, &pin, config.timeout)?,
+                pkcs11::Pkcs11Key::open(uri, pin, config.timeout)?,
                 config.timeout,
                 mode,
             )?)
@@ -208,9 +210,13 @@ pub fn record_signer(
     })
 }
 
-/// The PKCS#11 PIN from `pin_file` (first line, 0600 or stricter) or `ZT_PKCS11_PIN`.
-fn read_pin(pin_file: Option<&Path>) -> Result<String, CustodyError> {
+/// The PKCS#11 PIN from `pin_file` (first line, 0600 or stricter) or `ZT_PKCS11_PIN`. Every
+/// copy this makes is wiped when dropped, and the PIN it returns is shown as `[REDACTED]`
+/// wherever it is debug-printed. (The environment variable itself stays in the process's
+/// environment: prefer `--pin-file`.)
+fn read_pin(pin_file: Option<&Path>) -> Result<AuthPin, CustodyError> {
     use std::os::unix::fs::PermissionsExt;
+    let text: Zeroizing<String>;
     let pin = match pin_file {
         Some(path) => {
             let shown = path.display();
@@ -223,23 +229,59 @@ fn read_pin(pin_file: Option<&Path>) -> Result<String, CustodyError> {
                     "`{shown}` is readable by other users; run `chmod 600` on it"
                 )));
             }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CustodyError::Pin(format!("`{shown}`: {e}")))?;
-            text.lines().next().unwrap_or_default().to_string()
+            text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| CustodyError::Pin(format!("`{shown}`: {e}")))?,
+            );
+            text.lines().next().unwrap_or_default()
         }
-        None => std::env::var("ZT_PKCS11_PIN").map_err(|_| {
-            CustodyError::Pin("give the token's user PIN with --pin-file or ZT_PKCS11_PIN".into())
-        })?,
+        None => {
+            text = Zeroizing::new(std::env::var("ZT_PKCS11_PIN").map_err(|_| {
+                CustodyError::Pin(
+                    "give the token's user PIN with --pin-file or ZT_PKCS11_PIN".into(),
+                )
+            })?);
+            text.as_str()
+        }
     };
     if pin.is_empty() {
         return Err(CustodyError::Pin("the PIN is empty".into()));
     }
-    Ok(pin)
+    // From `&str`: a copy of exactly its length, where converting the `String` could leave an
+    // unwiped buffer behind when it shrinks.
+    Ok(AuthPin::from(pin))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pin_is_the_first_line_of_a_private_file_and_is_never_printed() {
+        use secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        let restrict =
+            |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::write(&path, "48213\nnot the pin\n").unwrap();
+        restrict(0o640);
+        let refused = read_pin(Some(&path)).unwrap_err().to_string();
+        assert!(refused.contains("chmod 600"), "{refused}");
+
+        restrict(0o600);
+        let pin = read_pin(Some(&path)).unwrap();
+        assert_eq!(pin.expose_secret(), "48213");
+        let shown = format!("{pin:?}");
+        assert!(
+            !shown.contains("48213") && shown.contains("REDACTED"),
+            "{shown}"
+        );
+
+        std::fs::write(&path, "\nnot the pin\n").unwrap();
+        let empty = read_pin(Some(&path)).unwrap_err().to_string();
+        assert!(empty.contains("empty"), "{empty}");
+    }
 
     #[test]
     fn signer_specs_parse_strictly() {

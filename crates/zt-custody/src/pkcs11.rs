@@ -210,9 +210,9 @@ impl Drop for Reconnecting {
 impl Pkcs11Key {
     /// Loads the module, finds the token, logs in with `pin` and finds the key pair, waiting
     /// at most `timeout` (and at least [`OPEN_AT_LEAST`]) for the token.
-    pub fn open(uri: &Pkcs11Uri, pin: &str, timeout: Duration) -> Result<Self, CustodyError> {
+    pub fn open(uri: &Pkcs11Uri, pin: AuthPin, timeout: Duration) -> Result<Self, CustodyError> {
         let context = Pkcs11::new(Path::new(&uri.module)).map_err(p11("loading the module"))?;
-        let pin = Arc::new(AuthPin::from(pin.to_string()));
+        let pin = Arc::new(pin);
         let calls = Bounded::new("zt-pkcs11", OUTSTANDING);
         let (link, point) = {
             let (context, uri, pin) = (context.clone(), uri.clone(), Arc::clone(&pin));

@@ -3,9 +3,12 @@
 # (`zt bench --rate`) at a fraction of the peak it first measures, for MINUTES minutes. Prints
 # one line a minute: decisions/s, latency percentiles (from when each request was due), the
 # server's resident memory, and the server's own p99 and p99.9 that minute (handler to answer,
-# from its /metrics histogram: the upper bound of the bucket holding them); then a verdict. Fails (exit 1) when RSS grew by more than 5 MiB
-# after the first minute, when p99 drifted (the second half's median p99 over 1.5 times the
-# first half's), or on any error answer.
+# from its /metrics histogram, interpolated within the bucket as Prometheus's
+# histogram_quantile does) and its mean durable write (store stage); then a verdict. Fails
+# (exit 1) when RSS grew by more than 5 MiB after the first minute, when p99 drifted (the
+# second half's median p99 over 1.5 times the first half's), or on any error answer. The
+# server's own p99 is compared the same way and printed, so a drift can be told apart from a
+# generator's backlog.
 #
 # Usage: scripts/soak.sh [--minutes N] [--fraction F | --rate R] [--connections C] [--zt PATH]
 #   defaults: 10 minutes, 0.8 of the peak, 32 connections, target/release/zt
@@ -57,7 +60,7 @@ if [ -z "$rate" ]; then
   rate=$(python3 -c "print(max(1, round($peak * $fraction)))")
 fi
 echo "peak (closed loop, $connections connections): $peak decisions/s; soak: $rate offered/s for $minutes min"
-echo "minute  decisions/s  p50_ms  p99_ms  p999_ms  max_ms  errors  rss_mib  server_p99  server_p999"
+echo "minute  decisions/s  p50_ms  p99_ms  p999_ms  max_ms  errors  rss_mib  server_p99  server_p999  store_ms"
 
 curl -fs "$url/metrics" >"$work/metrics-0.txt" || true
 for minute in $(seq "$minutes"); do
@@ -73,26 +76,47 @@ l = r["latency_ms"]
 errors = r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"]
 rss_mib = int(open(f"{work}/rss-{minute}").read()) / 1024
 
-def answered(m):
-    """The server's own zt_decision_duration_seconds buckets after minute m."""
+def metrics(m):
     try:
-        text = open(f"{work}/metrics-{m}.txt").read()
+        return open(f"{work}/metrics-{m}.txt").read()
     except OSError:
-        return {}
+        return ""
+
+def answered(text):
+    """The server's own zt_decision_duration_seconds buckets."""
     return {float(le.replace("+Inf", "inf")): int(n) for le, n in
             re.findall(r'zt_decision_duration_seconds_bucket\{le="([^"]+)"\} (\d+)', text)}
 
-# This minute's share of the server's histogram: the bucket holding its p99 and p99.9, as
-# an upper bound, so the generator's and the sockets' part of the tail can be told apart.
-now, before = answered(minute), answered(minute - 1)
+def store(text):
+    """Sum (s) and count of the store stage's histogram."""
+    found = [float(re.search(rf'zt_audit_commit_stage_duration_seconds_{k}\{{stage="store"\}} (\S+)', text).group(1))
+             if re.search(rf'zt_audit_commit_stage_duration_seconds_{k}\{{stage="store"\}}', text) else 0.0
+             for k in ("sum", "count")]
+    return found[0], found[1]
+
+# This minute's share of the server's histogram, so the generator's and the sockets' part of
+# the tail can be told apart from the handler's.
+now_text, before_text = metrics(minute), metrics(minute - 1)
+now, before = answered(now_text), answered(before_text)
 counts = sorted((le, n - before.get(le, 0)) for le, n in now.items())
 total = counts[-1][1] if counts else 0
-def bound(q):
+def quantile(q):
+    """Linear within the bucket holding rank q * total, as Prometheus's histogram_quantile."""
+    lower, below = 0.0, 0
     for le, n in counts:
         if total and n >= q * total:
-            return f"{le * 1000:.1f}" if le != float("inf") else "inf"
-    return "?"
-print(f'{minute:>6}  {r["decisions_per_s"]:>11.0f}  {l["p50"]:>6.2f}  {l["p99"]:>6.2f}  {l["p999"]:>7.2f}  {l["max"]:>6.1f}  {errors:>6}  {rss_mib:>7.1f}  {"<=" + bound(0.99):>11}  {"<=" + bound(0.999):>12}')
+            if le == float("inf"):
+                return None
+            inside = n - below
+            return (lower + (le - lower) * (q * total - below) / inside) * 1000 if inside else le * 1000
+        lower, below = le, n
+    return None
+shown = lambda v: f"{v:.2f}" if v is not None else ">max"
+server_p99 = quantile(0.99)
+open(f"{work}/server-p99-{minute}", "w").write("" if server_p99 is None else str(server_p99))
+(s1, c1), (s0, c0) = store(now_text), store(before_text)
+store_ms = (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")
+print(f'{minute:>6}  {r["decisions_per_s"]:>11.0f}  {l["p50"]:>6.2f}  {l["p99"]:>6.2f}  {l["p999"]:>7.2f}  {l["max"]:>6.1f}  {errors:>6}  {rss_mib:>7.1f}  {shown(server_p99):>10}  {shown(quantile(0.999)):>11}  {store_ms:>8.3f}')
 PY
 done
 
@@ -107,9 +131,15 @@ growth = max(rss) - rss[0]
 half = max(1, minutes // 2)
 first, second = statistics.median(p99[:half]), statistics.median(p99[half:] or p99[-1:])
 drift = second / first if first > 0 else float("inf")
+server = [open(f"{work}/server-p99-{m}").read() for m in range(1, minutes + 1)]
+server = [float(v) for v in server if v]
 ok = growth <= 5.0 and drift <= 1.5 and errors == 0
 print(f"rss after minute 1: {rss[0]:.1f} MiB, largest growth since: {growth:+.1f} MiB (limit +5.0)")
 print(f"p99 median, first half {first:.2f} ms, second half {second:.2f} ms: ratio {drift:.2f} (limit 1.50)")
+if len(server) >= 2:
+    h = max(1, len(server) // 2)
+    s_first, s_second = statistics.median(server[:h]), statistics.median(server[h:])
+    print(f"server's own p99 median, first half {s_first:.2f} ms, second half {s_second:.2f} ms: ratio {s_second / s_first:.2f}")
 print(f"errors: {errors}")
 print("PASS" if ok else "FAIL")
 sys.exit(0 if ok else 1)

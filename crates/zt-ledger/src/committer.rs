@@ -77,8 +77,8 @@ pub struct Stages {
     /// The durable write (`fsync` included).
     pub store: Duration,
     /// The store's upkeep the writer ran after answering the previous batch (SQLite: its own
-    /// WAL copy, `sqlite/wal.rs`), zero when there was none. This batch may have waited for
-    /// it: it is part of `handoff`, not added to it.
+    /// WAL copy, `sqlite/wal.rs`), zero when there was none. Whatever part of it this batch
+    /// waited through is already counted in its `handoff`.
     pub upkeep: Duration,
 }
 

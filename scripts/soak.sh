@@ -89,10 +89,10 @@ def answered(text):
 
 def store(text):
     """Sum (s) and count of the store stage's histogram."""
-    found = [float(re.search(rf'zt_audit_commit_stage_duration_seconds_{k}\{{stage="store"\}} (\S+)', text).group(1))
-             if re.search(rf'zt_audit_commit_stage_duration_seconds_{k}\{{stage="store"\}}', text) else 0.0
-             for k in ("sum", "count")]
-    return found[0], found[1]
+    def field(k):
+        m = re.search(rf'zt_audit_commit_stage_duration_seconds_{k}\{{stage="store"\}} (\S+)', text)
+        return float(m.group(1)) if m else 0.0
+    return field("sum"), field("count")
 
 # This minute's share of the server's histogram, so the generator's and the sockets' part of
 # the tail can be told apart from the handler's.
@@ -128,8 +128,11 @@ rss = [int(open(f"{work}/rss-{m}").read()) / 1024 for m in range(1, minutes + 1)
 p99 = [r["latency_ms"]["p99"] for r in runs]
 errors = sum(r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"] for r in runs)
 growth = max(rss) - rss[0]
-half = max(1, minutes // 2)
-first, second = statistics.median(p99[:half]), statistics.median(p99[half:] or p99[-1:])
+def halves(values):
+    """Medians of the first and the second half."""
+    half = max(1, len(values) // 2)
+    return statistics.median(values[:half]), statistics.median(values[half:] or values[-1:])
+first, second = halves(p99)
 drift = second / first if first > 0 else float("inf")
 server = [open(f"{work}/server-p99-{m}").read() for m in range(1, minutes + 1)]
 server = [float(v) for v in server if v]
@@ -137,8 +140,7 @@ ok = growth <= 5.0 and drift <= 1.5 and errors == 0
 print(f"rss after minute 1: {rss[0]:.1f} MiB, largest growth since: {growth:+.1f} MiB (limit +5.0)")
 print(f"p99 median, first half {first:.2f} ms, second half {second:.2f} ms: ratio {drift:.2f} (limit 1.50)")
 if len(server) >= 2:
-    h = max(1, len(server) // 2)
-    s_first, s_second = statistics.median(server[:h]), statistics.median(server[h:])
+    s_first, s_second = halves(server)
     print(f"server's own p99 median, first half {s_first:.2f} ms, second half {s_second:.2f} ms: ratio {s_second / s_first:.2f}")
 print(f"errors: {errors}")
 print("PASS" if ok else "FAIL")

@@ -232,7 +232,6 @@ impl Server {
         )
     }
 
-    /// Every stored record line.
     /// `GET /metrics`, which must answer 200.
     pub(crate) fn metrics(&self) -> String {
         let (status, body) = http(self.port, "GET", "/metrics", None).unwrap();
@@ -240,6 +239,7 @@ impl Server {
         String::from_utf8(body).unwrap()
     }
 
+    /// Every stored record line.
     pub(crate) fn records(&self) -> Vec<String> {
         let mut out = Vec::new();
         loop {
@@ -484,7 +484,6 @@ pub(crate) fn verify_report(args: &[&str], when: &str) -> Value {
     report
 }
 
-/// Parses a JSON line.
 /// The value of the sample `name` (its labels, if any, written as the exposition writes them)
 /// in a Prometheus exposition, if it is there.
 pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
@@ -502,6 +501,7 @@ pub(crate) fn sample(text: &str, name: &str) -> f64 {
     metric(text, name).unwrap_or_else(|| panic!("no sample {name} in {text}"))
 }
 
+/// Parses a JSON line.
 pub(crate) fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap()
 }

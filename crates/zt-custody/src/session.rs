@@ -257,29 +257,8 @@ impl Signer for SessionSigner {
 mod tests {
     use super::*;
     use zt_contract::{Jwks, PublicKeySet};
+    use zt_ledger::test_util::SwitchableSigner;
     use zt_ledger::LocalKeySigner;
-
-    /// A custody key that can be switched off.
-    #[derive(Debug)]
-    struct Flaky {
-        key: LocalKeySigner,
-        down: std::sync::atomic::AtomicBool,
-    }
-
-    impl Signer for Flaky {
-        fn key_id(&self) -> &str {
-            self.key.key_id()
-        }
-        fn public_jwk(&self) -> &Jwk {
-            self.key.public_jwk()
-        }
-        fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError> {
-            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(SignError::Unavailable("switched off".into()));
-            }
-            self.key.sign_digest(digest)
-        }
-    }
 
     /// Calls `rollover` until it returns a key (at most `tries` times, 20 ms apart).
     fn renewed(signer: &SessionSigner, tries: usize) -> Option<Vec<Jwk>> {
@@ -292,13 +271,12 @@ mod tests {
     #[test]
     fn renewal_runs_off_the_batch_and_a_down_custody_key_fails_closed_at_expiry() {
         let dir = tempfile::tempdir().unwrap();
-        let flaky = Arc::new(Flaky {
-            key: LocalKeySigner::load_or_create(dir.path()).unwrap(),
-            down: false.into(),
-        });
+        let custody = Arc::new(SwitchableSigner::new(
+            LocalKeySigner::load_or_create(dir.path()).unwrap(),
+        ));
         let ttl = Duration::from_millis(800);
         let signer =
-            SessionSigner::start_unclamped(flaky.clone(), "zt-infra/test".into(), ttl).unwrap();
+            SessionSigner::start_unclamped(custody.clone(), "zt-infra/test".into(), ttl).unwrap();
         let first = signer.current().jwk.kid.clone();
         // Inside the last quarter a renewal starts in the background; a later batch installs it.
         std::thread::sleep(ttl * 3 / 4);
@@ -307,7 +285,7 @@ mod tests {
         assert_ne!(keys[0].kid, first);
 
         // The custody key goes away: batches keep being signed and never wait for it...
-        flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        custody.switch_off();
         std::thread::sleep(ttl * 3 / 4);
         // (Asking the absent custody key on the batch would have failed it: `Ok` shows the
         // renewal was left to the background, whatever the machine's speed.)
@@ -320,7 +298,7 @@ mod tests {
         assert!(!signer.status().can_sign);
 
         // Back: the next batch certifies a new key and signing resumes.
-        flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        custody.switch_on();
         let keys = renewed(&signer, 100).expect("renewed after recovery");
         assert_eq!(keys.len(), 1);
         assert!(signer.status().can_sign);

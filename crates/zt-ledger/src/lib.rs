@@ -31,6 +31,8 @@ pub mod signer;
 pub mod sqlite;
 mod startup;
 pub mod store;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod tree;
 mod writer;
 

@@ -120,33 +120,9 @@ pub(crate) fn seal_batch(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
-
-    use zt_contract::{Jwk, KmsSignature};
-
     use super::*;
-    use crate::signer::{LocalKeySigner, SignError};
-
-    /// A local key that fails while `down` is set, as a remote signer cut off would.
-    struct Flaky {
-        key: LocalKeySigner,
-        down: AtomicBool,
-    }
-
-    impl Signer for Flaky {
-        fn key_id(&self) -> &str {
-            self.key.key_id()
-        }
-        fn public_jwk(&self) -> &Jwk {
-            self.key.public_jwk()
-        }
-        fn sign_digest(&self, digest: &Digest32) -> Result<KmsSignature, SignError> {
-            if self.down.load(Ordering::Relaxed) {
-                return Err(SignError::Unavailable("cut off".into()));
-            }
-            self.key.sign_digest(digest)
-        }
-    }
+    use crate::signer::LocalKeySigner;
+    use crate::test_util::SwitchableSigner;
 
     fn drafts(n: usize) -> Vec<RecordDraft> {
         (0..n).map(|_| RecordDraft::default()).collect()
@@ -155,10 +131,7 @@ mod tests {
     #[test]
     fn a_failed_signature_leaves_the_head_and_the_next_batch_chains_onto_it() {
         let dir = tempfile::tempdir().unwrap();
-        let signer = Flaky {
-            key: LocalKeySigner::load_or_create(dir.path()).unwrap(),
-            down: AtomicBool::new(false),
-        };
+        let signer = SwitchableSigner::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
         let mut head = None;
         let first = seal_batch(&mut head, drafts(2), &signer).unwrap();
         assert_eq!(first[0].body.seq, 0);
@@ -167,11 +140,11 @@ mod tests {
         let before = head;
         assert_eq!(before, Some(first[1].head()));
 
-        signer.down.store(true, Ordering::Relaxed);
+        signer.switch_off();
         assert!(seal_batch(&mut head, drafts(3), &signer).is_err());
         assert_eq!(head, before, "a refused batch must not move the head");
 
-        signer.down.store(false, Ordering::Relaxed);
+        signer.switch_on();
         let next = seal_batch(&mut head, drafts(1), &signer).unwrap();
         assert_eq!(next[0].body.seq, 2);
         assert_eq!(next[0].body.previous_hash, first[1].current_hash.to_hex());

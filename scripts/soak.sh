@@ -4,11 +4,11 @@
 # one line a minute: decisions/s, latency percentiles (from when each request was due), the
 # server's resident memory, and the server's own p99 and p99.9 that minute (handler to answer,
 # from its /metrics histogram, interpolated within the bucket as Prometheus's
-# histogram_quantile does) and its mean durable write (store stage); then a verdict. Fails
-# (exit 1) when RSS grew by more than 5 MiB after the first minute, when p99 drifted (the
-# second half's median p99 over 1.5 times the first half's), or on any error answer. The
-# server's own p99 is compared the same way and printed, so a drift can be told apart from a
-# generator's backlog.
+# histogram_quantile does) and its mean durable write (store stage); then a verdict
+# (scripts/soak_verdict.py). Fails (exit 1) when RSS grew by more than 5 MiB after the first
+# minute, on any error answer, or when p99 drifted, the generator's or the server's own: the
+# second half's minutes rank above the first half's beyond chance (one-sided exact
+# Mann-Whitney, p < 0.05) and their median is over 1.5 times the first half's.
 #
 # Usage: scripts/soak.sh [--minutes N] [--fraction F | --rate R] [--connections C] [--zt PATH]
 #   defaults: 10 minutes, 0.8 of the peak, 32 connections, target/release/zt
@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --rate) rate=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --zt) zt=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -52,14 +52,20 @@ curl -fs "$url/health" >/dev/null || { echo "the server did not start:" >&2; cat
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$server/status"; }
 
-# Registers the actor and allows the action once (--keep), measuring the closed-loop peak.
+# The closed-loop peak, the median of three 10 s runs (one run alone moved by up to 15% here,
+# enough to put 80% of it at the open loop's own capacity); the first registers the actor and
+# allows the action (--keep).
 "$zt" bench --url "$url" --keep --json --connections "$connections" --duration 10 --warmup 2 \
-  >"$work/peak.json"
-peak=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["decisions_per_s"]))' "$work/peak.json")
+  >"$work/peak-1.json"
+for n in 2 3; do
+  "$zt" bench --url "$url" --no-setup --json --connections "$connections" --duration 10 \
+    --warmup 1 >"$work/peak-$n.json"
+done
+peak=$(python3 -c 'import json,statistics,sys; print(round(statistics.median(json.load(open(f)).get("decisions_per_s") for f in sys.argv[1:])))' "$work"/peak-{1,2,3}.json)
 if [ -z "$rate" ]; then
   rate=$(python3 -c "print(max(1, round($peak * $fraction)))")
 fi
-echo "peak (closed loop, $connections connections): $peak decisions/s; soak: $rate offered/s for $minutes min"
+echo "peak (closed loop, $connections connections, median of 3): $peak decisions/s; soak: $rate offered/s for $minutes min"
 echo "minute  decisions/s  p50_ms  p99_ms  p999_ms  max_ms  errors  rss_mib  server_p99  server_p999  store_ms"
 
 curl -fs "$url/metrics" >"$work/metrics-0.txt" || true
@@ -120,29 +126,4 @@ print(f'{minute:>6}  {r["decisions_per_s"]:>11.0f}  {l["p50"]:>6.2f}  {l["p99"]:
 PY
 done
 
-python3 - "$minutes" "$work" <<'PY'
-import json, statistics, sys
-minutes, work = int(sys.argv[1]), sys.argv[2]
-runs = [json.load(open(f"{work}/minute-{m}.json")) for m in range(1, minutes + 1)]
-rss = [int(open(f"{work}/rss-{m}").read()) / 1024 for m in range(1, minutes + 1)]
-p99 = [r["latency_ms"]["p99"] for r in runs]
-errors = sum(r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"] for r in runs)
-growth = max(rss) - rss[0]
-def halves(values):
-    """Medians of the first and the second half."""
-    half = max(1, len(values) // 2)
-    return statistics.median(values[:half]), statistics.median(values[half:] or values[-1:])
-first, second = halves(p99)
-drift = second / first if first > 0 else float("inf")
-server = [open(f"{work}/server-p99-{m}").read() for m in range(1, minutes + 1)]
-server = [float(v) for v in server if v]
-ok = growth <= 5.0 and drift <= 1.5 and errors == 0
-print(f"rss after minute 1: {rss[0]:.1f} MiB, largest growth since: {growth:+.1f} MiB (limit +5.0)")
-print(f"p99 median, first half {first:.2f} ms, second half {second:.2f} ms: ratio {drift:.2f} (limit 1.50)")
-if len(server) >= 2:
-    s_first, s_second = halves(server)
-    print(f"server's own p99 median, first half {s_first:.2f} ms, second half {s_second:.2f} ms: ratio {s_second / s_first:.2f}")
-print(f"errors: {errors}")
-print("PASS" if ok else "FAIL")
-sys.exit(0 if ok else 1)
-PY
+python3 scripts/soak_verdict.py "$work" "$minutes"

@@ -61,7 +61,7 @@ for n in 2 3; do
   "$zt" bench --url "$url" --no-setup --json --connections "$connections" --duration 10 \
     --warmup 1 >"$work/peak-$n.json"
 done
-peak=$(python3 -c 'import json,statistics,sys; print(round(statistics.median(json.load(open(f)).get("decisions_per_s") for f in sys.argv[1:])))' "$work"/peak-{1,2,3}.json)
+peak=$(python3 -c 'import json,statistics,sys; print(round(statistics.median(json.load(open(f))["decisions_per_s"] for f in sys.argv[1:])))' "$work"/peak-{1,2,3}.json)
 if [ -z "$rate" ]; then
   rate=$(python3 -c "print(max(1, round($peak * $fraction)))")
 fi
@@ -107,18 +107,20 @@ now, before = answered(now_text), answered(before_text)
 counts = sorted((le, n - before.get(le, 0)) for le, n in now.items())
 total = counts[-1][1] if counts else 0
 def quantile(q):
-    """Linear within the bucket holding rank q * total, as Prometheus's histogram_quantile."""
+    """Linear within the bucket holding rank q * total, as Prometheus's histogram_quantile;
+    inf beyond the last bucket, None when the minute has no answers on record."""
     lower, below = 0.0, 0
     for le, n in counts:
         if total and n >= q * total:
             if le == float("inf"):
-                return None
+                return float("inf")
             inside = n - below
             return (lower + (le - lower) * (q * total - below) / inside) * 1000 if inside else le * 1000
         lower, below = le, n
     return None
-shown = lambda v: f"{v:.2f}" if v is not None else ">max"
+shown = lambda v: "n/a" if v is None else ">max" if v == float("inf") else f"{v:.2f}"
 server_p99 = quantile(0.99)
+# The verdict reads "inf" as a minute beyond the histogram and leaves out a minute with none.
 open(f"{work}/server-p99-{minute}", "w").write("" if server_p99 is None else str(server_p99))
 (s1, c1), (s0, c0) = store(now_text), store(before_text)
 store_ms = (s1 - s0) / (c1 - c0) * 1000 if c1 > c0 else float("nan")

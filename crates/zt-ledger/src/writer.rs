@@ -25,13 +25,13 @@ pub(crate) struct Writer {
     pub(crate) tree: LogTree,
     pub(crate) shared: Arc<Shared>,
     pub(crate) observer: Option<CommitObserver>,
-    /// How long the store's upkeep after the last commit took, reported with the next batch.
-    pub(crate) upkeep: Duration,
 }
 
 impl Writer {
     pub(crate) fn run(mut self, from_sealer: Arc<Handoff>) {
         let _gone = WriterGuard(&from_sealer);
+        // How long the store's upkeep after the last commit took, reported with the next batch.
+        let mut upkeep = Duration::ZERO;
         while let Some(mut batch) = from_sealer.take() {
             if self.shared.failed.load(Ordering::Acquire) {
                 refuse_all(batch.replies, "an earlier commit failed");
@@ -40,7 +40,7 @@ impl Writer {
             let count = batch.records.len();
             let storing = Instant::now();
             batch.stages.handoff = storing.saturating_duration_since(batch.sealed);
-            batch.stages.upkeep = std::mem::take(&mut self.upkeep);
+            batch.stages.upkeep = std::mem::take(&mut upkeep);
             let committed = batch
                 .keys
                 .iter()
@@ -81,7 +81,7 @@ impl Writer {
                     // on sealing the next batch meanwhile.
                     let started = Instant::now();
                     if self.store.between_commits() {
-                        self.upkeep = started.elapsed();
+                        upkeep = started.elapsed();
                     }
                 }
                 Err(e) => refuse_all(batch.replies, &e.to_string()),

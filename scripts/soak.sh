@@ -76,10 +76,12 @@ for minute in $(seq "$minutes"); do
   curl -fs "$url/metrics" >"$work/metrics-$minute.txt" || true
   python3 - "$minute" "$work" <<'PY'
 import json, re, sys
+sys.path.insert(0, "scripts")
+from soak_verdict import failed_answers
 minute, work = int(sys.argv[1]), sys.argv[2]
 r = json.load(open(f"{work}/minute-{minute}.json"))
 l = r["latency_ms"]
-errors = r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"]
+errors = failed_answers(r)
 rss_mib = int(open(f"{work}/rss-{minute}").read()) / 1024
 
 def metrics(m):

@@ -20,12 +20,19 @@ import sys
 from dataclasses import dataclass
 from math import comb, floor, inf
 from pathlib import Path
+from typing import Any
 
 RSS_GROWTH_LIMIT_MIB = 5.0
 DRIFT_RATIO_LIMIT = 1.5
 DRIFT_SIGNIFICANCE = 0.05
 # The smallest half for which some ranking reaches p < 0.05 (1/70 at four against four).
 MIN_RANKED_HALF = 4
+
+
+def failed_answers(minute: dict[str, Any]) -> int:
+    """What one minute's `zt bench --json` counted as not answered as asked: transport errors,
+    unexpected statuses, rate limits and refused credentials."""
+    return int(minute["errors"] + minute["other_status"] + minute["rate_limited"] + minute["unauthenticated"])
 
 
 def halves(values: list[float]) -> tuple[list[float], list[float]]:
@@ -128,7 +135,7 @@ def judge(
 def main(work: Path, minutes: int) -> int:
     runs = [json.loads((work / f"minute-{m}.json").read_text()) for m in range(1, minutes + 1)]
     rss = [int((work / f"rss-{m}").read_text()) / 1024 for m in range(1, minutes + 1)]
-    errors = sum(r["errors"] + r["other_status"] + r["rate_limited"] + r["unauthenticated"] for r in runs)
+    errors = sum(failed_answers(r) for r in runs)
     # "inf": the server's p99 lay beyond its histogram's last bucket (it ranks above every
     # other minute); empty: no answers on record that minute (left out).
     server = [(work / f"server-p99-{m}").read_text().strip() for m in range(1, minutes + 1)]

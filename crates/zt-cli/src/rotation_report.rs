@@ -2,7 +2,8 @@
 //! The verifier fails a rotation whose endorsement does not hold, but a rotation recorded
 //! without one (the outgoing key was lost, or a record written before endorsements existed)
 //! is valid: custody then passed on the server's word alone, which the report says instead of
-//! letting "valid" suggest otherwise.
+//! letting "valid" suggest otherwise. So does it for an endorsement recorded before rotations
+//! were bound to their place in the log, which holds wherever the rotation record stands.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -19,6 +20,8 @@ pub(crate) struct Rotation {
     pub key_id: String,
     /// The outgoing key endorsed the incoming one.
     pub endorsed: bool,
+    /// The rotation names the record it follows (and the verifier held it there).
+    pub bound: bool,
 }
 
 /// The rotation records of a log, in order.
@@ -43,6 +46,7 @@ impl RotationSummary {
             Some(rotation) => Rotation {
                 seq,
                 endorsed: rotation.endorsement.is_some(),
+                bound: rotation.previous_hash.is_some(),
                 previous_key_id: Some(rotation.previous_key_id),
                 key_id: rotation.key_id,
             },
@@ -55,6 +59,7 @@ impl RotationSummary {
                     .unwrap_or_default()
                     .to_string(),
                 endorsed: false,
+                bound: false,
             },
         });
     }
@@ -70,6 +75,7 @@ impl RotationSummary {
                         "previous_key_id": r.previous_key_id,
                         "key_id": r.key_id,
                         "endorsed": r.endorsed,
+                        "bound_to_position": r.bound,
                     })
                 })
                 .collect(),
@@ -82,9 +88,14 @@ impl RotationSummary {
             .iter()
             .map(|r| {
                 let from = r.previous_key_id.as_deref().unwrap_or("an unnamed key");
-                if r.endorsed {
+                if r.endorsed && r.bound {
                     format!(
                         "custody key rotation at seq {}: `{from}` to `{}`, endorsed by the outgoing key",
+                        r.seq, r.key_id
+                    )
+                } else if r.endorsed {
+                    format!(
+                        "custody key rotation at seq {}: `{from}` to `{}`, endorsed by the outgoing key but not bound to its place in the log (recorded before rotations were)",
                         r.seq, r.key_id
                     )
                 } else {

@@ -8,10 +8,18 @@
 //! is the incoming key's published point. A rotation whose outgoing key was lost or destroyed
 //! before it could endorse carries no endorsement (`endorsement: null`) and says so.
 //!
+//! The rotation is bound to its place in the log: `previous_hash` is the `current_hash` of the
+//! record before the rotation record, the outgoing key's last. So the outgoing key endorses
+//! the incoming one from that record on and not from any other, and a verifier holds the
+//! rotation record to that place ([`KeyRotation::check_position`]): an endorsement cannot be
+//! copied into a fork of the log that hands custody over earlier.
+//!
 //! The signed statement is the SHA-256 of the canonical JSON (keys sorted, no whitespace) of
-//! `{"crv","kid","kty","origin","previous_key_id","type","x","y"}`, `type` being
-//! [`ROTATION_STATEMENT_TYPE`], signed as a digest exactly as records are (`ECDSA_SHA_256`,
-//! DER, base64).
+//! `{"crv","kid","kty","origin","previous_hash","previous_key_id","type","x","y"}`, `type`
+//! being [`ROTATION_STATEMENT_TYPE`], signed as a digest exactly as records are
+//! (`ECDSA_SHA_256`, DER, base64). Rotations recorded before the binding existed have no
+//! `previous_hash`; their statement omits it and has the type
+//! [`UNBOUND_ROTATION_STATEMENT_TYPE`], and they verify as they always did.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -23,7 +31,10 @@ use crate::keys::{Jwk, PublicKeySet};
 use crate::Digest32;
 
 /// The `type` of the signed statement.
-pub const ROTATION_STATEMENT_TYPE: &str = "zt-key-rotation/v1";
+pub const ROTATION_STATEMENT_TYPE: &str = "zt-key-rotation/v2";
+
+/// The `type` of the statement of a rotation recorded without its place in the log.
+pub const UNBOUND_ROTATION_STATEMENT_TYPE: &str = "zt-key-rotation/v1";
 
 /// The `key_rotation` member of a rotation record. Fields are declared in sorted order, as
 /// in the record body, so serde writes canonical JSON.
@@ -37,6 +48,10 @@ pub struct KeyRotation {
     pub key_id: String,
     /// The log whose custody passes.
     pub origin: String,
+    /// The `current_hash` (hex) of the record before the rotation record: where custody
+    /// passes. `None` only in rotations recorded before the binding existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_hash: Option<String>,
     /// The outgoing custody key (a `kid` of the published set).
     pub previous_key_id: String,
     /// The incoming key's X coordinate (base64url, as in its JWK).
@@ -46,12 +61,14 @@ pub struct KeyRotation {
 }
 
 impl KeyRotation {
-    /// The rotation from `previous_key_id` to `incoming` for the log `origin`, not yet endorsed.
-    pub fn new(previous_key_id: &str, incoming: &Jwk, origin: &str) -> Self {
+    /// The rotation from `previous_key_id` to `incoming` for the log `origin`, right after the
+    /// record whose hash is `after`; not yet endorsed.
+    pub fn new(previous_key_id: &str, incoming: &Jwk, origin: &str, after: &Digest32) -> Self {
         Self {
             previous_key_id: previous_key_id.to_string(),
             key_id: incoming.kid.clone(),
             origin: origin.to_string(),
+            previous_hash: Some(after.to_hex()),
             x: incoming.x.clone(),
             y: incoming.y.clone(),
             endorsement: None,
@@ -60,17 +77,56 @@ impl KeyRotation {
 
     /// The digest the outgoing key signs.
     pub fn statement_digest(&self) -> Digest32 {
-        let statement = json!({
+        let mut statement = json!({
             "crv": "P-256",
             "kid": self.key_id,
             "kty": "EC",
             "origin": self.origin,
             "previous_key_id": self.previous_key_id,
-            "type": ROTATION_STATEMENT_TYPE,
+            "type": UNBOUND_ROTATION_STATEMENT_TYPE,
             "x": self.x,
             "y": self.y,
         });
+        if let (Some(previous_hash), Some(fields)) =
+            (&self.previous_hash, statement.as_object_mut())
+        {
+            fields.insert("previous_hash".into(), json!(previous_hash));
+            fields.insert("type".into(), json!(ROTATION_STATEMENT_TYPE));
+        }
         Digest32::sha256(canonical_json(&statement).as_bytes())
+    }
+
+    /// Checks that the rotation record stands where custody was handed over: its
+    /// `previous_hash` (`record_previous_hash`) is the statement's, and the record before it
+    /// was signed under the outgoing key (`previous_custody`: the custody key behind that
+    /// record's signature, `None` when the verifier did not see it, as when it resumed at the
+    /// rotation record). A rotation recorded before the binding existed passes unchecked.
+    pub fn check_position(
+        &self,
+        record_previous_hash: &str,
+        previous_custody: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(bound) = &self.previous_hash else {
+            return Ok(());
+        };
+        if bound != record_previous_hash {
+            return Err(format!(
+                "a rotation endorsed after the record `{bound}` in the record after `{record_previous_hash}`"
+            ));
+        }
+        if record_previous_hash == crate::GENESIS_HASH {
+            return Err(
+                "a rotation as the log's first record, with no outgoing key's records before it"
+                    .into(),
+            );
+        }
+        match previous_custody {
+            Some(custody) if custody != self.previous_key_id => Err(format!(
+                "a rotation from `{}` after a record signed under `{custody}`",
+                self.previous_key_id
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Checks the rotation against the published keys: two different custody keys of `keys`,
@@ -133,6 +189,62 @@ mod tests {
         sign(by, &rotation.statement_digest())
     }
 
+    /// The hash of the record the rotations of these tests follow.
+    fn after() -> Digest32 {
+        Digest32::sha256(b"the outgoing key's last record")
+    }
+
+    #[test]
+    fn the_statement_is_the_documented_canonical_json() {
+        let (_, new_jwk) = key("new");
+        let mut rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test", &after());
+        let bound = format!(
+            r#"{{"crv":"P-256","kid":"new","kty":"EC","origin":"zt-infra/test","previous_hash":"{}","previous_key_id":"old","type":"zt-key-rotation/v2","x":"{}","y":"{}"}}"#,
+            after().to_hex(),
+            new_jwk.x,
+            new_jwk.y
+        );
+        assert_eq!(
+            rotation.statement_digest(),
+            Digest32::sha256(bound.as_bytes())
+        );
+        // A rotation recorded before the binding keeps the statement it was endorsed over.
+        rotation.previous_hash = None;
+        let unbound = format!(
+            r#"{{"crv":"P-256","kid":"new","kty":"EC","origin":"zt-infra/test","previous_key_id":"old","type":"zt-key-rotation/v1","x":"{}","y":"{}"}}"#,
+            new_jwk.x, new_jwk.y
+        );
+        assert_eq!(
+            rotation.statement_digest(),
+            Digest32::sha256(unbound.as_bytes())
+        );
+    }
+
+    #[test]
+    fn a_bound_rotation_holds_only_right_after_the_outgoing_keys_record() {
+        let (_, new_jwk) = key("new");
+        let rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test", &after());
+        let here = after().to_hex();
+        assert_eq!(rotation.check_position(&here, Some("old")), Ok(()));
+        // The verifier did not see the record before (it resumed here): the link alone.
+        assert_eq!(rotation.check_position(&here, None), Ok(()));
+        // Another place, or a record before it signed under another key, is refused.
+        let elsewhere = Digest32::sha256(b"another record").to_hex();
+        assert!(rotation.check_position(&elsewhere, Some("old")).is_err());
+        assert!(rotation.check_position(&here, Some("new")).is_err());
+        assert!(rotation.check_position(&here, Some("other")).is_err());
+        // Custody cannot pass at the log's first record.
+        let mut at_genesis = rotation.clone();
+        at_genesis.previous_hash = Some(crate::GENESIS_HASH.into());
+        assert!(at_genesis
+            .check_position(crate::GENESIS_HASH, None)
+            .is_err());
+        // A rotation from before the binding is not held to a place.
+        let mut unbound = rotation;
+        unbound.previous_hash = None;
+        assert_eq!(unbound.check_position(&elsewhere, Some("other")), Ok(()));
+    }
+
     #[test]
     fn an_endorsement_holds_only_for_the_published_incoming_key_signed_by_the_outgoing_one() {
         let (old, old_jwk) = key("old");
@@ -142,7 +254,7 @@ mod tests {
             keys: vec![old_jwk.clone(), new_jwk.clone(), other_jwk.clone()],
         })
         .unwrap();
-        let mut rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test");
+        let mut rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test", &after());
         assert_eq!(rotation.check(&keys), Ok(false));
         rotation.endorsement = Some(endorse(&old, &rotation));
         assert_eq!(rotation.check(&keys), Ok(true));
@@ -155,6 +267,13 @@ mod tests {
         let mut moved = rotation.clone();
         moved.origin = "zt-infra/other".into();
         assert!(moved.check(&keys).is_err());
+        // Another place in the log breaks the signature.
+        let mut elsewhere = rotation.clone();
+        elsewhere.previous_hash = Some(Digest32::sha256(b"another record").to_hex());
+        assert!(elsewhere.check(&keys).is_err());
+        let mut unbound = rotation.clone();
+        unbound.previous_hash = None;
+        assert!(unbound.check(&keys).is_err());
         let mut swapped = rotation.clone();
         swapped.x = other_jwk.x.clone();
         swapped.y = other_jwk.y.clone();
@@ -166,7 +285,7 @@ mod tests {
         .unwrap();
         assert!(rotation.check(&only_new).is_err());
         // A key cannot endorse itself as its own successor.
-        let mut to_itself = KeyRotation::new("new", &new_jwk, "zt-infra/test");
+        let mut to_itself = KeyRotation::new("new", &new_jwk, "zt-infra/test", &after());
         to_itself.endorsement = Some(endorse(&new, &to_itself));
         assert!(to_itself.check(&keys).is_err());
     }

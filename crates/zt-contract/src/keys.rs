@@ -157,10 +157,10 @@ impl PublicKeySet {
 
     /// The custody key behind `key_id`: the key that certified it for a session key, the key
     /// itself for a custody key; `None` for a key not in the set.
-    pub fn custody_key_of<'a>(&'a self, key_id: &'a str) -> Option<&'a str> {
+    pub fn custody_key_of(&self, key_id: &str) -> Option<&str> {
         match self.sessions.get(key_id) {
             Some(cert) => Some(cert.custody_key_id.as_str()),
-            None => self.keys.contains_key(key_id).then_some(key_id),
+            None => self.keys.get_key_value(key_id).map(|(kid, _)| kid.as_str()),
         }
     }
 

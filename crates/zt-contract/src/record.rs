@@ -252,9 +252,16 @@ mod tests {
     #[test]
     fn a_rotation_record_serializes_canonically() {
         let incoming = crate::Jwk::from_uncompressed_p256("new", &[4; 65]).unwrap();
-        for endorsement in [None, Some("c2ln".to_string())] {
-            let mut rotation = crate::KeyRotation::new("old", &incoming, "zt-infra/o");
+        let after = crate::Digest32::sha256(b"record");
+        let bound = Some(after.to_hex());
+        for (endorsement, previous_hash) in [
+            (None, bound.clone()),
+            (Some("c2ln".to_string()), bound),
+            (Some("c2ln".to_string()), None),
+        ] {
+            let mut rotation = crate::KeyRotation::new("old", &incoming, "zt-infra/o", &after);
             rotation.endorsement = endorsement;
+            rotation.previous_hash = previous_hash;
             let body = RecordDraft {
                 kind: RecordKind::Admin,
                 action: AdminAction::AuditKeyRotate.as_str().into(),

@@ -91,6 +91,9 @@ pub enum SignaturePolicy<'k> {
 pub struct ChainVerifier<'k> {
     signatures: SignaturePolicy<'k>,
     previous_hash: String,
+    /// The custody key behind the last good record's signature (`None` before the first
+    /// record seen, or when signatures are skipped): a rotation must follow its outgoing key.
+    previous_custody: Option<&'k str>,
     next_index: u64,
     next_seq: u64,
 }
@@ -101,6 +104,7 @@ impl<'k> ChainVerifier<'k> {
         Self {
             signatures,
             previous_hash: GENESIS_HASH.to_string(),
+            previous_custody: None,
             next_index: 0,
             next_seq: 0,
         }
@@ -112,6 +116,7 @@ impl<'k> ChainVerifier<'k> {
         Self {
             signatures,
             previous_hash: previous_hash.to_string(),
+            previous_custody: None,
             next_index: 0,
             next_seq,
         }
@@ -151,11 +156,11 @@ impl<'k> ChainVerifier<'k> {
     /// Checks one stored record, its signature included. On failure the verifier stays where
     /// it was, before this record.
     pub fn check_record(&mut self, record: &Map<String, Value>) -> Result<(), VerifyError> {
-        let (computed, signature) = self.examine(record)?;
+        let (computed, signature, custody) = self.examine(record)?;
         if let (Some(signature), SignaturePolicy::Require(keys)) = (&signature, &self.signatures) {
             signature.verify(keys)?;
         }
-        self.advance(&computed);
+        self.advance(&computed, custody);
         Ok(())
     }
 
@@ -168,16 +173,17 @@ impl<'k> ChainVerifier<'k> {
         &mut self,
         record: &Map<String, Value>,
     ) -> Result<Option<PendingSignature>, VerifyError> {
-        let (computed, signature) = self.examine(record)?;
-        self.advance(&computed);
+        let (computed, signature, custody) = self.examine(record)?;
+        self.advance(&computed, custody);
         Ok(signature)
     }
 
-    /// Every in-order check of one record; its hash and its signature still to verify.
+    /// Every in-order check of one record; its hash, its signature still to verify and the
+    /// custody key behind that signature.
     fn examine(
         &self,
         record: &Map<String, Value>,
-    ) -> Result<(Digest32, Option<PendingSignature>), VerifyError> {
+    ) -> Result<(Digest32, Option<PendingSignature>, Option<&'k str>), VerifyError> {
         let seq = record.get("seq").and_then(Value::as_u64);
         if let Some(found) = record.get("seq") {
             if seq != Some(self.next_seq) {
@@ -217,38 +223,45 @@ impl<'k> ChainVerifier<'k> {
         if stored != computed.to_hex() {
             return Err(self.fail(seq, VerifyCheck::Hash, &computed.to_hex(), stored));
         }
-        let signature = match self.signatures {
+        let (signature, custody) = match self.signatures {
             SignaturePolicy::Require(keys) => {
                 let (key_id, der) = signature_form(keys, record.get("kms_signature"), timestamp)
                     .map_err(|(expected, found)| {
                         self.fail(seq, VerifyCheck::Signature, &expected, &found)
                     })?;
+                let custody = keys.custody_key_of(&key_id);
                 if let Some(rotation) = record.get("key_rotation") {
-                    if let Err(found) = check_rotation(keys, rotation, &key_id) {
+                    let place = Place {
+                        previous_hash: previous,
+                        previous_custody: self.previous_custody,
+                    };
+                    if let Err(found) = check_rotation(keys, rotation, &key_id, place) {
                         return Err(self.fail(
                             seq,
                             VerifyCheck::Signature,
-                            "a key rotation, signed by the incoming key, whose endorsement verifies with the outgoing key",
+                            "a key rotation, signed by the incoming key, whose endorsement verifies with the outgoing key, right after that key's last record",
                             &found,
                         ));
                     }
                 }
-                Some(PendingSignature {
+                let pending = PendingSignature {
                     index: self.next_index,
                     seq,
                     key_id,
                     digest: computed,
                     der,
-                })
+                };
+                (Some(pending), custody)
             }
-            SignaturePolicy::DangerousSkip => None,
+            SignaturePolicy::DangerousSkip => (None, None),
         };
-        Ok((computed, signature))
+        Ok((computed, signature, custody))
     }
 
-    /// Makes the record whose hash is `computed` the last good one.
-    fn advance(&mut self, computed: &Digest32) {
+    /// Makes the record whose hash is `computed`, signed under `custody`, the last good one.
+    fn advance(&mut self, computed: &Digest32, custody: Option<&'k str>) {
         self.previous_hash = computed.to_hex();
+        self.previous_custody = custody;
         self.next_index += 1;
         self.next_seq += 1;
     }
@@ -346,14 +359,28 @@ fn truncate(s: &str) -> String {
     }
 }
 
+/// Where a rotation record stands: its own `previous_hash`, and the custody key behind the
+/// record before it when the verifier saw that record.
+struct Place<'a> {
+    previous_hash: &'a str,
+    previous_custody: Option<&'a str>,
+}
+
 /// Checks the `key_rotation` member of a rotation record (see [`crate::key_rotation`]) whose
-/// record is signed by `signer`: the record must be the incoming key's (signed by it or by a
-/// session key it certified), so an endorsement copied into a record of another key does not
-/// pass for that key's rotation.
-fn check_rotation(keys: &PublicKeySet, rotation: &Value, signer: &str) -> Result<(), String> {
+/// record is signed by `signer` and stands at `place`: the record must be the incoming key's
+/// (signed by it or by a session key it certified), so an endorsement copied into a record of
+/// another key does not pass for that key's rotation, and it must stand where the endorsement
+/// says custody passed.
+fn check_rotation(
+    keys: &PublicKeySet,
+    rotation: &Value,
+    signer: &str,
+    place: Place<'_>,
+) -> Result<(), String> {
     let rotation =
         crate::KeyRotation::deserialize(rotation).map_err(|e| format!("key_rotation: {e}"))?;
     rotation.check(keys)?;
+    rotation.check_position(place.previous_hash, place.previous_custody)?;
     match keys.custody_key_of(signer) {
         Some(custody) if custody == rotation.key_id => Ok(()),
         _ => Err(format!(

@@ -3,12 +3,14 @@
 //! custody key now configured; when they differ, the first record the server writes says so,
 //! with the outgoing key's endorsement of the new key when the outgoing key is at hand (the
 //! retiring local key after `zt keys rotate`, or `--previous-signer`; see
-//! `zt_contract::key_rotation`). Retired public keys stay in the store, so `GET /audit/keys`
-//! keeps publishing them and old records keep verifying.
+//! `zt_contract::key_rotation`). The endorsement names the newest record, so the rotation
+//! record must be the one right after it: the server writes it before anything else can write
+//! (see [`Rotation::check_place`]). Retired public keys stay in the store, so `GET
+//! /audit/keys` keeps publishing them and old records keep verifying.
 
 use zt_contract::{AdminAction, Decision, Jwk, KeyRotation, RecordKind};
 use zt_custody::Outgoing;
-use zt_ledger::{AuditStore, RecordDraft, Signer, StoreError};
+use zt_ledger::{AuditStore, Head, RecordDraft, SealedRecord, Signer, StoreError};
 
 use crate::server::ServerError;
 
@@ -24,13 +26,15 @@ pub(crate) fn rotation_record(
     custody: &dyn Signer,
     open_outgoing: impl FnOnce() -> Result<Option<Outgoing>, ServerError>,
     origin: &str,
-) -> Result<Option<RecordDraft>, ServerError> {
-    let Some(previous) =
-        newest_custody_key(store, keys)?.filter(|previous| previous != custody.key_id())
-    else {
+) -> Result<Option<Rotation>, ServerError> {
+    let Some((head, previous)) = newest_custody_key(store, keys)? else {
         return Ok(None);
     };
-    let mut rotation = KeyRotation::new(&previous, custody.public_jwk(), origin);
+    if previous == custody.key_id() {
+        return Ok(None);
+    }
+    let mut rotation =
+        KeyRotation::new(&previous, custody.public_jwk(), origin, &head.current_hash);
     match open_outgoing()?.as_ref() {
         Some(out) if out.signer.key_id() == previous => {
             let endorsement = out
@@ -60,7 +64,7 @@ pub(crate) fn rotation_record(
     } else {
         "NOT endorsed by the outgoing key"
     };
-    Ok(Some(RecordDraft {
+    let draft = RecordDraft {
         kind: RecordKind::Admin,
         actor: "zt-server".into(),
         action: AdminAction::AuditKeyRotate.as_str().into(),
@@ -73,15 +77,43 @@ pub(crate) fn rotation_record(
         authenticated: true,
         key_rotation: Some(rotation),
         ..RecordDraft::default()
-    }))
+    };
+    Ok(Some(Rotation { draft, after: head }))
 }
 
-/// The custody key behind the newest record of `store`, given every key published in it;
-/// `None` on an empty log.
+/// A rotation record to write, and the record it must follow.
+#[derive(Debug)]
+pub(crate) struct Rotation {
+    /// The record to append.
+    pub(crate) draft: RecordDraft,
+    /// The newest record when the rotation was endorsed.
+    pub(crate) after: Head,
+}
+
+impl Rotation {
+    /// Checks that the appended rotation record landed right after the record it was endorsed
+    /// after. The server appends it before it accepts a request or starts a task, so nothing
+    /// can come between; if something did, the log would hold a rotation that does not
+    /// verify, and the start is refused rather than served on.
+    pub(crate) fn check_place(&self, sealed: &SealedRecord) -> Result<(), ServerError> {
+        let expected = self.after.current_hash.to_hex();
+        if sealed.body.seq == self.after.seq + 1 && sealed.body.previous_hash == expected {
+            Ok(())
+        } else {
+            Err(ServerError::Rotation(format!(
+                "the rotation record landed at seq {} after `{}`, not right after seq {} (`{expected}`), where it was endorsed; `zt audit verify` will refuse it",
+                sealed.body.seq, sealed.body.previous_hash, self.after.seq
+            )))
+        }
+    }
+}
+
+/// The newest record of `store` and the custody key behind it, given every key published in
+/// it; `None` on an empty log.
 fn newest_custody_key(
     store: &mut dyn AuditStore,
     keys: &[Jwk],
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<(Head, String)>, StoreError> {
     let Some(head) = store.head()? else {
         return Ok(None);
     };
@@ -100,5 +132,52 @@ fn newest_custody_key(
         .find(|k| k.kid == signer)
         .and_then(|k| k.zt_session.as_ref())
         .map(|cert| cert.custody_key_id.clone());
-    Ok(Some(certified_by.unwrap_or_else(|| signer.to_string())))
+    Ok(Some((
+        head,
+        certified_by.unwrap_or_else(|| signer.to_string()),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zt_contract::Digest32;
+    use zt_ledger::LocalKeySigner;
+
+    fn sealed_at(seq: u64, previous: &Digest32, signer: &LocalKeySigner) -> SealedRecord {
+        let body = RecordDraft {
+            action: "read".into(),
+            ..RecordDraft::default()
+        }
+        .into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous.to_hex());
+        SealedRecord::seal(body, signer).unwrap()
+    }
+
+    #[test]
+    fn the_rotation_record_must_land_right_after_the_record_it_was_endorsed_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let head = Head {
+            seq: 4,
+            current_hash: Digest32::sha256(b"record 4"),
+        };
+        let rotation = Rotation {
+            draft: RecordDraft::default(),
+            after: head,
+        };
+        assert!(rotation
+            .check_place(&sealed_at(5, &head.current_hash, &signer))
+            .is_ok());
+        // Another record came between, or the chain moved on elsewhere: the start is refused.
+        let between = rotation
+            .check_place(&sealed_at(6, &Digest32::sha256(b"record 5"), &signer))
+            .unwrap_err();
+        assert!(
+            between.to_string().contains("not right after seq 4"),
+            "{between}"
+        );
+        assert!(rotation
+            .check_place(&sealed_at(5, &Digest32::sha256(b"another 4"), &signer))
+            .is_err());
+    }
 }

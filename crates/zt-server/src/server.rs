@@ -117,7 +117,7 @@ pub(crate) struct Started {
     pub(crate) accepted: UnauthenticatedState,
     /// The record of a custody key rotation since the log's newest record, which [`serve`]
     /// writes before anything else.
-    pub(crate) rotation: Option<zt_ledger::RecordDraft>,
+    pub(crate) rotation: Option<crate::key_rotation::Rotation>,
 }
 
 impl std::fmt::Debug for Started {
@@ -294,11 +294,15 @@ pub async fn serve(
         accepted,
         rotation,
     } = start(&config)?;
-    if let Some(record) = rotation {
-        if let Err(e) = state.ledger.append(record).await {
+    if let Some(rotation) = rotation {
+        let appended = match state.ledger.append(rotation.draft.clone()).await {
+            Ok(sealed) => rotation.check_place(&sealed),
+            Err(e) => Err(ServerError::Rotation(e.to_string())),
+        };
+        if let Err(e) = appended {
             drop(state);
             let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-            return Err(ServerError::Rotation(e.to_string()));
+            return Err(e);
         }
         tracing::info!(
             key_id = state.checkpoints.key_id(),

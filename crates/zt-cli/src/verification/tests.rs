@@ -177,19 +177,38 @@ fn a_log_shorter_than_a_batch_and_an_expected_head_give_the_same_reports() {
     }
 }
 
+/// The body of a plain record of the rotated test log.
+fn plain_body(seq: u64, previous: String) -> zt_contract::RecordBody {
+    RecordDraft {
+        actor: "agent".into(),
+        action: "read".into(),
+        ..RecordDraft::default()
+    }
+    .into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous)
+}
+
+/// The hash of seq 1 of the rotated test log, the outgoing key's last record: the place its
+/// rotations are bound to.
+fn outgoing_head() -> zt_contract::Digest32 {
+    let first = plain_body(0, zt_contract::GENESIS_HASH.into())
+        .hash()
+        .unwrap();
+    plain_body(1, first.to_hex()).hash().unwrap()
+}
+
 /// A log whose custody passes from `old` to `new` at seq 2 with `rotation` as the rotation
-/// record's `key_rotation` (that record signed by `rotation_signer`), and the keys that
-/// verify it.
+/// record's `key_rotation` (that record signed by `rotation_signer`, the record before it by
+/// `last_outgoing`), and the keys that verify it.
 fn rotated_log(
-    old: &LocalKeySigner,
-    new: &LocalKeySigner,
+    (old, new): (&LocalKeySigner, &LocalKeySigner),
     rotation: zt_contract::KeyRotation,
     rotation_signer: &LocalKeySigner,
+    last_outgoing: &LocalKeySigner,
 ) -> (Vec<String>, PublicKeySet) {
     let mut previous = zt_contract::GENESIS_HASH.to_string();
     let mut lines = Vec::new();
     for seq in 0..4u64 {
-        let draft = if seq == 2 {
+        let body = if seq == 2 {
             RecordDraft {
                 actor: "zt-server".into(),
                 action: zt_contract::AdminAction::AuditKeyRotate.as_str().into(),
@@ -197,23 +216,24 @@ fn rotated_log(
                 key_rotation: Some(rotation.clone()),
                 ..RecordDraft::default()
             }
+            .into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous)
         } else {
-            RecordDraft {
-                actor: "agent".into(),
-                action: "read".into(),
-                ..RecordDraft::default()
-            }
+            plain_body(seq, previous)
         };
         let signer = match seq {
-            0 | 1 => old,
+            0 => old,
+            1 => last_outgoing,
             2 => rotation_signer,
             _ => new,
         };
-        let body = draft.into_body(seq, "2026-01-02T03:04:05.678Z".into(), previous);
         let record = SealedRecord::seal(body, signer).unwrap();
         previous = record.current_hash.to_hex();
         lines.push(record.line);
     }
+    assert_eq!(
+        serde_json::from_str::<Value>(&lines[1]).unwrap()["current_hash"],
+        outgoing_head().to_hex()
+    );
     let jwks = Jwks {
         keys: vec![old.public_jwk().clone(), new.public_jwk().clone()],
     };
@@ -225,7 +245,12 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let old = LocalKeySigner::load_or_create(a.path()).unwrap();
     let new = LocalKeySigner::load_or_create(b.path()).unwrap();
-    let unendorsed = zt_contract::KeyRotation::new(old.key_id(), new.public_jwk(), "zt-infra/t");
+    let unendorsed = zt_contract::KeyRotation::new(
+        old.key_id(),
+        new.public_jwk(),
+        "zt-infra/t",
+        &outgoing_head(),
+    );
     let mut endorsed = unendorsed.clone();
     endorsed.endorsement = Some(
         old.sign_digest(&endorsed.statement_digest())
@@ -233,17 +258,22 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
             .signature,
     );
 
-    let (lines, keys) = rotated_log(&old, &new, endorsed.clone(), &new);
+    let (lines, keys) = rotated_log((&old, &new), endorsed.clone(), &new, &old);
     let report = verify(&lines, &keys, 1);
     let json = report.to_json();
     assert_eq!(json["valid"], true, "{json}");
     assert_eq!(json["key_rotations"][0]["seq"], 2, "{json}");
     assert_eq!(json["key_rotations"][0]["endorsed"], true, "{json}");
     assert_eq!(json["key_rotations"][0]["previous_key_id"], old.key_id());
+    assert_eq!(
+        json["key_rotations"][0]["bound_to_position"], true,
+        "{json}"
+    );
     assert!(report.to_text().contains("endorsed by the outgoing key"));
     assert!(!report.to_text().contains("NOT endorsed"));
+    assert!(!report.to_text().contains("not bound"));
 
-    let (lines, keys) = rotated_log(&old, &new, unendorsed.clone(), &new);
+    let (lines, keys) = rotated_log((&old, &new), unendorsed.clone(), &new, &old);
     let report = verify(&lines, &keys, 1);
     let json = report.to_json();
     assert_eq!(json["valid"], true, "{json}");
@@ -265,7 +295,12 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
             .unwrap()
             .signature,
     );
-    let mut to_itself = zt_contract::KeyRotation::new(new.key_id(), new.public_jwk(), "zt-infra/t");
+    let mut to_itself = zt_contract::KeyRotation::new(
+        new.key_id(),
+        new.public_jwk(),
+        "zt-infra/t",
+        &outgoing_head(),
+    );
     to_itself.endorsement = Some(
         new.sign_digest(&to_itself.statement_digest())
             .unwrap()
@@ -278,10 +313,87 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
         ("signed by the outgoing key", endorsed, &old),
     ];
     for (name, bad, signer) in cases {
-        let (lines, keys) = rotated_log(&old, &new, bad, signer);
+        let (lines, keys) = rotated_log((&old, &new), bad, signer, &old);
         let json = verify(&lines, &keys, 1).to_json();
         assert_eq!(json["valid"], false, "{name}: {json}");
         assert_eq!(json["error"]["index"], 2, "{name}: {json}");
         assert_eq!(json["error"]["check"], "signature", "{name}: {json}");
     }
+}
+
+/// `rotation`, endorsed by `by`.
+fn endorsed_by(
+    by: &LocalKeySigner,
+    mut rotation: zt_contract::KeyRotation,
+) -> zt_contract::KeyRotation {
+    rotation.endorsement = Some(
+        by.sign_digest(&rotation.statement_digest())
+            .unwrap()
+            .signature,
+    );
+    rotation
+}
+
+#[test]
+fn a_rotation_holds_only_right_after_the_outgoing_keys_last_record() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = LocalKeySigner::load_or_create(a.path()).unwrap();
+    let new = LocalKeySigner::load_or_create(b.path()).unwrap();
+    let rotation = |after: &zt_contract::Digest32| {
+        zt_contract::KeyRotation::new(old.key_id(), new.public_jwk(), "zt-infra/t", after)
+    };
+
+    // A genuine endorsement for another place: a fork handing custody over elsewhere.
+    let elsewhere = endorsed_by(&old, rotation(&zt_contract::Digest32::sha256(b"elsewhere")));
+    let (lines, keys) = rotated_log((&old, &new), elsewhere, &new, &old);
+    let json = verify(&lines, &keys, 1).to_json();
+    assert_eq!(json["valid"], false, "{json}");
+    assert_eq!(json["error"]["index"], 2, "{json}");
+    assert_eq!(json["error"]["check"], "signature", "{json}");
+    assert!(
+        json["error"]["found"]
+            .as_str()
+            .unwrap()
+            .contains("endorsed after the record"),
+        "{json}"
+    );
+
+    // The right place, but the record before was already signed by the incoming key: custody
+    // did not pass there.
+    let bound = endorsed_by(&old, rotation(&outgoing_head()));
+    for jobs in [1, 2] {
+        let (lines, keys) = rotated_log((&old, &new), bound.clone(), &new, &new);
+        let json = verify(&lines, &keys, jobs).to_json();
+        assert_eq!(json["valid"], false, "{json}");
+        assert_eq!(json["error"]["index"], 2, "{json}");
+        assert!(
+            json["error"]["found"]
+                .as_str()
+                .unwrap()
+                .contains("after a record signed under"),
+            "{json}"
+        );
+    }
+
+    // A rotation recorded before the binding existed still verifies, wherever it stands, and
+    // the report says it is not bound.
+    let mut unbound = rotation(&outgoing_head());
+    unbound.previous_hash = None;
+    let unbound = endorsed_by(&old, unbound);
+    let (lines, keys) = rotated_log((&old, &new), unbound, &new, &new);
+    let report = verify(&lines, &keys, 2);
+    let json = report.to_json();
+    assert_eq!(json["valid"], true, "{json}");
+    assert_eq!(json["key_rotations"][0]["endorsed"], true, "{json}");
+    assert_eq!(
+        json["key_rotations"][0]["bound_to_position"], false,
+        "{json}"
+    );
+    assert!(
+        report
+            .to_text()
+            .contains("not bound to its place in the log"),
+        "{}",
+        report.to_text()
+    );
 }

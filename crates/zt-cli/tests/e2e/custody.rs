@@ -64,17 +64,27 @@ fn jwks(server: &Server) -> Vec<Value> {
     body["keys"].as_array().unwrap().clone()
 }
 
-/// `zt audit verify --url` reports the server's log valid.
+/// `zt audit verify --url` reports the server's log valid, every rotation held to its place.
 fn verify_url(server: &Server) {
-    common::verify_report(&["audit", "verify", "--url", &server.url()], "verify --url");
+    let report =
+        common::verify_report(&["audit", "verify", "--url", &server.url()], "verify --url");
+    assert_rotations_bound(&report);
 }
 
-/// `zt audit verify --data-dir` reports the stopped server's log valid.
+/// `zt audit verify --data-dir` reports the stopped server's log valid, every rotation held
+/// to its place.
 fn verify_offline(data_dir: &Path) {
-    common::verify_report(
+    let report = common::verify_report(
         &["audit", "verify", "--data-dir", data_dir.to_str().unwrap()],
         "verify --data-dir",
     );
+    assert_rotations_bound(&report);
+}
+
+fn assert_rotations_bound(report: &Value) {
+    for rotation in report["key_rotations"].as_array().unwrap() {
+        assert_eq!(rotation["bound_to_position"], true, "{report}");
+    }
 }
 
 /// The log verifies online, then the server stops and it verifies offline.
@@ -114,10 +124,11 @@ fn rotation_records(server: &Server) -> Vec<Value> {
         .collect()
 }
 
-/// The rotation record names `previous` and `incoming` and carries an endorsement (checked
-/// by `zt audit verify`, which every test runs after a rotation).
+/// The rotation record names `previous` and `incoming`, the record it follows, and carries an
+/// endorsement (checked by `zt audit verify`, which every test runs after a rotation).
 fn assert_endorsed(rotation: &Value, previous: &str, incoming: &str) {
     let endorsement = &rotation["key_rotation"];
+    assert_bound(rotation);
     assert_eq!(endorsement["previous_key_id"], previous, "{rotation}");
     assert_eq!(endorsement["key_id"], incoming, "{rotation}");
     assert!(endorsement["endorsement"].is_string(), "{rotation}");
@@ -125,6 +136,18 @@ fn assert_endorsed(rotation: &Value, previous: &str, incoming: &str) {
         .as_str()
         .unwrap()
         .contains("endorsed by the outgoing key"));
+}
+
+/// The rotation is bound to the record right before it, the outgoing key's last.
+fn assert_bound(rotation: &Value) {
+    assert!(
+        rotation["previous_hash"].as_str().unwrap().len() == 64,
+        "{rotation}"
+    );
+    assert_eq!(
+        rotation["key_rotation"]["previous_hash"], rotation["previous_hash"],
+        "{rotation}"
+    );
 }
 
 /// A decision was answered, so its record was signed and stored: no policy is loaded, so the
@@ -815,6 +838,7 @@ fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifi
     assert_eq!(rotations.len(), 1);
     let rotation = &rotations[0];
     assert_eq!(rotation["key_rotation"]["previous_key_id"], old.as_str());
+    assert_bound(rotation);
     assert!(
         rotation["key_rotation"]["endorsement"].is_null(),
         "{rotation}"

@@ -2,8 +2,9 @@
 //! The verifier fails a rotation whose endorsement does not hold, but a rotation recorded
 //! without one (the outgoing key was lost, or a record written before endorsements existed)
 //! is valid: custody then passed on the server's word alone, which the report says instead of
-//! letting "valid" suggest otherwise. So does it for an endorsement recorded before rotations
-//! were bound to their place in the log, which holds wherever the rotation record stands.
+//! letting "valid" suggest otherwise. So does it for an endorsement that names no place in the
+//! log (a replica's rotation on a shared store, or one recorded before rotations named their
+//! place), which holds wherever the rotation record stands.
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -95,7 +96,7 @@ impl RotationSummary {
                     )
                 } else if r.endorsed {
                     format!(
-                        "custody key rotation at seq {}: `{from}` to `{}`, endorsed by the outgoing key but not bound to its place in the log (recorded before rotations were)",
+                        "custody key rotation at seq {}: `{from}` to `{}`, endorsed by the outgoing key, bound to no place in the log",
                         r.seq, r.key_id
                     )
                 } else {

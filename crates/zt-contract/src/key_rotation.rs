@@ -75,6 +75,21 @@ impl KeyRotation {
         }
     }
 
+    /// The rotation from `previous_key_id` to `incoming` for the log `origin` at no named place:
+    /// one writer's rotation among several sharing the log, whose records come between the
+    /// outgoing key's last and the rotation record; not yet endorsed.
+    pub fn unplaced(previous_key_id: &str, incoming: &Jwk, origin: &str) -> Self {
+        Self {
+            previous_key_id: previous_key_id.to_string(),
+            key_id: incoming.kid.clone(),
+            origin: origin.to_string(),
+            previous_hash: None,
+            x: incoming.x.clone(),
+            y: incoming.y.clone(),
+            endorsement: None,
+        }
+    }
+
     /// The digest the outgoing key signs.
     pub fn statement_digest(&self) -> Digest32 {
         let mut statement = json!({
@@ -197,7 +212,7 @@ mod tests {
     #[test]
     fn the_statement_is_the_documented_canonical_json() {
         let (_, new_jwk) = key("new");
-        let mut rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test", &after());
+        let rotation = KeyRotation::new("old", &new_jwk, "zt-infra/test", &after());
         let bound = format!(
             r#"{{"crv":"P-256","kid":"new","kty":"EC","origin":"zt-infra/test","previous_hash":"{}","previous_key_id":"old","type":"zt-key-rotation/v2","x":"{}","y":"{}"}}"#,
             after().to_hex(),
@@ -208,8 +223,9 @@ mod tests {
             rotation.statement_digest(),
             Digest32::sha256(bound.as_bytes())
         );
-        // A rotation recorded before the binding keeps the statement it was endorsed over.
-        rotation.previous_hash = None;
+        // A rotation naming no place (a replica's, or one recorded before the binding) has
+        // the statement rotations were endorsed over before.
+        let rotation = KeyRotation::unplaced("old", &new_jwk, "zt-infra/test");
         let unbound = format!(
             r#"{{"crv":"P-256","kid":"new","kty":"EC","origin":"zt-infra/test","previous_key_id":"old","type":"zt-key-rotation/v1","x":"{}","y":"{}"}}"#,
             new_jwk.x, new_jwk.y

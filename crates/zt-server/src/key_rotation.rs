@@ -36,17 +36,7 @@ pub(crate) fn rotation_record(
     let mut rotation =
         KeyRotation::new(&previous, custody.public_jwk(), origin, &head.current_hash);
     match open_outgoing()?.as_ref() {
-        Some(out) if out.signer.key_id() == previous => {
-            let endorsement = out
-                .signer
-                .sign_digest(&rotation.statement_digest())
-                .map_err(|e| {
-                    ServerError::Rotation(format!(
-                        "the outgoing key `{previous}` endorsing the new key: {e}"
-                    ))
-                })?;
-            rotation.endorsement = Some(endorsement.signature);
-        }
+        Some(out) if out.signer.key_id() == previous => endorse(&mut rotation, out)?,
         Some(out) if out.explicit => {
             return Err(ServerError::Rotation(format!(
                 "--previous-signer is `{}`, but the newest records are signed by `{previous}`",
@@ -59,26 +49,91 @@ pub(crate) fn rotation_record(
             "the audit custody key changed without the outgoing key at hand: the rotation is recorded unendorsed (give --previous-signer to have the outgoing key endorse the new one)"
         ),
     }
+    Ok(Some(Rotation {
+        draft: rotation_draft(rotation, custody),
+        after: Some(head),
+    }))
+}
+
+/// The record to write first on a replica of a store shared with other replicas, whose
+/// newest record tells nothing of this replica's key. A rotation is recorded at the first
+/// start with a new custody key (one not yet published in the store, `keys`) when the
+/// outgoing key is at hand and published there: the retiring local key after `zt keys
+/// rotate`, or `--previous-signer`. It is endorsed but names no place in the log, since the
+/// other replicas' records come between this replica's last record and the rotation (docs/SIGNING.md).
+/// Without the outgoing key a new key is indistinguishable from a new replica's, and nothing
+/// is recorded. An explicit `--previous-signer` that is no custody key of the store refuses
+/// the start.
+pub(crate) fn replica_rotation_record(
+    keys: &[Jwk],
+    custody: &dyn Signer,
+    open_outgoing: impl FnOnce() -> Result<Option<Outgoing>, ServerError>,
+    origin: &str,
+) -> Result<Option<Rotation>, ServerError> {
+    if keys.iter().any(|k| k.kid == custody.key_id()) {
+        return Ok(None);
+    }
+    let Some(out) = open_outgoing()? else {
+        return Ok(None);
+    };
+    let previous = out.signer.key_id();
+    let published = keys
+        .iter()
+        .any(|k| k.kid == previous && k.zt_session.is_none());
+    if !published || previous == custody.key_id() {
+        if out.explicit {
+            return Err(ServerError::Rotation(format!(
+                "--previous-signer is `{previous}`, which is not a custody key of this store"
+            )));
+        }
+        tracing::warn!(retiring = %previous, "the retiring local key is not a custody key of this store: no rotation to record");
+        return Ok(None);
+    }
+    let mut rotation = KeyRotation::unplaced(previous, custody.public_jwk(), origin);
+    endorse(&mut rotation, &out)?;
+    Ok(Some(Rotation {
+        draft: rotation_draft(rotation, custody),
+        after: None,
+    }))
+}
+
+/// Has the outgoing key sign `rotation`'s statement.
+fn endorse(rotation: &mut KeyRotation, out: &Outgoing) -> Result<(), ServerError> {
+    let endorsement = out
+        .signer
+        .sign_digest(&rotation.statement_digest())
+        .map_err(|e| {
+            ServerError::Rotation(format!(
+                "the outgoing key `{}` endorsing the new key: {e}",
+                out.signer.key_id()
+            ))
+        })?;
+    rotation.endorsement = Some(endorsement.signature);
+    Ok(())
+}
+
+/// The rotation record: an admin record by the server, naming both keys.
+fn rotation_draft(rotation: KeyRotation, custody: &dyn Signer) -> RecordDraft {
     let endorsed = if rotation.endorsement.is_some() {
         "endorsed by the outgoing key"
     } else {
         "NOT endorsed by the outgoing key"
     };
-    let draft = RecordDraft {
+    RecordDraft {
         kind: RecordKind::Admin,
         actor: "zt-server".into(),
         action: AdminAction::AuditKeyRotate.as_str().into(),
         resource: custody.key_id().into(),
         decision: Decision::Allow,
         reason: format!(
-            "audit signing key rotated from `{previous}` to `{}`, {endorsed}",
+            "audit signing key rotated from `{}` to `{}`, {endorsed}",
+            rotation.previous_key_id,
             custody.key_id()
         ),
         authenticated: true,
         key_rotation: Some(rotation),
         ..RecordDraft::default()
-    };
-    Ok(Some(Rotation { draft, after: head }))
+    }
 }
 
 /// A rotation record to write, and the record it must follow.
@@ -86,8 +141,9 @@ pub(crate) fn rotation_record(
 pub(crate) struct Rotation {
     /// The record to append.
     pub(crate) draft: RecordDraft,
-    /// The newest record when the rotation was endorsed.
-    pub(crate) after: Head,
+    /// The newest record when the rotation was endorsed; `None` for a replica's rotation,
+    /// which names no place.
+    pub(crate) after: Option<Head>,
 }
 
 impl Rotation {
@@ -96,13 +152,16 @@ impl Rotation {
     /// can come between; if something did, the log would hold a rotation that does not
     /// verify, and the start is refused rather than served on.
     pub(crate) fn check_place(&self, sealed: &SealedRecord) -> Result<(), ServerError> {
-        let expected = self.after.current_hash.to_hex();
-        if sealed.body.seq == self.after.seq + 1 && sealed.body.previous_hash == expected {
+        let Some(after) = &self.after else {
+            return Ok(());
+        };
+        let expected = after.current_hash.to_hex();
+        if sealed.body.seq == after.seq + 1 && sealed.body.previous_hash == expected {
             Ok(())
         } else {
             Err(ServerError::Rotation(format!(
                 "the rotation record landed at seq {} after `{}`, not right after seq {} (`{expected}`), where it was endorsed; `zt audit verify` will refuse it",
-                sealed.body.seq, sealed.body.previous_hash, self.after.seq
+                sealed.body.seq, sealed.body.previous_hash, after.seq
             )))
         }
     }
@@ -153,6 +212,82 @@ mod tests {
         SealedRecord::seal(body, signer).unwrap()
     }
 
+    fn local_key() -> (tempfile::TempDir, std::sync::Arc<LocalKeySigner>) {
+        let dir = tempfile::tempdir().unwrap();
+        let key = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        (dir, std::sync::Arc::new(key))
+    }
+
+    fn outgoing(key: &std::sync::Arc<LocalKeySigner>, explicit: bool) -> Option<Outgoing> {
+        Some(Outgoing {
+            signer: key.clone(),
+            explicit,
+        })
+    }
+
+    #[test]
+    fn a_replica_records_its_rotation_once_when_its_outgoing_key_is_of_the_store() {
+        let ((_a, old), (_b, new), (_c, stranger)) = (local_key(), local_key(), local_key());
+        let published = vec![old.public_jwk().clone()];
+
+        let rotation = replica_rotation_record(
+            &published,
+            new.as_ref(),
+            || Ok(outgoing(&old, false)),
+            "zt-infra/t",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(rotation.after.is_none());
+        let member = rotation.draft.key_rotation.clone().unwrap();
+        assert_eq!(member.previous_key_id, old.key_id());
+        assert_eq!(member.previous_hash, None);
+        let keys = zt_contract::PublicKeySet::from_jwks(&zt_contract::Jwks {
+            keys: vec![old.public_jwk().clone(), new.public_jwk().clone()],
+        })
+        .unwrap();
+        assert_eq!(
+            member.check(&keys),
+            Ok(true),
+            "endorsed by the outgoing key"
+        );
+
+        // The new key is already published (a later start): nothing, and the outgoing key is
+        // not even opened.
+        let both = vec![old.public_jwk().clone(), new.public_jwk().clone()];
+        let later = replica_rotation_record(
+            &both,
+            new.as_ref(),
+            || panic!("opened the outgoing key"),
+            "zt-infra/t",
+        );
+        assert!(later.unwrap().is_none());
+        // No outgoing key at hand: a new replica's key looks the same; nothing is recorded.
+        let none = replica_rotation_record(&published, new.as_ref(), || Ok(None), "zt-infra/t");
+        assert!(none.unwrap().is_none());
+        // An outgoing key that never was this store's: refused when named, else left alone.
+        let named = replica_rotation_record(
+            &published,
+            new.as_ref(),
+            || Ok(outgoing(&stranger, true)),
+            "zt-infra/t",
+        )
+        .unwrap_err();
+        assert!(
+            named
+                .to_string()
+                .contains("not a custody key of this store"),
+            "{named}"
+        );
+        let retiring = replica_rotation_record(
+            &published,
+            new.as_ref(),
+            || Ok(outgoing(&stranger, false)),
+            "zt-infra/t",
+        );
+        assert!(retiring.unwrap().is_none());
+    }
+
     #[test]
     fn the_rotation_record_must_land_right_after_the_record_it_was_endorsed_after() {
         let dir = tempfile::tempdir().unwrap();
@@ -163,7 +298,7 @@ mod tests {
         };
         let rotation = Rotation {
             draft: RecordDraft::default(),
-            after: head,
+            after: Some(head),
         };
         assert!(rotation
             .check_place(&sealed_at(5, &head.current_hash, &signer))

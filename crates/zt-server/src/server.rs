@@ -177,16 +177,22 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
                 .map_or(custody.key_id(), |k| k.kid.as_str()),
         ),
     };
-    // Replicas of a shared store may each hold their own key: only one writer's log tells a
+    // Replicas of a shared store each hold their own key: only one writer's log tells a
     // rotation from its head.
+    let open_outgoing = || Ok(zt_custody::open_outgoing(&config.custody, &data_dir)?);
     let rotation = if store.is_shared() {
-        None
+        crate::key_rotation::replica_rotation_record(
+            &known_keys,
+            custody.as_ref(),
+            open_outgoing,
+            &origin,
+        )?
     } else {
         crate::key_rotation::rotation_record(
             store.as_mut(),
             &known_keys,
             custody.as_ref(),
-            || Ok(zt_custody::open_outgoing(&config.custody, &data_dir)?),
+            open_outgoing,
             &origin,
         )?
     };

@@ -271,7 +271,7 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
     );
     assert!(report.to_text().contains("endorsed by the outgoing key"));
     assert!(!report.to_text().contains("NOT endorsed"));
-    assert!(!report.to_text().contains("not bound"));
+    assert!(!report.to_text().contains("no place"));
 
     let (lines, keys) = rotated_log((&old, &new), unendorsed.clone(), &new, &old);
     let report = verify(&lines, &keys, 1);
@@ -375,11 +375,12 @@ fn a_rotation_holds_only_right_after_the_outgoing_keys_last_record() {
         );
     }
 
-    // A rotation recorded before the binding existed still verifies, wherever it stands, and
-    // the report says it is not bound.
-    let mut unbound = rotation(&outgoing_head());
-    unbound.previous_hash = None;
-    let unbound = endorsed_by(&old, unbound);
+    // A rotation that names no place (recorded before the binding existed, or by a replica)
+    // still verifies, wherever it stands, and the report says so.
+    let unbound = endorsed_by(
+        &old,
+        zt_contract::KeyRotation::unplaced(old.key_id(), new.public_jwk(), "zt-infra/t"),
+    );
     let (lines, keys) = rotated_log((&old, &new), unbound, &new, &new);
     let report = verify(&lines, &keys, 2);
     let json = report.to_json();
@@ -390,9 +391,7 @@ fn a_rotation_holds_only_right_after_the_outgoing_keys_last_record() {
         "{json}"
     );
     assert!(
-        report
-            .to_text()
-            .contains("not bound to its place in the log"),
+        report.to_text().contains("bound to no place in the log"),
         "{}",
         report.to_text()
     );

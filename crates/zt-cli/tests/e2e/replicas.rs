@@ -1,7 +1,8 @@
 //! Three `zt serve` replicas on one PostgreSQL store, each with its own data directory and
 //! audit key, under concurrent load; one is killed with `kill -9` mid-load. Every decision any
 //! replica acknowledged is in the one shared chain, the chain verifies, every replica
-//! publishes every replica's key, and the killed replica rejoins. Needs PostgreSQL on
+//! publishes every replica's key, and the killed replica rejoins. A replica's key rotation is
+//! recorded in the shared log. Needs PostgreSQL on
 //! 127.0.0.1:5432 (`.ci/run` starts it); skips (prints `SKIPPED: …`) without it unless
 //! `ZT_REQUIRE_SERVICES=1`.
 
@@ -211,4 +212,81 @@ fn an_explicit_log_origin_names_every_checkpoint() {
         String::from_utf8_lossy(&out.stderr).contains("log origin"),
         "{out:?}"
     );
+}
+
+/// One decision answered by `server`; the key id that signed its record.
+fn decide_signed_by(server: &Server, resource: &str) -> String {
+    let body = json!({"actor": AGENT, "action": "files.read", "resource": resource});
+    let (status, v) = server.json("POST", "/actions", Some(body));
+    assert!(status == 200 || status == 403, "{status}: {v}");
+    v["audit"]["kms_signature"]["key_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no signature: {v}"))
+        .to_string()
+}
+
+fn rotation_records(server: &Server) -> Vec<Value> {
+    server
+        .records()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == "zt.audit.key.rotate")
+        .collect()
+}
+
+/// `zt keys rotate` on one replica of a shared store: at its next start the rotation is
+/// recorded in the shared log, endorsed by its outgoing key, although the other replica's
+/// records came between; it names no place in the log, and a later start records nothing more.
+#[test]
+fn a_replicas_key_rotation_is_recorded_endorsed_in_the_shared_log() {
+    let Some(schema) = pg_schema::TestSchema::new() else {
+        return;
+    };
+    let store = schema.url();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = start_replica(one.path(), &store);
+    let second = start_replica(two.path(), &store);
+    let old = decide_signed_by(&first, "before-1");
+    let other = decide_signed_by(&second, "before-2");
+    assert_ne!(old, other);
+    first.terminate();
+    decide_signed_by(&second, "while-1-is-down");
+
+    let out = zt(&["keys", "rotate", "--data-dir", one.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let first = start_replica(one.path(), &store);
+    let new = decide_signed_by(&first, "after-1");
+    assert!(new != old && new != other, "{new}");
+    assert_eq!(decide_signed_by(&second, "after-2"), other);
+
+    let rotations = rotation_records(&second);
+    assert_eq!(rotations.len(), 1, "{rotations:?}");
+    let rotation = &rotations[0];
+    assert_eq!(
+        rotation["kms_signature"]["key_id"],
+        new.as_str(),
+        "{rotation}"
+    );
+    let member = &rotation["key_rotation"];
+    assert_eq!(member["previous_key_id"], old.as_str(), "{rotation}");
+    assert_eq!(member["key_id"], new.as_str(), "{rotation}");
+    assert!(member["endorsement"].is_string(), "{rotation}");
+    assert!(member.get("previous_hash").is_none(), "{rotation}");
+    assert!(
+        !std::fs::exists(one.path().join("keys/audit-signing-key.retiring.p8")).unwrap(),
+        "the retired key is destroyed once it endorsed"
+    );
+
+    let report = common::verify_report(&["audit", "verify", "--url", &second.url()], "verify");
+    let rotations = report["key_rotations"].as_array().unwrap();
+    assert_eq!(rotations.len(), 1, "{report}");
+    assert_eq!(rotations[0]["endorsed"], true, "{report}");
+    assert_eq!(rotations[0]["bound_to_position"], false, "{report}");
+
+    // Started again with the same key: nothing more to record.
+    first.terminate();
+    let first = start_replica(one.path(), &store);
+    decide_signed_by(&first, "again");
+    assert_eq!(rotation_records(&first).len(), 1);
+    common::verify_report(&["audit", "verify", "--url", &first.url()], "verify again");
 }

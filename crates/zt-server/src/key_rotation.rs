@@ -56,21 +56,26 @@ pub(crate) fn rotation_record(
 }
 
 /// The record to write first on a replica of a store shared with other replicas, whose
-/// newest record tells nothing of this replica's key. A rotation is recorded at the first
-/// start with a new custody key (one not yet published in the store, `keys`) when the
-/// outgoing key is at hand and published there: the retiring local key after `zt keys
-/// rotate`, or `--previous-signer`. It is endorsed but names no place in the log, since the
-/// other replicas' records come between this replica's last record and the rotation (docs/SIGNING.md).
-/// Without the outgoing key a new key is indistinguishable from a new replica's, and nothing
-/// is recorded. An explicit `--previous-signer` that is no custody key of the store refuses
-/// the start.
+/// newest record tells nothing of this replica's key. A rotation is recorded when the
+/// outgoing key is at hand and is a custody key published in the store (`keys`): the retiring
+/// local key after `zt keys rotate`, which is destroyed once its rotation is recorded (so a
+/// start that failed to record it tries again), or `--previous-signer` (`previous_named`) at
+/// the first start with a custody key not yet published. It is endorsed but names no place in
+/// the log, since the other replicas' records come between this replica's last record and the
+/// rotation (docs/SIGNING.md). Without the outgoing key a new key is indistinguishable from a
+/// new replica's, and nothing is recorded. An explicit `--previous-signer` that is no custody
+/// key of the store refuses the start.
 pub(crate) fn replica_rotation_record(
     keys: &[Jwk],
     custody: &dyn Signer,
+    previous_named: bool,
     open_outgoing: impl FnOnce() -> Result<Option<Outgoing>, ServerError>,
     origin: &str,
 ) -> Result<Option<Rotation>, ServerError> {
-    if keys.iter().any(|k| k.kid == custody.key_id()) {
+    // A `--previous-signer` left in place after its rotation is not opened again (its key
+    // may be gone); the retiring local key is opened whenever it is there.
+    let first_start = !keys.iter().any(|k| k.kid == custody.key_id());
+    if previous_named && !first_start {
         return Ok(None);
     }
     let Some(out) = open_outgoing()? else {
@@ -233,6 +238,7 @@ mod tests {
         let rotation = replica_rotation_record(
             &published,
             new.as_ref(),
+            false,
             || Ok(outgoing(&old, false)),
             "zt-infra/t",
         )
@@ -252,23 +258,38 @@ mod tests {
             "endorsed by the outgoing key"
         );
 
-        // The new key is already published (a later start): nothing, and the outgoing key is
-        // not even opened.
+        // The new key already published (a later start): a --previous-signer left in place
+        // is not even opened, and without a retiring key there is nothing to record.
         let both = vec![old.public_jwk().clone(), new.public_jwk().clone()];
         let later = replica_rotation_record(
             &both,
             new.as_ref(),
+            true,
             || panic!("opened the outgoing key"),
             "zt-infra/t",
         );
         assert!(later.unwrap().is_none());
+        let later = replica_rotation_record(&both, new.as_ref(), false, || Ok(None), "zt-infra/t");
+        assert!(later.unwrap().is_none());
+        // But a retiring key still there (the start that published the new key failed to
+        // record the rotation) is recorded then.
+        let retried = replica_rotation_record(
+            &both,
+            new.as_ref(),
+            false,
+            || Ok(outgoing(&old, false)),
+            "zt-infra/t",
+        );
+        assert!(retried.unwrap().is_some());
         // No outgoing key at hand: a new replica's key looks the same; nothing is recorded.
-        let none = replica_rotation_record(&published, new.as_ref(), || Ok(None), "zt-infra/t");
+        let none =
+            replica_rotation_record(&published, new.as_ref(), false, || Ok(None), "zt-infra/t");
         assert!(none.unwrap().is_none());
         // An outgoing key that never was this store's: refused when named, else left alone.
         let named = replica_rotation_record(
             &published,
             new.as_ref(),
+            true,
             || Ok(outgoing(&stranger, true)),
             "zt-infra/t",
         )
@@ -282,6 +303,7 @@ mod tests {
         let retiring = replica_rotation_record(
             &published,
             new.as_ref(),
+            false,
             || Ok(outgoing(&stranger, false)),
             "zt-infra/t",
         );

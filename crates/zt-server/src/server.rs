@@ -184,6 +184,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         crate::key_rotation::replica_rotation_record(
             &known_keys,
             custody.as_ref(),
+            config.custody.previous.is_some(),
             open_outgoing,
             &origin,
         )?

@@ -5,7 +5,9 @@
 //! retiring local key after `zt keys rotate`, or `--previous-signer`; see
 //! `zt_contract::key_rotation`). The endorsement names the newest record, so the rotation
 //! record must be the one right after it: the server writes it before anything else can write
-//! (see [`Rotation::check_place`]). Retired public keys stay in the store, so `GET
+//! (see [`Rotation::check_place`]). A replica of a shared store cannot read its rotation off
+//! the newest record, which may be another replica's: it records one when its outgoing key is
+//! at hand ([`replica_rotation_record`]). Retired public keys stay in the store, so `GET
 //! /audit/keys` keeps publishing them and old records keep verifying.
 
 use zt_contract::{AdminAction, Decision, Jwk, KeyRotation, RecordKind};

@@ -115,15 +115,6 @@ fn refused_start(data_dir: &Path, signer: &str, env: &[(&str, String)]) -> Strin
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn rotation_records(server: &Server) -> Vec<Value> {
-    server
-        .records()
-        .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["action"] == "zt.audit.key.rotate")
-        .collect()
-}
-
 /// The rotation record names `previous` and `incoming`, the record it follows, and carries an
 /// endorsement (checked by `zt audit verify`, which every test runs after a rotation).
 fn assert_endorsed(rotation: &Value, previous: &str, incoming: &str) {
@@ -298,7 +289,7 @@ fn kms_session_keys_are_certified_by_the_kms_key_and_rotation_keeps_old_records_
         &Moto::env(moto.port),
     );
     assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
-    let rotations = rotation_records(&server);
+    let rotations = common::rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     assert_eq!(rotations[0]["resource"], moto.arns[1].as_str());
     assert_endorsed(&rotations[0], &moto.arns[0], &moto.arns[1]);
@@ -373,7 +364,7 @@ fn pkcs11_per_record_then_session_keys_with_rotation_verify() {
         &hsm.env(),
     );
     assert!(decide_many(&server, 16).iter().all(|s| signed(*s)));
-    let rotations = rotation_records(&server);
+    let rotations = common::rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     assert!(rotations[0]["reason"].as_str().unwrap().contains(&custody));
     let (_, health) = server.json("GET", "/health", None);
@@ -419,7 +410,7 @@ fn local_key_rotation_is_recorded_and_old_records_verify() {
     assert!(said.contains(&format!("endorsed by {old},")), "{said}");
     let server = Server::start(dir.path(), &[]);
     assert!(decide_many(&server, 4).iter().all(|s| signed(*s)));
-    let rotations = rotation_records(&server);
+    let rotations = common::rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     let new = key_ids(&server).pop().unwrap();
     assert_ne!(new, old);
@@ -834,7 +825,7 @@ fn a_rotation_whose_outgoing_key_is_lost_is_recorded_unendorsed_and_still_verifi
     // The outgoing private key is lost before the next start.
     std::fs::remove_file(dir.path().join("keys/audit-signing-key.retiring.p8")).unwrap();
     let server = Server::start(dir.path(), &[]);
-    let rotations = rotation_records(&server);
+    let rotations = common::rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     let rotation = &rotations[0];
     assert_eq!(rotation["key_rotation"]["previous_key_id"], old.as_str());
@@ -875,7 +866,7 @@ fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
         .unwrap()
         .to_string();
     assert!(incoming.starts_with("zt-pkcs11-"), "{incoming}");
-    let rotations = rotation_records(&server);
+    let rotations = common::rotation_records(&server);
     assert_eq!(rotations.len(), 1);
     assert_eq!(rotations[0]["resource"], incoming.as_str());
     assert_endorsed(&rotations[0], &old, &incoming);
@@ -897,7 +888,7 @@ fn a_move_from_the_local_key_to_a_pkcs11_key_is_endorsed_by_the_local_key() {
     // The next start with the token key alone records no second rotation.
     let server = Server::start_with_env(dir.path(), "none", &args[..2], &hsm.env());
     assert!(decide_many(&server, 2).iter().all(|s| signed(*s)));
-    assert_eq!(rotation_records(&server).len(), 1);
+    assert_eq!(common::rotation_records(&server).len(), 1);
     assert!(jwks(&server).iter().any(|k| k["kid"] == old.as_str()));
     stop_and_verify(server, dir.path());
 }

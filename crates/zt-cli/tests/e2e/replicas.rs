@@ -225,15 +225,6 @@ fn decide_signed_by(server: &Server, resource: &str) -> String {
         .to_string()
 }
 
-fn rotation_records(server: &Server) -> Vec<Value> {
-    server
-        .records()
-        .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["action"] == "zt.audit.key.rotate")
-        .collect()
-}
-
 /// `zt keys rotate` on one replica of a shared store: at its next start the rotation is
 /// recorded in the shared log, endorsed by its outgoing key, although the other replica's
 /// records came between; it names no place in the log, and a later start records nothing more.
@@ -259,7 +250,7 @@ fn a_replicas_key_rotation_is_recorded_endorsed_in_the_shared_log() {
     assert!(new != old && new != other, "{new}");
     assert_eq!(decide_signed_by(&second, "after-2"), other);
 
-    let rotations = rotation_records(&second);
+    let rotations = common::rotation_records(&second);
     assert_eq!(rotations.len(), 1, "{rotations:?}");
     let rotation = &rotations[0];
     assert_eq!(
@@ -287,6 +278,6 @@ fn a_replicas_key_rotation_is_recorded_endorsed_in_the_shared_log() {
     first.terminate();
     let first = start_replica(one.path(), &store);
     decide_signed_by(&first, "again");
-    assert_eq!(rotation_records(&first).len(), 1);
+    assert_eq!(common::rotation_records(&first).len(), 1);
     common::verify_report(&["audit", "verify", "--url", &first.url()], "verify again");
 }

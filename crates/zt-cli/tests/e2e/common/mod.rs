@@ -372,6 +372,16 @@ pub(crate) fn allow(server: &Server, admin: &str, action: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// The custody key rotation records of `server`'s log, oldest first.
+pub(crate) fn rotation_records(server: &Server) -> Vec<Value> {
+    server
+        .records()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == "zt.audit.key.rotate")
+        .collect()
+}
+
 /// Every stored record, read with an admin token (a server with credentials).
 pub(crate) fn records_as(port: u16, admin: &str) -> Vec<Value> {
     let auth = format!("Bearer {admin}");

@@ -17,9 +17,11 @@
 //! The signed statement is the SHA-256 of the canonical JSON (keys sorted, no whitespace) of
 //! `{"crv","kid","kty","origin","previous_hash","previous_key_id","type","x","y"}`, `type`
 //! being [`ROTATION_STATEMENT_TYPE`], signed as a digest exactly as records are
-//! (`ECDSA_SHA_256`, DER, base64). Rotations recorded before the binding existed have no
-//! `previous_hash`; their statement omits it and has the type
-//! [`UNBOUND_ROTATION_STATEMENT_TYPE`], and they verify as they always did.
+//! (`ECDSA_SHA_256`, DER, base64). A rotation that names no place has no `previous_hash`: one
+//! writer's among several sharing a log ([`KeyRotation::unplaced`]), whose records come between
+//! the outgoing key's last and the rotation, or one recorded before the binding existed. Its
+//! statement omits `previous_hash` and has the type [`UNBOUND_ROTATION_STATEMENT_TYPE`], and it
+//! verifies wherever it stands, as rotations always did.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -49,7 +51,7 @@ pub struct KeyRotation {
     /// The log whose custody passes.
     pub origin: String,
     /// The `current_hash` (hex) of the record before the rotation record: where custody
-    /// passes. `None` only in rotations recorded before the binding existed.
+    /// passes. `None` in a rotation that names no place (see the module documentation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_hash: Option<String>,
     /// The outgoing custody key (a `kid` of the published set).
@@ -115,7 +117,7 @@ impl KeyRotation {
     /// `previous_hash` (`record_previous_hash`) is the statement's, and the record before it
     /// was signed under the outgoing key (`previous_custody`: the custody key behind that
     /// record's signature, `None` when the verifier did not see it, as when it resumed at the
-    /// rotation record). A rotation recorded before the binding existed passes unchecked.
+    /// rotation record). A rotation that names no place passes unchecked.
     pub fn check_position(
         &self,
         record_previous_hash: &str,
@@ -255,7 +257,7 @@ mod tests {
         assert!(at_genesis
             .check_position(crate::GENESIS_HASH, None)
             .is_err());
-        // A rotation from before the binding is not held to a place.
+        // A rotation that names no place is not held to one.
         let mut unbound = rotation;
         unbound.previous_hash = None;
         assert_eq!(unbound.check_position(&elsewhere, Some("other")), Ok(()));

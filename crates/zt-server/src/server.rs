@@ -115,8 +115,8 @@ pub(crate) struct Started {
     /// State chosen without authentication that the operator accepted with
     /// [`ACCEPT_FLAG`]; [`serve`] records the acceptance and clears the marks.
     pub(crate) accepted: UnauthenticatedState,
-    /// The record of a custody key rotation since the log's newest record, which [`serve`]
-    /// writes before anything else.
+    /// The record of a custody key rotation (since the log's newest record; on a replica of a
+    /// shared store, from its outgoing key), which [`serve`] writes before anything else.
     pub(crate) rotation: Option<crate::key_rotation::Rotation>,
 }
 

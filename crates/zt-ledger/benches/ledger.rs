@@ -75,6 +75,18 @@ fn benches(c: &mut Criterion) {
         })
     });
 
+    // The in-order pass alone (parse, sequence, link, hash, signature form, key rotation
+    // place), which `zt audit verify` runs on one thread while other cores verify signatures.
+    let parsed = ChainVerifier::new(SignaturePolicy::Require(&keys))
+        .parse_line(&record.line)
+        .unwrap();
+    c.bench_function("check_record_deferred (in-order checks)", |b| {
+        b.iter(|| {
+            let mut v = ChainVerifier::new(SignaturePolicy::Require(&keys));
+            black_box(v.check_record_deferred(black_box(&parsed)).unwrap())
+        })
+    });
+
     let mut store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
     let mut next = 0u64;
     let mut prev = GENESIS_HASH.to_string();

@@ -67,13 +67,8 @@ impl KeyRotation {
     /// record whose hash is `after`; not yet endorsed.
     pub fn new(previous_key_id: &str, incoming: &Jwk, origin: &str, after: &Digest32) -> Self {
         Self {
-            previous_key_id: previous_key_id.to_string(),
-            key_id: incoming.kid.clone(),
-            origin: origin.to_string(),
             previous_hash: Some(after.to_hex()),
-            x: incoming.x.clone(),
-            y: incoming.y.clone(),
-            endorsement: None,
+            ..Self::unplaced(previous_key_id, incoming, origin)
         }
     }
 

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 use zt_contract::canonical::canonical_json;
-use zt_contract::verify::SignaturePolicy;
+use zt_contract::verify::{SignaturePolicy, VerifyCheck};
 use zt_contract::{record_hash, ChainVerifier, Decision, RecordBody, RecordKind};
 
 fn golden() -> Value {
@@ -35,6 +35,25 @@ fn contract_golden_vector_verifies_as_a_one_record_chain() {
     let mut verifier = ChainVerifier::new(SignaturePolicy::DangerousSkip);
     verifier.check_record(&record).unwrap();
     assert_eq!(verifier.head_hash(), g["current_hash"].as_str().unwrap());
+}
+
+#[test]
+fn a_line_with_a_duplicate_key_is_refused_though_its_hash_holds() {
+    let g = golden();
+    let mut record = g["body"].as_object().unwrap().clone();
+    record.insert("current_hash".into(), g["current_hash"].clone());
+    let line = serde_json::to_string(&record).unwrap();
+    // serde_json keeps the last `decision`, the golden `allow`, so the hash holds; a reader
+    // keeping the first would see `deny`.
+    let doubled = line.replacen('{', r#"{"decision":"deny","#, 1);
+    let last_wins: serde_json::Map<String, Value> = serde_json::from_str(&doubled).unwrap();
+    assert_eq!(last_wins, record);
+    let mut verifier = ChainVerifier::new(SignaturePolicy::DangerousSkip);
+    let error = verifier.check_line(&doubled).unwrap_err();
+    assert_eq!(error.check, VerifyCheck::Format, "{error}");
+    assert!(error.found.contains("duplicate key `decision`"), "{error}");
+    // Refused before any check: the verifier still expects the first record.
+    verifier.check_line(&line).unwrap();
 }
 
 #[test]

@@ -329,6 +329,25 @@ fn edited_fields_fail_the_hash_of_that_record() {
     }
 }
 
+#[test]
+fn a_duplicate_key_in_a_genuine_record_fails_its_format() {
+    let log = Log::new();
+    assert_eq!(log.records()[K]["decision"], "deny", "fixture: a deny");
+    // A reader that keeps the first of two equal keys reads `allow`; one that keeps the last
+    // reads the genuine record, whose hash and signature hold. The line means two things.
+    let mut lines = log.lines.clone();
+    lines[K] = lines[K].replacen('{', r#"{"decision":"allow","#, 1);
+    let last_wins: Map<String, Value> = serde_json::from_str(&lines[K]).unwrap();
+    assert_eq!(
+        last_wins,
+        log.records()[K],
+        "fixture: hash and signature hold"
+    );
+    let report = log.expect_invalid("duplicate.jsonl", &lines, &[], K, None, "format");
+    let found = report["error"]["found"].as_str().unwrap();
+    assert!(found.contains("duplicate key `decision`"), "{report}");
+}
+
 /// A log whose records are out of sequence, where verification must stop and, when the case
 /// pins them, the seq it expected and found there.
 struct OutOfSequence {

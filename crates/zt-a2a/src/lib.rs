@@ -23,6 +23,20 @@ pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};
 
+/// The call parser, for the fuzz target in `fuzz/` (`cargo fuzz` builds with `--cfg fuzzing`);
+/// not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A call the proxy would decide on, as (the method as sent, the action's last segment, the
+    /// resource); `None` for a body the proxy refuses.
+    pub fn parse(body: &[u8]) -> Option<(String, &'static str, String)> {
+        let call = crate::rpc::RpcCall::parse(body).ok()?;
+        let resource = call.resource();
+        Some((call.method_name, call.method.action, resource))
+    }
+}
+
 /// A setting the proxy cannot start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

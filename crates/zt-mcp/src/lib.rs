@@ -15,6 +15,42 @@ mod resource;
 mod stdio;
 
 pub use gate::{Gate, Verdict};
+
+/// The message sorter, for the fuzz target in `fuzz/` (`cargo fuzz` builds with `--cfg
+/// fuzzing`); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::intercept::{classify, Inbound};
+
+    /// What the gateway does with one client message.
+    #[derive(Debug)]
+    pub enum Sorted {
+        /// Relayed as it came.
+        Relay,
+        /// Held for a decision on the tool `name`.
+        ToolCall {
+            /// The tool.
+            name: String,
+        },
+        /// Never relayed; the client gets `answer`, if any.
+        Refuse {
+            /// The gateway's own JSON-RPC answer.
+            answer: Option<Vec<u8>>,
+        },
+    }
+
+    /// Sorts one message as the gateway does.
+    pub fn sort(message: &[u8]) -> Sorted {
+        match classify(message) {
+            Inbound::Relay => Sorted::Relay,
+            Inbound::ToolCall { call, .. } => Sorted::ToolCall {
+                name: call.name.to_string(),
+            },
+            Inbound::Refuse(answer) => Sorted::Refuse { answer },
+        }
+    }
+}
 pub use http::{serve_http, BODY_READ_TIMEOUT, MAX_POSTS_IN_FLIGHT, UPSTREAM_CONNECT_TIMEOUT};
 pub use resource::{resource_of, RESOURCE_ARGUMENTS};
 pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};

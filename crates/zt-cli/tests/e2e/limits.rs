@@ -527,12 +527,15 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
         &[
             "--max-connections",
             "4",
+            // Long enough that the slow sockets still hold their places when a loaded
+            // machine answers the probe below seconds late.
             "--header-timeout",
-            "5",
+            "10",
             "--body-timeout",
             "2",
         ],
     );
+    let opened = std::time::Instant::now();
     let mut slow: Vec<TcpStream> = (0..4).map(|_| slow_header_socket(server.port)).collect();
     std::thread::sleep(Duration::from_millis(300));
 
@@ -541,7 +544,7 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let body = br#"{"actor":"agent-a","action":"files.read"}"#;
     // The server accepts the slow sockets in its own time, later than the pause above when
-    // the machine is loaded: ask until the cap shows, well inside the 5 s header timeout.
+    // the machine is loaded: ask until the cap shows, well inside the 10 s header timeout.
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     let (s, h, b) = loop {
         let answer = http_raw(server.port, "POST", "/actions", &[], Some(body)).unwrap();
@@ -550,7 +553,11 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let refusal = assert_json_error("past the connection cap", s, &h, &b, 503);
+    let what = format!(
+        "past the connection cap, {:?} after the slow sockets",
+        opened.elapsed()
+    );
+    let refusal = assert_json_error(&what, s, &h, &b, 503);
     assert_eq!(refusal["error"], "too many connections; retry later");
 
     // The header timeout closes the slow sockets, and the places are free again.

@@ -4,7 +4,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 use zt_a2a::fuzzing::parse;
 use zt_contract::strict_json;
 

@@ -496,8 +496,15 @@ fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ClientError> {
         .map_err(|e| ClientError::Malformed(e.to_string()))
 }
 
+/// Reads an answer strictly (`zt_contract::strict_json`): an object at the top, no key twice
+/// at any depth, and a struct only ever from an object. serde_json alone would read a decision
+/// from a bare array of its values in field order, and a guarded call would run its work on
+/// it; an answer that can be read two ways is malformed, so the call fails closed.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
-    serde_json::from_slice(body).map_err(|e| ClientError::Malformed(e.to_string()))
+    let document = zt_contract::strict_json::parse_document(body)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    zt_contract::strict_json::from_document(&document)
+        .map_err(|e| ClientError::Malformed(e.to_string()))
 }
 
 fn status_error(status: u16, body: &[u8]) -> ClientError {

@@ -308,6 +308,37 @@ async fn malformed_truncated_and_type_wrong_json_skip_the_work() {
 }
 
 #[tokio::test]
+async fn ambiguous_answers_skip_the_work() {
+    fn allow(id: Option<String>) -> Value {
+        answer(Decision::Allow, id, None)
+    }
+    // Two `decision`s: one reader takes the first, another the last.
+    let doubled = |id: Option<String>| {
+        let text = allow(id).to_string();
+        text.replacen('{', r#"{"decision":"deny","#, 1)
+    };
+    let (outcome, ran) = answering(200, doubled, None).await;
+    assert!(skipped_with_error(&outcome, ran).contains("duplicate"));
+    // A duplicate deeper down, in the evidence.
+    let deeper = |id: Option<String>| {
+        let text = allow(id).to_string();
+        text.replacen(r#""seq":"#, r#""seq":7,"seq":"#, 1)
+    };
+    let (outcome, ran) = answering(200, deeper, None).await;
+    assert!(skipped_with_error(&outcome, ran).contains("duplicate"));
+    // The allow's values as an array, in field order: no names, so nothing says which is which.
+    let positional = |id: Option<String>| {
+        let a = allow(id);
+        let fields = [
+            "ok", "actor", "action", "resource", "decision", "reason", "audit", "evidence",
+        ];
+        Value::Array(fields.iter().map(|f| a[*f].clone()).collect()).to_string()
+    };
+    let (outcome, ran) = answering(200, positional, None).await;
+    assert!(skipped_with_error(&outcome, ran).contains("malformed"));
+}
+
+#[tokio::test]
 async fn ok_status_and_decision_must_agree() {
     expect_errors(
         vec![

@@ -76,6 +76,11 @@ fn skipped_with_error(outcome: &Guarded<u64>, ran: bool) -> String {
     }
 }
 
+/// A well-formed allow for the request whose `request_id` is `id`, unsigned.
+fn allow(id: Option<String>) -> Value {
+    answer(Decision::Allow, id, None)
+}
+
 /// An answer body built from the request's `request_id`.
 type Body = fn(Option<String>) -> Value;
 
@@ -214,9 +219,6 @@ async fn transport_failures_skip_the_work() {
 
 #[tokio::test]
 async fn malformed_truncated_and_type_wrong_json_skip_the_work() {
-    fn allow(id: Option<String>) -> Value {
-        answer(Decision::Allow, id, None)
-    }
     let truncated = |id: Option<String>| {
         let text = allow(id).to_string();
         text[..text.len() / 2].to_string()
@@ -309,9 +311,6 @@ async fn malformed_truncated_and_type_wrong_json_skip_the_work() {
 
 #[tokio::test]
 async fn ambiguous_answers_skip_the_work() {
-    fn allow(id: Option<String>) -> Value {
-        answer(Decision::Allow, id, None)
-    }
     // Two `decision`s: one reader takes the first, another the last.
     let doubled = |id: Option<String>| {
         let text = allow(id).to_string();

@@ -15,6 +15,9 @@ mod resource;
 mod stdio;
 
 pub use gate::{Gate, Verdict};
+pub use http::{serve_http, BODY_READ_TIMEOUT, MAX_POSTS_IN_FLIGHT, UPSTREAM_CONNECT_TIMEOUT};
+pub use resource::{resource_of, RESOURCE_ARGUMENTS};
+pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};
 
 /// The message sorter, for the fuzz target in `fuzz/` (`cargo fuzz` builds with `--cfg
 /// fuzzing`); not part of the API.
@@ -51,9 +54,6 @@ pub mod fuzzing {
         }
     }
 }
-pub use http::{serve_http, BODY_READ_TIMEOUT, MAX_POSTS_IN_FLIGHT, UPSTREAM_CONNECT_TIMEOUT};
-pub use resource::{resource_of, RESOURCE_ARGUMENTS};
-pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};
 
 /// Why the gateway stopped.
 #[derive(Debug, thiserror::Error)]

@@ -134,7 +134,8 @@ pub(crate) fn run(args: ExecArgs) -> Exit {
 fn request(args: &ExecArgs) -> anyhow::Result<ExecRequest> {
     let context = match &args.context {
         None => None,
-        Some(text) => match serde_json::from_str(text)? {
+        // Strict, as the server reads it: a key given twice is refused here, not dropped.
+        Some(text) => match zt_contract::strict_json::parse_value(text.as_bytes())? {
             serde_json::Value::Object(map) => Some(map),
             _ => anyhow::bail!("--context must be a JSON object"),
         },

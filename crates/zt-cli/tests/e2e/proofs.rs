@@ -562,6 +562,26 @@ fn a_forged_server_is_rejected_by_the_cli() {
     assert_refused(code, &report, "inclusion", "forged record");
     assert!(!forged_leaf.lock().unwrap().is_empty());
 
+    // 2b. The genuine record with a second `decision` before its own: its hash, signature and
+    //     proof hold for the last copy, a reader keeping the first sees an allow. Refused.
+    let proxy = forging_proxy(
+        upstream,
+        Arc::new(|path, status, body| {
+            if path.starts_with("/audit/records") {
+                let line = String::from_utf8(body).unwrap();
+                (
+                    status,
+                    line.replacen('{', r#"{"decision":"allow","#, 1)
+                        .into_bytes(),
+                )
+            } else {
+                (status, body)
+            }
+        }),
+    );
+    let (code, report) = inclusion(proxy, seq);
+    assert_refused(code, &report, "record", "a record with a duplicate key");
+
     // 3. A proof for another record passed off as this one's.
     let proxy = forging_proxy(
         upstream,

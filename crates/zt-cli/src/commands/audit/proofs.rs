@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use zt_contract::merkle::{audit_leaf_hash, verify_consistency, verify_inclusion};
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{
@@ -224,13 +224,15 @@ async fn inclusion(args: &InclusionArgs) -> anyhow::Result<(String, Value)> {
     let line = lines
         .first()
         .ok_or_else(|| rejected("record", format!("the server has no record {seq}")))?;
-    let record: Map<String, Value> = serde_json::from_str(line)
-        .map_err(|e| rejected("record", format!("record {seq} is not a JSON object: {e}")))?;
+    let keys = PublicKeySet::from_jwks(&jwks).context("the trusted keys")?;
+    // Read as `zt audit verify` reads a line: strictly (a duplicate key is refused).
+    let record = ChainVerifier::new(SignaturePolicy::Require(&keys))
+        .parse_line(line)
+        .map_err(|e| rejected("record", format!("record {seq} is not a record: {e}")))?;
     let previous = record
         .get("previous_hash")
         .and_then(Value::as_str)
         .ok_or_else(|| rejected("record", format!("record {seq} has no previous_hash")))?;
-    let keys = PublicKeySet::from_jwks(&jwks).context("the trusted keys")?;
     ChainVerifier::resume(SignaturePolicy::Require(&keys), seq, previous)
         .check_record(&record)
         .map_err(|e| rejected("record", format!("record {seq} does not verify: {e}")))?;

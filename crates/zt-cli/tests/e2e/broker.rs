@@ -337,6 +337,26 @@ fn a_denied_command_never_runs() {
 }
 
 #[test]
+fn a_context_with_a_key_twice_is_refused_before_any_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let sentinel = dir.path().join("sentinel");
+    let context = r#"{"branch":"main","branch":"release"}"#;
+    // Nothing listens on port 9: a context taken as valid would end in 69 (no decision).
+    let out = exec_command(
+        "http://127.0.0.1:9",
+        "token",
+        &["--action", "ci.build", "--context", context],
+        &["/usr/bin/touch", sentinel.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {stderr}");
+    assert!(stderr.contains("duplicate key `branch`"), "{stderr}");
+    assert!(!sentinel.exists(), "the command ran");
+}
+
+#[test]
 fn a_sandbox_grant_that_cannot_be_read_is_refused_when_the_policy_loads() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [

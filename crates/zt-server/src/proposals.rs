@@ -15,7 +15,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde::{Deserialize, Serialize};
 use zt_policy::PolicyEngine;
 
-use crate::state_docs::{off_thread, DocError, DocName, Documents, SAVE_TRIES};
+use crate::state_docs::{
+    after_conflict, off_thread, DocError, DocName, Documents, SaveTurn, SAVE_TRIES,
+};
 
 /// How many proposals are kept. Past it, filing one forgets the oldest that can no longer be
 /// approved (activated, or made against a policy that is no longer active); when every kept
@@ -197,6 +199,7 @@ impl Kept {
 pub(crate) struct Proposals {
     docs: Arc<Documents>,
     kept: RwLock<Arc<Kept>>,
+    saving: SaveTurn,
 }
 
 impl std::fmt::Debug for Proposals {
@@ -218,6 +221,7 @@ impl Proposals {
         Ok(Self {
             docs,
             kept: RwLock::new(Arc::new(kept)),
+            saving: SaveTurn::default(),
         })
     }
 
@@ -343,7 +347,8 @@ impl Proposals {
     /// again when another server saved first. `change` returns `None` when there is nothing
     /// to do.
     async fn change(&self, change: impl Fn(&Kept) -> Option<Kept>) -> Result<(), ProposalsError> {
-        for _ in 0..SAVE_TRIES {
+        let _turn = self.saving.take().await;
+        for attempt in 0..SAVE_TRIES {
             let current = self.read();
             let Some(mut next) = change(&current) else {
                 return Ok(());
@@ -362,7 +367,10 @@ impl Proposals {
                     self.install(next);
                     return Ok(());
                 }
-                Err(DocError::Conflict(_)) => self.reload_if_newer(None).await?,
+                Err(DocError::Conflict(_)) => {
+                    after_conflict(attempt).await;
+                    self.reload_if_newer(None).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

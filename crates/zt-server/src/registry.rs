@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use zt_contract::names::ActorName;
 
-use crate::state_docs::{off_thread, Doc, DocError, DocName, Documents, SAVE_TRIES};
+use crate::state_docs::{
+    after_conflict, off_thread, Doc, DocError, DocName, Documents, SaveTurn, SAVE_TRIES,
+};
 
 /// Attributes an agent is registered with; policies may use them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,6 +165,7 @@ pub(crate) struct Registry {
     docs: Arc<Documents>,
     agents: RwLock<Arc<Agents>>,
     last_miss_reload: Mutex<Option<Instant>>,
+    saving: SaveTurn,
 }
 
 impl std::fmt::Debug for Registry {
@@ -181,6 +184,7 @@ impl Registry {
             docs,
             agents: RwLock::new(Arc::new(agents)),
             last_miss_reload: Mutex::new(None),
+            saving: SaveTurn::default(),
         })
     }
 
@@ -350,7 +354,8 @@ impl Registry {
         &self,
         change: impl Fn(&Agents) -> Option<Agents>,
     ) -> Result<bool, RegistryError> {
-        for _ in 0..SAVE_TRIES {
+        let _turn = self.saving.take().await;
+        for attempt in 0..SAVE_TRIES {
             let current = self.read();
             let Some(mut next) = change(&current) else {
                 return Ok(false);
@@ -369,7 +374,10 @@ impl Registry {
                     self.install(next);
                     return Ok(true);
                 }
-                Err(DocError::Conflict(_)) => self.reload_if_newer(None).await?,
+                Err(DocError::Conflict(_)) => {
+                    after_conflict(attempt).await;
+                    self.reload_if_newer(None).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

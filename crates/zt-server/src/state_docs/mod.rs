@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zt_ledger::documents::PostgresDocuments;
 
@@ -221,8 +222,41 @@ pub(crate) async fn off_thread<T: Send + 'static>(
         .map_err(|_| DocError::Stopped)?
 }
 
-/// How many times a change is re-applied after conflicts before it gives up.
-pub(crate) const SAVE_TRIES: usize = 8;
+/// How many times a change is re-applied after conflicts before it gives up. A server makes
+/// its own changes to a document one at a time ([`SaveTurn`]), so conflicts come only from
+/// other replicas; after each, [`after_conflict`] waits a random while so the same replica
+/// does not win every time (each try then loses about half the time: 2^-16 to lose them all).
+pub(crate) const SAVE_TRIES: usize = 16;
+
+/// Longest wait after a conflict, in microseconds.
+const MAX_CONFLICT_WAIT_MICROS: u64 = 20_000;
+
+/// One document's changes by this server, one at a time: a read-modify-save held across its
+/// conflicts, so concurrent requests on one replica queue instead of spending each other's
+/// tries (24 registrations at once on two replicas ran out of 8 tries).
+#[derive(Debug, Default)]
+pub(crate) struct SaveTurn(tokio::sync::Mutex<()>);
+
+impl SaveTurn {
+    /// Waits for this server's turn to change the document.
+    pub(crate) async fn take(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lock().await
+    }
+}
+
+/// After the `attempt`-th conflict (from 0), waits a random time below 1 ms doubled per
+/// attempt (at most 20 ms), so two replicas retrying do not meet again in step.
+pub(crate) async fn after_conflict(attempt: usize) {
+    let shift = u32::try_from(attempt.min(16)).unwrap_or(16);
+    let ceiling = (1_000u64 << shift).min(MAX_CONFLICT_WAIT_MICROS);
+    let mut bytes = [0u8; 8];
+    let wait = match aws_lc_rs::rand::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % ceiling,
+        // Without randomness: half the ceiling, still a wait.
+        Err(_) => ceiling / 2,
+    };
+    tokio::time::sleep(Duration::from_micros(wait)).await;
+}
 
 #[cfg(test)]
 mod tests;

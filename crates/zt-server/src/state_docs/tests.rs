@@ -223,6 +223,51 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     assert_eq!(one.version(), two.version());
 }
 
+/// Many registrations at once on two servers sharing one store: each server makes its own
+/// one at a time, so only the other server's saves conflict with it, and every registration
+/// lands (with every change racing every other, 64 at once ran out of tries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_registrations_at_once_on_two_servers_all_land() {
+    use crate::registry::{AgentEntry, Registry};
+    const EACH: usize = 32;
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Arc::new(on_postgres(&schema));
+    let servers = [
+        Arc::new(Registry::load(open(), dir.path()).unwrap()),
+        Arc::new(Registry::load(open(), dir.path()).unwrap()),
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (side, registry) in servers.iter().enumerate() {
+        for n in 0..EACH {
+            let registry = registry.clone();
+            tasks.spawn(async move {
+                let entry = AgentEntry {
+                    actor: format!("agent-{side}-{n}"),
+                    registered_at: "2026-01-01T00:00:00.000Z".into(),
+                    attributes: Default::default(),
+                    token_sha256: None,
+                    unauthenticated: false,
+                };
+                registry.insert(entry).await
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(done.unwrap().unwrap(), "a new agent is inserted");
+    }
+    for registry in &servers {
+        registry.reload_if_newer(None).await.unwrap();
+        for side in 0..2 {
+            for n in 0..EACH {
+                assert!(registry.contains(&format!("agent-{side}-{n}")));
+            }
+        }
+    }
+}
+
 /// A policy stored by another server is activated only if valid.
 #[tokio::test]
 async fn an_invalid_stored_policy_is_never_activated() {

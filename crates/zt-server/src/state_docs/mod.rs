@@ -222,10 +222,12 @@ pub(crate) async fn off_thread<T: Send + 'static>(
         .map_err(|_| DocError::Stopped)?
 }
 
-/// How many times a change is re-applied after conflicts before it gives up. A server makes
-/// its own changes to a document one at a time ([`SaveTurn`]), so conflicts come only from
-/// other replicas; after each, [`after_conflict`] waits a random while so the same replica
-/// does not win every time (each try then loses about half the time: 2^-16 to lose them all).
+/// How many times a change is re-applied after conflicts before it gives up. The registry
+/// and the proposals, changed by many requests at once, make a server's own changes one at a
+/// time ([`SaveTurn`]), so conflicts come only from other replicas, and after each
+/// [`after_conflict`] waits a random while so the same replica does not win every time (each
+/// try then loses about half the time: 2^-16 to lose them all). The policy and the
+/// unauthenticated-state marks, changed by rare admin acts, retry at once.
 pub(crate) const SAVE_TRIES: usize = 16;
 
 /// Longest wait after a conflict, in microseconds.
@@ -247,8 +249,8 @@ impl SaveTurn {
 /// After the `attempt`-th conflict (from 0), waits a random time below 1 ms doubled per
 /// attempt (at most 20 ms), so two replicas retrying do not meet again in step.
 pub(crate) async fn after_conflict(attempt: usize) {
-    let shift = u32::try_from(attempt.min(16)).unwrap_or(16);
-    let ceiling = (1_000u64 << shift).min(MAX_CONFLICT_WAIT_MICROS);
+    // From the sixth conflict on, 1 ms doubled is past the longest wait.
+    let ceiling = (1_000u64 << attempt.min(5)).min(MAX_CONFLICT_WAIT_MICROS);
     let mut bytes = [0u8; 8];
     let wait = match aws_lc_rs::rand::fill(&mut bytes) {
         Ok(()) => u64::from_le_bytes(bytes) % ceiling,

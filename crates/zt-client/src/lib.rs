@@ -55,7 +55,7 @@ use zt_contract::{
 pub use builder::{ControlPlaneBuilder, DEFAULT_URL, ENV_ACTOR, ENV_CONTROL_PLANE_URL, ENV_TOKEN};
 pub use guarded::{Allowed, Authorization, Guarded, SkipCause};
 use http::HttpClient;
-pub use pinned::{PinnedKeys, PinnedKeysError};
+pub use pinned::{read_jwks_file, PinnedKeys, PinnedKeysError};
 pub use request_id::new_request_id;
 pub use tls::{TlsError, TlsOptions};
 pub use token_file::{read_admin_token, TokenFileError};

@@ -16,17 +16,40 @@ use crate::ClientError;
 /// Largest key file read (1 MiB): a JWKS of thousands of keys fits.
 const MAX_KEY_FILE: u64 = 1 << 20;
 
+/// Reads a JWKS file an operator gives (pinned keys, `zt audit verify --keys`): at most 1 MiB,
+/// read strictly ([`Jwks::from_json`]: no key twice, no positional keys).
+pub fn read_jwks_file(path: &Path) -> Result<Jwks, PinnedKeysError> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| PinnedKeysError::Io(shown.clone(), e))?;
+    let mut text = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| PinnedKeysError::Io(shown.clone(), e))?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(PinnedKeysError::TooLarge(shown));
+    }
+    Jwks::from_json(&text).map_err(not_jwks)
+}
+
+/// [`KeyError::NotJwks`] as this module's own error, any other key error as itself.
+fn not_jwks(error: KeyError) -> PinnedKeysError {
+    match error {
+        KeyError::NotJwks(why) => PinnedKeysError::NotJwks(why),
+        other => PinnedKeysError::Key(other),
+    }
+}
+
 /// Why pinned keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PinnedKeysError {
     /// The file could not be read.
-    #[error("pinned keys file `{0}`: {1}")]
+    #[error("keys file `{0}`: {1}")]
     Io(String, std::io::Error),
     /// The file is larger than 1 MiB.
-    #[error("pinned keys file `{0}` is larger than {MAX_KEY_FILE} bytes")]
+    #[error("keys file `{0}` is larger than {MAX_KEY_FILE} bytes")]
     TooLarge(String),
     /// Not a JWKS (`{"keys": [...]}`).
-    #[error("pinned keys are not a jwks: {0}")]
+    #[error("keys are not a jwks: {0}")]
     NotJwks(String),
     /// A key is not a usable EC P-256 key, or two keys share an id.
     #[error("pinned keys: {0}")]
@@ -60,26 +83,17 @@ impl PinnedKeys {
     }
 
     /// The keys of a JWKS given as JSON (e.g. the saved answer of `GET /audit/keys`).
+    /// Read strictly: a key must be an object, never a positional array.
     pub fn from_json(value: &Value) -> Result<Self, PinnedKeysError> {
-        let jwks: Jwks = serde_json::from_value(value.clone())
-            .map_err(|e| PinnedKeysError::NotJwks(e.to_string()))?;
-        Self::from_jwks(&jwks)
+        let Value::Object(document) = value else {
+            return Err(PinnedKeysError::NotJwks("not a JSON object".into()));
+        };
+        Self::from_jwks(&Jwks::from_document(document).map_err(not_jwks)?)
     }
 
-    /// The keys of a JWKS file (at most 1 MiB).
+    /// The keys of a JWKS file (see [`read_jwks_file`]).
     pub fn from_file(path: &Path) -> Result<Self, PinnedKeysError> {
-        let shown = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|e| PinnedKeysError::Io(shown.clone(), e))?;
-        let mut text = Vec::new();
-        file.take(MAX_KEY_FILE + 1)
-            .read_to_end(&mut text)
-            .map_err(|e| PinnedKeysError::Io(shown.clone(), e))?;
-        if text.len() as u64 > MAX_KEY_FILE {
-            return Err(PinnedKeysError::TooLarge(shown));
-        }
-        let jwks: Jwks =
-            serde_json::from_slice(&text).map_err(|e| PinnedKeysError::NotJwks(e.to_string()))?;
-        Self::from_jwks(&jwks)
+        Self::from_jwks(&read_jwks_file(path)?)
     }
 
     /// Number of keys.

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{answer, fake_server, Reply, Seen, TestKey};
-use zt_client::{Allowed, ClientError, ControlPlane, Guarded, PinnedKeys, SkipCause};
+use zt_client::{
+    Allowed, ClientError, ControlPlane, Guarded, PinnedKeys, PinnedKeysError, SkipCause,
+};
 use zt_contract::{Decision, DecisionRequest};
 
 fn request() -> DecisionRequest {
@@ -538,6 +540,45 @@ fn pinned_keys_must_be_a_non_empty_jwks() {
     .unwrap();
     assert_eq!(PinnedKeys::from_file(&path).unwrap().len(), 1);
     assert!(PinnedKeys::from_file(&dir.path().join("absent")).is_err());
+}
+
+#[test]
+fn ambiguous_pinned_keys_are_refused() {
+    let (pinned, other) = (TestKey::new("k"), TestKey::new("k"));
+    let jwk = pinned.jwks().keys.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    // A second `x` before the real one: a file that names two keys.
+    let text = serde_json::to_string(&pinned.jwks()).unwrap();
+    let doubled = text.replacen(
+        "\"kty\"",
+        &format!("\"x\":\"{}\",\"kty\"", other.jwks().keys[0].x),
+        1,
+    );
+    assert_ne!(doubled, text);
+    std::fs::write(&path, &doubled).unwrap();
+    let refused = PinnedKeys::from_file(&path).unwrap_err();
+    assert!(
+        matches!(&refused, PinnedKeysError::NotJwks(why) if why.contains("duplicate")),
+        "{refused}"
+    );
+    // A key written as a positional array, which serde_json alone reads field by field.
+    let positional = json!({"keys": [[jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.kid]]});
+    assert!(matches!(
+        PinnedKeys::from_json(&positional),
+        Err(PinnedKeysError::NotJwks(_))
+    ));
+    std::fs::write(&path, positional.to_string()).unwrap();
+    assert!(matches!(
+        PinnedKeys::from_file(&path),
+        Err(PinnedKeysError::NotJwks(_))
+    ));
+    // Larger than 1 MiB: refused before it is parsed.
+    std::fs::write(&path, vec![b' '; (1 << 20) + 1]).unwrap();
+    assert!(matches!(
+        PinnedKeys::from_file(&path),
+        Err(PinnedKeysError::TooLarge(_))
+    ));
 }
 
 #[test]

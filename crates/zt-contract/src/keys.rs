@@ -7,8 +7,9 @@ use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::Digest32;
+use crate::{strict_json, Digest32};
 
 /// One public key as `GET /audit/keys` publishes it (RFC 7517).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +86,24 @@ pub struct Jwks {
     pub keys: Vec<Jwk>,
 }
 
+impl Jwks {
+    /// Reads a JWKS document strictly ([`crate::strict_json`]): an object at the top, no key
+    /// twice at any depth, a key only ever read from an object. A key set is a trust anchor:
+    /// a file with two `x` members, or a key written as a positional array, must not mean one
+    /// key to this reader and another to the next.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, KeyError> {
+        let document =
+            strict_json::parse_document(bytes).map_err(|e| KeyError::NotJwks(e.to_string()))?;
+        Self::from_document(&document)
+    }
+
+    /// Reads a JWKS from an already parsed JSON object, as [`Jwks::from_json`] does (only the
+    /// duplicate keys the parse already merged cannot be seen).
+    pub fn from_document(document: &Map<String, Value>) -> Result<Self, KeyError> {
+        strict_json::from_document(document).map_err(|e| KeyError::NotJwks(e.to_string()))
+    }
+}
+
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -98,6 +117,9 @@ pub enum KeyError {
     /// Two keys with one id.
     #[error("key id `{0}` appears twice")]
     DuplicateId(String),
+    /// Not a JWKS document (`{"keys": [...]}`), or an ambiguous one.
+    #[error("not a jwks: {0}")]
+    NotJwks(String),
     /// A session key whose certificate does not hold.
     #[error(transparent)]
     Session(#[from] crate::session_cert::SessionCertError),
@@ -193,5 +215,82 @@ impl PublicKeySet {
             return false;
         };
         key.verify_digest_sig(&digest, signature_der).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_keys::key;
+
+    fn one_key_document() -> (Jwk, String) {
+        let (_, jwk) = key("k1");
+        let text = serde_json::to_string(&Jwks {
+            keys: vec![jwk.clone()],
+        })
+        .unwrap();
+        (jwk, text)
+    }
+
+    #[test]
+    fn a_plain_jwks_reads_as_serde_reads_it() {
+        let (jwk, text) = one_key_document();
+        let read = Jwks::from_json(text.as_bytes()).unwrap();
+        assert_eq!(read.keys, vec![jwk]);
+        assert_eq!(read, serde_json::from_str::<Jwks>(&text).unwrap());
+        // Members a JWK may carry that this reader does not use are not a reason to refuse.
+        let extra = text.replacen("\"kty\"", "\"x5t\":\"abc\",\"kty\"", 1);
+        assert_eq!(Jwks::from_json(extra.as_bytes()).unwrap(), read);
+    }
+
+    #[test]
+    fn a_member_given_twice_is_refused() {
+        let (_, text) = one_key_document();
+        let (_, other) = key("k2");
+        // A second `x` before the real one (serde's derived types refuse it too; the strict
+        // parse refuses it whatever the type, before any field is read).
+        let doubled = text.replacen("\"kty\"", &format!("\"x\":\"{}\",\"kty\"", other.x), 1);
+        assert_ne!(doubled, text);
+        let refused = Jwks::from_json(doubled.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&refused, KeyError::NotJwks(why) if why.contains("duplicate")),
+            "{refused}"
+        );
+        let keys_twice = format!("{{\"keys\":[],{}", &text[1..]);
+        assert!(matches!(
+            Jwks::from_json(keys_twice.as_bytes()),
+            Err(KeyError::NotJwks(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_written_as_a_positional_array_is_refused() {
+        let (_, jwk) = key("k1");
+        let positional = serde_json::json!({"keys": [[jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.kid]]});
+        // serde_json alone reads the array as the key, field by field.
+        assert_eq!(
+            serde_json::from_value::<Jwks>(positional.clone())
+                .unwrap()
+                .keys[0]
+                .kid,
+            "k1"
+        );
+        let text = positional.to_string();
+        assert!(matches!(
+            Jwks::from_json(text.as_bytes()),
+            Err(KeyError::NotJwks(_))
+        ));
+        let Value::Object(document) = positional else {
+            unreachable!()
+        };
+        assert!(matches!(
+            Jwks::from_document(&document),
+            Err(KeyError::NotJwks(_))
+        ));
+        // And a document that is not an object at all.
+        assert!(matches!(
+            Jwks::from_json(b"[[]]"),
+            Err(KeyError::NotJwks(_))
+        ));
     }
 }

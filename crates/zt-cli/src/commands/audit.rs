@@ -8,7 +8,7 @@ mod orphans;
 mod proofs;
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
@@ -283,8 +283,6 @@ fn saved_checkpoint(
     Ok(Some((verified, path.display().to_string())))
 }
 
-fn read_jwks(path: &PathBuf) -> anyhow::Result<Jwks> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read keys `{}`", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("`{}` is not a JWKS", path.display()))
+fn read_jwks(path: &Path) -> anyhow::Result<Jwks> {
+    zt_client::read_jwks_file(path).with_context(|| format!("cannot use keys `{}`", path.display()))
 }

@@ -348,6 +348,40 @@ fn a_duplicate_key_in_a_genuine_record_fails_its_format() {
     assert!(found.contains("duplicate key `decision`"), "{report}");
 }
 
+#[test]
+fn a_keys_file_with_a_positional_key_is_refused() {
+    let log = Log::new();
+    let file = log.write("genuine.jsonl", &log.lines);
+    assert_eq!(
+        log.verify_json(&file, &[]).0,
+        0,
+        "fixture: the genuine log verifies"
+    );
+    // The same keys, each written as an array of its members in field order: serde's derived
+    // types read that as the key, a strict reader of a trust anchor must not.
+    let keys = parse(&std::fs::read_to_string(&log.keys).unwrap());
+    let positional: Vec<Value> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| json!([k["kty"], k["crv"], k["x"], k["y"], k["kid"], k["use"], k["alg"]]))
+        .collect();
+    let positional_keys = log.path("positional-keys.json");
+    std::fs::write(&positional_keys, json!({"keys": positional}).to_string()).unwrap();
+    let out = zt(&[
+        "audit",
+        "verify",
+        "--file",
+        path_str(&file),
+        "--keys",
+        path_str(&positional_keys),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot use keys"), "{stderr}");
+    assert!(stderr.contains("expected struct Jwk"), "{stderr}");
+}
+
 /// A log whose records are out of sequence, where verification must stop and, when the case
 /// pins them, the seq it expected and found there.
 struct OutOfSequence {

@@ -179,7 +179,8 @@ impl JwtSvidVerifier {
         if audience.trim().is_empty() {
             return Err(JwksError::Audience);
         }
-        let document: Value = serde_json::from_str(text)
+        // Strictly: a bundle with a member twice means one key to one reader, another to the next.
+        let document = zt_contract::strict_json::parse_value(text.as_bytes())
             .map_err(|e| JwksError::Format(shown.into(), e.to_string()))?;
         let keys = document
             .get("keys")

@@ -391,3 +391,28 @@ fn a_header_that_repeats_a_parameter_is_malformed() {
         assert_eq!(v.verify(&token), Err(JwtSvidError::Malformed), "{header}");
     }
 }
+
+#[test]
+fn a_bundle_that_repeats_a_member_is_refused() {
+    let key = EcKey::new();
+    let other = EcKey::new();
+    let one = json!({"keys": [key.jwk("k1")]}).to_string();
+    assert!(JwtSvidVerifier::from_jwks(&one, AUD, "b.json").is_ok());
+    // A second `x` before the real one names another key to a reader that keeps the first.
+    let doubled = one.replacen(
+        "\"kty\"",
+        &format!("\"x\":{},\"kty\"", other.jwk("k1")["x"]),
+        1,
+    );
+    let refused = JwtSvidVerifier::from_jwks(&doubled, AUD, "b.json");
+    assert!(
+        matches!(&refused, Err(JwksError::Format(_, why)) if why.contains("duplicate")),
+        "{:?}",
+        refused.err()
+    );
+    let keys_twice = format!("{{\"keys\":[],{}", &one[1..]);
+    assert!(matches!(
+        JwtSvidVerifier::from_jwks(&keys_twice, AUD, "b.json"),
+        Err(JwksError::Format(..))
+    ));
+}

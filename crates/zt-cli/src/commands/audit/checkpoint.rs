@@ -125,7 +125,7 @@ pub(super) async fn trusted_keys(
     keys: Option<&Path>,
 ) -> anyhow::Result<Jwks> {
     match keys {
-        Some(path) => read_jwks(&path.to_path_buf()),
+        Some(path) => read_jwks(path),
         None => Ok(server.audit_keys().await?),
     }
 }

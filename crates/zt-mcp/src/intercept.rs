@@ -62,8 +62,16 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
                     "`tools/call` id must be a string or an integer",
                 );
             };
-            let params = object.get("params").cloned().unwrap_or(Value::Null);
-            match serde_json::from_value::<CallToolRequestParams>(params) {
+            // An object, read strictly: JSON-RPC also allows positional params, which the
+            // gateway would read in one field order and the server perhaps in another.
+            let Some(Value::Object(params)) = object.get("params") else {
+                return refuse(
+                    Some(id),
+                    ErrorCode::INVALID_PARAMS,
+                    "`tools/call` params must be an object",
+                );
+            };
+            match zt_contract::strict_json::from_document::<CallToolRequestParams>(params) {
                 Ok(call) => Inbound::ToolCall {
                     id,
                     call: Box::new(call),
@@ -225,6 +233,29 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"x"}}"#,
         );
         assert_eq!(answer["error"]["code"], json!(-32600));
+        let answer = refused(r#"{"jsonrpc":"2.0","id":6,"method":"tools/call"}"#);
+        assert_eq!(answer["error"]["code"], json!(-32602));
+    }
+
+    #[test]
+    fn positional_params_are_refused_never_decided_on() {
+        // serde_json alone reads `[_meta, name, arguments, ...]` as the params struct: the
+        // gateway would decide on `echo` and relay an array a server may read in another order.
+        let message = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":[null,"echo",{"message":"hi"},null,null]}"#;
+        let lenient: Value = serde_json::from_str(message).unwrap();
+        assert_eq!(
+            serde_json::from_value::<CallToolRequestParams>(lenient["params"].clone())
+                .unwrap()
+                .name,
+            "echo"
+        );
+        let answer = refused(message);
+        assert_eq!(answer["id"], json!(7));
+        assert_eq!(answer["error"]["code"], json!(-32602));
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("must be an object"));
     }
 
     #[test]

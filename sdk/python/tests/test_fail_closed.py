@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Type
 
 import pytest
@@ -18,6 +20,7 @@ from zt_infra import (
     ControlPlaneUnreachable,
     EvidenceError,
     MalformedDecision,
+    PinnedKeys,
 )
 
 TIMEOUT = 1.0
@@ -285,3 +288,16 @@ def test_empty_action_is_refused_locally(fake: FakeControlPlane) -> None:
 def test_a_bad_base_url_is_refused_at_construction(url: str) -> None:
     with pytest.raises(ValueError):
         ControlPlaneClient(url)
+
+
+def test_a_pinned_keys_file_that_repeats_a_member_is_refused(tmp_path: Path) -> None:
+    key, other = SigningKey(), SigningKey()
+    text = json.dumps(key.jwks())
+    path = tmp_path / "keys.json"
+    path.write_text(text)
+    assert PinnedKeys.from_file(path).key_ids == ["zt-p256-fake"]
+    # A second `x` before the real one: Python's json keeps the last (the real key), a reader
+    # that keeps the first pins another.
+    path.write_text(text.replace('"kty"', f'"x": "{other.jwks()["keys"][0]["x"]}", "kty"', 1))
+    with pytest.raises(ValueError, match="duplicate key `x`"):
+        PinnedKeys.from_file(path)

@@ -134,6 +134,30 @@ async def test_control_plane_down_rejects(client: ControlPlaneClient) -> None:
     assert tool_outputs(model)["c1"].startswith(DENIED_PREFIX + "no decision from the control plane")
 
 
+async def test_ambiguous_arguments_never_reach_the_tool(client: ControlPlaneClient) -> None:
+    # `get_weather` is allowed, but these arguments name two cities: a reader keeping the
+    # first and one keeping the last would disagree on what was decided. Refused locally.
+    effects: List[str] = []
+    plugin = AgentsSDKGuardrailPlugin(control_plane=client)
+    doubled = ResponseFunctionToolCall(
+        type="function_call",
+        call_id="c1",
+        name="get_weather",
+        arguments='{"city": "Paris", "city": "Pyongyang"}',
+        id="c1",
+    )
+    not_json = ResponseFunctionToolCall(
+        type="function_call", call_id="c2", name="get_weather", arguments='{"city": NaN}', id="c2"
+    )
+    model = ScriptedModel([[doubled, not_json], [say("done")]])
+    agent = Agent(name=AGENT, instructions="help", model=model, tools=make_tools(effects, plugin))
+    await Runner.run(agent, "weather")
+    assert effects == []
+    outputs = tool_outputs(model)
+    for call_id in ("c1", "c2"):
+        assert outputs[call_id] == f"{DENIED_PREFIX}tool arguments are not valid JSON, or are ambiguous"
+
+
 def test_action_names_and_local_refusals() -> None:
     plugin = AgentsSDKGuardrailPlugin(control_plane=ControlPlaneClient("http://127.0.0.1:9", timeout=1))
 
@@ -151,4 +175,4 @@ def test_action_names_and_local_refusals() -> None:
     Ctx.tool_arguments = "[1, 2]"
     assert plugin.decide_for(Data()).reason == "tool arguments must decode to a JSON object"
     Ctx.tool_arguments = "{not json"
-    assert plugin.decide_for(Data()).reason == "tool arguments are not valid JSON"
+    assert plugin.decide_for(Data()).reason == "tool arguments are not valid JSON, or are ambiguous"

@@ -116,13 +116,21 @@ def test_malformed_calls_are_refused_without_asking(
             {"type": "function_call", "call_id": "a", "name": "lookup_order", "arguments": "{oops"},
             {"type": "function_call", "call_id": "b", "name": "lookup_order", "arguments": "[1]"},
             {"type": "function_call", "call_id": "c", "name": "", "arguments": "{}"},
+            # An allowed function, but two order ids: the tool might read either.
+            {
+                "type": "function_call",
+                "call_id": "d",
+                "name": "lookup_order",
+                "arguments": '{"order_id": "1", "order_id": "2"}',
+            },
         ]
     }
     reasons = [json.loads(o["output"])["zero_trust"]["reason"] for o in wrapper.collect_function_call_outputs(response)]
     assert reasons == [
-        "function arguments are not valid JSON",
+        "function arguments are not valid JSON, or are ambiguous",
         "function arguments must decode to a JSON object",
         "function name is required",
+        "function arguments are not valid JSON, or are ambiguous",
     ]
     assert effects == []
 

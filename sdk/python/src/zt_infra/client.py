@@ -10,6 +10,7 @@ import uuid
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar, Union
 from urllib.parse import urlsplit
 
+from . import strict_json
 from . import transport as _transport
 from .decision import Decision, GuardedResult, local_deny, parse_answer
 from .errors import ControlPlaneError, ControlPlaneStatusError, InvalidRequest, MalformedDecision
@@ -151,7 +152,7 @@ class ControlPlaneClient:
         if answer.status != 200:
             raise ControlPlaneStatusError(answer.status, answer.body[:300].decode("utf-8", "replace"))
         try:
-            jwks = json.loads(answer.body)
+            jwks = strict_json.loads(answer.body)
         except ValueError as error:
             raise MalformedDecision(f"the JWKS is not valid JSON: {error}") from error
         if not isinstance(jwks, dict):

@@ -8,10 +8,10 @@ names its fields.
 from __future__ import annotations
 
 import hmac
-import json
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
+from . import strict_json
 from .canonical import record_hash
 from .errors import ControlPlaneStatusError, EvidenceError, MalformedDecision
 
@@ -185,24 +185,9 @@ def _check_evidence(evidence: Any) -> Dict[str, Any]:
 
 def _loads(body: bytes) -> Any:
     try:
-        text = body.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        return strict_json.loads(body)
+    except ValueError as error:
         raise MalformedDecision(f"the answer is not valid JSON: {error}") from error
-
-
-def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # Two readers could take different values: ambiguous, so refused.
-            raise ValueError(f"duplicate key `{key}`")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"`{name}` is not JSON")
 
 
 def _excerpt(body: bytes) -> str:

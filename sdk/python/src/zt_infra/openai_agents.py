@@ -8,10 +8,10 @@ namespaced tool; the resource comes from the arguments (`extract_resource`).
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from . import strict_json
 from .client import ControlPlaneClient, decide_fail_closed
 from .decision import Decision, local_deny
 from .naming import extract_resource, safe_segment
@@ -99,10 +99,13 @@ class AgentsSDKGuardrailPlugin:
         if not tool_name:
             return local_deny(actor, "openai.agents.tool.unknown", "", "tool name is required")
         try:
-            arguments = json.loads(raw)
+            arguments = strict_json.loads(raw)
         except (TypeError, ValueError):
             return local_deny(
-                actor, f"openai.agents.tool.{safe_segment(tool_name)}", "", "tool arguments are not valid JSON"
+                actor,
+                f"openai.agents.tool.{safe_segment(tool_name)}",
+                "",
+                "tool arguments are not valid JSON, or are ambiguous",
             )
         if not isinstance(arguments, dict):
             return local_deny(

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+from . import strict_json
 from .client import ControlPlaneClient, decide_fail_closed
 from .decision import local_deny
 from .naming import extract_resource, safe_segment
@@ -99,9 +100,9 @@ class ZeroTrustResponsesWrapper:
         if not name:
             return _output(call_id, self._refused("function name is required", action))
         try:
-            arguments = json.loads(_get(call, "arguments") or "{}")
+            arguments = strict_json.loads(_get(call, "arguments") or "{}")
         except (TypeError, ValueError):
-            return _output(call_id, self._refused("function arguments are not valid JSON", action))
+            return _output(call_id, self._refused("function arguments are not valid JSON, or are ambiguous", action))
         if not isinstance(arguments, dict):
             return _output(call_id, self._refused("function arguments must decode to a JSON object", action))
         action = self.action_mapper(name, arguments, call)

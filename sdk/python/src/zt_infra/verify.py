@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
+from . import strict_json
 from .errors import EvidenceError
 
 #: The only signature algorithm accepted.
@@ -51,7 +51,7 @@ class PinnedKeys:
     @classmethod
     def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "PinnedKeys":
         """Reads a JWKS saved with `curl URL/audit/keys > keys.json`."""
-        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls(strict_json.loads(Path(path).read_bytes()))
 
     @property
     def key_ids(self) -> list[str]:

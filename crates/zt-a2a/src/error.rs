@@ -16,6 +16,10 @@ pub(crate) enum ProxyError {
     TooLarge,
     #[error("cannot read the request body")]
     BodyUnreadable,
+    #[error("request body not received within {} s", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
+    #[error("too many connections; retry later")]
+    TooManyConnections,
     #[error("no JSON-RPC interface of the agent at `{0}`")]
     NoInterface(String),
     #[error("the agent's card is unavailable")]
@@ -42,6 +46,8 @@ impl ProxyError {
         match self {
             ProxyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, -32600),
             ProxyError::BodyUnreadable => (StatusCode::BAD_REQUEST, -32600),
+            ProxyError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, -32600),
+            ProxyError::TooManyConnections => (StatusCode::SERVICE_UNAVAILABLE, -32603),
             ProxyError::NoInterface(_) => (StatusCode::NOT_FOUND, -32600),
             ProxyError::CardUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UnsupportedContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, -32600),

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -13,6 +14,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use zt_contract::{Decision, DecisionRequest};
+use zt_listener::{BodyTimeout, Limits, DEFAULT_BODY_TIMEOUT};
 
 use crate::error::{plain_error, ProxyError, RpcRefusal};
 use crate::limits::MAX_REQUEST_BYTES;
@@ -32,23 +34,23 @@ pub fn router(config: ProxyConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves the proxy on `listener` until `shutdown` completes.
+/// Serves the proxy on `listener` until `shutdown` completes, under `limits` (connections,
+/// header and body time; see [`zt_listener`]). Past the connection cap, a call gets a 503
+/// JSON-RPC error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ProxyConfig,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add tens of milliseconds to
-    // small request/response exchanges.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let apps = zt_listener::Apps {
+        regular: router(config),
+        overflow: Router::new().fallback(|| async {
+            RpcRefusal::from(ProxyError::TooManyConnections).into_response()
+        }),
+    };
+    zt_listener::serve_connections(listener, zt_listener::PLAIN_HTTP, apps, limits, shutdown).await;
+    Ok(())
 }
 
 async fn agent_card(State(config): State<Arc<ProxyConfig>>) -> Response {
@@ -100,7 +102,11 @@ async fn decide_and_forward(
     if !is_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
-    let body = read_body(body).await?;
+    let deadline = parts
+        .extensions
+        .get::<BodyTimeout>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+    let body = read_body(body, deadline).await?;
     let call = RpcCall::parse(&body)?;
     let action = format!("{}{}", config.action_prefix(), call.method.action);
     let resource = call.resource();
@@ -153,10 +159,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
-async fn read_body(body: Body) -> Result<Bytes, ProxyError> {
-    match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ProxyError::TooLarge),
-        Err(_) => Err(ProxyError::BodyUnreadable),
+/// The request body, at most [`MAX_REQUEST_BYTES`], received within `deadline` of its headers.
+async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, ProxyError> {
+    let reading = Limited::new(body, MAX_REQUEST_BYTES).collect();
+    match tokio::time::timeout(deadline, reading).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ProxyError::TooLarge),
+        Ok(Err(_)) => Err(ProxyError::BodyUnreadable),
+        Err(_) => Err(ProxyError::BodyTimeout(deadline)),
     }
 }

@@ -5,6 +5,7 @@ mod commands;
 mod config_file;
 mod connection;
 mod exit;
+mod listener_args;
 mod logging;
 mod receipt_report;
 mod rotation_report;

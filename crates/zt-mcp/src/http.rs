@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use zt_listener::Limits;
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
@@ -64,11 +65,15 @@ fn parse_upstream(url: &str) -> Result<(String, String), GatewayError> {
 }
 
 /// Serves the MCP endpoint of `upstream` (e.g. `http://127.0.0.1:3001/mcp`) on `listener`, at
-/// the same path, deciding every tool call with `gate`. Runs until the listener fails.
+/// the same path, deciding every tool call with `gate`, under `limits` (connections and header
+/// time; see [`zt_listener`]; a `POST` body has [`BODY_READ_TIMEOUT`]). Past the connection
+/// cap a request gets a 503 with a JSON-RPC error. Runs until dropped; fails only for an
+/// unusable `upstream`.
 pub async fn serve_http(
     gate: Gate,
     listener: TcpListener,
     upstream: &str,
+    limits: Limits,
 ) -> Result<(), GatewayError> {
     let (origin, path) = parse_upstream(upstream)?;
     let mut connector = HttpConnector::new();
@@ -81,10 +86,16 @@ pub async fn serve_http(
         client,
         posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
     });
-    let app = axum::Router::new().fallback(handle).with_state(relay);
-    axum::serve(listener, app)
-        .await
-        .map_err(GatewayError::Serve)
+    let apps = zt_listener::Apps {
+        regular: axum::Router::new().fallback(handle).with_state(relay),
+        overflow: axum::Router::new().fallback(|| async {
+            let busy = upstream_failure("gateway busy: too many connections; retry later");
+            json(StatusCode::SERVICE_UNAVAILABLE, busy)
+        }),
+    };
+    let forever = std::future::pending();
+    zt_listener::serve_connections(listener, zt_listener::PLAIN_HTTP, apps, limits, forever).await;
+    Ok(())
 }
 
 async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {

@@ -75,7 +75,4 @@ pub enum GatewayError {
     /// The upstream of the HTTP gateway is not an `http://` URL with a host.
     #[error("invalid upstream MCP endpoint `{0}`: expected http://HOST:PORT/PATH")]
     Upstream(String),
-    /// The HTTP gateway's listener failed.
-    #[error("serving the MCP endpoint failed: {0}")]
-    Serve(std::io::Error),
 }

@@ -81,27 +81,8 @@ pub struct ServerConfig {
     pub custody: zt_custody::CustodyConfig,
 }
 
-/// What one listener allows its connections (see [`crate::connections`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Most connections served at once; lowered to the open-file limit minus a reserve.
-    pub max_connections: usize,
-    /// Longest a client may take to send a request's headers, counted from the connection's
-    /// start or the end of the previous response (so it is also the keep-alive idle timeout).
-    pub header_timeout: Duration,
-    /// Longest a client may take to send a request's body once its headers are in.
-    pub body_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 4096,
-            header_timeout: Duration::from_secs(30),
-            body_timeout: crate::extract::DEFAULT_BODY_TIMEOUT,
-        }
-    }
-}
+/// What the listener allows its connections (see [`zt_listener`]).
+pub use zt_listener::Limits as ConnectionLimits;
 
 /// Default budget of the replay guard: 128 MiB of request ids.
 pub(crate) const DEFAULT_REPLAY_MEMORY: usize = 128 << 20;

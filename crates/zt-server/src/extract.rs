@@ -1,7 +1,5 @@
 //! The JSON body extractor: bounded size, bounded time, strict types, errors as JSON.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::{header, Request};
@@ -11,14 +9,8 @@ use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use zt_contract::strict_json;
 
-/// How long a request's body may take to arrive once its headers are in: set on every request
-/// by the listener from `--body-timeout` ([`crate::connections`]); [`DEFAULT_BODY_TIMEOUT`]
-/// when absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BodyTimeout(pub Duration);
-
-/// The body timeout of a request that carries none.
-pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+// Every request carries its body deadline, set by the listener from `--body-timeout`.
+use zt_listener::{BodyTimeout, DEFAULT_BODY_TIMEOUT};
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
 /// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string

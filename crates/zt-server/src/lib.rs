@@ -6,7 +6,6 @@
 mod auth;
 mod checkpoints;
 mod config;
-mod connections;
 mod decision;
 mod error;
 mod evaluation;

@@ -341,19 +341,17 @@ pub async fn serve(
         shutdown.await;
         draining.send_replace(true);
     };
-    let apps = crate::connections::Apps {
+    let apps = zt_listener::Apps {
         regular: app,
         overflow: crate::routes::overflow_router(state.clone()),
     };
-    crate::connections::serve_connections(
-        listener,
-        tls,
-        apps,
-        state.metrics.clone(),
-        config.connections,
-        shutdown,
-    )
-    .await;
+    let metrics = state.metrics.clone();
+    let tls = tls.map(|acceptor| zt_listener::Tls {
+        acceptor,
+        identify: crate::tls::peer_identity,
+        on_handshake_failure: Arc::new(move || metrics.tls_handshake_failed()),
+    });
+    zt_listener::serve_connections(listener, tls, apps, config.connections, shutdown).await;
     tasks.stop().await;
     drop(state);
     // Every ledger handle is gone once the router, the tasks and the state are dropped; the

@@ -1,11 +1,11 @@
 //! The HTTPS listener: rustls (aws-lc-rs) in front of the same axum router, with optional
 //! client certificates whose SPIFFE ID becomes the caller's identity.
 //!
-//! Connections are accepted and served by [`crate::connections`], which handshakes them with
+//! Connections are accepted and served by [`zt_listener`], which handshakes them with
 //! this acceptor. A verified client certificate's SPIFFE ID is inserted into every request of
 //! its connection as a [`crate::auth::PeerIdentity`] extension, which the authentication
 //! extractors read. A failed handshake (untrusted or missing client certificate, plain HTTP,
-//! garbage, or no handshake within [`crate::connections::HANDSHAKE_TIMEOUT`]) ends only that
+//! garbage, or no handshake within [`zt_listener::HANDSHAKE_TIMEOUT`]) ends only that
 //! connection, and is counted in `zt_tls_handshake_failures_total`.
 
 use std::os::unix::fs::PermissionsExt;
@@ -95,6 +95,12 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
         .map_err(|e| TlsSetupError::Config(e.to_string()))?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// The identity a connection's (verified) client certificate proves, given to each of its
+/// requests by the listener.
+pub(crate) fn peer_identity(leaf: &CertificateDer<'_>) -> Option<crate::auth::PeerIdentity> {
+    spiffe_id_of(leaf).map(|spiffe_id| crate::auth::PeerIdentity { spiffe_id })
 }
 
 /// The SPIFFE ID of a (verified) leaf certificate: its only URI SAN, if that is a valid SPIFFE

@@ -26,6 +26,9 @@ pub(crate) struct A2aProxyArgs {
     /// The control plane, the agent, its token, the decision timeout and TLS.
     #[command(flatten)]
     pub enforcement: crate::connection::EnforcementArgs,
+    /// Connections and how long a client may take.
+    #[command(flatten)]
+    pub listener: crate::listener_args::ListenerArgs,
 }
 
 /// Runs `zt a2a-proxy` until SIGTERM or SIGINT.
@@ -63,7 +66,7 @@ pub(crate) fn run(args: A2aProxyArgs) -> Exit {
             "a2a proxy ready"
         );
         let shutdown = crate::commands::serve::shutdown_signal();
-        match zt_a2a::serve(listener, config, shutdown).await {
+        match zt_a2a::serve(listener, config, args.listener.limits(), shutdown).await {
             Ok(()) => Exit::Success,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -33,6 +33,10 @@ pub(crate) struct McpGatewayArgs {
     /// Streamable HTTP mode: the MCP server's endpoint, `http://HOST:PORT/PATH`.
     #[arg(long, env = "ZT_MCP_UPSTREAM", requires = "listen")]
     pub upstream: Option<String>,
+    /// Streamable HTTP mode: connections and how long a client may take (a `POST` body has
+    /// its own 30 s).
+    #[command(flatten)]
+    pub listener: crate::listener_args::ListenerArgs,
     /// Stdio mode: the MCP server to launch and its arguments, after `--`.
     #[arg(
         last = true,
@@ -64,7 +68,8 @@ pub(crate) fn run(args: McpGatewayArgs) -> Exit {
         }
     };
     if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
-        return match runtime.block_on(serve_http(gate, listen, upstream)) {
+        let limits = args.listener.limits();
+        return match runtime.block_on(serve_http(gate, listen, upstream, limits)) {
             Ok(()) => Exit::Success,
             Err(error) => {
                 eprintln!("error: {error:#}");
@@ -110,10 +115,15 @@ fn gate(args: &McpGatewayArgs) -> anyhow::Result<Gate> {
     ))
 }
 
-async fn serve_http(gate: Gate, listen: SocketAddr, upstream: &str) -> anyhow::Result<()> {
+async fn serve_http(
+    gate: Gate,
+    listen: SocketAddr,
+    upstream: &str,
+    limits: zt_listener::Limits,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, %upstream, "MCP gateway listening");
-    let serving = zt_mcp::serve_http(gate, listener, upstream);
+    let serving = zt_mcp::serve_http(gate, listener, upstream, limits);
     tokio::select! {
         served = serving => Ok(served?),
         _ = tokio::signal::ctrl_c() => Ok(()),

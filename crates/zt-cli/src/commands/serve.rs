@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use zt_server::{
-    default_rate_limit, AuthMode, ClientCerts, ConnectionLimits, JwtSvidConfig, NatsConfig,
-    NatsUrl, RateLimit, RateSetting, ServerConfig, SpiffeId, StreamName, Subject, TlsConfig,
-    WorkloadIdentityConfig, DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT,
+    default_rate_limit, AuthMode, ClientCerts, JwtSvidConfig, NatsConfig, NatsUrl, RateLimit,
+    RateSetting, ServerConfig, SpiffeId, StreamName, Subject, TlsConfig, WorkloadIdentityConfig,
+    DEFAULT_NATS_STREAM, DEFAULT_NATS_SUBJECT,
 };
 
 use crate::exit::Exit;
@@ -78,17 +78,9 @@ pub(crate) struct ServeArgs {
     /// second (bursts of twice the rate, at least 10); past it, 429 with no record.
     #[arg(long, env = "ZT_REFUSED_ADMIN_RATE", value_name = "RATE", default_value = "1/s", value_parser = RateLimit::parse_rate)]
     pub refused_admin_rate: NonZeroU32,
-    /// Most client connections served at once (lowered to the open-file limit minus 128);
-    /// past it, a few more connections are accepted for `GET /health` only.
-    #[arg(long, env = "ZT_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
-    /// Seconds a client may take to send a request's headers, counted from the connection's
-    /// start or the previous response (also the keep-alive idle timeout).
-    #[arg(long, env = "ZT_HEADER_TIMEOUT", value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub header_timeout: u64,
-    /// Seconds a client may take to send a request's body once its headers are in (408).
-    #[arg(long, env = "ZT_BODY_TIMEOUT", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub body_timeout: u64,
+    /// Connections and how long a client may take.
+    #[command(flatten)]
+    pub listener: crate::listener_args::ListenerArgs,
     /// Decisions that may wait for an audit commit; past this, new requests get 503 at once.
     #[arg(long, env = "ZT_QUEUE_CAPACITY", default_value_t = 8192)]
     pub queue_capacity: usize,
@@ -312,11 +304,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
                 .saturating_mul(NonZeroU32::MIN.saturating_add(1))
                 .max(NonZeroU32::MIN.saturating_add(9)),
         },
-        connections: ConnectionLimits {
-            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-            header_timeout: Duration::from_secs(args.header_timeout),
-            body_timeout: Duration::from_secs(args.body_timeout),
-        },
+        connections: args.listener.limits(),
         single_admin: args.single_admin,
         tls,
         workload,

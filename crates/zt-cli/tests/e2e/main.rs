@@ -21,6 +21,7 @@ mod concurrency;
 mod contract;
 mod crash;
 mod export;
+mod gateway_limits;
 mod limits;
 mod mcp_gateway;
 mod names;

@@ -53,7 +53,7 @@ pub(crate) fn router(state: SharedState) -> Router {
 }
 
 /// What a connection past the connection cap may ask: `GET /health`, and nothing else (503
-/// `too many connections`); see [`crate::connections`].
+/// `too many connections`); see [`zt_listener`].
 pub(crate) fn overflow_router(state: SharedState) -> Router {
     Router::new()
         .route("/health", axum::routing::get(ops::health))

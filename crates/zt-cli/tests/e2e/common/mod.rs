@@ -69,11 +69,24 @@ pub(crate) fn start_a2a_proxy(
     actor: &str,
     token: &str,
 ) -> (Running, u16) {
+    start_a2a_proxy_with(upstream, agent, control_plane, actor, token, &[])
+}
+
+/// [`start_a2a_proxy`] with extra arguments.
+pub(crate) fn start_a2a_proxy_with(
+    upstream: u16,
+    agent: &str,
+    control_plane: &str,
+    actor: &str,
+    token: &str,
+    extra: &[&str],
+) -> (Running, u16) {
     let port = free_port();
     let mut child = Command::new(zt_bin())
         .args(["a2a-proxy", "--agent-name", agent])
         .args(["--upstream", &format!("http://127.0.0.1:{upstream}")])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("ZT_CONTROL_PLANE_URL", control_plane)
         .env("ZT_ACTOR", actor)
         .env("ZT_TOKEN", token)

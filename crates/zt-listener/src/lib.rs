@@ -1,24 +1,23 @@
-//! The listener, plain HTTP or HTTPS: accepts connections, caps how many are open, and serves
-//! each with hyper's HTTP/1.1 connection builder under time limits, so that slow or idle
-//! clients cannot hold the server's sockets.
+//! The listener of every HTTP service here (the control plane, the MCP gateway, the A2A proxy),
+//! plain HTTP or HTTPS: accepts connections, caps how many are open, and serves each with
+//! hyper's HTTP/1.1 connection builder under time limits, so that slow or idle clients cannot
+//! hold the service's sockets.
 //!
-//! - Headers: a request's headers must arrive within `--header-timeout`, counted from the
-//!   connection's start or the end of the previous response; this is also the keep-alive
+//! - Headers: a request's headers must arrive within [`Limits::header_timeout`], counted from
+//!   the connection's start or the end of the previous response; this is also the keep-alive
 //!   idle timeout. TLS handshakes must end within [`HANDSHAKE_TIMEOUT`].
-//! - Bodies: a request's body must arrive within `--body-timeout` of its headers (enforced
-//!   where it is read, [`crate::extract::JsonBody`]; the deadline travels as a
-//!   [`BodyTimeout`] request extension): 408, and the connection is closed.
-//! - Connections: at most `--max-connections` are served at once, lowered to the open-file
-//!   limit minus [`RESERVED_FDS`] (the audit store, its readers, NATS and the policy file need
-//!   descriptors too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
-//!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout: `GET /health`
-//!   answers as usual, anything else is a 503 `too many connections`; past those, one
-//!   accepted connection waits for a place and the others wait in the kernel's backlog. So `/health` stays answerable while slow
-//!   clients fill the server.
+//! - Bodies: every request carries a [`BodyTimeout`] extension ([`Limits::body_timeout`]);
+//!   the service enforces it where it reads a body.
+//! - Connections: at most [`Limits::max_connections`] are served at once, lowered to the
+//!   open-file limit minus [`RESERVED_FDS`] (the service needs descriptors for its own files and
+//!   connections too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
+//!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout, and served by
+//!   [`Apps::overflow`] (the control plane answers `GET /health` there and a 503 to anything
+//!   else); past those, one accepted connection waits for a place and the others wait in the
+//!   kernel's backlog.
 //!
 //! Shutdown: stop accepting, abandon unfinished handshakes, let hyper close idle connections
-//! and finish in-flight requests (their records commit), and after [`DRAIN_TIMEOUT`] abort
-//! what is still open.
+//! and finish in-flight requests, and after [`DRAIN_TIMEOUT`] abort what is still open.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,31 +39,87 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::auth::PeerIdentity;
-use crate::config::ConnectionLimits;
-use crate::extract::BodyTimeout;
-use crate::metrics::Metrics;
-use crate::tls::spiffe_id_of;
-
 /// Longest a client may take to complete the TLS handshake.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest shutdown waits for in-flight requests before closing their connections.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept free for everything but client connections.
-pub(crate) const RESERVED_FDS: u64 = 128;
+pub const RESERVED_FDS: u64 = 128;
 /// Connections accepted past the cap, each for one request (`/health`, or a 503).
-pub(crate) const OVERFLOW_CONNECTIONS: usize = 32;
+pub const OVERFLOW_CONNECTIONS: usize = 32;
 /// Header (and TLS handshake) timeout of a connection accepted past the cap.
-pub(crate) const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many connections, and how long a client may take (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections served at once; lowered to the open-file limit minus [`RESERVED_FDS`].
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers, counted from the connection's
+    /// start or the end of the previous response (so it is also the keep-alive idle timeout).
+    pub header_timeout: Duration,
+    /// Longest a client may take to send a request's body once its headers are in (handed to
+    /// every request as its [`BodyTimeout`]).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_timeout: Duration::from_secs(30),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// How long a request's body may take to arrive once its headers are in: set on every request
+/// from [`Limits::body_timeout`]; a service reading a body enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+/// The body timeout of [`Limits::default`], and of a request that carries none.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the listener serves: the application for connections under the cap, and the one
 /// for connections past it (see the module documentation).
-pub(crate) struct Apps {
+pub struct Apps {
     /// The whole application.
     pub regular: Router,
-    /// `/health`, and 503 for anything else.
+    /// What a connection past the cap gets for its one request (e.g. `/health`, and 503 for
+    /// anything else).
     pub overflow: Router,
 }
+
+/// HTTPS: the acceptor, and what a client certificate tells about the peer.
+pub struct Tls<P> {
+    /// The server's TLS configuration.
+    pub acceptor: TlsAcceptor,
+    /// The peer's identity from its leaf certificate, handed to every request of the connection
+    /// as an extension (`None`: no identity, nothing inserted).
+    pub identify: fn(&CertificateDer<'_>) -> Option<P>,
+    /// Called for every handshake that fails or times out (for a metric).
+    pub on_handshake_failure: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl<P> std::fmt::Debug for Tls<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl<P> Clone for Tls<P> {
+    fn clone(&self) -> Self {
+        Self {
+            acceptor: self.acceptor.clone(),
+            identify: self.identify,
+            on_handshake_failure: self.on_handshake_failure.clone(),
+        }
+    }
+}
+
+/// A plain-HTTP service's `tls` argument to [`serve_connections`].
+pub const PLAIN_HTTP: Option<Tls<()>> = None;
 
 impl std::fmt::Debug for Apps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +129,7 @@ impl std::fmt::Debug for Apps {
 
 /// The connection cap actually enforced: `configured`, lowered to the open-file limit minus
 /// [`RESERVED_FDS`] (at least 1) when that limit is known.
-pub(crate) fn effective_max_connections(configured: usize) -> usize {
+pub fn effective_max_connections(configured: usize) -> usize {
     let configured = configured.min(Semaphore::MAX_PERMITS);
     let Some(limit) = open_file_limit() else {
         return configured.max(1);
@@ -96,12 +151,11 @@ fn open_file_limit() -> Option<u64> {
 
 /// Serves `apps` on `listener` (over TLS if `tls` is given) until `shutdown` resolves, then
 /// drains (see the module documentation).
-pub(crate) async fn serve_connections(
+pub async fn serve_connections<P: Clone + Send + Sync + 'static>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls<P>>,
     apps: Apps,
-    metrics: Arc<Metrics>,
-    limits: ConnectionLimits,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     let max_connections = effective_max_connections(limits.max_connections);
@@ -188,7 +242,6 @@ pub(crate) async fn serve_connections(
                 tls: tls.clone(),
                 handshake_timeout,
                 app,
-                metrics: metrics.clone(),
                 http,
                 body_timeout: BodyTimeout(limits.body_timeout),
                 slot,
@@ -235,32 +288,34 @@ async fn next_slot(regular: &Arc<Semaphore>, overflow: &Arc<Semaphore>) -> Optio
 }
 
 /// One accepted connection and what serving it needs.
-struct Accepted {
+struct Accepted<P> {
     tcp: TcpStream,
     remote: SocketAddr,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Tls<P>>,
     handshake_timeout: Duration,
     app: Router,
-    metrics: Arc<Metrics>,
     http: http1::Builder,
     body_timeout: BodyTimeout,
     slot: Slot,
 }
 
-async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiver<bool>) {
+async fn connection<P: Clone + Send + Sync + 'static>(
+    conn: Accepted<P>,
+    watcher: Watcher,
+    mut stopped: watch::Receiver<bool>,
+) {
     let Accepted {
         tcp,
         remote,
         tls,
         handshake_timeout,
         app,
-        metrics,
         http,
         body_timeout,
         slot: _held_until_closed,
     } = conn;
-    let Some(acceptor) = tls else {
-        serve(
+    let Some(tls) = tls else {
+        serve::<_, P>(
             TokioIo::new(tcp),
             None,
             remote,
@@ -272,17 +327,17 @@ async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiv
         .await;
         return;
     };
-    let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp));
+    let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(tcp));
     let stream = tokio::select! {
         result = handshake => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
-                metrics.tls_handshake_failed();
+                (tls.on_handshake_failure)();
                 tracing::debug!(%remote, error = %e, "tls handshake failed");
                 return;
             }
             Err(_) => {
-                metrics.tls_handshake_failed();
+                (tls.on_handshake_failure)();
                 tracing::debug!(%remote, "tls handshake timed out");
                 return;
             }
@@ -294,9 +349,8 @@ async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiv
         .1
         .peer_certificates()
         .and_then(<[CertificateDer<'_>]>::first)
-        .and_then(spiffe_id_of)
-        .map(|spiffe_id| PeerIdentity { spiffe_id });
-    tracing::debug!(%remote, identity = ?peer.as_ref().map(|p| p.spiffe_id.as_str()), "tls connection");
+        .and_then(tls.identify);
+    tracing::debug!(%remote, identified = peer.is_some(), "tls connection");
     serve(
         TokioIo::new(stream),
         peer,
@@ -311,9 +365,9 @@ async fn connection(conn: Accepted, watcher: Watcher, mut stopped: watch::Receiv
 
 /// Serves HTTP/1.1 on `io`, giving every request the connection's identity (if any) and
 /// body deadline.
-async fn serve<I>(
+async fn serve<I, P: Clone + Send + Sync + 'static>(
     io: I,
-    peer: Option<PeerIdentity>,
+    peer: Option<P>,
     remote: SocketAddr,
     app: Router,
     http: http1::Builder,

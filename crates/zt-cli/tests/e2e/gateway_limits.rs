@@ -1,0 +1,220 @@
+//! The gateways' listeners against slow and numerous clients, as the control plane's: the real
+//! `zt mcp-gateway --listen` and `zt a2a-proxy` over real sockets cap their connections (503
+//! past the cap, as JSON-RPC errors), close a connection whose headers do not arrive in time,
+//! and serve again once the slow clients are gone; the A2A proxy answers a body that trickles
+//! in with a 408. Neither needs its control plane or upstream to refuse these.
+
+use crate::common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, http_raw, parse_http_response, start_a2a_proxy_with, zt_bin, Running};
+use serde_json::{json, Value};
+
+const LIMITS: [&str; 6] = [
+    "--max-connections",
+    "2",
+    "--header-timeout",
+    "2",
+    "--body-timeout",
+    "1",
+];
+
+/// An A2A agent that only serves its card (a JSON-RPC interface at `/`), on a thread; its port.
+fn card_only_agent() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let card = json!({"name": "card-only", "supportedInterfaces": [
+        {"url": format!("http://127.0.0.1:{port}/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+    ]})
+    .to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{card}",
+                    card.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+/// `zt mcp-gateway --listen` in front of an endpoint nothing listens on, with `LIMITS`; returns
+/// it once it answers.
+fn mcp_gateway() -> (Running, u16) {
+    let port = free_port();
+    let child = Command::new(zt_bin())
+        .args(["mcp-gateway", "--server-name", "s"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--upstream",
+            &format!("http://127.0.0.1:{}/mcp", free_port()),
+        ])
+        .args(LIMITS)
+        .env(
+            "ZT_CONTROL_PLANE_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("ZT_ACTOR", "agent")
+        .env("ZT_TOKEN", "zt_agent_unused")
+        .env("ZT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zt mcp-gateway");
+    let gateway = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_raw(port, "GET", "/mcp", &[], None).is_err() {
+        assert!(Instant::now() < deadline, "zt mcp-gateway did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (gateway, port)
+}
+
+/// Opens a connection and sends the start of a request's headers, never their end.
+fn slow_header_socket(port: u16) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    stream
+}
+
+/// True once the peer has closed `stream` (EOF or reset) within `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A JSON-RPC `ping` to `path`: status and body.
+fn ping(port: u16, path: &str) -> (u16, Value) {
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (status, _, raw) = http_raw(port, "POST", path, &[], Some(body)).unwrap();
+    (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+}
+
+/// With both places held by slow sockets a request gets a 503 JSON-RPC error; the sockets are
+/// closed by the header timeout; then requests are served again (`served` is what they get).
+fn cap_and_header_timeout(port: u16, path: &str, served: u16) {
+    let opened = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..2).map(|_| slow_header_socket(port)).collect();
+    // The listener takes the slow sockets in its own time: ask until the cap shows, well
+    // inside the 2 s header timeout.
+    let (status, busy) = loop {
+        let answer = ping(port, path);
+        if answer.0 == 503 || opened.elapsed() >= Duration::from_millis(1500) {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status,
+        503,
+        "past the cap, {:?} after the slow sockets: {busy}",
+        opened.elapsed()
+    );
+    assert_eq!(busy["jsonrpc"], "2.0", "{busy}");
+    assert!(
+        busy["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{busy}"
+    );
+    for stream in &mut slow {
+        assert!(
+            closed_within(stream, Duration::from_secs(10)),
+            "a socket that never finishes its headers is closed"
+        );
+    }
+    let mut status = 0;
+    for _ in 0..20 {
+        status = ping(port, path).0;
+        if status != 503 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status, served,
+        "served again once the slow sockets are gone"
+    );
+}
+
+#[test]
+fn the_mcp_gateway_caps_connections_and_cuts_off_slow_headers() {
+    let (_gateway, port) = mcp_gateway();
+    // Served: relayed to the upstream, which is down (502).
+    assert_eq!(ping(port, "/mcp").0, 502);
+    cap_and_header_timeout(port, "/mcp", 502);
+}
+
+#[test]
+fn the_a2a_proxy_caps_connections_cuts_off_slow_clients_and_bounds_the_body() {
+    let agent = card_only_agent();
+    let control_plane = format!("http://127.0.0.1:{}", free_port());
+    let (_proxy, port) = start_a2a_proxy_with(
+        agent,
+        "card-only",
+        &control_plane,
+        "agent",
+        "zt_agent_x",
+        &LIMITS,
+    );
+    // Served: `ping` is no A2A method (400, before any decision).
+    assert_eq!(ping(port, "/").0, 400);
+    cap_and_header_timeout(port, "/", 400);
+
+    // A body that trickles in: 408 once the 1 s body timeout passes, never a decision.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+        .unwrap();
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(10) && parse_http_response(&raw).is_err() {
+        let _ = stream.write_all(b" ");
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let (status, _, body) = parse_http_response(&raw).expect("an answer to the slow body");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "request body not received within 1 s"
+    );
+}

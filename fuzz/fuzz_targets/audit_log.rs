@@ -27,12 +27,13 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let given = lines
         .next()
-        .and_then(|first| serde_json::from_str::<Jwks>(first).ok())
+        // As `zt audit verify --keys` reads a key file.
+        .and_then(|first| Jwks::from_json(first.as_bytes()).ok())
         .and_then(|jwks| PublicKeySet::from_jwks(&jwks).ok());
     let keys = match given {
         Some(keys) => keys,
         None => {
-            let jwks: Jwks = serde_json::from_str(FIXED_KEYS).expect("the fixed keys parse");
+            let jwks = Jwks::from_json(FIXED_KEYS.as_bytes()).expect("the fixed keys parse");
             PublicKeySet::from_jwks(&jwks).expect("the fixed keys load")
         }
     };

@@ -45,7 +45,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// File descriptors kept free for everything but client connections.
 pub const RESERVED_FDS: u64 = 128;
-/// Connections accepted past the cap, each for one request (`/health`, or a 503).
+/// Connections accepted past the cap, each for one request (served by [`Apps::overflow`]).
 pub const OVERFLOW_CONNECTIONS: usize = 32;
 /// Header (and TLS handshake) timeout of a connection accepted past the cap.
 pub const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -163,7 +163,7 @@ pub async fn serve_connections<P: Clone + Send + Sync + 'static>(
         tracing::warn!(
             configured = limits.max_connections,
             enforced = max_connections,
-            "--max-connections lowered to fit the open-file limit"
+            "the connection cap lowered to fit the open-file limit"
         );
     }
     tracing::info!(
@@ -216,7 +216,7 @@ pub async fn serve_connections<P: Clone + Send + Sync + 'static>(
             if overflow {
                 tracing::warn!(
                     max_connections,
-                    "connection cap reached: new connections get only /health until others close"
+                    "connection cap reached: new connections get only the overflow answer (the control plane's /health) until others close"
                 );
             } else {
                 tracing::info!("connections below the cap again");

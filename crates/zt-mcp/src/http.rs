@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use zt_listener::Limits;
+use zt_listener::{BodyTimeout, Limits, DEFAULT_BODY_TIMEOUT};
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
@@ -26,8 +26,6 @@ use crate::GatewayError;
 
 /// How long connecting to the upstream server may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a `POST` body; past it the request gets 408.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// `POST`s read or decided at once (each may hold up to [`MAX_MESSAGE_BYTES`]); past it 503.
 pub const MAX_POSTS_IN_FLIGHT: usize = 64;
 
@@ -65,8 +63,8 @@ fn parse_upstream(url: &str) -> Result<(String, String), GatewayError> {
 }
 
 /// Serves the MCP endpoint of `upstream` (e.g. `http://127.0.0.1:3001/mcp`) on `listener`, at
-/// the same path, deciding every tool call with `gate`, under `limits` (connections and header
-/// time; see [`zt_listener`]; a `POST` body has [`BODY_READ_TIMEOUT`]). Past the connection
+/// the same path, deciding every tool call with `gate`, under `limits` (connections, header and
+/// body time; see [`zt_listener`]). Past the connection
 /// cap a request gets a 503 with a JSON-RPC error. Runs until dropped; fails only for an
 /// unusable `upstream`.
 pub async fn serve_http(
@@ -111,8 +109,12 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             let busy = upstream_failure("gateway busy: too many requests in flight");
             return json(StatusCode::SERVICE_UNAVAILABLE, busy);
         };
+        let deadline = parts
+            .extensions
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
         let reading = Limited::new(body, MAX_MESSAGE_BYTES).collect();
-        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, reading).await {
+        let bytes = match tokio::time::timeout(deadline, reading).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(error)) if error.is::<LengthLimitError>() => {
                 return json(StatusCode::PAYLOAD_TOO_LARGE, oversized(MAX_MESSAGE_BYTES))

@@ -15,7 +15,7 @@ mod resource;
 mod stdio;
 
 pub use gate::{Gate, Verdict};
-pub use http::{serve_http, BODY_READ_TIMEOUT, MAX_POSTS_IN_FLIGHT, UPSTREAM_CONNECT_TIMEOUT};
+pub use http::{serve_http, MAX_POSTS_IN_FLIGHT, UPSTREAM_CONNECT_TIMEOUT};
 pub use resource::{resource_of, RESOURCE_ARGUMENTS};
 pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};
 

@@ -33,8 +33,7 @@ pub(crate) struct McpGatewayArgs {
     /// Streamable HTTP mode: the MCP server's endpoint, `http://HOST:PORT/PATH`.
     #[arg(long, env = "ZT_MCP_UPSTREAM", requires = "listen")]
     pub upstream: Option<String>,
-    /// Streamable HTTP mode: connections and how long a client may take (a `POST` body has
-    /// its own 30 s).
+    /// Streamable HTTP mode: connections and how long a client may take.
     #[command(flatten)]
     pub listener: crate::listener_args::ListenerArgs,
     /// Stdio mode: the MCP server to launch and its arguments, after `--`.

@@ -1,8 +1,8 @@
 //! The gateways' listeners against slow and numerous clients, as the control plane's: the real
 //! `zt mcp-gateway --listen` and `zt a2a-proxy` over real sockets cap their connections (503
 //! past the cap, as JSON-RPC errors), close a connection whose headers do not arrive in time,
-//! and serve again once the slow clients are gone; the A2A proxy answers a body that trickles
-//! in with a 408. Neither needs its control plane or upstream to refuse these.
+//! and serve again once the slow clients are gone, and answer a body that trickles in with a
+//! 408. Neither needs its control plane or upstream to refuse these.
 
 use crate::common;
 
@@ -167,12 +167,42 @@ fn cap_and_header_timeout(port: u16, path: &str, served: u16) {
     );
 }
 
+/// A `POST` whose body trickles in a byte at a time: the answer once the body timeout passes.
+fn trickled_body(port: u16, path: &str) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{");
+    stream.write_all(head.as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while started.elapsed() < Duration::from_secs(10) && parse_http_response(&raw).is_err() {
+        let _ = stream.write_all(b" ");
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let (status, _, body) = parse_http_response(&raw).expect("an answer to the slow body");
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
 #[test]
-fn the_mcp_gateway_caps_connections_and_cuts_off_slow_headers() {
+fn the_mcp_gateway_caps_connections_and_cuts_off_slow_clients() {
     let (_gateway, port) = mcp_gateway();
     // Served: relayed to the upstream, which is down (502).
     assert_eq!(ping(port, "/mcp").0, 502);
     cap_and_header_timeout(port, "/mcp", 502);
+    // A body that trickles in: 408 once the 1 s body timeout passes, never relayed.
+    let (status, body) = trickled_body(port, "/mcp");
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "request body not received in time"
+    );
 }
 
 #[test]
@@ -191,27 +221,7 @@ fn the_a2a_proxy_caps_connections_cuts_off_slow_clients_and_bounds_the_body() {
     assert_eq!(ping(port, "/").0, 400);
     cap_and_header_timeout(port, "/", 400);
 
-    // A body that trickles in: 408 once the 1 s body timeout passes, never a decision.
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    stream
-        .write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
-        .unwrap();
-    let started = Instant::now();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 1024];
-    while started.elapsed() < Duration::from_secs(10) && parse_http_response(&raw).is_err() {
-        let _ = stream.write_all(b" ");
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    let (status, _, body) = parse_http_response(&raw).expect("an answer to the slow body");
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let (status, body) = trickled_body(port, "/");
     assert_eq!(status, 408, "{body}");
     assert_eq!(
         body["error"]["message"],

@@ -91,6 +91,12 @@ pub struct Apps {
     pub overflow: Router,
 }
 
+impl std::fmt::Debug for Apps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apps").finish_non_exhaustive()
+    }
+}
+
 /// HTTPS: the acceptor, and what a client certificate tells about the peer.
 pub struct Tls<P> {
     /// The server's TLS configuration.
@@ -120,12 +126,6 @@ impl<P> Clone for Tls<P> {
 
 /// A plain-HTTP service's `tls` argument to [`serve_connections`].
 pub const PLAIN_HTTP: Option<Tls<()>> = None;
-
-impl std::fmt::Debug for Apps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Apps").finish_non_exhaustive()
-    }
-}
 
 /// The connection cap actually enforced: `configured`, lowered to the open-file limit minus
 /// [`RESERVED_FDS`] (at least 1) when that limit is known.
@@ -314,17 +314,15 @@ async fn connection<P: Clone + Send + Sync + 'static>(
         body_timeout,
         slot: _held_until_closed,
     } = conn;
+    let http = Http {
+        remote,
+        app,
+        builder: http,
+        body_timeout,
+        watcher,
+    };
     let Some(tls) = tls else {
-        serve::<_, P>(
-            TokioIo::new(tcp),
-            None,
-            remote,
-            app,
-            http,
-            body_timeout,
-            watcher,
-        )
-        .await;
+        http.serve::<_, P>(TokioIo::new(tcp), None).await;
         return;
     };
     let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(tcp));
@@ -351,41 +349,42 @@ async fn connection<P: Clone + Send + Sync + 'static>(
         .and_then(<[CertificateDer<'_>]>::first)
         .and_then(tls.identify);
     tracing::debug!(%remote, identified = peer.is_some(), "tls connection");
-    serve(
-        TokioIo::new(stream),
-        peer,
-        remote,
-        app,
-        http,
-        body_timeout,
-        watcher,
-    )
-    .await;
+    http.serve(TokioIo::new(stream), peer).await;
 }
 
-/// Serves HTTP/1.1 on `io`, giving every request the connection's identity (if any) and
-/// body deadline.
-async fn serve<I, P: Clone + Send + Sync + 'static>(
-    io: I,
-    peer: Option<P>,
+/// HTTP/1.1 on one connection, once its stream is ready (plain, or after the TLS handshake).
+struct Http {
     remote: SocketAddr,
     app: Router,
-    http: http1::Builder,
+    builder: http1::Builder,
     body_timeout: BodyTimeout,
     watcher: Watcher,
-) where
-    I: Read + Write + Unpin + Send + 'static,
-{
-    let service = service_fn(move |mut request: Request<Incoming>| {
-        if let Some(peer) = &peer {
-            request.extensions_mut().insert(peer.clone());
+}
+
+impl Http {
+    /// Serves `io`, giving every request the connection's identity (if any) and body deadline.
+    async fn serve<I, P: Clone + Send + Sync + 'static>(self, io: I, peer: Option<P>)
+    where
+        I: Read + Write + Unpin + Send + 'static,
+    {
+        let Http {
+            remote,
+            app,
+            builder,
+            body_timeout,
+            watcher,
+        } = self;
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            if let Some(peer) = &peer {
+                request.extensions_mut().insert(peer.clone());
+            }
+            request.extensions_mut().insert(body_timeout);
+            app.clone().oneshot(request)
+        });
+        let served = watcher.watch(builder.serve_connection(io, service));
+        if let Err(e) = served.await {
+            tracing::debug!(%remote, error = %e, "connection ended with an error");
         }
-        request.extensions_mut().insert(body_timeout);
-        app.clone().oneshot(request)
-    });
-    let served = watcher.watch(http.serve_connection(io, service));
-    if let Err(e) = served.await {
-        tracing::debug!(%remote, error = %e, "connection ended with an error");
     }
 }
 

@@ -11,7 +11,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_raw, parse_http_response, start_a2a_proxy_with, zt_bin, Running};
+use common::{
+    closed_by_peer, free_port, http_raw, parse_http_response, slow_header_socket,
+    start_a2a_proxy_with, zt_bin, Running,
+};
 use serde_json::{json, Value};
 
 const LIMITS: [&str; 6] = [
@@ -82,36 +85,6 @@ fn mcp_gateway() -> (Running, u16) {
     (gateway, port)
 }
 
-/// Opens a connection and sends the start of a request's headers, never their end.
-fn slow_header_socket(port: u16) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        .unwrap();
-    stream
-}
-
-/// True once the peer has closed `stream` (EOF or reset) within `within`.
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 /// A JSON-RPC `ping` to `path`: status and body.
 fn ping(port: u16, path: &str) -> (u16, Value) {
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
@@ -123,7 +96,7 @@ fn ping(port: u16, path: &str) -> (u16, Value) {
 /// closed by the header timeout; then requests are served again (`served` is what they get).
 fn cap_and_header_timeout(port: u16, path: &str, served: u16) {
     let opened = Instant::now();
-    let mut slow: Vec<TcpStream> = (0..2).map(|_| slow_header_socket(port)).collect();
+    let mut slow: Vec<TcpStream> = (0..2).map(|_| slow_header_socket(port, path)).collect();
     // The listener takes the slow sockets in its own time: ask until the cap shows, well
     // inside the 2 s header timeout.
     let (status, busy) = loop {
@@ -149,7 +122,7 @@ fn cap_and_header_timeout(port: u16, path: &str, served: u16) {
     );
     for stream in &mut slow {
         assert!(
-            closed_within(stream, Duration::from_secs(10)),
+            closed_by_peer(stream, Duration::from_secs(10)),
             "a socket that never finishes its headers is closed"
         );
     }
@@ -167,8 +140,9 @@ fn cap_and_header_timeout(port: u16, path: &str, served: u16) {
     );
 }
 
-/// A `POST` whose body trickles in a byte at a time: the answer once the body timeout passes.
-fn trickled_body(port: u16, path: &str) -> (u16, Value) {
+/// A `POST` whose body trickles in a byte at a time is answered, once the body timeout passes,
+/// with a 408 JSON-RPC error saying `message`.
+fn assert_body_timeout(port: u16, path: &str, message: &str) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -187,7 +161,9 @@ fn trickled_body(port: u16, path: &str) -> (u16, Value) {
         }
     }
     let (status, _, body) = parse_http_response(&raw).expect("an answer to the slow body");
-    (status, serde_json::from_slice(&body).unwrap())
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 408, "{body}");
+    assert_eq!(body["error"]["message"], message, "{body}");
 }
 
 #[test]
@@ -197,12 +173,7 @@ fn the_mcp_gateway_caps_connections_and_cuts_off_slow_clients() {
     assert_eq!(ping(port, "/mcp").0, 502);
     cap_and_header_timeout(port, "/mcp", 502);
     // A body that trickles in: 408 once the 1 s body timeout passes, never relayed.
-    let (status, body) = trickled_body(port, "/mcp");
-    assert_eq!(status, 408, "{body}");
-    assert_eq!(
-        body["error"]["message"],
-        "request body not received in time"
-    );
+    assert_body_timeout(port, "/mcp", "request body not received in time");
 }
 
 #[test]
@@ -220,11 +191,6 @@ fn the_a2a_proxy_caps_connections_cuts_off_slow_clients_and_bounds_the_body() {
     // Served: `ping` is no A2A method (400, before any decision).
     assert_eq!(ping(port, "/").0, 400);
     cap_and_header_timeout(port, "/", 400);
-
-    let (status, body) = trickled_body(port, "/");
-    assert_eq!(status, 408, "{body}");
-    assert_eq!(
-        body["error"]["message"],
-        "request body not received within 1 s"
-    );
+    // A body that trickles in: 408 once the 1 s body timeout passes, never decided.
+    assert_body_timeout(port, "/", "request body not received within 1 s");
 }

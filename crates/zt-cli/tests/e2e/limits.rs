@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{allow, http_raw, register, Server};
+use common::{allow, closed_by_peer, http_raw, register, slow_header_socket, Server};
 use serde_json::{json, Value};
 
 /// Asserts the project's JSON error: the status, `application/json`, `ok: false`, an error.
@@ -489,36 +489,6 @@ fn an_authenticated_client_trickling_its_body_over_tls_is_cut_off() {
     assert_eq!(timeout["error"], "request body not received within 2 s");
 }
 
-/// Opens a connection and sends the start of a request's headers, never their end.
-fn slow_header_socket(port: u16) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"POST /actions HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        .unwrap();
-    stream
-}
-
-/// True once the server has closed `stream` (EOF or reset) within `within`.
-fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 512];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
 #[test]
 fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -534,7 +504,9 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
         ],
     );
     let opened = std::time::Instant::now();
-    let mut slow: Vec<TcpStream> = (0..4).map(|_| slow_header_socket(server.port)).collect();
+    let mut slow: Vec<TcpStream> = (0..4)
+        .map(|_| slow_header_socket(server.port, "/actions"))
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
 
     // Every regular place is held: /health still answers, anything else is a clear 503.
@@ -567,7 +539,7 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     // The header timeout closes the slow sockets, and the places are free again.
     for stream in &mut slow {
         assert!(
-            closed_by_server(stream, Duration::from_secs(30)),
+            closed_by_peer(stream, Duration::from_secs(30)),
             "a socket that never finishes its headers is closed"
         );
     }

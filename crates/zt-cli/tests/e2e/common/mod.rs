@@ -99,6 +99,37 @@ pub(crate) fn start_a2a_proxy_with(
     (Running(child), port)
 }
 
+/// Opens a connection to `port` and sends the start of a `POST path` request's headers, never
+/// their end.
+pub(crate) fn slow_header_socket(port: u16, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n").as_bytes())
+        .unwrap();
+    stream
+}
+
+/// True once the peer has closed `stream` (EOF or reset) within `within`.
+pub(crate) fn closed_by_peer(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
 /// A running `zt serve --auth none`, killed on drop.
 pub(crate) struct Server {
     pub child: Child,

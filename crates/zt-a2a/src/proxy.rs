@@ -14,7 +14,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use zt_contract::{Decision, DecisionRequest};
-use zt_listener::{BodyTimeout, Limits, DEFAULT_BODY_TIMEOUT};
+use zt_listener::{BodyTimeout, Limits};
 
 use crate::error::{plain_error, ProxyError, RpcRefusal};
 use crate::limits::MAX_REQUEST_BYTES;
@@ -102,11 +102,7 @@ async fn decide_and_forward(
     if !is_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
-    let deadline = parts
-        .extensions
-        .get::<BodyTimeout>()
-        .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
-    let body = read_body(body, deadline).await?;
+    let body = read_body(body, BodyTimeout::of(&parts.extensions)).await?;
     let call = RpcCall::parse(&body)?;
     let action = format!("{}{}", config.action_prefix(), call.method.action);
     let resource = call.resource();

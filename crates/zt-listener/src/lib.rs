@@ -78,6 +78,16 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyTimeout(pub Duration);
 
+impl BodyTimeout {
+    /// The body deadline of the request with these extensions ([`DEFAULT_BODY_TIMEOUT`] for a
+    /// request that did not come through the listener).
+    pub fn of(extensions: &axum::http::Extensions) -> Duration {
+        extensions
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |timeout| timeout.0)
+    }
+}
+
 /// The body timeout of [`Limits::default`], and of a request that carries none.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 

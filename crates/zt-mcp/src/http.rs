@@ -17,7 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use zt_listener::{BodyTimeout, Limits, DEFAULT_BODY_TIMEOUT};
+use zt_listener::{BodyTimeout, Limits};
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
@@ -64,9 +64,8 @@ fn parse_upstream(url: &str) -> Result<(String, String), GatewayError> {
 
 /// Serves the MCP endpoint of `upstream` (e.g. `http://127.0.0.1:3001/mcp`) on `listener`, at
 /// the same path, deciding every tool call with `gate`, under `limits` (connections, header and
-/// body time; see [`zt_listener`]). Past the connection
-/// cap a request gets a 503 with a JSON-RPC error. Runs until dropped; fails only for an
-/// unusable `upstream`.
+/// body time; see [`zt_listener`]). Past the connection cap a request gets a 503 with a
+/// JSON-RPC error. Runs until dropped; fails only for an unusable `upstream`.
 pub async fn serve_http(
     gate: Gate,
     listener: TcpListener,
@@ -109,10 +108,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             let busy = upstream_failure("gateway busy: too many requests in flight");
             return json(StatusCode::SERVICE_UNAVAILABLE, busy);
         };
-        let deadline = parts
-            .extensions
-            .get::<BodyTimeout>()
-            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let deadline = BodyTimeout::of(&parts.extensions);
         let reading = Limited::new(body, MAX_MESSAGE_BYTES).collect();
         let bytes = match tokio::time::timeout(deadline, reading).await {
             Ok(Ok(collected)) => collected.to_bytes(),

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use zt_contract::strict_json;
 
 // Every request carries its body deadline, set by the listener from `--body-timeout`.
-use zt_listener::{BodyTimeout, DEFAULT_BODY_TIMEOUT};
+use zt_listener::BodyTimeout;
 
 /// A JSON request body of at most [`MAX_BODY_BYTES`], received within its [`BodyTimeout`]
 /// (else 408), parsed strictly (see [`zt_contract::strict_json`]) and without coercion: a string
@@ -31,11 +31,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
             return Err(ApiError::BodyTooLarge);
         }
-        let BodyTimeout(timeout) = req
-            .extensions()
-            .get::<BodyTimeout>()
-            .copied()
-            .unwrap_or(BodyTimeout(DEFAULT_BODY_TIMEOUT));
+        let timeout = BodyTimeout::of(req.extensions());
         let bytes = tokio::time::timeout(
             timeout,
             axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES),

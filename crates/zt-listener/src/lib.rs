@@ -161,7 +161,7 @@ fn open_file_limit() -> Option<u64> {
 
 /// Serves `apps` on `listener` (over TLS if `tls` is given) until `shutdown` resolves, then
 /// drains (see the module documentation).
-pub async fn serve_connections<P: Clone + Send + Sync + 'static>(
+pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
     listener: TcpListener,
     tls: Option<Tls<P>>,
     apps: Apps,
@@ -309,7 +309,7 @@ struct Accepted<P> {
     slot: Slot,
 }
 
-async fn connection<P: Clone + Send + Sync + 'static>(
+async fn connection<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
     conn: Accepted<P>,
     watcher: Watcher,
     mut stopped: watch::Receiver<bool>,
@@ -358,7 +358,7 @@ async fn connection<P: Clone + Send + Sync + 'static>(
         .peer_certificates()
         .and_then(<[CertificateDer<'_>]>::first)
         .and_then(tls.identify);
-    tracing::debug!(%remote, identified = peer.is_some(), "tls connection");
+    tracing::debug!(%remote, identity = ?peer, "tls connection");
     http.serve(TokioIo::new(stream), peer).await;
 }
 

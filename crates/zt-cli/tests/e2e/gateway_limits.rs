@@ -6,14 +6,14 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
     closed_by_peer, free_port, http_raw, parse_http_response, slow_header_socket,
-    start_a2a_proxy_with, zt_bin, Running,
+    start_a2a_proxy_with, trickle_body, zt_bin, Running,
 };
 use serde_json::{json, Value};
 
@@ -54,34 +54,27 @@ fn card_only_agent() -> u16 {
 }
 
 /// `zt mcp-gateway --listen` in front of an endpoint nothing listens on, with `LIMITS`; returns
-/// it once it answers.
+/// it once it listens.
 fn mcp_gateway() -> (Running, u16) {
     let port = free_port();
-    let child = Command::new(zt_bin())
-        .args(["mcp-gateway", "--server-name", "s"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--upstream",
-            &format!("http://127.0.0.1:{}/mcp", free_port()),
-        ])
-        .args(LIMITS)
-        .env(
-            "ZT_CONTROL_PLANE_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("ZT_ACTOR", "agent")
-        .env("ZT_TOKEN", "zt_agent_unused")
-        .env("ZT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start zt mcp-gateway");
-    let gateway = Running(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_raw(port, "GET", "/mcp", &[], None).is_err() {
-        assert!(Instant::now() < deadline, "zt mcp-gateway did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gateway = Running::listening(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "s"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{}/mcp", free_port()),
+            ])
+            .args(LIMITS)
+            .env(
+                "ZT_CONTROL_PLANE_URL",
+                format!("http://127.0.0.1:{}", free_port()),
+            )
+            .env("ZT_ACTOR", "agent")
+            .env("ZT_TOKEN", "zt_agent_unused")
+            .env("ZT_LOG", "warn"),
+        port,
+    );
     (gateway, port)
 }
 
@@ -150,19 +143,7 @@ fn assert_body_timeout(port: u16, path: &str, message: &str) {
     stream
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{");
-    stream.write_all(head.as_bytes()).unwrap();
-    let started = Instant::now();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 1024];
-    while started.elapsed() < Duration::from_secs(10) && parse_http_response(&raw).is_err() {
-        let _ = stream.write_all(b" ");
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
+    let raw = trickle_body(&mut stream, path, "");
     let (status, _, body) = parse_http_response(&raw).expect("an answer to the slow body");
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 408, "{body}");

@@ -7,11 +7,10 @@
 use crate::common;
 use crate::workload;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{allow, closed_by_peer, http_raw, register, slow_header_socket, Server};
+use common::{allow, closed_by_peer, http_raw, register, slow_header_socket, trickle_body, Server};
 use serde_json::{json, Value};
 
 /// Asserts the project's JSON error: the status, `application/json`, `ok: false`, an error.
@@ -432,33 +431,6 @@ fn authzen_request_ids_must_be_strings_and_batches_never_hide_committed_decision
     );
 }
 
-/// Sends `POST /actions` headers announcing 100 bytes of body, then one byte every read timeout
-/// of the underlying socket, until the server closes the connection (at most a minute or so);
-/// returns what the server answered.
-fn trickle_body<S: Read + Write>(stream: &mut S, extra_headers: &str) -> Vec<u8> {
-    let head = format!(
-        "POST /actions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n{extra_headers}\r\n{{"
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let _ = stream.flush();
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 1024];
-    for _ in 0..120 {
-        let _ = stream.write_all(b" ").and_then(|()| stream.flush());
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-    raw
-}
-
 #[test]
 fn an_authenticated_client_trickling_its_body_over_tls_is_cut_off() {
     let pki = workload::Pki::new("limits-ca");
@@ -483,7 +455,11 @@ fn an_authenticated_client_trickling_its_body_over_tls_is_cut_off() {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(config, name).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let raw = trickle_body(&mut tls, &format!("authorization: Bearer {token}\r\n"));
+    let raw = trickle_body(
+        &mut tls,
+        "/actions",
+        &format!("authorization: Bearer {token}\r\n"),
+    );
     let (s, h, b) = common::parse_http_response(&raw).expect("an answer to the slow body");
     let timeout = assert_json_error("a body that trickles in over tls", s, &h, &b, 408);
     assert_eq!(timeout["error"], "request body not received within 2 s");
@@ -568,7 +544,7 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let raw = trickle_body(&mut stream, "");
+    let raw = trickle_body(&mut stream, "/actions", "");
     let (s, h, b) = common::parse_http_response(&raw).expect("an answer to the slow body");
     let timeout = assert_json_error("a body that trickles in", s, &h, &b, 408);
     assert_eq!(timeout["error"], "request body not received within 2 s");

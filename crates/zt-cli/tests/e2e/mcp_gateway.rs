@@ -153,14 +153,14 @@ fn streamable_http_relays_the_same_way() {
     let dir = tempfile::tempdir().unwrap();
     let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
     let upstream_port = common::free_port();
-    let _upstream = Background::start(
+    let _upstream = common::Running::listening(
         Command::new(peers.bin.join("mcp-server-everything"))
             .arg("streamableHttp")
             .env("PORT", upstream_port.to_string()),
         upstream_port,
     );
     let gateway_port = common::free_port();
-    let _gateway = Background::start(
+    let _gateway = common::Running::listening(
         Command::new(zt_bin())
             .args(["mcp-gateway", "--server-name", "everything"])
             .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
@@ -184,36 +184,6 @@ fn streamable_http_relays_the_same_way() {
         &[("ZT_TEST_GATEWAY_URL", url)],
     );
     assert_everything_session(&out, &server);
-}
-
-/// A child process listening on `port`, killed on drop.
-struct Background(std::process::Child);
-
-impl Background {
-    fn start(command: &mut Command, port: u16) -> Self {
-        let child = command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let background = Background(child);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nothing listens on {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        background
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What the `everything` scenario must show, whatever the transport.

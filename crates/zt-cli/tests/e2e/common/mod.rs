@@ -43,6 +43,56 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Starts `command` (output discarded) and returns once something listens on `port`
+    /// (at most 60 s).
+    pub(crate) fn listening(command: &mut Command, port: u16) -> Running {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = Running(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nothing listens on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        running
+    }
+}
+
+/// Sends `POST path` headers announcing 100 bytes of body, then one byte every read timeout
+/// of the underlying socket, until the peer closes the connection (at most a minute or so);
+/// returns what the peer answered.
+pub(crate) fn trickle_body<S: Read + Write>(
+    stream: &mut S,
+    path: &str,
+    extra_headers: &str,
+) -> Vec<u8> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n{extra_headers}\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let _ = stream.flush();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    for _ in 0..120 {
+        let _ = stream.write_all(b" ").and_then(|()| stream.flush());
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    raw
+}
+
 /// Waits (up to 90 s) until the process on `port` serves an A2A agent card; fails the test if
 /// `child` exits first or never serves it.
 pub(crate) fn wait_for_card(port: u16, child: &mut Child, what: &str) {

@@ -248,15 +248,17 @@ pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'stati
         connections.spawn(connection(
             Accepted {
                 tcp,
-                remote,
                 tls: tls.clone(),
                 handshake_timeout,
-                app,
-                http,
-                body_timeout: BodyTimeout(limits.body_timeout),
+                http: Http {
+                    remote,
+                    app,
+                    builder: http,
+                    body_timeout: BodyTimeout(limits.body_timeout),
+                    watcher: graceful.watcher(),
+                },
                 slot,
             },
-            graceful.watcher(),
             stopped.clone(),
         ));
     }
@@ -300,37 +302,24 @@ async fn next_slot(regular: &Arc<Semaphore>, overflow: &Arc<Semaphore>) -> Optio
 /// One accepted connection and what serving it needs.
 struct Accepted<P> {
     tcp: TcpStream,
-    remote: SocketAddr,
     tls: Option<Tls<P>>,
     handshake_timeout: Duration,
-    app: Router,
-    http: http1::Builder,
-    body_timeout: BodyTimeout,
+    http: Http,
     slot: Slot,
 }
 
 async fn connection<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
     conn: Accepted<P>,
-    watcher: Watcher,
     mut stopped: watch::Receiver<bool>,
 ) {
     let Accepted {
         tcp,
-        remote,
         tls,
         handshake_timeout,
-        app,
         http,
-        body_timeout,
         slot: _held_until_closed,
     } = conn;
-    let http = Http {
-        remote,
-        app,
-        builder: http,
-        body_timeout,
-        watcher,
-    };
+    let remote = http.remote;
     let Some(tls) = tls else {
         http.serve::<_, P>(TokioIo::new(tcp), None).await;
         return;

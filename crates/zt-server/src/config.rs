@@ -57,7 +57,7 @@ pub struct ServerConfig {
     /// is audited one record each; past it, 429 with no record, counted as `rate_limited`.
     pub refused_admin_rate: RateLimit,
     /// Connection limits and timeouts of the listener.
-    pub connections: ConnectionLimits,
+    pub connections: zt_listener::Limits,
     /// A proposer may approve their own policy change (recorded as such). Always true under
     /// `--auth none`, where admins are not told apart.
     pub single_admin: bool,
@@ -80,9 +80,6 @@ pub struct ServerConfig {
     /// Where the audit key lives and how records are signed (docs/SIGNING.md).
     pub custody: zt_custody::CustodyConfig,
 }
-
-/// What the listener allows its connections (see [`zt_listener`]).
-pub use zt_listener::Limits as ConnectionLimits;
 
 /// Default budget of the replay guard: 128 MiB of request ids.
 pub(crate) const DEFAULT_REPLAY_MEMORY: usize = 128 << 20;
@@ -184,7 +181,7 @@ impl ServerConfig {
             replay_window: Duration::from_secs(300),
             replay_memory: DEFAULT_REPLAY_MEMORY,
             refused_admin_rate: default_refused_admin_rate(),
-            connections: ConnectionLimits::default(),
+            connections: zt_listener::Limits::default(),
             single_admin: false,
             tls: None,
             workload: WorkloadIdentityConfig::default(),

@@ -41,8 +41,8 @@ pub use auth::admin_token_file;
 pub use auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 pub use auth::spiffe::SpiffeId;
 pub use config::{
-    default_rate_limit, AuthMode, ClientCerts, ConnectionLimits, JwtSvidConfig, ServerConfig,
-    TlsConfig, WorkloadIdentityConfig, MAX_BODY_BYTES,
+    default_rate_limit, AuthMode, ClientCerts, JwtSvidConfig, ServerConfig, TlsConfig,
+    WorkloadIdentityConfig, MAX_BODY_BYTES,
 };
 pub use error::ApiError;
 pub use limits::{RateLimit, RateSetting};

@@ -49,7 +49,15 @@ pub async fn serve(
             RpcRefusal::from(ProxyError::TooManyConnections).into_response()
         }),
     };
-    zt_listener::serve_connections(listener, zt_listener::PLAIN_HTTP, apps, limits, shutdown).await;
+    zt_listener::serve_connections(
+        listener,
+        zt_listener::PLAIN_HTTP,
+        apps,
+        limits,
+        None,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 

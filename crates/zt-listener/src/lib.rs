@@ -12,15 +12,19 @@
 //!   open-file limit minus [`RESERVED_FDS`] (the service needs descriptors for its own files and
 //!   connections too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
 //!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout, and served by
-//!   [`Apps::overflow`] (the control plane answers `GET /health` there and a 503 to anything
-//!   else); past those, one accepted connection waits for a place and the others wait in the
+//!   [`Apps::overflow`] (the control plane answers `GET /health` and `GET /metrics` there and a
+//!   503 to anything else); past those, one accepted connection waits for a place and the others wait in the
 //!   kernel's backlog.
+//!
+//! Counts: a service that shows metrics passes [`ConnectionGauges`] and reads them at any time
+//! (open connections, the cap in force, connections accepted past it).
 //!
 //! Shutdown: stop accepting, abandon unfinished handshakes, let hyper close idle connections
 //! and finish in-flight requests, and after [`DRAIN_TIMEOUT`] abort what is still open.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,6 +138,59 @@ impl<P> Clone for Tls<P> {
     }
 }
 
+/// The listener's connections as they stand, kept current as they open and close, for a
+/// service's metrics: how close it is to the cap, and how often the cap turned clients away.
+#[derive(Debug, Default)]
+pub struct ConnectionGauges {
+    max_connections: AtomicUsize,
+    open: AtomicUsize,
+    past_cap_open: AtomicUsize,
+    past_cap_total: AtomicU64,
+}
+
+/// One reading of [`ConnectionGauges`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionCounts {
+    /// The cap in force ([`effective_max_connections`]; 0 until the listener starts).
+    pub max_connections: usize,
+    /// Connections served under the cap now.
+    pub open: usize,
+    /// Connections accepted past the cap and open now (each for its one request).
+    pub past_cap_open: usize,
+    /// Connections accepted past the cap since the listener started.
+    pub past_cap_total: u64,
+}
+
+impl ConnectionGauges {
+    /// The counts now.
+    pub fn read(&self) -> ConnectionCounts {
+        ConnectionCounts {
+            max_connections: self.max_connections.load(Ordering::Relaxed),
+            open: self.open.load(Ordering::Relaxed),
+            past_cap_open: self.past_cap_open.load(Ordering::Relaxed),
+            past_cap_total: self.past_cap_total.load(Ordering::Relaxed),
+        }
+    }
+
+    fn opened(&self, past_cap: bool) {
+        if past_cap {
+            self.past_cap_open.fetch_add(1, Ordering::Relaxed);
+            self.past_cap_total.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn closed(&self, past_cap: bool) {
+        let gauge = if past_cap {
+            &self.past_cap_open
+        } else {
+            &self.open
+        };
+        gauge.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A plain-HTTP service's `tls` argument to [`serve_connections`].
 pub const PLAIN_HTTP: Option<Tls<()>> = None;
 
@@ -160,15 +217,20 @@ fn open_file_limit() -> Option<u64> {
 }
 
 /// Serves `apps` on `listener` (over TLS if `tls` is given) until `shutdown` resolves, then
-/// drains (see the module documentation).
+/// drains (see the module documentation); keeps `gauges` (if any) current meanwhile.
 pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
     listener: TcpListener,
     tls: Option<Tls<P>>,
     apps: Apps,
     limits: Limits,
+    gauges: Option<Arc<ConnectionGauges>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let max_connections = effective_max_connections(limits.max_connections);
+    let gauges = gauges.unwrap_or_default();
+    gauges
+        .max_connections
+        .store(max_connections, Ordering::Relaxed);
     if max_connections < limits.max_connections {
         tracing::warn!(
             configured = limits.max_connections,
@@ -216,7 +278,7 @@ pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'stati
         // The place is taken once the connection is here, so that a place freed meanwhile
         // is not missed; when none is free, this one connection waits for one.
         let slot = tokio::select! {
-            slot = next_slot(&regular_slots, &overflow_slots) => slot,
+            slot = next_slot(&regular_slots, &overflow_slots, &gauges) => slot,
             () = &mut shutdown => break,
         };
         let Some(slot) = slot else { break };
@@ -226,7 +288,7 @@ pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'stati
             if overflow {
                 tracing::warn!(
                     max_connections,
-                    "connection cap reached: new connections get only the overflow answer (the control plane's /health) until others close"
+                    "connection cap reached: new connections get one request each on an overflow place until others close"
                 );
             } else {
                 tracing::info!("connections below the cap again");
@@ -275,18 +337,33 @@ pub async fn serve_connections<P: Clone + std::fmt::Debug + Send + Sync + 'stati
 }
 
 /// A connection's place: under the cap, or one of the overflow places past it. Held for the
-/// connection's lifetime.
+/// connection's lifetime, and counted in the gauges as long.
 struct Slot {
     overflow: bool,
     _permit: OwnedSemaphorePermit,
+    gauges: Arc<ConnectionGauges>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauges.closed(self.overflow);
+    }
 }
 
 /// Waits for a free place, preferring one under the cap; `None` only if the semaphores were
 /// closed (they never are).
-async fn next_slot(regular: &Arc<Semaphore>, overflow: &Arc<Semaphore>) -> Option<Slot> {
-    let slot = |overflow, permit| Slot {
-        overflow,
-        _permit: permit,
+async fn next_slot(
+    regular: &Arc<Semaphore>,
+    overflow: &Arc<Semaphore>,
+    gauges: &Arc<ConnectionGauges>,
+) -> Option<Slot> {
+    let slot = |overflow, permit| {
+        gauges.opened(overflow);
+        Slot {
+            overflow,
+            _permit: permit,
+            gauges: gauges.clone(),
+        }
     };
     if let Ok(permit) = regular.clone().try_acquire_owned() {
         return Some(slot(false, permit));
@@ -390,6 +467,69 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Polls the gauges until `want` holds (connections open and close in the server's time).
+    async fn until(gauges: &ConnectionGauges, want: impl Fn(ConnectionCounts) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !want(gauges.read()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gauges stuck at {:?}",
+                gauges.read()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_gauges_count_open_connections_and_those_past_the_cap() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let gauges = Arc::new(ConnectionGauges::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let apps = Apps {
+            regular: Router::new(),
+            overflow: Router::new(),
+        };
+        let server = tokio::spawn(serve_connections(
+            listener,
+            PLAIN_HTTP,
+            apps,
+            limits,
+            Some(gauges.clone()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        until(&gauges, |c| c.max_connections == 1).await;
+        assert_eq!(gauges.read().open, 0);
+
+        // Idle sockets hold their places until they close.
+        let first = TcpStream::connect(address).await.unwrap();
+        until(&gauges, |c| c.open == 1).await;
+        let second = TcpStream::connect(address).await.unwrap();
+        until(&gauges, |c| c.past_cap_open == 1).await;
+        assert_eq!(
+            gauges.read(),
+            ConnectionCounts {
+                max_connections: 1,
+                open: 1,
+                past_cap_open: 1,
+                past_cap_total: 1,
+            }
+        );
+        drop(first);
+        drop(second);
+        until(&gauges, |c| c.open == 0 && c.past_cap_open == 0).await;
+        assert_eq!(gauges.read().past_cap_total, 1, "a total never goes down");
+
+        let _ = stop.send(());
+        server.await.unwrap();
+    }
 
     #[test]
     fn the_cap_fits_under_the_open_file_limit() {

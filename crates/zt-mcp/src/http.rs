@@ -91,7 +91,15 @@ pub async fn serve_http(
         }),
     };
     let forever = std::future::pending();
-    zt_listener::serve_connections(listener, zt_listener::PLAIN_HTTP, apps, limits, forever).await;
+    zt_listener::serve_connections(
+        listener,
+        zt_listener::PLAIN_HTTP,
+        apps,
+        limits,
+        None,
+        forever,
+    )
+    .await;
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Prometheus metrics: decisions by outcome, decision latency, audit commit latency and batch
-//! size, chain length, refusals by cause, failed TLS handshakes, and (when on) the NATS
-//! publisher's progress.
+//! size, chain length, refusals by cause, connections against the cap, failed TLS handshakes,
+//! and (when on) the NATS publisher's progress.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use zt_ledger::{CommitStats, LatencyHistogram, SIGNER_LATENCY_BOUNDS};
+use zt_listener::ConnectionGauges;
 
 use crate::rejections::RejectionCause;
 
@@ -45,6 +46,7 @@ pub(crate) struct Metrics {
     chain_length: Gauge<u64, AtomicU64>,
     rejected: Family<CauseLabels, Counter>,
     tls_handshake_failures: Counter,
+    connections: Connections,
     nats_published: Gauge<u64, AtomicU64>,
     nats_lag: Gauge<u64, AtomicU64>,
     nats_connected: Gauge,
@@ -74,6 +76,7 @@ impl Default for Metrics {
         let chain_length = Gauge::<u64, AtomicU64>::default();
         let rejected = Family::<CauseLabels, Counter>::default();
         let tls_handshake_failures = Counter::default();
+        let connections = Connections::default();
         let mut registry = Registry::with_prefix("zt");
         registry.register(
             "decisions",
@@ -114,6 +117,26 @@ impl Default for Metrics {
             "tls_handshake_failures",
             "TLS connections that failed or timed out before a request (bad or missing client certificate, not TLS)",
             tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections served now (under the cap)",
+            connections.open.clone(),
+        );
+        registry.register(
+            "connections_max",
+            "The connection cap in force (--max-connections, lowered to fit the open-file limit)",
+            connections.max.clone(),
+        );
+        registry.register(
+            "connections_past_cap_open",
+            "Connections accepted past the cap and open now, each for one request (GET /health, else 503)",
+            connections.past_cap_open.clone(),
+        );
+        registry.register(
+            "connections_past_cap",
+            "Connections accepted past the cap since start",
+            connections.past_cap.clone(),
         );
         let signer = SignerMetrics::default();
         registry.register(
@@ -162,10 +185,35 @@ impl Default for Metrics {
             chain_length,
             rejected,
             tls_handshake_failures,
+            connections,
             nats_published: Gauge::default(),
             nats_lag: Gauge::default(),
             nats_connected: Gauge::default(),
         }
+    }
+}
+
+/// The listener's connection counts ([`ConnectionGauges`], which it keeps current), copied
+/// into these when metrics are rendered.
+#[derive(Default)]
+struct Connections {
+    gauges: Arc<ConnectionGauges>,
+    open: Gauge<u64, AtomicU64>,
+    max: Gauge<u64, AtomicU64>,
+    past_cap_open: Gauge<u64, AtomicU64>,
+    past_cap: Counter<u64, AtomicU64>,
+}
+
+impl Connections {
+    fn refresh(&self) {
+        let now = self.gauges.read();
+        let wide = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        self.open.set(wide(now.open));
+        self.max.set(wide(now.max_connections));
+        self.past_cap_open.set(wide(now.past_cap_open));
+        self.past_cap
+            .inner()
+            .fetch_max(now.past_cap_total, Ordering::Relaxed);
     }
 }
 
@@ -275,6 +323,11 @@ impl Metrics {
             .inc();
     }
 
+    /// What the listener keeps current about its connections (shown by [`Metrics::render`]).
+    pub(crate) fn connection_gauges(&self) -> Arc<ConnectionGauges> {
+        self.connections.gauges.clone()
+    }
+
     /// Counts one failed TLS handshake.
     pub(crate) fn tls_handshake_failed(&self) {
         self.tls_handshake_failures.inc();
@@ -312,6 +365,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub(crate) fn render(&self) -> String {
+        self.connections.refresh();
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

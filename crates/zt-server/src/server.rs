@@ -345,13 +345,22 @@ pub async fn serve(
         regular: app,
         overflow: crate::routes::overflow_router(state.clone()),
     };
+    let gauges = state.metrics.connection_gauges();
     let metrics = state.metrics.clone();
     let tls = tls.map(|acceptor| zt_listener::Tls {
         acceptor,
         identify: crate::tls::peer_identity,
         on_handshake_failure: Arc::new(move || metrics.tls_handshake_failed()),
     });
-    zt_listener::serve_connections(listener, tls, apps, config.connections, shutdown).await;
+    zt_listener::serve_connections(
+        listener,
+        tls,
+        apps,
+        config.connections,
+        Some(gauges),
+        shutdown,
+    )
+    .await;
     tasks.stop().await;
     drop(state);
     // Every ledger handle is gone once the router, the tasks and the state are dropped; the

@@ -466,7 +466,7 @@ fn an_authenticated_client_trickling_its_body_over_tls_is_cut_off() {
 }
 
 #[test]
-fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
+fn slow_clients_are_cut_off_the_cap_holds_and_health_and_metrics_answer() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(
         dir.path(),
@@ -518,6 +518,33 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
     }
     let refusal = assert_json_error("past the connection cap", s, &h, &b, 503);
     assert_eq!(refusal["error"], "too many connections; retry later");
+    // /metrics answers past the cap too, and shows it: every place held, and connections
+    // turned away (a place freed by a closing request is taken again a moment later).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let metrics = loop {
+        let (s, _, b) = http_raw(server.port, "GET", "/metrics", &[], None).unwrap();
+        assert_eq!(
+            s,
+            200,
+            "/metrics past the cap: {}",
+            String::from_utf8_lossy(&b)
+        );
+        let text = String::from_utf8(b).unwrap();
+        if common::sample(&text, "zt_connections_open") == 4.0
+            || std::time::Instant::now() >= deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(common::sample(&metrics, "zt_connections_max"), 4.0);
+    assert_eq!(
+        common::sample(&metrics, "zt_connections_open"),
+        4.0,
+        "{metrics}"
+    );
+    assert!(common::sample(&metrics, "zt_connections_past_cap_open") >= 1.0);
+    assert!(common::sample(&metrics, "zt_connections_past_cap_total") >= 2.0);
 
     // The header timeout closes the slow sockets, and the places are free again.
     for stream in &mut slow {
@@ -538,6 +565,11 @@ fn slow_clients_are_cut_off_the_cap_holds_and_health_answers() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(s, 403, "served again once the slow sockets are gone");
+    let metrics = server.metrics();
+    assert!(
+        common::sample(&metrics, "zt_connections_open") < 4.0,
+        "{metrics}"
+    );
 
     // A body trickling in: 408 once the body timeout passes, and the connection is closed.
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();

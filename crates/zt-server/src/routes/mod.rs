@@ -52,11 +52,13 @@ pub(crate) fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// What a connection past the connection cap may ask: `GET /health`, and nothing else (503
-/// `too many connections`); see [`zt_listener`].
+/// What a connection past the connection cap may ask: `GET /health` and `GET /metrics`, and
+/// nothing else (503 `too many connections`); see [`zt_listener`].
 pub(crate) fn overflow_router(state: SharedState) -> Router {
     Router::new()
         .route("/health", axum::routing::get(ops::health))
+        // So that monitoring sees the cap while it is reached.
+        .route("/metrics", axum::routing::get(ops::metrics))
         .fallback(too_many_connections)
         .method_not_allowed_fallback(too_many_connections)
         .layer(middleware::from_fn_with_state(

@@ -94,7 +94,7 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<SharedState>) -> Response {
+pub(crate) async fn metrics(State(state): State<SharedState>) -> Response {
     state.metrics.signer(&state.signer.status());
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(

@@ -25,6 +25,15 @@ pub enum PolicyStoreError {
     /// Other writers kept changing the policy while this one was being saved.
     #[error("active policy: still changed by other servers after {SAVE_TRIES} tries")]
     Contended,
+    /// Another server activated a different policy after this change was reviewed against
+    /// the one before it.
+    #[error("active policy: another server activated policy `{current}` meanwhile; the change was reviewed against `{base}`")]
+    Superseded {
+        /// The policy the change was reviewed against.
+        base: String,
+        /// The policy now in force.
+        current: String,
+    },
 }
 
 /// A `--policy` file, read and validated (before anything is created on disk).
@@ -162,10 +171,39 @@ impl PolicyStore {
 
     /// Saves `engine` and makes it the policy in force (here at once; on other replicas
     /// when they next poll). A policy another server saved meanwhile is replaced: the last
-    /// activation wins, as each is audited.
+    /// activation wins (the `--policy` file's reloads, which own the policy).
     pub(crate) async fn activate(&self, engine: Arc<PolicyEngine>) -> Result<(), PolicyStoreError> {
+        self.save_active(engine, None).await
+    }
+
+    /// As [`PolicyStore::activate`], in place of policy `base`, the one the change was
+    /// reviewed against: refused as [`PolicyStoreError::Superseded`] if another server
+    /// activated a different policy meanwhile, so that a reviewed change never silently
+    /// replaces one it was not reviewed against.
+    pub(crate) async fn activate_over(
+        &self,
+        engine: Arc<PolicyEngine>,
+        base: &str,
+    ) -> Result<(), PolicyStoreError> {
+        self.save_active(engine, Some(base)).await
+    }
+
+    async fn save_active(
+        &self,
+        engine: Arc<PolicyEngine>,
+        base: Option<&str>,
+    ) -> Result<(), PolicyStoreError> {
         for _ in 0..SAVE_TRIES {
-            let expected = self.version();
+            let (current, expected) = {
+                let active = self.active.read().unwrap_or_else(PoisonError::into_inner);
+                (active.engine.version().to_string(), active.version)
+            };
+            if let Some(base) = base.filter(|base| *base != current) {
+                return Err(PolicyStoreError::Superseded {
+                    base: base.to_string(),
+                    current,
+                });
+            }
             let body = engine.source().to_string();
             match off_thread(&self.docs, move |d| {
                 d.save(DocName::Policy, &body, expected)

@@ -213,6 +213,60 @@ fn a_policy_approved_on_one_replica_is_in_force_on_the_other() {
 }
 
 #[test]
+fn a_proposal_reviewed_against_a_policy_another_replica_replaced_is_stale() {
+    let Some(Pair {
+        a,
+        b,
+        _dirs,
+        _schema,
+        ..
+    }) = pair()
+    else {
+        return;
+    };
+    let agent = register(&a, "reader");
+    let propose = |area: &str| {
+        let cedar = format!(
+            "@id(\"{area}\")\n@reason(\"{area} are public\")\npermit(principal, action in Action::\"{area}.*\", resource);\n"
+        );
+        let (s, _, proposal) = a.json_as(
+            ALICE,
+            "POST",
+            "/policies/proposals",
+            Some(json!({"cedar": cedar})),
+        );
+        assert_eq!(s, 201, "{proposal}");
+        format!(
+            "/policies/proposals/{}/approve",
+            proposal["id"].as_str().unwrap()
+        )
+    };
+    // Two changes reviewed against the same policy, approved on different replicas back to
+    // back: the second replica has not polled yet, but approval reads the stored policy.
+    let (docs, mail) = (propose("docs"), propose("mail"));
+    let (s, _, approved) = a.json_as(BOB, "POST", &docs, None);
+    assert_eq!(s, 200, "{approved}");
+    let (s, _, refused) = b.json_as(BOB, "POST", &mail, None);
+    assert_eq!(s, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("the active policy changed since proposal"),
+        "{refused}"
+    );
+    // The first change is in force on both replicas, and the second never was.
+    for server in [&a, &b] {
+        until(
+            "the approved policy",
+            || decide(server, &agent, "docs.read"),
+            |s| s == 200,
+        );
+        assert_eq!(decide(server, &agent, "mail.read"), 403);
+    }
+}
+
+#[test]
 fn concurrent_registrations_on_both_replicas_all_survive() {
     let Some(Pair {
         a,

@@ -28,6 +28,7 @@ use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::evaluation;
 use crate::extract::JsonBody;
+use crate::policy_store::PolicyStoreError;
 use crate::proposals::{Proposal, ProposalStatus};
 use crate::routes::admin::{admin_record, saved};
 use crate::state::SharedState;
@@ -297,6 +298,9 @@ async fn approve_and_activate(
     if same_admin && !state.single_admin {
         return Err(ApiError::SelfApproval);
     }
+    // The policy in force as stored, not as this server last polled it: another replica may
+    // have activated one since.
+    saved(state.policy.reload_if_newer(None).await)?;
     let active = state.policy.current();
     if proposal.base_version != active.version() {
         return Err(ApiError::ProposalStale(id.into()));
@@ -330,7 +334,31 @@ async fn approve_and_activate(
         let version = proposal.engine.version();
         saved(crate::unauthenticated_state::mark_policy(&state.docs, version).await)?;
     }
-    saved(state.policy.activate(proposal.engine.clone()).await)?;
+    match state
+        .policy
+        .activate_over(proposal.engine.clone(), &proposal.base_version)
+        .await
+    {
+        // Another replica activated a policy between the check above and the save: the
+        // log says so after the activation it already holds, and the proposal stays pending
+        // (stale: it is refused from now on).
+        Err(PolicyStoreError::Superseded { current, .. }) => {
+            let version = proposal.engine.version().to_string();
+            let mut refused = admin_record(
+                caller,
+                AdminAction::PoliciesActivate,
+                id,
+                format!(
+                    "policy `{version}` not activated: another server activated `{current}` first; proposal `{id}` is stale"
+                ),
+            )
+            .with_policy_version(Some(version));
+            refused.decision = Decision::Deny;
+            state.ledger.append(refused).await?;
+            return Err(ApiError::ProposalStale(id.into()));
+        }
+        result => saved(result)?,
+    }
     saved(state.proposals.mark_activated(id, &caller.name).await)?;
     Ok(proposal)
 }

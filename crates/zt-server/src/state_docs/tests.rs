@@ -344,3 +344,55 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
     assert_eq!(found.policy_version, None);
     assert_eq!(found.agents, ["anonymous"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewed_policy_never_replaces_one_another_replica_activated_meanwhile() {
+    use crate::policy_store::{PolicyStore, PolicyStoreError};
+    use zt_policy::PolicyEngine;
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let here = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None).unwrap();
+    let there = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None).unwrap();
+    let base = here.current().version().to_string();
+    assert_eq!(there.current().version(), base);
+    let cedar = |id: &str| {
+        Arc::new(
+            PolicyEngine::from_cedar(&format!(
+                "@id(\"{id}\")\npermit(principal, action == Action::\"{id}.read\", resource);\n"
+            ))
+            .unwrap(),
+        )
+    };
+
+    // Both changes were reviewed against `base`; the other replica activates its change first.
+    let theirs = cedar("theirs");
+    there.activate_over(theirs.clone(), &base).await.unwrap();
+    // This replica has not polled: in memory it still holds `base`. Its save conflicts, it
+    // reloads, and finds a policy its change was not reviewed against.
+    assert_eq!(here.current().version(), base);
+    let refused = here.activate_over(cedar("ours"), &base).await.unwrap_err();
+    match refused {
+        PolicyStoreError::Superseded { base: b, current } => {
+            assert_eq!(b, base);
+            assert_eq!(current, theirs.version());
+        }
+        other => panic!("expected Superseded, got {other}"),
+    }
+    // Theirs stays in force, on both.
+    assert_eq!(here.current().version(), theirs.version());
+    there.reload_if_newer(None).await.unwrap();
+    assert_eq!(there.current().version(), theirs.version());
+
+    // A change reviewed against the policy now in force is activated; the `--policy` file's
+    // reload (no review) replaces whatever is in force.
+    let ours = cedar("ours");
+    here.activate_over(ours.clone(), theirs.version())
+        .await
+        .unwrap();
+    let file = cedar("file");
+    there.activate(file.clone()).await.unwrap();
+    here.reload_if_newer(None).await.unwrap();
+    assert_eq!(here.current().version(), file.version());
+}

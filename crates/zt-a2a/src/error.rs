@@ -34,6 +34,8 @@ pub(crate) enum ProxyError {
     InvalidRequest(String),
     #[error("unknown method `{0}`")]
     UnknownMethod(String),
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
     #[error("the agent is unavailable")]
     UpstreamUnavailable,
     #[error("the agent did not answer within {:?}", UPSTREAM_TIMEOUT)]
@@ -42,7 +44,7 @@ pub(crate) enum ProxyError {
 
 impl ProxyError {
     /// The HTTP status and JSON-RPC error code of this cause.
-    fn status_and_code(&self) -> (StatusCode, i64) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, i64) {
         match self {
             ProxyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, -32600),
             ProxyError::BodyUnreadable => (StatusCode::BAD_REQUEST, -32600),
@@ -55,6 +57,7 @@ impl ProxyError {
             ProxyError::Batch => (StatusCode::BAD_REQUEST, -32600),
             ProxyError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, -32600),
             ProxyError::UnknownMethod(_) => (StatusCode::BAD_REQUEST, -32601),
+            ProxyError::InvalidParams(_) => (StatusCode::BAD_REQUEST, -32602),
             ProxyError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, -32603),
         }

@@ -30,6 +30,36 @@ pub(crate) enum Shape {
     Other,
 }
 
+/// Which parameter of a method names what it acts on: the resource of its decision. It must be
+/// the one the agent reads, per method: in both generations a task method names its task by
+/// `id`, while the push-notification methods of 1.0 name it by `taskId` (their `id` is the
+/// config's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Subject {
+    /// The message's (see `RpcCall::resource`).
+    Message,
+    /// `params.id`: a task.
+    Id,
+    /// `params.taskId`: a task.
+    TaskId,
+    /// `params.contextId`: the context whose tasks are listed (none: all).
+    ContextId,
+    /// Nothing (the extended card).
+    Nothing,
+}
+
+impl Subject {
+    /// The parameter naming the subject, for the methods whose subject is one.
+    pub(crate) fn key(self) -> Option<&'static str> {
+        match self {
+            Subject::Id => Some("id"),
+            Subject::TaskId => Some("taskId"),
+            Subject::ContextId => Some("contextId"),
+            Subject::Message | Subject::Nothing => None,
+        }
+    }
+}
+
 /// A known method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct A2aMethod {
@@ -37,129 +67,177 @@ pub(crate) struct A2aMethod {
     pub(crate) action: &'static str,
     pub(crate) generation: Generation,
     pub(crate) shape: Shape,
+    pub(crate) subject: Subject,
 }
 
-const TABLE: &[(&str, &str, Generation, Shape)] = &[
+const TABLE: &[(&str, &str, Generation, Shape, Subject)] = &[
     (
         "SendMessage",
         "send_message",
         Generation::V1_0,
         Shape::Message,
+        Subject::Message,
     ),
     (
         "SendStreamingMessage",
         "send_streaming_message",
         Generation::V1_0,
         Shape::StreamingMessage,
+        Subject::Message,
     ),
-    ("GetTask", "get_task", Generation::V1_0, Shape::Other),
-    ("ListTasks", "list_tasks", Generation::V1_0, Shape::Other),
-    ("CancelTask", "cancel_task", Generation::V1_0, Shape::Other),
+    (
+        "GetTask",
+        "get_task",
+        Generation::V1_0,
+        Shape::Other,
+        Subject::Id,
+    ),
+    (
+        "ListTasks",
+        "list_tasks",
+        Generation::V1_0,
+        Shape::Other,
+        Subject::ContextId,
+    ),
+    (
+        "CancelTask",
+        "cancel_task",
+        Generation::V1_0,
+        Shape::Other,
+        Subject::Id,
+    ),
     (
         "SubscribeToTask",
         "subscribe_to_task",
         Generation::V1_0,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "CreateTaskPushNotificationConfig",
         "create_task_push_notification_config",
         Generation::V1_0,
         Shape::Other,
+        Subject::TaskId,
     ),
     (
         "GetTaskPushNotificationConfig",
         "get_task_push_notification_config",
         Generation::V1_0,
         Shape::Other,
+        Subject::TaskId,
     ),
     (
         "ListTaskPushNotificationConfigs",
         "list_task_push_notification_configs",
         Generation::V1_0,
         Shape::Other,
+        Subject::TaskId,
     ),
     (
         "DeleteTaskPushNotificationConfig",
         "delete_task_push_notification_config",
         Generation::V1_0,
         Shape::Other,
+        Subject::TaskId,
     ),
     (
         "GetExtendedAgentCard",
         "get_extended_agent_card",
         Generation::V1_0,
         Shape::Other,
+        Subject::Nothing,
     ),
     (
         "message/send",
         "send_message",
         Generation::V0_3,
         Shape::Message,
+        Subject::Message,
     ),
     (
         "message/stream",
         "send_streaming_message",
         Generation::V0_3,
         Shape::StreamingMessage,
+        Subject::Message,
     ),
-    ("tasks/get", "get_task", Generation::V0_3, Shape::Other),
-    ("tasks/list", "list_tasks", Generation::V0_3, Shape::Other),
+    (
+        "tasks/get",
+        "get_task",
+        Generation::V0_3,
+        Shape::Other,
+        Subject::Id,
+    ),
+    (
+        "tasks/list",
+        "list_tasks",
+        Generation::V0_3,
+        Shape::Other,
+        Subject::ContextId,
+    ),
     (
         "tasks/cancel",
         "cancel_task",
         Generation::V0_3,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "tasks/resubscribe",
         "subscribe_to_task",
         Generation::V0_3,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "tasks/pushNotificationConfig/set",
         "create_task_push_notification_config",
         Generation::V0_3,
         Shape::Other,
+        Subject::TaskId,
     ),
     (
         "tasks/pushNotificationConfig/get",
         "get_task_push_notification_config",
         Generation::V0_3,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "tasks/pushNotificationConfig/list",
         "list_task_push_notification_configs",
         Generation::V0_3,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "tasks/pushNotificationConfig/delete",
         "delete_task_push_notification_config",
         Generation::V0_3,
         Shape::Other,
+        Subject::Id,
     ),
     (
         "agent/getAuthenticatedExtendedCard",
         "get_extended_agent_card",
         Generation::V0_3,
         Shape::Other,
+        Subject::Nothing,
     ),
 ];
 
 impl A2aMethod {
     /// The known method named exactly `name` (case-sensitive, as on the wire).
     pub(crate) fn lookup(name: &str) -> Option<A2aMethod> {
-        TABLE
-            .iter()
-            .find(|(wire, ..)| *wire == name)
-            .map(|&(_, action, generation, shape)| A2aMethod {
+        TABLE.iter().find(|(wire, ..)| *wire == name).map(
+            |&(_, action, generation, shape, subject)| A2aMethod {
                 action,
                 generation,
                 shape,
-            })
+                subject,
+            },
+        )
     }
 
     /// Every wire name with its action name (for the docs and tests).

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ProxyError, RpcRefusal};
-use crate::method::{A2aMethod, Shape};
+use crate::method::{A2aMethod, Shape, Subject};
 use zt_contract::strict_json;
 
 /// How many characters of the message text stand for the resource when the message names none
@@ -13,6 +13,11 @@ pub(crate) const RESOURCE_TEXT_CHARS: usize = 120;
 
 /// Metadata keys naming the resource, in order of precedence.
 const RESOURCE_METADATA_KEYS: [&str; 4] = ["resource", "target", "taskId", "contextId"];
+
+/// The proto names of the fields that name a task or a context, each with its JSON name.
+/// Protobuf's JSON reader (the 1.0 SDK's) takes either, so `task_id` could name to the agent a
+/// task the proxy never decided on; official clients send the JSON names.
+const PROTO_NAMES: [(&str, &str); 2] = [("task_id", "taskId"), ("context_id", "contextId")];
 
 /// One parsed call.
 #[derive(Debug)]
@@ -65,6 +70,9 @@ impl RpcCall {
                 )
             }
         };
+        if let Err(why) = check_subject(&method_name, method.subject, &params) {
+            return Err(ProxyError::InvalidParams(why).with_id(id));
+        }
         Ok(RpcCall {
             id,
             method_name,
@@ -81,11 +89,17 @@ impl RpcCall {
     /// The resource of the decision. For a message: its metadata's `resource`, `target`,
     /// `taskId` or `contextId`, then its own `taskId` or `contextId`, else the first
     /// [`RESOURCE_TEXT_CHARS`] characters of its text. For other methods: the task or context
-    /// the call names. `""` when nothing names one.
+    /// named by the parameter the agent reads for that method ([`Subject`]). `""` when
+    /// nothing names one.
     pub(crate) fn resource(&self) -> String {
         match self.method.shape {
             Shape::Message | Shape::StreamingMessage => self.message_resource(),
-            Shape::Other => first_string(&self.params, &["taskId", "id", "contextId"])
+            Shape::Other => self
+                .method
+                .subject
+                .key()
+                .and_then(|key| self.params.get(key))
+                .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
         }
@@ -106,6 +120,47 @@ impl RpcCall {
             .chars()
             .take(RESOURCE_TEXT_CHARS)
             .collect()
+    }
+}
+
+/// Refuses params in which another reader could take another task or context than the one
+/// decided on: a proto field name (`task_id`) beside or instead of its JSON name, in the params
+/// or the message; `taskId` on a method whose task is `params.id` (the 1.0 SDK ignores it, the
+/// proxy once decided on it); `id` or `taskId` on a listing of a context; and a subject that is
+/// not a string.
+fn check_subject(
+    method_name: &str,
+    subject: Subject,
+    params: &Map<String, Value>,
+) -> Result<(), String> {
+    let message = params.get("message").and_then(Value::as_object);
+    for object in std::iter::once(params).chain(message) {
+        if let Some((proto, json)) = PROTO_NAMES
+            .iter()
+            .find(|(proto, _)| object.contains_key(*proto))
+        {
+            return Err(format!("`{proto}` is not accepted; name it `{json}`"));
+        }
+    }
+    let foreign: &[&str] = match subject {
+        Subject::Id => &["taskId"],
+        Subject::ContextId => &["id", "taskId"],
+        Subject::Message | Subject::TaskId | Subject::Nothing => &[],
+    };
+    if let (Some(key), Some(other)) = (
+        subject.key(),
+        foreign.iter().find(|k| params.contains_key(**k)),
+    ) {
+        return Err(format!(
+            "`{other}` is not a parameter of {method_name}, which names its subject by `{key}`"
+        ));
+    }
+    match subject
+        .key()
+        .and_then(|key| params.get(key).map(|v| (key, v)))
+    {
+        Some((key, value)) if !value.is_string() => Err(format!("`{key}` must be a string")),
+        _ => Ok(()),
     }
 }
 

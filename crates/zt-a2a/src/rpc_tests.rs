@@ -71,6 +71,94 @@ fn other_methods_take_the_task_they_name() {
 }
 
 #[test]
+fn a_task_method_is_decided_on_the_task_the_agent_reads() {
+    let resource = |method: &str, params: serde_json::Value| {
+        call(json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).resource()
+    };
+    // Task methods name their task by `id`, in both generations.
+    for method in [
+        "GetTask",
+        "CancelTask",
+        "SubscribeToTask",
+        "tasks/get",
+        "tasks/cancel",
+    ] {
+        assert_eq!(
+            resource(method, json!({"id": "t1", "historyLength": 2})),
+            "t1"
+        );
+    }
+    // 0.3's push-notification methods too, beside the config's own id...
+    assert_eq!(
+        resource(
+            "tasks/pushNotificationConfig/get",
+            json!({"id": "t3", "pushNotificationConfigId": "cfg"})
+        ),
+        "t3"
+    );
+    // ...while 0.3's `set` and 1.0's push-notification methods name it by `taskId` (their `id`
+    // is the config's).
+    assert_eq!(
+        resource(
+            "tasks/pushNotificationConfig/set",
+            json!({"taskId": "t4", "pushNotificationConfig": {"url": "https://hook"}})
+        ),
+        "t4"
+    );
+    assert_eq!(
+        resource(
+            "DeleteTaskPushNotificationConfig",
+            json!({"taskId": "t5", "id": "cfg"})
+        ),
+        "t5"
+    );
+    assert_eq!(resource("ListTasks", json!({"contextId": "c1"})), "c1");
+    assert_eq!(resource("GetExtendedAgentCard", json!({})), "");
+}
+
+#[test]
+fn params_another_reader_could_take_for_another_task_are_refused() {
+    let refusal = |method: &str, params: serde_json::Value| {
+        let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params});
+        let refused = RpcCall::parse(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(refused.id, json!(9), "the answer names the call");
+        assert_eq!(refused.error.status_and_code().1, -32602, "{body}");
+        refused.error.to_string()
+    };
+    // Decided on `scratch` while the agent cancels `prod-task` (the proxy read `taskId` first).
+    let why = refusal(
+        "tasks/cancel",
+        json!({"id": "prod-task", "taskId": "scratch"}),
+    );
+    assert!(
+        why.contains("`taskId` is not a parameter of tasks/cancel"),
+        "{why}"
+    );
+    refusal(
+        "CancelTask",
+        json!({"id": "prod-task", "taskId": "scratch"}),
+    );
+    refusal("ListTasks", json!({"contextId": "c1", "id": "t"}));
+    // Proto field names, which protobuf's JSON reader takes as well as the JSON names.
+    let why = refusal(
+        "GetTaskPushNotificationConfig",
+        json!({"task_id": "t", "id": "cfg"}),
+    );
+    assert!(
+        why.contains("`task_id` is not accepted; name it `taskId`"),
+        "{why}"
+    );
+    refusal("ListTasks", json!({"context_id": "c"}));
+    refusal(
+        "SendMessage",
+        json!({"message": {"task_id": "prod-task", "parts": [{"text": "hi"}]}}),
+    );
+    // A subject that is not a string would be decided on as "" (nothing).
+    let why = refusal("GetTask", json!({"id": 7}));
+    assert!(why.contains("`id` must be a string"), "{why}");
+}
+
+#[test]
 fn malformed_envelopes_are_refused() {
     let cases = [
         (

@@ -307,6 +307,16 @@ fn messages_are_decided_before_they_reach_the_agent() {
         &json!({"jsonrpc": "2.0", "id": 10, "method": "GetTask", "params": {"id": "no-such-task"}}),
     );
     assert_eq!(body["error"]["code"], -32001, "{body}");
+    // A second name for the task, which the agent ignores (it reads `id`): refused, neither
+    // decided on nor forwarded (it was decided on `docs`, allowed, while the agent looked up
+    // `vault`).
+    let (status, body) = proxy.rpc(
+        &[("a2a-version", "1.0")],
+        &json!({"jsonrpc": "2.0", "id": 11, "method": "GetTask", "params": {"id": "vault", "taskId": "docs"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["id"], 11);
+    assert_eq!(body["error"]["code"], -32602, "{body}");
 
     assert_eq!(
         setup.decisions(),

@@ -5,11 +5,12 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{Context, SHA256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::oneshot;
 use zt_contract::ExecutionOutcome;
 
 use crate::helper::HelperSpec;
@@ -77,6 +78,13 @@ impl StreamDigest {
     }
 }
 
+/// How long the command's output may stay open after it ended (its own background processes
+/// may hold it): the digests cover what arrived until then, and the rest is not relayed.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a run's `detail` says when its output was still open after [`OUTPUT_GRACE`].
+pub(crate) const OUTPUT_CUT: &str = "output still open 2 s after the command ended (a process it started holds it): the digests cover what arrived until then";
+
 /// Spawns the helper for `command` under `spec`, with exactly `env`, and waits for the end.
 pub(crate) async fn run(
     helper: &HelperCommand,
@@ -119,28 +127,30 @@ pub(crate) async fn run(
     let stdout = child
         .stdout
         .take()
-        .map(|out| tokio::spawn(tee(out, tokio::io::stdout())));
+        .map(|out| Relay::start(out, tokio::io::stdout()));
     let stderr = child
         .stderr
         .take()
-        .map(|err| tokio::spawn(tee(err, tokio::io::stderr())));
-    // End of file comes with the helper's exec (the pipe is close-on-exec) or its exit.
+        .map(|err| Relay::start(err, tokio::io::stderr()));
+    // End of file comes with the helper's exec (the pipe is close-on-exec) or its exit. Any
+    // byte is a failure to start, even one message cut inside a character at the bound.
     let failure = tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        let _ = (&mut status_reader).take(4096).read_to_string(&mut text);
-        text
+        let mut bytes = Vec::new();
+        let _ = (&mut status_reader).take(4096).read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
     })
     .await
     .unwrap_or_default();
     let waited = signals.forward_until_exit(&mut child).await;
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let stdout = finish(stdout).await;
-    let stderr = finish(stderr).await;
+    let grace_ends = tokio::time::Instant::now() + OUTPUT_GRACE;
+    let (stdout, stdout_cut) = Relay::finish(stdout, grace_ends).await;
+    let (stderr, stderr_cut) = Relay::finish(stderr, grace_ends).await;
     let mut ended = Ended {
         outcome: ExecutionOutcome::Exited,
         exit_code: None,
         signal: None,
-        detail: None,
+        detail: (stdout_cut || stderr_cut).then(|| OUTPUT_CUT.to_string()),
         duration_ms,
         stdout,
         stderr,
@@ -173,8 +183,44 @@ pub(crate) async fn run(
     ended
 }
 
-/// Copies `from` to `to` (until `to` fails; then only reads), counting and hashing.
-async fn tee<R, W>(mut from: R, mut to: W) -> StreamDigest
+/// One of the command's output streams, copied through while it is hashed.
+struct Relay {
+    task: tokio::task::JoinHandle<StreamDigest>,
+    stop: oneshot::Sender<()>,
+}
+
+impl Relay {
+    fn start<R, W>(from: R, to: W) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self {
+            task: tokio::spawn(tee(from, to, stopped)),
+            stop,
+        }
+    }
+
+    /// The stream's digest once it ends, or what it carried until `grace_ends` (then true: it
+    /// was cut, and nothing more is relayed).
+    async fn finish(relay: Option<Self>, grace_ends: tokio::time::Instant) -> (StreamDigest, bool) {
+        let Some(Relay { mut task, stop }) = relay else {
+            return (StreamDigest::empty(), false);
+        };
+        match tokio::time::timeout_at(grace_ends, &mut task).await {
+            Ok(done) => (done.unwrap_or_else(|_| StreamDigest::empty()), false),
+            Err(_) => {
+                let _ = stop.send(());
+                (task.await.unwrap_or_else(|_| StreamDigest::empty()), true)
+            }
+        }
+    }
+}
+
+/// Copies `from` to `to` (until `to` fails; then only reads), counting and hashing, until
+/// `from` ends or `stop` says so.
+async fn tee<R, W>(mut from: R, mut to: W, mut stop: oneshot::Receiver<()>) -> StreamDigest
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -184,9 +230,12 @@ where
     let mut buffer = vec![0u8; 64 * 1024];
     let mut writing = true;
     loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = tokio::select! {
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = &mut stop => break,
         };
         let chunk = buffer.get(..n).unwrap_or_default();
         context.update(chunk);
@@ -198,18 +247,6 @@ where
     StreamDigest {
         bytes,
         sha256: hex_of(context.finish().as_ref()),
-    }
-}
-
-async fn finish(task: Option<tokio::task::JoinHandle<StreamDigest>>) -> StreamDigest {
-    // The command's own children may keep its output open after it exits: the digest covers
-    // what arrived within a short grace period.
-    match task {
-        Some(task) => match tokio::time::timeout(std::time::Duration::from_secs(2), task).await {
-            Ok(Ok(digest)) => digest,
-            _ => StreamDigest::empty(),
-        },
-        None => StreamDigest::empty(),
     }
 }
 

@@ -643,6 +643,49 @@ fn the_receipt_is_chained_to_its_decision_and_verifies() {
     verify(&s.server, "orphans").exited(0);
 }
 
+#[test]
+fn output_held_open_by_a_background_process_is_hashed_up_to_the_grace() {
+    let Some(s) = sandboxed(1) else { return };
+    // The command exits at once; the `sleep` it leaves holds its stdout open.
+    let ran = s.exec(
+        &["--action", "ci.build", "--resource", "repo-1"],
+        &bash("echo hello; sleep 10 &"),
+    );
+    ran.exited(0);
+    assert_eq!(ran.stdout, "hello\n");
+    let receipt = receipts(&s.server).pop().expect("a receipt");
+    let e = &receipt["execution"];
+    assert_eq!(e["outcome"], "exited");
+    // What arrived is in the digest (it was recorded as nothing at all).
+    assert_eq!(e["stdout_bytes"], 6, "{receipt}");
+    assert_eq!(e["stdout_sha256"], Digest32::sha256(b"hello\n").to_hex());
+    assert!(
+        e["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("output still open 2 s after the command ended"),
+        "{receipt}"
+    );
+    assert_verifies(&s.server);
+}
+
+#[test]
+fn a_command_that_cannot_start_is_not_started_however_long_its_name() {
+    let Some(s) = sandboxed(1) else { return };
+    // The helper's message names the program: over the 4096 bytes read of it, cut inside a
+    // character, it was once taken for no message, and the run for one that exited.
+    let program = format!("/{}", "é".repeat(3000));
+    let ran = s.exec(
+        &["--action", "ci.build", "--resource", "repo-1"],
+        &[&program],
+    );
+    ran.failed();
+    let receipt = receipts(&s.server).pop().expect("a receipt");
+    assert_eq!(receipt["execution"]["outcome"], "not_started", "{receipt}");
+    assert!(receipt["execution"].get("exit_code").is_none(), "{receipt}");
+    assert_verifies(&s.server);
+}
+
 /// A broker running `sleep` under `ci.build`, and the marker its command writes once it runs.
 fn spawn_sleeper(s: &Setup, name: &str) -> (Child, PathBuf) {
     let marker = s.path("out").join(name);

@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use zt_contract::names::ResourceName;
 use zt_contract::{Decision, DecisionRequest};
 use zt_listener::{BodyTimeout, Limits};
 
@@ -114,6 +115,12 @@ async fn decide_and_forward(
     let call = RpcCall::parse(&body)?;
     let action = format!("{}{}", config.action_prefix(), call.method.action);
     let resource = call.resource();
+    // A name the control plane would refuse is the caller's error, not an outage.
+    if let Err(e) = ResourceName::parse(&resource) {
+        return Err(
+            ProxyError::InvalidParams(format!("the resource the call names: {e}")).with_id(call.id),
+        );
+    }
     let decision_request = DecisionRequest {
         actor: config.actor.clone(),
         action: action.clone(),

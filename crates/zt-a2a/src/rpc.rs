@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ProxyError, RpcRefusal};
 use crate::method::{A2aMethod, Shape, Subject};
+use zt_contract::names::ResourceName;
 use zt_contract::strict_json;
 
 /// How many characters of the message text stand for the resource when the message names none
@@ -88,7 +89,7 @@ impl RpcCall {
 
     /// The resource of the decision. For a message: its metadata's `resource`, `target`,
     /// `taskId` or `contextId`, then its own `taskId` or `contextId`, else the first
-    /// [`RESOURCE_TEXT_CHARS`] characters of its text. For other methods: the task or context
+    /// [`RESOURCE_TEXT_CHARS`] characters of its text ([`ResourceName::from_free_text`]). For other methods: the task or context
     /// named by the parameter the agent reads for that method ([`Subject`]). `""` when
     /// nothing names one.
     pub(crate) fn resource(&self) -> String {
@@ -116,10 +117,9 @@ impl RpcCall {
         if let Some(found) = first_string(message, &["taskId", "contextId"]) {
             return found.to_string();
         }
-        message_text(message)
-            .chars()
-            .take(RESOURCE_TEXT_CHARS)
-            .collect()
+        // Free text: runs of whitespace become one space and hidden characters go, so that an
+        // ordinary multi-line message names a resource the control plane accepts.
+        ResourceName::from_free_text(&message_text(message), RESOURCE_TEXT_CHARS)
     }
 }
 

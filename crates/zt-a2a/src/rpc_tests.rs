@@ -47,6 +47,14 @@ fn message_resource_follows_the_precedence() {
 }
 
 #[test]
+fn message_text_names_its_words_not_its_line_breaks() {
+    let resource =
+        send(json!({"parts": [{"text": "Summarise:\n\tthe  report"}, {"text": " now "}]}))
+            .resource();
+    assert_eq!(resource, "Summarise: the report now");
+}
+
+#[test]
 fn message_text_is_cut_at_120_characters() {
     let text = "é".repeat(200);
     let resource = send(json!({"parts": [{"text": text}]})).resource();

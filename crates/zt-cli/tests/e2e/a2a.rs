@@ -317,6 +317,20 @@ fn messages_are_decided_before_they_reach_the_agent() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["id"], 11);
     assert_eq!(body["error"]["code"], -32602, "{body}");
+    // A resource the control plane would refuse: the caller's error, not an outage.
+    let (status, body) = proxy.rpc(
+        &[("a2a-version", "1.0")],
+        &json!({"jsonrpc": "2.0", "id": 12, "method": "GetTask", "params": {"id": "line\nbreak"}}),
+    );
+    assert_eq!((status, body["id"].clone()), (400, json!(12)), "{body}");
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource"),
+        "{body}"
+    );
 
     assert_eq!(
         setup.decisions(),

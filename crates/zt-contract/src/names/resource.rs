@@ -53,6 +53,34 @@ impl ResourceName {
         Ok(Self(normalized))
     }
 
+    /// A resource id made of free text (a message's words): every run of whitespace becomes
+    /// one space, other hidden characters (see [`ResourceName::parse`]) are dropped, and the
+    /// result is trimmed and cut at `max_chars` characters, so it always parses.
+    pub fn from_free_text(text: &str, max_chars: usize) -> String {
+        let mut out = String::new();
+        let mut chars = 0;
+        let mut space = false;
+        for c in text.chars() {
+            if c.is_whitespace() {
+                space = !out.is_empty();
+                continue;
+            }
+            if is_hidden(c) {
+                continue;
+            }
+            let needed = if space { 2 } else { 1 };
+            if chars + needed > max_chars || out.len() + 8 > MAX_RESOURCE_BYTES {
+                break;
+            }
+            if std::mem::take(&mut space) {
+                out.push(' ');
+            }
+            out.push(c);
+            chars += needed;
+        }
+        out
+    }
+
     /// The normalized id.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -130,3 +158,37 @@ const INVISIBLE: &[(u32, u32)] = &[
     (0x1D173, 0x1D17A),
     (0xE0000, 0xE0FFF), // tags and variation selectors supplement
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_becomes_a_resource_that_parses() {
+        let cases = [
+            ("Summarise:\nthe\treport ", 120, "Summarise: the report"),
+            (
+                "  leading and\r\n\r\ntrailing  ",
+                120,
+                "leading and trailing",
+            ),
+            (
+                "zero\u{200B}width\u{202E}bidi\u{00A0}nbsp",
+                120,
+                "zerowidthbidi nbsp",
+            ),
+            ("cut at a space here", 7, "cut at"),
+            ("ééééé", 3, "ééé"),
+            ("\n\t", 120, ""),
+        ];
+        for (text, max, want) in cases {
+            let made = ResourceName::from_free_text(text, max);
+            assert_eq!(made, want, "{text:?}");
+            assert!(made.chars().count() <= max);
+            assert!(ResourceName::parse(&made).is_ok(), "{made:?}");
+        }
+        let long = "a ".repeat(2000);
+        let made = ResourceName::from_free_text(&long, usize::MAX);
+        assert!(ResourceName::parse(&made).is_ok(), "bounded in bytes too");
+    }
+}

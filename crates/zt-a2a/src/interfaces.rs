@@ -3,6 +3,7 @@
 //! delivered to another endpoint of the agent (say its HTTP+JSON binding) that reads it as
 //! something else.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::Uri;
@@ -15,9 +16,19 @@ use crate::upstream::{CardError, Upstream};
 /// How long the interface paths read from the card are trusted before the card is read again.
 pub const INTERFACE_PATHS_TTL: Duration = Duration::from_secs(30);
 
+/// How long a failure to read the card is remembered: the calls that queued behind the read
+/// that failed (it may have taken the whole upstream timeout) fail at once instead of each
+/// reading the card again in turn.
+pub const CARD_FAILURE_TTL: Duration = Duration::from_secs(5);
+
+/// The last reading of the card: when, and its interface paths or why there are none.
+type Reading = (Instant, Result<Arc<[String]>, CardError>);
+
+/// The agent's JSON-RPC paths, read from its card once for every call within the TTL: the
+/// lock makes one read at a time, and the calls waiting behind it take its outcome.
 #[derive(Default)]
 pub(crate) struct InterfacePaths {
-    cached: Mutex<Option<(Instant, Vec<String>)>>,
+    cached: Mutex<Option<Reading>>,
 }
 
 impl InterfacePaths {
@@ -29,21 +40,29 @@ impl InterfacePaths {
         path: &str,
     ) -> Result<Option<String>, CardError> {
         let mut cached = self.cached.lock().await;
-        let fresh = cached
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < INTERFACE_PATHS_TTL)
-            .map(|(_, paths)| paths.clone());
+        let fresh = cached.as_ref().filter(|(at, outcome)| {
+            let ttl = if outcome.is_ok() {
+                INTERFACE_PATHS_TTL
+            } else {
+                CARD_FAILURE_TTL
+            };
+            at.elapsed() < ttl
+        });
         let paths = match fresh {
-            Some(paths) => paths,
+            Some((_, outcome)) => outcome.clone()?,
             None => {
-                let paths = jsonrpc_paths(&upstream.card().await?);
-                *cached = Some((Instant::now(), paths.clone()));
-                paths
+                let outcome = upstream
+                    .card()
+                    .await
+                    .map(|card| Arc::from(jsonrpc_paths(&card)));
+                *cached = Some((Instant::now(), outcome.clone()));
+                outcome?
             }
         };
         Ok(paths
-            .into_iter()
-            .find(|p| p.split('?').next() == Some(path)))
+            .iter()
+            .find(|p| p.split('?').next() == Some(path))
+            .cloned())
     }
 }
 
@@ -83,9 +102,72 @@ pub(crate) fn jsonrpc_paths(card: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use super::jsonrpc_paths;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An agent whose card endpoint answers `status` (a card with one JSON-RPC path at `/`
+    /// when 200) after `delay`, counting the requests.
+    async fn agent(status: u16, delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let card = json!({"url": format!("{url}/"), "preferredTransport": "JSONRPC"}).to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let card = card.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    tokio::time::sleep(delay).await;
+                    let body = if status == 200 { card } else { String::new() };
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, asked)
+    }
+
+    #[tokio::test]
+    async fn calls_queued_behind_a_failed_card_read_share_its_failure() {
+        let (url, asked) = agent(503, Duration::from_millis(300)).await;
+        let upstream = Upstream::new(&url).unwrap();
+        let paths = InterfacePaths::default();
+        let calls = (0..8).map(|_| paths.resolve(&upstream, "/"));
+        let outcomes = futures_util::future::join_all(calls).await;
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, Err(CardError::Status(503)))));
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "one read for all eight calls"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_card_read_serves_every_call_within_the_ttl() {
+        let (url, asked) = agent(200, Duration::ZERO).await;
+        let upstream = Upstream::new(&url).unwrap();
+        let paths = InterfacePaths::default();
+        for _ in 0..3 {
+            assert_eq!(
+                paths.resolve(&upstream, "/").await.unwrap().as_deref(),
+                Some("/")
+            );
+            assert_eq!(paths.resolve(&upstream, "/other").await.unwrap(), None);
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn only_json_rpc_interfaces_give_paths() {

@@ -18,7 +18,7 @@ mod upstream;
 use axum::http::Uri;
 use zt_client::ControlPlane;
 
-pub use interfaces::INTERFACE_PATHS_TTL;
+pub use interfaces::{CARD_FAILURE_TTL, INTERFACE_PATHS_TTL};
 pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};

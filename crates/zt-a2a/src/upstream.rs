@@ -35,7 +35,7 @@ const NOT_FORWARDED: [&str; 10] = [
 ];
 
 /// Why the card could not be served.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum CardError {
     #[error("the agent is unavailable")]
     Unavailable,

@@ -19,7 +19,7 @@ use axum::http::Uri;
 use zt_client::ControlPlane;
 
 pub use interfaces::{CARD_FAILURE_TTL, INTERFACE_PATHS_TTL};
-pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, UPSTREAM_TIMEOUT};
+pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, RELAY_IDLE_TIMEOUT, UPSTREAM_TIMEOUT};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};
 

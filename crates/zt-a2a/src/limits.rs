@@ -9,5 +9,12 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 pub const MAX_CARD_BYTES: usize = 1024 * 1024;
 
 /// How long the upstream may take to start answering a forwarded call or the card (504
-/// beyond). A stream, once started, is relayed for as long as it lasts.
+/// beyond). A stream, once started, is relayed for as long as it lasts, within
+/// [`RELAY_IDLE_TIMEOUT`].
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest pause inside an answer being relayed (between two chunks of a body, two events of a
+/// stream; the official SDK's server sends a ping every 15 s): past it the relay ends and the
+/// connection closes, so an agent that stalls mid-answer cannot hold the client's connection,
+/// and its place under the connection cap, for ever.
+pub const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

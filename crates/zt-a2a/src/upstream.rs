@@ -10,9 +10,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tower_http::timeout::TimeoutBody;
 
 use crate::error::ProxyError;
-use crate::limits::{MAX_CARD_BYTES, UPSTREAM_TIMEOUT};
+use crate::limits::{MAX_CARD_BYTES, RELAY_IDLE_TIMEOUT, UPSTREAM_TIMEOUT};
 use crate::ConfigError;
 use zt_contract::strict_json;
 
@@ -53,6 +54,8 @@ pub(crate) enum CardError {
 pub(crate) struct Upstream {
     base: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// [`RELAY_IDLE_TIMEOUT`] (shorter in tests).
+    relay_idle: std::time::Duration,
 }
 
 impl Upstream {
@@ -71,6 +74,7 @@ impl Upstream {
         Ok(Self {
             base,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            relay_idle: RELAY_IDLE_TIMEOUT,
         })
     }
 
@@ -108,7 +112,8 @@ impl Upstream {
                 tracing::warn!(error = %e, "cannot reach the agent");
                 ProxyError::UpstreamUnavailable
             })?;
-        let mut response = response.map(Body::new);
+        let idle = self.relay_idle;
+        let mut response = response.map(|body| Body::new(TimeoutBody::new(idle, body)));
         for name in NOT_FORWARDED {
             if name != "content-length" {
                 response.headers_mut().remove(name);
@@ -148,5 +153,44 @@ impl Upstream {
         tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
             .await
             .map_err(|_| CardError::Timeout)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_answer_that_stalls_midway_is_cut_off() {
+        // An agent that starts its answer, sends one chunk, and then nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let start = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\ndata:\n\r\n";
+            socket.write_all(start.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let mut upstream = Upstream::new(&url).unwrap();
+        upstream.relay_idle = Duration::from_millis(300);
+        let response = upstream
+            .forward("/", &HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"data:\n"));
+        let started = Instant::now();
+        assert!(
+            body.frame().await.unwrap().is_err(),
+            "the stalled relay ends in an error"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

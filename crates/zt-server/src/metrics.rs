@@ -130,7 +130,7 @@ impl Default for Metrics {
         );
         registry.register(
             "connections_past_cap_open",
-            "Connections accepted past the cap and open now, each for one request (GET /health, else 503)",
+            "Connections accepted past the cap and open now, each for one request (GET /health and /metrics answer, anything else 503)",
             connections.past_cap_open.clone(),
         );
         registry.register(

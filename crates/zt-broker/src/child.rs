@@ -219,7 +219,7 @@ impl Relay {
 }
 
 /// Copies `from` to `to` (until `to` fails; then only reads), counting and hashing, until
-/// `from` ends or `stop` says so.
+/// `from` ends or `stop` says so (even while `to` is blocked).
 async fn tee<R, W>(mut from: R, mut to: W, mut stop: oneshot::Receiver<()>) -> StreamDigest
 where
     R: AsyncRead + Unpin,
@@ -240,8 +240,16 @@ where
         let chunk = buffer.get(..n).unwrap_or_default();
         context.update(chunk);
         bytes += n as u64;
-        if writing && (to.write_all(chunk).await.is_err() || to.flush().await.is_err()) {
-            writing = false;
+        if writing {
+            // A caller that stopped reading must not keep the relay from stopping either.
+            let relayed = tokio::select! {
+                relayed = async {
+                    to.write_all(chunk).await?;
+                    to.flush().await
+                } => relayed,
+                _ = &mut stop => break,
+            };
+            writing = relayed.is_ok();
         }
     }
     StreamDigest {
@@ -335,5 +343,37 @@ impl Signals {
             std::task::Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_relay_stops_at_the_grace_even_while_its_reader_is_blocked() {
+        // The command's output stays open, and whoever reads the relay has stopped reading:
+        // the relay's writes block after 16 bytes.
+        let (mut command, output) = tokio::io::duplex(64);
+        let (relayed, _unread) = tokio::io::duplex(16);
+        let written = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        command.write_all(written).await.unwrap();
+        let relay = Relay::start(output, relayed);
+        let grace_ends = tokio::time::Instant::now() + Duration::from_millis(200);
+        let (digest, cut) = tokio::time::timeout(
+            Duration::from_secs(5),
+            Relay::finish(Some(relay), grace_ends),
+        )
+        .await
+        .expect("the relay stops");
+        assert!(cut);
+        assert_eq!(digest.bytes, written.len() as u64);
+        assert_eq!(
+            digest.sha256,
+            zt_contract::Digest32::sha256(written).to_hex()
+        );
+        drop(command);
     }
 }

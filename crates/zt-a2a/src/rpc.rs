@@ -89,9 +89,9 @@ impl RpcCall {
 
     /// The resource of the decision. For a message: its metadata's `resource`, `target`,
     /// `taskId` or `contextId`, then its own `taskId` or `contextId`, else the first
-    /// [`RESOURCE_TEXT_CHARS`] characters of its text ([`ResourceName::from_free_text`]). For other methods: the task or context
-    /// named by the parameter the agent reads for that method ([`Subject`]). `""` when
-    /// nothing names one.
+    /// [`RESOURCE_TEXT_CHARS`] characters of its text ([`ResourceName::from_free_text`]). For
+    /// other methods: the task or context named by the parameter the agent reads for that
+    /// method ([`Subject`]). `""` when nothing names one.
     pub(crate) fn resource(&self) -> String {
         match self.method.shape {
             Shape::Message | Shape::StreamingMessage => self.message_resource(),

@@ -13,8 +13,8 @@
 //!   connections too). Past the cap, up to [`OVERFLOW_CONNECTIONS`] more are accepted, each
 //!   for one request with a [`OVERFLOW_HEADER_TIMEOUT`] header timeout, and served by
 //!   [`Apps::overflow`] (the control plane answers `GET /health` and `GET /metrics` there and a
-//!   503 to anything else); past those, one accepted connection waits for a place and the others wait in the
-//!   kernel's backlog.
+//!   503 to anything else); past those, one accepted connection waits for a place and the
+//!   others wait in the kernel's backlog.
 //!
 //! Counts: a service that shows metrics passes [`ConnectionGauges`] and reads them at any time
 //! (open connections, the cap in force, connections accepted past it).

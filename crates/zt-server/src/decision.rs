@@ -13,7 +13,7 @@ use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
 use crate::auth::AgentCaller;
 use crate::error::ApiError;
-use crate::replay::{ReplayRefusal, MAX_REQUEST_ID_BYTES};
+use crate::replay::{ReplayRefusal, Reservation, MAX_REQUEST_ID_BYTES};
 use crate::state::AppState;
 
 /// A decision before it is logged: outcome, reason, deciding policies, and the status it is
@@ -98,10 +98,10 @@ pub(crate) async fn decide(
     }
     // The id is reserved for the actor the record names, whatever the verdict, so the live
     // guard spends exactly what reloading the log spends.
-    let (replayed, reserved) = match request.request_id.as_deref() {
+    let (replayed, reservation) = match request.request_id.as_deref() {
         None => (false, None),
         Some(id) => match state.replay.reserve(&actor, id) {
-            Ok(()) => (false, Some((actor.clone(), id.to_string()))),
+            Ok(reservation) => (false, Some(reservation)),
             Err(ReplayRefusal::AlreadyUsed) => (true, None),
             Err(ReplayRefusal::Full) => return Err(ApiError::ReplayMemoryFull),
         },
@@ -171,11 +171,14 @@ pub(crate) async fn decide(
     .with_request_id(request.request_id)
     .with_context_sha256(context_sha256)
     .with_sandbox(sandbox);
+    // Queued at once (no await before it): from here a request abandoned while its record
+    // commits keeps the id spent, as the record will; before, dropping the reservation gave
+    // the id back.
+    let reserved = reservation.and_then(Reservation::queued);
     let record = match state.ledger.append(draft).await {
         Ok(record) => record,
         Err(e) => {
             // Not committed: the id is not spent, so the retry a 503 invites is not a replay.
-            // (A request abandoned while its record commits keeps its reservation.)
             if let Some((actor, id)) = reserved {
                 state.replay.release(&actor, &id);
             }

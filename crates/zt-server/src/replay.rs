@@ -84,6 +84,29 @@ fn entry_cost(actor: &str, id: &str) -> usize {
     actor.len() + id.len() + ENTRY_OVERHEAD_BYTES
 }
 
+/// A reserved id (see [`ReplayGuard::reserve`]).
+pub(crate) struct Reservation<'g> {
+    guard: &'g ReplayGuard,
+    key: Option<(String, String)>,
+}
+
+impl Reservation<'_> {
+    /// Its record is being queued (nothing awaits between this and the queueing): the id
+    /// stays reserved even if the request is abandoned now, as the record commits anyway.
+    /// Returns the actor and id, to [`ReplayGuard::release`] if the record is refused.
+    pub(crate) fn queued(mut self) -> Option<(String, String)> {
+        self.key.take()
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if let Some((actor, id)) = self.key.take() {
+            self.guard.release(&actor, &id);
+        }
+    }
+}
+
 impl ReplayGuard {
     /// A guard with the given window that keeps at most about `memory_budget` bytes of ids.
     pub(crate) fn new(window: Duration, memory_budget: usize) -> Self {
@@ -95,9 +118,23 @@ impl ReplayGuard {
         }
     }
 
-    /// Reserves `request_id` for `actor` from now until the window ends. The caller commits
-    /// a record that carries it, or calls [`Self::release`] if the record is not committed.
-    pub(crate) fn reserve(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
+    /// Reserves `request_id` for `actor` from now until the window ends. The reservation is
+    /// given back when dropped, unless [`Reservation::queued`] says its record was queued: a
+    /// request abandoned before that (its client gone while the decision was evaluated) must
+    /// not spend the id without a record.
+    pub(crate) fn reserve(
+        &self,
+        actor: &str,
+        request_id: &str,
+    ) -> Result<Reservation<'_>, ReplayRefusal> {
+        self.reserve_key(actor, request_id)?;
+        Ok(Reservation {
+            guard: self,
+            key: Some((actor.to_string(), request_id.to_string())),
+        })
+    }
+
+    fn reserve_key(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
         let now = Instant::now();
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (actor.to_string(), request_id.to_string());
@@ -223,33 +260,59 @@ mod tests {
 
     const BUDGET: usize = 1 << 20;
 
+    /// Reserves the id as a request whose record was queued does.
+    fn spend(guard: &ReplayGuard, actor: &str, id: &str) -> Result<(), ReplayRefusal> {
+        guard.reserve(actor, id).map(|reservation| {
+            reservation.queued();
+        })
+    }
+
+    #[test]
+    fn a_reservation_dropped_before_its_record_was_queued_is_given_back() {
+        let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
+        let abandoned = guard.reserve("a", "n1").map(drop);
+        assert_eq!(abandoned, Ok(()));
+        assert_eq!(guard.bytes(), 0);
+        assert!(
+            guard.reserve("a", "n1").is_ok(),
+            "the retry is not a replay"
+        );
+        // Once queued, it stays spent, however the request ends.
+        let queued = guard.reserve("a", "n2").ok().and_then(Reservation::queued);
+        assert_eq!(queued, Some(("a".to_string(), "n2".to_string())));
+        assert_eq!(
+            guard.reserve("a", "n2").err(),
+            Some(ReplayRefusal::AlreadyUsed)
+        );
+    }
+
     #[test]
     fn a_nonce_is_good_once_per_actor_within_the_window() {
         let guard = ReplayGuard::new(Duration::from_millis(200), BUDGET);
-        assert_eq!(guard.reserve("a", "n1"), Ok(()));
-        assert_eq!(guard.reserve("a", "n1"), Err(ReplayRefusal::AlreadyUsed));
-        assert_eq!(guard.reserve("b", "n1"), Ok(()), "per actor");
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()));
+        assert_eq!(spend(&guard, "a", "n1"), Err(ReplayRefusal::AlreadyUsed));
+        assert_eq!(spend(&guard, "b", "n1"), Ok(()), "per actor");
         std::thread::sleep(Duration::from_millis(250));
         guard.expire();
-        assert_eq!(guard.reserve("a", "n1"), Ok(()), "after the window");
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()), "after the window");
     }
 
     #[test]
     fn a_released_reservation_is_not_spent() {
         let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
-        assert_eq!(guard.reserve("a", "n1"), Ok(()));
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()));
         guard.release("a", "n1");
         assert_eq!(guard.bytes(), 0);
-        assert_eq!(guard.reserve("a", "n1"), Ok(()));
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()));
     }
 
     #[test]
     fn remembered_ids_from_the_log_count() {
         let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
         guard.remember("a", "old", Duration::from_secs(10));
-        assert_eq!(guard.reserve("a", "old"), Err(ReplayRefusal::AlreadyUsed));
+        assert_eq!(spend(&guard, "a", "old"), Err(ReplayRefusal::AlreadyUsed));
         guard.remember("a", "older", Duration::from_secs(120));
-        assert_eq!(guard.reserve("a", "older"), Ok(()));
+        assert_eq!(spend(&guard, "a", "older"), Ok(()));
     }
 
     #[test]
@@ -257,17 +320,17 @@ mod tests {
         let one = entry_cost("a", "n0");
         let guard = ReplayGuard::new(Duration::from_millis(200), 3 * one);
         for id in ["n0", "n1", "n2"] {
-            assert_eq!(guard.reserve("a", id), Ok(()));
+            assert_eq!(spend(&guard, "a", id), Ok(()));
         }
-        assert_eq!(guard.reserve("a", "n3"), Err(ReplayRefusal::Full));
+        assert_eq!(spend(&guard, "a", "n3"), Err(ReplayRefusal::Full));
         assert_eq!(
-            guard.reserve("a", "n0"),
+            spend(&guard, "a", "n0"),
             Err(ReplayRefusal::AlreadyUsed),
             "a used id is still a replay when full"
         );
         assert_eq!(guard.bytes(), 3 * one);
         std::thread::sleep(Duration::from_millis(250));
-        assert_eq!(guard.reserve("a", "n3"), Ok(()), "expired ids make room");
+        assert_eq!(spend(&guard, "a", "n3"), Ok(()), "expired ids make room");
         assert_eq!(guard.bytes(), one);
     }
 }

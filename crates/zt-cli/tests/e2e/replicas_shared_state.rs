@@ -267,6 +267,40 @@ fn a_proposal_reviewed_against_a_policy_another_replica_replaced_is_stale() {
 }
 
 #[test]
+fn an_agent_registered_on_one_replica_can_be_changed_on_the_other_at_once() {
+    let Some(Pair {
+        a,
+        b,
+        _dirs,
+        _schema,
+        ..
+    }) = pair()
+    else {
+        return;
+    };
+    // Within the other replica's polling interval: its admin routes read the stored registry
+    // (a removal there answered 404 and left the token working everywhere).
+    let first = register(&a, "courier");
+    let (s, _, rotated) = b.json_as(ALICE, "POST", "/agents/courier/token", None);
+    assert_eq!(s, 200, "{rotated}");
+    let second = rotated["token"].as_str().unwrap().to_string();
+    let (s, _, removed) = a.json_as(ALICE, "DELETE", "/agents/courier", None);
+    assert_eq!(s, 200, "{removed}");
+    let registered = register(&b, "scout");
+    let (s, _, removed) = a.json_as(ALICE, "DELETE", "/agents/scout", None);
+    assert_eq!(s, 200, "{removed}");
+    for server in [&a, &b] {
+        for token in [&first, &second, &registered] {
+            until(
+                "a removed agent's token refused",
+                || decide(server, token, "docs.read"),
+                |s| s == 401,
+            );
+        }
+    }
+}
+
+#[test]
 fn concurrent_registrations_on_both_replicas_all_survive() {
     let Some(Pair {
         a,

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use zt_contract::names::ActorName;
 use zt_contract::{
-    AdminAction, RecordDraft, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
+    AdminAction, Decision, RecordDraft, RegisterAgentRequest, RegisterAgentResponse, TokenResponse,
 };
 use zt_ledger::clock::wire_now;
 
@@ -50,6 +50,26 @@ pub(crate) fn admin_record(
     )
 }
 
+/// The record of an admin act whose record was committed but which did not take effect (another
+/// server changed the same state first): the log says so right after the claim.
+pub(crate) fn admin_refusal(
+    caller: &AdminCaller,
+    action: AdminAction,
+    resource: &str,
+    reason: String,
+) -> RecordDraft {
+    let mut record = admin_record(caller, action, resource, reason);
+    record.decision = Decision::Deny;
+    record
+}
+
+/// The registry as stored, before an admin act checks it: another replica may have changed it
+/// since this server last polled (a removal refused as "not found" there left the token working
+/// everywhere).
+pub(crate) async fn fresh_registry(state: &SharedState) -> Result<(), ApiError> {
+    saved(state.registry.refresh().await)
+}
+
 /// Maps a failure to save state (after its audit record) to an internal error.
 pub(crate) fn saved<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, ApiError> {
     result.map_err(|e| {
@@ -79,6 +99,7 @@ async fn register_agent(
         groups: Vec::new(),
     };
     let _serialized = state.admin_lock.lock().await;
+    fresh_registry(&state).await?;
     let mut token = None;
     match state.registry.attributes(&request.actor) {
         Some(stored) if !agrees(&attributes, &stored) => {
@@ -110,9 +131,27 @@ async fn register_agent(
                 unauthenticated: !caller.authenticated,
             };
             // Another replica may have registered the same actor meanwhile: its token stands.
-            if saved(state.registry.insert(entry).await)? {
-                token = issued;
+            if !saved(state.registry.insert(entry).await)? {
+                let refusal = admin_refusal(
+                    &caller,
+                    AdminAction::AgentsRegister,
+                    &request.actor,
+                    format!(
+                        "agent `{}` not registered: another server registered it first",
+                        request.actor
+                    ),
+                );
+                state.ledger.append(refusal).await?;
+                let stored = state
+                    .registry
+                    .attributes(&request.actor)
+                    .unwrap_or_default();
+                return Err(ApiError::AgentExists {
+                    actor: request.actor,
+                    attributes: serde_json::to_string(&stored).map_err(|_| ApiError::Internal)?,
+                });
             }
+            token = issued;
         }
     }
     let body = RegisterAgentResponse {
@@ -147,6 +186,7 @@ async fn rotate_token(
     // A name registered before the actor grammar existed gets no new token (remove it).
     ActorName::parse(&actor)?;
     let _serialized = state.admin_lock.lock().await;
+    fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));
     }
@@ -165,6 +205,13 @@ async fn rotate_token(
             .await,
     )? {
         // Removed on another replica meanwhile.
+        let refusal = admin_refusal(
+            &caller,
+            AdminAction::AgentsRotateToken,
+            &actor,
+            format!("token of agent `{actor}` not rotated: another server removed the agent first"),
+        );
+        state.ledger.append(refusal).await?;
         return Err(ApiError::AgentNotFound(actor));
     }
     Ok(Json(TokenResponse {
@@ -181,6 +228,7 @@ async fn remove_agent(
     Path(actor): Path<String>,
 ) -> Result<Response, ApiError> {
     let _serialized = state.admin_lock.lock().await;
+    fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));
     }

@@ -11,7 +11,7 @@ use serde_json::json;
 use zt_contract::names::ActorName;
 use zt_contract::AdminAction;
 
-use super::admin::{admin_record, saved};
+use super::admin::{admin_record, admin_refusal, fresh_registry, saved};
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -57,6 +57,7 @@ pub(crate) async fn set_groups(
 ) -> Result<Response, ApiError> {
     let groups = checked(request.groups)?;
     let _serialized = state.admin_lock.lock().await;
+    fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));
     }
@@ -69,6 +70,13 @@ pub(crate) async fn set_groups(
     state.ledger.append(record).await?;
     if !saved(state.registry.set_groups(&actor, groups.clone()).await)? {
         // Removed on another replica meanwhile.
+        let refusal = admin_refusal(
+            &caller,
+            AdminAction::AgentsSetGroups,
+            &actor,
+            format!("groups of agent `{actor}` not set: another server removed the agent first"),
+        );
+        state.ledger.append(refusal).await?;
         return Err(ApiError::AgentNotFound(actor));
     }
     Ok(Json(json!({"ok": true, "actor": actor, "groups": groups})).into_response())

@@ -30,7 +30,7 @@ use crate::evaluation;
 use crate::extract::JsonBody;
 use crate::policy_store::PolicyStoreError;
 use crate::proposals::{Proposal, ProposalStatus};
-use crate::routes::admin::{admin_record, saved};
+use crate::routes::admin::{admin_record, admin_refusal, saved};
 use crate::state::SharedState;
 
 /// How many recent requests a proposal is replayed against by default.
@@ -344,7 +344,7 @@ async fn approve_and_activate(
         // (stale: it is refused from now on).
         Err(PolicyStoreError::Superseded { current, .. }) => {
             let version = proposal.engine.version().to_string();
-            let mut refused = admin_record(
+            let refused = admin_refusal(
                 caller,
                 AdminAction::PoliciesActivate,
                 id,
@@ -353,7 +353,6 @@ async fn approve_and_activate(
                 ),
             )
             .with_policy_version(Some(version));
-            refused.decision = Decision::Deny;
             state.ledger.append(refused).await?;
             return Err(ApiError::ProposalStale(id.into()));
         }

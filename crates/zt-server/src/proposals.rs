@@ -267,36 +267,69 @@ impl Proposals {
         self.read().by_seq.get(&seq_of(id)?).cloned()
     }
 
-    /// Marks a proposal activated and saves.
+    /// Marks a proposal activated, in the stored document, if it is still pending there; false
+    /// if another server withdrew or activated it first. Approval takes this step before it
+    /// activates the policy, so that of an approval and a withdrawal on two replicas exactly one
+    /// wins.
     pub(crate) async fn mark_activated(
         &self,
         id: &str,
         approved_by: &str,
-    ) -> Result<(), ProposalsError> {
+    ) -> Result<bool, ProposalsError> {
         let Some(seq) = seq_of(id) else {
-            return Ok(());
+            return Ok(false);
         };
         let approved_by = approved_by.to_string();
         self.change(move |kept| {
             let mut next = kept.clone();
-            let proposal = next.by_seq.get_mut(&seq)?;
+            let proposal = next
+                .by_seq
+                .get_mut(&seq)
+                .filter(|p| p.status == ProposalStatus::Pending)?;
             proposal.status = ProposalStatus::Activated {
                 approved_by: approved_by.clone(),
             };
             Some(next)
         })
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// Forgets a proposal (withdrawn) and saves; nothing to do if it is already gone.
-    pub(crate) async fn remove(&self, id: &str) -> Result<(), ProposalsError> {
+    /// Gives a proposal marked activated by `approved_by` back its pending state (its policy
+    /// could not be activated after all); false if it is no longer so marked.
+    pub(crate) async fn unmark_activated(
+        &self,
+        id: &str,
+        approved_by: &str,
+    ) -> Result<bool, ProposalsError> {
         let Some(seq) = seq_of(id) else {
-            return Ok(());
+            return Ok(false);
+        };
+        let approved_by = approved_by.to_string();
+        self.change(move |kept| {
+            let mut next = kept.clone();
+            let proposal = next.by_seq.get_mut(&seq)?;
+            let marked = ProposalStatus::Activated {
+                approved_by: approved_by.clone(),
+            };
+            (proposal.status == marked).then(|| proposal.status = ProposalStatus::Pending)?;
+            Some(next)
+        })
+        .await
+    }
+
+    /// Forgets a proposal (withdrawn), in the stored document, if it is still pending there;
+    /// false if another server activated or withdrew it first.
+    pub(crate) async fn remove(&self, id: &str) -> Result<bool, ProposalsError> {
+        let Some(seq) = seq_of(id) else {
+            return Ok(false);
         };
         self.change(move |kept| {
             let mut next = kept.clone();
-            next.by_seq.remove(&seq)?;
+            let pending = next
+                .by_seq
+                .get(&seq)
+                .is_some_and(|p| p.status == ProposalStatus::Pending);
+            pending.then(|| next.by_seq.remove(&seq))?;
             Some(next)
         })
         .await
@@ -345,13 +378,13 @@ impl Proposals {
 
     /// Applies `change` to the proposals as stored and saves the result; reloads and tries
     /// again when another server saved first. `change` returns `None` when there is nothing
-    /// to do.
-    async fn change(&self, change: impl Fn(&Kept) -> Option<Kept>) -> Result<(), ProposalsError> {
+    /// to do (the result is then false).
+    async fn change(&self, change: impl Fn(&Kept) -> Option<Kept>) -> Result<bool, ProposalsError> {
         let _turn = self.saving.take().await;
         for attempt in 0..SAVE_TRIES {
             let current = self.read();
             let Some(mut next) = change(&current) else {
-                return Ok(());
+                return Ok(false);
             };
             let body = next
                 .to_json()
@@ -365,7 +398,7 @@ impl Proposals {
                 Ok(version) => {
                     next.version = Some(version);
                     self.install(next);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(DocError::Conflict(_)) => {
                     after_conflict(attempt).await;

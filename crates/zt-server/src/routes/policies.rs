@@ -270,7 +270,19 @@ async fn withdraw(
     )
     .with_policy_version(Some(proposal.engine.version().to_string()));
     state.ledger.append(record).await?;
-    saved(state.proposals.remove(id).await)?;
+    // Removed only if still pending in the store: an approval on another replica may have
+    // taken it first (then it stays, and the log says the withdrawal did not happen).
+    if !saved(state.proposals.remove(id).await)? {
+        let refused = admin_refusal(
+            &caller,
+            AdminAction::PoliciesWithdraw,
+            id,
+            format!("policy proposal `{id}` not withdrawn: another server activated or withdrew it first"),
+        )
+        .with_policy_version(Some(proposal.engine.version().to_string()));
+        state.ledger.append(refused).await?;
+        return Err(ApiError::ProposalClosed(id.into()));
+    }
     Ok(Json(json!({
         "ok": true,
         "id": id,
@@ -334,16 +346,32 @@ async fn approve_and_activate(
         let version = proposal.engine.version();
         saved(crate::unauthenticated_state::mark_policy(&state.docs, version).await)?;
     }
+    let version = proposal.engine.version().to_string();
+    // Of an approval and a withdrawal racing on two replicas, the one that changes the stored
+    // proposal first wins: it is marked activated only if still pending there, and before its
+    // policy is activated.
+    if !saved(state.proposals.mark_activated(id, &caller.name).await)? {
+        let refused = admin_refusal(
+            caller,
+            AdminAction::PoliciesActivate,
+            id,
+            format!("policy `{version}` not activated: another server withdrew or activated proposal `{id}` first"),
+        )
+        .with_policy_version(Some(version));
+        state.ledger.append(refused).await?;
+        return Err(ApiError::ProposalClosed(id.into()));
+    }
     match state
         .policy
         .activate_over(proposal.engine.clone(), &proposal.base_version)
         .await
     {
+        Ok(()) => Ok(proposal),
         // Another replica activated a policy between the check above and the save: the
-        // log says so after the activation it already holds, and the proposal stays pending
-        // (stale: it is refused from now on).
+        // log says so after the activation it already holds, and the proposal is pending
+        // again (stale: it is refused from now on).
         Err(PolicyStoreError::Superseded { current, .. }) => {
-            let version = proposal.engine.version().to_string();
+            saved(state.proposals.unmark_activated(id, &caller.name).await)?;
             let refused = admin_refusal(
                 caller,
                 AdminAction::PoliciesActivate,
@@ -354,12 +382,14 @@ async fn approve_and_activate(
             )
             .with_policy_version(Some(version));
             state.ledger.append(refused).await?;
-            return Err(ApiError::ProposalStale(id.into()));
+            Err(ApiError::ProposalStale(id.into()))
         }
-        result => saved(result)?,
+        Err(e) => {
+            // The policy was not saved: the proposal is not activated either.
+            let _ = state.proposals.unmark_activated(id, &caller.name).await;
+            saved(Err(e))
+        }
     }
-    saved(state.proposals.mark_activated(id, &caller.name).await)?;
-    Ok(proposal)
 }
 
 async fn approve(

@@ -396,3 +396,57 @@ async fn a_reviewed_policy_never_replaces_one_another_replica_activated_meanwhil
     here.reload_if_newer(None).await.unwrap();
     assert_eq!(here.current().version(), file.version());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_an_approval_and_a_withdrawal_on_two_replicas_exactly_one_takes_effect() {
+    use crate::proposals::{ProposalStatus, Proposals};
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let here = Proposals::load(Arc::new(on_postgres(&schema)), dir.path()).unwrap();
+    let there = Proposals::load(Arc::new(on_postgres(&schema)), dir.path()).unwrap();
+    let engine = || {
+        Arc::new(
+            zt_policy::PolicyEngine::from_cedar("permit(principal, action, resource);\n").unwrap(),
+        )
+    };
+    let file = |seq| {
+        here.add(
+            seq,
+            "alice",
+            "2026-12-07T00:00:00.000Z".into(),
+            "base",
+            engine(),
+        )
+    };
+
+    // Approved here first: the other replica, which has not polled, cannot withdraw it.
+    let approved = file(7).await.unwrap();
+    assert!(here.mark_activated(&approved.id, "bob").await.unwrap());
+    assert!(!there.remove(&approved.id).await.unwrap());
+    there.refresh().await.unwrap();
+    assert_eq!(
+        there.get(&approved.id).unwrap().status,
+        ProposalStatus::Activated {
+            approved_by: "bob".into()
+        }
+    );
+
+    // Withdrawn there first: this replica cannot activate it.
+    let withdrawn = file(8).await.unwrap();
+    there.refresh().await.unwrap();
+    assert!(there.remove(&withdrawn.id).await.unwrap());
+    assert!(!here.mark_activated(&withdrawn.id, "bob").await.unwrap());
+    assert!(here.get(&withdrawn.id).is_none());
+
+    // A mark taken back (its policy could not be activated) is taken back only by its approver.
+    let retried = file(9).await.unwrap();
+    assert!(here.mark_activated(&retried.id, "bob").await.unwrap());
+    assert!(!here.unmark_activated(&retried.id, "carol").await.unwrap());
+    assert!(here.unmark_activated(&retried.id, "bob").await.unwrap());
+    assert_eq!(
+        here.get(&retried.id).unwrap().status,
+        ProposalStatus::Pending
+    );
+}

@@ -24,7 +24,7 @@ pub(crate) enum ProxyError {
     NoInterface(String),
     #[error("the agent's card is unavailable")]
     CardUnavailable,
-    #[error("content-type must be application/json")]
+    #[error("content-type must be application/json (utf-8), once")]
     UnsupportedContentType,
     #[error("invalid JSON: {0}")]
     Parse(String),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -108,7 +108,7 @@ async fn decide_and_forward(
             return Err(ProxyError::CardUnavailable.into());
         }
     };
-    if !is_json(&parts.headers) {
+    if !zt_listener::is_utf8_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
     let body = read_body(body, BodyTimeout::of(&parts.extensions)).await?;
@@ -162,14 +162,6 @@ async fn decide_and_forward(
 }
 
 /// `Content-Type: application/json`, with or without parameters.
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
-}
-
 /// The request body, at most [`MAX_REQUEST_BYTES`], received within `deadline` of its headers.
 async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, ProxyError> {
     let reading = Limited::new(body, MAX_REQUEST_BYTES).collect();

@@ -92,6 +92,35 @@ impl BodyTimeout {
     }
 }
 
+/// Whether `headers` say the body is JSON in UTF-8: one `Content-Type`, `application/json`,
+/// with no charset or `charset=utf-8`. A gateway decides on the body as UTF-8 and relays it
+/// to a server that may honour another charset (under UTF-7, `+ACI-` is a quote, so a `ping`
+/// with one string member becomes a `tools/call`), or read another of two `Content-Type`
+/// headers; it refuses anything else.
+pub fn is_utf8_json(headers: &axum::http::HeaderMap) -> bool {
+    let mut types = headers.get_all(axum::http::header::CONTENT_TYPE).iter();
+    let (Some(only), None) = (types.next(), types.next()) else {
+        return false;
+    };
+    let Ok(value) = only.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
+    {
+        return false;
+    }
+    parts.all(|parameter| match parameter.split_once('=') {
+        Some((name, charset)) if name.trim().eq_ignore_ascii_case("charset") => charset
+            .trim()
+            .trim_matches('"')
+            .eq_ignore_ascii_case("utf-8"),
+        _ => true,
+    })
+}
+
 /// The body timeout of [`Limits::default`], and of a request that carries none.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -467,6 +496,46 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_utf8_json_is_json() {
+        let headers = |values: &[&str]| {
+            let mut map = axum::http::HeaderMap::new();
+            for v in values {
+                map.append(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            map
+        };
+        for good in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/json; profile=x",
+        ] {
+            assert!(is_utf8_json(&headers(&[good])), "{good}");
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "application/json; charset=utf-16",
+            "application/json; charset=latin1",
+            "text/plain",
+            "application/jsonx",
+        ] {
+            assert!(!is_utf8_json(&headers(&[bad])), "{bad}");
+        }
+        assert!(!is_utf8_json(&headers(&[])), "no content type");
+        assert!(
+            !is_utf8_json(&headers(&[
+                "application/json",
+                "application/json; charset=utf-7"
+            ])),
+            "two content types"
+        );
+    }
 
     /// Polls the gauges until `want` holds (connections open and close in the server's time).
     async fn until(gauges: &ConnectionGauges, want: impl Fn(ConnectionCounts) -> bool) {

@@ -112,6 +112,11 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
     }
     let (parts, body) = request.into_parts();
     let body = if parts.method == Method::POST {
+        // Decided on as UTF-8 JSON, so relayed only as that (see `is_utf8_json`).
+        if !zt_listener::is_utf8_json(&parts.headers) {
+            let refused = upstream_failure("content-type must be application/json (utf-8), once");
+            return json(StatusCode::UNSUPPORTED_MEDIA_TYPE, refused);
+        }
         let Ok(_permit) = relay.posts.clone().try_acquire_owned() else {
             let busy = upstream_failure("gateway busy: too many requests in flight");
             return json(StatusCode::SERVICE_UNAVAILABLE, busy);

@@ -317,6 +317,14 @@ fn messages_are_decided_before_they_reach_the_agent() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["id"], 11);
     assert_eq!(body["error"]["code"], -32602, "{body}");
+    // A body in another charset is refused before anything is decided or forwarded.
+    let (status, _) = common::post_with_content_type(
+        proxy.port,
+        "/",
+        "application/json; charset=utf-7",
+        br#"{"jsonrpc":"2.0","id":13,"method":"GetTask","params":{"id":"docs"}}"#,
+    );
+    assert_eq!(status, 415);
     // A resource the control plane would refuse: the caller's error, not an outage.
     let (status, body) = proxy.rpc(
         &[("a2a-version", "1.0")],

@@ -184,6 +184,23 @@ fn streamable_http_relays_the_same_way() {
         &[("ZT_TEST_GATEWAY_URL", url)],
     );
     assert_everything_session(&out, &server);
+
+    // A `ping` with one string member under UTF-7 is, to a server that honours the charset
+    // (Express's JSON parser does), a `tools/call` the gateway never decided on: refused.
+    let smuggled = br#"{"jsonrpc":"2.0","id":2,"method":"ping","x":"+ACI-,+ACI-method+ACI-:+ACI-tools/call+ACI-,+ACI-params+ACI-:{+ACI-name+ACI-:+ACI-get-sum+ACI-,+ACI-arguments+ACI-:{+ACI-a+ACI-:1,+ACI-b+ACI-:2}},+ACI-z+ACI-:+ACI-"}"#;
+    let records = || common::records_as(server.port, &server.admin_token()).len();
+    let before = records();
+    for content_type in ["application/json; charset=utf-7", "text/plain"] {
+        let (status, body) =
+            common::post_with_content_type(gateway_port, "/mcp", content_type, smuggled);
+        assert_eq!(
+            status,
+            415,
+            "{content_type}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(records(), before, "nothing decided, nothing relayed");
 }
 
 /// What the `everything` scenario must show, whatever the transport.

@@ -189,14 +189,8 @@ fn a2a_proxy(agent: u16, url: &str, token: &str) -> (Running, u16) {
 }
 
 fn rpc(port: u16, body: &Value) -> Value {
-    let (status, _, raw) = http_raw(
-        port,
-        "POST",
-        "/",
-        &[("content-type", "application/json")],
-        Some(body.to_string().as_bytes()),
-    )
-    .unwrap();
+    let (status, _, raw) =
+        http_raw(port, "POST", "/", &[], Some(body.to_string().as_bytes())).unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&raw));
     serde_json::from_slice(&raw).unwrap()
 }

@@ -394,6 +394,30 @@ pub(crate) fn http(
 }
 
 /// One raw HTTP/1.1 request with extra headers; returns status, header block and body.
+/// A `POST` whose only `Content-Type` is `content_type` (`http_raw` always sends
+/// `application/json`): status and body.
+pub(crate) fn post_with_content_type(
+    port: u16,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: {content_type}\r\naccept: application/json, text/event-stream\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let (status, _, body) = parse_http_response(&raw).unwrap();
+    (status, body)
+}
+
 pub(crate) fn http_raw(
     port: u16,
     method: &str,

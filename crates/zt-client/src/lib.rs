@@ -28,6 +28,7 @@
 //! too, so the answer cap, the timeout, TLS and the encoding of `/agents/{actor}` paths are
 //! decided here once.
 
+mod binding;
 mod builder;
 mod guarded;
 mod http;
@@ -260,6 +261,7 @@ impl ControlPlane {
                 "the answer does not echo this request's request_id".into(),
             ));
         }
+        binding::answers(&request, &decision)?;
         if let Some(keys) = &self.pinned {
             keys.verify(&decision)?;
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{answer, fake_server, Reply, Seen, TestKey};
+use support::{answer, answer_to, fake_server, Reply, Seen, TestKey};
 use zt_client::{
     Allowed, ClientError, ControlPlane, Guarded, PinnedKeys, PinnedKeysError, SkipCause,
 };
@@ -461,6 +461,23 @@ async fn pinned_keys_accept_a_signature_that_verifies() {
     let signed = move |id| answer(Decision::Allow, id, Some(&key)).to_string();
     let (outcome, ran) = answering(200, signed, Some(pinned)).await;
     assert!(ran, "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_genuine_answer_to_another_request_skips_the_work() {
+    // Signed by the pinned key and echoing the request id, but deciding a harmless action in
+    // place of the one asked (as someone on the path who rewrote the request would get).
+    let key = TestKey::new("audit-1");
+    let pinned = PinnedKeys::from_jwks(&key.jwks()).unwrap();
+    let other = move |id| {
+        answer_to("agent", "hello-world.list", Decision::Allow, id, Some(&key)).to_string()
+    };
+    let (outcome, ran) = answering(200, other, Some(pinned)).await;
+    let error = skipped_with_error(&outcome, ran);
+    assert!(
+        error.contains("another action than the one asked"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

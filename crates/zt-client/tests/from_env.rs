@@ -10,7 +10,7 @@
 
 mod support;
 
-use support::{answer, fake_server, Reply};
+use support::{answer_to, fake_server, Reply};
 use zt_client::{ControlPlane, Guarded};
 use zt_contract::Decision;
 
@@ -19,7 +19,14 @@ async fn the_environment_supplies_url_agent_and_token() {
     let (url, seen) = fake_server(|seen| {
         Reply::Answer(
             200,
-            answer(Decision::Allow, seen.request_id(), None).to_string(),
+            answer_to(
+                "env-agent",
+                "hello-world.say_hello",
+                Decision::Allow,
+                seen.request_id(),
+                None,
+            )
+            .to_string(),
         )
     })
     .await;

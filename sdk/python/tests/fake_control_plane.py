@@ -8,6 +8,7 @@ each test changes exactly one thing.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import struct
@@ -20,7 +21,7 @@ from typing import Any, Callable, Dict
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
-from zt_infra.canonical import record_hash
+from zt_infra.canonical import canonical_json, record_hash
 
 KEY_ID = "zt-p256-fake"
 
@@ -61,6 +62,8 @@ def decision_body(key: SigningKey, request: Dict[str, Any], verdict: str = "allo
     evidence: Dict[str, Any] = {"kind": "decision", "seq": 7, "authenticated": True, "policies": ["allow-1"]}
     if "request_id" in request:
         evidence["request_id"] = request["request_id"]
+    if "context" in request:
+        evidence["context_sha256"] = hashlib.sha256(canonical_json(request["context"])).hexdigest()
     body: Dict[str, Any] = {
         "ok": verdict == "allow",
         "actor": request.get("actor", "fake-agent"),

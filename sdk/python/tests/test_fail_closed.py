@@ -142,6 +142,28 @@ CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
         False,
     ),
     "oversize body": (lambda f, r: Reply(200, b" " * (2 << 20)), MalformedDecision, False),
+    # Genuine, signed by the pinned key and echoing the request id, but deciding another request
+    # (what someone on the path who rewrote the request and kept its id would get).
+    "pinned: a genuine allow of another action": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "action": "fake.read"})),
+        EvidenceError,
+        True,
+    ),
+    "pinned: a genuine allow of another resource": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "resource": "r2"})),
+        EvidenceError,
+        True,
+    ),
+    "pinned: a genuine allow with another context": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "context": {"ticket": 8}})),
+        EvidenceError,
+        True,
+    ),
+    "pinned: a genuine allow of another actor": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "actor": "other-agent"})),
+        EvidenceError,
+        True,
+    ),
     "pinned: signature by another key": (
         lambda f, r: Reply(200, decision_body(SigningKey(), r)),
         EvidenceError,

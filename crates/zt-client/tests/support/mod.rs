@@ -181,9 +181,20 @@ pub(crate) fn answer(
     request_id: Option<String>,
     key: Option<&TestKey>,
 ) -> Value {
+    answer_to("agent", "hello-world.say_hello", decision, request_id, key)
+}
+
+/// As [`answer`], deciding `action` for `actor` (resource `r`).
+pub(crate) fn answer_to(
+    actor: &str,
+    action: &str,
+    decision: Decision,
+    request_id: Option<String>,
+    key: Option<&TestKey>,
+) -> Value {
     let body = RecordBody {
-        action: "hello-world.say_hello".into(),
-        actor: "agent".into(),
+        action: action.into(),
+        actor: actor.into(),
         authenticated: false,
         claimed_actor: None,
         context_sha256: None,
@@ -213,7 +224,7 @@ pub(crate) fn answer(
         evidence["request_id"] = json!(id);
     }
     json!({
-        "ok": decision == Decision::Allow, "actor": "agent", "action": "hello-world.say_hello", "resource": "r",
+        "ok": decision == Decision::Allow, "actor": actor, "action": action, "resource": "r",
         "decision": decision.as_str(), "reason": "because",
         "audit": {"timestamp": body.timestamp, "previous_hash": GENESIS_HASH, "current_hash": hash,
                   "kms_signature": {"algorithm": "ECDSA_SHA_256", "key_id": kid, "signature": signature}},

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from . import strict_json
 from . import transport as _transport
-from .decision import Decision, GuardedResult, local_deny, parse_answer
+from .decision import Decision, GuardedResult, check_answers_request, local_deny, parse_answer
 from .errors import ControlPlaneError, ControlPlaneStatusError, InvalidRequest, MalformedDecision
 from .verify import PinnedKeys
 
@@ -103,6 +103,9 @@ class ControlPlaneClient:
             raise InvalidRequest(f"the request is not JSON: {error}") from error
         answer = self._send("POST", "/actions", body)
         decision = parse_answer(answer.status, answer.body, request_id=nonce)
+        check_answers_request(
+            decision, actor=who, action=action, resource=payload["resource"], context=payload.get("context")
+        )
         if self.pinned_keys is not None:
             audit = decision.audit
             if audit is None:  # parse_answer guarantees it; kept for the type checker

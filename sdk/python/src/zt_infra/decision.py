@@ -7,12 +7,14 @@ names its fields.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
-from typing import Any, Dict, Optional
+import unicodedata
+from typing import Any, Dict, Mapping, Optional
 
 from . import strict_json
-from .canonical import record_hash
+from .canonical import canonical_json, record_hash
 from .errors import ControlPlaneStatusError, EvidenceError, MalformedDecision
 
 #: The contract's top-level decision fields that enter the hashed record.
@@ -145,6 +147,45 @@ def parse_answer(status: int, body: bytes, *, request_id: Optional[str]) -> Deci
     if not hmac.compare_digest(recomputed, audit["current_hash"]):
         raise EvidenceError("`audit.current_hash` does not match the answer's fields")
     return Decision(data)
+
+
+def check_answers_request(
+    decision: Decision,
+    *,
+    actor: Optional[str],
+    action: str,
+    resource: str,
+    context: Optional[Mapping[str, Any]],
+) -> None:
+    """Raises unless `decision` decides the request sent: its signature and hash prove it
+    genuine, not that it answers this request (someone on the path who rewrote the request and
+    kept its `request_id` would get a genuine allow of something harmless).
+
+    The action, the resource (in NFC, as the control plane stores it) and the context's digest
+    must be the ones sent, and an allow must name the actor the request named. A context holding
+    floats has no canonical form here, so its digest is not compared.
+    """
+
+    def other(what: str) -> EvidenceError:
+        return EvidenceError(f"the answer decides another {what} than the one asked")
+
+    if decision.action != action:
+        raise other("action")
+    if decision.resource != unicodedata.normalize("NFC", resource):
+        raise other("resource")
+    evidence = decision.evidence or {}
+    if context is None:
+        if evidence.get("context_sha256") is not None:
+            raise other("context")
+    else:
+        try:
+            digest: Optional[str] = hashlib.sha256(canonical_json(dict(context))).hexdigest()
+        except ValueError:
+            digest = None
+        if digest is not None and evidence.get("context_sha256") != digest:
+            raise other("context")
+    if actor and decision.allowed and decision.actor != actor:
+        raise other("actor")
 
 
 def _check_audit(audit: Any) -> Dict[str, Any]:

@@ -78,3 +78,30 @@ def test_a2a_proxy(client: ControlPlaneClient) -> None:
     assert task["status"]["state"] == "TASK_STATE_REJECTED"
     assert task["metadata"]["zero_trust"]["action"] == "a2a.github_agent.send_message"
     assert task["metadata"]["zero_trust"]["decision"] == "deny"
+
+
+def test_a2a_proxy_decides_0_3_names_and_the_task_the_agent_acts_on(client: ControlPlaneClient) -> None:
+    forwarded: List[Dict[str, Any]] = []
+
+    def downstream(request: Dict[str, Any]) -> Dict[str, Any]:
+        forwarded.append(request)
+        return {"jsonrpc": "2.0", "id": request["id"], "result": {"task": {"id": "t1"}}}
+
+    proxy = A2APolicyProxy(downstream, control_plane=client, actor=ACTOR, remote_agent="github_agent")
+    send = {"message": {"messageId": "m1", "parts": [{"kind": "text", "text": "open a PR"}]}}
+    # An agent with A2A 0.3 compatibility serves `message/send` too: decided as `SendMessage`
+    # (it was forwarded undecided).
+    denied = proxy.handle_jsonrpc({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": send})
+    assert isinstance(denied, dict)
+    decision = denied["result"]["task"]["metadata"]["zero_trust"]
+    assert decision["action"] == "a2a.github_agent.send_message" and decision["decision"] == "deny"
+    # A cancel is decided on the task the agent cancels, `params.id`.
+    denied = proxy.handle_jsonrpc({"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": "prod-task"}})
+    assert isinstance(denied, dict)
+    decision = denied["result"]["task"]["metadata"]["zero_trust"]
+    assert (decision["action"], decision["resource"]) == ("a2a.github_agent.cancel_task", "prod-task")
+    # A second name for the task, which the agent ignores, or a proto field name: refused.
+    for params in ({"id": "prod-task", "taskId": "scratch"}, {"id": "prod-task", "task_id": "scratch"}):
+        refused = proxy.handle_jsonrpc({"jsonrpc": "2.0", "id": 3, "method": "CancelTask", "params": params})
+        assert isinstance(refused, dict) and refused["error"]["code"] == -32602, refused
+    assert forwarded == []

@@ -1,6 +1,8 @@
 """A2A proxy: checks protected JSON-RPC methods (`SendMessage`, `SendStreamingMessage`,
-`CancelTask`) with the control plane (`a2a.<agent>.<method_in_snake_case>`) before they reach
-the remote agent; a denied request gets a task in `TASK_STATE_REJECTED` carrying the decision."""
+`CancelTask`, and their A2A 0.3 names `message/send`, `message/stream`, `tasks/cancel`, which an
+agent with 0.3 compatibility also serves) with the control plane
+(`a2a.<agent>.<method_in_snake_case>`, the 1.0 name's) before they reach the remote agent; a
+denied request gets a task in `TASK_STATE_REJECTED` carrying the decision."""
 
 from __future__ import annotations
 
@@ -20,6 +22,21 @@ A2AActionMapper = Callable[[str, Dict[str, Any], str], Tuple[str, str]]
 INVALID_PARAMS = -32602
 #: How much of a message's text names the resource when nothing else does.
 RESOURCE_TEXT_CHARS = 120
+
+#: A2A 0.3 method names and the 1.0 names they are decided under.
+V0_3_NAMES: Dict[str, str] = {
+    "message/send": "SendMessage",
+    "message/stream": "SendStreamingMessage",
+    "tasks/cancel": "CancelTask",
+    "tasks/get": "GetTask",
+    "tasks/resubscribe": "SubscribeToTask",
+}
+
+#: Methods whose task is `params.id` (the agent reads no other name for it).
+TASK_BY_ID = frozenset({"CancelTask", "GetTask", "SubscribeToTask"})
+
+#: Proto field names, which protobuf's JSON reader (the 1.0 SDK's) takes like the JSON names.
+PROTO_NAMES = ("task_id", "context_id")
 
 
 class A2AProxyError(RuntimeError):
@@ -51,7 +68,22 @@ def extract_resource(params: Dict[str, Any]) -> str:
 
 
 def default_a2a_action_mapper(remote_agent: str, params: Dict[str, Any], method: str) -> Tuple[str, str]:
-    return f"a2a.{safe_segment(remote_agent)}.{snake_case(method)}", extract_resource(params)
+    """The action under the 1.0 name, and the resource: for a task method the task it acts on
+    (`params.id`), else [`extract_resource`]."""
+    resource = params.get("id") if method in TASK_BY_ID else extract_resource(params)
+    return f"a2a.{safe_segment(remote_agent)}.{snake_case(method)}", resource if isinstance(resource, str) else ""
+
+
+def ambiguous_task(method: str, params: Dict[str, Any]) -> Optional[str]:
+    """Why `params` could name to the agent another task than the one decided on, if they could:
+    a proto field name in the params or the message, or `taskId` beside a task method's `id`."""
+    for where in (params, _message(params)):
+        for name in PROTO_NAMES:
+            if name in where:
+                return f"`{name}` is not accepted"
+    if method in TASK_BY_ID and "taskId" in params:
+        return f"`taskId` is not a parameter of {method}, which names its task by `id`"
+    return None
 
 
 @dataclass
@@ -63,6 +95,7 @@ class A2APolicyProxy:
     actor: Optional[str] = None
     remote_agent: str = "remote-agent"
     action_mapper: A2AActionMapper = default_a2a_action_mapper
+    #: Under their 1.0 names; the 0.3 names of the same methods are protected alike.
     protected_methods: FrozenSet[str] = frozenset({"SendMessage", "SendStreamingMessage", "CancelTask"})
     denial_state: str = "TASK_STATE_REJECTED"
 
@@ -74,16 +107,18 @@ class A2APolicyProxy:
             raise A2AProxyError("A2A request method must be a string")
         if request.get("id") is None:
             raise A2AProxyError("A2A request id is required")
-        if method not in self.protected_methods:
+        name = V0_3_NAMES.get(method, method)
+        if name not in self.protected_methods:
             return self.downstream(request)
         params = request.get("params")
-        if not isinstance(params, dict):
+        why = ambiguous_task(name, params) if isinstance(params, dict) else "Invalid parameters"
+        if not isinstance(params, dict) or why is not None:
             return {
                 "jsonrpc": "2.0",
                 "id": request["id"],
-                "error": {"code": INVALID_PARAMS, "message": "Invalid parameters"},
+                "error": {"code": INVALID_PARAMS, "message": why or "Invalid parameters"},
             }
-        action, resource = self.action_mapper(self.remote_agent, params, method)
+        action, resource = self.action_mapper(self.remote_agent, params, name)
         actor = self.actor or _actor_from(params)
         decision = decide_fail_closed(self.control_plane, actor, action, resource, {"source": "a2a", "method": method})
         if decision.get("decision") == "allow" and decision.get("ok") is True:
@@ -93,7 +128,7 @@ class A2APolicyProxy:
             "id": request["id"],
             "result": {"task": self._denied_task(params, dict(decision))},
         }
-        return [response] if method == "SendStreamingMessage" else response
+        return [response] if name == "SendStreamingMessage" else response
 
     def _denied_task(self, params: Dict[str, Any], decision: Dict[str, Any]) -> Dict[str, Any]:
         message = _message(params)

@@ -107,9 +107,11 @@ impl Gate {
             Err(error) => Refusal::Unavailable(error),
         };
         match &refusal {
+            // Not the resource: it is an argument's value (a path, a URL with its query), and
+            // the audit record it names holds it.
             Refusal::Denied(decision) => tracing::info!(
                 action = %request.action,
-                resource = %request.resource,
+                seq = decision.evidence.seq,
                 reason = %decision.reason,
                 "tool call denied"
             ),

@@ -49,6 +49,48 @@ struct Relay {
     path: String,
     client: Client<HttpConnector, Body>,
     posts: Arc<Semaphore>,
+    /// The gateway listens on a loopback address (so only loopback `Host` names are its own).
+    loopback: bool,
+}
+
+/// Host names of this machine's loopback interface, as a `Host` or `Origin` may give them.
+const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+
+/// Why a request may come from a web page that DNS rebinding made same-origin with the
+/// gateway, if it may (the MCP transport asks servers to check `Origin`): on a loopback
+/// listener a `Host` that is not a loopback name; an `Origin` (browsers send one) whose host is
+/// neither a loopback name nor the `Host`'s; two of either. Clients other than browsers send
+/// no `Origin`.
+fn foreign_page(headers: &HeaderMap, loopback: bool) -> Option<&'static str> {
+    let one = |name| {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(value), None) => value.to_str().map(Some).map_err(|_| ()),
+            (Some(_), Some(_)) => Err(()),
+        }
+    };
+    let host_of = |text: &str| {
+        text.parse::<Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
+    };
+    let Ok(host) = one(header::HOST) else {
+        return Some("more than one Host");
+    };
+    let host = host.and_then(|h| host_of(&format!("http://{h}")));
+    let is_loopback = |h: &str| LOOPBACK_HOSTS.contains(&h);
+    if loopback && !host.as_deref().is_some_and(is_loopback) {
+        return Some("a Host that is not this machine's loopback");
+    }
+    match one(header::ORIGIN) {
+        Err(()) => Some("more than one Origin"),
+        Ok(None) => None,
+        Ok(Some(origin)) => match host_of(origin) {
+            Some(from) if is_loopback(&from) || Some(&from) == host.as_ref() => None,
+            _ => Some("an Origin of another host"),
+        },
+    }
 }
 
 /// The upstream MCP endpoint: an `http://` URL with a host.
@@ -73,6 +115,11 @@ pub async fn serve_http(
     limits: Limits,
 ) -> Result<(), GatewayError> {
     let (origin, path) = parse_upstream(upstream)?;
+    let loopback = listener
+        .local_addr()
+        .map_err(GatewayError::Listener)?
+        .ip()
+        .is_loopback();
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
     let client = Client::builder(TokioExecutor::new()).build(connector);
@@ -82,6 +129,7 @@ pub async fn serve_http(
         path,
         client,
         posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
+        loopback,
     });
     let apps = zt_listener::Apps {
         regular: axum::Router::new().fallback(handle).with_state(relay),
@@ -111,6 +159,10 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         );
     }
     let (parts, body) = request.into_parts();
+    if let Some(why) = foreign_page(&parts.headers, relay.loopback) {
+        let refused = upstream_failure(&format!("refused: {why} (a web page of another host)"));
+        return json(StatusCode::FORBIDDEN, refused);
+    }
     let body = if parts.method == Method::POST {
         // Decided on as UTF-8 JSON, so relayed only as that (see `is_utf8_json`).
         if !zt_listener::is_utf8_json(&parts.headers) {
@@ -229,5 +281,64 @@ mod tests {
         for bad in ["https://x/mcp", "/mcp", "ftp://x", "not a url"] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn pages_of_other_hosts_are_told_apart_from_clients() {
+        let on_loopback = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), true);
+        // Clients other than browsers, and a browser page served from this machine.
+        assert_eq!(on_loopback(&[("host", "127.0.0.1:8080")]), None);
+        assert_eq!(on_loopback(&[("host", "[::1]:8080")]), None);
+        assert_eq!(
+            on_loopback(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:6274")
+            ]),
+            None
+        );
+        // DNS rebinding: the page's own host name, in Host or in Origin.
+        for refused in [
+            &[("host", "evil.example:8080")][..],
+            &[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example:8080"),
+            ],
+            &[("host", "127.0.0.1:8080"), ("origin", "null")],
+            &[("host", "127.0.0.1"), ("host", "evil.example")],
+            &[
+                ("host", "127.0.0.1"),
+                ("origin", "http://localhost"),
+                ("origin", "http://evil.example"),
+            ],
+            &[],
+        ] {
+            assert!(on_loopback(refused).is_some(), "{refused:?}");
+        }
+        // Listening elsewhere: a page of the gateway's own host is its own.
+        let elsewhere = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), false);
+        assert_eq!(
+            elsewhere(&[
+                ("host", "mcp.example.com"),
+                ("origin", "https://mcp.example.com")
+            ]),
+            None
+        );
+        assert_eq!(elsewhere(&[("host", "mcp.example.com")]), None);
+        assert!(elsewhere(&[
+            ("host", "mcp.example.com"),
+            ("origin", "https://evil.example")
+        ])
+        .is_some());
     }
 }

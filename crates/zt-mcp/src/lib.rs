@@ -75,4 +75,7 @@ pub enum GatewayError {
     /// The upstream of the HTTP gateway is not an `http://` URL with a host.
     #[error("invalid upstream MCP endpoint `{0}`: expected http://HOST:PORT/PATH")]
     Upstream(String),
+    /// The HTTP gateway's listener cannot say its address.
+    #[error("the gateway's listener: {0}")]
+    Listener(std::io::Error),
 }

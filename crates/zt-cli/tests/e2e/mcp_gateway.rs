@@ -200,6 +200,20 @@ fn streamable_http_relays_the_same_way() {
             String::from_utf8_lossy(&body)
         );
     }
+    // A web page of another host (DNS rebinding makes it same-origin with 127.0.0.1).
+    let ping = br#"{"jsonrpc":"2.0","id":3,"method":"ping"}"#;
+    let (status, _, _) = common::http_raw(
+        gateway_port,
+        "POST",
+        "/mcp",
+        &[
+            ("origin", "http://evil.example"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        Some(ping),
+    )
+    .unwrap();
+    assert_eq!(status, 403);
     assert_eq!(records(), before, "nothing decided, nothing relayed");
 }
 

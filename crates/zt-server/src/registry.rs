@@ -8,7 +8,7 @@
 //! document meanwhile; otherwise the registry is reloaded and the change applied again, so
 //! concurrent changes on several replicas all survive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -164,8 +164,28 @@ const MISS_RELOAD_EVERY: Duration = Duration::from_millis(100);
 pub(crate) struct Registry {
     docs: Arc<Documents>,
     agents: RwLock<Arc<Agents>>,
+    /// Revocations recorded in the audit log that the registry does not show yet.
+    revoked: Mutex<Revoked>,
     last_miss_reload: Mutex<Option<Instant>>,
     saving: SaveTurn,
+}
+
+/// Tokens and agents whose revocation (a rotation, a removal) is recorded in the audit log but
+/// not yet saved, or whose save failed: refused here from the moment the record is written, so
+/// no decision in between uses what the log already calls revoked, and still refused if the
+/// save fails (fail closed). Each is forgotten once the registry no longer holds it.
+#[derive(Default)]
+struct Revoked {
+    tokens: HashSet<String>,
+    actors: HashSet<String>,
+}
+
+/// One revocation in force before its save (see [`Registry::revoke_token_now`]); given back
+/// with [`Registry::unrevoke`] if its record is refused.
+#[derive(Debug)]
+pub(crate) struct Revocation {
+    token: Option<String>,
+    actor: Option<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -183,6 +203,7 @@ impl Registry {
         Ok(Self {
             docs,
             agents: RwLock::new(Arc::new(agents)),
+            revoked: Mutex::new(Revoked::default()),
             last_miss_reload: Mutex::new(None),
             saving: SaveTurn::default(),
         })
@@ -193,17 +214,60 @@ impl Registry {
         self.read().by_actor.contains_key(actor)
     }
 
-    /// The attributes of `actor`, if registered.
+    /// The attributes of `actor`, if registered (and its removal not already recorded).
     pub(crate) fn attributes(&self, actor: &str) -> Option<AgentAttributes> {
+        if self.lock_revoked().actors.contains(actor) {
+            return None;
+        }
         self.read()
             .by_actor
             .get(actor)
             .map(|a| a.attributes.clone())
     }
 
-    /// The actor whose current token hashes to `token_sha256`.
+    /// The actor whose current token hashes to `token_sha256` (unless its revocation, or its
+    /// agent's removal, is already recorded).
     pub(crate) fn actor_for_token(&self, token_sha256: &str) -> Option<String> {
-        self.read().by_token.get(token_sha256).cloned()
+        let actor = self.read().by_token.get(token_sha256).cloned()?;
+        let revoked = self.lock_revoked();
+        (!revoked.tokens.contains(token_sha256) && !revoked.actors.contains(&actor))
+            .then_some(actor)
+    }
+
+    /// Revokes `actor`'s current token here at once (a rotation about to be recorded).
+    pub(crate) fn revoke_token_now(&self, actor: &str) -> Revocation {
+        let token = self
+            .read()
+            .by_actor
+            .get(actor)
+            .and_then(|a| a.token_sha256.clone());
+        if let Some(token) = &token {
+            self.lock_revoked().tokens.insert(token.clone());
+        }
+        Revocation { token, actor: None }
+    }
+
+    /// Revokes `actor` and its token here at once (a removal about to be recorded).
+    pub(crate) fn revoke_agent_now(&self, actor: &str) -> Revocation {
+        let mut revocation = self.revoke_token_now(actor);
+        self.lock_revoked().actors.insert(actor.to_string());
+        revocation.actor = Some(actor.to_string());
+        revocation
+    }
+
+    /// Gives back a revocation whose record was refused (nothing was revoked).
+    pub(crate) fn unrevoke(&self, revocation: Revocation) {
+        let mut revoked = self.lock_revoked();
+        if let Some(token) = revocation.token {
+            revoked.tokens.remove(&token);
+        }
+        if let Some(actor) = revocation.actor {
+            revoked.actors.remove(&actor);
+        }
+    }
+
+    fn lock_revoked(&self) -> std::sync::MutexGuard<'_, Revoked> {
+        self.revoked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// As [`Self::actor_for_token`]; on a miss with a shared store, first reloads the registry
@@ -390,6 +454,14 @@ impl Registry {
         if agents.version >= current.version {
             *current = Arc::new(agents);
         }
+        // A revocation the registry now shows (the token or the agent gone) is done.
+        let mut revoked = self.lock_revoked();
+        revoked
+            .tokens
+            .retain(|token| current.by_token.contains_key(token));
+        revoked
+            .actors
+            .retain(|actor| current.by_actor.contains_key(actor));
     }
 
     fn miss_reload_due(&self) -> bool {

@@ -197,7 +197,12 @@ async fn rotate_token(
         &actor,
         format!("token of agent `{actor}` rotated; the previous token is revoked"),
     );
-    state.ledger.append(record).await?;
+    // Revoked here from the moment the record says so, not from the save.
+    let revocation = state.registry.revoke_token_now(&actor);
+    if let Err(e) = state.ledger.append(record).await {
+        state.registry.unrevoke(revocation);
+        return Err(e.into());
+    }
     if !saved(
         state
             .registry
@@ -238,7 +243,13 @@ async fn remove_agent(
         &actor,
         format!("agent `{actor}` removed; its token is revoked"),
     );
-    state.ledger.append(record).await?;
+    // Removed here from the moment the record says so, not from the save, and still refused
+    // here if the save fails.
+    let revocation = state.registry.revoke_agent_now(&actor);
+    if let Err(e) = state.ledger.append(record).await {
+        state.registry.unrevoke(revocation);
+        return Err(e.into());
+    }
     saved(state.registry.remove(&actor).await)?;
     Ok(Json(json!({"ok": true, "actor": actor, "registered": false})).into_response())
 }

@@ -450,3 +450,50 @@ async fn of_an_approval_and_a_withdrawal_on_two_replicas_exactly_one_takes_effec
         ProposalStatus::Pending
     );
 }
+
+#[tokio::test]
+async fn a_revocation_holds_from_its_record_and_after_a_failed_save() {
+    use crate::registry::{AgentEntry, Registry};
+    let dir = tempfile::tempdir().unwrap();
+    let docs = Arc::new(Documents::open(None, dir.path()).unwrap());
+    let registry = Registry::load(docs, dir.path()).unwrap();
+    let agent = |token: &str| AgentEntry {
+        actor: "courier".into(),
+        registered_at: "2026-12-07T00:00:00.000Z".into(),
+        attributes: Default::default(),
+        token_sha256: Some(token.into()),
+        unauthenticated: false,
+    };
+    let actor_of = |token: &str| registry.actor_for_token(token);
+    assert!(registry.insert(agent("h1")).await.unwrap());
+    assert_eq!(actor_of("h1").as_deref(), Some("courier"));
+
+    // A rotation is in force once recorded, before its save; given back if its record is not.
+    let rotation = registry.revoke_token_now("courier");
+    assert_eq!(actor_of("h1"), None);
+    registry.unrevoke(rotation);
+    assert_eq!(actor_of("h1").as_deref(), Some("courier"));
+    let _recorded = registry.revoke_token_now("courier");
+    assert!(registry
+        .set_token("courier", "h2".into(), false)
+        .await
+        .unwrap());
+    assert_eq!(
+        (actor_of("h1"), actor_of("h2").as_deref()),
+        (None, Some("courier"))
+    );
+
+    // A removal: the name and its token are refused at once, while the registry still holds
+    // them (a save not yet made, or failed).
+    let _recorded = registry.revoke_agent_now("courier");
+    assert!(registry.contains("courier"));
+    assert_eq!(
+        (actor_of("h2"), registry.attributes("courier")),
+        (None, None)
+    );
+    assert!(registry.remove("courier").await.unwrap());
+    // Done once saved: the same name registered again is not refused by it.
+    assert!(registry.insert(agent("h3")).await.unwrap());
+    assert_eq!(actor_of("h3").as_deref(), Some("courier"));
+    assert!(registry.attributes("courier").is_some());
+}

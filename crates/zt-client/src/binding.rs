@@ -3,10 +3,8 @@
 //! the request (a harmless action in place of the one asked) and kept its `request_id` would
 //! get a genuinely signed allow that the caller took for its own.
 
-use serde_json::Value;
-use zt_contract::canonical::canonical_json;
 use zt_contract::names::ResourceName;
-use zt_contract::{Decision, DecisionRequest, DecisionResponse, Digest32};
+use zt_contract::{Decision, DecisionRequest, DecisionResponse};
 
 use crate::ClientError;
 
@@ -31,11 +29,7 @@ pub(crate) fn answers(
     if answer.resource != resource {
         return other("resource");
     }
-    let context = request
-        .context
-        .as_ref()
-        .map(|c| Digest32::sha256(canonical_json(&Value::Object(c.clone())).as_bytes()).to_hex());
-    if answer.evidence.context_sha256 != context {
+    if answer.evidence.context_sha256 != request.context_sha256() {
         return other("context");
     }
     let named = !request.actor.is_empty();
@@ -48,6 +42,7 @@ pub(crate) fn answers(
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use zt_contract::Digest32;
 
     use super::*;
 

@@ -7,12 +7,20 @@
 //! relying on `serde_json::Map` ordering, which changes if any crate in a build turns on
 //! serde_json's `preserve_order` feature.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Returns the canonical JSON text of `value`.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = String::with_capacity(256);
     write_value(value, &mut out);
+    out
+}
+
+/// Returns the canonical JSON text of the object `map` (as [`canonical_json`] of
+/// `Value::Object`, without building one).
+pub fn canonical_object(map: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(256);
+    write_object(map, &mut out);
     out
 }
 
@@ -32,21 +40,23 @@ fn write_value(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_value(item, out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, out),
     }
+}
+
+fn write_object(map: &Map<String, Value>, out: &mut String) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    out.push('{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_value(item, out);
+    }
+    out.push('}');
 }
 
 /// JSON string escaping as RFC 8785 requires: `"` and `\` escaped, the short escapes for
@@ -74,6 +84,13 @@ fn write_string(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_object_reads_the_same_without_its_value_wrapper() {
+        let v = json!({"b": [1, {"d": "x\n", "c": null}], "a": true});
+        let map = v.as_object().unwrap();
+        assert_eq!(canonical_object(map), canonical_json(&v));
+    }
 
     #[test]
     fn sorts_keys_recursively_without_whitespace() {

@@ -42,6 +42,17 @@ pub struct DecisionRequest {
     pub sandbox: bool,
 }
 
+impl DecisionRequest {
+    /// The digest of its context as its decision record carries it (`context_sha256`): the
+    /// SHA-256 of the context's canonical JSON, lowercase hex. The control plane writes it;
+    /// a client checks the answer against it.
+    pub fn context_sha256(&self) -> Option<String> {
+        self.context.as_ref().map(|context| {
+            crate::Digest32::sha256(crate::canonical::canonical_object(context).as_bytes()).to_hex()
+        })
+    }
+}
+
 /// The outcome of a decision.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

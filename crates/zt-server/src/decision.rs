@@ -5,10 +5,8 @@
 use std::time::Instant;
 
 use axum::http::StatusCode;
-use serde_json::Value;
-use zt_contract::canonical::canonical_json;
 use zt_contract::names::{ActionName, ActorName, ResourceName};
-use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, Digest32, RecordDraft};
+use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, RecordDraft};
 use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
 use crate::auth::AgentCaller;
@@ -154,9 +152,7 @@ pub(crate) async fn decide(
         Verdict::deny(&DenyReason::Unregistered)
     };
     let (verdict, sandbox) = with_sandbox(verdict, wants_sandbox, &engine);
-    let context_sha256 = request
-        .context
-        .map(|c| Digest32::sha256(canonical_json(&Value::Object(c)).as_bytes()).to_hex());
+    let context_sha256 = request.context_sha256();
     let draft = RecordDraft::decision(
         actor,
         authenticated,

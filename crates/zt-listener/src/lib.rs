@@ -98,11 +98,7 @@ impl BodyTimeout {
 /// with one string member becomes a `tools/call`), or read another of two `Content-Type`
 /// headers; it refuses anything else.
 pub fn is_utf8_json(headers: &axum::http::HeaderMap) -> bool {
-    let mut types = headers.get_all(axum::http::header::CONTENT_TYPE).iter();
-    let (Some(only), None) = (types.next(), types.next()) else {
-        return false;
-    };
-    let Ok(value) = only.to_str() else {
+    let Ok(Some(value)) = header_once(headers, axum::http::header::CONTENT_TYPE) else {
         return false;
     };
     let mut parts = value.split(';').map(str::trim);
@@ -119,6 +115,34 @@ pub fn is_utf8_json(headers: &axum::http::HeaderMap) -> bool {
             .eq_ignore_ascii_case("utf-8"),
         _ => true,
     })
+}
+
+/// Why a header that may appear at most once cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderOnceError {
+    /// It appears more than once.
+    Repeated,
+    /// Its value is not visible ASCII text.
+    NotText,
+}
+
+/// The value of the header `name`, if present, refusing a second one: which of two counts
+/// would be a guess, and a proxy and the service behind it might guess differently.
+pub fn header_once<K: axum::http::header::AsHeaderName>(
+    headers: &axum::http::HeaderMap,
+    name: K,
+) -> Result<Option<&str>, HeaderOnceError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(HeaderOnceError::Repeated);
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| HeaderOnceError::NotText)
 }
 
 /// The body timeout of [`Limits::default`], and of a request that carries none.

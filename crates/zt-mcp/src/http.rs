@@ -62,14 +62,7 @@ const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
 /// neither a loopback name nor the `Host`'s; two of either. Clients other than browsers send
 /// no `Origin`.
 fn foreign_page(headers: &HeaderMap, loopback: bool) -> Option<&'static str> {
-    let one = |name| {
-        let mut values = headers.get_all(name).iter();
-        match (values.next(), values.next()) {
-            (None, _) => Ok(None),
-            (Some(value), None) => value.to_str().map(Some).map_err(|_| ()),
-            (Some(_), Some(_)) => Err(()),
-        }
-    };
+    let one = |name| zt_listener::header_once(headers, name);
     let host_of = |text: &str| {
         text.parse::<Uri>()
             .ok()
@@ -84,7 +77,7 @@ fn foreign_page(headers: &HeaderMap, loopback: bool) -> Option<&'static str> {
         return Some("a Host that is not this machine's loopback");
     }
     match one(header::ORIGIN) {
-        Err(()) => Some("more than one Origin"),
+        Err(_) => Some("more than one Origin"),
         Ok(None) => None,
         Ok(Some(origin)) => match host_of(origin) {
             Some(from) if is_loopback(&from) || Some(&from) == host.as_ref() => None,

@@ -28,6 +28,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use zt_contract::RecordDraft;
+use zt_listener::HeaderOnceError;
 
 use crate::config::AuthMode;
 use crate::error::ApiError;
@@ -65,18 +66,20 @@ pub(crate) struct AdminCaller {
 /// `Bearer `, a pasted `NAME TOKEN` line of the admin token file) deserves a message that says
 /// so.
 fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let mut values = parts.headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
+    let text = match zt_listener::header_once(&parts.headers, AUTHORIZATION) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(HeaderOnceError::Repeated) => {
+            return Err(ApiError::Unauthenticated(
+                "more than one authorization header",
+            ))
+        }
+        Err(HeaderOnceError::NotText) => {
+            return Err(ApiError::Unauthenticated(
+                "the authorization header is not valid text",
+            ))
+        }
     };
-    if values.next().is_some() {
-        return Err(ApiError::Unauthenticated(
-            "more than one authorization header",
-        ));
-    }
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated("the authorization header is not valid text"))?;
     match tokens::bearer(text) {
         Some(token) if token.contains(char::is_whitespace) => Err(ApiError::Unauthenticated(
             "the bearer token contains a space: send only the token, not the `NAME TOKEN` line \

@@ -161,7 +161,6 @@ async fn decide_and_forward(
         .map_err(|e| e.with_id(call.id.clone()))
 }
 
-/// `Content-Type: application/json`, with or without parameters.
 /// The request body, at most [`MAX_REQUEST_BYTES`], received within `deadline` of its headers.
 async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, ProxyError> {
     let reading = Limited::new(body, MAX_REQUEST_BYTES).collect();

@@ -311,7 +311,10 @@ impl Proposals {
             let marked = ProposalStatus::Activated {
                 approved_by: approved_by.clone(),
             };
-            (proposal.status == marked).then(|| proposal.status = ProposalStatus::Pending)?;
+            if proposal.status != marked {
+                return None;
+            }
+            proposal.status = ProposalStatus::Pending;
             Some(next)
         })
         .await
@@ -329,7 +332,10 @@ impl Proposals {
                 .by_seq
                 .get(&seq)
                 .is_some_and(|p| p.status == ProposalStatus::Pending);
-            pending.then(|| next.by_seq.remove(&seq))?;
+            if !pending {
+                return None;
+            }
+            next.by_seq.remove(&seq);
             Some(next)
         })
         .await

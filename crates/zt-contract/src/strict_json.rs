@@ -5,7 +5,9 @@
 //! So a body is read in two steps:
 //!
 //! 1. [`parse_document`]: syntax, then the document's shape: an object at the top, no
-//!    duplicate key in any object at any depth, at most [`MAX_DEPTH`] nested objects/arrays;
+//!    duplicate key in any object at any depth, at most [`MAX_DEPTH`] nested objects/arrays,
+//!    a tree of at most [`MAX_TREE_BYTES`] (a tree can take 60 times its body's bytes:
+//!    `[0,0,…]` is two bytes an item in the body, about 117 in the tree);
 //! 2. [`from_document`]: the typed request, from that tree, where a struct is only ever read
 //!    from an object.
 
@@ -15,10 +17,39 @@ use serde::de::{
     SeqAccess, Unexpected, Visitor,
 };
 use serde_json::{Map, Number, Value};
+use std::cell::Cell;
 
 /// Deepest nesting of objects and arrays in a request body (the body object itself is level
 /// 1, so a request's `context` may hold 30 more levels).
 pub const MAX_DEPTH: usize = 32;
+
+/// Most memory, as the costs below reckon it, that one document's tree may take: ample for a
+/// 16 MiB string or tens of thousands of values, refused for a body of small values whose tree
+/// would take gigabytes.
+pub const MAX_TREE_BYTES: usize = 64 << 20;
+
+/// What a tree costs, by the allocations serde_json makes for it, with or without its
+/// `preserve_order` map (every binary here has it: `cedar-policy-core` asks for it). A vector
+/// first allocates room for 4 and then doubles: an array is charged 4 places for its first
+/// item and 2 for each. An object's first entry is charged a B-tree leaf of 11 entries (the
+/// default map's smallest allocation; the indexed map's first ones are smaller), and each
+/// entry twice its key, value and hash. A string costs its length and the allocator's header.
+/// Checked against the allocator's own count in `tests/strict_json_memory.rs`.
+const SLOT: usize = std::mem::size_of::<Value>();
+const KEY: usize = std::mem::size_of::<String>();
+const ARRAY_FIRST: usize = 4 * SLOT;
+const ARRAY_ITEM: usize = 2 * SLOT;
+const OBJECT_FIRST: usize = 11 * (KEY + SLOT) + 16;
+const OBJECT_ENTRY: usize = 2 * (KEY + SLOT + 8) + 16;
+const HEAP_HEADER: usize = 16;
+
+fn string_cost(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        len.saturating_add(HEAP_HEADER)
+    }
+}
 
 /// Longest stretch of a key or path repeated back in an error message.
 const MAX_ECHO: usize = 64;
@@ -27,7 +58,8 @@ const MAX_ECHO: usize = 64;
 /// nesting deeper than [`MAX_DEPTH`] (for protocols whose messages need not be objects).
 pub fn parse_value(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue::top().deserialize(&mut de)?;
+    let budget = Cell::new(MAX_TREE_BYTES);
+    let value = StrictValue::top(&budget).deserialize(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -77,6 +109,8 @@ fn echo(text: &str) -> String {
 struct StrictValue<'p> {
     /// Nesting level of this value if it is an object or array.
     depth: usize,
+    /// Tree bytes the document may still take (see [`MAX_TREE_BYTES`]).
+    budget: &'p Cell<usize>,
     /// The step from the enclosing value to this one; `None` at the top.
     step: Option<(&'p StrictValue<'p>, Step<'p>)>,
 }
@@ -88,9 +122,10 @@ enum Step<'p> {
 }
 
 impl<'p> StrictValue<'p> {
-    fn top() -> Self {
+    fn top(budget: &'p Cell<usize>) -> Self {
         StrictValue {
             depth: 1,
+            budget,
             step: None,
         }
     }
@@ -98,7 +133,22 @@ impl<'p> StrictValue<'p> {
     fn child<'c>(&'c self, step: Step<'c>) -> StrictValue<'c> {
         StrictValue {
             depth: self.depth.saturating_add(1),
+            budget: self.budget,
             step: Some((self, step)),
+        }
+    }
+
+    /// Takes `bytes` from the document's budget, or refuses the document once it is spent.
+    fn charge<E: serde::de::Error>(&self, bytes: usize) -> Result<(), E> {
+        match self.budget.get().checked_sub(bytes) {
+            Some(left) => {
+                self.budget.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "the document holds too many values: its tree would take more than {} MiB",
+                MAX_TREE_BYTES >> 20
+            ))),
         }
     }
 
@@ -167,11 +217,13 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
             .ok_or_else(|| E::custom("a number is not finite"))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.charge(string_cost(v.len()))?;
         Ok(Value::String(v.to_string()))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.charge(string_cost(v.len()))?;
         Ok(Value::String(v))
     }
 
@@ -187,6 +239,8 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         self.check_depth::<A::Error>()?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(self.child(Step::Index(items.len())))? {
+            let first = if items.is_empty() { ARRAY_FIRST } else { 0 };
+            self.charge::<A::Error>(first + ARRAY_ITEM)?;
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -196,6 +250,8 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         self.check_depth::<A::Error>()?;
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
+            let first = if object.is_empty() { OBJECT_FIRST } else { 0 };
+            self.charge::<A::Error>(first + OBJECT_ENTRY + string_cost(key.len()))?;
             if object.contains_key(&key) {
                 let path = self.path();
                 let place = if path.is_empty() {

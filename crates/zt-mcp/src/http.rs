@@ -17,16 +17,53 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutBody;
 use zt_listener::{BodyTimeout, Limits};
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
+use crate::origin::{foreign_page, AllowedOrigins};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::GatewayError;
 
 /// How long connecting to the upstream server may take.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// `POST`s read or decided at once (each may hold up to [`MAX_MESSAGE_BYTES`]); past it 503.
+/// How long the upstream may take to start answering a forwarded request, by default (504
+/// beyond): a tool call answered as JSON answers only when the tool is done.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest pause inside an answer being relayed, by default (between two chunks of a body, two
+/// events of a stream): past it the relay ends and the connection closes, so an upstream that
+/// stalls cannot hold a client's connection, and its place under the connection cap, for ever.
+/// A client reopens a quiet `GET` event stream, as behind any proxy with a read timeout.
+pub const RELAY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How the Streamable HTTP gateway treats its clients and its upstream.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Connections, header and body time (see [`zt_listener`]).
+    pub limits: Limits,
+    /// Web pages allowed to call besides this machine's own (see [`AllowedOrigins`]).
+    pub allowed_origins: AllowedOrigins,
+    /// See [`UPSTREAM_TIMEOUT`].
+    pub upstream_timeout: Duration,
+    /// See [`RELAY_IDLE_TIMEOUT`].
+    pub relay_idle_timeout: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            allowed_origins: AllowedOrigins::default(),
+            upstream_timeout: UPSTREAM_TIMEOUT,
+            relay_idle_timeout: RELAY_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// `POST`s read or decided at once (each may hold up to [`MAX_MESSAGE_BYTES`] and its parsed
+/// tree up to [`zt_contract::strict_json::MAX_TREE_BYTES`]); past it 503. A `POST` being
+/// relayed no longer counts: the connection cap bounds those.
 pub const MAX_POSTS_IN_FLIGHT: usize = 64;
 
 /// Headers that belong to one connection, never forwarded.
@@ -51,39 +88,9 @@ struct Relay {
     posts: Arc<Semaphore>,
     /// The gateway listens on a loopback address (so only loopback `Host` names are its own).
     loopback: bool,
-}
-
-/// Host names of this machine's loopback interface, as a `Host` or `Origin` may give them.
-const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
-
-/// Why a request may come from a web page that DNS rebinding made same-origin with the
-/// gateway, if it may (the MCP transport asks servers to check `Origin`): on a loopback
-/// listener a `Host` that is not a loopback name; an `Origin` (browsers send one) whose host is
-/// neither a loopback name nor the `Host`'s; two of either. Clients other than browsers send
-/// no `Origin`.
-fn foreign_page(headers: &HeaderMap, loopback: bool) -> Option<&'static str> {
-    let one = |name| zt_listener::header_once(headers, name);
-    let host_of = |text: &str| {
-        text.parse::<Uri>()
-            .ok()
-            .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
-    };
-    let Ok(host) = one(header::HOST) else {
-        return Some("more than one Host");
-    };
-    let host = host.and_then(|h| host_of(&format!("http://{h}")));
-    let is_loopback = |h: &str| LOOPBACK_HOSTS.contains(&h);
-    if loopback && !host.as_deref().is_some_and(is_loopback) {
-        return Some("a Host that is not this machine's loopback");
-    }
-    match one(header::ORIGIN) {
-        Err(_) => Some("more than one Origin"),
-        Ok(None) => None,
-        Ok(Some(origin)) => match host_of(origin) {
-            Some(from) if is_loopback(&from) || Some(&from) == host.as_ref() => None,
-            _ => Some("an Origin of another host"),
-        },
-    }
+    allowed_origins: AllowedOrigins,
+    upstream_timeout: Duration,
+    relay_idle_timeout: Duration,
 }
 
 /// The upstream MCP endpoint: an `http://` URL with a host.
@@ -98,14 +105,14 @@ fn parse_upstream(url: &str) -> Result<(String, String), GatewayError> {
 }
 
 /// Serves the MCP endpoint of `upstream` (e.g. `http://127.0.0.1:3001/mcp`) on `listener`, at
-/// the same path, deciding every tool call with `gate`, under `limits` (connections, header and
-/// body time; see [`zt_listener`]). Past the connection cap a request gets a 503 with a
-/// JSON-RPC error. Runs until dropped; fails only for an unusable `upstream`.
+/// the same path, deciding every tool call with `gate`, under `options`. Past the connection
+/// cap a request gets a 503 with a JSON-RPC error. Runs until dropped; fails only for an
+/// unusable `upstream`.
 pub async fn serve_http(
     gate: Gate,
     listener: TcpListener,
     upstream: &str,
-    limits: Limits,
+    options: HttpOptions,
 ) -> Result<(), GatewayError> {
     let (origin, path) = parse_upstream(upstream)?;
     let loopback = listener
@@ -123,6 +130,9 @@ pub async fn serve_http(
         client,
         posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
         loopback,
+        allowed_origins: options.allowed_origins,
+        upstream_timeout: options.upstream_timeout,
+        relay_idle_timeout: options.relay_idle_timeout,
     });
     let apps = zt_listener::Apps {
         regular: axum::Router::new().fallback(handle).with_state(relay),
@@ -136,7 +146,7 @@ pub async fn serve_http(
         listener,
         zt_listener::PLAIN_HTTP,
         apps,
-        limits,
+        options.limits,
         None,
         forever,
     )
@@ -152,7 +162,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         );
     }
     let (parts, body) = request.into_parts();
-    if let Some(why) = foreign_page(&parts.headers, relay.loopback) {
+    if let Some(why) = foreign_page(&parts.headers, relay.loopback, &relay.allowed_origins) {
         let refused = upstream_failure(&format!("refused: {why} (a web page of another host)"));
         return json(StatusCode::FORBIDDEN, refused);
     }
@@ -162,7 +172,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             let refused = upstream_failure("content-type must be application/json (utf-8), once");
             return json(StatusCode::UNSUPPORTED_MEDIA_TYPE, refused);
         }
-        let Ok(_permit) = relay.posts.clone().try_acquire_owned() else {
+        let Ok(permit) = relay.posts.clone().try_acquire_owned() else {
             let busy = upstream_failure("gateway busy: too many requests in flight");
             return json(StatusCode::SERVICE_UNAVAILABLE, busy);
         };
@@ -193,6 +203,8 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             // A notification that is not relayed: accepted, as the transport answers any.
             Inbound::Refuse(None) => return empty(StatusCode::ACCEPTED),
         }
+        // Decided: the parsed message is gone; the relay holds only the body's bytes.
+        drop(permit);
         Body::from(bytes)
     } else {
         body
@@ -215,13 +227,25 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
     parts.version = axum::http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
-    match relay.client.request(Request::from_parts(parts, body)).await {
-        Ok(response) => {
+    let answering = relay.client.request(Request::from_parts(parts, body));
+    match tokio::time::timeout(relay.upstream_timeout, answering).await {
+        Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            let body = TimeoutBody::new(relay.relay_idle_timeout, body);
             Response::from_parts(parts, Body::new(body))
         }
-        Err(error) => {
+        Err(_) => {
+            let waited = relay.upstream_timeout.as_secs();
+            tracing::warn!(waited, "upstream MCP server did not answer in time");
+            json(
+                StatusCode::GATEWAY_TIMEOUT,
+                upstream_failure(&format!(
+                    "upstream MCP server did not start answering within {waited} s"
+                )),
+            )
+        }
+        Ok(Err(error)) => {
             tracing::warn!(%error, "upstream MCP server unreachable");
             json(
                 StatusCode::BAD_GATEWAY,
@@ -274,64 +298,5 @@ mod tests {
         for bad in ["https://x/mcp", "/mcp", "ftp://x", "not a url"] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
         }
-    }
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn pages_of_other_hosts_are_told_apart_from_clients() {
-        let on_loopback = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), true);
-        // Clients other than browsers, and a browser page served from this machine.
-        assert_eq!(on_loopback(&[("host", "127.0.0.1:8080")]), None);
-        assert_eq!(on_loopback(&[("host", "[::1]:8080")]), None);
-        assert_eq!(
-            on_loopback(&[
-                ("host", "localhost:8080"),
-                ("origin", "http://localhost:6274")
-            ]),
-            None
-        );
-        // DNS rebinding: the page's own host name, in Host or in Origin.
-        for refused in [
-            &[("host", "evil.example:8080")][..],
-            &[
-                ("host", "127.0.0.1:8080"),
-                ("origin", "http://evil.example:8080"),
-            ],
-            &[("host", "127.0.0.1:8080"), ("origin", "null")],
-            &[("host", "127.0.0.1"), ("host", "evil.example")],
-            &[
-                ("host", "127.0.0.1"),
-                ("origin", "http://localhost"),
-                ("origin", "http://evil.example"),
-            ],
-            &[],
-        ] {
-            assert!(on_loopback(refused).is_some(), "{refused:?}");
-        }
-        // Listening elsewhere: a page of the gateway's own host is its own.
-        let elsewhere = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), false);
-        assert_eq!(
-            elsewhere(&[
-                ("host", "mcp.example.com"),
-                ("origin", "https://mcp.example.com")
-            ]),
-            None
-        );
-        assert_eq!(elsewhere(&[("host", "mcp.example.com")]), None);
-        assert!(elsewhere(&[
-            ("host", "mcp.example.com"),
-            ("origin", "https://evil.example")
-        ])
-        .is_some());
     }
 }

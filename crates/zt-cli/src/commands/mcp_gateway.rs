@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use zt_mcp::Gate;
@@ -36,6 +37,25 @@ pub(crate) struct McpGatewayArgs {
     /// Streamable HTTP mode: connections and how long a client may take.
     #[command(flatten)]
     pub listener: crate::listener_args::ListenerArgs,
+    /// Streamable HTTP mode: a web origin (`https://HOST[:PORT]`) whose pages may call the
+    /// gateway, besides this machine's own (loopback) pages; repeat for several. Any other
+    /// page's request (a browser's `Origin`) is refused with 403.
+    #[arg(
+        long = "allow-origin",
+        env = "ZT_MCP_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        requires = "listen"
+    )]
+    pub allow_origins: Vec<String>,
+    /// Streamable HTTP mode: seconds the upstream may take to start answering a request
+    /// (504 beyond); a tool call answered as JSON answers when the tool is done.
+    #[arg(long, env = "ZT_MCP_UPSTREAM_TIMEOUT", value_name = "SECONDS", default_value_t = zt_mcp::UPSTREAM_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "listen")]
+    pub upstream_timeout: u64,
+    /// Streamable HTTP mode: longest pause, in seconds, inside an answer being relayed (two
+    /// events of a stream); past it the connection closes and the client reconnects.
+    #[arg(long, env = "ZT_MCP_RELAY_IDLE_TIMEOUT", value_name = "SECONDS", default_value_t = zt_mcp::RELAY_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "listen")]
+    pub relay_idle_timeout: u64,
     /// Stdio mode: the MCP server to launch and its arguments, after `--`.
     #[arg(
         last = true,
@@ -67,8 +87,20 @@ pub(crate) fn run(args: McpGatewayArgs) -> Exit {
         }
     };
     if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
-        let limits = args.listener.limits();
-        return match runtime.block_on(serve_http(gate, listen, upstream, limits)) {
+        let allowed_origins = match zt_mcp::AllowedOrigins::new(&args.allow_origins) {
+            Ok(origins) => origins,
+            Err(error) => {
+                eprintln!("error: --allow-origin: {error}");
+                return Exit::Usage;
+            }
+        };
+        let options = zt_mcp::HttpOptions {
+            limits: args.listener.limits(),
+            allowed_origins,
+            upstream_timeout: Duration::from_secs(args.upstream_timeout),
+            relay_idle_timeout: Duration::from_secs(args.relay_idle_timeout),
+        };
+        return match runtime.block_on(serve_http(gate, listen, upstream, options)) {
             Ok(()) => Exit::Success,
             Err(error) => {
                 eprintln!("error: {error:#}");
@@ -118,11 +150,11 @@ async fn serve_http(
     gate: Gate,
     listen: SocketAddr,
     upstream: &str,
-    limits: zt_listener::Limits,
+    options: zt_mcp::HttpOptions,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, %upstream, "MCP gateway listening");
-    let serving = zt_mcp::serve_http(gate, listener, upstream, limits);
+    let serving = zt_mcp::serve_http(gate, listener, upstream, options);
     tokio::select! {
         served = serving => Ok(served?),
         _ = tokio::signal::ctrl_c() => Ok(()),

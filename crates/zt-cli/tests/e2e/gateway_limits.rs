@@ -2,7 +2,8 @@
 //! `zt mcp-gateway --listen` and `zt a2a-proxy` over real sockets cap their connections (503
 //! past the cap, as JSON-RPC errors), close a connection whose headers do not arrive in time,
 //! and serve again once the slow clients are gone, and answer a body that trickles in with a
-//! 408. Neither needs its control plane or upstream to refuse these.
+//! 408. Neither needs its control plane or upstream to refuse these. The MCP gateway also
+//! bounds how long it waits for an upstream that stalls.
 
 use crate::common;
 
@@ -158,6 +159,87 @@ fn the_mcp_gateway_caps_connections_and_cuts_off_slow_clients() {
     cap_and_header_timeout(port, "/mcp", 502);
     // A body that trickles in: 408 once the 1 s body timeout passes, never relayed.
     assert_body_timeout(port, "/mcp", "request body not received in time");
+}
+
+/// An MCP server that reads each request's head and then stalls for 30 s: at once for
+/// `GET /mcp?stall=answer`, after one event of an event stream for `GET /mcp?stall=stream`.
+fn stalling_upstream() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                if request_line.contains("stall=stream") {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                    let event = "data: first\n\n";
+                    let chunk = format!("{head}{:x}\r\n{event}\r\n", event.len());
+                    let _ = (&stream).write_all(chunk.as_bytes());
+                }
+                std::thread::sleep(Duration::from_secs(30));
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn the_mcp_gateway_bounds_how_long_it_waits_for_its_upstream() {
+    let upstream = stalling_upstream();
+    let port = free_port();
+    let _gateway = Running::listening(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "s"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &format!("http://127.0.0.1:{upstream}/mcp")])
+            .args(["--upstream-timeout", "1", "--relay-idle-timeout", "1"])
+            .env(
+                "ZT_CONTROL_PLANE_URL",
+                format!("http://127.0.0.1:{}", free_port()),
+            )
+            .env("ZT_ACTOR", "agent")
+            .env("ZT_TOKEN", "zt_agent_unused")
+            .env("ZT_LOG", "warn"),
+        port,
+    );
+    // No answer begun within 1 s: 504, long before the upstream's 30 s stall ends.
+    let started = Instant::now();
+    let (status, _, body) = http_raw(port, "GET", "/mcp?stall=answer", &[], None).unwrap();
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not start answering within 1 s"),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    // A stream that goes quiet: its first event is relayed, then the connection closes.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /mcp?stall=stream HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n\r\n")
+        .unwrap();
+    let mut first = BufReader::new(stream.try_clone().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("data: first") {
+        assert!(
+            first.read_line(&mut seen).unwrap() > 0,
+            "closed before the event: {seen}"
+        );
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        closed_by_peer(&mut stream, Duration::from_secs(15)),
+        "a stalled stream is cut after the idle timeout, not held for the upstream's 30 s"
+    );
 }
 
 #[test]

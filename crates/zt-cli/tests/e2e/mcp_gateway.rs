@@ -168,6 +168,7 @@ fn streamable_http_relays_the_same_way() {
                 "--upstream",
                 &format!("http://127.0.0.1:{upstream_port}/mcp"),
             ])
+            .args(["--allow-origin", "https://app.example"])
             .env("ZT_CONTROL_PLANE_URL", server.url())
             .env("ZT_ACTOR", ACTOR)
             .env("ZT_TOKEN", &token),
@@ -215,6 +216,25 @@ fn streamable_http_relays_the_same_way() {
     .unwrap();
     assert_eq!(status, 403);
     assert_eq!(records(), before, "nothing decided, nothing relayed");
+    // A page of an origin given with --allow-origin is relayed: the server answers the
+    // session-less `ping` itself, whatever it makes of it.
+    let (status, _, body) = common::http_raw(
+        gateway_port,
+        "POST",
+        "/mcp",
+        &[
+            ("origin", "https://app.example"),
+            ("accept", "application/json, text/event-stream"),
+        ],
+        Some(ping),
+    )
+    .unwrap();
+    assert_ne!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        !String::from_utf8_lossy(&body).contains("web page of another host"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 /// What the `everything` scenario must show, whatever the transport.
@@ -543,6 +563,22 @@ fn unreadable_and_oversized_messages_are_answered_and_the_session_goes_on() {
     session.send(&huge);
     let error = session.answer_to(Value::Null);
     assert_eq!(error["error"]["code"], json!(-32600), "{error}");
+    // Within the size limit, but small values whose parsed tree would take over 64 MiB (about
+    // 60 times the message): refused before the tree grows past the bound.
+    let crowded = format!(
+        r#"{{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"x","n":[{}0]}}}}}}"#,
+        "0,".repeat(4 << 20)
+    );
+    session.send(&crowded);
+    let error = session.answer_to(Value::Null);
+    assert_eq!(error["error"]["code"], json!(-32700), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many values"),
+        "{error}"
+    );
 
     session.send(
         r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":"still here"}}}"#,

@@ -1,0 +1,186 @@
+//! Which web pages may call the Streamable HTTP gateway. The MCP transport asks servers to
+//! check `Origin`: with DNS rebinding, a page of any host can make its own name point at the
+//! gateway's address and so become same-origin with it. Browsers send `Origin` on every
+//! `POST`; clients other than browsers send none.
+
+use axum::http::{header, HeaderMap, Uri};
+
+/// Host names of this machine's loopback interface, as a `Host` or `Origin` may give them.
+const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+
+/// The web origins (`scheme://host[:port]`) allowed to call the gateway besides this
+/// machine's own (loopback) pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+/// An `--allow-origin` that is not `http(s)://host[:port]`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid web origin `{0}`: expected http://HOST[:PORT] or https://HOST[:PORT], no path")]
+pub struct InvalidOrigin(pub String);
+
+impl AllowedOrigins {
+    /// The origins `texts` name, each `http(s)://host[:port]`.
+    pub fn new<S: AsRef<str>>(texts: &[S]) -> Result<Self, InvalidOrigin> {
+        let mut origins = Vec::with_capacity(texts.len());
+        for text in texts {
+            let text = text.as_ref();
+            let uri: Uri = text.parse().map_err(|_| InvalidOrigin(text.into()))?;
+            let has_path = uri.path_and_query().is_some_and(|p| p.as_str() != "/");
+            match canonical(&uri) {
+                Some(origin) if !has_path => origins.push(origin),
+                _ => return Err(InvalidOrigin(text.into())),
+            }
+        }
+        Ok(Self(origins))
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        origin
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| canonical(&uri))
+            .is_some_and(|origin| self.0.contains(&origin))
+    }
+}
+
+/// `scheme://host:port`, lower case, with the scheme's default port spelled out, so that two
+/// spellings of one origin compare equal.
+fn canonical(uri: &Uri) -> Option<String> {
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(default_port);
+    Some(format!("{scheme}://{host}:{port}"))
+}
+
+fn host_of(text: &str) -> Option<String> {
+    text.parse::<Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_ascii_lowercase))
+}
+
+fn is_loopback(host: &str) -> bool {
+    LOOPBACK_HOSTS.contains(&host)
+}
+
+/// Why a request may come from a web page that DNS rebinding made same-origin with the
+/// gateway, if it may: on a loopback listener a `Host` that is not a loopback name; an `Origin`
+/// that is neither this machine's (a loopback name) nor one of `allowed`; two of either.
+pub(crate) fn foreign_page(
+    headers: &HeaderMap,
+    loopback: bool,
+    allowed: &AllowedOrigins,
+) -> Option<&'static str> {
+    let one = |name| zt_listener::header_once(headers, name);
+    let Ok(host) = one(header::HOST) else {
+        return Some("more than one Host");
+    };
+    if loopback {
+        let host = host.and_then(|h| host_of(&format!("http://{h}")));
+        if !host.as_deref().is_some_and(is_loopback) {
+            return Some("a Host that is not this machine's loopback");
+        }
+    }
+    match one(header::ORIGIN) {
+        Err(_) => Some("more than one Origin"),
+        Ok(None) => None,
+        Ok(Some(origin)) if host_of(origin).is_some_and(|h| is_loopback(&h)) => None,
+        Ok(Some(origin)) if allowed.allows(origin) => None,
+        Ok(Some(_)) => Some("an Origin that is not allowed (see --allow-origin)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn pages_of_other_hosts_are_told_apart_from_clients() {
+        let none = AllowedOrigins::default();
+        let on_loopback = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), true, &none);
+        // Clients other than browsers, and a browser page served from this machine.
+        assert_eq!(on_loopback(&[("host", "127.0.0.1:8080")]), None);
+        assert_eq!(on_loopback(&[("host", "[::1]:8080")]), None);
+        assert_eq!(
+            on_loopback(&[
+                ("host", "localhost:8080"),
+                ("origin", "http://localhost:6274")
+            ]),
+            None
+        );
+        // DNS rebinding: the page's own host name, in Host or in Origin.
+        for refused in [
+            &[("host", "evil.example:8080")][..],
+            &[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example:8080"),
+            ],
+            &[("host", "127.0.0.1:8080"), ("origin", "null")],
+            &[("host", "127.0.0.1"), ("host", "evil.example")],
+            &[
+                ("host", "127.0.0.1"),
+                ("origin", "http://localhost"),
+                ("origin", "http://evil.example"),
+            ],
+            &[],
+        ] {
+            assert!(on_loopback(refused).is_some(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn listening_elsewhere_only_listed_pages_may_call() {
+        let allowed = AllowedOrigins::new(&["https://App.Example.com"]).unwrap();
+        let elsewhere = |pairs: &[(&str, &str)]| foreign_page(&headers(pairs), false, &allowed);
+        // A client that is not a browser, under any name of the gateway's address.
+        assert_eq!(elsewhere(&[("host", "mcp.example.com")]), None);
+        assert_eq!(elsewhere(&[("host", "10.0.0.7:8080")]), None);
+        // A listed page, spelled with or without its default port.
+        for origin in ["https://app.example.com", "https://app.example.com:443"] {
+            let pairs = [("host", "mcp.example.com"), ("origin", origin)];
+            assert_eq!(elsewhere(&pairs), None, "{origin}");
+        }
+        // DNS rebinding: the page's host names the gateway's address, so Host and Origin
+        // agree; it was let through when the gateway trusted an Origin equal to its Host.
+        for (host, origin) in [
+            ("evil.example:8080", "http://evil.example:8080"),
+            ("mcp.example.com", "https://mcp.example.com"),
+            ("mcp.example.com", "http://app.example.com"),
+            ("mcp.example.com", "https://app.example.com:8443"),
+            ("mcp.example.com", "null"),
+        ] {
+            let pairs = [("host", host), ("origin", origin)];
+            assert!(elsewhere(&pairs).is_some(), "{origin} at {host}");
+        }
+    }
+
+    #[test]
+    fn an_allowed_origin_is_a_scheme_and_a_host() {
+        assert!(AllowedOrigins::new(&["http://localhost:6274", "https://a.example"]).is_ok());
+        for bad in [
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://app.example.com/mcp",
+            "https://",
+            "null",
+        ] {
+            assert!(AllowedOrigins::new(&[bad]).is_err(), "{bad}");
+        }
+    }
+}

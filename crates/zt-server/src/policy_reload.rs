@@ -15,7 +15,7 @@ use zt_contract::{AdminAction, RecordDraft};
 use zt_ledger::Ledger;
 use zt_policy::PolicyEngine;
 
-use crate::policy_store::PolicyStore;
+use crate::policy_store::{FileAtStart, PolicyStore, PolicyStoreError};
 
 /// Who reloads, in the audit record.
 const RELOADER: &str = "policy-file";
@@ -83,4 +83,35 @@ pub(crate) async fn reload(reloader: &Reloader, path: &std::path::Path, why: &st
                 .set_file_error(Some(format!("the reload could not be saved: {e}")));
         }
     }
+}
+
+/// Records that the `--policy` file given at start replaces the policy stored before it, then
+/// stores it; the server does not start if either fails (the stored policy then stays).
+pub(crate) async fn record_file_at_start(
+    policy: &PolicyStore,
+    ledger: &Ledger,
+    at_start: FileAtStart,
+) -> Result<(), String> {
+    let version = policy.current().version().to_string();
+    let record = RecordDraft::admin(
+        RELOADER,
+        true,
+        AdminAction::PoliciesReload,
+        at_start.path.display().to_string(),
+        format!(
+            "policy file loaded at start, replacing `{}`",
+            at_start.replaced
+        ),
+    )
+    .with_policy_version(Some(version.clone()));
+    ledger
+        .append(record)
+        .await
+        .map_err(|e| format!("its audit record could not be written: {e}"))?;
+    policy
+        .store_file_at_start()
+        .await
+        .map_err(|e: PolicyStoreError| format!("it could not be stored: {e}"))?;
+    tracing::info!(%version, replaced = %at_start.replaced, "policy file loaded at start, replacing the stored policy");
+    Ok(())
 }

@@ -62,6 +62,17 @@ impl PolicyFile {
     }
 }
 
+/// A `--policy` file that replaces, at start, a different policy stored before: the log
+/// records the replacement before the file is stored (a restart with another file is a
+/// policy change like any other).
+#[derive(Debug)]
+pub(crate) struct FileAtStart {
+    /// The file.
+    pub path: PathBuf,
+    /// The version of the stored policy it replaces.
+    pub replaced: String,
+}
+
 /// The engine in force and the document version it came from.
 struct Active {
     engine: Arc<PolicyEngine>,
@@ -89,20 +100,37 @@ impl std::fmt::Debug for PolicyStore {
 impl PolicyStore {
     /// Loads the active policy. `startup_file` (read with [`PolicyFile::read`]), when given,
     /// replaces whatever was active (the operator asked for it; on a shared store, for every
-    /// replica); otherwise the `policy` document (a shared store without one is seeded from
-    /// `DATA_DIR/policy.cedar`), else a reference-format `DATA_DIR/policy.json` left by an
-    /// earlier version, else the shipped default.
+    /// replica): where it differs from a stored policy, it is in force here at once but
+    /// stored only by [`PolicyStore::store_file_at_start`], after the audit record the
+    /// returned [`FileAtStart`] asks for. Otherwise the `policy` document (a shared store
+    /// without one is seeded from `DATA_DIR/policy.cedar`), else a reference-format
+    /// `DATA_DIR/policy.json` left by an earlier version, else the shipped default.
     pub(crate) fn load(
         docs: Arc<Documents>,
         data_dir: &Path,
         startup_file: Option<PolicyFile>,
-    ) -> Result<Self, PolicyStoreError> {
+    ) -> Result<(Self, Option<FileAtStart>), PolicyStoreError> {
         let source_file = startup_file.as_ref().map(|f| f.path.clone());
+        let mut at_start = None;
         let (engine, version) = match startup_file {
-            Some(file) => {
-                let version = overwrite(&docs, file.engine.source())?;
-                (file.engine, version)
-            }
+            Some(file) => match docs.load(DocName::Policy)? {
+                Some(doc) if doc.body == file.engine.source() => (file.engine, doc.version),
+                Some(doc) => {
+                    let replaced = PolicyEngine::from_cedar(&doc.body).map_or_else(
+                        |_| "an invalid stored policy".into(),
+                        |e| e.version().into(),
+                    );
+                    at_start = Some(FileAtStart {
+                        path: file.path,
+                        replaced,
+                    });
+                    (file.engine, doc.version)
+                }
+                None => {
+                    let version = overwrite(&docs, file.engine.source())?;
+                    (file.engine, version)
+                }
+            },
             None => match docs.load_or_seed(DocName::Policy, data_dir)? {
                 Some(doc) => (PolicyEngine::from_cedar(&doc.body)?, doc.version),
                 None => {
@@ -119,7 +147,7 @@ impl PolicyStore {
                 }
             },
         };
-        Ok(Self {
+        let store = Self {
             docs,
             source_file,
             active: RwLock::new(Active {
@@ -127,7 +155,14 @@ impl PolicyStore {
                 version: Some(version),
             }),
             file_error: Mutex::new(None),
-        })
+        };
+        Ok((store, at_start))
+    }
+
+    /// Stores the `--policy` file in force over the policy stored before this start, once
+    /// [`FileAtStart`]'s record is in the log.
+    pub(crate) async fn store_file_at_start(&self) -> Result<(), PolicyStoreError> {
+        self.activate(self.current()).await
     }
 
     /// The policy in force now.

@@ -83,6 +83,9 @@ pub enum ServerError {
     /// The unauthenticated state marks could not be read.
     #[error(transparent)]
     Marks(#[from] crate::unauthenticated_state::MarksError),
+    /// The `--policy` file could not replace the stored policy.
+    #[error("the --policy file cannot replace the stored policy: {0}")]
+    PolicyAtStart(String),
     /// Accepting the unauthenticated state failed.
     #[error("accepting the unauthenticated state failed: {0}")]
     AcceptUnauthenticated(String),
@@ -118,6 +121,9 @@ pub(crate) struct Started {
     /// The record of a custody key rotation (since the log's newest record; on a replica of a
     /// shared store, from its outgoing key), which [`serve`] writes before anything else.
     pub(crate) rotation: Option<crate::key_rotation::Rotation>,
+    /// A `--policy` file that replaces a different stored policy, which [`serve`] records and
+    /// then stores, after the rotation's record.
+    pub(crate) policy_at_start: Option<crate::policy_store::FileAtStart>,
 }
 
 impl std::fmt::Debug for Started {
@@ -233,10 +239,11 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     let docs = Arc::new(Documents::open(config.store_url.as_deref(), &data_dir)?);
     let proposals = Arc::new(Proposals::load(docs.clone(), &data_dir)?);
     let receipts = crate::receipts::ReceiptBook::new(&ledger);
+    let (policy, policy_at_start) = PolicyStore::load(docs.clone(), &data_dir, policy_file)?;
     let state: SharedState = Arc::new(AppState {
         receipts,
         ledger,
-        policy: Arc::new(PolicyStore::load(docs.clone(), &data_dir, policy_file)?),
+        policy: Arc::new(policy),
         registry: Arc::new(Registry::load(docs.clone(), &data_dir)?),
         docs,
         metrics,
@@ -280,6 +287,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         lock,
         accepted,
         rotation,
+        policy_at_start,
     })
 }
 
@@ -300,6 +308,7 @@ pub async fn serve(
         lock,
         accepted,
         rotation,
+        policy_at_start,
     } = start(&config)?;
     if let Some(rotation) = rotation {
         let appended = match state.ledger.append(rotation.draft.clone()).await {
@@ -319,6 +328,16 @@ pub async fn serve(
     // The retiring local key has endorsed the rotation, or has nothing left to endorse.
     if let Err(e) = zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir) {
         tracing::error!(error = %e, "the retired audit key could not be destroyed; delete the file by hand");
+    }
+    if let Some(at_start) = policy_at_start {
+        let recorded =
+            crate::policy_reload::record_file_at_start(&state.policy, &state.ledger, at_start)
+                .await;
+        if let Err(e) = recorded {
+            drop(state);
+            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+            return Err(ServerError::PolicyAtStart(e));
+        }
     }
     if !accepted.is_empty() {
         if let Err(e) = accept(&state, &accepted).await {

@@ -302,6 +302,65 @@ fn sighup_reloads_a_valid_policy_file_and_keeps_the_old_one_on_error() {
 }
 
 #[test]
+fn a_policy_file_that_replaces_the_stored_policy_at_start_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.cedar");
+    let allow = |action: &str| {
+        format!("@id(\"p\")\n@reason(\"ok\")\npermit(principal, action == Action::\"{action}\", resource);\n")
+    };
+    let reloads = |server: &Server| -> Vec<Value> {
+        server
+            .records()
+            .iter()
+            .map(|l| parse(l))
+            .filter(|r| r["action"] == "zt.admin.policies.reload")
+            .collect()
+    };
+    let with_file = || Server::start(&data, &["--policy", policy.to_str().unwrap()]);
+
+    std::fs::write(&policy, allow("one.read")).unwrap();
+    let first = with_file();
+    first.json("POST", "/agents", Some(json!({"actor": "a"})));
+    assert_eq!(first.decide("a", "one.read", "").0, 200);
+    let first_version = parse(first.records().last().unwrap())["policy_version"].clone();
+    assert!(
+        reloads(&first).is_empty(),
+        "a first policy replaces nothing"
+    );
+    drop(first);
+
+    // Restarted with another file: the replacement is a policy change, in the log before the
+    // new policy decides anything.
+    std::fs::write(&policy, allow("two.read")).unwrap();
+    let second = with_file();
+    let recorded = reloads(&second);
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let reason = recorded[0]["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "policy file loaded at start, replacing `{}`",
+            first_version.as_str().unwrap()
+        )
+    );
+    assert_eq!(second.decide("a", "two.read", "").0, 200);
+    assert_eq!(second.decide("a", "one.read", "").0, 403);
+    let decided = parse(second.records().last().unwrap());
+    assert_eq!(decided["policy_version"], recorded[0]["policy_version"]);
+    assert_ne!(decided["policy_version"], first_version);
+    drop(second);
+
+    // The same file again replaces nothing; without a file, the stored policy is the file's.
+    let third = with_file();
+    assert_eq!(reloads(&third).len(), 1);
+    drop(third);
+    let fourth = Server::start(&data, &[]);
+    assert_eq!(fourth.decide("a", "two.read", "").0, 200);
+    assert_eq!(reloads(&fourth).len(), 1);
+}
+
+#[test]
 fn authzen_evaluations_use_the_same_decision_path_and_log() {
     let dir = two_admin_dir();
     let server = Server::start_with_auth(dir.path(), "credentials", &["--single-admin"]);

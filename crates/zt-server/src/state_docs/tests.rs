@@ -277,7 +277,7 @@ async fn an_invalid_stored_policy_is_never_activated() {
     };
     let dir = tempfile::tempdir().unwrap();
     let docs = Arc::new(on_postgres(&schema));
-    let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
+    let store = PolicyStore::load(docs.clone(), dir.path(), None).unwrap().0;
     let before = store.current().version().to_string();
     let v = store.version();
     let bad = docs.save(DocName::Policy, "permit(principal,", v).unwrap();
@@ -307,7 +307,7 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
     let open = || Arc::new(on_postgres(&schema));
     let docs = open();
     let registry = Registry::load(docs.clone(), dir.path()).unwrap();
-    let policy = PolicyStore::load(docs.clone(), dir.path(), None).unwrap();
+    let policy = PolicyStore::load(docs.clone(), dir.path(), None).unwrap().0;
     for (actor, unauthenticated) in [("vetted", false), ("anonymous", true)] {
         let entry = AgentEntry {
             actor: actor.into(),
@@ -323,7 +323,9 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
 
     let other = open();
     let other_registry = Registry::load(other.clone(), dir.path()).unwrap();
-    let other_policy = PolicyStore::load(other.clone(), dir.path(), None).unwrap();
+    let other_policy = PolicyStore::load(other.clone(), dir.path(), None)
+        .unwrap()
+        .0;
     let found =
         UnauthenticatedState::find(&other, dir.path(), &other_registry, &other_policy).unwrap();
     assert_eq!(
@@ -353,8 +355,12 @@ async fn a_reviewed_policy_never_replaces_one_another_replica_activated_meanwhil
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let here = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None).unwrap();
-    let there = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None).unwrap();
+    let here = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None)
+        .unwrap()
+        .0;
+    let there = PolicyStore::load(Arc::new(on_postgres(&schema)), dir.path(), None)
+        .unwrap()
+        .0;
     let base = here.current().version().to_string();
     assert_eq!(there.current().version(), base);
     let cedar = |id: &str| {

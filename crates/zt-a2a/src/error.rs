@@ -26,6 +26,8 @@ pub(crate) enum ProxyError {
     CardUnavailable,
     #[error("content-type must be application/json (utf-8), once")]
     UnsupportedContentType,
+    #[error("refused: {0} (a web page of another host)")]
+    ForeignPage(&'static str),
     #[error("invalid JSON: {0}")]
     Parse(String),
     #[error("batch requests are not supported")]
@@ -53,6 +55,7 @@ impl ProxyError {
             ProxyError::NoInterface(_) => (StatusCode::NOT_FOUND, -32600),
             ProxyError::CardUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UnsupportedContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, -32600),
+            ProxyError::ForeignPage(_) => (StatusCode::FORBIDDEN, -32600),
             ProxyError::Parse(_) => (StatusCode::BAD_REQUEST, -32700),
             ProxyError::Batch => (StatusCode::BAD_REQUEST, -32600),
             ProxyError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, -32600),

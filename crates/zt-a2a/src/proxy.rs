@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use zt_contract::names::ResourceName;
 use zt_contract::{Decision, DecisionRequest};
-use zt_listener::{BodyTimeout, Limits};
+use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::error::{plain_error, ProxyError, RpcRefusal};
 use crate::limits::MAX_REQUEST_BYTES;
@@ -36,14 +36,17 @@ pub fn router(config: ProxyConfig) -> Router {
 }
 
 /// Serves the proxy on `listener` until `shutdown` completes, under `limits` (connections,
-/// header and body time; see [`zt_listener`]). Past the connection cap, a call gets a 503
+/// header and body time; see [`zt_listener`]), taking calls from web pages of `allowed_origins`
+/// besides this machine's own (see [`PageGuard`]). Past the connection cap, a call gets a 503
 /// JSON-RPC error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: ProxyConfig,
+    mut config: ProxyConfig,
     limits: Limits,
+    allowed_origins: AllowedOrigins,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    config.pages = PageGuard::new(listener.local_addr()?, allowed_origins);
     let apps = zt_listener::Apps {
         regular: router(config),
         overflow: Router::new().fallback(|| async {
@@ -96,6 +99,10 @@ async fn decide_and_forward(
     request: Request,
 ) -> Result<Response, RpcRefusal> {
     let (parts, body) = request.into_parts();
+    // The proxy calls with the agent's credential: a page must not borrow it.
+    if let Some(why) = config.pages.refusal(&parts.headers) {
+        return Err(ProxyError::ForeignPage(why).into());
+    }
     let agent_path = match config
         .interface_paths
         .resolve(&config.upstream, parts.uri.path())

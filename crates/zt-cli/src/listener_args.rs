@@ -1,5 +1,6 @@
-//! The connection limits of every command that listens (`zt serve`, `zt mcp-gateway --listen`,
-//! `zt a2a-proxy`): one set of flags for the one listener (crate `zt-listener`).
+//! The connection limits and allowed web pages of every command that listens (`zt serve`,
+//! `zt mcp-gateway --listen`, `zt a2a-proxy`): one set of flags for the one listener (crate
+//! `zt-listener`).
 
 use std::time::Duration;
 
@@ -20,9 +21,27 @@ pub(crate) struct ListenerArgs {
     /// Seconds a client may take to send a request's body once its headers are in (408).
     #[arg(long, env = "ZT_BODY_TIMEOUT", value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub body_timeout: u64,
+    /// A web origin (`https://HOST[:PORT]`) whose pages may send requests, besides this
+    /// machine's own (loopback) pages; repeat, or separate with commas. A browser's request
+    /// from any other page (its `Origin`), or to a loopback listener under a `Host` that is not
+    /// a loopback name, is refused with 403: DNS rebinding makes any page same-origin.
+    #[arg(
+        long = "allow-origin",
+        env = "ZT_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allow_origins: Vec<String>,
 }
 
 impl ListenerArgs {
+    /// The web origins `--allow-origin` names.
+    pub(crate) fn allowed_origins(
+        &self,
+    ) -> Result<zt_listener::AllowedOrigins, zt_listener::InvalidOrigin> {
+        zt_listener::AllowedOrigins::new(&self.allow_origins)
+    }
+
     /// The limits these flags give.
     pub(crate) fn limits(&self) -> zt_listener::Limits {
         zt_listener::Limits {

@@ -16,6 +16,9 @@
 //!   503 to anything else); past those, one accepted connection waits for a place and the
 //!   others wait in the kernel's backlog.
 //!
+//! Web pages: [`PageGuard`] says whether a request may come from a web page of another host
+//! (DNS rebinding); each service refuses those in its own format.
+//!
 //! Counts: a service that shows metrics passes [`ConnectionGauges`] and reads them at any time
 //! (open connections, the cap in force, connections accepted past it).
 //!
@@ -42,6 +45,9 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+mod origin;
+pub use origin::{AllowedOrigins, InvalidOrigin, PageGuard};
 
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

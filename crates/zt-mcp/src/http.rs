@@ -18,11 +18,10 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutBody;
-use zt_listener::{BodyTimeout, Limits};
+use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
-use crate::origin::{foreign_page, AllowedOrigins};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::GatewayError;
 
@@ -86,9 +85,8 @@ struct Relay {
     path: String,
     client: Client<HttpConnector, Body>,
     posts: Arc<Semaphore>,
-    /// The gateway listens on a loopback address (so only loopback `Host` names are its own).
-    loopback: bool,
-    allowed_origins: AllowedOrigins,
+    /// Which web pages may call (DNS rebinding).
+    pages: PageGuard,
     upstream_timeout: Duration,
     relay_idle_timeout: Duration,
 }
@@ -115,11 +113,7 @@ pub async fn serve_http(
     options: HttpOptions,
 ) -> Result<(), GatewayError> {
     let (origin, path) = parse_upstream(upstream)?;
-    let loopback = listener
-        .local_addr()
-        .map_err(GatewayError::Listener)?
-        .ip()
-        .is_loopback();
+    let local = listener.local_addr().map_err(GatewayError::Listener)?;
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
     let client = Client::builder(TokioExecutor::new()).build(connector);
@@ -129,8 +123,7 @@ pub async fn serve_http(
         path,
         client,
         posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
-        loopback,
-        allowed_origins: options.allowed_origins,
+        pages: PageGuard::new(local, options.allowed_origins),
         upstream_timeout: options.upstream_timeout,
         relay_idle_timeout: options.relay_idle_timeout,
     });
@@ -162,7 +155,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         );
     }
     let (parts, body) = request.into_parts();
-    if let Some(why) = foreign_page(&parts.headers, relay.loopback, &relay.allowed_origins) {
+    if let Some(why) = relay.pages.refusal(&parts.headers) {
         let refused = upstream_failure(&format!("refused: {why} (a web page of another host)"));
         return json(StatusCode::FORBIDDEN, refused);
     }

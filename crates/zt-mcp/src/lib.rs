@@ -11,7 +11,6 @@ mod gate;
 mod http;
 mod intercept;
 mod lines;
-mod origin;
 mod resource;
 mod stdio;
 
@@ -20,7 +19,6 @@ pub use http::{
     serve_http, HttpOptions, MAX_POSTS_IN_FLIGHT, RELAY_IDLE_TIMEOUT, UPSTREAM_CONNECT_TIMEOUT,
     UPSTREAM_TIMEOUT,
 };
-pub use origin::{AllowedOrigins, InvalidOrigin};
 pub use resource::{resource_of, RESOURCE_ARGUMENTS};
 pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};
 

@@ -58,6 +58,9 @@ pub struct ServerConfig {
     pub refused_admin_rate: RateLimit,
     /// Connection limits and timeouts of the listener.
     pub connections: zt_listener::Limits,
+    /// Web origins whose pages may send requests besides this machine's own (see
+    /// [`zt_listener::PageGuard`]).
+    pub allowed_origins: zt_listener::AllowedOrigins,
     /// A proposer may approve their own policy change (recorded as such). Always true under
     /// `--auth none`, where admins are not told apart.
     pub single_admin: bool,
@@ -182,6 +185,7 @@ impl ServerConfig {
             replay_memory: DEFAULT_REPLAY_MEMORY,
             refused_admin_rate: default_refused_admin_rate(),
             connections: zt_listener::Limits::default(),
+            allowed_origins: zt_listener::AllowedOrigins::default(),
             single_admin: false,
             tls: None,
             workload: WorkloadIdentityConfig::default(),

@@ -98,6 +98,9 @@ pub enum ApiError {
     /// The replay guard keeps as many ids as its memory budget allows.
     #[error("too many request ids in use; retry later")]
     ReplayMemoryFull,
+    /// A request that may come from a web page of another host (DNS rebinding).
+    #[error("refused: {0} (a web page of another host)")]
+    ForeignPage(&'static str),
     /// A connection over the connection cap asked for more than `/health`.
     #[error("too many connections; retry later")]
     TooManyConnections,
@@ -136,7 +139,7 @@ impl ApiError {
             | ApiError::TooManyProposals
             | ApiError::AgentExists { .. } => StatusCode::CONFLICT,
             ApiError::SelfApproval => StatusCode::FORBIDDEN,
-            ApiError::AgentOnAdminRoute(_) => StatusCode::FORBIDDEN,
+            ApiError::AgentOnAdminRoute(_) | ApiError::ForeignPage(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -172,6 +175,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => Some(RejectionCause::BodyTimeout),
             ApiError::ReplayMemoryFull => Some(RejectionCause::ReplayMemoryFull),
             ApiError::TooManyConnections => Some(RejectionCause::TooManyConnections),
+            ApiError::ForeignPage(_) => Some(RejectionCause::ForeignPage),
             // Audited one by one, or not the caller's doing.
             ApiError::AgentOnAdminRoute(_)
             | ApiError::AgentNotFound(_)

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use zt_contract::RecordDraft;
 
 /// How many causes there are.
-const CAUSES: usize = 11;
+const CAUSES: usize = 12;
 
 /// Why a request was refused before a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,6 +38,8 @@ pub enum RejectionCause {
     ReplayMemoryFull,
     /// A connection over `--max-connections` asked for more than `/health`.
     TooManyConnections,
+    /// A request that may come from a web page of another host.
+    ForeignPage,
 }
 
 impl RejectionCause {
@@ -54,6 +56,7 @@ impl RejectionCause {
         RejectionCause::BodyTimeout,
         RejectionCause::ReplayMemoryFull,
         RejectionCause::TooManyConnections,
+        RejectionCause::ForeignPage,
     ];
 
     /// The label in metrics and summary records.
@@ -70,6 +73,7 @@ impl RejectionCause {
             RejectionCause::BodyTimeout => "body_timeout",
             RejectionCause::ReplayMemoryFull => "replay_memory_full",
             RejectionCause::TooManyConnections => "too_many_connections",
+            RejectionCause::ForeignPage => "foreign_page",
         }
     }
 
@@ -86,6 +90,7 @@ impl RejectionCause {
             RejectionCause::BodyTimeout => 8,
             RejectionCause::ReplayMemoryFull => 9,
             RejectionCause::TooManyConnections => 10,
+            RejectionCause::ForeignPage => 11,
         }
     }
 }

@@ -354,7 +354,8 @@ pub async fn serve(
     }
 
     let tasks = Tasks::spawn(&state, &config);
-    let app = router(state.clone());
+    let pages = zt_listener::PageGuard::new(addr, config.allowed_origins.clone());
+    let app = router(state.clone(), pages);
     let draining = state.draining.clone();
     let shutdown = async move {
         shutdown.await;

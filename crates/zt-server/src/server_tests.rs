@@ -51,7 +51,7 @@ async fn errors_are_json_with_the_mapped_status() {
         dir.path().to_path_buf(),
     ))
     .unwrap();
-    let app = router(started.state.clone());
+    let app = router(started.state.clone(), zt_listener::PageGuard::default());
 
     // (method, path, body, expected status, text the error must contain)
     type Case = (
@@ -154,7 +154,7 @@ async fn a_decision_is_committed_before_it_is_answered() {
         dir.path().to_path_buf(),
     ))
     .unwrap();
-    let app = router(started.state.clone());
+    let app = router(started.state.clone(), zt_listener::PageGuard::default());
     let (status, _, _) = call(
         &app,
         "POST",

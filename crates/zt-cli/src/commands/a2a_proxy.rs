@@ -26,7 +26,7 @@ pub(crate) struct A2aProxyArgs {
     /// The control plane, the agent, its token, the decision timeout and TLS.
     #[command(flatten)]
     pub enforcement: crate::connection::EnforcementArgs,
-    /// Connections and how long a client may take.
+    /// Connections, how long a client may take, and which web pages may call.
     #[command(flatten)]
     pub listener: crate::listener_args::ListenerArgs,
 }
@@ -38,6 +38,13 @@ pub(crate) fn run(args: A2aProxyArgs) -> Exit {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    let allowed_origins = match args.listener.allowed_origins() {
+        Ok(origins) => origins,
+        Err(e) => {
+            eprintln!("error: --allow-origin: {e}");
             return Exit::Usage;
         }
     };
@@ -66,7 +73,8 @@ pub(crate) fn run(args: A2aProxyArgs) -> Exit {
             "a2a proxy ready"
         );
         let shutdown = crate::commands::serve::shutdown_signal();
-        match zt_a2a::serve(listener, config, args.listener.limits(), shutdown).await {
+        let limits = args.listener.limits();
+        match zt_a2a::serve(listener, config, limits, allowed_origins, shutdown).await {
             Ok(()) => Exit::Success,
             Err(e) => {
                 eprintln!("error: {e}");

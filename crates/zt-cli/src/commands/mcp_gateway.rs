@@ -34,20 +34,10 @@ pub(crate) struct McpGatewayArgs {
     /// Streamable HTTP mode: the MCP server's endpoint, `http://HOST:PORT/PATH`.
     #[arg(long, env = "ZT_MCP_UPSTREAM", requires = "listen")]
     pub upstream: Option<String>,
-    /// Streamable HTTP mode: connections and how long a client may take.
+    /// Streamable HTTP mode: connections, how long a client may take, and which web pages
+    /// may call.
     #[command(flatten)]
     pub listener: crate::listener_args::ListenerArgs,
-    /// Streamable HTTP mode: a web origin (`https://HOST[:PORT]`) whose pages may call the
-    /// gateway, besides this machine's own (loopback) pages; repeat for several. Any other
-    /// page's request (a browser's `Origin`) is refused with 403.
-    #[arg(
-        long = "allow-origin",
-        env = "ZT_MCP_ALLOW_ORIGINS",
-        value_delimiter = ',',
-        value_name = "ORIGIN",
-        requires = "listen"
-    )]
-    pub allow_origins: Vec<String>,
     /// Streamable HTTP mode: seconds the upstream may take to start answering a request
     /// (504 beyond); a tool call answered as JSON answers when the tool is done.
     #[arg(long, env = "ZT_MCP_UPSTREAM_TIMEOUT", value_name = "SECONDS", default_value_t = zt_mcp::UPSTREAM_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400), requires = "listen")]
@@ -87,7 +77,7 @@ pub(crate) fn run(args: McpGatewayArgs) -> Exit {
         }
     };
     if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
-        let allowed_origins = match zt_mcp::AllowedOrigins::new(&args.allow_origins) {
+        let allowed_origins = match args.listener.allowed_origins() {
             Ok(origins) => origins,
             Err(error) => {
                 eprintln!("error: --allow-origin: {error}");

@@ -287,6 +287,13 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
             _ => None,
         },
     };
+    let allowed_origins = match args.listener.allowed_origins() {
+        Ok(origins) => origins,
+        Err(e) => {
+            eprintln!("error: --allow-origin: {e}");
+            return Exit::Usage;
+        }
+    };
     let config = ServerConfig {
         data_dir: args.data_dir,
         policy_file: args.policy,
@@ -305,6 +312,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
                 .max(NonZeroU32::MIN.saturating_add(9)),
         },
         connections: args.listener.limits(),
+        allowed_origins,
         single_admin: args.single_admin,
         tls,
         workload,

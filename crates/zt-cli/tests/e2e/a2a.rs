@@ -325,6 +325,14 @@ fn messages_are_decided_before_they_reach_the_agent() {
         br#"{"jsonrpc":"2.0","id":13,"method":"GetTask","params":{"id":"docs"}}"#,
     );
     assert_eq!(status, 415);
+    // A web page of another host, which DNS rebinding made same-origin with the proxy, would
+    // call with the proxy's agent token: refused before anything is decided or forwarded.
+    let (status, body) = proxy.rpc(
+        &[("a2a-version", "1.0"), ("origin", "http://evil.example")],
+        &json!({"jsonrpc": "2.0", "id": 14, "method": "GetTask", "params": {"id": "docs"}}),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
     // A resource the control plane would refuse: the caller's error, not an outage.
     let (status, body) = proxy.rpc(
         &[("a2a-version", "1.0")],

@@ -434,6 +434,66 @@ fn send_every_kind_of_bad_request(port: u16) -> BTreeMap<String, u64> {
         let body = (method != "GET").then_some(&b"{}"[..]);
         send(port, what, method, path, &[], body, want);
     }
+
+    // Web pages of other hosts (DNS rebinding makes them same-origin with 127.0.0.1): under
+    // --auth none one could register an agent and allow its actions.
+    let foreign = Refusal::starts_with(403, "refused: ", "foreign_page");
+    let register = br#"{"actor":"page-agent"}"#;
+    for (what, headers) in [
+        (
+            "a page of another host",
+            &[("origin", "http://evil.example")][..],
+        ),
+        ("an opaque origin", &[("origin", "null")][..]),
+        (
+            "two origins",
+            &[
+                ("origin", "http://localhost"),
+                ("origin", "http://evil.example"),
+            ][..],
+        ),
+    ] {
+        *counts.entry("foreign_page".into()).or_default() += 1;
+        send(
+            port,
+            what,
+            "POST",
+            "/agents",
+            headers,
+            Some(register),
+            &foreign,
+        );
+    }
+    // The page's own name as the Host (http_raw sends 127.0.0.1, so the request is written here).
+    *counts.entry("foreign_page".into()).or_default() += 1;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!(
+        "POST /agents HTTP/1.1\r\nhost: evil.example:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        register.len()
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut stream, register).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut raw).unwrap();
+    let (status, _, body) = common::parse_http_response(&raw).unwrap();
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    // A page of this machine is a local client like any other.
+    let (status, _, _) = http_raw(
+        port,
+        "GET",
+        "/health",
+        &[("origin", "http://localhost:5173")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (_, _, agents) = http_raw(port, "GET", "/agents", &[], None).unwrap();
+    let agents = String::from_utf8_lossy(&agents);
+    assert!(agents.contains("bad-input-agent"), "{agents}");
+    assert!(
+        !agents.contains("page-agent"),
+        "no page registered an agent: {agents}"
+    );
     counts
 }
 
@@ -509,6 +569,7 @@ fn bad_input_is_refused_as_json_counted_and_summarized_once_at_shutdown() {
         counts.keys().map(String::as_str).collect::<Vec<_>>(),
         [
             "body_too_large",
+            "foreign_page",
             "invalid_request",
             "malformed_json",
             "missing_field",

@@ -21,14 +21,18 @@ use axum::http::Uri;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use std::sync::Arc;
+
 use tower_http::catch_panic::CatchPanicLayer;
+use zt_listener::PageGuard;
 
 use crate::error::ApiError;
 use crate::rejections::RejectionCause;
 use crate::state::SharedState;
 
-/// The whole application.
-pub(crate) fn router(state: SharedState) -> Router {
+/// The whole application, refusing requests `pages` says may come from web pages of other
+/// hosts.
+pub(crate) fn router(state: SharedState, pages: PageGuard) -> Router {
     Router::new()
         .merge(actions::router())
         .merge(executions::router())
@@ -43,6 +47,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(refuse_undecodable_paths))
         .layer(middleware::from_fn_with_state(
+            Arc::new(pages),
+            refuse_foreign_pages,
+        ))
+        .layer(middleware::from_fn_with_state(
             state.clone(),
             count_rejections,
         ))
@@ -50,6 +58,19 @@ pub(crate) fn router(state: SharedState) -> Router {
             ApiError::Internal.into_response()
         }))
         .with_state(state)
+}
+
+/// Refuses a request that may come from a web page DNS rebinding made same-origin with the
+/// control plane: under `--auth none` such a page could register agents and allow actions.
+async fn refuse_foreign_pages(
+    State(pages): State<Arc<PageGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match pages.refusal(request.headers()) {
+        Some(why) => ApiError::ForeignPage(why).into_response(),
+        None => next.run(request).await,
+    }
 }
 
 /// What a connection past the connection cap may ask: `GET /health` and `GET /metrics`, and

@@ -1,15 +1,18 @@
-//! Which web pages may call the Streamable HTTP gateway. The MCP transport asks servers to
-//! check `Origin`: with DNS rebinding, a page of any host can make its own name point at the
-//! gateway's address and so become same-origin with it. Browsers send `Origin` on every
-//! `POST`; clients other than browsers send none.
+//! Which web pages may send requests to a service. With DNS rebinding, a page of any host can
+//! make its own name point at the service's address and so become same-origin with it; a
+//! gateway holding an agent's credential would then act for the page (the MCP transport asks
+//! servers to check `Origin` for this reason). Browsers send `Origin` on every `POST`; clients
+//! other than browsers send none.
+
+use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, Uri};
 
 /// Host names of this machine's loopback interface, as a `Host` or `Origin` may give them.
 const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
 
-/// The web origins (`scheme://host[:port]`) allowed to call the gateway besides this
-/// machine's own (loopback) pages.
+/// The web origins (`scheme://host[:port]`) allowed to call a service besides this machine's
+/// own (loopback) pages.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedOrigins(Vec<String>);
 
@@ -67,15 +70,38 @@ fn is_loopback(host: &str) -> bool {
     LOOPBACK_HOSTS.contains(&host)
 }
 
-/// Why a request may come from a web page that DNS rebinding made same-origin with the
-/// gateway, if it may: on a loopback listener a `Host` that is not a loopback name; an `Origin`
-/// that is neither this machine's (a loopback name) nor one of `allowed`; two of either.
-pub(crate) fn foreign_page(
+/// The pages a service listening at one address accepts requests from.
+#[derive(Debug, Clone, Default)]
+pub struct PageGuard {
+    /// The service listens on a loopback address, so only loopback `Host` names are its own.
+    loopback: bool,
+    allowed: AllowedOrigins,
+}
+
+impl PageGuard {
+    /// For a service listening at `local`, accepting pages of `allowed` besides loopback ones.
+    pub fn new(local: SocketAddr, allowed: AllowedOrigins) -> Self {
+        Self {
+            loopback: local.ip().is_loopback(),
+            allowed,
+        }
+    }
+
+    /// Why a request may come from a web page that DNS rebinding made same-origin with the
+    /// service, if it may: on a loopback listener a `Host` that is not a loopback name; an
+    /// `Origin` that is neither this machine's (a loopback name) nor an allowed one; two of
+    /// either.
+    pub fn refusal(&self, headers: &HeaderMap) -> Option<&'static str> {
+        foreign_page(headers, self.loopback, &self.allowed)
+    }
+}
+
+fn foreign_page(
     headers: &HeaderMap,
     loopback: bool,
     allowed: &AllowedOrigins,
 ) -> Option<&'static str> {
-    let one = |name| zt_listener::header_once(headers, name);
+    let one = |name| crate::header_once(headers, name);
     let Ok(host) = one(header::HOST) else {
         return Some("more than one Host");
     };
@@ -168,6 +194,15 @@ mod tests {
             let pairs = [("host", host), ("origin", origin)];
             assert!(elsewhere(&pairs).is_some(), "{origin} at {host}");
         }
+    }
+
+    #[test]
+    fn the_listener_address_says_which_hosts_are_its_own() {
+        let evil = headers(&[("host", "evil.example")]);
+        let guard = |addr: &str| PageGuard::new(addr.parse().unwrap(), AllowedOrigins::default());
+        assert!(guard("127.0.0.1:80").refusal(&evil).is_some());
+        assert!(guard("[::1]:80").refusal(&evil).is_some());
+        assert_eq!(guard("0.0.0.0:80").refusal(&evil), None);
     }
 
     #[test]

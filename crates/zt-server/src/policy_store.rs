@@ -4,6 +4,7 @@
 //! invalid one is never activated.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use zt_policy::{ActionPolicy, PolicyEngine, PolicyError};
@@ -25,6 +26,9 @@ pub enum PolicyStoreError {
     /// Other writers kept changing the policy while this one was being saved.
     #[error("active policy: still changed by other servers after {SAVE_TRIES} tries")]
     Contended,
+    /// The marks of state chosen without authentication could not be read.
+    #[error("active policy: {0}")]
+    Marks(String),
     /// Another server activated a different policy after this change was reviewed against
     /// the one before it.
     #[error("active policy: another server activated policy `{current}` meanwhile; the change was reviewed against `{base}`")]
@@ -87,6 +91,9 @@ pub(crate) struct PolicyStore {
     active: RwLock<Active>,
     /// Why the last reload of the `--policy` file was refused, until one succeeds.
     file_error: Mutex<Option<String>>,
+    /// Refuse a stored policy an unauthenticated admin activated (a server with credentials;
+    /// see [`crate::unauthenticated_state`]).
+    refuse_unauthenticated: AtomicBool,
 }
 
 impl std::fmt::Debug for PolicyStore {
@@ -155,6 +162,7 @@ impl PolicyStore {
                 version: Some(version),
             }),
             file_error: Mutex::new(None),
+            refuse_unauthenticated: AtomicBool::new(false),
         };
         Ok((store, at_start))
     }
@@ -163,6 +171,12 @@ impl PolicyStore {
     /// [`FileAtStart`]'s record is in the log.
     pub(crate) async fn store_file_at_start(&self) -> Result<(), PolicyStoreError> {
         self.activate(self.current()).await
+    }
+
+    /// From now on, a policy another server activated without authentication (a replica of the
+    /// same store under `--auth none`) is refused when it is read from the store.
+    pub(crate) fn refuse_unauthenticated(&self) {
+        self.refuse_unauthenticated.store(true, Ordering::Relaxed);
     }
 
     /// The policy in force now.
@@ -270,7 +284,23 @@ impl PolicyStore {
             return Ok(());
         }
         let body = doc.body.clone();
-        match crate::evaluation::load(move || PolicyEngine::from_cedar(&body)).await {
+        let loaded = crate::evaluation::load(move || PolicyEngine::from_cedar(&body)).await;
+        let loaded = match loaded {
+            Ok(engine) if self.refuse_unauthenticated.load(Ordering::Relaxed) => {
+                let marked = crate::unauthenticated_state::marked_policy(&self.docs)
+                    .await
+                    .map_err(|e| PolicyStoreError::Marks(e.to_string()))?;
+                match marked {
+                    Some(version) if version == engine.version() => Err(format!(
+                        "policy `{version}` was activated without authentication (by a server under --auth none on the same store)"
+                    )),
+                    _ => Ok(engine),
+                }
+            }
+            Ok(engine) => Ok(engine),
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
             Ok(engine) => {
                 let before = self.current().version().to_string();
                 self.install(Arc::new(engine), doc.version);

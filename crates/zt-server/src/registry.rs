@@ -359,6 +359,15 @@ impl Registry {
         .await
     }
 
+    /// Whether an unauthenticated caller registered `actor` or gave it its token (see
+    /// [`crate::unauthenticated_state`]).
+    pub(crate) fn is_unauthenticated(&self, actor: &str) -> bool {
+        self.read()
+            .by_actor
+            .get(actor)
+            .is_some_and(|a| a.unauthenticated)
+    }
+
     /// The agents an unauthenticated caller registered or gave a token, by name.
     pub(crate) fn unauthenticated_agents(&self) -> Vec<String> {
         self.read()

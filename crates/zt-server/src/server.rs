@@ -264,6 +264,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     });
     let accepted = match config.auth {
         AuthMode::Credentials => {
+            state.policy.refuse_unauthenticated();
             UnauthenticatedState::find(&state.docs, &data_dir, &state.registry, &state.policy)?
         }
         AuthMode::DangerousNone => UnauthenticatedState::default(),

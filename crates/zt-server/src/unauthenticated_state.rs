@@ -102,6 +102,14 @@ impl UnauthenticatedState {
     }
 }
 
+/// The version of the policy an unauthenticated admin activated last, if marked.
+pub(crate) async fn marked_policy(docs: &Arc<Documents>) -> Result<Option<String>, MarksError> {
+    let Some(doc) = off_thread(docs, |d| d.load(DocName::Unauthenticated)).await? else {
+        return Ok(None);
+    };
+    Ok(Marks::parse(docs, &doc.body)?.policy_version)
+}
+
 /// Marks `version` as activated by an unauthenticated admin. Written before the policy is
 /// activated: a crash between the two leaves a mark on a version that is not active, which
 /// marks nothing.

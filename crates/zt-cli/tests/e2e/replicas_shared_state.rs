@@ -365,3 +365,63 @@ fn the_first_replica_on_a_new_store_seeds_it_from_its_data_directory() {
     assert_ne!(decide(&b, &token, "docs.read"), 401);
     assert_ne!(decide(&a, &token, "docs.read"), 401);
 }
+
+#[test]
+fn a_replica_without_authentication_cannot_vouch_to_one_with_credentials() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let admins = admin_token_file(dir_a.path());
+    let a = replica(dir_a.path(), &schema.url(), &admins);
+    let vetted = register(&a, "vetted");
+    let checker = register(&a, "checker");
+    assert_eq!(decide(&a, &vetted, "files.read"), 403);
+
+    // A second replica of the same store, serving without authentication: anyone may re-token
+    // an agent and allow an action there. Its marks reach the store with its changes.
+    let b = Server::start(dir_b.path(), &["--store", &schema.url()]);
+    let (status, rotated) = b.json("POST", "/agents/vetted/token", None);
+    assert_eq!(status, 200, "{rotated}");
+    let rotated = rotated["token"].as_str().unwrap().to_string();
+    let (status, allowed) = b.json(
+        "POST",
+        "/policies/allow",
+        Some(json!({"action": "files.read", "reason": "anyone said so"})),
+    );
+    assert_eq!(status, 201, "{allowed}");
+
+    // On the replica with credentials, the token chosen without authentication is refused
+    // (the old one was rotated away)...
+    until(
+        "the rotation reaches A",
+        || decide(&a, &vetted, "files.read"),
+        |s| s == 401,
+    );
+    let (status, _, refused) = a.json_as(
+        &rotated,
+        "POST",
+        "/actions",
+        Some(json!({"action": "files.read"})),
+    );
+    assert_eq!(status, 401, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("without authentication"),
+        "{refused}"
+    );
+    // ...and so is the policy: for as long as it would have taken to arrive, A keeps its own.
+    let started = Instant::now();
+    while started.elapsed() < BOUND {
+        assert_eq!(
+            decide(&a, &checker, "files.read"),
+            403,
+            "A put in force a policy chosen without authentication"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // B itself serves what it chose: the policy did reach the store.
+    assert_eq!(b.decide("checker", "files.read", "").0, 200);
+}

@@ -121,6 +121,8 @@ fn jwt_verifier_for<'a>(
 
 const MISMATCH: &str = "the client certificate and the bearer token name different callers";
 
+const CHOSEN_WITHOUT_AUTHENTICATION: &str = "this agent was registered or given its token without authentication, by a server under --auth none on the same store; a server with credentials serves it only once started with --accept-unauthenticated-state";
+
 /// Who a credential on an admin route names, before admin rights are checked.
 enum Named {
     /// An admin token from the admin token file.
@@ -164,15 +166,21 @@ impl FromRequestParts<SharedState> for AgentCaller {
                 },
             }),
         };
-        match (peer_spiffe_id(parts), from_token) {
-            (None, None) => Err(ApiError::Unauthenticated("an agent credential is required")),
-            (Some(id), None) => Ok(AgentCaller::Authenticated(id.to_string())),
-            (None, Some(actor)) => Ok(AgentCaller::Authenticated(actor)),
-            (Some(id), Some(actor)) if id.as_str() == actor => {
-                Ok(AgentCaller::Authenticated(actor))
+        let actor = match (peer_spiffe_id(parts), from_token) {
+            (None, None) => {
+                return Err(ApiError::Unauthenticated("an agent credential is required"))
             }
-            (Some(_), Some(_)) => Err(ApiError::Unauthenticated(MISMATCH)),
+            (Some(id), None) => id.to_string(),
+            (None, Some(actor)) => actor,
+            (Some(id), Some(actor)) if id.as_str() == actor => actor,
+            (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
+        };
+        // Marked after this server started (marks found at start stop it, or are accepted and
+        // cleared): a replica of the same store serving under `--auth none` chose this agent.
+        if state.registry.is_unauthenticated(&actor) {
+            return Err(ApiError::Unauthenticated(CHOSEN_WITHOUT_AUTHENTICATION));
         }
+        Ok(AgentCaller::Authenticated(actor))
     }
 }
 

@@ -232,7 +232,8 @@ impl Proposals {
             || kept.by_seq.values().any(|p| !p.is_open(active_version))
     }
 
-    /// Keeps the proposal filed by record `seq` and returns it.
+    /// Keeps the proposal filed by record `seq` and returns it; `None` if the stored document
+    /// has no room for it (other servers filed proposals since [`Self::has_room`] said so).
     pub(crate) async fn add(
         &self,
         seq: u64,
@@ -240,7 +241,7 @@ impl Proposals {
         proposed_at: String,
         base_version: &str,
         engine: Arc<PolicyEngine>,
-    ) -> Result<Proposal, ProposalsError> {
+    ) -> Result<Option<Proposal>, ProposalsError> {
         let proposal = Proposal {
             seq,
             id: proposal_id(seq),
@@ -252,14 +253,18 @@ impl Proposals {
         };
         let added = proposal.clone();
         let active_version = base_version.to_string();
-        self.change(move |kept| {
-            let mut next = kept.clone();
-            next.make_room(&active_version);
-            next.by_seq.insert(added.seq, added.clone());
-            Some(next)
-        })
-        .await?;
-        Ok(proposal)
+        let kept = self
+            .change(move |kept| {
+                let mut next = kept.clone();
+                next.make_room(&active_version);
+                if next.by_seq.len() >= MAX_PROPOSALS_KEPT {
+                    return None;
+                }
+                next.by_seq.insert(added.seq, added.clone());
+                Some(next)
+            })
+            .await?;
+        Ok(kept.then_some(proposal))
     }
 
     /// The proposal with exactly this id.
@@ -457,6 +462,7 @@ mod tests {
         let first = proposals
             .add(7, "alice", "t".into(), &active, engine.clone())
             .await
+            .unwrap()
             .unwrap();
         assert_eq!(first.id, "prop-7");
         proposals.mark_activated("prop-7", "bob").await.unwrap();
@@ -479,6 +485,14 @@ mod tests {
             !proposals.has_room(&active),
             "every kept proposal is pending"
         );
+        // Filed anyway (another replica's view said there was room): not kept, and the
+        // stored document stays at the cap.
+        let refused = proposals
+            .add(1001, "alice", "t".into(), &active, engine.clone())
+            .await
+            .unwrap();
+        assert!(refused.is_none());
+        assert!(proposals.get("prop-1001").is_none());
         assert!(
             proposals.has_room("sha256:other"),
             "proposals made against an older policy can go"

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::evaluation;
 use crate::extract::JsonBody;
 use crate::policy_store::PolicyStoreError;
-use crate::proposals::{Proposal, ProposalStatus};
+use crate::proposals::{Proposal, ProposalStatus, MAX_PROPOSALS_KEPT};
 use crate::routes::admin::{admin_record, admin_refusal, saved};
 use crate::state::SharedState;
 
@@ -184,7 +184,8 @@ async fn file_proposal(
     )
     .with_policy_version(Some(engine.version().to_string()));
     let sealed = state.ledger.append(record).await?;
-    let proposal = state
+    let id = crate::proposals::proposal_id(sealed.body.seq);
+    let added = state
         .proposals
         .add(
             sealed.body.seq,
@@ -194,7 +195,27 @@ async fn file_proposal(
             engine,
         )
         .await;
-    saved(proposal)
+    // The filing record is in the log: if the proposal is not kept after all, the log says so
+    // right after it, so that no id names a proposal that never existed.
+    let (why, error) = match added {
+        Ok(Some(proposal)) => return Ok(proposal),
+        Ok(None) => (
+            format!("{MAX_PROPOSALS_KEPT} proposals are open, the most kept"),
+            ApiError::TooManyProposals,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "saving a proposal failed after its audit record");
+            ("it could not be saved".to_string(), ApiError::Internal)
+        }
+    };
+    let refused = admin_refusal(
+        caller,
+        AdminAction::PoliciesPropose,
+        &id,
+        format!("policy proposal `{id}` not kept: {why}"),
+    );
+    state.ledger.append(refused).await?;
+    Err(error)
 }
 
 async fn propose(

@@ -428,7 +428,7 @@ async fn of_an_approval_and_a_withdrawal_on_two_replicas_exactly_one_takes_effec
     };
 
     // Approved here first: the other replica, which has not polled, cannot withdraw it.
-    let approved = file(7).await.unwrap();
+    let approved = file(7).await.unwrap().unwrap();
     assert!(here.mark_activated(&approved.id, "bob").await.unwrap());
     assert!(!there.remove(&approved.id).await.unwrap());
     there.refresh().await.unwrap();
@@ -440,14 +440,14 @@ async fn of_an_approval_and_a_withdrawal_on_two_replicas_exactly_one_takes_effec
     );
 
     // Withdrawn there first: this replica cannot activate it.
-    let withdrawn = file(8).await.unwrap();
+    let withdrawn = file(8).await.unwrap().unwrap();
     there.refresh().await.unwrap();
     assert!(there.remove(&withdrawn.id).await.unwrap());
     assert!(!here.mark_activated(&withdrawn.id, "bob").await.unwrap());
     assert!(here.get(&withdrawn.id).is_none());
 
     // A mark taken back (its policy could not be activated) is taken back only by its approver.
-    let retried = file(9).await.unwrap();
+    let retried = file(9).await.unwrap().unwrap();
     assert!(here.mark_activated(&retried.id, "bob").await.unwrap());
     assert!(!here.unmark_activated(&retried.id, "carol").await.unwrap());
     assert!(here.unmark_activated(&retried.id, "bob").await.unwrap());

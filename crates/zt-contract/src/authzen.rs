@@ -127,8 +127,14 @@ pub struct EvaluationsRequest {
 }
 
 impl EvaluationsRequest {
-    /// The evaluations to run: each item over the defaults, or the defaults alone.
-    pub fn expand(&self) -> Vec<EvaluationRequest> {
+    /// The evaluations to run: each item over the defaults, or the defaults alone; `None` if
+    /// there are more than `max` items. Counted before anything is built: every item takes
+    /// its own copy of the defaults, so a small body of empty items under a large default
+    /// context would otherwise grow to hundreds of megabytes before it was refused.
+    pub fn expand(&self, max: usize) -> Option<Vec<EvaluationRequest>> {
+        if self.evaluations.len() > max {
+            return None;
+        }
         let defaults = EvaluationRequest {
             subject: self.subject.clone().unwrap_or_default(),
             action: self.action.clone().unwrap_or_default(),
@@ -136,9 +142,10 @@ impl EvaluationsRequest {
             context: self.context.clone(),
         };
         if self.evaluations.is_empty() {
-            return vec![defaults];
+            return Some(vec![defaults]);
         }
-        self.evaluations
+        let items = self
+            .evaluations
             .iter()
             .map(|item| EvaluationRequest {
                 subject: item
@@ -155,7 +162,8 @@ impl EvaluationsRequest {
                     .unwrap_or_else(|| defaults.resource.clone()),
                 context: item.context.clone().or_else(|| defaults.context.clone()),
             })
-            .collect()
+            .collect();
+        Some(items)
     }
 }
 
@@ -193,7 +201,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        let items = request.expand();
+        let items = request.expand(64).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].action.name, "files.read");
         assert_eq!(items[0].resource.id, "f1");
@@ -209,12 +217,25 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_over_the_cap_is_refused_before_it_is_built() {
+        let items = vec![json!({}); 65];
+        let request: EvaluationsRequest = serde_json::from_value(json!({
+            "action": {"name": "x"},
+            "context": {"big": "y".repeat(1 << 20)},
+            "evaluations": items,
+        }))
+        .unwrap();
+        assert!(request.expand(64).is_none());
+        assert_eq!(request.expand(65).unwrap().len(), 65);
+    }
+
+    #[test]
     fn an_empty_batch_is_one_evaluation_of_the_defaults() {
         let request: EvaluationsRequest = serde_json::from_value(
             json!({"subject": {"type": "agent", "id": "a"}, "action": {"name": "x"}}),
         )
         .unwrap();
-        assert_eq!(request.expand().len(), 1);
+        assert_eq!(request.expand(64).unwrap().len(), 1);
         let semantic: EvaluationsOptions =
             serde_json::from_value(json!({"evaluations_semantic": "deny_on_first_deny"})).unwrap();
         assert_eq!(

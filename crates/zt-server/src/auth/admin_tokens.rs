@@ -43,6 +43,13 @@ pub enum AdminTokenError {
     /// A line is not `NAME TOKEN` or `TOKEN`, or a name repeats.
     #[error("admin token file `{0}`, line {1}: expected `NAME TOKEN`, each name once")]
     Format(String, usize),
+    /// A line's first word is not a usable name: perhaps its token, written first. Named by
+    /// the line only: the word is never repeated (this message is logged and shown by
+    /// `/health`).
+    #[error(
+        "admin token file `{0}`, line {1}: expected `NAME TOKEN`, the name first (1 to 128 visible characters, not starting with `zt_` or `#`)"
+    )]
+    BadName(String, usize),
     /// Two names share one token: which admin is calling would be ambiguous.
     #[error("admin token file `{0}`, line {1}: admin `{2}` has the same token as another admin")]
     SharedToken(String, usize, String),
@@ -112,7 +119,8 @@ pub(crate) fn check_strength(token: &str) -> Result<(), &'static str> {
 }
 
 /// Checks an admin name: 1 to [`MAX_ADMIN_NAME_CHARS`] visible ASCII characters other than
-/// `#` at the start (a comment), so that one line stays `NAME TOKEN`. A SPIFFE ID is a valid
+/// `#` at the start (a comment), so that one line stays `NAME TOKEN`, and not starting with
+/// `zt_` (a token written where the name goes). A SPIFFE ID is a valid
 /// name (an admin token agrees with a client certificate only if its name is that ID).
 pub(crate) fn check_name(name: &str) -> Result<(), AdminTokenError> {
     let invalid = |why| Err(AdminTokenError::InvalidName(name.to_string(), why));
@@ -124,6 +132,9 @@ pub(crate) fn check_name(name: &str) -> Result<(), AdminTokenError> {
     }
     if name.starts_with('#') {
         return invalid("a name cannot start with `#`");
+    }
+    if name.starts_with("zt_") {
+        return invalid("a name cannot start with `zt_`, the prefix of tokens");
     }
     Ok(())
 }
@@ -146,6 +157,10 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Vec<Entry>, AdminTokenErr
     for read in admin_token_lines(text) {
         let read = read.map_err(|e| AdminTokenError::Format(shown.into(), e.line))?;
         let (line_number, name, token) = (read.line, read.name.to_string(), read.token.to_string());
+        // Checked before any message names it: `TOKEN NAME` would make the token the name.
+        if check_name(&name).is_err() {
+            return Err(AdminTokenError::BadName(shown.into(), line_number));
+        }
         if !names.insert(name.clone()) {
             return Err(AdminTokenError::Format(shown.into(), line_number));
         }

@@ -97,6 +97,41 @@ fn weak_tokens_refuse_the_file_and_name_the_admin() {
 }
 
 #[test]
+fn a_token_written_where_the_name_goes_is_never_repeated() {
+    // `TOKEN NAME`, or a token with a comment after it: the token is the line's first word.
+    for line in [
+        format!("{ALICE} alice"),
+        format!("{ALICE} #note"),
+        format!("{ALICE} #the first admin"),
+        format!("{ALICE} {BOB}"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admins");
+        write(
+            &path,
+            &format!(
+                "bob {BOB}
+{line}
+"
+            ),
+            0o600,
+        );
+        let error = AdminTokens::load(&path).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                AdminTokenError::BadName(_, 2) | AdminTokenError::Format(_, 2)
+            ),
+            "{line}: {error}"
+        );
+        let message = error.to_string();
+        assert!(!message.contains(&ALICE[9..]), "{message}");
+        assert!(!message.contains(&BOB[9..]), "{message}");
+    }
+    assert!(check_name("zt_admin_x").is_err());
+}
+
+#[test]
 fn admin_token_file_edits_keep_the_file_valid_and_private() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("admins");

@@ -117,12 +117,11 @@ async fn evaluations(
         .as_ref()
         .map(|o| o.evaluations_semantic)
         .unwrap_or_default();
-    let items = request.expand();
-    if items.len() > MAX_BATCH {
+    let Some(items) = request.expand(MAX_BATCH) else {
         return Err(ApiError::InvalidRequest(format!(
             "at most {MAX_BATCH} evaluations per batch"
         )));
-    }
+    };
     // A missing action or a name outside its grammar refuses the whole batch before any of
     // it is decided.
     let mut requests = Vec::with_capacity(items.len());

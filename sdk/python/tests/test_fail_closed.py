@@ -22,6 +22,7 @@ from zt_infra import (
     MalformedDecision,
     PinnedKeys,
 )
+from zt_infra.issued import ISSUED
 
 TIMEOUT = 1.0
 
@@ -206,8 +207,10 @@ def client_for(fake: FakeControlPlane, pinned: bool) -> ControlPlaneClient:
 def test_decide_raises(fake: FakeControlPlane, name: str) -> None:
     behaviour, expected, pinned = CASES[name]
     fake.behaviour = lambda request: behaviour(fake, request)
+    remembered = len(ISSUED)
     with pytest.raises(expected):
         client_for(fake, pinned).decide(action="fake.write", resource="r1")
+    assert len(ISSUED) == remembered  # a refused answer never opens a LangGraph gate
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -256,6 +259,7 @@ def test_deny_is_a_decision_not_an_error(fake: FakeControlPlane) -> None:
     client = client_for(fake, pinned=True)
     decision = client.decide(action="fake.write", resource="r1")
     assert decision.decision == "deny" and decision["decision"] == "deny"
+    assert ISSUED.lookup(decision) is None
     ran = []
     result = client.guarded_call(action="fake.write", resource="r1", fn=lambda: ran.append(1))
     assert ran == [] and result.execution_skipped and result.error is None
@@ -270,6 +274,7 @@ def test_allow_runs_once_and_returns_the_result(fake: FakeControlPlane) -> None:
     assert result.execution_skipped is False and result["execution_skipped"] is False
     assert result.result == "done" and result.decision == "allow"
     assert set(result.audit or {}) == {"timestamp", "previous_hash", "current_hash", "kms_signature"}
+    assert ISSUED.lookup(result) == ("fake-agent", "fake.write", "r1", (result.evidence or {}).get("seq"))
 
 
 def test_request_shape(fake: FakeControlPlane) -> None:

@@ -14,6 +14,7 @@ from . import strict_json
 from . import transport as _transport
 from .decision import Decision, GuardedResult, check_answers_request, local_deny, parse_answer
 from .errors import ControlPlaneError, ControlPlaneStatusError, InvalidRequest, MalformedDecision
+from .issued import ISSUED
 from .verify import PinnedKeys
 
 #: Used when neither `base_url` nor `ZT_CONTROL_PLANE_URL` is given.
@@ -111,6 +112,8 @@ class ControlPlaneClient:
             if audit is None:  # parse_answer guarantees it; kept for the type checker
                 raise MalformedDecision("`audit` is missing")
             self.pinned_keys.verify(audit)
+        # Every check passed: gates that read decisions from shared state may now trust it.
+        ISSUED.remember(decision)
         return decision
 
     def guarded_call(

@@ -13,8 +13,10 @@ import json
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from .client import ControlPlaneClient
-from .decision import Decision
+from .decision import Decision, parse_answer
+from .issued import ISSUED
 from .naming import extract_resource, safe_segment
+from .verify import PinnedKeys
 
 State = Mapping[str, Any]
 StateUpdate = Dict[str, Any]
@@ -135,38 +137,80 @@ def create_guarded_action_node(
     *,
     decision_key: str = "control_plane_decision",
     skipped_key: str = "execution_skipped",
+    action: Optional[str] = None,
+    keys: Optional[PinnedKeys] = None,
 ) -> Callable[[State], Any]:
     """Wraps a node so it runs only after an explicit, verified allow in `state[decision_key]`;
-    otherwise it returns `{skipped_key: True}` without running. Works for sync and async nodes."""
+    otherwise it returns `{skipped_key: True}` without running. Works for sync and async nodes.
+
+    Verified means a `ControlPlaneClient` of this process received and checked that allow, and
+    it still names the actor, action and resource it was decided for: an allow written into
+    the state by another node, a tool's output or a model, or a real allow relabelled, is
+    refused. With `action`, an allow of any other action is refused too.
+
+    A decision restored from a checkpoint written by another process was not received here and
+    is refused (fail closed), unless `keys` is given: then an allow whose `audit.current_hash`
+    recomputes from its fields and whose signature verifies with those pinned keys is accepted
+    as well. A signature proves the control plane decided it, not when: any earlier signed
+    allow of the same action passes, so pin the action with `action` too.
+    """
 
     if inspect.iscoroutinefunction(action_node):
 
         async def guarded_async_node(state: State) -> StateUpdate:
-            if not _allowed(state, decision_key):
+            if not _allowed(state, decision_key, action, keys):
                 return {skipped_key: True}
             return _mark_ran(await action_node(state), skipped_key)
 
         return guarded_async_node
 
     def guarded_action_node(state: State) -> StateUpdate:
-        if not _allowed(state, decision_key):
+        if not _allowed(state, decision_key, action, keys):
             return {skipped_key: True}
         return _mark_ran(action_node(state), skipped_key)
 
     return guarded_action_node
 
 
-def route_by_decision(state: State, *, decision_key: str = "control_plane_decision") -> str:
-    """Conditional-edge router: `"allow"` only for an allow decision, else `"deny"`.
+def route_by_decision(
+    state: State,
+    *,
+    decision_key: str = "control_plane_decision",
+    action: Optional[str] = None,
+    keys: Optional[PinnedKeys] = None,
+) -> str:
+    """Conditional-edge router: `"allow"` only for a verified allow, else `"deny"`.
 
-    Use with `add_conditional_edges("policy_gate", route_by_decision, {"allow": ..., "deny": ...})`.
+    Use with `add_conditional_edges("policy_gate", route_by_decision, {"allow": ..., "deny": ...})`
+    (`functools.partial(route_by_decision, action=...)` to pin the action). Verified, `action`
+    and `keys` mean what they mean for `create_guarded_action_node`: a forged or relabelled
+    allow, or one restored from another process's checkpoint without `keys`, routes to deny.
     """
-    return "allow" if _allowed(state, decision_key) else "deny"
+    return "allow" if _allowed(state, decision_key, action, keys) else "deny"
 
 
-def _allowed(state: State, key: str) -> bool:
+def _allowed(state: State, key: str, action: Optional[str], keys: Optional[PinnedKeys]) -> bool:
     decision = state.get(key) if isinstance(state, Mapping) else None
-    return isinstance(decision, Mapping) and decision.get("decision") == "allow" and decision.get("ok") is True
+    if not (isinstance(decision, Mapping) and decision.get("decision") == "allow" and decision.get("ok") is True):
+        return False
+    # The action compared is the one recorded or verified, not the state's (possibly edited) copy.
+    issued = ISSUED.lookup(decision)
+    if issued is not None:
+        return action is None or issued.action == action
+    signed = _signed_allow(decision, keys) if keys is not None else None
+    return signed is not None and (action is None or signed.action == action)
+
+
+def _signed_allow(decision: Mapping[str, Any], keys: PinnedKeys) -> Optional[Decision]:
+    """`decision` re-checked as a fresh answer (shape, recomputed hash) and signed by `keys`."""
+    try:
+        parsed = parse_answer(200, json.dumps(decision, allow_nan=False).encode("utf-8"), request_id=None)
+        if parsed.audit is None:  # parse_answer guarantees it; kept for the type checker
+            return None
+        keys.verify(parsed.audit)
+    except (RuntimeError, TypeError, ValueError):  # ControlPlaneError, RecursionError, not JSON
+        return None
+    return parsed
 
 
 def _mark_ran(update: Any, skipped_key: str) -> StateUpdate:

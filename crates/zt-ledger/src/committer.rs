@@ -30,6 +30,7 @@ use zt_contract::{CompactRange, Jwks};
 use crate::draft::RecordDraft;
 use crate::handoff::Handoff;
 use crate::queue::{bounded, Submitter};
+use crate::reader_pool::{ReaderPool, MAX_READERS};
 use crate::replicated::SharedCommitter;
 use crate::sealer::Sealer;
 use crate::signer::Signer;
@@ -98,8 +99,7 @@ pub(crate) struct Committed {
 /// What the committer threads and every [`Ledger`] handle share.
 pub(crate) struct Shared {
     committed: Mutex<Committed>,
-    readers: Mutex<Vec<Box<dyn AuditStore>>>,
-    open_reader: ReaderFactory,
+    readers: ReaderPool,
     /// Set once a commit failed: everything is refused until restart.
     pub(crate) failed: AtomicBool,
 }
@@ -163,8 +163,7 @@ impl Ledger {
                 head,
                 tree: tree.snapshot(),
             }),
-            readers: Mutex::new(Vec::new()),
-            open_reader,
+            readers: ReaderPool::new(open_reader, MAX_READERS),
             failed: AtomicBool::new(false),
         });
         let (queue, batches) = bounded(config.queue_capacity);
@@ -257,29 +256,13 @@ impl Ledger {
         self.with_reader(|reader| reader.read(from, limit))
     }
 
-    /// Runs `read` on a pooled reader (opened if the pool is empty); a reader that failed is
-    /// dropped rather than returned to the pool.
+    /// Runs `read` on a pooled reader (see [`crate::reader_pool`]): at most
+    /// [`MAX_READERS`] are open, and a read past them waits for one.
     pub(crate) fn with_reader<T>(
         &self,
         read: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let pooled = self
-            .shared
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut reader = match pooled {
-            Some(reader) => reader,
-            None => (self.shared.open_reader)()?,
-        };
-        let out = read(reader.as_mut())?;
-        self.shared
-            .readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(reader);
-        Ok(out)
+        self.shared.readers.with_reader(read)
     }
 }
 

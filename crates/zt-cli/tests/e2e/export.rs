@@ -69,6 +69,32 @@ fn export_jsonl_is_the_stored_log_from_every_source() {
     assert_eq!(from.lines().collect::<Vec<_>>(), records[3..]);
     let past_end = export(&["--from", "99", "--url", &server.url()], &out);
     assert!(past_end.is_empty());
+
+    // The whole audit content: private like the log, even over a file others could read, and
+    // never written through a link someone placed where the export goes.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o600);
+    let shared = dir.path().join("shared.jsonl");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    export(&["--url", &server.url()], &shared);
+    assert_eq!(mode(&shared), 0o600);
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, "kept").unwrap();
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let refused = zt(&[
+        "audit",
+        "export",
+        "--url",
+        &server.url(),
+        "--output",
+        link.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("symbolic link"));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! page: the log is never held in memory. Exports the records that exist when it starts;
 //! `GET /audit/stream` follows new ones (see `docs/SIEM.md`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{ArgGroup, Args};
@@ -67,9 +68,7 @@ pub(super) fn run(args: ExportArgs) -> Exit {
 
 fn export(args: &ExportArgs) -> anyhow::Result<u64> {
     let out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(
-            File::create(path).with_context(|| format!("cannot create `{}`", path.display()))?,
-        ),
+        Some(path) => Box::new(private_file(path)?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = Sink {
@@ -130,7 +129,7 @@ fn export_store(store: &mut dyn AuditStore, from: u64, sink: &mut Sink) -> anyho
         }
         next += sink.page(&lines, next, remaining(next, end))?;
     }
-    Ok(())
+    reached(next, end)
 }
 
 async fn export_url(
@@ -146,6 +145,33 @@ async fn export_url(
             break;
         }
         next += sink.page(&lines, next, remaining(next, end))?;
+    }
+    reached(next, end)
+}
+
+/// The export file: the whole audit content, so 0600 like the log it comes from (an existing
+/// file is made 0600 too), and never through a symbolic link someone else placed there.
+fn private_file(path: &Path) -> anyhow::Result<File> {
+    let shown = path.display();
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        anyhow::bail!("`{shown}` is a symbolic link; give the file itself");
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create `{shown}`"))?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make `{shown}` private"))?;
+    Ok(file)
+}
+
+/// Refuses an export that ended before the head it set out to reach.
+fn reached(next: u64, end: u64) -> anyhow::Result<()> {
+    if next < end {
+        anyhow::bail!("the log ended at seq {next}, before its head {end} when the export began");
     }
     Ok(())
 }

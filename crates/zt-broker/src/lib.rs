@@ -46,11 +46,18 @@ pub enum BrokerError {
         /// The receipt recording the refusal.
         receipt: Box<Result<ReceiptResponse, ClientError>>,
     },
-    /// The kernel cannot enforce the whole profile and degradation was not allowed; nothing ran.
-    #[error("refused before running: the kernel cannot enforce {}", .missing.join("; "))]
+    /// The kernel cannot enforce the whole profile and a degraded run was not allowed (by
+    /// the caller's `--allow-degraded` and the deciding policy both); nothing ran.
+    #[error(
+        "refused before running: the kernel cannot enforce {}{}",
+        .missing.join("; "),
+        if *.refused_by_policy { "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))" } else { "" }
+    )]
     Degraded {
         /// What cannot be enforced.
         missing: Vec<String>,
+        /// `--allow-degraded` was given, but the policy's grant does not allow it.
+        refused_by_policy: bool,
         /// The receipt recording the refusal.
         receipt: Box<Result<ReceiptResponse, ClientError>>,
     },
@@ -158,12 +165,20 @@ impl Broker {
         };
         let cap = sandbox::abi_cap();
         let missing = sandbox::unenforceable_capped(cap);
-        if !missing.is_empty() && !request.dangerous_allow_degraded {
-            let detail = format!("the kernel cannot enforce {}", missing.join("; "));
+        // A degraded run needs both the operator's flag and the deciding policy's grant
+        // (`@sandbox_degraded("allow")`): the flag alone is the caller's choice.
+        if !missing.is_empty() && !(request.dangerous_allow_degraded && profile.allows_degraded()) {
+            let why = if request.dangerous_allow_degraded {
+                "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))"
+            } else {
+                ""
+            };
+            let detail = format!("the kernel cannot enforce {}{why}", missing.join("; "));
             let ended = Ended::not_started(detail);
             let receipt = self.receipt(&decision, &profile, &ended, None).await;
             return Err(BrokerError::Degraded {
                 missing,
+                refused_by_policy: request.dangerous_allow_degraded,
                 receipt: Box::new(receipt),
             });
         }

@@ -51,6 +51,9 @@ pub enum ProfileError {
     /// `@sandbox_base` other than `default` or `empty`.
     #[error("`@sandbox_base` is `default` or `empty`, not `{0}`")]
     BadBase(String),
+    /// `@sandbox_degraded` other than `allow` or `refuse`.
+    #[error("`@sandbox_degraded` is `allow` or `refuse`, not `{0}`")]
+    BadDegraded(String),
     /// The caller asked for more than the granted profile.
     #[error("the requested sandbox is wider than the granted one: {0}")]
     Wider(String),
@@ -62,6 +65,11 @@ pub enum ProfileError {
 pub struct SandboxProfile {
     /// TCP ports the command may connect to (any address); empty: no TCP at all.
     connect: Vec<u16>,
+    /// Whether the command may run where the kernel cannot enforce the whole profile (the
+    /// broker's `--allow-degraded` asks; the policy decides). Written only when granted, so
+    /// profiles without it keep their bytes and hashes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    degraded: bool,
     /// Paths (and what is beneath them) the command may read and execute.
     exec: Vec<String>,
     /// Paths the command may read.
@@ -76,6 +84,8 @@ pub struct SandboxProfile {
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     connect: Vec<u16>,
+    #[serde(default)]
+    degraded: bool,
     exec: Vec<String>,
     read: Vec<String>,
     write: Vec<String>,
@@ -85,7 +95,7 @@ impl TryFrom<RawProfile> for SandboxProfile {
     type Error = ProfileError;
 
     fn try_from(raw: RawProfile) -> Result<Self, ProfileError> {
-        Self::new(raw.read, raw.write, raw.exec, raw.connect)
+        Ok(Self::new(raw.read, raw.write, raw.exec, raw.connect)?.with_degraded(raw.degraded))
     }
 }
 
@@ -99,6 +109,7 @@ impl SandboxProfile {
     ) -> Result<Self, ProfileError> {
         let profile = Self {
             connect: canonical(connect)?,
+            degraded: false,
             exec: canonical(exec)?,
             read: canonical(read)?,
             write: canonical(write)?,
@@ -122,6 +133,7 @@ impl SandboxProfile {
         let owned = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         Self {
             connect: Vec::new(),
+            degraded: false,
             exec: owned(&DEFAULT_EXEC),
             read: owned(&DEFAULT_READ),
             write: owned(&DEFAULT_WRITE),
@@ -148,6 +160,17 @@ impl SandboxProfile {
         &self.connect
     }
 
+    /// `self`, granting (or not) a run the kernel cannot wholly enforce.
+    pub fn with_degraded(mut self, degraded: bool) -> Self {
+        self.degraded = degraded;
+        self
+    }
+
+    /// Whether the command may run where the kernel cannot enforce the whole profile.
+    pub fn allows_degraded(&self) -> bool {
+        self.degraded
+    }
+
     /// Whether the profile grants the private temporary directory.
     pub fn wants_private_tmp(&self) -> bool {
         self.write.iter().any(|w| w == PRIVATE_TMP)
@@ -161,11 +184,13 @@ impl SandboxProfile {
 
     /// The profile a permit's annotations grant: `@sandbox_base` (`default`, the default, or
     /// `empty`) plus the comma-separated lists of `@sandbox_read`, `@sandbox_write`,
-    /// `@sandbox_exec` and `@sandbox_connect` (ports, or `none`). Annotations that do not start
-    /// with `sandbox_` are ignored; an unknown `sandbox_*` one is an error (fail closed).
+    /// `@sandbox_exec` and `@sandbox_connect` (ports, or `none`), and `@sandbox_degraded`
+    /// (`allow`, or `refuse`, the default). Annotations that do not start with `sandbox_` are
+    /// ignored; an unknown `sandbox_*` one is an error (fail closed).
     pub fn from_annotations(annotations: &BTreeMap<String, String>) -> Result<Self, ProfileError> {
         let mut profile = Self::default_profile();
         let (mut read, mut write, mut exec, mut connect) = (vec![], vec![], vec![], vec![]);
+        let mut degraded = false;
         for (key, value) in annotations {
             let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) else {
                 continue;
@@ -180,6 +205,11 @@ impl SandboxProfile {
                     "default" => {}
                     "empty" => profile = Self::default(),
                     other => return Err(ProfileError::BadBase(other.into())),
+                },
+                "degraded" => match value.trim() {
+                    "allow" => degraded = true,
+                    "refuse" => degraded = false,
+                    other => return Err(ProfileError::BadDegraded(other.into())),
                 },
                 "read" => read.extend(items),
                 "write" => write.extend(items),
@@ -196,7 +226,7 @@ impl SandboxProfile {
         write.extend(profile.write);
         exec.extend(profile.exec);
         connect.extend(profile.connect);
-        Self::new(read, write, exec, connect)
+        Ok(Self::new(read, write, exec, connect)?.with_degraded(degraded))
     }
 
     /// Whether `annotations` say anything about the sandbox.
@@ -221,6 +251,7 @@ impl SandboxProfile {
                 .copied()
                 .filter(|c| rest.iter().all(|p| p.connect.contains(c)))
                 .collect(),
+            degraded: first.degraded && rest.iter().all(|p| p.degraded),
             exec: keep(&first.exec, Self::exec),
             read: keep(&first.read, Self::read),
             write: keep(&first.write, Self::write),
@@ -258,6 +289,9 @@ impl SandboxProfile {
                 return wider("connect", &port.to_string());
             }
         }
+        if self.degraded && !granted.degraded {
+            return wider("degraded", "allow");
+        }
         Ok(())
     }
 
@@ -275,7 +309,8 @@ impl SandboxProfile {
                 .connect
                 .clone()
                 .unwrap_or_else(|| self.connect.clone()),
-        )?;
+        )?
+        .with_degraded(self.degraded);
         narrowed.check_within(self)?;
         Ok(narrowed)
     }

@@ -44,6 +44,39 @@ fn serialization_is_canonical_and_round_trips() {
 }
 
 #[test]
+fn a_degraded_run_is_granted_only_by_the_policy_and_never_widened() {
+    let plain = SandboxProfile::from_annotations(&annotations(&[])).unwrap();
+    assert!(!plain.allows_degraded());
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("degraded"), "unchanged bytes: {text}");
+    let allowed =
+        SandboxProfile::from_annotations(&annotations(&[("sandbox_degraded", "allow")])).unwrap();
+    assert!(allowed.allows_degraded());
+    let text = serde_json::to_string(&allowed).unwrap();
+    assert!(
+        text.starts_with(r#"{"connect":[],"degraded":true,"exec":"#),
+        "{text}"
+    );
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(crate::canonical::canonical_json(&value), text);
+    assert_eq!(
+        serde_json::from_str::<SandboxProfile>(&text).unwrap(),
+        allowed
+    );
+    assert_ne!(allowed.sha256(), plain.sha256());
+    // Every permit must allow it; a narrowed profile keeps what was granted, no more.
+    let both = SandboxProfile::intersection(&[allowed.clone(), plain.clone()]).unwrap();
+    assert!(!both.allows_degraded());
+    assert!(allowed.check_within(&plain).is_err());
+    assert!(plain.check_within(&allowed).is_ok());
+    let narrowed = plain.narrowed(&Narrowing::default()).unwrap();
+    assert!(!narrowed.allows_degraded());
+    assert!(
+        SandboxProfile::from_annotations(&annotations(&[("sandbox_degraded", "yes")])).is_err()
+    );
+}
+
+#[test]
 fn bad_profiles_are_refused_on_the_wire() {
     for bad in [
         r#"{"connect":[],"exec":[],"read":["relative"],"write":[]}"#,

@@ -56,7 +56,8 @@ pub(crate) struct ExecArgs {
     )]
     pub pass_env: Vec<String>,
     /// Danger: run even if the kernel cannot enforce the whole profile (no Landlock, or no
-    /// network rules); the degradation is recorded in the receipt.
+    /// network rules), where the deciding policy also allows it (`@sandbox_degraded("allow")`);
+    /// the degradation is recorded in the receipt.
     #[arg(long, help_heading = "Sandbox")]
     pub allow_degraded: bool,
     /// The command and its arguments, after `--`.

@@ -213,11 +213,14 @@ fn policy(dir: &Path, port: u16) -> String {
     format!(
         r#"
 @id("build") @reason("builds read their input and write their output")
-@sandbox_read("{input}") @sandbox_write("{out}")
+@sandbox_read("{input}") @sandbox_write("{out}") @sandbox_degraded("allow")
 permit (principal, action == Action::"ci.build", resource);
+@id("strict") @reason("strict builds never run unsandboxed")
+@sandbox_read("{input}") @sandbox_write("{out}")
+permit (principal, action == Action::"ci.strict", resource);
 @id("fetch") @reason("fetches reach the artifact port") @sandbox_connect("{port}")
 permit (principal, action == Action::"ci.fetch", resource);
-@id("plain") @reason("the default sandbox")
+@id("plain") @reason("the default sandbox") @sandbox_degraded("allow")
 permit (principal, action == Action::"ci.plain", resource);
 "#,
         input = input.display(),
@@ -432,7 +435,27 @@ fn a_degraded_kernel_refuses_unless_allowed_and_the_receipt_says_so() {
         assert!(detail.contains(part), "`{part}` missing from {detail}");
     }
 
-    // With --allow-degraded: it runs, warns, and the receipt records what was not enforced.
+    // --allow-degraded is the caller's wish; a policy without @sandbox_degraded("allow")
+    // refuses it all the same, and the receipt says why.
+    s.exec_capped(
+        CAP.1,
+        &["--action", "ci.strict", "--allow-degraded"],
+        &touch,
+    )
+    .exited(71)
+    .said("the deciding policy does not allow a degraded run");
+    assert!(
+        !sentinel.exists(),
+        "the caller's flag alone ran it unsandboxed"
+    );
+    let receipt = receipts(&s.server).pop().unwrap();
+    assert_eq!(receipt["execution"]["outcome"], "not_started");
+    assert!(receipt["execution"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("@sandbox_degraded"));
+
+    // Allowed by both: it runs, warns, and the receipt records what was not enforced.
     let degraded_build = ["--action", "ci.build", "--allow-degraded"];
     s.exec_capped(CAP.1, &degraded_build, &touch)
         .exited(0)

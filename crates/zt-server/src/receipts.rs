@@ -176,7 +176,18 @@ pub(crate) async fn append_receipt(
         .execution
         .validate()
         .map_err(|e| refused(ReceiptRefusal::Invalid(e.to_string())))?;
+    // A receipt costs store reads (and, for a decision older than this start, a scan): it
+    // counts against the actor's rate like a decision.
+    if let Some(limiter) = &state.limiter {
+        limiter
+            .check(&actor)
+            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
+    }
     let seq = request.execution.decision_seq;
+    // Past the log's end there is nothing to read (and past 2^63 the store cannot be asked).
+    if seq >= state.ledger.tree_size() {
+        return Err(refused(ReceiptRefusal::NoSuchDecision(seq)));
+    }
     if state.receipts.is_receipted(seq) {
         return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
     }

@@ -843,6 +843,9 @@ fn forged_receipts_are_refused_by_the_server() {
     let mut missing = good.clone();
     missing["execution"]["decision_seq"] = json!(10_000);
     assert_eq!(post(&token, &missing).0, 404);
+    // Past what the store can be asked (2^63 and over): still no such decision, not an outage.
+    missing["execution"]["decision_seq"] = json!(u64::MAX);
+    assert_eq!(post(&token, &missing).0, 404);
 
     assert_eq!(
         receipts(&server).len(),

@@ -390,3 +390,61 @@ fn an_open_stream_does_not_hold_up_shutdown() {
     assert_eq!(server.terminate(), Some(0));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_stream_ends_once_its_admin_is_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    const ALICE: &str = "zt_admin_test-alice-0123456789abcdefghijklmnopqrstu";
+    const BOB: &str = "zt_admin_test-bob-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456";
+    let dir = tempfile::tempdir().unwrap();
+    let admins = dir.path().join("admins");
+    let write_admins = |text: String| {
+        std::fs::write(&admins, text).unwrap();
+        std::fs::set_permissions(&admins, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write_admins(format!("alice {ALICE}\nbob {BOB}\n"));
+    let server = Server::start_with_auth(
+        &dir.path().join("data"),
+        "credentials",
+        &["--admin-token-file", admins.to_str().unwrap()],
+    );
+    let register = |actor: &str| {
+        let (status, _, body) = server.json_as(
+            ALICE,
+            "POST",
+            "/agents",
+            Some(serde_json::json!({"actor": actor})),
+        );
+        assert_eq!(status, 201, "{body}");
+    };
+    let bearer = format!("Bearer {BOB}");
+    let (status, _, mut client) = SseClient::connect(
+        server.port,
+        "/audit/stream",
+        &[("authorization", bearer.as_str())],
+    );
+    assert_eq!(status, 200);
+    register("first");
+    let event = client.next(Duration::from_secs(10)).expect("the record");
+    assert_eq!(event.event, "record");
+
+    // Bob is removed from the file; once the server has reloaded it, his token is refused...
+    write_admins(format!("alice {ALICE}\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.json_as(BOB, "GET", "/agents", None).0 != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "the admin token file was not reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and the stream he opened before sends no further record: it ends with an error.
+    register("second");
+    let event = client.next(Duration::from_secs(10)).expect("an event");
+    assert_eq!(event.event, "error", "{}", event.data);
+    assert!(event.data.contains("no longer valid"), "{}", event.data);
+    assert!(
+        client.next(Duration::from_secs(2)).is_none(),
+        "the stream ended"
+    );
+}

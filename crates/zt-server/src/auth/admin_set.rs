@@ -62,6 +62,11 @@ impl AdminTokenSet {
         self.tokens().name_for(token).map(str::to_string)
     }
 
+    /// The admin name of the token whose hash is `hash`, in the file as it is now.
+    pub(crate) fn name_for_hash(&self, hash: &str) -> Option<String> {
+        self.tokens().name_for_hash(hash).map(str::to_string)
+    }
+
     /// Every admin's name.
     pub(crate) fn names(&self) -> BTreeSet<String> {
         self.tokens().names()

@@ -257,6 +257,11 @@ impl AdminTokens {
         self.by_hash.values().cloned().collect()
     }
 
+    /// The admin name of the token whose [`token_hash`] is `hash`.
+    pub(crate) fn name_for_hash(&self, hash: &str) -> Option<&str> {
+        self.by_hash.get(hash).map(String::as_str)
+    }
+
     /// Where the tokens live (printed at start-up; the tokens themselves never are).
     pub(crate) fn path(&self) -> &Path {
         &self.path

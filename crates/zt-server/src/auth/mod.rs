@@ -57,6 +57,22 @@ pub(crate) struct AdminCaller {
     pub name: String,
     /// False under `--auth none`.
     pub authenticated: bool,
+    /// The hash of the admin token it called with, if it did: a long-lived answer (the record
+    /// stream) asks again whether that token still names this admin.
+    token_sha256: Option<String>,
+}
+
+impl AdminCaller {
+    /// Whether the credential this caller was authenticated with still makes it this admin:
+    /// an admin token removed or rotated since (`zt admin remove`, a new file) no longer does.
+    /// SPIFFE IDs are the server's settings, fixed for its life.
+    pub(crate) fn still_admin(&self, state: &SharedState) -> bool {
+        match (&self.token_sha256, &state.admin_tokens) {
+            (Some(hash), Some(admins)) => admins.name_for_hash(hash).as_deref() == Some(&self.name),
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
 }
 
 /// The bearer token of the request, if it has an `Authorization` header. Several
@@ -192,6 +208,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
             return Ok(AdminCaller {
                 name: UNAUTHENTICATED_ADMIN.into(),
                 authenticated: false,
+                token_sha256: None,
             });
         };
         let from_token = match bearer_token(parts)? {
@@ -228,12 +245,14 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 return Ok(AdminCaller {
                     name,
                     authenticated: true,
+                    token_sha256: bearer_token(parts)?.map(tokens::token_hash),
                 })
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,
+                    token_sha256: None,
                 })
             }
             Named::Spiffe(id) => id.to_string(),

@@ -93,12 +93,13 @@ fn stream_params(query: Option<&str>, headers: &HeaderMap) -> Result<StreamParam
 
 async fn stream(
     State(state): State<SharedState>,
-    _caller: AdminCaller,
+    caller: AdminCaller,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = stream_params(query.as_deref(), &headers)?;
     let cursor = Cursor {
+        caller,
         stopping: stop_signal(&state),
         state,
         next: params.from,
@@ -115,6 +116,8 @@ async fn stream(
 /// One client's position in the log.
 struct Cursor {
     state: SharedState,
+    /// Asked again before every page: a removed admin's stream ends.
+    caller: AdminCaller,
     /// The seq of the next record to send.
     next: u64,
     format: Format,
@@ -149,6 +152,10 @@ impl Cursor {
             }
             let committed = self.state.ledger.tree_size();
             if self.next < committed {
+                if !self.caller.still_admin(&self.state) {
+                    let event = self.fail("the admin credential of this stream is no longer valid");
+                    return Some((Ok(event), self));
+                }
                 let want = usize::try_from(committed - self.next).unwrap_or(PAGE);
                 let (ledger, from) = (self.state.ledger.clone(), self.next);
                 let read = tokio::task::spawn_blocking(move || ledger.read(from, want.min(PAGE)));

@@ -84,6 +84,8 @@ pub(crate) struct Checkpoints {
     issuing: Mutex<()>,
     /// Bounds concurrent proof builds (each reads the log's hashes); see `routes::proofs`.
     pub proof_slots: tokio::sync::Semaphore,
+    /// When the last checkpoint asked for on demand was signed; held while one is.
+    on_demand: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Checkpoints {
@@ -127,6 +129,7 @@ impl Checkpoints {
             latest: Mutex::new(Arc::new(first)),
             issuing: Mutex::new(()),
             proof_slots: tokio::sync::Semaphore::new(PROOF_SLOTS),
+            on_demand: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -214,6 +217,32 @@ pub(crate) async fn issue_now(
         // The latest checkpoint still stands.
         Err(_) => Err(CheckpointIssueError::Interrupted),
     }
+}
+
+/// Least time between two checkpoints signed on demand.
+pub(crate) const ON_DEMAND_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A checkpoint of at least the size `ledger` has now (`GET /audit/checkpoint?fresh=1`, which
+/// anyone may ask): callers wait in turn without holding a thread, one signed since they
+/// asked serves them all, and at most one is signed per [`ON_DEMAND_EVERY`]. Before, each
+/// request signed one while the log grew: on a remote key (KMS, HSM), a public request could
+/// spend the quota the records' own signatures need.
+pub(crate) async fn issue_on_demand(
+    ledger: &Ledger,
+    checkpoints: &Arc<Checkpoints>,
+) -> Result<Arc<SignedCheckpoint>, CheckpointIssueError> {
+    let wanted = ledger.tree_size();
+    let mut last = checkpoints.on_demand.lock().await;
+    let latest = checkpoints.latest();
+    if latest.size >= wanted {
+        return Ok(latest);
+    }
+    if let Some(at) = *last {
+        tokio::time::sleep_until((at + ON_DEMAND_EVERY).into()).await;
+    }
+    let issued = issue_now(ledger, checkpoints).await;
+    *last = Some(std::time::Instant::now());
+    issued
 }
 
 /// Issues a checkpoint of `ledger` every [`CHECKPOINT_INTERVAL`] in which it grew. Runs until

@@ -192,3 +192,45 @@ fn origins_that_would_not_round_trip_are_refused() {
     drop(ledger);
     worker.join();
 }
+
+#[test]
+fn checkpoints_asked_for_on_demand_are_shared_and_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, worker) = ledger(dir.path());
+    let signer = signer(dir.path(), None, false);
+    let origin = default_origin(signer.key_id());
+    let checkpoints = Arc::new(Checkpoints::new(origin, signer.clone(), &ledger).unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = std::time::Instant::now();
+    let asked: Vec<(u64, tokio::task::JoinHandle<_>)> = rt.block_on(async {
+        let mut asked = Vec::new();
+        // The log grows while fresh checkpoints are asked for, 40 times.
+        for i in 0..40 {
+            ledger.append(draft(i)).await.unwrap();
+            let (ledger, checkpoints) = (ledger.clone(), checkpoints.clone());
+            let wanted = ledger.tree_size();
+            let handle = tokio::spawn(async move {
+                super::issue_on_demand(&ledger, &checkpoints).await.unwrap()
+            });
+            asked.push((wanted, handle));
+        }
+        asked
+    });
+    for (wanted, handle) in asked {
+        let checkpoint = rt.block_on(handle).unwrap();
+        assert!(
+            checkpoint.size >= wanted,
+            "fresh means at least the size asked at"
+        );
+    }
+    // One signed at start; since then at most one per 250 ms (and one at once).
+    let paced = 2 + started.elapsed().as_millis() / 250;
+    let signed = signer.signed.load(Ordering::SeqCst) as u128;
+    assert!(
+        signed <= paced,
+        "{signed} signatures in {:?}",
+        started.elapsed()
+    );
+    drop(ledger);
+    worker.join();
+}

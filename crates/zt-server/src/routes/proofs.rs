@@ -15,7 +15,7 @@ use zt_contract::{CheckpointKeyBody, ConsistencyBody, InclusionBody};
 use zt_ledger::tree::TreeError;
 use zt_ledger::Ledger;
 
-use crate::checkpoints::issue_now;
+use crate::checkpoints::issue_on_demand;
 use crate::error::ApiError;
 use crate::state::SharedState;
 
@@ -34,7 +34,7 @@ async fn checkpoint(
 ) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref(), &["fresh"])?;
     let latest = if params.flag("fresh")? {
-        issue_now(&state.ledger, &state.checkpoints)
+        issue_on_demand(&state.ledger, &state.checkpoints)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "issuing a checkpoint on demand failed");

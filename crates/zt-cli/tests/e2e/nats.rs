@@ -390,6 +390,54 @@ fn a_nats_outage_never_holds_up_decisions_and_is_caught_up_with() {
 }
 
 #[test]
+fn a_message_forged_under_a_records_id_is_never_counted_as_that_record() {
+    let Some(nats) = machine_nats_or_skip() else {
+        return;
+    };
+    let stream = TestStream::new(&nats, "forged");
+    let args = stream.serve_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &args);
+    register(&server, "nats-agent");
+    decide_n(&server, 3, "before");
+    let records = server.records();
+    let stored = stream.wait_for(records.len(), Duration::from_secs(20));
+    assert_same_log(&stored, &records);
+    wait_gauge(&server, "zt_nats_lag_records", 0, Duration::from_secs(5));
+
+    // Someone else who may publish on the subject stores a message under the id the next
+    // record will have (ids are the log's first hash, which is public, and the seq).
+    let log_id = stored[0].msg_id.rsplit_once(':').unwrap().0.to_string();
+    let next = records.len() as u64;
+    let forged = Stored {
+        seq: next,
+        msg_id: format!("{log_id}:{next}"),
+        line: "{\"forged\":true}".into(),
+    };
+    assert!(!stream.republish(&forged), "stored as a new message");
+    decide_n(&server, 1, "after");
+
+    // The record's own publish is a duplicate of the forgery: the publisher reads it back,
+    // sees another payload, and never counts the record as published.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        gauge(&server, "zt_nats_lag_records"),
+        1,
+        "the forged message passed for the record"
+    );
+    let messages = stream.messages();
+    assert_eq!(messages.last().unwrap().line, forged.line);
+    Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let said = server.stderr();
+    assert!(said.contains("that is not that record"), "{said}");
+    drop(stream);
+}
+
+#[test]
 fn a_bad_nats_url_is_a_usage_error_that_never_echoes_a_password() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();

@@ -79,6 +79,12 @@ pub(super) enum SessionError {
         /// Records in the log.
         log_size: u64,
     },
+    /// The stream holds, under a record's message id, something else than that record.
+    #[error("the stream holds a message under the id of record {seq} that is not that record (another publisher on the subject, or a log restored from an older copy); nothing more is published until that is resolved")]
+    Diverged {
+        /// The record.
+        seq: u64,
+    },
     /// A publish failed or was not acknowledged in time.
     #[error("publishing seq {seq}: {error}")]
     Publish {
@@ -127,18 +133,26 @@ pub(super) async fn run(
         .await
         .map_err(|e| SessionError::Stream(config.stream.as_str().to_string(), e))?;
     let log_id = log_id(tail, cursor).await?;
+    let log_size = tail.ledger.tree_size();
     let stream_next = match last_record(&stream, config.subject.as_str()).await? {
         None => 0,
-        Some((id, seq)) if Some(id.as_str()) == log_id.as_deref() => seq.saturating_add(1),
-        Some((id, _)) => return Err(SessionError::ForeignLog(format!("{id}:…"))),
+        Some((id, seq, _)) if Some(id.as_str()) == log_id.as_deref() && seq >= log_size => {
+            return Err(SessionError::AheadOfLog {
+                stream_seq: seq,
+                log_size,
+            })
+        }
+        // Resumed after only if it is this log's record, byte for byte: its headers alone
+        // could be anyone's (a message claiming a later seq would skip the records between).
+        Some((id, seq, payload)) if Some(id.as_str()) == log_id.as_deref() => {
+            let line = read(tail, seq, 1).await?;
+            if line.first().map(String::as_bytes) != Some(payload.as_ref()) {
+                return Err(SessionError::Diverged { seq });
+            }
+            seq.saturating_add(1)
+        }
+        Some((id, _, _)) => return Err(SessionError::ForeignLog(format!("{id}:…"))),
     };
-    let log_size = tail.ledger.tree_size();
-    if stream_next > log_size {
-        return Err(SessionError::AheadOfLog {
-            stream_seq: stream_next.saturating_sub(1),
-            log_size,
-        });
-    }
     // Never past what this process saw acknowledged: a record lost in a reconnection while
     // later ones were stored is sent again, never skipped.
     let next = cursor.next.map_or(stream_next, |n| n.min(stream_next));
@@ -152,7 +166,7 @@ pub(super) async fn run(
         committed = log_size,
         "nats publisher connected"
     );
-    publish(tail, config, &jetstream, cursor, stop).await
+    publish(tail, config, &jetstream, &stream, cursor, stop).await
 }
 
 async fn connect(url: &NatsUrl) -> Result<Client, async_nats::ConnectError> {
@@ -178,13 +192,14 @@ async fn publish(
     tail: &Tail,
     config: &NatsConfig,
     jetstream: &Context,
+    stream: &stream::Stream,
     cursor: &mut Cursor,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let mut acked = cursor.next.unwrap_or(0);
     let mut next_send = acked;
     let mut page: VecDeque<String> = VecDeque::new();
-    let mut in_flight: VecDeque<(u64, PublishAckFuture)> = VecDeque::with_capacity(WINDOW);
+    let mut in_flight: VecDeque<(u64, Bytes, PublishAckFuture)> = VecDeque::with_capacity(WINDOW);
     let mut caught_up_logged = false;
     loop {
         let committed = tail.ledger.tree_size();
@@ -201,8 +216,9 @@ async fn publish(
                 Some(id) => id,
                 None => return Err(SessionError::Log("record 0 is missing".into())),
             };
+            let line = Bytes::from(line);
             let message = PublishMessage::build()
-                .payload(Bytes::from(line))
+                .payload(line.clone())
                 .message_id(format!("{log_id}:{next_send}"))
                 .header(SEQ_HEADER, next_send.to_string());
             let ack = jetstream
@@ -212,11 +228,11 @@ async fn publish(
                     seq: next_send,
                     error,
                 })?;
-            in_flight.push_back((next_send, ack));
+            in_flight.push_back((next_send, line, ack));
             next_send += 1;
             continue;
         }
-        if let Some((seq, ack)) = in_flight.pop_front() {
+        if let Some((seq, line, ack)) = in_flight.pop_front() {
             let ack = ack
                 .await
                 .map_err(|error| SessionError::Publish { seq, error })?;
@@ -226,6 +242,17 @@ async fn publish(
                     expected: config.stream.as_str().to_string(),
                     actual: ack.stream,
                 });
+            }
+            // A duplicate is stored already: a re-send after a reconnection, or a message
+            // someone else published under this record's id. Counted only if it is the record.
+            if ack.duplicate {
+                let stored = stream
+                    .get_raw_message(ack.sequence)
+                    .await
+                    .map_err(|e| SessionError::Log(format!("reading back seq {seq}: {e}")))?;
+                if stored.payload != line {
+                    return Err(SessionError::Diverged { seq });
+                }
             }
             acked = seq + 1;
             cursor.next = Some(acked);
@@ -251,20 +278,20 @@ pub(super) fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 
-/// The stream's last message on `subject` as (log id, seq), `None` if there is none.
+/// The stream's last message on `subject` as (log id, seq, payload), `None` if there is none.
 async fn last_record(
     stream: &stream::Stream,
     subject: &str,
-) -> Result<Option<(String, u64)>, SessionError> {
+) -> Result<Option<(String, u64, Bytes)>, SessionError> {
     let message = match stream.get_last_raw_message_by_subject(subject).await {
         Ok(message) => message,
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let header = |name: &str| message.headers.get(name).map(|v| v.as_str());
-    position(header(SEQ_HEADER), header(header::NATS_MESSAGE_ID.as_ref()))
-        .map(Some)
-        .ok_or(SessionError::NotARecord)
+    let (log, seq) = position(header(SEQ_HEADER), header(header::NATS_MESSAGE_ID.as_ref()))
+        .ok_or(SessionError::NotARecord)?;
+    Ok(Some((log, seq, message.payload)))
 }
 
 /// (log id, seq) from a message's `Zt-Seq` and `Nats-Msg-Id` headers, if they agree.

@@ -54,10 +54,11 @@ pub fn event(stored: &str) -> Result<Value, SiemError> {
     let (activity_id, activity_name) = activity(&body);
     let (severity_id, severity_name) = severity(&body);
     let (disposition_id, disposition_name) = disposition(&body);
-    let (status_id, status, action_id, action) = match body.decision {
-        Decision::Allow => (1, "Success", 1, "Allowed"),
-        Decision::Deny => (2, "Failure", 2, "Denied"),
+    let (action_id, action) = match body.decision {
+        Decision::Allow => (1, "Allowed"),
+        Decision::Deny => (2, "Denied"),
     };
+    let (status_id, status) = classify::status(&body);
     let mut event = json!({
         "activity_id": activity_id,
         "activity_name": activity_name,
@@ -174,6 +175,14 @@ fn unmapped(body: &RecordBody, signature: Option<&KmsSignature>) -> Value {
     }
     if let Some(counts) = &body.counts {
         zt.insert("counts".into(), json!(counts));
+    }
+    // A receipt's whole story: which decision, how it ended, what was not enforced, and the
+    // profile it ran under (a SIEM cannot otherwise tell an unsandboxed run from a clean one).
+    if let Some(execution) = &body.execution {
+        zt.insert("execution".into(), json!(execution));
+    }
+    if let Some(sandbox) = &body.sandbox {
+        zt.insert("sandbox".into(), json!(sandbox));
     }
     json!({ "zt": zt })
 }

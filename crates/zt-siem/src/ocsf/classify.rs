@@ -1,7 +1,7 @@
 //! The judgement calls of the OCSF mapping, each in one `match`: which API Activity activity a
 //! record is, how severe, which disposition, and what kind of actor. `docs/SIEM.md` lists them.
 
-use zt_contract::{AdminAction, Decision, RecordBody, RecordKind};
+use zt_contract::{AdminAction, Decision, ExecutionOutcome, RecordBody, RecordKind};
 
 /// `api_activity.activity_id` Other: the record is not a create/read/update/delete.
 const OTHER: u8 = 99;
@@ -46,12 +46,37 @@ pub(super) fn activity_caption(activity_id: u8) -> &'static str {
     }
 }
 
+/// `status_id` and `status`: a decision or admin act is a Success when allowed; an execution
+/// receipt (always of an allow) only when its command ran and exited 0.
+pub(super) fn status(body: &RecordBody) -> (u8, &'static str) {
+    let succeeded = match (&body.execution, body.decision) {
+        (Some(execution), _) => {
+            execution.outcome == ExecutionOutcome::Exited && execution.exit_code == Some(0)
+        }
+        (None, decision) => decision == Decision::Allow,
+    };
+    if succeeded {
+        (1, "Success")
+    } else {
+        (2, "Failure")
+    }
+}
+
 /// `severity_id` and `severity`: allowed actions are Informational; a denied action is Low
 /// (policy working as intended); a denial that looks like an attack (a request claiming
 /// another actor, a non-admin reaching for admin routes) is Medium; rejection summaries are
-/// Low.
+/// Low. An execution that ran where the kernel could not enforce its whole sandbox is Medium;
+/// one that did not start, or ended on a signal or a failing exit, is Low.
 pub(super) fn severity(body: &RecordBody) -> (u8, &'static str) {
     let suspicious = body.claimed_actor.is_some() || is_admin_access(body);
+    if let Some(execution) = &body.execution {
+        if execution.degraded.as_ref().is_some_and(|d| !d.is_empty()) {
+            return (3, "Medium");
+        }
+        if status(body).0 != 1 {
+            return (2, "Low");
+        }
+    }
     match (body.decision, body.kind) {
         (Decision::Allow, _) => (1, "Informational"),
         (Decision::Deny, _) if suspicious => (3, "Medium"),

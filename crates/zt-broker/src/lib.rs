@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod child;
+pub mod command;
 pub mod env;
 pub mod helper;
 pub mod sandbox;
@@ -20,6 +21,7 @@ use zt_contract::{
 pub use child::{Ended, HelperCommand, StreamDigest};
 pub use zt_contract::ExecutionOutcome;
 
+use crate::command::ResolvedCommand;
 use crate::helper::HelperSpec;
 use crate::sandbox::ConcreteProfile;
 
@@ -131,16 +133,21 @@ impl Broker {
     /// through, then appends the receipt. On deny or any error the command never starts.
     pub async fn execute(&self, request: &ExecRequest) -> Result<Execution, BrokerError> {
         env::check_pass_env(&request.pass_env)?;
-        if request.command.is_empty() {
+        // Resolved with the PATH the command will get, and decided on as resolved.
+        let path = std::env::var_os("PATH").unwrap_or_else(|| env::DEFAULT_PATH.into());
+        let Some(command) = ResolvedCommand::resolve(&request.command, Some(&path)) else {
             return Err(BrokerError::Usage("no command to run".into()));
-        }
+        };
+        let context = command
+            .added_to(request.context.clone())
+            .map_err(BrokerError::Usage)?;
         let decision = self
             .client
             .decide(&DecisionRequest {
                 actor: self.actor.clone(),
                 action: request.action.clone(),
                 resource: request.resource.clone(),
-                context: request.context.clone(),
+                context: Some(context),
                 sandbox: true,
                 ..DecisionRequest::default()
             })
@@ -167,7 +174,8 @@ impl Broker {
         let missing = sandbox::unenforceable_capped(cap);
         // A degraded run needs both the operator's flag and the deciding policy's grant
         // (`@sandbox_degraded("allow")`): the flag alone is the caller's choice.
-        if !missing.is_empty() && !(request.dangerous_allow_degraded && profile.allows_degraded()) {
+        let degraded_allowed = request.dangerous_allow_degraded && profile.allows_degraded();
+        if !missing.is_empty() && !degraded_allowed {
             let why = if request.dangerous_allow_degraded {
                 "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))"
             } else {
@@ -184,7 +192,14 @@ impl Broker {
         }
         let degraded = (!missing.is_empty()).then_some(missing);
         let ended = self
-            .run(&profile, &granted, request, degraded.is_some(), cap)
+            .run(
+                &profile,
+                &granted,
+                request,
+                &command,
+                degraded.is_some(),
+                cap,
+            )
             .await;
         let receipt = self
             .receipt(&decision, &profile, &ended, degraded.clone())
@@ -203,6 +218,7 @@ impl Broker {
         profile: &SandboxProfile,
         granted: &SandboxProfile,
         request: &ExecRequest,
+        command: &ResolvedCommand,
         degraded: bool,
         cap: Option<u32>,
     ) -> Ended {
@@ -224,7 +240,7 @@ impl Broker {
             broker_pid: 0,
         };
         let env = env::child_env(std::env::vars_os(), &request.pass_env, tmp_path);
-        child::run(&self.helper, spec, &request.command, env).await
+        child::run(&self.helper, spec, &command.argv(), env).await
     }
 
     async fn receipt(

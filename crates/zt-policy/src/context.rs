@@ -9,7 +9,20 @@
 use cedar_policy::{Context, RestrictedExpression};
 use serde_json::{Map, Value};
 
-use crate::schema::{CONTEXT_ACTION, CONTEXT_REQUEST_TIME, STRING_CONTEXT_KEYS};
+use crate::schema::{
+    CONTEXT_ACTION, CONTEXT_REQUEST_TIME, EXEC_CONTEXT_FIELDS, EXEC_CONTEXT_KEY,
+    STRING_CONTEXT_KEYS,
+};
+
+/// Whether `value` has the schema's shape of `exec`: exactly its fields, each a string.
+fn is_exec(value: &Value) -> bool {
+    value.as_object().is_some_and(|fields| {
+        fields.len() == EXEC_CONTEXT_FIELDS.len()
+            && EXEC_CONTEXT_FIELDS
+                .iter()
+                .all(|name| fields.get(*name).is_some_and(Value::is_string))
+    })
+}
 
 /// How deeply context values may nest.
 pub(crate) const MAX_DEPTH: usize = 32;
@@ -29,6 +42,9 @@ pub(crate) enum ContextError {
     /// A well-known key of the wrong type.
     #[error("context value `{0}` must be a string")]
     NotString(String),
+    /// The broker's `exec` key of another shape.
+    #[error("context value `exec` must be an object of the strings `program` and `args_sha256`, and nothing else")]
+    NotExec,
     /// Cedar refused the record (not expected: keys of a JSON object are unique).
     #[error("context is not valid: {0}")]
     Cedar(String),
@@ -49,6 +65,9 @@ pub(crate) fn build(
         }
         if STRING_CONTEXT_KEYS.contains(&key.as_str()) && !value.is_string() {
             return Err(ContextError::NotString(key.clone()));
+        }
+        if key == EXEC_CONTEXT_KEY && !is_exec(value) {
+            return Err(ContextError::NotExec);
         }
         let converted = convert(value, 1).map_err(|e| e.under(key))?;
         pairs.push((key.clone(), converted));
@@ -117,7 +136,7 @@ impl ContextError {
             Self::Number(p) => Self::Number(join(p)),
             Self::NullInList(p) => Self::NullInList(join(p)),
             Self::TooDeep(p) => Self::TooDeep(join(p)),
-            other @ (Self::NotString(_) | Self::Cedar(_)) => other,
+            other @ (Self::NotString(_) | Self::NotExec | Self::Cedar(_)) => other,
         }
     }
 }

@@ -68,6 +68,18 @@ fn values_cedar_cannot_hold_are_refused_with_their_path() {
             json!({"approval_id": {"id": "x"}}),
             "context value `approval_id` must be a string",
         ),
+        (
+            json!({"exec": "/usr/bin/make"}),
+            "context value `exec` must be an object of the strings `program` and `args_sha256`, and nothing else",
+        ),
+        (
+            json!({"exec": {"program": "/usr/bin/make"}}),
+            "context value `exec` must be an object of the strings `program` and `args_sha256`, and nothing else",
+        ),
+        (
+            json!({"exec": {"program": "/usr/bin/make", "args_sha256": "ab", "extra": 1}}),
+            "context value `exec` must be an object of the strings `program` and `args_sha256`, and nothing else",
+        ),
     ];
     for (given, expected) in cases {
         let e = build(Some(&object(given)), "x", 0).unwrap_err();

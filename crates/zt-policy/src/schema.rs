@@ -30,9 +30,17 @@ pub(crate) const CONTEXT_REQUEST_TIME: &str = "request_time";
 /// type is denied, so validated policies can rely on the type.
 pub(crate) const STRING_CONTEXT_KEYS: [&str; 3] = ["environment", "approval_id", "source"];
 
+/// Optional context key of the execution broker's command: a record of the string fields
+/// [`EXEC_CONTEXT_FIELDS`], exactly.
+pub(crate) const EXEC_CONTEXT_KEY: &str = "exec";
+pub(crate) const EXEC_CONTEXT_FIELDS: [&str; 2] = ["args_sha256", "program"];
+
 /// True if the schema declares context key `key`.
 pub(crate) fn is_declared_context_key(key: &str) -> bool {
-    key == CONTEXT_ACTION || key == CONTEXT_REQUEST_TIME || STRING_CONTEXT_KEYS.contains(&key)
+    key == CONTEXT_ACTION
+        || key == CONTEXT_REQUEST_TIME
+        || key == EXEC_CONTEXT_KEY
+        || STRING_CONTEXT_KEYS.contains(&key)
 }
 
 /// Name of the stand-in member of every group: `aws.*` has `aws.<any>`.

@@ -222,6 +222,10 @@ permit (principal, action == Action::"ci.strict", resource);
 permit (principal, action == Action::"ci.fetch", resource);
 @id("plain") @reason("the default sandbox") @sandbox_degraded("allow")
 permit (principal, action == Action::"ci.plain", resource);
+@id("tool") @reason("this action runs touch and nothing else")
+@sandbox_write("{out}")
+permit (principal, action == Action::"ci.tool", resource)
+when {{ context has exec && context.exec.program == "/usr/bin/touch" }};
 "#,
         input = input.display(),
         out = out.display(),
@@ -688,6 +692,55 @@ fn output_held_open_by_a_background_process_is_hashed_up_to_the_grace() {
             .unwrap()
             .starts_with("output still open 2 s after the command ended"),
         "{receipt}"
+    );
+    assert_verifies(&s.server);
+}
+
+#[test]
+fn a_policy_can_name_the_program_an_action_runs() {
+    let Some(s) = sandboxed(1) else { return };
+    let marker = s.path("out/touched");
+    let marker = marker.to_str().unwrap();
+    // The program the broker will run, resolved as execvp would, is in the context.
+    s.exec(&["--action", "ci.tool"], &["touch", marker])
+        .exited(0);
+    assert!(Path::new(marker).exists());
+    s.exec(&["--action", "ci.tool"], &["/usr/bin/touch", marker])
+        .exited(0);
+    // Another program under the same action is denied before anything runs.
+    let secret = s.path("secret/key.txt");
+    s.exec(
+        &["--action", "ci.tool"],
+        &["/bin/cat", secret.to_str().unwrap()],
+    )
+    .exited(77)
+    .never_printed("top secret");
+    // A caller's context cannot say which program it is.
+    let claimed = r#"{"exec": {"program": "/usr/bin/touch"}}"#;
+    s.exec(
+        &["--action", "ci.tool", "--context", claimed],
+        &["/bin/cat", secret.to_str().unwrap()],
+    )
+    .exited(2)
+    .said("the broker writes the command there")
+    .never_printed("top secret");
+    // The decision's context digest covers the program and the arguments' digest.
+    let decisions: Vec<Value> = common::records_as(s.server.port, &s.server.admin_token())
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["action"] == "ci.tool")
+        .collect();
+    assert_eq!(
+        decisions.len(),
+        3,
+        "the refused --context was never decided"
+    );
+    assert_eq!(
+        decisions[0]["context_sha256"],
+        decisions[1]["context_sha256"]
+    );
+    assert_ne!(
+        decisions[1]["context_sha256"],
+        decisions[2]["context_sha256"]
     );
     assert_verifies(&s.server);
 }

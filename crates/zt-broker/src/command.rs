@@ -1,0 +1,145 @@
+//! The command a decision is asked for: its program, resolved to the file that will run, and a
+//! digest of its arguments, written into the decision's context (`context.exec`), so that a
+//! policy can say which programs an action may run and the decision record, through its
+//! context digest, says exactly which command it allowed. The helper then runs that file, not
+//! a name looked up again.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+use zt_contract::Digest32;
+
+/// The context key the broker writes (a caller's own context may not hold it).
+pub const CONTEXT_KEY: &str = "exec";
+
+/// A command ready to be decided on and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ResolvedCommand {
+    /// What runs: an absolute path, or the name as given when no file was found (the start
+    /// then fails, with a receipt, as for any program that cannot start).
+    pub program: OsString,
+    /// The arguments after the program.
+    pub args: Vec<OsString>,
+}
+
+impl ResolvedCommand {
+    /// `command` (program, then arguments) with its program found as `execvp` would find it:
+    /// a name with a `/` made absolute against the working directory, any other name looked
+    /// up in `path` (the `PATH` the command will get), the first executable file.
+    pub(crate) fn resolve(command: &[OsString], path: Option<&OsStr>) -> Option<Self> {
+        let (program, args) = command.split_first()?;
+        let found = if program.as_bytes().contains(&b'/') {
+            std::path::absolute(program)
+                .ok()
+                .map(PathBuf::into_os_string)
+        } else {
+            path.and_then(|path| lookup(program, path))
+        };
+        Some(Self {
+            program: found.unwrap_or_else(|| program.clone()),
+            args: args.to_vec(),
+        })
+    }
+
+    /// The program and arguments, as the helper gets them.
+    pub(crate) fn argv(&self) -> Vec<OsString> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+
+    /// `{"program": "/usr/bin/make", "args_sha256": "…"}`: the program as text (refused if it
+    /// is not UTF-8: a policy could not name it) and the SHA-256 of the arguments, each
+    /// preceded by its length as 8 bytes big-endian (so `["a b"]` and `["a", "b"]` differ).
+    pub(crate) fn context_entry(&self) -> Result<Value, String> {
+        let program = self
+            .program
+            .to_str()
+            .ok_or("the program's path is not valid UTF-8, so no policy could name it")?;
+        let mut bytes = Vec::new();
+        for arg in &self.args {
+            let arg = arg.as_bytes();
+            bytes.extend_from_slice(&(arg.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(arg);
+        }
+        Ok(json!({"program": program, "args_sha256": Digest32::sha256(&bytes).to_hex()}))
+    }
+
+    /// `context` with [`CONTEXT_KEY`] added; refused if the caller's context holds it already
+    /// (which of the two would the policy read?).
+    pub(crate) fn added_to(
+        &self,
+        context: Option<Map<String, Value>>,
+    ) -> Result<Map<String, Value>, String> {
+        let mut context = context.unwrap_or_default();
+        if context.contains_key(CONTEXT_KEY) {
+            return Err(format!(
+                "the context may not hold `{CONTEXT_KEY}`: the broker writes the command there"
+            ));
+        }
+        context.insert(CONTEXT_KEY.into(), self.context_entry()?);
+        Ok(context)
+    }
+}
+
+/// The first executable regular file named `name` in the directories of `path`.
+fn lookup(name: &OsStr, path: &OsStr) -> Option<OsString> {
+    path.as_bytes()
+        .split(|b| *b == b':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(OsStr::from_bytes(dir)).join(name))
+        .find(|candidate| is_executable_file(candidate))
+        .and_then(|found| std::path::absolute(found).ok())
+        .map(PathBuf::into_os_string)
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_name_is_found_in_path_and_a_path_made_absolute() {
+        let path = OsString::from("/nonexistent:/usr/bin:/bin");
+        let env = ResolvedCommand::resolve(&os(&["env", "-i"]), Some(&path)).unwrap();
+        assert_eq!(env.program, OsString::from("/usr/bin/env"));
+        assert_eq!(env.args, os(&["-i"]));
+        let missing = ResolvedCommand::resolve(&os(&["no-such-program-x"]), Some(&path)).unwrap();
+        assert_eq!(missing.program, OsString::from("no-such-program-x"));
+        let relative = ResolvedCommand::resolve(&os(&["./run.sh"]), Some(&path)).unwrap();
+        assert!(Path::new(&relative.program).is_absolute());
+        assert!(ResolvedCommand::resolve(&[], Some(&path)).is_none());
+    }
+
+    #[test]
+    fn the_context_names_the_program_and_binds_the_arguments() {
+        let command = |argv: &[&str]| ResolvedCommand {
+            program: "/usr/bin/make".into(),
+            args: os(argv),
+        };
+        let entry = command(&["all"]).context_entry().unwrap();
+        assert_eq!(entry["program"], "/usr/bin/make");
+        let digest = |argv: &[&str]| command(argv).context_entry().unwrap()["args_sha256"].clone();
+        assert_ne!(digest(&["a b"]), digest(&["a", "b"]));
+        assert_ne!(digest(&["ab"]), digest(&["a", "b"]));
+        assert_eq!(digest(&["all"]), digest(&["all"]));
+
+        let mut theirs = Map::new();
+        theirs.insert("ticket".into(), json!("T-1"));
+        let merged = command(&[]).added_to(Some(theirs.clone())).unwrap();
+        assert_eq!(merged["ticket"], "T-1");
+        assert_eq!(merged["exec"]["program"], "/usr/bin/make");
+        theirs.insert("exec".into(), json!({"program": "/bin/true"}));
+        assert!(command(&[]).added_to(Some(theirs)).is_err());
+    }
+}

@@ -132,12 +132,13 @@ pub(crate) async fn run(
         .stderr
         .take()
         .map(|err| Relay::start(err, tokio::io::stderr()));
-    // End of file comes with the helper's exec (the pipe is close-on-exec) or its exit. Any
-    // byte is a failure to start, even one message cut inside a character at the bound.
-    let failure = tokio::task::spawn_blocking(move || {
+    // End of file comes with the helper's exec (the pipe is close-on-exec) or its exit; the
+    // helper's first byte says it could report, and anything after it is a failure to start
+    // (see `helper::started`), even one message cut inside a character at the bound.
+    let status = tokio::task::spawn_blocking(move || {
         let mut bytes = Vec::new();
         let _ = (&mut status_reader).take(4096).read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
+        bytes
     })
     .await
     .unwrap_or_default();
@@ -155,9 +156,9 @@ pub(crate) async fn run(
         stdout,
         stderr,
     };
-    if !failure.is_empty() {
+    if let Err(failure) = crate::helper::started(&status) {
         ended.outcome = ExecutionOutcome::NotStarted;
-        ended.detail = Some(failure.chars().filter(|c| !c.is_control()).collect());
+        ended.detail = Some(failure);
         return ended;
     }
     match waited {

@@ -48,18 +48,44 @@ pub fn run(spec: &str, command: &[OsString]) -> i32 {
             return HELPER_FAILED;
         }
     };
-    let mut status = open_status(spec.status_fd);
+    // No command runs unless the broker can be told whether it started: the status pipe
+    // first carries [`STATUS_ALIVE`], then a failure's message or nothing (the exec closes it).
+    let Some(mut status) = open_status(spec.status_fd) else {
+        eprintln!("zt sandbox helper: cannot open the status pipe; nothing was run");
+        return HELPER_FAILED;
+    };
+    if status.write_all(&[STATUS_ALIVE]).is_err() {
+        return HELPER_FAILED;
+    }
     let error = match prepare(&spec, command) {
         Ok(never) => match never {},
         Err(error) => error,
     };
-    match status.as_mut() {
-        Some(pipe) => {
-            let _ = pipe.write_all(error.as_bytes());
-        }
-        None => eprintln!("zt sandbox helper: {error}"),
-    }
+    let _ = status.write_all(error.as_bytes());
     HELPER_FAILED
+}
+
+/// The status pipe's first byte: the helper could report, so end of file after it alone means
+/// the command was exec'd.
+pub(crate) const STATUS_ALIVE: u8 = 0;
+
+/// What the status pipe said: `Ok` if the command was exec'd, else why it did not start.
+pub(crate) fn started(status: &[u8]) -> Result<(), String> {
+    match status.split_first() {
+        None => Err("the sandbox helper never reported; nothing was run".into()),
+        Some((&STATUS_ALIVE, [])) => Ok(()),
+        Some((&STATUS_ALIVE, message)) => Err(printable(message)),
+        Some(_) => Err(printable(status)),
+    }
+}
+
+/// A helper's message as receipt text: lossy UTF-8 (it may be cut inside a character), no
+/// control characters.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
 }
 
 /// Sets up and execs; returns only an error.
@@ -120,4 +146,22 @@ fn open_status(fd: i32) -> Option<std::fs::File> {
         .write(true)
         .open(format!("/proc/self/fd/{fd}"))
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_helper_that_reported_and_then_said_nothing_started_the_command() {
+        assert_eq!(started(&[STATUS_ALIVE]), Ok(()));
+        // It never opened the pipe, or died before: nothing can be said to have run.
+        assert!(started(&[]).is_err());
+        let failed = started(b"\0cannot run `x`: No such file\n").unwrap_err();
+        assert_eq!(failed, "cannot run `x`: No such file");
+        // A message cut inside a character at the bound is still a failure.
+        let cut = [STATUS_ALIVE, b'a', 0xC3];
+        assert!(started(&cut).unwrap_err().starts_with('a'));
+        assert!(started(b"stray").is_err());
+    }
 }

@@ -143,6 +143,9 @@ pub struct WorkloadIdentityConfig {
     pub admin_spiffe_ids: Vec<SpiffeId>,
     /// Accept JWT-SVID bearer tokens.
     pub jwt_svid: Option<JwtSvidConfig>,
+    /// The trust domains whose SPIFFE IDs are callers (from a client certificate or a
+    /// JWT-SVID); empty: any the CA and JWKS bundles' authorities name.
+    pub trust_domains: Vec<String>,
 }
 
 /// JWT-SVID bearer tokens: the trusted keys and this server's audience.
@@ -157,6 +160,9 @@ pub struct JwtSvidConfig {
 /// Settings that contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// An admin SPIFFE ID that no trusted trust domain holds: it could never call.
+    #[error("`--admin-spiffe-id {0}` is not of a trust domain given with `--spiffe-trust-domain`")]
+    AdminOutsideTrustDomains(String),
     /// Workload identities need authentication on.
     #[error("`{0}` needs `--auth credentials`: under `--auth none` nobody is authenticated")]
     NeedsCredentials(&'static str),
@@ -214,11 +220,23 @@ impl ServerConfig {
             if self.workload.jwt_svid.is_some() {
                 return Err(ConfigError::NeedsCredentials("--jwt-svid-jwks"));
             }
+            if !self.workload.trust_domains.is_empty() {
+                return Err(ConfigError::NeedsCredentials("--spiffe-trust-domain"));
+            }
             if self.accept_unauthenticated_state {
                 return Err(ConfigError::NeedsCredentials(
                     crate::unauthenticated_state::ACCEPT_FLAG,
                 ));
             }
+        }
+        let domains = &self.workload.trust_domains;
+        if let Some(admin) = self
+            .workload
+            .admin_spiffe_ids
+            .iter()
+            .find(|id| !domains.is_empty() && !domains.iter().any(|d| d == id.trust_domain()))
+        {
+            return Err(ConfigError::AdminOutsideTrustDomains(admin.to_string()));
         }
         Ok(())
     }

@@ -142,7 +142,11 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .as_ref()
         .map(|j| JwtSvidVerifier::load(&j.jwks, &j.audience))
         .transpose()?;
-    let workload = WorkloadAuth::new(config.workload.admin_spiffe_ids.iter().cloned(), jwt_svid);
+    let workload = WorkloadAuth::new(
+        config.workload.admin_spiffe_ids.iter().cloned(),
+        jwt_svid,
+        config.workload.trust_domains.iter().cloned(),
+    );
     let data_dir = config.data_dir.clone();
     // Everything that can be refused is read and checked before anything is created, so a
     // refused start leaves no data directory (token file, key, audit database, lock) behind.

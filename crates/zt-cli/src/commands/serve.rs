@@ -133,6 +133,19 @@ pub(crate) struct ServeArgs {
         help_heading = "TLS and workload identity"
     )]
     pub admin_spiffe_ids: Vec<SpiffeId>,
+    /// A SPIFFE trust domain whose IDs are callers (repeatable; the environment twin is
+    /// comma-separated). Any authority in `--client-ca` or `--jwt-svid-jwks` can name any ID;
+    /// with this set, an ID of any other trust domain is refused (401). Set it whenever those
+    /// bundles hold more than one trust domain's authorities.
+    #[arg(
+        long = "spiffe-trust-domain",
+        env = "ZT_SPIFFE_TRUST_DOMAINS",
+        value_name = "DOMAIN",
+        value_delimiter = ',',
+        value_parser = parse_trust_domain,
+        help_heading = "TLS and workload identity"
+    )]
+    pub spiffe_trust_domains: Vec<String>,
     /// JWKS bundle of keys trusted to sign JWT-SVIDs (EC P-256/P-384 or RSA). A bearer token
     /// shaped like a JWT is then checked as a JWT-SVID; its `sub` is the caller's identity.
     #[arg(
@@ -279,6 +292,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
     };
     let workload = WorkloadIdentityConfig {
         admin_spiffe_ids: args.admin_spiffe_ids.clone(),
+        trust_domains: args.spiffe_trust_domains.clone(),
         jwt_svid: match (&args.jwt_svid_jwks, &args.jwt_svid_audience) {
             (Some(jwks), Some(audience)) => Some(JwtSvidConfig {
                 jwks: jwks.clone(),
@@ -398,6 +412,15 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .or(addrs.first())
         .copied()
         .ok_or_else(|| format!("`{text}` resolves to no address: {forms}"))
+}
+
+fn parse_trust_domain(text: &str) -> Result<String, String> {
+    match SpiffeId::parse(&format!("spiffe://{text}")) {
+        Ok(id) if id.trust_domain() == text => Ok(text.to_string()),
+        _ => Err(format!(
+            "`{text}` is not a spiffe trust domain (lower case letters, digits, `.`, `-`, `_`)"
+        )),
+    }
 }
 
 fn parse_spiffe_id(text: &str) -> Result<SpiffeId, String> {

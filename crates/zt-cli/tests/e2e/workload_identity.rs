@@ -24,7 +24,12 @@ use workload::*;
 fn a_client_certificate_is_the_agents_identity() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();
-    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let server = start_tls(
+        &pki,
+        dir.path(),
+        &["--spiffe-trust-domain", "example.org"],
+        &[],
+    );
     let admin = server.admin_token();
     let anonymous = pki.client_config(None);
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
@@ -122,6 +127,21 @@ fn a_client_certificate_is_the_agents_identity() {
     assert_eq!(s, 403);
     assert_eq!(denied["reason"], "agent is not registered");
     assert_eq!(denied["evidence"]["authenticated"], true);
+
+    // The same CA naming an ID of another trust domain: no caller at all, never decided.
+    let foreign = pki.client_config(Some(&pki.client(&["spiffe://evil.example/agent/billing"])));
+    let (s, _, refused) = post(
+        &server,
+        &foreign,
+        None,
+        "/actions",
+        json!({"action": "invoices.read"}),
+    );
+    assert_eq!(s, 401, "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap()
+        .contains("not of a trust domain this server trusts"));
 
     let log = records(&server, &anonymous, &admin);
     let by_cert: Vec<&Value> = log
@@ -477,6 +497,8 @@ fn jwt_svids_authenticate_and_every_bad_one_is_refused() {
             AUDIENCE,
             "--admin-spiffe-id",
             ADMIN,
+            "--spiffe-trust-domain",
+            "example.org",
         ],
     );
     let admin = server.admin_token();
@@ -577,6 +599,23 @@ fn jwt_svids_authenticate_and_every_bad_one_is_refused() {
             es.sign(es256("es-1"), svid_claims("billing-agent")),
             "not a spiffe id",
         ),
+        // Any key of the bundle can name any ID: one of another trust domain is no caller.
+        (
+            "another trust domain",
+            es.sign(
+                es256("es-1"),
+                svid_claims("spiffe://evil.example/agent/billing"),
+            ),
+            "not of a trust domain this server trusts",
+        ),
+        (
+            "an admin's path in another trust domain",
+            es.sign(
+                es256("es-1"),
+                svid_claims("spiffe://evil.example/ops/admin"),
+            ),
+            "not of a trust domain this server trusts",
+        ),
     ];
     for (name, token, message) in &cases {
         let (s, headers, body) = decide(token);
@@ -657,6 +696,14 @@ fn bad_tls_and_identity_settings_are_refused_at_start() {
         vec!["--jwt-svid-audience", "x"],
         vec!["--admin-spiffe-id", "admin"],
         vec!["--admin-spiffe-id", "spiffe://example.org/"],
+        vec!["--spiffe-trust-domain", "Example.org"],
+        vec!["--spiffe-trust-domain", "example.org/path"],
+        vec![
+            "--admin-spiffe-id",
+            ADMIN,
+            "--spiffe-trust-domain",
+            "other.org",
+        ],
         vec![
             "--tls-cert",
             cert.as_str(),

@@ -91,6 +91,9 @@ pub enum JwtSvidError {
     /// The signature does not verify.
     #[error("the jwt-svid signature is not valid")]
     Signature,
+    /// The `sub` is of a trust domain the server does not trust (`--spiffe-trust-domain`).
+    #[error("the jwt-svid's spiffe id is not of a trust domain this server trusts")]
+    UntrustedDomain,
     /// `exp` has passed.
     #[error("the jwt-svid has expired")]
     Expired,

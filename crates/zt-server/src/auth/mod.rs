@@ -124,6 +124,37 @@ fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
     parts.extensions.get::<PeerIdentity>().map(|p| &p.spiffe_id)
 }
 
+/// [`peer_spiffe_id`], refused if its trust domain is not one this server trusts.
+fn trusted_peer<'p>(
+    parts: &'p Parts,
+    state: &SharedState,
+) -> Result<Option<&'p SpiffeId>, ApiError> {
+    peer_spiffe_id(parts)
+        .map(|id| {
+            state
+                .workload
+                .trusts(id)
+                .then_some(id)
+                .ok_or(UNTRUSTED_DOMAIN)
+        })
+        .transpose()
+}
+
+/// A JWT-SVID's `id`, refused if its trust domain is not one this server trusts.
+fn trusted(state: &SharedState, id: SpiffeId) -> Result<SpiffeId, ApiError> {
+    if state.workload.trusts(&id) {
+        Ok(id)
+    } else {
+        Err(jwt_svid::JwtSvidError::UntrustedDomain.into())
+    }
+}
+
+/// Any authority in the CA or JWKS bundle can name any SPIFFE ID; with
+/// `--spiffe-trust-domain`, only IDs of the trust domains named there are callers.
+const UNTRUSTED_DOMAIN: ApiError = ApiError::Unauthenticated(
+    "the SPIFFE ID is not of a trust domain this server trusts (--spiffe-trust-domain)",
+);
+
 /// The JWT-SVID verifier, if one is configured and `token` has the shape of a JWT.
 fn jwt_verifier_for<'a>(
     state: &'a SharedState,
@@ -168,7 +199,7 @@ impl FromRequestParts<SharedState> for AgentCaller {
         let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => verifier.verify(token)?.to_string(),
+                Some(verifier) => trusted(state, verifier.verify(token)?)?.to_string(),
                 None => match state
                     .registry
                     .actor_for_token_fresh(&tokens::token_hash(token))
@@ -182,7 +213,7 @@ impl FromRequestParts<SharedState> for AgentCaller {
                 },
             }),
         };
-        let actor = match (peer_spiffe_id(parts), from_token) {
+        let actor = match (trusted_peer(parts, state)?, from_token) {
             (None, None) => {
                 return Err(ApiError::Unauthenticated("an agent credential is required"))
             }
@@ -214,7 +245,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
         let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => Named::Spiffe(verifier.verify(token)?),
+                Some(verifier) => Named::Spiffe(trusted(state, verifier.verify(token)?)?),
                 None => match admins.name_for(token) {
                     Some(name) => Named::AdminToken(name),
                     None => state
@@ -226,7 +257,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 },
             }),
         };
-        let caller = match (peer_spiffe_id(parts), from_token) {
+        let caller = match (trusted_peer(parts, state)?, from_token) {
             (None, None) => {
                 return Err(ApiError::Unauthenticated("an admin credential is required"))
             }

@@ -13,6 +13,8 @@ use super::spiffe::SpiffeId;
 pub(crate) struct WorkloadAuth {
     admin_spiffe_ids: BTreeSet<SpiffeId>,
     jwt_svid: Option<JwtSvidVerifier>,
+    /// The trust domains whose IDs are callers; empty: any the bundles' authorities name.
+    trust_domains: BTreeSet<String>,
 }
 
 impl WorkloadAuth {
@@ -20,11 +22,18 @@ impl WorkloadAuth {
     pub(crate) fn new(
         admin_spiffe_ids: impl IntoIterator<Item = SpiffeId>,
         jwt_svid: Option<JwtSvidVerifier>,
+        trust_domains: impl IntoIterator<Item = String>,
     ) -> Self {
         Self {
             admin_spiffe_ids: admin_spiffe_ids.into_iter().collect(),
             jwt_svid,
+            trust_domains: trust_domains.into_iter().collect(),
         }
+    }
+
+    /// Whether `id` is of a trust domain this server trusts (any, when none is named).
+    pub(crate) fn trusts(&self, id: &SpiffeId) -> bool {
+        self.trust_domains.is_empty() || self.trust_domains.contains(id.trust_domain())
     }
 
     /// Whether `id` may use the admin routes.

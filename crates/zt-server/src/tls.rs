@@ -94,6 +94,13 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
         .with_single_cert(chain, key)
         .map_err(|e| TlsSetupError::Config(e.to_string()))?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // A resumed session carries the client certificate of the first handshake without
+    // verifying it again, for as long as its ticket lives (a day): an SVID expired or
+    // withdrawn meanwhile would still name its caller. Every connection shows its own.
+    if config.client_certs != ClientCerts::NotRequested {
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+    }
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 

@@ -128,6 +128,15 @@ fn a_client_certificate_is_the_agents_identity() {
     assert_eq!(denied["reason"], "agent is not registered");
     assert_eq!(denied["evidence"]["authenticated"], true);
 
+    // No session is resumed: each connection's certificate is verified by its own handshake
+    // (a resumed one carries the first handshake's certificate, however expired since).
+    for _ in 0..3 {
+        assert_eq!(
+            workload::handshake_kind(server.port, &billing),
+            rustls::HandshakeKind::Full
+        );
+    }
+
     // The same CA naming an ID of another trust domain: no caller at all, never decided.
     let foreign = pki.client_config(Some(&pki.client(&["spiffe://evil.example/agent/billing"])));
     let (s, _, refused) = post(

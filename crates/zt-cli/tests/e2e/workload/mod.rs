@@ -171,6 +171,21 @@ pub(crate) fn https(
     parse_http_response(&raw)
 }
 
+/// How the TLS handshake of a fresh connection with `config` went: `Resumed` when the server
+/// accepted a session of an earlier connection.
+pub(crate) fn handshake_kind(port: u16, config: &Arc<ClientConfig>) -> rustls::HandshakeKind {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(config.clone(), name).unwrap();
+    let mut tls = StreamOwned::new(conn, tcp);
+    tls.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    tls.conn.handshake_kind().unwrap()
+}
+
 /// A JSON request over HTTPS with an optional bearer token.
 pub(crate) fn call(
     server: &Server,

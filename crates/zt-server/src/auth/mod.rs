@@ -119,6 +119,20 @@ fn not_an_admin_token(state: &SharedState, token: &str) -> Result<(), ApiError> 
     }
 }
 
+/// Whether the request carries an admin's credential (an admin token, or the certificate of an
+/// admin SPIFFE ID), or authentication is off: a quiet check for what only admins may read in
+/// an otherwise public answer. Nothing is recorded or rate limited, as nothing is refused.
+pub(crate) fn is_admin_request(parts: &Parts, state: &SharedState) -> bool {
+    let Some(admins) = &state.admin_tokens else {
+        return true;
+    };
+    let by_token =
+        matches!(bearer_token(parts), Ok(Some(token)) if admins.name_for(token).is_some());
+    let by_certificate = peer_spiffe_id(parts)
+        .is_some_and(|id| state.workload.trusts(id) && state.workload.is_admin(id));
+    by_token || by_certificate
+}
+
 /// The SPIFFE ID of the verified client certificate of the request's connection, if any.
 fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
     parts.extensions.get::<PeerIdentity>().map(|p| &p.spiffe_id)

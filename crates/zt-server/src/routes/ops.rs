@@ -1,6 +1,6 @@
 //! Operations routes: `/` (where to go from here), `/health` and `/metrics`.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -39,20 +39,33 @@ async fn index(State(state): State<SharedState>) -> Json<serde_json::Value> {
     }))
 }
 
+/// What `/health` says of a failure to anyone but an admin: that it failed. Its text names
+/// files, admins, and a remote signer's account and key; admins (and the log) get it.
+const DETAILS_FOR_ADMINS: &str = "failed; the reason is shown to admins and in the server log";
+
 /// Why the last reload of each reloadable file was refused, if it was (cleared by the next
-/// successful reload).
-fn reload_errors(state: &SharedState) -> serde_json::Map<String, serde_json::Value> {
+/// successful reload), in full or as [`DETAILS_FOR_ADMINS`].
+fn reload_errors(state: &SharedState, details: bool) -> serde_json::Map<String, serde_json::Value> {
+    let shown = |e: String| {
+        if details {
+            e
+        } else {
+            DETAILS_FOR_ADMINS.into()
+        }
+    };
     let mut errors = serde_json::Map::new();
     if let Some(e) = state.policy.file_error() {
-        errors.insert("policy_file".into(), e.into());
+        errors.insert("policy_file".into(), shown(e).into());
     }
     if let Some(e) = state.admin_tokens.as_ref().and_then(|a| a.last_error()) {
-        errors.insert("admin_token_file".into(), e.into());
+        errors.insert("admin_token_file".into(), shown(e).into());
     }
     errors
 }
 
-pub(crate) async fn health(State(state): State<SharedState>) -> Response {
+pub(crate) async fn health(State(state): State<SharedState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let details = crate::auth::is_admin_request(&parts, &state);
     let head = state.ledger.head();
     let signer = state.signer.status();
     // With session keys, records are signed while the custody key is away, until the session
@@ -78,12 +91,12 @@ pub(crate) async fn health(State(state): State<SharedState>) -> Response {
                 "calls": signer.calls,
                 "failures": signer.failures,
                 "last_latency_ms": signer.last_latency_seconds * 1000.0,
-                "last_error": signer.last_error,
+                "last_error": signer.last_error.map(|e| if details { e } else { DETAILS_FOR_ADMINS.into() }),
             },
         },
         "policy_version": state.policy.current().version(),
         "policy_file": state.policy.source_file().map(|p| p.display().to_string()),
-        "reload_errors": reload_errors(&state),
+        "reload_errors": reload_errors(&state, details),
         "warning": warning,
     });
     let status = if audit_ok {

@@ -18,7 +18,7 @@ use zt_policy::PolicyEngine;
 use crate::policy_store::{FileAtStart, PolicyStore, PolicyStoreError};
 
 /// Who reloads, in the audit record.
-const RELOADER: &str = "policy-file";
+pub(crate) const RELOADER: &str = "policy-file";
 
 /// The file's modification time, to notice a change.
 pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {

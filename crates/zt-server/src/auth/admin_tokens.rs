@@ -47,7 +47,7 @@ pub enum AdminTokenError {
     /// the line only: the word is never repeated (this message is logged and shown by
     /// `/health`).
     #[error(
-        "admin token file `{0}`, line {1}: expected `NAME TOKEN`, the name first (1 to 128 visible characters, not starting with `zt_` or `#`)"
+        "admin token file `{0}`, line {1}: expected `NAME TOKEN`, the name first (1 to 128 visible characters, not starting with `zt_` or `#`, not `zt-server`, `unauthenticated-admin` or `policy-file`)"
     )]
     BadName(String, usize),
     /// Two names share one token: which admin is calling would be ambiguous.
@@ -135,6 +135,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), AdminTokenError> {
     }
     if name.starts_with("zt_") {
         return invalid("a name cannot start with `zt_`, the prefix of tokens");
+    }
+    // The actors of the server's own records: an admin so named would pass for the server.
+    let reserved = [
+        zt_contract::SERVER_ACTOR,
+        super::UNAUTHENTICATED_ADMIN,
+        crate::policy_reload::RELOADER,
+    ];
+    if reserved.contains(&name) {
+        return invalid("the name is the actor of the server's own records");
     }
     Ok(())
 }

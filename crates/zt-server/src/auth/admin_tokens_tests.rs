@@ -129,6 +129,9 @@ fn a_token_written_where_the_name_goes_is_never_repeated() {
         assert!(!message.contains(&BOB[9..]), "{message}");
     }
     assert!(check_name("zt_admin_x").is_err());
+    for reserved in ["zt-server", "unauthenticated-admin", "policy-file"] {
+        assert!(check_name(reserved).is_err(), "{reserved}");
+    }
 }
 
 #[test]

@@ -57,16 +57,19 @@ fn card_only_agent() -> u16 {
 /// `zt mcp-gateway --listen` in front of an endpoint nothing listens on, with `LIMITS`; returns
 /// it once it listens.
 fn mcp_gateway() -> (Running, u16) {
+    mcp_gateway_of(free_port(), &LIMITS)
+}
+
+/// `zt mcp-gateway --listen` in front of `http://127.0.0.1:UPSTREAM/mcp`, with `extra` flags,
+/// deciding with a control plane nothing listens for; returns it once it listens.
+fn mcp_gateway_of(upstream: u16, extra: &[&str]) -> (Running, u16) {
     let port = free_port();
     let gateway = Running::listening(
         Command::new(zt_bin())
             .args(["mcp-gateway", "--server-name", "s"])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--upstream",
-                &format!("http://127.0.0.1:{}/mcp", free_port()),
-            ])
-            .args(LIMITS)
+            .args(["--upstream", &format!("http://127.0.0.1:{upstream}/mcp")])
+            .args(extra)
             .env(
                 "ZT_CONTROL_PLANE_URL",
                 format!("http://127.0.0.1:{}", free_port()),
@@ -191,22 +194,9 @@ fn stalling_upstream() -> u16 {
 
 #[test]
 fn the_mcp_gateway_bounds_how_long_it_waits_for_its_upstream() {
-    let upstream = stalling_upstream();
-    let port = free_port();
-    let _gateway = Running::listening(
-        Command::new(zt_bin())
-            .args(["mcp-gateway", "--server-name", "s"])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &format!("http://127.0.0.1:{upstream}/mcp")])
-            .args(["--upstream-timeout", "1", "--relay-idle-timeout", "1"])
-            .env(
-                "ZT_CONTROL_PLANE_URL",
-                format!("http://127.0.0.1:{}", free_port()),
-            )
-            .env("ZT_ACTOR", "agent")
-            .env("ZT_TOKEN", "zt_agent_unused")
-            .env("ZT_LOG", "warn"),
-        port,
+    let (_gateway, port) = mcp_gateway_of(
+        stalling_upstream(),
+        &["--upstream-timeout", "1", "--relay-idle-timeout", "1"],
     );
     // No answer begun within 1 s: 504, long before the upstream's 30 s stall ends.
     let started = Instant::now();

@@ -25,6 +25,8 @@ use zt_ledger::{SignError, Signer, SignerStatus};
 struct SessionKey {
     pair: EcdsaKeyPair,
     jwk: Jwk,
+    /// The start of the certified validity period (at millisecond precision, as certified).
+    not_before: SystemTime,
     /// The end of the certified validity period (at millisecond precision, as certified).
     not_after: SystemTime,
 }
@@ -140,6 +142,7 @@ fn certify(custody: &dyn Signer, origin: &str, ttl: Duration) -> Result<SessionK
     let now = SystemTime::now();
     let not_before = wire_time(now);
     let not_after = wire_time(now + ttl);
+    let start = parse_wire(&not_before).ok_or(SignError::Sign)?;
     let end = parse_wire(&not_after).ok_or(SignError::Sign)?;
     let mut cert = SessionCertificate {
         custody_key_id: custody.key_id().to_string(),
@@ -155,6 +158,7 @@ fn certify(custody: &dyn Signer, origin: &str, ttl: Duration) -> Result<SessionK
     Ok(SessionKey {
         pair,
         jwk,
+        not_before: start,
         not_after: end,
     })
 }
@@ -173,9 +177,17 @@ impl Signer for SessionSigner {
         let key = self.current();
         // Never sign past the certified period: the record's timestamp, taken before this
         // call, is then inside it too.
-        if SystemTime::now() > key.not_after {
+        let now = SystemTime::now();
+        if now > key.not_after {
             return Err(SignError::Unavailable(
                 "the session key expired and the custody key could not certify a new one".into(),
+            ));
+        }
+        // The wall clock went back past the certificate's start: a record timestamped now
+        // would fall outside the period and fail verification as if forged.
+        if now < key.not_before {
+            return Err(SignError::Unavailable(
+                "the clock is before the session key's certified period".into(),
             ));
         }
         let prehashed =
@@ -325,6 +337,35 @@ mod tests {
         assert_eq!(keys.len(), 1);
         assert!(signer.status().can_sign);
         assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_ok());
+    }
+
+    #[test]
+    fn a_clock_before_the_certified_period_signs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let custody: Arc<dyn Signer> =
+            Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
+        let signer = SessionSigner::start_unclamped(
+            custody,
+            "zt-infra/test".into(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(signer.sign_digest(&Digest32::sha256(b"r")).is_ok());
+        // As if the wall clock stepped back a second after the key was certified: a record
+        // timestamped now would precede its certificate and fail verification.
+        let current = signer.current();
+        let ahead = SessionKey {
+            pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap(),
+            jwk: current.jwk.clone(),
+            not_before: SystemTime::now() + Duration::from_secs(1),
+            not_after: current.not_after,
+        };
+        *signer.current.write().unwrap() = Arc::new(ahead);
+        let refused = signer.sign_digest(&Digest32::sha256(b"r")).unwrap_err();
+        assert!(
+            refused.to_string().contains("before the session key"),
+            "{refused}"
+        );
     }
 
     #[test]

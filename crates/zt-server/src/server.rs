@@ -100,6 +100,7 @@ impl ServerError {
     pub fn is_usage(&self) -> bool {
         match self {
             ServerError::Config(_) => true,
+            ServerError::Tls(crate::tls::TlsSetupError::KeyReadable(_)) => true,
             ServerError::AdminTokens(e) => e.is_refused_content(),
             _ => false,
         }

@@ -33,6 +33,9 @@ pub enum TlsSetupError {
     /// The client CA file holds no usable certificate.
     #[error("client ca file `{0}` holds no usable ca certificate")]
     NoClientCa(String),
+    /// The private key file is readable or writable by group or others.
+    #[error("tls key file `{0}` is readable by other users; run `chmod 600` on it")]
+    KeyReadable(String),
     /// rustls refused the combination (e.g. the key does not match the certificate).
     #[error("tls configuration: {0}")]
     Config(String),
@@ -64,8 +67,9 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
     let key_shown = config.private_key.display().to_string();
     let key = PrivateKeyDer::from_pem_file(&config.private_key)
         .map_err(|e| TlsSetupError::Pem("tls key file", key_shown.clone(), e.to_string()))?;
+    // As for the audit key: a private key others can read is not private.
     if std::fs::metadata(&config.private_key).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
-        tracing::warn!(key = %key_shown, "the tls private key is readable by other users; consider `chmod 600`");
+        return Err(TlsSetupError::KeyReadable(key_shown));
     }
     let verifier = match &config.client_certs {
         ClientCerts::NotRequested => WebPkiClientVerifier::no_client_auth(),

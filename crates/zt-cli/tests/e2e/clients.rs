@@ -318,6 +318,11 @@ fn self_signed(dir: &Path) -> (String, String) {
     let (cert_path, key_path) = (dir.join("self.pem"), dir.join("self.key"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     (
         cert_path.display().to_string(),
         key_path.display().to_string(),

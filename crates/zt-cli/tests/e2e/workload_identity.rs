@@ -738,6 +738,22 @@ fn bad_tls_and_identity_settings_are_refused_at_start() {
     assert!(stderr.contains("needs `--auth credentials`"), "{stderr}");
     let (code, _) = run(&["--auth", "none", "--admin-spiffe-id", ADMIN]);
     assert_eq!(code, Some(2));
+    // A private key others can read is refused, as the audit key is.
+    let shared_key = dir.path().join("shared.key");
+    std::fs::copy(&key, &shared_key).unwrap();
+    std::fs::set_permissions(
+        &shared_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, stderr) = run(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        shared_key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("readable by other users"), "{stderr}");
 
     // Unusable files (exit 1), refused before the data directory is touched.
     let garbage = dir.path().join("garbage.pem");
@@ -750,6 +766,10 @@ fn bad_tls_and_identity_settings_are_refused_at_start() {
     .unwrap();
     let other_key = dir.path().join("other.key");
     std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let private = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
+    };
+    private(&other_key, 0o600);
     let g = garbage.display().to_string();
     let o = other_key.display().to_string();
     let s = symmetric.display().to_string();

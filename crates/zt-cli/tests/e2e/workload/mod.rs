@@ -68,6 +68,11 @@ impl Pki {
         let cert = params.signed_by(&key, &pki.ca).unwrap();
         std::fs::write(pki.path("server.pem"), cert.pem()).unwrap();
         std::fs::write(pki.path("server.key"), key.serialize_pem()).unwrap();
+        std::fs::set_permissions(
+            pki.path("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         pki
     }
 

@@ -234,6 +234,14 @@ fn check_decision(
     request: &ReceiptRequest,
 ) -> Result<SandboxProfile, ApiError> {
     let text = |k: &str| decision.get(k).and_then(Value::as_str).unwrap_or_default();
+    // Whose record it is comes first: of another actor's record, an agent learns nothing more
+    // (not whether it is a broker's allow).
+    if text("actor") != actor {
+        return Err(refused(ReceiptRefusal::WrongActor {
+            seq,
+            actor: actor.into(),
+        }));
+    }
     let granted = decision
         .get("sandbox")
         .and_then(|v| serde_json::from_value::<SandboxProfile>(v.clone()).ok());
@@ -242,12 +250,6 @@ fn check_decision(
     else {
         return Err(refused(ReceiptRefusal::NotBrokerAllow(seq)));
     };
-    if text("actor") != actor {
-        return Err(refused(ReceiptRefusal::WrongActor {
-            seq,
-            actor: actor.into(),
-        }));
-    }
     if text("current_hash") != request.execution.decision_hash {
         return Err(refused(ReceiptRefusal::HashMismatch(seq)));
     }

@@ -893,6 +893,11 @@ fn forged_receipts_are_refused_by_the_server() {
         409,
         "no sandbox was granted"
     );
+    // Of another actor's records, every kind gets the same answer: an agent cannot sort them
+    // into broker allows and the rest.
+    for theirs in [&deny, &plain] {
+        assert_eq!(post(&other, &receipt_for(theirs, &granted)).0, 403);
+    }
     let mut missing = good.clone();
     missing["execution"]["decision_seq"] = json!(10_000);
     assert_eq!(post(&token, &missing).0, 404);

@@ -3,13 +3,13 @@
 //! the request (a harmless action in place of the one asked) and kept its `request_id` would
 //! get a genuinely signed allow that the caller took for its own.
 
-use zt_contract::names::ResourceName;
+use zt_contract::names::{ActionName, ResourceName};
 use zt_contract::{Decision, DecisionRequest, DecisionResponse};
 
 use crate::ClientError;
 
-/// Checks that `answer` decided `request`: the same action, the same resource (as the control
-/// plane stores it, in Unicode NFC), the same context (by its digest), and, for an allow of a
+/// Checks that `answer` decided `request`: the same action (as the control plane folds it, to
+/// lower case), the same resource (as the control plane stores it, in Unicode NFC), the same context (by its digest), and, for an allow of a
 /// request that named its actor, that actor.
 pub(crate) fn answers(
     request: &DecisionRequest,
@@ -20,7 +20,11 @@ pub(crate) fn answers(
             "the answer decides another {what} than the one asked"
         )))
     };
-    if answer.action != request.action {
+    // The control plane folds an action's ASCII letters to lower case and answers it folded.
+    let action = ActionName::parse(&request.action)
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|_| request.action.clone());
+    if answer.action != action {
         return other("action");
     }
     let resource = ResourceName::parse(&request.resource)
@@ -103,5 +107,17 @@ mod tests {
         deny.decision = Decision::Deny;
         deny.actor = "agent-b".into();
         assert!(answers(&request, &deny).is_ok());
+    }
+
+    #[test]
+    fn an_action_asked_in_upper_case_is_answered_folded() {
+        let mut request = asked();
+        request.action = "mcp.github.getFile".into();
+        let mut folded = answer_to(&request);
+        folded.action = "mcp.github.getfile".into();
+        assert!(answers(&request, &folded).is_ok());
+        // Folding is the control plane's, not a looser comparison: another action still fails.
+        folded.action = "mcp.github.getfiles".into();
+        assert!(answers(&request, &folded).is_err());
     }
 }

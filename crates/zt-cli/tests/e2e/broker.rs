@@ -707,6 +707,9 @@ fn a_policy_can_name_the_program_an_action_runs() {
     assert!(Path::new(marker).exists());
     s.exec(&["--action", "ci.tool"], &["/usr/bin/touch", marker])
         .exited(0);
+    // An action asked in upper case is decided, and answered, folded: still this request's.
+    s.exec(&["--action", "CI.Tool"], &["/usr/bin/touch", marker])
+        .exited(0);
     // Another program under the same action is denied before anything runs.
     let secret = s.path("secret/key.txt");
     s.exec(
@@ -731,7 +734,7 @@ fn a_policy_can_name_the_program_an_action_runs() {
         .collect();
     assert_eq!(
         decisions.len(),
-        3,
+        4,
         "the refused --context was never decided"
     );
     assert_eq!(
@@ -740,7 +743,7 @@ fn a_policy_can_name_the_program_an_action_runs() {
     );
     assert_ne!(
         decisions[1]["context_sha256"],
-        decisions[2]["context_sha256"]
+        decisions[3]["context_sha256"]
     );
     assert_verifies(&s.server);
 }

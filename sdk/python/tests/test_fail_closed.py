@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Type
+from typing import Any, Callable, Dict, Iterator, List, Type
 
 import pytest
 from fake_control_plane import DELETE, FakeControlPlane, Reply, SigningKey, decision_body
@@ -19,10 +23,12 @@ from zt_infra import (
     ControlPlaneTimeout,
     ControlPlaneUnreachable,
     EvidenceError,
+    InvalidRequest,
     MalformedDecision,
     PinnedKeys,
 )
 from zt_infra.issued import ISSUED
+from zt_infra.transport import urlopen_transport
 
 TIMEOUT = 1.0
 
@@ -328,3 +334,125 @@ def test_a_pinned_keys_file_that_repeats_a_member_is_refused(tmp_path: Path) -> 
     path.write_text(text.replace('"kty"', f'"x": "{other.jwks()["keys"][0]["x"]}", "kty"', 1))
     with pytest.raises(ValueError, match="duplicate key `x`"):
         PinnedKeys.from_file(path)
+
+
+class Recorder:
+    """A local HTTP server that records every request it gets (method, path, headers), and
+    answers each with 502: a host the bearer token must never reach."""
+
+    def __init__(self) -> None:
+        self.seen: List[Dict[str, Any]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _record(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                self.rfile.read(int(headers.get("content-length", "0")))
+                recorder.seen.append({"method": self.command, "path": self.path, "headers": headers})
+                self.send_response(502)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_HEAD = _record
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.close()
+
+
+def urlopen_client(fake: FakeControlPlane) -> ControlPlaneClient:
+    return ControlPlaneClient(
+        fake.url, actor="fake-agent", token="zt_agent_secret", timeout=TIMEOUT, transport=urlopen_transport
+    )
+
+
+def test_urlopen_transport_follows_no_redirect(fake: FakeControlPlane, elsewhere: Recorder) -> None:
+    """`urlopen` followed a 302 (as a GET) to any host, `Authorization` included."""
+    fake.behaviour = lambda request: Reply(302, b"", headers={"location": f"{elsewhere.url}/actions"})
+    with pytest.raises(ControlPlaneStatusError) as raised:
+        urlopen_client(fake).decide(action="fake.write", resource="r1")
+    assert raised.value.status == 302
+    ran = []
+    assert urlopen_client(fake).guarded_call(action="fake.write", fn=lambda: ran.append(1)).execution_skipped
+    assert ran == [] and elsewhere.seen == []
+
+
+def test_urlopen_transport_ignores_proxies_in_the_environment(
+    fake: FakeControlPlane, elsewhere: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`urlopen` sent the request, bearer token in clear, through `HTTP_PROXY`."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, elsewhere.url)
+    # `urlopen` reads the environment when it first builds its shared opener: start afresh, as
+    # a process whose environment names a proxy does.
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    assert urlopen_client(fake).decide(action="fake.write", resource="r1").allowed
+    assert fake.headers[-1]["authorization"] == "Bearer zt_agent_secret"
+    assert elsewhere.seen == []
+
+
+def test_urlopen_transport_bounds_the_whole_exchange(fake: FakeControlPlane) -> None:
+    """`urlopen`'s timeout bounded each read: headers dripped a byte at a time never timed out."""
+    fake.behaviour = lambda request: Reply(200, decision_body(fake.key, request), mode="drip_head", seconds=0.02)
+    started = time.monotonic()
+    with pytest.raises(ControlPlaneTimeout):
+        urlopen_client(fake).decide(action="fake.write", resource="r1")
+    assert time.monotonic() - started < TIMEOUT * 3
+
+
+def test_a_request_nested_too_deep_is_refused_locally(fake: FakeControlPlane) -> None:
+    """Nesting past Python's recursion limit raised `RecursionError` out of `json.dumps`, from
+    `decide` and from `guarded_call`, which is documented never to raise for want of a decision."""
+    deep: Dict[str, Any] = {}
+    for _ in range(50_000):
+        deep = {"k": deep}
+    client = client_for(fake, pinned=False)
+    with pytest.raises(InvalidRequest):
+        client.decide(action="fake.write", context=deep)
+    ran = []
+    result = client.guarded_call(action="fake.write", context={"args": [deep]}, fn=lambda: ran.append(1))
+    assert ran == [] and result.execution_skipped and result.decision == "deny" and result.error
+    # A context that holds itself is refused the same way (`json.dumps` said "circular").
+    loop: Dict[str, Any] = {}
+    loop["self"] = loop
+    assert client.guarded_call(action="fake.write", context=loop, fn=lambda: ran.append(1)).execution_skipped
+    assert ran == [] and fake.requests == []
+
+
+def test_an_action_is_compared_as_the_control_plane_folds_it_and_no_looser(fake: FakeControlPlane) -> None:
+    """The answer names the action folded (ASCII letters to lower case): that is the action
+    asked. Unicode case folding is not the control plane's: the Kelvin sign is not a `k`."""
+    client = client_for(fake, pinned=True)
+
+    def answering(action: str) -> None:
+        fake.behaviour = lambda request: Reply(200, decision_body(fake.key, {**request, "action": action}))
+
+    answering("fake.write_x")
+    assert client.decide(action="Fake.WRITE_X").action == "fake.write_x"
+    # `str.lower` would take each of these pairs for one action.
+    for asked, answered in (("fake.write_\u212a", "fake.write_k"), ("fake.write_\u0130", "fake.write_i\u0307")):
+        answering(answered)
+        with pytest.raises(EvidenceError):
+            client.decide(action=asked)
+    answering("fake.write_y")
+    with pytest.raises(EvidenceError):
+        client.decide(action="fake.write_X")

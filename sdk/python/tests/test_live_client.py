@@ -4,6 +4,7 @@ and refusals leave the work unrun."""
 from __future__ import annotations
 
 import uuid
+from typing import Any, Dict
 
 import pytest
 from fake_control_plane import SigningKey
@@ -14,6 +15,7 @@ from zt_infra import (
     ControlPlaneClient,
     ControlPlaneStatusError,
     EvidenceError,
+    InvalidRequest,
     PinnedKeys,
 )
 from zt_infra.transport import urlopen_transport
@@ -119,3 +121,33 @@ async def test_async_client(agent: ControlPlaneClient) -> None:
     allowed = await client.guarded_call(action="py.live.read", resource="r1", fn=work)
     denied = await client.guarded_call(action="py.live.delete", resource="r1", fn=work)
     assert ran == [1] and allowed.result == "async-read" and denied.execution_skipped
+
+
+def test_an_action_asked_in_upper_case_is_answered_folded_and_accepted(agent: ControlPlaneClient) -> None:
+    """The control plane folds an action's ASCII letters to lower case and answers it folded;
+    the answer check compared it unfolded, so every such decision raised `EvidenceError`."""
+    ran = []
+    result = agent.guarded_call(action="py.live.READ", resource="r1", fn=lambda: ran.append(1) or "read")
+    assert ran == [1] and result.allowed and result.action == "py.live.read"
+    assert agent.decide(action="Py.Live.Delete").action == "py.live.delete"
+
+
+def test_a_request_nested_as_deep_as_the_control_plane_takes_is_sent_and_one_deeper_is_not(
+    agent: ControlPlaneClient,
+) -> None:
+    """The body is level 1 and the control plane takes 32 levels (zt-contract `MAX_DEPTH`)."""
+
+    def nested(levels: int) -> Dict[str, Any]:
+        context: Dict[str, Any] = {}
+        for _ in range(levels - 1):
+            context = {"k": context}
+        return context
+
+    # The body (level 1) holding 31 levels of context: 32, the limit, still sent and decided.
+    assert agent.decide(action="py.live.read", context=nested(31)).audit is not None
+    with pytest.raises(InvalidRequest, match="nested more than 32 levels"):
+        agent.decide(action="py.live.read", context=nested(32))
+    # Far deeper than Python's recursion limit: refused locally too, never a `RecursionError`.
+    ran = []
+    result = agent.guarded_call(action="py.live.read", context=nested(50_000), fn=lambda: ran.append(1))
+    assert ran == [] and result.execution_skipped and "nested more than" in (result.error or "")

@@ -145,3 +145,28 @@ def test_the_loop_is_bounded(client: ControlPlaneClient, tools: ToolRegistry) ->
             )
     finally:
         api.close()
+
+
+def test_a_key_error_inside_an_allowed_tool_is_the_tools_not_a_refusal(
+    client: ControlPlaneClient, effects: List[str]
+) -> None:
+    """A `KeyError` raised by the handler after it ran was caught as "not registered", and the
+    call reported refused (`ok` false) though its effects had happened."""
+    tools = ToolRegistry()
+
+    def lookup_order(args: Dict[str, Any]) -> Any:
+        effects.append(f"lookup {args['order_id']}")
+        return {"status": {}["missing"]}
+
+    tools.register("lookup_order", lookup_order)
+    wrapper = ZeroTrustResponsesWrapper(None, control_plane=client, actor=ACTOR, tools=tools)
+    call = {"type": "function_call", "call_id": "k", "name": "lookup_order", "arguments": '{"order_id": "o-9"}'}
+    with pytest.raises(KeyError, match="missing"):
+        wrapper.collect_function_call_outputs({"output": [call]})
+    assert effects == ["lookup o-9"]
+    # A tool that is not registered is refused, and the control plane is not asked.
+    [output] = ZeroTrustResponsesWrapper(
+        None, control_plane=None, actor=ACTOR, tools=ToolRegistry()
+    ).collect_function_call_outputs({"output": [call]})
+    refusal = json.loads(output["output"])
+    assert refusal["ok"] is False and refusal["zero_trust"]["reason"] == "tool is not registered: lookup_order"

@@ -1,8 +1,12 @@
-"""A2A proxy: checks protected JSON-RPC methods (`SendMessage`, `SendStreamingMessage`,
-`CancelTask`, and their A2A 0.3 names `message/send`, `message/stream`, `tasks/cancel`, which an
-agent with 0.3 compatibility also serves) with the control plane
-(`a2a.<agent>.<method_in_snake_case>`, the 1.0 name's) before they reach the remote agent; a
-denied request gets a task in `TASK_STATE_REJECTED` carrying the decision."""
+"""A2A proxy: every A2A JSON-RPC method, in A2A 1.0 and under its 0.3 name (which an agent
+with 0.3 compatibility also serves), is checked with the control plane
+(`a2a.<agent>.<method_in_snake_case>`, the 1.0 name's) before it reaches the remote agent, as
+`zt a2a-proxy` does (docs/GATEWAYS.md, "A2A proxy"). A method that is not A2A's is refused with
+`-32601` and never forwarded, unless listed in `protected_methods` (then it is decided too).
+
+A denied message gets a task in `TASK_STATE_REJECTED` carrying the decision; any other denied
+method a JSON-RPC error (`-32090`, or `-32091` when no valid decision was obtained) whose
+`data.zero_trust` is the decision."""
 
 from __future__ import annotations
 
@@ -18,22 +22,59 @@ Reply = Union[Dict[str, Any], List[Dict[str, Any]], None]
 DownstreamTransport = Callable[[Dict[str, Any]], Reply]
 A2AActionMapper = Callable[[str, Dict[str, Any], str], Tuple[str, str]]
 
+#: JSON-RPC "method not found".
+METHOD_NOT_FOUND = -32601
 #: JSON-RPC "invalid params".
 INVALID_PARAMS = -32602
+#: A method other than a message, denied by policy (as `zt a2a-proxy` answers it).
+DENIED = -32090
+#: A method other than a message, not forwarded for want of a valid decision.
+NO_DECISION = -32091
 #: How much of a message's text names the resource when nothing else does.
 RESOURCE_TEXT_CHARS = 120
 
-#: A2A 0.3 method names and the 1.0 names they are decided under.
-V0_3_NAMES: Dict[str, str] = {
-    "message/send": "SendMessage",
-    "message/stream": "SendStreamingMessage",
-    "tasks/cancel": "CancelTask",
-    "tasks/get": "GetTask",
-    "tasks/resubscribe": "SubscribeToTask",
+#: What a method acts on, read from the one parameter the agent reads for it: `message` (the
+#: message's resource, [`extract_resource`]), `id`, `taskId` or `contextId` (that parameter),
+#: or `""` (nothing: the extended card).
+MESSAGE = "message"
+
+#: Every A2A JSON-RPC method (1.0 and 0.3 wire names), the 1.0 name it is decided under, and
+#: its subject. In both generations a task method names its task by `id`; 1.0's
+#: push-notification methods name it by `taskId` (their `id` is the config's), as does 0.3's
+#: `tasks/pushNotificationConfig/set`.
+METHODS: Dict[str, Tuple[str, str]] = {
+    "SendMessage": ("SendMessage", MESSAGE),
+    "SendStreamingMessage": ("SendStreamingMessage", MESSAGE),
+    "GetTask": ("GetTask", "id"),
+    "ListTasks": ("ListTasks", "contextId"),
+    "CancelTask": ("CancelTask", "id"),
+    "SubscribeToTask": ("SubscribeToTask", "id"),
+    "CreateTaskPushNotificationConfig": ("CreateTaskPushNotificationConfig", "taskId"),
+    "GetTaskPushNotificationConfig": ("GetTaskPushNotificationConfig", "taskId"),
+    "ListTaskPushNotificationConfigs": ("ListTaskPushNotificationConfigs", "taskId"),
+    "DeleteTaskPushNotificationConfig": ("DeleteTaskPushNotificationConfig", "taskId"),
+    "GetExtendedAgentCard": ("GetExtendedAgentCard", ""),
+    "message/send": ("SendMessage", MESSAGE),
+    "message/stream": ("SendStreamingMessage", MESSAGE),
+    "tasks/get": ("GetTask", "id"),
+    "tasks/list": ("ListTasks", "contextId"),
+    "tasks/cancel": ("CancelTask", "id"),
+    "tasks/resubscribe": ("SubscribeToTask", "id"),
+    "tasks/pushNotificationConfig/set": ("CreateTaskPushNotificationConfig", "taskId"),
+    "tasks/pushNotificationConfig/get": ("GetTaskPushNotificationConfig", "id"),
+    "tasks/pushNotificationConfig/list": ("ListTaskPushNotificationConfigs", "id"),
+    "tasks/pushNotificationConfig/delete": ("DeleteTaskPushNotificationConfig", "id"),
+    "agent/getAuthenticatedExtendedCard": ("GetExtendedAgentCard", ""),
 }
 
-#: Methods whose task is `params.id` (the agent reads no other name for it).
-TASK_BY_ID = frozenset({"CancelTask", "GetTask", "SubscribeToTask"})
+#: A2A 0.3 method names and the 1.0 names they are decided under.
+V0_3_NAMES: Dict[str, str] = {wire: name for wire, (name, _) in METHODS.items() if wire != name}
+
+#: 1.0 methods whose task is `params.id` (the agent reads no other name for it).
+TASK_BY_ID = frozenset(name for wire, (name, subject) in METHODS.items() if wire == name and subject == "id")
+
+#: Parameters that must not appear beside a subject, since another reader could take them for it.
+_FOREIGN: Dict[str, Tuple[str, ...]] = {"id": ("taskId",), "contextId": ("id", "taskId")}
 
 #: Proto field names, which protobuf's JSON reader (the 1.0 SDK's) takes like the JSON names.
 PROTO_NAMES = ("task_id", "context_id")
@@ -68,36 +109,61 @@ def extract_resource(params: Dict[str, Any]) -> str:
 
 
 def default_a2a_action_mapper(remote_agent: str, params: Dict[str, Any], method: str) -> Tuple[str, str]:
-    """The action under the 1.0 name, and the resource: for a task method the task it acts on
-    (`params.id`), else [`extract_resource`]."""
-    resource = params.get("id") if method in TASK_BY_ID else extract_resource(params)
-    return f"a2a.{safe_segment(remote_agent)}.{snake_case(method)}", resource if isinstance(resource, str) else ""
+    """The action under the 1.0 name, and the resource: for a message [`extract_resource`],
+    else what the agent acts on, read from the parameter it reads for `method` (a wire name,
+    1.0 or 0.3: 0.3's push-notification get/list/delete name their task by `id`, 1.0's by
+    `taskId`); a method outside the A2A table is named by [`extract_resource`] too."""
+    name, subject = METHODS.get(method, (method, MESSAGE))
+    action = f"a2a.{safe_segment(remote_agent)}.{safe_segment(snake_case(name))}"
+    if subject == MESSAGE:
+        return action, extract_resource(params)
+    resource = params.get(subject) if subject else ""
+    return action, resource if isinstance(resource, str) else ""
 
 
 def ambiguous_task(method: str, params: Dict[str, Any]) -> Optional[str]:
-    """Why `params` could name to the agent another task than the one decided on, if they could:
-    a proto field name in the params or the message, or `taskId` beside a task method's `id`."""
+    """Why `params` could name to the agent another task (or context) than the one decided on,
+    if they could: a proto field name in the params or the message; beside a task method's
+    `id`, `taskId`; beside a listing's `contextId`, `id` or `taskId`; a subject that is not a
+    string. `method` is a wire name (1.0 or 0.3)."""
     for where in (params, _message(params)):
         for name in PROTO_NAMES:
             if name in where:
                 return f"`{name}` is not accepted"
-    if method in TASK_BY_ID and "taskId" in params:
-        return f"`taskId` is not a parameter of {method}, which names its task by `id`"
+    _, subject = METHODS.get(method, (method, MESSAGE))
+    for other in _FOREIGN.get(subject, ()):
+        if other in params:
+            return f"`{other}` is not a parameter of {method}, which names its subject by `{subject}`"
+    if subject not in (MESSAGE, "") and subject in params and not isinstance(params[subject], str):
+        return f"`{subject}` must be a string"
     return None
 
 
 @dataclass
 class A2APolicyProxy:
-    """Policy-enforcing proxy in front of one remote A2A agent (`downstream` forwards)."""
+    """Policy-enforcing proxy in front of one remote A2A agent (`downstream` forwards).
+
+    Every A2A method is decided before it is forwarded; any other method is refused
+    (`-32601`) unless named in `protected_methods`, which then decides and forwards it too.
+    (Before, only the methods in `protected_methods` were decided and every other method was
+    forwarded undecided: now naming fewer methods there protects no fewer.)
+
+    The actor is `actor`, else the control plane client's own (else the token's). The
+    request's `metadata.actor`/`client`/`agent` (the reference proxy's choice) is read only
+    with `actor_from_request=True`: it lets the caller choose whom the decision is for.
+    """
 
     downstream: DownstreamTransport
     control_plane: Any = field(default_factory=ControlPlaneClient)
     actor: Optional[str] = None
     remote_agent: str = "remote-agent"
     action_mapper: A2AActionMapper = default_a2a_action_mapper
-    #: Under their 1.0 names; the 0.3 names of the same methods are protected alike.
+    #: Methods decided besides A2A's own (every A2A method, 1.0 and 0.3 names, is decided
+    #: whether listed or not); a listed method that is not A2A's is decided and forwarded,
+    #: one not listed is refused.
     protected_methods: FrozenSet[str] = frozenset({"SendMessage", "SendStreamingMessage", "CancelTask"})
     denial_state: str = "TASK_STATE_REJECTED"
+    actor_from_request: bool = False
 
     def handle_jsonrpc(self, request: Dict[str, Any]) -> Reply:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
@@ -107,26 +173,34 @@ class A2APolicyProxy:
             raise A2AProxyError("A2A request method must be a string")
         if request.get("id") is None:
             raise A2AProxyError("A2A request id is required")
-        name = V0_3_NAMES.get(method, method)
-        if name not in self.protected_methods:
-            return self.downstream(request)
-        params = request.get("params")
-        why = ambiguous_task(name, params) if isinstance(params, dict) else "Invalid parameters"
+        if method not in METHODS and method not in self.protected_methods:
+            return _error(request["id"], METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
+        name = METHODS[method][0] if method in METHODS else method
+        params = request.get("params", {})
+        why = ambiguous_task(method, params) if isinstance(params, dict) else "Invalid parameters"
         if not isinstance(params, dict) or why is not None:
-            return {
-                "jsonrpc": "2.0",
-                "id": request["id"],
-                "error": {"code": INVALID_PARAMS, "message": why or "Invalid parameters"},
-            }
-        action, resource = self.action_mapper(self.remote_agent, params, name)
-        actor = self.actor or _actor_from(params)
+            return _error(request["id"], INVALID_PARAMS, why or "Invalid parameters")
+        # The default mapper reads the subject by the wire name (0.3 and 1.0 differ for
+        # push-notification configs); a caller's mapper gets the 1.0 name, as it always has.
+        mapped = method if self.action_mapper is default_a2a_action_mapper else name
+        action, resource = self.action_mapper(self.remote_agent, params, mapped)
+        actor = self.actor or (_actor_from(params) if self.actor_from_request else None)
         decision = decide_fail_closed(self.control_plane, actor, action, resource, {"source": "a2a", "method": method})
         if decision.get("decision") == "allow" and decision.get("ok") is True:
             return self.downstream(request)
+        plain = dict(decision)
+        if name not in ("SendMessage", "SendStreamingMessage"):
+            # A local deny (no decision obtained) carries its cause in `error`.
+            return _error(
+                request["id"],
+                NO_DECISION if plain.get("error") else DENIED,
+                f"denied by zero-trust policy: {plain.get('reason')}",
+                {"zero_trust": plain},
+            )
         response = {
             "jsonrpc": "2.0",
             "id": request["id"],
-            "result": {"task": self._denied_task(params, dict(decision))},
+            "result": {"task": self._denied_task(params, plain)},
         }
         return [response] if name == "SendStreamingMessage" else response
 
@@ -165,3 +239,10 @@ def _actor_from(params: Dict[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return "a2a-client"
+
+
+def _error(request_id: Any, code: int, message: str, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    error: Dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}

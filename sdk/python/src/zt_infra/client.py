@@ -98,9 +98,13 @@ class ControlPlaneClient:
         nonce = request_id if request_id is not None else (uuid.uuid4().hex if self.send_request_id else None)
         if nonce is not None:
             payload["request_id"] = nonce
+        if strict_json.too_deep(payload):
+            raise InvalidRequest(
+                f"the request is nested more than {strict_json.MAX_DEPTH} levels deep (the control plane's limit)"
+            )
         try:
             body = json.dumps(payload, allow_nan=False).encode("utf-8")
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, RecursionError) as error:
             raise InvalidRequest(f"the request is not JSON: {error}") from error
         answer = self._send("POST", "/actions", body)
         decision = parse_answer(answer.status, answer.body, request_id=nonce)

@@ -161,7 +161,8 @@ def check_answers_request(
     genuine, not that it answers this request (someone on the path who rewrote the request and
     kept its `request_id` would get a genuine allow of something harmless).
 
-    The action, the resource (in NFC, as the control plane stores it) and the context's digest
+    The action (its ASCII letters folded to lower case, as the control plane folds and answers
+    it), the resource (in NFC, as the control plane stores it) and the context's digest
     must be the ones sent, and an allow must name the actor the request named. A context holding
     floats has no canonical form here, so its digest is not compared.
     """
@@ -169,7 +170,7 @@ def check_answers_request(
     def other(what: str) -> EvidenceError:
         return EvidenceError(f"the answer decides another {what} than the one asked")
 
-    if decision.action != action:
+    if decision.action != fold_action(action):
         raise other("action")
     if decision.resource != unicodedata.normalize("NFC", resource):
         raise other("resource")
@@ -186,6 +187,17 @@ def check_answers_request(
             raise other("context")
     if actor and decision.allowed and decision.actor != actor:
         raise other("actor")
+
+
+def fold_action(action: str) -> str:
+    """`action` as the control plane decides and answers it: ASCII `A`-`Z` folded to lower case,
+    nothing else changed (zt-contract `ActionName::parse`; no Unicode case folding, which would
+    make `\u212a`, the Kelvin sign, a `k`). An action outside the grammar is refused by the
+    control plane anyway."""
+    return action.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 
 
 def _check_audit(audit: Any) -> Dict[str, Any]:

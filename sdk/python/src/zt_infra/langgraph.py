@@ -13,7 +13,7 @@ import json
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from .client import ControlPlaneClient
-from .decision import Decision, parse_answer
+from .decision import Decision, fold_action, parse_answer
 from .issued import ISSUED
 from .naming import extract_resource, safe_segment
 from .verify import PinnedKeys
@@ -196,9 +196,9 @@ def _allowed(state: State, key: str, action: Optional[str], keys: Optional[Pinne
     # The action compared is the one recorded or verified, not the state's (possibly edited) copy.
     issued = ISSUED.lookup(decision)
     if issued is not None:
-        return action is None or issued.action == action
+        return action is None or issued.action == fold_action(action)
     signed = _signed_allow(decision, keys) if keys is not None else None
-    return signed is not None and (action is None or signed.action == action)
+    return signed is not None and (action is None or signed.action == fold_action(action))
 
 
 def _signed_allow(decision: Mapping[str, Any], keys: PinnedKeys) -> Optional[Decision]:

@@ -53,7 +53,9 @@ class MCPZeroTrustGateway:
         tool = params.get("name")
         if not isinstance(tool, str) or not tool.strip():
             return _error(request_id, "tools/call params.name is required")
-        arguments = params.get("arguments") or {}
+        # Missing means none; anything else that is not an object (`[]`, `""`, `0`, `false`,
+        # `null`) is refused, never decided as `{}` and forwarded as it came.
+        arguments = params.get("arguments", {})
         if not isinstance(arguments, dict):
             return _error(request_id, "tools/call params.arguments must be an object")
         action, resource = self.action_mapper(self.server_name, tool, arguments)

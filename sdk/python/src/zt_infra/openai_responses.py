@@ -42,6 +42,10 @@ class ToolRegistry:
 
         return decorator if handler is None else decorator(handler)
 
+    def handler(self, name: str) -> Optional[ToolHandler]:
+        """The function registered as `name`, if any."""
+        return self._handlers.get(name)
+
     def execute(self, name: str, arguments: Dict[str, Any]) -> Any:
         handler = self._handlers.get(name)
         if handler is None:
@@ -105,6 +109,11 @@ class ZeroTrustResponsesWrapper:
             return _output(call_id, self._refused("function arguments are not valid JSON, or are ambiguous", action))
         if not isinstance(arguments, dict):
             return _output(call_id, self._refused("function arguments must decode to a JSON object", action))
+        # Looked up before the decision: a missing registration is a refusal, while whatever
+        # the handler raises once it ran (a `KeyError` included) is the handler's and propagates.
+        handler = self.tools.handler(name)
+        if handler is None:
+            return _output(call_id, self._refused(f"tool is not registered: {name}", action))
         action = self.action_mapper(name, arguments, call)
         decision = decide_fail_closed(
             self.control_plane,
@@ -115,10 +124,7 @@ class ZeroTrustResponsesWrapper:
         )
         if not (decision.get("decision") == "allow" and decision.get("ok") is True):
             return _output(call_id, {"ok": False, "zero_trust": dict(decision), "result": None})
-        try:
-            result = self.tools.execute(name, arguments)
-        except KeyError as error:
-            return _output(call_id, self._refused(str(error), action))
+        result = handler(arguments)
         return _output(call_id, {"ok": True, "zero_trust": dict(decision), "result": result})
 
     def _refused(self, reason: str, action: str) -> Dict[str, Any]:

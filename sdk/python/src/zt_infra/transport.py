@@ -6,7 +6,9 @@ a second would never time out. Here every read gets only the time left until the
 
 from __future__ import annotations
 
+import email.message
 import http.client
+import io
 import socket
 import ssl
 import threading
@@ -150,9 +152,43 @@ def via_transport(
 
 
 def urlopen_transport(request: urllib.request.Request, timeout: float) -> Any:
-    """A reference-style transport over `urlopen`; the timeout is passed as the timeout (the
-    reference passed it positionally, where `urlopen` takes the request body)."""
-    return urllib.request.urlopen(request, timeout=timeout)
+    """A reference-style transport for a `urllib.request.Request` (the reference passed the
+    timeout positionally, where `urlopen` takes the request body; here it is the timeout).
+
+    It is not `urlopen`'s: that follows redirects (sending `Authorization`, the bearer token,
+    to whatever host the answer names) and sends through the `HTTP(S)_PROXY` of the
+    environment (the token in clear to the proxy), and bounds each read, not the exchange.
+    This one is [`exchange`]: no proxy, no redirect (a 3xx is returned as it is, which the
+    client refuses: fail closed), the whole exchange within `timeout`, the body within
+    `MAX_RESPONSE_BYTES`. A 4xx or 5xx raises `urllib.error.HTTPError`, as `urlopen` does; a
+    failure raises a `ControlPlaneError`."""
+    data = request.data
+    if data is not None and not isinstance(data, bytes):
+        raise InvalidRequest("the request body must be bytes")
+    answer = exchange(request.get_method(), request.full_url, data, dict(request.header_items()), timeout)
+    body = io.BytesIO(answer.body)
+    if answer.status >= 400:
+        raise urllib.error.HTTPError(
+            request.full_url, answer.status, http.client.responses.get(answer.status, ""), email.message.Message(), body
+        )
+    return _BufferedAnswer(answer.status, body)
+
+
+class _BufferedAnswer:
+    """A whole answer, read already, shaped like `urlopen`'s (`status`, `getcode()`, `read()`)."""
+
+    def __init__(self, status: int, body: io.BytesIO) -> None:
+        self.status = status
+        self._body = body
+
+    def getcode(self) -> int:
+        return self.status
+
+    def read(self, size: int = -1) -> bytes:
+        return self._body.read(size)
+
+    def close(self) -> None:
+        self._body.close()
 
 
 def _set_remaining(conn: http.client.HTTPConnection, deadline: float) -> None:

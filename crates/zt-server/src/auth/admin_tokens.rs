@@ -149,12 +149,22 @@ pub(crate) fn check_name(name: &str) -> Result<(), AdminTokenError> {
 }
 
 /// One admin line of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub(crate) name: String,
     pub(crate) token: String,
     /// Line number, from 1.
     pub(crate) line: usize,
+}
+
+// Leaves out the token: a debug print must never show a credential.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The admin lines of `text` (comments and blank lines skipped), checked: each name once,

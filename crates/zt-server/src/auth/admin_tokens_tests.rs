@@ -129,6 +129,12 @@ fn a_token_written_where_the_name_goes_is_never_repeated() {
         assert!(!message.contains(&BOB[9..]), "{message}");
     }
     assert!(check_name("zt_admin_x").is_err());
+    let entry = Entry {
+        name: "alice".into(),
+        token: ALICE.into(),
+        line: 1,
+    };
+    assert!(!format!("{entry:?}").contains(&ALICE[9..]), "{entry:?}");
     for reserved in ["zt-server", "unauthenticated-admin", "policy-file"] {
         assert!(check_name(reserved).is_err(), "{reserved}");
     }

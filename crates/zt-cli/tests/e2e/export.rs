@@ -448,3 +448,57 @@ fn a_stream_ends_once_its_admin_is_removed() {
         "the stream ended"
     );
 }
+
+#[test]
+fn a_stream_opened_with_a_jwt_svid_ends_when_it_expires() {
+    use crate::workload::{es256, now, svid_claims, EcSigner, ADMIN, AUDIENCE};
+    let dir = tempfile::tempdir().unwrap();
+    let signer = EcSigner::new();
+    let jwks = dir.path().join("bundle.jwks");
+    std::fs::write(
+        &jwks,
+        serde_json::json!({"keys": [signer.jwk("es-1")]}).to_string(),
+    )
+    .unwrap();
+    let server = Server::start_with_auth(
+        &dir.path().join("data"),
+        "credentials",
+        &[
+            "--single-admin",
+            "--jwt-svid-jwks",
+            jwks.to_str().unwrap(),
+            "--jwt-svid-audience",
+            AUDIENCE,
+            "--admin-spiffe-id",
+            ADMIN,
+        ],
+    );
+    // An admin's JWT-SVID past its `exp`, still inside the 30 s leeway for about 8 s more.
+    let mut claims = svid_claims(ADMIN);
+    claims["exp"] = serde_json::json!(now() - 22);
+    let jwt = signer.sign(es256("es-1"), claims);
+    let bearer = format!("Bearer {jwt}");
+    let (status, _, mut client) = SseClient::connect(
+        server.port,
+        "/audit/stream",
+        &[("authorization", bearer.as_str())],
+    );
+    assert_eq!(status, 200);
+    let admin = server.admin_token();
+    let register = |actor: &str| {
+        let body = Some(serde_json::json!({"actor": actor}));
+        let (status, _, answer) = server.json_as(&admin, "POST", "/agents", body);
+        assert_eq!(status, 201, "{answer}");
+    };
+    register("first");
+    assert_eq!(
+        client.next(Duration::from_secs(10)).unwrap().event,
+        "record"
+    );
+    // Once the leeway is over, the stream sends no further record: it ends with an error.
+    std::thread::sleep(Duration::from_secs(10));
+    register("second");
+    let event = client.next(Duration::from_secs(10)).expect("an event");
+    assert_eq!(event.event, "error", "{}", event.data);
+    assert!(event.data.contains("no longer valid"), "{}", event.data);
+}

@@ -60,13 +60,33 @@ pub(crate) struct AdminCaller {
     /// The hash of the admin token it called with, if it did: a long-lived answer (the record
     /// stream) asks again whether that token still names this admin.
     token_sha256: Option<String>,
+    /// The JWT-SVID it called with, if it did: asked again likewise, so that it expires.
+    jwt_svid: Option<Secret>,
+}
+
+/// A credential kept for asking again, never shown.
+#[derive(Clone, PartialEq, Eq)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl AdminCaller {
     /// Whether the credential this caller was authenticated with still makes it this admin:
     /// an admin token removed or rotated since (`zt admin remove`, a new file) no longer does.
-    /// SPIFFE IDs are the server's settings, fixed for its life.
+    /// A JWT-SVID must still verify (it expires). A client certificate's SPIFFE ID holds for
+    /// its connection.
     pub(crate) fn still_admin(&self, state: &SharedState) -> bool {
+        if let Some(Secret(jwt)) = &self.jwt_svid {
+            return state.workload.jwt_svid().is_some_and(|verifier| {
+                verifier
+                    .verify(jwt)
+                    .is_ok_and(|id| id.as_str() == self.name && state.workload.is_admin(&id))
+            });
+        }
         match (&self.token_sha256, &state.admin_tokens) {
             (Some(hash), Some(admins)) => admins.name_for_hash(hash).as_deref() == Some(&self.name),
             (Some(_), None) => false,
@@ -254,6 +274,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 name: UNAUTHENTICATED_ADMIN.into(),
                 authenticated: false,
                 token_sha256: None,
+                jwt_svid: None,
             });
         };
         let from_token = match bearer_token(parts)? {
@@ -291,14 +312,19 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     name,
                     authenticated: true,
                     token_sha256: bearer_token(parts)?.map(tokens::token_hash),
+                    jwt_svid: None,
                 })
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
+                let jwt_svid = bearer_token(parts)?
+                    .filter(|token| jwt_verifier_for(state, token).is_some())
+                    .map(|token| Secret(token.to_string()));
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,
                     token_sha256: None,
-                })
+                    jwt_svid,
+                });
             }
             Named::Spiffe(id) => id.to_string(),
             Named::Agent(actor) => actor,

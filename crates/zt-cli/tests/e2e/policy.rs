@@ -386,6 +386,19 @@ fn authzen_evaluations_use_the_same_decision_path_and_log() {
     assert_eq!(allowed["context"]["policies"], json!(["allow:files.read"]));
     let (s, _, denied) = one("files.delete");
     assert_eq!((s, &denied["decision"]), (200, &json!(false)));
+    // A property that is not a string is refused, not left out of the decision.
+    let records_before = records(&server).len();
+    let (s, _, refused) = server.json_as(
+        &agent,
+        "POST",
+        "/access/v1/evaluation",
+        Some(
+            json!({"subject": {"type": "agent", "id": "zen"}, "action": {"name": "files.read"},
+                    "resource": {"type": "file", "id": "f1", "properties": {"environment": 3}}}),
+        ),
+    );
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(records(&server).len(), records_before);
     assert_eq!(
         denied["context"]["reason_user"]["en"],
         "action is not in the allow list"

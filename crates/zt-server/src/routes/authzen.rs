@@ -38,13 +38,17 @@ pub(crate) fn router() -> Router<SharedState> {
 }
 
 fn to_decision_request(e: EvaluationRequest) -> Result<DecisionRequest, ApiError> {
-    let resource_attributes: BTreeMap<String, String> = e
-        .resource
-        .properties
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
-        .collect();
+    // Resource attributes are strings, as on `POST /actions`; another value is refused, not
+    // left out (the decision would quietly be made without what the caller sent).
+    let mut resource_attributes = BTreeMap::new();
+    for (key, value) in e.resource.properties.unwrap_or_default() {
+        let Value::String(text) = value else {
+            return Err(ApiError::InvalidRequest(
+                "every `resource.properties` value must be a string".into(),
+            ));
+        };
+        resource_attributes.insert(key, text);
+    }
     let request_id = match e.context.as_ref().and_then(|c| c.get("request_id")) {
         None => None,
         Some(Value::String(id)) => Some(id.clone()),

@@ -45,12 +45,38 @@ impl Verdict {
 /// canonical form: the action folded to lower case, the resource normalized to NFC, the actor
 /// (when given) as it is. A name outside its grammar is refused (400) before any other work.
 /// Idempotent.
-pub(crate) fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
+fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
     if !request.actor.is_empty() {
         ActorName::parse(&request.actor)?;
     }
     request.action = ActionName::parse(&request.action)?.into_string();
     request.resource = ResourceName::parse(&request.resource)?.into_string();
+    Ok(())
+}
+
+/// What a request must be before anything is decided or spent: an actor (when the caller is
+/// not authenticated), an action, names in their grammar (canonicalised in place), a
+/// `request_id` within its length. An AuthZEN batch checks every item with it first.
+pub(crate) fn check_request(
+    caller: &AgentCaller,
+    request: &mut DecisionRequest,
+) -> Result<(), ApiError> {
+    if *caller == AgentCaller::Unauthenticated && request.actor.is_empty() {
+        return Err(ApiError::ActorRequired);
+    }
+    if request.action.is_empty() {
+        return Err(ApiError::ActionRequired);
+    }
+    canonical_names(request)?;
+    if request
+        .request_id
+        .as_ref()
+        .is_some_and(|id| id.len() > MAX_REQUEST_ID_BYTES)
+    {
+        return Err(ApiError::InvalidRequest(format!(
+            "`request_id` is longer than {MAX_REQUEST_ID_BYTES} bytes"
+        )));
+    }
     Ok(())
 }
 
@@ -62,13 +88,7 @@ pub(crate) async fn decide(
     mut request: DecisionRequest,
 ) -> Result<(StatusCode, DecisionResponse), ApiError> {
     let started = Instant::now();
-    if caller == AgentCaller::Unauthenticated && request.actor.is_empty() {
-        return Err(ApiError::ActorRequired);
-    }
-    if request.action.is_empty() {
-        return Err(ApiError::ActionRequired);
-    }
-    canonical_names(&mut request)?;
+    check_request(&caller, &mut request)?;
     let (actor, authenticated, claimed_actor) = match caller {
         AgentCaller::Authenticated(actor) => {
             let claimed = (!request.actor.is_empty() && request.actor != actor)
@@ -80,15 +100,6 @@ pub(crate) async fn decide(
         }
         AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
     };
-    if request
-        .request_id
-        .as_ref()
-        .is_some_and(|id| id.len() > MAX_REQUEST_ID_BYTES)
-    {
-        return Err(ApiError::InvalidRequest(format!(
-            "`request_id` is longer than {MAX_REQUEST_ID_BYTES} bytes"
-        )));
-    }
     if let Some(limiter) = &state.limiter {
         limiter
             .check(&actor)

@@ -399,6 +399,18 @@ fn authzen_evaluations_use_the_same_decision_path_and_log() {
     );
     assert_eq!(s, 400, "{refused}");
     assert_eq!(records(&server).len(), records_before);
+    // A batch is checked whole before any of it is decided: an item whose request id is too
+    // long refuses it, the items before it included.
+    let (s, _, refused) = server.json_as(
+        &agent,
+        "POST",
+        "/access/v1/evaluations",
+        Some(json!({"subject": {"type": "agent", "id": "zen"}, "resource": {"type": "file", "id": "f"},
+                    "evaluations": [{"action": {"name": "files.read"}},
+                                    {"action": {"name": "files.read"}, "context": {"request_id": "x".repeat(1000)}}]})),
+    );
+    assert_eq!(s, 400, "{refused}");
+    assert_eq!(records(&server).len(), records_before);
     assert_eq!(
         denied["context"]["reason_user"]["en"],
         "action is not in the allow list"

@@ -22,7 +22,7 @@ use zt_contract::authzen::{
 use zt_contract::{Decision, DecisionRequest};
 
 use crate::auth::AgentCaller;
-use crate::decision::{canonical_names, decide};
+use crate::decision::{check_request, decide};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::SharedState;
@@ -126,15 +126,13 @@ async fn evaluations(
             "at most {MAX_BATCH} evaluations per batch"
         )));
     };
-    // A missing action or a name outside its grammar refuses the whole batch before any of
-    // it is decided.
+    // Any item that could not be decided (no action, no actor without authentication, a name
+    // outside its grammar, a request id too long) refuses the whole batch before any of it is
+    // decided.
     let mut requests = Vec::with_capacity(items.len());
     for item in items {
         let mut request = to_decision_request(item)?;
-        if request.action.is_empty() {
-            return Err(ApiError::ActionRequired);
-        }
-        canonical_names(&mut request)?;
+        check_request(&caller, &mut request)?;
         requests.push(request);
     }
     let mut answers = Vec::with_capacity(requests.len());

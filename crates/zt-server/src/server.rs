@@ -297,6 +297,45 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
     })
 }
 
+/// The records a start writes before it serves, in this order: a custody key rotation, a
+/// `--policy` file that replaces the stored policy, the acceptance of state chosen without
+/// authentication. The first that fails stops the start.
+async fn record_start(
+    state: &SharedState,
+    config: &ServerConfig,
+    rotation: Option<crate::key_rotation::Rotation>,
+    policy_at_start: Option<crate::policy_store::FileAtStart>,
+    accepted: &UnauthenticatedState,
+) -> Result<(), ServerError> {
+    if let Some(rotation) = rotation {
+        let sealed = state
+            .ledger
+            .append(rotation.draft.clone())
+            .await
+            .map_err(|e| ServerError::Rotation(e.to_string()))?;
+        rotation.check_place(&sealed)?;
+        tracing::info!(
+            key_id = state.checkpoints.key_id(),
+            "audit signing key rotation recorded"
+        );
+    }
+    // The retiring local key has endorsed the rotation, or has nothing left to endorse.
+    if let Err(e) = zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir) {
+        tracing::error!(error = %e, "the retired audit key could not be destroyed; delete the file by hand");
+    }
+    if let Some(at_start) = policy_at_start {
+        crate::policy_reload::record_file_at_start(&state.policy, &state.ledger, at_start)
+            .await
+            .map_err(ServerError::PolicyAtStart)?;
+    }
+    if !accepted.is_empty() {
+        accept(state, accepted)
+            .await
+            .map_err(ServerError::AcceptUnauthenticated)?;
+    }
+    Ok(())
+}
+
 /// Runs the control plane on `listener` until `shutdown` resolves, then drains: stops
 /// accepting, lets in-flight requests finish (their records commit), writes the last
 /// rejection summary, and waits for the audit committer to exit.
@@ -316,41 +355,11 @@ pub async fn serve(
         rotation,
         policy_at_start,
     } = start(&config)?;
-    if let Some(rotation) = rotation {
-        let appended = match state.ledger.append(rotation.draft.clone()).await {
-            Ok(sealed) => rotation.check_place(&sealed),
-            Err(e) => Err(ServerError::Rotation(e.to_string())),
-        };
-        if let Err(e) = appended {
-            drop(state);
-            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-            return Err(e);
-        }
-        tracing::info!(
-            key_id = state.checkpoints.key_id(),
-            "audit signing key rotation recorded"
-        );
-    }
-    // The retiring local key has endorsed the rotation, or has nothing left to endorse.
-    if let Err(e) = zt_ledger::LocalKeySigner::discard_retiring(&config.data_dir) {
-        tracing::error!(error = %e, "the retired audit key could not be destroyed; delete the file by hand");
-    }
-    if let Some(at_start) = policy_at_start {
-        let recorded =
-            crate::policy_reload::record_file_at_start(&state.policy, &state.ledger, at_start)
-                .await;
-        if let Err(e) = recorded {
-            drop(state);
-            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-            return Err(ServerError::PolicyAtStart(e));
-        }
-    }
-    if !accepted.is_empty() {
-        if let Err(e) = accept(&state, &accepted).await {
-            drop(state);
-            let _ = tokio::task::spawn_blocking(move || worker.join()).await;
-            return Err(ServerError::AcceptUnauthenticated(e));
-        }
+    if let Err(e) = record_start(&state, &config, rotation, policy_at_start, &accepted).await {
+        // Nothing was served: the committer ends once the state is gone.
+        drop(state);
+        let _ = tokio::task::spawn_blocking(move || worker.join()).await;
+        return Err(e);
     }
     let addr = listener.local_addr().map_err(ServerError::Io)?;
     log_identity_settings(&config, &state.workload);

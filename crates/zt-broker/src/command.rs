@@ -9,11 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Map, Value};
-use zt_contract::Digest32;
-
-/// The context key the broker writes (a caller's own context may not hold it).
-pub const CONTEXT_KEY: &str = "exec";
+use serde_json::{Map, Value};
+use zt_contract::{Digest32, EXEC_ARGS_SHA256, EXEC_CONTEXT_KEY, EXEC_PROGRAM};
 
 /// A command ready to be decided on and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,14 +26,14 @@ impl ResolvedCommand {
     /// `command` (program, then arguments) with its program found as `execvp` would find it:
     /// a name with a `/` made absolute against the working directory, any other name looked
     /// up in `path` (the `PATH` the command will get), the first executable file.
-    pub(crate) fn resolve(command: &[OsString], path: Option<&OsStr>) -> Option<Self> {
+    pub(crate) fn resolve(command: &[OsString], path: &OsStr) -> Option<Self> {
         let (program, args) = command.split_first()?;
         let found = if program.as_bytes().contains(&b'/') {
             std::path::absolute(program)
                 .ok()
                 .map(PathBuf::into_os_string)
         } else {
-            path.and_then(|path| lookup(program, path))
+            lookup(program, path)
         };
         Some(Self {
             program: found.unwrap_or_else(|| program.clone()),
@@ -65,22 +62,28 @@ impl ResolvedCommand {
             bytes.extend_from_slice(&(arg.len() as u64).to_be_bytes());
             bytes.extend_from_slice(arg);
         }
-        Ok(json!({"program": program, "args_sha256": Digest32::sha256(&bytes).to_hex()}))
+        let mut entry = Map::new();
+        entry.insert(EXEC_PROGRAM.into(), program.into());
+        entry.insert(
+            EXEC_ARGS_SHA256.into(),
+            Digest32::sha256(&bytes).to_hex().into(),
+        );
+        Ok(Value::Object(entry))
     }
 
-    /// `context` with [`CONTEXT_KEY`] added; refused if the caller's context holds it already
-    /// (which of the two would the policy read?).
+    /// `context` with [`EXEC_CONTEXT_KEY`] added; refused if the caller's context holds it
+    /// already (which of the two would the policy read?).
     pub(crate) fn added_to(
         &self,
         context: Option<Map<String, Value>>,
     ) -> Result<Map<String, Value>, String> {
         let mut context = context.unwrap_or_default();
-        if context.contains_key(CONTEXT_KEY) {
+        if context.contains_key(EXEC_CONTEXT_KEY) {
             return Err(format!(
-                "the context may not hold `{CONTEXT_KEY}`: the broker writes the command there"
+                "the context may not hold `{EXEC_CONTEXT_KEY}`: the broker writes the command there"
             ));
         }
-        context.insert(CONTEXT_KEY.into(), self.context_entry()?);
+        context.insert(EXEC_CONTEXT_KEY.into(), self.context_entry()?);
         Ok(context)
     }
 }
@@ -103,6 +106,7 @@ fn is_executable_file(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn os(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
@@ -111,14 +115,14 @@ mod tests {
     #[test]
     fn a_name_is_found_in_path_and_a_path_made_absolute() {
         let path = OsString::from("/nonexistent:/usr/bin:/bin");
-        let env = ResolvedCommand::resolve(&os(&["env", "-i"]), Some(&path)).unwrap();
+        let env = ResolvedCommand::resolve(&os(&["env", "-i"]), &path).unwrap();
         assert_eq!(env.program, OsString::from("/usr/bin/env"));
         assert_eq!(env.args, os(&["-i"]));
-        let missing = ResolvedCommand::resolve(&os(&["no-such-program-x"]), Some(&path)).unwrap();
+        let missing = ResolvedCommand::resolve(&os(&["no-such-program-x"]), &path).unwrap();
         assert_eq!(missing.program, OsString::from("no-such-program-x"));
-        let relative = ResolvedCommand::resolve(&os(&["./run.sh"]), Some(&path)).unwrap();
+        let relative = ResolvedCommand::resolve(&os(&["./run.sh"]), &path).unwrap();
         assert!(Path::new(&relative.program).is_absolute());
-        assert!(ResolvedCommand::resolve(&[], Some(&path)).is_none());
+        assert!(ResolvedCommand::resolve(&[], &path).is_none());
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub fn check_pass_env(names: &[String]) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// The `PATH` the command's program is looked up in: the one [`child_env`] gives it from the
+/// broker's environment (the broker's `PATH`, else [`DEFAULT_PATH`]).
+pub(crate) fn command_path() -> OsString {
+    std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into())
+}
+
 /// The command's environment, from the broker's `current` one.
 pub fn child_env(
     current: impl Iterator<Item = (OsString, OsString)>,

@@ -2,7 +2,7 @@
 #![warn(missing_docs)]
 
 mod child;
-pub mod command;
+mod command;
 pub mod env;
 pub mod helper;
 pub mod sandbox;
@@ -53,7 +53,7 @@ pub enum BrokerError {
     #[error(
         "refused before running: the kernel cannot enforce {}{}",
         .missing.join("; "),
-        if *.refused_by_policy { "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))" } else { "" }
+        if *.refused_by_policy { POLICY_REFUSES_DEGRADED } else { "" }
     )]
     Degraded {
         /// What cannot be enforced.
@@ -64,6 +64,11 @@ pub enum BrokerError {
         receipt: Box<Result<ReceiptResponse, ClientError>>,
     },
 }
+
+/// What a degraded run's refusal adds when `--allow-degraded` was given but the policy does
+/// not allow it.
+const POLICY_REFUSES_DEGRADED: &str =
+    "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))";
 
 /// What the caller asks the broker to run.
 #[derive(Debug, Clone, Default)]
@@ -134,8 +139,7 @@ impl Broker {
     pub async fn execute(&self, request: &ExecRequest) -> Result<Execution, BrokerError> {
         env::check_pass_env(&request.pass_env)?;
         // Resolved with the PATH the command will get, and decided on as resolved.
-        let path = std::env::var_os("PATH").unwrap_or_else(|| env::DEFAULT_PATH.into());
-        let Some(command) = ResolvedCommand::resolve(&request.command, Some(&path)) else {
+        let Some(command) = ResolvedCommand::resolve(&request.command, &env::command_path()) else {
             return Err(BrokerError::Usage("no command to run".into()));
         };
         let context = command
@@ -177,7 +181,7 @@ impl Broker {
         let degraded_allowed = request.dangerous_allow_degraded && profile.allows_degraded();
         if !missing.is_empty() && !degraded_allowed {
             let why = if request.dangerous_allow_degraded {
-                "; the deciding policy does not allow a degraded run (@sandbox_degraded(\"allow\"))"
+                POLICY_REFUSES_DEGRADED
             } else {
                 ""
             };

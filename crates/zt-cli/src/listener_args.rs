@@ -35,11 +35,13 @@ pub(crate) struct ListenerArgs {
 }
 
 impl ListenerArgs {
-    /// The web origins `--allow-origin` names.
-    pub(crate) fn allowed_origins(
-        &self,
-    ) -> Result<zt_listener::AllowedOrigins, zt_listener::InvalidOrigin> {
-        zt_listener::AllowedOrigins::new(&self.allow_origins)
+    /// The web origins `--allow-origin` names; a usage error (printed) if one is not an
+    /// origin.
+    pub(crate) fn allowed_origins(&self) -> Result<zt_listener::AllowedOrigins, crate::exit::Exit> {
+        zt_listener::AllowedOrigins::new(&self.allow_origins).map_err(|e| {
+            eprintln!("error: --allow-origin: {e}");
+            crate::exit::Exit::Usage
+        })
     }
 
     /// The limits these flags give.

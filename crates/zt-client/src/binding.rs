@@ -8,13 +8,18 @@ use zt_contract::{Decision, DecisionRequest, DecisionResponse};
 
 use crate::ClientError;
 
-/// Checks that `answer` decided `request`: the same action (as the control plane folds it, to
+/// Checks that `answer` decided `request`: its `request_id` echoed, the same action (as the control plane folds it, to
 /// lower case), the same resource (as the control plane stores it, in Unicode NFC), the same context (by its digest), and, for an allow of a
 /// request that named its actor, that actor.
 pub(crate) fn answers(
     request: &DecisionRequest,
     answer: &DecisionResponse,
 ) -> Result<(), ClientError> {
+    if request.request_id.is_some() && answer.evidence.request_id != request.request_id {
+        return Err(ClientError::Evidence(
+            "the answer does not echo this request's request_id".into(),
+        ));
+    }
     let other = |what: &str| {
         Err(ClientError::Evidence(format!(
             "the answer decides another {what} than the one asked"
@@ -22,7 +27,7 @@ pub(crate) fn answers(
     };
     // The control plane folds an action's ASCII letters to lower case and answers it folded.
     let action = ActionName::parse(&request.action)
-        .map(|a| a.as_str().to_string())
+        .map(ActionName::into_string)
         .unwrap_or_else(|_| request.action.clone());
     if answer.action != action {
         return other("action");

@@ -256,11 +256,6 @@ impl ControlPlane {
                 "current_hash does not match the answer".into(),
             ));
         }
-        if request.request_id.is_some() && decision.evidence.request_id != request.request_id {
-            return Err(ClientError::Evidence(
-                "the answer does not echo this request's request_id".into(),
-            ));
-        }
         binding::answers(&request, &decision)?;
         if let Some(keys) = &self.pinned {
             keys.verify(&decision)?;

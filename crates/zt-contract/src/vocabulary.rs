@@ -8,6 +8,15 @@
 /// acceptance of state chosen without authentication).
 pub const SERVER_ACTOR: &str = "zt-server";
 
+/// The context key the execution broker writes the command it will run under, and its fields
+/// (`{"program": "/usr/bin/make", "args_sha256": "..."}`); the policy schema declares exactly
+/// these.
+pub const EXEC_CONTEXT_KEY: &str = "exec";
+/// The resolved program's path, in [`EXEC_CONTEXT_KEY`].
+pub const EXEC_PROGRAM: &str = "program";
+/// The SHA-256 of the arguments, in [`EXEC_CONTEXT_KEY`].
+pub const EXEC_ARGS_SHA256: &str = "args_sha256";
+
 /// The action of a rejection summary record ([`crate::RecordKind::Rejections`]).
 pub const REJECTIONS_ACTION: &str = "zt.server.rejected_requests";
 

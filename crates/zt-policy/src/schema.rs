@@ -32,8 +32,9 @@ pub(crate) const STRING_CONTEXT_KEYS: [&str; 3] = ["environment", "approval_id",
 
 /// Optional context key of the execution broker's command: a record of the string fields
 /// [`EXEC_CONTEXT_FIELDS`], exactly.
-pub(crate) const EXEC_CONTEXT_KEY: &str = "exec";
-pub(crate) const EXEC_CONTEXT_FIELDS: [&str; 2] = ["args_sha256", "program"];
+pub(crate) use zt_contract::EXEC_CONTEXT_KEY;
+pub(crate) const EXEC_CONTEXT_FIELDS: [&str; 2] =
+    [zt_contract::EXEC_ARGS_SHA256, zt_contract::EXEC_PROGRAM];
 
 /// True if the schema declares context key `key`.
 pub(crate) fn is_declared_context_key(key: &str) -> bool {

@@ -43,10 +43,7 @@ pub(crate) fn run(args: A2aProxyArgs) -> Exit {
     };
     let allowed_origins = match args.listener.allowed_origins() {
         Ok(origins) => origins,
-        Err(e) => {
-            eprintln!("error: --allow-origin: {e}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -79,10 +79,7 @@ pub(crate) fn run(args: McpGatewayArgs) -> Exit {
     if let (Some(listen), Some(upstream)) = (args.listen, &args.upstream) {
         let allowed_origins = match args.listener.allowed_origins() {
             Ok(origins) => origins,
-            Err(error) => {
-                eprintln!("error: --allow-origin: {error}");
-                return Exit::Usage;
-            }
+            Err(exit) => return exit,
         };
         let options = zt_mcp::HttpOptions {
             limits: args.listener.limits(),

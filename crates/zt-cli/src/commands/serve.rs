@@ -303,10 +303,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
     };
     let allowed_origins = match args.listener.allowed_origins() {
         Ok(origins) => origins,
-        Err(e) => {
-            eprintln!("error: --allow-origin: {e}");
-            return Exit::Usage;
-        }
+        Err(exit) => return exit,
     };
     let config = ServerConfig {
         data_dir: args.data_dir,

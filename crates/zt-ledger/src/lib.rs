@@ -25,7 +25,7 @@ mod pg_session;
 pub mod postgres;
 mod proofs;
 mod queue;
-pub mod reader_pool;
+mod reader_pool;
 pub mod replicated;
 mod sealer;
 pub mod signer;

@@ -11,10 +11,10 @@ use crate::committer::ReaderFactory;
 use crate::store::{AuditStore, StoreError};
 
 /// Most readers open at once.
-pub const MAX_READERS: usize = 8;
+pub(crate) const MAX_READERS: usize = 8;
 
 /// Longest a read waits for a reader before it is refused as busy.
-pub const READER_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const READER_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct ReaderPool {
     state: Mutex<PoolState>,

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, Uri};
 
-/// Host names of this machine's loopback interface, as a `Host` or `Origin` may give them.
-const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
+/// Host names of this machine's loopback interface, as a `Host` or `Origin` gives them
+/// (`Uri::host` keeps an IPv6 address's brackets).
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// The web origins (`scheme://host[:port]`) allowed to call a service besides this machine's
 /// own (loopback) pages.

@@ -101,9 +101,7 @@ pub(crate) async fn decide(
         AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
     };
     if let Some(limiter) = &state.limiter {
-        limiter
-            .check(&actor)
-            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
+        limiter.admit(&actor)?;
     }
     // The id is reserved for the actor the record names, whatever the verdict, so the live
     // guard spends exactly what reloading the log spends.

@@ -69,6 +69,12 @@ impl ActorLimiter {
         }
     }
 
+    /// [`Self::check`] as the API answers it: 429 with the whole seconds to wait, rounded up.
+    pub(crate) fn admit(&self, actor: &str) -> Result<(), crate::error::ApiError> {
+        self.check(actor)
+            .map_err(|wait| crate::error::ApiError::RateLimited(wait.as_secs() + 1))
+    }
+
     /// `Ok` if `actor` may make one more decision now; otherwise how long until it may.
     pub(crate) fn check(&self, actor: &str) -> Result<(), Duration> {
         self.limiter

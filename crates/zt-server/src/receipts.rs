@@ -179,9 +179,7 @@ pub(crate) async fn append_receipt(
     // A receipt costs store reads (and, for a decision older than this start, a scan): it
     // counts against the actor's rate like a decision.
     if let Some(limiter) = &state.limiter {
-        limiter
-            .check(&actor)
-            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
+        limiter.admit(&actor)?;
     }
     let seq = request.execution.decision_seq;
     // Past the log's end there is nothing to read (and past 2^63 the store cannot be asked).

@@ -52,13 +52,13 @@ pub fn event(stored: &str) -> Result<Value, SiemError> {
     } = serde_json::from_str(stored).map_err(|e| SiemError::NotARecord(e.to_string()))?;
     let time = epoch_millis(&body.timestamp)?;
     let (activity_id, activity_name) = activity(&body);
-    let (severity_id, severity_name) = severity(&body);
+    let (status_id, status) = classify::status(&body);
+    let (severity_id, severity_name) = severity(&body, status_id);
     let (disposition_id, disposition_name) = disposition(&body);
     let (action_id, action) = match body.decision {
         Decision::Allow => (1, "Allowed"),
         Decision::Deny => (2, "Denied"),
     };
-    let (status_id, status) = classify::status(&body);
     let mut event = json!({
         "activity_id": activity_id,
         "activity_name": activity_name,

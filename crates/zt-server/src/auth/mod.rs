@@ -332,10 +332,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
         // An authenticated non-admin reaching for admin powers is worth a record of its own,
         // up to a rate per caller; past it the refusals are only counted, so that a caller
         // cannot flood the audit log with them.
-        state
-            .refused_admin
-            .check(&refused)
-            .map_err(|wait| ApiError::RateLimited(wait.as_secs() + 1))?;
+        state.refused_admin.admit(&refused)?;
         let record = RecordDraft::admin_access_refused(
             refused.clone(),
             format!("{} {}", parts.method, parts.uri.path()),

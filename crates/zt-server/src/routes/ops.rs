@@ -43,16 +43,19 @@ async fn index(State(state): State<SharedState>) -> Json<serde_json::Value> {
 /// files, admins, and a remote signer's account and key; admins (and the log) get it.
 const DETAILS_FOR_ADMINS: &str = "failed; the reason is shown to admins and in the server log";
 
+/// `reason` to an admin, else [`DETAILS_FOR_ADMINS`].
+fn shown(details: bool, reason: String) -> String {
+    if details {
+        reason
+    } else {
+        DETAILS_FOR_ADMINS.into()
+    }
+}
+
 /// Why the last reload of each reloadable file was refused, if it was (cleared by the next
 /// successful reload), in full or as [`DETAILS_FOR_ADMINS`].
 fn reload_errors(state: &SharedState, details: bool) -> serde_json::Map<String, serde_json::Value> {
-    let shown = |e: String| {
-        if details {
-            e
-        } else {
-            DETAILS_FOR_ADMINS.into()
-        }
-    };
+    let shown = |e| shown(details, e);
     let mut errors = serde_json::Map::new();
     if let Some(e) = state.policy.file_error() {
         errors.insert("policy_file".into(), shown(e).into());
@@ -91,7 +94,7 @@ pub(crate) async fn health(State(state): State<SharedState>, request: Request) -
                 "calls": signer.calls,
                 "failures": signer.failures,
                 "last_latency_ms": signer.last_latency_seconds * 1000.0,
-                "last_error": signer.last_error.map(|e| if details { e } else { DETAILS_FOR_ADMINS.into() }),
+                "last_error": signer.last_error.map(|e| shown(details, e)),
             },
         },
         "policy_version": state.policy.current().version(),

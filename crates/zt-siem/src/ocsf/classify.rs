@@ -67,13 +67,13 @@ pub(super) fn status(body: &RecordBody) -> (u8, &'static str) {
 /// another actor, a non-admin reaching for admin routes) is Medium; rejection summaries are
 /// Low. An execution that ran where the kernel could not enforce its whole sandbox is Medium;
 /// one that did not start, or ended on a signal or a failing exit, is Low.
-pub(super) fn severity(body: &RecordBody) -> (u8, &'static str) {
+pub(super) fn severity(body: &RecordBody, status_id: u8) -> (u8, &'static str) {
     let suspicious = body.claimed_actor.is_some() || is_admin_access(body);
     if let Some(execution) = &body.execution {
         if execution.degraded.as_ref().is_some_and(|d| !d.is_empty()) {
             return (3, "Medium");
         }
-        if status(body).0 != 1 {
+        if status_id != 1 {
             return (2, "Low");
         }
     }

@@ -177,9 +177,11 @@ class A2APolicyProxy:
             return _error(request["id"], METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
         name = METHODS[method][0] if method in METHODS else method
         params = request.get("params", {})
-        why = ambiguous_task(method, params) if isinstance(params, dict) else "Invalid parameters"
-        if not isinstance(params, dict) or why is not None:
-            return _error(request["id"], INVALID_PARAMS, why or "Invalid parameters")
+        if not isinstance(params, dict):
+            return _error(request["id"], INVALID_PARAMS, "Invalid parameters")
+        why = ambiguous_task(method, params)
+        if why is not None:
+            return _error(request["id"], INVALID_PARAMS, why)
         # The default mapper reads the subject by the wire name (0.3 and 1.0 differ for
         # push-notification configs); a caller's mapper gets the 1.0 name, as it always has.
         mapped = method if self.action_mapper is default_a2a_action_mapper else name

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 from collections import OrderedDict
 from typing import Any, Mapping, NamedTuple, Optional
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+from .decision import _HEX64
 
 #: How many allows are remembered: under 20 MiB when full, whatever the names' lengths.
 MAX_ISSUED = 65_536

@@ -47,7 +47,7 @@ class ToolRegistry:
         return self._handlers.get(name)
 
     def execute(self, name: str, arguments: Dict[str, Any]) -> Any:
-        handler = self._handlers.get(name)
+        handler = self.handler(name)
         if handler is None:
             raise KeyError(f"tool is not registered: {name}")
         return handler(arguments)

@@ -17,6 +17,7 @@ import mcp.types as types
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 
 def tool_result(result: types.CallToolResult) -> dict:
@@ -98,10 +99,21 @@ async def kill_control_plane(session: ClientSession, out: dict, notes: list) -> 
     out["tools_after"] = len((await session.list_tools()).tools)
 
 
+async def undeclared(session: ClientSession, out: dict, notes: list) -> None:
+    """A call with an argument its tool does not declare: refused, the session goes on."""
+    try:
+        await session.call_tool("echo", {"message": "x", "resource": "elsewhere"})
+        out["undeclared"] = "called"
+    except MCPError as error:
+        out["undeclared"] = {"code": error.error.code, "message": error.error.message}
+    out["echo"] = tool_result(await session.call_tool("echo", {"message": "declared"}))
+
+
 SCENARIOS = {
     "everything": everything,
     "filesystem": filesystem,
     "kill-control-plane": kill_control_plane,
+    "undeclared": undeclared,
 }
 
 

@@ -1,11 +1,12 @@
 //! Turns a `tools/call` into a decision, and a refusal into the tool result the client sees.
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode};
 use serde_json::{json, Map, Value};
 use zt_client::{ClientError, ControlPlane};
 use zt_contract::{Decision, DecisionRequest, DecisionResponse};
 
 use crate::resource::resource_of;
+use crate::tools::{DeclaredArguments, ListTools, ToolCache, ToolsError};
 
 /// What the gateway does with one tool call.
 #[derive(Debug)]
@@ -14,6 +15,14 @@ pub enum Verdict {
     Allow,
     /// Answer the client with this result; the call never reaches the server.
     Deny(Box<CallToolResult>),
+    /// Not decided: the call does not match its tool's declaration (or the declaration could
+    /// not be read). Answered with this JSON-RPC error; the call never reaches the server.
+    Refuse {
+        /// `-32602` for the call's fault, `-32603` for the gateway's.
+        code: ErrorCode,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Why a call is refused: one mapping from cause to the result the client sees.
@@ -79,9 +88,49 @@ impl Gate {
         }
     }
 
+    /// Checks one call against what its tool declares (read from the server with `lister`,
+    /// kept in `tools`), then decides it. A call carrying an argument its tool does not declare,
+    /// or naming a tool the server does not list, is refused undecided.
+    pub(crate) async fn screen<L: ListTools>(
+        &self,
+        call: &CallToolRequestParams,
+        tools: &ToolCache,
+        lister: &L,
+    ) -> Verdict {
+        let arguments = call.arguments.as_ref();
+        let refusal = match tools.declared(lister, &call.name, arguments).await {
+            Ok(declared) => match declared.undeclared(arguments) {
+                None => return self.check(call, &declared).await,
+                Some(name) => (
+                    ErrorCode::INVALID_PARAMS,
+                    format!("argument `{name}` is not declared by tool `{}`", call.name),
+                ),
+            },
+            Err(error @ ToolsError::NotListed(_)) => (ErrorCode::INVALID_PARAMS, error.to_string()),
+            Err(error @ ToolsError::Unreadable(_)) => {
+                (ErrorCode::INTERNAL_ERROR, error.to_string())
+            }
+        };
+        // Not the names: they are the agent's text.
+        tracing::info!(
+            action = %zt_client::names::mcp_action(&self.server, &call.name),
+            code = refusal.0 .0,
+            "tool call refused undecided"
+        );
+        Verdict::Refuse {
+            code: refusal.0,
+            message: refusal.1,
+        }
+    }
+
     /// The decision request for one call: action `mcp.<server>.<tool>`, the resource read from
-    /// the arguments, and `{"mcp": {"server", "tool", "arguments"}}` as context.
-    pub fn request_for(&self, call: &CallToolRequestParams) -> DecisionRequest {
+    /// the arguments the tool declares, and `{"mcp": {"server", "tool", "arguments"}}` as
+    /// context.
+    pub fn request_for(
+        &self,
+        call: &CallToolRequestParams,
+        declared: &DeclaredArguments,
+    ) -> DecisionRequest {
         let arguments = call.arguments.clone().unwrap_or_default();
         let mut mcp = Map::new();
         mcp.insert("server".into(), Value::String(self.server.clone()));
@@ -92,15 +141,20 @@ impl Gate {
         DecisionRequest {
             actor: self.actor.clone(),
             action: zt_client::names::mcp_action(&self.server, &call.name),
-            resource: resource_of(call.arguments.as_ref()),
+            resource: resource_of(call.arguments.as_ref(), declared),
             context: Some(context),
             ..DecisionRequest::default()
         }
     }
 
-    /// Decides one call. Anything but a complete allow is a deny.
-    pub async fn check(&self, call: &CallToolRequestParams) -> Verdict {
-        let request = self.request_for(call);
+    /// Decides one call whose tool declares `declared`. Anything but a complete allow is a
+    /// deny.
+    pub async fn check(
+        &self,
+        call: &CallToolRequestParams,
+        declared: &DeclaredArguments,
+    ) -> Verdict {
+        let request = self.request_for(call, declared);
         let refusal = match self.control_plane.decide(&request).await {
             Ok(decision) if decision.decision == Decision::Allow => return Verdict::Allow,
             Ok(decision) => Refusal::Denied(Box::new(decision)),
@@ -142,10 +196,13 @@ mod tests {
 
     #[test]
     fn the_request_names_the_action_resource_and_arguments() {
-        let request = gate("http://127.0.0.1:9").request_for(&call(
-            "write_file",
-            json!({"path": "/tmp/a", "content": "x"}),
-        ));
+        let declared = DeclaredArguments::from_input_schema(
+            &json!({"properties": {"path": {}, "content": {}}}),
+        );
+        let request = gate("http://127.0.0.1:9").request_for(
+            &call("write_file", json!({"path": "/tmp/a", "content": "x"})),
+            &declared,
+        );
         assert_eq!(request.actor, "coder");
         assert_eq!(request.action, "mcp.file_system.write_file");
         assert_eq!(request.resource, "/tmp/a");
@@ -158,7 +215,10 @@ mod tests {
 
     #[test]
     fn a_call_without_arguments_has_an_empty_arguments_object() {
-        let request = gate("http://127.0.0.1:9").request_for(&CallToolRequestParams::new("t"));
+        let request = gate("http://127.0.0.1:9").request_for(
+            &CallToolRequestParams::new("t"),
+            &DeclaredArguments::default(),
+        );
         assert_eq!(request.resource, "");
         assert_eq!(
             request.context.unwrap()["mcp"]["arguments"],
@@ -171,7 +231,10 @@ mod tests {
     async fn no_control_plane_is_a_deny_result_with_the_reason() {
         // Port 9 (discard) on loopback: nothing listens, the connection is refused.
         let verdict = gate("http://127.0.0.1:9")
-            .check(&call("echo", json!({"message": "hi"})))
+            .check(
+                &call("echo", json!({"message": "hi"})),
+                &DeclaredArguments::default(),
+            )
             .await;
         let Verdict::Deny(result) = verdict else {
             panic!("expected a deny, got {verdict:?}");

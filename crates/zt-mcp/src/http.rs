@@ -21,8 +21,9 @@ use tower_http::timeout::TimeoutBody;
 use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::gate::{Gate, Verdict};
-use crate::intercept::{answer, classify, oversized, upstream_failure, Inbound};
+use crate::intercept::{answer, classify, oversized, refusal, upstream_failure, Inbound};
 use crate::stdio::MAX_MESSAGE_BYTES;
+use crate::upstream_tools::{SessionTools, UpstreamLister};
 use crate::GatewayError;
 
 /// How long connecting to the upstream server may take.
@@ -84,6 +85,8 @@ struct Relay {
     /// The MCP endpoint's path, the same here and upstream.
     path: String,
     client: Client<HttpConnector, Body>,
+    /// What each session's tools declare, read from the upstream.
+    tools: SessionTools,
     posts: Arc<Semaphore>,
     /// Which web pages may call (DNS rebinding).
     pages: PageGuard,
@@ -122,6 +125,7 @@ pub async fn serve_http(
         origin,
         path,
         client,
+        tools: SessionTools::default(),
         posts: Arc::new(Semaphore::new(MAX_POSTS_IN_FLIGHT)),
         pages: PageGuard::new(local, options.allowed_origins),
         upstream_timeout: options.upstream_timeout,
@@ -188,8 +192,20 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         match classify(&bytes) {
             Inbound::Relay => {}
             Inbound::ToolCall { id, call } => {
-                if let Verdict::Deny(result) = relay.gate.check(&call).await {
-                    return json(StatusCode::OK, answer(id, *result));
+                let lister = UpstreamLister {
+                    client: relay.client.clone(),
+                    endpoint: format!("{}{}", relay.origin, relay.path),
+                    headers: parts.headers.clone(),
+                };
+                let tools = relay.tools.of(&parts.headers);
+                match relay.gate.screen(&call, &tools, &lister).await {
+                    Verdict::Allow => {}
+                    Verdict::Deny(result) => return json(StatusCode::OK, answer(id, *result)),
+                    // 200, as a server answers a request it read: an SDK client then raises
+                    // the JSON-RPC error to its caller instead of failing the transport.
+                    Verdict::Refuse { code, message } => {
+                        return json(StatusCode::OK, refusal(id, code, message))
+                    }
                 }
             }
             Inbound::Refuse(Some(error)) => return json(StatusCode::BAD_REQUEST, error),

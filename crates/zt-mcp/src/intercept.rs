@@ -7,6 +7,8 @@ use rmcp::model::{
 };
 use serde_json::Value;
 
+use crate::tools::{own_id, OWN_ID_PREFIX};
+
 /// The one method the gateway intercepts.
 pub(crate) const TOOLS_CALL: &str = "tools/call";
 
@@ -43,6 +45,17 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
             )
         }
     };
+    let requests = match &value {
+        Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    if requests.into_iter().any(takes_the_gateways_id) {
+        return refuse(
+            None,
+            ErrorCode::INVALID_REQUEST,
+            format!("request ids starting `{OWN_ID_PREFIX}` are the gateway's own"),
+        );
+    }
     match value {
         Value::Array(items) if items.iter().any(is_tool_call) => refuse(
             None,
@@ -87,6 +100,11 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
     }
 }
 
+/// A request whose answer could pass for the answer to one of the gateway's own requests.
+fn takes_the_gateways_id(value: &Value) -> bool {
+    value.get("method").is_some() && own_id(value).is_some()
+}
+
 fn is_tool_call(value: &Value) -> bool {
     value.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
 }
@@ -118,11 +136,16 @@ pub(crate) fn upstream_failure(message: &str) -> Vec<u8> {
 /// The answer to a tool call whose decision could not be completed: an internal error with
 /// the call's id (the call is not relayed).
 pub(crate) fn decision_failed(id: RequestId) -> Vec<u8> {
-    let error = ErrorData::new(
+    refusal(
+        id,
         ErrorCode::INTERNAL_ERROR,
         "the decision could not be completed: the call was not relayed".to_string(),
-        None,
-    );
+    )
+}
+
+/// The JSON-RPC error answering a call refused undecided.
+pub(crate) fn refusal(id: RequestId, code: ErrorCode, message: String) -> Vec<u8> {
+    let error = ErrorData::new(code, message, None);
     encode(&JsonRpcMessage::<Value, Value, Value>::error(
         error,
         Some(id),
@@ -210,6 +233,23 @@ mod tests {
         let answer =
             refused(r#"{"jsonrpc":"2.0","method":"tools/list","method":"tools/call","id":2}"#);
         assert_eq!(answer["error"]["code"], json!(-32700));
+    }
+
+    #[test]
+    fn a_request_may_not_take_an_id_of_the_gateways_own() {
+        for message in [
+            r#"{"jsonrpc":"2.0","id":"zt-gateway/tools-list/0","method":"tools/list"}"#,
+            r#"[{"jsonrpc":"2.0","id":"zt-gateway/x","method":"ping"}]"#,
+        ] {
+            assert_eq!(
+                refused(message)["error"]["code"],
+                json!(-32600),
+                "{message}"
+            );
+        }
+        // An answer to the server's own request carries the server's id: relayed.
+        let answer = r#"{"jsonrpc":"2.0","id":"zt-gateway/1","result":{}}"#;
+        assert!(matches!(classify(answer.as_bytes()), Inbound::Relay));
     }
 
     #[test]

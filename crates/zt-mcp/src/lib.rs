@@ -13,6 +13,8 @@ mod intercept;
 mod lines;
 mod resource;
 mod stdio;
+mod tools;
+mod upstream_tools;
 
 pub use gate::{Gate, Verdict};
 pub use http::{
@@ -21,6 +23,7 @@ pub use http::{
 };
 pub use resource::{resource_of, RESOURCE_ARGUMENTS};
 pub use stdio::{run_stdio, MAX_MESSAGE_BYTES, SHUTDOWN_GRACE};
+pub use tools::{DeclaredArguments, ToolsError};
 
 /// The message sorter, for the fuzz target in `fuzz/` (`cargo fuzz` builds with `--cfg
 /// fuzzing`); not part of the API.

@@ -1,7 +1,10 @@
-//! The resource of a tool call, read from its arguments the way the reference gateway does.
+//! The resource of a tool call, read from the arguments its tool declares, in the reference
+//! gateway's order.
 
 use rmcp::model::JsonObject;
 use serde_json::Value;
+
+use crate::tools::DeclaredArguments;
 
 /// Argument names tried in order when there is no `owner` + `repo` pair.
 pub const RESOURCE_ARGUMENTS: [&str; 7] = [
@@ -14,14 +17,16 @@ pub const RESOURCE_ARGUMENTS: [&str; 7] = [
     "id",
 ];
 
-/// `owner/repo` when both are non-empty strings, else the first non-empty string among
-/// [`RESOURCE_ARGUMENTS`], else `""`.
-pub fn resource_of(arguments: Option<&JsonObject>) -> String {
+/// `owner/repo` when the tool declares both and both are non-empty strings, else the first
+/// non-empty string among the declared [`RESOURCE_ARGUMENTS`], else `""`. An argument the tool
+/// does not declare never names the resource: the tool ignores it, so an agent could add it to
+/// be decided on something other than what the tool acts on.
+pub fn resource_of(arguments: Option<&JsonObject>, declared: &DeclaredArguments) -> String {
     let Some(arguments) = arguments else {
         return String::new();
     };
     let text = |key: &str| match arguments.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+        Some(Value::String(s)) if !s.is_empty() && declared.declares(key) => Some(s.as_str()),
         _ => None,
     };
     if let (Some(owner), Some(repo)) = (text("owner"), text("repo")) {
@@ -39,8 +44,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The resource when the tool declares every argument given.
     fn of(arguments: Value) -> String {
-        resource_of(arguments.as_object())
+        let properties: serde_json::Map<String, Value> = arguments
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| (k.clone(), json!({})))
+            .collect();
+        let declared = DeclaredArguments::from_input_schema(&json!({ "properties": properties }));
+        resource_of(arguments.as_object(), &declared)
     }
 
     #[test]
@@ -63,6 +76,19 @@ mod tests {
     #[test]
     fn no_candidate_is_empty() {
         assert_eq!(of(json!({"message": "hi"})), "");
-        assert_eq!(resource_of(None), "");
+        assert_eq!(resource_of(None, &DeclaredArguments::default()), "");
+    }
+
+    #[test]
+    fn an_argument_the_tool_does_not_declare_never_names_the_resource() {
+        // A schema that admits other arguments lets `resource` through to the tool's context,
+        // but the tool declares `path`, so `path` is what the call is decided on.
+        let declared = DeclaredArguments::from_input_schema(&json!({
+            "properties": {"path": {}, "content": {}, "owner": {}},
+            "additionalProperties": true
+        }));
+        let call =
+            json!({"resource": "harmless", "path": "/etc/shadow", "owner": "a", "repo": "b"});
+        assert_eq!(resource_of(call.as_object(), &declared), "/etc/shadow");
     }
 }

@@ -1,22 +1,26 @@
 //! The stdio gateway: the MCP server runs as a child process, the client talks to the gateway
 //! on its own stdin/stdout. Client messages are read one line at a time and sorted
 //! ([`crate::intercept`]); tool calls are decided concurrently but reach the server in the
-//! client's order. The server's output is copied to the client byte for byte, and the
-//! gateway's own answers are put in only between two of the server's lines.
+//! client's order. The server's output is copied to the client line by line, byte for byte,
+//! except the answers to the gateway's own `tools/list` requests; the gateway's own answers are
+//! put in only between two of the server's lines.
 
+use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::RequestId;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::gate::{Gate, Verdict};
-use crate::intercept::{answer, classify, decision_failed, oversized, Inbound};
+use crate::intercept::{answer, classify, decision_failed, oversized, refusal, Inbound};
 use crate::lines::{read_line, Line};
+use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
 use crate::GatewayError;
 
 /// The longest client message relayed; a longer one is answered with an error and dropped.
@@ -31,6 +35,65 @@ pub(crate) const DECISIONS_IN_FLIGHT: usize = 16;
 /// client sending huge messages gets fewer read ahead, never more memory.
 const PENDING_BYTES: usize = 32 * 1024 * 1024;
 const COPY_BUFFER: usize = 64 * 1024;
+/// The server's notification that its tools changed: the gateway reads the list again.
+const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
+
+/// The server's stdin, written by the relay and by the gateway's own requests, a line at a
+/// time; `None` once closed.
+type ServerInput = Arc<Mutex<Option<ChildStdin>>>;
+/// The gateway's own requests waiting for the server's answer, by id.
+type Waiting = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Value>>>>;
+
+/// Reads `tools/list` from the server over its own stdio.
+#[derive(Clone)]
+struct ServerLister {
+    input: ServerInput,
+    waiting: Waiting,
+}
+
+/// Removes a request's place in [`Waiting`] however its wait ends.
+struct WaitingFor<'a> {
+    waiting: &'a Waiting,
+    id: String,
+}
+
+impl Drop for WaitingFor<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.waiting.lock() {
+            waiting.remove(&self.id);
+        }
+    }
+}
+
+impl ListTools for ServerLister {
+    async fn list_page(&self, id: String, cursor: Option<String>) -> Result<Value, String> {
+        let (answered, answer) = oneshot::channel();
+        self.waiting
+            .lock()
+            .map_err(|_| "the gateway's request table is poisoned".to_string())?
+            .insert(id.clone(), answered);
+        let _place = WaitingFor {
+            waiting: &self.waiting,
+            id: id.clone(),
+        };
+        let request = list_request(&id, cursor.as_deref()).to_string();
+        relay(&self.input, request.as_bytes())
+            .await
+            .map_err(|e| format!("cannot write to the server: {e}"))?;
+        let answer = answer
+            .await
+            .map_err(|_| "the server stopped before answering".to_string())?;
+        result_of(answer)
+    }
+}
+
+/// What every tool call of the session needs.
+#[derive(Clone)]
+struct Screening {
+    gate: Gate,
+    tools: Arc<ToolCache>,
+    lister: ServerLister,
+}
 
 /// Runs `command` as the MCP server and relays between it and the client on `client_in` /
 /// `client_out` (the gateway's stdin and stdout), deciding every tool call with `gate`.
@@ -60,14 +123,28 @@ where
     let server_in = child.stdin.take().ok_or(GatewayError::Pipe("stdin"))?;
     let server_out = child.stdout.take().ok_or(GatewayError::Pipe("stdout"))?;
     let (answers, answers_rx) = mpsc::channel(ANSWER_QUEUE);
-    let to_client = tokio::spawn(server_to_client(server_out, answers_rx, client_out));
+    let screening = Screening {
+        gate,
+        tools: Arc::default(),
+        lister: ServerLister {
+            input: Arc::new(Mutex::new(Some(server_in))),
+            waiting: Waiting::default(),
+        },
+    };
+    let to_client = tokio::spawn(server_to_client(
+        server_out,
+        answers_rx,
+        client_out,
+        screening.clone(),
+    ));
 
     let status = tokio::select! {
-        ended = client_to_server(&gate, client_in, server_in, answers) => {
+        ended = client_to_server(&screening, client_in, answers) => {
             if let Err(error) = ended {
                 tracing::warn!(%error, "relay to the MCP server stopped");
             }
-            // The server's stdin is closed now: the stdio way of asking it to exit.
+            // Closing the server's stdin is the stdio way of asking it to exit.
+            drop(screening.lister.input.lock().await.take());
             match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
                 Ok(status) => status.map_err(GatewayError::Wait)?,
                 Err(_) => {
@@ -108,20 +185,19 @@ enum Pending {
 /// server sees exactly the client's order less the refused calls. Refusals reach the client
 /// in the same order; JSON-RPC matches answers by id, so the order is a courtesy.
 async fn client_to_server<I: AsyncRead + Unpin>(
-    gate: &Gate,
+    screening: &Screening,
     client_in: I,
-    server_in: ChildStdin,
     answers: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<()> {
     let (pending, pending_rx) = mpsc::channel(DECISIONS_IN_FLIGHT);
-    let read = read_client(gate, client_in, pending);
-    let write = settle_in_order(pending_rx, server_in, answers);
+    let read = read_client(screening, client_in, pending);
+    let write = settle_in_order(pending_rx, &screening.lister.input, answers);
     tokio::try_join!(read, write).map(|_| ())
 }
 
 /// Reads and sorts client messages, starting the decision of each tool call at once.
 async fn read_client<I: AsyncRead + Unpin>(
-    gate: &Gate,
+    screening: &Screening,
     client_in: I,
     pending: mpsc::Sender<(Pending, OwnedSemaphorePermit)>,
 ) -> std::io::Result<()> {
@@ -142,11 +218,17 @@ async fn read_client<I: AsyncRead + Unpin>(
             Line::Message => match classify(&message) {
                 Inbound::Relay => Pending::Relay(message.clone()),
                 Inbound::ToolCall { id, call } => {
-                    let gate = gate.clone();
+                    let Screening {
+                        gate,
+                        tools,
+                        lister,
+                    } = screening.clone();
                     Pending::Decide {
                         message: message.clone(),
                         id,
-                        verdict: tokio::spawn(async move { gate.check(&call).await }),
+                        verdict: tokio::spawn(
+                            async move { gate.screen(&call, &tools, &lister).await },
+                        ),
                     }
                 }
                 Inbound::Refuse(Some(line)) => Pending::Answer(line),
@@ -162,14 +244,14 @@ async fn read_client<I: AsyncRead + Unpin>(
 /// Settles client messages one by one in their order: relays, refusals, decided calls.
 async fn settle_in_order(
     mut pending: mpsc::Receiver<(Pending, OwnedSemaphorePermit)>,
-    mut server_in: ChildStdin,
+    server_in: &ServerInput,
     answers: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<()> {
     // The permit is released when the message is settled, at the end of each turn.
     while let Some((next, _permit)) = pending.recv().await {
         let to_client = match next {
             Pending::Relay(message) => {
-                relay(&mut server_in, &message).await?;
+                relay(server_in, &message).await?;
                 None
             }
             Pending::Answer(line) => Some(line),
@@ -179,10 +261,11 @@ async fn settle_in_order(
                 verdict,
             } => match verdict.await {
                 Ok(Verdict::Allow) => {
-                    relay(&mut server_in, &message).await?;
+                    relay(server_in, &message).await?;
                     None
                 }
                 Ok(Verdict::Deny(result)) => Some(answer(id, *result)),
+                Ok(Verdict::Refuse { code, message }) => Some(refusal(id, code, message)),
                 Err(error) => {
                     tracing::warn!(%error, "tool call dropped: its decision did not finish");
                     Some(decision_failed(id))
@@ -198,46 +281,112 @@ async fn settle_in_order(
     Ok(())
 }
 
-async fn relay(server_in: &mut ChildStdin, message: &[u8]) -> std::io::Result<()> {
+/// Writes one line to the server, whole: the gateway's own requests go between the client's.
+async fn relay(server_in: &ServerInput, message: &[u8]) -> std::io::Result<()> {
+    let mut server_in = server_in.lock().await;
+    let Some(server_in) = server_in.as_mut() else {
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    };
     server_in.write_all(message).await?;
     server_in.write_all(b"\n").await?;
     server_in.flush().await
+}
+
+/// One of the server's lines, whole: an answer to the gateway's own request goes to it; the
+/// notice that the tools changed makes the gateway forget its list. Returns whether the line
+/// goes on to the client.
+fn for_the_client(line: &[u8], screening: &Screening) -> bool {
+    let ours = memchr::memmem::find(line, crate::tools::OWN_ID_PREFIX.as_bytes()).is_some();
+    let changed = memchr::memmem::find(line, TOOLS_CHANGED.as_bytes()).is_some();
+    if !ours && !changed {
+        return true;
+    }
+    let Ok(message) = zt_contract::strict_json::parse_value(line) else {
+        return true;
+    };
+    if message.get("method").and_then(Value::as_str) == Some(TOOLS_CHANGED) {
+        screening.tools.forget();
+        return true;
+    }
+    let id = match own_id(&message) {
+        Some(id) if message.get("method").is_none() => id.to_string(),
+        // A request or notification: the client's business.
+        _ => return true,
+    };
+    // An answer to the gateway's request never reaches the client (no client request may
+    // take such an id), even once nobody waits for it any more.
+    let waiter = screening
+        .lister
+        .waiting
+        .lock()
+        .ok()
+        .and_then(|mut waiting| waiting.remove(&id));
+    match waiter {
+        Some(waiter) => drop(waiter.send(message)),
+        None => tracing::debug!(id, "dropped a late answer to the gateway's own request"),
+    }
+    false
 }
 
 async fn server_to_client<S: AsyncRead + Unpin, O: AsyncWrite + Unpin>(
     mut server_out: S,
     mut answers: mpsc::Receiver<Vec<u8>>,
     mut client_out: O,
+    screening: Screening,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; COPY_BUFFER];
-    let mut at_line_start = true;
+    // The server's line being read, held until it is whole (at most MAX_MESSAGE_BYTES; the
+    // rest of a longer line is copied as it comes: it cannot be an answer to the gateway).
+    let mut line = Vec::new();
+    let mut copying_long_line = false;
     let mut answers_open = true;
     loop {
         tokio::select! {
-            answer = answers.recv(), if at_line_start && answers_open => match answer {
-                Some(line) => {
-                    client_out.write_all(&line).await?;
+            answer = answers.recv(), if !copying_long_line && answers_open => match answer {
+                Some(answer) => {
+                    client_out.write_all(&answer).await?;
                     client_out.flush().await?;
                 }
                 None => answers_open = false,
             },
             read = server_out.read(&mut buf) => {
-                let chunk = buf.get(..read?).unwrap_or_default();
+                let mut chunk = buf.get(..read?).unwrap_or_default();
                 if chunk.is_empty() {
                     break;
                 }
-                client_out.write_all(chunk).await?;
+                while !chunk.is_empty() {
+                    let end = memchr::memchr(b'\n', chunk).map(|at| at + 1);
+                    let (part, rest) = chunk.split_at(end.unwrap_or(chunk.len()));
+                    chunk = rest;
+                    if copying_long_line {
+                        client_out.write_all(part).await?;
+                        copying_long_line = end.is_none();
+                        continue;
+                    }
+                    line.extend_from_slice(part);
+                    if end.is_some() {
+                        if for_the_client(&line, &screening) {
+                            client_out.write_all(&line).await?;
+                        }
+                        line.clear();
+                    } else if line.len() > MAX_MESSAGE_BYTES {
+                        client_out.write_all(&line).await?;
+                        line.clear();
+                        copying_long_line = true;
+                    }
+                }
                 client_out.flush().await?;
-                at_line_start = chunk.last() == Some(&b'\n');
             }
         }
     }
-    // The server is gone; answers already made still reach the client, on a line of their own.
-    if !at_line_start {
+    // The server is gone; what it wrote still reaches the client, and answers already made
+    // follow on lines of their own.
+    client_out.write_all(&line).await?;
+    if copying_long_line || !line.is_empty() {
         client_out.write_all(b"\n").await?;
     }
-    while let Ok(line) = answers.try_recv() {
-        client_out.write_all(&line).await?;
+    while let Ok(answer) = answers.try_recv() {
+        client_out.write_all(&answer).await?;
     }
     client_out.flush().await
 }
@@ -248,50 +397,136 @@ mod tests {
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
+    /// A session whose server input is closed (the relay's tests write nothing to it).
+    fn screening() -> Screening {
+        let plane =
+            zt_client::ControlPlane::with_timeout("http://127.0.0.1:9", Duration::from_secs(1))
+                .unwrap();
+        Screening {
+            gate: Gate::new(plane, "agent", "srv"),
+            tools: Arc::default(),
+            lister: ServerLister {
+                input: Arc::new(Mutex::new(None)),
+                waiting: Waiting::default(),
+            },
+        }
+    }
+
     #[tokio::test]
     async fn answers_go_between_server_lines_never_inside_one() {
         let (mut server, server_out) = tokio::io::duplex(1024);
         let (client_out, mut client) = tokio::io::duplex(1024);
         let (answers, answers_rx) = mpsc::channel(4);
-        let relay = tokio::spawn(server_to_client(server_out, answers_rx, client_out));
+        let relay = tokio::spawn(server_to_client(
+            server_out,
+            answers_rx,
+            client_out,
+            screening(),
+        ));
 
         server.write_all(b"{\"first\":").await.unwrap();
-        // Once the client holds the start of the server's line, the relay is inside it.
-        let mut start = [0u8; 9];
-        client.read_exact(&mut start).await.unwrap();
+        // Let the relay read the start of the server's line before the answer comes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         answers.send(b"{\"answer\":1}\n".to_vec()).await.unwrap();
-        // Give a relay without the line-boundary rule the chance to put the answer in here.
         tokio::time::sleep(Duration::from_millis(50)).await;
         server.write_all(b"1}\n{\"second\":2}\n").await.unwrap();
         drop(server);
         drop(answers);
         relay.await.unwrap().unwrap();
 
-        let mut rest = String::new();
-        client.read_to_string(&mut rest).await.unwrap();
-        let out = format!("{}{rest}", String::from_utf8_lossy(&start));
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.first(), Some(&"{\"first\":1}"), "{out}");
-        assert!(lines.contains(&"{\"answer\":1}"), "{out}");
-        assert!(lines.contains(&"{\"second\":2}"), "{out}");
-        assert_eq!(lines.len(), 3, "{out}");
+        assert_eq!(
+            lines,
+            ["{\"answer\":1}", "{\"first\":1}", "{\"second\":2}"],
+            "{out}"
+        );
     }
 
     #[tokio::test]
-    async fn an_answer_after_a_server_that_ended_mid_line_starts_a_new_line() {
+    async fn a_line_the_server_cut_off_ends_before_the_answers_after_it() {
         let (mut server, server_out) = tokio::io::duplex(1024);
         let (client_out, mut client) = tokio::io::duplex(1024);
         let (answers, answers_rx) = mpsc::channel(4);
-        let relay = tokio::spawn(server_to_client(server_out, answers_rx, client_out));
+        let relay = tokio::spawn(server_to_client(
+            server_out,
+            answers_rx,
+            client_out,
+            screening(),
+        ));
         server.write_all(b"{\"cut").await.unwrap();
-        let mut start = [0u8; 5];
-        client.read_exact(&mut start).await.unwrap();
-        answers.send(b"{\"answer\":1}\n".to_vec()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         drop(server);
+        answers.send(b"{\"answer\":1}\n".to_vec()).await.unwrap();
+        drop(answers);
         relay.await.unwrap().unwrap();
         let mut out = String::new();
         client.read_to_string(&mut out).await.unwrap();
-        assert_eq!(out, "\n{\"answer\":1}\n");
+        assert!(
+            out == "{\"cut\n{\"answer\":1}\n" || out == "{\"answer\":1}\n{\"cut\n",
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_to_the_gateways_own_requests_stay_with_it() {
+        let (mut server, server_out) = tokio::io::duplex(1024);
+        let (client_out, mut client) = tokio::io::duplex(1024);
+        let (_answers, answers_rx) = mpsc::channel(4);
+        let screening = screening();
+        let (answered, answer) = oneshot::channel();
+        screening
+            .lister
+            .waiting
+            .lock()
+            .unwrap()
+            .insert("zt-gateway/tools-list/0".into(), answered);
+        let relay = tokio::spawn(server_to_client(
+            server_out, answers_rx, client_out, screening,
+        ));
+        // The server writes `id` last, as the TypeScript SDK does.
+        server
+            .write_all(
+                b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[]},\"id\":\"zt-gateway/tools-list/0\"}\n\
+                  {\"jsonrpc\":\"2.0\",\"result\":{},\"id\":\"zt-gateway/tools-list/7\"}\n\
+                  {\"jsonrpc\":\"2.0\",\"id\":\"zt-gateway/tools-list/1\",\"method\":\"x\"}\n",
+            )
+            .await
+            .unwrap();
+        drop(server);
+        assert_eq!(
+            answer.await.unwrap()["result"],
+            serde_json::json!({"tools": []})
+        );
+        relay.await.unwrap().unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        // Nobody waits for /7 any more: dropped all the same. /1 is a request: the client's.
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("tools-list/1"), "{out}");
+    }
+
+    /// Counts the lists it is asked for.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl ListTools for Counting {
+        async fn list_page(&self, _: String, _: Option<String>) -> Result<Value, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(serde_json::json!({"tools": [{"name": "t", "inputSchema": {}}]}))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_servers_notice_that_its_tools_changed_makes_the_gateway_read_them_again() {
+        let screening = screening();
+        let lister = Counting::default();
+        screening.tools.declared(&lister, "t", None).await.unwrap();
+        let changed = br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        assert!(for_the_client(changed, &screening), "relayed all the same");
+        screening.tools.declared(&lister, "t", None).await.unwrap();
+        assert_eq!(lister.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     /// A control plane that answers nothing until `together` requests are open at once, then
@@ -329,7 +564,16 @@ mod tests {
         let plane = zt_client::ControlPlane::with_timeout(&url, Duration::from_secs(10)).unwrap();
         let gate = Gate::new(plane, "agent", "srv");
         let mut server = Command::new("sh");
-        server.args(["-c", "cat > /dev/null"]);
+        // Answers the gateway's `tools/list` with the one tool `t`, and nothing else.
+        server.args([
+            "-c",
+            r#"while IFS= read -r line; do
+                 case "$line" in *'"tools/list"'*)
+                   id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+                   printf '{"jsonrpc":"2.0","id":"%s","result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id";;
+                 esac
+               done"#,
+        ]);
         let (mut client, gateway_in) = tokio::io::duplex(4096);
         let (gateway_out, client_out) = tokio::io::duplex(4096);
         let relay = tokio::spawn(run_stdio(gate, server, gateway_in, gateway_out));

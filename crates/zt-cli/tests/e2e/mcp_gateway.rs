@@ -182,9 +182,25 @@ fn streamable_http_relays_the_same_way() {
         "everything",
         "everything",
         &[],
-        &[("ZT_TEST_GATEWAY_URL", url)],
+        &[("ZT_TEST_GATEWAY_URL", url.clone())],
     );
     assert_everything_session(&out, &server);
+    // The gateway reads the tools' declarations over HTTP too, in the client's session.
+    let out = drive(
+        &peers,
+        &server,
+        &token,
+        "undeclared",
+        "everything",
+        &[],
+        &[("ZT_TEST_GATEWAY_URL", url)],
+    );
+    assert_eq!(
+        out["undeclared"],
+        json!({"code": -32602, "message": "argument `resource` is not declared by tool `echo`"}),
+        "{out}"
+    );
+    assert_eq!(text(&out["echo"]), "Echo: declared", "{out}");
 
     // A `ping` with one string member under UTF-7 is, to a server that honours the charset
     // (Express's JSON parser does), a `tools/call` the gateway never decided on: refused.
@@ -449,8 +465,19 @@ struct RawSession {
 
 impl RawSession {
     fn start(control_plane_url: &str, token: &str, extra: &[&str], mcp_server: &[String]) -> Self {
+        Self::start_named(control_plane_url, token, extra, "everything", mcp_server)
+    }
+
+    /// A session with the server `mcp_server`, named `name` in actions, initialized.
+    fn start_named(
+        control_plane_url: &str,
+        token: &str,
+        extra: &[&str],
+        name: &str,
+        mcp_server: &[String],
+    ) -> Self {
         let mut child = Command::new(zt_bin())
-            .args(["mcp-gateway", "--server-name", "everything"])
+            .args(["mcp-gateway", "--server-name", name])
             .args(extra)
             .arg("--")
             .args(mcp_server)
@@ -473,10 +500,8 @@ impl RawSession {
         session.send(
             r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#,
         );
-        assert_eq!(
-            session.answer_to(json!("init"))["result"]["serverInfo"]["name"],
-            json!("mcp-servers/everything")
-        );
+        let init = session.answer_to(json!("init"));
+        assert!(init["result"]["serverInfo"]["name"].is_string(), "{init}");
         session.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         session
     }
@@ -601,4 +626,114 @@ fn unreadable_and_oversized_messages_are_answered_and_the_session_goes_on() {
 /// `zt_mcp::MAX_MESSAGE_BYTES` (16 MiB), as documented in docs/GATEWAYS.md.
 fn zt_mcp_max_message_bytes() -> usize {
     16 * 1024 * 1024
+}
+
+#[test]
+fn a_call_is_decided_only_on_what_its_tool_declares() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), EVERYTHING_POLICY);
+    let mut session = RawSession::start(&server.url(), &token, &[], &everything_server(&peers));
+
+    // `echo` declares `message` only: an added `resource` would have been decided on.
+    session.send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x","resource":"elsewhere"}}}"#,
+    );
+    let error = &session.answer_to(json!(1))["error"];
+    assert_eq!(error["code"], json!(-32602), "{error}");
+    assert_eq!(
+        error["message"],
+        json!("argument `resource` is not declared by tool `echo`")
+    );
+    session.send(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"no-such-tool","arguments":{}}}"#,
+    );
+    let error = &session.answer_to(json!(2))["error"];
+    assert_eq!(error["code"], json!(-32602), "{error}");
+    assert_eq!(
+        error["message"],
+        json!("tool `no-such-tool` is not in the server's tools/list")
+    );
+    // The ids of the gateway's own requests to the server are not the client's to take.
+    session.send(r#"{"jsonrpc":"2.0","id":"zt-gateway/tools-list/0","method":"tools/list"}"#);
+    assert_eq!(
+        session.answer_to(Value::Null)["error"]["code"],
+        json!(-32600)
+    );
+    session.send(
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"message":"declared"}}}"#,
+    );
+    let result = &session.answer_to(json!(3))["result"];
+    assert_eq!(
+        result["content"][0]["text"],
+        json!("Echo: declared"),
+        "{result}"
+    );
+    // The client's own `tools/list` still gets the server's answer.
+    session.send(r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#);
+    assert!(session.answer_to(json!(4))["result"]["tools"].is_array());
+
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .collect();
+    assert_eq!(decided.len(), 1, "the refused calls were never decided");
+}
+
+#[test]
+fn an_added_argument_cannot_choose_the_resource_of_a_write() {
+    let Some(peers) = peers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let base = canonical_dir(dir.path().join("files"));
+    std::fs::create_dir_all(base.join("allowed")).unwrap();
+    let allowed = base.join("allowed/ok.txt").display().to_string();
+    // A rule on the resource alone, as GATEWAYS.md shows for exact names.
+    let policy = format!(
+        r#"
+@id("fs-write-one-file")
+@reason("one file may be written")
+permit (principal, action == Action::"mcp.fs.write_file", resource == Resource::"{allowed}");
+"#
+    );
+    let (server, token) = control_plane(dir.path(), &policy);
+    let filesystem = vec![
+        peers
+            .bin
+            .join("mcp-server-filesystem")
+            .display()
+            .to_string(),
+        base.display().to_string(),
+    ];
+    let mut session = RawSession::start_named(&server.url(), &token, &[], "fs", &filesystem);
+    let stolen = base.join("stolen.txt");
+    let smuggled = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "write_file",
+        "arguments": {"path": stolen.display().to_string(), "content": "x", "resource": allowed}
+    }});
+    session.send(&smuggled.to_string());
+    let error = &session.answer_to(json!(1))["error"];
+    assert_eq!(
+        error["message"],
+        json!("argument `resource` is not declared by tool `write_file`"),
+        "{error}"
+    );
+    let written = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "write_file", "arguments": {"path": allowed, "content": "by path"}
+    }});
+    session.send(&written.to_string());
+    let result = &session.answer_to(json!(2))["result"];
+    assert_ne!(result["isError"], json!(true), "{result}");
+    assert_eq!(
+        std::fs::read_to_string(base.join("allowed/ok.txt")).unwrap(),
+        "by path"
+    );
+    assert!(!stolen.exists(), "the smuggled write reached the server");
+    let records = common::records_as(server.port, &server.admin_token());
+    let writes: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == json!("mcp.fs.write_file"))
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0]["resource"], json!(allowed));
 }

@@ -111,7 +111,13 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
 /// The identity a connection's (verified) client certificate proves, given to each of its
 /// requests by the listener.
 pub(crate) fn peer_identity(leaf: &CertificateDer<'_>) -> Option<crate::auth::PeerIdentity> {
-    spiffe_id_of(leaf).map(|spiffe_id| crate::auth::PeerIdentity { spiffe_id })
+    let spiffe_id = spiffe_id_of(leaf)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    let not_after = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    Some(crate::auth::PeerIdentity {
+        spiffe_id,
+        not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(not_after),
+    })
 }
 
 /// The SPIFFE ID of a (verified) leaf certificate: its only URI SAN, if that is a valid SPIFFE

@@ -324,6 +324,76 @@ fn sigterm_drains_in_flight_requests_over_tls() {
 }
 
 #[test]
+fn a_connection_kept_alive_past_its_certificate_proves_nothing() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    register_tls(&server, &anonymous, &admin, BILLING);
+    admin_created(
+        &server,
+        &anonymous,
+        &admin,
+        "/policies/allow",
+        json!({"action": "invoices.read", "reason": "ok"}),
+    );
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let config = pki.client_config(Some(&pki.client_until(&[BILLING], not_after)));
+    let mut connection = KeepAlive::open(server.port, &config);
+    let ask = json!({"action": "invoices.read"}).to_string();
+    let (s, first) = connection.post("/actions", &ask);
+    assert_eq!(
+        (s, first["actor"].as_str()),
+        (200, Some(BILLING)),
+        "{first}"
+    );
+
+    // notAfter has whole seconds: wait until it is past, then ask on the same connection.
+    let past = not_after + time::Duration::milliseconds(1500) - time::OffsetDateTime::now_utc();
+    std::thread::sleep(past.try_into().unwrap());
+    let (s, second) = connection.post("/actions", &ask);
+    assert_eq!(s, 401, "{second}");
+    assert!(
+        second["error"].as_str().unwrap().contains("has expired"),
+        "{second}"
+    );
+    // A new connection with it fails its handshake.
+    assert!(https(server.port, &config, "GET", "/health", &[], None).is_err());
+    let log = records(&server, &anonymous, &admin);
+    assert_eq!(decisions(&log), 1, "the refused request was not decided");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn an_audit_stream_opened_with_a_certificate_ends_when_it_expires() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[("ZT_ADMIN_SPIFFE_IDS", ADMIN)]);
+    let anonymous = pki.client_config(None);
+    let admin_token = server.admin_token();
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let admin = pki.client_config(Some(&pki.client_until(&[ADMIN], not_after)));
+    let mut stream = KeepAlive::open(server.port, &admin);
+    register_tls(&server, &anonymous, &admin_token, "first");
+    assert!(
+        stream.get_until("/audit/stream", "\"first\"", Duration::from_secs(10)),
+        "the stream shows the record"
+    );
+    let past = not_after + time::Duration::milliseconds(1500) - time::OffsetDateTime::now_utc();
+    std::thread::sleep(past.try_into().unwrap());
+    register_tls(&server, &anonymous, &admin_token, "second");
+    assert!(
+        stream.read_until(
+            "the admin credential of this stream is no longer valid",
+            Duration::from_secs(10)
+        ),
+        "the stream ends instead of showing the record"
+    );
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();

@@ -62,6 +62,8 @@ pub(crate) struct AdminCaller {
     token_sha256: Option<String>,
     /// The JWT-SVID it called with, if it did: asked again likewise, so that it expires.
     jwt_svid: Option<Secret>,
+    /// The `notAfter` of the client certificate it called with, if that made it this admin.
+    certificate_not_after: Option<std::time::SystemTime>,
 }
 
 /// A credential kept for asking again, never shown.
@@ -77,9 +79,14 @@ impl std::fmt::Debug for Secret {
 impl AdminCaller {
     /// Whether the credential this caller was authenticated with still makes it this admin:
     /// an admin token removed or rotated since (`zt admin remove`, a new file) no longer does.
-    /// A JWT-SVID must still verify (it expires). A client certificate's SPIFFE ID holds for
-    /// its connection.
+    /// A JWT-SVID must still verify, and a client certificate must not have expired.
     pub(crate) fn still_admin(&self, state: &SharedState) -> bool {
+        if self
+            .certificate_not_after
+            .is_some_and(|not_after| std::time::SystemTime::now() > not_after)
+        {
+            return false;
+        }
         if let Some(Secret(jwt)) = &self.jwt_svid {
             return state.workload.jwt_svid().is_some_and(|verifier| {
                 verifier
@@ -153,26 +160,40 @@ pub(crate) fn is_admin_request(parts: &Parts, state: &SharedState) -> bool {
     by_token || by_certificate
 }
 
-/// The SPIFFE ID of the verified client certificate of the request's connection, if any.
+/// The SPIFFE ID of the verified client certificate of the request's connection, if any and
+/// not expired since.
 fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
-    parts.extensions.get::<PeerIdentity>().map(|p| &p.spiffe_id)
+    parts
+        .extensions
+        .get::<PeerIdentity>()
+        .filter(|peer| !peer.expired())
+        .map(|peer| &peer.spiffe_id)
 }
 
-/// [`peer_spiffe_id`], refused if its trust domain is not one this server trusts.
+/// The SPIFFE ID of the connection's client certificate, refused if the certificate has
+/// expired since the handshake or its trust domain is not one this server trusts.
 fn trusted_peer<'p>(
     parts: &'p Parts,
     state: &SharedState,
 ) -> Result<Option<&'p SpiffeId>, ApiError> {
-    peer_spiffe_id(parts)
-        .map(|id| {
-            state
-                .workload
-                .trusts(id)
-                .then_some(id)
-                .ok_or(UNTRUSTED_DOMAIN)
-        })
-        .transpose()
+    let Some(peer) = parts.extensions.get::<PeerIdentity>() else {
+        return Ok(None);
+    };
+    if peer.expired() {
+        return Err(CERTIFICATE_EXPIRED);
+    }
+    let id = &peer.spiffe_id;
+    state
+        .workload
+        .trusts(id)
+        .then_some(Some(id))
+        .ok_or(UNTRUSTED_DOMAIN)
 }
+
+/// A connection kept alive past its client certificate's `notAfter`.
+const CERTIFICATE_EXPIRED: ApiError = ApiError::Unauthenticated(
+    "the connection's client certificate has expired; connect again with a current one",
+);
 
 /// A JWT-SVID's `id`, refused if its trust domain is not one this server trusts.
 fn trusted(state: &SharedState, id: SpiffeId) -> Result<SpiffeId, ApiError> {
@@ -275,6 +296,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 authenticated: false,
                 token_sha256: None,
                 jwt_svid: None,
+                certificate_not_after: None,
             });
         };
         let from_token = match bearer_token(parts)? {
@@ -313,17 +335,24 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     authenticated: true,
                     token_sha256: bearer_token(parts)?.map(tokens::token_hash),
                     jwt_svid: None,
+                    certificate_not_after: None,
                 })
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
                 let jwt_svid = bearer_token(parts)?
                     .filter(|token| jwt_verifier_for(state, token).is_some())
                     .map(|token| Secret(token.to_string()));
+                let certificate_not_after = parts
+                    .extensions
+                    .get::<PeerIdentity>()
+                    .filter(|peer| peer.spiffe_id == id)
+                    .map(|peer| peer.not_after);
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,
                     token_sha256: None,
                     jwt_svid,
+                    certificate_not_after,
                 });
             }
             Named::Spiffe(id) => id.to_string(),

@@ -12,4 +12,14 @@ pub use zt_contract::names::SpiffeId;
 pub(crate) struct PeerIdentity {
     /// The SPIFFE ID of the client certificate.
     pub spiffe_id: SpiffeId,
+    /// The certificate's `notAfter`: checked at the handshake by the verifier, and again on
+    /// every request, since a connection kept alive can outlive its certificate.
+    pub not_after: std::time::SystemTime,
+}
+
+impl PeerIdentity {
+    /// Whether the certificate has expired since the handshake.
+    pub(crate) fn expired(&self) -> bool {
+        std::time::SystemTime::now() > self.not_after
+    }
 }

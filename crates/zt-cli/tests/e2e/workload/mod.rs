@@ -82,8 +82,21 @@ impl Pki {
 
     /// A client certificate with these URI SANs (and a DNS SAN, which is not an identity).
     pub(crate) fn client(&self, uris: &[&str]) -> Identity {
-        let key = KeyPair::generate().unwrap();
+        self.client_params(
+            uris,
+            CertificateParams::new(vec!["client.example.org".to_string()]).unwrap(),
+        )
+    }
+
+    /// [`Pki::client`], valid until `not_after`.
+    pub(crate) fn client_until(&self, uris: &[&str], not_after: time::OffsetDateTime) -> Identity {
         let mut params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
+        params.not_after = not_after;
+        self.client_params(uris, params)
+    }
+
+    fn client_params(&self, uris: &[&str], mut params: CertificateParams) -> Identity {
+        let key = KeyPair::generate().unwrap();
         for uri in uris {
             params
                 .subject_alt_names
@@ -174,6 +187,80 @@ pub(crate) fn https(
         }
     }
     parse_http_response(&raw)
+}
+
+/// One HTTPS connection kept alive across requests.
+pub(crate) struct KeepAlive {
+    tls: StreamOwned<ClientConnection, TcpStream>,
+}
+
+impl KeepAlive {
+    pub(crate) fn open(port: u16, config: &Arc<ClientConfig>) -> Self {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = ClientConnection::new(config.clone(), name).unwrap();
+        Self {
+            tls: StreamOwned::new(conn, tcp),
+        }
+    }
+
+    /// Sends `GET path`, then [`KeepAlive::read_until`] `wanted`.
+    pub(crate) fn get_until(&mut self, path: &str, wanted: &str, within: Duration) -> bool {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+        self.tls.write_all(head.as_bytes()).unwrap();
+        self.tls.flush().unwrap();
+        self.read_until(wanted, within)
+    }
+
+    /// Reads until what came holds `wanted` (true), or the connection ends or `within` passes
+    /// (false).
+    pub(crate) fn read_until(&mut self, wanted: &str, within: Duration) -> bool {
+        self.tls.get_ref().set_read_timeout(Some(within)).unwrap();
+        let deadline = Instant::now() + within;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.tls.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+            if String::from_utf8_lossy(&raw).contains(wanted) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `POST`s `body` to `path` on this connection; the status and the JSON answer.
+    pub(crate) fn post(&mut self, path: &str, body: &str) -> (u16, Value) {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        self.tls.write_all(head.as_bytes()).unwrap();
+        self.tls.write_all(body.as_bytes()).unwrap();
+        self.tls.flush().unwrap();
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            self.tls.read_exact(&mut byte).unwrap();
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8(raw).unwrap().to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map(|n| n.trim().parse().unwrap())
+            .unwrap_or(0);
+        let mut answer = vec![0u8; length];
+        self.tls.read_exact(&mut answer).unwrap();
+        (
+            status,
+            serde_json::from_slice(&answer).unwrap_or(Value::Null),
+        )
+    }
 }
 
 /// How the TLS handshake of a fresh connection with `config` went: `Resumed` when the server

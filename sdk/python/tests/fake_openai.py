@@ -30,7 +30,7 @@ def message(text: str) -> Dict[str, Any]:
     }
 
 
-def response(output: List[Dict[str, Any]], number: int) -> Dict[str, Any]:
+def response(output: List[Dict[str, Any]], number: int, tools: List[Any]) -> Dict[str, Any]:
     return {
         "id": f"resp_{number}",
         "object": "response",
@@ -40,7 +40,7 @@ def response(output: List[Dict[str, Any]], number: int) -> Dict[str, Any]:
         "output": output,
         "parallel_tool_calls": True,
         "tool_choice": "auto",
-        "tools": [],
+        "tools": tools,  # the request's, as the Responses API echoes them
         "error": None,
         "incomplete_details": None,
         "instructions": None,
@@ -68,7 +68,7 @@ class FakeResponsesAPI:
                 if self.path != "/v1/responses" or not api.turns:
                     answer, status = {"error": {"message": "unexpected request", "type": "invalid_request_error"}}, 400
                 else:
-                    answer, status = response(api.turns.pop(0), len(api.requests)), 200
+                    answer, status = response(api.turns.pop(0), len(api.requests), body.get("tools") or []), 200
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

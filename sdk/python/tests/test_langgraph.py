@@ -19,10 +19,12 @@ pytest.importorskip("langgraph")
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import StructuredTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
+from langgraph.prebuilt import InjectedState, ToolNode, create_react_agent, tools_condition
+from pydantic import BaseModel, ConfigDict
+from recording_client import RecordingClient
 from zt_server import ZtServer
 
 from zt_infra import (
@@ -42,6 +44,7 @@ def token(zt: ZtServer) -> str:
     token = zt.register(ACTOR)
     zt.allow("langgraph.tool.read_file", "reading files is allowed")
     zt.allow("langgraph.report", "reports are allowed")
+    zt.allow("langgraph.tool.search", "searching is allowed")
     return token
 
 
@@ -146,6 +149,63 @@ def test_control_plane_down_fails_closed_in_the_tool_graph() -> None:
     assert effects == []
     output = tool_messages(final)["read_file"]
     assert output.startswith(DENIED_PREFIX) and "unreachable" in output
+
+
+def test_an_argument_the_tool_does_not_declare_is_refused_without_asking(zt: ZtServer, token: str) -> None:
+    """A tool with a JSON-schema `args_schema` gets its arguments unchecked: an added
+    `resource: "harmless"` was decided on while the tool read `path`."""
+    recorder = RecordingClient(zt.url, actor=ACTOR, token=token, timeout=30)
+    ran: List[Dict[str, Any]] = []
+    read_file = StructuredTool.from_function(
+        func=lambda **arguments: ran.append(arguments) or "contents",
+        name="read_file",
+        description="Read a file.",
+        args_schema={"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+    )
+    guarded = guard_tool(read_file, recorder)
+    refused = guarded.invoke({"path": "/etc/shadow", "resource": "harmless"})
+    assert refused == f"{DENIED_PREFIX}argument `resource` is not declared by tool `read_file`"
+    assert ran == [] and recorder.asked == []
+    assert guarded.invoke({"path": "notes.txt"}) == "contents"
+    assert [(action, resource) for action, resource, _ in recorder.asked] == [("langgraph.tool.read_file", "notes.txt")]
+
+
+def test_extras_a_pydantic_schema_allows_run_but_never_choose_the_resource(zt: ZtServer, token: str) -> None:
+    recorder = RecordingClient(zt.url, actor=ACTOR, token=token, timeout=30)
+
+    class SearchArguments(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        path: str
+
+    ran: List[Dict[str, Any]] = []
+    search = StructuredTool.from_function(
+        func=lambda **arguments: ran.append(arguments) or "found",
+        name="search",
+        description="Search.",
+        args_schema=SearchArguments,
+    )
+    mapped: List[Dict[str, Any]] = []
+    for resource in (None, lambda arguments: mapped.append(arguments) or arguments.get("resource", "docs")):
+        assert (
+            guard_tool(search, recorder, resource=resource).invoke({"path": "docs", "resource": "harmless"}) == "found"
+        )
+    assert ran == [{"path": "docs", "resource": "harmless"}] * 2 and mapped == [{"path": "docs"}]
+    assert [(action, resource) for action, resource, _ in recorder.asked] == [("langgraph.tool.search", "docs")] * 2
+
+
+def test_injected_arguments_count_as_declared(client: ControlPlaneClient) -> None:
+    """`ToolNode` adds the state to the arguments: the tool declares it, hidden from the model."""
+    seen: List[str] = []
+
+    @tool
+    def read_file(path: str, state: Annotated[Dict[str, Any], InjectedState]) -> str:
+        """Read a file."""
+        seen.append(f"{path} after {len(state['messages'])} messages")
+        return "contents"
+
+    model = scripted({"name": "read_file", "args": {"path": "/tmp/a"}, "id": "c1"})
+    final = tool_graph(model, [guard_tool(read_file, client)]).invoke({"messages": [HumanMessage("read")]})
+    assert tool_messages(final)["read_file"] == "contents" and seen == ["/tmp/a after 2 messages"]
 
 
 class GateState(TypedDict, total=False):

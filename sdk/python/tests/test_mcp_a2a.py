@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
+from fake_mcp import FakeMCPServer, tool
 from zt_server import ZtServer
 
 from zt_infra import A2APolicyProxy, ControlPlaneClient, MCPZeroTrustGateway
@@ -24,13 +25,8 @@ def client(zt: ZtServer) -> ControlPlaneClient:
 
 
 def test_mcp_gateway(client: ControlPlaneClient) -> None:
-    forwarded: List[Dict[str, Any]] = []
-
-    def downstream(message: Dict[str, Any]) -> Dict[str, Any]:
-        forwarded.append(message)
-        return {"jsonrpc": "2.0", "id": message.get("id"), "result": {"content": []}}
-
-    gateway = MCPZeroTrustGateway(downstream, control_plane=client, actor=ACTOR, server_name="github")
+    server = FakeMCPServer([tool("get_issue", ["owner", "repo"]), tool("delete_repo", ["owner", "repo"])])
+    gateway = MCPZeroTrustGateway(server, control_plane=client, actor=ACTOR, server_name="github")
     allowed = gateway.handle_message(
         {
             "jsonrpc": "2.0",
@@ -48,7 +44,8 @@ def test_mcp_gateway(client: ControlPlaneClient) -> None:
         }
     )
     listed = gateway.handle_message({"jsonrpc": "2.0", "id": 3, "method": "tools/list"})
-    assert [m["id"] for m in forwarded] == [1, 3]
+    assert [m["id"] for m in server.forwarded] == [1]
+    assert [m["id"] for m in server.listed] == ["zt-gateway/tools-list/1", 3]
     assert allowed is not None and "error" not in allowed and listed is not None
     assert denied is not None and denied["result"]["isError"] is True
     decision = denied["result"]["structuredContent"]
@@ -111,13 +108,9 @@ def test_a2a_proxy_decides_0_3_names_and_the_task_the_agent_acts_on(client: Cont
 def test_mcp_gateway_refuses_arguments_that_are_not_an_object(client: ControlPlaneClient) -> None:
     """`[]`, `""`, `0`, `false` were decided as `{}` (an allowed `get_issue`) and forwarded as
     they came: the server read other arguments than the ones decided on."""
-    forwarded: List[Dict[str, Any]] = []
-
-    def downstream(message: Dict[str, Any]) -> Dict[str, Any]:
-        forwarded.append(message)
-        return {"jsonrpc": "2.0", "id": message.get("id"), "result": {"content": []}}
-
-    gateway = MCPZeroTrustGateway(downstream, control_plane=client, actor=ACTOR, server_name="github")
+    server = FakeMCPServer([tool("get_issue", ["owner", "repo"])])
+    forwarded = server.forwarded
+    gateway = MCPZeroTrustGateway(server, control_plane=client, actor=ACTOR, server_name="github")
     for n, arguments in enumerate([[], "", 0, False, None, ["owner", "repo"], "x"]):
         refused = gateway.handle_message(
             {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "get_issue", "arguments": arguments}}

@@ -22,6 +22,7 @@ pytest.importorskip("agents")
 pytest.importorskip("openai")
 
 from agents import Agent, Runner, set_tracing_disabled
+from fake_mcp import FakeMCPServer, tool
 from fake_openai import FakeResponsesAPI, function_call, message
 from langgraph.graph import END, START, StateGraph
 from openai import OpenAI
@@ -143,7 +144,10 @@ def responses(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
 
 def gateways(client: ControlPlaneClient) -> Dict[str, Dict[str, Any]]:
     mcp = MCPZeroTrustGateway(
-        lambda m: m, control_plane=client, actor=ACTOR, action_mapper=lambda s, t, a: (DENIED, "r1")
+        FakeMCPServer([tool("delete", [])]),
+        control_plane=client,
+        actor=ACTOR,
+        action_mapper=lambda s, t, a: (DENIED, "r1"),
     )
     mcp_denial = mcp.handle_message({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "delete"}})
     a2a = A2APolicyProxy(

@@ -11,10 +11,18 @@ import pytest
 
 pytest.importorskip("agents")
 
-from agents import Agent, Runner, ToolInputGuardrailTripwireTriggered, Usage, set_tracing_disabled
+from agents import (
+    Agent,
+    FunctionTool,
+    Runner,
+    ToolInputGuardrailTripwireTriggered,
+    Usage,
+    set_tracing_disabled,
+)
 from agents.items import ModelResponse
 from agents.models.interface import Model
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+from recording_client import RecordingClient
 from zt_server import ZtServer
 
 from zt_infra import AgentsSDKGuardrailPlugin, ControlPlaneClient
@@ -65,9 +73,16 @@ def tool_outputs(model: ScriptedModel) -> Dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def client(zt: ZtServer) -> ControlPlaneClient:
+def token(zt: ZtServer) -> str:
     token = zt.register(AGENT)
     zt.allow("openai.agents.tool.get_weather", "weather is public")
+    zt.allow("openai.agents.tool.read_file", "reading is fine")
+    zt.allow("openai.agents.tool.search", "searching is fine")
+    return token
+
+
+@pytest.fixture(scope="module")
+def client(zt: ZtServer, token: str) -> ControlPlaneClient:
     return ControlPlaneClient(zt.url, actor=AGENT, token=token, timeout=30)
 
 
@@ -176,3 +191,49 @@ def test_action_names_and_local_refusals() -> None:
     assert plugin.decide_for(Data()).reason == "tool arguments must decode to a JSON object"
     Ctx.tool_arguments = "{not json"
     assert plugin.decide_for(Data()).reason == "tool arguments are not valid JSON, or are ambiguous"
+
+
+async def test_an_argument_the_tool_does_not_declare_is_refused_without_asking(zt: ZtServer, token: str) -> None:
+    """`read_file` acts on `path`; an added `resource: "harmless"` was what was decided on (and
+    the SDK then dropped it, reading `path`)."""
+    recorder = RecordingClient(zt.url, actor=AGENT, token=token, timeout=30)
+    plugin = AgentsSDKGuardrailPlugin(control_plane=recorder)
+    ran: List[str] = []
+
+    def read_file(path: str) -> str:
+        """Read a file."""
+        ran.append(path)
+        return "contents"
+
+    async def run_search(context: Any, arguments: str) -> str:
+        ran.append(arguments)
+        return "found"
+
+    search = FunctionTool(
+        name="search",
+        description="Search; takes extra filters.",
+        params_json_schema={"type": "object", "properties": {"path": {"type": "string"}}, "additionalProperties": True},
+        on_invoke_tool=run_search,
+        strict_json_schema=False,
+        tool_input_guardrails=[plugin.create_tool_input_guardrail()],
+    )
+    model = ScriptedModel(
+        [
+            [
+                call("read_file", {"path": "/etc/shadow", "resource": "harmless"}, "c1"),
+                call("read_file", {"path": "notes.txt"}, "c2"),
+                call("search", {"path": "docs", "resource": "harmless"}, "c3"),
+            ],
+            [say("done")],
+        ]
+    )
+    tools = [guarded_function_tool(read_file, plugin), search]
+    await Runner.run(Agent(name=AGENT, instructions="help", model=model, tools=tools), "go")
+    outputs = tool_outputs(model)
+    assert outputs["c1"] == f"{DENIED_PREFIX}argument `resource` is not declared by tool `read_file`"
+    # The calls run concurrently: compared in sorted order.
+    assert sorted(ran) == ["notes.txt", '{"path": "docs", "resource": "harmless"}']
+    assert sorted((action, resource) for action, resource, _ in recorder.asked) == [
+        ("openai.agents.tool.read_file", "notes.txt"),
+        ("openai.agents.tool.search", "docs"),
+    ]

@@ -14,6 +14,7 @@ pytest.importorskip("openai")
 
 from fake_openai import FakeResponsesAPI, function_call, message
 from openai import OpenAI
+from recording_client import RecordingClient
 from zt_server import ZtServer
 
 from zt_infra import ControlPlaneClient, ToolRegistry, ZeroTrustResponsesWrapper
@@ -22,9 +23,16 @@ ACTOR = "py-responses-agent"
 
 
 @pytest.fixture(scope="module")
-def client(zt: ZtServer) -> ControlPlaneClient:
+def token(zt: ZtServer) -> str:
     token = zt.register(ACTOR)
     zt.allow("openai.responses.function.lookup_order", "order lookups are read-only")
+    zt.allow("openai.responses.function.read_file", "reading is fine")
+    zt.allow("openai.responses.function.search", "searching is fine")
+    return token
+
+
+@pytest.fixture(scope="module")
+def client(zt: ZtServer, token: str) -> ControlPlaneClient:
     return ControlPlaneClient(zt.url, actor=ACTOR, token=token, timeout=30)
 
 
@@ -170,3 +178,52 @@ def test_a_key_error_inside_an_allowed_tool_is_the_tools_not_a_refusal(
     ).collect_function_call_outputs({"output": [call]})
     refusal = json.loads(output["output"])
     assert refusal["ok"] is False and refusal["zero_trust"]["reason"] == "tool is not registered: lookup_order"
+
+
+def function_tool(name: str, **parameters: Any) -> Dict[str, Any]:
+    schema = {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"], **parameters}
+    return {"type": "function", "name": name, "parameters": schema, "strict": False}
+
+
+def test_an_argument_the_function_does_not_declare_is_refused_without_asking(zt: ZtServer, token: str) -> None:
+    """`read_file` acts on `path`; an added `resource: "harmless"` was what was decided on."""
+    recorder = RecordingClient(zt.url, actor=ACTOR, token=token, timeout=30)
+    ran: List[Dict[str, Any]] = []
+    tools = ToolRegistry()
+    for name in ("read_file", "search", "unlisted"):
+        tools.register(name, lambda args: ran.append(args) or "done")
+    attack = {"path": "/etc/shadow", "resource": "harmless"}
+    api = FakeResponsesAPI(
+        [
+            [
+                function_call("read_file", attack, "c1"),
+                function_call("read_file", {"path": "notes.txt"}, "c2"),
+                function_call("search", {"path": "docs", "resource": "harmless", "limit": 3}, "c3"),
+                function_call("unlisted", {"resource": "r1", "path": "p"}, "c4"),
+            ],
+            [message("done")],
+        ]
+    )
+    try:
+        openai = OpenAI(base_url=api.base_url, api_key="sk-test", max_retries=0)
+        declared = [
+            function_tool("read_file", additionalProperties=False),
+            function_tool("search", additionalProperties=True),
+        ]
+        ZeroTrustResponsesWrapper(openai, control_plane=recorder, actor=ACTOR, tools=tools).run(
+            model="scripted", input="go", tools=declared
+        )
+    finally:
+        api.close()
+    sent = outputs_sent(api)
+    refused = sent["c1"]["zero_trust"]
+    assert sent["c1"]["ok"] is False and refused["decision"] == "deny" and refused["audit"] is None
+    assert refused["reason"] == "argument `resource` is not declared by tool `read_file`"
+    # Declared arguments decide; extras a schema allows run but do not choose the resource; a
+    # function the response does not list is read as before (and denied: no policy allows it).
+    assert ran == [{"path": "notes.txt"}, {"path": "docs", "resource": "harmless", "limit": 3}]
+    assert [(action, resource) for action, resource, _ in recorder.asked] == [
+        ("openai.responses.function.read_file", "notes.txt"),
+        ("openai.responses.function.search", "docs"),
+        ("openai.responses.function.unlisted", "r1"),
+    ]

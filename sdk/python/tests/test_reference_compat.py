@@ -9,6 +9,7 @@ import sys
 from typing import Any, Dict, List
 
 import pytest
+from fake_mcp import FakeMCPServer, tool
 from zt_server import ZtServer
 
 ACTOR = "py-compat-agent"
@@ -157,7 +158,7 @@ class Raising:
 def test_foreign_control_plane_failures_fail_closed() -> None:
     from zt_infra import MCPZeroTrustGateway
 
-    forwarded: List[Any] = []
-    gateway = MCPZeroTrustGateway(forwarded.append, control_plane=Raising(), server_name="s")
+    server = FakeMCPServer([tool("t", [])])
+    gateway = MCPZeroTrustGateway(server, control_plane=Raising(), server_name="s")
     answer = gateway.handle_message({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}})
-    assert forwarded == [] and answer is not None and answer["result"]["isError"] is True
+    assert server.forwarded == [] and answer is not None and answer["result"]["isError"] is True

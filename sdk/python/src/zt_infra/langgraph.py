@@ -3,6 +3,12 @@ router for graphs that branch on the decision. Needs `zt-infra[langgraph]`.
 
 Tool actions are `langgraph.tool.<tool>`; gate nodes ask for the state's action, on the
 state's resource or else the node's name.
+
+A guarded tool is held to its argument schema (`tool_schema`): an argument it does not declare
+is refused before any decision, unless the schema allows extras (`additionalProperties`, or a
+pydantic model with `extra="allow"`), and the resource is chosen among the declared arguments
+only. A tool without `args_schema` keeps the old behaviour: every argument is read. Gate nodes
+have no tool schema: they read the state as before.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import json
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from .client import ControlPlaneClient
-from .decision import Decision, fold_action, parse_answer
+from .decision import Decision, fold_action, local_deny, parse_answer
 from .issued import ISSUED
-from .naming import extract_resource, safe_segment
+from .naming import safe_segment
+from .tool_schema import UNKNOWN_SCHEMA, ToolSchema
 from .verify import PinnedKeys
 
 State = Mapping[str, Any]
@@ -45,6 +52,9 @@ def guard_tool(
     `denied by the zero-trust control plane: <reason>` as its output, so the model learns why.
     The guarded tool keeps the name, description and argument schema of the original, so it
     drops into `ToolNode([...])` and `create_react_agent(model, [...])` unchanged.
+
+    A call with an argument the schema does not declare is refused the same way, without
+    asking; a `resource` mapper gets the declared arguments only.
     """
     from langchain_core.tools import BaseTool, StructuredTool
     from langchain_core.tools import tool as make_tool
@@ -53,12 +63,16 @@ def guard_tool(
     cp = client if client is not None else ControlPlaneClient()
     name = original.name
     action_name = action or f"langgraph.tool.{safe_segment(name)}"
+    schema = _arguments_schema(original)
 
     def ask(arguments: Dict[str, Any]) -> Decision:
+        refusal = schema.refusal(name, arguments)
+        if refusal is not None:
+            return local_deny(actor or cp.actor, action_name, "", refusal)
         return cp.decide_or_deny(
             actor,
             action_name,
-            _resource(resource, arguments),
+            _resource(resource, schema, arguments),
             context={"source": "langgraph", "tool": name, "tool_arguments": _jsonable(arguments)},
         )
 
@@ -226,12 +240,32 @@ def _optional_string(state: State, key: str) -> Optional[str]:
     return None
 
 
-def _resource(resource: Union[str, ResourceMapper, None], arguments: Dict[str, Any]) -> str:
+def _resource(resource: Union[str, ResourceMapper, None], schema: ToolSchema, arguments: Dict[str, Any]) -> str:
     if callable(resource):
-        return str(resource(arguments))
+        return str(resource(schema.declared_arguments(arguments)))
     if isinstance(resource, str):
         return resource
-    return extract_resource(arguments)
+    return schema.resource(arguments)
+
+
+def _arguments_schema(tool: Any) -> ToolSchema:
+    """The arguments `tool` runs on. A JSON-schema `args_schema` is read as it is; a pydantic
+    model as it validates (its fields, and extras with `extra="allow"`), from the model rather
+    than its JSON schema, which an injected argument (a store) cannot be rendered into."""
+    args_schema = tool.args_schema
+    if isinstance(args_schema, dict):
+        return ToolSchema.from_json_schema(args_schema)
+    if args_schema is None:
+        return UNKNOWN_SCHEMA
+    from langchain_core.utils.pydantic import get_fields
+
+    config = getattr(args_schema, "model_config", None)  # pydantic 2; 1 keeps it in `__config__`
+    extra = (
+        config.get("extra")
+        if isinstance(config, dict)
+        else getattr(getattr(args_schema, "__config__", None), "extra", None)
+    )
+    return ToolSchema(frozenset(get_fields(args_schema)), extras_allowed=getattr(extra, "value", extra) == "allow")
 
 
 def _jsonable(value: Any) -> Any:

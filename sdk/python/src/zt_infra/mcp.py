@@ -1,6 +1,11 @@
 """MCP gateway: checks each JSON-RPC `tools/call` with the control plane (`mcp.<server>.<tool>`)
 before passing it to the MCP server; a denied call gets a tool result with `isError: true` and
-the decision, and never reaches the server. Other messages pass through."""
+the decision, and never reaches the server. Other messages pass through.
+
+The gateway reads the server's `tools/list` itself (`mcp_tools`) and holds each call to its
+tool's `inputSchema` (`tool_schema`): an argument the tool does not declare is refused with
+`-32602` before any decision, unless the schema's `additionalProperties` allows extras, and the
+resource is chosen among the declared arguments only."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .client import ControlPlaneClient, decide_fail_closed
+from .mcp_tools import ServerTools, ToolListError
 from .naming import extract_resource, safe_segment
 
 DownstreamTransport = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
@@ -16,6 +22,8 @@ MCPActionMapper = Callable[[str, str, Dict[str, Any]], Tuple[str, str]]
 
 #: JSON-RPC "invalid params".
 INVALID_PARAMS = -32602
+#: JSON-RPC "internal error".
+INTERNAL_ERROR = -32603
 
 
 class MCPGatewayError(RuntimeError):
@@ -23,18 +31,25 @@ class MCPGatewayError(RuntimeError):
 
 
 def default_mcp_action_mapper(server_name: str, tool_name: str, arguments: Dict[str, Any]) -> Tuple[str, str]:
+    """`mcp.<server>.<tool>`, and the resource from `arguments` (the gateway passes the
+    declared ones only)."""
     return f"mcp.{safe_segment(server_name)}.{safe_segment(tool_name)}", extract_resource(arguments)
 
 
 @dataclass
 class MCPZeroTrustGateway:
-    """Policy-enforcing gateway in front of one MCP server (`downstream` sends a message to it)."""
+    """Policy-enforcing gateway in front of one MCP server (`downstream` sends a message to it
+    and returns its answer; the gateway sends its own `tools/list` requests through it too).
+
+    `action_mapper(server, tool, arguments)` gets the arguments the tool declares: extras a
+    schema allows reach the decision's context, never the mapper."""
 
     downstream: DownstreamTransport
     control_plane: Any = field(default_factory=ControlPlaneClient)
     actor: str = "mcp-agent"
     server_name: str = "unknown-server"
     action_mapper: MCPActionMapper = default_mcp_action_mapper
+    _tools: ServerTools = field(default_factory=ServerTools, init=False, repr=False, compare=False)
 
     def handle_message(self, message: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -58,7 +73,18 @@ class MCPZeroTrustGateway:
         arguments = params.get("arguments", {})
         if not isinstance(arguments, dict):
             return _error(request_id, "tools/call params.arguments must be an object")
-        action, resource = self.action_mapper(self.server_name, tool, arguments)
+        # Held to the tool's schema before any decision: an argument the tool ignores must not
+        # steer the decision (a `resource` added to a `write_file` that writes `path`).
+        try:
+            schema = self._tools.schema(tool, self.downstream, arguments)
+        except ToolListError as why:
+            return _error(request_id, f"the server's tool list could not be read: {why}", INTERNAL_ERROR)
+        if schema is None:
+            return _error(request_id, f"tool `{tool}` is not in the server's tools/list")
+        refusal = schema.refusal(tool, arguments)
+        if refusal is not None:
+            return _error(request_id, refusal)
+        action, resource = self.action_mapper(self.server_name, tool, schema.declared_arguments(arguments))
         if not action:
             return _error(request_id, "the action mapper returned an empty action")
         decision = decide_fail_closed(
@@ -78,5 +104,5 @@ class MCPZeroTrustGateway:
         }
 
 
-def _error(request_id: Any, message: str) -> Dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": INVALID_PARAMS, "message": message}}
+def _error(request_id: Any, message: str, code: int = INVALID_PARAMS) -> Dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}

@@ -1,9 +1,10 @@
-"""Action names built from tool and server names, as the existing adapters build them."""
+"""Action names built from tool and server names, and resources from tool arguments, as the
+existing adapters build them."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Collection, Dict, Mapping, Optional
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -15,9 +16,20 @@ def safe_segment(value: Any) -> str:
     return cleaned.strip("._-") or "unknown"
 
 
-def extract_resource(arguments: Mapping[str, Any]) -> str:
+def declared_only(arguments: Mapping[str, Any], declared: Optional[Collection[str]]) -> Dict[str, Any]:
+    """The arguments whose names are in `declared` (the names a tool's input schema declares);
+    all of them when `declared` is None (the tool's schema is not known)."""
+    return {key: value for key, value in arguments.items() if declared is None or key in declared}
+
+
+def extract_resource(arguments: Mapping[str, Any], declared: Optional[Collection[str]] = None) -> str:
     """A resource name from tool arguments: `owner/repo`, else the first non-empty string among
-    `resource`, `repository`, `repo`, `path`, `url`, `name`, `id`; else empty."""
+    `resource`, `repository`, `repo`, `path`, `url`, `name`, `id`; else empty.
+
+    With `declared`, only those arguments are read: an argument the tool does not take (added
+    by the model to steer the decision) never names the resource, and `owner/repo` needs both
+    names declared. `None` reads every argument, for callers that do not know the schema."""
+    arguments = declared_only(arguments, declared)
     owner = arguments.get("owner") or arguments.get("org") or arguments.get("organization")
     repo = arguments.get("repo") or arguments.get("repository")
     if isinstance(owner, str) and isinstance(repo, str) and owner and repo:

@@ -3,6 +3,13 @@ tool runs, and rejects the call with the reason otherwise. Needs `zt-infra[opena
 
 Actions are `openai.agents.tool.<tool>`, or `openai.agents.tool.<namespace>.<tool>` for a
 namespaced tool; the resource comes from the arguments (`extract_resource`).
+
+A call is held to its `FunctionTool`'s `params_json_schema`, found among the running agent's
+`tools` by name and namespace (`tool_schema`): an argument the tool does not declare is refused
+before any decision (the SDK would drop it silently, after the decision was made on it), unless
+`additionalProperties` allows extras; the action mapper gets the declared arguments only. A
+tool not found there (one the agent gets from an MCP server, say) keeps the old behaviour:
+every argument is read.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from . import strict_json
 from .client import ControlPlaneClient, decide_fail_closed
 from .decision import Decision, local_deny
 from .naming import extract_resource, safe_segment
+from .tool_schema import UNKNOWN_SCHEMA, ToolSchema
 
 AgentActorResolver = Callable[[Any], str]
 AgentActionMapper = Callable[[str, Dict[str, Any], Any], Tuple[str, str]]
@@ -114,10 +122,29 @@ class AgentsSDKGuardrailPlugin:
                 "",
                 "tool arguments must decode to a JSON object",
             )
-        action, resource = self.action_mapper(tool_name, arguments, data)
+        schema = _tool_schema(data, tool_name)
+        refusal = schema.refusal(tool_name, arguments)
+        if refusal is not None:
+            return local_deny(actor, f"openai.agents.tool.{safe_segment(tool_name)}", "", refusal)
+        action, resource = self.action_mapper(tool_name, schema.declared_arguments(arguments), data)
         return decide_fail_closed(
             self.control_plane, actor, action, resource, {"source": "openai-agents", "tool_arguments": arguments}
         )
+
+
+def _tool_schema(data: Any, tool_name: str) -> ToolSchema:
+    """The `params_json_schema` of the agent's function tool this call runs, or `UNKNOWN_SCHEMA`."""
+    namespace = _get(data, "context.tool_namespace") or None
+    for tool in _get(data, "agent.tools") or []:
+        schema = getattr(tool, "params_json_schema", None)
+        # The SDK keeps a namespaced tool's namespace there (`agents.tool_namespace`).
+        if (
+            getattr(tool, "name", None) == tool_name
+            and (getattr(tool, "_tool_namespace", None) or None) == namespace
+            and isinstance(schema, dict)
+        ):
+            return ToolSchema.from_json_schema(schema)
+    return UNKNOWN_SCHEMA
 
 
 def guarded_function_tool(

@@ -1,6 +1,12 @@
 """OpenAI Responses adapter: runs a response's `function_call` items only when allowed
 (`openai.responses.function.<name>`), and answers every call with a `function_call_output`
 carrying the result, or the denial and its reason. Needs `zt-infra[openai]`.
+
+A call is held to its function's `parameters` as the response lists them in `response.tools`
+(the tools the request declared; `tool_schema`): an argument the function does not declare is
+refused before any decision, unless `additionalProperties` allows extras, and the resource is
+chosen among the declared arguments only. A function the response does not list (a server that
+does not echo `tools`) keeps the old behaviour: every argument is read.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from typing import Any, Callable, Dict, List, Optional
 from . import strict_json
 from .client import ControlPlaneClient, decide_fail_closed
 from .decision import local_deny
-from .naming import extract_resource, safe_segment
+from .naming import safe_segment
+from .tool_schema import UNKNOWN_SCHEMA, ToolSchema
 
 ToolHandler = Callable[[Dict[str, Any]], Any]
 ResponseActionMapper = Callable[[str, Dict[str, Any], Any], str]
@@ -65,7 +72,12 @@ class ZeroTrustResponsesWrapper:
 
     def collect_function_call_outputs(self, response: Any) -> List[Dict[str, Any]]:
         """One `function_call_output` for each `function_call` item of `response`."""
-        return [self._handle(item) for item in _get(response, "output") or [] if _get(item, "type") == "function_call"]
+        schemas = _function_schemas(response)
+        return [
+            self._handle(item, schemas)
+            for item in _get(response, "output") or []
+            if _get(item, "type") == "function_call"
+        ]
 
     def build_follow_up_input(self, response: Any) -> List[Any]:
         """The response's output items followed by the function call outputs."""
@@ -95,7 +107,7 @@ class ZeroTrustResponsesWrapper:
             conversation.extend(outputs)
         raise RuntimeError(f"no final answer within {max_turns} model turns")
 
-    def _handle(self, call: Any) -> Dict[str, Any]:
+    def _handle(self, call: Any, schemas: Dict[str, ToolSchema]) -> Dict[str, Any]:
         call_id = _get(call, "call_id")
         if not call_id:
             raise ValueError("function call_id is required")
@@ -114,12 +126,16 @@ class ZeroTrustResponsesWrapper:
         handler = self.tools.handler(name)
         if handler is None:
             return _output(call_id, self._refused(f"tool is not registered: {name}", action))
+        schema = schemas.get(name, UNKNOWN_SCHEMA)
+        refusal = schema.refusal(name, arguments)
+        if refusal is not None:
+            return _output(call_id, self._refused(refusal, action))
         action = self.action_mapper(name, arguments, call)
         decision = decide_fail_closed(
             self.control_plane,
             self.actor,
             action,
-            extract_resource(arguments),
+            schema.resource(arguments),
             {"source": "openai-responses", "tool_arguments": arguments},
         )
         if not (decision.get("decision") == "allow" and decision.get("ok") is True):
@@ -136,6 +152,15 @@ def _output(call_id: str, payload: Dict[str, Any]) -> Dict[str, Any]:
         "type": "function_call_output",
         "call_id": call_id,
         "output": json.dumps(payload, sort_keys=True, default=str),
+    }
+
+
+def _function_schemas(response: Any) -> Dict[str, ToolSchema]:
+    """The `parameters` of each function tool the response lists, by name."""
+    return {
+        _get(tool, "name"): ToolSchema.from_json_schema(_get(tool, "parameters"))
+        for tool in _get(response, "tools") or []
+        if _get(tool, "type") == "function" and isinstance(_get(tool, "name"), str)
     }
 
 

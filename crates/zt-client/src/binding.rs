@@ -41,6 +41,9 @@ pub(crate) fn answers(
     if answer.evidence.context_sha256 != request.context_sha256() {
         return other("context");
     }
+    if answer.evidence.resource_attributes_sha256 != request.resource_attributes_sha256() {
+        return other("resource attributes");
+    }
     let named = !request.actor.is_empty();
     if named && answer.decision == Decision::Allow && answer.actor != request.actor {
         return other("actor");
@@ -95,10 +98,13 @@ mod tests {
         let genuine = answer_to(&request);
         assert!(answers(&request, &genuine).is_ok());
         type Change = fn(&mut DecisionResponse);
-        let cases: [(&str, Change); 4] = [
+        let cases: [(&str, Change); 5] = [
             ("action", |a| a.action = "files.list".into()),
             ("resource", |a| a.resource = "tea".into()),
             ("context", |a| a.evidence.context_sha256 = None),
+            ("resource attributes", |a| {
+                a.evidence.resource_attributes_sha256 = Some("0".repeat(64))
+            }),
             ("actor", |a| a.actor = "agent-b".into()),
         ];
         for (what, change) in cases {

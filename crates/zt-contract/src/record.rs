@@ -40,6 +40,8 @@ pub struct RecordDraft {
     pub request_id: Option<String>,
     /// Digest of the request context.
     pub context_sha256: Option<String>,
+    /// Digest of the request's resource attributes.
+    pub resource_attributes_sha256: Option<String>,
     /// Counts, on rejection summaries.
     pub counts: Option<BTreeMap<String, u64>>,
     /// The sandbox profile: granted (broker decisions) or run under (receipts).
@@ -156,6 +158,12 @@ impl RecordDraft {
         self
     }
 
+    /// With the digest of the request's resource attributes.
+    pub fn with_resource_attributes_sha256(mut self, digest: Option<String>) -> Self {
+        self.resource_attributes_sha256 = digest;
+        self
+    }
+
     /// With the sandbox profile a broker decision grants (or a receipt ran under).
     pub fn with_sandbox(mut self, sandbox: Option<crate::SandboxProfile>) -> Self {
         self.sandbox = sandbox;
@@ -181,6 +189,7 @@ impl RecordDraft {
             reason: self.reason,
             request_id: self.request_id,
             resource: self.resource,
+            resource_attributes_sha256: self.resource_attributes_sha256,
             sandbox: self.sandbox,
             seq,
             timestamp,

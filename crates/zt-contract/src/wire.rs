@@ -51,6 +51,24 @@ impl DecisionRequest {
             crate::Digest32::sha256(crate::canonical::canonical_object(context).as_bytes()).to_hex()
         })
     }
+
+    /// The digest of its resource attributes as its decision record carries it
+    /// (`resource_attributes_sha256`): the SHA-256 of their canonical JSON object, lowercase
+    /// hex; none when it sent none (an empty object decides as none).
+    pub fn resource_attributes_sha256(&self) -> Option<String> {
+        let attributes = self
+            .resource_attributes
+            .as_ref()
+            .filter(|a| !a.is_empty())?;
+        let object: serde_json::Map<String, serde_json::Value> = attributes
+            .iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::String(value.clone())))
+            .collect();
+        Some(
+            crate::Digest32::sha256(crate::canonical::canonical_object(&object).as_bytes())
+                .to_hex(),
+        )
+    }
 }
 
 /// The outcome of a decision.
@@ -159,6 +177,10 @@ pub struct RecordBody {
     pub request_id: Option<String>,
     /// The resource acted on.
     pub resource: String,
+    /// SHA-256 of the canonical JSON of the request's resource attributes, when it sent any:
+    /// they decide as the context does, so the record binds them as it binds the context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_attributes_sha256: Option<String>,
     /// The sandbox profile: granted, on a broker's allow decision; run under, on a receipt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxProfile>,
@@ -193,6 +215,9 @@ pub struct Evidence {
     /// Digest of the request's context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_sha256: Option<String>,
+    /// Digest of the request's resource attributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_attributes_sha256: Option<String>,
     /// The sandbox profile granted to a broker (allow decisions that asked for one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<crate::sandbox::SandboxProfile>,
@@ -240,6 +265,7 @@ impl DecisionResponse {
             reason: self.reason.clone(),
             request_id: self.evidence.request_id.clone(),
             resource: self.resource.clone(),
+            resource_attributes_sha256: self.evidence.resource_attributes_sha256.clone(),
             sandbox: self.evidence.sandbox.clone(),
             seq: self.evidence.seq,
             timestamp: self.audit.timestamp.clone(),
@@ -276,6 +302,7 @@ impl DecisionResponse {
                 policy_version: body.policy_version,
                 request_id: body.request_id,
                 context_sha256: body.context_sha256,
+                resource_attributes_sha256: body.resource_attributes_sha256,
                 sandbox: body.sandbox,
             },
         }

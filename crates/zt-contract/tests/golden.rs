@@ -92,6 +92,7 @@ fn typed_record_body_serializes_canonically() {
         reason: "r".into(),
         request_id: Some("id".into()),
         resource: "".into(),
+        resource_attributes_sha256: Some("ra".into()),
         sandbox: Some(zt_contract::SandboxProfile::default_profile()),
         seq: 7,
         timestamp: "t".into(),

@@ -162,6 +162,7 @@ pub(crate) async fn decide(
     };
     let (verdict, sandbox) = with_sandbox(verdict, wants_sandbox, &engine);
     let context_sha256 = request.context_sha256();
+    let resource_attributes_sha256 = request.resource_attributes_sha256();
     let draft = RecordDraft::decision(
         actor,
         authenticated,
@@ -175,6 +176,7 @@ pub(crate) async fn decide(
     .with_policy_version(Some(engine.version().to_string()))
     .with_request_id(request.request_id)
     .with_context_sha256(context_sha256)
+    .with_resource_attributes_sha256(resource_attributes_sha256)
     .with_sandbox(sandbox);
     // Queued at once (no await before it): from here a request abandoned while its record
     // commits keeps the id spent, as the record will; before, dropping the reservation gave

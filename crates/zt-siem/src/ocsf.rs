@@ -170,6 +170,9 @@ fn unmapped(body: &RecordBody, signature: Option<&KmsSignature>) -> Value {
     if let Some(digest) = &body.context_sha256 {
         zt.insert("context_sha256".into(), json!(digest));
     }
+    if let Some(digest) = &body.resource_attributes_sha256 {
+        zt.insert("resource_attributes_sha256".into(), json!(digest));
+    }
     if let Some(policies) = &body.policies {
         zt.insert("policies".into(), json!(policies));
     }

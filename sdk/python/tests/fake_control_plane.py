@@ -64,6 +64,9 @@ def decision_body(key: SigningKey, request: Dict[str, Any], verdict: str = "allo
         evidence["request_id"] = request["request_id"]
     if "context" in request:
         evidence["context_sha256"] = hashlib.sha256(canonical_json(request["context"])).hexdigest()
+    if request.get("resource_attributes"):
+        digest = hashlib.sha256(canonical_json(request["resource_attributes"])).hexdigest()
+        evidence["resource_attributes_sha256"] = digest
     body: Dict[str, Any] = {
         "ok": verdict == "allow",
         "actor": request.get("actor", "fake-agent"),

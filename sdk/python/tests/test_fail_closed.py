@@ -166,6 +166,11 @@ CASES: Dict[str, tuple[Behaviour, Type[ControlPlaneError], bool]] = {
         EvidenceError,
         True,
     ),
+    "pinned: a genuine allow with resource attributes the client never sent": (
+        lambda f, r: Reply(200, decision_body(f.key, {**r, "resource_attributes": {"environment": "dev"}})),
+        EvidenceError,
+        True,
+    ),
     "pinned: a genuine allow of another actor": (
         lambda f, r: Reply(200, decision_body(f.key, {**r, "actor": "other-agent"})),
         EvidenceError,

@@ -978,6 +978,7 @@ fn allow_without_profile() -> String {
         reason: "fine".into(),
         request_id: None,
         resource: "".into(),
+        resource_attributes_sha256: None,
         sandbox: None,
         seq: 0,
         timestamp: "2026-11-25T00:00:00.000Z".into(),

@@ -461,4 +461,50 @@ fn authzen_evaluations_use_the_same_decision_path_and_log() {
             "every evaluation is in the log"
         );
     }
+    // The properties decided, so the record binds them, as it binds a context.
+    let digest = zt_contract::Digest32::sha256(br#"{"environment":"prod"}"#).to_hex();
+    let log = records(&server);
+    let record_of = |answer: &Value| {
+        log.iter()
+            .find(|r| r["current_hash"] == answer["context"]["audit"]["current_hash"])
+            .cloned()
+            .unwrap()
+    };
+    for answer in [&allowed, &denied] {
+        assert_eq!(
+            record_of(answer)["resource_attributes_sha256"],
+            json!(digest)
+        );
+        assert_eq!(
+            answer["context"]["evidence"]["resource_attributes_sha256"],
+            json!(digest)
+        );
+    }
+    assert!(record_of(&spoof)
+        .get("resource_attributes_sha256")
+        .is_none());
+    let (s, _, answer) = server.json_as(
+        &agent,
+        "POST",
+        "/actions",
+        Some(json!({"action": "files.read", "resource": "f1",
+                    "resource_attributes": {"environment": "prod"}})),
+    );
+    assert_eq!(s, 200, "{answer}");
+    assert_eq!(
+        answer["evidence"]["resource_attributes_sha256"],
+        json!(digest)
+    );
+    // Every record's hash covers the digest: the whole log verifies.
+    let verified = common::zt(&[
+        "audit",
+        "verify",
+        "--data-dir",
+        server.data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
 }

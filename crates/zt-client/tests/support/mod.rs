@@ -209,6 +209,7 @@ pub(crate) fn answer_to(
         reason: "because".into(),
         request_id: request_id.clone(),
         resource: "r".into(),
+        resource_attributes_sha256: None,
         sandbox: None,
         seq: 0,
         timestamp: "2026-11-25T00:00:00.000Z".into(),

@@ -185,6 +185,9 @@ def check_answers_request(
             digest = None
         if digest is not None and evidence.get("context_sha256") != digest:
             raise other("context")
+    # This client sends no resource attributes: an answer deciding some answers another request.
+    if evidence.get("resource_attributes_sha256") is not None:
+        raise other("resource attributes")
     if actor and decision.allowed and decision.actor != actor:
         raise other("actor")
 

@@ -3,7 +3,9 @@
 # key, AWS KMS per-record and session keys (a local KMS: moto, patched for DIGEST, on
 # loopback), PKCS#11 per-record and session keys (a SoftHSM2 token made here).
 # Needs: a release `zt`, the .venv with moto (.ci/run), softhsm2 and opensc (pkcs11-tool).
-# Usage: [ZT_BENCH_ONLY='NAME ...'] scripts/bench-custody.sh [DURATION_SECONDS] [ROUNDS]
+# Usage: [ZT_BENCH_ONLY='NAME ...'] [ZT_KMS_SIGN_RATE=R] scripts/bench-custody.sh [DURATION_SECONDS] [ROUNDS]
+#   ZT_KMS_SIGN_RATE=R: the local KMS throttles `Sign` calls past R a second, as AWS KMS past an
+#   account's request quota does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-10}
@@ -15,7 +17,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # A local KMS with one key.
-.venv/bin/python crates/zt-test-support/python/moto_kms.py >"$work/moto.out" 2>/dev/null &
+.venv/bin/python crates/zt-test-support/python/moto_kms.py --sign-rate "${ZT_KMS_SIGN_RATE:-0}" \
+  >"$work/moto.out" 2>/dev/null &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/moto.out" ] && break; sleep 0.2; done
 read -r _ moto_port arn <"$work/moto.out"

@@ -74,7 +74,12 @@ impl KmsKey {
             .as_ref()
             .ok_or_else(|| CustodyError::Kms("no runtime".into()))?;
         let client = on(runtime, timeout, async {
-            let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+            // Adaptive retries: past the account's request quota the client slows its own
+            // calls instead of hammering KMS into more throttling.
+            let config = aws_config::defaults(BehaviorVersion::latest())
+                .retry_config(aws_config::retry::RetryConfig::adaptive())
+                .load()
+                .await;
             Ok(Client::new(&config))
         })
         .map_err(|e| CustodyError::Kms(e.to_string()))?;
@@ -120,6 +125,11 @@ impl KmsKey {
     /// The most `Sign` calls in flight at once.
     pub fn concurrency(&self) -> usize {
         self.concurrency
+    }
+
+    /// The key's ARN, as `Sign` is asked for it.
+    fn arn(&self) -> String {
+        self.identity.jwk.kid.clone()
     }
 }
 
@@ -176,45 +186,134 @@ impl RemoteKey for KmsKey {
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError> {
         let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
-        let client = self.client.clone();
-        let arn = self.identity.jwk.kid.clone();
-        let digests = digests.to_vec();
+        let (client, arn, digests) = (self.client.clone(), self.arn(), digests.to_vec());
         let slots = Arc::new(Semaphore::new(self.concurrency));
         on(runtime, deadline, async move {
-            let mut calls = tokio::task::JoinSet::new();
-            for (i, digest) in digests.iter().enumerate() {
-                let request = client
-                    .sign()
-                    .key_id(&arn)
-                    .message(Blob::new(digest.0.to_vec()))
-                    .message_type(MessageType::Digest)
-                    .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256);
-                let slots = slots.clone();
-                calls.spawn(async move {
-                    let _slot = slots.acquire_owned().await;
-                    let out = request
-                        .send()
-                        .await
-                        .map_err(|e| SignError::Unavailable(DisplayErrorContext(e).to_string()))?;
-                    let der = out
-                        .signature()
-                        .map(|b| b.as_ref().to_vec())
-                        .ok_or_else(|| {
-                            SignError::Unavailable("Sign returned no signature".into())
-                        })?;
-                    Ok::<_, SignError>((i, der))
-                });
-            }
+            let mut calls = start_calls(&client, &arn, &digests, &slots);
             let mut signatures = vec![Vec::new(); digests.len()];
             while let Some(joined) = calls.join_next().await {
                 // The first failure fails the batch; dropping the set aborts the rest.
                 let (i, der) =
-                    joined.map_err(|e| SignError::Unavailable(format!("sign task: {e}")))??;
+                    joined.map_err(|e| SignError::Unavailable(format!("sign task: {e}")))?;
                 if let Some(slot) = signatures.get_mut(i) {
-                    *slot = der;
+                    *slot = der?;
                 }
             }
             Ok(signatures)
         })
+    }
+
+    fn sign_each(
+        &self,
+        digests: &[Digest32],
+        deadline: Duration,
+    ) -> Vec<Result<Vec<u8>, SignError>> {
+        let Some(runtime) = self.runtime.0.as_ref() else {
+            return vec![Err(SignError::Sign)];
+        };
+        let (client, arn, digests) = (self.client.clone(), self.arn(), digests.to_vec());
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        // The calls stop at `deadline` with what came back; `on`'s own limit is only a backstop.
+        let outcome = on(runtime, deadline + Duration::from_millis(250), async move {
+            let mut calls = start_calls(&client, &arn, &digests, &slots);
+            let mut answers: Vec<Option<Result<Vec<u8>, SignError>>> =
+                digests.iter().map(|_| None).collect();
+            let stop = tokio::time::sleep(deadline);
+            tokio::pin!(stop);
+            while !prefix_settled(&answers) {
+                tokio::select! {
+                    joined = calls.join_next() => match joined {
+                        Some(Ok((i, answer))) => {
+                            if let Some(slot) = answers.get_mut(i) {
+                                *slot = Some(answer);
+                            }
+                        }
+                        // A task that did not finish leaves its digest unsigned.
+                        Some(Err(_)) => {}
+                        None => break,
+                    },
+                    () = &mut stop => break,
+                }
+            }
+            // Dropping the set aborts the calls whose answers can no longer be kept.
+            Ok(answers
+                .into_iter()
+                .map(|answer| {
+                    answer.unwrap_or_else(|| {
+                        Err(SignError::Unavailable(format!(
+                            "no answer within {deadline:?}"
+                        )))
+                    })
+                })
+                .collect::<Vec<_>>())
+        });
+        outcome.unwrap_or_else(|e| vec![Err(e)])
+    }
+}
+
+/// One `Sign` call per digest, at most `slots` in flight; each answers with its digest's index.
+/// Spawned on the current runtime (the KMS client's).
+fn start_calls(
+    client: &Client,
+    arn: &str,
+    digests: &[Digest32],
+    slots: &Arc<Semaphore>,
+) -> tokio::task::JoinSet<(usize, Result<Vec<u8>, SignError>)> {
+    let mut calls = tokio::task::JoinSet::new();
+    for (i, digest) in digests.iter().enumerate() {
+        let request = client
+            .sign()
+            .key_id(arn)
+            .message(Blob::new(digest.0.to_vec()))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256);
+        let slots = slots.clone();
+        calls.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let answer = match request.send().await {
+                Ok(out) => out
+                    .signature()
+                    .map(|b| b.as_ref().to_vec())
+                    .ok_or_else(|| SignError::Unavailable("Sign returned no signature".into())),
+                Err(e) => Err(SignError::Unavailable(DisplayErrorContext(e).to_string())),
+            };
+            (i, answer)
+        });
+    }
+    calls
+}
+
+/// Whether nothing more can join the signed prefix: every answer is in, or a failure is in
+/// with every answer before it.
+fn prefix_settled(answers: &[Option<Result<Vec<u8>, SignError>>]) -> bool {
+    for answer in answers {
+        match answer {
+            None => return false,
+            Some(Err(_)) => return true,
+            Some(Ok(_)) => {}
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefix_is_settled_once_nothing_more_can_join_it() {
+        let ok = || Some(Ok(vec![1u8]));
+        let failed = || Some(Err(SignError::Unavailable("throttled".into())));
+        assert!(prefix_settled(&[ok(), ok()]), "every answer in");
+        assert!(
+            prefix_settled(&[ok(), failed(), None]),
+            "a failure with every answer before it"
+        );
+        assert!(
+            !prefix_settled(&[None, failed()]),
+            "an earlier answer may still come"
+        );
+        assert!(!prefix_settled(&[ok(), None]));
+        assert!(prefix_settled(&[]));
     }
 }

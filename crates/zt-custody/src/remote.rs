@@ -11,7 +11,7 @@ use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P256_SHA256_ASN1};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use zt_contract::{Digest32, Jwk, KmsSignature, ALGORITHM_ECDSA_SHA_256};
-use zt_ledger::{SignError, Signer, SignerStatus};
+use zt_ledger::{SignError, SignedPrefix, Signer, SignerStatus};
 
 /// What a remote key is known by: its kind, the `key_id` records carry and its public key,
 /// read from the custody service when the key was opened.
@@ -48,6 +48,20 @@ pub trait RemoteKey: Send + Sync {
         digests: &[Digest32],
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError>;
+    /// The signatures of `digests` as they came back within `deadline`, each with its own
+    /// outcome (at most one per digest; a missing one is unsigned), so a caller keeps the
+    /// ones before the first failure. A key whose calls fail one at a time (a KMS past its
+    /// request quota) overrides it; the default is [`RemoteKey::sign_digests`], all or nothing.
+    fn sign_each(
+        &self,
+        digests: &[Digest32],
+        deadline: Duration,
+    ) -> Vec<Result<Vec<u8>, SignError>> {
+        match self.sign_digests(digests, deadline) {
+            Ok(signatures) => signatures.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        }
+    }
     /// Its answer failed verify-after-sign (or was the wrong length): a key that keeps a
     /// connection starts it over on the next call, finding and checking the key again.
     fn distrust(&self) {}
@@ -111,32 +125,66 @@ impl<K: RemoteKey> Custodian<K> {
         digests
             .iter()
             .zip(signatures)
-            .map(|(digest, der)| {
-                let prehashed =
-                    Digest::import_less_safe(&digest.0, &SHA256).map_err(|_| SignError::Sign)?;
-                self.public
-                    .verify_digest_sig(&prehashed, &der)
-                    .map_err(|_| {
-                        self.key.distrust();
-                        SignError::BadSignature
-                    })?;
-                Ok(KmsSignature {
-                    algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
-                    key_id: self.key.identity().jwk.kid.clone(),
-                    signature: STANDARD.encode(der),
-                })
-            })
+            .map(|(digest, der)| self.checked(digest, der))
             .collect()
     }
 
-    fn record(&self, started: Instant, outcome: &Result<Vec<KmsSignature>, SignError>) {
+    /// The signatures of the longest prefix of `digests` that was signed and verifies, and why
+    /// it stopped there.
+    fn verified_prefix(&self, digests: &[Digest32]) -> SignedPrefix {
+        let mut answers = self.key.sign_each(digests, self.timeout).into_iter();
+        let mut signatures = Vec::with_capacity(digests.len());
+        for digest in digests {
+            let checked = match answers.next() {
+                Some(answer) => answer.and_then(|der| self.checked(digest, der)),
+                None => Err(SignError::Unavailable(format!(
+                    "asked for {} signatures, got {}",
+                    digests.len(),
+                    signatures.len()
+                ))),
+            };
+            match checked {
+                Ok(signature) => signatures.push(signature),
+                Err(e) => {
+                    return SignedPrefix {
+                        signatures,
+                        stopped: Some(e),
+                    }
+                }
+            }
+        }
+        SignedPrefix {
+            signatures,
+            stopped: None,
+        }
+    }
+
+    /// `der` as a record's signature, if it verifies as the custody key's signature of
+    /// `digest`; one that does not distrusts the key.
+    fn checked(&self, digest: &Digest32, der: Vec<u8>) -> Result<KmsSignature, SignError> {
+        let prehashed =
+            Digest::import_less_safe(&digest.0, &SHA256).map_err(|_| SignError::Sign)?;
+        self.public
+            .verify_digest_sig(&prehashed, &der)
+            .map_err(|_| {
+                self.key.distrust();
+                SignError::BadSignature
+            })?;
+        Ok(KmsSignature {
+            algorithm: ALGORITHM_ECDSA_SHA_256.to_string(),
+            key_id: self.key.identity().jwk.kid.clone(),
+            signature: STANDARD.encode(der),
+        })
+    }
+
+    fn record(&self, started: Instant, outcome: Result<(), &SignError>) {
         let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let took = started.elapsed().as_secs_f64();
         status.calls += 1;
         status.last_latency_seconds = took;
         status.latency.observe(took);
         match outcome {
-            Ok(_) => {
+            Ok(()) => {
                 if !status.up {
                     tracing::info!(signer = status.kind, "audit signer is back");
                 }
@@ -178,8 +226,19 @@ impl<K: RemoteKey> Signer for Custodian<K> {
         }
         let started = Instant::now();
         let outcome = self.verified(digests);
-        self.record(started, &outcome);
+        self.record(started, outcome.as_ref().map(|_| ()));
         outcome
+    }
+
+    fn sign_prefix(&self, digests: &[Digest32]) -> SignedPrefix {
+        if digests.is_empty() {
+            return SignedPrefix::default();
+        }
+        let started = Instant::now();
+        let signed = self.verified_prefix(digests);
+        // A prefix short of the batch is a failure of the signer, though some records commit.
+        self.record(started, signed.stopped.as_ref().map_or(Ok(()), Err));
+        signed
     }
 
     fn status(&self) -> SignerStatus {
@@ -255,6 +314,80 @@ mod tests {
         let status = custodian.status();
         assert!(!status.can_sign);
         assert!(status.last_error.is_some());
+    }
+
+    /// Signs with `pair`, except the digests at `fails`, which come back as throttling.
+    struct Throttled {
+        identity: RemoteIdentity,
+        pair: EcdsaKeyPair,
+        fails: &'static [usize],
+    }
+
+    impl RemoteKey for Throttled {
+        fn identity(&self) -> &RemoteIdentity {
+            &self.identity
+        }
+        fn sign_digests(&self, _: &[Digest32], _: Duration) -> Result<Vec<Vec<u8>>, SignError> {
+            unreachable!("a batch is signed one digest at a time")
+        }
+        fn sign_each(&self, digests: &[Digest32], _: Duration) -> Vec<Result<Vec<u8>, SignError>> {
+            digests
+                .iter()
+                .enumerate()
+                .map(|(i, digest)| {
+                    if self.fails.contains(&i) {
+                        return Err(SignError::Unavailable("ThrottlingException".into()));
+                    }
+                    Ok(sign_prehashed(&self.pair, digest))
+                })
+                .collect()
+        }
+    }
+
+    /// The DER signature of a SHA-256 digest, as KMS makes it with `MessageType: DIGEST`.
+    fn sign_prehashed(pair: &EcdsaKeyPair, digest: &Digest32) -> Vec<u8> {
+        let prehashed = Digest::import_less_safe(&digest.0, &SHA256).unwrap();
+        pair.sign_digest(&prehashed).unwrap().as_ref().to_vec()
+    }
+
+    fn throttled(fails: &'static [usize]) -> Custodian<Throttled> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let identity =
+            RemoteIdentity::fingerprinted("aws-kms", "zt-test-", pair.public_key().as_ref())
+                .unwrap();
+        Custodian::new(
+            Throttled {
+                identity,
+                pair,
+                fails,
+            },
+            Duration::from_secs(1),
+            "per-record",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_keeps_the_signatures_before_its_first_throttled_call() {
+        let digests: Vec<Digest32> = (0..6u8).map(|i| Digest32::sha256(&[i])).collect();
+        let signed = throttled(&[2, 4]).sign_prefix(&digests);
+        assert_eq!(
+            signed.signatures.len(),
+            2,
+            "digest 3 signed, but after the gap"
+        );
+        assert!(
+            matches!(signed.stopped, Some(SignError::Unavailable(ref why)) if why.contains("Throttling"))
+        );
+        let all = throttled(&[]).sign_prefix(&digests);
+        assert_eq!((all.signatures.len(), all.stopped.is_none()), (6, true));
+        let custodian = throttled(&[0]);
+        let none = custodian.sign_prefix(&digests);
+        assert!(none.signatures.is_empty() && none.stopped.is_some());
+        assert!(
+            !custodian.status().up,
+            "a short prefix is a failure of the signer"
+        );
     }
 
     #[test]

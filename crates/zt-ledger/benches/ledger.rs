@@ -28,6 +28,7 @@ fn draft() -> RecordDraft {
         policy_version: Some(format!("sha256:{}", "ab".repeat(32))),
         request_id: None,
         context_sha256: None,
+        resource_attributes_sha256: None,
         counts: None,
         sandbox: None,
         execution: None,

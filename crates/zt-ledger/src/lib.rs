@@ -42,8 +42,8 @@ pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};
 pub use draft::RecordDraft;
 pub use location::open_store;
 pub use signer::{
-    fingerprint_kid, LatencyHistogram, LocalKeySigner, RotatedKeys, SignError, Signer,
-    SignerStatus, SIGNER_LATENCY_BOUNDS,
+    fingerprint_kid, LatencyHistogram, LocalKeySigner, RotatedKeys, SignError, SignedPrefix,
+    Signer, SignerStatus, SIGNER_LATENCY_BOUNDS,
 };
 pub use sqlite::SqliteStore;
 pub use store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};

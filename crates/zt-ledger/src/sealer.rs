@@ -54,13 +54,22 @@ impl Sealer {
         let queue_wait = batch.first().map_or(Duration::ZERO, |p| {
             started.saturating_duration_since(p.enqueued)
         });
-        let (drafts, replies): (Vec<_>, Vec<_>) =
+        let (drafts, mut replies): (Vec<_>, Vec<_>) =
             batch.drain(..).map(|p| (p.draft, p.reply)).unzip();
         let sealed = self.signer.rollover().and_then(|keys| {
-            seal_batch(&mut self.head, drafts, self.signer.as_ref()).map(|r| (keys, r))
+            seal_prefix(&mut self.head, drafts, self.signer.as_ref()).map(|r| (keys, r))
         });
         let (keys, records, replies) = match sealed {
-            Ok((keys, records)) => (keys, records, replies),
+            Ok((keys, sealed)) => {
+                let unsigned = replies.split_off(sealed.records.len().min(replies.len()));
+                if let Some(e) = &sealed.stopped {
+                    // The head moved past the records sealed only: the next batch chains
+                    // onto them and tries the signer again.
+                    tracing::warn!(error = %e, sealed = sealed.records.len(), refused = unsigned.len(), "audit batch signed in part; the rest of its decisions are refused");
+                    refuse_all(unsigned, &e.to_string());
+                }
+                (keys, sealed.records, replies)
+            }
             Err(e) => {
                 // Nothing was chained: the head stays where it was and the next batch tries
                 // the signer again.
@@ -92,7 +101,68 @@ pub(crate) fn seal_batch(
     drafts: Vec<RecordDraft>,
     signer: &dyn Signer,
 ) -> Result<Vec<SealedRecord>, crate::SignError> {
-    let mut next = *head;
+    let hashed = hash_drafts(*head, drafts)?;
+    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
+    let signatures = signer.sign_batch(&digests)?;
+    if signatures.len() != hashed.len() {
+        return Err(crate::SignError::Sign);
+    }
+    let records = hashed
+        .into_iter()
+        .zip(signatures)
+        .map(|((body, json, hash), signature)| SealedRecord::assemble(body, &json, hash, signature))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(last) = records.last() {
+        *head = Some(last.head());
+    }
+    Ok(records)
+}
+
+/// What [`seal_prefix`] sealed: the first records of the batch, and why the rest were not.
+pub(crate) struct SealedPrefix {
+    pub(crate) records: Vec<SealedRecord>,
+    pub(crate) stopped: Option<crate::SignError>,
+}
+
+/// Seals as much of `drafts`, in order, as the signer signs ([`Signer::sign_prefix`]): `head`
+/// moves to the last record sealed, so the next batch chains onto it, and the drafts after it
+/// are not records (their sequence numbers go to the next batch). An error before any
+/// signing (hashing) seals nothing.
+pub(crate) fn seal_prefix(
+    head: &mut Option<Head>,
+    drafts: Vec<RecordDraft>,
+    signer: &dyn Signer,
+) -> Result<SealedPrefix, crate::SignError> {
+    let hashed = hash_drafts(*head, drafts)?;
+    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
+    let signed = signer.sign_prefix(&digests);
+    // A prefix short of the batch always says why.
+    let mut stopped = match signed.stopped {
+        None if signed.signatures.len() < digests.len() => Some(crate::SignError::Sign),
+        stopped => stopped,
+    };
+    let mut records = Vec::with_capacity(signed.signatures.len());
+    for ((body, json, hash), signature) in hashed.into_iter().zip(signed.signatures) {
+        match SealedRecord::assemble(body, &json, hash, signature) {
+            Ok(record) => records.push(record),
+            Err(e) => {
+                stopped = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(last) = records.last() {
+        *head = Some(last.head());
+    }
+    Ok(SealedPrefix { records, stopped })
+}
+
+/// Sequences and hashes `drafts` as the records after `head`.
+fn hash_drafts(
+    head: Option<Head>,
+    drafts: Vec<RecordDraft>,
+) -> Result<Vec<(zt_contract::RecordBody, String, Digest32)>, crate::SignError> {
+    let mut next = head;
     let mut hashed = Vec::with_capacity(drafts.len());
     for draft in drafts {
         let (seq, previous) = match next {
@@ -104,18 +174,7 @@ pub(crate) fn seal_batch(
         next = Some(Head { seq, current_hash });
         hashed.push((body, json, current_hash));
     }
-    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
-    let signatures = signer.sign_batch(&digests)?;
-    if signatures.len() != hashed.len() {
-        return Err(crate::SignError::Sign);
-    }
-    let records = hashed
-        .into_iter()
-        .zip(signatures)
-        .map(|((body, json, hash), signature)| SealedRecord::assemble(body, &json, hash, signature))
-        .collect::<Result<Vec<_>, _>>()?;
-    *head = next;
-    Ok(records)
+    Ok(hashed)
 }
 
 #[cfg(test)]
@@ -126,6 +185,72 @@ mod tests {
 
     fn drafts(n: usize) -> Vec<RecordDraft> {
         (0..n).map(|_| RecordDraft::default()).collect()
+    }
+
+    /// Signs the first `signs` digests of every batch, then stops.
+    struct SignsSome {
+        key: LocalKeySigner,
+        signs: usize,
+    }
+
+    impl Signer for SignsSome {
+        fn key_id(&self) -> &str {
+            self.key.key_id()
+        }
+        fn public_jwk(&self) -> &zt_contract::Jwk {
+            self.key.public_jwk()
+        }
+        fn sign_digest(
+            &self,
+            digest: &Digest32,
+        ) -> Result<zt_contract::KmsSignature, crate::SignError> {
+            self.key.sign_digest(digest)
+        }
+        fn sign_prefix(&self, digests: &[Digest32]) -> crate::SignedPrefix {
+            let signs = self.signs.min(digests.len());
+            crate::SignedPrefix {
+                signatures: digests[..signs]
+                    .iter()
+                    .map(|d| self.key.sign_digest(d).unwrap())
+                    .collect(),
+                stopped: (signs < digests.len())
+                    .then(|| crate::SignError::Unavailable("throttled".into())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_signed_in_part_seals_its_signed_prefix_and_the_next_chains_onto_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let mut head = None;
+        let sealed = seal_prefix(&mut head, drafts(5), &SignsSome { key, signs: 2 }).unwrap();
+        assert_eq!(sealed.records.len(), 2);
+        assert!(matches!(
+            sealed.stopped,
+            Some(crate::SignError::Unavailable(_))
+        ));
+        assert_eq!(
+            head,
+            Some(sealed.records[1].head()),
+            "the head is the last sealed"
+        );
+        let key = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let next = seal_prefix(&mut head, drafts(3), &SignsSome { key, signs: 9 }).unwrap();
+        assert!(next.stopped.is_none());
+        assert_eq!(
+            next.records[0].body.seq, 2,
+            "the unsigned drafts' seqs go to the next batch"
+        );
+        assert_eq!(
+            next.records[0].body.previous_hash,
+            sealed.records[1].current_hash.to_hex()
+        );
+        let key = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let before = head;
+        let none = seal_prefix(&mut head, drafts(2), &SignsSome { key, signs: 0 }).unwrap();
+        assert!(none.records.is_empty() && none.stopped.is_some());
+        assert_eq!(head, before, "nothing signed: the head stays");
     }
 
     #[test]

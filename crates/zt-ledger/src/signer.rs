@@ -33,6 +33,23 @@ pub trait Signer: Send + Sync {
     fn sign_batch(&self, digests: &[Digest32]) -> Result<Vec<KmsSignature>, SignError> {
         digests.iter().map(|d| self.sign_digest(d)).collect()
     }
+    /// Signs as much of a batch, in order, as it can: the signatures of the longest prefix
+    /// that was signed, and why it stopped there. The committer stores that prefix and refuses
+    /// only the rest, so a remote signer whose calls fail one at a time (a KMS past its
+    /// request quota) still commits what came back. The default is [`Signer::sign_batch`]'s
+    /// all or nothing.
+    fn sign_prefix(&self, digests: &[Digest32]) -> SignedPrefix {
+        match self.sign_batch(digests) {
+            Ok(signatures) => SignedPrefix {
+                signatures,
+                stopped: None,
+            },
+            Err(e) => SignedPrefix {
+                signatures: Vec::new(),
+                stopped: Some(e),
+            },
+        }
+    }
     /// Every key to publish at start, in order: records and checkpoints may name any of them.
     fn published_keys(&self) -> Vec<Jwk> {
         vec![self.public_jwk().clone()]
@@ -47,6 +64,16 @@ pub trait Signer: Send + Sync {
     fn status(&self) -> SignerStatus {
         SignerStatus::local()
     }
+}
+
+/// What [`Signer::sign_prefix`] signed: the signatures of the batch's first
+/// `signatures.len()` digests, and, when that is not all of them, why it stopped.
+#[derive(Debug, Default)]
+pub struct SignedPrefix {
+    /// One per digest, in order, from the first.
+    pub signatures: Vec<KmsSignature>,
+    /// Why the digest after the last signed one was not signed.
+    pub stopped: Option<SignError>,
 }
 
 /// What `/health` and `/metrics` show about the signer.

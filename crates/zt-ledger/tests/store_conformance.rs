@@ -39,6 +39,7 @@ fn draft(i: usize) -> RecordDraft {
         policy_version: Some("sha256:00".into()),
         request_id: None,
         context_sha256: None,
+        resource_attributes_sha256: i.is_multiple_of(3).then(|| "ab".repeat(32)),
         counts: None,
         sandbox: None,
         execution: None,

@@ -6,18 +6,23 @@ default this launcher patches moto to honour `DIGEST` (the message is the SHA-25
 itself, signed and verified as prehashed); `--unpatched` runs moto as released, whose wrong
 signatures the control plane must catch and refuse.
 
+`--sign-rate R` answers `ThrottlingException` to the `Sign` calls past R a second (a token
+bucket holding a tenth of a second's calls), as KMS past an account's request quota does.
+
 Prints one line `READY <port> <arn> [<arn>...]` once the server answers, then serves until
-killed. Usage: moto_kms.py [--unpatched] [--keys N]
+killed. Usage: moto_kms.py [--unpatched] [--keys N] [--sign-rate R]
 """
 
 import argparse
 import contextvars
 import socket
 import sys
+import threading
 import time
 
 import boto3
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from moto.core.exceptions import JsonRESTError
 from moto.kms import responses, utils as kms_utils
 from moto.server import ThreadedMotoServer
 
@@ -72,13 +77,43 @@ def patch_digest():
     responses.KmsResponse.verify = with_message_type(responses.KmsResponse.verify)
 
 
+class Throttled(JsonRESTError):
+    def __init__(self):
+        super().__init__("ThrottlingException", "Rate exceeded")
+
+
+def limit_sign_rate(per_second):
+    """Answer `ThrottlingException` to the `Sign` calls past `per_second` a second."""
+    sign = responses.KmsResponse.sign
+    capacity = max(1.0, per_second / 10)
+    bucket = {"tokens": capacity, "at": time.monotonic()}
+    lock = threading.Lock()
+
+    def limited(self):
+        with lock:
+            now = time.monotonic()
+            bucket["tokens"] = min(capacity, bucket["tokens"] + (now - bucket["at"]) * per_second)
+            bucket["at"] = now
+            allowed = bucket["tokens"] >= 1
+            if allowed:
+                bucket["tokens"] -= 1
+        if not allowed:
+            raise Throttled()
+        return sign(self)
+
+    responses.KmsResponse.sign = limited
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--unpatched", action="store_true")
     parser.add_argument("--keys", type=int, default=1)
+    parser.add_argument("--sign-rate", type=float, default=0)
     args = parser.parse_args()
     if not args.unpatched:
         patch_digest()
+    if args.sign_rate:
+        limit_sign_rate(args.sign_rate)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

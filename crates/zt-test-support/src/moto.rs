@@ -40,11 +40,21 @@ pub struct Moto {
 impl Moto {
     /// Starts moto with `keys` keys (patched for `DIGEST` unless `unpatched`), or skips the
     /// calling test (see [`crate::service_or_skip`]).
+    pub fn start(unpatched: bool, keys: usize) -> Option<Moto> {
+        Self::launch(unpatched, keys, 0)
+    }
+
+    /// Starts moto with one key whose `Sign` calls past `per_second` a second are answered
+    /// `ThrottlingException`, as KMS past an account's request quota answers them.
+    pub fn start_throttled(per_second: u32) -> Option<Moto> {
+        Self::launch(false, 1, per_second)
+    }
+
     #[expect(
         clippy::expect_used,
         reason = "a launcher that was found but does not start fails the test"
     )]
-    pub fn start(unpatched: bool, keys: usize) -> Option<Moto> {
+    fn launch(unpatched: bool, keys: usize, sign_rate: u32) -> Option<Moto> {
         let probe = python();
         if !crate::service_or_skip("moto (local AWS KMS)", probe.clone().map(|_| ())) {
             return None;
@@ -52,6 +62,7 @@ impl Moto {
         let mut cmd = Command::new(probe.ok()?);
         cmd.arg(LAUNCHER)
             .args(["--keys", &keys.to_string()])
+            .args(["--sign-rate", &sign_rate.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if unpatched {

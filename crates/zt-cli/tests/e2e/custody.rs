@@ -161,6 +161,37 @@ fn decide_until_signed(server: &Server, tries: usize) -> bool {
 }
 
 #[test]
+fn kms_per_record_past_its_quota_answers_every_decision_and_keeps_one_chain() {
+    // KMS answering 40 `Sign` calls a second: 128 decisions at once are far past it.
+    let Some(moto) = Moto::start_throttled(40) else {
+        return;
+    };
+    let arn = moto.arns[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = format!("aws-kms:{arn}");
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &signer, "--signer-timeout-ms", "2000"],
+        &Moto::env(moto.port),
+    );
+    register(&server);
+    let before = server.records().len();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.extend(decide_many(&server, 32));
+    }
+    let committed = statuses.iter().filter(|s| signed(**s)).count();
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(committed + refused, statuses.len(), "{statuses:?}");
+    assert!(committed > 0, "{statuses:?}");
+    // Every answered decision is a record and nothing else is: a batch signed in part stored
+    // its signed prefix only, and the chain has no gap (verified below).
+    assert_eq!(server.records().len(), before + committed);
+    stop_and_verify(server, dir.path());
+}
+
+#[test]
 fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
     let Some(moto) = Moto::start(false, 1) else {
         return;

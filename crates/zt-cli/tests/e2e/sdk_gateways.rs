@@ -71,15 +71,25 @@ fn shape(decision: &Value) -> Vec<(&'static str, BTreeSet<String>)> {
     ]
 }
 
+/// A stub MCP server's tools: `tool` taking one `path` argument.
+fn path_tool(tool: &str) -> Value {
+    json!([{"name": tool, "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}])
+}
+
 /// A denied `tools/call` through `zt mcp-gateway` in stdio mode: the gateway's answer line.
 fn mcp_denied_call(url: &str, token: Option<&str>, ca: Option<&Path>) -> Value {
+    let dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(zt_bin());
     command.args(["mcp-gateway", "--server-name", "env-server"]);
     if let Some(ca) = ca {
         command.arg("--ca").arg(ca);
     }
     command
-        .args(["--", "sleep", "60"])
+        .arg("--")
+        .args(common::stub_mcp_server(
+            &path_tool("delete_file"),
+            &dir.path().join("received.jsonl"),
+        ))
         .env("ZT_CONTROL_PLANE_URL", url)
         .env("ZT_ACTOR", ACTOR)
         .env_remove("ZT_TOKEN")
@@ -412,7 +422,7 @@ fn the_stdio_gateway_relays_in_the_client_order() {
     let mut gateway = Running(
         Command::new(zt_bin())
             .args(["mcp-gateway", "--server-name", "env-server", "--"])
-            .args(["sh", "-c", &format!("cat > {}", received.display())])
+            .args(common::stub_mcp_server(&path_tool("read_file"), &received))
             .env("ZT_CONTROL_PLANE_URL", server.url())
             .env("ZT_ACTOR", ACTOR)
             .env("ZT_TOKEN", &token)

@@ -656,3 +656,20 @@ pub(crate) fn parse_http_response(raw: &[u8]) -> std::io::Result<(u16, String, V
     }
     Ok((status, header_text, body))
 }
+
+/// The command of a stub MCP server over stdio: it answers `tools/list` with `tools` (a JSON
+/// array of tool objects) and appends every other line it receives to `record`.
+pub(crate) fn stub_mcp_server(tools: &Value, record: &Path) -> Vec<String> {
+    let script = format!(
+        r#"while IFS= read -r line; do
+             case "$line" in
+               *'"method":"tools/list"'*)
+                 id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+                 printf '{{"jsonrpc":"2.0","id":"%s","result":{{"tools":%s}}}}\n' "$id" '{tools}';;
+               *) printf '%s\n' "$line" >> '{record}';;
+             esac
+           done"#,
+        record = record.display()
+    );
+    vec!["sh".into(), "-c".into(), script]
+}

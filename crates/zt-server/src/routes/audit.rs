@@ -15,6 +15,13 @@ use crate::state::SharedState;
 const DEFAULT_PAGE: usize = 1000;
 /// Most records per page.
 const MAX_PAGE: usize = 10_000;
+/// Most bytes of records per page: a page stops at the record that reaches it (at least one
+/// record), so a page of large records cannot take 10,000 times their size in memory.
+/// Readers page on from the last record they got, as `zt audit verify --url` and
+/// `zt audit export --url` do.
+const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Records read from the store at a time while a page is gathered.
+const READ_CHUNK: usize = 256;
 /// Largest `from` accepted: sequence numbers are stored as signed 64-bit integers, so a
 /// larger one cannot name a record (and is refused as out of range, never passed to the store).
 const MAX_FROM: u64 = i64::MAX as u64;
@@ -93,18 +100,15 @@ async fn records(
 ) -> Result<Response, ApiError> {
     let (from, limit) = page_params(query.as_deref())?;
     let ledger = state.ledger.clone();
-    let lines = tokio::task::spawn_blocking(move || ledger.read(from, limit))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading audit records failed");
-            ApiError::Internal
-        })?;
-    let mut body = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-    for line in lines {
-        body.push_str(&line);
-        body.push('\n');
-    }
+    let body = tokio::task::spawn_blocking(move || {
+        read_page(|from, n| ledger.read(from, n), from, limit, MAX_PAGE_BYTES)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?
+    .map_err(|e| {
+        tracing::error!(error = %e, "reading audit records failed");
+        ApiError::Internal
+    })?;
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -113,9 +117,67 @@ async fn records(
     Ok(response)
 }
 
+/// Up to `limit` record lines from `from`, each ending in a newline, read [`READ_CHUNK`] at a
+/// time with `read`, stopping at the first record that brings the page to `max_bytes`.
+fn read_page<E>(
+    mut read: impl FnMut(u64, usize) -> Result<Vec<String>, E>,
+    from: u64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<String, E> {
+    let mut body = String::new();
+    let mut taken = 0usize;
+    while taken < limit && body.len() < max_bytes {
+        let asked = READ_CHUNK.min(limit - taken);
+        let lines = read(from + taken as u64, asked)?;
+        let got = lines.len();
+        for line in lines {
+            if taken == limit || body.len() >= max_bytes {
+                break;
+            }
+            body.push_str(&line);
+            body.push('\n');
+            taken += 1;
+        }
+        if got < asked {
+            break;
+        }
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log of `n` records of `size` bytes each, `record-SEQ` padded.
+    fn log(n: u64, size: usize) -> impl FnMut(u64, usize) -> Result<Vec<String>, ()> {
+        move |from, count| {
+            Ok((from..n.min(from + count as u64))
+                .map(|seq| format!("{:<size$}", format!("record-{seq}")))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_page_stops_at_its_limit_its_byte_budget_or_the_log_s_end() {
+        let lines = |body: String| body.lines().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            lines(read_page(log(1000, 10), 5, 600, usize::MAX).unwrap()).len(),
+            600
+        );
+        let page = lines(read_page(log(1000, 10), 990, 600, usize::MAX).unwrap());
+        assert_eq!((page.len(), page[0].trim()), (10, "record-990"));
+        // 100-byte records (101 with the newline) under a 1,000-byte budget: the tenth reaches it.
+        let page = lines(read_page(log(1000, 100), 0, 600, 1000).unwrap());
+        assert_eq!(page.len(), 10);
+        // One record larger than the budget still makes a page, so a reader always moves on.
+        assert_eq!(
+            lines(read_page(log(5, 5000), 2, 10, 1000).unwrap()).len(),
+            1
+        );
+        assert!(read_page(log(5, 10), 5, 10, 1000).unwrap().is_empty());
+    }
 
     #[test]
     fn page_params_are_strict() {

@@ -24,6 +24,7 @@ mod recent;
 mod registry;
 mod rejections;
 mod reload;
+mod reloadable;
 mod replay;
 mod routes;
 mod sandbox_grant;

@@ -1,7 +1,8 @@
 //! Files the server reloads without a restart: the admin token file (under
-//! `--auth credentials`) and the `--policy` file, when there is one. Each is checked every
-//! [`POLL_EVERY`] for a change and reloaded on SIGHUP; every reload is logged, and SIGHUP
-//! says what it reloaded, so it is never silently ignored.
+//! `--auth credentials`), the JWT-SVID trust bundle (`--jwt-svid-jwks`) and the `--policy`
+//! file, when there are. Each is checked every [`POLL_EVERY`] for a change and reloaded on
+//! SIGHUP; every reload is logged, and SIGHUP says what it reloaded, so it is never silently
+//! ignored.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::auth::jwt_bundle::JwtSvidBundle;
 use crate::auth::AdminTokenSet;
 use crate::policy_reload::{self, Reloader};
 
@@ -16,8 +18,13 @@ use crate::policy_reload::{self, Reloader};
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Watches the files until the server stops (the task is aborted with the server): the admin
-/// token file of `admin_tokens`, and the `--policy` file `policy` was loaded from, if any.
-pub(crate) async fn watch(admin_tokens: Option<Arc<AdminTokenSet>>, policy: Reloader) {
+/// token file of `admin_tokens`, the JWT-SVID bundle's file, and the `--policy` file `policy`
+/// was loaded from, if any.
+pub(crate) async fn watch(
+    admin_tokens: Option<Arc<AdminTokenSet>>,
+    jwt_bundle: Option<Arc<JwtSvidBundle>>,
+    policy: Reloader,
+) {
     let policy_file = policy.policy.source_file().map(PathBuf::from);
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -39,13 +46,18 @@ pub(crate) async fn watch(admin_tokens: Option<Arc<AdminTokenSet>>, policy: Relo
         tokio::select! {
             _ = hangup => {
                 let admins = admin_tokens.as_ref().map(|a| a.path().display().to_string());
+                let jwks = jwt_bundle.as_ref().map(|b| b.path().display().to_string());
                 tracing::info!(
                     admin_token_file = admins.as_deref().unwrap_or("-"),
+                    jwt_svid_jwks = jwks.as_deref().unwrap_or("-"),
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
                 if let Some(admins) = &admin_tokens {
                     admins.reload("SIGHUP");
+                }
+                if let Some(bundle) = &jwt_bundle {
+                    bundle.reload("SIGHUP");
                 }
                 match &policy_file {
                     Some(path) => {
@@ -58,6 +70,9 @@ pub(crate) async fn watch(admin_tokens: Option<Arc<AdminTokenSet>>, policy: Relo
             _ = ticker.tick() => {
                 if let Some(admins) = &admin_tokens {
                     admins.reload_if_changed();
+                }
+                if let Some(bundle) = &jwt_bundle {
+                    bundle.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {
                     let now = policy_reload::modified(path);

@@ -10,7 +10,7 @@ use zt_ledger::{Ledger, LedgerWorker};
 
 use crate::auth::admin_set::load_at_start;
 use crate::auth::admin_tokens::ADMIN_TOKEN_FILE_NAME;
-use crate::auth::jwt_svid::JwtSvidVerifier;
+use crate::auth::jwt_bundle::JwtSvidBundle;
 use crate::auth::{AdminTokens, WorkloadAuth};
 use crate::config::{AuthMode, ClientCerts, ServerConfig};
 use crate::limits::ActorLimiter;
@@ -141,7 +141,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .workload
         .jwt_svid
         .as_ref()
-        .map(|j| JwtSvidVerifier::load(&j.jwks, &j.audience))
+        .map(|j| JwtSvidBundle::load(&j.jwks, &j.audience))
         .transpose()?;
     let workload = WorkloadAuth::new(
         config.workload.admin_spiffe_ids.iter().cloned(),

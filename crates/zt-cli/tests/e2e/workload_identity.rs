@@ -394,6 +394,70 @@ fn an_audit_stream_opened_with_a_certificate_ends_when_it_expires() {
 }
 
 #[test]
+fn a_rotated_jwt_svid_bundle_is_put_in_force_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (EcSigner::new(), EcSigner::new());
+    let jwks_file = dir.path().join("bundle.jwks");
+    let write = |keys: Value| {
+        // Replaced as a rotation tool does: written beside, then renamed over.
+        let next = dir.path().join("bundle.jwks.next");
+        std::fs::write(&next, json!({ "keys": keys }).to_string()).unwrap();
+        std::fs::rename(&next, &jwks_file).unwrap();
+    };
+    write(json!([old.jwk("es-1")]));
+    let server = Server::start_with_auth(
+        &dir.path().join("data"),
+        "credentials",
+        &[
+            "--single-admin",
+            "--jwt-svid-jwks",
+            jwks_file.to_str().unwrap(),
+            "--jwt-svid-audience",
+            AUDIENCE,
+        ],
+    );
+    let admin = server.admin_token();
+    let (s, _, _) = server.json_as(&admin, "POST", "/agents", Some(json!({"actor": BILLING})));
+    assert_eq!(s, 201);
+    let status = |jwt: &str| {
+        let (s, _, _) = server.json_as(jwt, "POST", "/actions", Some(json!({"action": "a.b"})));
+        s
+    };
+    let by_old = old.sign(es256("es-1"), svid_claims(BILLING));
+    let by_new = new.sign(es256("es-2"), svid_claims(BILLING));
+    assert_eq!((status(&by_old), status(&by_new)), (403, 401));
+
+    write(json!([new.jwk("es-2")]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&by_new) != 403 {
+        assert!(
+            Instant::now() < deadline,
+            "the new bundle was not put in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status(&by_old),
+        401,
+        "the removed key verifies nothing, however remembered"
+    );
+
+    // A broken bundle keeps the one in force, and /health says why.
+    std::fs::write(&jwks_file, "not json").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, health) = server.json_as(&admin, "GET", "/health", None);
+        if health["reload_errors"]["jwt_svid_jwks"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status(&by_new), 403);
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn a_certificate_without_exactly_one_spiffe_id_proves_nothing() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();
@@ -646,6 +710,14 @@ fn jwt_svids_authenticate_and_every_bad_one_is_refused() {
                 claims_with(&|c| c["exp"] = json!(now() - 120)),
             ),
             "expired",
+        ),
+        (
+            "valid for a year",
+            es.sign(
+                es256("es-1"),
+                claims_with(&|c| c["exp"] = json!(now() + 365 * 86_400)),
+            ),
+            "valid for more than 24 hours",
         ),
         (
             "forged",

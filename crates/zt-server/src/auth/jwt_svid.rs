@@ -4,12 +4,14 @@
 //! (`kid`) of the trusted JWKS bundle and an algorithm that key is for (never `none`, never a
 //! symmetric one); the signature verifies; `aud` contains the configured audience; `exp` is in
 //! the future (with [`LEEWAY_SECONDS`] of clock skew allowed, also for `nbf` when present);
-//! `sub` is a valid SPIFFE ID, which becomes the caller's identity. `iss` is not checked (the
+//! `sub` is a valid SPIFFE ID, which becomes the caller's identity; and `exp` is at most
+//! [`MAX_LIFETIME_SECONDS`] away (a longer-lived token is refused). `iss` is not checked (the
 //! specification leaves it optional).
 //!
 //! A token that verified is remembered (by its SHA-256, with its `exp` and `nbf`) so that its
 //! next uses cost a hash instead of a signature check. This is exact, not a shortcut: keys and
-//! audience are fixed for the life of the process, so only the clock can change the verdict,
+//! audience are fixed for the life of a verifier (a reloaded bundle is a new verifier, with an
+//! empty memory; `jwt_bundle.rs`), so only the clock can change the verdict,
 //! and the remembered `exp` and `nbf` are checked again on every use. Only verified tokens are
 //! remembered, at most [`CACHE_ENTRIES`] of them.
 //!
@@ -33,6 +35,10 @@ use super::spiffe::SpiffeId;
 
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 pub(crate) const LEEWAY_SECONDS: u64 = 30;
+/// Longest validity left a token may have when first seen, in seconds (24 hours). A JWT-SVID is
+/// meant to live minutes (SPIRE issues them for 5); one valid for months is a bearer secret
+/// that outlives any revocation this server could learn of.
+pub(crate) const MAX_LIFETIME_SECONDS: u64 = 24 * 60 * 60;
 /// Longest token considered, in bytes.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Longest piece of a token echoed in an error message.
@@ -97,6 +103,9 @@ pub enum JwtSvidError {
     /// `exp` has passed.
     #[error("the jwt-svid has expired")]
     Expired,
+    /// `exp` is further away than [`MAX_LIFETIME_SECONDS`].
+    #[error("the jwt-svid is valid for more than 24 hours; use a short-lived one")]
+    TooLong,
     /// `nbf` is in the future.
     #[error("the jwt-svid is not valid yet")]
     NotYetValid,
@@ -209,6 +218,11 @@ impl JwtSvidVerifier {
         })
     }
 
+    /// The ids of the trusted keys.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
     /// How many keys are trusted.
     pub fn key_count(&self) -> usize {
         self.keys.len()
@@ -319,6 +333,10 @@ impl JwtSvidVerifier {
             .as_ref()
             .and_then(Value::as_u64)
             .ok_or_else(|| JwtSvidError::Claim("exp".into()))?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if exp > now.saturating_add(MAX_LIFETIME_SECONDS) {
+            return Err(JwtSvidError::TooLong);
+        }
         let nbf = match &claims.nbf {
             None => None,
             Some(nbf) => Some(

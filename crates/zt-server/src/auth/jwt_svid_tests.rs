@@ -79,6 +79,15 @@ fn a_valid_es256_svid_names_its_subject() {
 }
 
 #[test]
+fn an_svid_valid_for_up_to_a_day_is_taken() {
+    let key = EcKey::new();
+    let mut c = claims();
+    c["exp"] = json!(now() + MAX_LIFETIME_SECONDS - 60);
+    let token = key.sign(es256("k1"), c);
+    assert!(verifier(&[key.jwk("k1")]).verify(&token).is_ok());
+}
+
+#[test]
 fn a_valid_rs256_svid_names_its_subject() {
     let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
     let public = PublicKeyComponents::<Vec<u8>>::from(key.public_key());
@@ -123,6 +132,11 @@ fn every_invalid_svid_is_refused_with_its_reason() {
             "expired",
             with(&|c| c["exp"] = json!(now() - 120)),
             JwtSvidError::Expired,
+        ),
+        (
+            "valid for more than a day",
+            with(&|c| c["exp"] = json!(now() + MAX_LIFETIME_SECONDS + 120)),
+            JwtSvidError::TooLong,
         ),
         (
             "not yet valid",
@@ -415,4 +429,37 @@ fn a_bundle_that_repeats_a_member_is_refused() {
         JwtSvidVerifier::from_jwks(&keys_twice, AUD, "b.json"),
         Err(JwksError::Format(..))
     ));
+}
+
+#[test]
+fn a_reloaded_bundle_trusts_only_its_own_keys() {
+    use crate::auth::jwt_bundle::JwtSvidBundle;
+    let (old, new) = (EcKey::new(), EcKey::new());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.jwks");
+    let write = |keys: Value| std::fs::write(&path, json!({ "keys": keys }).to_string()).unwrap();
+    write(json!([old.jwk("k1")]));
+    let bundle = JwtSvidBundle::load(&path, AUD).unwrap();
+    let by_old = old.sign(es256("k1"), claims());
+    let by_new = new.sign(es256("k2"), claims());
+    assert!(
+        bundle.verifier().verify(&by_old).is_ok(),
+        "remembered from here on"
+    );
+    assert!(bundle.verifier().verify(&by_new).is_err());
+
+    // The bundle rotates: k1 is gone, even for a token verified (and remembered) before.
+    write(json!([new.jwk("k2")]));
+    bundle.reload("test");
+    assert_eq!(
+        bundle.verifier().verify(&by_old),
+        Err(JwtSvidError::UnknownKeyId("k1".into()))
+    );
+    assert!(bundle.verifier().verify(&by_new).is_ok());
+
+    // A file that is not a bundle keeps the one in force, and says why.
+    std::fs::write(&path, "{\"keys\": []}").unwrap();
+    bundle.reload("test");
+    assert!(bundle.verifier().verify(&by_new).is_ok());
+    assert!(bundle.last_error().is_some());
 }

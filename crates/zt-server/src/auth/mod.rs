@@ -19,6 +19,7 @@
 pub(crate) mod admin_set;
 pub mod admin_token_file;
 pub(crate) mod admin_tokens;
+pub(crate) mod jwt_bundle;
 pub(crate) mod jwt_svid;
 pub(crate) mod spiffe;
 pub(crate) mod tokens;
@@ -210,11 +211,11 @@ const UNTRUSTED_DOMAIN: ApiError = ApiError::Unauthenticated(
     "the SPIFFE ID is not of a trust domain this server trusts (--spiffe-trust-domain)",
 );
 
-/// The JWT-SVID verifier, if one is configured and `token` has the shape of a JWT.
-fn jwt_verifier_for<'a>(
-    state: &'a SharedState,
+/// The JWT-SVID verifier in force, if one is configured and `token` has the shape of a JWT.
+fn jwt_verifier_for(
+    state: &SharedState,
     token: &str,
-) -> Option<&'a jwt_svid::JwtSvidVerifier> {
+) -> Option<std::sync::Arc<jwt_svid::JwtSvidVerifier>> {
     state
         .workload
         .jwt_svid()

@@ -1,0 +1,79 @@
+//! The JWT-SVID trust bundle in force, reloaded from its JWKS file when it changes (checked
+//! every second) or on SIGHUP, without a restart: SPIFFE trust bundles rotate their keys, and a
+//! key removed from the bundle (retired, or compromised) must stop verifying tokens. A bundle
+//! that is refused never replaces the one in force: the error is logged and reported by
+//! `/health` until a reload succeeds. A new bundle starts with an empty cache of verified
+//! tokens, so a token verified by a removed key is refused at its next use.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::jwt_svid::{JwksError, JwtSvidVerifier};
+use crate::reloadable::Reloadable;
+
+/// The verifier of the bundle in force, and the file it comes from.
+#[derive(Debug)]
+pub(crate) struct JwtSvidBundle {
+    file: Reloadable<JwtSvidVerifier>,
+    audience: String,
+}
+
+impl JwtSvidBundle {
+    /// Reads the bundle at `path` at start; tokens must carry `audience` in `aud`.
+    pub(crate) fn load(path: &Path, audience: &str) -> Result<Self, JwksError> {
+        let verifier = JwtSvidVerifier::load(path, audience)?;
+        Ok(Self {
+            file: Reloadable::new(path.to_path_buf(), verifier),
+            audience: audience.to_string(),
+        })
+    }
+
+    /// The verifier in force.
+    pub(crate) fn verifier(&self) -> Arc<JwtSvidVerifier> {
+        self.file.current()
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Why the last reload was refused, if the last attempt failed.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.file.last_error()
+    }
+
+    /// Reloads the bundle if its file changed since it was last read.
+    pub(crate) fn reload_if_changed(&self) {
+        if self.file.changed() {
+            self.reload("file change");
+        }
+    }
+
+    /// Reads the bundle again and, if it is accepted, puts it in force; logs the key ids
+    /// added and removed.
+    pub(crate) fn reload(&self, trigger: &str) {
+        match self
+            .file
+            .reload(|path| JwtSvidVerifier::load(path, &self.audience))
+        {
+            Ok((before, now)) => {
+                let (before, after): (BTreeSet<&str>, BTreeSet<&str>) =
+                    (before.key_ids().collect(), now.key_ids().collect());
+                tracing::info!(
+                    jwks = %self.path().display(),
+                    trigger,
+                    added = ?after.difference(&before).collect::<Vec<_>>(),
+                    removed = ?before.difference(&after).collect::<Vec<_>>(),
+                    "jwt-svid trust bundle reloaded"
+                );
+            }
+            Err(error) => tracing::error!(
+                error,
+                trigger,
+                "jwt-svid trust bundle refused; the keys in force stay"
+            ),
+        }
+    }
+}

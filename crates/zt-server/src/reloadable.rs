@@ -1,0 +1,147 @@
+//! A setting read from a file and put in force again when the file changes, without a restart
+//! (the admin token file, the JWT-SVID trust bundle). A file that is refused never replaces
+//! what is in force: the error is kept for `/health` until a reload succeeds.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// What identifies one version of a file without reading it: inode, size and modification
+/// time (an atomic replacement changes the inode, an edit in place the size or time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    size: u64,
+    modified_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        inode: meta.ino(),
+        size: meta.size(),
+        modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+    })
+}
+
+/// `T` as last read from `path`.
+pub(crate) struct Reloadable<T> {
+    path: PathBuf,
+    current: RwLock<Arc<T>>,
+    seen: Mutex<Option<Stamp>>,
+    last_error: Mutex<Option<String>>,
+}
+
+// What is in force may be secret (tokens); only the file is shown.
+impl<T> std::fmt::Debug for Reloadable<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloadable")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Reloadable<T> {
+    /// `value`, read from `path` at start.
+    pub(crate) fn new(path: PathBuf, value: T) -> Self {
+        Self {
+            seen: Mutex::new(stamp(&path)),
+            path,
+            current: RwLock::new(Arc::new(value)),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// What is in force.
+    pub(crate) fn current(&self) -> Arc<T> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why the last reload was refused, if the last attempt failed.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the file changed since it was last read; marks it read.
+    pub(crate) fn changed(&self) -> bool {
+        let now = stamp(&self.path);
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = *seen != now;
+        *seen = now;
+        changed
+    }
+
+    /// Reads the file with `load` and, if it is accepted, puts it in force: what was in force
+    /// before and what is now. A refused file keeps what is in force; the error is kept.
+    pub(crate) fn reload<E: std::fmt::Display>(
+        &self,
+        load: impl FnOnce(&Path) -> Result<T, E>,
+    ) -> Result<(Arc<T>, Arc<T>), String> {
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = stamp(&self.path);
+        let mut last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match load(&self.path) {
+            Ok(value) => {
+                let value = Arc::new(value);
+                let before = std::mem::replace(
+                    &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+                    value.clone(),
+                );
+                *last_error = None;
+                Ok((before, value))
+            }
+            Err(e) => {
+                let e = e.to_string();
+                *last_error = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(path: &Path) -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        if text.contains("bad") {
+            return Err(format!("refused: {text}"));
+        }
+        Ok(text)
+    }
+
+    #[test]
+    fn a_change_is_seen_once_and_a_refused_file_keeps_what_is_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let file = Reloadable::new(path.clone(), read(&path).unwrap());
+        assert!(!file.changed());
+        std::fs::write(&path, "two!").unwrap();
+        assert!(file.changed());
+        assert!(!file.changed(), "seen once");
+        let (before, now) = file.reload(read).unwrap();
+        assert_eq!((before.as_str(), now.as_str()), ("one", "two!"));
+        std::fs::write(&path, "bad").unwrap();
+        assert!(file.reload(read).is_err());
+        assert_eq!(file.current().as_str(), "two!");
+        assert_eq!(file.last_error().as_deref(), Some("refused: bad"));
+        std::fs::write(&path, "three").unwrap();
+        file.reload(read).unwrap();
+        assert_eq!(file.last_error(), None);
+    }
+}

@@ -253,16 +253,7 @@ fn sigterm_drains_in_flight_requests_over_tls() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();
     let mut server = start_tls(&pki, dir.path(), &[], &[]);
-    let admin = server.admin_token();
-    let anonymous = pki.client_config(None);
-    register_tls(&server, &anonymous, &admin, BILLING);
-    admin_created(
-        &server,
-        &anonymous,
-        &admin,
-        "/policies/allow",
-        json!({"action": "invoices.read", "reason": "ok"}),
-    );
+    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
     let billing = pki.client_config(Some(&pki.client(&[BILLING])));
     let open = || {
         let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
@@ -328,16 +319,7 @@ fn a_connection_kept_alive_past_its_certificate_proves_nothing() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();
     let server = start_tls(&pki, dir.path(), &[], &[]);
-    let admin = server.admin_token();
-    let anonymous = pki.client_config(None);
-    register_tls(&server, &anonymous, &admin, BILLING);
-    admin_created(
-        &server,
-        &anonymous,
-        &admin,
-        "/policies/allow",
-        json!({"action": "invoices.read", "reason": "ok"}),
-    );
+    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
     let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
     let config = pki.client_config(Some(&pki.client_until(&[BILLING], not_after)));
     let mut connection = KeepAlive::open(server.port, &config);

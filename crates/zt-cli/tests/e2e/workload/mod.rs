@@ -317,6 +317,22 @@ pub(crate) fn post(
     call(server, config, token, "POST", path, Some(body))
 }
 
+/// Registers [`BILLING`] and allows `invoices.read`, as the admin over a connection without a
+/// client certificate; the admin token and those client settings.
+pub(crate) fn billing_may_read_invoices(server: &Server, pki: &Pki) -> (String, Arc<ClientConfig>) {
+    let admin = server.admin_token();
+    let anonymous = pki.client_config(None);
+    register_tls(server, &anonymous, &admin, BILLING);
+    admin_created(
+        server,
+        &anonymous,
+        &admin,
+        "/policies/allow",
+        json!({"action": "invoices.read", "reason": "ok"}),
+    );
+    (admin, anonymous)
+}
+
 /// As the admin (a bearer token; `config` may carry no certificate): `POST` `body` to `path`,
 /// which must answer 201; the answer.
 pub(crate) fn admin_created(

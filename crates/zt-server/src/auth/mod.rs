@@ -256,14 +256,16 @@ impl FromRequestParts<SharedState> for AgentCaller {
         if state.auth == AuthMode::DangerousNone {
             return Ok(AgentCaller::Unauthenticated);
         }
+        // The actor and, for an agent token, its unauthenticated mark, read in the same lookup
+        // (`None`: a SPIFFE ID, whose mark is read below).
         let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => trusted(state, verifier.verify(token)?)?.to_string(),
+                Some(verifier) => (trusted(state, verifier.verify(token)?)?.to_string(), None),
                 None => {
                     let token_sha256 = tokens::token_hash(token);
-                    match state.registry.actor_for_token_fresh(&token_sha256).await {
-                        Some(actor) => actor,
+                    match state.registry.agent_for_token_fresh(&token_sha256).await {
+                        Some(holder) => (holder.actor, Some(holder.unauthenticated)),
                         None => {
                             not_an_admin_token(state, &token_sha256)?;
                             return Err(ApiError::Unauthenticated("the credential is not valid"));
@@ -272,18 +274,18 @@ impl FromRequestParts<SharedState> for AgentCaller {
                 }
             }),
         };
-        let actor = match (trusted_peer(parts, state)?, from_token) {
+        let (actor, marked) = match (trusted_peer(parts, state)?, from_token) {
             (None, None) => {
                 return Err(ApiError::Unauthenticated("an agent credential is required"))
             }
-            (Some(id), None) => id.to_string(),
-            (None, Some(actor)) => actor,
-            (Some(id), Some(actor)) if id.as_str() == actor => actor,
+            (Some(id), None) => (id.to_string(), None),
+            (None, Some(named)) => named,
+            (Some(id), Some((actor, marked))) if id.as_str() == actor => (actor, marked),
             (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
         };
         // Marked after this server started (marks found at start stop it, or are accepted and
         // cleared): a replica of the same store serving under `--auth none` chose this agent.
-        if state.registry.is_unauthenticated(&actor) {
+        if marked.unwrap_or_else(|| state.registry.is_unauthenticated(&actor)) {
             return Err(ApiError::Unauthenticated(CHOSEN_WITHOUT_AUTHENTICATION));
         }
         Ok(AgentCaller::Authenticated(actor))
@@ -314,9 +316,9 @@ impl FromRequestParts<SharedState> for AdminCaller {
                         Some(name) => Named::AdminToken { name, token_sha256 },
                         None => state
                             .registry
-                            .actor_for_token_fresh(&token_sha256)
+                            .agent_for_token_fresh(&token_sha256)
                             .await
-                            .map(Named::Agent)
+                            .map(|holder| Named::Agent(holder.actor))
                             .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
                     }
                 }

@@ -24,10 +24,10 @@ pub(crate) enum ProxyError {
     NoInterface(String),
     #[error("the agent's card is unavailable")]
     CardUnavailable,
-    #[error("content-type must be application/json (utf-8), once")]
+    #[error("{}", zt_listener::NOT_UTF8_JSON)]
     UnsupportedContentType,
-    #[error("refused: {0} (a web page of another host)")]
-    ForeignPage(&'static str),
+    #[error("{0}")]
+    ForeignPage(zt_listener::ForeignPage),
     #[error("invalid JSON: {0}")]
     Parse(String),
     #[error("batch requests are not supported")]

@@ -59,8 +59,6 @@ pub struct ProxyConfig {
     public_url: Uri,
     actor: String,
     control_plane: ControlPlane,
-    /// Which web pages may call (set by [`serve`] from its listener's address).
-    pages: zt_listener::PageGuard,
 }
 
 // Leaves out the control-plane client, which holds the bearer token.
@@ -101,7 +99,6 @@ impl ProxyConfig {
             public_url: public,
             actor: actor.to_string(),
             control_plane,
-            pages: zt_listener::PageGuard::default(),
         })
     }
 

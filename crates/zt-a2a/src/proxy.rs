@@ -24,9 +24,16 @@ use crate::rpc::RpcCall;
 use crate::upstream::{CardError, CARD_PATH};
 use crate::{card, extended_card, ProxyConfig};
 
-/// The proxy as an axum router.
-pub fn router(config: ProxyConfig) -> Router {
-    let state = Arc::new(config);
+/// The proxy's state: what it was configured with, and which web pages may call it.
+struct Proxy {
+    config: ProxyConfig,
+    pages: PageGuard,
+}
+
+/// The proxy as an axum router, taking calls from the web pages `pages` lets through ([`serve`]
+/// builds it from its listener's address).
+pub fn router(config: ProxyConfig, pages: PageGuard) -> Router {
+    let state = Arc::new(Proxy { config, pages });
     Router::new()
         .route(CARD_PATH, get(agent_card))
         // The 0.2/0.3 well-known name of the same card.
@@ -41,14 +48,14 @@ pub fn router(config: ProxyConfig) -> Router {
 /// JSON-RPC error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    mut config: ProxyConfig,
+    config: ProxyConfig,
     limits: Limits,
     allowed_origins: AllowedOrigins,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    config.pages = PageGuard::new(listener.local_addr()?, allowed_origins);
+    let pages = PageGuard::new(listener.local_addr()?, allowed_origins);
     let apps = zt_listener::Apps {
-        regular: router(config),
+        regular: router(config, pages),
         overflow: Router::new().fallback(|| async {
             RpcRefusal::from(ProxyError::TooManyConnections).into_response()
         }),
@@ -65,10 +72,10 @@ pub async fn serve(
     Ok(())
 }
 
-async fn agent_card(State(config): State<Arc<ProxyConfig>>) -> Response {
-    match config.upstream.card().await {
+async fn agent_card(State(proxy): State<Arc<Proxy>>) -> Response {
+    match proxy.config.upstream.card().await {
         Ok(mut card) => {
-            card::rewrite(&mut card, &config.public_url);
+            card::rewrite(&mut card, &proxy.config.public_url);
             axum::Json(card).into_response()
         }
         Err(e) => {
@@ -84,11 +91,11 @@ async fn agent_card(State(config): State<Arc<ProxyConfig>>) -> Response {
     }
 }
 
-async fn call(State(config): State<Arc<ProxyConfig>>, request: Request) -> Response {
+async fn call(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     if request.method() != Method::POST {
         return plain_error(StatusCode::NOT_FOUND, "not found");
     }
-    match decide_and_forward(&config, request).await {
+    match decide_and_forward(&proxy.config, &proxy.pages, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
@@ -96,11 +103,12 @@ async fn call(State(config): State<Arc<ProxyConfig>>, request: Request) -> Respo
 
 async fn decide_and_forward(
     config: &ProxyConfig,
+    pages: &PageGuard,
     request: Request,
 ) -> Result<Response, RpcRefusal> {
     let (parts, body) = request.into_parts();
     // The proxy calls with the agent's credential: a page must not borrow it.
-    if let Some(why) = config.pages.refusal(&parts.headers) {
+    if let Some(why) = pages.refusal(&parts.headers) {
         return Err(ProxyError::ForeignPage(why).into());
     }
     let agent_path = match config

@@ -65,7 +65,10 @@ async fn proxy() -> (Router, Arc<AtomicUsize>) {
     )
     .unwrap();
     assert_eq!(config.action_prefix(), "a2a.Echo_Agent.");
-    (zt_a2a::router(config), hits)
+    (
+        zt_a2a::router(config, zt_listener::PageGuard::default()),
+        hits,
+    )
 }
 
 async fn post(router: &Router, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {

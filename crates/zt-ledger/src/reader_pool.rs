@@ -29,22 +29,36 @@ struct PoolState {
     open: usize,
 }
 
-/// A reader lent out: back to the pool when dropped, unless its read failed.
-struct Lease<'p> {
+/// A place among the pool's `open` readers, taken before its reader opens: given back when
+/// dropped (the reader failed to open, or is closed), so that no place is ever lost.
+struct Place<'p> {
     pool: &'p ReaderPool,
-    reader: Option<Box<dyn AuditStore>>,
-    healthy: bool,
 }
 
-impl Drop for Lease<'_> {
+impl Drop for Place<'_> {
     fn drop(&mut self) {
         let mut state = self.pool.lock();
-        match self.reader.take() {
-            Some(reader) if self.healthy => state.idle.push(reader),
-            _ => state.open = state.open.saturating_sub(1),
-        }
+        state.open = state.open.saturating_sub(1);
         drop(state);
         self.pool.returned.notify_one();
+    }
+}
+
+/// A reader lent out, with its place: closed when dropped, unless given back.
+struct Lease<'p> {
+    reader: Box<dyn AuditStore>,
+    place: Place<'p>,
+}
+
+impl Lease<'_> {
+    /// Puts the reader back for reuse; it keeps its place.
+    fn give_back(self) {
+        let Lease { reader, place } = self;
+        let pool = place.pool;
+        // The place stays taken: the idle reader holds it.
+        std::mem::forget(place);
+        pool.lock().idle.push(reader);
+        pool.returned.notify_one();
     }
 }
 
@@ -72,11 +86,10 @@ impl ReaderPool {
         read: impl FnOnce(&mut dyn AuditStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut lease = self.lease()?;
-        let Some(reader) = lease.reader.as_mut() else {
-            return Err(StoreError::Backend("no audit reader".into()));
-        };
-        let out = read(reader.as_mut());
-        lease.healthy = out.is_ok();
+        let out = read(lease.reader.as_mut());
+        if out.is_ok() {
+            lease.give_back();
+        }
         out
     }
 
@@ -86,23 +99,19 @@ impl ReaderPool {
         loop {
             if let Some(reader) = state.idle.pop() {
                 return Ok(Lease {
-                    pool: self,
-                    reader: Some(reader),
-                    healthy: true,
+                    reader,
+                    place: Place { pool: self },
                 });
             }
             if state.open < self.max {
                 state.open += 1;
                 drop(state);
                 // Counted before it opens, so a failure to open gives its place back.
-                let mut lease = Lease {
-                    pool: self,
-                    reader: None,
-                    healthy: false,
-                };
-                lease.reader = Some((self.open_reader)()?);
-                lease.healthy = true;
-                return Ok(lease);
+                let place = Place { pool: self };
+                return Ok(Lease {
+                    reader: (self.open_reader)()?,
+                    place,
+                });
             }
             let now = Instant::now();
             if now >= deadline {
@@ -192,6 +201,16 @@ mod tests {
             "opened once each, then reused"
         );
         assert_eq!(pool.open(), 4);
+    }
+
+    #[test]
+    fn a_reader_that_cannot_open_gives_its_place_back() {
+        let factory: ReaderFactory = Box::new(|| Err(StoreError::Backend("down".into())));
+        let pool = ReaderPool::new(factory, 1);
+        for _ in 0..3 {
+            assert!(pool.with_reader(|r| r.read(0, 1)).is_err());
+        }
+        assert_eq!(pool.open(), 0);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   others wait in the kernel's backlog.
 //!
 //! Web pages: [`PageGuard`] says whether a request may come from a web page of another host
-//! (DNS rebinding); each service refuses those in its own format.
+//! (DNS rebinding); each service refuses those in its own format, with the text of
+//! [`ForeignPage`].
 //!
 //! Counts: a service that shows metrics passes [`ConnectionGauges`] and reads them at any time
 //! (open connections, the cap in force, connections accepted past it).
@@ -47,7 +48,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 mod origin;
-pub use origin::{AllowedOrigins, InvalidOrigin, PageGuard};
+pub use origin::{AllowedOrigins, ForeignPage, InvalidOrigin, PageGuard};
 
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +98,9 @@ impl BodyTimeout {
             .map_or(DEFAULT_BODY_TIMEOUT, |timeout| timeout.0)
     }
 }
+
+/// What a service answers to a body that is not [`is_utf8_json`].
+pub const NOT_UTF8_JSON: &str = "content-type must be application/json (utf-8), once";
 
 /// Whether `headers` say the body is JSON in UTF-8: one `Content-Type`, `application/json`,
 /// with no charset or `charset=utf-8`. A gateway decides on the body as UTF-8 and relays it

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, Uri};
 
+use crate::HeaderOnceError;
+
 /// Host names of this machine's loopback interface, as a `Host` or `Origin` gives them
 /// (`Uri::host` keeps an IPv6 address's brackets).
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
@@ -71,6 +73,17 @@ fn is_loopback(host: &str) -> bool {
     LOOPBACK_HOSTS.contains(&host)
 }
 
+/// Why a request may come from a web page of another host; displayed as every service's
+/// refusal: `refused: <why> (a web page of another host)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignPage(&'static str);
+
+impl std::fmt::Display for ForeignPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused: {} (a web page of another host)", self.0)
+    }
+}
+
 /// The pages a service listening at one address accepts requests from.
 #[derive(Debug, Clone, Default)]
 pub struct PageGuard {
@@ -91,9 +104,9 @@ impl PageGuard {
     /// Why a request may come from a web page that DNS rebinding made same-origin with the
     /// service, if it may: on a loopback listener a `Host` that is not a loopback name; an
     /// `Origin` that is neither this machine's (a loopback name) nor an allowed one; two of
-    /// either.
-    pub fn refusal(&self, headers: &HeaderMap) -> Option<&'static str> {
-        foreign_page(headers, self.loopback, &self.allowed)
+    /// either, or one that is not text.
+    pub fn refusal(&self, headers: &HeaderMap) -> Option<ForeignPage> {
+        foreign_page(headers, self.loopback, &self.allowed).map(ForeignPage)
     }
 }
 
@@ -103,8 +116,10 @@ fn foreign_page(
     allowed: &AllowedOrigins,
 ) -> Option<&'static str> {
     let one = |name| crate::header_once(headers, name);
-    let Ok(host) = one(header::HOST) else {
-        return Some("more than one Host");
+    let host = match one(header::HOST) {
+        Ok(host) => host,
+        Err(HeaderOnceError::Repeated) => return Some("more than one Host"),
+        Err(HeaderOnceError::NotText) => return Some("a Host that is not valid text"),
     };
     if loopback {
         let host = host.and_then(|h| host_of(&format!("http://{h}")));
@@ -113,7 +128,8 @@ fn foreign_page(
         }
     }
     match one(header::ORIGIN) {
-        Err(_) => Some("more than one Origin"),
+        Err(HeaderOnceError::Repeated) => Some("more than one Origin"),
+        Err(HeaderOnceError::NotText) => Some("an Origin that is not valid text"),
         Ok(None) => None,
         Ok(Some(origin)) if host_of(origin).is_some_and(|h| is_loopback(&h)) => None,
         Ok(Some(origin)) if allowed.allows(origin) => None,
@@ -195,6 +211,42 @@ mod tests {
             let pairs = [("host", host), ("origin", origin)];
             assert!(elsewhere(&pairs).is_some(), "{origin} at {host}");
         }
+    }
+
+    #[test]
+    fn a_header_that_is_not_text_is_refused_as_such_not_as_repeated() {
+        let none = AllowedOrigins::default();
+        let with = |name, value: &[u8]| {
+            let mut map = headers(&[("host", "127.0.0.1")]);
+            map.insert(name, HeaderValue::from_bytes(value).unwrap());
+            map
+        };
+        for loopback in [true, false] {
+            let refused = |map: &HeaderMap| foreign_page(map, loopback, &none);
+            assert_eq!(
+                refused(&with(header::HOST, b"caf\xe9.example")),
+                Some("a Host that is not valid text")
+            );
+            assert_eq!(
+                refused(&with(header::ORIGIN, b"http://caf\xe9.example")),
+                Some("an Origin that is not valid text")
+            );
+            assert_eq!(
+                refused(&headers(&[("host", "127.0.0.1"), ("host", "localhost")])),
+                Some("more than one Host")
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_reads_the_same_in_every_service() {
+        let page = PageGuard::new("127.0.0.1:80".parse().unwrap(), AllowedOrigins::default())
+            .refusal(&headers(&[("host", "evil.example")]))
+            .unwrap();
+        assert_eq!(
+            page.to_string(),
+            "refused: a Host that is not this machine's loopback (a web page of another host)"
+        );
     }
 
     #[test]

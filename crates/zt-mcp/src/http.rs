@@ -160,13 +160,13 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
     }
     let (parts, body) = request.into_parts();
     if let Some(why) = relay.pages.refusal(&parts.headers) {
-        let refused = upstream_failure(&format!("refused: {why} (a web page of another host)"));
+        let refused = upstream_failure(&why.to_string());
         return json(StatusCode::FORBIDDEN, refused);
     }
     let body = if parts.method == Method::POST {
         // Decided on as UTF-8 JSON, so relayed only as that (see `is_utf8_json`).
         if !zt_listener::is_utf8_json(&parts.headers) {
-            let refused = upstream_failure("content-type must be application/json (utf-8), once");
+            let refused = upstream_failure(zt_listener::NOT_UTF8_JSON);
             return json(StatusCode::UNSUPPORTED_MEDIA_TYPE, refused);
         }
         let Ok(permit) = relay.posts.clone().try_acquire_owned() else {

@@ -1,6 +1,6 @@
-//! The decision path shared by `POST /actions` and the AuthZEN API: check the names, bind the
-//! actor, limit, reserve the request id (released if the record does not commit), decide,
-//! commit the audit record, then answer.
+//! The decision path shared by `POST /actions` and the AuthZEN API: check the request
+//! ([`check_request`]), then ([`decide`]) bind the actor, limit, reserve the request id
+//! (released if the record does not commit), decide, commit the audit record, and answer.
 
 use std::time::Instant;
 
@@ -44,7 +44,6 @@ impl Verdict {
 /// Checks the request's names against their grammar (`zt_contract::names`) and puts them in
 /// canonical form: the action folded to lower case, the resource normalized to NFC, the actor
 /// (when given) as it is. A name outside its grammar is refused (400) before any other work.
-/// Idempotent.
 fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
     if !request.actor.is_empty() {
         ActorName::parse(&request.actor)?;
@@ -54,20 +53,26 @@ fn canonical_names(request: &mut DecisionRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A request that passed [`check_request`]: the only input [`decide`] takes, so that every
+/// decision is checked, and checked once (an AuthZEN batch checks all its items before it
+/// decides any).
+#[derive(Debug)]
+pub(crate) struct CheckedRequest(DecisionRequest);
+
 /// What a request must be before anything is decided or spent: an actor (when the caller is
-/// not authenticated), an action, names in their grammar (canonicalised in place), a
-/// `request_id` within its length. An AuthZEN batch checks every item with it first.
+/// not authenticated), an action, names in their grammar (canonicalised), a `request_id`
+/// within its length.
 pub(crate) fn check_request(
     caller: &AgentCaller,
-    request: &mut DecisionRequest,
-) -> Result<(), ApiError> {
+    mut request: DecisionRequest,
+) -> Result<CheckedRequest, ApiError> {
     if *caller == AgentCaller::Unauthenticated && request.actor.is_empty() {
         return Err(ApiError::ActorRequired);
     }
     if request.action.is_empty() {
         return Err(ApiError::ActionRequired);
     }
-    canonical_names(request)?;
+    canonical_names(&mut request)?;
     if request
         .request_id
         .as_ref()
@@ -77,18 +82,18 @@ pub(crate) fn check_request(
             "`request_id` is longer than {MAX_REQUEST_ID_BYTES} bytes"
         )));
     }
-    Ok(())
+    Ok(CheckedRequest(request))
 }
 
-/// Decides `request` for `caller`, commits the record, and returns the status to answer with
-/// (200 allow, 403 deny, 409 replay) and the contract's response.
+/// Decides `request` for `caller` (the caller it was checked for), commits the record, and
+/// returns the status to answer with (200 allow, 403 deny, 409 replay) and the contract's
+/// response.
 pub(crate) async fn decide(
     state: &AppState,
     caller: AgentCaller,
-    mut request: DecisionRequest,
+    CheckedRequest(request): CheckedRequest,
 ) -> Result<(StatusCode, DecisionResponse), ApiError> {
     let started = Instant::now();
-    check_request(&caller, &mut request)?;
     let (actor, authenticated, claimed_actor) = match caller {
         AgentCaller::Authenticated(actor) => {
             let claimed = (!request.actor.is_empty() && request.actor != actor)

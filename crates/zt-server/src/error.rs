@@ -99,8 +99,8 @@ pub enum ApiError {
     #[error("too many request ids in use; retry later")]
     ReplayMemoryFull,
     /// A request that may come from a web page of another host (DNS rebinding).
-    #[error("refused: {0} (a web page of another host)")]
-    ForeignPage(&'static str),
+    #[error("{0}")]
+    ForeignPage(zt_listener::ForeignPage),
     /// A connection over the connection cap asked for more than `/health`.
     #[error("too many connections; retry later")]
     TooManyConnections,

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -164,8 +164,9 @@ const MISS_RELOAD_EVERY: Duration = Duration::from_millis(100);
 pub(crate) struct Registry {
     docs: Arc<Documents>,
     agents: RwLock<Arc<Agents>>,
-    /// Revocations recorded in the audit log that the registry does not show yet.
-    revoked: Mutex<Revoked>,
+    /// Revocations recorded in the audit log that the registry does not show yet. Read on
+    /// every authentication and decision, written only by a revocation or a reload.
+    revoked: RwLock<Revoked>,
     last_miss_reload: Mutex<Option<Instant>>,
     saving: SaveTurn,
 }
@@ -178,6 +179,16 @@ pub(crate) struct Registry {
 struct Revoked {
     tokens: HashSet<String>,
     actors: HashSet<String>,
+}
+
+/// The agent a token belongs to, read in one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenHolder {
+    /// The actor name.
+    pub actor: String,
+    /// An unauthenticated caller registered it or gave it its token (see
+    /// [`AgentEntry::unauthenticated`]).
+    pub unauthenticated: bool,
 }
 
 /// One revocation in force before its save (see [`Registry::revoke_token_now`]); given back
@@ -203,7 +214,7 @@ impl Registry {
         Ok(Self {
             docs,
             agents: RwLock::new(Arc::new(agents)),
-            revoked: Mutex::new(Revoked::default()),
+            revoked: RwLock::new(Revoked::default()),
             last_miss_reload: Mutex::new(None),
             saving: SaveTurn::default(),
         })
@@ -216,7 +227,7 @@ impl Registry {
 
     /// The attributes of `actor`, if registered (and its removal not already recorded).
     pub(crate) fn attributes(&self, actor: &str) -> Option<AgentAttributes> {
-        if self.lock_revoked().actors.contains(actor) {
+        if self.revoked().actors.contains(actor) {
             return None;
         }
         self.read()
@@ -225,13 +236,24 @@ impl Registry {
             .map(|a| a.attributes.clone())
     }
 
-    /// The actor whose current token hashes to `token_sha256` (unless its revocation, or its
+    /// The agent whose current token hashes to `token_sha256` (unless its revocation, or its
     /// agent's removal, is already recorded).
-    pub(crate) fn actor_for_token(&self, token_sha256: &str) -> Option<String> {
-        let actor = self.read().by_token.get(token_sha256).cloned()?;
-        let revoked = self.lock_revoked();
-        (!revoked.tokens.contains(token_sha256) && !revoked.actors.contains(&actor))
-            .then_some(actor)
+    pub(crate) fn agent_for_token(&self, token_sha256: &str) -> Option<TokenHolder> {
+        let agents = self.read();
+        let actor = agents.by_token.get(token_sha256)?;
+        {
+            let revoked = self.revoked();
+            if revoked.tokens.contains(token_sha256) || revoked.actors.contains(actor) {
+                return None;
+            }
+        }
+        Some(TokenHolder {
+            actor: actor.clone(),
+            unauthenticated: agents
+                .by_actor
+                .get(actor)
+                .is_some_and(|a| a.unauthenticated),
+        })
     }
 
     /// Revokes `actor`'s current token here at once (a rotation about to be recorded).
@@ -242,7 +264,7 @@ impl Registry {
             .get(actor)
             .and_then(|a| a.token_sha256.clone());
         if let Some(token) = &token {
-            self.lock_revoked().tokens.insert(token.clone());
+            self.revoked_mut().tokens.insert(token.clone());
         }
         Revocation { token, actor: None }
     }
@@ -250,14 +272,14 @@ impl Registry {
     /// Revokes `actor` and its token here at once (a removal about to be recorded).
     pub(crate) fn revoke_agent_now(&self, actor: &str) -> Revocation {
         let mut revocation = self.revoke_token_now(actor);
-        self.lock_revoked().actors.insert(actor.to_string());
+        self.revoked_mut().actors.insert(actor.to_string());
         revocation.actor = Some(actor.to_string());
         revocation
     }
 
     /// Gives back a revocation whose record was refused (nothing was revoked).
     pub(crate) fn unrevoke(&self, revocation: Revocation) {
-        let mut revoked = self.lock_revoked();
+        let mut revoked = self.revoked_mut();
         if let Some(token) = revocation.token {
             revoked.tokens.remove(&token);
         }
@@ -266,15 +288,19 @@ impl Registry {
         }
     }
 
-    fn lock_revoked(&self) -> std::sync::MutexGuard<'_, Revoked> {
-        self.revoked.lock().unwrap_or_else(PoisonError::into_inner)
+    fn revoked(&self) -> RwLockReadGuard<'_, Revoked> {
+        self.revoked.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// As [`Self::actor_for_token`]; on a miss with a shared store, first reloads the registry
+    fn revoked_mut(&self) -> RwLockWriteGuard<'_, Revoked> {
+        self.revoked.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// As [`Self::agent_for_token`]; on a miss with a shared store, first reloads the registry
     /// (at most once per 100 ms), so an agent just registered on another replica is known.
-    pub(crate) async fn actor_for_token_fresh(&self, token_sha256: &str) -> Option<String> {
-        if let Some(actor) = self.actor_for_token(token_sha256) {
-            return Some(actor);
+    pub(crate) async fn agent_for_token_fresh(&self, token_sha256: &str) -> Option<TokenHolder> {
+        if let Some(holder) = self.agent_for_token(token_sha256) {
+            return Some(holder);
         }
         if !self.docs.is_shared() || !self.miss_reload_due() {
             return None;
@@ -282,7 +308,7 @@ impl Registry {
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = %e, "agent registry reload after an unknown token failed");
         }
-        self.actor_for_token(token_sha256)
+        self.agent_for_token(token_sha256)
     }
 
     /// Every registered agent, by name, without secrets.
@@ -464,7 +490,7 @@ impl Registry {
             *current = Arc::new(agents);
         }
         // A revocation the registry now shows (the token or the agent gone) is done.
-        let mut revoked = self.lock_revoked();
+        let mut revoked = self.revoked_mut();
         revoked
             .tokens
             .retain(|token| current.by_token.contains_key(token));

@@ -268,7 +268,7 @@ impl AdminTokens {
 
     /// The admin name a token belongs to.
     pub(crate) fn name_for(&self, token: &str) -> Option<&str> {
-        self.by_hash.get(&token_hash(token)).map(String::as_str)
+        self.name_for_hash(&token_hash(token))
     }
 
     /// Every admin's name, sorted (never a token).

@@ -136,9 +136,14 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Refuses an admin token on an agent route, saying so (it is valid, but names no agent).
-fn not_an_admin_token(state: &SharedState, token: &str) -> Result<(), ApiError> {
-    match state.admin_tokens.as_ref().and_then(|a| a.name_for(token)) {
+/// Refuses an admin token (by its [`tokens::token_hash`]) on an agent route, saying so (it is
+/// valid, but names no agent).
+fn not_an_admin_token(state: &SharedState, token_sha256: &str) -> Result<(), ApiError> {
+    match state
+        .admin_tokens
+        .as_ref()
+        .and_then(|a| a.name_for_hash(token_sha256))
+    {
         Some(_) => Err(ApiError::Unauthenticated(
             "this is an admin credential, and this route takes an agent's: the token \
              `POST /agents` issued, or a workload identity",
@@ -228,8 +233,8 @@ const CHOSEN_WITHOUT_AUTHENTICATION: &str = "this agent was registered or given 
 
 /// Who a credential on an admin route names, before admin rights are checked.
 enum Named {
-    /// An admin token from the admin token file.
-    AdminToken(String),
+    /// An admin token from the admin token file, and its hash (kept to ask again later).
+    AdminToken { name: String, token_sha256: String },
     /// An agent token.
     Agent(String),
     /// A verified SPIFFE ID (client certificate or JWT-SVID).
@@ -239,7 +244,7 @@ enum Named {
 impl Named {
     fn name(&self) -> &str {
         match self {
-            Named::AdminToken(name) | Named::Agent(name) => name,
+            Named::AdminToken { name, .. } | Named::Agent(name) => name,
             Named::Spiffe(id) => id.as_str(),
         }
     }
@@ -252,35 +257,36 @@ impl FromRequestParts<SharedState> for AgentCaller {
         if state.auth == AuthMode::DangerousNone {
             return Ok(AgentCaller::Unauthenticated);
         }
+        // The actor and, for an agent token, its unauthenticated mark, read in the same lookup
+        // (`None`: a SPIFFE ID, whose mark is read below).
         let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => trusted(state, verifier.verify(token)?)?.to_string(),
-                None => match state
-                    .registry
-                    .actor_for_token_fresh(&tokens::token_hash(token))
-                    .await
-                {
-                    Some(actor) => actor,
-                    None => {
-                        not_an_admin_token(state, token)?;
-                        return Err(ApiError::Unauthenticated("the credential is not valid"));
+                Some(verifier) => (trusted(state, verifier.verify(token)?)?.to_string(), None),
+                None => {
+                    let token_sha256 = tokens::token_hash(token);
+                    match state.registry.agent_for_token_fresh(&token_sha256).await {
+                        Some(holder) => (holder.actor, Some(holder.unauthenticated)),
+                        None => {
+                            not_an_admin_token(state, &token_sha256)?;
+                            return Err(ApiError::Unauthenticated("the credential is not valid"));
+                        }
                     }
-                },
+                }
             }),
         };
-        let actor = match (trusted_peer(parts, state)?, from_token) {
+        let (actor, marked) = match (trusted_peer(parts, state)?, from_token) {
             (None, None) => {
                 return Err(ApiError::Unauthenticated("an agent credential is required"))
             }
-            (Some(id), None) => id.to_string(),
-            (None, Some(actor)) => actor,
-            (Some(id), Some(actor)) if id.as_str() == actor => actor,
+            (Some(id), None) => (id.to_string(), None),
+            (None, Some(named)) => named,
+            (Some(id), Some((actor, marked))) if id.as_str() == actor => (actor, marked),
             (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
         };
         // Marked after this server started (marks found at start stop it, or are accepted and
         // cleared): a replica of the same store serving under `--auth none` chose this agent.
-        if state.registry.is_unauthenticated(&actor) {
+        if marked.unwrap_or_else(|| state.registry.is_unauthenticated(&actor)) {
             return Err(ApiError::Unauthenticated(CHOSEN_WITHOUT_AUTHENTICATION));
         }
         Ok(AgentCaller::Authenticated(actor))
@@ -300,19 +306,23 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 certificate_not_after: None,
             });
         };
-        let from_token = match bearer_token(parts)? {
+        let bearer = bearer_token(parts)?;
+        let from_token = match bearer {
             None => None,
             Some(token) => Some(match jwt_verifier_for(state, token) {
                 Some(verifier) => Named::Spiffe(trusted(state, verifier.verify(token)?)?),
-                None => match admins.name_for(token) {
-                    Some(name) => Named::AdminToken(name),
-                    None => state
-                        .registry
-                        .actor_for_token_fresh(&tokens::token_hash(token))
-                        .await
-                        .map(Named::Agent)
-                        .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
-                },
+                None => {
+                    let token_sha256 = tokens::token_hash(token);
+                    match admins.name_for_hash(&token_sha256) {
+                        Some(name) => Named::AdminToken { name, token_sha256 },
+                        None => state
+                            .registry
+                            .agent_for_token_fresh(&token_sha256)
+                            .await
+                            .map(|holder| Named::Agent(holder.actor))
+                            .ok_or(ApiError::Unauthenticated("the credential is not valid"))?,
+                    }
+                }
             }),
         };
         let caller = match (trusted_peer(parts, state)?, from_token) {
@@ -324,23 +334,23 @@ impl FromRequestParts<SharedState> for AdminCaller {
             // Both name the same caller: an admin token keeps its admin rights; otherwise the
             // certificate's SPIFFE ID decides.
             (Some(id), Some(named)) if id.as_str() == named.name() => match named {
-                Named::AdminToken(_) => named,
+                Named::AdminToken { .. } => named,
                 Named::Agent(_) | Named::Spiffe(_) => Named::Spiffe(id.clone()),
             },
             (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
         };
         let refused = match caller {
-            Named::AdminToken(name) => {
+            Named::AdminToken { name, token_sha256 } => {
                 return Ok(AdminCaller {
                     name,
                     authenticated: true,
-                    token_sha256: bearer_token(parts)?.map(tokens::token_hash),
+                    token_sha256: Some(token_sha256),
                     jwt_svid: None,
                     certificate_not_after: None,
                 })
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
-                let jwt_svid = bearer_token(parts)?
+                let jwt_svid = bearer
                     .filter(|token| jwt_verifier_for(state, token).is_some())
                     .map(|token| Secret(token.to_string()));
                 let certificate_not_after = parts

@@ -9,7 +9,7 @@ use serde::Serialize;
 use zt_contract::DecisionRequest;
 
 use crate::auth::AgentCaller;
-use crate::decision::decide;
+use crate::decision::{check_request, decide};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::SharedState;
@@ -24,6 +24,7 @@ async fn actions(
     caller: AgentCaller,
     JsonBody(request): JsonBody<DecisionRequest>,
 ) -> Result<Response, ApiError> {
+    let request = check_request(&caller, request)?;
     let (status, response) = decide(&state, caller, request).await?;
     Ok(json_answer(status, &response))
 }

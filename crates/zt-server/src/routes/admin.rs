@@ -63,6 +63,18 @@ pub(crate) fn admin_refusal(
     record
 }
 
+/// Appends `refusal` (an [`admin_refusal`]) to the log, then fails with the error `error`
+/// builds, from the state after the append; fails with the log's error instead if the refusal
+/// cannot be appended.
+pub(crate) async fn refuse_after_claim<T>(
+    state: &SharedState,
+    refusal: RecordDraft,
+    error: impl FnOnce() -> ApiError,
+) -> Result<T, ApiError> {
+    state.ledger.append(refusal).await?;
+    Err(error())
+}
+
 /// The registry as stored, before an admin act checks it: another replica may have changed it
 /// since this server last polled (a removal refused as "not found" there left the token working
 /// everywhere).
@@ -103,10 +115,7 @@ async fn register_agent(
     let mut token = None;
     match state.registry.attributes(&request.actor) {
         Some(stored) if !agrees(&attributes, &stored) => {
-            return Err(ApiError::AgentExists {
-                actor: request.actor,
-                attributes: serde_json::to_string(&stored).map_err(|_| ApiError::Internal)?,
-            })
+            return Err(agent_exists(request.actor, &stored))
         }
         Some(_) => {}
         None => {
@@ -141,15 +150,14 @@ async fn register_agent(
                         request.actor
                     ),
                 );
-                state.ledger.append(refusal).await?;
-                let stored = state
-                    .registry
-                    .attributes(&request.actor)
-                    .unwrap_or_default();
-                return Err(ApiError::AgentExists {
-                    actor: request.actor,
-                    attributes: serde_json::to_string(&stored).map_err(|_| ApiError::Internal)?,
-                });
+                return refuse_after_claim(&state, refusal, || {
+                    let stored = state
+                        .registry
+                        .attributes(&request.actor)
+                        .unwrap_or_default();
+                    agent_exists(request.actor, &stored)
+                })
+                .await;
             }
             token = issued;
         }
@@ -161,6 +169,14 @@ async fn register_agent(
         token,
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The refusal of registering `actor` again, naming its `stored` attributes.
+fn agent_exists(actor: String, stored: &AgentAttributes) -> ApiError {
+    match serde_json::to_string(stored) {
+        Ok(attributes) => ApiError::AgentExists { actor, attributes },
+        Err(_) => ApiError::Internal,
+    }
 }
 
 /// True if every attribute `asked` gives equals the `stored` one.
@@ -216,8 +232,7 @@ async fn rotate_token(
             &actor,
             format!("token of agent `{actor}` not rotated: another server removed the agent first"),
         );
-        state.ledger.append(refusal).await?;
-        return Err(ApiError::AgentNotFound(actor));
+        return refuse_after_claim(&state, refusal, || ApiError::AgentNotFound(actor)).await;
     }
     Ok(Json(TokenResponse {
         ok: true,

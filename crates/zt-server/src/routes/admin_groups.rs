@@ -11,7 +11,7 @@ use serde_json::json;
 use zt_contract::names::ActorName;
 use zt_contract::AdminAction;
 
-use super::admin::{admin_record, admin_refusal, fresh_registry, saved};
+use super::admin::{admin_record, admin_refusal, fresh_registry, refuse_after_claim, saved};
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -76,8 +76,7 @@ pub(crate) async fn set_groups(
             &actor,
             format!("groups of agent `{actor}` not set: another server removed the agent first"),
         );
-        state.ledger.append(refusal).await?;
-        return Err(ApiError::AgentNotFound(actor));
+        return refuse_after_claim(&state, refusal, || ApiError::AgentNotFound(actor)).await;
     }
     Ok(Json(json!({"ok": true, "actor": actor, "groups": groups})).into_response())
 }

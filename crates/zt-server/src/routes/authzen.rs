@@ -22,7 +22,7 @@ use zt_contract::authzen::{
 use zt_contract::{Decision, DecisionRequest};
 
 use crate::auth::AgentCaller;
-use crate::decision::{check_request, decide};
+use crate::decision::{check_request, decide, CheckedRequest};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::state::SharedState;
@@ -72,7 +72,7 @@ fn to_decision_request(e: EvaluationRequest) -> Result<DecisionRequest, ApiError
 async fn evaluate(
     state: &SharedState,
     caller: AgentCaller,
-    request: DecisionRequest,
+    request: CheckedRequest,
 ) -> Result<EvaluationResponse, ApiError> {
     let (_, answer) = decide(state, caller, request).await?;
     Ok(EvaluationResponse {
@@ -91,9 +91,8 @@ async fn evaluation(
     caller: AgentCaller,
     JsonBody(request): JsonBody<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
-    Ok(Json(
-        evaluate(&state, caller, to_decision_request(request)?).await?,
-    ))
+    let request = check_request(&caller, to_decision_request(request)?)?;
+    Ok(Json(evaluate(&state, caller, request).await?))
 }
 
 /// The answer for one evaluation of a batch that could not be decided after others were;
@@ -131,9 +130,7 @@ async fn evaluations(
     // decided.
     let mut requests = Vec::with_capacity(items.len());
     for item in items {
-        let mut request = to_decision_request(item)?;
-        check_request(&caller, &mut request)?;
-        requests.push(request);
+        requests.push(check_request(&caller, to_decision_request(item)?)?);
     }
     let mut answers = Vec::with_capacity(requests.len());
     for request in requests {

@@ -30,7 +30,7 @@ use crate::evaluation;
 use crate::extract::JsonBody;
 use crate::policy_store::PolicyStoreError;
 use crate::proposals::{Proposal, ProposalStatus, MAX_PROPOSALS_KEPT};
-use crate::routes::admin::{admin_record, admin_refusal, saved};
+use crate::routes::admin::{admin_record, admin_refusal, refuse_after_claim, saved};
 use crate::state::SharedState;
 
 /// How many recent requests a proposal is replayed against by default.
@@ -214,8 +214,7 @@ async fn file_proposal(
         &id,
         format!("policy proposal `{id}` not kept: {why}"),
     );
-    state.ledger.append(refused).await?;
-    Err(error)
+    refuse_after_claim(state, refused, || error).await
 }
 
 async fn propose(
@@ -301,8 +300,7 @@ async fn withdraw(
             format!("policy proposal `{id}` not withdrawn: another server activated or withdrew it first"),
         )
         .with_policy_version(Some(proposal.engine.version().to_string()));
-        state.ledger.append(refused).await?;
-        return Err(ApiError::ProposalClosed(id.into()));
+        return refuse_after_claim(&state, refused, || ApiError::ProposalClosed(id.into())).await;
     }
     Ok(Json(json!({
         "ok": true,
@@ -379,8 +377,7 @@ async fn approve_and_activate(
             format!("policy `{version}` not activated: another server withdrew or activated proposal `{id}` first"),
         )
         .with_policy_version(Some(version));
-        state.ledger.append(refused).await?;
-        return Err(ApiError::ProposalClosed(id.into()));
+        return refuse_after_claim(state, refused, || ApiError::ProposalClosed(id.into())).await;
     }
     match state
         .policy
@@ -402,8 +399,7 @@ async fn approve_and_activate(
                 ),
             )
             .with_policy_version(Some(version));
-            state.ledger.append(refused).await?;
-            Err(ApiError::ProposalStale(id.into()))
+            refuse_after_claim(state, refused, || ApiError::ProposalStale(id.into())).await
         }
         Err(e) => {
             // The policy was not saved: the proposal is not activated either.

@@ -212,7 +212,9 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     assert!(!one.contains("second"), "not reloaded yet");
     one.reload_if_newer(two.version()).await.unwrap();
     assert_eq!(
-        one.actor_for_token("hash-of-second").as_deref(),
+        one.agent_for_token("hash-of-second")
+            .map(|holder| holder.actor)
+            .as_deref(),
         Some("second")
     );
     // A rotation on a server that has not seen a removal yet does not bring the agent back.
@@ -298,7 +300,7 @@ async fn an_invalid_stored_policy_is_never_activated() {
 #[tokio::test]
 async fn unauthenticated_marks_are_shared_by_replicas() {
     use crate::policy_store::PolicyStore;
-    use crate::registry::{AgentEntry, Registry};
+    use crate::registry::{AgentEntry, Registry, TokenHolder};
     use crate::unauthenticated_state::{mark_policy, UnauthenticatedState};
     let Some(schema) = TestSchema::new() else {
         return;
@@ -317,6 +319,14 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
             unauthenticated,
         };
         assert!(registry.insert(entry).await.unwrap());
+        // A token's lookup reads its agent's mark with it.
+        assert_eq!(
+            registry.agent_for_token(&format!("hash-of-{actor}")),
+            Some(TokenHolder {
+                actor: actor.into(),
+                unauthenticated,
+            })
+        );
     }
     let active = policy.current().version().to_string();
     mark_policy(&docs, &active).await.unwrap();
@@ -470,7 +480,7 @@ async fn a_revocation_holds_from_its_record_and_after_a_failed_save() {
         token_sha256: Some(token.into()),
         unauthenticated: false,
     };
-    let actor_of = |token: &str| registry.actor_for_token(token);
+    let actor_of = |token: &str| registry.agent_for_token(token).map(|holder| holder.actor);
     assert!(registry.insert(agent("h1")).await.unwrap());
     assert_eq!(actor_of("h1").as_deref(), Some("courier"));
 

@@ -16,16 +16,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from .client import ControlPlaneClient, decide_fail_closed
+from .jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, error_response
 from .naming import safe_segment, snake_case
 
 Reply = Union[Dict[str, Any], List[Dict[str, Any]], None]
 DownstreamTransport = Callable[[Dict[str, Any]], Reply]
 A2AActionMapper = Callable[[str, Dict[str, Any], str], Tuple[str, str]]
 
-#: JSON-RPC "method not found".
-METHOD_NOT_FOUND = -32601
-#: JSON-RPC "invalid params".
-INVALID_PARAMS = -32602
 #: A method other than a message, denied by policy (as `zt a2a-proxy` answers it).
 DENIED = -32090
 #: A method other than a message, not forwarded for want of a valid decision.
@@ -174,14 +171,14 @@ class A2APolicyProxy:
         if request.get("id") is None:
             raise A2AProxyError("A2A request id is required")
         if method not in METHODS and method not in self.protected_methods:
-            return _error(request["id"], METHOD_NOT_FOUND, f"Method not found: {method[:64]}")
+            return error_response(request["id"], f"Method not found: {method[:64]}", METHOD_NOT_FOUND)
         name = METHODS[method][0] if method in METHODS else method
         params = request.get("params", {})
         if not isinstance(params, dict):
-            return _error(request["id"], INVALID_PARAMS, "Invalid parameters")
+            return error_response(request["id"], "Invalid parameters", INVALID_PARAMS)
         why = ambiguous_task(method, params)
         if why is not None:
-            return _error(request["id"], INVALID_PARAMS, why)
+            return error_response(request["id"], why, INVALID_PARAMS)
         # The default mapper reads the subject by the wire name (0.3 and 1.0 differ for
         # push-notification configs); a caller's mapper gets the 1.0 name, as it always has.
         mapped = method if self.action_mapper is default_a2a_action_mapper else name
@@ -193,10 +190,10 @@ class A2APolicyProxy:
         plain = dict(decision)
         if name not in ("SendMessage", "SendStreamingMessage"):
             # A local deny (no decision obtained) carries its cause in `error`.
-            return _error(
+            return error_response(
                 request["id"],
-                NO_DECISION if plain.get("error") else DENIED,
                 f"denied by zero-trust policy: {plain.get('reason')}",
+                NO_DECISION if plain.get("error") else DENIED,
                 {"zero_trust": plain},
             )
         response = {
@@ -241,10 +238,3 @@ def _actor_from(params: Dict[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return "a2a-client"
-
-
-def _error(request_id: Any, code: int, message: str, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    error: Dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "id": request_id, "error": error}

@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from .client import ControlPlaneClient, decide_fail_closed
+
+# Re-exported: these codes were this module's names before `jsonrpc` held them.
+from .jsonrpc import INTERNAL_ERROR as INTERNAL_ERROR
+from .jsonrpc import INVALID_PARAMS as INVALID_PARAMS
+from .jsonrpc import error_response
 from .mcp_tools import ServerTools, ToolListError
 from .naming import extract_resource, safe_segment
 
 DownstreamTransport = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
 MCPActionMapper = Callable[[str, str, Dict[str, Any]], Tuple[str, str]]
-
-#: JSON-RPC "invalid params".
-INVALID_PARAMS = -32602
-#: JSON-RPC "internal error".
-INTERNAL_ERROR = -32603
 
 
 class MCPGatewayError(RuntimeError):
@@ -64,29 +64,29 @@ class MCPZeroTrustGateway:
             return None
         params = message.get("params")
         if not isinstance(params, dict):
-            return _error(request_id, "tools/call params must be an object")
+            return error_response(request_id, "tools/call params must be an object")
         tool = params.get("name")
         if not isinstance(tool, str) or not tool.strip():
-            return _error(request_id, "tools/call params.name is required")
+            return error_response(request_id, "tools/call params.name is required")
         # Missing means none; anything else that is not an object (`[]`, `""`, `0`, `false`,
         # `null`) is refused, never decided as `{}` and forwarded as it came.
         arguments = params.get("arguments", {})
         if not isinstance(arguments, dict):
-            return _error(request_id, "tools/call params.arguments must be an object")
+            return error_response(request_id, "tools/call params.arguments must be an object")
         # Held to the tool's schema before any decision: an argument the tool ignores must not
         # steer the decision (a `resource` added to a `write_file` that writes `path`).
         try:
             schema = self._tools.schema(tool, self.downstream, arguments)
         except ToolListError as why:
-            return _error(request_id, f"the server's tool list could not be read: {why}", INTERNAL_ERROR)
+            return error_response(request_id, f"the server's tool list could not be read: {why}", INTERNAL_ERROR)
         if schema is None:
-            return _error(request_id, f"tool `{tool}` is not in the server's tools/list")
+            return error_response(request_id, f"tool `{tool}` is not in the server's tools/list")
         refusal = schema.refusal(tool, arguments)
         if refusal is not None:
-            return _error(request_id, refusal)
+            return error_response(request_id, refusal)
         action, resource = self.action_mapper(self.server_name, tool, schema.declared_arguments(arguments))
         if not action:
-            return _error(request_id, "the action mapper returned an empty action")
+            return error_response(request_id, "the action mapper returned an empty action")
         decision = decide_fail_closed(
             self.control_plane, self.actor, action, resource, {"source": "mcp", "tool_arguments": arguments}
         )
@@ -102,7 +102,3 @@ class MCPZeroTrustGateway:
                 "isError": True,
             },
         }
-
-
-def _error(request_id: Any, message: str, code: int = INVALID_PARAMS) -> Dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}

@@ -132,7 +132,19 @@ impl<K: RemoteKey> Custodian<K> {
     /// The signatures of the longest prefix of `digests` that was signed and verifies, and why
     /// it stopped there.
     fn verified_prefix(&self, digests: &[Digest32]) -> SignedPrefix {
-        let mut answers = self.key.sign_each(digests, self.timeout).into_iter();
+        let answers = self.key.sign_each(digests, self.timeout);
+        if answers.len() > digests.len() {
+            self.key.distrust();
+            return SignedPrefix {
+                signatures: Vec::new(),
+                stopped: Some(SignError::Unavailable(format!(
+                    "asked for {} signatures, got {}",
+                    digests.len(),
+                    answers.len()
+                ))),
+            };
+        }
+        let mut answers = answers.into_iter();
         let mut signatures = Vec::with_capacity(digests.len());
         for digest in digests {
             let checked = match answers.next() {

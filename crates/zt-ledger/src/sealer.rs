@@ -61,6 +61,7 @@ impl Sealer {
         });
         let (keys, records, replies) = match sealed {
             Ok((keys, sealed)) => {
+                // At most one record per reply; `min` keeps `split_off` from ever panicking.
                 let unsigned = replies.split_off(sealed.records.len().min(replies.len()));
                 if let Some(e) = &sealed.stopped {
                     // The head moved past the records sealed only: the next batch chains
@@ -101,21 +102,13 @@ pub(crate) fn seal_batch(
     drafts: Vec<RecordDraft>,
     signer: &dyn Signer,
 ) -> Result<Vec<SealedRecord>, crate::SignError> {
-    let hashed = hash_drafts(*head, drafts)?;
-    let digests: Vec<Digest32> = hashed.iter().map(|(_, _, hash)| *hash).collect();
-    let signatures = signer.sign_batch(&digests)?;
-    if signatures.len() != hashed.len() {
-        return Err(crate::SignError::Sign);
+    let mut next = *head;
+    let sealed = seal_prefix(&mut next, drafts, signer)?;
+    if let Some(e) = sealed.stopped {
+        return Err(e);
     }
-    let records = hashed
-        .into_iter()
-        .zip(signatures)
-        .map(|((body, json, hash), signature)| SealedRecord::assemble(body, &json, hash, signature))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(last) = records.last() {
-        *head = Some(last.head());
-    }
-    Ok(records)
+    *head = next;
+    Ok(sealed.records)
 }
 
 /// What [`seal_prefix`] sealed: the first records of the batch, and why the rest were not.

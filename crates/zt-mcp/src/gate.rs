@@ -98,7 +98,7 @@ impl Gate {
         lister: &L,
     ) -> Verdict {
         let arguments = call.arguments.as_ref();
-        let refusal = match tools.declared(lister, &call.name, arguments).await {
+        let (code, message) = match tools.declared(lister, &call.name, arguments).await {
             Ok(declared) => match declared.undeclared(arguments) {
                 None => return self.check(call, &declared).await,
                 Some(name) => (
@@ -114,13 +114,10 @@ impl Gate {
         // Not the names: they are the agent's text.
         tracing::info!(
             action = %zt_client::names::mcp_action(&self.server, &call.name),
-            code = refusal.0 .0,
+            code = code.0,
             "tool call refused undecided"
         );
-        Verdict::Refuse {
-            code: refusal.0,
-            message: refusal.1,
-        }
+        Verdict::Refuse { code, message }
     }
 
     /// The decision request for one call: action `mcp.<server>.<tool>`, the resource read from

@@ -192,10 +192,13 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         match classify(&bytes) {
             Inbound::Relay => {}
             Inbound::ToolCall { id, call } => {
+                let mut headers = parts.headers.clone();
+                strip_hop_by_hop(&mut headers);
+                headers.remove(header::HOST);
                 let lister = UpstreamLister {
                     client: relay.client.clone(),
-                    endpoint: format!("{}{}", relay.origin, relay.path),
-                    headers: parts.headers.clone(),
+                    endpoint: upstream_target(&relay, &parts.uri),
+                    headers,
                 };
                 let tools = relay.tools.of(&parts.headers);
                 match relay.gate.screen(&call, &tools, &lister).await {
@@ -221,11 +224,16 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
     forward(&relay, parts, body).await
 }
 
-async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Body) -> Response {
-    let target = match parts.uri.path_and_query() {
+/// Where a request to `uri` goes upstream: the same path and query at the upstream's origin.
+fn upstream_target(relay: &Relay, uri: &Uri) -> String {
+    match uri.path_and_query() {
         Some(path) => format!("{}{path}", relay.origin),
         None => format!("{}{}", relay.origin, relay.path),
-    };
+    }
+}
+
+async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Body) -> Response {
+    let target = upstream_target(relay, &parts.uri);
     let Ok(uri) = target.parse::<Uri>() else {
         return json(
             StatusCode::BAD_REQUEST,

@@ -17,26 +17,34 @@ pub const RESOURCE_ARGUMENTS: [&str; 7] = [
     "id",
 ];
 
-/// `owner/repo` when the tool declares both and both are non-empty strings, else the first
-/// non-empty string among the declared [`RESOURCE_ARGUMENTS`], else `""`. An argument the tool
-/// does not declare never names the resource: the tool ignores it, so an agent could add it to
-/// be decided on something other than what the tool acts on.
+/// `owner/repo` when the tool declares both and both are non-empty strings, else the first of
+/// the declared [`RESOURCE_ARGUMENTS`] the call carries, if it is a non-empty string, else `""`.
+/// An argument the tool does not declare never names the resource: the tool ignores it, so an
+/// agent could add it to be decided on something other than what the tool acts on. Nor does a
+/// later candidate when an earlier one is there but not a name (`"path": ["/etc/shadow"]` beside
+/// `"name": "notes"` is decided on `""`, not on `notes`).
 pub fn resource_of(arguments: Option<&JsonObject>, declared: &DeclaredArguments) -> String {
     let Some(arguments) = arguments else {
         return String::new();
     };
-    let text = |key: &str| match arguments.get(key) {
-        Some(Value::String(s)) if !s.is_empty() && declared.declares(key) => Some(s.as_str()),
-        _ => None,
-    };
-    if let (Some(owner), Some(repo)) = (text("owner"), text("repo")) {
+    let given = |key: &str| arguments.get(key).filter(|_| declared.declares(key));
+    if let (Some(owner), Some(repo)) = (name(given("owner")), name(given("repo"))) {
         return format!("{owner}/{repo}");
     }
     RESOURCE_ARGUMENTS
         .iter()
-        .find_map(|key| text(key))
+        .find_map(|key| given(key))
+        .and_then(|value| name(Some(value)))
         .unwrap_or_default()
         .to_string()
+}
+
+/// `value` if it is a non-empty string.
+fn name(value: Option<&Value>) -> Option<&str> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -65,12 +73,22 @@ mod tests {
     }
 
     #[test]
-    fn otherwise_the_first_non_empty_string_in_order() {
+    fn otherwise_the_first_candidate_given_in_order() {
         assert_eq!(of(json!({"id": "7", "path": "/tmp/a"})), "/tmp/a");
-        assert_eq!(of(json!({"owner": "acme", "repo": "", "name": "n"})), "n");
         assert_eq!(of(json!({"owner": "", "repo": "zt"})), "zt");
-        assert_eq!(of(json!({"resource": "", "url": "https://x"})), "https://x");
-        assert_eq!(of(json!({"resource": 5, "name": "n"})), "n");
+        assert_eq!(
+            of(json!({"message": "hi", "url": "https://x"})),
+            "https://x"
+        );
+    }
+
+    #[test]
+    fn a_candidate_given_but_not_a_name_decides_on_nothing_not_on_the_next() {
+        // The tool acts on the array's path; deciding on `notes` would let the agent choose.
+        assert_eq!(of(json!({"path": ["/etc/shadow"], "name": "notes"})), "");
+        assert_eq!(of(json!({"resource": 5, "name": "n"})), "");
+        assert_eq!(of(json!({"resource": "", "url": "https://x"})), "");
+        assert_eq!(of(json!({"owner": "acme", "repo": "", "name": "n"})), "");
     }
 
     #[test]

@@ -77,8 +77,12 @@ impl ListTools for ServerLister {
             id: id.clone(),
         };
         let request = list_request(&id, cursor.as_deref()).to_string();
-        relay(&self.input, request.as_bytes())
+        // Written by a task of its own, which a timeout of this wait cannot cut short: half a
+        // line on the server's stdin would swallow the client's next message.
+        let input = self.input.clone();
+        tokio::spawn(async move { relay(&input, request.as_bytes()).await })
             .await
+            .map_err(|e| format!("cannot write to the server: {e}"))?
             .map_err(|e| format!("cannot write to the server: {e}"))?;
         let answer = answer
             .await
@@ -296,8 +300,9 @@ async fn relay(server_in: &ServerInput, message: &[u8]) -> std::io::Result<()> {
 /// notice that the tools changed makes the gateway forget its list. Returns whether the line
 /// goes on to the client.
 fn for_the_client(line: &[u8], screening: &Screening) -> bool {
-    let ours = memchr::memmem::find(line, crate::tools::OWN_ID_PREFIX.as_bytes()).is_some();
-    let changed = memchr::memmem::find(line, TOOLS_CHANGED.as_bytes()).is_some();
+    // Searched without their `/`, which a JSON encoder may write as `\/`; parsed to be sure.
+    let ours = memchr::memmem::find(line, b"zt-gateway").is_some();
+    let changed = memchr::memmem::find(line, b"list_changed").is_some();
     if !ours && !changed {
         return true;
     }
@@ -485,10 +490,10 @@ mod tests {
         let relay = tokio::spawn(server_to_client(
             server_out, answers_rx, client_out, screening,
         ));
-        // The server writes `id` last, as the TypeScript SDK does.
+        // The server writes `id` last, as the TypeScript SDK does, and escapes `/` as `\/`.
         server
             .write_all(
-                b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[]},\"id\":\"zt-gateway/tools-list/0\"}\n\
+                b"{\"jsonrpc\":\"2.0\",\"result\":{\"tools\":[]},\"id\":\"zt-gateway\\/tools-list\\/0\"}\n\
                   {\"jsonrpc\":\"2.0\",\"result\":{},\"id\":\"zt-gateway/tools-list/7\"}\n\
                   {\"jsonrpc\":\"2.0\",\"id\":\"zt-gateway/tools-list/1\",\"method\":\"x\"}\n",
             )

@@ -110,13 +110,14 @@ struct Catalog {
     read_at: Option<Instant>,
     /// [`ToolCache::changes`] when the reading began.
     changes: u64,
+    /// The number in the id of the gateway's next request.
+    next_id: u64,
 }
 
 /// The tools of one server session, read when a call needs them.
 #[derive(Debug, Default)]
 pub(crate) struct ToolCache {
     catalog: Mutex<Catalog>,
-    next_id: AtomicU64,
     /// How often the server said its tools changed. Counted, not waited for: the notice
     /// arrives on the same stream as the answer a reading in progress waits for.
     changes: AtomicU64,
@@ -151,7 +152,9 @@ impl ToolCache {
                 .read_at
                 .is_some_and(|at| at.elapsed() < REFRESH_AFTER);
         if !fresh {
-            catalog.tools = tokio::time::timeout(LIST_TIMEOUT, self.read_all(lister))
+            let first_id = catalog.next_id;
+            catalog.next_id += MAX_PAGES as u64;
+            catalog.tools = tokio::time::timeout(LIST_TIMEOUT, read_all(lister, first_id))
                 .await
                 .map_err(|_| {
                     ToolsError::Unreadable(format!("no answer within {} s", LIST_TIMEOUT.as_secs()))
@@ -170,29 +173,29 @@ impl ToolCache {
     pub(crate) fn forget(&self) {
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
+}
 
-    async fn read_all<L: ListTools>(
-        &self,
-        lister: &L,
-    ) -> Result<HashMap<String, DeclaredArguments>, ToolsError> {
-        let mut tools = HashMap::new();
-        let mut cursor = None;
-        for _ in 0..MAX_PAGES {
-            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let id = format!("{OWN_ID_PREFIX}tools-list/{n}");
-            let page = lister
-                .list_page(id, cursor.take())
-                .await
-                .map_err(ToolsError::Unreadable)?;
-            cursor = read_page(&page, &mut tools).map_err(ToolsError::Unreadable)?;
-            if cursor.is_none() {
-                return Ok(tools);
-            }
+/// Every page of the server's list, the requests numbered from `first_id`.
+async fn read_all<L: ListTools>(
+    lister: &L,
+    first_id: u64,
+) -> Result<HashMap<String, DeclaredArguments>, ToolsError> {
+    let mut tools = HashMap::new();
+    let mut cursor = None;
+    for n in (first_id..).take(MAX_PAGES) {
+        let id = format!("{OWN_ID_PREFIX}tools-list/{n}");
+        let page = lister
+            .list_page(id, cursor.take())
+            .await
+            .map_err(ToolsError::Unreadable)?;
+        cursor = read_page(&page, &mut tools).map_err(ToolsError::Unreadable)?;
+        if cursor.is_none() {
+            return Ok(tools);
         }
-        Err(ToolsError::Unreadable(format!(
-            "more than {MAX_PAGES} pages"
-        )))
     }
+    Err(ToolsError::Unreadable(format!(
+        "more than {MAX_PAGES} pages"
+    )))
 }
 
 /// Adds one page's tools to `tools`; returns the next page's cursor, if any.

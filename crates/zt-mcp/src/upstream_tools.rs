@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, Request};
+use axum::http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -18,15 +18,17 @@ use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
 /// Sessions whose tool lists are kept; past it the least recently used is forgotten.
 const MAX_SESSIONS: usize = 1024;
 
-/// The client's headers the gateway's own request carries, so that the server answers it in
-/// the client's session, under the client's credentials and protocol version.
-const SESSION_HEADERS: [&str; 3] = ["mcp-session-id", "mcp-protocol-version", "authorization"];
+/// The client's headers that tell one client's list from another's besides its session: its
+/// credentials, under which the server may list other tools.
+const CREDENTIAL_HEADERS: [header::HeaderName; 2] = [header::AUTHORIZATION, header::COOKIE];
 
-/// Asks the upstream for `tools/list` as the client whose request carried `headers`.
+/// Asks the upstream for `tools/list` as the client whose request it is deciding.
 pub(crate) struct UpstreamLister {
     pub(crate) client: Client<HttpConnector, Body>,
-    /// The upstream's MCP endpoint.
+    /// The upstream's MCP endpoint, with the client's query.
     pub(crate) endpoint: String,
+    /// The client's request headers as the relay forwards them (session, protocol version,
+    /// credentials of any kind), less those of the body.
     pub(crate) headers: HeaderMap,
 }
 
@@ -34,17 +36,21 @@ impl ListTools for UpstreamLister {
     async fn list_page(&self, id: String, cursor: Option<String>) -> Result<Value, String> {
         let body = list_request(&id, cursor.as_deref()).to_string();
         let mut request = Request::post(&self.endpoint)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
             .body(Body::from(body))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        for name in SESSION_HEADERS {
-            if let Some(value) = self.headers.get(name) {
-                request
-                    .headers_mut()
-                    .insert(HeaderName::from_static(name), value.clone());
-            }
+        let headers = request.headers_mut();
+        headers.extend(self.headers.clone());
+        for name in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
+            headers.remove(name);
         }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json, text/event-stream"),
+        );
         let response = self
             .client
             .request(request)
@@ -97,63 +103,61 @@ fn answer_to(message: &[u8], id: &str) -> Option<Value> {
     answers.then_some(message)
 }
 
-/// Server-sent events read from a growing buffer: each complete event's `data`.
+/// Server-sent events read from a growing buffer: each complete event's `data`. Each line is
+/// read once, however many frames the buffer grows by.
 #[derive(Debug, Default)]
 struct Events {
-    /// Bytes of the buffer already read as whole events.
-    consumed: usize,
+    /// Bytes of the buffer already read, line by line.
+    scanned: usize,
+    /// The data lines of the event being read, joined by `\n`.
+    data: Option<String>,
 }
 
 impl Events {
-    /// The next complete event's data lines, joined by `\n`, if the buffer holds one.
+    /// The next complete event's data, if the buffer holds one.
     fn next(&mut self, buffer: &[u8]) -> Option<String> {
-        let rest = buffer.get(self.consumed..)?;
-        let mut data: Option<String> = None;
-        let mut at = 0;
-        while let Some(end) = memchr::memchr(b'\n', rest.get(at..)?) {
-            let line = rest.get(at..at + end)?;
+        loop {
+            let rest = buffer.get(self.scanned..)?;
+            let end = memchr::memchr(b'\n', rest)?;
+            let line = rest.get(..end)?;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            at += end + 1;
+            self.scanned += end + 1;
             if line.is_empty() {
-                self.consumed += at;
-                match data {
+                // An event without data (a comment, an id) dispatches nothing.
+                match self.data.take() {
                     Some(data) => return Some(data),
-                    // An event without data (a comment, an id): dispatches nothing.
                     None => continue,
                 }
             }
             if let Some(value) = line.strip_prefix(b"data:") {
                 let value = value.strip_prefix(b" ").unwrap_or(value);
                 let value = String::from_utf8_lossy(value);
-                match data.as_mut() {
+                match self.data.as_mut() {
                     Some(data) => {
                         data.push('\n');
                         data.push_str(&value);
                     }
-                    None => data = Some(value.into_owned()),
+                    None => self.data = Some(value.into_owned()),
                 }
             }
         }
-        None
     }
 }
 
 /// A session's tool list and when it was last used.
 type KeptList = (Arc<ToolCache>, Instant);
 
-/// One tool list per client session (`Mcp-Session-Id`; one for clients without).
+/// One tool list per client session (`Mcp-Session-Id`) and credentials (`Authorization`,
+/// `Cookie`): clients without a session but with other credentials do not share one.
 #[derive(Debug, Default)]
 pub(crate) struct SessionTools {
     sessions: Mutex<HashMap<Vec<u8>, KeptList>>,
 }
 
 impl SessionTools {
-    /// The tool list of the session `headers` name.
+    /// The tool list of the session and credentials of `headers`.
     pub(crate) fn of(&self, headers: &HeaderMap) -> Arc<ToolCache> {
-        let session = headers
-            .get("mcp-session-id")
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default();
+        let session = key_of(headers);
         let Ok(mut sessions) = self.sessions.lock() else {
             // Never poisoned (nothing panics under it); a fresh list is only slower.
             return Arc::default();
@@ -177,10 +181,24 @@ impl SessionTools {
     }
 }
 
+/// The session id, and the SHA-256 of each credential header (never the credential itself).
+fn key_of(headers: &HeaderMap) -> Vec<u8> {
+    let mut key = headers
+        .get("mcp-session-id")
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default();
+    for name in CREDENTIAL_HEADERS {
+        key.push(0);
+        for value in headers.get_all(name) {
+            key.extend_from_slice(zt_contract::Digest32::sha256(value.as_bytes()).0.as_slice());
+        }
+    }
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
     use serde_json::json;
 
     #[test]
@@ -212,6 +230,30 @@ mod tests {
             );
         }
         assert!(answer_to(b"{\"id\":1,\"id\":2}", id).is_none());
+    }
+
+    #[test]
+    fn clients_with_other_credentials_do_not_share_a_list() {
+        let tools = SessionTools::default();
+        let with = |name: header::HeaderName, value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let alice = tools.of(&with(header::AUTHORIZATION, "Bearer alice"));
+        assert!(Arc::ptr_eq(
+            &alice,
+            &tools.of(&with(header::AUTHORIZATION, "Bearer alice"))
+        ));
+        assert!(!Arc::ptr_eq(
+            &alice,
+            &tools.of(&with(header::AUTHORIZATION, "Bearer bob"))
+        ));
+        assert!(!Arc::ptr_eq(
+            &alice,
+            &tools.of(&with(header::COOKIE, "Bearer alice"))
+        ));
+        assert!(!Arc::ptr_eq(&alice, &tools.of(&HeaderMap::new())));
     }
 
     #[test]

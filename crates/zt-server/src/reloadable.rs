@@ -89,11 +89,13 @@ impl<T> Reloadable<T> {
         load: impl FnOnce(&Path) -> Result<T, E>,
     ) -> Result<(Arc<T>, Arc<T>), String> {
         *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = stamp(&self.path);
+        // Read before the error's lock is taken: `/health` reads it meanwhile.
+        let loaded = load(&self.path);
         let mut last_error = self
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match load(&self.path) {
+        match loaded {
             Ok(value) => {
                 let value = Arc::new(value);
                 let before = std::mem::replace(

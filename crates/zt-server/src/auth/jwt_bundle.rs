@@ -2,8 +2,9 @@
 //! every second) or on SIGHUP, without a restart: SPIFFE trust bundles rotate their keys, and a
 //! key removed from the bundle (retired, or compromised) must stop verifying tokens. A bundle
 //! that is refused never replaces the one in force: the error is logged and reported by
-//! `/health` until a reload succeeds. A new bundle starts with an empty cache of verified
-//! tokens, so a token verified by a removed key is refused at its next use.
+//! `/health` until a reload succeeds; an explicitly empty bundle (`"keys": []`) is taken, and
+//! trusts no key (how the last key is withdrawn). A new bundle starts with an empty cache of
+//! verified tokens, so a token verified by a removed key is refused at its next use.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -56,8 +57,13 @@ impl JwtSvidBundle {
     pub(crate) fn reload(&self, trigger: &str) {
         match self
             .file
-            .reload(|path| JwtSvidVerifier::load(path, &self.audience))
+            .reload(|path| JwtSvidVerifier::reload(path, &self.audience))
         {
+            Ok((_, now)) if now.key_count() == 0 => tracing::warn!(
+                jwks = %self.path().display(),
+                trigger,
+                "jwt-svid trust bundle reloaded empty: every jwt-svid is refused"
+            ),
             Ok((before, now)) => {
                 let (before, after): (BTreeSet<&str>, BTreeSet<&str>) =
                     (before.key_ids().collect(), now.key_ids().collect());

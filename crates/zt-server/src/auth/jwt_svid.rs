@@ -181,8 +181,26 @@ impl JwtSvidVerifier {
         Self::from_jwks(&text, audience, &shown)
     }
 
+    /// Reads the bundle at `path` again, as [`Self::load`] does, except that an explicitly empty
+    /// bundle (`"keys": []`) is taken: it trusts no key. That is how an operator withdraws the
+    /// last key of a running server; at start an empty bundle is a mistake, and refused.
+    pub fn reload(path: &Path, audience: &str) -> Result<Self, JwksError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| JwksError::Io(shown.clone(), e))?;
+        Self::parse(&text, audience, &shown, true)
+    }
+
     /// Builds a verifier from JWKS text; `shown` names the source in errors.
     pub fn from_jwks(text: &str, audience: &str, shown: &str) -> Result<Self, JwksError> {
+        Self::parse(text, audience, shown, false)
+    }
+
+    fn parse(
+        text: &str,
+        audience: &str,
+        shown: &str,
+        may_be_empty: bool,
+    ) -> Result<Self, JwksError> {
         // Make the crate's crypto backend explicit (aws-lc-rs, as everywhere else here); an
         // `Err` only means it is already installed.
         let _ = jsonwebtoken::crypto::CryptoProvider::install_default(
@@ -208,7 +226,7 @@ impl JwtSvidVerifier {
                 return Err(bad(format!("key id `{}` appears twice", echo(&kid))));
             }
         }
-        if trusted.is_empty() {
+        if trusted.is_empty() && !(may_be_empty && keys.is_empty()) {
             return Err(JwksError::NoKeys(shown.into()));
         }
         Ok(Self {
@@ -334,7 +352,7 @@ impl JwtSvidVerifier {
             .and_then(Value::as_u64)
             .ok_or_else(|| JwtSvidError::Claim("exp".into()))?;
         let now = jsonwebtoken::get_current_timestamp();
-        if exp > now.saturating_add(MAX_LIFETIME_SECONDS) {
+        if exp > now.saturating_add(MAX_LIFETIME_SECONDS + LEEWAY_SECONDS) {
             return Err(JwtSvidError::TooLong);
         }
         let nbf = match &claims.nbf {

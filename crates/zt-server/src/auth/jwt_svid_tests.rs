@@ -458,8 +458,17 @@ fn a_reloaded_bundle_trusts_only_its_own_keys() {
     assert!(bundle.verifier().verify(&by_new).is_ok());
 
     // A file that is not a bundle keeps the one in force, and says why.
-    std::fs::write(&path, "{\"keys\": []}").unwrap();
+    std::fs::write(&path, "not json").unwrap();
     bundle.reload("test");
     assert!(bundle.verifier().verify(&by_new).is_ok());
     assert!(bundle.last_error().is_some());
+
+    // An empty bundle is how the last key is withdrawn: nothing verifies.
+    write(json!([]));
+    bundle.reload("test");
+    assert_eq!(
+        bundle.verifier().verify(&by_new),
+        Err(JwtSvidError::UnknownKeyId("k2".into()))
+    );
+    assert_eq!(bundle.last_error(), None);
 }

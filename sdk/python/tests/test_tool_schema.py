@@ -52,3 +52,11 @@ def test_the_resource_is_chosen_among_declared_arguments_only() -> None:
     assert schema.resource(arguments) == "/etc/passwd"
     assert schema.declared_arguments(arguments) == {"path": "/etc/passwd"}
     assert UNKNOWN_SCHEMA.declared_arguments(arguments) == arguments
+
+
+def test_a_declared_candidate_that_is_not_a_name_decides_on_nothing() -> None:
+    # The tool acts on the array's path: deciding on `notes` would let the model choose.
+    arguments = {"path": ["/etc/shadow"], "name": "notes"}
+    assert extract_resource(arguments, {"path", "name"}) == ""
+    assert extract_resource({"resource": 5, "name": "n"}, {"resource", "name"}) == ""
+    assert extract_resource(arguments) == "notes"  # no schema: as before

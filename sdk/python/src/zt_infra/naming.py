@@ -28,16 +28,23 @@ def extract_resource(arguments: Mapping[str, Any], declared: Optional[Collection
 
     With `declared`, only those arguments are read: an argument the tool does not take (added
     by the model to steer the decision) never names the resource, and `owner/repo` needs both
-    names declared. `None` reads every argument, for callers that do not know the schema."""
+    names declared; nor does a later candidate when an earlier declared one is there but not a
+    name (`"path": ["/etc/shadow"]` beside `"name": "notes"` is decided on `""`), as the Rust
+    gateway reads it. `None` reads every argument, skipping what is not a name, as before, for
+    callers that do not know the schema."""
     arguments = declared_only(arguments, declared)
     owner = arguments.get("owner") or arguments.get("org") or arguments.get("organization")
     repo = arguments.get("repo") or arguments.get("repository")
     if isinstance(owner, str) and isinstance(repo, str) and owner and repo:
         return f"{owner}/{repo}"
     for key in ("resource", "repository", "repo", "path", "url", "name", "id"):
-        value = arguments.get(key)
+        if key not in arguments:
+            continue
+        value = arguments[key]
         if isinstance(value, str) and value.strip():
             return value.strip()
+        if declared is not None:
+            return ""
     return ""
 
 

@@ -183,20 +183,27 @@ pub(crate) async fn decide(
     .with_context_sha256(context_sha256)
     .with_resource_attributes_sha256(resource_attributes_sha256)
     .with_sandbox(sandbox);
-    // Queued at once (no await before it): from here a request abandoned while its record
-    // commits keeps the id spent, as the record will; before, dropping the reservation gave
-    // the id back.
-    let reserved = reservation.and_then(Reservation::queued);
-    let record = match state.ledger.append(draft).await {
-        Ok(record) => record,
-        Err(e) => {
-            // Not committed: the id is not spent, so the retry a 503 invites is not a replay.
-            if let Some((actor, id)) = reserved {
-                state.replay.release(&actor, &id);
-            }
-            return Err(e.into());
+    // From here the id stays reserved even if the request is abandoned, as its record may
+    // commit; before, dropping the reservation gave the id back.
+    let record = match reservation.and_then(Reservation::queued) {
+        None => state.ledger.append(draft).await,
+        Some((actor, id)) => {
+            // A record refused (503) spends no id, so the retry it invites is not a replay. The
+            // append and the release run in a task of their own: a client that goes away while
+            // its record is refused still gets its id back, never spent without a record.
+            let (ledger, replay) = (state.ledger.clone(), state.replay.clone());
+            tokio::spawn(async move {
+                let appended = ledger.append(draft).await;
+                if appended.is_err() {
+                    replay.release(&actor, &id);
+                }
+                appended
+            })
+            .await
+            .unwrap_or(Err(zt_ledger::LedgerError::Closed))
         }
     };
+    let record = record?;
     let allowed = record.body.decision == Decision::Allow;
     state.metrics.decision(allowed, started.elapsed());
     let answer = DecisionResponse::from_record(record.body, &record.current_hash, record.signature);

@@ -7,6 +7,7 @@
 use crate::common;
 use crate::custody_support as custody;
 
+use std::io::Write;
 use std::path::Path;
 
 use common::{sample, zt, Server};
@@ -188,6 +189,53 @@ fn kms_per_record_past_its_quota_answers_every_decision_and_keeps_one_chain() {
     // Every answered decision is a record and nothing else is: a batch signed in part stored
     // its signed prefix only, and the chain has no gap (verified below).
     assert_eq!(server.records().len(), before + committed);
+    stop_and_verify(server, dir.path());
+}
+
+#[test]
+fn a_request_id_whose_record_was_refused_after_its_client_left_is_not_spent() {
+    let Some(moto) = Moto::start(false, 1) else {
+        return;
+    };
+    let arn = moto.arns[0].clone();
+    let relay = Relay::start(moto.port);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = format!("aws-kms:{arn}");
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &signer, "--signer-timeout-ms", "1000"],
+        &Moto::env(relay.port),
+    );
+    register(&server);
+    // KMS cut off: the record will be refused after the 1 s signer deadline; the client sends
+    // a request id and goes away before that.
+    relay.set_cut(true);
+    let body = json!({"actor": "agent-1", "action": "read", "request_id": "once"}).to_string();
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        client,
+        "POST /actions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(client);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    relay.set_cut(false);
+    assert!(decide_until_signed(&server, 30), "the signer is back");
+    // No record holds the id, so it is not spent: decided, not refused as a replay.
+    let (status, answer) = server.json(
+        "POST",
+        "/actions",
+        Some(serde_json::from_str(&body).unwrap()),
+    );
+    assert_eq!(status, 403, "{answer}");
+    assert_eq!(answer["evidence"]["request_id"], json!("once"), "{answer}");
+    assert!(
+        !answer["reason"].as_str().unwrap().contains("replay"),
+        "{answer}"
+    );
     stop_and_verify(server, dir.path());
 }
 

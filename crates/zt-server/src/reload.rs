@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::auth::jwt_bundle::JwtSvidBundle;
 use crate::auth::AdminTokenSet;
 use crate::policy_reload::{self, Reloader};
+use crate::reloadable::ReloadedSetting;
 
 /// How often the files are checked for a change.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);

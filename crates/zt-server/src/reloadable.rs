@@ -114,6 +114,36 @@ impl<T> Reloadable<T> {
     }
 }
 
+/// A setting kept in a [`Reloadable`] file and put in force again by its own rules: what
+/// every such setting answers the same way.
+pub(crate) trait ReloadedSetting {
+    /// What the file holds.
+    type Value;
+
+    /// The file and what is in force.
+    fn file(&self) -> &Reloadable<Self::Value>;
+
+    /// Reads the file again and, if it is accepted, puts it in force; logs what changed.
+    fn reload(&self, trigger: &str);
+
+    /// The file.
+    fn path(&self) -> &Path {
+        self.file().path()
+    }
+
+    /// Why the last reload was refused, if the last attempt failed.
+    fn last_error(&self) -> Option<String> {
+        self.file().last_error()
+    }
+
+    /// Reloads the file if it changed since it was last read.
+    fn reload_if_changed(&self) {
+        if self.file().changed() {
+            self.reload("file change");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

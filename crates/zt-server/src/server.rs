@@ -20,6 +20,7 @@ use crate::policy_store::{PolicyFile, PolicyStore};
 use crate::proposals::Proposals;
 use crate::recent::RecentRequests;
 use crate::registry::Registry;
+use crate::reloadable::ReloadedSetting;
 use crate::replay::{reload_from_log, ReplayGuard};
 use crate::routes::router;
 use crate::state::{AppState, SharedState};

@@ -26,6 +26,23 @@ fn register(server: &Server) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// `zt serve --auth none` signing every record with moto's first key through a relay that can
+/// cut KMS off (signer deadline 1 s), `agent-1` registered: the relay, the data directory and
+/// the server.
+fn kms_per_record_behind_a_relay(moto: &Moto) -> (Relay, tempfile::TempDir, Server) {
+    let relay = Relay::start(moto.port);
+    let dir = tempfile::tempdir().unwrap();
+    let signer = format!("aws-kms:{}", moto.arns[0]);
+    let server = Server::start_with_env(
+        dir.path(),
+        "none",
+        &["--signer", &signer, "--signer-timeout-ms", "1000"],
+        &Moto::env(relay.port),
+    );
+    register(&server);
+    (relay, dir, server)
+}
+
 /// `n` decisions from `n` threads at once; their statuses.
 fn decide_many(server: &Server, n: usize) -> Vec<u16> {
     std::thread::scope(|scope| {
@@ -197,17 +214,7 @@ fn a_request_id_whose_record_was_refused_after_its_client_left_is_not_spent() {
     let Some(moto) = Moto::start(false, 1) else {
         return;
     };
-    let arn = moto.arns[0].clone();
-    let relay = Relay::start(moto.port);
-    let dir = tempfile::tempdir().unwrap();
-    let signer = format!("aws-kms:{arn}");
-    let server = Server::start_with_env(
-        dir.path(),
-        "none",
-        &["--signer", &signer, "--signer-timeout-ms", "1000"],
-        &Moto::env(relay.port),
-    );
-    register(&server);
+    let (relay, dir, server) = kms_per_record_behind_a_relay(&moto);
     // KMS cut off: the record will be refused after the 1 s signer deadline; the client sends
     // a request id and goes away before that.
     relay.set_cut(true);
@@ -244,17 +251,8 @@ fn kms_per_record_signs_every_record_fails_closed_when_cut_off_and_recovers() {
     let Some(moto) = Moto::start(false, 1) else {
         return;
     };
+    let (relay, dir, server) = kms_per_record_behind_a_relay(&moto);
     let arn = moto.arns[0].clone();
-    let relay = Relay::start(moto.port);
-    let dir = tempfile::tempdir().unwrap();
-    let signer = format!("aws-kms:{arn}");
-    let server = Server::start_with_env(
-        dir.path(),
-        "none",
-        &["--signer", &signer, "--signer-timeout-ms", "1000"],
-        &Moto::env(relay.port),
-    );
-    register(&server);
     assert!(decide_many(&server, 24).iter().all(|s| signed(*s)));
     // Every record is signed by the KMS key, named by its ARN, published at /audit/keys.
     assert!(key_ids(&server).iter().all(|k| *k == arn));

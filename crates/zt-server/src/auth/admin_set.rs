@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::admin_tokens::{AdminTokenError, AdminTokens};
-use crate::reloadable::Reloadable;
+use crate::reloadable::{Reloadable, ReloadedSetting};
 
 /// The admin tokens in force and the file they come from.
 #[derive(Debug)]
@@ -39,26 +39,21 @@ impl AdminTokenSet {
         self.tokens().names()
     }
 
-    /// The file.
-    pub(crate) fn path(&self) -> &Path {
-        self.file.path()
+    fn tokens(&self) -> Arc<AdminTokens> {
+        self.file.current()
     }
+}
 
-    /// Why the last reload was refused, if the last attempt failed.
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.file.last_error()
-    }
+impl ReloadedSetting for AdminTokenSet {
+    type Value = AdminTokens;
 
-    /// Reloads the file if it changed since it was last read.
-    pub(crate) fn reload_if_changed(&self) {
-        if self.file.changed() {
-            self.reload("file change");
-        }
+    fn file(&self) -> &Reloadable<AdminTokens> {
+        &self.file
     }
 
     /// Reads the file again and, if it is accepted, puts it in force; logs what changed
     /// (names only). A refused file keeps the set in force.
-    pub(crate) fn reload(&self, trigger: &str) {
+    fn reload(&self, trigger: &str) {
         match self.file.reload(AdminTokens::load) {
             Ok((before, now)) => {
                 let (before, after) = (before.names(), now.names());
@@ -80,10 +75,6 @@ impl AdminTokenSet {
                 "admin token file refused; the admins in force stay"
             ),
         }
-    }
-
-    fn tokens(&self) -> Arc<AdminTokens> {
-        self.file.current()
     }
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use crate::auth::admin_set::AdminTokenSet;
 use crate::auth::admin_token_file;
+use crate::reloadable::ReloadedSetting;
 
 const ALICE: &str = "zt_admin_Qm9iIGlzIGEgZ29vZCByZXZpZXdlci4gQWxpY2UgdG9v";
 const BOB: &str = "zt_admin_c2Vjb25kLWFkbWluLXRva2VuLWZvci10ZXN0cy0xMjM0";

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::jwt_svid::{JwksError, JwtSvidVerifier};
-use crate::reloadable::Reloadable;
+use crate::reloadable::{Reloadable, ReloadedSetting};
 
 /// The verifier of the bundle in force, and the file it comes from.
 #[derive(Debug)]
@@ -34,27 +34,18 @@ impl JwtSvidBundle {
     pub(crate) fn verifier(&self) -> Arc<JwtSvidVerifier> {
         self.file.current()
     }
+}
 
-    /// The file.
-    pub(crate) fn path(&self) -> &Path {
-        self.file.path()
-    }
+impl ReloadedSetting for JwtSvidBundle {
+    type Value = JwtSvidVerifier;
 
-    /// Why the last reload was refused, if the last attempt failed.
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.file.last_error()
-    }
-
-    /// Reloads the bundle if its file changed since it was last read.
-    pub(crate) fn reload_if_changed(&self) {
-        if self.file.changed() {
-            self.reload("file change");
-        }
+    fn file(&self) -> &Reloadable<JwtSvidVerifier> {
+        &self.file
     }
 
     /// Reads the bundle again and, if it is accepted, puts it in force; logs the key ids
     /// added and removed.
-    pub(crate) fn reload(&self, trigger: &str) {
+    fn reload(&self, trigger: &str) {
         match self
             .file
             .reload(|path| JwtSvidVerifier::reload(path, &self.audience))

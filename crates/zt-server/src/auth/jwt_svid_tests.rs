@@ -11,6 +11,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::reloadable::ReloadedSetting;
 
 const AUD: &str = "zt-control-plane";
 const SUB: &str = "spiffe://example.org/agent/billing";

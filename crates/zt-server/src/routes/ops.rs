@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::config::AuthMode;
+use crate::reloadable::ReloadedSetting;
 use crate::state::SharedState;
 
 /// The operations router.

@@ -180,27 +180,13 @@ impl RemoteKey for KmsKey {
         &self.identity
     }
 
+    /// All or nothing: [`RemoteKey::sign_each`], failed by its first failure in order.
     fn sign_digests(
         &self,
         digests: &[Digest32],
         deadline: Duration,
     ) -> Result<Vec<Vec<u8>>, SignError> {
-        let runtime = self.runtime.0.as_ref().ok_or(SignError::Sign)?;
-        let (client, arn, digests) = (self.client.clone(), self.arn(), digests.to_vec());
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        on(runtime, deadline, async move {
-            let mut calls = start_calls(&client, &arn, &digests, &slots);
-            let mut signatures = vec![Vec::new(); digests.len()];
-            while let Some(joined) = calls.join_next().await {
-                // The first failure fails the batch; dropping the set aborts the rest.
-                let (i, der) =
-                    joined.map_err(|e| SignError::Unavailable(format!("sign task: {e}")))?;
-                if let Some(slot) = signatures.get_mut(i) {
-                    *slot = der?;
-                }
-            }
-            Ok(signatures)
-        })
+        self.sign_each(digests, deadline).into_iter().collect()
     }
 
     fn sign_each(

@@ -48,14 +48,26 @@ async fn head(State(state): State<SharedState>) -> Json<AuditHead> {
 /// store, not from memory.
 async fn keys(State(state): State<SharedState>) -> Result<Json<Jwks>, ApiError> {
     let ledger = state.ledger.clone();
-    let keys = tokio::task::spawn_blocking(move || ledger.keys())
+    let keys = read_store("reading the published audit keys failed", move || {
+        ledger.keys()
+    })
+    .await?;
+    Ok(Json(keys))
+}
+
+/// Runs a read of the audit store on a blocking thread; a failure is logged as `failed` and
+/// answered 500.
+async fn read_store<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    failed: &'static str,
+    read: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read)
         .await
         .map_err(|_| ApiError::Internal)?
         .map_err(|e| {
-            tracing::error!(error = %e, "reading the published audit keys failed");
+            tracing::error!(error = %e, "{failed}");
             ApiError::Internal
-        })?;
-    Ok(Json(keys))
+        })
 }
 
 /// Parses `from=SEQ&limit=N`; anything else in the query is an error, not ignored.
@@ -100,15 +112,10 @@ async fn records(
 ) -> Result<Response, ApiError> {
     let (from, limit) = page_params(query.as_deref())?;
     let ledger = state.ledger.clone();
-    let body = tokio::task::spawn_blocking(move || {
+    let body = read_store("reading audit records failed", move || {
         read_page(|from, n| ledger.read(from, n), from, limit, MAX_PAGE_BYTES)
     })
-    .await
-    .map_err(|_| ApiError::Internal)?
-    .map_err(|e| {
-        tracing::error!(error = %e, "reading audit records failed");
-        ApiError::Internal
-    })?;
+    .await?;
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

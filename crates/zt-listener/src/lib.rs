@@ -178,9 +178,10 @@ impl std::fmt::Debug for Apps {
 pub struct Tls<P> {
     /// The server's TLS configuration.
     pub acceptor: TlsAcceptor,
-    /// The peer's identity from its leaf certificate, handed to every request of the connection
-    /// as an extension (`None`: no identity, nothing inserted).
-    pub identify: fn(&CertificateDer<'_>) -> Option<P>,
+    /// The peer's identity from the certificates it presented (its leaf first, then any
+    /// intermediates), handed to every request of the connection as an extension (`None`: no
+    /// identity, nothing inserted).
+    pub identify: fn(&[CertificateDer<'_>]) -> Option<P>,
     /// Called for every handshake that fails or times out (for a metric).
     pub on_handshake_failure: Arc<dyn Fn() + Send + Sync>,
 }
@@ -485,7 +486,7 @@ async fn connection<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
         .get_ref()
         .1
         .peer_certificates()
-        .and_then(<[CertificateDer<'_>]>::first)
+        .filter(|chain| !chain.is_empty())
         .and_then(tls.identify);
     tracing::debug!(%remote, identity = ?peer, "tls connection");
     http.serve(TokioIo::new(stream), peer).await;

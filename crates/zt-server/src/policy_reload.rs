@@ -8,7 +8,6 @@
 //! API's two-admin proposals are for policies managed through the API.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::Mutex;
 use zt_contract::{AdminAction, RecordDraft};
@@ -20,9 +19,9 @@ use crate::policy_store::{FileAtStart, PolicyStore, PolicyStoreError};
 /// Who reloads, in the audit record.
 pub(crate) const RELOADER: &str = "policy-file";
 
-/// The file's modification time, to notice a change.
-pub(crate) fn modified(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The file's version, to notice a change.
+pub(crate) fn version(path: &std::path::Path) -> Option<crate::reloadable::FileVersion> {
+    crate::reloadable::FileVersion::of(path)
 }
 
 /// All a reload touches: the policy it replaces, the lock that orders it among admin

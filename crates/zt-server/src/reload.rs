@@ -34,7 +34,7 @@ pub(crate) async fn watch(
             None
         }
     };
-    let mut policy_seen = policy_file.as_deref().and_then(policy_reload::modified);
+    let mut policy_seen = policy_file.as_deref().and_then(policy_reload::version);
     let mut ticker = tokio::time::interval(POLL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -62,7 +62,7 @@ pub(crate) async fn watch(
                 }
                 match &policy_file {
                     Some(path) => {
-                        policy_seen = policy_reload::modified(path);
+                        policy_seen = policy_reload::version(path);
                         policy_reload::reload(&policy, path, "SIGHUP").await;
                     }
                     None => tracing::info!("SIGHUP: no --policy file to reload (the policy is managed through the API)"),
@@ -76,7 +76,7 @@ pub(crate) async fn watch(
                     bundle.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {
-                    let now = policy_reload::modified(path);
+                    let now = policy_reload::version(path);
                     if now != policy_seen {
                         policy_seen = now;
                         policy_reload::reload(&policy, path, "file change").await;

@@ -6,29 +6,53 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-/// What identifies one version of a file without reading it: inode, size and modification
-/// time (an atomic replacement changes the inode, an edit in place the size or time).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+/// What identifies one version of a file: inode, size, modification time and, for a file of
+/// up to [`DIGESTED_UP_TO`] bytes, the SHA-256 of its contents. The contents matter because
+/// an edit in place that keeps the size, within the file system's timestamp granularity (or
+/// by a tool that restores the time), changes nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileVersion {
     inode: u64,
     size: u64,
     modified_ns: i128,
+    contents_sha256: Option<[u8; 32]>,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        inode: meta.ino(),
-        size: meta.size(),
-        modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-    })
+/// Files larger than this are told apart by their metadata alone (every file these settings
+/// read is far smaller; reading one a second must stay cheap).
+const DIGESTED_UP_TO: u64 = 4 * 1024 * 1024;
+
+impl FileVersion {
+    /// The version of the file at `path` now, or `None` if it cannot be read.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        use std::io::Read as _;
+        let mut file = std::fs::File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        let contents_sha256 = (meta.size() <= DIGESTED_UP_TO)
+            .then(|| {
+                let mut contents = Vec::new();
+                file.by_ref()
+                    .take(DIGESTED_UP_TO + 1)
+                    .read_to_end(&mut contents)
+                    .ok()?;
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &contents);
+                <[u8; 32]>::try_from(digest.as_ref()).ok()
+            })
+            .flatten();
+        Some(Self {
+            inode: meta.ino(),
+            size: meta.size(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            contents_sha256,
+        })
+    }
 }
 
 /// `T` as last read from `path`.
 pub(crate) struct Reloadable<T> {
     path: PathBuf,
     current: RwLock<Arc<T>>,
-    seen: Mutex<Option<Stamp>>,
+    seen: Mutex<Option<FileVersion>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -45,7 +69,7 @@ impl<T> Reloadable<T> {
     /// `value`, read from `path` at start.
     pub(crate) fn new(path: PathBuf, value: T) -> Self {
         Self {
-            seen: Mutex::new(stamp(&path)),
+            seen: Mutex::new(FileVersion::of(&path)),
             path,
             current: RwLock::new(Arc::new(value)),
             last_error: Mutex::new(None),
@@ -75,7 +99,7 @@ impl<T> Reloadable<T> {
 
     /// Whether the file changed since it was last read; marks it read.
     pub(crate) fn changed(&self) -> bool {
-        let now = stamp(&self.path);
+        let now = FileVersion::of(&self.path);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = *seen != now;
         *seen = now;
@@ -88,7 +112,7 @@ impl<T> Reloadable<T> {
         &self,
         load: impl FnOnce(&Path) -> Result<T, E>,
     ) -> Result<(Arc<T>, Arc<T>), String> {
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = stamp(&self.path);
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = FileVersion::of(&self.path);
         // Read before the error's lock is taken: `/health` reads it meanwhile.
         let loaded = load(&self.path);
         let mut last_error = self
@@ -175,5 +199,24 @@ mod tests {
         std::fs::write(&path, "three").unwrap();
         file.reload(read).unwrap();
         assert_eq!(file.last_error(), None);
+    }
+
+    #[test]
+    fn an_edit_that_keeps_the_size_and_the_time_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, "one").unwrap();
+        let file = Reloadable::new(path.clone(), read(&path).unwrap());
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // The same size, in place, and the time put back as a coarse clock would leave it.
+        std::fs::write(&path, "two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(before)
+            .unwrap();
+        assert!(file.changed());
+        assert!(!file.changed(), "seen once");
     }
 }

@@ -109,15 +109,31 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
 }
 
 /// The identity a connection's (verified) client certificate proves, given to each of its
-/// requests by the listener.
-pub(crate) fn peer_identity(leaf: &CertificateDer<'_>) -> Option<crate::auth::PeerIdentity> {
-    let spiffe_id = spiffe_id_of(leaf)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let not_after = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+/// requests by the listener. `chain` is what the client presented, its leaf first.
+///
+/// The identity lasts until the earliest `notAfter` among those certificates: the handshake
+/// checked the validity of the leaf and of the intermediates it chained through, and a
+/// connection kept alive must not outlast any of them. A certificate presented but not read
+/// (which rustls may accept, as an intermediate it did not need) leaves the identity without
+/// a validity, and then it proves nothing ([`crate::auth::PeerIdentity::expired`]).
+pub(crate) fn peer_identity(chain: &[CertificateDer<'_>]) -> Option<crate::auth::PeerIdentity> {
+    let spiffe_id = spiffe_id_of(chain.first()?)?;
     Some(crate::auth::PeerIdentity {
         spiffe_id,
-        not_after: std::time::UNIX_EPOCH + std::time::Duration::from_secs(not_after),
+        not_after: earliest_not_after(chain),
     })
+}
+
+/// The earliest `notAfter` of `chain`, or `None` if one of its certificates cannot be read.
+fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<std::time::SystemTime> {
+    let mut earliest: Option<std::time::SystemTime> = None;
+    for cert in chain {
+        let (_, cert) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+        let not_after = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        earliest = Some(earliest.map_or(not_after, |e| e.min(not_after)));
+    }
+    earliest
 }
 
 /// The SPIFFE ID of a (verified) leaf certificate: its only URI SAN, if that is a valid SPIFFE
@@ -130,4 +146,75 @@ pub(crate) fn spiffe_id_of(leaf: &CertificateDer<'_>) -> Option<SpiffeId> {
         return None;
     }
     SpiffeId::parse(only).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const BILLING: &str = "spiffe://example.org/agent/billing";
+
+    /// The first of January of `year`, in seconds since the epoch.
+    fn new_year(year: i32) -> u64 {
+        u64::try_from(rcgen::date_time_ymd(year, 1, 1).unix_timestamp()).unwrap()
+    }
+
+    /// A root, an intermediate valid until `intermediate_until`, and a SPIFFE leaf under it
+    /// valid until `leaf_until`: the leaf and the intermediate, as a client presents them.
+    fn chain(intermediate_until: i32, leaf_until: i32) -> Vec<CertificateDer<'static>> {
+        let ca = |params: &mut CertificateParams| {
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        };
+        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca(&mut root);
+        let root = CertifiedIssuer::self_signed(root, KeyPair::generate().unwrap()).unwrap();
+        let mut middle = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca(&mut middle);
+        middle.not_after = rcgen::date_time_ymd(intermediate_until, 1, 1);
+        let middle =
+            CertifiedIssuer::signed_by(middle, KeyPair::generate().unwrap(), &root).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.subject_alt_names
+            .push(SanType::URI(BILLING.try_into().unwrap()));
+        leaf.not_after = rcgen::date_time_ymd(leaf_until, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&key, &middle).unwrap();
+        vec![leaf.der().clone(), middle.der().clone()]
+    }
+
+    #[test]
+    fn the_identity_lasts_until_the_first_certificate_of_the_chain_expires() {
+        let (soon, later) = (2096, 2099);
+        let soon_at = Some(UNIX_EPOCH + Duration::from_secs(new_year(soon)));
+        let by_intermediate = peer_identity(&chain(soon, later)).unwrap();
+        assert_eq!(by_intermediate.spiffe_id.as_str(), BILLING);
+        assert_eq!(by_intermediate.not_after, soon_at);
+        let by_leaf = peer_identity(&chain(later, soon)).unwrap();
+        assert_eq!(by_leaf.not_after, soon_at);
+        assert!(!by_leaf.expired());
+
+        let past = peer_identity(&chain(2001, later)).unwrap();
+        assert!(past.expired(), "an expired intermediate ends the identity");
+    }
+
+    #[test]
+    fn a_presented_certificate_that_cannot_be_read_leaves_an_identity_that_proves_nothing() {
+        let mut presented = chain(2096, 2099);
+        presented.push(CertificateDer::from(b"not a certificate".to_vec()));
+        let peer = peer_identity(&presented).unwrap();
+        assert_eq!(peer.not_after, None);
+        assert!(peer.expired());
+    }
+
+    #[test]
+    fn a_leaf_without_a_spiffe_id_is_no_identity() {
+        let mut params = CertificateParams::new(vec!["client.example.org".into()]).unwrap();
+        params.is_ca = IsCa::NoCa;
+        let key = KeyPair::generate().unwrap();
+        let leaf = params.self_signed(&key).unwrap();
+        assert_eq!(peer_identity(&[leaf.der().clone()]), None);
+        assert_eq!(peer_identity(&[]), None);
+    }
 }

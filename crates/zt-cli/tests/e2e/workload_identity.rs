@@ -348,6 +348,75 @@ fn a_connection_kept_alive_past_its_certificate_proves_nothing() {
 }
 
 #[test]
+fn a_connection_kept_alive_past_its_intermediate_proves_nothing() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
+    // The leaf is valid for a day; the intermediate it was issued by, for 4 seconds.
+    let not_after = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let intermediate = pki.intermediate_until(not_after);
+    let config = pki.client_config(Some(&pki.client_via(&intermediate, &[BILLING])));
+    let mut connection = KeepAlive::open(server.port, &config);
+    let ask = json!({"action": "invoices.read"}).to_string();
+    let (s, first) = connection.post("/actions", &ask);
+    assert_eq!(
+        (s, first["actor"].as_str()),
+        (200, Some(BILLING)),
+        "{first}"
+    );
+
+    let past = not_after + time::Duration::milliseconds(1500) - time::OffsetDateTime::now_utc();
+    std::thread::sleep(past.try_into().unwrap());
+    let (s, second) = connection.post("/actions", &ask);
+    assert_eq!(s, 401, "{second}");
+    assert!(
+        second["error"].as_str().unwrap().contains("has expired"),
+        "{second}"
+    );
+    assert!(https(server.port, &config, "GET", "/health", &[], None).is_err());
+    let log = records(&server, &anonymous, &admin);
+    assert_eq!(decisions(&log), 1, "the refused request was not decided");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn a_certificate_presented_that_cannot_be_read_names_no_caller() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
+    // A valid SPIFFE leaf, followed by a "certificate" that is not one: the handshake's path
+    // needs only the leaf and the CA, so it succeeds; the identity's validity is unknown.
+    use base64::Engine as _;
+    let mut identity = pki.client(&[BILLING]);
+    identity.cert.push_str(&format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode([0x30, 0x03, 0x02, 0x01, 0x01])
+    ));
+    let config = pki.client_config(Some(&identity));
+    let ask = json!({"action": "invoices.read"}).to_string();
+    let (s, _, body) = https(
+        server.port,
+        &config,
+        "POST",
+        "/actions",
+        &[],
+        Some(ask.as_bytes()),
+    )
+    .expect("the handshake succeeds");
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(s, 401, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("cannot be read"),
+        "{answer}"
+    );
+    let log = records(&server, &anonymous, &admin);
+    assert_eq!(decisions(&log), 0, "nothing was decided");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn an_audit_stream_opened_with_a_certificate_ends_when_it_expires() {
     let pki = Pki::new("zt test ca");
     let dir = tempfile::tempdir().unwrap();

@@ -185,6 +185,9 @@ fn trusted_peer<'p>(
     let Some(peer) = parts.extensions.get::<PeerIdentity>() else {
         return Ok(None);
     };
+    if peer.not_after.is_none() {
+        return Err(CERTIFICATE_UNREADABLE);
+    }
     if peer.expired() {
         return Err(CERTIFICATE_EXPIRED);
     }
@@ -196,9 +199,14 @@ fn trusted_peer<'p>(
         .ok_or(UNTRUSTED_DOMAIN)
 }
 
-/// A connection kept alive past its client certificate's `notAfter`.
+/// A connection kept alive past its client certificate's `notAfter` (or an intermediate's).
 const CERTIFICATE_EXPIRED: ApiError = ApiError::Unauthenticated(
     "the connection's client certificate has expired; connect again with a current one",
+);
+
+/// A connection whose client presented a certificate whose validity cannot be read.
+const CERTIFICATE_UNREADABLE: ApiError = ApiError::Unauthenticated(
+    "a certificate the client presented cannot be read for its validity; present only the client certificate and its intermediates",
 );
 
 /// A JWT-SVID's `id`, refused if its trust domain is not one this server trusts.
@@ -357,7 +365,8 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     .extensions
                     .get::<PeerIdentity>()
                     .filter(|peer| peer.spiffe_id == id)
-                    .map(|peer| peer.not_after);
+                    // Unknown validity: already expired, never trusted for longer.
+                    .map(|peer| peer.not_after.unwrap_or(std::time::UNIX_EPOCH));
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,

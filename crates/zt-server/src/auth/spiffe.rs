@@ -12,14 +12,16 @@ pub use zt_contract::names::SpiffeId;
 pub(crate) struct PeerIdentity {
     /// The SPIFFE ID of the client certificate.
     pub spiffe_id: SpiffeId,
-    /// The certificate's `notAfter`: checked at the handshake by the verifier, and again on
-    /// every request, since a connection kept alive can outlive its certificate.
-    pub not_after: std::time::SystemTime,
+    /// The earliest `notAfter` of the certificates the client presented (checked at the
+    /// handshake by the verifier, and again on every request, since a connection kept alive
+    /// can outlive its certificate), or `None` if one of them could not be read.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 impl PeerIdentity {
-    /// Whether the certificate has expired since the handshake.
+    /// Whether the certificate has expired since the handshake, or its validity is unknown.
     pub(crate) fn expired(&self) -> bool {
-        std::time::SystemTime::now() > self.not_after
+        self.not_after
+            .is_none_or(|not_after| std::time::SystemTime::now() > not_after)
     }
 }

@@ -95,6 +95,42 @@ impl Pki {
         self.client_params(uris, params)
     }
 
+    /// An intermediate CA under this one, valid until `not_after`.
+    pub(crate) fn intermediate_until(
+        &self,
+        not_after: time::OffsetDateTime,
+    ) -> CertifiedIssuer<'static, KeyPair> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "zt test intermediate");
+        params.not_after = not_after;
+        CertifiedIssuer::signed_by(params, KeyPair::generate().unwrap(), &self.ca).unwrap()
+    }
+
+    /// A client certificate with these URI SANs issued by `intermediate`, presented with it.
+    pub(crate) fn client_via(
+        &self,
+        intermediate: &CertifiedIssuer<'static, KeyPair>,
+        uris: &[&str],
+    ) -> Identity {
+        let mut params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
+        let key = KeyPair::generate().unwrap();
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.to_string().try_into().unwrap()));
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, intermediate).unwrap();
+        Identity {
+            cert: format!("{}{}", cert.pem(), intermediate.pem()),
+            key: key.serialize_pem(),
+        }
+    }
+
     fn client_params(&self, uris: &[&str], mut params: CertificateParams) -> Identity {
         let key = KeyPair::generate().unwrap();
         for uri in uris {
@@ -126,7 +162,9 @@ impl Pki {
             None => builder.with_no_client_auth(),
             Some(id) => builder
                 .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_slice(id.cert.as_bytes()).unwrap()],
+                    CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap(),
                     PrivateKeyDer::from_pem_slice(id.key.as_bytes()).unwrap(),
                 )
                 .unwrap(),

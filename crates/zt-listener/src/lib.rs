@@ -174,6 +174,10 @@ impl std::fmt::Debug for Apps {
     }
 }
 
+/// What a connection's client certificate chain (as presented, its leaf first) tells about
+/// the peer.
+pub type Identify<P> = Arc<dyn Fn(&[CertificateDer<'_>]) -> Option<P> + Send + Sync>;
+
 /// HTTPS: the acceptor, and what a client certificate tells about the peer.
 pub struct Tls<P> {
     /// The server's TLS configuration.
@@ -181,7 +185,7 @@ pub struct Tls<P> {
     /// The peer's identity from the certificates it presented (its leaf first, then any
     /// intermediates), handed to every request of the connection as an extension (`None`: no
     /// identity, nothing inserted).
-    pub identify: fn(&[CertificateDer<'_>]) -> Option<P>,
+    pub identify: Identify<P>,
     /// Called for every handshake that fails or times out (for a metric).
     pub on_handshake_failure: Arc<dyn Fn() + Send + Sync>,
 }
@@ -196,7 +200,7 @@ impl<P> Clone for Tls<P> {
     fn clone(&self) -> Self {
         Self {
             acceptor: self.acceptor.clone(),
-            identify: self.identify,
+            identify: self.identify.clone(),
             on_handshake_failure: self.on_handshake_failure.clone(),
         }
     }
@@ -487,7 +491,7 @@ async fn connection<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
         .1
         .peer_certificates()
         .filter(|chain| !chain.is_empty())
-        .and_then(tls.identify);
+        .and_then(|chain| (tls.identify)(chain));
     tracing::debug!(%remote, identity = ?peer, "tls connection");
     http.serve(TokioIo::new(stream), peer).await;
 }

@@ -104,6 +104,10 @@ pub struct TlsConfig {
     pub private_key: PathBuf,
     /// Client certificates.
     pub client_certs: ClientCerts,
+    /// PEM bundles of the authorities that alone may vouch for the SPIFFE IDs of one trust
+    /// domain (`--client-ca-for DOMAIN=FILE`): a client certificate naming an ID of such a
+    /// domain must chain to that bundle; one naming any other domain, to the `ClientCerts` CA.
+    pub client_ca_by_domain: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Whether and how TLS clients present certificates.

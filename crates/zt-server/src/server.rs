@@ -383,9 +383,9 @@ pub async fn serve(
     };
     let gauges = state.metrics.connection_gauges();
     let metrics = state.metrics.clone();
-    let tls = tls.map(|acceptor| zt_listener::Tls {
+    let tls = tls.map(|(acceptor, authorities)| zt_listener::Tls {
         acceptor,
-        identify: crate::tls::peer_identity,
+        identify: Arc::new(move |chain: &[_]| authorities.identify(chain)),
         on_handshake_failure: Arc::new(move || metrics.tls_handshake_failed()),
     });
     zt_listener::serve_connections(

@@ -13,12 +13,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::SpiffeId;
+use crate::auth::{PeerIdentity, SpiffeId, Unproven};
 use crate::config::{ClientCerts, TlsConfig};
 
 /// Why the TLS settings cannot be used.
@@ -55,8 +57,11 @@ fn certificates(
 }
 
 /// Builds the TLS acceptor: the server's chain and key, TLS 1.3 and 1.2 with aws-lc-rs, ALPN
-/// `http/1.1`, and the client-certificate policy.
-pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError> {
+/// `http/1.1`, and the client-certificate policy; and the authorities that give a client
+/// certificate's SPIFFE ID its standing ([`ClientAuthorities`]).
+pub(crate) fn acceptor(
+    config: &TlsConfig,
+) -> Result<(TlsAcceptor, ClientAuthorities), TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates("tls certificate file", &config.cert_chain)?;
     if chain.is_empty() {
@@ -71,14 +76,29 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
     if std::fs::metadata(&config.private_key).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
         return Err(TlsSetupError::KeyReadable(key_shown));
     }
+    let mut authorities = ClientAuthorities {
+        general: Vec::new(),
+        by_domain: HashMap::new(),
+        algorithms: provider.signature_verification_algorithms.all,
+    };
     let verifier = match &config.client_certs {
-        ClientCerts::NotRequested => WebPkiClientVerifier::no_client_auth(),
+        ClientCerts::NotRequested => {
+            if !config.client_ca_by_domain.is_empty() {
+                return Err(TlsSetupError::Config(
+                    "per-domain client CAs need client certificates (--client-ca)".into(),
+                ));
+            }
+            WebPkiClientVerifier::no_client_auth()
+        }
         ClientCerts::Optional { ca } | ClientCerts::Required { ca } => {
+            // The handshake accepts a chain to any of the authorities; the identity's own
+            // trust domain is checked after it, by `ClientAuthorities::identify`.
             let mut roots = RootCertStore::empty();
-            let (added, _ignored) =
-                roots.add_parsable_certificates(certificates("client ca file", ca)?);
-            if added == 0 {
-                return Err(TlsSetupError::NoClientCa(ca.display().to_string()));
+            authorities.general = anchors("client ca file", ca, &mut roots)?;
+            for (domain, bundle) in &config.client_ca_by_domain {
+                let domain_anchors =
+                    anchors("client ca file for a trust domain", bundle, &mut roots)?;
+                authorities.by_domain.insert(domain.clone(), domain_anchors);
             }
             let builder =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
@@ -105,23 +125,93 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsSetupError>
         server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         server.send_tls13_tickets = 0;
     }
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    Ok((TlsAcceptor::from(Arc::new(server)), authorities))
 }
 
-/// The identity a connection's (verified) client certificate proves, given to each of its
-/// requests by the listener. `chain` is what the client presented, its leaf first.
-///
-/// The identity lasts until the earliest `notAfter` among those certificates: the handshake
-/// checked the validity of the leaf and of the intermediates it chained through, and a
-/// connection kept alive must not outlast any of them. A certificate presented but not read
-/// (which rustls may accept, as an intermediate it did not need) leaves the identity without
-/// a validity, and then it proves nothing ([`crate::auth::PeerIdentity::expired`]).
-pub(crate) fn peer_identity(chain: &[CertificateDer<'_>]) -> Option<crate::auth::PeerIdentity> {
-    let spiffe_id = spiffe_id_of(chain.first()?)?;
-    Some(crate::auth::PeerIdentity {
-        spiffe_id,
-        not_after: earliest_not_after(chain),
-    })
+/// The CA certificates of `path` as trust anchors, also added to `roots`; a file without one
+/// is refused.
+fn anchors(
+    what: &'static str,
+    path: &Path,
+    roots: &mut RootCertStore,
+) -> Result<Vec<TrustAnchor<'static>>, TlsSetupError> {
+    let found: Vec<TrustAnchor<'static>> = certificates(what, path)?
+        .iter()
+        .filter_map(|cert| webpki::anchor_from_trusted_cert(cert).ok())
+        .map(|anchor| anchor.to_owned())
+        .collect();
+    if found.is_empty() {
+        return Err(TlsSetupError::NoClientCa(path.display().to_string()));
+    }
+    roots.extend(found.iter().cloned());
+    Ok(found)
+}
+
+/// Who may vouch for a client certificate's SPIFFE ID: the authorities given for its trust
+/// domain (`--client-ca-for DOMAIN=FILE`) if there are, otherwise those of `--client-ca`.
+/// The handshake accepts a chain to any of them; the identity is given only if the chain also
+/// leads to an authority of the ID's own trust domain, so one domain's CA cannot name another
+/// domain's workloads (SPIFFE's bundles are per trust domain). With `--client-ca` alone, the
+/// second verification is the handshake's again.
+pub(crate) struct ClientAuthorities {
+    general: Vec<TrustAnchor<'static>>,
+    by_domain: HashMap<String, Vec<TrustAnchor<'static>>>,
+    algorithms: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+}
+
+impl ClientAuthorities {
+    /// The identity a connection's client certificate chain (as presented, its leaf first,
+    /// already verified by the handshake) proves, given to each of its requests by the
+    /// listener; `None` if the leaf names no SPIFFE ID.
+    ///
+    /// It lasts until the earliest `notAfter` along the verified path (the leaf and the
+    /// intermediates it chains through): a connection kept alive must not outlast any of them.
+    pub(crate) fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
+        let (leaf, intermediates) = chain.split_first()?;
+        let spiffe_id = spiffe_id_of(leaf)?;
+        let anchors = self
+            .by_domain
+            .get(spiffe_id.trust_domain())
+            .unwrap_or(&self.general);
+        let standing = self.standing(leaf, intermediates, anchors);
+        Some(PeerIdentity {
+            spiffe_id,
+            standing,
+        })
+    }
+
+    /// Verifies the chain again against `anchors` alone: until when it proves the leaf's
+    /// identity, or why it does not.
+    fn standing(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        anchors: &[TrustAnchor<'_>],
+    ) -> Result<std::time::SystemTime, Unproven> {
+        let cert = webpki::EndEntityCert::try_from(leaf).map_err(|_| Unproven::Unreadable)?;
+        let verified = cert.verify_for_usage(
+            self.algorithms,
+            anchors,
+            intermediates,
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        );
+        match verified {
+            Ok(path) => {
+                let path: Vec<CertificateDer<'_>> = std::iter::once(leaf.clone())
+                    .chain(path.intermediate_certificates().map(|c| c.der()))
+                    .collect();
+                earliest_not_after(&path).ok_or(Unproven::Unreadable)
+            }
+            // Valid at the handshake, not now: expired since (or a clock stepped back).
+            Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }) => {
+                Ok(std::time::UNIX_EPOCH)
+            }
+            Err(_) => Err(Unproven::NotByItsDomain),
+        }
+    }
 }
 
 /// The earliest `notAfter` of `chain`, or `None` if one of its certificates cannot be read.
@@ -161,60 +251,140 @@ mod tests {
         u64::try_from(rcgen::date_time_ymd(year, 1, 1).unix_timestamp()).unwrap()
     }
 
-    /// A root, an intermediate valid until `intermediate_until`, and a SPIFFE leaf under it
-    /// valid until `leaf_until`: the leaf and the intermediate, as a client presents them.
-    fn chain(intermediate_until: i32, leaf_until: i32) -> Vec<CertificateDer<'static>> {
-        let ca = |params: &mut CertificateParams| {
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        };
-        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca(&mut root);
-        let root = CertifiedIssuer::self_signed(root, KeyPair::generate().unwrap()).unwrap();
-        let mut middle = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca(&mut middle);
-        middle.not_after = rcgen::date_time_ymd(intermediate_until, 1, 1);
-        let middle =
-            CertifiedIssuer::signed_by(middle, KeyPair::generate().unwrap(), &root).unwrap();
+    fn ca_params(until: Option<i32>) -> CertificateParams {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        if let Some(year) = until {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        }
+        params
+    }
+
+    fn root() -> CertifiedIssuer<'static, KeyPair> {
+        CertifiedIssuer::self_signed(ca_params(None), KeyPair::generate().unwrap()).unwrap()
+    }
+
+    fn anchor(ca: &CertifiedIssuer<'static, KeyPair>) -> TrustAnchor<'static> {
+        webpki::anchor_from_trusted_cert(ca.der())
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A leaf naming `uri` valid until `leaf_until`, under an intermediate of `root` valid
+    /// until `intermediate_until`: the leaf and the intermediate, as a client presents them.
+    fn chain(
+        root: &CertifiedIssuer<'static, KeyPair>,
+        uri: &str,
+        intermediate_until: i32,
+        leaf_until: i32,
+    ) -> Vec<CertificateDer<'static>> {
+        let middle = CertifiedIssuer::signed_by(
+            ca_params(Some(intermediate_until)),
+            KeyPair::generate().unwrap(),
+            root,
+        )
+        .unwrap();
         let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
         leaf.subject_alt_names
-            .push(SanType::URI(BILLING.try_into().unwrap()));
+            .push(SanType::URI(uri.try_into().unwrap()));
         leaf.not_after = rcgen::date_time_ymd(leaf_until, 1, 1);
-        let key = KeyPair::generate().unwrap();
-        let leaf = leaf.signed_by(&key, &middle).unwrap();
+        let leaf = leaf
+            .signed_by(&KeyPair::generate().unwrap(), &middle)
+            .unwrap();
         vec![leaf.der().clone(), middle.der().clone()]
     }
 
-    #[test]
-    fn the_identity_lasts_until_the_first_certificate_of_the_chain_expires() {
-        let (soon, later) = (2096, 2099);
-        let soon_at = Some(UNIX_EPOCH + Duration::from_secs(new_year(soon)));
-        let by_intermediate = peer_identity(&chain(soon, later)).unwrap();
-        assert_eq!(by_intermediate.spiffe_id.as_str(), BILLING);
-        assert_eq!(by_intermediate.not_after, soon_at);
-        let by_leaf = peer_identity(&chain(later, soon)).unwrap();
-        assert_eq!(by_leaf.not_after, soon_at);
-        assert!(!by_leaf.expired());
-
-        let past = peer_identity(&chain(2001, later)).unwrap();
-        assert!(past.expired(), "an expired intermediate ends the identity");
+    fn authorities(
+        general: &[&CertifiedIssuer<'static, KeyPair>],
+        by_domain: &[(&str, &CertifiedIssuer<'static, KeyPair>)],
+    ) -> ClientAuthorities {
+        ClientAuthorities {
+            general: general.iter().map(|ca| anchor(ca)).collect(),
+            by_domain: by_domain
+                .iter()
+                .map(|(domain, ca)| (domain.to_string(), vec![anchor(ca)]))
+                .collect(),
+            algorithms: rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .all,
+        }
     }
 
     #[test]
-    fn a_presented_certificate_that_cannot_be_read_leaves_an_identity_that_proves_nothing() {
-        let mut presented = chain(2096, 2099);
+    fn the_identity_lasts_until_the_first_certificate_of_its_path_expires() {
+        let ca = root();
+        let ours = authorities(&[&ca], &[]);
+        let (soon, later) = (2096, 2099);
+        let soon_at = Ok(UNIX_EPOCH + Duration::from_secs(new_year(soon)));
+        let by_intermediate = ours.identify(&chain(&ca, BILLING, soon, later)).unwrap();
+        assert_eq!(by_intermediate.spiffe_id.as_str(), BILLING);
+        assert_eq!(by_intermediate.standing, soon_at);
+        let by_leaf = ours.identify(&chain(&ca, BILLING, later, soon)).unwrap();
+        assert_eq!(by_leaf.standing, soon_at);
+        assert!(!by_leaf.expired());
+
+        // A certificate presented beside the path is not part of it.
+        let mut presented = chain(&ca, BILLING, soon, later);
         presented.push(CertificateDer::from(b"not a certificate".to_vec()));
-        let peer = peer_identity(&presented).unwrap();
-        assert_eq!(peer.not_after, None);
-        assert!(peer.expired());
+        assert_eq!(ours.identify(&presented).unwrap().standing, soon_at);
+    }
+
+    #[test]
+    fn an_id_must_chain_to_the_authorities_of_its_own_trust_domain() {
+        let (ours, theirs) = (root(), root());
+        let ours_names_billing = chain(&ours, BILLING, 2096, 2096);
+        let theirs_names_billing = chain(&theirs, BILLING, 2096, 2096);
+        let theirs_names_their_own = chain(&theirs, "spiffe://other.org/agent/x", 2096, 2096);
+
+        // Federation: example.org's IDs from `--client-ca`, other.org's from its own bundle.
+        let federated = authorities(&[&ours], &[("other.org", &theirs)]);
+        assert!(federated
+            .identify(&ours_names_billing)
+            .unwrap()
+            .standing
+            .is_ok());
+        assert!(federated
+            .identify(&theirs_names_their_own)
+            .unwrap()
+            .standing
+            .is_ok());
+        let forged = federated.identify(&theirs_names_billing).unwrap();
+        assert_eq!(forged.standing, Err(Unproven::NotByItsDomain));
+        assert!(forged.expired(), "it proves nothing");
+
+        // A domain given its own bundle is named by that bundle alone, even if the general
+        // one holds other authorities the handshake accepted.
+        let pinned = authorities(&[&ours, &theirs], &[("example.org", &ours)]);
+        assert!(pinned
+            .identify(&ours_names_billing)
+            .unwrap()
+            .standing
+            .is_ok());
+        assert_eq!(
+            pinned.identify(&theirs_names_billing).unwrap().standing,
+            Err(Unproven::NotByItsDomain)
+        );
+    }
+
+    #[test]
+    fn a_certificate_that_cannot_be_read_has_no_validity() {
+        let ca = root();
+        let mut presented = chain(&ca, BILLING, 2096, 2099);
+        assert!(earliest_not_after(&presented).is_some());
+        presented.push(CertificateDer::from(b"not a certificate".to_vec()));
+        assert_eq!(earliest_not_after(&presented), None);
     }
 
     #[test]
     fn a_leaf_without_a_spiffe_id_is_no_identity() {
+        let ca = root();
         let mut params = CertificateParams::new(vec!["client.example.org".into()]).unwrap();
         params.is_ca = IsCa::NoCa;
-        let key = KeyPair::generate().unwrap();
-        let leaf = params.self_signed(&key).unwrap();
-        assert_eq!(peer_identity(&[leaf.der().clone()]), None);
-        assert_eq!(peer_identity(&[]), None);
+        let leaf = params
+            .signed_by(&KeyPair::generate().unwrap(), &ca)
+            .unwrap();
+        let ours = authorities(&[&ca], &[]);
+        assert_eq!(ours.identify(&[leaf.der().clone()]), None);
+        assert_eq!(ours.identify(&[]), None);
     }
 }

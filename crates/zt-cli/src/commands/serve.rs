@@ -114,6 +114,20 @@ pub(crate) struct ServeArgs {
         help_heading = "TLS and workload identity"
     )]
     pub client_ca: Option<PathBuf>,
+    /// The authorities of one trust domain, `DOMAIN=FILE` (repeatable; the environment twin is
+    /// comma-separated): a client certificate naming a SPIFFE ID of DOMAIN is an identity only
+    /// if it chains to FILE's CAs, and one naming any other domain only if it chains to
+    /// `--client-ca`'s, so a federated domain's CA cannot name another domain's workloads.
+    #[arg(
+        long = "client-ca-for",
+        env = "ZT_CLIENT_CA_FOR",
+        value_name = "DOMAIN=FILE",
+        value_delimiter = ',',
+        value_parser = parse_domain_ca,
+        requires = "client_ca",
+        help_heading = "TLS and workload identity"
+    )]
+    pub client_ca_for: Vec<(String, PathBuf)>,
     /// Refuse TLS clients without a certificate verified against `--client-ca`.
     #[arg(
         long,
@@ -277,6 +291,12 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
         (None, AuthMode::DangerousNone) => None,
     };
     let tls = tls_config(&args);
+    if let Some(domain) = repeated_domain(&args.client_ca_for) {
+        eprintln!(
+            "error: --client-ca-for names `{domain}` twice; give each trust domain one bundle"
+        );
+        return Exit::Usage;
+    }
     // Parsed here, not by clap, whose errors would echo a password.
     let nats = match args.nats_url.as_deref().map(str::parse::<NatsUrl>) {
         None => None,
@@ -420,6 +440,25 @@ fn parse_trust_domain(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_domain_ca(text: &str) -> Result<(String, PathBuf), String> {
+    let Some((domain, file)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not DOMAIN=FILE"));
+    };
+    if file.is_empty() {
+        return Err(format!("`{text}` names no file"));
+    }
+    Ok((parse_trust_domain(domain)?, PathBuf::from(file)))
+}
+
+/// A trust domain given more than one `--client-ca-for` bundle: ambiguous, so refused.
+fn repeated_domain(bundles: &[(String, PathBuf)]) -> Option<&str> {
+    let mut seen = std::collections::BTreeSet::new();
+    bundles
+        .iter()
+        .map(|(domain, _)| domain.as_str())
+        .find(|domain| !seen.insert(*domain))
+}
+
 fn parse_spiffe_id(text: &str) -> Result<SpiffeId, String> {
     SpiffeId::parse(text).map_err(|e| format!("`{text}` is not a spiffe id: {e}"))
 }
@@ -437,6 +476,7 @@ fn tls_config(args: &ServeArgs) -> Option<TlsConfig> {
         cert_chain: cert_chain.clone(),
         private_key: private_key.clone(),
         client_certs,
+        client_ca_by_domain: args.client_ca_for.iter().cloned().collect(),
     })
 }
 

@@ -381,39 +381,72 @@ fn a_connection_kept_alive_past_its_intermediate_proves_nothing() {
 }
 
 #[test]
-fn a_certificate_presented_that_cannot_be_read_names_no_caller() {
-    let pki = Pki::new("zt test ca");
+fn a_federated_domains_authority_cannot_name_our_workloads() {
+    const PARTNER: &str = "spiffe://other.org/agent/partner";
+    let ours = Pki::new("zt test ca");
+    let theirs = Pki::new("other.org ca");
     let dir = tempfile::tempdir().unwrap();
-    let server = start_tls(&pki, dir.path(), &[], &[]);
-    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
-    // A valid SPIFFE leaf, followed by a "certificate" that is not one: the handshake's path
-    // needs only the leaf and the CA, so it succeeds; the identity's validity is unknown.
-    use base64::Engine as _;
-    let mut identity = pki.client(&[BILLING]);
-    identity.cert.push_str(&format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64::engine::general_purpose::STANDARD.encode([0x30, 0x03, 0x02, 0x01, 0x01])
-    ));
-    let config = pki.client_config(Some(&identity));
+    let their_bundle = format!("other.org={}", theirs.path("ca.pem").display());
+    let server = start_tls(&ours, dir.path(), &["--client-ca-for", &their_bundle], &[]);
+    let (admin, anonymous) = billing_may_read_invoices(&server, &ours);
+    register_tls(&server, &anonymous, &admin, PARTNER);
     let ask = json!({"action": "invoices.read"}).to_string();
-    let (s, _, body) = https(
-        server.port,
-        &config,
-        "POST",
-        "/actions",
-        &[],
-        Some(ask.as_bytes()),
-    )
-    .expect("the handshake succeeds");
-    let answer: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(s, 401, "{answer}");
-    assert!(
-        answer["error"].as_str().unwrap().contains("cannot be read"),
+    // Our server certificate is under our CA; each client certificate under the CA given.
+    let call = |issuer: &Pki, uri: &str| {
+        let config = ours.client_config(Some(&issuer.client(&[uri])));
+        let (s, _, body) = https(
+            server.port,
+            &config,
+            "POST",
+            "/actions",
+            &[],
+            Some(ask.as_bytes()),
+        )
+        .expect("the handshake accepts every configured authority");
+        (s, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+
+    let (s, answer) = call(&ours, BILLING);
+    assert_eq!(
+        (s, answer["actor"].as_str()),
+        (200, Some(BILLING)),
         "{answer}"
     );
+    let (s, answer) = call(&theirs, PARTNER);
+    assert_eq!(
+        (s, answer["actor"].as_str()),
+        (200, Some(PARTNER)),
+        "{answer}"
+    );
+    for (issuer, uri) in [(&theirs, BILLING), (&ours, PARTNER)] {
+        let (s, answer) = call(issuer, uri);
+        assert_eq!(s, 401, "{uri}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("trust domain"),
+            "{answer}"
+        );
+    }
     let log = records(&server, &anonymous, &admin);
-    assert_eq!(decisions(&log), 0, "nothing was decided");
+    assert_eq!(decisions(&log), 2, "the forged identities were not decided");
     assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn a_trust_domain_given_twice_is_refused_at_start() {
+    let pki = Pki::new("zt test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = format!("other.org={}", pki.path("ca.pem").display());
+    let out = Command::new(common::zt_bin())
+        .args(["serve", "--auth", "credentials", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(pki.serve_args())
+        .args(["--client-ca-for", &bundle, "--client-ca-for", &bundle])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("names `other.org` twice"), "{stderr}");
 }
 
 #[test]

@@ -36,7 +36,7 @@ use crate::error::ApiError;
 use crate::state::SharedState;
 pub(crate) use admin_set::AdminTokenSet;
 pub(crate) use admin_tokens::AdminTokens;
-pub(crate) use spiffe::{PeerIdentity, SpiffeId};
+pub(crate) use spiffe::{PeerIdentity, SpiffeId, Unproven};
 pub(crate) use workload::WorkloadAuth;
 
 /// Name recorded for admin changes under `--auth none`.
@@ -185,8 +185,10 @@ fn trusted_peer<'p>(
     let Some(peer) = parts.extensions.get::<PeerIdentity>() else {
         return Ok(None);
     };
-    if peer.not_after.is_none() {
-        return Err(CERTIFICATE_UNREADABLE);
+    match peer.standing {
+        Err(Unproven::Unreadable) => return Err(CERTIFICATE_UNREADABLE),
+        Err(Unproven::NotByItsDomain) => return Err(CERTIFICATE_NOT_BY_ITS_DOMAIN),
+        Ok(_) => {}
     }
     if peer.expired() {
         return Err(CERTIFICATE_EXPIRED);
@@ -204,9 +206,16 @@ const CERTIFICATE_EXPIRED: ApiError = ApiError::Unauthenticated(
     "the connection's client certificate has expired; connect again with a current one",
 );
 
-/// A connection whose client presented a certificate whose validity cannot be read.
+/// A connection whose client certificate's path holds a certificate whose validity cannot be
+/// read.
 const CERTIFICATE_UNREADABLE: ApiError = ApiError::Unauthenticated(
-    "a certificate the client presented cannot be read for its validity; present only the client certificate and its intermediates",
+    "a certificate of the client certificate's chain cannot be read for its validity",
+);
+
+/// A client certificate whose chain leads to an authority, but not to one of the trust
+/// domain its SPIFFE ID names.
+const CERTIFICATE_NOT_BY_ITS_DOMAIN: ApiError = ApiError::Unauthenticated(
+    "the client certificate does not chain to an authority of its spiffe id's trust domain (--client-ca-for, else --client-ca)",
 );
 
 /// A JWT-SVID's `id`, refused if its trust domain is not one this server trusts.
@@ -365,8 +374,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     .extensions
                     .get::<PeerIdentity>()
                     .filter(|peer| peer.spiffe_id == id)
-                    // Unknown validity: already expired, never trusted for longer.
-                    .map(|peer| peer.not_after.unwrap_or(std::time::UNIX_EPOCH));
+                    .map(PeerIdentity::valid_until);
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,

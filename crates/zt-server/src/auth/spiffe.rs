@@ -3,25 +3,40 @@
 
 pub use zt_contract::names::SpiffeId;
 
-/// The identity proven by the TLS client certificate of the connection a request arrived on.
+/// The identity named by the TLS client certificate of the connection a request arrived on.
 /// The TLS listener inserts it as a request extension, only after the certificate chain was
-/// verified against the client CA bundle, and only if the leaf certificate carries exactly one
-/// URI SAN and that URI is a valid SPIFFE ID. It never comes from anything the client sends
-/// inside HTTP.
+/// verified by the handshake, and only if the leaf certificate carries exactly one URI SAN and
+/// that URI is a valid SPIFFE ID. It never comes from anything the client sends inside HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PeerIdentity {
     /// The SPIFFE ID of the client certificate.
     pub spiffe_id: SpiffeId,
-    /// The earliest `notAfter` of the certificates the client presented (checked at the
-    /// handshake by the verifier, and again on every request, since a connection kept alive
-    /// can outlive its certificate), or `None` if one of them could not be read.
-    pub not_after: Option<std::time::SystemTime>,
+    /// Until when it proves that ID: the earliest `notAfter` of its verified path (checked at
+    /// the handshake by the verifier, and again on every request, since a connection kept
+    /// alive can outlive its certificate); or why it proves nothing.
+    pub standing: Result<std::time::SystemTime, Unproven>,
+}
+
+/// Why a verified client certificate's SPIFFE ID is not proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unproven {
+    /// The chain does not lead to an authority of the ID's own trust domain (another
+    /// domain's CA named it).
+    NotByItsDomain,
+    /// A certificate of its path cannot be read for its validity.
+    Unreadable,
 }
 
 impl PeerIdentity {
-    /// Whether the certificate has expired since the handshake, or its validity is unknown.
+    /// Whether the certificate has expired since the handshake, or proves nothing.
     pub(crate) fn expired(&self) -> bool {
-        self.not_after
-            .is_none_or(|not_after| std::time::SystemTime::now() > not_after)
+        !self
+            .standing
+            .is_ok_and(|not_after| std::time::SystemTime::now() <= not_after)
+    }
+
+    /// Until when it proves its ID; the epoch (long past) if it proves nothing.
+    pub(crate) fn valid_until(&self) -> std::time::SystemTime {
+        self.standing.unwrap_or(std::time::UNIX_EPOCH)
     }
 }

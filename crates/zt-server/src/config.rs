@@ -159,6 +159,9 @@ pub struct JwtSvidConfig {
     pub jwks: PathBuf,
     /// The audience every token must carry in `aud`.
     pub audience: String,
+    /// JWKS bundles of the keys that alone may sign the JWT-SVIDs of one trust domain
+    /// (`--jwt-svid-jwks-for DOMAIN=FILE`); `jwks` signs those of every other domain.
+    pub jwks_by_domain: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Settings that contradict each other.

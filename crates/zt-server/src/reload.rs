@@ -19,11 +19,11 @@ use crate::reloadable::ReloadedSetting;
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Watches the files until the server stops (the task is aborted with the server): the admin
-/// token file of `admin_tokens`, the JWT-SVID bundle's file, and the `--policy` file `policy`
+/// token file of `admin_tokens`, the JWT-SVID bundles' files, and the `--policy` file `policy`
 /// was loaded from, if any.
 pub(crate) async fn watch(
     admin_tokens: Option<Arc<AdminTokenSet>>,
-    jwt_bundle: Option<Arc<JwtSvidBundle>>,
+    jwt_bundles: Vec<(String, Arc<JwtSvidBundle>)>,
     policy: Reloader,
 ) {
     let policy_file = policy.policy.source_file().map(PathBuf::from);
@@ -47,17 +47,20 @@ pub(crate) async fn watch(
         tokio::select! {
             _ = hangup => {
                 let admins = admin_tokens.as_ref().map(|a| a.path().display().to_string());
-                let jwks = jwt_bundle.as_ref().map(|b| b.path().display().to_string());
+                let jwks: Vec<String> = jwt_bundles
+                    .iter()
+                    .map(|(_, b)| b.path().display().to_string())
+                    .collect();
                 tracing::info!(
                     admin_token_file = admins.as_deref().unwrap_or("-"),
-                    jwt_svid_jwks = jwks.as_deref().unwrap_or("-"),
+                    jwt_svid_jwks = ?jwks,
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
                 if let Some(admins) = &admin_tokens {
                     admins.reload("SIGHUP");
                 }
-                if let Some(bundle) = &jwt_bundle {
+                for (_, bundle) in &jwt_bundles {
                     bundle.reload("SIGHUP");
                 }
                 match &policy_file {
@@ -72,7 +75,7 @@ pub(crate) async fn watch(
                 if let Some(admins) = &admin_tokens {
                     admins.reload_if_changed();
                 }
-                if let Some(bundle) = &jwt_bundle {
+                for (_, bundle) in &jwt_bundles {
                     bundle.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {

@@ -144,11 +144,22 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .as_ref()
         .map(|j| JwtSvidBundle::load(&j.jwks, &j.audience))
         .transpose()?;
+    let jwt_by_domain = config
+        .workload
+        .jwt_svid
+        .iter()
+        .flat_map(|j| {
+            j.jwks_by_domain.iter().map(|(domain, jwks)| {
+                JwtSvidBundle::load(jwks, &j.audience).map(|bundle| (domain.clone(), bundle))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let workload = WorkloadAuth::new(
         config.workload.admin_spiffe_ids.iter().cloned(),
         jwt_svid,
         config.workload.trust_domains.iter().cloned(),
-    );
+    )
+    .with_jwt_bundles_by_domain(jwt_by_domain);
     let data_dir = config.data_dir.clone();
     // Everything that can be refused is read and checked before anything is created, so a
     // refused start leaves no data directory (token file, key, audit database, lock) behind.
@@ -429,8 +440,10 @@ fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {
     if !admins.is_empty() {
         tracing::info!(admin_spiffe_ids = ?admins, "admin spiffe ids");
     }
-    if let Some(jwt) = workload.jwt_svid() {
+    for (bundle, jwt) in workload.jwt_bundles() {
+        let jwt = jwt.verifier();
         tracing::info!(
+            bundle,
             keys = jwt.key_count(),
             audience = jwt.audience(),
             "jwt-svid bearer tokens accepted"

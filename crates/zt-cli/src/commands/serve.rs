@@ -123,7 +123,7 @@ pub(crate) struct ServeArgs {
         env = "ZT_CLIENT_CA_FOR",
         value_name = "DOMAIN=FILE",
         value_delimiter = ',',
-        value_parser = parse_domain_ca,
+        value_parser = parse_domain_bundle,
         requires = "client_ca",
         help_heading = "TLS and workload identity"
     )]
@@ -169,6 +169,19 @@ pub(crate) struct ServeArgs {
         help_heading = "TLS and workload identity"
     )]
     pub jwt_svid_jwks: Option<PathBuf>,
+    /// The JWT-SVID keys of one trust domain, `DOMAIN=FILE` (repeatable; the environment twin
+    /// is comma-separated): they alone sign DOMAIN's JWT-SVIDs, and name no other domain's;
+    /// `--jwt-svid-jwks` signs every other domain's. Reloaded like it.
+    #[arg(
+        long = "jwt-svid-jwks-for",
+        env = "ZT_JWT_SVID_JWKS_FOR",
+        value_name = "DOMAIN=FILE",
+        value_delimiter = ',',
+        value_parser = parse_domain_bundle,
+        requires = "jwt_svid_jwks",
+        help_heading = "TLS and workload identity"
+    )]
+    pub jwt_svid_jwks_for: Vec<(String, PathBuf)>,
     /// The audience JWT-SVIDs must carry in `aud` (required with `--jwt-svid-jwks`).
     #[arg(
         long,
@@ -291,11 +304,14 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
         (None, AuthMode::DangerousNone) => None,
     };
     let tls = tls_config(&args);
-    if let Some(domain) = repeated_domain(&args.client_ca_for) {
-        eprintln!(
-            "error: --client-ca-for names `{domain}` twice; give each trust domain one bundle"
-        );
-        return Exit::Usage;
+    for (flag, bundles) in [
+        ("--client-ca-for", &args.client_ca_for),
+        ("--jwt-svid-jwks-for", &args.jwt_svid_jwks_for),
+    ] {
+        if let Some(domain) = repeated_domain(bundles) {
+            eprintln!("error: {flag} names `{domain}` twice; give each trust domain one bundle");
+            return Exit::Usage;
+        }
     }
     // Parsed here, not by clap, whose errors would echo a password.
     let nats = match args.nats_url.as_deref().map(str::parse::<NatsUrl>) {
@@ -317,6 +333,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
             (Some(jwks), Some(audience)) => Some(JwtSvidConfig {
                 jwks: jwks.clone(),
                 audience: audience.clone(),
+                jwks_by_domain: args.jwt_svid_jwks_for.iter().cloned().collect(),
             }),
             _ => None,
         },
@@ -440,7 +457,7 @@ fn parse_trust_domain(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_domain_ca(text: &str) -> Result<(String, PathBuf), String> {
+fn parse_domain_bundle(text: &str) -> Result<(String, PathBuf), String> {
     let Some((domain, file)) = text.split_once('=') else {
         return Err(format!("`{text}` is not DOMAIN=FILE"));
     };

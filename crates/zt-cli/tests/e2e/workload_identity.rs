@@ -478,6 +478,56 @@ fn an_audit_stream_opened_with_a_certificate_ends_when_it_expires() {
 }
 
 #[test]
+fn a_federated_domains_jwt_svid_keys_cannot_name_our_workloads() {
+    const PARTNER: &str = "spiffe://other.org/agent/partner";
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (EcSigner::new(), EcSigner::new());
+    let write = |name: &str, jwk: Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json!({ "keys": [jwk] }).to_string()).unwrap();
+        path.display().to_string()
+    };
+    let our_jwks = write("ours.jwks", ours.jwk("ours"));
+    let their_jwks = format!("other.org={}", write("theirs.jwks", theirs.jwk("theirs")));
+    let server = Server::start_with_auth(
+        &dir.path().join("data"),
+        "credentials",
+        &[
+            "--single-admin",
+            "--jwt-svid-jwks",
+            &our_jwks,
+            "--jwt-svid-jwks-for",
+            &their_jwks,
+            "--jwt-svid-audience",
+            AUDIENCE,
+        ],
+    );
+    let admin = server.admin_token();
+    for actor in [BILLING, PARTNER] {
+        let (s, _, _) = server.json_as(&admin, "POST", "/agents", Some(json!({"actor": actor})));
+        assert_eq!(s, 201);
+    }
+    let ask = |jwt: &str| server.json_as(jwt, "POST", "/actions", Some(json!({"action": "a.b"})));
+    // Decided (403: nothing allows `a.b`) under the caller each key may name.
+    for (key, kid, sub) in [(&ours, "ours", BILLING), (&theirs, "theirs", PARTNER)] {
+        let (s, _, answer) = ask(&key.sign(es256(kid), svid_claims(sub)));
+        assert_eq!((s, answer["actor"].as_str()), (403, Some(sub)), "{answer}");
+    }
+    // Never decided under a caller of another domain.
+    for (key, kid, sub) in [(&theirs, "theirs", BILLING), (&ours, "ours", PARTNER)] {
+        let (s, _, answer) = ask(&key.sign(es256(kid), svid_claims(sub)));
+        assert_eq!(s, 401, "{sub}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("trust domain"),
+            "{answer}"
+        );
+    }
+    let log = common::records_as(server.port, &admin);
+    assert_eq!(decisions(&log), 2, "the forged identities were not decided");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn a_rotated_jwt_svid_bundle_is_put_in_force_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (EcSigner::new(), EcSigner::new());

@@ -118,6 +118,10 @@ pub enum JwtSvidError {
     /// `sub` is not a SPIFFE ID.
     #[error("the jwt-svid subject is not a spiffe id")]
     Subject,
+    /// The key that signed it is not one of its `sub`'s trust domain (another domain's key
+    /// named it).
+    #[error("the jwt-svid is not signed by a key of its spiffe id's trust domain (--jwt-svid-jwks-for, else --jwt-svid-jwks)")]
+    NotByItsDomain,
 }
 
 /// A trusted key and how tokens signed by it are validated.
@@ -249,6 +253,16 @@ impl JwtSvidVerifier {
     /// The audience tokens must carry.
     pub fn audience(&self) -> &str {
         &self.audience
+    }
+
+    /// Whether the key `token`'s header names (`kid`) is in this bundle.
+    pub(crate) fn holds_key_of(&self, token: &str) -> bool {
+        header_of(token).is_ok_and(|header| {
+            header
+                .get("kid")
+                .and_then(Value::as_str)
+                .is_some_and(|kid| self.keys.contains_key(kid))
+        })
     }
 
     /// Checks `token` and returns the SPIFFE ID it proves.

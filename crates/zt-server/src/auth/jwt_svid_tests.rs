@@ -473,3 +473,49 @@ fn a_reloaded_bundle_trusts_only_its_own_keys() {
     );
     assert_eq!(bundle.last_error(), None);
 }
+
+#[test]
+fn a_domain_with_its_own_bundle_is_named_by_its_keys_alone() {
+    use crate::auth::jwt_bundle::JwtSvidBundle;
+    use crate::auth::workload::WorkloadAuth;
+    const PARTNER: &str = "spiffe://other.org/agent/partner";
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (EcKey::new(), EcKey::new());
+    let bundle = |name: &str, jwk: Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json!({"keys": [jwk]}).to_string()).unwrap();
+        JwtSvidBundle::load(&path, AUD).unwrap()
+    };
+    let workload = WorkloadAuth::new([], Some(bundle("ours.json", ours.jwk("ours"))), [])
+        .with_jwt_bundles_by_domain([(
+            "other.org".to_string(),
+            bundle("theirs.json", theirs.jwk("theirs")),
+        )]);
+    let token = |key: &EcKey, kid: &str, sub: &str| {
+        let mut c = claims();
+        c["sub"] = json!(sub);
+        key.sign(es256(kid), c)
+    };
+
+    let id = |token: &str| workload.verify_jwt(token).unwrap().map(|id| id.to_string());
+    assert_eq!(id(&token(&ours, "ours", SUB)), Ok(SUB.to_string()));
+    assert_eq!(
+        id(&token(&theirs, "theirs", PARTNER)),
+        Ok(PARTNER.to_string())
+    );
+    // Their key naming our workload, and ours naming theirs: neither proves anything.
+    assert_eq!(
+        id(&token(&theirs, "theirs", SUB)),
+        Err(JwtSvidError::NotByItsDomain)
+    );
+    assert_eq!(
+        id(&token(&ours, "ours", PARTNER)),
+        Err(JwtSvidError::NotByItsDomain)
+    );
+    // Their key id on a token our key signed: checked against their key, so refused.
+    assert_eq!(
+        id(&token(&ours, "theirs", PARTNER)),
+        Err(JwtSvidError::Signature)
+    );
+    assert!(workload.verify_jwt("zt_agent_opaque").is_none());
+}

@@ -89,10 +89,8 @@ impl AdminCaller {
             return false;
         }
         if let Some(Secret(jwt)) = &self.jwt_svid {
-            return state.workload.jwt_svid().is_some_and(|verifier| {
-                verifier
-                    .verify(jwt)
-                    .is_ok_and(|id| id.as_str() == self.name && state.workload.is_admin(&id))
+            return state.workload.verify_jwt(jwt).is_some_and(|verified| {
+                verified.is_ok_and(|id| id.as_str() == self.name && state.workload.is_admin(&id))
             });
         }
         match (&self.token_sha256, &state.admin_tokens) {
@@ -233,17 +231,6 @@ const UNTRUSTED_DOMAIN: ApiError = ApiError::Unauthenticated(
     "the SPIFFE ID is not of a trust domain this server trusts (--spiffe-trust-domain)",
 );
 
-/// The JWT-SVID verifier in force, if one is configured and `token` has the shape of a JWT.
-fn jwt_verifier_for(
-    state: &SharedState,
-    token: &str,
-) -> Option<std::sync::Arc<jwt_svid::JwtSvidVerifier>> {
-    state
-        .workload
-        .jwt_svid()
-        .filter(|_| jwt_svid::looks_like_jwt(token))
-}
-
 const MISMATCH: &str = "the client certificate and the bearer token name different callers";
 
 const CHOSEN_WITHOUT_AUTHENTICATION: &str = "this agent was registered or given its token without authentication, by a server under --auth none on the same store; a server with credentials serves it only once started with --accept-unauthenticated-state";
@@ -278,8 +265,8 @@ impl FromRequestParts<SharedState> for AgentCaller {
         // (`None`: a SPIFFE ID, whose mark is read below).
         let from_token = match bearer_token(parts)? {
             None => None,
-            Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => (trusted(state, verifier.verify(token)?)?.to_string(), None),
+            Some(token) => Some(match state.workload.verify_jwt(token) {
+                Some(verified) => (trusted(state, verified?)?.to_string(), None),
                 None => {
                     let token_sha256 = tokens::token_hash(token);
                     match state.registry.agent_for_token_fresh(&token_sha256).await {
@@ -326,8 +313,8 @@ impl FromRequestParts<SharedState> for AdminCaller {
         let bearer = bearer_token(parts)?;
         let from_token = match bearer {
             None => None,
-            Some(token) => Some(match jwt_verifier_for(state, token) {
-                Some(verifier) => Named::Spiffe(trusted(state, verifier.verify(token)?)?),
+            Some(token) => Some(match state.workload.verify_jwt(token) {
+                Some(verified) => Named::Spiffe(trusted(state, verified?)?),
                 None => {
                     let token_sha256 = tokens::token_hash(token);
                     match admins.name_for_hash(&token_sha256) {
@@ -368,7 +355,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
                 let jwt_svid = bearer
-                    .filter(|token| jwt_verifier_for(state, token).is_some())
+                    .filter(|token| state.workload.takes_jwt(token))
                     .map(|token| Secret(token.to_string()));
                 let certificate_not_after = parts
                     .extensions

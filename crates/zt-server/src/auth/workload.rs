@@ -3,11 +3,11 @@
 //! They live in the server's state (`AppState::workload`), where the extractors find them. The
 //! default settings fail closed: no SPIFFE ID is an admin and no JWT-SVID is accepted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::jwt_bundle::JwtSvidBundle;
-use super::jwt_svid::JwtSvidVerifier;
+use super::jwt_svid::{looks_like_jwt, JwtSvidError, JwtSvidVerifier};
 use super::spiffe::SpiffeId;
 
 /// Workload identity settings.
@@ -15,6 +15,9 @@ use super::spiffe::SpiffeId;
 pub(crate) struct WorkloadAuth {
     admin_spiffe_ids: BTreeSet<SpiffeId>,
     jwt_svid: Option<Arc<JwtSvidBundle>>,
+    /// The bundles of the trust domains that have their own (`--jwt-svid-jwks-for`): their
+    /// keys alone name those domains' IDs, and name no other.
+    jwt_by_domain: BTreeMap<String, Arc<JwtSvidBundle>>,
     /// The trust domains whose IDs are callers; empty: any the bundles' authorities name.
     trust_domains: BTreeSet<String>,
 }
@@ -29,8 +32,21 @@ impl WorkloadAuth {
         Self {
             admin_spiffe_ids: admin_spiffe_ids.into_iter().collect(),
             jwt_svid: jwt_svid.map(Arc::new),
+            jwt_by_domain: BTreeMap::new(),
             trust_domains: trust_domains.into_iter().collect(),
         }
+    }
+
+    /// These settings, with trust domains that have JWT-SVID bundles of their own.
+    pub(crate) fn with_jwt_bundles_by_domain(
+        mut self,
+        bundles: impl IntoIterator<Item = (String, JwtSvidBundle)>,
+    ) -> Self {
+        self.jwt_by_domain = bundles
+            .into_iter()
+            .map(|(domain, bundle)| (domain, Arc::new(bundle)))
+            .collect();
+        self
     }
 
     /// Whether `id` is of a trust domain this server trusts (any, when none is named).
@@ -49,12 +65,58 @@ impl WorkloadAuth {
     }
 
     /// The verifier of the JWT-SVID trust bundle in force, when `--jwt-svid-jwks` is set.
-    pub(crate) fn jwt_svid(&self) -> Option<Arc<JwtSvidVerifier>> {
+    fn jwt_svid(&self) -> Option<Arc<JwtSvidVerifier>> {
         self.jwt_svid.as_ref().map(|bundle| bundle.verifier())
     }
 
-    /// The JWT-SVID trust bundle, for the file watcher and `/health`.
-    pub(crate) fn jwt_bundle(&self) -> Option<Arc<JwtSvidBundle>> {
-        self.jwt_svid.clone()
+    /// Whether `token` is to be checked as a JWT-SVID: JWT-SVIDs are accepted and it has the
+    /// shape of a JWT (anything else is an opaque token).
+    pub(crate) fn takes_jwt(&self, token: &str) -> bool {
+        self.jwt_svid.is_some() && looks_like_jwt(token)
+    }
+
+    /// The SPIFFE ID `token` proves as a JWT-SVID, or why it proves none; `None` if it is not
+    /// to be checked as one ([`Self::takes_jwt`]).
+    ///
+    /// The bundle is chosen by the token's key id: a trust domain's own bundle if it holds the
+    /// key (and then the ID must be of that domain), else the general one (and then the ID
+    /// must be of a domain without a bundle of its own). So one domain's key never names
+    /// another domain's workloads, as SPIFFE's per-domain bundles require.
+    pub(crate) fn verify_jwt(&self, token: &str) -> Option<Result<SpiffeId, JwtSvidError>> {
+        if !self.takes_jwt(token) {
+            return None;
+        }
+        let own = self
+            .jwt_by_domain
+            .iter()
+            .map(|(domain, bundle)| (domain, bundle.verifier()))
+            .find(|(_, verifier)| verifier.holds_key_of(token));
+        let verified = match own {
+            Some((domain, verifier)) => verifier.verify(token).and_then(|id| {
+                (id.trust_domain() == domain.as_str())
+                    .then_some(id)
+                    .ok_or(JwtSvidError::NotByItsDomain)
+            }),
+            None => self.jwt_svid()?.verify(token).and_then(|id| {
+                (!self.jwt_by_domain.contains_key(id.trust_domain()))
+                    .then_some(id)
+                    .ok_or(JwtSvidError::NotByItsDomain)
+            }),
+        };
+        Some(verified)
+    }
+
+    /// Every JWT-SVID trust bundle (the general one first) and the name `/health` reports
+    /// its reload errors under, for the file watcher and `/health`.
+    pub(crate) fn jwt_bundles(&self) -> Vec<(String, Arc<JwtSvidBundle>)> {
+        let general = self
+            .jwt_svid
+            .iter()
+            .map(|bundle| ("jwt_svid_jwks".to_string(), bundle.clone()));
+        let by_domain = self
+            .jwt_by_domain
+            .iter()
+            .map(|(domain, bundle)| (format!("jwt_svid_jwks_for.{domain}"), bundle.clone()));
+        general.chain(by_domain).collect()
     }
 }

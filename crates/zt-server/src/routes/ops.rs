@@ -64,8 +64,10 @@ fn reload_errors(state: &SharedState, details: bool) -> serde_json::Map<String, 
     if let Some(e) = state.admin_tokens.as_ref().and_then(|a| a.last_error()) {
         errors.insert("admin_token_file".into(), shown(e).into());
     }
-    if let Some(e) = state.workload.jwt_bundle().and_then(|b| b.last_error()) {
-        errors.insert("jwt_svid_jwks".into(), shown(e).into());
+    for (name, bundle) in state.workload.jwt_bundles() {
+        if let Some(e) = bundle.last_error() {
+            errors.insert(name, shown(e).into());
+        }
     }
     errors
 }

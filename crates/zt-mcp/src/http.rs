@@ -190,7 +190,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             }
         };
         match classify(&bytes) {
-            Inbound::Relay => {}
+            Inbound::Relay(_) => {}
             Inbound::ToolCall { id, call } => {
                 let mut headers = parts.headers.clone();
                 strip_hop_by_hop(&mut headers);

@@ -52,7 +52,7 @@ pub mod fuzzing {
     /// Sorts one message as the gateway does.
     pub fn sort(message: &[u8]) -> Sorted {
         match classify(message) {
-            Inbound::Relay => Sorted::Relay,
+            Inbound::Relay(_) => Sorted::Relay,
             Inbound::ToolCall { call, .. } => Sorted::ToolCall {
                 name: call.name.to_string(),
             },

@@ -737,3 +737,69 @@ permit (principal, action == Action::"mcp.fs.write_file", resource == Resource::
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0]["resource"], json!(allowed));
 }
+
+#[test]
+fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"
+@id("stub-read")
+@reason("reading is allowed")
+permit (principal, action == Action::"mcp.stub.read_file", resource);
+"#;
+    let (server, token) = control_plane(dir.path(), policy);
+    let received = dir.path().join("received.jsonl");
+    let tools = json!([{"name": "read_file",
+        "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let mut gateway = common::Running(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "stub", "--"])
+            .args(common::stub_mcp_server(&tools, &received))
+            .env("ZT_CONTROL_PLANE_URL", server.url())
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", &token)
+            .env("ZT_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The `initialize` is longer than a pipe holds: the gateway is still writing it to the
+    // (byte-at-a-time) stub when the call needs the tool list, so a `tools/list` that does not
+    // wait for the session's initialization reaches the stub before `initialized`, every time.
+    let [mut initialize, initialized] = common::mcp_opening();
+    initialize["params"]["capabilities"]["experimental"] =
+        json!({"padding": {"text": "x".repeat(256 * 1024)}});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "notes"}}});
+    let sent = [initialize, initialized, call];
+    let opening: String = sent.iter().map(|m| format!("{m}\n")).collect();
+    let mut stdin = gateway.0.stdin.take().unwrap();
+    // One write: the client does not wait for the server's answer to `initialize`.
+    stdin.write_all(opening.as_bytes()).unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut gateway.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(gateway.0.wait().unwrap().success());
+
+    // The client got the stub's answer to `initialize`, and no refusal of its call.
+    let answers: Vec<Value> = out.lines().map(common::parse).collect();
+    assert_eq!(answers.len(), 1, "{out}");
+    assert_eq!(answers[0]["id"], json!("init"), "{out}");
+    assert!(answers[0]["result"].is_object(), "{out}");
+    // The stub saw the client's three messages in order (the gateway's `tools/list` between
+    // them was answered, not recorded), so the allowed call reached it.
+    let relayed: Vec<Value> = std::fs::read_to_string(&received)
+        .unwrap()
+        .lines()
+        .map(common::parse)
+        .collect();
+    assert_eq!(relayed, sent);
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["decision"], json!("allow"));
+}

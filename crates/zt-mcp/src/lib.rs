@@ -7,6 +7,7 @@
 //! exactly as they would without it. The SDK's model types parse the intercepted calls and
 //! build the gateway's answers, so those have the protocol's shapes.
 
+mod change_watch;
 mod gate;
 mod http;
 mod intercept;

@@ -23,7 +23,9 @@ use crate::intercept::{
     answer, classify, decision_failed, oversized, refusal, Inbound, Initialization,
 };
 use crate::lines::{read_line, Line};
-use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
+use crate::tools::{
+    announces_tools_changed, list_request, own_id, result_of, ListTools, ToolCache,
+};
 use crate::GatewayError;
 
 /// The longest client message relayed; a longer one is answered with an error and dropped.
@@ -38,8 +40,6 @@ pub(crate) const DECISIONS_IN_FLIGHT: usize = 16;
 /// client sending huge messages gets fewer read ahead, never more memory.
 const PENDING_BYTES: usize = 32 * 1024 * 1024;
 const COPY_BUFFER: usize = 64 * 1024;
-/// The server's notification that its tools changed: the gateway reads the list again.
-const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
 
 /// The server's stdin, written by the relay and by the gateway's own requests, a line at a
 /// time; `None` once closed.
@@ -418,7 +418,7 @@ fn for_the_client(line: &[u8], screening: &Screening) -> bool {
     if initializing {
         screening.lister.start.server_message(&message);
     }
-    if message.get("method").and_then(Value::as_str) == Some(TOOLS_CHANGED) {
+    if announces_tools_changed(&message) {
         screening.tools.forget();
         return true;
     }

@@ -12,11 +12,21 @@ use crate::tools::{own_id, OWN_ID_PREFIX};
 /// The one method the gateway intercepts.
 pub(crate) const TOOLS_CALL: &str = "tools/call";
 
+/// A client message of the session's initialization, which the stdio gateway follows: it
+/// sends requests of its own only once the session is initialized.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Initialization {
+    /// The `initialize` request, with its id (the server's answer carries it).
+    Request { id: Value },
+    /// `notifications/initialized`: the client is done initializing.
+    Finished,
+}
+
 /// What to do with one client message.
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    /// Not a tool call: relay it unchanged.
-    Relay,
+    /// Not a tool call: relay it unchanged (and whether it initializes the session).
+    Relay(Option<Initialization>),
     /// A tool call: relay it only if the control plane allows it.
     ToolCall {
         /// The request's id, for the answer to a refused call.
@@ -96,7 +106,18 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
                 ),
             }
         }
-        _ => Inbound::Relay,
+        _ => Inbound::Relay(initialization(&value)),
+    }
+}
+
+/// Whether `value` is one of the client's initialization messages (never a batch: the
+/// protocol forbids `initialize` in one).
+fn initialization(value: &Value) -> Option<Initialization> {
+    let id = value.get("id");
+    match (value.get("method")?.as_str()?, id) {
+        ("initialize", Some(id)) => Some(Initialization::Request { id: id.clone() }),
+        ("notifications/initialized", None) => Some(Initialization::Finished),
+        _ => None,
     }
 }
 
@@ -206,9 +227,34 @@ mod tests {
             r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
         ] {
             assert!(
-                matches!(classify(message.as_bytes()), Inbound::Relay),
+                matches!(classify(message.as_bytes()), Inbound::Relay(_)),
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn the_initialization_messages_are_told_apart() {
+        let step = |message: &str| match classify(message.as_bytes()) {
+            Inbound::Relay(step) => step,
+            other => panic!("not relayed: {other:?}"),
+        };
+        assert_eq!(
+            step(r#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{}}"#),
+            Some(Initialization::Request { id: json!("i") })
+        );
+        assert_eq!(
+            step(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            Some(Initialization::Finished)
+        );
+        for other in [
+            r#"{"jsonrpc":"2.0","method":"initialize"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"notifications/initialized"}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"method":"initialize"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        ] {
+            assert_eq!(step(other), None, "{other}");
         }
     }
 
@@ -249,7 +295,7 @@ mod tests {
         }
         // An answer to the server's own request carries the server's id: relayed.
         let answer = r#"{"jsonrpc":"2.0","id":"zt-gateway/1","result":{}}"#;
-        assert!(matches!(classify(answer.as_bytes()), Inbound::Relay));
+        assert!(matches!(classify(answer.as_bytes()), Inbound::Relay(None)));
     }
 
     #[test]

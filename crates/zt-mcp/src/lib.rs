@@ -7,6 +7,7 @@
 //! exactly as they would without it. The SDK's model types parse the intercepted calls and
 //! build the gateway's answers, so those have the protocol's shapes.
 
+mod change_watch;
 mod gate;
 mod http;
 mod intercept;
@@ -52,7 +53,7 @@ pub mod fuzzing {
     /// Sorts one message as the gateway does.
     pub fn sort(message: &[u8]) -> Sorted {
         match classify(message) {
-            Inbound::Relay => Sorted::Relay,
+            Inbound::Relay(_) => Sorted::Relay,
             Inbound::ToolCall { call, .. } => Sorted::ToolCall {
                 name: call.name.to_string(),
             },

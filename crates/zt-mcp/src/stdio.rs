@@ -3,7 +3,8 @@
 //! ([`crate::intercept`]); tool calls are decided concurrently but reach the server in the
 //! client's order. The server's output is copied to the client line by line, byte for byte,
 //! except the answers to the gateway's own `tools/list` requests; the gateway's own answers are
-//! put in only between two of the server's lines.
+//! put in only between two of the server's lines. The gateway sends its own requests only once
+//! the client has initialized the session ([`SessionStart`]).
 
 use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
@@ -14,13 +15,17 @@ use rmcp::model::RequestId;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
-use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::gate::{Gate, Verdict};
-use crate::intercept::{answer, classify, decision_failed, oversized, refusal, Inbound};
+use crate::intercept::{
+    answer, classify, decision_failed, oversized, refusal, Inbound, Initialization,
+};
 use crate::lines::{read_line, Line};
-use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
+use crate::tools::{
+    announces_tools_changed, list_request, own_id, result_of, ListTools, ToolCache,
+};
 use crate::GatewayError;
 
 /// The longest client message relayed; a longer one is answered with an error and dropped.
@@ -35,8 +40,6 @@ pub(crate) const DECISIONS_IN_FLIGHT: usize = 16;
 /// client sending huge messages gets fewer read ahead, never more memory.
 const PENDING_BYTES: usize = 32 * 1024 * 1024;
 const COPY_BUFFER: usize = 64 * 1024;
-/// The server's notification that its tools changed: the gateway reads the list again.
-const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
 
 /// The server's stdin, written by the relay and by the gateway's own requests, a line at a
 /// time; `None` once closed.
@@ -44,11 +47,92 @@ type ServerInput = Arc<Mutex<Option<ChildStdin>>>;
 /// The gateway's own requests waiting for the server's answer, by id.
 type Waiting = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 
+/// How far the session's initialization has come, as the gateway sees it relayed.
+#[derive(Debug, Default)]
+struct Handshake {
+    /// The id of the client's latest `initialize` request relayed to the server.
+    initialize_id: Option<Value>,
+    /// The server answered that request with a result.
+    answered: bool,
+    /// The client's `notifications/initialized` was relayed after its `initialize`.
+    finished: bool,
+}
+
+impl Handshake {
+    fn is_done(&self) -> bool {
+        self.answered && self.finished
+    }
+
+    fn awaits_answer(&self) -> bool {
+        self.initialize_id.is_some() && !self.answered
+    }
+}
+
+/// When the gateway may send requests of its own: once the server has answered the client's
+/// `initialize` and the client's `notifications/initialized` has been relayed after it. The
+/// protocol asks every client to wait so, and a strict server (the Python SDK's, for one)
+/// refuses any other request before then; a client may pipeline its first messages, so the
+/// gateway's `tools/list` for a call could otherwise overtake them. A session that never
+/// initializes makes its calls wait out the list's timeout, then fail closed.
+#[derive(Debug, Default)]
+struct SessionStart(watch::Sender<Handshake>);
+
+impl SessionStart {
+    /// Before the client's `initialize` (or notification) goes out: answers can only follow.
+    fn relaying(&self, step: &Initialization) {
+        if let Initialization::Request { id } = step {
+            self.0
+                .send_modify(|handshake| handshake.initialize_id = Some(id.clone()));
+        }
+    }
+
+    /// After the client's message went out whole.
+    fn relayed(&self, step: &Initialization) {
+        if *step == Initialization::Finished {
+            // A notification before any `initialize` finishes nothing.
+            self.0.send_if_modified(|handshake| {
+                let finishes = handshake.initialize_id.is_some() && !handshake.finished;
+                handshake.finished |= finishes;
+                finishes
+            });
+        }
+    }
+
+    /// Whether the server's lines must be read for the answer to the client's `initialize`.
+    fn awaits_answer(&self) -> bool {
+        self.0.borrow().awaits_answer()
+    }
+
+    /// One of the server's messages, read while [`Self::awaits_answer`].
+    fn server_message(&self, message: &Value) {
+        self.0.send_if_modified(|handshake| {
+            let answers = handshake.awaits_answer()
+                && message.get("method").is_none()
+                && message.get("result").is_some()
+                && message.get("id") == handshake.initialize_id.as_ref();
+            handshake.answered |= answers;
+            answers
+        });
+    }
+
+    /// Returns once the session is initialized.
+    async fn initialized(&self) {
+        // The sender lives as long as `self`: the wait ends only when the session is done.
+        let _ = self
+            .0
+            .subscribe()
+            .wait_for(Handshake::is_done)
+            .await
+            .map(drop);
+    }
+}
+
 /// Reads `tools/list` from the server over its own stdio.
 #[derive(Clone)]
 struct ServerLister {
     input: ServerInput,
     waiting: Waiting,
+    start: Arc<SessionStart>,
 }
 
 /// Removes a request's place in [`Waiting`] however its wait ends.
@@ -67,6 +151,8 @@ impl Drop for WaitingFor<'_> {
 
 impl ListTools for ServerLister {
     async fn list_page(&self, id: String, cursor: Option<String>) -> Result<Value, String> {
+        // Bounded by the caller's timeout for the whole list.
+        self.start.initialized().await;
         let (answered, answer) = oneshot::channel();
         self.waiting
             .lock()
@@ -133,6 +219,7 @@ where
         lister: ServerLister {
             input: Arc::new(Mutex::new(Some(server_in))),
             waiting: Waiting::default(),
+            start: Arc::default(),
         },
     };
     let to_client = tokio::spawn(server_to_client(
@@ -172,7 +259,10 @@ where
 /// One client message on its way, in the order the client sent it.
 enum Pending {
     /// Relay as it came.
-    Relay(Vec<u8>),
+    Relay {
+        message: Vec<u8>,
+        initialization: Option<Initialization>,
+    },
     /// A tool call being decided: relayed on an allow, answered on a deny.
     Decide {
         message: Vec<u8>,
@@ -195,7 +285,7 @@ async fn client_to_server<I: AsyncRead + Unpin>(
 ) -> std::io::Result<()> {
     let (pending, pending_rx) = mpsc::channel(DECISIONS_IN_FLIGHT);
     let read = read_client(screening, client_in, pending);
-    let write = settle_in_order(pending_rx, &screening.lister.input, answers);
+    let write = settle_in_order(pending_rx, &screening.lister, answers);
     tokio::try_join!(read, write).map(|_| ())
 }
 
@@ -220,7 +310,10 @@ async fn read_client<I: AsyncRead + Unpin>(
             Line::End => return Ok(()),
             Line::TooLong => Pending::Answer(oversized(MAX_MESSAGE_BYTES)),
             Line::Message => match classify(&message) {
-                Inbound::Relay => Pending::Relay(message.clone()),
+                Inbound::Relay(initialization) => Pending::Relay {
+                    message: message.clone(),
+                    initialization,
+                },
                 Inbound::ToolCall { id, call } => {
                     let Screening {
                         gate,
@@ -248,14 +341,24 @@ async fn read_client<I: AsyncRead + Unpin>(
 /// Settles client messages one by one in their order: relays, refusals, decided calls.
 async fn settle_in_order(
     mut pending: mpsc::Receiver<(Pending, OwnedSemaphorePermit)>,
-    server_in: &ServerInput,
+    lister: &ServerLister,
     answers: mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<()> {
+    let server_in = &lister.input;
     // The permit is released when the message is settled, at the end of each turn.
     while let Some((next, _permit)) = pending.recv().await {
         let to_client = match next {
-            Pending::Relay(message) => {
+            Pending::Relay {
+                message,
+                initialization,
+            } => {
+                if let Some(step) = &initialization {
+                    lister.start.relaying(step);
+                }
                 relay(server_in, &message).await?;
+                if let Some(step) = &initialization {
+                    lister.start.relayed(step);
+                }
                 None
             }
             Pending::Answer(line) => Some(line),
@@ -297,19 +400,25 @@ async fn relay(server_in: &ServerInput, message: &[u8]) -> std::io::Result<()> {
 }
 
 /// One of the server's lines, whole: an answer to the gateway's own request goes to it; the
-/// notice that the tools changed makes the gateway forget its list. Returns whether the line
-/// goes on to the client.
+/// notice that the tools changed makes the gateway forget its list; the answer to the client's
+/// `initialize` lets the gateway send requests of its own. Returns whether the line goes on to
+/// the client.
 fn for_the_client(line: &[u8], screening: &Screening) -> bool {
     // Searched without their `/`, which a JSON encoder may write as `\/`; parsed to be sure.
     let ours = memchr::memmem::find(line, b"zt-gateway").is_some();
     let changed = memchr::memmem::find(line, b"list_changed").is_some();
-    if !ours && !changed {
+    // Until `initialize` is answered every line is read: only a few come before.
+    let initializing = screening.lister.start.awaits_answer();
+    if !ours && !changed && !initializing {
         return true;
     }
     let Ok(message) = zt_contract::strict_json::parse_value(line) else {
         return true;
     };
-    if message.get("method").and_then(Value::as_str) == Some(TOOLS_CHANGED) {
+    if initializing {
+        screening.lister.start.server_message(&message);
+    }
+    if announces_tools_changed(&message) {
         screening.tools.forget();
         return true;
     }
@@ -413,8 +522,145 @@ mod tests {
             lister: ServerLister {
                 input: Arc::new(Mutex::new(None)),
                 waiting: Waiting::default(),
+                start: Arc::default(),
             },
         }
+    }
+
+    #[tokio::test]
+    async fn the_gateway_asks_nothing_before_the_session_is_initialized() {
+        let screening = screening();
+        let lister = screening.lister.clone();
+        let asking = tokio::spawn(async move {
+            lister
+                .list_page("zt-gateway/tools-list/0".into(), None)
+                .await
+        });
+        let still_waiting = |asking: &JoinHandle<_>, when: &str| {
+            assert!(!asking.is_finished(), "asked the server {when}");
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(50));
+        settle().await;
+        still_waiting(&asking, "before `initialize`");
+
+        let start = &screening.lister.start;
+        let initialize = Initialization::Request {
+            id: serde_json::json!(0),
+        };
+        start.relaying(&initialize);
+        start.relayed(&initialize);
+        // A pipelining client's notification goes out before the server answered.
+        start.relayed(&Initialization::Finished);
+        for line in [
+            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#,
+        ] {
+            assert!(for_the_client(line.as_bytes(), &screening), "{line}");
+            settle().await;
+            still_waiting(&asking, &format!("after {line}"));
+        }
+        let answer = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18"}}"#;
+        assert!(for_the_client(answer.as_bytes(), &screening), "relayed");
+        // Initialized: the request is written (here to a closed input).
+        let asked = tokio::time::timeout(Duration::from_secs(5), asking).await;
+        let error = asked.unwrap().unwrap().unwrap_err();
+        assert!(error.starts_with("cannot write to the server"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_notification_before_initialize_does_not_initialize() {
+        let screening = screening();
+        let start = &screening.lister.start;
+        start.relayed(&Initialization::Finished);
+        let initialize = Initialization::Request {
+            id: serde_json::json!("i"),
+        };
+        start.relaying(&initialize);
+        let answer = r#"{"jsonrpc":"2.0","id":"i","result":{}}"#;
+        assert!(for_the_client(answer.as_bytes(), &screening));
+        let waited = tokio::time::timeout(Duration::from_millis(100), start.initialized()).await;
+        assert!(waited.is_err(), "initialized without the notification");
+        start.relayed(&Initialization::Finished);
+        tokio::time::timeout(Duration::from_secs(5), start.initialized())
+            .await
+            .unwrap();
+    }
+
+    /// A server that, as the protocol allows, refuses every request but `initialize` until the
+    /// client sent `notifications/initialized`; it lists the one tool `t`.
+    fn strict_server() -> Command {
+        let mut server = Command::new("sh");
+        server.args([
+            "-c",
+            r#"ready=no
+               while IFS= read -r line; do
+                 id=$(printf '%s' "$line" | sed -n 's/.*"id":\([^,}]*\).*/\1/p')
+                 case "$line" in
+                   *'"method":"initialize"'*)
+                     printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"strict","version":"1"}}}\n' "$id";;
+                   *'"method":"notifications/initialized"'*) ready=yes;;
+                   *'"method":"tools/list"'*)
+                     if [ $ready = yes ]; then
+                       printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id"
+                     else
+                       printf '{"jsonrpc":"2.0","id":%s,"error":{"code":-32600,"message":"not initialized"}}\n' "$id"
+                     fi;;
+                 esac
+               done"#,
+        ]);
+        server
+    }
+
+    /// The client's `initialize`, `notifications/initialized` and a call of `t`, one line each.
+    /// The `initialize` is longer than a pipe holds, so the relay is still writing it when the
+    /// call needs the tool list: the gateway's request must wait its turn, and more.
+    fn pipelined_opening(call_id: u64) -> String {
+        let padding = "x".repeat(256 * 1024);
+        format!(
+            "{}\n{}\n{}\n",
+            format_args!(
+                r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{"experimental":{{"padding":{{"text":"{padding}"}}}}}},"clientInfo":{{"name":"pipelining","version":"1"}}}}}}"#
+            ),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            format_args!(
+                r#"{{"jsonrpc":"2.0","id":{call_id},"method":"tools/call","params":{{"name":"t","arguments":{{}}}}}}"#
+            ),
+        )
+    }
+
+    async fn next_message<R: AsyncRead + Unpin>(lines: &mut BufReader<R>) -> Value {
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(lines, &mut line)
+            .await
+            .unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
+        // Nothing answers on port 9: an allowed-by-list call is denied, undecided.
+        let gate = screening().gate;
+        let (mut client, gateway_in) = tokio::io::duplex(64 * 1024);
+        let (gateway_out, client_out) = tokio::io::duplex(64 * 1024);
+        let relay = tokio::spawn(run_stdio(gate, strict_server(), gateway_in, gateway_out));
+        // All three in one write.
+        client
+            .write_all(pipelined_opening(2).as_bytes())
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(client_out);
+        let initialized = next_message(&mut lines).await;
+        assert_eq!(initialized["id"], "init", "{initialized}");
+        let call = next_message(&mut lines).await;
+        assert_eq!(call["id"], 2, "{call}");
+        let reason = call["result"]["structuredContent"]["zt"]["reason"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the list was not read: {call}"));
+        assert!(reason.starts_with("control plane unavailable"), "{reason}");
+        drop(client);
+        assert!(relay.await.unwrap().unwrap().success());
     }
 
     #[tokio::test]
@@ -569,19 +815,35 @@ mod tests {
         let plane = zt_client::ControlPlane::with_timeout(&url, Duration::from_secs(10)).unwrap();
         let gate = Gate::new(plane, "agent", "srv");
         let mut server = Command::new("sh");
-        // Answers the gateway's `tools/list` with the one tool `t`, and nothing else.
+        // Answers `initialize` and the gateway's `tools/list` (the one tool `t`), nothing else.
         server.args([
             "-c",
             r#"while IFS= read -r line; do
-                 case "$line" in *'"tools/list"'*)
-                   id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-                   printf '{"jsonrpc":"2.0","id":"%s","result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id";;
+                 id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
+                 case "$line" in
+                   *'"initialize"'*)
+                     printf '{"jsonrpc":"2.0","id":"%s","result":{}}\n' "$id";;
+                   *'"tools/list"'*)
+                     printf '{"jsonrpc":"2.0","id":"%s","result":{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}}\n' "$id";;
                  esac
                done"#,
         ]);
         let (mut client, gateway_in) = tokio::io::duplex(4096);
         let (gateway_out, client_out) = tokio::io::duplex(4096);
         let relay = tokio::spawn(run_stdio(gate, server, gateway_in, gateway_out));
+        client
+            .write_all(
+                b"{\"jsonrpc\":\"2.0\",\"id\":\"init\",\"method\":\"initialize\",\"params\":{}}\n\
+                  {\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+            )
+            .await
+            .unwrap();
+        let mut lines = BufReader::new(client_out);
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line)
+            .await
+            .unwrap();
+        assert!(line.contains("\"init\""), "{line}");
         for id in [1, 2] {
             let call = format!(
                 r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"t","arguments":{{}}}}}}"#
@@ -589,7 +851,6 @@ mod tests {
             client.write_all(call.as_bytes()).await.unwrap();
             client.write_all(b"\n").await.unwrap();
         }
-        let mut lines = BufReader::new(client_out);
         for id in [1, 2] {
             let mut line = String::new();
             tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line)

@@ -25,9 +25,12 @@ pub(crate) const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A list read this recently is not read again for a call it does not cover: an agent's
 /// calls of unknown tools cost the server at most one `tools/list` a second.
 const REFRESH_AFTER: Duration = Duration::from_secs(1);
-/// A list older than this is read again before it is used: a server over HTTP says that its
-/// tools changed on an event stream the gateway does not read.
+/// A list older than this is read again before it is used: the gateway may miss the server's
+/// notice that its tools changed (an HTTP client that opens no event stream, an event too
+/// large to be read).
 const MAX_AGE: Duration = Duration::from_secs(60);
+/// The server's notice that its tools changed: the gateway reads the list again.
+pub(crate) const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
 
 /// The arguments one tool declares: the keys of its `inputSchema.properties`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,7 +172,8 @@ impl ToolCache {
             .ok_or_else(|| ToolsError::NotListed(tool.to_string()))
     }
 
-    /// The server said its tools changed: the list is read again before its next use.
+    /// The server said its tools changed: the list is read again before its next use, even
+    /// within the second that bounds the readings an agent's calls cause.
     pub(crate) fn forget(&self) {
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
@@ -230,6 +234,19 @@ fn read_page(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(cursor)) => Ok(Some(cursor.clone())),
         Some(_) => Err("`nextCursor` is not a string".into()),
+    }
+}
+
+/// Whether a JSON-RPC message (or batch) is, or holds, the server's notice that its tools
+/// changed.
+pub(crate) fn announces_tools_changed(message: &Value) -> bool {
+    let is_notice = |message: &Value| {
+        message.get("method").and_then(Value::as_str) == Some(TOOLS_CHANGED)
+            && message.get("id").is_none()
+    };
+    match message {
+        Value::Array(batch) => batch.iter().any(is_notice),
+        single => is_notice(single),
     }
 }
 
@@ -414,6 +431,23 @@ mod tests {
             tools.clear();
             let error = read_page(&page, &mut tools).unwrap_err();
             assert!(error.contains(why), "{page}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_notice_that_the_tools_changed_is_told_apart() {
+        let notice = json!({"jsonrpc": "2.0", "method": TOOLS_CHANGED});
+        assert!(announces_tools_changed(&notice));
+        assert!(announces_tools_changed(
+            &json!([{"id": 1, "result": {}}, notice])
+        ));
+        for other in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": TOOLS_CHANGED}),
+            json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"}),
+            json!({"jsonrpc": "2.0", "id": 1, "result": {"method": TOOLS_CHANGED}}),
+            json!([]),
+        ] {
+            assert!(!announces_tools_changed(&other), "{other}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Reads the upstream server's `tools/list` over Streamable HTTP, as the client's session, and
-//! keeps one list per session.
+//! keeps one list per session (read again once the upstream says the session's tools changed,
+//! see [`crate::change_watch`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -147,11 +148,20 @@ impl Events {
 /// A session's tool list and when it was last used.
 type KeptList = (Arc<ToolCache>, Instant);
 
+/// Whose tool list: the client's session and the SHA-256 of each of its credential headers
+/// (never the credential itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ListKey {
+    /// `Mcp-Session-Id`, empty without one.
+    session: Vec<u8>,
+    credentials: Vec<u8>,
+}
+
 /// One tool list per client session (`Mcp-Session-Id`) and credentials (`Authorization`,
 /// `Cookie`): clients without a session but with other credentials do not share one.
 #[derive(Debug, Default)]
 pub(crate) struct SessionTools {
-    sessions: Mutex<HashMap<Vec<u8>, KeptList>>,
+    sessions: Mutex<HashMap<ListKey, KeptList>>,
 }
 
 impl SessionTools {
@@ -179,21 +189,44 @@ impl SessionTools {
         sessions.insert(session, (tools.clone(), Instant::now()));
         tools
     }
+
+    /// The upstream said that the tools of `session` (an `Mcp-Session-Id`, empty for clients
+    /// without one) changed: each list kept for it, under any credentials, is read again
+    /// before its next use. A client's event stream and its calls may carry other
+    /// credentials (a token renewed in between); a list read again needlessly costs one
+    /// `tools/list`.
+    pub(crate) fn tools_changed(&self, session: &[u8]) {
+        let Ok(sessions) = self.sessions.lock() else {
+            return;
+        };
+        sessions
+            .iter()
+            .filter(|(key, _)| key.session == session)
+            .for_each(|(_, (tools, _))| tools.forget());
+    }
 }
 
-/// The session id, and the SHA-256 of each credential header (never the credential itself).
-fn key_of(headers: &HeaderMap) -> Vec<u8> {
-    let mut key = headers
+/// The `Mcp-Session-Id` of a request, empty without one.
+pub(crate) fn session_of(headers: &HeaderMap) -> Vec<u8> {
+    headers
         .get("mcp-session-id")
         .map(|v| v.as_bytes().to_vec())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn key_of(headers: &HeaderMap) -> ListKey {
+    let mut credentials = Vec::new();
     for name in CREDENTIAL_HEADERS {
-        key.push(0);
+        credentials.push(0);
         for value in headers.get_all(name) {
-            key.extend_from_slice(zt_contract::Digest32::sha256(value.as_bytes()).0.as_slice());
+            credentials
+                .extend_from_slice(zt_contract::Digest32::sha256(value.as_bytes()).0.as_slice());
         }
     }
-    key
+    ListKey {
+        session: session_of(headers),
+        credentials,
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +287,50 @@ mod tests {
             &tools.of(&with(header::COOKIE, "Bearer alice"))
         ));
         assert!(!Arc::ptr_eq(&alice, &tools.of(&HeaderMap::new())));
+    }
+
+    /// Counts the lists it is asked for.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl ListTools for Counting {
+        async fn list_page(&self, _: String, _: Option<String>) -> Result<Value, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(json!({"tools": [{"name": "t", "inputSchema": {}}]}))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_read_again_in_every_list_of_its_session_only() {
+        let tools = SessionTools::default();
+        let headers = |session: Option<&str>, token: &str| {
+            let mut headers = HeaderMap::new();
+            if let Some(session) = session {
+                headers.insert("mcp-session-id", HeaderValue::from_str(session).unwrap());
+            }
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_str(token).unwrap());
+            headers
+        };
+        let lists = [
+            headers(Some("s1"), "Bearer old"),
+            headers(Some("s1"), "Bearer renewed"),
+            headers(Some("s2"), "Bearer old"),
+            headers(None, "Bearer old"),
+        ];
+        let servers: Vec<Counting> = lists.iter().map(|_| Counting::default()).collect();
+        let read_all = || async {
+            for (headers, server) in lists.iter().zip(&servers) {
+                tools.of(headers).declared(server, "t", None).await.unwrap();
+            }
+        };
+        read_all().await;
+        tools.tools_changed(b"s1");
+        read_all().await;
+        let readings: Vec<usize> = servers
+            .iter()
+            .map(|server| server.0.load(std::sync::atomic::Ordering::SeqCst))
+            .collect();
+        assert_eq!(readings, [2, 2, 1, 1]);
     }
 
     #[test]

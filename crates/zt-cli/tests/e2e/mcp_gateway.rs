@@ -737,3 +737,239 @@ permit (principal, action == Action::"mcp.fs.write_file", resource == Resource::
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0]["resource"], json!(allowed));
 }
+
+#[test]
+fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"
+@id("stub-read")
+@reason("reading is allowed")
+permit (principal, action == Action::"mcp.stub.read_file", resource);
+"#;
+    let (server, token) = control_plane(dir.path(), policy);
+    let received = dir.path().join("received.jsonl");
+    let tools = json!([{"name": "read_file",
+        "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let mut gateway = common::Running(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "stub", "--"])
+            .args(common::stub_mcp_server(&tools, &received))
+            .env("ZT_CONTROL_PLANE_URL", server.url())
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", &token)
+            .env("ZT_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The `initialize` is longer than a pipe holds: the gateway is still writing it to the
+    // (byte-at-a-time) stub when the call needs the tool list, so a `tools/list` that does not
+    // wait for the session's initialization reaches the stub before `initialized`, every time.
+    let [mut initialize, initialized] = common::mcp_opening();
+    initialize["params"]["capabilities"]["experimental"] =
+        json!({"padding": {"text": "x".repeat(256 * 1024)}});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "notes"}}});
+    let sent = [initialize, initialized, call];
+    let opening: String = sent.iter().map(|m| format!("{m}\n")).collect();
+    let mut stdin = gateway.0.stdin.take().unwrap();
+    // One write: the client does not wait for the server's answer to `initialize`.
+    stdin.write_all(opening.as_bytes()).unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut gateway.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(gateway.0.wait().unwrap().success());
+
+    // The client got the stub's answer to `initialize`, and no refusal of its call.
+    let answers: Vec<Value> = out.lines().map(common::parse).collect();
+    assert_eq!(answers.len(), 1, "{out}");
+    assert_eq!(answers[0]["id"], json!("init"), "{out}");
+    assert!(answers[0]["result"].is_object(), "{out}");
+    // The stub saw the client's three messages in order (the gateway's `tools/list` between
+    // them was answered, not recorded), so the allowed call reached it.
+    let relayed: Vec<Value> = std::fs::read_to_string(&received)
+        .unwrap()
+        .lines()
+        .map(common::parse)
+        .collect();
+    assert_eq!(relayed, sent);
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .collect();
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["decision"], json!("allow"));
+}
+
+/// A stub MCP server over Streamable HTTP at `/mcp` with the one tool `read_file`, whose
+/// schema's `properties` the test changes: it answers `tools/list` and `tools/call` as JSON,
+/// and holds each `GET` open as an event stream, on which [`HttpStub::announce_change`] sends
+/// `notifications/tools/list_changed`.
+struct HttpStub {
+    port: u16,
+    properties: std::sync::Arc<std::sync::Mutex<Value>>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl HttpStub {
+    fn start(properties: Value) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stub = HttpStub {
+            port: listener.local_addr().unwrap().port(),
+            properties: std::sync::Arc::new(std::sync::Mutex::new(properties)),
+            streams: std::sync::Arc::default(),
+        };
+        let (properties, streams) = (stub.properties.clone(), stub.streams.clone());
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let Ok(socket) = socket else { return };
+                let (properties, streams) = (properties.clone(), streams.clone());
+                std::thread::spawn(move || Self::answer(socket, &properties, &streams));
+            }
+        });
+        stub
+    }
+
+    fn answer(
+        mut socket: std::net::TcpStream,
+        properties: &std::sync::Mutex<Value>,
+        streams: &std::sync::Mutex<Vec<std::net::TcpStream>>,
+    ) {
+        use std::io::Read;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let n = socket.read(&mut buf).unwrap();
+            assert!(n > 0, "the request broke off");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+        if head.starts_with("get") {
+            let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: open\n\n";
+            socket.write_all(open.as_bytes()).unwrap();
+            streams.lock().unwrap().push(socket);
+            return;
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |n| n.trim().parse().unwrap());
+        while raw.len() < head_end + length {
+            let n = socket.read(&mut buf).unwrap();
+            assert!(n > 0, "the body broke off");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let message: Value = serde_json::from_slice(&raw[head_end..]).unwrap();
+        let result = match message["method"].as_str() {
+            Some("tools/list") => json!({"tools": [{"name": "read_file", "inputSchema":
+                {"type": "object", "properties": properties.lock().unwrap().clone()}}]}),
+            _ => json!({"content": [{"type": "text", "text": "read"}]}),
+        };
+        let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": result}).to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+        socket.write_all(response.as_bytes()).unwrap();
+    }
+
+    /// The tool now declares `properties`, and every open event stream says so.
+    fn change_tools(&self, properties: Value) {
+        *self.properties.lock().unwrap() = properties;
+        let notice = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        for stream in self.streams.lock().unwrap().iter_mut() {
+            stream.write_all(notice.as_bytes()).unwrap();
+        }
+    }
+}
+
+/// Reads `stream` until what it sent holds `text`.
+fn read_until(stream: &mut std::net::TcpStream, text: &str) {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&raw).contains(text) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&raw));
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_tools_change_announced_on_the_event_stream_is_seen_by_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"
+@id("stub-read")
+@reason("reading is allowed")
+permit (principal, action == Action::"mcp.stub.read_file", resource);
+"#;
+    let (server, token) = control_plane(dir.path(), policy);
+    let stub = HttpStub::start(json!({"path": {"type": "string"}, "resource": {"type": "string"}}));
+    let gateway_port = common::free_port();
+    let _gateway = common::Running::listening(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "stub"])
+            .args(["--listen", &format!("127.0.0.1:{gateway_port}")])
+            .args(["--upstream", &format!("http://127.0.0.1:{}/mcp", stub.port)])
+            .env("ZT_CONTROL_PLANE_URL", server.url())
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", &token),
+        gateway_port,
+    );
+    let session = [
+        ("mcp-session-id", "s1"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    // The client's event stream of its session, through the gateway.
+    let mut events = std::net::TcpStream::connect(("127.0.0.1", gateway_port)).unwrap();
+    let open = "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\nmcp-session-id: s1\r\n\r\n";
+    events.write_all(open.as_bytes()).unwrap();
+    read_until(&mut events, ": open");
+
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "notes", "resource": "notes"}}});
+    let post = |message: &Value| {
+        let (status, _, body) = common::http_raw(
+            gateway_port,
+            "POST",
+            "/mcp",
+            &session,
+            Some(message.to_string().as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        serde_json::from_slice::<Value>(&body).unwrap()
+    };
+    let allowed = post(&call);
+    assert_eq!(
+        allowed["result"]["content"][0]["text"],
+        json!("read"),
+        "{allowed}"
+    );
+
+    // The server drops `resource` and says so on the event stream, within the second after
+    // the gateway read its list: the next call is checked against the new list all the same.
+    stub.change_tools(json!({"path": {"type": "string"}}));
+    read_until(&mut events, "notifications/tools/list_changed");
+    let refused = post(&call);
+    assert_eq!(
+        refused["error"],
+        json!({"code": -32602, "message": "argument `resource` is not declared by tool `read_file`"}),
+        "{refused}"
+    );
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .count();
+    assert_eq!(decided, 1, "the refused call was never decided");
+}

@@ -6,8 +6,8 @@
 //! real server, the proxy's rewritten extended card, and a gateway deciding over TLS.
 //!
 //! The agent behind the proxy is a stub (it is reached only by allowed calls; denied ones are
-//! answered by the proxy), and the MCP server behind the stdio gateway is `sleep`, which never
-//! answers: a denied call is answered by the gateway alone.
+//! answered by the proxy), and the MCP server behind the stdio gateway is a stub that answers
+//! no tool call: a denied call is answered by the gateway alone.
 
 use crate::common;
 
@@ -104,13 +104,19 @@ fn mcp_denied_call(url: &str, token: Option<&str>, ca: Option<&Path>) -> Value {
     let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
         "params": {"name": "delete_file", "arguments": {"path": "vault"}}});
     let mut stdin = gateway.0.stdin.take().unwrap();
-    writeln!(stdin, "{call}").unwrap();
-    let mut line = String::new();
-    BufReader::new(gateway.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    for message in common::mcp_opening().iter().chain([&call]) {
+        writeln!(stdin, "{message}").unwrap();
+    }
+    let mut stdout = BufReader::new(gateway.0.stdout.take().unwrap());
+    let answer = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no answer");
+        let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if answer["id"] != json!("init") {
+            break answer;
+        }
+    };
     drop(stdin);
-    let answer: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(answer["id"], json!(7), "{answer}");
     assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
     answer["result"]["structuredContent"]["zt"].clone()
@@ -440,7 +446,10 @@ fn the_stdio_gateway_relays_in_the_client_order() {
     let cancel = |id: u64| json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
     // Calls are decided concurrently; what reaches the server keeps the client's order, so a
     // cancellation never overtakes its call.
+    let [initialize, initialized] = common::mcp_opening();
     let sent = [
+        initialize,
+        initialized,
         call(1, "docs"),
         cancel(1),
         call(2, "vault"),
@@ -473,10 +482,11 @@ fn the_stdio_gateway_relays_in_the_client_order() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(answers.len(), 1, "{out}");
-    assert_eq!(answers[0]["id"], 2);
+    assert_eq!(answers.len(), 2, "{out}");
+    assert_eq!(answers[0]["id"], "init");
+    assert_eq!(answers[1]["id"], 2);
     assert_eq!(
-        answers[0]["result"]["structuredContent"]["zt"]["decision"],
+        answers[1]["result"]["structuredContent"]["zt"]["decision"],
         "deny"
     );
 }

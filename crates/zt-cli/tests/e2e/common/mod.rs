@@ -657,19 +657,45 @@ pub(crate) fn parse_http_response(raw: &[u8]) -> std::io::Result<(u16, String, V
     Ok((status, header_text, body))
 }
 
-/// The command of a stub MCP server over stdio: it answers `tools/list` with `tools` (a JSON
-/// array of tool objects) and appends every other line it receives to `record`.
+/// The command of a stub MCP server over stdio, as strict as the protocol allows: it answers
+/// `initialize`, refuses every other request with a JSON-RPC error until the client sent
+/// `notifications/initialized`, then answers `tools/list` with `tools` (a JSON array of tool
+/// objects). It appends every line it receives but `tools/list` to `record`, and answers no
+/// tool call.
 pub(crate) fn stub_mcp_server(tools: &Value, record: &Path) -> Vec<String> {
     let script = format!(
-        r#"while IFS= read -r line; do
+        r#"ready=no
+           while IFS= read -r line; do
+             id=$(printf '%s' "$line" | sed -n 's/.*"id":\([^,}}]*\).*/\1/p')
              case "$line" in
                *'"method":"tools/list"'*)
-                 id=$(printf '%s' "$line" | sed 's/.*"id":"\([^"]*\)".*/\1/')
-                 printf '{{"jsonrpc":"2.0","id":"%s","result":{{"tools":%s}}}}\n' "$id" '{tools}';;
-               *) printf '%s\n' "$line" >> '{record}';;
+                 if [ $ready = yes ]; then
+                   printf '{{"jsonrpc":"2.0","id":%s,"result":{{"tools":%s}}}}\n' "$id" '{tools}'
+                 else
+                   printf '{{"jsonrpc":"2.0","id":%s,"error":{{"code":-32600,"message":"not initialized"}}}}\n' "$id"
+                 fi
+                 continue;;
+               *'"method":"initialize"'*)
+                 printf '{{"jsonrpc":"2.0","id":%s,"result":{{"protocolVersion":"2025-06-18","capabilities":{{"tools":{{}}}},"serverInfo":{{"name":"stub","version":"1"}}}}}}\n' "$id";;
+               *'"method":"notifications/initialized"'*) ready=yes;;
+               *'"method":'*)
+                 if [ $ready = no ] && [ -n "$id" ]; then
+                   printf '{{"jsonrpc":"2.0","id":%s,"error":{{"code":-32600,"message":"not initialized"}}}}\n' "$id"
+                 fi;;
              esac
+             printf '%s\n' "$line" >> '{record}'
            done"#,
         record = record.display()
     );
     vec!["sh".into(), "-c".into(), script]
+}
+
+/// The client's `initialize` of a raw stdio session, and its `notifications/initialized`.
+pub(crate) fn mcp_opening() -> [Value; 2] {
+    [
+        json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+    ]
 }

@@ -1,0 +1,332 @@
+//! Over Streamable HTTP the upstream says that a session's tools changed
+//! (`notifications/tools/list_changed`) in the answers the gateway relays: an event of a `POST`'s
+//! answer stream or of the `GET` stream (or, from a lenient server, a JSON answer). The relay
+//! reads each frame of those answers as it passes, never holding or delaying one, and has the
+//! session's tool list read again before its next call.
+//!
+//! Memory is bounded per answer: an event, or a JSON answer, of more than
+//! [`MAX_WATCHED_MESSAGE_BYTES`] is relayed unread; a notice that large is then missed, and the
+//! list is read again only when it no longer covers a call or is a minute old.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::{Bytes, HttpBody};
+use axum::http::{header, HeaderMap};
+use hyper::body::{Frame, SizeHint};
+
+use crate::tools::announces_tools_changed;
+use crate::upstream_tools::SessionTools;
+
+/// The most bytes of one event's data (or of a JSON answer) held to be read. A notice is a few
+/// dozen bytes, and every relayed answer may hold this much twice (a line and an event).
+pub(crate) const MAX_WATCHED_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// How an answer carries the server's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// `text/event-stream`: each event's data is a message.
+    EventStream,
+    /// `application/json`: the whole body is one (or a batch).
+    Json,
+}
+
+/// Finds the notices that the tools changed in an answer's bytes as they come.
+#[derive(Debug)]
+struct NoticeReader {
+    format: Format,
+    /// The line being read (event stream), or the body so far (JSON).
+    pending: Vec<u8>,
+    /// `pending` outgrew the bound: the rest of it is passed over.
+    pending_too_long: bool,
+    /// The data lines of the event being read, joined by `\n`; `None` before its first.
+    data: Option<Vec<u8>>,
+    /// The event being read has a line or data past the bound: it is not read.
+    event_too_long: bool,
+}
+
+impl NoticeReader {
+    fn new(format: Format) -> Self {
+        Self {
+            format,
+            pending: Vec::new(),
+            pending_too_long: false,
+            data: None,
+            event_too_long: false,
+        }
+    }
+
+    /// The next bytes of the answer; returns whether they complete a notice.
+    fn read(&mut self, mut bytes: &[u8]) -> bool {
+        if self.format == Format::Json {
+            self.hold(bytes);
+            return false;
+        }
+        let mut noticed = false;
+        while !bytes.is_empty() {
+            let end = memchr::memchr(b'\n', bytes);
+            let (part, rest) = bytes.split_at(end.map_or(bytes.len(), |at| at + 1));
+            bytes = rest;
+            if end.is_none() {
+                self.hold(part);
+                continue;
+            }
+            self.hold(part.strip_suffix(b"\n").unwrap_or(part));
+            if std::mem::take(&mut self.pending_too_long) {
+                self.event_too_long = true;
+            } else {
+                let line = std::mem::take(&mut self.pending);
+                noticed |= self.event_line(&line);
+                // The line's buffer serves the next one.
+                self.pending = line;
+            }
+            self.pending.clear();
+        }
+        noticed
+    }
+
+    /// The answer ended; returns whether a JSON answer was a notice.
+    fn end(&mut self) -> bool {
+        let whole = self.format == Format::Json && !self.pending_too_long;
+        let noticed = whole && is_notice(&self.pending);
+        self.pending = Vec::new();
+        noticed
+    }
+
+    /// Adds `part` to `pending`, up to the bound.
+    fn hold(&mut self, part: &[u8]) {
+        if self.pending_too_long {
+            return;
+        }
+        if self.pending.len() + part.len() > MAX_WATCHED_MESSAGE_BYTES {
+            self.pending_too_long = true;
+            self.pending = Vec::new();
+        } else {
+            self.pending.extend_from_slice(part);
+        }
+    }
+
+    /// One line of the event stream, without its line end; returns whether it ended an event
+    /// that is a notice.
+    fn event_line(&mut self, line: &[u8]) -> bool {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            let data = self.data.take();
+            let readable = !std::mem::take(&mut self.event_too_long);
+            return readable && data.is_some_and(|data| is_notice(&data));
+        }
+        // Other fields (`event`, `id`, `retry`) and comments say nothing of the message.
+        let Some(value) = line.strip_prefix(b"data:") else {
+            return false;
+        };
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if self.event_too_long {
+            return false;
+        }
+        let held = self.data.as_ref().map_or(0, |data| data.len() + 1);
+        if held + value.len() > MAX_WATCHED_MESSAGE_BYTES {
+            self.event_too_long = true;
+            self.data = None;
+            return false;
+        }
+        match self.data.as_mut() {
+            Some(data) => {
+                data.push(b'\n');
+                data.extend_from_slice(value);
+            }
+            None => self.data = Some(value.to_vec()),
+        }
+        false
+    }
+}
+
+/// Whether one message's bytes are the notice (or a batch holding it).
+fn is_notice(message: &[u8]) -> bool {
+    // Searched first, as the stdio relay does, so other messages are not parsed.
+    memchr::memmem::find(message, b"list_changed").is_some()
+        && zt_contract::strict_json::parse_value(message)
+            .is_ok_and(|message| announces_tools_changed(&message))
+}
+
+/// An answer of the upstream on its way to the client, read for notices as it passes.
+pub(crate) struct WatchedBody<B> {
+    body: B,
+    /// `None` for an answer that carries no messages, and once the answer ended.
+    reader: Option<NoticeReader>,
+    tools: Arc<SessionTools>,
+    /// The `Mcp-Session-Id` of the request answered.
+    session: Vec<u8>,
+}
+
+impl<B> WatchedBody<B> {
+    /// `body`, answering a request of `session`, with the answer's `headers`.
+    pub(crate) fn new(
+        body: B,
+        headers: &HeaderMap,
+        tools: Arc<SessionTools>,
+        session: Vec<u8>,
+    ) -> Self {
+        let media_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let format = match media_type.as_deref() {
+            Some("text/event-stream") => Some(Format::EventStream),
+            Some("application/json") => Some(Format::Json),
+            _ => None,
+        };
+        Self {
+            body,
+            reader: format.map(NoticeReader::new),
+            tools,
+            session,
+        }
+    }
+
+    fn noticed(&self, noticed: bool) {
+        if noticed {
+            tracing::debug!("the upstream's tools changed: the session's list is read again");
+            self.tools.tools_changed(&self.session);
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some(mut reader) = self.reader.take() {
+            let noticed = reader.end();
+            self.noticed(noticed);
+        }
+    }
+}
+
+impl<B> HttpBody for WatchedBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(reader), Some(data)) = (this.reader.as_mut(), frame.data_ref()) {
+                    let noticed = reader.read(data);
+                    this.noticed(noticed);
+                }
+            }
+            Poll::Ready(None) => this.end(),
+            _ => {}
+        }
+        // The frame is read before the client gets it, and so is the end of a body of known
+        // length, which is not polled past its last frame.
+        if this.body.is_end_stream() {
+            this.end();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTICE: &str = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+
+    /// Feeds `chunks` one by one; returns after which chunks a notice was complete.
+    fn notices_in(format: Format, chunks: &[&[u8]]) -> Vec<usize> {
+        let mut reader = NoticeReader::new(format);
+        let mut at: Vec<usize> = chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, chunk)| reader.read(chunk))
+            .map(|(n, _)| n)
+            .collect();
+        if reader.end() {
+            at.push(chunks.len());
+        }
+        at
+    }
+
+    #[test]
+    fn a_notice_is_seen_in_the_event_that_carries_it_however_it_is_cut() {
+        let stream = format!(
+            ": keep-alive\n\nevent: message\r\nid: 7\r\ndata: {NOTICE}\r\n\r\n\
+             data: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\n\n\
+             data: {{\"jsonrpc\":\"2.0\",\"method\":\n\
+             data: \"notifications/tools/list_changed\"}}\n\n"
+        );
+        let bytes = stream.as_bytes();
+        let whole = notices_in(Format::EventStream, &[bytes]);
+        assert_eq!(whole, [0], "two notices, one chunk");
+        let mut reader = NoticeReader::new(Format::EventStream);
+        let seen: usize = bytes
+            .chunks(1)
+            .map(|byte| usize::from(reader.read(byte)))
+            .sum();
+        assert_eq!(seen, 2, "byte by byte");
+        // Seen at the blank line that ends its event, not before.
+        let end = stream.find("\r\n\r\n").unwrap();
+        let (before, after) = bytes.split_at(end + 2);
+        assert_eq!(notices_in(Format::EventStream, &[before, after]), [1]);
+    }
+
+    #[test]
+    fn other_messages_and_lookalikes_are_no_notice() {
+        for event in [
+            "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}\n\n"
+                .to_string(),
+            format!("data: {{\"id\":1,\"result\":{{\"text\":{NOTICE:?}}}}}\n\n"),
+            format!("data: {NOTICE}\n"),
+            format!(": {NOTICE}\n\n"),
+            format!("data: {NOTICE}{NOTICE}\n\n"),
+        ] {
+            assert!(
+                notices_in(Format::EventStream, &[event.as_bytes()]).is_empty(),
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_past_the_bound_are_not_read_and_those_after_are() {
+        let long = "x".repeat(MAX_WATCHED_MESSAGE_BYTES);
+        let padded = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{{"_meta":{{"p":"{long}"}}}}}}"#
+        );
+        let mut reader = NoticeReader::new(Format::EventStream);
+        // One long line, then an event whose data lines add up past the bound.
+        assert!(!reader.read(format!("data: {padded}\n\n").as_bytes()));
+        let half = &padded[..padded.len() / 2];
+        let rest = &padded[padded.len() / 2..];
+        assert!(!reader.read(format!("data: {half}\ndata: {rest}\n\n").as_bytes()));
+        assert!(reader.read(format!("data: {NOTICE}\n\n").as_bytes()));
+    }
+
+    #[test]
+    fn a_json_answer_is_read_whole_within_the_bound() {
+        let (start, end) = NOTICE.split_at(20);
+        assert_eq!(
+            notices_in(Format::Json, &[start.as_bytes(), end.as_bytes()]),
+            [2]
+        );
+        let batch = format!(r#"[{{"jsonrpc":"2.0","id":1,"result":{{}}}},{NOTICE}]"#);
+        assert_eq!(notices_in(Format::Json, &[batch.as_bytes()]), [1]);
+        assert!(notices_in(Format::Json, &[start.as_bytes()]).is_empty());
+        let long = format!("{NOTICE}{}", " ".repeat(MAX_WATCHED_MESSAGE_BYTES));
+        assert!(notices_in(Format::Json, &[long.as_bytes()]).is_empty());
+    }
+}

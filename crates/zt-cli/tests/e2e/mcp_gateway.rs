@@ -738,15 +738,17 @@ permit (principal, action == Action::"mcp.fs.write_file", resource == Resource::
     assert_eq!(writes[0]["resource"], json!(allowed));
 }
 
-#[test]
-fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
-    let dir = tempfile::tempdir().unwrap();
-    let policy = r#"
+/// The stub server's `read_file` is allowed.
+const STUB_READ_POLICY: &str = r#"
 @id("stub-read")
 @reason("reading is allowed")
 permit (principal, action == Action::"mcp.stub.read_file", resource);
 "#;
-    let (server, token) = control_plane(dir.path(), policy);
+
+#[test]
+fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
     let received = dir.path().join("received.jsonl");
     let tools = json!([{"name": "read_file",
         "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
@@ -907,12 +909,7 @@ fn read_until(stream: &mut std::net::TcpStream, text: &str) {
 #[test]
 fn a_tools_change_announced_on_the_event_stream_is_seen_by_the_next_call() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = r#"
-@id("stub-read")
-@reason("reading is allowed")
-permit (principal, action == Action::"mcp.stub.read_file", resource);
-"#;
-    let (server, token) = control_plane(dir.path(), policy);
+    let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
     let stub = HttpStub::start(json!({"path": {"type": "string"}, "resource": {"type": "string"}}));
     let gateway_port = common::free_port();
     let _gateway = common::Running::listening(

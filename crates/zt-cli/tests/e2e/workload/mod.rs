@@ -116,34 +116,16 @@ impl Pki {
         intermediate: &CertifiedIssuer<'static, KeyPair>,
         uris: &[&str],
     ) -> Identity {
-        let mut params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
-        let key = KeyPair::generate().unwrap();
-        for uri in uris {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.to_string().try_into().unwrap()));
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, intermediate).unwrap();
+        let params = CertificateParams::new(vec!["client.example.org".to_string()]).unwrap();
+        let leaf = issue(uris, params, intermediate);
         Identity {
-            cert: format!("{}{}", cert.pem(), intermediate.pem()),
-            key: key.serialize_pem(),
+            cert: format!("{}{}", leaf.cert, intermediate.pem()),
+            key: leaf.key,
         }
     }
 
-    fn client_params(&self, uris: &[&str], mut params: CertificateParams) -> Identity {
-        let key = KeyPair::generate().unwrap();
-        for uri in uris {
-            params
-                .subject_alt_names
-                .push(SanType::URI(uri.to_string().try_into().unwrap()));
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        Identity {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
+    fn client_params(&self, uris: &[&str], params: CertificateParams) -> Identity {
+        issue(uris, params, &self.ca)
     }
 
     /// Client settings trusting this CA, presenting `identity` if given.
@@ -182,6 +164,26 @@ impl Pki {
             "--client-ca".into(),
             p("ca.pem"),
         ]
+    }
+}
+
+/// A client certificate with these URI SANs (and `params`' names), issued by `issuer`.
+fn issue(
+    uris: &[&str],
+    mut params: CertificateParams,
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+) -> Identity {
+    let key = KeyPair::generate().unwrap();
+    for uri in uris {
+        params
+            .subject_alt_names
+            .push(SanType::URI(uri.to_string().try_into().unwrap()));
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).unwrap();
+    Identity {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
     }
 }
 

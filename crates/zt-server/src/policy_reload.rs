@@ -19,11 +19,6 @@ use crate::policy_store::{FileAtStart, PolicyStore, PolicyStoreError};
 /// Who reloads, in the audit record.
 pub(crate) const RELOADER: &str = "policy-file";
 
-/// The file's version, to notice a change.
-pub(crate) fn version(path: &std::path::Path) -> Option<crate::reloadable::FileVersion> {
-    crate::reloadable::FileVersion::of(path)
-}
-
 /// All a reload touches: the policy it replaces, the lock that orders it among admin
 /// changes, and the log its record goes to.
 pub(crate) struct Reloader {

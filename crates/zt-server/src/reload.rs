@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::auth::jwt_bundle::JwtSvidBundle;
 use crate::auth::AdminTokenSet;
 use crate::policy_reload::{self, Reloader};
-use crate::reloadable::ReloadedSetting;
+use crate::reloadable::{FileVersion, ReloadedSetting};
 
 /// How often the files are checked for a change.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ pub(crate) async fn watch(
             None
         }
     };
-    let mut policy_seen = policy_file.as_deref().and_then(policy_reload::version);
+    let mut policy_seen = policy_file.as_deref().and_then(FileVersion::of);
     let mut ticker = tokio::time::interval(POLL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -65,7 +65,7 @@ pub(crate) async fn watch(
                 }
                 match &policy_file {
                     Some(path) => {
-                        policy_seen = policy_reload::version(path);
+                        policy_seen = FileVersion::of(path);
                         policy_reload::reload(&policy, path, "SIGHUP").await;
                     }
                     None => tracing::info!("SIGHUP: no --policy file to reload (the policy is managed through the API)"),
@@ -79,7 +79,7 @@ pub(crate) async fn watch(
                     bundle.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {
-                    let now = policy_reload::version(path);
+                    let now = FileVersion::of(path);
                     if now != policy_seen {
                         policy_seen = now;
                         policy_reload::reload(&policy, path, "file change").await;

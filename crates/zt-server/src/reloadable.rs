@@ -26,12 +26,14 @@ impl FileVersion {
     /// The version of the file at `path` now, or `None` if it cannot be read.
     pub(crate) fn of(path: &Path) -> Option<Self> {
         use std::io::Read as _;
-        let mut file = std::fs::File::open(path).ok()?;
-        let meta = file.metadata().ok()?;
-        let contents_sha256 = (meta.size() <= DIGESTED_UP_TO)
+        let meta = std::fs::metadata(path).ok()?;
+        // Only a regular file is opened: opening a FIFO would block the watcher until a
+        // writer came, and a device could be read without end.
+        let contents_sha256 = (meta.is_file() && meta.size() <= DIGESTED_UP_TO)
             .then(|| {
                 let mut contents = Vec::new();
-                file.by_ref()
+                std::fs::File::open(path)
+                    .ok()?
                     .take(DIGESTED_UP_TO + 1)
                     .read_to_end(&mut contents)
                     .ok()?;

@@ -8,13 +8,12 @@
 //! garbage, or no handshake within [`zt_listener::HANDSHAKE_TIMEOUT`]) ends only that
 //! connection, and is counted in `zt_tls_handshake_failures_total`.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use std::collections::HashMap;
-
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
@@ -98,6 +97,17 @@ pub(crate) fn acceptor(
             for (domain, bundle) in &config.client_ca_by_domain {
                 let domain_anchors =
                     anchors("client ca file for a trust domain", bundle, &mut roots)?;
+                if domain_anchors
+                    .iter()
+                    .any(|a| authorities.general.contains(a))
+                {
+                    // Then that CA vouches for every domain without a bundle of its own too.
+                    tracing::warn!(
+                        domain = %domain,
+                        file = %bundle.display(),
+                        "a ca given for this trust domain is also in --client-ca: it can name the ids of every domain without a bundle of its own"
+                    );
+                }
                 authorities.by_domain.insert(domain.clone(), domain_anchors);
             }
             let builder =
@@ -209,7 +219,10 @@ impl ClientAuthorities {
             Err(webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. }) => {
                 Ok(std::time::UNIX_EPOCH)
             }
-            Err(_) => Err(Unproven::NotByItsDomain),
+            Err(error) => {
+                tracing::debug!(%error, "client certificate not verified by its trust domain's authorities");
+                Err(Unproven::NotByItsDomain)
+            }
         }
     }
 }

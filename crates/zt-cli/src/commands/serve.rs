@@ -128,7 +128,8 @@ pub(crate) struct ServeArgs {
         help_heading = "TLS and workload identity"
     )]
     pub client_ca_for: Vec<(String, PathBuf)>,
-    /// Refuse TLS clients without a certificate verified against `--client-ca`.
+    /// Refuse TLS clients without a certificate verified against `--client-ca` (or a
+    /// `--client-ca-for` bundle).
     #[arg(
         long,
         env = "ZT_REQUIRE_CLIENT_CERT",
@@ -467,7 +468,8 @@ fn parse_domain_bundle(text: &str) -> Result<(String, PathBuf), String> {
     Ok((parse_trust_domain(domain)?, PathBuf::from(file)))
 }
 
-/// A trust domain given more than one `--client-ca-for` bundle: ambiguous, so refused.
+/// A trust domain given more than one bundle by the same flag (`--client-ca-for`,
+/// `--jwt-svid-jwks-for`): ambiguous, so refused.
 fn repeated_domain(bundles: &[(String, PathBuf)]) -> Option<&str> {
     let mut seen = std::collections::BTreeSet::new();
     bundles

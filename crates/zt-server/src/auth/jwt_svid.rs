@@ -255,16 +255,6 @@ impl JwtSvidVerifier {
         &self.audience
     }
 
-    /// Whether the key `token`'s header names (`kid`) is in this bundle.
-    pub(crate) fn holds_key_of(&self, token: &str) -> bool {
-        header_of(token).is_ok_and(|header| {
-            header
-                .get("kid")
-                .and_then(Value::as_str)
-                .is_some_and(|kid| self.keys.contains_key(kid))
-        })
-    }
-
     /// Checks `token` and returns the SPIFFE ID it proves.
     pub fn verify(&self, token: &str) -> Result<SpiffeId, JwtSvidError> {
         self.verify_at(token, jsonwebtoken::get_current_timestamp())
@@ -404,6 +394,20 @@ fn critical(crit: &Value) -> JwtSvidError {
 
 /// The decoded JOSE header of a compact JWS, without verifying anything; a header that
 /// repeats a parameter is malformed (two readers could see two different `alg`s).
+/// The trust domain of the SPIFFE ID `token` claims in `sub`, read before anything is
+/// verified: only to choose which domain's keys must then verify it, as SPIFFE's per-domain
+/// bundles are used. `None` if the token does not claim one.
+pub(crate) fn claimed_trust_domain(token: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims = zt_contract::strict_json::parse_document(&bytes).ok()?;
+    let sub = claims.get("sub")?.as_str()?;
+    Some(SpiffeId::parse(sub).ok()?.trust_domain().to_string())
+}
+
 fn header_of(token: &str) -> Result<Map<String, Value>, JwtSvidError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =

@@ -506,16 +506,26 @@ fn a_domain_with_its_own_bundle_is_named_by_its_keys_alone() {
     // Their key naming our workload, and ours naming theirs: neither proves anything.
     assert_eq!(
         id(&token(&theirs, "theirs", SUB)),
-        Err(JwtSvidError::NotByItsDomain)
+        Err(JwtSvidError::UnknownKeyId("theirs".into()))
     );
     assert_eq!(
         id(&token(&ours, "ours", PARTNER)),
-        Err(JwtSvidError::NotByItsDomain)
+        Err(JwtSvidError::UnknownKeyId("ours".into()))
     );
-    // Their key id on a token our key signed: checked against their key, so refused.
+    // The bundle follows the claimed domain, not the key id: a partner publishing our key id
+    // changes nothing for our tokens, and its key under our id still names nothing of ours.
     assert_eq!(
-        id(&token(&ours, "theirs", PARTNER)),
+        id(&token(&theirs, "ours", SUB)),
         Err(JwtSvidError::Signature)
+    );
+    let colliding = bundle("theirs-too.json", theirs.jwk("ours"));
+    let workload = WorkloadAuth::new([], Some(bundle("ours2.json", ours.jwk("ours"))), [])
+        .with_jwt_bundles_by_domain([("other.org".to_string(), colliding)]);
+    let verified = |t: &str| workload.verify_jwt(t).unwrap().map(|id| id.to_string());
+    assert_eq!(verified(&token(&ours, "ours", SUB)), Ok(SUB.to_string()));
+    assert_eq!(
+        verified(&token(&theirs, "ours", PARTNER)),
+        Ok(PARTNER.to_string())
     );
     assert!(workload.verify_jwt("zt_agent_opaque").is_none());
 }

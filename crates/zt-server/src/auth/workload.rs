@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::jwt_bundle::JwtSvidBundle;
-use super::jwt_svid::{looks_like_jwt, JwtSvidError, JwtSvidVerifier};
+use super::jwt_svid::{claimed_trust_domain, looks_like_jwt, JwtSvidError, JwtSvidVerifier};
 use super::spiffe::SpiffeId;
 
 /// Workload identity settings.
@@ -78,22 +78,22 @@ impl WorkloadAuth {
     /// The SPIFFE ID `token` proves as a JWT-SVID, or why it proves none; `None` if it is not
     /// to be checked as one ([`Self::takes_jwt`]).
     ///
-    /// The bundle is chosen by the token's key id: a trust domain's own bundle if it holds the
-    /// key (and then the ID must be of that domain), else the general one (and then the ID
-    /// must be of a domain without a bundle of its own). So one domain's key never names
-    /// another domain's workloads, as SPIFFE's per-domain bundles require.
+    /// The bundle is chosen by the trust domain the token claims in `sub`, as SPIFFE does:
+    /// that domain's own bundle if it has one, else the general one; only that bundle's keys
+    /// may verify it, and the verified ID must be of a domain that bundle speaks for. So one
+    /// domain's key never names another domain's workloads, whatever key id it carries.
     pub(crate) fn verify_jwt(&self, token: &str) -> Option<Result<SpiffeId, JwtSvidError>> {
         if !self.takes_jwt(token) {
             return None;
         }
-        let own = self
-            .jwt_by_domain
-            .iter()
-            .map(|(domain, bundle)| (domain, bundle.verifier()))
-            .find(|(_, verifier)| verifier.holds_key_of(token));
+        let own = claimed_trust_domain(token).and_then(|domain| {
+            self.jwt_by_domain
+                .get_key_value(&domain)
+                .map(|(domain, bundle)| (domain.clone(), bundle.verifier()))
+        });
         let verified = match own {
             Some((domain, verifier)) => verifier.verify(token).and_then(|id| {
-                (id.trust_domain() == domain.as_str())
+                (id.trust_domain() == domain)
                     .then_some(id)
                     .ok_or(JwtSvidError::NotByItsDomain)
             }),

@@ -433,6 +433,7 @@ fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {
             cert = %tls.cert_chain.display(),
             client_certs = tls.client_certs.as_str(),
             client_ca = client_ca.as_deref().unwrap_or("-"),
+            client_ca_for = ?tls.client_ca_by_domain.keys().collect::<Vec<_>>(),
             "https on"
         );
     }

@@ -4,19 +4,21 @@
 //! client's order. The server's output is copied to the client line by line, byte for byte,
 //! except the answers to the gateway's own `tools/list` requests; the gateway's own answers are
 //! put in only between two of the server's lines. The gateway sends its own requests only once
-//! the client has initialized the session ([`SessionStart`]).
+//! the client has initialized the session ([`SessionStart`]); a tool call sent before that is
+//! refused at once.
 
 use std::collections::HashMap;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::RequestId;
+use rmcp::model::{ErrorCode, RequestId};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{
@@ -24,7 +26,8 @@ use crate::intercept::{
 };
 use crate::lines::{read_line, Line};
 use crate::tools::{
-    announces_tools_changed, list_request, own_id, result_of, ListTools, ToolCache,
+    announces_tools_changed, list_request, own_id, parse_if_marked, result_of, ListTools,
+    ToolCache, LIST_TIMEOUT, OWN_ID_MARK, TOOLS_CHANGED_MARK,
 };
 use crate::GatewayError;
 
@@ -47,42 +50,91 @@ type ServerInput = Arc<Mutex<Option<ChildStdin>>>;
 /// The gateway's own requests waiting for the server's answer, by id.
 type Waiting = Arc<std::sync::Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 
-/// How far the session's initialization has come, as the gateway sees it relayed.
-#[derive(Debug, Default)]
-struct Handshake {
-    /// The id of the client's latest `initialize` request relayed to the server.
-    initialize_id: Option<Value>,
-    /// The server answered that request with a result.
-    answered: bool,
-    /// The client's `notifications/initialized` was relayed after its `initialize`.
-    finished: bool,
+/// How the server answered the client's `initialize`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum InitAnswer {
+    /// Not yet (or no `initialize` yet).
+    #[default]
+    Awaited,
+    /// With a result: the session is initialized once the client says it is done.
+    Accepted,
+    /// With anything else (an error): the session is not initialized.
+    Refused,
 }
 
-impl Handshake {
-    fn is_done(&self) -> bool {
-        self.answered && self.finished
+/// How far the session's MCP initialization (the `initialize` exchange, nothing to do with
+/// TLS) has come, as the gateway sees it relayed.
+#[derive(Debug, Default)]
+struct McpInitProgress {
+    /// The id of the client's latest `initialize` request relayed to the server.
+    initialize_id: Option<Value>,
+    /// Bytes the server's answer to that id holds, searched for before a line is parsed.
+    answer_mark: Vec<u8>,
+    answer: InitAnswer,
+    /// The client's `notifications/initialized` was relayed after its `initialize`.
+    finished: bool,
+    /// When every wait for the initialization gives up: set by the first one, shared by all,
+    /// so that waiting calls end together rather than one after another.
+    deadline: Option<Instant>,
+}
+
+impl McpInitProgress {
+    /// `None` while the wait goes on, else whether the gateway may send requests.
+    fn outcome(&self) -> Option<Result<(), String>> {
+        match self.answer {
+            InitAnswer::Accepted if self.finished => Some(Ok(())),
+            InitAnswer::Refused => Some(Err(
+                "the session is not initialized: the server refused its `initialize`".into(),
+            )),
+            _ => None,
+        }
     }
 
     fn awaits_answer(&self) -> bool {
-        self.initialize_id.is_some() && !self.answered
+        self.initialize_id.is_some() && self.answer == InitAnswer::Awaited
     }
 }
 
+/// The bytes an answer with `id` holds however its encoder escapes strings: the number, or the
+/// longest run of the string's characters that no encoder escapes. Empty (every line is parsed
+/// until the answer comes) only for an id of punctuation alone.
+fn answer_mark(id: &Value) -> Vec<u8> {
+    let Value::String(id) = id else {
+        return id.to_string().into_bytes();
+    };
+    id.as_bytes()
+        .split(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
+        .max_by_key(|run| run.len())
+        .unwrap_or_default()
+        .to_vec()
+}
+
 /// When the gateway may send requests of its own: once the server has answered the client's
-/// `initialize` and the client's `notifications/initialized` has been relayed after it. The
-/// protocol asks every client to wait so, and a strict server (the Python SDK's, for one)
-/// refuses any other request before then; a client may pipeline its first messages, so the
-/// gateway's `tools/list` for a call could otherwise overtake them. A session that never
-/// initializes makes its calls wait out the list's timeout, then fail closed.
+/// `initialize` with a result and the client's `notifications/initialized` has been relayed
+/// after it. The protocol asks every client to wait so, and a strict server (the Python SDK's,
+/// for one) refuses any other request before then; a client may pipeline its first messages,
+/// so the gateway's `tools/list` for a call could otherwise overtake them. Calls waiting for a
+/// session that is slow to initialize share one deadline ([`LIST_TIMEOUT`] from the first
+/// wait), then fail closed; an error answer to `initialize` fails them at once.
 #[derive(Debug, Default)]
-struct SessionStart(watch::Sender<Handshake>);
+struct SessionStart(watch::Sender<McpInitProgress>);
 
 impl SessionStart {
     /// Before the client's `initialize` (or notification) goes out: answers can only follow.
     fn relaying(&self, step: &Initialization) {
         if let Initialization::Request { id } = step {
-            self.0
-                .send_modify(|handshake| handshake.initialize_id = Some(id.clone()));
+            self.0.send_if_modified(|progress| {
+                // Once accepted, the session is initialized: what the server makes of a second
+                // `initialize` is between it and the client.
+                let watches = progress.answer != InitAnswer::Accepted;
+                if watches {
+                    progress.answer_mark = answer_mark(id);
+                    progress.initialize_id = Some(id.clone());
+                    progress.answer = InitAnswer::Awaited;
+                    progress.deadline = None;
+                }
+                watches
+            });
         }
     }
 
@@ -90,40 +142,103 @@ impl SessionStart {
     fn relayed(&self, step: &Initialization) {
         if *step == Initialization::Finished {
             // A notification before any `initialize` finishes nothing.
-            self.0.send_if_modified(|handshake| {
-                let finishes = handshake.initialize_id.is_some() && !handshake.finished;
-                handshake.finished |= finishes;
+            self.0.send_if_modified(|progress| {
+                let finishes = progress.initialize_id.is_some() && !progress.finished;
+                progress.finished |= finishes;
                 finishes
             });
         }
     }
 
     /// Whether the server's lines must be read for the answer to the client's `initialize`.
+    #[cfg(test)]
     fn awaits_answer(&self) -> bool {
         self.0.borrow().awaits_answer()
     }
 
-    /// One of the server's messages, read while [`Self::awaits_answer`].
+    /// While [`Self::awaits_answer`]: what a line that may answer `initialize` holds.
+    fn answer_mark(&self) -> Option<Vec<u8>> {
+        let progress = self.0.borrow();
+        progress
+            .awaits_answer()
+            .then(|| progress.answer_mark.clone())
+    }
+
+    /// One of the server's messages, read while [`Self::awaits_answer`]. Any answer to the
+    /// `initialize` ends the watch: with a result it initializes, with anything else it does
+    /// not, and nothing waits for it any more.
     fn server_message(&self, message: &Value) {
-        self.0.send_if_modified(|handshake| {
-            let answers = handshake.awaits_answer()
+        self.0.send_if_modified(|progress| {
+            let answers = progress.awaits_answer()
                 && message.get("method").is_none()
-                && message.get("result").is_some()
-                && message.get("id") == handshake.initialize_id.as_ref();
-            handshake.answered |= answers;
+                && message.get("id") == progress.initialize_id.as_ref();
+            if answers {
+                progress.answer = if message.get("result").is_some() {
+                    InitAnswer::Accepted
+                } else {
+                    InitAnswer::Refused
+                };
+            }
             answers
         });
     }
 
-    /// Returns once the session is initialized.
-    async fn initialized(&self) {
-        // The sender lives as long as `self`: the wait ends only when the session is done.
-        let _ = self
-            .0
-            .subscribe()
-            .wait_for(Handshake::is_done)
-            .await
-            .map(drop);
+    /// Returns once the session is initialized, or why the gateway may not ask the server.
+    async fn initialized(&self) -> Result<(), String> {
+        let mut deadline = None;
+        // No waiter looks at the deadline: setting it wakes nobody.
+        self.0.send_if_modified(|progress| {
+            deadline = Some(
+                *progress
+                    .deadline
+                    .get_or_insert_with(|| Instant::now() + LIST_TIMEOUT),
+            );
+            false
+        });
+        let deadline = deadline.unwrap_or_else(Instant::now);
+        let mut progress = self.0.subscribe();
+        let outcome = tokio::time::timeout_at(
+            deadline,
+            progress.wait_for(|progress| progress.outcome().is_some()),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(progress)) => progress.outcome().unwrap_or(Ok(())),
+            // The sender lives as long as `self`.
+            Ok(Err(_)) => Err("the session ended".into()),
+            Err(_) => Err(format!(
+                "the session was not initialized within {} s",
+                LIST_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// The client's opening as read (not yet relayed): a tool call read before it cannot be
+/// decided, since the gateway's `tools/list` would wait behind it for ever.
+#[derive(Debug, Default)]
+struct ClientOpening {
+    initialize: bool,
+    initialized: bool,
+}
+
+impl ClientOpening {
+    fn read(&mut self, step: &Initialization) {
+        match step {
+            Initialization::Request { .. } => self.initialize = true,
+            Initialization::Finished => self.initialized |= self.initialize,
+        }
+    }
+
+    /// Why a tool call read now is refused at once, if it is.
+    fn refuses_calls(&self) -> Option<&'static str> {
+        if !self.initialize {
+            Some("the session is not initialized: send initialize first")
+        } else if !self.initialized {
+            Some("the session is not initialized: send notifications/initialized before tools/call")
+        } else {
+            None
+        }
     }
 }
 
@@ -150,9 +265,13 @@ impl Drop for WaitingFor<'_> {
 }
 
 impl ListTools for ServerLister {
+    async fn ready(&self) -> Result<(), String> {
+        self.start.initialized().await
+    }
+
     async fn list_page(&self, id: String, cursor: Option<String>) -> Result<Value, String> {
-        // Bounded by the caller's timeout for the whole list.
-        self.start.initialized().await;
+        // Already awaited by `ready`: here it ends at once, and no request can go out early.
+        self.start.initialized().await?;
         let (answered, answer) = oneshot::channel();
         self.waiting
             .lock()
@@ -298,6 +417,7 @@ async fn read_client<I: AsyncRead + Unpin>(
     let bytes = Arc::new(Semaphore::new(PENDING_BYTES));
     let mut reader = BufReader::new(client_in);
     let mut message = Vec::new();
+    let mut opening = ClientOpening::default();
     loop {
         let line = read_line(&mut reader, &mut message, MAX_MESSAGE_BYTES).await?;
         // The message's share of PENDING_BYTES, held until it is settled. A message is at most
@@ -310,24 +430,35 @@ async fn read_client<I: AsyncRead + Unpin>(
             Line::End => return Ok(()),
             Line::TooLong => Pending::Answer(oversized(MAX_MESSAGE_BYTES)),
             Line::Message => match classify(&message) {
-                Inbound::Relay(initialization) => Pending::Relay {
-                    message: message.clone(),
-                    initialization,
-                },
-                Inbound::ToolCall { id, call } => {
-                    let Screening {
-                        gate,
-                        tools,
-                        lister,
-                    } = screening.clone();
-                    Pending::Decide {
+                Inbound::Relay(initialization) => {
+                    if let Some(step) = &initialization {
+                        opening.read(step);
+                    }
+                    Pending::Relay {
                         message: message.clone(),
-                        id,
-                        verdict: tokio::spawn(
-                            async move { gate.screen(&call, &tools, &lister).await },
-                        ),
+                        initialization,
                     }
                 }
+                Inbound::ToolCall { id, call } => match opening.refuses_calls() {
+                    // Answered at once, never relayed: it could not be decided in time.
+                    Some(why) => {
+                        Pending::Answer(refusal(id, ErrorCode::INVALID_REQUEST, why.into()))
+                    }
+                    None => {
+                        let Screening {
+                            gate,
+                            tools,
+                            lister,
+                        } = screening.clone();
+                        Pending::Decide {
+                            message: message.clone(),
+                            id,
+                            verdict: tokio::spawn(async move {
+                                gate.screen(&call, &tools, &lister).await
+                            }),
+                        }
+                    }
+                },
                 Inbound::Refuse(Some(line)) => Pending::Answer(line),
                 Inbound::Refuse(None) => continue,
             },
@@ -404,19 +535,17 @@ async fn relay(server_in: &ServerInput, message: &[u8]) -> std::io::Result<()> {
 /// `initialize` lets the gateway send requests of its own. Returns whether the line goes on to
 /// the client.
 fn for_the_client(line: &[u8], screening: &Screening) -> bool {
-    // Searched without their `/`, which a JSON encoder may write as `\/`; parsed to be sure.
-    let ours = memchr::memmem::find(line, b"zt-gateway").is_some();
-    let changed = memchr::memmem::find(line, b"list_changed").is_some();
-    // Until `initialize` is answered every line is read: only a few come before.
-    let initializing = screening.lister.start.awaits_answer();
-    if !ours && !changed && !initializing {
-        return true;
-    }
-    let Ok(message) = zt_contract::strict_json::parse_value(line) else {
+    // Until `initialize` is answered, the lines that may be its answer are read too.
+    let start = &screening.lister.start;
+    let initialize_answer = start.answer_mark();
+    let marks = [OWN_ID_MARK, TOOLS_CHANGED_MARK]
+        .into_iter()
+        .chain(initialize_answer.as_deref());
+    let Some(message) = parse_if_marked(line, marks) else {
         return true;
     };
-    if initializing {
-        screening.lister.start.server_message(&message);
+    if initialize_answer.is_some() {
+        start.server_message(&message);
     }
     if announces_tools_changed(&message) {
         screening.tools.forget();
@@ -508,6 +637,7 @@ async fn server_to_client<S: AsyncRead + Unpin, O: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::ToolsError;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
@@ -554,7 +684,7 @@ mod tests {
         for line in [
             r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
-            r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32602,"message":"no"}}"#,
+            r#"{"jsonrpc":"2.0","id":"0","result":{}}"#,
             r#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#,
         ] {
             assert!(for_the_client(line.as_bytes(), &screening), "{line}");
@@ -585,7 +715,164 @@ mod tests {
         start.relayed(&Initialization::Finished);
         tokio::time::timeout(Duration::from_secs(5), start.initialized())
             .await
+            .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_to_initialize_ends_the_wait_and_the_watch() {
+        let screening = screening();
+        let start = &screening.lister.start;
+        let initialize = Initialization::Request {
+            id: serde_json::json!("init/1"),
+        };
+        start.relaying(&initialize);
+        start.relayed(&initialize);
+        start.relayed(&Initialization::Finished);
+        let lister = screening.lister.clone();
+        let asking = tokio::spawn(async move {
+            lister
+                .list_page("zt-gateway/tools-list/0".into(), None)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!asking.is_finished(), "asked before the answer");
+        // The server writes `/` as `\/`: the answer is still found (by `init`).
+        let refused =
+            br#"{"jsonrpc":"2.0","id":"init\/1","error":{"code":-32602,"message":"bad"}}"#;
+        assert!(for_the_client(refused, &screening), "relayed");
+        assert!(!start.awaits_answer(), "still watching the server's lines");
+        let asked = tokio::time::timeout(Duration::from_secs(1), asking).await;
+        let error = asked.expect("still waiting").unwrap().unwrap_err();
+        assert!(error.contains("refused its `initialize`"), "{error}");
+        // A later call is refused at once too.
+        let later = tokio::time::timeout(
+            Duration::from_millis(100),
+            screening.tools.declared(&screening.lister, "t", None),
+        )
+        .await;
+        assert!(
+            matches!(later, Ok(Err(ToolsError::Unreadable(_)))),
+            "{later:?}"
+        );
+        // The client may try again.
+        let again = Initialization::Request {
+            id: serde_json::json!(7),
+        };
+        start.relaying(&again);
+        assert!(start.awaits_answer());
+        assert!(for_the_client(
+            br#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            &screening
+        ));
+        tokio::time::timeout(Duration::from_secs(1), start.initialized())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_answer_to_initialize_is_searched_for_as_its_encoder_may_write_it() {
+        use serde_json::json;
+        assert_eq!(answer_mark(&json!(12)), b"12");
+        assert_eq!(answer_mark(&json!("a/bcd/é")), b"bcd");
+        assert_eq!(answer_mark(&json!("init-1.x_y")), b"init-1.x_y");
+        assert_eq!(answer_mark(&json!("//")), b"");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_waiting_for_initialization_share_one_deadline() {
+        let screening = screening();
+        let start = &screening.lister.start;
+        let initialize = Initialization::Request {
+            id: serde_json::json!(0),
+        };
+        start.relaying(&initialize);
+        start.relayed(&initialize);
+        start.relayed(&Initialization::Finished);
+        // The server never answers `initialize`; every call waits for it (time is paused).
+        let began = tokio::time::Instant::now();
+        let calls: Vec<_> = (0..DECISIONS_IN_FLIGHT)
+            .map(|_| {
+                let screening = screening.clone();
+                tokio::spawn(
+                    async move { screening.tools.declared(&screening.lister, "t", None).await },
+                )
+            })
+            .collect();
+        for call in calls {
+            let refused = call.await.unwrap();
+            assert!(
+                matches!(refused, Err(ToolsError::Unreadable(_))),
+                "{refused:?}"
+            );
+        }
+        let waited = began.elapsed();
+        assert!(
+            waited <= crate::tools::LIST_TIMEOUT + Duration::from_secs(1),
+            "{} calls waited {waited:?} in all",
+            DECISIONS_IN_FLIGHT
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_before_the_session_is_initialized_is_refused_at_once() {
+        let gate = screening().gate;
+        let (mut client, gateway_in) = tokio::io::duplex(64 * 1024);
+        let (gateway_out, client_out) = tokio::io::duplex(64 * 1024);
+        let relay = tokio::spawn(run_stdio(gate, strict_server(), gateway_in, gateway_out));
+        let call = |id: u64| {
+            format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"t\",\"arguments\":{{}}}}}}\n"
+            )
+        };
+        let initialize = r#"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{}}"#;
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        // All at once: a call before `initialize`, one between it and the notification, one
+        // after (decided: nothing answers on port 9).
+        let opening = format!(
+            "{}{initialize}\n{}{initialized}\n{}",
+            call(1),
+            call(2),
+            call(3)
+        );
+        client.write_all(opening.as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(client_out);
+        let answers = tokio::time::timeout(Duration::from_secs(5), async {
+            let mut answers = Vec::new();
+            for _ in 0..4 {
+                answers.push(next_message(&mut lines).await);
+            }
+            answers
+        })
+        .await
+        .expect("a call waited");
+        let by_id = |id: Value| {
+            answers
+                .iter()
+                .find(|answer| answer["id"] == id)
+                .unwrap_or_else(|| panic!("no answer to {id}: {answers:?}"))
+        };
+        for (id, why) in [
+            (1, "send initialize first"),
+            (2, "send notifications/initialized"),
+        ] {
+            let error = &by_id(serde_json::json!(id))["error"];
+            assert_eq!(error["code"], -32600, "{error}");
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("the session is not initialized"),
+                "{message}"
+            );
+            assert!(message.contains(why), "{message}");
+        }
+        assert!(by_id(serde_json::json!("init"))["result"].is_object());
+        let reason = by_id(serde_json::json!(3))["result"]["structuredContent"]["zt"]["reason"]
+            .as_str()
+            .unwrap();
+        assert!(reason.starts_with("control plane unavailable"), "{reason}");
+        drop(client);
+        assert!(relay.await.unwrap().unwrap().success());
     }
 
     /// A server that, as the protocol allows, refuses every request but `initialize` until the

@@ -31,6 +31,11 @@ const REFRESH_AFTER: Duration = Duration::from_secs(1);
 const MAX_AGE: Duration = Duration::from_secs(60);
 /// The server's notice that its tools changed: the gateway reads the list again.
 pub(crate) const TOOLS_CHANGED: &str = "notifications/tools/list_changed";
+/// Searched for in a server line before it is parsed as one of the gateway's answers: the
+/// prefix without its `/`, which a JSON encoder may write as `\/`.
+pub(crate) const OWN_ID_MARK: &[u8] = b"zt-gateway";
+/// Searched for before a line is parsed as [`TOOLS_CHANGED`] (without its `/`, as above).
+pub(crate) const TOOLS_CHANGED_MARK: &[u8] = b"list_changed";
 
 /// The arguments one tool declares: the keys of its `inputSchema.properties`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,6 +94,12 @@ pub enum ToolsError {
 /// Asks the server for one page of `tools/list`: the JSON-RPC `result` of the request with
 /// `id`, and `cursor` as its `params.cursor`.
 pub(crate) trait ListTools {
+    /// Returns once the server may be asked (or why it may not be): awaited before the list
+    /// is locked, so that calls waiting for it wait together, not one after another.
+    fn ready(&self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
+
     fn list_page(
         &self,
         id: String,
@@ -136,6 +147,7 @@ impl ToolCache {
         tool: &str,
         arguments: Option<&JsonObject>,
     ) -> Result<DeclaredArguments, ToolsError> {
+        lister.ready().await.map_err(ToolsError::Unreadable)?;
         let mut catalog = self.catalog.lock().await;
         let changes = self.changes.load(Ordering::Acquire);
         let current = catalog.changes == changes;
@@ -248,6 +260,25 @@ pub(crate) fn announces_tools_changed(message: &Value) -> bool {
         Value::Array(batch) => batch.iter().any(is_notice),
         single => is_notice(single),
     }
+}
+
+/// A server message parsed, but only when its bytes hold one of `marks`: most of the server's
+/// messages are none the gateway looks for, and a search costs far less than a parse.
+pub(crate) fn parse_if_marked<'a>(
+    message: &[u8],
+    marks: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<Value> {
+    marks
+        .into_iter()
+        .any(|mark| memchr::memmem::find(message, mark).is_some())
+        .then(|| zt_contract::strict_json::parse_value(message).ok())
+        .flatten()
+}
+
+/// Whether one message's bytes are the notice that the tools changed (or a batch holding it).
+pub(crate) fn is_tools_changed_notice(message: &[u8]) -> bool {
+    parse_if_marked(message, [TOOLS_CHANGED_MARK])
+        .is_some_and(|message| announces_tools_changed(&message))
 }
 
 /// A JSON-RPC message's `id` when it is one of the gateway's own.
@@ -449,6 +480,23 @@ mod tests {
         ] {
             assert!(!announces_tools_changed(&other), "{other}");
         }
+    }
+
+    #[test]
+    fn only_marked_messages_are_parsed() {
+        let notice = br#"{"jsonrpc":"2.0","method":"notifications\/tools\/list_changed"}"#;
+        assert!(is_tools_changed_notice(notice), "escaped `/`");
+        assert!(!is_tools_changed_notice(br#"{"method":"list_changed"}"#));
+        assert_eq!(parse_if_marked(br#"{"id":1}"#, [b"zt".as_slice()]), None);
+        assert_eq!(
+            parse_if_marked(br#"{"id":"zt"}"#, [b"x".as_slice(), b"zt"]),
+            Some(json!({"id": "zt"}))
+        );
+        assert_eq!(
+            parse_if_marked(b"zt {", [b"zt".as_slice()]),
+            None,
+            "unreadable"
+        );
     }
 
     #[test]

@@ -806,6 +806,96 @@ fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
     assert_eq!(decided[0]["decision"], json!("allow"));
 }
 
+#[test]
+fn a_call_before_initialize_is_refused_at_once_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
+    let received = dir.path().join("received.jsonl");
+    let tools = json!([{"name": "read_file",
+        "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let mut gateway = common::Running(
+        Command::new(zt_bin())
+            .args(["mcp-gateway", "--server-name", "stub", "--"])
+            .args(common::stub_mcp_server(&tools, &received))
+            .env("ZT_CONTROL_PLANE_URL", server.url())
+            .env("ZT_ACTOR", ACTOR)
+            .env("ZT_TOKEN", &token)
+            .env("ZT_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "read_file", "arguments": {"path": "notes"}}})
+    };
+    let [initialize, initialized] = common::mcp_opening();
+    // Calls before `initialize` and before `notifications/initialized` could never be
+    // decided: the gateway's `tools/list` would wait behind them (10 s each, holding up the
+    // `initialize` queued after them).
+    let sent = [
+        call(1),
+        call(2),
+        initialize.clone(),
+        call(3),
+        initialized.clone(),
+        call(4),
+    ];
+    let opening: String = sent.iter().map(|m| format!("{m}\n")).collect();
+    let began = std::time::Instant::now();
+    let mut stdin = gateway.0.stdin.take().unwrap();
+    stdin.write_all(opening.as_bytes()).unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut gateway.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(gateway.0.wait().unwrap().success());
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}: {out}",
+        began.elapsed()
+    );
+
+    let answers: Vec<Value> = out.lines().map(common::parse).collect();
+    let answer_to = |id: Value| {
+        answers
+            .iter()
+            .find(|answer| answer["id"] == id)
+            .unwrap_or_else(|| panic!("no answer to {id}: {out}"))
+    };
+    for (id, why) in [
+        (1, "send initialize first"),
+        (2, "send initialize first"),
+        (3, "send notifications/initialized before tools/call"),
+    ] {
+        let error = &answer_to(json!(id))["error"];
+        assert_eq!(error["code"], json!(-32600), "{error}");
+        assert_eq!(
+            error["message"],
+            json!(format!("the session is not initialized: {why}"))
+        );
+    }
+    assert!(answer_to(json!("init"))["result"].is_object(), "{out}");
+    // The allowed call after the opening reached the stub, the refused ones did not.
+    assert!(
+        answers.iter().all(|answer| answer["id"] != json!(4)),
+        "{out}"
+    );
+    let relayed: Vec<Value> = std::fs::read_to_string(&received)
+        .unwrap()
+        .lines()
+        .map(common::parse)
+        .collect();
+    assert_eq!(relayed, [initialize, initialized, call(4)]);
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .count();
+    assert_eq!(decided, 1, "only the call after the opening was decided");
+}
+
 /// A stub MCP server over Streamable HTTP at `/mcp` with the one tool `read_file`, whose
 /// schema's `properties` the test changes: it answers `tools/list` and `tools/call` as JSON,
 /// and holds each `GET` open as an event stream, on which [`HttpStub::announce_change`] sends

@@ -745,20 +745,23 @@ const STUB_READ_POLICY: &str = r#"
 permit (principal, action == Action::"mcp.stub.read_file", resource);
 "#;
 
-#[test]
-fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
-    let received = dir.path().join("received.jsonl");
+/// A stdio gateway in front of the (strict) stub server, whose one tool `read_file` declares
+/// `path`; and the file the stub records what it received in.
+fn stub_read_gateway(
+    dir: &std::path::Path,
+    server: &common::Server,
+    token: &str,
+) -> (common::Running, std::path::PathBuf) {
+    let received = dir.join("received.jsonl");
     let tools = json!([{"name": "read_file",
         "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
-    let mut gateway = common::Running(
+    let gateway = common::Running(
         Command::new(zt_bin())
             .args(["mcp-gateway", "--server-name", "stub", "--"])
             .args(common::stub_mcp_server(&tools, &received))
             .env("ZT_CONTROL_PLANE_URL", server.url())
             .env("ZT_ACTOR", ACTOR)
-            .env("ZT_TOKEN", &token)
+            .env("ZT_TOKEN", token)
             .env("ZT_LOG", "warn")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -766,6 +769,14 @@ fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
             .spawn()
             .unwrap(),
     );
+    (gateway, received)
+}
+
+#[test]
+fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
+    let (mut gateway, received) = stub_read_gateway(dir.path(), &server, &token);
     // The `initialize` is longer than a pipe holds: the gateway is still writing it to the
     // (byte-at-a-time) stub when the call needs the tool list, so a `tools/list` that does not
     // wait for the session's initialization reaches the stub before `initialized`, every time.
@@ -810,23 +821,7 @@ fn a_pipelining_client_initializes_before_the_gateway_lists_the_tools() {
 fn a_call_before_initialize_is_refused_at_once_and_the_session_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let (server, token) = control_plane(dir.path(), STUB_READ_POLICY);
-    let received = dir.path().join("received.jsonl");
-    let tools = json!([{"name": "read_file",
-        "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
-    let mut gateway = common::Running(
-        Command::new(zt_bin())
-            .args(["mcp-gateway", "--server-name", "stub", "--"])
-            .args(common::stub_mcp_server(&tools, &received))
-            .env("ZT_CONTROL_PLANE_URL", server.url())
-            .env("ZT_ACTOR", ACTOR)
-            .env("ZT_TOKEN", &token)
-            .env("ZT_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut gateway, received) = stub_read_gateway(dir.path(), &server, &token);
     let call = |id: u64| {
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": "read_file", "arguments": {"path": "notes"}}})

@@ -178,10 +178,14 @@ impl std::fmt::Debug for Apps {
 /// the peer.
 pub type Identify<P> = Arc<dyn Fn(&[CertificateDer<'_>]) -> Option<P> + Send + Sync>;
 
+/// The TLS acceptor in force when a connection is accepted.
+pub type CurrentAcceptor = Arc<dyn Fn() -> TlsAcceptor + Send + Sync>;
+
 /// HTTPS: the acceptor, and what a client certificate tells about the peer.
 pub struct Tls<P> {
-    /// The server's TLS configuration.
-    pub acceptor: TlsAcceptor,
+    /// The server's TLS configuration in force, asked for each new connection (it may be
+    /// replaced while the listener runs: a rotated certificate, a new CA bundle).
+    pub acceptor: CurrentAcceptor,
     /// The peer's identity from the certificates it presented (its leaf first, then any
     /// intermediates), handed to every request of the connection as an extension (`None`: no
     /// identity, nothing inserted).
@@ -469,7 +473,7 @@ async fn connection<P: Clone + std::fmt::Debug + Send + Sync + 'static>(
         http.serve::<_, P>(TokioIo::new(tcp), None).await;
         return;
     };
-    let handshake = tokio::time::timeout(handshake_timeout, tls.acceptor.accept(tcp));
+    let handshake = tokio::time::timeout(handshake_timeout, (tls.acceptor)().accept(tcp));
     let stream = tokio::select! {
         result = handshake => match result {
             Ok(Ok(stream)) => stream,

@@ -1,5 +1,6 @@
 //! Files the server reloads without a restart: the admin token file (under
-//! `--auth credentials`), the JWT-SVID trust bundle (`--jwt-svid-jwks`) and the `--policy`
+//! `--auth credentials`), the JWT-SVID trust bundles (`--jwt-svid-jwks`, `--jwt-svid-jwks-for`),
+//! the TLS files (`--tls-cert`, `--tls-key`, `--client-ca`, `--client-ca-for`) and the `--policy`
 //! file, when there are. Each is checked every [`POLL_EVERY`] for a change and reloaded on
 //! SIGHUP; every reload is logged, and SIGHUP says what it reloaded, so it is never silently
 //! ignored.
@@ -14,6 +15,7 @@ use crate::auth::jwt_bundle::JwtSvidBundle;
 use crate::auth::AdminTokenSet;
 use crate::policy_reload::{self, Reloader};
 use crate::reloadable::{FileVersion, ReloadedSetting};
+use crate::tls::ReloadedTls;
 
 /// How often the files are checked for a change.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -24,6 +26,7 @@ pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 pub(crate) async fn watch(
     admin_tokens: Option<Arc<AdminTokenSet>>,
     jwt_bundles: Vec<(String, Arc<JwtSvidBundle>)>,
+    tls: Option<Arc<ReloadedTls>>,
     policy: Reloader,
 ) {
     let policy_file = policy.policy.source_file().map(PathBuf::from);
@@ -54,6 +57,7 @@ pub(crate) async fn watch(
                 tracing::info!(
                     admin_token_file = admins.as_deref().unwrap_or("-"),
                     jwt_svid_jwks = ?jwks,
+                    tls = tls.is_some(),
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
@@ -62,6 +66,9 @@ pub(crate) async fn watch(
                 }
                 for (_, bundle) in &jwt_bundles {
                     bundle.reload("SIGHUP");
+                }
+                if let Some(tls) = &tls {
+                    tls.reload("SIGHUP");
                 }
                 match &policy_file {
                     Some(path) => {
@@ -77,6 +84,9 @@ pub(crate) async fn watch(
                 }
                 for (_, bundle) in &jwt_bundles {
                     bundle.reload_if_changed();
+                }
+                if let Some(tls) = &tls {
+                    tls.reload_if_changed();
                 }
                 if let Some(path) = &policy_file {
                     let now = FileVersion::of(path);

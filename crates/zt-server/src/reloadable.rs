@@ -50,11 +50,17 @@ impl FileVersion {
     }
 }
 
-/// `T` as last read from `path`.
+fn versions(files: &[PathBuf]) -> Vec<Option<FileVersion>> {
+    files.iter().map(|file| FileVersion::of(file)).collect()
+}
+
+/// `T` as last read from `path` (and the other files it depends on, if any).
 pub(crate) struct Reloadable<T> {
     path: PathBuf,
     current: RwLock<Arc<T>>,
-    seen: Mutex<Option<FileVersion>>,
+    /// Every file `T` is read from, `path` first.
+    watched: Vec<PathBuf>,
+    seen: Mutex<Vec<Option<FileVersion>>>,
     last_error: Mutex<Option<String>>,
 }
 
@@ -70,8 +76,16 @@ impl<T> std::fmt::Debug for Reloadable<T> {
 impl<T> Reloadable<T> {
     /// `value`, read from `path` at start.
     pub(crate) fn new(path: PathBuf, value: T) -> Self {
+        Self::watching(path, Vec::new(), value)
+    }
+
+    /// `value`, read at start from `path` and the files `also`: a change to any of them is a
+    /// change.
+    pub(crate) fn watching(path: PathBuf, also: Vec<PathBuf>, value: T) -> Self {
+        let watched: Vec<PathBuf> = std::iter::once(path.clone()).chain(also).collect();
         Self {
-            seen: Mutex::new(FileVersion::of(&path)),
+            seen: Mutex::new(versions(&watched)),
+            watched,
             path,
             current: RwLock::new(Arc::new(value)),
             last_error: Mutex::new(None),
@@ -101,7 +115,7 @@ impl<T> Reloadable<T> {
 
     /// Whether the file changed since it was last read; marks it read.
     pub(crate) fn changed(&self) -> bool {
-        let now = FileVersion::of(&self.path);
+        let now = versions(&self.watched);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let changed = *seen != now;
         *seen = now;
@@ -114,7 +128,7 @@ impl<T> Reloadable<T> {
         &self,
         load: impl FnOnce(&Path) -> Result<T, E>,
     ) -> Result<(Arc<T>, Arc<T>), String> {
-        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = FileVersion::of(&self.path);
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = versions(&self.watched);
         // Read before the error's lock is taken: `/health` reads it meanwhile.
         let loaded = load(&self.path);
         let mut last_error = self

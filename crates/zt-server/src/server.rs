@@ -138,6 +138,12 @@ impl std::fmt::Debug for Started {
 /// loads the key, opens and checks the audit log, and loads the registry, policy and
 /// proposals.
 pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::tls::ReloadedTls::load)
+        .transpose()?
+        .map(Arc::new);
     let jwt_svid = config
         .workload
         .jwt_svid
@@ -277,6 +283,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         checkpoints,
         signer: signer.clone(),
         workload,
+        tls,
         draining: tokio::sync::watch::Sender::new(false),
     });
     let accepted = match config.auth {
@@ -358,7 +365,6 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     // Everything that can be refused without touching the data directory is checked first.
     config.validate()?;
-    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let Started {
         state,
         worker,
@@ -375,7 +381,7 @@ pub async fn serve(
     }
     let addr = listener.local_addr().map_err(ServerError::Io)?;
     log_identity_settings(&config, &state.workload);
-    tracing::info!(listen = %addr, https = tls.is_some(), "zt control plane ready");
+    tracing::info!(listen = %addr, https = state.tls.is_some(), "zt control plane ready");
     if config.auth == AuthMode::DangerousNone {
         tracing::warn!("AUTHENTICATION IS OFF (--auth none): any caller may claim any registered actor; every record says authenticated=false");
     }
@@ -394,10 +400,13 @@ pub async fn serve(
     };
     let gauges = state.metrics.connection_gauges();
     let metrics = state.metrics.clone();
-    let tls = tls.map(|(acceptor, authorities)| zt_listener::Tls {
-        acceptor,
-        identify: Arc::new(move |chain: &[_]| authorities.identify(chain)),
-        on_handshake_failure: Arc::new(move || metrics.tls_handshake_failed()),
+    let tls = state.tls.clone().map(|files| {
+        let named_by = files.clone();
+        zt_listener::Tls {
+            acceptor: Arc::new(move || files.current().acceptor.clone()),
+            identify: Arc::new(move |chain: &[_]| named_by.current().authorities.identify(chain)),
+            on_handshake_failure: Arc::new(move || metrics.tls_handshake_failed()),
+        }
     });
     zt_listener::serve_connections(
         listener,

@@ -58,6 +58,8 @@ pub(crate) struct AppState {
     pub(crate) signer: Arc<dyn zt_ledger::Signer>,
     /// Workload identities: admin SPIFFE IDs and the JWT-SVID verifier.
     pub(crate) workload: WorkloadAuth,
+    /// The TLS certificate and client authorities in force, when serving HTTPS.
+    pub(crate) tls: Option<Arc<crate::tls::ReloadedTls>>,
     /// Turns true when the server starts draining, so that responses that would never end on
     /// their own (`GET /audit/stream`) end and let the drain finish.
     pub(crate) draining: tokio::sync::watch::Sender<bool>,

@@ -53,6 +53,7 @@ impl Tasks {
         let file_watch = tokio::spawn(crate::reload::watch(
             state.admin_tokens.clone(),
             state.workload.jwt_bundles(),
+            state.tls.clone(),
             Reloader {
                 policy: state.policy.clone(),
                 admin_lock: state.admin_lock.clone(),

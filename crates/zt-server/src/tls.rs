@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{PeerIdentity, SpiffeId, Unproven};
 use crate::config::{ClientCerts, TlsConfig};
+use crate::reloadable::{Reloadable, ReloadedSetting};
 
 /// Why the TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +59,7 @@ fn certificates(
 /// Builds the TLS acceptor: the server's chain and key, TLS 1.3 and 1.2 with aws-lc-rs, ALPN
 /// `http/1.1`, and the client-certificate policy; and the authorities that give a client
 /// certificate's SPIFFE ID its standing ([`ClientAuthorities`]).
-pub(crate) fn acceptor(
-    config: &TlsConfig,
-) -> Result<(TlsAcceptor, ClientAuthorities), TlsSetupError> {
+pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsInForce, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates("tls certificate file", &config.cert_chain)?;
     if chain.is_empty() {
@@ -135,7 +134,83 @@ pub(crate) fn acceptor(
         server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         server.send_tls13_tickets = 0;
     }
-    Ok((TlsAcceptor::from(Arc::new(server)), authorities))
+    Ok(TlsInForce {
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+        authorities,
+    })
+}
+
+/// What the HTTPS listener serves with: the acceptor of the server's certificate and the
+/// client-certificate policy, and the authorities that give a client certificate its standing,
+/// built together from the same files.
+pub(crate) struct TlsInForce {
+    /// Handshakes new connections.
+    pub(crate) acceptor: TlsAcceptor,
+    /// Names the peer of a handshaken connection.
+    pub(crate) authorities: ClientAuthorities,
+}
+
+/// The TLS files in force, read again when any of them changes (checked every second) or on
+/// SIGHUP, without a restart: a SPIFFE server certificate lives an hour and trust bundles gain
+/// and drop CAs as SPIRE rotates them. Files that are refused (a key that does not match its
+/// certificate, an empty bundle, a key others can read) never replace what is in force; the
+/// error is logged and shown by `/health` until a reload succeeds. New connections use what
+/// is in force when they are accepted; open ones keep the handshake they had.
+pub(crate) struct ReloadedTls {
+    file: Reloadable<TlsInForce>,
+    config: TlsConfig,
+}
+
+impl std::fmt::Debug for ReloadedTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadedTls")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadedTls {
+    /// Reads the files at start.
+    pub(crate) fn load(config: &TlsConfig) -> Result<Self, TlsSetupError> {
+        let in_force = acceptor(config)?;
+        let mut also = vec![config.private_key.clone()];
+        if let ClientCerts::Optional { ca } | ClientCerts::Required { ca } = &config.client_certs {
+            also.push(ca.clone());
+        }
+        also.extend(config.client_ca_by_domain.values().cloned());
+        Ok(Self {
+            file: Reloadable::watching(config.cert_chain.clone(), also, in_force),
+            config: config.clone(),
+        })
+    }
+
+    /// What is in force.
+    pub(crate) fn current(&self) -> Arc<TlsInForce> {
+        self.file.current()
+    }
+}
+
+impl ReloadedSetting for ReloadedTls {
+    type Value = TlsInForce;
+
+    fn file(&self) -> &Reloadable<TlsInForce> {
+        &self.file
+    }
+
+    fn reload(&self, trigger: &str) {
+        match self.file.reload(|_| acceptor(&self.config)) {
+            Ok(_) => tracing::info!(
+                cert = %self.config.cert_chain.display(),
+                trigger,
+                "tls certificate and client authorities reloaded"
+            ),
+            Err(error) => tracing::error!(
+                error,
+                trigger,
+                "tls files refused; the certificate and authorities in force stay"
+            ),
+        }
+    }
 }
 
 /// The CA certificates of `path` as trust anchors, also added to `roots`; a file without one

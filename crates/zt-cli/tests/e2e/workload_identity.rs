@@ -362,6 +362,76 @@ fn kept_alive_past(identity: impl FnOnce(&Pki, time::OffsetDateTime) -> Identity
 }
 
 #[test]
+fn rotated_tls_files_are_put_in_force_without_a_restart() {
+    let pki = Pki::new("zt test ca");
+    let next = Pki::new("zt next ca");
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let (admin, old_trusting) = billing_may_read_invoices(&server, &pki);
+    let ask = json!({"action": "invoices.read"}).to_string();
+    let post = |config: &std::sync::Arc<rustls::ClientConfig>| {
+        https(
+            server.port,
+            config,
+            "POST",
+            "/actions",
+            &[],
+            Some(ask.as_bytes()),
+        )
+        .map(|(s, _, _)| s)
+    };
+    // Trusting the next CA for the server, and holding its client certificate.
+    let next_trusting = next.client_config(Some(&next.client(&[BILLING])));
+    assert!(
+        post(&next_trusting).is_err(),
+        "neither side trusts the other yet"
+    );
+
+    // The rotation: the bundle gains the next CA, the server certificate is the next CA's
+    // (each file written as it comes; a certificate without its key is refused meanwhile).
+    let both = format!("{}{}", pki.ca.pem(), next.ca.pem());
+    std::fs::write(pki.path("ca.pem"), both).unwrap();
+    std::fs::copy(next.path("server.pem"), pki.path("server.pem")).unwrap();
+    std::fs::copy(next.path("server.key"), pki.path("server.key")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(&next_trusting).ok() != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated files were not put in force"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        post(&old_trusting).is_err(),
+        "the old server certificate is no longer served"
+    );
+
+    // A broken bundle keeps what is in force, and /health says why.
+    std::fs::write(pki.path("ca.pem"), "not a bundle").unwrap();
+    let auth = format!("Bearer {admin}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, raw) = https(
+            server.port,
+            &next_trusting,
+            "GET",
+            "/health",
+            &[("authorization", &auth)],
+            None,
+        )
+        .unwrap();
+        let health: Value = serde_json::from_slice(&raw).unwrap();
+        if health["reload_errors"]["tls"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(post(&next_trusting).ok(), Some(200));
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn a_federated_domains_authority_cannot_name_our_workloads() {
     const PARTNER: &str = "spiffe://other.org/agent/partner";
     let ours = Pki::new("zt test ca");

@@ -64,6 +64,9 @@ fn reload_errors(state: &SharedState, details: bool) -> serde_json::Map<String, 
     if let Some(e) = state.admin_tokens.as_ref().and_then(|a| a.last_error()) {
         errors.insert("admin_token_file".into(), shown(e).into());
     }
+    if let Some(e) = state.tls.as_ref().and_then(|tls| tls.last_error()) {
+        errors.insert("tls".into(), shown(e).into());
+    }
     for (name, bundle) in state.workload.jwt_bundles() {
         if let Some(e) = bundle.last_error() {
             // Which federated domains there are is for admins too.

@@ -457,6 +457,31 @@ fn canonical_dir(dir: PathBuf) -> PathBuf {
 }
 
 /// A `zt mcp-gateway` driven with raw JSON-RPC lines (for what an SDK client would not send).
+/// `zt mcp-gateway` over stdio in front of `mcp_server`, named `name` in actions, acting as
+/// the test agent; its stdin and stdout piped.
+fn stdio_gateway(
+    control_plane_url: &str,
+    token: &str,
+    name: &str,
+    extra: &[&str],
+    mcp_server: &[String],
+) -> Command {
+    let mut command = Command::new(zt_bin());
+    command
+        .args(["mcp-gateway", "--server-name", name])
+        .args(extra)
+        .arg("--")
+        .args(mcp_server)
+        .env("ZT_CONTROL_PLANE_URL", control_plane_url)
+        .env("ZT_ACTOR", ACTOR)
+        .env("ZT_TOKEN", token)
+        .env("ZT_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 struct RawSession {
     child: std::process::Child,
     stdin: std::process::ChildStdin,
@@ -476,18 +501,7 @@ impl RawSession {
         name: &str,
         mcp_server: &[String],
     ) -> Self {
-        let mut child = Command::new(zt_bin())
-            .args(["mcp-gateway", "--server-name", name])
-            .args(extra)
-            .arg("--")
-            .args(mcp_server)
-            .env("ZT_CONTROL_PLANE_URL", control_plane_url)
-            .env("ZT_ACTOR", ACTOR)
-            .env("ZT_TOKEN", token)
-            .env("ZT_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+        let mut child = stdio_gateway(control_plane_url, token, name, extra, mcp_server)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -755,17 +769,9 @@ fn stub_read_gateway(
     let received = dir.join("received.jsonl");
     let tools = json!([{"name": "read_file",
         "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]);
+    let stub = common::stub_mcp_server(&tools, &received);
     let gateway = common::Running(
-        Command::new(zt_bin())
-            .args(["mcp-gateway", "--server-name", "stub", "--"])
-            .args(common::stub_mcp_server(&tools, &received))
-            .env("ZT_CONTROL_PLANE_URL", server.url())
-            .env("ZT_ACTOR", ACTOR)
-            .env("ZT_TOKEN", token)
-            .env("ZT_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+        stdio_gateway(&server.url(), token, "stub", &[], &stub)
             .spawn()
             .unwrap(),
     );

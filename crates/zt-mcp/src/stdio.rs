@@ -131,6 +131,8 @@ impl SessionStart {
                     progress.answer_mark = answer_mark(id);
                     progress.initialize_id = Some(id.clone());
                     progress.answer = InitAnswer::Awaited;
+                    // A new opening: its own `notifications/initialized` must follow it.
+                    progress.finished = false;
                     progress.deadline = None;
                 }
                 watches
@@ -225,7 +227,11 @@ struct ClientOpening {
 impl ClientOpening {
     fn read(&mut self, step: &Initialization) {
         match step {
-            Initialization::Request { .. } => self.initialize = true,
+            // A new `initialize` opens anew: its notification must follow it.
+            Initialization::Request { .. } => {
+                self.initialize = true;
+                self.initialized = false;
+            }
             Initialization::Finished => self.initialized |= self.initialize,
         }
     }
@@ -761,10 +767,15 @@ mod tests {
         };
         start.relaying(&again);
         assert!(start.awaits_answer());
+        start.relayed(&again);
         assert!(for_the_client(
             br#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
             &screening
         ));
+        // The first opening's notification does not finish the new one: its own must follow.
+        let early = tokio::time::timeout(Duration::from_millis(100), start.initialized()).await;
+        assert!(early.is_err(), "initialized before its notification");
+        start.relayed(&Initialization::Finished);
         tokio::time::timeout(Duration::from_secs(1), start.initialized())
             .await
             .unwrap()

@@ -20,15 +20,70 @@ use crate::tls::ReloadedTls;
 /// How often the files are checked for a change.
 pub(crate) const POLL_EVERY: Duration = Duration::from_secs(1);
 
+/// The settings read from files that reload themselves ([`ReloadedSetting`]).
+#[derive(Clone)]
+struct SettingFiles {
+    admin_tokens: Option<Arc<AdminTokenSet>>,
+    jwt_bundles: Vec<(String, Arc<JwtSvidBundle>)>,
+    tls: Option<Arc<ReloadedTls>>,
+}
+
+impl SettingFiles {
+    fn each(&self) -> impl Iterator<Item = &dyn ReloadedSettingDyn> {
+        let admins = self
+            .admin_tokens
+            .iter()
+            .map(|a| a.as_ref() as &dyn ReloadedSettingDyn);
+        let bundles = self
+            .jwt_bundles
+            .iter()
+            .map(|(_, b)| b.as_ref() as &dyn ReloadedSettingDyn);
+        let tls = self
+            .tls
+            .iter()
+            .map(|t| t.as_ref() as &dyn ReloadedSettingDyn);
+        admins.chain(bundles).chain(tls)
+    }
+
+    /// Reads and checks files, so on a blocking thread: `when` runs with every setting.
+    async fn on_blocking_thread(&self, when: fn(&dyn ReloadedSettingDyn)) {
+        let files = self.clone();
+        let ran = tokio::task::spawn_blocking(move || files.each().for_each(when)).await;
+        if let Err(e) = ran {
+            tracing::error!(error = %e, "the file reload task failed");
+        }
+    }
+}
+
+/// [`ReloadedSetting`] without its value type, to go over settings of several kinds.
+trait ReloadedSettingDyn: Send + Sync {
+    fn reload_now(&self, trigger: &str);
+    fn reload_when_changed(&self);
+}
+
+impl<S: ReloadedSetting + Send + Sync> ReloadedSettingDyn for S {
+    fn reload_now(&self, trigger: &str) {
+        self.reload(trigger);
+    }
+    fn reload_when_changed(&self) {
+        self.reload_if_changed();
+    }
+}
+
 /// Watches the files until the server stops (the task is aborted with the server): the admin
-/// token file of `admin_tokens`, the JWT-SVID bundles' files, and the `--policy` file `policy`
-/// was loaded from, if any.
+/// token file of `admin_tokens`, the JWT-SVID bundles' files, the TLS files, and the
+/// `--policy` file `policy` was loaded from, if any. Files are read on a blocking thread.
 pub(crate) async fn watch(
     admin_tokens: Option<Arc<AdminTokenSet>>,
     jwt_bundles: Vec<(String, Arc<JwtSvidBundle>)>,
     tls: Option<Arc<ReloadedTls>>,
     policy: Reloader,
 ) {
+    let files = SettingFiles {
+        admin_tokens,
+        jwt_bundles,
+        tls,
+    };
     let policy_file = policy.policy.source_file().map(PathBuf::from);
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -37,7 +92,7 @@ pub(crate) async fn watch(
             None
         }
     };
-    let mut policy_seen = policy_file.as_deref().and_then(FileVersion::of);
+    let mut policy_seen = version_of(policy_file.clone()).await;
     let mut ticker = tokio::time::interval(POLL_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,47 +104,32 @@ pub(crate) async fn watch(
         };
         tokio::select! {
             _ = hangup => {
-                let admins = admin_tokens.as_ref().map(|a| a.path().display().to_string());
-                let jwks: Vec<String> = jwt_bundles
+                let admins = files.admin_tokens.as_ref().map(|a| a.path().display().to_string());
+                let jwks: Vec<String> = files
+                    .jwt_bundles
                     .iter()
                     .map(|(_, b)| b.path().display().to_string())
                     .collect();
                 tracing::info!(
                     admin_token_file = admins.as_deref().unwrap_or("-"),
                     jwt_svid_jwks = ?jwks,
-                    tls = tls.is_some(),
+                    tls = files.tls.is_some(),
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
-                if let Some(admins) = &admin_tokens {
-                    admins.reload("SIGHUP");
-                }
-                for (_, bundle) in &jwt_bundles {
-                    bundle.reload("SIGHUP");
-                }
-                if let Some(tls) = &tls {
-                    tls.reload("SIGHUP");
-                }
+                files.on_blocking_thread(|setting| setting.reload_now("SIGHUP")).await;
                 match &policy_file {
                     Some(path) => {
-                        policy_seen = FileVersion::of(path);
+                        policy_seen = version_of(Some(path.clone())).await;
                         policy_reload::reload(&policy, path, "SIGHUP").await;
                     }
                     None => tracing::info!("SIGHUP: no --policy file to reload (the policy is managed through the API)"),
                 }
             }
             _ = ticker.tick() => {
-                if let Some(admins) = &admin_tokens {
-                    admins.reload_if_changed();
-                }
-                for (_, bundle) in &jwt_bundles {
-                    bundle.reload_if_changed();
-                }
-                if let Some(tls) = &tls {
-                    tls.reload_if_changed();
-                }
+                files.on_blocking_thread(|setting| setting.reload_when_changed()).await;
                 if let Some(path) = &policy_file {
-                    let now = FileVersion::of(path);
+                    let now = version_of(Some(path.clone())).await;
                     if now != policy_seen {
                         policy_seen = now;
                         policy_reload::reload(&policy, path, "file change").await;
@@ -98,4 +138,13 @@ pub(crate) async fn watch(
             }
         }
     }
+}
+
+/// The version of `path`, read on a blocking thread.
+async fn version_of(path: Option<PathBuf>) -> Option<FileVersion> {
+    let path = path?;
+    tokio::task::spawn_blocking(move || FileVersion::of(&path))
+        .await
+        .ok()
+        .flatten()
 }

@@ -15,6 +15,10 @@ pub(crate) struct FileVersion {
     inode: u64,
     size: u64,
     modified_ns: i128,
+    /// Mode and status-change time: a `chmod` that makes a refused file acceptable (a key no
+    /// longer readable by others) is a change.
+    mode: u32,
+    changed_ns: i128,
     contents_sha256: Option<[u8; 32]>,
 }
 
@@ -45,6 +49,8 @@ impl FileVersion {
             inode: meta.ino(),
             size: meta.size(),
             modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            mode: meta.mode(),
+            changed_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
             contents_sha256,
         })
     }

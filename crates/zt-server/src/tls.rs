@@ -43,17 +43,43 @@ pub enum TlsSetupError {
     Config(String),
 }
 
+/// The largest TLS file read (a certificate chain, a CA bundle, a key): far above any real one.
+const MAX_TLS_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The bytes of a TLS file and its metadata, read from one open file: only a regular file of
+/// at most [`MAX_TLS_FILE_BYTES`] (a FIFO would block the reader, a device never end).
+fn read_tls_file(
+    what: &'static str,
+    path: &Path,
+) -> Result<(Vec<u8>, std::fs::Metadata), TlsSetupError> {
+    use std::io::Read as _;
+    let shown = || path.display().to_string();
+    let refused = |reason: String| TlsSetupError::Pem(what, shown(), reason);
+    let meta = std::fs::metadata(path).map_err(|e| refused(e.to_string()))?;
+    if !meta.is_file() || meta.len() > MAX_TLS_FILE_BYTES {
+        return Err(refused(format!(
+            "not a regular file of at most {MAX_TLS_FILE_BYTES} bytes"
+        )));
+    }
+    let mut file = std::fs::File::open(path).map_err(|e| refused(e.to_string()))?;
+    // The metadata of the file read, not of whatever the path names a moment later.
+    let meta = file.metadata().map_err(|e| refused(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.by_ref()
+        .take(MAX_TLS_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok((bytes, meta))
+}
+
 fn certificates(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let shown = path.display().to_string();
-    let pem =
-        |e: rustls::pki_types::pem::Error| TlsSetupError::Pem(what, shown.clone(), e.to_string());
-    CertificateDer::pem_file_iter(path)
-        .map_err(pem)?
+    let (bytes, _) = read_tls_file(what, path)?;
+    CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(pem)
+        .map_err(|e| TlsSetupError::Pem(what, path.display().to_string(), e.to_string()))
 }
 
 /// Builds the TLS acceptor: the server's chain and key, TLS 1.3 and 1.2 with aws-lc-rs, ALPN
@@ -68,16 +94,26 @@ pub(crate) fn acceptor(config: &TlsConfig) -> Result<TlsInForce, TlsSetupError> 
         ));
     }
     let key_shown = config.private_key.display().to_string();
-    let key = PrivateKeyDer::from_pem_file(&config.private_key)
-        .map_err(|e| TlsSetupError::Pem("tls key file", key_shown.clone(), e.to_string()))?;
-    // As for the audit key: a private key others can read is not private.
-    if std::fs::metadata(&config.private_key).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+    let (key_pem, key_meta) = read_tls_file("tls key file", &config.private_key)?;
+    // Only the kind of error: some PEM errors quote the offending line, which would put the
+    // key itself in the log and in `/health`.
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        let kind = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no private key found",
+            _ => "not a PEM private key (PKCS#8, SEC1 or PKCS#1)",
+        };
+        TlsSetupError::Pem("tls key file", key_shown.clone(), kind.into())
+    })?;
+    // As for the audit key: a private key others can read is not private (checked on the
+    // file that was read).
+    if key_meta.permissions().mode() & 0o077 != 0 {
         return Err(TlsSetupError::KeyReadable(key_shown));
     }
     let mut authorities = ClientAuthorities {
         general: Vec::new(),
         by_domain: HashMap::new(),
         algorithms: provider.signature_verification_algorithms.all,
+        generation: 0,
     };
     let verifier = match &config.client_certs {
         ClientCerts::NotRequested => {
@@ -155,7 +191,8 @@ pub(crate) struct TlsInForce {
 /// and drop CAs as SPIRE rotates them. Files that are refused (a key that does not match its
 /// certificate, an empty bundle, a key others can read) never replace what is in force; the
 /// error is logged and shown by `/health` until a reload succeeds. New connections use what
-/// is in force when they are accepted; open ones keep the handshake they had.
+/// is in force when they are accepted; on open ones, a client certificate's identity is
+/// verified again against changed authorities before its next use (`auth::in_force`).
 pub(crate) struct ReloadedTls {
     file: Reloadable<TlsInForce>,
     config: TlsConfig,
@@ -198,7 +235,17 @@ impl ReloadedSetting for ReloadedTls {
     }
 
     fn reload(&self, trigger: &str) {
-        match self.file.reload(|_| acceptor(&self.config)) {
+        let load = |_: &Path| {
+            let mut next = acceptor(&self.config)?;
+            // Identities already given are verified again only if the authorities changed
+            // (not for a new server certificate alone).
+            let current = self.file.current();
+            next.authorities.generation = current.authorities.generation.saturating_add(u64::from(
+                !next.authorities.same_anchors(&current.authorities),
+            ));
+            Ok::<_, TlsSetupError>(next)
+        };
+        match self.file.reload(load) {
             Ok(_) => tracing::info!(
                 cert = %self.config.cert_chain.display(),
                 trigger,
@@ -242,6 +289,9 @@ pub(crate) struct ClientAuthorities {
     general: Vec<TrustAnchor<'static>>,
     by_domain: HashMap<String, Vec<TrustAnchor<'static>>>,
     algorithms: &'static [&'static dyn rustls::pki_types::SignatureVerificationAlgorithm],
+    /// Counts the changes of these authorities since start: an identity verified under an
+    /// earlier generation is verified again before it is used.
+    generation: u64,
 }
 
 impl ClientAuthorities {
@@ -254,6 +304,7 @@ impl ClientAuthorities {
     pub(crate) fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
         let (leaf, intermediates) = chain.split_first()?;
         let spiffe_id = spiffe_id_of(leaf)?;
+        let presented = chain.iter().map(|c| c.clone().into_owned()).collect();
         let anchors = self
             .by_domain
             .get(spiffe_id.trust_domain())
@@ -262,7 +313,19 @@ impl ClientAuthorities {
         Some(PeerIdentity {
             spiffe_id,
             standing,
+            presented,
+            generation: self.generation,
         })
+    }
+
+    /// Which change of the authorities these are (0 at start).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether `other` trusts exactly the same authorities for the same domains.
+    fn same_anchors(&self, other: &Self) -> bool {
+        self.general == other.general && self.by_domain == other.by_domain
     }
 
     /// Verifies the chain again against `anchors` alone: until when it proves the leaf's
@@ -395,6 +458,7 @@ mod tests {
             algorithms: rustls::crypto::aws_lc_rs::default_provider()
                 .signature_verification_algorithms
                 .all,
+            generation: 0,
         }
     }
 

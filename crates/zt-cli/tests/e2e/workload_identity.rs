@@ -432,6 +432,43 @@ fn rotated_tls_files_are_put_in_force_without_a_restart() {
 }
 
 #[test]
+fn a_ca_withdrawn_from_the_bundle_names_nothing_on_connections_already_open() {
+    let pki = Pki::new("zt test ca");
+    let withdrawn = Pki::new("zt withdrawn ca");
+    let both = format!("{}{}", pki.ca.pem(), withdrawn.ca.pem());
+    std::fs::write(pki.path("ca.pem"), both).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_tls(&pki, dir.path(), &[], &[]);
+    let (admin, anonymous) = billing_may_read_invoices(&server, &pki);
+    let config = pki.client_config(Some(&withdrawn.client(&[BILLING])));
+    let mut connection = KeepAlive::open(server.port, &config);
+    let ask = json!({"action": "invoices.read"}).to_string();
+    let (s, first) = connection.post("/actions", &ask);
+    assert_eq!(
+        (s, first["actor"].as_str()),
+        (200, Some(BILLING)),
+        "{first}"
+    );
+
+    std::fs::write(pki.path("ca.pem"), pki.ca.pem()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while https(server.port, &config, "GET", "/health", &[], None).is_ok() {
+        assert!(Instant::now() < deadline, "the bundle was not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The connection opened under the old bundle: its certificate proves nothing now.
+    let (s, second) = connection.post("/actions", &ask);
+    assert_eq!(s, 401, "{second}");
+    assert!(
+        second["error"].as_str().unwrap().contains("does not chain"),
+        "{second}"
+    );
+    let log = records(&server, &anonymous, &admin);
+    assert_eq!(decisions(&log), 1, "the refused request was not decided");
+    assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
 fn a_federated_domains_authority_cannot_name_our_workloads() {
     const PARTNER: &str = "spiffe://other.org/agent/partner";
     let ours = Pki::new("zt test ca");

@@ -63,8 +63,8 @@ pub(crate) struct AdminCaller {
     token_sha256: Option<String>,
     /// The JWT-SVID it called with, if it did: asked again likewise, so that it expires.
     jwt_svid: Option<Secret>,
-    /// The `notAfter` of the client certificate it called with, if that made it this admin.
-    certificate_not_after: Option<std::time::SystemTime>,
+    /// The client certificate's identity it called with, if that made it this admin.
+    certificate: Option<PeerIdentity>,
 }
 
 /// A credential kept for asking again, never shown.
@@ -80,13 +80,16 @@ impl std::fmt::Debug for Secret {
 impl AdminCaller {
     /// Whether the credential this caller was authenticated with still makes it this admin:
     /// an admin token removed or rotated since (`zt admin remove`, a new file) no longer does.
-    /// A JWT-SVID must still verify, and a client certificate must not have expired.
+    /// A JWT-SVID must still verify, and a client certificate must not have expired nor lost
+    /// its authority.
     pub(crate) fn still_admin(&self, state: &SharedState) -> bool {
-        if self
-            .certificate_not_after
-            .is_some_and(|not_after| std::time::SystemTime::now() > not_after)
-        {
-            return false;
+        if let Some(peer) = &self.certificate {
+            // Expired, or no longer vouched for by the authorities in force.
+            let still = in_force(peer, state)
+                .is_some_and(|now| now.spiffe_id.as_str() == self.name && !now.expired());
+            if !still {
+                return false;
+            }
         }
         if let Some(Secret(jwt)) = &self.jwt_svid {
             return state.workload.verify_jwt(jwt).is_some_and(|verified| {
@@ -159,30 +162,43 @@ pub(crate) fn is_admin_request(parts: &Parts, state: &SharedState) -> bool {
     };
     let by_token =
         matches!(bearer_token(parts), Ok(Some(token)) if admins.name_for(token).is_some());
-    let by_certificate = peer_spiffe_id(parts)
-        .is_some_and(|id| state.workload.trusts(id) && state.workload.is_admin(id));
+    let by_certificate = connection_peer(parts, state)
+        .filter(|peer| !peer.expired())
+        .is_some_and(|peer| {
+            state.workload.trusts(&peer.spiffe_id) && state.workload.is_admin(&peer.spiffe_id)
+        });
     by_token || by_certificate
 }
 
-/// The SPIFFE ID of the verified client certificate of the request's connection, if any and
-/// not expired since.
-fn peer_spiffe_id(parts: &Parts) -> Option<&SpiffeId> {
-    parts
-        .extensions
-        .get::<PeerIdentity>()
-        .filter(|peer| !peer.expired())
-        .map(|peer| &peer.spiffe_id)
+/// The identity of the client certificate of the request's connection, if any, as the client
+/// authorities in force see it ([`in_force`]).
+fn connection_peer(parts: &Parts, state: &SharedState) -> Option<PeerIdentity> {
+    in_force(parts.extensions.get::<PeerIdentity>()?, state)
+}
+
+/// `peer` as the client authorities in force see it: verified again if they changed since it
+/// was verified, so that a CA removed from a bundle names nothing more, even on a connection
+/// opened before the change.
+fn in_force(peer: &PeerIdentity, state: &SharedState) -> Option<PeerIdentity> {
+    let Some(tls) = &state.tls else {
+        return Some(peer.clone());
+    };
+    let current = tls.current();
+    if current.authorities.generation() == peer.generation {
+        return Some(peer.clone());
+    }
+    current.authorities.identify(&peer.presented)
 }
 
 /// The SPIFFE ID of the connection's client certificate, refused if the certificate has
-/// expired since the handshake or its trust domain is not one this server trusts.
-fn trusted_peer<'p>(
-    parts: &'p Parts,
-    state: &SharedState,
-) -> Result<Option<&'p SpiffeId>, ApiError> {
+/// expired since the handshake, proves nothing under the authorities in force, or its trust
+/// domain is not one this server trusts.
+fn trusted_peer(parts: &Parts, state: &SharedState) -> Result<Option<SpiffeId>, ApiError> {
     let Some(peer) = parts.extensions.get::<PeerIdentity>() else {
         return Ok(None);
     };
+    // A certificate no authority in force vouches for any more proves nothing.
+    let peer = in_force(peer, state).ok_or(CERTIFICATE_NOT_BY_ITS_DOMAIN)?;
     match peer.standing {
         Err(Unproven::Unreadable) => return Err(CERTIFICATE_UNREADABLE),
         Err(Unproven::NotByItsDomain) => return Err(CERTIFICATE_NOT_BY_ITS_DOMAIN),
@@ -191,12 +207,12 @@ fn trusted_peer<'p>(
     if peer.expired() {
         return Err(CERTIFICATE_EXPIRED);
     }
-    let id = &peer.spiffe_id;
-    state
-        .workload
-        .trusts(id)
-        .then_some(Some(id))
-        .ok_or(UNTRUSTED_DOMAIN)
+    let id = peer.spiffe_id;
+    if state.workload.trusts(&id) {
+        Ok(Some(id))
+    } else {
+        Err(UNTRUSTED_DOMAIN)
+    }
 }
 
 /// A connection kept alive past its client certificate's `notAfter` (or an intermediate's).
@@ -307,7 +323,7 @@ impl FromRequestParts<SharedState> for AdminCaller {
                 authenticated: false,
                 token_sha256: None,
                 jwt_svid: None,
-                certificate_not_after: None,
+                certificate: None,
             });
         };
         let bearer = bearer_token(parts)?;
@@ -333,13 +349,13 @@ impl FromRequestParts<SharedState> for AdminCaller {
             (None, None) => {
                 return Err(ApiError::Unauthenticated("an admin credential is required"))
             }
-            (Some(id), None) => Named::Spiffe(id.clone()),
+            (Some(id), None) => Named::Spiffe(id),
             (None, Some(named)) => named,
             // Both name the same caller: an admin token keeps its admin rights; otherwise the
             // certificate's SPIFFE ID decides.
             (Some(id), Some(named)) if id.as_str() == named.name() => match named {
                 Named::AdminToken { .. } => named,
-                Named::Agent(_) | Named::Spiffe(_) => Named::Spiffe(id.clone()),
+                Named::Agent(_) | Named::Spiffe(_) => Named::Spiffe(id),
             },
             (Some(_), Some(_)) => return Err(ApiError::Unauthenticated(MISMATCH)),
         };
@@ -350,24 +366,24 @@ impl FromRequestParts<SharedState> for AdminCaller {
                     authenticated: true,
                     token_sha256: Some(token_sha256),
                     jwt_svid: None,
-                    certificate_not_after: None,
+                    certificate: None,
                 })
             }
             Named::Spiffe(id) if state.workload.is_admin(&id) => {
                 let jwt_svid = bearer
                     .filter(|token| state.workload.takes_jwt(token))
                     .map(|token| Secret(token.to_string()));
-                let certificate_not_after = parts
+                let certificate = parts
                     .extensions
                     .get::<PeerIdentity>()
                     .filter(|peer| peer.spiffe_id == id)
-                    .map(PeerIdentity::valid_until);
+                    .cloned();
                 return Ok(AdminCaller {
                     name: id.to_string(),
                     authenticated: true,
                     token_sha256: None,
                     jwt_svid,
-                    certificate_not_after,
+                    certificate,
                 });
             }
             Named::Spiffe(id) => id.to_string(),

@@ -15,6 +15,11 @@ pub(crate) struct PeerIdentity {
     /// the handshake by the verifier, and again on every request, since a connection kept
     /// alive can outlive its certificate); or why it proves nothing.
     pub standing: Result<std::time::SystemTime, Unproven>,
+    /// The chain the client presented, to verify again if the authorities change while its
+    /// connection is open.
+    pub presented: std::sync::Arc<[rustls::pki_types::CertificateDer<'static>]>,
+    /// Which authorities verified it ([`crate::tls::ClientAuthorities::generation`]).
+    pub generation: u64,
 }
 
 /// Why a verified client certificate's SPIFFE ID is not proven.
@@ -33,10 +38,5 @@ impl PeerIdentity {
         !self
             .standing
             .is_ok_and(|not_after| std::time::SystemTime::now() <= not_after)
-    }
-
-    /// Until when it proves its ID; the epoch (long past) if it proves nothing.
-    pub(crate) fn valid_until(&self) -> std::time::SystemTime {
-        self.standing.unwrap_or(std::time::UNIX_EPOCH)
     }
 }

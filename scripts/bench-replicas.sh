@@ -28,11 +28,13 @@ for replicas in 1 2 3; do
   done
   outs=()
   benches=()
+  # One setup for all (the replicas share one registry and policy; two setups at once would
+  # register the agent twice): a short run that keeps what it created, then no setup.
+  "$zt" bench --json --keep --url "${urls[0]}" --duration 1 --connections 1 >/dev/null
   for i in $(seq "$replicas"); do
     out="$work/bench-$replicas-$i.json"
     outs+=("$out")
-    # --keep: the replicas share one registry and policy; no run may undo another's setup.
-    "$zt" bench --json --keep --url "${urls[$((i - 1))]}" --duration "$duration" \
+    "$zt" bench --json --no-setup --url "${urls[$((i - 1))]}" --duration "$duration" \
       --connections $((connections / replicas)) >"$out" &
     benches+=($!)
   done

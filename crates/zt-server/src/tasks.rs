@@ -32,6 +32,8 @@ pub(crate) struct Tasks {
     file_watch: JoinHandle<()>,
     checkpointing: JoinHandle<()>,
     following: JoinHandle<()>,
+    /// Marks used the request ids other servers sharing the store spend.
+    request_ids: Option<JoinHandle<()>>,
     nats: Option<Publisher>,
 }
 
@@ -70,6 +72,19 @@ impl Tasks {
             policy: state.policy.clone(),
             proposals: state.proposals.clone(),
         }));
+        // Only servers sharing their store see records they did not commit.
+        let request_ids = state.docs.is_shared().then(|| {
+            tokio::spawn(crate::replay::follow_shared_log(
+                state.replay.clone(),
+                state.ledger.clone(),
+                // A page back: what other servers committed between the reload at start
+                // and now is read too (an id remembered twice changes nothing).
+                state
+                    .ledger
+                    .head()
+                    .map(|head| head.seq.saturating_sub(1000)),
+            ))
+        });
         let nats = (config.nats.clone())
             .map(|n| Publisher::spawn(state.ledger.clone(), state.metrics.clone(), n));
         Self {
@@ -78,6 +93,7 @@ impl Tasks {
             file_watch,
             checkpointing,
             following,
+            request_ids,
             nats,
         }
     }
@@ -87,7 +103,8 @@ impl Tasks {
     /// has published what is committed (that summary included), or after [`NATS_DRAIN`]. Every
     /// ledger handle the tasks held is dropped when this returns.
     pub(crate) async fn stop(self) {
-        for task in [self.file_watch, self.checkpointing, self.following] {
+        let tasks = [self.file_watch, self.checkpointing, self.following];
+        for task in tasks.into_iter().chain(self.request_ids) {
             task.abort();
             let _ = task.await;
         }

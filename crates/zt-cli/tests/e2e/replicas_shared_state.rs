@@ -163,6 +163,44 @@ fn tokens_issued_rotated_and_revoked_on_one_replica_hold_on_the_other() {
 }
 
 #[test]
+fn a_request_id_used_on_one_replica_is_a_replay_on_the_other() {
+    let Some(Pair {
+        a,
+        b,
+        _dirs,
+        _schema,
+        ..
+    }) = pair()
+    else {
+        return;
+    };
+    let token = register(&a, "courier");
+    let ask = |server: &Server, id: &str| {
+        let body = json!({"action": "docs.read", "request_id": id});
+        server.json_as(&token, "POST", "/actions", Some(body)).0
+    };
+    // B knows the agent (a fresh id each time, so nothing is spent on B meanwhile).
+    let mut probe = 0;
+    until(
+        "agent known on B",
+        || {
+            probe += 1;
+            ask(&b, &format!("probe-{probe}"))
+        },
+        |s| s != 401,
+    );
+    // Decided on A (denied: no policy allows it), which spends the id.
+    assert_eq!(ask(&a, "nonce-1"), 403);
+    // Asked once on B, after the follower's bound: a replay, never decided again. Asking
+    // repeatedly would spend the id on B itself and prove nothing.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask(&b, "nonce-1"), 409, "the id A spent is a replay on B");
+    assert_eq!(ask(&b, "nonce-2"), 403, "a new id is decided");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask(&a, "nonce-2"), 409, "and is a replay on A in turn");
+}
+
+#[test]
 fn a_policy_approved_on_one_replica_is_in_force_on_the_other() {
     let Some(Pair {
         a,

@@ -162,6 +162,9 @@ pub struct JwtSvidConfig {
     /// JWKS bundles of the keys that alone may sign the JWT-SVIDs of one trust domain
     /// (`--jwt-svid-jwks-for DOMAIN=FILE`); `jwks` signs those of every other domain.
     pub jwks_by_domain: std::collections::BTreeMap<String, PathBuf>,
+    /// The longest a token may still be valid when first seen (at most, and by default, 24
+    /// hours): SPIRE issues JWT-SVIDs for minutes.
+    pub max_lifetime: Duration,
 }
 
 /// Settings that contradict each other.

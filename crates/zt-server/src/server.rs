@@ -148,7 +148,9 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .workload
         .jwt_svid
         .as_ref()
-        .map(|j| JwtSvidBundle::load(&j.jwks, &j.audience))
+        .map(|j| {
+            JwtSvidBundle::load_with_max_lifetime(&j.jwks, &j.audience, j.max_lifetime.as_secs())
+        })
         .transpose()?;
     let jwt_by_domain = config
         .workload
@@ -156,7 +158,8 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         .iter()
         .flat_map(|j| {
             j.jwks_by_domain.iter().map(|(domain, jwks)| {
-                JwtSvidBundle::load(jwks, &j.audience).map(|bundle| (domain.clone(), bundle))
+                JwtSvidBundle::load_with_max_lifetime(jwks, &j.audience, j.max_lifetime.as_secs())
+                    .map(|bundle| (domain.clone(), bundle))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -191,6 +191,18 @@ pub(crate) struct ServeArgs {
         help_heading = "TLS and workload identity"
     )]
     pub jwt_svid_audience: Option<String>,
+    /// The longest a JWT-SVID may still be valid when first seen (`90s`, `10m`, `24h`; at most
+    /// and by default 24 hours): a longer-lived token is refused (401). SPIRE issues them for
+    /// minutes.
+    #[arg(
+        long,
+        env = "ZT_JWT_SVID_MAX_LIFETIME",
+        value_name = "DURATION",
+        value_parser = parse_jwt_lifetime,
+        requires = "jwt_svid_jwks",
+        help_heading = "TLS and workload identity"
+    )]
+    pub jwt_svid_max_lifetime: Option<Duration>,
     /// Audit store: a `postgres://USER@HOST[:PORT]/DB[?schema=NAME]` URL. Default: the embedded
     /// SQLite database in DATA_DIR. Several servers (each with its own DATA_DIR and key) may
     /// share one PostgreSQL store: they write one chain.
@@ -265,6 +277,14 @@ pub(crate) struct ServeArgs {
 
 /// A session key's validity period: `90s`, `30m`, `1h`, `1d` or a number of seconds; at least
 /// ten seconds.
+fn parse_jwt_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = parse_ttl(text)?;
+    if lifetime > Duration::from_secs(24 * 3600) {
+        return Err(format!("`{text}`: at most 24h"));
+    }
+    Ok(lifetime)
+}
+
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(at) => text.split_at(at),
@@ -335,6 +355,9 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
                 jwks: jwks.clone(),
                 audience: audience.clone(),
                 jwks_by_domain: args.jwt_svid_jwks_for.iter().cloned().collect(),
+                max_lifetime: args
+                    .jwt_svid_max_lifetime
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
             }),
             _ => None,
         },

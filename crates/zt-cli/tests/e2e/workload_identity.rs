@@ -622,6 +622,61 @@ fn a_federated_domains_jwt_svid_keys_cannot_name_our_workloads() {
 }
 
 #[test]
+fn a_jwt_svid_lifetime_cap_can_be_tightened() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = EcSigner::new();
+    let jwks = dir.path().join("bundle.jwks");
+    std::fs::write(&jwks, json!({ "keys": [key.jwk("k1")] }).to_string()).unwrap();
+    let jwks = jwks.display().to_string();
+    let server = Server::start_with_auth(
+        &dir.path().join("data"),
+        "credentials",
+        &[
+            "--single-admin",
+            "--jwt-svid-jwks",
+            &jwks,
+            "--jwt-svid-audience",
+            AUDIENCE,
+            "--jwt-svid-max-lifetime",
+            "10m",
+        ],
+    );
+    let admin = server.admin_token();
+    let (s, _, _) = server.json_as(&admin, "POST", "/agents", Some(json!({"actor": BILLING})));
+    assert_eq!(s, 201);
+    let ask = |valid_for: u64| {
+        let mut claims = svid_claims(BILLING);
+        claims["exp"] = json!(now() + valid_for);
+        let jwt = key.sign(es256("k1"), claims);
+        server.json_as(&jwt, "POST", "/actions", Some(json!({"action": "a.b"})))
+    };
+    assert_eq!(ask(300).0, 403, "a five-minute token is decided");
+    let (s, _, answer) = ask(3600);
+    assert_eq!(s, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("valid for more than 10 minutes"),
+        "{answer}"
+    );
+    assert_eq!(server.terminate(), Some(0));
+
+    // Never above 24 hours.
+    let out = zt(&[
+        "serve",
+        "--jwt-svid-jwks",
+        &jwks,
+        "--jwt-svid-audience",
+        AUDIENCE,
+        "--jwt-svid-max-lifetime",
+        "25h",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 24h"));
+}
+
+#[test]
 fn a_rotated_jwt_svid_bundle_is_put_in_force_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = (EcSigner::new(), EcSigner::new());

@@ -18,15 +18,29 @@ use crate::reloadable::{Reloadable, ReloadedSetting};
 pub(crate) struct JwtSvidBundle {
     file: Reloadable<JwtSvidVerifier>,
     audience: String,
+    max_lifetime_seconds: u64,
 }
 
 impl JwtSvidBundle {
     /// Reads the bundle at `path` at start; tokens must carry `audience` in `aud`.
+    #[cfg(test)]
     pub(crate) fn load(path: &Path, audience: &str) -> Result<Self, JwksError> {
-        let verifier = JwtSvidVerifier::load(path, audience)?;
+        Self::load_with_max_lifetime(path, audience, super::jwt_svid::MAX_LIFETIME_SECONDS)
+    }
+
+    /// Reads the bundle at `path` at start; tokens must carry `audience` in `aud` and be valid
+    /// for at most `max_lifetime_seconds` when first seen.
+    pub(crate) fn load_with_max_lifetime(
+        path: &Path,
+        audience: &str,
+        max_lifetime_seconds: u64,
+    ) -> Result<Self, JwksError> {
+        let verifier =
+            JwtSvidVerifier::load(path, audience)?.with_max_lifetime(max_lifetime_seconds);
         Ok(Self {
             file: Reloadable::new(path.to_path_buf(), verifier),
             audience: audience.to_string(),
+            max_lifetime_seconds,
         })
     }
 
@@ -46,10 +60,10 @@ impl ReloadedSetting for JwtSvidBundle {
     /// Reads the bundle again and, if it is accepted, puts it in force; logs the key ids
     /// added and removed.
     fn reload(&self, trigger: &str) {
-        match self
-            .file
-            .reload(|path| JwtSvidVerifier::reload(path, &self.audience))
-        {
+        match self.file.reload(|path| {
+            JwtSvidVerifier::reload(path, &self.audience)
+                .map(|v| v.with_max_lifetime(self.max_lifetime_seconds))
+        }) {
             Ok((_, now)) if now.key_count() == 0 => tracing::warn!(
                 jwks = %self.path().display(),
                 trigger,

@@ -103,9 +103,10 @@ pub enum JwtSvidError {
     /// `exp` has passed.
     #[error("the jwt-svid has expired")]
     Expired,
-    /// `exp` is further away than [`MAX_LIFETIME_SECONDS`].
-    #[error("the jwt-svid is valid for more than 24 hours; use a short-lived one")]
-    TooLong,
+    /// `exp` is further away than the longest lifetime allowed ([`MAX_LIFETIME_SECONDS`], or
+    /// less with `--jwt-svid-max-lifetime`), spelled out.
+    #[error("the jwt-svid is valid for more than {0}; use a short-lived one")]
+    TooLong(String),
     /// `nbf` is in the future.
     #[error("the jwt-svid is not valid yet")]
     NotYetValid,
@@ -141,6 +142,8 @@ struct Verified {
 pub struct JwtSvidVerifier {
     keys: HashMap<String, TrustedKey>,
     audience: String,
+    /// The longest validity left a token may have when first seen, in seconds.
+    max_lifetime_seconds: u64,
     verified: RwLock<HashMap<[u8; 32], Verified>>,
 }
 
@@ -236,8 +239,16 @@ impl JwtSvidVerifier {
         Ok(Self {
             keys: trusted,
             audience: audience.to_string(),
+            max_lifetime_seconds: MAX_LIFETIME_SECONDS,
             verified: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// This verifier, refusing tokens valid for more than `seconds` when first seen (at most
+    /// [`MAX_LIFETIME_SECONDS`]: a larger value is taken as that).
+    pub fn with_max_lifetime(mut self, seconds: u64) -> Self {
+        self.max_lifetime_seconds = seconds.min(MAX_LIFETIME_SECONDS);
+        self
     }
 
     /// The ids of the trusted keys.
@@ -356,8 +367,8 @@ impl JwtSvidVerifier {
             .and_then(Value::as_u64)
             .ok_or_else(|| JwtSvidError::Claim("exp".into()))?;
         let now = jsonwebtoken::get_current_timestamp();
-        if exp > now.saturating_add(MAX_LIFETIME_SECONDS + LEEWAY_SECONDS) {
-            return Err(JwtSvidError::TooLong);
+        if exp > now.saturating_add(self.max_lifetime_seconds + LEEWAY_SECONDS) {
+            return Err(JwtSvidError::TooLong(spelled(self.max_lifetime_seconds)));
         }
         let nbf = match &claims.nbf {
             None => None,
@@ -406,6 +417,16 @@ pub(crate) fn claimed_trust_domain(token: &str) -> Option<String> {
     let claims = zt_contract::strict_json::parse_document(&bytes).ok()?;
     let sub = claims.get("sub")?.as_str()?;
     Some(SpiffeId::parse(sub).ok()?.trust_domain().to_string())
+}
+
+/// `seconds` as a reader would say it: "24 hours", "10 minutes", "90 seconds".
+fn spelled(seconds: u64) -> String {
+    let (count, unit) = match seconds {
+        s if s % 3600 == 0 => (s / 3600, "hour"),
+        s if s % 60 == 0 => (s / 60, "minute"),
+        s => (s, "second"),
+    };
+    format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
 }
 
 fn header_of(token: &str) -> Result<Map<String, Value>, JwtSvidError> {

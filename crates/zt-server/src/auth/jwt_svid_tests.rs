@@ -137,7 +137,7 @@ fn every_invalid_svid_is_refused_with_its_reason() {
         (
             "valid for more than a day",
             with(&|c| c["exp"] = json!(now() + MAX_LIFETIME_SECONDS + 120)),
-            JwtSvidError::TooLong,
+            JwtSvidError::TooLong("24 hours".into()),
         ),
         (
             "not yet valid",
@@ -528,4 +528,32 @@ fn a_domain_with_its_own_bundle_is_named_by_its_keys_alone() {
         Ok(PARTNER.to_string())
     );
     assert!(workload.verify_jwt("zt_agent_opaque").is_none());
+}
+
+#[test]
+fn a_shorter_lifetime_cap_refuses_what_it_must_and_says_so() {
+    let key = EcKey::new();
+    let v = verifier(&[key.jwk("k1")]).with_max_lifetime(600);
+    let valid_for = |seconds: u64| {
+        let mut c = claims();
+        c["exp"] = json!(now() + seconds);
+        v.verify(&key.sign(es256("k1"), c))
+    };
+    assert!(valid_for(540).is_ok());
+    let refused = valid_for(1200).unwrap_err();
+    assert_eq!(refused, JwtSvidError::TooLong("10 minutes".into()));
+    assert_eq!(
+        refused.to_string(),
+        "the jwt-svid is valid for more than 10 minutes; use a short-lived one"
+    );
+    // Never longer than the built-in cap.
+    let lenient = verifier(&[key.jwk("k1")]).with_max_lifetime(7 * 86_400);
+    let mut c = claims();
+    c["exp"] = json!(now() + 2 * 86_400);
+    assert_eq!(
+        lenient.verify(&key.sign(es256("k1"), c)),
+        Err(JwtSvidError::TooLong("24 hours".into()))
+    );
+    assert_eq!(spelled(90), "90 seconds");
+    assert_eq!(spelled(60), "1 minute");
 }

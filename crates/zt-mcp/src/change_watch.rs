@@ -68,7 +68,13 @@ struct NoticeReader {
     line: LineState,
     /// The last byte read ended a line with `\r`: a `\n` right after it ends the same line.
     after_cr: bool,
+    /// How many bytes of a leading byte order mark were read (an event stream may start with
+    /// one, and it is no part of the first field); `None` once past the stream's start.
+    mark: Option<usize>,
 }
+
+/// The UTF-8 byte order mark.
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 impl NoticeReader {
     fn new(format: Format) -> Self {
@@ -79,7 +85,29 @@ impl NoticeReader {
             too_long: false,
             line: LineState::Field(0),
             after_cr: false,
+            mark: Some(0),
         }
+    }
+
+    /// `bytes` without the part of a leading byte order mark they hold.
+    fn past_mark<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
+        let Some(matched) = self.mark else {
+            return bytes;
+        };
+        let wanted = BYTE_ORDER_MARK.get(matched..).unwrap_or_default();
+        let (head, rest) = bytes.split_at(bytes.len().min(wanted.len()));
+        if wanted.starts_with(head) {
+            if head.len() == wanted.len() {
+                self.mark = None;
+            } else {
+                self.mark = Some(matched + head.len());
+            }
+            return rest;
+        }
+        // No mark: what was taken for one starts the first line.
+        self.mark = None;
+        self.line_part(BYTE_ORDER_MARK.get(..matched).unwrap_or_default());
+        bytes
     }
 
     /// The next bytes of the answer; returns whether they complete a notice.
@@ -88,6 +116,7 @@ impl NoticeReader {
             self.hold(bytes);
             return false;
         }
+        bytes = self.past_mark(bytes);
         let mut noticed = false;
         while let Some((&first, after_first)) = bytes.split_first() {
             if std::mem::take(&mut self.after_cr) && first == b'\n' {
@@ -380,6 +409,28 @@ mod tests {
         let rest = &padded[padded.len() / 2..];
         assert!(!reader.read(format!("data: {half}\ndata: {rest}\n\n").as_bytes()));
         assert!(reader.read(format!("data: {NOTICE}\n\n").as_bytes()));
+    }
+
+    #[test]
+    fn a_stream_may_start_with_a_byte_order_mark() {
+        let stream = format!("\u{feff}data: {NOTICE}\n\n");
+        assert_eq!(notices_in(Format::EventStream, &[stream.as_bytes()]), [0]);
+        let bytes: Vec<&[u8]> = stream.as_bytes().chunks(1).collect();
+        assert_eq!(notices_in(Format::EventStream, &bytes), [bytes.len() - 1]);
+        // Bytes that only begin like a mark are the line's own.
+        let lookalike = [&b"\xEF"[..], format!("data: {NOTICE}\n\n").as_bytes()].concat();
+        assert_eq!(
+            notices_in(Format::EventStream, &[&lookalike[..1], &lookalike[1..]]),
+            Vec::<usize>::new(),
+            "a field name with a stray byte is no data"
+        );
+        assert_eq!(
+            notices_in(
+                Format::EventStream,
+                &[format!("data: {NOTICE}\n\n").as_bytes()]
+            ),
+            [0]
+        );
     }
 
     #[test]

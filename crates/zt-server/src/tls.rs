@@ -303,13 +303,15 @@ impl ClientAuthorities {
     /// intermediates it chains through): a connection kept alive must not outlast any of them.
     pub(crate) fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<PeerIdentity> {
         let (leaf, intermediates) = chain.split_first()?;
-        let spiffe_id = spiffe_id_of(leaf)?;
+        // Parsed once, for its SPIFFE ID and for the verification.
+        let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+        let spiffe_id = spiffe_id_of(&cert)?;
         let presented = chain.iter().map(|c| c.clone().into_owned()).collect();
         let anchors = self
             .by_domain
             .get(spiffe_id.trust_domain())
             .unwrap_or(&self.general);
-        let standing = self.standing(leaf, intermediates, anchors);
+        let standing = self.standing(leaf, &cert, intermediates, anchors);
         Some(PeerIdentity {
             spiffe_id,
             standing,
@@ -333,10 +335,10 @@ impl ClientAuthorities {
     fn standing(
         &self,
         leaf: &CertificateDer<'_>,
+        cert: &webpki::EndEntityCert<'_>,
         intermediates: &[CertificateDer<'_>],
         anchors: &[TrustAnchor<'_>],
     ) -> Result<std::time::SystemTime, Unproven> {
-        let cert = webpki::EndEntityCert::try_from(leaf).map_err(|_| Unproven::Unreadable)?;
         let verified = cert.verify_for_usage(
             self.algorithms,
             anchors,
@@ -379,8 +381,7 @@ fn earliest_not_after(chain: &[CertificateDer<'_>]) -> Option<std::time::SystemT
 
 /// The SPIFFE ID of a (verified) leaf certificate: its only URI SAN, if that is a valid SPIFFE
 /// ID. No URI SAN, several URI SANs, or a URI that is not a SPIFFE ID: no identity.
-pub(crate) fn spiffe_id_of(leaf: &CertificateDer<'_>) -> Option<SpiffeId> {
-    let cert = webpki::EndEntityCert::try_from(leaf).ok()?;
+fn spiffe_id_of(cert: &webpki::EndEntityCert<'_>) -> Option<SpiffeId> {
     let mut uris = cert.valid_uri_names();
     let only = uris.next()?;
     if uris.next().is_some() {

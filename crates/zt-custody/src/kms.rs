@@ -206,7 +206,10 @@ impl RemoteKey for KmsKey {
                 digests.iter().map(|_| None).collect();
             let stop = tokio::time::sleep(deadline);
             tokio::pin!(stop);
-            while !prefix_settled(&answers) {
+            // Where the signed prefix waits: each answer is looked at once, not after every join.
+            let mut waiting_at = 0;
+            while let Some(at) = prefix_end(&answers, waiting_at) {
+                waiting_at = at;
                 tokio::select! {
                     joined = calls.join_next() => match joined {
                         Some(Ok((i, answer))) => {
@@ -269,17 +272,24 @@ fn start_calls(
     calls
 }
 
-/// Whether nothing more can join the signed prefix: every answer is in, or a failure is in
-/// with every answer before it.
-fn prefix_settled(answers: &[Option<Result<Vec<u8>, SignError>>]) -> bool {
-    for answer in answers {
+/// The first unanswered digest from `from` on, where the signed prefix waits; `None` once
+/// nothing more can join it: every answer is in, or a failure is in with every answer before
+/// it. The answers before `from` are signed ones.
+fn prefix_end(answers: &[Option<Result<Vec<u8>, SignError>>], from: usize) -> Option<usize> {
+    for (i, answer) in answers.iter().enumerate().skip(from) {
         match answer {
-            None => return false,
-            Some(Err(_)) => return true,
+            None => return Some(i),
+            Some(Err(_)) => return None,
             Some(Ok(_)) => {}
         }
     }
-    true
+    None
+}
+
+/// Whether nothing more can join the signed prefix.
+#[cfg(test)]
+fn prefix_settled(answers: &[Option<Result<Vec<u8>, SignError>>]) -> bool {
+    prefix_end(answers, 0).is_none()
 }
 
 #[cfg(test)]
@@ -301,5 +311,9 @@ mod tests {
         );
         assert!(!prefix_settled(&[ok(), None]));
         assert!(prefix_settled(&[]));
+        // From where it waited last: the same answer as from the start.
+        let answers = [ok(), ok(), None, failed()];
+        assert_eq!(prefix_end(&answers, 0), Some(2));
+        assert_eq!(prefix_end(&answers, 2), Some(2));
     }
 }

@@ -29,44 +29,31 @@ struct SettingFiles {
 }
 
 impl SettingFiles {
-    fn each(&self) -> impl Iterator<Item = &dyn ReloadedSettingDyn> {
-        let admins = self
-            .admin_tokens
-            .iter()
-            .map(|a| a.as_ref() as &dyn ReloadedSettingDyn);
-        let bundles = self
-            .jwt_bundles
-            .iter()
-            .map(|(_, b)| b.as_ref() as &dyn ReloadedSettingDyn);
-        let tls = self
-            .tls
-            .iter()
-            .map(|t| t.as_ref() as &dyn ReloadedSettingDyn);
-        admins.chain(bundles).chain(tls)
-    }
-
-    /// Reads and checks files, so on a blocking thread: `when` runs with every setting.
-    async fn on_blocking_thread(&self, when: fn(&dyn ReloadedSettingDyn)) {
-        let files = self.clone();
-        let ran = tokio::task::spawn_blocking(move || files.each().for_each(when)).await;
-        if let Err(e) = ran {
-            tracing::error!(error = %e, "the file reload task failed");
+    /// Reloads every file (`Some(trigger)`), or those that changed since read (`None`).
+    fn reload(&self, trigger: Option<&str>) {
+        fn one(setting: &impl ReloadedSetting, trigger: Option<&str>) {
+            match trigger {
+                Some(trigger) => setting.reload(trigger),
+                None => setting.reload_if_changed(),
+            }
+        }
+        if let Some(admins) = &self.admin_tokens {
+            one(admins.as_ref(), trigger);
+        }
+        for (_, bundle) in &self.jwt_bundles {
+            one(bundle.as_ref(), trigger);
+        }
+        if let Some(tls) = &self.tls {
+            one(tls.as_ref(), trigger);
         }
     }
-}
 
-/// [`ReloadedSetting`] without its value type, to go over settings of several kinds.
-trait ReloadedSettingDyn: Send + Sync {
-    fn reload_now(&self, trigger: &str);
-    fn reload_when_changed(&self);
-}
-
-impl<S: ReloadedSetting + Send + Sync> ReloadedSettingDyn for S {
-    fn reload_now(&self, trigger: &str) {
-        self.reload(trigger);
-    }
-    fn reload_when_changed(&self) {
-        self.reload_if_changed();
+    /// [`Self::reload`] on a blocking thread: it reads and checks files.
+    async fn reload_off_thread(&self, trigger: Option<&'static str>) {
+        let files = self.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || files.reload(trigger)).await {
+            tracing::error!(error = %e, "the file reload task failed");
+        }
     }
 }
 
@@ -117,7 +104,7 @@ pub(crate) async fn watch(
                     policy_file = %policy_file.as_deref().map_or("-".into(), |p| p.display().to_string()),
                     "SIGHUP: reloading files"
                 );
-                files.on_blocking_thread(|setting| setting.reload_now("SIGHUP")).await;
+                files.reload_off_thread(Some("SIGHUP")).await;
                 match &policy_file {
                     Some(path) => {
                         policy_seen = version_of(Some(path.clone())).await;
@@ -127,7 +114,7 @@ pub(crate) async fn watch(
                 }
             }
             _ = ticker.tick() => {
-                files.on_blocking_thread(|setting| setting.reload_when_changed()).await;
+                files.reload_off_thread(None).await;
                 if let Some(path) = &policy_file {
                     let now = version_of(Some(path.clone())).await;
                     if now != policy_seen {

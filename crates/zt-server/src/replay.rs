@@ -218,7 +218,7 @@ fn replay_reason(request_id: &str) -> String {
 }
 
 /// Records read per page while reloading.
-const RELOAD_PAGE: u64 = 1000;
+pub(crate) const RELOAD_PAGE: u64 = 1000;
 
 /// Reloads the request ids of the last window from the log, newest first, stopping at the
 /// first record older than the window. Called once at start.

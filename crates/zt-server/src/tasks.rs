@@ -82,7 +82,7 @@ impl Tasks {
                 state
                     .ledger
                     .head()
-                    .map(|head| head.seq.saturating_sub(1000)),
+                    .map(|head| head.seq.saturating_sub(crate::replay::RELOAD_PAGE)),
             ))
         });
         let nats = (config.nats.clone())

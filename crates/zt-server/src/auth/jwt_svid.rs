@@ -183,18 +183,20 @@ fn echo(text: &str) -> String {
 impl JwtSvidVerifier {
     /// Reads the JWKS bundle at `path`; tokens must carry `audience` in `aud`.
     pub fn load(path: &Path, audience: &str) -> Result<Self, JwksError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| JwksError::Io(shown.clone(), e))?;
-        Self::from_jwks(&text, audience, &shown)
+        Self::read(path, audience, false)
     }
 
     /// Reads the bundle at `path` again, as [`Self::load`] does, except that an explicitly empty
     /// bundle (`"keys": []`) is taken: it trusts no key. That is how an operator withdraws the
     /// last key of a running server; at start an empty bundle is a mistake, and refused.
     pub fn reload(path: &Path, audience: &str) -> Result<Self, JwksError> {
+        Self::read(path, audience, true)
+    }
+
+    fn read(path: &Path, audience: &str, may_be_empty: bool) -> Result<Self, JwksError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| JwksError::Io(shown.clone(), e))?;
-        Self::parse(&text, audience, &shown, true)
+        Self::parse(&text, audience, &shown, may_be_empty)
     }
 
     /// Builds a verifier from JWKS text; `shown` names the source in errors.

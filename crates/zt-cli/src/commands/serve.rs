@@ -277,9 +277,12 @@ pub(crate) struct ServeArgs {
 
 /// A session key's validity period: `90s`, `30m`, `1h`, `1d` or a number of seconds; at least
 /// ten seconds.
+/// The longest `--jwt-svid-max-lifetime`, and its default (the server's own cap).
+const JWT_SVID_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 fn parse_jwt_lifetime(text: &str) -> Result<Duration, String> {
     let lifetime = parse_ttl(text)?;
-    if lifetime > Duration::from_secs(24 * 3600) {
+    if lifetime > JWT_SVID_MAX_LIFETIME {
         return Err(format!("`{text}`: at most 24h"));
     }
     Ok(lifetime)
@@ -355,9 +358,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
                 jwks: jwks.clone(),
                 audience: audience.clone(),
                 jwks_by_domain: args.jwt_svid_jwks_for.iter().cloned().collect(),
-                max_lifetime: args
-                    .jwt_svid_max_lifetime
-                    .unwrap_or(Duration::from_secs(24 * 3600)),
+                max_lifetime: args.jwt_svid_max_lifetime.unwrap_or(JWT_SVID_MAX_LIFETIME),
             }),
             _ => None,
         },

@@ -196,8 +196,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             Inbound::Relay(_) => {}
             Inbound::ToolCall { id, call } => {
                 let mut headers = parts.headers.clone();
-                strip_hop_by_hop(&mut headers);
-                headers.remove(header::HOST);
+                for_the_upstream(&mut headers);
                 let lister = UpstreamLister {
                     client: relay.client.clone(),
                     endpoint: upstream_target(&relay, &parts.uri),
@@ -246,8 +245,7 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
     let session = session_of(&parts.headers);
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
+    for_the_upstream(&mut parts.headers);
     let answering = relay.client.request(Request::from_parts(parts, body));
     match tokio::time::timeout(relay.upstream_timeout, answering).await {
         Ok(Ok(response)) => {
@@ -275,6 +273,14 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
             )
         }
     }
+}
+
+/// A client request's headers as the upstream gets them, in the relayed request and in the
+/// gateway's own `tools/list` alike (so that the list is read with the client's credentials):
+/// without hop-by-hop headers and without `Host`.
+fn for_the_upstream(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -73,7 +73,16 @@ pub struct Custodian<K> {
     public: ParsedPublicKey,
     timeout: Duration,
     mode: &'static str,
-    status: Mutex<SignerStatus>,
+    status: Mutex<Observed>,
+}
+
+/// The signer's status, and when the call whose outcome it shows started.
+struct Observed {
+    status: SignerStatus,
+    /// Calls overlap (a batch, a checkpoint, a session key's renewal): an older call that
+    /// ends late, say a timeout from before an outage ended, is counted but does not overturn
+    /// the outcome of a call that started after it.
+    shown_since: Option<Instant>,
 }
 
 impl<K> std::fmt::Debug for Custodian<K> {
@@ -106,7 +115,10 @@ impl<K: RemoteKey> Custodian<K> {
             public,
             timeout,
             mode,
-            status: Mutex::new(status),
+            status: Mutex::new(Observed {
+                status,
+                shown_since: None,
+            }),
         })
     }
 
@@ -190,11 +202,19 @@ impl<K: RemoteKey> Custodian<K> {
     }
 
     fn record(&self, started: Instant, outcome: Result<(), &SignError>) {
-        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut observed = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let took = started.elapsed().as_secs_f64();
+        let superseded = observed.shown_since.is_some_and(|shown| started < shown);
+        let status = &mut observed.status;
         status.calls += 1;
         status.last_latency_seconds = took;
         status.latency.observe(took);
+        if outcome.is_err() {
+            status.failures += 1;
+        }
+        if superseded {
+            return;
+        }
         match outcome {
             Ok(()) => {
                 if !status.up {
@@ -208,12 +228,12 @@ impl<K: RemoteKey> Custodian<K> {
                 if status.up {
                     tracing::error!(signer = status.kind, error = %e, "audit signer failed; decisions are refused until it answers");
                 }
-                status.failures += 1;
                 status.up = false;
                 status.can_sign = false;
                 status.last_error = Some(e.to_string());
             }
         }
+        observed.shown_since = Some(started);
     }
 }
 
@@ -258,6 +278,7 @@ impl<K: RemoteKey> Signer for Custodian<K> {
             .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .status
             .clone();
         status.mode = self.mode;
         status
@@ -400,6 +421,75 @@ mod tests {
             !custodian.status().up,
             "a short prefix is a failure of the signer"
         );
+    }
+
+    /// Its first call hangs until `release` and then fails, as a call made just before an
+    /// outage ended times out after it; its second call signs, and every later one fails.
+    struct LateTimeout {
+        identity: RemoteIdentity,
+        pair: EcdsaKeyPair,
+        calls: AtomicUsize,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl RemoteKey for LateTimeout {
+        fn identity(&self) -> &RemoteIdentity {
+            &self.identity
+        }
+        fn sign_digests(
+            &self,
+            digests: &[Digest32],
+            _: Duration,
+        ) -> Result<Vec<Vec<u8>>, SignError> {
+            match self.calls.fetch_add(1, Ordering::SeqCst) {
+                0 => {
+                    let _ = self.release.lock().unwrap().recv();
+                    return Err(SignError::Unavailable("timed out".into()));
+                }
+                1 => {}
+                _ => return Err(SignError::Unavailable("gone again".into())),
+            }
+            Ok(digests
+                .iter()
+                .map(|d| sign_prehashed(&self.pair, d))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_call_that_fails_after_a_later_one_succeeded_does_not_mark_the_signer_down() {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+        let identity =
+            RemoteIdentity::fingerprinted("aws-kms", "zt-test-", pair.public_key().as_ref())
+                .unwrap();
+        let (release, wait) = std::sync::mpsc::channel();
+        let key = LateTimeout {
+            identity,
+            pair,
+            calls: AtomicUsize::new(0),
+            release: Mutex::new(wait),
+        };
+        let custodian =
+            std::sync::Arc::new(Custodian::new(key, Duration::from_secs(1), "per-record").unwrap());
+        let digest = Digest32::sha256(b"checkpoint");
+        let early = std::thread::spawn({
+            let custodian = custodian.clone();
+            move || custodian.sign_batch(&[digest])
+        });
+        while custodian.key.calls.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(custodian.sign_batch(&[Digest32::sha256(b"session key")]).is_ok());
+        release.send(()).unwrap();
+        assert!(early.join().unwrap().is_err());
+
+        let status = custodian.status();
+        assert!(status.up && status.can_sign && status.last_error.is_none(), "{status:?}");
+        assert_eq!((status.calls, status.failures), (2, 1));
+        // A failure that starts after the success does mark it down.
+        assert!(custodian.sign_batch(&[digest]).is_err());
+        let status = custodian.status();
+        assert!(!status.up && status.last_error.as_deref() == Some("the audit signer is unavailable: gone again"), "{status:?}");
     }
 
     #[test]

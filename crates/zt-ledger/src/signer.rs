@@ -83,7 +83,8 @@ pub struct SignerStatus {
     pub kind: &'static str,
     /// `per-record` or `session-keys`.
     pub mode: &'static str,
-    /// False while the last call to the custody key failed.
+    /// False while the custody key's latest call failed: of the calls that ended, the one that
+    /// started last (an older call failing late does not overturn a newer success).
     pub up: bool,
     /// Whether a record can be signed now: the custody key is up (per-record), or the current
     /// session key is inside its certified period (session keys, even while the custody key

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::Value;
 
+use crate::sse::{Event, EventReader};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
 
@@ -66,32 +67,42 @@ impl ListTools for UpstreamLister {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         let mut body = response.into_body();
-        let mut events = Events::default();
-        let mut received = Vec::new();
+        // An event stream is read event by event, holding only the event being read; a JSON
+        // answer is held whole. Either way at most MAX_MESSAGE_BYTES are received.
+        let mut events = is_stream.then(|| EventReader::new(MAX_MESSAGE_BYTES));
+        let mut json = Vec::new();
+        let mut received = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| format!("the answer broke off: {e}"))?;
             let Some(data) = frame.data_ref() else {
                 continue;
             };
-            if received.len() + data.len() > MAX_MESSAGE_BYTES {
+            received += data.len();
+            if received > MAX_MESSAGE_BYTES {
                 return Err(format!(
                     "the answer is larger than {MAX_MESSAGE_BYTES} bytes"
                 ));
             }
-            received.extend_from_slice(data);
-            if is_stream {
-                // The server may keep the stream open after the answer: read up to it only.
-                while let Some(event) = events.next(&received) {
-                    if let Some(answer) = answer_to(event.as_bytes(), &id) {
-                        return result_of(answer);
-                    }
+            let Some(events) = events.as_mut() else {
+                json.extend_from_slice(data);
+                continue;
+            };
+            // The server may keep the stream open after the answer: read up to it only.
+            let mut rest: &[u8] = data;
+            while let Some(event) = events.next_event(&mut rest) {
+                // Never more data than was received: the bound above refuses it first.
+                let Event::Data(message) = event else {
+                    return Err(format!("an event is larger than {MAX_MESSAGE_BYTES} bytes"));
+                };
+                if let Some(answer) = answer_to(message.as_bytes(), &id) {
+                    return result_of(answer);
                 }
             }
         }
         if is_stream {
             return Err("the event stream ended without the answer".into());
         }
-        answer_to(&received, &id)
+        answer_to(&json, &id)
             .ok_or_else(|| "the server's answer is not the answer to the request".to_string())
             .and_then(result_of)
     }
@@ -102,47 +113,6 @@ fn answer_to(message: &[u8], id: &str) -> Option<Value> {
     let message = zt_contract::strict_json::parse_value(message).ok()?;
     let answers = message.get("method").is_none() && own_id(&message) == Some(id);
     answers.then_some(message)
-}
-
-/// Server-sent events read from a growing buffer: each complete event's `data`. Each line is
-/// read once, however many frames the buffer grows by.
-#[derive(Debug, Default)]
-struct Events {
-    /// Bytes of the buffer already read, line by line.
-    scanned: usize,
-    /// The data lines of the event being read, joined by `\n`.
-    data: Option<String>,
-}
-
-impl Events {
-    /// The next complete event's data, if the buffer holds one.
-    fn next(&mut self, buffer: &[u8]) -> Option<String> {
-        loop {
-            let rest = buffer.get(self.scanned..)?;
-            let end = memchr::memchr(b'\n', rest)?;
-            let line = rest.get(..end)?;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            self.scanned += end + 1;
-            if line.is_empty() {
-                // An event without data (a comment, an id) dispatches nothing.
-                match self.data.take() {
-                    Some(data) => return Some(data),
-                    None => continue,
-                }
-            }
-            if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                let value = String::from_utf8_lossy(value);
-                match self.data.as_mut() {
-                    Some(data) => {
-                        data.push('\n');
-                        data.push_str(&value);
-                    }
-                    None => self.data = Some(value.into_owned()),
-                }
-            }
-        }
-    }
 }
 
 /// A session's tool list and when it was last used.
@@ -234,17 +204,60 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn events_are_read_whole_as_they_arrive() {
-        let mut events = Events::default();
-        let mut buffer = b"event: message\r\nid: 1\r\ndata: {\"a\":\r\n".to_vec();
-        assert_eq!(events.next(&buffer), None, "no blank line yet");
-        buffer.extend_from_slice(b"data: 1}\r\n\r\n: comment\n\ndata:{\"b\":2}\n");
-        assert_eq!(events.next(&buffer).as_deref(), Some("{\"a\":\n1}"));
-        assert_eq!(events.next(&buffer), None, "the comment dispatches nothing");
-        buffer.extend_from_slice(b"\n");
-        assert_eq!(events.next(&buffer).as_deref(), Some("{\"b\":2}"));
-        assert_eq!(events.next(&buffer), None);
+    /// The endpoint of an upstream that answers each `POST` with the event stream
+    /// `stream(id)`, `id` being the request's.
+    async fn upstream_streaming(stream: fn(&str) -> String) -> String {
+        let answer = move |request: axum::body::Bytes| async move {
+            let request: Value = serde_json::from_slice(&request).unwrap();
+            let stream = stream(request["id"].as_str().unwrap());
+            ([(header::CONTENT_TYPE, "text/event-stream")], stream)
+        };
+        let app = axum::Router::new().route("/mcp", axum::routing::post(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        endpoint
+    }
+
+    fn lister(endpoint: String) -> UpstreamLister {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        UpstreamLister {
+            client,
+            endpoint,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    fn list_answer(id: &str) -> String {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [{"name": "t", "inputSchema": {}}]}})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_answer_stream_may_end_lines_in_a_bare_cr_and_start_with_a_byte_order_mark() {
+        let streams: [fn(&str) -> String; 3] = [
+            |id| {
+                format!(
+                    ": open\r\revent: message\rid: 1\rdata: {}\r\r",
+                    list_answer(id)
+                )
+            },
+            |id| format!("\u{feff}data: {}\n\n", list_answer(id)),
+            |id| format!("\u{feff}data: {}\r\r", list_answer(id)),
+        ];
+        for stream in streams {
+            let endpoint = upstream_streaming(stream).await;
+            let lister = lister(endpoint);
+            let result = lister
+                .list_page("zt-gateway/tools-list/0".into(), None)
+                .await;
+            assert_eq!(
+                result,
+                Ok(json!({"tools": [{"name": "t", "inputSchema": {}}]})),
+                "{:?}",
+                stream("zt-gateway/tools-list/0")
+            );
+        }
     }
 
     #[test]

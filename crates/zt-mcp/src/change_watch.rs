@@ -15,7 +15,6 @@
 //! nobody reads is not read here either.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Bytes, HttpBody};
@@ -24,7 +23,7 @@ use hyper::body::{Frame, SizeHint};
 
 use crate::sse::{Event, EventReader};
 use crate::tools::is_tools_changed_notice;
-use crate::upstream_tools::SessionTools;
+use crate::upstream_tools::SessionLists;
 
 /// The most bytes of one event's data (or of a JSON answer) held to be read. A notice is a few
 /// dozen bytes; with thousands of relayed answers open at once, each may hold this much.
@@ -95,19 +94,13 @@ pub(crate) struct WatchedBody<B> {
     body: B,
     /// `None` for an answer that carries no messages, and once the answer ended.
     reader: Option<NoticeReader>,
-    tools: Arc<SessionTools>,
-    /// The `Mcp-Session-Id` of the request answered.
-    session: Vec<u8>,
+    /// The tool lists of the session whose request this answers.
+    lists: SessionLists,
 }
 
 impl<B> WatchedBody<B> {
-    /// `body`, answering a request of `session`, with the answer's `headers`.
-    pub(crate) fn new(
-        body: B,
-        headers: &HeaderMap,
-        tools: Arc<SessionTools>,
-        session: Vec<u8>,
-    ) -> Self {
+    /// `body`, answering a request of the session of `lists`, with the answer's `headers`.
+    pub(crate) fn new(body: B, headers: &HeaderMap, lists: SessionLists) -> Self {
         let media_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -121,15 +114,13 @@ impl<B> WatchedBody<B> {
         Self {
             body,
             reader: format.map(NoticeReader::new),
-            tools,
-            session,
+            lists,
         }
     }
 
     fn noticed(&self, noticed: bool) {
         if noticed {
-            tracing::debug!("the upstream's tools changed: the session's list is read again");
-            self.tools.tools_changed(&self.session);
+            self.lists.tools_changed();
         }
     }
 

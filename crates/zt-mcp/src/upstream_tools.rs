@@ -1,6 +1,7 @@
 //! Reads the upstream server's `tools/list` over Streamable HTTP, as the client's session, and
-//! keeps one list per session (read again once the upstream says the session's tools changed,
-//! see [`crate::change_watch`]).
+//! keeps one list per session (read again once the upstream says the session's tools changed:
+//! in an answer the relay passes on, see [`crate::change_watch`], or in the answer stream of
+//! the gateway's own `tools/list`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,9 @@ use serde_json::Value;
 
 use crate::sse::{Event, EventReader};
 use crate::stdio::MAX_MESSAGE_BYTES;
-use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
+use crate::tools::{
+    announces_tools_changed, list_request, own_id, result_of, ListTools, ToolCache,
+};
 
 /// Sessions whose tool lists are kept; past it the least recently used is forgotten.
 const MAX_SESSIONS: usize = 1024;
@@ -32,6 +35,8 @@ pub(crate) struct UpstreamLister {
     /// The client's request headers as the relay forwards them (session, protocol version,
     /// credentials of any kind), less those of the body.
     pub(crate) headers: HeaderMap,
+    /// The client session's tool lists, for a notice in the answer that they changed.
+    pub(crate) lists: SessionLists,
 }
 
 impl ListTools for UpstreamLister {
@@ -94,25 +99,77 @@ impl ListTools for UpstreamLister {
                 let Event::Data(message) = event else {
                     return Err(format!("an event is larger than {MAX_MESSAGE_BYTES} bytes"));
                 };
-                if let Some(answer) = answer_to(message.as_bytes(), &id) {
-                    return result_of(answer);
+                match Received::of(message.as_bytes(), &id) {
+                    Received::Answer(answer) => return result_of(answer),
+                    // Sent before the answer, maybe about the very list being read: the
+                    // session's lists are read again before their next use, as for the
+                    // notices the relay passes on.
+                    Received::ToolsChanged => self.lists.tools_changed(),
+                    Received::Other => {}
                 }
             }
         }
         if is_stream {
             return Err("the event stream ended without the answer".into());
         }
-        answer_to(&json, &id)
-            .ok_or_else(|| "the server's answer is not the answer to the request".to_string())
-            .and_then(result_of)
+        match Received::of(&json, &id) {
+            Received::Answer(answer) => result_of(answer),
+            _ => Err("the server's answer is not the answer to the request".into()),
+        }
     }
 }
 
-/// `message` if it is the JSON-RPC answer to the gateway's request `id`.
-fn answer_to(message: &[u8], id: &str) -> Option<Value> {
-    let message = zt_contract::strict_json::parse_value(message).ok()?;
-    let answers = message.get("method").is_none() && own_id(&message) == Some(id);
-    answers.then_some(message)
+/// One message the upstream sent in answer to the gateway's request, as the gateway reads it.
+#[derive(Debug)]
+enum Received {
+    /// The JSON-RPC answer to the request.
+    Answer(Value),
+    /// The notice that the session's tools changed.
+    ToolsChanged,
+    /// Anything else, unreadable messages included.
+    Other,
+}
+
+impl Received {
+    /// What `message` is to the gateway's request `id`.
+    fn of(message: &[u8], id: &str) -> Self {
+        let Ok(message) = zt_contract::strict_json::parse_value(message) else {
+            return Self::Other;
+        };
+        if message.get("method").is_none() && own_id(&message) == Some(id) {
+            Self::Answer(message)
+        } else if announces_tools_changed(&message) {
+            Self::ToolsChanged
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// The tool lists kept for one client session: the upstream's notice that the session's tools
+/// changed, in an answer the relay passes on ([`crate::change_watch`]) or in the answer to
+/// the gateway's own `tools/list`, has them read again.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLists {
+    tools: Arc<SessionTools>,
+    /// The `Mcp-Session-Id`, empty without one.
+    session: Vec<u8>,
+}
+
+impl SessionLists {
+    /// The lists of `tools` kept for the session of a request with `headers`.
+    pub(crate) fn new(tools: Arc<SessionTools>, headers: &HeaderMap) -> Self {
+        Self {
+            tools,
+            session: session_of(headers),
+        }
+    }
+
+    /// The upstream said that the session's tools changed.
+    pub(crate) fn tools_changed(&self) {
+        tracing::debug!("the upstream's tools changed: the session's list is read again");
+        self.tools.tools_changed(&self.session);
+    }
 }
 
 /// A session's tool list and when it was last used.
@@ -165,7 +222,7 @@ impl SessionTools {
     /// before its next use. A client's event stream and its calls may carry other
     /// credentials (a token renewed in between); a list read again needlessly costs one
     /// `tools/list`.
-    pub(crate) fn tools_changed(&self, session: &[u8]) {
+    fn tools_changed(&self, session: &[u8]) {
         let Ok(sessions) = self.sessions.lock() else {
             return;
         };
@@ -177,7 +234,7 @@ impl SessionTools {
 }
 
 /// The `Mcp-Session-Id` of a request, empty without one.
-pub(crate) fn session_of(headers: &HeaderMap) -> Vec<u8> {
+fn session_of(headers: &HeaderMap) -> Vec<u8> {
     headers
         .get("mcp-session-id")
         .map(|v| v.as_bytes().to_vec())
@@ -219,12 +276,13 @@ mod tests {
         endpoint
     }
 
-    fn lister(endpoint: String) -> UpstreamLister {
+    fn lister(endpoint: String, lists: SessionLists) -> UpstreamLister {
         let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
         UpstreamLister {
             client,
             endpoint,
             headers: HeaderMap::new(),
+            lists,
         }
     }
 
@@ -247,7 +305,10 @@ mod tests {
         ];
         for stream in streams {
             let endpoint = upstream_streaming(stream).await;
-            let lister = lister(endpoint);
+            let lister = lister(
+                endpoint,
+                SessionLists::new(Arc::default(), &HeaderMap::new()),
+            );
             let result = lister
                 .list_page("zt-gateway/tools-list/0".into(), None)
                 .await;
@@ -260,22 +321,67 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_notice_before_the_answer_has_the_sessions_lists_read_again() {
+        let notice = |id: &str| {
+            let notice = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+            format!("data: {notice}\n\ndata: {}\n\n", list_answer(id))
+        };
+        let no_notice = |id: &str| format!("data: {}\n\n", list_answer(id));
+        for (stream, readings) in [(notice as fn(&str) -> String, 2), (no_notice, 1)] {
+            let tools = Arc::new(SessionTools::default());
+            let mut headers = HeaderMap::new();
+            headers.insert("mcp-session-id", HeaderValue::from_static("s1"));
+            let server = Counting::default();
+            tools
+                .of(&headers)
+                .declared(&server, "t", None)
+                .await
+                .unwrap();
+            let endpoint = upstream_streaming(stream).await;
+            let lister = lister(endpoint, SessionLists::new(tools.clone(), &headers));
+            let id = "zt-gateway/tools-list/0".to_string();
+            assert!(lister.list_page(id, None).await.is_ok());
+            tools
+                .of(&headers)
+                .declared(&server, "t", None)
+                .await
+                .unwrap();
+            let read = server.0.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(read, readings, "{:?}", stream("x"));
+        }
+    }
+
     #[test]
     fn only_the_answer_to_the_request_is_taken() {
         let id = "zt-gateway/tools-list/3";
         let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"tools": []}}).to_string();
-        assert!(answer_to(answer.as_bytes(), id).is_some());
+        assert!(matches!(
+            Received::of(answer.as_bytes(), id),
+            Received::Answer(_)
+        ));
         for other in [
             json!({"jsonrpc": "2.0", "id": "zt-gateway/tools-list/4", "result": {}}),
             json!({"jsonrpc": "2.0", "id": id, "method": "x"}),
             json!({"jsonrpc": "2.0", "method": "notifications/message"}),
         ] {
             assert!(
-                answer_to(other.to_string().as_bytes(), id).is_none(),
+                matches!(
+                    Received::of(other.to_string().as_bytes(), id),
+                    Received::Other
+                ),
                 "{other}"
             );
         }
-        assert!(answer_to(b"{\"id\":1,\"id\":2}", id).is_none());
+        assert!(matches!(
+            Received::of(b"{\"id\":1,\"id\":2}", id),
+            Received::Other
+        ));
+        let notice = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert!(matches!(
+            Received::of(notice.to_string().as_bytes(), id),
+            Received::ToolsChanged
+        ));
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub(crate) async fn run(
         Err(e) => return Ended::not_started(format!("cannot listen for signals: {e}")),
     };
     let started = Instant::now();
-    let spawned = Command::new(&helper.program)
+    let mut helper_command = Command::new(&helper.program);
+    helper_command
         .args(&helper.args)
         .arg(spec_json)
         .arg("--")
@@ -117,9 +118,12 @@ pub(crate) async fn run(
         .envs(env)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    drop(status_writer);
+        .stderr(Stdio::piped());
+    pass_to_helper(&mut helper_command, status_writer);
+    let spawned = helper_command.spawn();
+    // The command holds the broker's copy of the write end: once it is gone, the helper's is
+    // the only one, and end of file comes with its exec or exit.
+    drop(helper_command);
     let mut child = match spawned {
         Ok(child) => child,
         Err(e) => return Ended::not_started(format!("cannot start the sandbox helper: {e}")),
@@ -263,13 +267,21 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The status pipe, both ends close-on-exec: a process that another thread of the host
+/// spawns meanwhile must not hold the write end, or end of file would wait for it to exit.
 #[cfg(unix)]
 fn status_pipe() -> std::io::Result<(std::io::PipeReader, std::io::PipeWriter)> {
-    let (reader, writer) = std::io::pipe()?;
-    // The write end must survive into the helper (it is the only descriptor passed besides
-    // stdio); the helper makes it close-on-exec again before running the command.
-    rustix::io::fcntl_setfd(&writer, rustix::io::FdFlags::empty())?;
-    Ok((reader, writer))
+    std::io::pipe()
+}
+
+/// Passes `writer` to the helper under the same number (the only descriptor passed besides
+/// stdio). It stays close-on-exec in the broker; only the forked helper clears the flag, before
+/// its exec (`command-fds`: a `pre_exec` hook, the `unsafe` this workspace forbids itself), and
+/// the helper sets it again before running the command.
+#[cfg(unix)]
+fn pass_to_helper(command: &mut Command, writer: std::io::PipeWriter) {
+    use command_fds::CommandFdExt;
+    command.preserved_fds(vec![writer.into()]);
 }
 
 #[cfg(unix)]
@@ -376,5 +388,124 @@ mod tests {
             zt_contract::Digest32::sha256(written).to_hex()
         );
         drop(command);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_status_pipe_is_close_on_exec_in_the_broker() {
+        let (reader, writer) = status_pipe().unwrap();
+        for flags in [
+            rustix::io::fcntl_getfd(&reader),
+            rustix::io::fcntl_getfd(&writer),
+        ] {
+            assert!(flags.unwrap().contains(rustix::io::FdFlags::CLOEXEC));
+        }
+    }
+
+    /// A stand-in for `zt __sandbox-exec` (sh, not the `zt` binary): it writes where its status
+    /// descriptor leads to `$STATUS_LINK`, reports through it as the helper does (opened anew
+    /// by number: the descriptor must have reached it), and execs the command (which keeps the
+    /// descriptor: end of file comes with its exit).
+    #[cfg(target_os = "linux")]
+    fn stand_in_helper() -> HelperCommand {
+        let script = r#"fd=$(printf '%s' "$1" | sed -n 's/.*"status_fd":\([0-9]*\).*/\1/p')
+readlink "/proc/$$/fd/$fd" > "$STATUS_LINK" || exit 125
+printf '\000' > "/proc/$$/fd/$fd" || exit 125
+shift 2
+exec "$@""#;
+        HelperCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into(), "stand-in-helper".into()],
+        }
+    }
+
+    /// Where each of `pid`'s descriptors leads (`pipe:[INODE]` for a pipe).
+    #[cfg(target_os = "linux")]
+    fn descriptors(pid: u32) -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.unwrap().path()).ok())
+            .map(|link| link.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The broker is a library too: while it runs a command, another thread of its host may
+    /// spawn processes. None of them may hold the status pipe's write end, or the broker would
+    /// wait for that process's exit before it could tell how its own command started.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_process_another_thread_spawns_during_a_run_does_not_hold_the_status_pipe() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        use crate::sandbox::ConcreteProfile;
+
+        // The window (pipe made, helper not yet spawned) is short: enough runs to cross it
+        // (with the write end inheritable in the broker, about one run in five did).
+        const RUNS: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spawner = std::thread::spawn({
+            let stop = Arc::clone(&stop);
+            move || {
+                let mut held = Vec::new();
+                let mut spawned = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut sleeper = std::process::Command::new("sleep")
+                        .arg("30")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    // `spawn` returns after the exec: its descriptors are the ones it keeps.
+                    held.extend(descriptors(sleeper.id()));
+                    sleeper.kill().unwrap();
+                    sleeper.wait().unwrap();
+                    spawned += 1;
+                }
+                (spawned, held)
+            }
+        });
+        let nothing = ConcreteProfile {
+            read: vec![],
+            write: vec![],
+            exec: vec![],
+            connect: vec![],
+        };
+        let mut status_pipes = Vec::new();
+        for n in 0..RUNS {
+            let link = dir.path().join(format!("status-{n}"));
+            let spec = HelperSpec {
+                profile: nothing.clone(),
+                granted: nothing.clone(),
+                allow_degraded: false,
+                landlock_abi_cap: None,
+                status_fd: -1,
+                broker_pid: 0,
+            };
+            let env = vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("STATUS_LINK".into(), link.clone().into_os_string()),
+            ];
+            let ended = run(&stand_in_helper(), spec, &["true".into()], env).await;
+            assert_eq!(ended.outcome, ExecutionOutcome::Exited, "{ended:?}");
+            assert_eq!(ended.exit_code, Some(0));
+            let pipe = std::fs::read_to_string(&link).unwrap().trim().to_string();
+            assert!(pipe.starts_with("pipe:["), "{pipe}");
+            status_pipes.push(pipe);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (spawned, held) = spawner.join().unwrap();
+        assert!(spawned > 0);
+        let leaked: Vec<_> = status_pipes
+            .iter()
+            .filter(|pipe| held.contains(pipe))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{} of {RUNS} status pipes reached one of {spawned} unrelated processes",
+            leaked.len()
+        );
     }
 }

@@ -4,33 +4,30 @@
 //! reads each frame of those answers as it passes, never holding or delaying one, and has the
 //! session's tool list read again before its next call.
 //!
-//! Memory is bounded per answer: only `data:` lines are held, as the event's data, and an
-//! event (or a JSON answer) of more than [`MAX_WATCHED_MESSAGE_BYTES`] is relayed unread; a
-//! notice that large is then missed, and the list is read again only when it no longer covers
-//! a call or is a minute old. The buffer is released after each event, so a long-lived `GET`
-//! stream holds next to nothing between events.
+//! Memory is bounded per answer: the event stream's reader ([`crate::sse`]) holds only `data:`
+//! lines, as the event's data, and an event (or a JSON answer) of more than
+//! [`MAX_WATCHED_MESSAGE_BYTES`] is relayed unread; a notice that large is then missed, and the
+//! list is read again only when it no longer covers a call or is a minute old. The buffer is
+//! released after each event, so a long-lived `GET` stream holds next to nothing between
+//! events.
 //!
 //! A notice counts when the client's connection reads the frame that carries it: an answer
 //! nobody reads is not read here either.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Bytes, HttpBody};
 use axum::http::{header, HeaderMap};
 use hyper::body::{Frame, SizeHint};
 
+use crate::sse::{Event, EventReader};
 use crate::tools::is_tools_changed_notice;
-use crate::upstream_tools::SessionTools;
+use crate::upstream_tools::SessionLists;
 
 /// The most bytes of one event's data (or of a JSON answer) held to be read. A notice is a few
 /// dozen bytes; with thousands of relayed answers open at once, each may hold this much.
 pub(crate) const MAX_WATCHED_MESSAGE_BYTES: usize = 8 * 1024;
-/// The buffer capacity kept between events, so that small events need no new allocation.
-const IDLE_CAPACITY: usize = 256;
-/// The field whose lines make an event's data.
-const DATA_FIELD: &[u8] = b"data";
 
 /// How an answer carries the server's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,205 +38,53 @@ enum Format {
     Json,
 }
 
-/// Where the event stream's current line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LineState {
-    /// This many bytes of the line read, all of them a prefix of `data`.
-    Field(usize),
-    /// Right after `data:`: one space is dropped, as the format says.
-    ValueStart,
-    /// In the value of a `data` line: its bytes go to the event's data.
-    Value,
-    /// Any other line, or data past the bound: passed over to its end.
-    Skip,
-}
-
 /// Finds the notices that the tools changed in an answer's bytes as they come.
 #[derive(Debug)]
-struct NoticeReader {
-    format: Format,
-    /// The data of the event being read, its lines joined by `\n` (event stream), or the body
-    /// so far (JSON).
-    data: Vec<u8>,
-    /// The event being read has a `data` line.
-    has_data: bool,
-    /// The event (or JSON answer) outgrew the bound: it is not read.
-    too_long: bool,
-    line: LineState,
-    /// The last byte read ended a line with `\r`: a `\n` right after it ends the same line.
-    after_cr: bool,
-    /// How many bytes of a leading byte order mark were read (an event stream may start with
-    /// one, and it is no part of the first field); `None` once past the stream's start.
-    mark: Option<usize>,
+enum NoticeReader {
+    EventStream(EventReader),
+    /// The body so far, `None` once it outgrew the bound (it is not read).
+    Json(Option<Vec<u8>>),
 }
-
-/// The UTF-8 byte order mark.
-const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 impl NoticeReader {
     fn new(format: Format) -> Self {
-        Self {
-            format,
-            data: Vec::new(),
-            has_data: false,
-            too_long: false,
-            line: LineState::Field(0),
-            after_cr: false,
-            mark: Some(0),
+        match format {
+            Format::EventStream => Self::EventStream(EventReader::new(MAX_WATCHED_MESSAGE_BYTES)),
+            Format::Json => Self::Json(Some(Vec::new())),
         }
-    }
-
-    /// `bytes` without the part of a leading byte order mark they hold.
-    fn past_mark<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
-        let Some(matched) = self.mark else {
-            return bytes;
-        };
-        let wanted = BYTE_ORDER_MARK.get(matched..).unwrap_or_default();
-        let (head, rest) = bytes.split_at(bytes.len().min(wanted.len()));
-        if wanted.starts_with(head) {
-            if head.len() == wanted.len() {
-                self.mark = None;
-            } else {
-                self.mark = Some(matched + head.len());
-            }
-            return rest;
-        }
-        // No mark: what was taken for one starts the first line.
-        self.mark = None;
-        self.line_part(BYTE_ORDER_MARK.get(..matched).unwrap_or_default());
-        bytes
     }
 
     /// The next bytes of the answer; returns whether they complete a notice.
     fn read(&mut self, mut bytes: &[u8]) -> bool {
-        if self.format == Format::Json {
-            self.hold(bytes);
-            return false;
-        }
-        bytes = self.past_mark(bytes);
-        let mut noticed = false;
-        while let Some((&first, after_first)) = bytes.split_first() {
-            if std::mem::take(&mut self.after_cr) && first == b'\n' {
-                bytes = after_first;
-                continue;
+        match self {
+            Self::EventStream(events) => {
+                let mut noticed = false;
+                while let Some(event) = events.next_event(&mut bytes) {
+                    noticed |= matches!(event, Event::Data(message)
+                        if is_tools_changed_notice(message.as_bytes()));
+                }
+                noticed
             }
-            // Lines end in `\n`, `\r\n` or a bare `\r`.
-            let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) else {
-                self.line_part(bytes);
-                break;
-            };
-            let (part, rest) = bytes.split_at(end);
-            self.line_part(part);
-            let Some((&line_end, rest)) = rest.split_first() else {
-                break;
-            };
-            self.after_cr = line_end == b'\r';
-            noticed |= self.line_end();
-            bytes = rest;
+            Self::Json(body) => {
+                if let Some(held) = body {
+                    if held.len() + bytes.len() <= MAX_WATCHED_MESSAGE_BYTES {
+                        held.extend_from_slice(bytes);
+                    } else {
+                        // Past the bound the body is dropped and released.
+                        *body = None;
+                    }
+                }
+                false
+            }
         }
-        noticed
     }
 
     /// The answer ended; returns whether a JSON answer was a notice (an event cut off by the
     /// end is dropped, as the format says).
-    fn end(&mut self) -> bool {
-        let noticed =
-            self.format == Format::Json && !self.too_long && is_tools_changed_notice(&self.data);
-        self.data = Vec::new();
-        noticed
-    }
-
-    /// Part of a line of the event stream, without its line end.
-    fn line_part(&mut self, mut part: &[u8]) {
-        while !part.is_empty() {
-            match self.line {
-                LineState::Skip => return,
-                LineState::Value => return self.hold(part),
-                LineState::ValueStart => {
-                    self.line = LineState::Value;
-                    part = part.strip_prefix(b" ").unwrap_or(part);
-                }
-                LineState::Field(read) => {
-                    let expected = DATA_FIELD.get(read..).unwrap_or_default();
-                    let n = expected.len().min(part.len());
-                    let (head, tail) = part.split_at(n);
-                    if expected.starts_with(head) {
-                        self.line = LineState::Field(read + n);
-                        part = tail;
-                        // The whole field name: a colon must follow for a value.
-                        if read + n == DATA_FIELD.len() {
-                            match part.split_first() {
-                                Some((b':', value)) => {
-                                    self.data_line();
-                                    part = value;
-                                }
-                                Some(_) => self.line = LineState::Skip,
-                                None => {}
-                            }
-                        }
-                    } else {
-                        // Other fields (`event`, `id`, `retry`) and comments say nothing of
-                        // the message, and are not held.
-                        self.line = LineState::Skip;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A line of `data` begins: its value joins the event's data on a line of its own.
-    fn data_line(&mut self) {
-        if self.too_long {
-            self.line = LineState::Skip;
-            return;
-        }
-        if std::mem::replace(&mut self.has_data, true) {
-            self.hold(b"\n");
-        }
-        self.line = if self.too_long {
-            LineState::Skip
-        } else {
-            LineState::ValueStart
-        };
-    }
-
-    /// A line of the event stream ended; returns whether it ended an event that is a notice.
-    fn line_end(&mut self) -> bool {
-        let line = std::mem::replace(&mut self.line, LineState::Field(0));
-        match line {
-            // A blank line ends the event.
-            LineState::Field(0) => {
-                let noticed =
-                    self.has_data && !self.too_long && is_tools_changed_notice(&self.data);
-                self.has_data = false;
-                self.too_long = false;
-                self.data.clear();
-                self.data.shrink_to(IDLE_CAPACITY);
-                noticed
-            }
-            // `data` without a colon: a data line with an empty value.
-            LineState::Field(read) if read == DATA_FIELD.len() => {
-                self.data_line();
-                self.line = LineState::Field(0);
-                false
-            }
-            _ => false,
-        }
-    }
-
-    /// Adds `part` to the data, up to the bound; past it the data is dropped and released.
-    fn hold(&mut self, part: &[u8]) {
-        if self.too_long {
-            return;
-        }
-        if self.data.len() + part.len() > MAX_WATCHED_MESSAGE_BYTES {
-            self.too_long = true;
-            self.data = Vec::new();
-            if self.line == LineState::Value {
-                self.line = LineState::Skip;
-            }
-        } else {
-            self.data.extend_from_slice(part);
+    fn end(self) -> bool {
+        match self {
+            Self::EventStream(_) => false,
+            Self::Json(body) => body.is_some_and(|body| is_tools_changed_notice(&body)),
         }
     }
 }
@@ -249,19 +94,13 @@ pub(crate) struct WatchedBody<B> {
     body: B,
     /// `None` for an answer that carries no messages, and once the answer ended.
     reader: Option<NoticeReader>,
-    tools: Arc<SessionTools>,
-    /// The `Mcp-Session-Id` of the request answered.
-    session: Vec<u8>,
+    /// The tool lists of the session whose request this answers.
+    lists: SessionLists,
 }
 
 impl<B> WatchedBody<B> {
-    /// `body`, answering a request of `session`, with the answer's `headers`.
-    pub(crate) fn new(
-        body: B,
-        headers: &HeaderMap,
-        tools: Arc<SessionTools>,
-        session: Vec<u8>,
-    ) -> Self {
+    /// `body`, answering a request of the session of `lists`, with the answer's `headers`.
+    pub(crate) fn new(body: B, headers: &HeaderMap, lists: SessionLists) -> Self {
         let media_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -275,20 +114,18 @@ impl<B> WatchedBody<B> {
         Self {
             body,
             reader: format.map(NoticeReader::new),
-            tools,
-            session,
+            lists,
         }
     }
 
     fn noticed(&self, noticed: bool) {
         if noticed {
-            tracing::debug!("the upstream's tools changed: the session's list is read again");
-            self.tools.tools_changed(&self.session);
+            self.lists.tools_changed();
         }
     }
 
     fn end(&mut self) {
-        if let Some(mut reader) = self.reader.take() {
+        if let Some(reader) = self.reader.take() {
             let noticed = reader.end();
             self.noticed(noticed);
         }
@@ -409,78 +246,6 @@ mod tests {
         let rest = &padded[padded.len() / 2..];
         assert!(!reader.read(format!("data: {half}\ndata: {rest}\n\n").as_bytes()));
         assert!(reader.read(format!("data: {NOTICE}\n\n").as_bytes()));
-    }
-
-    #[test]
-    fn a_stream_may_start_with_a_byte_order_mark() {
-        let stream = format!("\u{feff}data: {NOTICE}\n\n");
-        assert_eq!(notices_in(Format::EventStream, &[stream.as_bytes()]), [0]);
-        let bytes: Vec<&[u8]> = stream.as_bytes().chunks(1).collect();
-        assert_eq!(notices_in(Format::EventStream, &bytes), [bytes.len() - 1]);
-        // Bytes that only begin like a mark are the line's own.
-        let lookalike = [&b"\xEF"[..], format!("data: {NOTICE}\n\n").as_bytes()].concat();
-        assert_eq!(
-            notices_in(Format::EventStream, &[&lookalike[..1], &lookalike[1..]]),
-            Vec::<usize>::new(),
-            "a field name with a stray byte is no data"
-        );
-        assert_eq!(
-            notices_in(
-                Format::EventStream,
-                &[format!("data: {NOTICE}\n\n").as_bytes()]
-            ),
-            [0]
-        );
-    }
-
-    #[test]
-    fn lines_may_end_in_a_bare_carriage_return() {
-        let stream = format!("event: message\rdata: {NOTICE}\r\rdata: {NOTICE}\r\n\r\n");
-        assert_eq!(notices_in(Format::EventStream, &[stream.as_bytes()]), [0]);
-        let mut reader = NoticeReader::new(Format::EventStream);
-        let seen: usize = stream
-            .as_bytes()
-            .chunks(1)
-            .map(|byte| usize::from(reader.read(byte)))
-            .sum();
-        assert_eq!(seen, 2, "byte by byte");
-        // A `\r\n` cut between two chunks ends one line, not a line and an event.
-        let (start, end) = NOTICE.split_at(30);
-        let cut = [
-            format!("data: {start}\r"),
-            format!("\ndata: {end}\r"),
-            "\n\r\n".to_string(),
-        ];
-        let cut: Vec<&[u8]> = cut.iter().map(|chunk| chunk.as_bytes()).collect();
-        assert_eq!(
-            notices_in(Format::EventStream, &cut),
-            Vec::<usize>::new(),
-            "two data lines, one message: not the notice"
-        );
-        let split = [format!("data: {NOTICE}\r"), "\n\r".into(), "\n".into()];
-        let split: Vec<&[u8]> = split.iter().map(|chunk| chunk.as_bytes()).collect();
-        assert_eq!(notices_in(Format::EventStream, &split), [1]);
-    }
-
-    #[test]
-    fn only_data_is_held_and_it_is_released_after_each_event() {
-        // A comment or another field far longer than the bound is passed over, not held: the
-        // event's data is read all the same.
-        let long = "x".repeat(16 * MAX_WATCHED_MESSAGE_BYTES);
-        let event = format!(": {long}\nevent: {long}\ndata: {NOTICE}\n\n");
-        let mut reader = NoticeReader::new(Format::EventStream);
-        assert!(reader.read(event.as_bytes()));
-        assert!(reader.data.capacity() <= IDLE_CAPACITY);
-        // A large answer is held only until its event ends.
-        let padded = "y".repeat(MAX_WATCHED_MESSAGE_BYTES - 100);
-        assert!(!reader.read(format!("data: {{\"p\":\"{padded}\"}}\n").as_bytes()));
-        assert!(reader.data.capacity() >= padded.len());
-        assert!(!reader.read(b"\n"));
-        assert!(reader.data.capacity() <= IDLE_CAPACITY, "released");
-        // Only the field `data` is data; its one leading space is optional.
-        let lookalikes = format!("datum: {NOTICE}\ndata-: {NOTICE}\n\ndat\n\n");
-        assert!(!reader.read(lookalikes.as_bytes()));
-        assert!(reader.read(format!("data:{NOTICE}\n\n").as_bytes()));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::change_watch::WatchedBody;
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{answer, classify, oversized, refusal, upstream_failure, Inbound};
 use crate::stdio::MAX_MESSAGE_BYTES;
-use crate::upstream_tools::{session_of, SessionTools, UpstreamLister};
+use crate::upstream_tools::{SessionLists, SessionTools, UpstreamLister};
 use crate::GatewayError;
 
 /// How long connecting to the upstream server may take.
@@ -201,6 +201,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
                     client: relay.client.clone(),
                     endpoint: upstream_target(&relay, &parts.uri),
                     headers,
+                    lists: SessionLists::new(relay.tools.clone(), &parts.headers),
                 };
                 let tools = relay.tools.of(&parts.headers);
                 match relay.gate.screen(&call, &tools, &lister).await {
@@ -244,14 +245,14 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
     };
     parts.uri = uri;
     parts.version = axum::http::Version::HTTP_11;
-    let session = session_of(&parts.headers);
+    let lists = SessionLists::new(relay.tools.clone(), &parts.headers);
     for_the_upstream(&mut parts.headers);
     let answering = relay.client.request(Request::from_parts(parts, body));
     match tokio::time::timeout(relay.upstream_timeout, answering).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            let body = WatchedBody::new(body, &parts.headers, relay.tools.clone(), session);
+            let body = WatchedBody::new(body, &parts.headers, lists);
             let body = TimeoutBody::new(relay.relay_idle_timeout, body);
             Response::from_parts(parts, Body::new(body))
         }

@@ -13,6 +13,7 @@ mod http;
 mod intercept;
 mod lines;
 mod resource;
+mod sse;
 mod stdio;
 mod tools;
 mod upstream_tools;

@@ -1,6 +1,7 @@
 //! Reads the upstream server's `tools/list` over Streamable HTTP, as the client's session, and
-//! keeps one list per session (read again once the upstream says the session's tools changed,
-//! see [`crate::change_watch`]).
+//! keeps one list per session (read again once the upstream says the session's tools changed:
+//! in an answer the relay passes on, see [`crate::change_watch`], or in the answer stream of
+//! the gateway's own `tools/list`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::Value;
 
+use crate::sse::{Event, EventReader};
 use crate::stdio::MAX_MESSAGE_BYTES;
-use crate::tools::{list_request, own_id, result_of, ListTools, ToolCache};
+use crate::tools::{
+    announces_tools_changed, list_request, own_id, result_of, ListTools, ToolCache,
+};
 
 /// Sessions whose tool lists are kept; past it the least recently used is forgotten.
 const MAX_SESSIONS: usize = 1024;
@@ -31,6 +35,8 @@ pub(crate) struct UpstreamLister {
     /// The client's request headers as the relay forwards them (session, protocol version,
     /// credentials of any kind), less those of the body.
     pub(crate) headers: HeaderMap,
+    /// The client session's tool lists, for a notice in the answer that they changed.
+    pub(crate) lists: SessionLists,
 }
 
 impl ListTools for UpstreamLister {
@@ -66,82 +72,103 @@ impl ListTools for UpstreamLister {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         let mut body = response.into_body();
-        let mut events = Events::default();
-        let mut received = Vec::new();
+        // An event stream is read event by event, holding only the event being read; a JSON
+        // answer is held whole. Either way at most MAX_MESSAGE_BYTES are received.
+        let mut events = is_stream.then(|| EventReader::new(MAX_MESSAGE_BYTES));
+        let mut json = Vec::new();
+        let mut received = 0;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| format!("the answer broke off: {e}"))?;
             let Some(data) = frame.data_ref() else {
                 continue;
             };
-            if received.len() + data.len() > MAX_MESSAGE_BYTES {
+            received += data.len();
+            if received > MAX_MESSAGE_BYTES {
                 return Err(format!(
                     "the answer is larger than {MAX_MESSAGE_BYTES} bytes"
                 ));
             }
-            received.extend_from_slice(data);
-            if is_stream {
-                // The server may keep the stream open after the answer: read up to it only.
-                while let Some(event) = events.next(&received) {
-                    if let Some(answer) = answer_to(event.as_bytes(), &id) {
-                        return result_of(answer);
-                    }
+            let Some(events) = events.as_mut() else {
+                json.extend_from_slice(data);
+                continue;
+            };
+            // The server may keep the stream open after the answer: read up to it only.
+            let mut rest: &[u8] = data;
+            while let Some(event) = events.next_event(&mut rest) {
+                // Never more data than was received: the bound above refuses it first.
+                let Event::Data(message) = event else {
+                    return Err(format!("an event is larger than {MAX_MESSAGE_BYTES} bytes"));
+                };
+                match Received::of(message.as_bytes(), &id) {
+                    Received::Answer(answer) => return result_of(answer),
+                    // Sent before the answer, maybe about the very list being read: the
+                    // session's lists are read again before their next use, as for the
+                    // notices the relay passes on.
+                    Received::ToolsChanged => self.lists.tools_changed(),
+                    Received::Other => {}
                 }
             }
         }
         if is_stream {
             return Err("the event stream ended without the answer".into());
         }
-        answer_to(&received, &id)
-            .ok_or_else(|| "the server's answer is not the answer to the request".to_string())
-            .and_then(result_of)
+        match Received::of(&json, &id) {
+            Received::Answer(answer) => result_of(answer),
+            _ => Err("the server's answer is not the answer to the request".into()),
+        }
     }
 }
 
-/// `message` if it is the JSON-RPC answer to the gateway's request `id`.
-fn answer_to(message: &[u8], id: &str) -> Option<Value> {
-    let message = zt_contract::strict_json::parse_value(message).ok()?;
-    let answers = message.get("method").is_none() && own_id(&message) == Some(id);
-    answers.then_some(message)
+/// One message the upstream sent in answer to the gateway's request, as the gateway reads it.
+#[derive(Debug)]
+enum Received {
+    /// The JSON-RPC answer to the request.
+    Answer(Value),
+    /// The notice that the session's tools changed.
+    ToolsChanged,
+    /// Anything else, unreadable messages included.
+    Other,
 }
 
-/// Server-sent events read from a growing buffer: each complete event's `data`. Each line is
-/// read once, however many frames the buffer grows by.
-#[derive(Debug, Default)]
-struct Events {
-    /// Bytes of the buffer already read, line by line.
-    scanned: usize,
-    /// The data lines of the event being read, joined by `\n`.
-    data: Option<String>,
-}
-
-impl Events {
-    /// The next complete event's data, if the buffer holds one.
-    fn next(&mut self, buffer: &[u8]) -> Option<String> {
-        loop {
-            let rest = buffer.get(self.scanned..)?;
-            let end = memchr::memchr(b'\n', rest)?;
-            let line = rest.get(..end)?;
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            self.scanned += end + 1;
-            if line.is_empty() {
-                // An event without data (a comment, an id) dispatches nothing.
-                match self.data.take() {
-                    Some(data) => return Some(data),
-                    None => continue,
-                }
-            }
-            if let Some(value) = line.strip_prefix(b"data:") {
-                let value = value.strip_prefix(b" ").unwrap_or(value);
-                let value = String::from_utf8_lossy(value);
-                match self.data.as_mut() {
-                    Some(data) => {
-                        data.push('\n');
-                        data.push_str(&value);
-                    }
-                    None => self.data = Some(value.into_owned()),
-                }
-            }
+impl Received {
+    /// What `message` is to the gateway's request `id`.
+    fn of(message: &[u8], id: &str) -> Self {
+        let Ok(message) = zt_contract::strict_json::parse_value(message) else {
+            return Self::Other;
+        };
+        if message.get("method").is_none() && own_id(&message) == Some(id) {
+            Self::Answer(message)
+        } else if announces_tools_changed(&message) {
+            Self::ToolsChanged
+        } else {
+            Self::Other
         }
+    }
+}
+
+/// The tool lists kept for one client session: the upstream's notice that the session's tools
+/// changed, in an answer the relay passes on ([`crate::change_watch`]) or in the answer to
+/// the gateway's own `tools/list`, has them read again.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLists {
+    tools: Arc<SessionTools>,
+    /// The `Mcp-Session-Id`, empty without one.
+    session: Vec<u8>,
+}
+
+impl SessionLists {
+    /// The lists of `tools` kept for the session of a request with `headers`.
+    pub(crate) fn new(tools: Arc<SessionTools>, headers: &HeaderMap) -> Self {
+        Self {
+            tools,
+            session: session_of(headers),
+        }
+    }
+
+    /// The upstream said that the session's tools changed.
+    pub(crate) fn tools_changed(&self) {
+        tracing::debug!("the upstream's tools changed: the session's list is read again");
+        self.tools.tools_changed(&self.session);
     }
 }
 
@@ -195,7 +222,7 @@ impl SessionTools {
     /// before its next use. A client's event stream and its calls may carry other
     /// credentials (a token renewed in between); a list read again needlessly costs one
     /// `tools/list`.
-    pub(crate) fn tools_changed(&self, session: &[u8]) {
+    fn tools_changed(&self, session: &[u8]) {
         let Ok(sessions) = self.sessions.lock() else {
             return;
         };
@@ -207,7 +234,7 @@ impl SessionTools {
 }
 
 /// The `Mcp-Session-Id` of a request, empty without one.
-pub(crate) fn session_of(headers: &HeaderMap) -> Vec<u8> {
+fn session_of(headers: &HeaderMap) -> Vec<u8> {
     headers
         .get("mcp-session-id")
         .map(|v| v.as_bytes().to_vec())
@@ -234,35 +261,127 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn events_are_read_whole_as_they_arrive() {
-        let mut events = Events::default();
-        let mut buffer = b"event: message\r\nid: 1\r\ndata: {\"a\":\r\n".to_vec();
-        assert_eq!(events.next(&buffer), None, "no blank line yet");
-        buffer.extend_from_slice(b"data: 1}\r\n\r\n: comment\n\ndata:{\"b\":2}\n");
-        assert_eq!(events.next(&buffer).as_deref(), Some("{\"a\":\n1}"));
-        assert_eq!(events.next(&buffer), None, "the comment dispatches nothing");
-        buffer.extend_from_slice(b"\n");
-        assert_eq!(events.next(&buffer).as_deref(), Some("{\"b\":2}"));
-        assert_eq!(events.next(&buffer), None);
+    /// The endpoint of an upstream that answers each `POST` with the event stream
+    /// `stream(id)`, `id` being the request's.
+    async fn upstream_streaming(stream: fn(&str) -> String) -> String {
+        let answer = move |request: axum::body::Bytes| async move {
+            let request: Value = serde_json::from_slice(&request).unwrap();
+            let stream = stream(request["id"].as_str().unwrap());
+            ([(header::CONTENT_TYPE, "text/event-stream")], stream)
+        };
+        let app = axum::Router::new().route("/mcp", axum::routing::post(answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        endpoint
+    }
+
+    fn lister(endpoint: String, lists: SessionLists) -> UpstreamLister {
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        UpstreamLister {
+            client,
+            endpoint,
+            headers: HeaderMap::new(),
+            lists,
+        }
+    }
+
+    fn list_answer(id: &str) -> String {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [{"name": "t", "inputSchema": {}}]}})
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn the_answer_stream_may_end_lines_in_a_bare_cr_and_start_with_a_byte_order_mark() {
+        let streams: [fn(&str) -> String; 3] = [
+            |id| {
+                format!(
+                    ": open\r\revent: message\rid: 1\rdata: {}\r\r",
+                    list_answer(id)
+                )
+            },
+            |id| format!("\u{feff}data: {}\n\n", list_answer(id)),
+            |id| format!("\u{feff}data: {}\r\r", list_answer(id)),
+        ];
+        for stream in streams {
+            let endpoint = upstream_streaming(stream).await;
+            let lister = lister(
+                endpoint,
+                SessionLists::new(Arc::default(), &HeaderMap::new()),
+            );
+            let result = lister
+                .list_page("zt-gateway/tools-list/0".into(), None)
+                .await;
+            assert_eq!(
+                result,
+                Ok(json!({"tools": [{"name": "t", "inputSchema": {}}]})),
+                "{:?}",
+                stream("zt-gateway/tools-list/0")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_notice_before_the_answer_has_the_sessions_lists_read_again() {
+        let notice = |id: &str| {
+            let notice = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+            format!("data: {notice}\n\ndata: {}\n\n", list_answer(id))
+        };
+        let no_notice = |id: &str| format!("data: {}\n\n", list_answer(id));
+        for (stream, readings) in [(notice as fn(&str) -> String, 2), (no_notice, 1)] {
+            let tools = Arc::new(SessionTools::default());
+            let mut headers = HeaderMap::new();
+            headers.insert("mcp-session-id", HeaderValue::from_static("s1"));
+            let server = Counting::default();
+            tools
+                .of(&headers)
+                .declared(&server, "t", None)
+                .await
+                .unwrap();
+            let endpoint = upstream_streaming(stream).await;
+            let lister = lister(endpoint, SessionLists::new(tools.clone(), &headers));
+            let id = "zt-gateway/tools-list/0".to_string();
+            assert!(lister.list_page(id, None).await.is_ok());
+            tools
+                .of(&headers)
+                .declared(&server, "t", None)
+                .await
+                .unwrap();
+            let read = server.0.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(read, readings, "{:?}", stream("x"));
+        }
     }
 
     #[test]
     fn only_the_answer_to_the_request_is_taken() {
         let id = "zt-gateway/tools-list/3";
         let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"tools": []}}).to_string();
-        assert!(answer_to(answer.as_bytes(), id).is_some());
+        assert!(matches!(
+            Received::of(answer.as_bytes(), id),
+            Received::Answer(_)
+        ));
         for other in [
             json!({"jsonrpc": "2.0", "id": "zt-gateway/tools-list/4", "result": {}}),
             json!({"jsonrpc": "2.0", "id": id, "method": "x"}),
             json!({"jsonrpc": "2.0", "method": "notifications/message"}),
         ] {
             assert!(
-                answer_to(other.to_string().as_bytes(), id).is_none(),
+                matches!(
+                    Received::of(other.to_string().as_bytes(), id),
+                    Received::Other
+                ),
                 "{other}"
             );
         }
-        assert!(answer_to(b"{\"id\":1,\"id\":2}", id).is_none());
+        assert!(matches!(
+            Received::of(b"{\"id\":1,\"id\":2}", id),
+            Received::Other
+        ));
+        let notice = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+        assert!(matches!(
+            Received::of(notice.to_string().as_bytes(), id),
+            Received::ToolsChanged
+        ));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use record::RecordDraft;
 pub use sandbox::{Narrowing, SandboxProfile};
 pub use verify::{ChainVerifier, VerifyCheck, VerifyError};
 pub use vocabulary::{
-    AdminAction, DenyReason, EXEC_ARGS_SHA256, EXEC_CONTEXT_KEY, EXEC_PROGRAM,
+    spends_request_id, AdminAction, DenyReason, EXEC_ARGS_SHA256, EXEC_CONTEXT_KEY, EXEC_PROGRAM,
     REASON_ADMIN_ACCESS_REFUSED, REASON_NOT_ALLOWED, REASON_UNREGISTERED, REJECTIONS_ACTION,
     SERVER_ACTOR,
 };

@@ -152,6 +152,14 @@ impl RecordDraft {
         self
     }
 
+    /// The request id this record spends for its actor, if any (see
+    /// [`crate::spends_request_id`]).
+    pub fn spent_request_id(&self) -> Option<&str> {
+        self.request_id
+            .as_deref()
+            .filter(|id| crate::spends_request_id(id, &self.reason))
+    }
+
     /// With the digest of the request's context.
     pub fn with_context_sha256(mut self, context_sha256: Option<String>) -> Self {
         self.context_sha256 = context_sha256;

@@ -121,12 +121,25 @@ pub enum DenyReason {
     },
 }
 
+/// The text of [`DenyReason::Replayed`] around its id.
+const REPLAYED_BEFORE_ID: &str = "request_id `";
+const REPLAYED_AFTER_ID: &str = "` was already used within the replay window";
+
+/// Whether a record carrying `request_id` with `reason` spends the id for its actor: every one
+/// does except the denial of a replay, which names the id it refused without spending it again.
+pub fn spends_request_id(request_id: &str, reason: &str) -> bool {
+    reason
+        .strip_prefix(REPLAYED_BEFORE_ID)
+        .and_then(|rest| rest.strip_suffix(REPLAYED_AFTER_ID))
+        != Some(request_id)
+}
+
 impl DenyReason {
     /// The record's `reason`.
     pub fn text(&self) -> String {
         match self {
             DenyReason::Replayed { request_id } => {
-                format!("request_id `{request_id}` was already used within the replay window")
+                format!("{REPLAYED_BEFORE_ID}{request_id}{REPLAYED_AFTER_ID}")
             }
             DenyReason::ClaimedActor {
                 claimed,
@@ -174,6 +187,14 @@ mod tests {
             .text(),
             "request_id `r-1` was already used within the replay window"
         );
+        let replayed = DenyReason::Replayed {
+            request_id: "r-1".into(),
+        }
+        .text();
+        assert!(!spends_request_id("r-1", &replayed));
+        // Another id's denial, or any other reason, spends the id the record carries.
+        assert!(spends_request_id("r-2", &replayed));
+        assert!(spends_request_id("r-1", "permitted by policy p"));
         assert_eq!(
             DenyReason::ClaimedActor {
                 claimed: "a".into(),

@@ -479,17 +479,27 @@ mod tests {
         while custodian.key.calls.load(Ordering::SeqCst) == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(custodian.sign_batch(&[Digest32::sha256(b"session key")]).is_ok());
+        assert!(custodian
+            .sign_batch(&[Digest32::sha256(b"session key")])
+            .is_ok());
         release.send(()).unwrap();
         assert!(early.join().unwrap().is_err());
 
         let status = custodian.status();
-        assert!(status.up && status.can_sign && status.last_error.is_none(), "{status:?}");
+        assert!(
+            status.up && status.can_sign && status.last_error.is_none(),
+            "{status:?}"
+        );
         assert_eq!((status.calls, status.failures), (2, 1));
         // A failure that starts after the success does mark it down.
         assert!(custodian.sign_batch(&[digest]).is_err());
         let status = custodian.status();
-        assert!(!status.up && status.last_error.as_deref() == Some("the audit signer is unavailable: gone again"), "{status:?}");
+        assert!(
+            !status.up
+                && status.last_error.as_deref()
+                    == Some("the audit signer is unavailable: gone again"),
+            "{status:?}"
+        );
     }
 
     #[test]

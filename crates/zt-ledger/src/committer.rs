@@ -51,6 +51,11 @@ pub enum LedgerError {
     /// The ledger is shutting down.
     #[error("audit log is closed")]
     Closed,
+    /// Not committed: another server sharing the store committed a record spending the same
+    /// request id for the same actor within the window (see [`crate::AppendedAtHead`]). The
+    /// draft comes back, for the caller to record the replay instead.
+    #[error("the request id was already used on another server within the replay window")]
+    RequestIdSpent(Box<RecordDraft>),
 }
 
 /// What one batch commit did, for metrics.
@@ -140,6 +145,9 @@ impl LedgerWorker {
 pub struct LedgerConfig {
     /// Requests that may wait for a commit before new ones are refused as overload.
     pub queue_capacity: usize,
+    /// How long a request id stays spent for its actor across the servers sharing a store
+    /// (the server's replay window); a store with one writer leaves it to the server.
+    pub request_id_window: Duration,
 }
 
 impl Ledger {
@@ -178,6 +186,7 @@ impl Ledger {
                 queue: batches,
                 signer,
                 unpublished: Vec::new(),
+                request_id_window: config.request_id_window,
                 store,
                 tree,
                 shared: shared.clone(),

@@ -21,6 +21,7 @@ pub mod draft;
 mod handoff;
 pub mod location;
 pub mod persist;
+mod pg_request_ids;
 mod pg_session;
 pub mod postgres;
 mod proofs;
@@ -46,4 +47,6 @@ pub use signer::{
     Signer, SignerStatus, SIGNER_LATENCY_BOUNDS,
 };
 pub use sqlite::SqliteStore;
-pub use store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};
+pub use store::{
+    AppendedAtHead, AuditStore, BatchAtHead, Head, SealAtHead, SealedRecord, StoreError,
+};

@@ -15,15 +15,16 @@
 //! block nor be dropped on an async worker thread. Each store therefore keeps its client on a
 //! dedicated thread and sends it work, so a store may be used and dropped from anywhere.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, SimpleQueryMessage};
 use zt_contract::{Digest32, Jwk};
 
+use crate::pg_request_ids;
 use crate::pg_session::{
     chain_lock_key, create_in_schema, store_error as backend, use_schema, PgSession,
 };
-use crate::store::{AuditStore, Head, SealAtHead, SealedRecord, StoreError};
+use crate::store::{AppendedAtHead, AuditStore, BatchAtHead, Head, SealedRecord, StoreError};
 
 /// The schema used when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "zt_audit";
@@ -129,6 +130,8 @@ pub struct PostgresStore {
     worker: PgSession,
     /// The advisory lock serializing the writers of this chain.
     lock_key: String,
+    /// When spent request ids were last pruned (see [`pg_request_ids::prune`]).
+    pruned_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -156,7 +159,9 @@ impl PostgresStore {
                          key_id TEXT PRIMARY KEY,
                          jwk TEXT NOT NULL,
                          published_order BIGSERIAL
-                     );"
+                     );
+                     {}",
+                    pg_request_ids::create_table_sql(&schema)
                 ),
             )?;
             use_schema(client, &schema)
@@ -164,6 +169,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
+            pruned_at: None,
         })
     }
 
@@ -192,6 +198,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
+            pruned_at: None,
         })
     }
 }
@@ -215,12 +222,13 @@ fn read_head(client: &mut impl postgres::GenericClient) -> Result<Option<Head>, 
     }))
 }
 
-/// Runs `open` (begin, lock, read the head), seals onto the head, inserts and commits.
+/// Runs `open` (begin, lock, read the head), spends the batch's request ids, seals the drafts
+/// whose ids were not spent before onto the head, inserts and commits.
 fn seal_in_transaction(
     client: &mut Client,
     open: &str,
-    seal: SealAtHead,
-) -> Result<Vec<SealedRecord>, StoreError> {
+    batch: BatchAtHead,
+) -> Result<AppendedAtHead, StoreError> {
     let mut head = None;
     for message in client.simple_query(open).map_err(backend)? {
         if let SimpleQueryMessage::Row(row) = message {
@@ -236,12 +244,16 @@ fn seal_in_transaction(
             }
         }
     }
-    let records = seal(head)?;
+    let spent = pg_request_ids::spend(client, batch.drafts, batch.request_id_window)?;
+    let records = (batch.seal)(head, spent.to_seal)?;
     if !records.is_empty() {
         insert(client, &records)?;
     }
     client.batch_execute("COMMIT").map_err(backend)?;
-    Ok(records)
+    Ok(AppendedAtHead {
+        records,
+        spent_before: spent.spent_before,
+    })
 }
 
 /// Inserts records in one statement, inside `client`'s current transaction.
@@ -301,7 +313,7 @@ impl AuditStore for PostgresStore {
         true
     }
 
-    fn append_at_head(&mut self, seal: SealAtHead) -> Result<Vec<SealedRecord>, StoreError> {
+    fn append_at_head(&mut self, batch: BatchAtHead) -> Result<AppendedAtHead, StoreError> {
         // The lock is held until commit, so each round trip inside it delays every other
         // writer: one simple query opens the transaction, takes the lock and reads the head.
         // The key is ours and holds no quote (schema names are checked). The head is ordered by
@@ -311,11 +323,24 @@ impl AuditStore for PostgresStore {
              SELECT seq::text AS head_seq, current_hash FROM records ORDER BY records.seq DESC LIMIT 1",
             self.lock_key
         );
+        let window = batch.request_id_window;
+        let prune = self
+            .pruned_at
+            .is_none_or(|at| at.elapsed() >= pg_request_ids::PRUNE_EVERY);
+        if prune {
+            self.pruned_at = Some(Instant::now());
+        }
         self.worker.run(move |client| {
-            let outcome = seal_in_transaction(client, &open, seal);
+            let outcome = seal_in_transaction(client, &open, batch);
             if outcome.is_err() && !client.is_closed() {
                 // Releases the lock; a transaction that never began makes this a no-op.
                 let _ = client.batch_execute("ROLLBACK");
+            }
+            // After the commit, outside the lock; a failure is tried again next time.
+            if prune && outcome.is_ok() {
+                if let Err(e) = pg_request_ids::prune(client, window) {
+                    tracing::warn!(error = %e, "deleting expired request ids failed");
+                }
             }
             outcome
         })

@@ -11,6 +11,11 @@
 //! too: after each commit, the hashes appended by others before this batch are read and added
 //! first; while idle, new hashes are read every [`IDLE_CATCH_UP`].
 //!
+//! The store also spends the request ids the batch's records carry, in the same transaction
+//! (see [`AuditStore::append_at_head`]): a draft whose id another server's record spent within
+//! the window is not committed, and its caller gets it back as
+//! [`LedgerError::RequestIdSpent`].
+//!
 //! A failed commit refuses its batch only: the next batch reads the head afresh, so a batch
 //! that did reach the store despite the error (a lost commit acknowledgement) cannot fork the
 //! chain, and the tree learns of it from the store.
@@ -26,7 +31,7 @@ use crate::queue::{refuse_all, Batches, Pending, MAX_BATCH};
 use crate::sealer::seal_batch;
 use crate::signer::Signer;
 use crate::startup::HASH_PAGE;
-use crate::store::{AuditStore, Head, SealedRecord, StoreError};
+use crate::store::{AppendedAtHead, AuditStore, BatchAtHead, Head, SealedRecord, StoreError};
 use crate::tree::LogTree;
 use crate::LedgerError;
 
@@ -39,6 +44,8 @@ pub(crate) struct SharedCommitter {
     pub(crate) signer: Arc<dyn Signer>,
     /// Keys the signer rolled over to whose publication has not succeeded yet.
     pub(crate) unpublished: Vec<zt_contract::Jwk>,
+    /// How long a request id stays spent across the servers (see [`BatchAtHead`]).
+    pub(crate) request_id_window: Duration,
     pub(crate) store: Box<dyn AuditStore>,
     /// The tree of every record this server has seen committed; only this thread changes it.
     pub(crate) tree: LogTree,
@@ -84,12 +91,19 @@ impl SharedCommitter {
             return;
         }
         self.unpublished.clear();
-        let sealed = self.store.append_at_head(Box::new(move |mut head| {
-            seal_batch(&mut head, drafts, signer.as_ref())
-                .map_err(|e| StoreError::Backend(e.to_string()))
-        }));
-        let records = match sealed {
-            Ok(records) => records,
+        let appended = self.store.append_at_head(BatchAtHead {
+            drafts,
+            request_id_window: self.request_id_window,
+            seal: Box::new(move |mut head, drafts| {
+                seal_batch(&mut head, drafts, signer.as_ref())
+                    .map_err(|e| StoreError::Backend(e.to_string()))
+            }),
+        });
+        let AppendedAtHead {
+            records,
+            spent_before,
+        } = match appended {
+            Ok(appended) => appended,
             Err(e) => {
                 tracing::error!(error = %e, records = replies.len(), "audit commit failed; its decisions are refused");
                 refuse_all(replies, &e.to_string());
@@ -100,8 +114,19 @@ impl SharedCommitter {
         // Metrics count the batch before any caller hears of it.
         self.shared
             .observe(self.observer.as_ref(), records.len(), started, None);
-        for (reply, record) in replies.into_iter().zip(records) {
-            let _ = reply.send(Ok::<SealedRecord, LedgerError>(record));
+        // The records follow the drafts' order, skipping those handed back; a reply left
+        // without either (a store that broke that order) is dropped, which refuses its caller.
+        let mut spent_before = spent_before.into_iter().peekable();
+        let mut records = records.into_iter();
+        for (place, reply) in replies.into_iter().enumerate() {
+            let answer = match spent_before.next_if(|(at, _)| *at == place) {
+                Some((_, draft)) => Err(LedgerError::RequestIdSpent(Box::new(draft))),
+                None => match records.next() {
+                    Some(record) => Ok::<SealedRecord, LedgerError>(record),
+                    None => continue,
+                },
+            };
+            let _ = reply.send(answer);
         }
     }
 

@@ -1,6 +1,8 @@
 //! The storage trait every backend implements, and the record as stored.
 
-use zt_contract::{Digest32, Jwk, KmsSignature, RecordBody};
+use std::time::Duration;
+
+use zt_contract::{Digest32, Jwk, KmsSignature, RecordBody, RecordDraft};
 
 /// A record with its place in the chain, hash and signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +37,39 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Chains a batch onto the head it is given: see [`AuditStore::append_at_head`].
-pub type SealAtHead = Box<dyn FnOnce(Option<Head>) -> Result<Vec<SealedRecord>, StoreError> + Send>;
+/// Chains the drafts it is given onto the head it is given: see [`AuditStore::append_at_head`].
+pub type SealAtHead =
+    Box<dyn FnOnce(Option<Head>, Vec<RecordDraft>) -> Result<Vec<SealedRecord>, StoreError> + Send>;
+
+/// A batch to chain onto the head of the store (see [`AuditStore::append_at_head`]).
+pub struct BatchAtHead {
+    /// The records to be, in order.
+    pub drafts: Vec<RecordDraft>,
+    /// How long a request id a record spends (`RecordDraft::spent_request_id`) stays spent for
+    /// its actor, on every server writing a shared store.
+    pub request_id_window: Duration,
+    /// Seals the drafts that may be committed onto the head.
+    pub seal: SealAtHead,
+}
+
+impl std::fmt::Debug for BatchAtHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchAtHead")
+            .field("drafts", &self.drafts.len())
+            .field("request_id_window", &self.request_id_window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`AuditStore::append_at_head`] committed.
+#[derive(Debug, Default)]
+pub struct AppendedAtHead {
+    /// The records committed, in the order of the drafts they were sealed from.
+    pub records: Vec<SealedRecord>,
+    /// The drafts left out, each with its place in the batch: a record already committed (by
+    /// another server, or earlier in the batch) spent their request id within the window.
+    pub spent_before: Vec<(usize, RecordDraft)>,
+}
 
 /// Where records live. Every implementation must pass the conformance suite in
 /// `tests/store_conformance.rs`.
@@ -59,14 +92,20 @@ pub trait AuditStore: Send {
     fn is_shared(&self) -> bool {
         false
     }
-    /// Reads the head, has `seal` chain a batch onto it, and appends what `seal` returns,
+    /// Reads the head, has `seal` chain the batch onto it, and appends what `seal` returns,
     /// atomically and durably as [`AuditStore::append`] does. A shared store does all of it in
     /// one transaction under a lock that every writer of the chain takes, so two servers can
-    /// never chain onto the same head. The default suits a store with one writer.
-    fn append_at_head(&mut self, seal: SealAtHead) -> Result<Vec<SealedRecord>, StoreError> {
-        let records = seal(self.head()?)?;
+    /// never chain onto the same head; in that transaction it also spends the request ids the
+    /// drafts carry, leaving out (and handing back) a draft whose id a committed record spent
+    /// within the window, so an id is spent once across every server. The default suits a
+    /// store with one writer, whose server's own replay guard already refused such a draft.
+    fn append_at_head(&mut self, batch: BatchAtHead) -> Result<AppendedAtHead, StoreError> {
+        let records = (batch.seal)(self.head()?, batch.drafts)?;
         self.append(&records)?;
-        Ok(records)
+        Ok(AppendedAtHead {
+            records,
+            spent_before: Vec::new(),
+        })
     }
     /// Upkeep the writer runs after a commit's callers have been answered, so none of them
     /// waits for it (SQLite: finishing a WAL checkpoint, `sqlite/wal.rs`). It cannot fail:

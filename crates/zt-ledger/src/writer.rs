@@ -153,7 +153,10 @@ mod tests {
                 Ok(Box::new(SqliteStore::open_read_only(&readers)?) as Box<dyn AuditStore>)
             }),
             std::sync::Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap()),
-            LedgerConfig { queue_capacity: 16 },
+            LedgerConfig {
+                queue_capacity: 16,
+                request_id_window: std::time::Duration::from_secs(300),
+            },
             Some(Box::new(move |s| {
                 let _ = stats.send(s);
             })),

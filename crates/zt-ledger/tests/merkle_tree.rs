@@ -46,6 +46,7 @@ fn start(dir: &Path) -> Result<(Ledger, LedgerWorker), StoreError> {
         signer,
         LedgerConfig {
             queue_capacity: 4096,
+            request_id_window: std::time::Duration::from_secs(300),
         },
         None,
     )

@@ -53,6 +53,7 @@ async fn replicas_of_one_store_write_one_chain_and_see_each_other() {
             Arc::new(signer) as Arc<dyn Signer>,
             LedgerConfig {
                 queue_capacity: 4096,
+                request_id_window: std::time::Duration::from_secs(300),
             },
             None,
         )
@@ -146,4 +147,68 @@ async fn replicas_of_one_store_write_one_chain_and_see_each_other() {
     for worker in workers {
         worker.join();
     }
+}
+
+/// Two ledgers on one store given the same request ids at the same time: each id is committed
+/// once, and the other ledger hands its draft back as `RequestIdSpent`, uncommitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_commit_each_request_id_once() {
+    let Some(schema) = pg_schema::TestSchema::new() else {
+        return;
+    };
+    let url = schema.url();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut ledgers = Vec::new();
+    let mut workers = Vec::new();
+    for dir in &dirs {
+        let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        let (store, readers) = zt_ledger::open_store(Some(&url), dir.path()).unwrap();
+        let (ledger, worker) = Ledger::start(
+            store,
+            readers,
+            Arc::new(signer) as Arc<dyn Signer>,
+            LedgerConfig {
+                queue_capacity: 4096,
+                request_id_window: Duration::from_secs(300),
+            },
+            None,
+        )
+        .unwrap();
+        ledgers.push(ledger);
+        workers.push(worker);
+    }
+    let with_id = |i: usize| RecordDraft {
+        request_id: Some(format!("id-{i}")),
+        ..draft(0, i)
+    };
+    let ids = 200;
+    let mut tasks = Vec::new();
+    for ledger in &ledgers {
+        for i in 0..ids {
+            let ledger = ledger.clone();
+            tasks.push(tokio::spawn(
+                async move { (i, ledger.append(with_id(i)).await) },
+            ));
+        }
+    }
+    let mut committed = vec![0; ids];
+    for task in tasks {
+        let (i, appended) = task.await.unwrap();
+        match appended {
+            Ok(record) => {
+                assert_eq!(record.body.request_id, Some(format!("id-{i}")));
+                committed[i] += 1;
+            }
+            Err(zt_ledger::LedgerError::RequestIdSpent(draft)) => assert_eq!(*draft, with_id(i)),
+            Err(e) => panic!("id-{i}: {e}"),
+        }
+    }
+    assert!(committed.iter().all(|n| *n == 1), "{committed:?}");
+    drop(ledgers);
+    for worker in workers {
+        worker.join();
+    }
+    let mut reader =
+        PostgresStore::open_read_only(&PostgresLocation::parse(&url).unwrap()).unwrap();
+    assert_eq!(reader.read(0, 10_000).unwrap().len(), ids);
 }

@@ -10,12 +10,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zt_contract::verify::SignaturePolicy;
 use zt_contract::{ChainVerifier, Decision, PublicKeySet, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
-    AuditStore, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealAtHead, SealedRecord,
+    AuditStore, BatchAtHead, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealedRecord,
     Signer, SqliteStore, StoreError,
 };
 
@@ -69,15 +70,35 @@ fn sealed_chain(
     out
 }
 
-/// A seal that chains `n` records onto whatever head the store reads.
-fn seal_after(signer: Arc<dyn Signer>, n: usize) -> SealAtHead {
-    Box::new(move |head| {
-        let (seq, previous) = head.map_or((0, zt_contract::GENESIS_HASH.to_string()), |h| {
-            (h.seq + 1, h.current_hash.to_hex())
-        });
-        Ok(sealed_chain(signer.as_ref(), n, seq, &previous))
-    })
+/// A batch of `n` records to chain onto whatever head the store reads.
+fn seal_after(signer: Arc<dyn Signer>, n: usize) -> BatchAtHead {
+    batch_of((0..n).map(draft).collect(), signer)
 }
+
+/// A batch of `drafts`, sealed onto whatever head the store reads.
+fn batch_of(drafts: Vec<RecordDraft>, signer: Arc<dyn Signer>) -> BatchAtHead {
+    BatchAtHead {
+        drafts,
+        request_id_window: WINDOW,
+        seal: Box::new(move |head, drafts| {
+            let (mut seq, mut previous) = head
+                .map_or((0, zt_contract::GENESIS_HASH.to_string()), |h| {
+                    (h.seq + 1, h.current_hash.to_hex())
+                });
+            let mut sealed = Vec::new();
+            for draft in drafts {
+                let body = draft.into_body(seq, "2026-01-01T00:00:00.000Z".into(), previous);
+                let record = SealedRecord::seal(body, signer.as_ref()).unwrap();
+                (seq, previous) = (seq + 1, record.current_hash.to_hex());
+                sealed.push(record);
+            }
+            Ok(sealed)
+        }),
+    }
+}
+
+/// The replay window the tests' batches give the store.
+const WINDOW: Duration = Duration::from_secs(300);
 
 /// The store contract: empty head, append order, head, reads of lines and of hashes by range,
 /// duplicate seq refused atomically, keys published once.
@@ -134,7 +155,8 @@ fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer
     // Sealing at the head: `seal` sees the stored head and what it returns is stored.
     let sealed = store
         .append_at_head(seal_after(seal_signer.clone(), 2))
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(sealed[0].body.seq, 8);
     assert_eq!(sealed[0].body.previous_hash, all[7].to_hex());
     assert_eq!(store.head().unwrap().unwrap(), sealed[1].head());
@@ -146,12 +168,16 @@ fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer
     for expected in [10, 12] {
         let sealed = store
             .append_at_head(seal_after(seal_signer.clone(), 2))
-            .unwrap();
+            .unwrap()
+            .records;
         assert_eq!(sealed[0].body.seq, expected);
     }
     assert_eq!(store.head().unwrap().unwrap().seq, 13);
     // A seal that fails stores nothing.
-    let failed = store.append_at_head(Box::new(|_| Err(StoreError::Backend("no".into()))));
+    let failed = store.append_at_head(BatchAtHead {
+        seal: Box::new(|_, _| Err(StoreError::Backend("no".into()))),
+        ..seal_after(seal_signer.clone(), 1)
+    });
     assert!(failed.is_err());
     assert_eq!(store.head().unwrap().unwrap().seq, 13);
 
@@ -199,6 +225,115 @@ fn conformance_postgres() {
     assert_eq!(reader.head().unwrap().unwrap().seq, head.seq + 1);
 }
 
+/// A draft that spends `id` for `actor`.
+fn spending(actor: &str, id: &str) -> RecordDraft {
+    RecordDraft {
+        actor: actor.into(),
+        request_id: Some(id.into()),
+        ..draft(0)
+    }
+}
+
+/// Writers of one shared store spend a request id once per actor within the window: a draft
+/// whose id another writer's record (or an earlier draft of its batch) spent is handed back,
+/// not committed; a replay's denial spends nothing; a failed batch spends nothing; an id
+/// spent longer ago than the window is spent again.
+#[test]
+fn a_request_id_is_spent_once_across_the_writers_of_a_shared_store() {
+    let Some(schema) = pg_schema::TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let signer: Arc<dyn Signer> = Arc::new(LocalKeySigner::load_or_create(dir.path()).unwrap());
+    let location = PostgresLocation::parse(&schema.url()).unwrap();
+    let (mut one, mut other) = (
+        PostgresStore::open(&location).unwrap(),
+        PostgresStore::open(&location).unwrap(),
+    );
+    let first = one
+        .append_at_head(batch_of(vec![spending("a", "n1")], signer.clone()))
+        .unwrap();
+    assert_eq!((first.records.len(), first.spent_before.len()), (1, 0));
+
+    let replay_denial = RecordDraft {
+        reason: zt_contract::DenyReason::Replayed {
+            request_id: "n1".into(),
+        }
+        .text(),
+        ..spending("a", "n1")
+    };
+    let batch = vec![
+        spending("a", "n1"),
+        spending("b", "n1"),
+        spending("a", "n2"),
+        spending("a", "n2"),
+        replay_denial.clone(),
+        draft(7),
+    ];
+    let appended = other
+        .append_at_head(batch_of(batch.clone(), signer.clone()))
+        .unwrap();
+    let handed_back: Vec<usize> = appended.spent_before.iter().map(|(at, _)| *at).collect();
+    assert_eq!(handed_back, [0, 3]);
+    assert_eq!(appended.spent_before[0].1, batch[0]);
+    let committed: Vec<_> = appended
+        .records
+        .iter()
+        .map(|r| (r.body.actor.as_str(), r.body.request_id.as_deref()))
+        .collect();
+    assert_eq!(
+        committed,
+        [
+            ("b", Some("n1")),
+            ("a", Some("n2")),
+            ("a", Some("n1")),
+            ("agent-1", None)
+        ]
+    );
+    assert_eq!(appended.records[2].body.reason, replay_denial.reason);
+
+    // A batch that fails spends none of its ids.
+    let failed = one.append_at_head(BatchAtHead {
+        seal: Box::new(|_, _| Err(StoreError::Backend("no".into()))),
+        ..batch_of(vec![spending("a", "n3")], signer.clone())
+    });
+    assert!(failed.is_err());
+    let retried = other
+        .append_at_head(batch_of(vec![spending("a", "n3")], signer.clone()))
+        .unwrap();
+    assert_eq!((retried.records.len(), retried.spent_before.len()), (1, 0));
+
+    // Past the window (the database's clock), the id is spent again.
+    let short = |drafts| BatchAtHead {
+        request_id_window: Duration::from_millis(200),
+        ..batch_of(drafts, signer.clone())
+    };
+    assert_eq!(
+        one.append_at_head(short(vec![spending("c", "n4")]))
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
+    assert_eq!(
+        other
+            .append_at_head(short(vec![spending("c", "n4")]))
+            .unwrap()
+            .spent_before
+            .len(),
+        1
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        other
+            .append_at_head(short(vec![spending("c", "n4")]))
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
+}
+
 /// Writers on one shared store, each sealing at the head under the chain's lock, at the same
 /// time: one unforked chain with contiguous sequence numbers, and no batch lost.
 #[test]
@@ -218,7 +353,8 @@ fn concurrent_writers_of_a_shared_store_make_one_chain() {
                 for _ in 0..batches {
                     let sealed = store
                         .append_at_head(seal_after(signer.clone(), per_batch))
-                        .unwrap();
+                        .unwrap()
+                        .records;
                     assert_eq!(sealed.len(), per_batch);
                 }
             });
@@ -274,6 +410,7 @@ fn start_ledger_on(dir: &Path, store_url: Option<&str>) -> (Ledger, zt_ledger::L
         signer,
         LedgerConfig {
             queue_capacity: 4096,
+            request_id_window: std::time::Duration::from_secs(300),
         },
         None,
     )
@@ -376,7 +513,10 @@ fn a_tampered_tail_stops_the_ledger_from_starting() {
         Box::new(store),
         Box::new(|| Err(zt_ledger::StoreError::Backend("unused".into()))),
         signer,
-        LedgerConfig { queue_capacity: 16 },
+        LedgerConfig {
+            queue_capacity: 16,
+            request_id_window: std::time::Duration::from_secs(300),
+        },
         None,
     );
     let err = started.expect_err("a corrupt tail must refuse to start");

@@ -70,7 +70,10 @@ fn ledger(dir: &Path) -> (Ledger, LedgerWorker) {
         Box::new(store),
         Box::new(move || Ok(Box::new(SqliteStore::open_read_only(&path)?) as Box<dyn AuditStore>)),
         Arc::new(LocalKeySigner::load_or_create(dir).unwrap()),
-        LedgerConfig { queue_capacity: 64 },
+        LedgerConfig {
+            queue_capacity: 64,
+            request_id_window: std::time::Duration::from_secs(300),
+        },
         None,
     )
     .unwrap()

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use zt_contract::names::{ActionName, ActorName, ResourceName};
 use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, RecordDraft};
+use zt_ledger::LedgerError;
 use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
 use crate::auth::AgentCaller;
@@ -185,29 +186,51 @@ pub(crate) async fn decide(
     .with_sandbox(sandbox);
     // From here the id stays reserved even if the request is abandoned, as its record may
     // commit; before, dropping the reservation gave the id back.
-    let record = match reservation.and_then(Reservation::queued) {
-        None => state.ledger.append(draft).await,
+    let (record, status) = match reservation.and_then(Reservation::queued) {
+        None => (state.ledger.append(draft).await, verdict.status),
         Some((actor, id)) => {
             // A record refused (503) spends no id, so the retry it invites is not a replay. The
             // append and the release run in a task of their own: a client that goes away while
             // its record is refused still gets its id back, never spent without a record.
             let (ledger, replay) = (state.ledger.clone(), state.replay.clone());
             tokio::spawn(async move {
-                let appended = ledger.append(draft).await;
+                let appended = match ledger.append(draft).await {
+                    // Another server sharing the store spent the id first: this one stays
+                    // reserved here for the window, and the replay is recorded instead.
+                    Err(LedgerError::RequestIdSpent(draft)) => {
+                        let (denial, status) = replay_denial(*draft, id.clone());
+                        return (ledger.append(denial).await, status);
+                    }
+                    appended => appended,
+                };
                 if appended.is_err() {
                     replay.release(&actor, &id);
                 }
-                appended
+                (appended, verdict.status)
             })
             .await
-            .unwrap_or(Err(zt_ledger::LedgerError::Closed))
+            .unwrap_or((Err(LedgerError::Closed), StatusCode::SERVICE_UNAVAILABLE))
         }
     };
     let record = record?;
     let allowed = record.body.decision == Decision::Allow;
     state.metrics.decision(allowed, started.elapsed());
     let answer = DecisionResponse::from_record(record.body, &record.current_hash, record.signature);
-    Ok((verdict.status, answer))
+    Ok((status, answer))
+}
+
+/// The record of `draft`'s request refused as a replay of `request_id`, as this server
+/// records it when its own guard finds the id used, and the status it is answered with.
+fn replay_denial(draft: RecordDraft, request_id: String) -> (RecordDraft, StatusCode) {
+    let replayed = Verdict::deny(&DenyReason::Replayed { request_id });
+    let draft = RecordDraft {
+        decision: replayed.decision,
+        reason: replayed.reason,
+        policies: None,
+        sandbox: None,
+        ..draft
+    };
+    (draft, replayed.status)
 }
 
 /// A broker's allow carries the profile its deciding permits grant; a grant that cannot be

@@ -199,7 +199,11 @@ impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         match e {
             LedgerError::Overloaded => ApiError::Overloaded,
-            LedgerError::Unavailable(_) | LedgerError::Closed => ApiError::AuditUnavailable,
+            // Only a decision's record carries a request id, and `decision::decide` records
+            // that replay itself; anywhere else the record was not committed: fail closed.
+            LedgerError::Unavailable(_) | LedgerError::Closed | LedgerError::RequestIdSpent(_) => {
+                ApiError::AuditUnavailable
+            }
         }
     }
 }

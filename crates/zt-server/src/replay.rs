@@ -7,10 +7,11 @@
 //! full, audit log unavailable). At start the ids are reloaded from the log's records of the
 //! last window, keyed the same way, so a restart neither reopens nor extends a window.
 //!
-//! Servers sharing one PostgreSQL store (replicas) each keep their own guard; each follows
-//! the records the others commit ([`follow_shared_log`]), so an id used on one replica is a
-//! replay on every other after at most [`FOLLOW_EVERY`] and a round trip. Two replicas given
-//! the same id within that time may both decide it.
+//! Servers sharing one PostgreSQL store (replicas) each keep their own guard for the ids they
+//! decide; the store spends every id again in the transaction that commits its record, under
+//! the chain's lock (`zt_ledger::AuditStore::append_at_head`). An id another replica spent
+//! first comes back as `LedgerError::RequestIdSpent`, and the decision path records a replay
+//! instead: two replicas given the same id, however close together, decide it once.
 //!
 //! Memory is bounded: ids are at most [`MAX_REQUEST_ID_BYTES`] long, and once the ids kept
 //! reach the memory budget (`--replay-memory`), a new id is refused (503) until old ones
@@ -208,15 +209,6 @@ impl ReplayGuard {
     }
 }
 
-/// The reason of the deny record answering a replayed `request_id`. Such a record carries the
-/// id but does not spend it again: reloading skips it, as the live guard ignores the replay.
-fn replay_reason(request_id: &str) -> String {
-    zt_contract::DenyReason::Replayed {
-        request_id: request_id.to_string(),
-    }
-    .text()
-}
-
 /// Records read per page while reloading.
 pub(crate) const RELOAD_PAGE: u64 = 1000;
 
@@ -265,7 +257,7 @@ enum Spent {
 }
 
 /// The fields of a stored record that tell whether it spent a request id (the rest is skipped
-/// unread: every replica reads every record the others commit).
+/// unread).
 #[derive(serde::Deserialize)]
 struct IdFields {
     actor: Option<String>,
@@ -287,74 +279,17 @@ fn spent_id(line: &str, now: std::time::SystemTime, window: Duration) -> Spent {
     if age > window {
         return Spent::OutsideTheWindow;
     }
+    // A replay's denial carries the id it refused without spending it again.
     match (record.actor, record.request_id) {
         (Some(actor), Some(id))
-            if record.reason.as_deref() != Some(replay_reason(&id).as_str()) =>
+            if zt_contract::spends_request_id(
+                &id,
+                record.reason.as_deref().unwrap_or_default(),
+            ) =>
         {
             Spent::Id { actor, id, age }
         }
         _ => Spent::Nothing,
-    }
-}
-
-/// How often a server sharing its store reads the records the others committed.
-pub(crate) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
-
-/// Marks used, until the server stops (the task is aborted with it), the request ids of the
-/// records committed to the shared store after `after`, by this server or any other:
-/// remembering an id it spent itself changes nothing.
-pub(crate) async fn follow_shared_log(
-    guard: std::sync::Arc<ReplayGuard>,
-    ledger: zt_ledger::Ledger,
-    after: Option<u64>,
-) {
-    let mut next = after.map_or(0, |seq| seq.saturating_add(1));
-    let mut ticker = tokio::time::interval(FOLLOW_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        ticker.tick().await;
-        let (guard, ledger) = (guard.clone(), ledger.clone());
-        let read = tokio::task::spawn_blocking(move || read_spent_ids(&guard, &ledger, next)).await;
-        match read {
-            Ok(Ok(read_up_to)) => {
-                next = read_up_to;
-                if failing {
-                    tracing::info!("the shared log is readable again for request ids");
-                    failing = false;
-                }
-            }
-            Ok(Err(e)) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read the shared log for request ids other servers used; retrying");
-                }
-                failing = true;
-            }
-            Err(e) => tracing::error!(error = %e, "the request id follower failed"),
-        }
-    }
-}
-
-/// Reads the records from `next` on, a page at a time, and marks their ids used; the seq
-/// after the last record read.
-fn read_spent_ids(
-    guard: &ReplayGuard,
-    ledger: &zt_ledger::Ledger,
-    mut next: u64,
-) -> Result<u64, zt_ledger::StoreError> {
-    let now = std::time::SystemTime::now();
-    loop {
-        let page = usize::try_from(RELOAD_PAGE).unwrap_or(usize::MAX);
-        let lines = ledger.read(next, page)?;
-        for line in &lines {
-            if let Spent::Id { actor, id, age } = spent_id(line, now, guard.window) {
-                guard.remember(&actor, &id, age);
-            }
-        }
-        next = next.saturating_add(u64::try_from(lines.len()).unwrap_or(u64::MAX));
-        if lines.len() < page {
-            return Ok(next);
-        }
     }
 }
 

@@ -242,6 +242,7 @@ pub(crate) fn start(config: &ServerConfig) -> Result<Started, ServerError> {
         signer.clone(),
         LedgerConfig {
             queue_capacity: config.queue_capacity,
+            request_id_window: config.replay_window,
         },
         Some(Box::new(move |s| observer_metrics.commit(&s))),
     )?;

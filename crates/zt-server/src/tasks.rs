@@ -32,8 +32,6 @@ pub(crate) struct Tasks {
     file_watch: JoinHandle<()>,
     checkpointing: JoinHandle<()>,
     following: JoinHandle<()>,
-    /// Marks used the request ids other servers sharing the store spend.
-    request_ids: Option<JoinHandle<()>>,
     nats: Option<Publisher>,
 }
 
@@ -72,19 +70,6 @@ impl Tasks {
             policy: state.policy.clone(),
             proposals: state.proposals.clone(),
         }));
-        // Only servers sharing their store see records they did not commit.
-        let request_ids = state.docs.is_shared().then(|| {
-            tokio::spawn(crate::replay::follow_shared_log(
-                state.replay.clone(),
-                state.ledger.clone(),
-                // A page back: what other servers committed between the reload at start
-                // and now is read too (an id remembered twice changes nothing).
-                state
-                    .ledger
-                    .head()
-                    .map(|head| head.seq.saturating_sub(crate::replay::RELOAD_PAGE)),
-            ))
-        });
         let nats = (config.nats.clone())
             .map(|n| Publisher::spawn(state.ledger.clone(), state.metrics.clone(), n));
         Self {
@@ -93,7 +78,6 @@ impl Tasks {
             file_watch,
             checkpointing,
             following,
-            request_ids,
             nats,
         }
     }
@@ -104,7 +88,7 @@ impl Tasks {
     /// ledger handle the tasks held is dropped when this returns.
     pub(crate) async fn stop(self) {
         let tasks = [self.file_watch, self.checkpointing, self.following];
-        for task in tasks.into_iter().chain(self.request_ids) {
+        for task in tasks {
             task.abort();
             let _ = task.await;
         }

@@ -189,15 +189,34 @@ fn a_request_id_used_on_one_replica_is_a_replay_on_the_other() {
         },
         |s| s != 401,
     );
-    // Decided on A (denied: no policy allows it), which spends the id.
+    // Decided on A (denied: no policy allows it), which spends the id: at once a replay on B,
+    // never decided again, and B's own ids are replays on A in turn.
     assert_eq!(ask(&a, "nonce-1"), 403);
-    // Asked once on B, after the follower's bound: a replay, never decided again. Asking
-    // repeatedly would spend the id on B itself and prove nothing.
-    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(ask(&b, "nonce-1"), 409, "the id A spent is a replay on B");
     assert_eq!(ask(&b, "nonce-2"), 403, "a new id is decided");
-    std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(ask(&a, "nonce-2"), 409, "and is a replay on A in turn");
+
+    // The same ids given to both replicas at the same moment: each is decided exactly once.
+    let ids: Vec<String> = (0..40).map(|i| format!("race-{i}")).collect();
+    let both = std::sync::Barrier::new(2);
+    let asking = |server: &Server| -> Vec<u16> {
+        ids.iter()
+            .map(|id| {
+                both.wait();
+                ask(server, id)
+            })
+            .collect()
+    };
+    let (on_a, on_b) = std::thread::scope(|scope| {
+        let on_a = scope.spawn(|| asking(&a));
+        let on_b = scope.spawn(|| asking(&b));
+        (on_a.join().unwrap(), on_b.join().unwrap())
+    });
+    for ((id, at_a), at_b) in ids.iter().zip(&on_a).zip(&on_b) {
+        let mut statuses = [*at_a, *at_b];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [403, 409], "{id}: A answered {at_a}, B {at_b}");
+    }
 }
 
 #[test]

@@ -157,7 +157,7 @@ impl RecordDraft {
     pub fn spent_request_id(&self) -> Option<&str> {
         self.request_id
             .as_deref()
-            .filter(|id| crate::spends_request_id(id, &self.reason))
+            .filter(|id| crate::spends_request_id(id, self.decision, &self.reason))
     }
 
     /// With the digest of the request's context.

@@ -125,13 +125,15 @@ pub enum DenyReason {
 const REPLAYED_BEFORE_ID: &str = "request_id `";
 const REPLAYED_AFTER_ID: &str = "` was already used within the replay window";
 
-/// Whether a record carrying `request_id` with `reason` spends the id for its actor: every one
-/// does except the denial of a replay, which names the id it refused without spending it again.
-pub fn spends_request_id(request_id: &str, reason: &str) -> bool {
-    reason
-        .strip_prefix(REPLAYED_BEFORE_ID)
-        .and_then(|rest| rest.strip_suffix(REPLAYED_AFTER_ID))
-        != Some(request_id)
+/// Whether a record carrying `request_id` with `decision` and `reason` spends the id for its
+/// actor: every one does except the denial of a replay, which names the id it refused without
+/// spending it again (an allow whose policy reason reads the same still spends it).
+pub fn spends_request_id(request_id: &str, decision: crate::Decision, reason: &str) -> bool {
+    decision != crate::Decision::Deny
+        || reason
+            .strip_prefix(REPLAYED_BEFORE_ID)
+            .and_then(|rest| rest.strip_suffix(REPLAYED_AFTER_ID))
+            != Some(request_id)
 }
 
 impl DenyReason {
@@ -159,6 +161,7 @@ impl DenyReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Decision;
 
     #[test]
     fn admin_action_names_are_distinct_and_read_back() {
@@ -191,10 +194,15 @@ mod tests {
             request_id: "r-1".into(),
         }
         .text();
-        assert!(!spends_request_id("r-1", &replayed));
-        // Another id's denial, or any other reason, spends the id the record carries.
-        assert!(spends_request_id("r-2", &replayed));
-        assert!(spends_request_id("r-1", "permitted by policy p"));
+        assert!(!spends_request_id("r-1", Decision::Deny, &replayed));
+        // Another id's denial, any other reason, or an allow spends the id the record carries.
+        assert!(spends_request_id("r-2", Decision::Deny, &replayed));
+        assert!(spends_request_id(
+            "r-1",
+            Decision::Deny,
+            "permitted by policy p"
+        ));
+        assert!(spends_request_id("r-1", Decision::Allow, &replayed));
         assert_eq!(
             DenyReason::ClaimedActor {
                 claimed: "a".into(),

@@ -81,7 +81,7 @@ struct Observed {
     status: SignerStatus,
     /// Calls overlap (a batch, a checkpoint, a session key's renewal): an older call that
     /// ends late, say a timeout from before an outage ended, is counted but does not overturn
-    /// the outcome of a call that started after it.
+    /// the outcome of a call that started after it, unless its signature failed verification.
     shown_since: Option<Instant>,
 }
 
@@ -204,7 +204,9 @@ impl<K: RemoteKey> Custodian<K> {
     fn record(&self, started: Instant, outcome: Result<(), &SignError>) {
         let mut observed = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let took = started.elapsed().as_secs_f64();
-        let superseded = observed.shown_since.is_some_and(|shown| started < shown);
+        // A signature that failed verification says the key is wrong, whenever it was asked.
+        let superseded = observed.shown_since.is_some_and(|shown| started < shown)
+            && !matches!(outcome, Err(SignError::BadSignature));
         let status = &mut observed.status;
         status.calls += 1;
         status.last_latency_seconds = took;
@@ -423,16 +425,18 @@ mod tests {
         );
     }
 
-    /// Its first call hangs until `release` and then fails, as a call made just before an
-    /// outage ended times out after it; its second call signs, and every later one fails.
-    struct LateTimeout {
+    /// Its first call hangs until `release` and then fails with `first` (a timeout, as for a
+    /// call made just before an outage ended, or a wrong signature); its second call signs,
+    /// and every later one fails.
+    struct LateFirstCall {
         identity: RemoteIdentity,
         pair: EcdsaKeyPair,
+        first: fn() -> Result<Vec<Vec<u8>>, SignError>,
         calls: AtomicUsize,
         release: Mutex<std::sync::mpsc::Receiver<()>>,
     }
 
-    impl RemoteKey for LateTimeout {
+    impl RemoteKey for LateFirstCall {
         fn identity(&self) -> &RemoteIdentity {
             &self.identity
         }
@@ -444,7 +448,7 @@ mod tests {
             match self.calls.fetch_add(1, Ordering::SeqCst) {
                 0 => {
                     let _ = self.release.lock().unwrap().recv();
-                    return Err(SignError::Unavailable("timed out".into()));
+                    return (self.first)();
                 }
                 1 => {}
                 _ => return Err(SignError::Unavailable("gone again".into())),
@@ -456,25 +460,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_call_that_fails_after_a_later_one_succeeded_does_not_mark_the_signer_down() {
+    /// A custodian whose first call (answering `first`) ends after its second one succeeded;
+    /// the first call's outcome.
+    fn first_call_ending_late(
+        first: fn() -> Result<Vec<Vec<u8>>, SignError>,
+    ) -> (
+        std::sync::Arc<Custodian<LateFirstCall>>,
+        Result<Vec<KmsSignature>, SignError>,
+    ) {
         let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
         let identity =
             RemoteIdentity::fingerprinted("aws-kms", "zt-test-", pair.public_key().as_ref())
                 .unwrap();
         let (release, wait) = std::sync::mpsc::channel();
-        let key = LateTimeout {
+        let key = LateFirstCall {
             identity,
             pair,
+            first,
             calls: AtomicUsize::new(0),
             release: Mutex::new(wait),
         };
         let custodian =
             std::sync::Arc::new(Custodian::new(key, Duration::from_secs(1), "per-record").unwrap());
-        let digest = Digest32::sha256(b"checkpoint");
         let early = std::thread::spawn({
             let custodian = custodian.clone();
-            move || custodian.sign_batch(&[digest])
+            move || custodian.sign_batch(&[Digest32::sha256(b"checkpoint")])
         });
         while custodian.key.calls.load(Ordering::SeqCst) == 0 {
             std::thread::sleep(Duration::from_millis(1));
@@ -483,8 +493,15 @@ mod tests {
             .sign_batch(&[Digest32::sha256(b"session key")])
             .is_ok());
         release.send(()).unwrap();
-        assert!(early.join().unwrap().is_err());
+        let first = early.join().unwrap();
+        (custodian, first)
+    }
 
+    #[test]
+    fn a_call_that_fails_after_a_later_one_succeeded_does_not_mark_the_signer_down() {
+        let (custodian, first) =
+            first_call_ending_late(|| Err(SignError::Unavailable("timed out".into())));
+        assert!(first.is_err());
         let status = custodian.status();
         assert!(
             status.up && status.can_sign && status.last_error.is_none(),
@@ -492,7 +509,9 @@ mod tests {
         );
         assert_eq!((status.calls, status.failures), (2, 1));
         // A failure that starts after the success does mark it down.
-        assert!(custodian.sign_batch(&[digest]).is_err());
+        assert!(custodian
+            .sign_batch(&[Digest32::sha256(b"record")])
+            .is_err());
         let status = custodian.status();
         assert!(
             !status.up
@@ -500,6 +519,19 @@ mod tests {
                     == Some("the audit signer is unavailable: gone again"),
             "{status:?}"
         );
+    }
+
+    #[test]
+    fn a_wrong_signature_marks_the_signer_down_however_late_it_comes() {
+        // Well formed, but by another key.
+        let (custodian, first) = first_call_ending_late(|| {
+            let other = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+            let rng = SystemRandom::new();
+            Ok(vec![other.sign(&rng, b"x").unwrap().as_ref().to_vec()])
+        });
+        assert!(matches!(first, Err(SignError::BadSignature)));
+        let status = custodian.status();
+        assert!(!status.up && !status.can_sign, "{status:?}");
     }
 
     #[test]

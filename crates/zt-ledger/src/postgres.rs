@@ -130,8 +130,8 @@ pub struct PostgresStore {
     worker: PgSession,
     /// The advisory lock serializing the writers of this chain.
     lock_key: String,
-    /// When spent request ids were last pruned (see [`pg_request_ids::prune`]).
-    pruned_at: Option<Instant>,
+    /// When expired request ids are next deleted (see [`AuditStore::between_commits`]).
+    prune_due: Instant,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -169,7 +169,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
-            pruned_at: None,
+            prune_due: Instant::now() + pg_request_ids::PRUNE_EVERY,
         })
     }
 
@@ -198,7 +198,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
-            pruned_at: None,
+            prune_due: Instant::now() + pg_request_ids::PRUNE_EVERY,
         })
     }
 }
@@ -323,27 +323,36 @@ impl AuditStore for PostgresStore {
              SELECT seq::text AS head_seq, current_hash FROM records ORDER BY records.seq DESC LIMIT 1",
             self.lock_key
         );
-        let window = batch.request_id_window;
-        let prune = self
-            .pruned_at
-            .is_none_or(|at| at.elapsed() >= pg_request_ids::PRUNE_EVERY);
-        if prune {
-            self.pruned_at = Some(Instant::now());
-        }
         self.worker.run(move |client| {
             let outcome = seal_in_transaction(client, &open, batch);
             if outcome.is_err() && !client.is_closed() {
                 // Releases the lock; a transaction that never began makes this a no-op.
                 let _ = client.batch_execute("ROLLBACK");
             }
-            // After the commit, outside the lock; a failure is tried again next time.
-            if prune && outcome.is_ok() {
-                if let Err(e) = pg_request_ids::prune(client, window) {
-                    tracing::warn!(error = %e, "deleting expired request ids failed");
-                }
-            }
             outcome
         })
+    }
+
+    /// Deletes expired request ids once [`pg_request_ids::PRUNE_EVERY`] has passed, or at
+    /// once while each prune finds a full chunk.
+    fn between_commits(&mut self) -> bool {
+        if Instant::now() < self.prune_due {
+            return false;
+        }
+        let pruned = self.worker.run(pg_request_ids::prune);
+        let full = match pruned {
+            Ok(deleted) => deleted >= pg_request_ids::PRUNE_CHUNK.unsigned_abs(),
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting expired request ids failed; retrying later");
+                false
+            }
+        };
+        self.prune_due = if full {
+            Instant::now()
+        } else {
+            Instant::now() + pg_request_ids::PRUNE_EVERY
+        };
+        true
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {

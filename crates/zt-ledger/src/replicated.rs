@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use zt_contract::merkle::audit_leaf_hash;
 
 use crate::committer::{CommitObserver, Shared};
+use crate::draft::RecordDraft;
 use crate::queue::{refuse_all, Batches, Pending, MAX_BATCH};
 use crate::sealer::seal_batch;
 use crate::signer::Signer;
@@ -114,8 +115,17 @@ impl SharedCommitter {
         // Metrics count the batch before any caller hears of it.
         self.shared
             .observe(self.observer.as_ref(), records.len(), started, None);
-        // The records follow the drafts' order, skipping those handed back; a reply left
-        // without either (a store that broke that order) is dropped, which refuses its caller.
+        if !fills_the_batch(&spent_before, records.len(), replies.len()) {
+            // Each caller's record cannot be told apart: none is answered with another's.
+            tracing::error!(
+                records = records.len(),
+                handed_back = spent_before.len(),
+                "the store's answer does not match the batch; its decisions are refused"
+            );
+            refuse_all(replies, "the audit store's answer does not match the batch");
+            return;
+        }
+        // The records follow the drafts' order, skipping those handed back.
         let mut spent_before = spent_before.into_iter().peekable();
         let mut records = records.into_iter();
         for (place, reply) in replies.into_iter().enumerate() {
@@ -128,6 +138,7 @@ impl SharedCommitter {
             };
             let _ = reply.send(answer);
         }
+        self.store.between_commits();
     }
 
     /// Adds a committed batch to the tree, after the records other servers committed before
@@ -184,5 +195,43 @@ impl SharedCommitter {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Whether the drafts handed back (by place, strictly increasing, each inside the batch) and
+/// the records committed account for every one of the batch's `replies` exactly once.
+fn fills_the_batch(spent_before: &[(usize, RecordDraft)], records: usize, replies: usize) -> bool {
+    let places_in_order = spent_before
+        .iter()
+        .map(|(at, _)| *at)
+        .try_fold(None, |previous: Option<usize>, at| {
+            (at < replies && previous.is_none_or(|p| p < at)).then_some(Some(at))
+        })
+        .is_some();
+    places_in_order && spent_before.len() + records == replies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handed_back(places: &[usize]) -> Vec<(usize, RecordDraft)> {
+        places
+            .iter()
+            .map(|at| (*at, RecordDraft::default()))
+            .collect()
+    }
+
+    #[test]
+    fn only_an_answer_that_accounts_for_every_caller_once_is_delivered() {
+        assert!(fills_the_batch(&handed_back(&[]), 3, 3));
+        assert!(fills_the_batch(&handed_back(&[0, 2]), 1, 3));
+        // Too few or too many records for the places left.
+        assert!(!fills_the_batch(&handed_back(&[1]), 1, 3));
+        assert!(!fills_the_batch(&handed_back(&[1]), 3, 3));
+        // Places out of order, repeated, or past the batch.
+        assert!(!fills_the_batch(&handed_back(&[2, 0]), 1, 3));
+        assert!(!fills_the_batch(&handed_back(&[1, 1]), 1, 3));
+        assert!(!fills_the_batch(&handed_back(&[3]), 2, 3));
     }
 }

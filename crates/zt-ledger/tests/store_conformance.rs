@@ -256,6 +256,7 @@ fn a_request_id_is_spent_once_across_the_writers_of_a_shared_store() {
     assert_eq!((first.records.len(), first.spent_before.len()), (1, 0));
 
     let replay_denial = RecordDraft {
+        decision: Decision::Deny,
         reason: zt_contract::DenyReason::Replayed {
             request_id: "n1".into(),
         }
@@ -303,35 +304,30 @@ fn a_request_id_is_spent_once_across_the_writers_of_a_shared_store() {
         .unwrap();
     assert_eq!((retried.records.len(), retried.spent_before.len()), (1, 0));
 
-    // Past the window (the database's clock), the id is spent again.
-    let short = |drafts| BatchAtHead {
-        request_id_window: Duration::from_millis(200),
-        ..batch_of(drafts, signer.clone())
+    // Any bytes an agent puts in its id, a NUL included, are spent like any other.
+    let nul = |s: &mut PostgresStore| {
+        s.append_at_head(batch_of(vec![spending("a", "x\0y")], signer.clone()))
+            .unwrap()
     };
-    assert_eq!(
-        one.append_at_head(short(vec![spending("c", "n4")]))
-            .unwrap()
-            .records
-            .len(),
-        1
-    );
-    assert_eq!(
-        other
-            .append_at_head(short(vec![spending("c", "n4")]))
-            .unwrap()
-            .spent_before
-            .len(),
-        1
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        other
-            .append_at_head(short(vec![spending("c", "n4")]))
-            .unwrap()
-            .records
-            .len(),
-        1
-    );
+    assert_eq!(nul(&mut one).records.len(), 1);
+    assert_eq!(nul(&mut other).spent_before.len(), 1);
+
+    // Once expired (the rows aged by an hour, as the database's clock would), an id is spent
+    // again; an id spent for a longer window stays spent for it, whichever writer asks.
+    let long = BatchAtHead {
+        request_id_window: Duration::from_secs(7200),
+        ..batch_of(vec![spending("c", "n5")], signer.clone())
+    };
+    assert_eq!(other.append_at_head(long).unwrap().records.len(), 1);
+    schema.execute("UPDATE request_ids SET expires_at = expires_at - interval '1 hour'");
+    let again = one
+        .append_at_head(batch_of(
+            vec![spending("c", "n5"), spending("a", "n1")],
+            signer.clone(),
+        ))
+        .unwrap();
+    let handed_back: Vec<usize> = again.spent_before.iter().map(|(at, _)| *at).collect();
+    assert_eq!((again.records.len(), handed_back), (1, vec![0]));
 }
 
 /// Writers on one shared store, each sealing at the head under the chain's lock, at the same

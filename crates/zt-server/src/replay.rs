@@ -11,7 +11,8 @@
 //! decide; the store spends every id again in the transaction that commits its record, under
 //! the chain's lock (`zt_ledger::AuditStore::append_at_head`). An id another replica spent
 //! first comes back as `LedgerError::RequestIdSpent`, and the decision path records a replay
-//! instead: two replicas given the same id, however close together, decide it once.
+//! instead, keeping the id reserved here: two replicas given the same id, however close
+//! together, decide it once.
 //!
 //! Memory is bounded: ids are at most [`MAX_REQUEST_ID_BYTES`] long, and once the ids kept
 //! reach the memory budget (`--replay-memory`), a new id is refused (503) until old ones
@@ -262,6 +263,7 @@ enum Spent {
 struct IdFields {
     actor: Option<String>,
     request_id: Option<String>,
+    decision: Option<zt_contract::Decision>,
     reason: Option<String>,
     timestamp: Option<String>,
 }
@@ -284,6 +286,7 @@ fn spent_id(line: &str, now: std::time::SystemTime, window: Duration) -> Spent {
         (Some(actor), Some(id))
             if zt_contract::spends_request_id(
                 &id,
+                record.decision.unwrap_or_default(),
                 record.reason.as_deref().unwrap_or_default(),
             ) =>
         {

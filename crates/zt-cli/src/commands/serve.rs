@@ -67,8 +67,8 @@ pub(crate) struct ServeArgs {
     /// acceptance is recorded in the audit log and the marks are cleared.
     #[arg(long, env = "ZT_ACCEPT_UNAUTHENTICATED_STATE")]
     pub accept_unauthenticated_state: bool,
-    /// Seconds a `request_id` stays used (replay protection).
-    #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300)]
+    /// Seconds a `request_id` stays used (replay protection), 1 to 604800 (a week).
+    #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub replay_window: u64,
     /// Mebibytes of request ids the replay guard may keep; past it, a request with a new
     /// `request_id` gets 503 until old ids expire.
@@ -375,7 +375,7 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
         rejection_summary_interval: Duration::from_secs(args.rejection_summary_interval.max(1)),
         admin_token_file: args.admin_token_file,
         rate_limit,
-        replay_window: Duration::from_secs(args.replay_window.max(1)),
+        replay_window: Duration::from_secs(args.replay_window),
         replay_memory: usize::try_from(args.replay_memory << 20).unwrap_or(usize::MAX),
         refused_admin_rate: RateLimit {
             per_second: args.refused_admin_rate,

@@ -196,22 +196,19 @@ fn a_request_id_used_on_one_replica_is_a_replay_on_the_other() {
     assert_eq!(ask(&b, "nonce-2"), 403, "a new id is decided");
     assert_eq!(ask(&a, "nonce-2"), 409, "and is a replay on A in turn");
 
-    // The same ids given to both replicas at the same moment: each is decided exactly once.
+    // The same ids given to both replicas at the same moment (a thread each): each is decided
+    // exactly once.
     let ids: Vec<String> = (0..40).map(|i| format!("race-{i}")).collect();
-    let both = std::sync::Barrier::new(2);
-    let asking = |server: &Server| -> Vec<u16> {
-        ids.iter()
-            .map(|id| {
-                both.wait();
-                ask(server, id)
+    let (on_a, on_b): (Vec<u16>, Vec<u16>) = ids
+        .iter()
+        .map(|id| {
+            std::thread::scope(|scope| {
+                let on_a = scope.spawn(|| ask(&a, id));
+                let on_b = scope.spawn(|| ask(&b, id));
+                (on_a.join().unwrap(), on_b.join().unwrap())
             })
-            .collect()
-    };
-    let (on_a, on_b) = std::thread::scope(|scope| {
-        let on_a = scope.spawn(|| asking(&a));
-        let on_b = scope.spawn(|| asking(&b));
-        (on_a.join().unwrap(), on_b.join().unwrap())
-    });
+        })
+        .unzip();
     for ((id, at_a), at_b) in ids.iter().zip(&on_a).zip(&on_b) {
         let mut statuses = [*at_a, *at_b];
         statuses.sort_unstable();

@@ -3,6 +3,8 @@
 # same total load (CONNECTIONS, split evenly) driven by one `zt bench` per replica, all on
 # this machine. Prints one line per replica count: decisions/s summed over the replicas.
 # Usage: scripts/bench-replicas.sh [DURATION_S] [CONNECTIONS]   (needs a release build)
+#   ZT_BENCH_REQUEST_IDS=true: every request carries a request_id of its own (zt bench
+#   --request-ids), so each batch also spends its ids in the shared store.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 zt=target/release/zt

@@ -78,6 +78,10 @@ pub(crate) struct BenchArgs {
     /// Agent token to send with every decision (with `--no-setup`).
     #[arg(long, env = "ZT_AGENT_TOKEN", hide_env_values = true)]
     pub agent_token: Option<String>,
+    /// Give every request a `request_id` of its own, unique to this run, as an agent that asks
+    /// for replay protection does: the server then spends one id per decision.
+    #[arg(long, env = "ZT_BENCH_REQUEST_IDS")]
+    pub request_ids: bool,
     /// Load-generator threads (keep low: it shares the machine with the server).
     #[arg(long, env = "ZT_BENCH_THREADS", default_value_t = 1)]
     pub threads: usize,
@@ -200,11 +204,7 @@ async fn drive(
         })
     };
     let progress = Progress::start(args, start, end, answered.clone());
-    let body_prefix = json!({"actor": args.actor, "action": args.action}).to_string();
-    let prefix = body_prefix
-        .strip_suffix('}')
-        .unwrap_or(&body_prefix)
-        .to_string();
+    let bodies = Bodies::new(args);
     let connections = args.connections.max(1);
     let began = Instant::now();
     let mut tasks = Vec::new();
@@ -212,7 +212,7 @@ async fn drive(
         tasks.push(tokio::spawn(connection_loop(
             load.clone(),
             n,
-            prefix.clone(),
+            bodies.clone(),
             Pace::new(args.rate, connections, n, began),
             (start, end),
             stop.clone(),
@@ -277,10 +277,45 @@ impl Pace {
 }
 
 /// One connection's loop, closed or open.
+/// The request bodies: the actor and action, a resource of each request's own and, with
+/// `--request-ids`, a `request_id` of its own.
+#[derive(Clone)]
+struct Bodies {
+    /// The body's JSON up to its last member, without the closing brace.
+    prefix: String,
+    /// What makes this run's request ids differ from any earlier run's.
+    run: Option<String>,
+}
+
+impl Bodies {
+    fn new(args: &BenchArgs) -> Self {
+        let whole = json!({"actor": args.actor, "action": args.action}).to_string();
+        let prefix = whole.strip_suffix('}').unwrap_or(&whole).to_string();
+        let run = args.request_ids.then(|| {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos());
+            format!("{:x}-{started:x}", std::process::id())
+        });
+        Self { prefix, run }
+    }
+
+    /// The body of connection `n`'s request `i`.
+    fn body(&self, n: usize, i: u64) -> Bytes {
+        let prefix = &self.prefix;
+        Bytes::from(match &self.run {
+            None => format!("{prefix},\"resource\":\"bench-{n}-{i}\"}}"),
+            Some(run) => format!(
+                "{prefix},\"resource\":\"bench-{n}-{i}\",\"request_id\":\"bench-{run}-{n}-{i}\"}}"
+            ),
+        })
+    }
+}
+
 async fn connection_loop(
     load: ControlPlane,
     n: usize,
-    prefix: String,
+    bodies: Bodies,
     mut pace: Pace,
     (start, end): (Instant, Instant),
     stop: Arc<AtomicBool>,
@@ -297,7 +332,7 @@ async fn connection_loop(
             break;
         }
         i += 1;
-        let body = Bytes::from(format!("{prefix},\"resource\":\"bench-{n}-{i}\"}}"));
+        let body = bodies.body(n, i);
         let outcome = load.post_action_status(body).await;
         let measuring = due >= start;
         if measuring {

@@ -217,3 +217,41 @@ fn an_open_loop_offers_the_rate_asked_and_reports_every_percentile() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(server.terminate(), Some(0));
 }
+
+/// With `--request-ids` every request carries an id of its own, never one an earlier run
+/// used: two runs against one server are decided in full (no replay), and the log holds one
+/// distinct id per decision.
+#[test]
+fn request_ids_are_unique_to_each_request_and_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_auth(
+        dir.path(),
+        "credentials",
+        &["--single-admin", "--rate-limit", "1000000/s"],
+    );
+    let mut decided = 0;
+    for _ in 0..2 {
+        let out = bench(&server, &["--request-ids", "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (report["denied"].as_u64(), report["errors"].as_u64()),
+            (Some(0), Some(0)),
+            "{report}"
+        );
+        decided += report["allowed"].as_u64().unwrap();
+    }
+    let ids: Vec<String> = common::records_as(server.port, &server.admin_token())
+        .iter()
+        .filter_map(|record| record["request_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(server.terminate(), Some(0));
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an id was used twice");
+    // Every decision measured carried one (the warm-up's and the tail's too, so at least).
+    assert!(
+        ids.len() as u64 >= decided && decided > 0,
+        "{} ids, {decided} decided",
+        ids.len()
+    );
+}

@@ -5,9 +5,12 @@
 # Usage: scripts/bench-replicas.sh [DURATION_S] [CONNECTIONS]   (needs a release build)
 #   ZT_BENCH_REQUEST_IDS=true: every request carries a request_id of its own (zt bench
 #   --request-ids), so each batch also spends its ids in the shared store.
+#   ZT_BENCH_SERVE=PATH: serve with that zt binary (an A/B comparison of builds), load with
+#   target/release/zt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 zt=target/release/zt
+serve=${ZT_BENCH_SERVE:-$zt}
 duration=${1:-10}
 connections=${2:-32}
 pg=${ZT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -22,7 +25,7 @@ for replicas in 1 2 3; do
   urls=()
   for i in $(seq "$replicas"); do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    ZT_LOG=warn "$zt" serve --auth none --listen "127.0.0.1:$port" \
+    ZT_LOG=warn "$serve" serve --auth none --listen "127.0.0.1:$port" \
       --data-dir "$work/$replicas-$i" --store "$store" 2>"$work/serve-$replicas-$i.log" &
     pids+=($!)
     urls+=("http://127.0.0.1:$port")

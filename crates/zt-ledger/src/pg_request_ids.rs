@@ -51,59 +51,104 @@ pub(crate) struct Spent {
     pub(crate) spent_before: Vec<(usize, RecordDraft)>,
 }
 
-/// Spends the ids `drafts` carry for `window`, inside `client`'s transaction (which must hold
-/// the chain's lock and commit only with the records sealed from [`Spent::to_seal`]).
-pub(crate) fn spend(
+/// The column naming a key the batch spent, in the rows [`Plan::statement`] returns.
+pub(crate) const SPENT_KEY_COLUMN: &str = "spent_key";
+
+/// Which of a batch's drafts spend an id, and the statement that spends them.
+pub(crate) struct Plan {
+    /// Per draft, its key if it spends one that no earlier draft of the batch spends.
+    keys: Vec<Option<Digest32>>,
+}
+
+impl Plan {
+    pub(crate) fn of(drafts: &[RecordDraft]) -> Self {
+        let mut in_batch = HashSet::new();
+        let keys = drafts
+            .iter()
+            .map(|draft| {
+                let key = key(&draft.actor, draft.spent_request_id()?);
+                in_batch.insert(key).then_some(key)
+            })
+            .collect();
+        Self { keys }
+    }
+
+    /// The statement spending the batch's keys for `window` (ended by `;`), for the simple
+    /// query that opens the batch's transaction, before it takes the chain's lock: the keys'
+    /// row locks, taken in key order by every server so no two batches deadlock, make a
+    /// concurrent spend of the same key wait for this transaction's end, and the chain's lock
+    /// holder never waits for them. A key is spent when it is new, or when its row expired
+    /// (then taken over); the rows returned are those this batch spends. `None` when no draft
+    /// spends an id. The keys are hex and the window a number: nothing needs quoting.
+    pub(crate) fn statement(&self, window: Duration) -> Option<String> {
+        let mut keys: Vec<&Digest32> = self.keys.iter().flatten().collect();
+        if keys.is_empty() {
+            return None;
+        }
+        keys.sort_unstable_by_key(|key| key.0);
+        let literals: Vec<String> = keys
+            .iter()
+            .map(|key| format!("'\\x{}'", key.to_hex()))
+            .collect();
+        Some(format!(
+            "INSERT INTO request_ids (key, expires_at) \
+             SELECT key, clock_timestamp() + make_interval(secs => {secs}) \
+             FROM unnest(ARRAY[{keys}]::BYTEA[]) AS wanted(key) ORDER BY key \
+             ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+             WHERE request_ids.expires_at <= clock_timestamp() \
+             RETURNING key AS {SPENT_KEY_COLUMN};",
+            secs = window.as_secs_f64(),
+            keys = literals.join(","),
+        ))
+    }
+
+    /// Splits `drafts` (those the plan was made of) by whether the statement spent their key
+    /// (`spent`), leaving out those that spend an id and did not.
+    pub(crate) fn settle(self, drafts: Vec<RecordDraft>, spent: &HashSet<Digest32>) -> Spent {
+        let mut to_seal = Vec::with_capacity(drafts.len());
+        let mut spent_before = Vec::new();
+        for (place, (draft, key)) in drafts.into_iter().zip(self.keys).enumerate() {
+            let spends = draft.spent_request_id().is_some();
+            if spends && !key.is_some_and(|key| spent.contains(&key)) {
+                spent_before.push((place, draft));
+            } else {
+                to_seal.push(draft);
+            }
+        }
+        Spent {
+            to_seal,
+            spent_before,
+        }
+    }
+}
+
+/// The key a row of [`SPENT_KEY_COLUMN`] names (`bytea` as text: `\x` and hex).
+pub(crate) fn parse_spent_key(text: &str) -> Result<Digest32, StoreError> {
+    text.strip_prefix("\\x")
+        .and_then(Digest32::from_hex)
+        .ok_or_else(|| StoreError::Corrupt(format!("a spent request id key reads `{text}`")))
+}
+
+/// Spends the ids `drafts` carry for `window`, inside `client`'s transaction, as a batch does
+/// (its own round trip here).
+#[cfg(test)]
+fn spend(
     client: &mut impl GenericClient,
     drafts: Vec<RecordDraft>,
     window: Duration,
 ) -> Result<Spent, StoreError> {
-    // Per draft, its key if it spends one that no earlier draft of the batch spends.
-    let mut in_batch = HashSet::new();
-    let keys: Vec<Option<Digest32>> = drafts
-        .iter()
-        .map(|draft| {
-            let id = draft.spent_request_id()?;
-            let key = key(&draft.actor, id);
-            in_batch.insert(key).then_some(key)
-        })
-        .collect();
-    let wanted: Vec<&[u8]> = keys.iter().flatten().map(|key| &key.0[..]).collect();
-    let mut spent_now = HashSet::new();
-    if !wanted.is_empty() {
-        // A key is spent now when it is new, or when its row has expired (then taken over);
-        // the rows returned are those this batch spends.
-        let rows = client
-            .query(
-                "INSERT INTO request_ids (key, expires_at)
-                 SELECT key, clock_timestamp() + make_interval(secs => $2)
-                 FROM unnest($1::BYTEA[]) AS wanted(key)
-                 ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-                     WHERE request_ids.expires_at <= clock_timestamp()
-                 RETURNING key",
-                &[&wanted, &window.as_secs_f64()],
-            )
-            .map_err(backend)?;
-        for row in &rows {
-            let key: Vec<u8> = row.try_get(0).map_err(backend)?;
-            spent_now.insert(key);
+    let plan = Plan::of(&drafts);
+    let mut spent = HashSet::new();
+    if let Some(statement) = plan.statement(window) {
+        for message in client.simple_query(&statement).map_err(backend)? {
+            if let postgres::SimpleQueryMessage::Row(row) = message {
+                if let Ok(Some(text)) = row.try_get(SPENT_KEY_COLUMN) {
+                    spent.insert(parse_spent_key(text)?);
+                }
+            }
         }
     }
-    let mut to_seal = Vec::with_capacity(drafts.len());
-    let mut spent_before = Vec::new();
-    for (place, (draft, key)) in drafts.into_iter().zip(keys).enumerate() {
-        let spends = draft.spent_request_id().is_some();
-        let spent_here = key.is_some_and(|key| spent_now.contains(&key.0[..]));
-        if spends && !spent_here {
-            spent_before.push((place, draft));
-        } else {
-            to_seal.push(draft);
-        }
-    }
-    Ok(Spent {
-        to_seal,
-        spent_before,
-    })
+    Ok(plan.settle(drafts, &spent))
 }
 
 /// Deletes at most [`PRUNE_CHUNK`] expired ids, passing over any a batch holds (so the prune

@@ -15,6 +15,7 @@
 //! block nor be dropped on an async worker thread. Each store therefore keeps its client on a
 //! dedicated thread and sends it work, so a store may be used and dropped from anywhere.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use postgres::{Client, Config, SimpleQueryMessage};
@@ -222,29 +223,36 @@ fn read_head(client: &mut impl postgres::GenericClient) -> Result<Option<Head>, 
     }))
 }
 
-/// Runs `open` (begin, lock, read the head), spends the batch's request ids, seals the drafts
-/// whose ids were not spent before onto the head, inserts and commits.
+/// Runs `open` (begin, spend the batch's request ids as `plan` says, lock, read the head),
+/// seals the drafts whose ids were not spent before onto the head, inserts and commits.
 fn seal_in_transaction(
     client: &mut Client,
     open: &str,
+    plan: pg_request_ids::Plan,
     batch: BatchAtHead,
 ) -> Result<AppendedAtHead, StoreError> {
     let mut head = None;
+    let mut spent = HashSet::new();
     for message in client.simple_query(open).map_err(backend)? {
-        if let SimpleQueryMessage::Row(row) = message {
-            // `get` panics on a missing column; the lock's row has one column, the head's two.
-            if let (Ok(Some(seq)), Ok(Some(hash))) = (row.try_get(0), row.try_get(1)) {
-                let seq: i64 = seq
-                    .parse()
-                    .map_err(|_| StoreError::Corrupt(format!("head seq `{seq}`")))?;
-                head = Some(Head {
-                    current_hash: parse_hash(seq, hash)?,
-                    seq: to_seq(seq)?,
-                });
-            }
+        let SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        // Rows are told apart by their columns (`get` would panic on a missing one).
+        if let Ok(Some(key)) = row.try_get(pg_request_ids::SPENT_KEY_COLUMN) {
+            spent.insert(pg_request_ids::parse_spent_key(key)?);
+        } else if let (Ok(Some(seq)), Ok(Some(hash))) =
+            (row.try_get("head_seq"), row.try_get("current_hash"))
+        {
+            let seq: i64 = seq
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("head seq `{seq}`")))?;
+            head = Some(Head {
+                current_hash: parse_hash(seq, hash)?,
+                seq: to_seq(seq)?,
+            });
         }
     }
-    let spent = pg_request_ids::spend(client, batch.drafts, batch.request_id_window)?;
+    let spent = plan.settle(batch.drafts, &spent);
     let records = (batch.seal)(head, spent.to_seal)?;
     if !records.is_empty() {
         insert(client, &records)?;
@@ -315,16 +323,19 @@ impl AuditStore for PostgresStore {
 
     fn append_at_head(&mut self, batch: BatchAtHead) -> Result<AppendedAtHead, StoreError> {
         // The lock is held until commit, so each round trip inside it delays every other
-        // writer: one simple query opens the transaction, takes the lock and reads the head.
-        // The key is ours and holds no quote (schema names are checked). The head is ordered by
-        // the number, not by its text.
+        // writer: one simple query opens the transaction, spends the request ids (before the
+        // lock, see `Plan::statement`), takes the lock and reads the head. The key is ours and
+        // holds no quote (schema names are checked). The head is ordered by the number, not by
+        // its text.
+        let plan = pg_request_ids::Plan::of(&batch.drafts);
         let open = format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{}', 0))::text; \
+            "BEGIN; {} SELECT pg_advisory_xact_lock(hashtextextended('{}', 0))::text; \
              SELECT seq::text AS head_seq, current_hash FROM records ORDER BY records.seq DESC LIMIT 1",
+            plan.statement(batch.request_id_window).unwrap_or_default(),
             self.lock_key
         );
         self.worker.run(move |client| {
-            let outcome = seal_in_transaction(client, &open, batch);
+            let outcome = seal_in_transaction(client, &open, plan, batch);
             if outcome.is_err() && !client.is_closed() {
                 // Releases the lock; a transaction that never began makes this a no-op.
                 let _ = client.batch_execute("ROLLBACK");

@@ -33,6 +33,41 @@ fn draft(replica: usize, i: usize) -> RecordDraft {
     }
 }
 
+/// One ledger per data directory on the store at `url`, each with its own key.
+struct Replicas {
+    ledgers: Vec<Ledger>,
+    workers: Vec<zt_ledger::LedgerWorker>,
+    /// Their keys' ids.
+    kids: Vec<String>,
+}
+
+fn start(url: &str, dirs: &[tempfile::TempDir]) -> Replicas {
+    let mut replicas = Replicas {
+        ledgers: Vec::new(),
+        workers: Vec::new(),
+        kids: Vec::new(),
+    };
+    for dir in dirs {
+        let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
+        replicas.kids.push(signer.key_id().to_string());
+        let (store, readers) = zt_ledger::open_store(Some(url), dir.path()).unwrap();
+        let (ledger, worker) = Ledger::start(
+            store,
+            readers,
+            Arc::new(signer) as Arc<dyn Signer>,
+            LedgerConfig {
+                queue_capacity: 4096,
+                request_id_window: Duration::from_secs(300),
+            },
+            None,
+        )
+        .unwrap();
+        replicas.ledgers.push(ledger);
+        replicas.workers.push(worker);
+    }
+    replicas
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_of_one_store_write_one_chain_and_see_each_other() {
     let Some(schema) = pg_schema::TestSchema::new() else {
@@ -40,27 +75,11 @@ async fn replicas_of_one_store_write_one_chain_and_see_each_other() {
     };
     let url = schema.url();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut ledgers = Vec::new();
-    let mut workers = Vec::new();
-    let mut kids = Vec::new();
-    for dir in &dirs {
-        let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
-        kids.push(signer.key_id().to_string());
-        let (store, readers) = zt_ledger::open_store(Some(&url), dir.path()).unwrap();
-        let (ledger, worker) = Ledger::start(
-            store,
-            readers,
-            Arc::new(signer) as Arc<dyn Signer>,
-            LedgerConfig {
-                queue_capacity: 4096,
-                request_id_window: std::time::Duration::from_secs(300),
-            },
-            None,
-        )
-        .unwrap();
-        ledgers.push(ledger);
-        workers.push(worker);
-    }
+    let Replicas {
+        ledgers,
+        workers,
+        kids,
+    } = start(&url, &dirs);
 
     // 3 replicas x 16 callers x 25 records, all at once.
     let mut tasks = Vec::new();
@@ -158,25 +177,9 @@ async fn replicas_commit_each_request_id_once() {
     };
     let url = schema.url();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut ledgers = Vec::new();
-    let mut workers = Vec::new();
-    for dir in &dirs {
-        let signer = LocalKeySigner::load_or_create(dir.path()).unwrap();
-        let (store, readers) = zt_ledger::open_store(Some(&url), dir.path()).unwrap();
-        let (ledger, worker) = Ledger::start(
-            store,
-            readers,
-            Arc::new(signer) as Arc<dyn Signer>,
-            LedgerConfig {
-                queue_capacity: 4096,
-                request_id_window: Duration::from_secs(300),
-            },
-            None,
-        )
-        .unwrap();
-        ledgers.push(ledger);
-        workers.push(worker);
-    }
+    let Replicas {
+        ledgers, workers, ..
+    } = start(&url, &dirs);
     let with_id = |i: usize| RecordDraft {
         request_id: Some(format!("id-{i}")),
         ..draft(0, i)

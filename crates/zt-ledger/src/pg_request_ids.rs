@@ -1,8 +1,8 @@
 //! Request ids spent across the servers sharing a PostgreSQL audit store. Each server's own
 //! replay guard sees only the ids it decided; this table, written in the same transaction as
-//! the records that spend the ids and under the chain's lock (see
-//! [`crate::AuditStore::append_at_head`]), makes an id spent by exactly one committed record
-//! per window whichever server is asked, and never spent without its record.
+//! the records that spend the ids (see [`crate::AuditStore::append_at_head`] and
+//! [`Plan::statement`]), makes an id spent by exactly one committed record per window
+//! whichever server is asked, and never spent without its record.
 //!
 //! A row is keyed by the SHA-256 of the actor and the id, so whatever bytes an agent puts in
 //! its id (PostgreSQL `text` refuses a NUL) the key is 32 bytes. It holds when the id stops

@@ -8,8 +8,8 @@
 //! last window, keyed the same way, so a restart neither reopens nor extends a window.
 //!
 //! Servers sharing one PostgreSQL store (replicas) each keep their own guard for the ids they
-//! decide; the store spends every id again in the transaction that commits its record, under
-//! the chain's lock (`zt_ledger::AuditStore::append_at_head`). An id another replica spent
+//! decide; the store spends every id again in the transaction that commits its record
+//! (`zt_ledger::AuditStore::append_at_head`). An id another replica spent
 //! first comes back as `LedgerError::RequestIdSpent`, and the decision path records a replay
 //! instead, keeping the id reserved here: two replicas given the same id, however close
 //! together, decide it once.

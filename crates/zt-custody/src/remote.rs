@@ -235,7 +235,13 @@ impl<K: RemoteKey> Custodian<K> {
                 status.last_error = Some(e.to_string());
             }
         }
-        observed.shown_since = Some(started);
+        // Never back: a wrong signature from an older call shows, yet calls that started
+        // before the newest shown one stay superseded.
+        observed.shown_since = Some(
+            observed
+                .shown_since
+                .map_or(started, |shown| shown.max(started)),
+        );
     }
 }
 
@@ -532,6 +538,26 @@ mod tests {
         assert!(matches!(first, Err(SignError::BadSignature)));
         let status = custodian.status();
         assert!(!status.up && !status.can_sign, "{status:?}");
+    }
+
+    #[test]
+    fn a_late_wrong_signature_is_not_overturned_by_an_older_success_ending_after_it() {
+        let custodian = custodian(|n| vec![Vec::new(); n]);
+        let start = Instant::now();
+        let (first, second, third) = (
+            start,
+            start + Duration::from_millis(1),
+            start + Duration::from_millis(2),
+        );
+        // The third call to start ends first, then the first (a wrong signature), then the
+        // second.
+        custodian.record(third, Ok(()));
+        custodian.record(first, Err(&SignError::BadSignature));
+        assert!(!custodian.status().up);
+        custodian.record(second, Ok(()));
+        let status = custodian.status();
+        assert!(!status.up && status.last_error.is_some(), "{status:?}");
+        assert_eq!((status.calls, status.failures), (3, 1));
     }
 
     #[test]

@@ -7,23 +7,27 @@
 //! A row is keyed by the SHA-256 of the actor and the id, so whatever bytes an agent puts in
 //! its id (PostgreSQL `text` refuses a NUL) the key is 32 bytes. It holds when the id stops
 //! being spent, by the database's clock (the servers' clocks need not agree) and the window of
-//! the server that spent it, so the longest window of the servers sharing the store holds.
-//! Expired rows are deleted after the commit, outside the lock, a bounded number at a time,
-//! passing over rows a batch holds ([`prune`]).
+//! the server that spent it (the servers sharing a store should share one window).
+//! Expired rows are deleted by a thread of their own on a connection of its own ([`Pruner`]),
+//! off every batch's path, a bounded number at a time, passing over rows a batch holds
+//! ([`prune`]).
 
 use std::collections::HashSet;
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use postgres::GenericClient;
 use zt_contract::{Digest32, RecordDraft};
 
-use crate::pg_session::store_error as backend;
+use crate::pg_session::{store_error as backend, use_schema, PgSession};
+use crate::postgres::PostgresLocation;
 use crate::store::StoreError;
 
-/// How often expired ids are deleted while fewer than [`PRUNE_CHUNK`] are found each time.
+/// How often expired ids are deleted.
 pub(crate) const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// The most rows one prune deletes; a full chunk has the next prune come after the next batch.
+/// The most rows one statement deletes (and one transaction holds locked).
 pub(crate) const PRUNE_CHUNK: i64 = 10_000;
 
 /// The table of spent ids (and its index for pruning), in `schema`.
@@ -79,7 +83,9 @@ impl Plan {
     /// concurrent spend of the same key wait for this transaction's end, and the chain's lock
     /// holder never waits for them. A key is spent when it is new, or when its row expired
     /// (then taken over); the rows returned are those this batch spends. `None` when no draft
-    /// spends an id. The keys are hex and the window a number: nothing needs quoting.
+    /// spends an id. The keys are hex (written through `decode` and read through `encode`,
+    /// whatever the session's `bytea_output` and string settings) and the window a number:
+    /// nothing needs quoting.
     pub(crate) fn statement(&self, window: Duration) -> Option<String> {
         let mut keys: Vec<&Digest32> = self.keys.iter().flatten().collect();
         if keys.is_empty() {
@@ -88,7 +94,7 @@ impl Plan {
         keys.sort_unstable_by_key(|key| key.0);
         let literals: Vec<String> = keys
             .iter()
-            .map(|key| format!("'\\x{}'", key.to_hex()))
+            .map(|key| format!("decode('{}', 'hex')", key.to_hex()))
             .collect();
         Some(format!(
             "INSERT INTO request_ids (key, expires_at) \
@@ -96,7 +102,7 @@ impl Plan {
              FROM unnest(ARRAY[{keys}]::BYTEA[]) AS wanted(key) ORDER BY key \
              ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at \
              WHERE request_ids.expires_at <= clock_timestamp() \
-             RETURNING key AS {SPENT_KEY_COLUMN};",
+             RETURNING encode(key, 'hex') AS {SPENT_KEY_COLUMN};",
             secs = window.as_secs_f64(),
             keys = literals.join(","),
         ))
@@ -122,10 +128,9 @@ impl Plan {
     }
 }
 
-/// The key a row of [`SPENT_KEY_COLUMN`] names (`bytea` as text: `\x` and hex).
+/// The key a row of [`SPENT_KEY_COLUMN`] names (hex).
 pub(crate) fn parse_spent_key(text: &str) -> Result<Digest32, StoreError> {
-    text.strip_prefix("\\x")
-        .and_then(Digest32::from_hex)
+    Digest32::from_hex(text)
         .ok_or_else(|| StoreError::Corrupt(format!("a spent request id key reads `{text}`")))
 }
 
@@ -164,6 +169,78 @@ pub(crate) fn prune(client: &mut impl GenericClient) -> Result<u64, StoreError> 
         .map_err(backend)
 }
 
+/// The thread that deletes expired ids every [`PRUNE_EVERY`], in chunks until none is left,
+/// on a connection it opens at its first round (most stores never live that long in tests).
+/// It stops when dropped, between two chunks at the latest.
+pub(crate) struct Pruner {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Pruner {
+    pub(crate) fn start(location: &PostgresLocation) -> Result<Self, StoreError> {
+        Self::start_every(location, PRUNE_EVERY)
+    }
+
+    fn start_every(location: &PostgresLocation, every: Duration) -> Result<Self, StoreError> {
+        let location = location.clone();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("zt-pg-prune".into())
+            .spawn(move || {
+                let mut session = None;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    if session.is_none() {
+                        let schema = location.schema().to_string();
+                        match PgSession::open(&location, move |client| use_schema(client, &schema)) {
+                            Ok(opened) => session = Some(opened),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot connect to delete expired request ids; retrying later");
+                                continue;
+                            }
+                        }
+                    }
+                    if let Some(session) = &session {
+                        prune_all(session, &stopped);
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the request id pruner: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Deletes chunks until one is not full, the store stops, or a statement fails.
+fn prune_all(session: &PgSession, stopped: &mpsc::Receiver<()>) {
+    loop {
+        match session.run(prune) {
+            Ok(deleted) if deleted >= PRUNE_CHUNK.unsigned_abs() => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "deleting expired request ids failed; retrying later");
+                return;
+            }
+        }
+        if !matches!(stopped.try_recv(), Err(TryRecvError::Empty)) {
+            return;
+        }
+    }
+}
+
+impl Drop for Pruner {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the request id pruner panicked");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +261,7 @@ mod tests {
         let mut client = postgres::Client::connect(&server_url(), postgres::NoTls).unwrap();
         client
             .batch_execute(&format!(
-                "CREATE SCHEMA {0}; {1} SET search_path TO {0};",
+                "SET lock_timeout TO '5s'; CREATE SCHEMA {0}; {1} SET search_path TO {0};",
                 schema.name,
                 create_table_sql(&schema.name)
             ))
@@ -228,5 +305,23 @@ mod tests {
         // Taken over, `held` expires with its new window: nothing more to delete.
         assert_eq!(prune(&mut client).unwrap(), 0);
         assert_eq!(count(&mut client), 2);
+
+        // The pruner thread deletes every expired row, chunk after chunk, on its own.
+        client
+            .execute(
+                "INSERT INTO request_ids (key, expires_at)
+                 SELECT sha256(i::text::bytea), now() - interval '1 second'
+                 FROM generate_series(1, $1::BIGINT + 5) AS i",
+                &[&PRUNE_CHUNK],
+            )
+            .unwrap();
+        let location = PostgresLocation::parse(&schema.url()).unwrap();
+        let pruner = Pruner::start_every(&location, Duration::from_millis(20)).unwrap();
+        let emptied = (0..500).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            count(&mut client) == 2
+        });
+        drop(pruner);
+        assert!(emptied, "{} rows left", count(&mut client));
     }
 }

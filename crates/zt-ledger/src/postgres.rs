@@ -16,7 +16,7 @@
 //! dedicated thread and sends it work, so a store may be used and dropped from anywhere.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::{Client, Config, SimpleQueryMessage};
 use zt_contract::{Digest32, Jwk};
@@ -131,8 +131,8 @@ pub struct PostgresStore {
     worker: PgSession,
     /// The advisory lock serializing the writers of this chain.
     lock_key: String,
-    /// When expired request ids are next deleted (see [`AuditStore::between_commits`]).
-    prune_due: Instant,
+    /// Deletes the expired request ids (a writer's store only).
+    _pruner: Option<pg_request_ids::Pruner>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -170,7 +170,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
-            prune_due: Instant::now() + pg_request_ids::PRUNE_EVERY,
+            _pruner: Some(pg_request_ids::Pruner::start(location)?),
         })
     }
 
@@ -199,7 +199,7 @@ impl PostgresStore {
         Ok(Self {
             worker,
             lock_key: chain_lock_key(location.schema()),
-            prune_due: Instant::now() + pg_request_ids::PRUNE_EVERY,
+            _pruner: None,
         })
     }
 }
@@ -342,28 +342,6 @@ impl AuditStore for PostgresStore {
             }
             outcome
         })
-    }
-
-    /// Deletes expired request ids once [`pg_request_ids::PRUNE_EVERY`] has passed, or at
-    /// once while each prune finds a full chunk.
-    fn between_commits(&mut self) -> bool {
-        if Instant::now() < self.prune_due {
-            return false;
-        }
-        let pruned = self.worker.run(pg_request_ids::prune);
-        let full = match pruned {
-            Ok(deleted) => deleted >= pg_request_ids::PRUNE_CHUNK.unsigned_abs(),
-            Err(e) => {
-                tracing::warn!(error = %e, "deleting expired request ids failed; retrying later");
-                false
-            }
-        };
-        self.prune_due = if full {
-            Instant::now()
-        } else {
-            Instant::now() + pg_request_ids::PRUNE_EVERY
-        };
-        true
     }
 
     fn read(&mut self, from: u64, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -138,7 +138,6 @@ impl SharedCommitter {
             };
             let _ = reply.send(answer);
         }
-        self.store.between_commits();
     }
 
     /// Adds a committed batch to the tree, after the records other servers committed before

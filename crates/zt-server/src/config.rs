@@ -49,7 +49,7 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Per-actor rate limit; `None` turns it off.
     pub rate_limit: Option<RateLimit>,
-    /// How long a `request_id` stays used.
+    /// How long a `request_id` stays used: 1 s to a week (`validate`).
     pub replay_window: Duration,
     /// Bytes of request ids the replay guard may keep; past it, new ids get 503.
     pub replay_memory: usize,
@@ -176,7 +176,15 @@ pub enum ConfigError {
     /// Workload identities need authentication on.
     #[error("`{0}` needs `--auth credentials`: under `--auth none` nobody is authenticated")]
     NeedsCredentials(&'static str),
+    /// A replay window outside [`REPLAY_WINDOW_RANGE`].
+    #[error("the replay window must be 1 s to a week, not {0:?}")]
+    ReplayWindow(Duration),
 }
+
+/// The replay windows accepted: long enough to matter, short enough that every clock and
+/// database timestamp it is added to stays in range.
+pub(crate) const REPLAY_WINDOW_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600);
 
 /// The default per-actor rate limit in authenticated mode: 100 decisions/s, bursts of 200.
 pub fn default_rate_limit() -> RateLimit {
@@ -216,6 +224,9 @@ impl ServerConfig {
     /// Refuses contradictory settings: workload identities (client certificates, admin SPIFFE
     /// IDs, JWT-SVIDs) under `--auth none`, where they would silently prove nothing.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !REPLAY_WINDOW_RANGE.contains(&self.replay_window) {
+            return Err(ConfigError::ReplayWindow(self.replay_window));
+        }
         if self.auth == AuthMode::DangerousNone {
             let client_certs = self
                 .tls
@@ -258,6 +269,27 @@ impl ServerConfig {
             rate_limit: None,
             single_admin: true,
             ..Self::new(data_dir)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_window_outside_a_second_to_a_week_is_refused() {
+        let mut config = ServerConfig::new(PathBuf::from("/nonexistent"));
+        for (window, valid) in [
+            (Duration::ZERO, false),
+            (Duration::from_millis(999), false),
+            (Duration::from_secs(1), true),
+            (Duration::from_secs(7 * 24 * 3600), true),
+            (Duration::from_secs(7 * 24 * 3600 + 1), false),
+            (Duration::MAX, false),
+        ] {
+            config.replay_window = window;
+            assert_eq!(config.validate().is_ok(), valid, "{window:?}");
         }
     }
 }

@@ -276,7 +276,6 @@ impl Pace {
     }
 }
 
-/// One connection's loop, closed or open.
 /// The request bodies: the actor and action, a resource of each request's own and, with
 /// `--request-ids`, a `request_id` of its own.
 #[derive(Clone)]
@@ -312,6 +311,7 @@ impl Bodies {
     }
 }
 
+/// One connection's loop, closed or open.
 async fn connection_loop(
     load: ControlPlane,
     n: usize,

@@ -231,7 +231,8 @@ fn request_ids_are_unique_to_each_request_and_each_run() {
     );
     let mut decided = 0;
     for _ in 0..2 {
-        let out = bench(&server, &["--request-ids", "--json"]);
+        // Paced, so the log stays within one page of records.
+        let out = bench(&server, &["--request-ids", "--rate", "500", "--json"]);
         assert!(out.status.success(), "{}", stderr(&out));
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(

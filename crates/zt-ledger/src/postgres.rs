@@ -25,7 +25,9 @@ use crate::pg_request_ids;
 use crate::pg_session::{
     chain_lock_key, create_in_schema, store_error as backend, use_schema, PgSession,
 };
-use crate::store::{AppendedAtHead, AuditStore, BatchAtHead, Head, SealedRecord, StoreError};
+use crate::store::{
+    one_record_per_draft, AppendedAtHead, AuditStore, BatchAtHead, Head, SealedRecord, StoreError,
+};
 
 /// The schema used when the URL names none.
 pub const DEFAULT_SCHEMA: &str = "zt_audit";
@@ -253,7 +255,13 @@ fn seal_in_transaction(
         }
     }
     let spent = plan.settle(batch.drafts, &spent);
+    let to_seal = spent.to_seal.len();
     let records = (batch.seal)(head, spent.to_seal)?;
+    // Each caller is answered with the record at its place: a short or long answer from the
+    // seal is not committed, and its ids are not spent.
+    if records.len() != to_seal {
+        return Err(one_record_per_draft(records.len(), to_seal));
+    }
     if !records.is_empty() {
         insert(client, &records)?;
     }

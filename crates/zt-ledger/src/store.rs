@@ -61,6 +61,12 @@ impl std::fmt::Debug for BatchAtHead {
     }
 }
 
+/// The refusal of a seal that did not return one record per draft it was given: each caller
+/// is answered with the record at its draft's place, so such a batch is not committed.
+pub(crate) fn one_record_per_draft(records: usize, drafts: usize) -> StoreError {
+    StoreError::Backend(format!("sealed {records} records for {drafts} drafts"))
+}
+
 /// What [`AuditStore::append_at_head`] committed.
 #[derive(Debug, Default)]
 pub struct AppendedAtHead {
@@ -92,15 +98,20 @@ pub trait AuditStore: Send {
     fn is_shared(&self) -> bool {
         false
     }
-    /// Reads the head, has `seal` chain the batch onto it, and appends what `seal` returns,
-    /// atomically and durably as [`AuditStore::append`] does. A shared store does all of it in
+    /// Reads the head, has `seal` chain the batch onto it, and appends what `seal` returns (one
+    /// record per draft it was given, or nothing is stored), atomically and durably as
+    /// [`AuditStore::append`] does. A shared store does all of it in
     /// one transaction under a lock that every writer of the chain takes, so two servers can
     /// never chain onto the same head; in that transaction it also spends the request ids the
     /// drafts carry, leaving out (and handing back) a draft whose id a committed record spent
     /// within the window, so an id is spent once across every server. The default suits a
     /// store with one writer, whose server's own replay guard already refused such a draft.
     fn append_at_head(&mut self, batch: BatchAtHead) -> Result<AppendedAtHead, StoreError> {
+        let drafts = batch.drafts.len();
         let records = (batch.seal)(self.head()?, batch.drafts)?;
+        if records.len() != drafts {
+            return Err(one_record_per_draft(records.len(), drafts));
+        }
         self.append(&records)?;
         Ok(AppendedAtHead {
             records,

@@ -180,6 +180,20 @@ fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer
     });
     assert!(failed.is_err());
     assert_eq!(store.head().unwrap().unwrap().seq, 13);
+    // Nor does one that returns fewer records than it was given drafts.
+    let short = seal_after(seal_signer.clone(), 2);
+    let seal = short.seal;
+    let failed = store.append_at_head(BatchAtHead {
+        seal: Box::new(move |head, drafts| {
+            seal(head, drafts).map(|mut records| {
+                records.pop();
+                records
+            })
+        }),
+        ..short
+    });
+    assert!(failed.is_err());
+    assert_eq!(store.head().unwrap().unwrap().seq, 13);
 
     store.publish_key(signer.public_jwk()).unwrap();
     store.publish_key(signer.public_jwk()).unwrap();

@@ -157,7 +157,8 @@ fn spend(
 }
 
 /// Deletes at most [`PRUNE_CHUNK`] expired ids, passing over any a batch holds (so the prune
-/// never waits for the chain's lock, nor a batch for the prune); how many it deleted.
+/// never waits for a batch; a batch re-spending an expired id this statement holds waits for
+/// it, one statement at most); how many it deleted.
 pub(crate) fn prune(client: &mut impl GenericClient) -> Result<u64, StoreError> {
     client
         .execute(
@@ -171,7 +172,8 @@ pub(crate) fn prune(client: &mut impl GenericClient) -> Result<u64, StoreError> 
 
 /// The thread that deletes expired ids every [`PRUNE_EVERY`], in chunks until none is left,
 /// on a connection it opens at its first round (most stores never live that long in tests).
-/// It stops when dropped, between two chunks at the latest.
+/// Dropped, it stops once the connection attempt or statement in progress ends (statements
+/// are bounded by [`PRUNE_STATEMENT_TIMEOUT`]).
 pub(crate) struct Pruner {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -191,11 +193,10 @@ impl Pruner {
                 let mut session = None;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     if session.is_none() {
-                        let schema = location.schema().to_string();
-                        match PgSession::open(&location, move |client| use_schema(client, &schema)) {
+                        match open_session(&location) {
                             Ok(opened) => session = Some(opened),
                             Err(e) => {
-                                tracing::warn!(error = %e, "cannot connect to delete expired request ids; retrying later");
+                                tracing::warn!(error = %e, "request id pruner cannot connect");
                                 continue;
                             }
                         }
@@ -213,9 +214,28 @@ impl Pruner {
     }
 }
 
+/// How long one prune statement may run.
+const PRUNE_STATEMENT_TIMEOUT: &str = "10s";
+
+/// The pruner's session: the store's schema and settings, and a bound on each statement.
+fn open_session(location: &PostgresLocation) -> Result<PgSession, StoreError> {
+    let schema = location.schema().to_string();
+    PgSession::open(location, move |client| {
+        use_schema(client, &schema)?;
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout TO '{PRUNE_STATEMENT_TIMEOUT}'"
+            ))
+            .map_err(backend)
+    })
+}
+
 /// Deletes chunks until one is not full, the store stops, or a statement fails.
 fn prune_all(session: &PgSession, stopped: &mpsc::Receiver<()>) {
     loop {
+        if !matches!(stopped.try_recv(), Err(TryRecvError::Empty)) {
+            return;
+        }
         match session.run(prune) {
             Ok(deleted) if deleted >= PRUNE_CHUNK.unsigned_abs() => {}
             Ok(_) => return,
@@ -223,9 +243,6 @@ fn prune_all(session: &PgSession, stopped: &mpsc::Receiver<()>) {
                 tracing::warn!(error = %e, "deleting expired request ids failed; retrying later");
                 return;
             }
-        }
-        if !matches!(stopped.try_recv(), Err(TryRecvError::Empty)) {
-            return;
         }
     }
 }
@@ -306,7 +323,7 @@ mod tests {
         assert_eq!(prune(&mut client).unwrap(), 0);
         assert_eq!(count(&mut client), 2);
 
-        // The pruner thread deletes every expired row, chunk after chunk, on its own.
+        // More than a chunk expired.
         client
             .execute(
                 "INSERT INTO request_ids (key, expires_at)
@@ -316,6 +333,19 @@ mod tests {
             )
             .unwrap();
         let location = PostgresLocation::parse(&schema.url()).unwrap();
+        // One round deletes chunk after chunk until none is full.
+        let (_running, never_stopped) = mpsc::channel();
+        prune_all(&open_session(&location).unwrap(), &never_stopped);
+        assert_eq!(count(&mut client), 2);
+        client
+            .execute(
+                "INSERT INTO request_ids (key, expires_at)
+                 SELECT sha256(i::text::bytea), now() - interval '1 second'
+                 FROM generate_series(1, 10) AS i",
+                &[],
+            )
+            .unwrap();
+        // The thread does it on its own.
         let pruner = Pruner::start_every(&location, Duration::from_millis(20)).unwrap();
         let emptied = (0..500).any(|_| {
             std::thread::sleep(Duration::from_millis(20));

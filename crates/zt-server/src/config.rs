@@ -167,7 +167,7 @@ pub struct JwtSvidConfig {
     pub max_lifetime: Duration,
 }
 
-/// Settings that contradict each other.
+/// Settings that contradict each other, or are out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// An admin SPIFFE ID that no trusted trust domain holds: it could never call.
@@ -221,8 +221,9 @@ impl ServerConfig {
         }
     }
 
-    /// Refuses contradictory settings: workload identities (client certificates, admin SPIFFE
-    /// IDs, JWT-SVIDs) under `--auth none`, where they would silently prove nothing.
+    /// Refuses a replay window outside [`REPLAY_WINDOW_RANGE`], and contradictory settings:
+    /// workload identities (client certificates, admin SPIFFE IDs, JWT-SVIDs) under
+    /// `--auth none`, where they would silently prove nothing.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !REPLAY_WINDOW_RANGE.contains(&self.replay_window) {
             return Err(ConfigError::ReplayWindow(self.replay_window));

@@ -214,6 +214,20 @@ fn a_request_id_used_on_one_replica_is_a_replay_on_the_other() {
         statuses.sort_unstable();
         assert_eq!(statuses, [403, 409], "{id}: A answered {at_a}, B {at_b}");
     }
+    // And the shared log holds, for each, one decision and one replay's denial.
+    let log = common::records_as(a.port, ALICE);
+    for id in &ids {
+        let reasons: Vec<&str> = log
+            .iter()
+            .filter(|record| record["request_id"] == id.as_str())
+            .map(|record| record["reason"].as_str().unwrap())
+            .collect();
+        let replayed = reasons
+            .iter()
+            .filter(|r| r.contains("already used"))
+            .count();
+        assert_eq!((reasons.len(), replayed), (2, 1), "{id}: {reasons:?}");
+    }
 }
 
 #[test]

@@ -663,6 +663,15 @@ mod tests {
         }
     }
 
+    /// The client's `initialize` (id `id`) and then its `notifications/initialized` relayed,
+    /// as a pipelining client sends them, before the server's answer is read.
+    fn relay_client_initialization(start: &SessionStart, id: serde_json::Value) {
+        let initialize = Initialization::Request { id };
+        start.relaying(&initialize);
+        start.relayed(&initialize);
+        start.relayed(&Initialization::Finished);
+    }
+
     #[tokio::test]
     async fn the_gateway_asks_nothing_before_the_session_is_initialized() {
         let screening = screening();
@@ -680,13 +689,8 @@ mod tests {
         still_waiting(&asking, "before `initialize`");
 
         let start = &screening.lister.start;
-        let initialize = Initialization::Request {
-            id: serde_json::json!(0),
-        };
-        start.relaying(&initialize);
-        start.relayed(&initialize);
         // A pipelining client's notification goes out before the server answered.
-        start.relayed(&Initialization::Finished);
+        relay_client_initialization(start, serde_json::json!(0));
         for line in [
             r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
@@ -729,12 +733,7 @@ mod tests {
     async fn an_error_answer_to_initialize_ends_the_wait_and_the_watch() {
         let screening = screening();
         let start = &screening.lister.start;
-        let initialize = Initialization::Request {
-            id: serde_json::json!("init/1"),
-        };
-        start.relaying(&initialize);
-        start.relayed(&initialize);
-        start.relayed(&Initialization::Finished);
+        relay_client_initialization(start, serde_json::json!("init/1"));
         let lister = screening.lister.clone();
         let asking = tokio::spawn(async move {
             lister
@@ -795,12 +794,7 @@ mod tests {
     async fn calls_waiting_for_initialization_share_one_deadline() {
         let screening = screening();
         let start = &screening.lister.start;
-        let initialize = Initialization::Request {
-            id: serde_json::json!(0),
-        };
-        start.relaying(&initialize);
-        start.relayed(&initialize);
-        start.relayed(&Initialization::Finished);
+        relay_client_initialization(start, serde_json::json!(0));
         // The server never answers `initialize`; every call waits for it (time is paused).
         let began = tokio::time::Instant::now();
         let calls: Vec<_> = (0..DECISIONS_IN_FLIGHT)

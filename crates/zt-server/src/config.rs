@@ -181,10 +181,13 @@ pub enum ConfigError {
     ReplayWindow(Duration),
 }
 
-/// The replay windows accepted: long enough to matter, short enough that every clock and
-/// database timestamp it is added to stays in range.
+/// The longest replay window, in seconds (a week): short enough that every clock and database
+/// timestamp it is added to stays in range.
+pub const MAX_REPLAY_WINDOW_SECS: u64 = 7 * 24 * 3600;
+
+/// The replay windows accepted: a second to [`MAX_REPLAY_WINDOW_SECS`].
 pub(crate) const REPLAY_WINDOW_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600);
+    Duration::from_secs(1)..=Duration::from_secs(MAX_REPLAY_WINDOW_SECS);
 
 /// The default per-actor rate limit in authenticated mode: 100 decisions/s, bursts of 200.
 pub fn default_rate_limit() -> RateLimit {

@@ -43,7 +43,7 @@ pub use auth::admin_tokens::{AdminTokenError, ADMIN_TOKEN_FILE_NAME};
 pub use auth::spiffe::SpiffeId;
 pub use config::{
     default_rate_limit, AuthMode, ClientCerts, JwtSvidConfig, ServerConfig, TlsConfig,
-    WorkloadIdentityConfig, MAX_BODY_BYTES,
+    WorkloadIdentityConfig, MAX_BODY_BYTES, MAX_REPLAY_WINDOW_SECS,
 };
 pub use error::ApiError;
 pub use limits::{RateLimit, RateSetting};

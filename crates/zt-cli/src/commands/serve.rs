@@ -68,7 +68,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "ZT_ACCEPT_UNAUTHENTICATED_STATE")]
     pub accept_unauthenticated_state: bool,
     /// Seconds a `request_id` stays used (replay protection), 1 to 604800 (a week).
-    #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    #[arg(long, env = "ZT_REPLAY_WINDOW", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=zt_server::MAX_REPLAY_WINDOW_SECS))]
     pub replay_window: u64,
     /// Mebibytes of request ids the replay guard may keep; past it, a request with a new
     /// `request_id` gets 503 until old ids expire.

@@ -17,7 +17,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use postgres::GenericClient;
+use postgres::{GenericClient, SimpleQueryRow};
 use zt_contract::{Digest32, RecordDraft};
 
 use crate::pg_session::{store_error as backend, use_schema, PgSession};
@@ -56,7 +56,7 @@ pub(crate) struct Spent {
 }
 
 /// The column naming a key the batch spent, in the rows [`Plan::statement`] returns.
-pub(crate) const SPENT_KEY_COLUMN: &str = "spent_key";
+const SPENT_KEY_COLUMN: &str = "spent_key";
 
 /// Which of a batch's drafts spend an id, and the statement that spends them.
 pub(crate) struct Plan {
@@ -128,10 +128,16 @@ impl Plan {
     }
 }
 
-/// The key a row of [`SPENT_KEY_COLUMN`] names (hex).
-pub(crate) fn parse_spent_key(text: &str) -> Result<Digest32, StoreError> {
-    Digest32::from_hex(text)
-        .ok_or_else(|| StoreError::Corrupt(format!("a spent request id key reads `{text}`")))
+/// The key a row of the statement's answer names; `None` for a row of another statement
+/// (rows are told apart by their columns: `get` would panic on a missing one).
+pub(crate) fn spent_key(row: &SimpleQueryRow) -> Option<Result<Digest32, StoreError>> {
+    let Ok(Some(text)) = row.try_get(SPENT_KEY_COLUMN) else {
+        return None;
+    };
+    Some(
+        Digest32::from_hex(text)
+            .ok_or_else(|| StoreError::Corrupt(format!("a spent request id key reads `{text}`"))),
+    )
 }
 
 /// Spends the ids `drafts` carry for `window`, inside `client`'s transaction, as a batch does
@@ -147,8 +153,8 @@ fn spend(
     if let Some(statement) = plan.statement(window) {
         for message in client.simple_query(&statement).map_err(backend)? {
             if let postgres::SimpleQueryMessage::Row(row) = message {
-                if let Ok(Some(text)) = row.try_get(SPENT_KEY_COLUMN) {
-                    spent.insert(parse_spent_key(text)?);
+                if let Some(key) = spent_key(&row) {
+                    spent.insert(key?);
                 }
             }
         }

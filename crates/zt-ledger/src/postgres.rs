@@ -240,8 +240,8 @@ fn seal_in_transaction(
             continue;
         };
         // Rows are told apart by their columns (`get` would panic on a missing one).
-        if let Ok(Some(key)) = row.try_get(pg_request_ids::SPENT_KEY_COLUMN) {
-            spent.insert(pg_request_ids::parse_spent_key(key)?);
+        if let Some(key) = pg_request_ids::spent_key(&row) {
+            spent.insert(key?);
         } else if let (Ok(Some(seq)), Ok(Some(hash))) =
             (row.try_get("head_seq"), row.try_get("current_hash"))
         {

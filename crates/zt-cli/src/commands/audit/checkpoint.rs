@@ -130,11 +130,14 @@ pub(super) async fn trusted_keys(
     }
 }
 
-/// Every trusted audit key as a note key of the log `origin` (keys that cannot sign notes are
-/// left out: they cannot have signed a checkpoint).
+/// Every trusted custody key as a note key of the log `origin`. Only custody keys sign
+/// checkpoints: a session key (one with a `zt_session` certificate) signs records within its
+/// certificate's window, and one taken from a memory dump, even long expired, must not be able
+/// to sign a checkpoint that verifies. Keys that cannot sign notes are left out too.
 pub(super) fn note_keys(origin: &str, jwks: &Jwks) -> Vec<NoteKey> {
     jwks.keys
         .iter()
+        .filter(|jwk| jwk.zt_session.is_none())
         .filter_map(|jwk| NoteKey::from_jwk(origin, jwk).ok())
         .collect()
 }
@@ -342,5 +345,65 @@ impl Outcome {
             },
             _ => text,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    use zt_contract::note::{format_note, NoteSignature};
+    use zt_contract::session_cert::SessionCertificate;
+    use zt_contract::{checkpoint_signing_input, Checkpoint, Digest32};
+    use zt_ledger::{LocalKeySigner, Signer};
+
+    const ORIGIN: &str = "zt.example/audit";
+
+    /// A checkpoint of `ORIGIN` signed by `signer`, as the server signs one.
+    fn note_signed_by(signer: &LocalKeySigner) -> String {
+        let key = NoteKey::from_jwk(ORIGIN, signer.public_jwk()).unwrap();
+        let body = Checkpoint::new(ORIGIN, 7, Digest32([9; 32])).body();
+        let signature = signer
+            .sign_digest(&checkpoint_signing_input(&body))
+            .unwrap();
+        let line = NoteSignature {
+            name: key.name().into(),
+            key_id: key.key_id(),
+            signature: STANDARD.decode(signature.signature).unwrap(),
+        };
+        format_note(&body, &[line])
+    }
+
+    #[test]
+    fn only_a_custody_key_signs_a_checkpoint_that_verifies() {
+        let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let custody = LocalKeySigner::load_or_create(dirs.0.path()).unwrap();
+        let session = LocalKeySigner::load_or_create(dirs.1.path()).unwrap();
+        let mut session_jwk = session.public_jwk().clone();
+        session_jwk.zt_session = Some(SessionCertificate {
+            custody_key_id: custody.key_id().into(),
+            origin: ORIGIN.into(),
+            not_before: "2026-01-01T00:00:00.000Z".into(),
+            not_after: "2026-01-01T01:00:00.000Z".into(),
+            signature: String::new(),
+        });
+        let jwks = Jwks {
+            keys: vec![custody.public_jwk().clone(), session_jwk],
+        };
+
+        let by_custody = verify_note(&note_signed_by(&custody), Some(ORIGIN), &jwks).unwrap();
+        assert_eq!(by_custody.size, 7);
+        let by_session = verify_note(&note_signed_by(&session), Some(ORIGIN), &jwks);
+        assert!(
+            by_session.is_err(),
+            "a checkpoint signed by a session key verified"
+        );
+        assert_eq!(note_keys(ORIGIN, &jwks).len(), 1);
+
+        // The control: the same key published as a custody key verifies.
+        let as_custody = Jwks {
+            keys: vec![session.public_jwk().clone()],
+        };
+        assert!(verify_note(&note_signed_by(&session), Some(ORIGIN), &as_custody).is_ok());
     }
 }

@@ -398,16 +398,20 @@ impl AuditStore for PostgresStore {
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError> {
         let text = serde_json::to_string(jwk).map_err(|e| StoreError::Backend(e.to_string()))?;
         let kid = jwk.kid.clone();
-        self.worker.run(move |client| {
+        let stored = self.worker.run(move |client| {
             client
                 .execute(
                     "INSERT INTO signing_keys (key_id, jwk) VALUES ($1, $2)
                      ON CONFLICT (key_id) DO NOTHING",
                     &[&kid, &text],
                 )
-                .map(|_| ())
+                .map_err(backend)?;
+            client
+                .query_one("SELECT jwk FROM signing_keys WHERE key_id = $1", &[&kid])
+                .and_then(|row| row.try_get::<_, String>(0))
                 .map_err(backend)
-        })
+        })?;
+        crate::store::confirm_published(&stored, jwk)
     }
 
     fn keys(&mut self) -> Result<Vec<Jwk>, StoreError> {

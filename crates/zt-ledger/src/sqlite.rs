@@ -283,7 +283,15 @@ impl AuditStore for SqliteStore {
                 params![jwk.kid, text],
             )
             .map_err(backend)?;
-        Ok(())
+        let stored: String = self
+            .conn
+            .query_row(
+                "SELECT jwk FROM signing_keys WHERE key_id = ?1",
+                params![jwk.kid],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        crate::store::confirm_published(&stored, jwk)
     }
 
     fn keys(&mut self) -> Result<Vec<Jwk>, StoreError> {

@@ -67,6 +67,30 @@ pub(crate) fn one_record_per_draft(records: usize, drafts: usize) -> StoreError 
     StoreError::Backend(format!("sealed {records} records for {drafts} drafts"))
 }
 
+/// Checks the key stored under `ours.kid` after a publication: the store keeps the first key
+/// published under an id, so one written there before (by someone with write access to the
+/// store, under the id of a KMS or HSM key they cannot use) would otherwise be served by
+/// `/audit/keys` and trusted by verifiers as ours. Only the server, which holds the real key,
+/// can tell; it refuses to go on. The point is compared, not the whole JWK, so a key
+/// published by an earlier version with other optional members still matches.
+pub(crate) fn confirm_published(stored: &str, ours: &Jwk) -> Result<(), StoreError> {
+    let stored: Jwk = serde_json::from_str(stored).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "the stored public key `{}` is unreadable: {e}",
+            ours.kid
+        ))
+    })?;
+    if (&stored.kty, &stored.crv, &stored.x, &stored.y) == (&ours.kty, &ours.crv, &ours.x, &ours.y)
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "the store holds another public key under this server's key id `{}`",
+            ours.kid
+        )))
+    }
+}
+
 /// What [`AuditStore::append_at_head`] committed.
 #[derive(Debug, Default)]
 pub struct AppendedAtHead {
@@ -125,7 +149,8 @@ pub trait AuditStore: Send {
     fn between_commits(&mut self) -> bool {
         false
     }
-    /// Records a public key as published (idempotent).
+    /// Records a public key as published (idempotent); [`StoreError::Corrupt`] if another
+    /// key is stored under its id (see `confirm_published`).
     fn publish_key(&mut self, jwk: &Jwk) -> Result<(), StoreError>;
     /// Every key ever published, oldest first.
     fn keys(&mut self) -> Result<Vec<Jwk>, StoreError>;

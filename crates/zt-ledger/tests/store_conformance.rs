@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zt_contract::verify::SignaturePolicy;
-use zt_contract::{ChainVerifier, Decision, PublicKeySet, RecordKind};
+use zt_contract::{ChainVerifier, Decision, Jwk, PublicKeySet, RecordKind};
 use zt_ledger::committer::LedgerConfig;
 use zt_ledger::{
     AuditStore, BatchAtHead, Ledger, LocalKeySigner, PostgresStore, RecordDraft, SealedRecord,
@@ -198,6 +198,29 @@ fn store_conformance(mut store: Box<dyn AuditStore>, seal_signer: Arc<dyn Signer
     store.publish_key(signer.public_jwk()).unwrap();
     store.publish_key(signer.public_jwk()).unwrap();
     assert_eq!(store.keys().unwrap(), vec![signer.public_jwk().clone()]);
+
+    // Another point under a published id (written into the store by someone who cannot use
+    // the real key) is refused to the one who publishes the real key, and nothing changes.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = LocalKeySigner::load_or_create(other_dir.path()).unwrap();
+    let impostor = Jwk {
+        kid: "kms-key-1".into(),
+        ..other.public_jwk().clone()
+    };
+    let real = Jwk {
+        kid: "kms-key-1".into(),
+        ..signer.public_jwk().clone()
+    };
+    store.publish_key(&impostor).unwrap();
+    let refused = store.publish_key(&real).unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Corrupt(m) if m.contains("another public key")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.keys().unwrap(),
+        vec![signer.public_jwk().clone(), impostor]
+    );
 }
 
 #[test]
@@ -225,7 +248,8 @@ fn conformance_postgres() {
     let mut reader =
         PostgresStore::open_read_only(&PostgresLocation::parse(&schema.url()).unwrap()).unwrap();
     assert_eq!(reader.head().unwrap(), second_writer.head().unwrap());
-    assert_eq!(reader.keys().unwrap(), vec![signer.public_jwk().clone()]);
+    // The suite's own key first, then the impostor it planted under another id.
+    assert_eq!(reader.keys().unwrap()[0], signer.public_jwk().clone());
     assert!(reader.append(&[]).is_ok(), "an empty batch is a no-op");
     let head = second_writer.head().unwrap().unwrap();
     let next = sealed_chain(

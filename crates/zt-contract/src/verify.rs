@@ -87,6 +87,15 @@ pub enum SignaturePolicy<'k> {
     DangerousSkip,
 }
 
+/// What the in-order checks of one record found: its hash, its signature still to verify, the
+/// custody key behind that signature, and the custody key its rotation retires.
+type Examined<'k> = (
+    Digest32,
+    Option<PendingSignature>,
+    Option<&'k str>,
+    Option<String>,
+);
+
 /// Checks records one at a time, in log order, holding only the previous hash.
 #[derive(Debug)]
 pub struct ChainVerifier<'k> {
@@ -95,6 +104,9 @@ pub struct ChainVerifier<'k> {
     /// The custody key behind the last good record's signature (`None` before the first
     /// record seen, or when signatures are skipped): a rotation must follow its outgoing key.
     previous_custody: Option<&'k str>,
+    /// Custody keys handed over by a rotation bound to its place in this log: none of them,
+    /// nor a session key they certified, may sign a later record.
+    retired: Vec<String>,
     next_index: u64,
     next_seq: u64,
 }
@@ -106,6 +118,7 @@ impl<'k> ChainVerifier<'k> {
             signatures,
             previous_hash: GENESIS_HASH.to_string(),
             previous_custody: None,
+            retired: Vec::new(),
             next_index: 0,
             next_seq: 0,
         }
@@ -118,6 +131,7 @@ impl<'k> ChainVerifier<'k> {
             signatures,
             previous_hash: previous_hash.to_string(),
             previous_custody: None,
+            retired: Vec::new(),
             next_index: 0,
             next_seq,
         }
@@ -160,11 +174,11 @@ impl<'k> ChainVerifier<'k> {
     /// Checks one stored record, its signature included. On failure the verifier stays where
     /// it was, before this record.
     pub fn check_record(&mut self, record: &Map<String, Value>) -> Result<(), VerifyError> {
-        let (computed, signature, custody) = self.examine(record)?;
+        let (computed, signature, custody, retires) = self.examine(record)?;
         if let (Some(signature), SignaturePolicy::Require(keys)) = (&signature, &self.signatures) {
             signature.verify(keys)?;
         }
-        self.advance(&computed, custody);
+        self.advance(&computed, custody, retires);
         Ok(())
     }
 
@@ -177,17 +191,15 @@ impl<'k> ChainVerifier<'k> {
         &mut self,
         record: &Map<String, Value>,
     ) -> Result<Option<PendingSignature>, VerifyError> {
-        let (computed, signature, custody) = self.examine(record)?;
-        self.advance(&computed, custody);
+        let (computed, signature, custody, retires) = self.examine(record)?;
+        self.advance(&computed, custody, retires);
         Ok(signature)
     }
 
-    /// Every in-order check of one record; its hash, its signature still to verify and the
-    /// custody key behind that signature.
-    fn examine(
-        &self,
-        record: &Map<String, Value>,
-    ) -> Result<(Digest32, Option<PendingSignature>, Option<&'k str>), VerifyError> {
+    /// Every in-order check of one record; its hash, its signature still to verify, the
+    /// custody key behind that signature, and the custody key it retires (a rotation bound to
+    /// its place).
+    fn examine(&self, record: &Map<String, Value>) -> Result<Examined<'k>, VerifyError> {
         let seq = record.get("seq").and_then(Value::as_u64);
         if let Some(found) = record.get("seq") {
             if seq != Some(self.next_seq) {
@@ -227,25 +239,37 @@ impl<'k> ChainVerifier<'k> {
         if stored != computed.to_hex() {
             return Err(self.fail(seq, VerifyCheck::Hash, &computed.to_hex(), stored));
         }
-        let (signature, custody) = match self.signatures {
+        let signature = match self.signatures {
             SignaturePolicy::Require(keys) => {
                 let (key_id, der) = signature_form(keys, record.get("kms_signature"), timestamp)
                     .map_err(|(expected, found)| {
                         self.fail(seq, VerifyCheck::Signature, &expected, &found)
                     })?;
                 let custody = keys.custody_key_of(&key_id);
+                if let Some(retired) = custody.filter(|c| self.retired.iter().any(|r| r == c)) {
+                    return Err(self.fail(
+                        seq,
+                        VerifyCheck::Signature,
+                        "a record signed under a custody key not handed over by an earlier rotation",
+                        &format!("a record signed under `{retired}`, retired by an earlier rotation"),
+                    ));
+                }
+                let mut retires = None;
                 if let Some(rotation) = record.get("key_rotation") {
                     let place = Place {
                         previous_hash: previous,
                         previous_custody: self.previous_custody,
                     };
-                    if let Err(found) = check_rotation(keys, rotation, &key_id, place) {
-                        return Err(self.fail(
-                            seq,
-                            VerifyCheck::Signature,
-                            "a key rotation, signed by the incoming key, whose endorsement verifies with the outgoing key, right after that key's last record",
-                            &found,
-                        ));
+                    match check_rotation(keys, rotation, &key_id, place) {
+                        Ok(handed_over) => retires = handed_over,
+                        Err(found) => {
+                            return Err(self.fail(
+                                seq,
+                                VerifyCheck::Signature,
+                                "a key rotation, signed by the incoming key, whose endorsement verifies with the outgoing key, right after that key's last record",
+                                &found,
+                            ))
+                        }
                     }
                 }
                 let pending = PendingSignature {
@@ -255,17 +279,20 @@ impl<'k> ChainVerifier<'k> {
                     digest: computed,
                     der,
                 };
-                (Some(pending), custody)
+                (Some(pending), custody, retires)
             }
-            SignaturePolicy::DangerousSkip => (None, None),
+            SignaturePolicy::DangerousSkip => (None, None, None),
         };
-        Ok((computed, signature, custody))
+        let (signature, custody, retires) = signature;
+        Ok((computed, signature, custody, retires))
     }
 
-    /// Makes the record whose hash is `computed`, signed under `custody`, the last good one.
-    fn advance(&mut self, computed: &Digest32, custody: Option<&'k str>) {
+    /// Makes the record whose hash is `computed`, signed under `custody`, the last good one;
+    /// `retires`, the custody key its rotation handed over, may sign nothing after it.
+    fn advance(&mut self, computed: &Digest32, custody: Option<&'k str>, retires: Option<String>) {
         self.previous_hash = computed.to_hex();
         self.previous_custody = custody;
+        self.retired.extend(retires);
         self.next_index += 1;
         self.next_seq += 1;
     }
@@ -380,13 +407,20 @@ fn check_rotation(
     rotation: &Value,
     signer: &str,
     place: Place<'_>,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     let rotation =
         crate::KeyRotation::deserialize(rotation).map_err(|e| format!("key_rotation: {e}"))?;
     rotation.check(keys)?;
     rotation.check_position(place.previous_hash, place.previous_custody)?;
+    // A rotation bound to its place is one writer's: custody passed from the outgoing key
+    // for good. One that names no place is a replica's, among others that may still sign with
+    // the outgoing key.
+    let handed_over = rotation
+        .previous_hash
+        .is_some()
+        .then(|| rotation.previous_key_id.clone());
     match keys.custody_key_of(signer) {
-        Some(custody) if custody == rotation.key_id => Ok(()),
+        Some(custody) if custody == rotation.key_id => Ok(handed_over),
         _ => Err(format!(
             "a rotation to `{}` in a record signed by `{signer}`",
             rotation.key_id

@@ -321,6 +321,62 @@ fn rotations_are_reported_and_an_unendorsed_one_is_a_warning_not_silence() {
     }
 }
 
+/// `lines` with one more record, signed by `signer`.
+fn extended(mut lines: Vec<String>, signer: &LocalKeySigner) -> Vec<String> {
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    let seq = u64::try_from(lines.len()).unwrap();
+    let previous = last["current_hash"].as_str().unwrap().to_string();
+    lines.push(
+        SealedRecord::seal(plain_body(seq, previous), signer)
+            .unwrap()
+            .line,
+    );
+    lines
+}
+
+#[test]
+fn a_key_handed_over_by_a_bound_rotation_signs_nothing_after_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let old = LocalKeySigner::load_or_create(a.path()).unwrap();
+    let new = LocalKeySigner::load_or_create(b.path()).unwrap();
+    let bound = zt_contract::KeyRotation::new(
+        old.key_id(),
+        new.public_jwk(),
+        "zt-infra/t",
+        &outgoing_head(),
+    );
+    // Endorsed or not (the outgoing key lost or compromised), custody has passed: whoever
+    // still holds the old key cannot append under it.
+    for rotation in [endorsed_by(&old, bound.clone()), bound] {
+        let (lines, keys) = rotated_log((&old, &new), rotation, &new, &old);
+        for jobs in [1, 2] {
+            let json = verify(&extended(lines.clone(), &new), &keys, jobs).to_json();
+            assert_eq!(json["valid"], true, "{json}");
+            let json = verify(&extended(lines.clone(), &old), &keys, jobs).to_json();
+            assert_eq!(json["valid"], false, "{json}");
+            assert_eq!(json["error"]["index"], 4, "{json}");
+            assert_eq!(json["error"]["check"], "signature", "{json}");
+            assert!(
+                json["error"]["found"]
+                    .as_str()
+                    .unwrap()
+                    .contains("retired by an earlier rotation"),
+                "{json}"
+            );
+        }
+    }
+
+    // A rotation that names no place is one replica's among several that share the log; the
+    // others may still sign with the outgoing key.
+    let unbound = endorsed_by(
+        &old,
+        zt_contract::KeyRotation::unplaced(old.key_id(), new.public_jwk(), "zt-infra/t"),
+    );
+    let (lines, keys) = rotated_log((&old, &new), unbound, &new, &old);
+    let json = verify(&extended(lines, &old), &keys, 1).to_json();
+    assert_eq!(json["valid"], true, "{json}");
+}
+
 /// `rotation`, endorsed by `by`.
 fn endorsed_by(
     by: &LocalKeySigner,

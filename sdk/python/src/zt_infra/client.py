@@ -26,7 +26,7 @@ from .verify import PinnedKeys
 
 #: Used when neither `base_url` nor `ZT_CONTROL_PLANE_URL` is given.
 DEFAULT_URL = "http://127.0.0.1:3000"
-#: Seconds for one whole exchange (connect, send, read the answer).
+#: Seconds for one whole exchange (look the name up, connect, send, read the answer).
 DEFAULT_TIMEOUT = 5.0
 
 T = TypeVar("T")

@@ -265,6 +265,62 @@ def test_connection_refused() -> None:
     assert ran == []
 
 
+@pytest.fixture
+def blackholes() -> Iterator[List[Any]]:
+    """Two local addresses where a connection attempt hangs, as at a blackholed address (the
+    usual ones, 10.255.255.1 or TEST-NET 192.0.2.1, answer or refuse on some networks): each a
+    listener with a backlog of 0 whose one queue place is taken, so Linux drops the SYNs of
+    every later attempt."""
+    listeners: List[socket.socket] = []
+    fillers: List[socket.socket] = []
+    try:
+        for _ in range(2):
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            listeners.append(listener)
+            fillers.append(socket.create_connection(listener.getsockname(), timeout=TIMEOUT))
+        with socket.socket() as probe, pytest.raises(socket.timeout):
+            probe.settimeout(0.2)
+            probe.connect(listeners[0].getsockname())
+        yield [listener.getsockname() for listener in listeners]
+    finally:
+        for sock in fillers + listeners:
+            sock.close()
+
+
+def test_the_timeout_bounds_connecting_to_every_address(monkeypatch: pytest.MonkeyPatch, blackholes: List[Any]) -> None:
+    """Each address got the whole timeout: N blackholed addresses took N timeouts."""
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> List[Any]:
+        assert host == "control-plane.test"
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address) for address in blackholes]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client = ControlPlaneClient("http://control-plane.test:8080", actor="a", timeout=TIMEOUT)
+    started = time.monotonic()
+    with pytest.raises(ControlPlaneTimeout):
+        client.decide(action="fake.write")
+    assert time.monotonic() - started < TIMEOUT * 1.2
+
+
+def test_the_timeout_bounds_the_name_lookup(monkeypatch: pytest.MonkeyPatch, blackholes: List[Any]) -> None:
+    """The lookup was outside the timeout: a resolver that hangs held the decision as long."""
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> List[Any]:
+        time.sleep(TIMEOUT * 3)
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address) for address in blackholes]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client = ControlPlaneClient("http://control-plane.test:8080", actor="a", timeout=TIMEOUT)
+    ran: List[int] = []
+    started = time.monotonic()
+    result = client.guarded_call(action="fake.write", fn=lambda: ran.append(1))
+    assert time.monotonic() - started < TIMEOUT * 1.2
+    assert ran == [] and result.execution_skipped and result.error
+    assert result.error.endswith(f"control plane did not answer within {TIMEOUT}s"), result.error
+
+
 def test_deny_is_a_decision_not_an_error(fake: FakeControlPlane) -> None:
     fake.behaviour = lambda request: Reply(403, decision_body(fake.key, request, "deny"))
     client = client_for(fake, pinned=True)

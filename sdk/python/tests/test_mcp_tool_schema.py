@@ -238,3 +238,18 @@ def test_a_tool_list_that_cannot_be_read_refuses_the_call(client: RecordingClien
     }
     assert server.forwarded == [] and client.asked == []
     assert 1 <= len(server.listed) <= MAX_TOOL_LIST_PAGES
+
+
+@pytest.mark.parametrize("path", ["", ["/etc/shadow"], 5, None])
+def test_a_declared_candidate_that_is_not_a_name_decides_on_nothing(path: Any) -> None:
+    """The tool acts on `path`: a later declared candidate (`name`) must not be decided on."""
+    recorder = RecordingClient("http://127.0.0.1:9", actor=ACTOR, timeout=1)
+    server = FakeMCPServer([tool("t", ["path", "name"])])
+    gateway = MCPZeroTrustGateway(server, control_plane=recorder, actor=ACTOR, server_name="docs")
+    gateway.handle_message(call("t", {"path": path, "name": "notes"}))
+    gateway.handle_message(call("t", {"name": "notes"}, 2))  # no `path`: `name` decides
+    assert [(action, resource) for action, resource, _ in recorder.asked] == [
+        ("mcp.docs.t", ""),
+        ("mcp.docs.t", "notes"),
+    ]
+    assert server.forwarded == []  # the control plane is down: nothing runs

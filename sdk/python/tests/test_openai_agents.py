@@ -237,3 +237,45 @@ async def test_an_argument_the_tool_does_not_declare_is_refused_without_asking(z
         ("openai.agents.tool.read_file", "notes.txt"),
         ("openai.agents.tool.search", "docs"),
     ]
+
+
+@pytest.mark.parametrize("path", ["", ["/etc/shadow"], 5, None])
+def test_a_declared_candidate_that_is_not_a_name_decides_on_nothing(path: Any) -> None:
+    """The tool acts on `path`: a later declared candidate (`name`) must not be decided on,
+    whether the tool's schema is known (in `agent.tools`) or not."""
+    recorder = RecordingClient("http://127.0.0.1:9", actor=AGENT, timeout=1)
+    plugin = AgentsSDKGuardrailPlugin(control_plane=recorder)
+
+    async def run(context: Any, arguments: str) -> str:
+        return "ran"
+
+    t = FunctionTool(
+        name="t",
+        description="Acts on `path`.",
+        params_json_schema={"type": "object", "properties": {"path": {}, "name": {"type": "string"}}},
+        on_invoke_tool=run,
+        strict_json_schema=False,
+    )
+
+    class Ctx:
+        tool_name = "t"
+        tool_namespace = None
+        tool_arguments = json.dumps({"path": path, "name": "notes"})
+
+    class Data:
+        context = Ctx()
+        agent = Agent(name=AGENT, tools=[t])
+
+    class Unlisted(Data):
+        agent = Agent(name=AGENT, tools=[])
+
+    for data in (Data(), Unlisted()):
+        decision = plugin.decide_for(data)
+        assert decision.decision == "deny" and decision.resource == ""
+    Ctx.tool_arguments = json.dumps({"name": "notes"})  # no `path`: `name` decides
+    plugin.decide_for(Data())
+    assert [(action, resource) for action, resource, _ in recorder.asked] == [
+        ("openai.agents.tool.t", ""),
+        ("openai.agents.tool.t", ""),
+        ("openai.agents.tool.t", "notes"),
+    ]

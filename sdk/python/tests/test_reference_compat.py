@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
+from fake_control_plane import SigningKey, decision_body
 from fake_mcp import FakeMCPServer, tool
 from zt_server import ZtServer
 
@@ -162,3 +163,81 @@ def test_foreign_control_plane_failures_fail_closed() -> None:
     gateway = MCPZeroTrustGateway(server, control_plane=Raising(), server_name="s")
     answer = gateway.handle_message({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t"}})
     assert server.forwarded == [] and answer is not None and answer["result"]["isError"] is True
+
+
+class Answering:
+    """A reference-style control plane whose decide returns `answer(actor, action, resource)`."""
+
+    def __init__(self, answer: Callable[[str, str, str], Any]) -> None:
+        self.answer = answer
+
+    def decide(self, actor: str, action: str, resource: str = "") -> Any:
+        return self.answer(actor, action, resource)
+
+
+def well_formed(verdict: str, actor: str, action: str, resource: str) -> Dict[str, Any]:
+    """A complete answer with evidence and a hash that recomputes, as `zt` gives one."""
+    return decision_body(SigningKey(), {"actor": actor, "action": action, "resource": resource}, verdict)
+
+
+MOCK_ALLOW = {"ok": True, "decision": "allow", "reason": "x"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        # The reference mock's answer: no actor, action, resource, audit or evidence.
+        (lambda actor, action, resource: dict(MOCK_ALLOW), "`actor` is missing or not a string"),
+        (
+            lambda actor, action, resource: {**MOCK_ALLOW, "actor": actor, "action": action, "resource": resource},
+            "`audit` is missing or not an object",
+        ),
+        # Genuine in form, but for another action, resource or actor.
+        (
+            lambda actor, action, resource: well_formed("allow", actor, "mcp.s.other", resource),
+            "the answer decides another action than the one asked",
+        ),
+        (
+            lambda actor, action, resource: well_formed("allow", actor, action, "/etc/shadow"),
+            "the answer decides another resource than the one asked",
+        ),
+        (
+            lambda actor, action, resource: well_formed("allow", "someone-else", action, resource),
+            "the answer decides another actor than the one asked",
+        ),
+        # Relabelled after hashing: the hash no longer recomputes.
+        (
+            lambda actor, action, resource: {**well_formed("allow", actor, "mcp.s.other", resource), "action": action},
+            "`audit.current_hash` does not match the answer's fields",
+        ),
+        (lambda actor, action, resource: ["allow"], "the answer is not a decision object"),
+        (lambda actor, action, resource: {**MOCK_ALLOW, "reason": float("nan")}, "the answer is not JSON"),
+    ],
+    ids=["mock", "mock-named", "other-action", "other-resource", "other-actor", "relabelled", "list", "nan"],
+)
+def test_a_foreign_answer_that_fails_the_clients_checks_is_a_local_deny(answer: Any, why: str) -> None:
+    from zt_infra import MCPZeroTrustGateway
+
+    server = FakeMCPServer([tool("t", ["path"])])
+    gateway = MCPZeroTrustGateway(server, control_plane=Answering(answer), actor=ACTOR, server_name="s")
+    result = gateway.handle_message(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"path": "notes"}}}
+    )
+    assert server.forwarded == [] and result is not None and result["result"]["isError"] is True
+    decision = result["result"]["structuredContent"]
+    assert decision["decision"] == "deny" and decision["audit"] is None
+    assert decision["error"].startswith(f"no decision from the control plane, not run: {why}"), decision
+
+
+@pytest.mark.parametrize("verdict", ["allow", "deny"])
+def test_a_foreign_answer_that_passes_the_checks_is_used(verdict: str) -> None:
+    from zt_infra import MCPZeroTrustGateway
+
+    server = FakeMCPServer([tool("t", ["path"])])
+    control_plane = Answering(lambda actor, action, resource: well_formed(verdict, actor, action, resource))
+    gateway = MCPZeroTrustGateway(server, control_plane=control_plane, actor=ACTOR, server_name="s")
+    result = gateway.handle_message(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"path": "n"}}}
+    )
+    assert [m["id"] for m in server.forwarded] == ([1] if verdict == "allow" else [])
+    assert result is not None and ("isError" in result["result"]) is (verdict == "deny")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from zt_infra import extract_resource
+from zt_infra import default_agents_action_mapper, default_mcp_action_mapper, extract_resource
 from zt_infra.tool_schema import UNKNOWN_SCHEMA, ToolSchema
 
 WRITE_FILE = {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}}
@@ -60,3 +60,9 @@ def test_a_declared_candidate_that_is_not_a_name_decides_on_nothing() -> None:
     assert extract_resource(arguments, {"path", "name"}) == ""
     assert extract_resource({"resource": 5, "name": "n"}, {"resource", "name"}) == ""
     assert extract_resource(arguments) == "notes"  # no schema: as before
+    # Every adapter's path to the resource reads it so: the schema's, and the default mappers'
+    # (which get the declared arguments only).
+    schema = ToolSchema.from_json_schema({"properties": {"path": {}, "name": {}}})
+    assert schema.resource(arguments) == ""
+    assert default_mcp_action_mapper("s", "t", schema.declared_arguments(arguments)) == ("mcp.s.t", "")
+    assert default_agents_action_mapper("t", schema.declared_arguments(arguments), None) == ("openai.agents.tool.t", "")

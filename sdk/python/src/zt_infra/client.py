@@ -12,14 +12,21 @@ from urllib.parse import urlsplit
 
 from . import strict_json
 from . import transport as _transport
-from .decision import Decision, GuardedResult, check_answers_request, local_deny, parse_answer
+from .decision import (
+    Decision,
+    GuardedResult,
+    check_answers_request,
+    check_foreign_answer,
+    local_deny,
+    parse_answer,
+)
 from .errors import ControlPlaneError, ControlPlaneStatusError, InvalidRequest, MalformedDecision
 from .issued import ISSUED
 from .verify import PinnedKeys
 
 #: Used when neither `base_url` nor `ZT_CONTROL_PLANE_URL` is given.
 DEFAULT_URL = "http://127.0.0.1:3000"
-#: Seconds for one whole exchange (connect, send, read the answer).
+#: Seconds for one whole exchange (look the name up, connect, send, read the answer).
 DEFAULT_TIMEOUT = 5.0
 
 T = TypeVar("T")
@@ -195,7 +202,10 @@ def decide_fail_closed(
     control_plane: Any, actor: Optional[str], action: str, resource: str, context: Optional[Mapping[str, Any]] = None
 ) -> Decision:
     """A decision from our client (every failure a local deny) or from any reference-style
-    client with `decide(actor, action, resource=...)` (any exception a local deny)."""
+    client with `decide(actor, action, resource=...)`: any exception it raises, and any answer
+    that fails the checks our client makes (`check_foreign_answer`: shape, audit, evidence,
+    recomputed hash; `check_answers_request`: the action and resource asked and, for an allow,
+    the actor), is a local deny. It is sent no context, so its answer must decide none."""
     sync = getattr(control_plane, "sync", None)
     if isinstance(sync, ControlPlaneClient):
         control_plane = sync
@@ -205,9 +215,12 @@ def decide_fail_closed(
         answer = control_plane.decide(actor, action, resource=resource)
     except Exception as error:  # a foreign client's failure, whatever it is: fail closed
         return local_deny(actor, action, resource, f"no decision from the control plane, not run: {error}")
-    if not isinstance(answer, Mapping):
-        return local_deny(actor, action, resource, "no decision from the control plane, not run: not a decision object")
-    return Decision(answer)
+    try:
+        decision = check_foreign_answer(answer)
+        check_answers_request(decision, actor=actor, action=action, resource=resource, context=None)
+    except ControlPlaneError as error:
+        return local_deny(actor, action, resource, fail_closed_reason(error))
+    return decision
 
 
 def fail_closed_reason(error: ControlPlaneError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import unicodedata
 from typing import Any, Dict, Mapping, Optional
@@ -116,7 +117,25 @@ def parse_answer(status: int, body: bytes, *, request_id: Optional[str]) -> Deci
     """
     if status not in (200, 403):
         raise ControlPlaneStatusError(status, _excerpt(body))
-    data = _loads(body)
+    return _check_answer(_loads(body), status=status, request_id=request_id)
+
+
+def check_foreign_answer(answer: Any) -> Decision:
+    """Checks what a reference-style control-plane object's `decide` returned (a mapping, no
+    HTTP status) as `parse_answer` checks a body: the same JSON, types, `audit`, `evidence` and
+    recomputed `current_hash`, so a reference mock's `{"ok": true, "decision": "allow"}` (no
+    evidence) is refused. It was sent no request id, so none is compared."""
+    if not isinstance(answer, Mapping):
+        raise MalformedDecision("the answer is not a decision object")
+    try:
+        body = json.dumps(dict(answer), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as error:
+        raise MalformedDecision(f"the answer is not JSON: {error}") from error
+    return _check_answer(_loads(body), status=None, request_id=None)
+
+
+def _check_answer(data: Any, *, status: Optional[int], request_id: Optional[str]) -> Decision:
+    """`parse_answer`'s checks of the decoded answer; `status` None: there was no HTTP status."""
     if not isinstance(data, dict):
         raise MalformedDecision("the answer is not a JSON object")
     ok = data.get("ok")
@@ -128,8 +147,9 @@ def parse_answer(status: int, body: bytes, *, request_id: Optional[str]) -> Deci
     verdict = data["decision"]
     if verdict not in ("allow", "deny"):
         raise MalformedDecision(f"`decision` is `{verdict}`, not allow or deny")
-    if ok != (verdict == "allow") or (status == 200) != (verdict == "allow"):
-        raise MalformedDecision(f"status {status}, ok {ok} and decision `{verdict}` disagree")
+    if ok != (verdict == "allow") or (status is not None and (status == 200) != (verdict == "allow")):
+        said = f"status {status}, ok {ok}" if status is not None else f"ok {ok}"
+        raise MalformedDecision(f"{said} and decision `{verdict}` disagree")
     if not data["reason"].strip():
         raise MalformedDecision("`reason` is empty")
     audit = _check_audit(data.get("audit"))

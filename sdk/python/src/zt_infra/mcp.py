@@ -20,7 +20,7 @@ from .jsonrpc import INTERNAL_ERROR as INTERNAL_ERROR
 from .jsonrpc import INVALID_PARAMS as INVALID_PARAMS
 from .jsonrpc import error_response
 from .mcp_tools import ServerTools, ToolListError
-from .naming import extract_resource, safe_segment
+from .naming import declared_resource, safe_segment
 
 DownstreamTransport = Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]
 MCPActionMapper = Callable[[str, str, Dict[str, Any]], Tuple[str, str]]
@@ -31,9 +31,10 @@ class MCPGatewayError(RuntimeError):
 
 
 def default_mcp_action_mapper(server_name: str, tool_name: str, arguments: Dict[str, Any]) -> Tuple[str, str]:
-    """`mcp.<server>.<tool>`, and the resource from `arguments` (the gateway passes the
-    declared ones only)."""
-    return f"mcp.{safe_segment(server_name)}.{safe_segment(tool_name)}", extract_resource(arguments)
+    """`mcp.<server>.<tool>`, and the resource from `arguments`, read as the tool's declared
+    arguments (the gateway passes those only; `declared_resource`): a candidate that is not a
+    name decides on `""`, as the Rust gateway reads it."""
+    return f"mcp.{safe_segment(server_name)}.{safe_segment(tool_name)}", declared_resource(arguments)
 
 
 @dataclass

@@ -48,6 +48,14 @@ def extract_resource(arguments: Mapping[str, Any], declared: Optional[Collection
     return ""
 
 
+def declared_resource(declared_arguments: Mapping[str, Any]) -> str:
+    """The resource among arguments that are all declared by the tool (what the MCP gateway and
+    the OpenAI Agents guardrail hand an action mapper): `extract_resource` with those names as
+    the declared ones, so a candidate there that is not a name (`"path": ""` or
+    `"path": ["/etc/shadow"]` beside `"name": "notes"`) decides on `""`, never on a later one."""
+    return extract_resource(declared_arguments, declared_arguments.keys())
+
+
 def snake_case(method: str) -> str:
     """`SendMessage` -> `send_message` (A2A method names in actions)."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", method).lower()

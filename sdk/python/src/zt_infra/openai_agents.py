@@ -2,14 +2,14 @@
 tool runs, and rejects the call with the reason otherwise. Needs `zt-infra[openai-agents]`.
 
 Actions are `openai.agents.tool.<tool>`, or `openai.agents.tool.<namespace>.<tool>` for a
-namespaced tool; the resource comes from the arguments (`extract_resource`).
+namespaced tool; the resource comes from the arguments (`declared_resource`).
 
 A call is held to its `FunctionTool`'s `params_json_schema`, found among the running agent's
 `tools` by name and namespace (`tool_schema`): an argument the tool does not declare is refused
 before any decision (the SDK would drop it silently, after the decision was made on it), unless
 `additionalProperties` allows extras; the action mapper gets the declared arguments only. A
 tool not found there (one the agent gets from an MCP server, say) keeps the old behaviour:
-every argument is read.
+every argument is read (and the default mapper reads them all as declared).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from . import strict_json
 from .client import ControlPlaneClient, decide_fail_closed
 from .decision import Decision, local_deny
-from .naming import extract_resource, safe_segment
+from .naming import declared_resource, safe_segment
 from .tool_schema import UNKNOWN_SCHEMA, ToolSchema
 
 AgentActorResolver = Callable[[Any], str]
@@ -41,10 +41,12 @@ def _get(value: Any, path: str) -> Any:
 
 
 def default_agents_action_mapper(tool_name: str, arguments: Dict[str, Any], data: Any) -> Tuple[str, str]:
-    """`openai.agents.tool[.<namespace>].<tool>` and a resource from the arguments."""
+    """`openai.agents.tool[.<namespace>].<tool>` and a resource from `arguments`, read as the
+    tool's declared arguments (the guardrail passes those only; `declared_resource`): a
+    candidate that is not a name decides on `""`."""
     namespace = _get(data, "context.tool_namespace") or ""
     prefix = f"openai.agents.tool.{safe_segment(namespace)}" if namespace else "openai.agents.tool"
-    return f"{prefix}.{safe_segment(tool_name)}", extract_resource(arguments)
+    return f"{prefix}.{safe_segment(tool_name)}", declared_resource(arguments)
 
 
 def default_actor_resolver(data: Any) -> str:

@@ -8,7 +8,8 @@ A model (a prompt-injected one included) can add an argument the tool does not t
 2. a call carrying an undeclared argument is refused before any decision, unless the schema's
    `additionalProperties` is `true` or an object: then extras are allowed (the decision's
    context still carries them) but never choose the resource;
-3. the resource is read from the declared arguments only (`naming.extract_resource`).
+3. the resource is read from the declared arguments only (`naming.declared_resource`): the
+   first candidate among them decides, and one that is not a name decides on `""`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Mapping, Optional
 
-from .naming import declared_only, extract_resource
+from .naming import declared_only, declared_resource, extract_resource
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,12 @@ class ToolSchema:
         return declared_only(arguments, self.declared)
 
     def resource(self, arguments: Mapping[str, Any]) -> str:
-        """The decision's resource, from the declared arguments only."""
-        return extract_resource(arguments, self.declared)
+        """The decision's resource, from the declared arguments only (`declared_resource`, as
+        the default action mappers of the MCP gateway and the OpenAI Agents guardrail read
+        them); a schema not known reads every argument as before (`extract_resource`)."""
+        if self.declared is None:
+            return extract_resource(arguments)
+        return declared_resource(self.declared_arguments(arguments))
 
 
 #: The schema of a tool the adapter cannot see: nothing refused, every argument read.

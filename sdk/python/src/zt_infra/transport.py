@@ -1,7 +1,9 @@
 """One HTTP exchange with a whole-exchange deadline and a bounded body, over the standard library.
 
 `urllib`'s timeout bounds each socket operation, not the exchange: a server that drips one byte
-a second would never time out. Here every read gets only the time left until the deadline.
+a second would never time out, and a name with N unreachable addresses takes N timeouts after
+the lookup. Here the lookup, each connection attempt and every read get only the time left
+until the deadline.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import email.message
 import http.client
 import io
+import ipaddress
 import socket
 import ssl
 import threading
@@ -16,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .errors import ControlPlaneTimeout, ControlPlaneUnreachable, InvalidRequest, MalformedDecision
@@ -65,6 +68,9 @@ def exchange(
         )
     else:
         conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    # http.client's hook for opening the socket (`socket.create_connection` by default, which
+    # gives each address the whole timeout and cannot bound the lookup).
+    conn._create_connection = lambda address, *_: _connect(address, deadline)  # type: ignore[attr-defined]
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
@@ -192,11 +198,68 @@ class _BufferedAnswer:
 
 
 def _set_remaining(conn: http.client.HTTPConnection, deadline: float) -> None:
+    remaining = _remaining(deadline)
+    if conn.sock is not None:
+        conn.sock.settimeout(remaining)
+
+
+def _remaining(deadline: float) -> float:
+    """Seconds left before `deadline`; `socket.timeout` once it has passed."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise socket.timeout("deadline passed")
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
+    return remaining
+
+
+def _connect(address: Tuple[str, int], deadline: float) -> socket.socket:
+    """A connected socket to `address` before `deadline`: the lookup, then each of its
+    addresses in turn with the time left (not a whole timeout each)."""
+    host, port = address
+    last: Optional[OSError] = None
+    for family, kind, proto, _, sockaddr in _resolve(host, port, deadline):
+        remaining = _remaining(deadline)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(remaining)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as error:
+            sock.close()
+            last = error
+    _remaining(deadline)
+    raise last if last is not None else OSError(f"no address for `{host}`")
+
+
+_AddressInfo = List[Tuple[Any, Any, int, str, Any]]
+
+
+def _resolve(host: str, port: int, deadline: float) -> _AddressInfo:
+    """`getaddrinfo` within the time left. A literal address needs no lookup; a name is looked
+    up in a daemon thread, since a lookup cannot be interrupted: one still running at the
+    deadline is a timeout, and the thread is left to finish on its own, its answer unread."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    found: _AddressInfo = []
+    failed: List[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as error:  # handed to the caller's thread
+            failed.append(error)
+
+    thread = threading.Thread(target=lookup, name="zt-infra-getaddrinfo", daemon=True)
+    thread.start()
+    thread.join(_remaining(deadline))
+    if thread.is_alive():
+        raise socket.timeout(f"the lookup of `{host}` did not finish before the deadline")
+    if failed:
+        raise failed[0]
+    return found
 
 
 def _describe(error: BaseException) -> str:

@@ -147,6 +147,17 @@ pub(crate) fn oversized(max: usize) -> Vec<u8> {
     encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
 }
 
+/// The answer to a stdio line holding a `\r` before its end (never relayed: a server reading
+/// with universal newlines would see more lines in it than the gateway decided on).
+pub(crate) fn stray_carriage_return() -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::PARSE_ERROR,
+        r"message holds a carriage return before its end: a line ends in `\n` or `\r\n` and holds no other raw `\r`".to_string(),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
 /// A JSON-RPC error (no id) for a failure of the gateway's own transport, e.g. an unreachable
 /// upstream.
 pub(crate) fn upstream_failure(message: &str) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! The Streamable HTTP gateway: the same relay over HTTP. A `POST` to the MCP endpoint is read
 //! (bounded) and sorted like a stdio line; a denied or refused message is answered here, all
-//! else (the allowed `POST`s, the `GET` event stream, the session's `DELETE`) is forwarded to
+//! else (the allowed `POST`s, and without a body the `GET` event stream, the session's `DELETE`
+//! and a CORS preflight; any other method is refused) is forwarded to
 //! the upstream server with its headers (`Mcp-Session-Id` included) and its answer, JSON or an
 //! SSE stream, is streamed back untouched, read on its way for the notice that the session's
 //! tools changed ([`crate::change_watch`]).
@@ -23,7 +24,9 @@ use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::change_watch::WatchedBody;
 use crate::gate::{Gate, Verdict};
-use crate::intercept::{answer, classify, oversized, refusal, upstream_failure, Inbound};
+use crate::intercept::{
+    answer, classify, invalid_request, no_message, oversized, refusal, upstream_failure, Inbound,
+};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::upstream_tools::{SessionLists, SessionTools, UpstreamLister};
 use crate::GatewayError;
@@ -167,6 +170,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         return json(StatusCode::FORBIDDEN, refused);
     }
     let body = if parts.method == Method::POST {
+        // The one method that carries messages, so the one whose body is read and decided.
         // Decided on as UTF-8 JSON, so relayed only as that (see `is_utf8_json`).
         if !zt_listener::is_utf8_json(&parts.headers) {
             let refused = upstream_failure(zt_listener::NOT_UTF8_JSON);
@@ -217,14 +221,52 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             Inbound::Refuse(Some(error)) => return json(StatusCode::BAD_REQUEST, error),
             // A notification that is not relayed: accepted, as the transport answers any.
             Inbound::Refuse(None) => return empty(StatusCode::ACCEPTED),
+            // The transport's `POST` carries one message; none is not a notification.
+            Inbound::Blank => return json(StatusCode::BAD_REQUEST, no_message()),
         }
         // Decided: the parsed message is gone; the relay holds only the body's bytes.
         drop(permit);
         Body::from(bytes)
+    } else if BODILESS.contains(&parts.method) {
+        // Relayed unread, so only without a body: a server may read a body under any method
+        // (`PUT`, a lowercase `post`, which hyper takes as a method of its own) as a message.
+        if carries_body(&parts.headers) {
+            let refused = invalid_request(&format!(
+                "a `{}` carries no body here: messages go in a `POST`",
+                parts.method
+            ));
+            return json(StatusCode::BAD_REQUEST, refused);
+        }
+        Body::empty()
     } else {
-        body
+        let refused = invalid_request(&format!(
+            "method `{}` is not allowed: the MCP endpoint takes {ALLOWED_METHODS}",
+            parts.method
+        ));
+        let mut response = json(StatusCode::METHOD_NOT_ALLOWED, refused);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        return response;
     };
     forward(&relay, parts, body).await
+}
+
+/// The methods relayed without a body: Streamable HTTP's event stream (`GET`) and end of a
+/// session (`DELETE`), and a browser's CORS preflight (`OPTIONS`) for the pages
+/// `--allow-origin` admits, which the upstream answers.
+const BODILESS: [Method; 3] = [Method::GET, Method::DELETE, Method::OPTIONS];
+/// The `Allow` header of a 405: `POST` and [`BODILESS`].
+const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// Whether a request's headers announce a body: any `Transfer-Encoding`, or a
+/// `Content-Length` other than 0.
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| !length.to_str().is_ok_and(|length| length.trim() == "0"))
 }
 
 /// Where a request to `uri` goes upstream: the same path and query at the upstream's origin.
@@ -352,6 +394,8 @@ mod tests {
         properties: Arc<std::sync::Mutex<Value>>,
         changed: broadcast::Sender<()>,
         listed: Arc<AtomicUsize>,
+        /// Every request received.
+        requests: Arc<AtomicUsize>,
     }
 
     impl Upstream {
@@ -362,19 +406,25 @@ mod tests {
                 properties: Arc::new(std::sync::Mutex::new(properties)),
                 changed: broadcast::channel(4).0,
                 listed: Arc::default(),
+                requests: Arc::default(),
             };
-            let (properties, changed, listed) = (
+            let (properties, changed, listed, requests) = (
                 upstream.properties.clone(),
                 upstream.changed.clone(),
                 upstream.listed.clone(),
+                upstream.requests.clone(),
             );
             tokio::spawn(async move {
                 loop {
                     let (socket, _) = listener.accept().await.unwrap();
-                    let (properties, changed, listed) =
-                        (properties.clone(), changed.clone(), listed.clone());
+                    let (properties, changed, listed, requests) = (
+                        properties.clone(),
+                        changed.clone(),
+                        listed.clone(),
+                        requests.clone(),
+                    );
                     tokio::spawn(async move {
-                        Self::answer(socket, &properties, &changed, &listed).await;
+                        Self::answer(socket, &properties, &changed, &listed, &requests).await;
                     });
                 }
             });
@@ -386,8 +436,15 @@ mod tests {
             properties: &std::sync::Mutex<Value>,
             changed: &broadcast::Sender<()>,
             listed: &AtomicUsize,
+            requests: &AtomicUsize,
         ) {
             let (head, body) = read_request(&mut socket).await;
+            requests.fetch_add(1, Ordering::SeqCst);
+            if head.starts_with("delete") {
+                let ended = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                socket.write_all(ended.as_bytes()).await.unwrap();
+                return;
+            }
             if head.starts_with("get") {
                 let mut changes = changed.subscribe();
                 let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
@@ -424,6 +481,92 @@ mod tests {
             );
             socket.write_all(response.as_bytes()).await.unwrap();
         }
+    }
+
+    /// A gateway in front of `upstream`, deciding with a control plane that is down (port 9):
+    /// a call its tool's list covers is denied, undecided. Returns its port.
+    async fn gateway(upstream: &Upstream) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let plane =
+            zt_client::ControlPlane::with_timeout("http://127.0.0.1:9", Duration::from_secs(1))
+                .unwrap();
+        let gate = Gate::new(plane, "agent", "srv");
+        let endpoint = format!("http://127.0.0.1:{}/mcp", upstream.port);
+        tokio::spawn(
+            async move { serve_http(gate, listener, &endpoint, HttpOptions::default()).await },
+        );
+        port
+    }
+
+    /// Sends `request` (raw HTTP/1.1, `connection: close`) to the gateway; returns the status,
+    /// the head (lowercase) and the body of its answer.
+    async fn exchange(port: u16, request: &str) -> (u16, String, String) {
+        let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        socket.read_to_end(&mut raw).await.unwrap();
+        // Lossy: a compressed body must fail the test's assertions, not this.
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head[9..12].parse().unwrap();
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    /// A request of `method` with `body`, as a client in session `s1` sends it.
+    fn request(method: &str, body: &str) -> String {
+        format!(
+            "{method} /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\nmcp-session-id: s1\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn only_a_post_carries_a_message_and_other_methods_never_reach_the_upstream() {
+        let upstream = Upstream::start(json!({"a": {}})).await;
+        let port = gateway(&upstream).await;
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "arguments": {"a": 1}}})
+        .to_string();
+        // A server whose framework reads `post` as `POST` (ASP.NET's `IsPost` does), or reads a
+        // body under any method, would run the call undecided.
+        for method in ["post", "PUT", "PATCH", "Post"] {
+            let (status, head, body) = exchange(port, &request(method, &call)).await;
+            assert_eq!(status, 405, "{method}: {head}{body}");
+            assert!(head.contains("allow: get, post, delete, options"), "{head}");
+            let error: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            assert_eq!(error["error"]["code"], -32600, "{body}");
+        }
+        // (The answer to a `HEAD` has no body.)
+        let (status, _, _) = exchange(port, &request("HEAD", &call)).await;
+        assert_eq!(status, 405);
+        // `GET`, `DELETE` and `OPTIONS` are relayed only without a body.
+        for method in ["GET", "DELETE", "OPTIONS"] {
+            let (status, _, body) = exchange(port, &request(method, &call)).await;
+            assert_eq!(status, 400, "{method}: {body}");
+            let chunked = format!(
+                "{method} /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ntransfer-encoding: chunked\r\n\
+                 connection: close\r\n\r\n{:x}\r\n{call}\r\n0\r\n\r\n",
+                call.len()
+            );
+            let (status, _, body) = exchange(port, &chunked).await;
+            assert_eq!(status, 400, "{method} chunked: {body}");
+        }
+        // An empty body is no message (nor a notification to accept).
+        for blank in ["", " \r\n"] {
+            let (status, _, body) = exchange(port, &request("POST", blank)).await;
+            assert_eq!(status, 400, "{blank:?}: {body}");
+            let error: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(error["error"]["code"], -32700, "{body}");
+        }
+        assert_eq!(upstream.requests.load(Ordering::SeqCst), 0);
+        // Without a body, the session's end goes upstream as before.
+        let (status, _, body) = exchange(port, &request("DELETE", "")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(upstream.requests.load(Ordering::SeqCst), 1);
     }
 
     /// The gateway's JSON answer to one `POST` of `message` in `session`.

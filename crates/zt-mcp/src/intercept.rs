@@ -36,12 +36,15 @@ pub(crate) enum Inbound {
     },
     /// Never relayed; the client gets this JSON-RPC message, if any.
     Refuse(Option<Vec<u8>>),
+    /// Nothing but whitespace: no message at all (a blank stdio line is dropped, an HTTP body
+    /// refused).
+    Blank,
 }
 
 /// Sorts one message (one line, without its line ending).
 pub(crate) fn classify(message: &[u8]) -> Inbound {
     if message.iter().all(u8::is_ascii_whitespace) {
-        return Inbound::Refuse(None);
+        return Inbound::Blank;
     }
     // Strict: a duplicate key could make the gateway decide on one copy and the server act
     // on the other.
@@ -135,6 +138,23 @@ fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) ->
     Inbound::Refuse(Some(encode(&JsonRpcMessage::<Value, Value, Value>::error(
         error, id,
     ))))
+}
+
+/// A JSON-RPC error (no id) for a request the gateway refuses before reading any message
+/// from it (a method or framing of HTTP that carries none it would decide on).
+pub(crate) fn invalid_request(message: &str) -> Vec<u8> {
+    let error = ErrorData::new(ErrorCode::INVALID_REQUEST, message.to_string(), None);
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
+/// The answer to an HTTP body holding no message (empty, or whitespace only).
+pub(crate) fn no_message() -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::PARSE_ERROR,
+        "the body holds no JSON-RPC message".to_string(),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
 }
 
 /// The answer to a message longer than `max` bytes (read past, never relayed).
@@ -356,15 +376,15 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_call_notification_and_blank_lines_are_dropped() {
-        let dropped = [
-            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
-            "",
-            " \r",
-        ];
-        for message in dropped {
+    fn a_tool_call_notification_is_dropped_and_blank_lines_are_no_message() {
+        let notification = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#;
+        assert!(matches!(
+            classify(notification.as_bytes()),
+            Inbound::Refuse(None)
+        ));
+        for message in ["", " \r", "\t \n"] {
             assert!(
-                matches!(classify(message.as_bytes()), Inbound::Refuse(None)),
+                matches!(classify(message.as_bytes()), Inbound::Blank),
                 "{message:?}"
             );
         }

@@ -468,7 +468,7 @@ async fn read_client<I: AsyncRead + Unpin>(
                     }
                 },
                 Inbound::Refuse(Some(line)) => Pending::Answer(line),
-                Inbound::Refuse(None) => continue,
+                Inbound::Refuse(None) | Inbound::Blank => continue,
             },
         };
         if pending.send((next, permit)).await.is_err() {

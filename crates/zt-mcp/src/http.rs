@@ -201,13 +201,15 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             Inbound::ToolCall { id, call } => {
                 let mut headers = parts.headers.clone();
                 for_the_upstream(&mut headers);
+                let endpoint = upstream_target(&relay, &parts.uri);
+                // Kept for what the list is read with, so it covers only calls made so.
+                let tools = relay.tools.of(&endpoint, &headers);
                 let lister = UpstreamLister {
                     client: relay.client.clone(),
-                    endpoint: upstream_target(&relay, &parts.uri),
+                    endpoint,
                     headers,
                     lists: SessionLists::new(relay.tools.clone(), &parts.headers),
                 };
-                let tools = relay.tools.of(&parts.headers);
                 match relay.gate.screen(&call, &tools, &lister).await {
                     Verdict::Allow => {}
                     Verdict::Deny(result) => return json(StatusCode::OK, answer(id, *result)),
@@ -396,6 +398,9 @@ mod tests {
         listed: Arc<AtomicUsize>,
         /// Every request received.
         requests: Arc<AtomicUsize>,
+        /// Other views: a `tools/list` whose request head (lowercase) holds the first string
+        /// lists the tool with the second's properties instead.
+        views: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
     }
 
     impl Upstream {
@@ -407,37 +412,33 @@ mod tests {
                 changed: broadcast::channel(4).0,
                 listed: Arc::default(),
                 requests: Arc::default(),
+                views: Arc::default(),
             };
-            let (properties, changed, listed, requests) = (
-                upstream.properties.clone(),
-                upstream.changed.clone(),
-                upstream.listed.clone(),
-                upstream.requests.clone(),
-            );
+            let served = Served {
+                properties: upstream.properties.clone(),
+                changed: upstream.changed.clone(),
+                listed: upstream.listed.clone(),
+                requests: upstream.requests.clone(),
+                views: upstream.views.clone(),
+            };
             tokio::spawn(async move {
                 loop {
                     let (socket, _) = listener.accept().await.unwrap();
-                    let (properties, changed, listed, requests) = (
-                        properties.clone(),
-                        changed.clone(),
-                        listed.clone(),
-                        requests.clone(),
-                    );
-                    tokio::spawn(async move {
-                        Self::answer(socket, &properties, &changed, &listed, &requests).await;
-                    });
+                    let served = served.clone();
+                    tokio::spawn(async move { Self::answer(socket, &served).await });
                 }
             });
             upstream
         }
 
-        async fn answer(
-            mut socket: TcpStream,
-            properties: &std::sync::Mutex<Value>,
-            changed: &broadcast::Sender<()>,
-            listed: &AtomicUsize,
-            requests: &AtomicUsize,
-        ) {
+        async fn answer(mut socket: TcpStream, served: &Served) {
+            let Served {
+                properties,
+                changed,
+                listed,
+                requests,
+                views,
+            } = served;
             let (head, body) = read_request(&mut socket).await;
             requests.fetch_add(1, Ordering::SeqCst);
             if head.starts_with("delete") {
@@ -466,7 +467,14 @@ mod tests {
             let message: Value = serde_json::from_slice(&body).unwrap();
             let result = if message["method"] == "tools/list" {
                 listed.fetch_add(1, Ordering::SeqCst);
-                let properties = properties.lock().unwrap().clone();
+                let view = views
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find_map(|(marker, properties)| {
+                        head.contains(marker.as_str()).then(|| properties.clone())
+                    });
+                let properties = view.unwrap_or_else(|| properties.lock().unwrap().clone());
                 json!({"tools": [{"name": "t",
                     "inputSchema": {"type": "object", "properties": properties}}]})
             } else {
@@ -569,13 +577,35 @@ mod tests {
         assert_eq!(upstream.requests.load(Ordering::SeqCst), 1);
     }
 
+    /// What a request handler of [`Upstream`] shares with the test.
+    #[derive(Clone)]
+    struct Served {
+        properties: Arc<std::sync::Mutex<Value>>,
+        changed: broadcast::Sender<()>,
+        listed: Arc<AtomicUsize>,
+        requests: Arc<AtomicUsize>,
+        views: Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+    }
+
     /// The gateway's JSON answer to one `POST` of `message` in `session`.
     async fn post(port: u16, session: &str, message: &Value) -> Value {
+        post_to(port, "/mcp", "", session, message).await
+    }
+
+    /// The gateway's JSON answer to one `POST` of `message` to `target` in `session`, with
+    /// the `extra` header lines.
+    async fn post_to(
+        port: u16,
+        target: &str,
+        extra: &str,
+        session: &str,
+        message: &Value,
+    ) -> Value {
         let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let body = message.to_string();
         let request = format!(
-            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
-             accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
+            "POST {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n{extra}\
              content-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -652,6 +682,39 @@ mod tests {
             "{refused}"
         );
         assert_eq!(upstream.listed.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_list_read_under_one_query_or_header_does_not_cover_a_call_under_another() {
+        // Under `?v=2`, or with `x-toolset: safe`, the server's `t` takes `b` only.
+        let upstream = Upstream::start(json!({"a": {}, "b": {}})).await;
+        upstream.views.lock().unwrap().extend([
+            ("?v=2 ".to_string(), json!({"b": {}})),
+            ("x-toolset: safe".to_string(), json!({"b": {}})),
+        ]);
+        let port = gateway(&upstream).await;
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "arguments": {"a": 1}}});
+        let undeclared =
+            json!({"code": -32602, "message": "argument `a` is not declared by tool `t`"});
+        let covered = post_to(port, "/mcp?v=1", "", "s1", &call).await;
+        let reason = covered["result"]["content"][0]["text"].as_str();
+        assert!(
+            reason.is_some_and(|r| r.starts_with("control plane unavailable")),
+            "{covered}"
+        );
+        let refused = post_to(port, "/mcp?v=2", "", "s1", &call).await;
+        assert_eq!(refused["error"], undeclared, "{refused}");
+        // The same by a header the server reads.
+        let covered = post_to(port, "/mcp?v=1", "x-toolset: all\r\n", "s1", &call).await;
+        assert!(covered["result"].is_object(), "{covered}");
+        let refused = post_to(port, "/mcp?v=1", "x-toolset: safe\r\n", "s1", &call).await;
+        assert_eq!(refused["error"], undeclared, "{refused}");
+        assert_eq!(upstream.listed.load(Ordering::SeqCst), 4);
+        // A list is still kept for calls made as it was read.
+        let again = post_to(port, "/mcp?v=1", "", "s1", &call).await;
+        assert!(again["result"].is_object(), "{again}");
+        assert_eq!(upstream.listed.load(Ordering::SeqCst), 4);
     }
 
     #[test]

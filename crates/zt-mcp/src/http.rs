@@ -291,6 +291,12 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
     parts.version = axum::http::Version::HTTP_11;
     let lists = SessionLists::new(relay.tools.clone(), &parts.headers);
     for_the_upstream(&mut parts.headers);
+    // Answers are read as they pass for the notice that the tools changed: a compressed one
+    // could not be (the client gets it uncompressed; any client must accept that).
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let answering = relay.client.request(Request::from_parts(parts, body));
     match tokio::time::timeout(relay.upstream_timeout, answering).await {
         Ok(Ok(response)) => {
@@ -481,13 +487,27 @@ mod tests {
                 json!({})
             };
             let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": result});
-            let answer = answer.to_string();
+            let (content_type, mut answer) = if message["method"] == "ping" {
+                // An event stream that first says the tools changed.
+                let notice = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+                let stream = format!("data: {notice}\n\ndata: {answer}\n\n");
+                ("text/event-stream", stream.into_bytes())
+            } else {
+                ("application/json", answer.to_string().into_bytes())
+            };
+            // Compressed when the request allows it, as many servers do.
+            let mut coding = "";
+            if head.contains("accept-encoding: gzip") {
+                answer = gzip(&answer);
+                coding = "content-encoding: gzip\r\n";
+            }
             let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 connection: close\r\n\r\n{answer}",
+                "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\n{coding}\
+                 content-length: {}\r\nconnection: close\r\n\r\n",
                 answer.len()
             );
             socket.write_all(response.as_bytes()).await.unwrap();
+            socket.write_all(&answer).await.unwrap();
         }
     }
 
@@ -523,9 +543,14 @@ mod tests {
 
     /// A request of `method` with `body`, as a client in session `s1` sends it.
     fn request(method: &str, body: &str) -> String {
+        request_with(method, "", body)
+    }
+
+    /// A request of `method` with `body` and the `extra` header lines, in session `s1`.
+    fn request_with(method: &str, extra: &str, body: &str) -> String {
         format!(
             "{method} /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-             accept: application/json, text/event-stream\r\nmcp-session-id: s1\r\n\
+             accept: application/json, text/event-stream\r\nmcp-session-id: s1\r\n{extra}\
              content-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
@@ -575,6 +600,62 @@ mod tests {
         let (status, _, body) = exchange(port, &request("DELETE", "")).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(upstream.requests.load(Ordering::SeqCst), 1);
+    }
+
+    /// `data` in gzip: one deflate block of fixed Huffman codes, literals only (RFC 1951,
+    /// 3.2.6; RFC 1952), so that no byte of `data` shows in it as it was.
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        struct Bits {
+            out: Vec<u8>,
+            byte: u8,
+            used: u8,
+        }
+        impl Bits {
+            fn bit(&mut self, bit: u32) {
+                self.byte |= u8::from(bit & 1 == 1) << self.used;
+                self.used += 1;
+                if self.used == 8 {
+                    self.out.push(self.byte);
+                    (self.byte, self.used) = (0, 0);
+                }
+            }
+            /// A Huffman code goes most significant bit first.
+            fn code(&mut self, code: u32, len: u32) {
+                for n in (0..len).rev() {
+                    self.bit(code >> n);
+                }
+            }
+        }
+        let mut bits = Bits {
+            out: vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255],
+            byte: 0,
+            used: 0,
+        };
+        // BFINAL, then BTYPE 01 (fixed codes) least significant bit first.
+        for bit in [1, 1, 0] {
+            bits.bit(bit);
+        }
+        for &byte in data {
+            match u32::from(byte) {
+                literal @ 0..=143 => bits.code(0x30 + literal, 8),
+                literal => bits.code(0x190 + literal - 144, 9),
+            }
+        }
+        bits.code(0, 7);
+        if bits.used > 0 {
+            bits.out.push(bits.byte);
+        }
+        let mut crc = !0u32;
+        for &byte in data {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xedb8_8320 & 0u32.wrapping_sub(crc & 1));
+            }
+        }
+        bits.out.extend_from_slice(&(!crc).to_le_bytes());
+        bits.out
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        bits.out
     }
 
     /// What a request handler of [`Upstream`] shares with the test.
@@ -715,6 +796,52 @@ mod tests {
         let again = post_to(port, "/mcp?v=1", "", "s1", &call).await;
         assert!(again["result"].is_object(), "{again}");
         assert_eq!(upstream.listed.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn the_upstream_is_asked_for_answers_the_gateway_can_read() {
+        // The upstream gzips for a client that accepts it; the gateway decodes nothing.
+        let upstream = Upstream::start(json!({"a": {}, "b": {}})).await;
+        let port = gateway(&upstream).await;
+        let gzip = "accept-encoding: gzip, deflate\r\n";
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "arguments": {"a": 1}}})
+        .to_string();
+        // The gateway's own `tools/list` is readable.
+        let (status, _, body) = exchange(port, &request_with("POST", gzip, &call)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("control plane unavailable"),
+            "the list was not read: {body}"
+        );
+        // `a` is gone, and the answer to a relayed `ping` says so before it answers.
+        *upstream.properties.lock().unwrap() = json!({"b": {}});
+        let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+        let (status, head, body) = exchange(port, &request_with("POST", gzip, ping)).await;
+        assert_eq!(status, 200, "{head}{body}");
+        assert!(!head.contains("content-encoding"), "{head}");
+        assert!(body.contains("notifications/tools/list_changed"), "{body}");
+        let (status, _, body) = exchange(port, &request_with("POST", gzip, &call)).await;
+        assert_eq!(status, 200, "{body}");
+        let refused: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            refused["error"],
+            json!({"code": -32602, "message": "argument `a` is not declared by tool `t`"}),
+            "{refused}"
+        );
+        assert_eq!(upstream.listed.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_test_upstreams_gzip_is_gzip() {
+        // Decompressed by Python's `gzip.decompress` (header, codes, CRC and length checked).
+        assert_eq!(
+            gzip(b"data: x\n\n"),
+            [
+                0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 0x4b, 0x49, 0x2c, 0x49, 0xb4, 0x52, 0xa8,
+                0xe0, 0xe2, 0x02, 0x00, 0x81, 0x7b, 0x33, 0x2b, 9, 0, 0, 0
+            ]
+        );
     }
 
     #[test]

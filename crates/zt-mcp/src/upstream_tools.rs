@@ -74,6 +74,11 @@ impl ListTools for UpstreamLister {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
+        // Not the client's: the gateway reads the answer, and decodes nothing.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let response = self
             .client
             .request(request)
@@ -81,6 +86,11 @@ impl ListTools for UpstreamLister {
             .map_err(|e| format!("the server is unreachable: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("the server answered {}", response.status()));
+        }
+        if let Some(coding) = encoded(response.headers()) {
+            return Err(format!(
+                "the answer is encoded (`{coding}`) though the gateway asked for none"
+            ));
         }
         let is_stream = response
             .headers()
@@ -133,6 +143,22 @@ impl ListTools for UpstreamLister {
             _ => Err("the server's answer is not the answer to the request".into()),
         }
     }
+}
+
+/// The answer's content coding, unless it is none (`identity`): the gateway reads bodies as
+/// they are sent, so it asks every upstream answer to be so (`Accept-Encoding: identity`).
+pub(crate) fn encoded(headers: &HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|coding| !coding.is_empty() && coding != "identity")
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// One message the upstream sent in answer to the gateway's request, as the gateway reads it.

@@ -210,7 +210,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
                     headers,
                     lists: SessionLists::new(relay.tools.clone(), &parts.headers),
                 };
-                match relay.gate.screen(&call, &tools, &lister).await {
+                match relay.gate.screen(*call, &tools, &lister).await {
                     Verdict::Allow => {}
                     Verdict::Deny(result) => return json(StatusCode::OK, answer(id, *result)),
                     // 200, as a server answers a request it read: an SDK client then raises

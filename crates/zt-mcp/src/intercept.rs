@@ -75,7 +75,7 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
             ErrorCode::INVALID_REQUEST,
             "a batch holding `tools/call` is not relayed: send each tool call alone",
         ),
-        Value::Object(ref object) if is_tool_call(&value) => {
+        Value::Object(mut object) if is_tool_call_object(&object) => {
             let Some(id) = object.get("id") else {
                 // A notification named `tools/call`: nobody to answer, nothing relayed.
                 tracing::warn!("dropped a `tools/call` without an id");
@@ -90,18 +90,33 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
             };
             // An object, read strictly: JSON-RPC also allows positional params, which the
             // gateway would read in one field order and the server perhaps in another.
-            let Some(Value::Object(params)) = object.get("params") else {
+            let Some(Value::Object(mut params)) = object.remove("params") else {
                 return refuse(
                     Some(id),
                     ErrorCode::INVALID_PARAMS,
                     "`tools/call` params must be an object",
                 );
             };
-            match zt_contract::strict_json::from_document::<CallToolRequestParams>(params) {
-                Ok(call) => Inbound::ToolCall {
-                    id,
-                    call: Box::new(call),
-                },
+            // Moved out of the tree, not copied: they may be most of a 16 MiB message.
+            let arguments = match params.remove("arguments") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(arguments)) => Some(arguments),
+                Some(_) => {
+                    return refuse(
+                        Some(id),
+                        ErrorCode::INVALID_PARAMS,
+                        "invalid `tools/call` params: `arguments` must be an object",
+                    )
+                }
+            };
+            match zt_contract::strict_json::from_document::<CallToolRequestParams>(&params) {
+                Ok(mut call) => {
+                    call.arguments = arguments;
+                    Inbound::ToolCall {
+                        id,
+                        call: Box::new(call),
+                    }
+                }
                 Err(error) => refuse(
                     Some(id),
                     ErrorCode::INVALID_PARAMS,
@@ -109,7 +124,7 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
                 ),
             }
         }
-        _ => Inbound::Relay(initialization(&value)),
+        value => Inbound::Relay(initialization(&value)),
     }
 }
 
@@ -131,6 +146,10 @@ fn takes_the_gateways_id(value: &Value) -> bool {
 
 fn is_tool_call(value: &Value) -> bool {
     value.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
+}
+
+fn is_tool_call_object(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
 }
 
 fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Inbound {

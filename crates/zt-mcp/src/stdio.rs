@@ -443,7 +443,7 @@ async fn read_client<I: AsyncRead + Unpin>(
                         opening.read(step);
                     }
                     Pending::Relay {
-                        message: message.clone(),
+                        message: std::mem::take(&mut message),
                         initialization,
                     }
                 }
@@ -459,10 +459,10 @@ async fn read_client<I: AsyncRead + Unpin>(
                             lister,
                         } = screening.clone();
                         Pending::Decide {
-                            message: message.clone(),
+                            message: std::mem::take(&mut message),
                             id,
                             verdict: tokio::spawn(async move {
-                                gate.screen(&call, &tools, &lister).await
+                                gate.screen(*call, &tools, &lister).await
                             }),
                         }
                     }

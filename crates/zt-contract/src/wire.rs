@@ -10,6 +10,10 @@ pub const ALGORITHM_MOCK: &str = "MOCK_ECDSA_SHA_256";
 /// `kms_signature.algorithm` that marks no signature (never accepted by the verifier).
 pub const ALGORITHM_NONE: &str = "none";
 
+/// The largest request body the control plane reads, in bytes (a larger one is refused with
+/// 413, unread); a gateway denies a call whose decision request would be larger without asking.
+pub const MAX_REQUEST_BODY_BYTES: usize = 16 * 1024;
+
 /// Error given when `actor` is missing or empty.
 pub const ERROR_ACTOR_REQUIRED: &str = "actor is required";
 /// Error given when `action` is missing or empty.

@@ -13,6 +13,9 @@
 //!
 //! A notice counts when the client's connection reads the frame that carries it: an answer
 //! nobody reads is not read here either.
+//!
+//! The relay asks for answers uncompressed (`Accept-Encoding: identity`); one compressed all
+//! the same is relayed unread, and the session's lists are read again before their next use.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,7 +26,7 @@ use hyper::body::{Frame, SizeHint};
 
 use crate::sse::{Event, EventReader};
 use crate::tools::is_tools_changed_notice;
-use crate::upstream_tools::SessionLists;
+use crate::upstream_tools::{encoded, SessionLists};
 
 /// The most bytes of one event's data (or of a JSON answer) held to be read. A notice is a few
 /// dozen bytes; with thousands of relayed answers open at once, each may hold this much.
@@ -101,6 +104,16 @@ pub(crate) struct WatchedBody<B> {
 impl<B> WatchedBody<B> {
     /// `body`, answering a request of the session of `lists`, with the answer's `headers`.
     pub(crate) fn new(body: B, headers: &HeaderMap, lists: SessionLists) -> Self {
+        if encoded(headers).is_some() {
+            // Encoded though the relay asked for none: its notices cannot be read, so the
+            // session's lists are read again before their next use, as if it held one.
+            lists.tools_changed();
+            return Self {
+                body,
+                reader: None,
+                lists,
+            };
+        }
         let media_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())

@@ -3,7 +3,7 @@
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ErrorCode};
 use serde_json::{json, Map, Value};
 use zt_client::{ClientError, ControlPlane};
-use zt_contract::{Decision, DecisionRequest, DecisionResponse};
+use zt_contract::{Decision, DecisionRequest, DecisionResponse, MAX_REQUEST_BODY_BYTES};
 
 use crate::resource::resource_of;
 use crate::tools::{DeclaredArguments, ListTools, ToolCache, ToolsError};
@@ -32,6 +32,8 @@ enum Refusal {
     Denied(Box<DecisionResponse>),
     /// No decision could be obtained (down, slow, garbage, or the request refused).
     Unavailable(ClientError),
+    /// The decision request would be larger than the control plane reads: not sent.
+    TooLarge,
 }
 
 impl Refusal {
@@ -47,6 +49,15 @@ impl Refusal {
             }
             Refusal::Unavailable(error) => {
                 let reason = format!("control plane unavailable: {error}");
+                let zt = json!({"decision": Decision::Deny, "reason": reason});
+                (reason, zt)
+            }
+            // The deny the control plane's 413 would have caused, without sending the body.
+            Refusal::TooLarge => {
+                let reason = format!(
+                    "control plane unavailable: the decision request would be larger than the \
+                     {MAX_REQUEST_BODY_BYTES} bytes the control plane reads: not sent"
+                );
                 let zt = json!({"decision": Decision::Deny, "reason": reason});
                 (reason, zt)
             }
@@ -93,23 +104,29 @@ impl Gate {
     /// or naming a tool the server does not list, is refused undecided.
     pub(crate) async fn screen<L: ListTools>(
         &self,
-        call: &CallToolRequestParams,
+        call: CallToolRequestParams,
         tools: &ToolCache,
         lister: &L,
     ) -> Verdict {
         let arguments = call.arguments.as_ref();
-        let (code, message) = match tools.declared(lister, &call.name, arguments).await {
+        let screened = match tools.declared(lister, &call.name, arguments).await {
             Ok(declared) => match declared.undeclared(arguments) {
-                None => return self.check(call, &declared).await,
-                Some(name) => (
+                None => Ok(declared),
+                Some(name) => Err((
                     ErrorCode::INVALID_PARAMS,
                     format!("argument `{name}` is not declared by tool `{}`", call.name),
-                ),
+                )),
             },
-            Err(error @ ToolsError::NotListed(_)) => (ErrorCode::INVALID_PARAMS, error.to_string()),
-            Err(error @ ToolsError::Unreadable(_)) => {
-                (ErrorCode::INTERNAL_ERROR, error.to_string())
+            Err(error @ ToolsError::NotListed(_)) => {
+                Err((ErrorCode::INVALID_PARAMS, error.to_string()))
             }
+            Err(error @ ToolsError::Unreadable(_)) => {
+                Err((ErrorCode::INTERNAL_ERROR, error.to_string()))
+            }
+        };
+        let (code, message) = match screened {
+            Ok(declared) => return self.check(call, &declared).await,
+            Err(refused) => refused,
         };
         // Not the names: they are the agent's text.
         tracing::info!(
@@ -122,40 +139,47 @@ impl Gate {
 
     /// The decision request for one call: action `mcp.<server>.<tool>`, the resource read from
     /// the arguments the tool declares, and `{"mcp": {"server", "tool", "arguments"}}` as
-    /// context.
+    /// context. The arguments are moved into it, not copied.
     pub fn request_for(
         &self,
-        call: &CallToolRequestParams,
+        call: CallToolRequestParams,
         declared: &DeclaredArguments,
     ) -> DecisionRequest {
-        let arguments = call.arguments.clone().unwrap_or_default();
+        let resource = resource_of(call.arguments.as_ref(), declared);
+        let action = zt_client::names::mcp_action(&self.server, &call.name);
         let mut mcp = Map::new();
         mcp.insert("server".into(), Value::String(self.server.clone()));
-        mcp.insert("tool".into(), Value::String(call.name.to_string()));
+        mcp.insert("tool".into(), Value::String(call.name.into_owned()));
+        let arguments = call.arguments.unwrap_or_default();
         mcp.insert("arguments".into(), Value::Object(arguments));
         let mut context = Map::new();
         context.insert("mcp".into(), Value::Object(mcp));
         DecisionRequest {
             actor: self.actor.clone(),
-            action: zt_client::names::mcp_action(&self.server, &call.name),
-            resource: resource_of(call.arguments.as_ref(), declared),
+            action,
+            resource,
             context: Some(context),
             ..DecisionRequest::default()
         }
     }
 
     /// Decides one call whose tool declares `declared`. Anything but a complete allow is a
-    /// deny.
+    /// deny; so is a call whose decision request the control plane would refuse for its size,
+    /// denied here without sending it.
     pub async fn check(
         &self,
-        call: &CallToolRequestParams,
+        call: CallToolRequestParams,
         declared: &DeclaredArguments,
     ) -> Verdict {
         let request = self.request_for(call, declared);
-        let refusal = match self.control_plane.decide(&request).await {
-            Ok(decision) if decision.decision == Decision::Allow => return Verdict::Allow,
-            Ok(decision) => Refusal::Denied(Box::new(decision)),
-            Err(error) => Refusal::Unavailable(error),
+        let refusal = if !fits_the_control_plane(&request) {
+            Refusal::TooLarge
+        } else {
+            match self.control_plane.decide(&request).await {
+                Ok(decision) if decision.decision == Decision::Allow => return Verdict::Allow,
+                Ok(decision) => Refusal::Denied(Box::new(decision)),
+                Err(error) => Refusal::Unavailable(error),
+            }
         };
         match &refusal {
             // Not the resource: it is an argument's value (a path, a URL with its query), and
@@ -171,9 +195,35 @@ impl Gate {
                 error = %error,
                 "tool call denied: no decision"
             ),
+            Refusal::TooLarge => tracing::warn!(
+                action = %request.action,
+                limit = MAX_REQUEST_BODY_BYTES,
+                "tool call denied: its decision request is larger than the control plane reads"
+            ),
         }
         Verdict::Deny(Box::new(refusal.into_result()))
     }
+}
+
+/// Whether `request` serialised (as the client sends it, less the request id it adds, whose
+/// few bytes a 413 still catches) is at most [`MAX_REQUEST_BODY_BYTES`]. Counted, not written,
+/// and the count stops past the limit: a 16 MiB call costs no copy and little time.
+fn fits_the_control_plane(request: &DecisionRequest) -> bool {
+    /// Bytes still allowed.
+    struct Budget(usize);
+    impl std::io::Write for Budget {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(bytes.len())
+                .ok_or_else(|| std::io::Error::other("over the limit"))?;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Budget(MAX_REQUEST_BODY_BYTES), request).is_ok()
 }
 
 #[cfg(test)]
@@ -197,7 +247,7 @@ mod tests {
             &json!({"properties": {"path": {}, "content": {}}}),
         );
         let request = gate("http://127.0.0.1:9").request_for(
-            &call("write_file", json!({"path": "/tmp/a", "content": "x"})),
+            call("write_file", json!({"path": "/tmp/a", "content": "x"})),
             &declared,
         );
         assert_eq!(request.actor, "coder");
@@ -213,7 +263,7 @@ mod tests {
     #[test]
     fn a_call_without_arguments_has_an_empty_arguments_object() {
         let request = gate("http://127.0.0.1:9").request_for(
-            &CallToolRequestParams::new("t"),
+            CallToolRequestParams::new("t"),
             &DeclaredArguments::default(),
         );
         assert_eq!(request.resource, "");
@@ -229,7 +279,7 @@ mod tests {
         // Port 9 (discard) on loopback: nothing listens, the connection is refused.
         let verdict = gate("http://127.0.0.1:9")
             .check(
-                &call("echo", json!({"message": "hi"})),
+                call("echo", json!({"message": "hi"})),
                 &DeclaredArguments::default(),
             )
             .await;
@@ -249,5 +299,87 @@ mod tests {
         assert_eq!(result["structuredContent"]["zt"]["decision"], json!("deny"));
         assert_eq!(result["content"][0]["type"], json!("text"));
         assert_eq!(result["content"][0]["text"], json!(reason));
+    }
+
+    /// A control plane that counts the bytes it receives and answers nothing useful.
+    async fn counting_control_plane() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = received.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // Until the request's end can have come; then a 413, as the real one.
+                    while let Ok(Ok(n @ 1..)) = tokio::time::timeout(
+                        std::time::Duration::from_millis(200),
+                        socket.read(&mut buf),
+                    )
+                    .await
+                    {
+                        counted.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 413 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (url, received)
+    }
+
+    #[tokio::test]
+    async fn a_call_too_large_for_the_control_plane_is_denied_without_sending_it() {
+        let (url, received) = counting_control_plane().await;
+        let gate = gate(&url);
+        let declared = DeclaredArguments::from_input_schema(
+            &json!({"properties": {"path": {}, "content": {}}}),
+        );
+        let big = call(
+            "write_file",
+            json!({"path": "/tmp/a", "content": "x".repeat(100 * 1024)}),
+        );
+        let Verdict::Deny(result) = gate.check(big, &declared).await else {
+            panic!("not denied");
+        };
+        let result = serde_json::to_value(&*result).unwrap();
+        let reason = result["structuredContent"]["zt"]["reason"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            reason,
+            "control plane unavailable: the decision request would be larger than the 16384 \
+             bytes the control plane reads: not sent"
+        );
+        assert_eq!(result["content"][0]["text"], json!(reason));
+        assert_eq!(result["structuredContent"]["zt"]["decision"], json!("deny"));
+        assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // One that fits is asked (here answered 413).
+        let small = call("write_file", json!({"path": "/tmp/a", "content": "x"}));
+        let Verdict::Deny(result) = gate.check(small, &declared).await else {
+            panic!("not denied");
+        };
+        let reason = &result.structured_content.unwrap()["zt"]["reason"];
+        assert!(reason.as_str().unwrap().contains("413"), "{reason}");
+        assert!(received.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    }
+
+    #[test]
+    fn the_size_is_the_serialised_requests_to_the_byte() {
+        let gate = gate("http://127.0.0.1:9");
+        let declared = DeclaredArguments::default();
+        let sized = |content: usize| {
+            gate.request_for(call("t", json!({"c": "x".repeat(content)})), &declared)
+        };
+        let empty = serde_json::to_vec(&sized(0)).unwrap().len();
+        let limit = MAX_REQUEST_BODY_BYTES - empty;
+        assert!(fits_the_control_plane(&sized(limit)));
+        assert!(!fits_the_control_plane(&sized(limit + 1)));
     }
 }

@@ -1,6 +1,7 @@
 //! The Streamable HTTP gateway: the same relay over HTTP. A `POST` to the MCP endpoint is read
 //! (bounded) and sorted like a stdio line; a denied or refused message is answered here, all
-//! else (the allowed `POST`s, the `GET` event stream, the session's `DELETE`) is forwarded to
+//! else (the allowed `POST`s, and without a body the `GET` event stream, the session's `DELETE`
+//! and a CORS preflight; any other method is refused) is forwarded to
 //! the upstream server with its headers (`Mcp-Session-Id` included) and its answer, JSON or an
 //! SSE stream, is streamed back untouched, read on its way for the notice that the session's
 //! tools changed ([`crate::change_watch`]).
@@ -23,7 +24,9 @@ use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::change_watch::WatchedBody;
 use crate::gate::{Gate, Verdict};
-use crate::intercept::{answer, classify, oversized, refusal, upstream_failure, Inbound};
+use crate::intercept::{
+    answer, classify, invalid_request, no_message, oversized, refusal, upstream_failure, Inbound,
+};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::upstream_tools::{SessionLists, SessionTools, UpstreamLister};
 use crate::GatewayError;
@@ -167,6 +170,7 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
         return json(StatusCode::FORBIDDEN, refused);
     }
     let body = if parts.method == Method::POST {
+        // The one method that carries messages, so the one whose body is read and decided.
         // Decided on as UTF-8 JSON, so relayed only as that (see `is_utf8_json`).
         if !zt_listener::is_utf8_json(&parts.headers) {
             let refused = upstream_failure(zt_listener::NOT_UTF8_JSON);
@@ -197,14 +201,16 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             Inbound::ToolCall { id, call } => {
                 let mut headers = parts.headers.clone();
                 for_the_upstream(&mut headers);
+                let endpoint = upstream_target(&relay, &parts.uri);
+                // Kept for what the list is read with, so it covers only calls made so.
+                let tools = relay.tools.of(&endpoint, &headers);
                 let lister = UpstreamLister {
                     client: relay.client.clone(),
-                    endpoint: upstream_target(&relay, &parts.uri),
+                    endpoint,
                     headers,
                     lists: SessionLists::new(relay.tools.clone(), &parts.headers),
                 };
-                let tools = relay.tools.of(&parts.headers);
-                match relay.gate.screen(&call, &tools, &lister).await {
+                match relay.gate.screen(*call, &tools, &lister).await {
                     Verdict::Allow => {}
                     Verdict::Deny(result) => return json(StatusCode::OK, answer(id, *result)),
                     // 200, as a server answers a request it read: an SDK client then raises
@@ -217,14 +223,52 @@ async fn handle(State(relay): State<Arc<Relay>>, request: Request) -> Response {
             Inbound::Refuse(Some(error)) => return json(StatusCode::BAD_REQUEST, error),
             // A notification that is not relayed: accepted, as the transport answers any.
             Inbound::Refuse(None) => return empty(StatusCode::ACCEPTED),
+            // The transport's `POST` carries one message; none is not a notification.
+            Inbound::Blank => return json(StatusCode::BAD_REQUEST, no_message()),
         }
         // Decided: the parsed message is gone; the relay holds only the body's bytes.
         drop(permit);
         Body::from(bytes)
+    } else if BODILESS.contains(&parts.method) {
+        // Relayed unread, so only without a body: a server may read a body under any method
+        // (`PUT`, a lowercase `post`, which hyper takes as a method of its own) as a message.
+        if carries_body(&parts.headers) {
+            let refused = invalid_request(&format!(
+                "a `{}` carries no body here: messages go in a `POST`",
+                parts.method
+            ));
+            return json(StatusCode::BAD_REQUEST, refused);
+        }
+        Body::empty()
     } else {
-        body
+        let refused = invalid_request(&format!(
+            "method `{}` is not allowed: the MCP endpoint takes {ALLOWED_METHODS}",
+            parts.method
+        ));
+        let mut response = json(StatusCode::METHOD_NOT_ALLOWED, refused);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+        return response;
     };
     forward(&relay, parts, body).await
+}
+
+/// The methods relayed without a body: Streamable HTTP's event stream (`GET`) and end of a
+/// session (`DELETE`), and a browser's CORS preflight (`OPTIONS`) for the pages
+/// `--allow-origin` admits, which the upstream answers.
+const BODILESS: [Method; 3] = [Method::GET, Method::DELETE, Method::OPTIONS];
+/// The `Allow` header of a 405: `POST` and [`BODILESS`].
+const ALLOWED_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+
+/// Whether a request's headers announce a body: any `Transfer-Encoding`, or a
+/// `Content-Length` other than 0.
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| !length.to_str().is_ok_and(|length| length.trim() == "0"))
 }
 
 /// Where a request to `uri` goes upstream: the same path and query at the upstream's origin.
@@ -247,6 +291,12 @@ async fn forward(relay: &Relay, mut parts: axum::http::request::Parts, body: Bod
     parts.version = axum::http::Version::HTTP_11;
     let lists = SessionLists::new(relay.tools.clone(), &parts.headers);
     for_the_upstream(&mut parts.headers);
+    // Answers are read as they pass for the notice that the tools changed: a compressed one
+    // could not be (the client gets it uncompressed; any client must accept that).
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     let answering = relay.client.request(Request::from_parts(parts, body));
     match tokio::time::timeout(relay.upstream_timeout, answering).await {
         Ok(Ok(response)) => {
@@ -310,220 +360,5 @@ fn empty(status: StatusCode) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::{json, Value};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-    use tokio::sync::broadcast;
-
-    /// One HTTP/1.1 request: its head and its body (by `content-length`).
-    async fn read_request(socket: &mut TcpStream) -> (String, Vec<u8>) {
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 4096];
-        let head_end = loop {
-            if let Some(at) = memchr::memmem::find(&raw, b"\r\n\r\n") {
-                break at + 4;
-            }
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the request broke off");
-            raw.extend_from_slice(&buf[..n]);
-        };
-        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .map_or(0, |n| n.trim().parse().unwrap());
-        while raw.len() < head_end + length {
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the body broke off");
-            raw.extend_from_slice(&buf[..n]);
-        }
-        (head, raw[head_end..head_end + length].to_vec())
-    }
-
-    /// An upstream MCP endpoint with the one tool `t`, whose schema's `properties` are
-    /// `properties`: it answers `tools/list` (counted in `listed`) and any other `POST` with
-    /// JSON, and holds each `GET` open as an event stream that carries
-    /// `notifications/tools/list_changed`, cut in two writes, whenever `changed` is sent.
-    struct Upstream {
-        port: u16,
-        properties: Arc<std::sync::Mutex<Value>>,
-        changed: broadcast::Sender<()>,
-        listed: Arc<AtomicUsize>,
-    }
-
-    impl Upstream {
-        async fn start(properties: Value) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let upstream = Self {
-                port: listener.local_addr().unwrap().port(),
-                properties: Arc::new(std::sync::Mutex::new(properties)),
-                changed: broadcast::channel(4).0,
-                listed: Arc::default(),
-            };
-            let (properties, changed, listed) = (
-                upstream.properties.clone(),
-                upstream.changed.clone(),
-                upstream.listed.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    let (socket, _) = listener.accept().await.unwrap();
-                    let (properties, changed, listed) =
-                        (properties.clone(), changed.clone(), listed.clone());
-                    tokio::spawn(async move {
-                        Self::answer(socket, &properties, &changed, &listed).await;
-                    });
-                }
-            });
-            upstream
-        }
-
-        async fn answer(
-            mut socket: TcpStream,
-            properties: &std::sync::Mutex<Value>,
-            changed: &broadcast::Sender<()>,
-            listed: &AtomicUsize,
-        ) {
-            let (head, body) = read_request(&mut socket).await;
-            if head.starts_with("get") {
-                let mut changes = changed.subscribe();
-                let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                            connection: close\r\n\r\n: open\n\n";
-                socket.write_all(open.as_bytes()).await.unwrap();
-                while changes.recv().await.is_ok() {
-                    socket
-                        .write_all(b"event: message\ndata: {\"jsonrpc\":\"2.0\",")
-                        .await
-                        .unwrap();
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    socket
-                        .write_all(b"\"method\":\"notifications/tools/list_changed\"}\n\n")
-                        .await
-                        .unwrap();
-                }
-                return;
-            }
-            let message: Value = serde_json::from_slice(&body).unwrap();
-            let result = if message["method"] == "tools/list" {
-                listed.fetch_add(1, Ordering::SeqCst);
-                let properties = properties.lock().unwrap().clone();
-                json!({"tools": [{"name": "t",
-                    "inputSchema": {"type": "object", "properties": properties}}]})
-            } else {
-                json!({})
-            };
-            let answer = json!({"jsonrpc": "2.0", "id": message["id"], "result": result});
-            let answer = answer.to_string();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 connection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-            socket.write_all(response.as_bytes()).await.unwrap();
-        }
-    }
-
-    /// The gateway's JSON answer to one `POST` of `message` in `session`.
-    async fn post(port: u16, session: &str, message: &Value) -> Value {
-        let mut socket = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let body = message.to_string();
-        let request = format!(
-            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n\
-             accept: application/json, text/event-stream\r\nmcp-session-id: {session}\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        socket.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Vec::new();
-        socket.read_to_end(&mut raw).await.unwrap();
-        let raw = String::from_utf8(raw).unwrap();
-        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"))
-    }
-
-    /// Reads `stream` until what it sent holds `text`.
-    async fn read_until(stream: &mut TcpStream, text: &str) {
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 1024];
-        while memchr::memmem::find(&raw, text.as_bytes()).is_none() {
-            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&raw));
-            raw.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_tools_change_announced_on_the_event_stream_is_seen_by_the_next_call() {
-        let upstream = Upstream::start(json!({"a": {}, "b": {}})).await;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        // Nothing answers on port 9: a call its tool's list covers is denied, undecided.
-        let plane =
-            zt_client::ControlPlane::with_timeout("http://127.0.0.1:9", Duration::from_secs(1))
-                .unwrap();
-        let gate = Gate::new(plane, "agent", "srv");
-        let endpoint = format!("http://127.0.0.1:{}/mcp", upstream.port);
-        tokio::spawn(
-            async move { serve_http(gate, listener, &endpoint, HttpOptions::default()).await },
-        );
-
-        let mut events = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let open = format!(
-            "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: text/event-stream\r\n\
-             mcp-session-id: s1\r\n\r\n"
-        );
-        events.write_all(open.as_bytes()).await.unwrap();
-        read_until(&mut events, ": open").await;
-
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": "t", "arguments": {"a": 1}}});
-        let covered = post(port, "s1", &call).await;
-        let reason = covered["result"]["content"][0]["text"].as_str();
-        assert!(
-            reason.is_some_and(|r| r.starts_with("control plane unavailable")),
-            "{covered}"
-        );
-        assert_eq!(upstream.listed.load(Ordering::SeqCst), 1);
-
-        // `a` is gone; the server says so on the session's event stream, which the client
-        // reads through the gateway untouched.
-        *upstream.properties.lock().unwrap() = json!({"b": {}});
-        upstream.changed.send(()).unwrap();
-        read_until(
-            &mut events,
-            r#""method":"notifications/tools/list_changed"}"#,
-        )
-        .await;
-
-        // Within the second after the last reading, which the notice does not wait out.
-        let refused = post(port, "s1", &call).await;
-        assert_eq!(
-            refused["error"],
-            json!({"code": -32602, "message": "argument `a` is not declared by tool `t`"}),
-            "{refused}"
-        );
-        assert_eq!(upstream.listed.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn the_upstream_is_an_http_url_with_a_host() {
-        assert_eq!(
-            parse_upstream("http://127.0.0.1:3001/mcp").unwrap(),
-            ("http://127.0.0.1:3001".to_string(), "/mcp".to_string())
-        );
-        assert_eq!(
-            parse_upstream("http://localhost:9").unwrap().1,
-            "/",
-            "no path is the root"
-        );
-        for bad in ["https://x/mcp", "/mcp", "ftp://x", "not a url"] {
-            assert!(parse_upstream(bad).is_err(), "{bad}");
-        }
-    }
-}
+#[path = "http_tests.rs"]
+mod tests;

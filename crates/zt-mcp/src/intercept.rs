@@ -36,12 +36,15 @@ pub(crate) enum Inbound {
     },
     /// Never relayed; the client gets this JSON-RPC message, if any.
     Refuse(Option<Vec<u8>>),
+    /// Nothing but whitespace: no message at all (a blank stdio line is dropped, an HTTP body
+    /// refused).
+    Blank,
 }
 
 /// Sorts one message (one line, without its line ending).
 pub(crate) fn classify(message: &[u8]) -> Inbound {
     if message.iter().all(u8::is_ascii_whitespace) {
-        return Inbound::Refuse(None);
+        return Inbound::Blank;
     }
     // Strict: a duplicate key could make the gateway decide on one copy and the server act
     // on the other.
@@ -72,7 +75,7 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
             ErrorCode::INVALID_REQUEST,
             "a batch holding `tools/call` is not relayed: send each tool call alone",
         ),
-        Value::Object(ref object) if is_tool_call(&value) => {
+        Value::Object(mut object) if is_tool_call_object(&object) => {
             let Some(id) = object.get("id") else {
                 // A notification named `tools/call`: nobody to answer, nothing relayed.
                 tracing::warn!("dropped a `tools/call` without an id");
@@ -87,18 +90,33 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
             };
             // An object, read strictly: JSON-RPC also allows positional params, which the
             // gateway would read in one field order and the server perhaps in another.
-            let Some(Value::Object(params)) = object.get("params") else {
+            let Some(Value::Object(mut params)) = object.remove("params") else {
                 return refuse(
                     Some(id),
                     ErrorCode::INVALID_PARAMS,
                     "`tools/call` params must be an object",
                 );
             };
-            match zt_contract::strict_json::from_document::<CallToolRequestParams>(params) {
-                Ok(call) => Inbound::ToolCall {
-                    id,
-                    call: Box::new(call),
-                },
+            // Moved out of the tree, not copied: they may be most of a 16 MiB message.
+            let arguments = match params.remove("arguments") {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(arguments)) => Some(arguments),
+                Some(_) => {
+                    return refuse(
+                        Some(id),
+                        ErrorCode::INVALID_PARAMS,
+                        "invalid `tools/call` params: `arguments` must be an object",
+                    )
+                }
+            };
+            match zt_contract::strict_json::from_document::<CallToolRequestParams>(&params) {
+                Ok(mut call) => {
+                    call.arguments = arguments;
+                    Inbound::ToolCall {
+                        id,
+                        call: Box::new(call),
+                    }
+                }
                 Err(error) => refuse(
                     Some(id),
                     ErrorCode::INVALID_PARAMS,
@@ -106,7 +124,7 @@ pub(crate) fn classify(message: &[u8]) -> Inbound {
                 ),
             }
         }
-        _ => Inbound::Relay(initialization(&value)),
+        value => Inbound::Relay(initialization(&value)),
     }
 }
 
@@ -130,6 +148,10 @@ fn is_tool_call(value: &Value) -> bool {
     value.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
 }
 
+fn is_tool_call_object(object: &serde_json::Map<String, Value>) -> bool {
+    object.get("method").and_then(Value::as_str) == Some(TOOLS_CALL)
+}
+
 fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Inbound {
     let error = ErrorData::new(code, message.into(), None);
     Inbound::Refuse(Some(encode(&JsonRpcMessage::<Value, Value, Value>::error(
@@ -137,11 +159,39 @@ fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) ->
     ))))
 }
 
+/// A JSON-RPC error (no id) for a request the gateway refuses before reading any message
+/// from it (a method or framing of HTTP that carries none it would decide on).
+pub(crate) fn invalid_request(message: &str) -> Vec<u8> {
+    let error = ErrorData::new(ErrorCode::INVALID_REQUEST, message.to_string(), None);
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
+/// The answer to an HTTP body holding no message (empty, or whitespace only).
+pub(crate) fn no_message() -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::PARSE_ERROR,
+        "the body holds no JSON-RPC message".to_string(),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
 /// The answer to a message longer than `max` bytes (read past, never relayed).
 pub(crate) fn oversized(max: usize) -> Vec<u8> {
     let error = ErrorData::new(
         ErrorCode::INVALID_REQUEST,
         format!("message is larger than {max} bytes"),
+        None,
+    );
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+}
+
+/// The answer to a stdio line holding a `\r` before its end (never relayed: a server reading
+/// with universal newlines would see more lines in it than the gateway decided on).
+pub(crate) fn stray_carriage_return() -> Vec<u8> {
+    let error = ErrorData::new(
+        ErrorCode::PARSE_ERROR,
+        r"message holds a carriage return before its end: a line ends in `\n` or `\r\n` and holds no other raw `\r`".to_string(),
         None,
     );
     encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
@@ -345,15 +395,15 @@ mod tests {
     }
 
     #[test]
-    fn a_tool_call_notification_and_blank_lines_are_dropped() {
-        let dropped = [
-            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#,
-            "",
-            " \r",
-        ];
-        for message in dropped {
+    fn a_tool_call_notification_is_dropped_and_blank_lines_are_no_message() {
+        let notification = r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#;
+        assert!(matches!(
+            classify(notification.as_bytes()),
+            Inbound::Refuse(None)
+        ));
+        for message in ["", " \r", "\t \n"] {
             assert!(
-                matches!(classify(message.as_bytes()), Inbound::Refuse(None)),
+                matches!(classify(message.as_bytes()), Inbound::Blank),
                 "{message:?}"
             );
         }

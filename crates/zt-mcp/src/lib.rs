@@ -59,6 +59,7 @@ pub mod fuzzing {
                 name: call.name.to_string(),
             },
             Inbound::Refuse(answer) => Sorted::Refuse { answer },
+            Inbound::Blank => Sorted::Refuse { answer: None },
         }
     }
 }

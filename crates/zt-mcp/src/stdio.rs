@@ -22,7 +22,8 @@ use tokio::time::Instant;
 
 use crate::gate::{Gate, Verdict};
 use crate::intercept::{
-    answer, classify, decision_failed, oversized, refusal, Inbound, Initialization,
+    answer, classify, decision_failed, oversized, refusal, stray_carriage_return, Inbound,
+    Initialization,
 };
 use crate::lines::{read_line, Line};
 use crate::tools::{
@@ -435,13 +436,14 @@ async fn read_client<I: AsyncRead + Unpin>(
         let next = match line {
             Line::End => return Ok(()),
             Line::TooLong => Pending::Answer(oversized(MAX_MESSAGE_BYTES)),
+            Line::StrayCarriageReturn => Pending::Answer(stray_carriage_return()),
             Line::Message => match classify(&message) {
                 Inbound::Relay(initialization) => {
                     if let Some(step) = &initialization {
                         opening.read(step);
                     }
                     Pending::Relay {
-                        message: message.clone(),
+                        message: std::mem::take(&mut message),
                         initialization,
                     }
                 }
@@ -457,16 +459,16 @@ async fn read_client<I: AsyncRead + Unpin>(
                             lister,
                         } = screening.clone();
                         Pending::Decide {
-                            message: message.clone(),
+                            message: std::mem::take(&mut message),
                             id,
                             verdict: tokio::spawn(async move {
-                                gate.screen(&call, &tools, &lister).await
+                                gate.screen(*call, &tools, &lister).await
                             }),
                         }
                     }
                 },
                 Inbound::Refuse(Some(line)) => Pending::Answer(line),
-                Inbound::Refuse(None) => continue,
+                Inbound::Refuse(None) | Inbound::Blank => continue,
             },
         };
         if pending.send((next, permit)).await.is_err() {
@@ -878,6 +880,45 @@ mod tests {
         assert!(reason.starts_with("control plane unavailable"), "{reason}");
         drop(client);
         assert!(relay.await.unwrap().unwrap().success());
+    }
+
+    #[tokio::test]
+    async fn a_line_with_a_carriage_return_inside_is_refused_never_relayed() {
+        // `cat` echoes whatever the gateway relays.
+        let gate = screening().gate;
+        let (mut client, gateway_in) = tokio::io::duplex(64 * 1024);
+        let (gateway_out, mut client_out) = tokio::io::duplex(64 * 1024);
+        let relay = tokio::spawn(run_stdio(
+            gate,
+            Command::new("cat"),
+            gateway_in,
+            gateway_out,
+        ));
+        // One notification to the gateway; three lines to a server reading universal newlines,
+        // the middle one a tool call.
+        let smuggled = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\",\"params\":{\"a\":\r\
+            {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"t\"}}\r}}\n";
+        let crlf = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/y\"}\r\n";
+        client.write_all(smuggled.as_bytes()).await.unwrap();
+        client.write_all(crlf.as_bytes()).await.unwrap();
+        drop(client);
+        let mut out = String::new();
+        client_out.read_to_string(&mut out).await.unwrap();
+        assert!(relay.await.unwrap().unwrap().success());
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{out:?}");
+        let refusal = lines
+            .iter()
+            .find(|line| line.get("error").is_some())
+            .unwrap();
+        assert_eq!(refusal["error"]["code"], -32700, "{refusal}");
+        assert!(refusal.get("id").is_none(), "{refusal}");
+        // A CRLF line end is a line end: relayed as it came.
+        assert!(out.contains(crlf), "{out:?}");
+        assert!(!out.contains("tools/call"), "relayed: {out:?}");
     }
 
     /// A server that, as the protocol allows, refuses every request but `initialize` until the

@@ -14,6 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use serde_json::Value;
 
+use zt_contract::Digest32;
+
 use crate::sse::{Event, EventReader};
 use crate::stdio::MAX_MESSAGE_BYTES;
 use crate::tools::{
@@ -23,9 +25,23 @@ use crate::tools::{
 /// Sessions whose tool lists are kept; past it the least recently used is forgotten.
 const MAX_SESSIONS: usize = 1024;
 
-/// The client's headers that tell one client's list from another's besides its session: its
-/// credentials, under which the server may list other tools.
-const CREDENTIAL_HEADERS: [header::HeaderName; 2] = [header::AUTHORIZATION, header::COOKIE];
+/// The forwarded headers that do not tell one view of the server from another: framing and
+/// what the gateway sets on its own `tools/list`, and tracing, which changes with every
+/// request. Every other header (credentials, API keys, a toolset chosen by header, the
+/// protocol version, ...) may select the tools a server lists, so it is part of the list's key.
+const NOT_A_VIEW: [&str; 11] = [
+    "content-length",
+    "transfer-encoding",
+    "content-type",
+    "accept",
+    "accept-encoding",
+    "expect",
+    "mcp-session-id",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "x-request-id",
+];
 
 /// Asks the upstream for `tools/list` as the client whose request it is deciding.
 pub(crate) struct UpstreamLister {
@@ -58,6 +74,11 @@ impl ListTools for UpstreamLister {
             header::ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
+        // Not the client's: the gateway reads the answer, and decodes nothing.
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         let response = self
             .client
             .request(request)
@@ -65,6 +86,11 @@ impl ListTools for UpstreamLister {
             .map_err(|e| format!("the server is unreachable: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("the server answered {}", response.status()));
+        }
+        if let Some(coding) = encoded(response.headers()) {
+            return Err(format!(
+                "the answer is encoded (`{coding}`) though the gateway asked for none"
+            ));
         }
         let is_stream = response
             .headers()
@@ -117,6 +143,22 @@ impl ListTools for UpstreamLister {
             _ => Err("the server's answer is not the answer to the request".into()),
         }
     }
+}
+
+/// The answer's content coding, unless it is none (`identity`): the gateway reads bodies as
+/// they are sent, so it asks every upstream answer to be so (`Accept-Encoding: identity`).
+pub(crate) fn encoded(headers: &HeaderMap) -> Option<String> {
+    let codings: Vec<String> = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .filter(|coding| !coding.is_empty() && coding != "identity")
+        .collect();
+    (!codings.is_empty()).then(|| codings.join(", "))
 }
 
 /// One message the upstream sent in answer to the gateway's request, as the gateway reads it.
@@ -175,26 +217,30 @@ impl SessionLists {
 /// A session's tool list and when it was last used.
 type KeptList = (Arc<ToolCache>, Instant);
 
-/// Whose tool list: the client's session and the SHA-256 of each of its credential headers
-/// (never the credential itself).
+/// Whose tool list: the client's session, and the SHA-256 of what else the list was read
+/// with (never a credential itself).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ListKey {
     /// `Mcp-Session-Id`, empty without one.
     session: Vec<u8>,
-    credentials: Vec<u8>,
+    /// The request's target (path and query) and its headers but [`NOT_A_VIEW`].
+    view: Digest32,
 }
 
-/// One tool list per client session (`Mcp-Session-Id`) and credentials (`Authorization`,
-/// `Cookie`): clients without a session but with other credentials do not share one.
+/// One tool list per client session (`Mcp-Session-Id`) and view of the server: the target
+/// (path and query) and headers it is read with, so that a list read under `?v=1`, or one
+/// token, never covers a call under `?v=2`, or another; clients without a session but with
+/// other credentials do not share one either.
 #[derive(Debug, Default)]
 pub(crate) struct SessionTools {
     sessions: Mutex<HashMap<ListKey, KeptList>>,
 }
 
 impl SessionTools {
-    /// The tool list of the session and credentials of `headers`.
-    pub(crate) fn of(&self, headers: &HeaderMap) -> Arc<ToolCache> {
-        let session = key_of(headers);
+    /// The tool list read at `endpoint` (the upstream URL with the client's path and query)
+    /// with `headers` (the client's, as forwarded).
+    pub(crate) fn of(&self, endpoint: &str, headers: &HeaderMap) -> Arc<ToolCache> {
+        let session = key_of(endpoint, headers);
         let Ok(mut sessions) = self.sessions.lock() else {
             // Never poisoned (nothing panics under it); a fresh list is only slower.
             return Arc::default();
@@ -241,18 +287,31 @@ fn session_of(headers: &HeaderMap) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn key_of(headers: &HeaderMap) -> ListKey {
-    let mut credentials = Vec::new();
-    for name in CREDENTIAL_HEADERS {
-        credentials.push(0);
-        for value in headers.get_all(name) {
-            credentials
-                .extend_from_slice(zt_contract::Digest32::sha256(value.as_bytes()).0.as_slice());
+fn key_of(endpoint: &str, headers: &HeaderMap) -> ListKey {
+    // Length-prefixed fields, names in byte order (their order on the wire means nothing),
+    // values in the order sent (a server may read the first or the last).
+    let mut view = Vec::new();
+    let mut field = |bytes: &[u8]| {
+        view.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        view.extend_from_slice(bytes);
+    };
+    field(endpoint.as_bytes());
+    let mut names: Vec<&header::HeaderName> = headers
+        .keys()
+        .filter(|name| !NOT_A_VIEW.contains(&name.as_str()))
+        .collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    for name in names {
+        field(name.as_str().as_bytes());
+        let values = headers.get_all(name);
+        field(&(values.iter().count() as u64).to_be_bytes());
+        for value in values {
+            field(value.as_bytes());
         }
     }
     ListKey {
         session: session_of(headers),
-        credentials,
+        view: Digest32::sha256(&view),
     }
 }
 
@@ -260,6 +319,9 @@ fn key_of(headers: &HeaderMap) -> ListKey {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Where the lists of these tests are read.
+    const ENDPOINT: &str = "http://127.0.0.1:3001/mcp";
 
     /// The endpoint of an upstream that answers each `POST` with the event stream
     /// `stream(id)`, `id` being the request's.
@@ -334,7 +396,7 @@ mod tests {
             headers.insert("mcp-session-id", HeaderValue::from_static("s1"));
             let server = Counting::default();
             tools
-                .of(&headers)
+                .of(ENDPOINT, &headers)
                 .declared(&server, "t", None)
                 .await
                 .unwrap();
@@ -343,7 +405,7 @@ mod tests {
             let id = "zt-gateway/tools-list/0".to_string();
             assert!(lister.list_page(id, None).await.is_ok());
             tools
-                .of(&headers)
+                .of(ENDPOINT, &headers)
                 .declared(&server, "t", None)
                 .await
                 .unwrap();
@@ -392,20 +454,75 @@ mod tests {
             headers.insert(name, HeaderValue::from_str(value).unwrap());
             headers
         };
-        let alice = tools.of(&with(header::AUTHORIZATION, "Bearer alice"));
+        let alice = tools.of(ENDPOINT, &with(header::AUTHORIZATION, "Bearer alice"));
         assert!(Arc::ptr_eq(
             &alice,
-            &tools.of(&with(header::AUTHORIZATION, "Bearer alice"))
+            &tools.of(ENDPOINT, &with(header::AUTHORIZATION, "Bearer alice"))
         ));
         assert!(!Arc::ptr_eq(
             &alice,
-            &tools.of(&with(header::AUTHORIZATION, "Bearer bob"))
+            &tools.of(ENDPOINT, &with(header::AUTHORIZATION, "Bearer bob"))
         ));
         assert!(!Arc::ptr_eq(
             &alice,
-            &tools.of(&with(header::COOKIE, "Bearer alice"))
+            &tools.of(ENDPOINT, &with(header::COOKIE, "Bearer alice"))
         ));
-        assert!(!Arc::ptr_eq(&alice, &tools.of(&HeaderMap::new())));
+        assert!(!Arc::ptr_eq(&alice, &tools.of(ENDPOINT, &HeaderMap::new())));
+    }
+
+    #[test]
+    fn lists_read_with_another_target_or_header_are_not_shared() {
+        let tools = SessionTools::default();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            headers.insert("mcp-session-id", HeaderValue::from_static("s1"));
+            for (name, value) in pairs {
+                headers.append(
+                    header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            headers
+        };
+        let list = |endpoint: &str, pairs: &[(&str, &str)]| tools.of(endpoint, &with(pairs));
+        let first = list("/mcp?v=1", &[("x-toolset", "a"), ("x-api-key", "k")]);
+        let same = |other: &Arc<ToolCache>| Arc::ptr_eq(&first, other);
+        // What the server may show another view under: the query, any other header's value
+        // or absence, the order of one header's values.
+        assert!(!same(&list(
+            "/mcp?v=2",
+            &[("x-toolset", "a"), ("x-api-key", "k")]
+        )));
+        assert!(!same(&list(
+            "/mcp",
+            &[("x-toolset", "a"), ("x-api-key", "k")]
+        )));
+        assert!(!same(&list(
+            "/mcp?v=1",
+            &[("x-toolset", "b"), ("x-api-key", "k")]
+        )));
+        assert!(!same(&list("/mcp?v=1", &[("x-api-key", "k")])));
+        assert!(!same(&list(
+            "/mcp?v=1",
+            &[("x-toolset", "a"), ("x-api-key", "k"), ("x-toolset", "b")]
+        )));
+        let twice = list("/mcp?v=1", &[("x-toolset", "a"), ("x-toolset", "b")]);
+        let swapped = list("/mcp?v=1", &[("x-toolset", "b"), ("x-toolset", "a")]);
+        assert!(!Arc::ptr_eq(&twice, &swapped));
+        // Not a view: the headers' order, framing, tracing.
+        assert!(same(&list(
+            "/mcp?v=1",
+            &[
+                ("x-api-key", "k"),
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                ),
+                ("accept-encoding", "gzip"),
+                ("content-length", "120"),
+                ("x-toolset", "a"),
+            ]
+        )));
     }
 
     /// Counts the lists it is asked for.
@@ -439,7 +556,11 @@ mod tests {
         let servers: Vec<Counting> = lists.iter().map(|_| Counting::default()).collect();
         let read_all = || async {
             for (headers, server) in lists.iter().zip(&servers) {
-                tools.of(headers).declared(server, "t", None).await.unwrap();
+                tools
+                    .of(ENDPOINT, headers)
+                    .declared(server, "t", None)
+                    .await
+                    .unwrap();
             }
         };
         read_all().await;
@@ -460,14 +581,17 @@ mod tests {
             headers.insert("mcp-session-id", HeaderValue::from_str(session).unwrap());
             headers
         };
-        let first = tools.of(&headers("s0"));
-        assert!(Arc::ptr_eq(&first, &tools.of(&headers("s0"))));
-        assert!(!Arc::ptr_eq(&first, &tools.of(&headers("s1"))));
-        assert!(!Arc::ptr_eq(&first, &tools.of(&HeaderMap::new())));
+        let first = tools.of(ENDPOINT, &headers("s0"));
+        assert!(Arc::ptr_eq(&first, &tools.of(ENDPOINT, &headers("s0"))));
+        assert!(!Arc::ptr_eq(&first, &tools.of(ENDPOINT, &headers("s1"))));
+        assert!(!Arc::ptr_eq(&first, &tools.of(ENDPOINT, &HeaderMap::new())));
         for n in 0..MAX_SESSIONS {
-            tools.of(&headers(&format!("n{n}")));
+            tools.of(ENDPOINT, &headers(&format!("n{n}")));
         }
         assert_eq!(tools.sessions.lock().unwrap().len(), MAX_SESSIONS);
-        assert!(!Arc::ptr_eq(&first, &tools.of(&headers("s0"))), "forgotten");
+        assert!(
+            !Arc::ptr_eq(&first, &tools.of(ENDPOINT, &headers("s0"))),
+            "forgotten"
+        );
     }
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use crate::auth::SpiffeId;
 use crate::limits::RateLimit;
 
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest request body accepted, in bytes (defined beside the wire types, which the gateways
+/// read it from).
+pub const MAX_BODY_BYTES: usize = zt_contract::MAX_REQUEST_BODY_BYTES;
 
 /// How callers are authenticated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! `zt mcp-gateway` in stdio mode between official MCP peers: the Python SDK's client
-//! (`tests/mcp-peers/client.py`, from the worktree's `.venv`) and the npm servers
+//! (`tests/mcp-peers/client.py`, from the worktree's `.venv`), a stdio server on that SDK
+//! (`tests/mcp-peers/write_server.py`) and the npm servers
 //! `@modelcontextprotocol/server-everything` and `server-filesystem` (`tests/mcp-peers/`),
 //! deciding with the real `zt serve`. Install the peers with `scripts/setup-peers.sh`; without
 //! them these tests skip with a message, or fail under `ZT_REQUIRE_SERVICES=1`.
@@ -19,6 +20,34 @@ struct Peers {
     python: PathBuf,
     client: PathBuf,
     bin: PathBuf,
+}
+
+/// `None`, with `why` printed, when a test must skip; a failure under `ZT_REQUIRE_SERVICES=1`.
+fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var("ZT_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{why}");
+    }
+    // Straight to stderr: the harness would capture `eprintln!` of a passing test.
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+    None
+}
+
+/// The command of `tests/mcp-peers/write_server.py`, a stdio server on the Python SDK, or
+/// `None` when a test must skip.
+fn python_write_server() -> Option<Vec<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        return skip(&format!(
+            "the Python MCP SDK is not installed (run scripts/setup-peers.sh): missing {}",
+            python.display()
+        ));
+    }
+    let script = root.join("tests/mcp-peers/write_server.py");
+    Some(vec![
+        python.display().to_string(),
+        script.display().to_string(),
+    ])
 }
 
 /// The installed peers, or `None` (with the reason printed) when a test must skip.
@@ -41,16 +70,10 @@ fn peers() -> Option<Peers> {
     if missing.is_empty() {
         return Some(peers);
     }
-    let why = format!(
+    skip(&format!(
         "MCP peers not installed (run scripts/setup-peers.sh): missing {}",
         missing.join(", ")
-    );
-    if std::env::var("ZT_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    // Straight to stderr: the harness would capture `eprintln!` of a passing test.
-    let _ = writeln!(std::io::stderr(), "skipped: {why}");
-    None
+    ))
 }
 
 /// A control plane with credentials and `policy`, and a registered agent's token.
@@ -529,15 +552,23 @@ impl RawSession {
     /// The next message answering `id` (`null`: an error without id), skipping notifications
     /// and other traffic.
     fn answer_to(&mut self, id: Value) -> Value {
+        self.read_until_answer(id).pop().unwrap()
+    }
+
+    /// The messages read up to the one answering `id`, that one last.
+    fn read_until_answer(&mut self, id: Value) -> Vec<Value> {
         use std::io::BufRead;
+        let mut read = Vec::new();
         loop {
             let mut line = String::new();
             let n = self.stdout.read_line(&mut line).unwrap();
             assert!(n > 0, "the gateway closed its output");
             let message: Value = serde_json::from_str(&line).unwrap();
             let answers = message.get("result").is_some() || message.get("error").is_some();
-            if answers && message.get("id").cloned().unwrap_or(Value::Null) == id {
-                return message;
+            let done = answers && message.get("id").cloned().unwrap_or(Value::Null) == id;
+            read.push(message);
+            if done {
+                return read;
             }
         }
     }
@@ -750,6 +781,69 @@ permit (principal, action == Action::"mcp.fs.write_file", resource == Resource::
         .collect();
     assert_eq!(writes.len(), 1, "{writes:?}");
     assert_eq!(writes[0]["resource"], json!(allowed));
+}
+
+#[test]
+fn a_tool_call_between_carriage_returns_never_reaches_a_python_server() {
+    let Some(writer) = python_write_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"
+@id("deny-all")
+@reason("nothing is allowed")
+forbid (principal, action, resource);
+"#;
+    let (server, token) = control_plane(dir.path(), policy);
+    let mut session = RawSession::start_named(&server.url(), &token, &[], "writer", &writer);
+    let target = dir.path().join("smuggled.txt");
+    let call = |id: u64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "write_file",
+            "arguments": {"path": target.display().to_string(), "content": "x"}}})
+    };
+    // To the gateway's parser one notification (`\r` is JSON whitespace); to the SDK's stdio,
+    // which reads universal newlines, three lines, the middle one a tool call.
+    let smuggled = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/x","params":{{"a":{}{}{}}}}}"#,
+        '\r',
+        call(2),
+        '\r'
+    );
+    session.send(&smuggled);
+    // A line ending in `\r\n` is read as usual: the call is decided (and denied).
+    session.send(&format!("{}\r", call(3)));
+    // The server has read everything relayed before it answers the ping; a tool call it was
+    // handed would have started by then.
+    session.send(r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#);
+    let mut read = session.read_until_answer(json!(4));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!target.exists(), "the smuggled call ran: {read:?}");
+    assert!(read.iter().all(|m| m["id"] != json!(2)), "{read:?}");
+    let denied = read.iter().find(|m| m["id"] == json!(3));
+    let denied = denied
+        .cloned()
+        .unwrap_or_else(|| session.answer_to(json!(3)));
+    assert_eq!(denied["result"]["isError"], json!(true), "{denied}");
+    assert_eq!(
+        denied["result"]["content"][0]["text"],
+        json!("nothing is allowed")
+    );
+    if !read.iter().any(|m| m["error"]["code"] == json!(-32700)) {
+        read.push(session.answer_to(Value::Null));
+    }
+    let refused = read.iter().find(|m| m["error"]["code"] == json!(-32700));
+    assert!(refused.is_some_and(|m| m.get("id").is_none()), "{read:?}");
+    let records = common::records_as(server.port, &server.admin_token());
+    let decided: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["actor"] == json!(ACTOR))
+        .collect();
+    assert_eq!(
+        decided.len(),
+        1,
+        "only the call ending in CRLF: {decided:?}"
+    );
 }
 
 /// The stub server's `read_file` is allowed.

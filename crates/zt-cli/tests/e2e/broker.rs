@@ -208,6 +208,7 @@ fn policy(dir: &Path, port: u16) -> String {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&input).unwrap();
     std::fs::create_dir_all(dir.join("secret")).unwrap();
+    std::fs::create_dir_all(dir.join("build/bin")).unwrap();
     std::fs::write(input.join("data.txt"), "readable input\n").unwrap();
     std::fs::write(dir.join("secret/key.txt"), "top secret\n").unwrap();
     format!(
@@ -226,9 +227,13 @@ permit (principal, action == Action::"ci.plain", resource);
 @sandbox_write("{out}")
 permit (principal, action == Action::"ci.tool", resource)
 when {{ context has exec && context.exec.program == "/usr/bin/touch" }};
+@id("bin") @reason("builds write their tree and run the tools they put in its bin")
+@sandbox_write("{build}") @sandbox_exec("{build}/bin")
+permit (principal, action == Action::"ci.bin", resource);
 "#,
         input = input.display(),
         out = out.display(),
+        build = dir.join("build").display(),
     )
 }
 
@@ -286,6 +291,32 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
     // The exit status is the command's.
     s.exec(&["--action", "ci.plain"], &bash("exit 42"))
         .exited(42);
+}
+
+#[test]
+fn a_grant_replaced_through_a_writable_grant_widens_nothing() {
+    let Some(s) = sandboxed(1) else { return };
+    let build = s.path("build").display().to_string();
+    // Run 1, allowed: it may write `build`, so it can replace the granted `build/bin`.
+    let plant = format!("rm -rf {build}/bin && ln -s / {build}/bin");
+    s.exec(&["--action", "ci.bin"], &["/bin/sh", "-c", &plant])
+        .exited(0);
+    assert!(s.path("build/bin").is_symlink());
+    // Run 2: `build/bin` leads to `/`. Bounded by where it leads, it granted read and
+    // execute on everything; now nothing runs and the receipt says so.
+    let secret = s.path("secret/key.txt");
+    s.exec(
+        &["--action", "ci.bin"],
+        &["/bin/cat", secret.to_str().unwrap()],
+    )
+    .exited(71)
+    .never_printed("top secret")
+    .said("outside the granted profile");
+    let receipt = receipts(&s.server)
+        .pop()
+        .expect("a receipt for the refusal");
+    assert_eq!(receipt["execution"]["outcome"], "not_started", "{receipt}");
+    assert_verifies(&s.server);
 }
 
 /// A non-blocking loopback listener (a connection shows as an accepted one), and its port.

@@ -209,6 +209,7 @@ fn policy(dir: &Path, port: u16) -> String {
     std::fs::create_dir_all(&input).unwrap();
     std::fs::create_dir_all(dir.join("secret")).unwrap();
     std::fs::create_dir_all(dir.join("build/bin")).unwrap();
+    std::fs::create_dir_all(dir.join("tools")).unwrap();
     std::fs::write(input.join("data.txt"), "readable input\n").unwrap();
     std::fs::write(dir.join("secret/key.txt"), "top secret\n").unwrap();
     format!(
@@ -230,10 +231,15 @@ when {{ context has exec && context.exec.program == "/usr/bin/touch" }};
 @id("bin") @reason("builds write their tree and run the tools they put in its bin")
 @sandbox_write("{build}") @sandbox_exec("{build}/bin")
 permit (principal, action == Action::"ci.bin", resource);
+@id("tools") @reason("this action runs the tools of one directory")
+@sandbox_exec("{tools}")
+permit (principal, action == Action::"ci.tools", resource)
+when {{ context has exec && context.exec.program like "{tools}/*" }};
 "#,
         input = input.display(),
         out = out.display(),
         build = dir.join("build").display(),
+        tools = std::fs::canonicalize(dir.join("tools")).unwrap().display(),
     )
 }
 
@@ -777,6 +783,37 @@ fn a_policy_can_name_the_program_an_action_runs() {
         decisions[3]["context_sha256"]
     );
     assert_verifies(&s.server);
+}
+
+#[test]
+fn a_program_is_decided_on_as_the_file_it_really_is() {
+    let Some(s) = sandboxed(1) else { return };
+    let tools = std::fs::canonicalize(s.path("tools")).unwrap();
+    std::fs::copy("/usr/bin/true", tools.join("true")).unwrap();
+    let tool = tools.join("true");
+    s.exec(&["--action", "ci.tools"], &[tool.to_str().unwrap()])
+        .exited(0);
+    // `tools/../../../bin/sh` is like "<tools>/*" by name; it is /bin/sh.
+    let up = "../".repeat(tools.components().count() - 1);
+    let dotted = format!("{}/{up}bin/sh", tools.display());
+    s.exec(&["--action", "ci.tools"], &[&dotted, "-c", "echo ran"])
+        .exited(77)
+        .never_printed("ran")
+        .said("denied");
+    // So is a symlink to it placed among the tools.
+    let link = tools.join("sh");
+    std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+    s.exec(
+        &["--action", "ci.tools"],
+        &[link.to_str().unwrap(), "-c", "echo ran"],
+    )
+    .exited(77)
+    .never_printed("ran");
+    let decided: Vec<Value> = records(&s.server)
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["action"] == "ci.tools")
+        .collect();
+    assert_eq!(decided.len(), 3);
 }
 
 #[test]

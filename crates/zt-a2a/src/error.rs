@@ -20,6 +20,8 @@ pub(crate) enum ProxyError {
     BodyTimeout(std::time::Duration),
     #[error("too many connections; retry later")]
     TooManyConnections,
+    #[error("too many calls in flight; retry later")]
+    TooManyCalls,
     #[error("no JSON-RPC interface of the agent at `{0}`")]
     NoInterface(String),
     #[error("the agent's card is unavailable")]
@@ -52,6 +54,7 @@ impl ProxyError {
             ProxyError::BodyUnreadable => (StatusCode::BAD_REQUEST, -32600),
             ProxyError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, -32600),
             ProxyError::TooManyConnections => (StatusCode::SERVICE_UNAVAILABLE, -32603),
+            ProxyError::TooManyCalls => (StatusCode::SERVICE_UNAVAILABLE, -32603),
             ProxyError::NoInterface(_) => (StatusCode::NOT_FOUND, -32600),
             ProxyError::CardUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UnsupportedContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, -32600),

@@ -99,9 +99,6 @@ async fn agent_card(State(proxy): State<Arc<Proxy>>) -> Response {
 }
 
 async fn call(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
-    if request.method() != Method::POST {
-        return plain_error(StatusCode::NOT_FOUND, "not found");
-    }
     match decide_and_forward(&proxy, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
@@ -127,6 +124,10 @@ async fn decide_and_forward(proxy: &Proxy, request: Request) -> Result<Response,
             return Err(ProxyError::CardUnavailable.into());
         }
     };
+    // An interface of the agent, asked with another method than JSON-RPC's.
+    if parts.method != Method::POST {
+        return Err(ProxyError::MethodNotAllowed(parts.method).into());
+    }
     if !zt_listener::is_utf8_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }

@@ -209,9 +209,37 @@ async fn without_a_control_plane_every_call_fails_closed() {
 #[tokio::test]
 async fn only_post_calls_and_the_card_are_served() {
     let (router, hits) = proxy().await;
-    let request = Request::get("/anything").body(Body::empty()).unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // Another method at the JSON-RPC interface: 405, saying which one it takes; elsewhere 404.
+    // Either way a JSON-RPC error, as every answer of the proxy's but the card.
+    for (method, path, status) in [
+        ("GET", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("DELETE", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("PUT", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/anything", StatusCode::NOT_FOUND),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let allow = response.headers().get("allow").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["jsonrpc"], "2.0", "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(allow.unwrap(), "POST");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("`{method}` not allowed")),
+                "{message}"
+            );
+        } else {
+            assert!(allow.is_none());
+        }
+    }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     let request = Request::get("/.well-known/agent-card.json")
         .body(Body::empty())

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -20,6 +20,10 @@ pub(crate) enum ProxyError {
     BodyTimeout(std::time::Duration),
     #[error("too many connections; retry later")]
     TooManyConnections,
+    #[error("too many calls in flight; retry later")]
+    TooManyCalls,
+    #[error("method `{0}` not allowed: JSON-RPC calls are POST requests")]
+    MethodNotAllowed(axum::http::Method),
     #[error("no JSON-RPC interface of the agent at `{0}`")]
     NoInterface(String),
     #[error("the agent's card is unavailable")]
@@ -52,6 +56,8 @@ impl ProxyError {
             ProxyError::BodyUnreadable => (StatusCode::BAD_REQUEST, -32600),
             ProxyError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, -32600),
             ProxyError::TooManyConnections => (StatusCode::SERVICE_UNAVAILABLE, -32603),
+            ProxyError::TooManyCalls => (StatusCode::SERVICE_UNAVAILABLE, -32603),
+            ProxyError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, -32600),
             ProxyError::NoInterface(_) => (StatusCode::NOT_FOUND, -32600),
             ProxyError::CardUnavailable => (StatusCode::BAD_GATEWAY, -32603),
             ProxyError::UnsupportedContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, -32600),
@@ -99,7 +105,14 @@ impl IntoResponse for RpcRefusal {
             "id": self.id,
             "error": {"code": code, "message": self.error.to_string()},
         });
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if matches!(self.error, ProxyError::MethodNotAllowed(_)) {
+            // RFC 9110: a 405 says which methods the resource takes.
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
     }
 }
 

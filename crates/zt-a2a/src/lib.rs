@@ -19,7 +19,9 @@ use axum::http::Uri;
 use zt_client::ControlPlane;
 
 pub use interfaces::{CARD_FAILURE_TTL, INTERFACE_PATHS_TTL};
-pub use limits::{MAX_CARD_BYTES, MAX_REQUEST_BYTES, RELAY_IDLE_TIMEOUT, UPSTREAM_TIMEOUT};
+pub use limits::{
+    MAX_CALLS_IN_FLIGHT, MAX_CARD_BYTES, MAX_REQUEST_BYTES, RELAY_IDLE_TIMEOUT, UPSTREAM_TIMEOUT,
+};
 pub use proxy::{router, serve};
 pub use refusal::{CONTROL_PLANE_UNAVAILABLE_CODE, DENIED_CODE};
 
@@ -32,7 +34,7 @@ pub mod fuzzing {
     /// resource); `None` for a body the proxy refuses.
     pub fn parse(body: &[u8]) -> Option<(String, &'static str, String)> {
         let call = crate::rpc::RpcCall::parse(body).ok()?;
-        let resource = call.resource();
+        let resource = call.resource().to_string();
         Some((call.method_name, call.method.action, resource))
     }
 }

@@ -13,27 +13,34 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::sync::Semaphore;
 use zt_contract::names::ResourceName;
 use zt_contract::{Decision, DecisionRequest};
 use zt_listener::{AllowedOrigins, BodyTimeout, Limits, PageGuard};
 
 use crate::error::{plain_error, ProxyError, RpcRefusal};
-use crate::limits::MAX_REQUEST_BYTES;
+use crate::limits::{MAX_CALLS_IN_FLIGHT, MAX_REQUEST_BYTES};
 use crate::refusal::Refusal;
 use crate::rpc::RpcCall;
 use crate::upstream::{CardError, CARD_PATH};
 use crate::{card, extended_card, ProxyConfig};
 
-/// The proxy's state: what it was configured with, and which web pages may call it.
+/// The proxy's state: what it was configured with, which web pages may call it, and the calls
+/// being read or decided ([`MAX_CALLS_IN_FLIGHT`]).
 struct Proxy {
     config: ProxyConfig,
     pages: PageGuard,
+    calls: Semaphore,
 }
 
 /// The proxy as an axum router, taking calls from the web pages `pages` lets through ([`serve`]
 /// builds it from its listener's address).
 pub fn router(config: ProxyConfig, pages: PageGuard) -> Router {
-    let state = Arc::new(Proxy { config, pages });
+    let state = Arc::new(Proxy {
+        config,
+        pages,
+        calls: Semaphore::new(MAX_CALLS_IN_FLIGHT),
+    });
     Router::new()
         .route(CARD_PATH, get(agent_card))
         // The 0.2/0.3 well-known name of the same card.
@@ -44,8 +51,8 @@ pub fn router(config: ProxyConfig, pages: PageGuard) -> Router {
 
 /// Serves the proxy on `listener` until `shutdown` completes, under `limits` (connections,
 /// header and body time; see [`zt_listener`]), taking calls from web pages of `allowed_origins`
-/// besides this machine's own (see [`PageGuard`]). Past the connection cap, a call gets a 503
-/// JSON-RPC error.
+/// besides this machine's own (see [`PageGuard`]). Past the connection cap, or past
+/// [`MAX_CALLS_IN_FLIGHT`] calls being read or decided, a call gets a 503 JSON-RPC error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: ProxyConfig,
@@ -92,23 +99,17 @@ async fn agent_card(State(proxy): State<Arc<Proxy>>) -> Response {
 }
 
 async fn call(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
-    if request.method() != Method::POST {
-        return plain_error(StatusCode::NOT_FOUND, "not found");
-    }
-    match decide_and_forward(&proxy.config, &proxy.pages, request).await {
+    match decide_and_forward(&proxy, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(),
     }
 }
 
-async fn decide_and_forward(
-    config: &ProxyConfig,
-    pages: &PageGuard,
-    request: Request,
-) -> Result<Response, RpcRefusal> {
+async fn decide_and_forward(proxy: &Proxy, request: Request) -> Result<Response, RpcRefusal> {
+    let config = &proxy.config;
     let (parts, body) = request.into_parts();
     // The proxy calls with the agent's credential: a page must not borrow it.
-    if let Some(why) = pages.refusal(&parts.headers) {
+    if let Some(why) = proxy.pages.refusal(&parts.headers) {
         return Err(ProxyError::ForeignPage(why).into());
     }
     let agent_path = match config
@@ -123,13 +124,22 @@ async fn decide_and_forward(
             return Err(ProxyError::CardUnavailable.into());
         }
     };
+    // An interface of the agent, asked with another method than JSON-RPC's.
+    if parts.method != Method::POST {
+        return Err(ProxyError::MethodNotAllowed(parts.method).into());
+    }
     if !zt_listener::is_utf8_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
+    // Until decided, a call holds its body and, for a moment, its parsed tree: only so many
+    // at once. Forwarding, it holds the body alone, as the connection cap bounds.
+    let Ok(permit) = proxy.calls.try_acquire() else {
+        return Err(ProxyError::TooManyCalls.into());
+    };
     let body = read_body(body, BodyTimeout::of(&parts.extensions)).await?;
     let call = RpcCall::parse(&body)?;
     let action = format!("{}{}", config.action_prefix(), call.method.action);
-    let resource = call.resource();
+    let resource = call.resource().to_string();
     // A name the control plane would refuse is the caller's error, not an outage.
     if let Err(e) = ResourceName::parse(&resource) {
         return Err(
@@ -163,6 +173,7 @@ async fn decide_and_forward(
     if let Some(refusal) = refusal {
         return Ok(refusal.answer(&call));
     }
+    drop(permit);
     let response = config
         .upstream
         .forward(&agent_path, &parts.headers, body)

@@ -100,12 +100,7 @@ impl Refusal {
     /// The `result` of a refused message: a new task in the rejected state, in the caller's
     /// protocol generation (1.0 wraps it as `{"task": ...}`; 0.3 sends the task itself).
     fn rejected_result(&self, call: &RpcCall, generation: Generation) -> Value {
-        let context_id = call
-            .message()
-            .and_then(|m| m.get("contextId"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map_or_else(new_id, str::to_string);
+        let context_id = call.context_id().map_or_else(new_id, str::to_string);
         let task = rejected_task(
             generation,
             &self.reason(),

@@ -20,7 +20,9 @@ const RESOURCE_METADATA_KEYS: [&str; 4] = ["resource", "target", "taskId", "cont
 /// task the proxy never decided on; official clients send the JSON names.
 const PROTO_NAMES: [(&str, &str); 2] = [("task_id", "taskId"), ("context_id", "contextId")];
 
-/// One parsed call.
+/// One parsed call, reduced to what the decision and a refusal need: the parsed tree (which
+/// may take some 60 times the body's bytes) is gone before the call is decided or forwarded,
+/// which forwards the body's bytes.
 #[derive(Debug)]
 pub(crate) struct RpcCall {
     /// The request id, echoed in any answer the proxy makes itself (`null` for a notification).
@@ -28,63 +30,33 @@ pub(crate) struct RpcCall {
     /// The method as sent.
     pub(crate) method_name: String,
     pub(crate) method: A2aMethod,
-    params: Map<String, Value>,
+    /// See [`RpcCall::resource`].
+    resource: String,
+    /// The message's `contextId`, when a non-empty string.
+    context_id: Option<String>,
 }
 
 impl RpcCall {
     /// Parses a request body: strict JSON, one JSON-RPC 2.0 request (no batch), a known A2A
     /// method, object params.
     pub(crate) fn parse(body: &[u8]) -> Result<RpcCall, RpcRefusal> {
-        let value = strict_json::parse_value(body).map_err(|e| ProxyError::Parse(e.to_string()))?;
-        let Value::Object(mut envelope) = value else {
-            return Err(match value {
-                Value::Array(_) => ProxyError::Batch,
-                _ => ProxyError::InvalidRequest("the request is not a JSON object".into()),
-            }
-            .into());
+        let (id, method_name, method, params) = parse_envelope(body)?;
+        let call = Params {
+            method,
+            params: &params,
         };
-        if envelope.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-            return Err(ProxyError::InvalidRequest("`jsonrpc` must be \"2.0\"".into()).into());
-        }
-        let id = match envelope.remove("id") {
-            None => Value::Null,
-            Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => id,
-            Some(_) => {
-                return Err(ProxyError::InvalidRequest(
-                    "`id` must be a string, a number or null".into(),
-                )
-                .into())
-            }
-        };
-        let Some(Value::String(method_name)) = envelope.remove("method") else {
-            return Err(ProxyError::InvalidRequest("`method` must be a string".into()).with_id(id));
-        };
-        let Some(method) = A2aMethod::lookup(&method_name) else {
-            return Err(ProxyError::UnknownMethod(method_name).with_id(id));
-        };
-        let params = match envelope.remove("params") {
-            None => Map::new(),
-            Some(Value::Object(params)) => params,
-            Some(_) => {
-                return Err(
-                    ProxyError::InvalidRequest("`params` must be an object".into()).with_id(id),
-                )
-            }
-        };
-        if let Err(why) = check_subject(&method_name, method.subject, &params) {
-            return Err(ProxyError::InvalidParams(why).with_id(id));
-        }
         Ok(RpcCall {
+            resource: call.resource(),
+            context_id: call
+                .message()
+                .and_then(|m| m.get("contextId"))
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             id,
             method_name,
             method,
-            params,
         })
-    }
-
-    /// The message a message method carries (`params.message`), if any.
-    pub(crate) fn message(&self) -> Option<&Map<String, Value>> {
-        self.params.get("message").and_then(Value::as_object)
     }
 
     /// The resource of the decision. For a message: its metadata's `resource`, `target`,
@@ -92,7 +64,75 @@ impl RpcCall {
     /// [`RESOURCE_TEXT_CHARS`] characters of its text ([`ResourceName::from_free_text`]). For
     /// other methods: the task or context named by the parameter the agent reads for that
     /// method ([`Subject`]). `""` when nothing names one.
-    pub(crate) fn resource(&self) -> String {
+    pub(crate) fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The `contextId` of the message a message method carries, if any.
+    pub(crate) fn context_id(&self) -> Option<&str> {
+        self.context_id.as_deref()
+    }
+}
+
+/// A parsed envelope: the id, the method as sent and known, the params.
+type Envelope = (Value, String, A2aMethod, Map<String, Value>);
+
+/// The envelope of a request body, its params checked (see [`check_subject`]).
+fn parse_envelope(body: &[u8]) -> Result<Envelope, RpcRefusal> {
+    let value = strict_json::parse_value(body).map_err(|e| ProxyError::Parse(e.to_string()))?;
+    let Value::Object(mut envelope) = value else {
+        return Err(match value {
+            Value::Array(_) => ProxyError::Batch,
+            _ => ProxyError::InvalidRequest("the request is not a JSON object".into()),
+        }
+        .into());
+    };
+    if envelope.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(ProxyError::InvalidRequest("`jsonrpc` must be \"2.0\"".into()).into());
+    }
+    let id = match envelope.remove("id") {
+        None => Value::Null,
+        Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => id,
+        Some(_) => {
+            return Err(ProxyError::InvalidRequest(
+                "`id` must be a string, a number or null".into(),
+            )
+            .into())
+        }
+    };
+    let Some(Value::String(method_name)) = envelope.remove("method") else {
+        return Err(ProxyError::InvalidRequest("`method` must be a string".into()).with_id(id));
+    };
+    let Some(method) = A2aMethod::lookup(&method_name) else {
+        return Err(ProxyError::UnknownMethod(method_name).with_id(id));
+    };
+    let params = match envelope.remove("params") {
+        None => Map::new(),
+        Some(Value::Object(params)) => params,
+        Some(_) => {
+            return Err(ProxyError::InvalidRequest("`params` must be an object".into()).with_id(id))
+        }
+    };
+    if let Err(why) = check_subject(&method_name, method.subject, &params) {
+        return Err(ProxyError::InvalidParams(why).with_id(id));
+    }
+    Ok((id, method_name, method, params))
+}
+
+/// A call's method and params, while they are read.
+struct Params<'a> {
+    method: A2aMethod,
+    params: &'a Map<String, Value>,
+}
+
+impl Params<'_> {
+    /// The message a message method carries (`params.message`), if any.
+    fn message(&self) -> Option<&Map<String, Value>> {
+        self.params.get("message").and_then(Value::as_object)
+    }
+
+    /// See [`RpcCall::resource`].
+    fn resource(&self) -> String {
         match self.method.shape {
             Shape::Message | Shape::StreamingMessage => self.message_resource(),
             Shape::Other => self

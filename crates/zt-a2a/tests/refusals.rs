@@ -11,10 +11,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -207,9 +209,37 @@ async fn without_a_control_plane_every_call_fails_closed() {
 #[tokio::test]
 async fn only_post_calls_and_the_card_are_served() {
     let (router, hits) = proxy().await;
-    let request = Request::get("/anything").body(Body::empty()).unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // Another method at the JSON-RPC interface: 405, saying which one it takes; elsewhere 404.
+    // Either way a JSON-RPC error, as every answer of the proxy's but the card.
+    for (method, path, status) in [
+        ("GET", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("DELETE", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("PUT", "/", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/anything", StatusCode::NOT_FOUND),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let allow = response.headers().get("allow").cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["jsonrpc"], "2.0", "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], -32600, "{answer}");
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(allow.unwrap(), "POST");
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&format!("`{method}` not allowed")),
+                "{message}"
+            );
+        } else {
+            assert!(allow.is_none());
+        }
+    }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     let request = Request::get("/.well-known/agent-card.json")
         .body(Body::empty())
@@ -221,6 +251,64 @@ async fn only_post_calls_and_the_card_are_served() {
     assert_eq!(
         card["supportedInterfaces"],
         json!([{"url": "http://127.0.0.1:1/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// Only so many calls are read or decided at once: past [`zt_a2a::MAX_CALLS_IN_FLIGHT`] (held
+/// here by bodies that never end), a call is refused at once with a 503 JSON-RPC error, and
+/// calls are taken again once the others are gone.
+#[tokio::test]
+async fn calls_past_the_bound_in_flight_are_refused() {
+    let (router, hits) = proxy().await;
+    let held: Vec<_> = (0..=zt_a2a::MAX_CALLS_IN_FLIGHT)
+        .map(|_| {
+            let trickle = futures_util::stream::once(async {
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"jsonrpc\":"))
+            })
+            .chain(futures_util::stream::pending());
+            let request = Request::post("/")
+                .header("content-type", "application/json")
+                .body(Body::from_stream(trickle))
+                .unwrap();
+            tokio::spawn(router.clone().oneshot(request))
+        })
+        .collect();
+    // One call too many: it alone is answered, long before the others' bodies time out.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !held.iter().any(|call| call.is_finished()) {
+        assert!(Instant::now() < deadline, "every call was taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (answered, waiting): (Vec<_>, Vec<_>) =
+        held.into_iter().partition(|call| call.is_finished());
+    assert_eq!(answered.len(), 1);
+    for call in &waiting {
+        call.abort();
+    }
+    for call in answered {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let answer: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(answer["jsonrpc"], "2.0");
+        assert_eq!(answer["error"]["code"], -32603);
+        assert_eq!(
+            answer["error"]["message"],
+            "too many calls in flight; retry later"
+        );
+    }
+    for call in waiting {
+        let _ = call.await;
+    }
+    // Their places are free again: a call is decided (and, with no control plane, refused).
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "t"}});
+    let (status, answer) = post(&router, "application/json", call.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["error"]["code"],
+        zt_a2a::CONTROL_PLANE_UNAVAILABLE_CODE
     );
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }

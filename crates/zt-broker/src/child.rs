@@ -477,6 +477,7 @@ exec "$@""#;
         for n in 0..RUNS {
             let link = dir.path().join(format!("status-{n}"));
             let spec = HelperSpec {
+                program: "/usr/bin/true".into(),
                 profile: nothing.clone(),
                 granted: nothing.clone(),
                 allow_degraded: false,

@@ -2,7 +2,7 @@
 //! digest of its arguments, written into the decision's context (`context.exec`), so that a
 //! policy can say which programs an action may run and the decision record, through its
 //! context digest, says exactly which command it allowed. The helper then runs that file, not
-//! a name looked up again.
+//! a name looked up again, and only if its path still leads to it.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -15,9 +15,13 @@ use zt_contract::{Digest32, EXEC_ARGS_SHA256, EXEC_CONTEXT_KEY, EXEC_PROGRAM};
 /// A command ready to be decided on and run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ResolvedCommand {
-    /// What runs: an absolute path, or the name as given when no file was found (the start
-    /// then fails, with a receipt, as for any program that cannot start).
+    /// What runs, and what the decision names: the real file (absolute, every symlink and `..`
+    /// resolved), or, when no file was found, the name as found (the start then fails, with a
+    /// receipt, as for any program that cannot start).
     pub program: OsString,
+    /// What the command is told it was called (its `argv[0]`): the name as found, so that a
+    /// program that reads it (a multi-call binary behind a symlink) behaves as before.
+    pub arg0: OsString,
     /// The arguments after the program.
     pub args: Vec<OsString>,
 }
@@ -26,24 +30,31 @@ impl ResolvedCommand {
     /// `command` (program, then arguments) with its program found as `execvp` would find it:
     /// a name with a `/` made absolute against the working directory, any other name looked
     /// up in `path` (the `PATH` the command will get), the first executable file.
+    /// The program is then resolved to its real file: a policy reads the path, and `..` or a
+    /// symlink would let a name look like one it allows (`/opt/tools/../../bin/sh` is like
+    /// `"/opt/tools/*"`).
     pub(crate) fn resolve(command: &[OsString], path: &OsStr) -> Option<Self> {
-        let (program, args) = command.split_first()?;
-        let found = if program.as_bytes().contains(&b'/') {
-            std::path::absolute(program)
-                .ok()
-                .map(PathBuf::into_os_string)
+        let (name, args) = command.split_first()?;
+        let found = if name.as_bytes().contains(&b'/') {
+            std::path::absolute(name).ok().map(PathBuf::into_os_string)
         } else {
-            lookup(program, path)
+            lookup(name, path)
         };
+        let arg0 = found.unwrap_or_else(|| name.clone());
+        let program = std::fs::canonicalize(&arg0)
+            .map(PathBuf::into_os_string)
+            .unwrap_or_else(|_| arg0.clone());
         Some(Self {
-            program: found.unwrap_or_else(|| program.clone()),
+            program,
+            arg0,
             args: args.to_vec(),
         })
     }
 
-    /// The program and arguments, as the helper gets them.
+    /// The command as the helper gets it: `argv[0]`, then the arguments (the program to run
+    /// is in its specification).
     pub(crate) fn argv(&self) -> Vec<OsString> {
-        std::iter::once(self.program.clone())
+        std::iter::once(self.arg0.clone())
             .chain(self.args.iter().cloned())
             .collect()
     }
@@ -126,9 +137,28 @@ mod tests {
     }
 
     #[test]
+    fn the_program_is_its_real_file_and_keeps_the_name_it_was_called_by() {
+        let path = OsString::from("/usr/bin:/bin");
+        let real = std::fs::canonicalize("/usr/bin/true").unwrap();
+        let dotted = ResolvedCommand::resolve(&os(&["/usr/bin/../bin/true", "x"]), &path).unwrap();
+        assert_eq!(Path::new(&dotted.program), real);
+        assert!(!dotted.program.as_bytes().windows(2).any(|w| w == b".."));
+        assert_eq!(dotted.arg0, OsString::from("/usr/bin/../bin/true"));
+        assert_eq!(dotted.argv(), os(&["/usr/bin/../bin/true", "x"]));
+        // A symlink is decided on as the file it leads to.
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("looks-harmless");
+        std::os::unix::fs::symlink("/usr/bin/true", &link).unwrap();
+        let linked = ResolvedCommand::resolve(&[link.clone().into_os_string()], &path).unwrap();
+        assert_eq!(Path::new(&linked.program), real);
+        assert_eq!(linked.arg0, link.into_os_string());
+    }
+
+    #[test]
     fn the_context_names_the_program_and_binds_the_arguments() {
         let command = |argv: &[&str]| ResolvedCommand {
             program: "/usr/bin/make".into(),
+            arg0: "make".into(),
             args: os(argv),
         };
         let entry = command(&["all"]).context_entry().unwrap();

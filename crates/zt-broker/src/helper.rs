@@ -7,8 +7,9 @@
 //! broker reads it to end of file, which comes with a successful `exec` (the descriptor is
 //! close-on-exec) or with an error message.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,8 @@ pub const HELPER_FAILED: i32 = 125;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HelperSpec {
+    /// The file to run, as decided on: its real path (no symlink, no `..`).
+    pub program: PathBuf,
     /// The profile to apply.
     pub profile: ConcreteProfile,
     /// The profile the decision granted: every path of `profile` must lead beneath it.
@@ -37,9 +40,9 @@ pub struct HelperSpec {
     pub broker_pid: i32,
 }
 
-/// Runs the helper: `spec` is the JSON [`HelperSpec`], `command` the program and arguments.
-/// Returns only on failure (with the status to exit with); on success the process is the
-/// command.
+/// Runs the helper: `spec` is the JSON [`HelperSpec`], `command` the command's `argv[0]` and
+/// arguments (it runs [`HelperSpec::program`]). Returns only on failure (with the status to
+/// exit with); on success the process is the command.
 pub fn run(spec: &str, command: &[OsString]) -> i32 {
     let spec: HelperSpec = match serde_json::from_str(spec) {
         Ok(spec) => spec,
@@ -90,7 +93,7 @@ fn printable(bytes: &[u8]) -> String {
 
 /// Sets up and execs; returns only an error.
 fn prepare(spec: &HelperSpec, command: &[OsString]) -> Result<std::convert::Infallible, String> {
-    let Some((program, args)) = command.split_first() else {
+    let Some((arg0, args)) = command.split_first() else {
         return Err("no command".into());
     };
     guard_parent(spec.broker_pid)?;
@@ -103,21 +106,40 @@ fn prepare(spec: &HelperSpec, command: &[OsString]) -> Result<std::convert::Infa
         spec.allow_degraded,
         spec.landlock_abi_cap,
     )?;
-    let error = exec(program, args);
-    Err(format!(
-        "cannot run `{}`: {error}",
-        program.to_string_lossy()
-    ))
+    let program = &spec.program;
+    // As late as can be: a path that no longer leads to the file decided on runs nothing. The
+    // path is looked up once more by the exec, so a swap in between by someone who may write
+    // a directory on it is not seen (docs/BROKER.md).
+    still_decided(program)?;
+    let error = exec(program, arg0, args);
+    Err(format!("cannot run `{}`: {error}", program.display()))
+}
+
+/// `Ok` if `program` is still the real path of a file: no symlink and no `..` on the way,
+/// so the file the exec finds is the one the decision named.
+fn still_decided(program: &Path) -> Result<(), String> {
+    match std::fs::canonicalize(program) {
+        Ok(real) if real == program => Ok(()),
+        Ok(real) => Err(format!(
+            "cannot run `{}`: it now leads to `{}`, not the file decided on",
+            program.display(),
+            real.display()
+        )),
+        Err(e) => Err(format!("cannot run `{}`: {e}", program.display())),
+    }
 }
 
 #[cfg(unix)]
-fn exec(program: &OsString, args: &[OsString]) -> std::io::Error {
+fn exec(program: &Path, arg0: &OsStr, args: &[OsString]) -> std::io::Error {
     use std::os::unix::process::CommandExt;
-    std::process::Command::new(program).args(args).exec()
+    std::process::Command::new(program)
+        .arg0(arg0)
+        .args(args)
+        .exec()
 }
 
 #[cfg(not(unix))]
-fn exec(_: &OsString, _: &[OsString]) -> std::io::Error {
+fn exec(_: &Path, _: &OsStr, _: &[OsString]) -> std::io::Error {
     std::io::Error::other("the broker runs on unix only")
 }
 
@@ -163,5 +185,18 @@ mod tests {
         let cut = [STATUS_ALIVE, b'a', 0xC3];
         assert!(started(&cut).unwrap_err().starts_with('a'));
         assert!(started(b"stray").is_err());
+    }
+
+    #[test]
+    fn only_a_path_that_still_leads_to_the_decided_file_runs() {
+        let real = std::fs::canonicalize("/usr/bin/true").unwrap();
+        still_decided(&real).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("true");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let swapped = still_decided(&link).unwrap_err();
+        assert!(swapped.contains("not the file decided on"), "{swapped}");
+        assert!(still_decided(Path::new("/usr/bin/../bin/true")).is_err());
+        assert!(still_decided(&dir.path().join("gone")).is_err());
     }
 }

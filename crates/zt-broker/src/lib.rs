@@ -236,6 +236,7 @@ impl Broker {
         };
         let tmp_path = tmp.as_ref().map(tempfile::TempDir::path);
         let spec = HelperSpec {
+            program: command.program.clone().into(),
             profile: concrete(profile, tmp_path),
             granted: concrete(granted, tmp_path),
             allow_degraded: degraded,

@@ -8,7 +8,8 @@
 //! broker reads it once and hands the same cap to the helper, so the ruleset applied is the one
 //! the probe reported.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -59,9 +60,10 @@ pub fn unenforceable_capped(cap: Option<u32>) -> Vec<String> {
 /// error and nothing is restricted halfway.
 ///
 /// Every path is checked where it really leads once opened (symlinks resolved): it must be
-/// beneath a path `granted` gives the same right, so a caller's narrowed path that is a
-/// symlink out of the grant (planted in a writable directory, say) is refused, whatever
-/// happened to it between the broker's check and this open.
+/// beneath where a path `granted` gives the same right leads through symlinks no run can have
+/// planted (see [`resolve_trusted`]), so a path that is a symlink out of the grant, planted in
+/// a writable directory, is refused, be it a caller's narrowed path or one of the grant's own,
+/// whatever happened to it between the broker's check and this open.
 ///
 /// `cap` lowers the Landlock ABI used, as in [`unenforceable_capped`].
 pub fn restrict_self(
@@ -73,22 +75,81 @@ pub fn restrict_self(
     imp::restrict_self(profile, granted, allow_degraded, cap)
 }
 
-/// `granted`'s paths with symlinks resolved (those that exist): readable (any list), writable,
-/// executable.
+/// Where `granted`'s paths may lead, per right: readable (any list), writable, executable.
+///
+/// A grant is never bounded by where it leads now: a path beneath a writable grant may have
+/// been replaced, through that grant (by an earlier run, say), with a symlink to `/`, and would
+/// then bound, and grant, everything. So each grant is resolved by [`resolve_trusted`], which
+/// follows only the symlinks no run can have planted: those outside every writable grant (the
+/// system's own, such as `/bin` -> `/usr/bin`).
 fn resolved(granted: &ConcreteProfile) -> [Vec<PathBuf>; 3] {
-    let canonical = |list: &[PathBuf]| -> Vec<PathBuf> {
+    let writable: Vec<PathBuf> = granted
+        .write
+        .iter()
+        .filter_map(|w| std::fs::canonicalize(w).ok())
+        .collect();
+    let bounds = |list: &[PathBuf]| -> Vec<PathBuf> {
         list.iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .filter_map(|p| resolve_trusted(p, &writable))
             .collect()
     };
-    let mut readable = canonical(&granted.read);
-    readable.extend(canonical(&granted.write));
-    readable.extend(canonical(&granted.exec));
-    [
-        readable,
-        canonical(&granted.write),
-        canonical(&granted.exec),
-    ]
+    let mut readable = bounds(&granted.read);
+    readable.extend(bounds(&granted.write));
+    readable.extend(bounds(&granted.exec));
+    [readable, bounds(&granted.write), bounds(&granted.exec)]
+}
+
+/// Most symlinks followed in resolving one path (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` (absolute) resolved as the kernel would, except that an entry lying strictly
+/// beneath one of `writable` (resolved directories) is taken by its name, never followed: a
+/// symlink there may have been planted. `None` if a followed part does not exist or loops.
+fn resolve_trusted(path: &Path, writable: &[PathBuf]) -> Option<PathBuf> {
+    let mut resolved = PathBuf::from("/");
+    // Components still to walk, the next one last.
+    let mut pending: Vec<OsString> = path
+        .components()
+        .rev()
+        .map(|c| c.as_os_str().to_os_string())
+        .collect();
+    let mut followed = 0;
+    while let Some(name) = pending.pop() {
+        // The root (an absolute target already restarted from `/`) and `.` change nothing.
+        if name == "/" || name == "." {
+            continue;
+        }
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let next = resolved.join(&name);
+        let untrusted = writable.iter().any(|w| next.starts_with(w) && next != *w);
+        if untrusted {
+            resolved = next;
+            continue;
+        }
+        let metadata = std::fs::symlink_metadata(&next).ok()?;
+        if !metadata.file_type().is_symlink() {
+            resolved = next;
+            continue;
+        }
+        followed += 1;
+        if followed > MAX_SYMLINKS {
+            return None;
+        }
+        let target = std::fs::read_link(&next).ok()?;
+        if target.is_absolute() {
+            resolved = PathBuf::from("/");
+        }
+        pending.extend(
+            target
+                .components()
+                .rev()
+                .map(|c| c.as_os_str().to_os_string()),
+        );
+    }
+    Some(resolved)
 }
 
 #[cfg(target_os = "linux")]
@@ -262,6 +323,79 @@ mod imp {
     fn real_path(fd: &PathFd) -> Option<std::path::PathBuf> {
         use std::os::fd::{AsFd, AsRawFd};
         std::fs::read_link(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())).ok()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::os::unix::fs::symlink;
+        use std::path::PathBuf;
+
+        use super::*;
+
+        fn profile(read: &[PathBuf], write: &[PathBuf], exec: &[PathBuf]) -> ConcreteProfile {
+            ConcreteProfile {
+                read: read.to_vec(),
+                write: write.to_vec(),
+                exec: exec.to_vec(),
+                connect: Vec::new(),
+            }
+        }
+
+        /// `profile` opened as the helper opens it when nothing is narrowed.
+        fn opens(granted: &ConcreteProfile) -> Result<(), String> {
+            opened_rules(granted, granted, FS_ABI).map(|_| ())
+        }
+
+        #[test]
+        fn a_grant_replaced_by_a_symlink_in_a_writable_directory_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let (out, secret) = (dir.path().join("out"), dir.path().join("secret"));
+            std::fs::create_dir(&out).unwrap();
+            std::fs::create_dir(&secret).unwrap();
+            // An earlier run, allowed to write `out`, replaced `out/bin` with a way out.
+            symlink(&secret, out.join("bin")).unwrap();
+            let granted = profile(&[], std::slice::from_ref(&out), &[out.join("bin")]);
+            let refused = opens(&granted).unwrap_err();
+            assert!(
+                refused.contains("leads outside the granted profile"),
+                "{refused}"
+            );
+            // Also when the grant reaches the writable directory through a symlink of its own.
+            symlink(&out, dir.path().join("link")).unwrap();
+            let through = profile(
+                &[],
+                std::slice::from_ref(&out),
+                &[dir.path().join("link/bin")],
+            );
+            assert!(opens(&through).is_err());
+            // Read-only grants beneath it likewise.
+            assert!(opens(&profile(
+                &[out.join("bin")],
+                std::slice::from_ref(&out),
+                &[]
+            ))
+            .is_err());
+
+            // The same grant is fine while `out/bin` is a directory.
+            std::fs::remove_file(out.join("bin")).unwrap();
+            std::fs::create_dir(out.join("bin")).unwrap();
+            opens(&granted).unwrap();
+            opens(&through).unwrap();
+        }
+
+        #[test]
+        fn symlinks_outside_writable_grants_are_followed() {
+            // The default profile's `/bin` is `/usr/bin` on merged-/usr systems.
+            let tmp = tempfile::tempdir().unwrap();
+            let system = ["/bin", "/usr", "/lib", "/etc"].map(PathBuf::from);
+            opens(&profile(&system, &[tmp.path().to_path_buf()], &system)).unwrap();
+            // A symlink outside every writable grant, in a grant: its target is the bound.
+            let dir = tempfile::tempdir().unwrap();
+            let real = dir.path().join("real");
+            std::fs::create_dir(&real).unwrap();
+            symlink(&real, dir.path().join("alias")).unwrap();
+            opens(&profile(&[dir.path().join("alias")], &[], &[])).unwrap();
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub(crate) struct ExecArgs {
 pub(crate) struct SandboxExecArgs {
     /// The specification (JSON), from the broker.
     pub spec: String,
-    /// The command.
+    /// The command's `argv[0]` and arguments (the file to run is in the specification).
     #[arg(last = true)]
     pub command: Vec<OsString>,
 }

@@ -208,6 +208,8 @@ fn policy(dir: &Path, port: u16) -> String {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::create_dir_all(&input).unwrap();
     std::fs::create_dir_all(dir.join("secret")).unwrap();
+    std::fs::create_dir_all(dir.join("build/bin")).unwrap();
+    std::fs::create_dir_all(dir.join("tools")).unwrap();
     std::fs::write(input.join("data.txt"), "readable input\n").unwrap();
     std::fs::write(dir.join("secret/key.txt"), "top secret\n").unwrap();
     format!(
@@ -226,9 +228,18 @@ permit (principal, action == Action::"ci.plain", resource);
 @sandbox_write("{out}")
 permit (principal, action == Action::"ci.tool", resource)
 when {{ context has exec && context.exec.program == "/usr/bin/touch" }};
+@id("bin") @reason("builds write their tree and run the tools they put in its bin")
+@sandbox_write("{build}") @sandbox_exec("{build}/bin")
+permit (principal, action == Action::"ci.bin", resource);
+@id("tools") @reason("this action runs the tools of one directory")
+@sandbox_exec("{tools}")
+permit (principal, action == Action::"ci.tools", resource)
+when {{ context has exec && context.exec.program like "{tools}/*" }};
 "#,
         input = input.display(),
         out = out.display(),
+        build = dir.join("build").display(),
+        tools = std::fs::canonicalize(dir.join("tools")).unwrap().display(),
     )
 }
 
@@ -286,6 +297,32 @@ fn an_allowed_command_reads_and_writes_only_within_its_profile() {
     // The exit status is the command's.
     s.exec(&["--action", "ci.plain"], &bash("exit 42"))
         .exited(42);
+}
+
+#[test]
+fn a_grant_replaced_through_a_writable_grant_widens_nothing() {
+    let Some(s) = sandboxed(1) else { return };
+    let build = s.path("build").display().to_string();
+    // Run 1, allowed: it may write `build`, so it can replace the granted `build/bin`.
+    let plant = format!("rm -rf {build}/bin && ln -s / {build}/bin");
+    s.exec(&["--action", "ci.bin"], &["/bin/sh", "-c", &plant])
+        .exited(0);
+    assert!(s.path("build/bin").is_symlink());
+    // Run 2: `build/bin` leads to `/`. Bounded by where it leads, it granted read and
+    // execute on everything; now nothing runs and the receipt says so.
+    let secret = s.path("secret/key.txt");
+    s.exec(
+        &["--action", "ci.bin"],
+        &["/bin/cat", secret.to_str().unwrap()],
+    )
+    .exited(71)
+    .never_printed("top secret")
+    .said("outside the granted profile");
+    let receipt = receipts(&s.server)
+        .pop()
+        .expect("a receipt for the refusal");
+    assert_eq!(receipt["execution"]["outcome"], "not_started", "{receipt}");
+    assert_verifies(&s.server);
 }
 
 /// A non-blocking loopback listener (a connection shows as an accepted one), and its port.
@@ -746,6 +783,37 @@ fn a_policy_can_name_the_program_an_action_runs() {
         decisions[3]["context_sha256"]
     );
     assert_verifies(&s.server);
+}
+
+#[test]
+fn a_program_is_decided_on_as_the_file_it_really_is() {
+    let Some(s) = sandboxed(1) else { return };
+    let tools = std::fs::canonicalize(s.path("tools")).unwrap();
+    std::fs::copy("/usr/bin/true", tools.join("true")).unwrap();
+    let tool = tools.join("true");
+    s.exec(&["--action", "ci.tools"], &[tool.to_str().unwrap()])
+        .exited(0);
+    // `tools/../../../bin/sh` is like "<tools>/*" by name; it is /bin/sh.
+    let up = "../".repeat(tools.components().count() - 1);
+    let dotted = format!("{}/{up}bin/sh", tools.display());
+    s.exec(&["--action", "ci.tools"], &[&dotted, "-c", "echo ran"])
+        .exited(77)
+        .never_printed("ran")
+        .said("denied");
+    // So is a symlink to it placed among the tools.
+    let link = tools.join("sh");
+    std::os::unix::fs::symlink("/bin/sh", &link).unwrap();
+    s.exec(
+        &["--action", "ci.tools"],
+        &[link.to_str().unwrap(), "-c", "echo ran"],
+    )
+    .exited(77)
+    .never_printed("ran");
+    let decided: Vec<Value> = records(&s.server)
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["action"] == "ci.tools")
+        .collect();
+    assert_eq!(decided.len(), 3);
 }
 
 #[test]

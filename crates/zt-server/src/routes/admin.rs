@@ -75,6 +75,22 @@ pub(crate) async fn refuse_after_claim<T>(
     Err(error())
 }
 
+/// Takes the admin lock (see `AppState::admin_lock`) for `caller`, asking again whether its
+/// credential still makes it this admin: it may have been removed from the admin token file,
+/// or its certificate or JWT-SVID may have expired, while its request waited for the lock.
+pub(crate) async fn admin_turn<'s>(
+    state: &'s SharedState,
+    caller: &AdminCaller,
+) -> Result<tokio::sync::MutexGuard<'s, ()>, ApiError> {
+    let turn = state.admin_lock.lock().await;
+    if !caller.still_admin(state) {
+        return Err(ApiError::Unauthenticated(
+            "the admin credential was revoked while this request waited for its turn",
+        ));
+    }
+    Ok(turn)
+}
+
 /// The registry as stored, before an admin act checks it: another replica may have changed it
 /// since this server last polled (a removal refused as "not found" there left the token working
 /// everywhere).
@@ -110,7 +126,7 @@ async fn register_agent(
         trust_level: request.trust_level,
         groups: Vec::new(),
     };
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     let mut token = None;
     match state.registry.attributes(&request.actor) {
@@ -201,7 +217,7 @@ async fn rotate_token(
 ) -> Result<Response, ApiError> {
     // A name registered before the actor grammar existed gets no new token (remove it).
     ActorName::parse(&actor)?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));
@@ -247,7 +263,7 @@ async fn remove_agent(
     caller: AdminCaller,
     Path(actor): Path<String>,
 ) -> Result<Response, ApiError> {
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));

@@ -479,9 +479,47 @@ impl FromRequestParts<SharedState> for AdminCaller {
         state.refused_admin.admit(&refused)?;
         let record = RecordDraft::admin_access_refused(
             refused.clone(),
-            format!("{} {}", parts.method, parts.uri.path()),
+            refused_resource(&parts.method, parts.uri.path()),
         );
         state.ledger.append(record).await?;
         Err(ApiError::AgentOnAdminRoute(refused))
+    }
+}
+
+/// Characters of a refused admin access's path its record keeps (a path may be ~64 KB).
+const SHOWN_PATH_CHARS: usize = 200;
+
+/// The `resource` of a refused admin access's record: the method and the path, cut to
+/// [`SHOWN_PATH_CHARS`] characters and marked `…` when cut, so the record keeps to the
+/// 1024-byte rule of resources (at most 4 bytes a character, and a method).
+fn refused_resource(method: &axum::http::Method, path: &str) -> String {
+    let mut shown: String = path.chars().take(SHOWN_PATH_CHARS).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    format!("{method} {shown}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_admin_access_keeps_at_most_200_characters_of_its_path() {
+        let get = axum::http::Method::GET;
+        assert_eq!(refused_resource(&get, "/agents"), "GET /agents");
+        let long = format!("/agents/{}", "é".repeat(40_000));
+        let resource = refused_resource(&axum::http::Method::DELETE, &long);
+        assert!(
+            resource.len() <= zt_contract::names::MAX_RESOURCE_BYTES,
+            "{}",
+            resource.len()
+        );
+        assert!(resource.starts_with("DELETE /agents/éé"));
+        assert!(resource.ends_with('…'));
+        assert_eq!(
+            resource.chars().count(),
+            "DELETE ".len() + SHOWN_PATH_CHARS + 1
+        );
     }
 }

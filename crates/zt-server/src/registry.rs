@@ -180,10 +180,10 @@ pub(crate) struct Registry {
     saving: SaveTurn,
 }
 
-/// Tokens and agents whose revocation (a rotation, a removal) is recorded in the audit log but
-/// not yet saved, or whose save failed: refused here from the moment the record is written, so
-/// no decision in between uses what the log already calls revoked, and still refused if the
-/// save fails (fail closed). Each is forgotten once the registry no longer holds it.
+/// Tokens and agents being revoked (a rotation, a removal): refused here from the moment the
+/// revocation starts, before it is saved and recorded, so no decision uses what the log is
+/// about to call revoked; given back ([`Registry::unrevoke`]) if the revocation's save or
+/// record fails. Each is forgotten once the registry no longer holds it.
 #[derive(Default)]
 struct Revoked {
     tokens: HashSet<String>,
@@ -224,6 +224,13 @@ pub(crate) struct Revocation {
     actor: Option<String>,
 }
 
+impl Revocation {
+    /// The hash of the token it revokes, if the agent had one.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry").finish_non_exhaustive()
@@ -249,6 +256,11 @@ impl Registry {
     /// True if `actor` is registered.
     pub(crate) fn contains(&self, actor: &str) -> bool {
         self.read().by_actor.contains_key(actor)
+    }
+
+    /// `actor`'s entry, if registered (kept by a removal, to put back if it is not recorded).
+    pub(crate) fn entry(&self, actor: &str) -> Option<AgentEntry> {
+        self.read().by_actor.get(actor).cloned()
     }
 
     /// The attributes of `actor`, if registered (and its removal not already recorded).
@@ -416,19 +428,19 @@ impl Registry {
         .await
     }
 
-    /// Replaces `actor`'s token hash and saves; the old token stops working at once on this
-    /// server (on the others within the followers' poll interval). `unauthenticated`: the
-    /// caller was not authenticated, which marks the agent. Returns false if the actor is not
-    /// registered.
+    /// Replaces `actor`'s token hash (`None`: no token) and saves; the old token stops working
+    /// at once on this server (on the others within the followers' poll interval).
+    /// `unauthenticated`: the caller was not authenticated, which marks the agent. Returns
+    /// false if the actor is not registered.
     pub(crate) async fn set_token(
         &self,
         actor: &str,
-        token_sha256: String,
+        token_sha256: Option<String>,
         unauthenticated: bool,
     ) -> Result<bool, RegistryError> {
         self.change(move |agents| {
             let mut entry = agents.by_actor.get(actor).cloned()?;
-            entry.token_sha256 = Some(token_sha256.clone());
+            entry.token_sha256 = token_sha256.clone();
             entry.unauthenticated |= unauthenticated;
             let mut next = agents.clone();
             next.put(entry);

@@ -220,7 +220,10 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     // A rotation on a server that has not seen a removal yet does not bring the agent back.
     assert!(two.remove("first").await.unwrap());
     assert!(one.contains("first"), "not reloaded yet");
-    assert!(!one.set_token("first", "x".into(), false).await.unwrap());
+    assert!(!one
+        .set_token("first", Some("x".into()), false)
+        .await
+        .unwrap());
     assert!(!one.contains("first"));
     assert_eq!(one.version(), two.version());
 }
@@ -490,7 +493,7 @@ async fn a_revocation_holds_from_its_record_and_after_a_failed_save() {
     assert_eq!(actor_of("h1").as_deref(), Some("courier"));
     let _recorded = registry.revoke_token_now("courier");
     assert!(registry
-        .set_token("courier", "h2".into(), false)
+        .set_token("courier", Some("h2".into()), false)
         .await
         .unwrap());
     assert_eq!(

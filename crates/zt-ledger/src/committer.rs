@@ -122,6 +122,17 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// A record [`Ledger::queue`]d: it is committed (or refused) whether or not this is awaited.
+#[derive(Debug)]
+pub struct Queued(tokio::sync::oneshot::Receiver<Result<SealedRecord, LedgerError>>);
+
+impl Queued {
+    /// Resolves once the record is durably committed, or refused.
+    pub async fn committed(self) -> Result<SealedRecord, LedgerError> {
+        self.0.await.map_err(|_| LedgerError::Closed)?
+    }
+}
+
 /// The committer threads; join them after every [`Ledger`] handle is dropped.
 #[derive(Debug)]
 pub struct LedgerWorker {
@@ -218,11 +229,18 @@ impl Ledger {
 
     /// Sequences, signs and durably commits a record; resolves only once it is on disk.
     pub async fn append(&self, draft: RecordDraft) -> Result<SealedRecord, LedgerError> {
+        self.queue(draft)?.committed().await
+    }
+
+    /// Queues a record without waiting: records queued one after the other are sequenced in
+    /// that order. A caller that must order its record against another's (a decision against
+    /// the revocation of its credential) queues it under its own lock, then awaits
+    /// [`Queued::committed`] outside it.
+    pub fn queue(&self, draft: RecordDraft) -> Result<Queued, LedgerError> {
         if self.shared.failed.load(Ordering::Acquire) {
             return Err(LedgerError::Unavailable("an earlier commit failed".into()));
         }
-        let answer = self.queue.submit(draft)?;
-        answer.await.map_err(|_| LedgerError::Closed)?
+        self.queue.submit(draft).map(Queued)
     }
 
     /// The newest committed record.

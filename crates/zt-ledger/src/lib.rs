@@ -39,7 +39,7 @@ pub mod tree;
 mod writer;
 
 pub use self::postgres::{PostgresLocation, PostgresStore};
-pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Stages};
+pub use committer::{CommitStats, Ledger, LedgerError, LedgerWorker, Queued, Stages};
 pub use draft::RecordDraft;
 pub use location::open_store;
 pub use signer::{

@@ -1,6 +1,8 @@
 //! The decision path shared by `POST /actions` and the AuthZEN API: check the request
 //! ([`check_request`]), then ([`decide`]) bind the actor, limit, reserve the request id
-//! (released if the record does not commit), decide, commit the audit record, and answer.
+//! (released if the record does not commit), decide, confirm the credential still stands and
+//! queue the audit record under the registry's revocation lock ([`queue_confirmed`]), wait
+//! for its commit, and answer.
 
 use std::time::Instant;
 
@@ -10,10 +12,10 @@ use zt_contract::{Decision, DecisionRequest, DecisionResponse, DenyReason, Recor
 use zt_ledger::LedgerError;
 use zt_policy::{OwnedPolicyRequest, PolicyRequest};
 
-use crate::auth::AgentCaller;
+use crate::auth::{Agent, AgentCaller, Credential, REVOKED_IN_FLIGHT};
 use crate::error::ApiError;
 use crate::replay::{ReplayRefusal, Reservation, MAX_REQUEST_ID_BYTES};
-use crate::state::AppState;
+use crate::state::{AppState, SharedState};
 
 /// A decision before it is logged: outcome, reason, deciding policies, and the status it is
 /// answered with.
@@ -67,7 +69,7 @@ pub(crate) fn check_request(
     caller: &AgentCaller,
     mut request: DecisionRequest,
 ) -> Result<CheckedRequest, ApiError> {
-    if *caller == AgentCaller::Unauthenticated && request.actor.is_empty() {
+    if matches!(caller, AgentCaller::Unauthenticated) && request.actor.is_empty() {
         return Err(ApiError::ActorRequired);
     }
     if request.action.is_empty() {
@@ -90,22 +92,26 @@ pub(crate) fn check_request(
 /// returns the status to answer with (200 allow, 403 deny, 409 replay) and the contract's
 /// response.
 pub(crate) async fn decide(
-    state: &AppState,
+    state: &SharedState,
     caller: AgentCaller,
     CheckedRequest(request): CheckedRequest,
 ) -> Result<(StatusCode, DecisionResponse), ApiError> {
     let started = Instant::now();
-    let (actor, authenticated, claimed_actor) = match caller {
-        AgentCaller::Authenticated(actor) => {
+    let (actor, credential, claimed_actor) = match caller {
+        AgentCaller::Authenticated(Agent { actor, credential }) => {
             let claimed = (!request.actor.is_empty() && request.actor != actor)
                 .then(|| request.actor.clone());
-            (actor, true, claimed)
+            (actor, Some(credential), claimed)
         }
         AgentCaller::Unauthenticated if request.actor.is_empty() => {
             return Err(ApiError::ActorRequired)
         }
-        AgentCaller::Unauthenticated => (request.actor.clone(), false, None),
+        AgentCaller::Unauthenticated => (request.actor.clone(), None, None),
     };
+    let authenticated = credential.is_some();
+    // Read before the registry is: the record is queued only if nothing the decision read
+    // was revoked since (see `queue_confirmed`).
+    let generation = registry_generation(state, credential.as_ref());
     if let Some(limiter) = &state.limiter {
         limiter.admit(&actor)?;
     }
@@ -122,6 +128,7 @@ pub(crate) async fn decide(
     let engine = state.policy.current();
     let wants_sandbox = request.sandbox;
     let resource_attributes = request.resource_attributes.clone().unwrap_or_default();
+    let mut on_registration = false;
     let verdict = if let Some(id) = request.request_id.as_deref().filter(|_| replayed) {
         Verdict::deny(&DenyReason::Replayed {
             request_id: id.to_string(),
@@ -132,6 +139,7 @@ pub(crate) async fn decide(
             authenticated: actor.clone(),
         })
     } else if let Some(attributes) = state.registry.attributes(&actor) {
+        on_registration = true;
         let actor_attributes = attributes.to_map();
         let mut asked = PolicyRequest::new(&actor, &request.action, &request.resource)
             .with_actor_attributes(&actor_attributes)
@@ -184,32 +192,56 @@ pub(crate) async fn decide(
     .with_context_sha256(context_sha256)
     .with_resource_attributes_sha256(resource_attributes_sha256)
     .with_sandbox(sandbox);
-    // From here the id stays reserved even if the request is abandoned, as its record may
-    // commit; before, dropping the reservation gave the id back.
-    let (record, status) = match reservation.and_then(Reservation::queued) {
-        None => (state.ledger.append(draft).await, verdict.status),
+    let mut status = verdict.status;
+    let queued = queue_confirmed(state, credential.as_ref(), generation, draft, |draft| {
+        if !on_registration {
+            return draft;
+        }
+        // Removed while it was decided: the log already says it is not registered.
+        let (draft, denied) = unregistered_denial(draft);
+        status = denied;
+        draft
+    });
+    // Queued or refused without an await since: from here the id stays reserved even if the
+    // request is abandoned, as its record may commit; a refusal (dropping the reservation)
+    // gives it back.
+    let queued = queued?;
+    let reserved = reservation.and_then(Reservation::queued);
+    let (record, status) = match reserved {
+        None => (queued.committed().await.map_err(ApiError::from), status),
         Some((actor, id)) => {
             // A record refused (503) spends no id, so the retry it invites is not a replay. The
-            // append and the release run in a task of their own: a client that goes away while
+            // wait and the release run in a task of their own: a client that goes away while
             // its record is refused still gets its id back, never spent without a record.
-            let (ledger, replay) = (state.ledger.clone(), state.replay.clone());
+            let state = state.clone();
             tokio::spawn(async move {
-                let appended = match ledger.append(draft).await {
+                let appended = match queued.committed().await {
                     // Another server sharing the store spent the id first: this one stays
-                    // reserved here for the window, and the replay is recorded instead.
+                    // reserved here for the window, and the replay is recorded instead, if
+                    // the credential still stands.
                     Err(LedgerError::RequestIdSpent(draft)) => {
                         let (denial, status) = replay_denial(*draft, id.clone());
-                        return (ledger.append(denial).await, status);
+                        let denied =
+                            queue_confirmed(&state, credential.as_ref(), generation, denial, |d| d);
+                        return match denied {
+                            Ok(queued) => {
+                                (queued.committed().await.map_err(ApiError::from), status)
+                            }
+                            Err(e) => (Err(e), status),
+                        };
                     }
                     appended => appended,
                 };
                 if appended.is_err() {
-                    replay.release(&actor, &id);
+                    state.replay.release(&actor, &id);
                 }
-                (appended, verdict.status)
+                (appended.map_err(ApiError::from), status)
             })
             .await
-            .unwrap_or((Err(LedgerError::Closed), StatusCode::SERVICE_UNAVAILABLE))
+            .unwrap_or((
+                Err(ApiError::AuditUnavailable),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ))
         }
     };
     let record = record?;
@@ -217,6 +249,61 @@ pub(crate) async fn decide(
     state.metrics.decision(allowed, started.elapsed());
     let answer = DecisionResponse::from_record(record.body, &record.current_hash, record.signature);
     Ok((status, answer))
+}
+
+/// The registry generation a decision by a caller with `credential` is confirmed against: the
+/// one its agent token was checked at, else the current one.
+fn registry_generation(state: &AppState, credential: Option<&Credential>) -> u64 {
+    credential
+        .and_then(Credential::token_generation)
+        .unwrap_or_else(|| state.registry.generation())
+}
+
+/// Queues `draft`, the record of a request by a caller with `credential` (`None` under
+/// `--auth none`), if that credential still proves the record's actor; `removed` rewrites the
+/// draft if the actor was removed since `generation` (when its request was decided).
+///
+/// The agent token is confirmed, and the record queued, under the registry's revocation lock,
+/// which a rotation or removal takes before its own record is queued: so no record of a
+/// credential follows the record that revoked it. A credential revoked meanwhile is refused
+/// (401) and nothing is recorded.
+pub(crate) fn queue_confirmed(
+    state: &AppState,
+    credential: Option<&Credential>,
+    generation: u64,
+    draft: RecordDraft,
+    removed: impl FnOnce(RecordDraft) -> RecordDraft,
+) -> Result<zt_ledger::Queued, ApiError> {
+    if credential.is_some_and(|c| !c.still_proves(&draft.actor, state)) {
+        return Err(REVOKED_IN_FLIGHT);
+    }
+    let token = credential.and_then(Credential::token_sha256);
+    let confirmed = state
+        .registry
+        .confirm(generation, &draft.actor, token)
+        .map_err(|_| REVOKED_IN_FLIGHT)?;
+    let draft = if confirmed.removed {
+        removed(draft)
+    } else {
+        draft
+    };
+    let queued = state.ledger.queue(draft);
+    drop(confirmed);
+    queued.map_err(ApiError::from)
+}
+
+/// `draft`, a decision made on its actor's registration, turned into the denial of an actor
+/// that is not registered, and the status it is answered with.
+fn unregistered_denial(draft: RecordDraft) -> (RecordDraft, StatusCode) {
+    let denied = Verdict::deny(&DenyReason::Unregistered);
+    let draft = RecordDraft {
+        decision: denied.decision,
+        reason: denied.reason,
+        policies: None,
+        sandbox: None,
+        ..draft
+    };
+    (draft, denied.status)
 }
 
 /// The record of `draft`'s request refused as a replay of `request_id`, as this server

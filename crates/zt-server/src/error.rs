@@ -29,6 +29,11 @@ pub enum ApiError {
     /// Over [`crate::config::MAX_BODY_BYTES`].
     #[error("request body is larger than {} bytes", crate::config::MAX_BODY_BYTES)]
     BodyTooLarge,
+    /// The body could not be read whole: invalid chunked encoding, or cut short.
+    #[error(
+        "request body could not be read: it is not valid http chunked encoding, or it ended early"
+    )]
+    BodyUnreadable,
     /// No such route.
     #[error("no route for `{0}`")]
     NotFound(String),
@@ -126,7 +131,8 @@ impl ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::ActorRequired
             | ApiError::ActionRequired
-            | ApiError::InvalidName(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidName(_)
+            | ApiError::BodyUnreadable => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) | ApiError::AgentNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthenticated(_) | ApiError::InvalidJwtSvid(_) => StatusCode::UNAUTHORIZED,
@@ -156,7 +162,10 @@ impl ApiError {
     /// [`crate::rejections`]); `None` for errors that are not the caller's doing.
     pub fn rejection_cause(&self) -> Option<RejectionCause> {
         match self {
-            ApiError::MalformedJson(_) => Some(RejectionCause::MalformedJson),
+            // A body that is not even valid HTTP is malformed too.
+            ApiError::MalformedJson(_) | ApiError::BodyUnreadable => {
+                Some(RejectionCause::MalformedJson)
+            }
             ApiError::InvalidRequest(_) | ApiError::InvalidName(_) => {
                 Some(RejectionCause::InvalidRequest)
             }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use zt_contract::{Decision, ExecutionReceipt, ReceiptRequest, RecordKind, SandboxProfile};
 use zt_ledger::{Ledger, RecordDraft, SealedRecord, StoreError};
 
-use crate::auth::AgentCaller;
+use crate::auth::{Agent, AgentCaller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -157,21 +157,28 @@ pub(crate) async fn append_receipt(
     caller: AgentCaller,
     request: ReceiptRequest,
 ) -> Result<SealedRecord, ApiError> {
-    let (actor, authenticated) = match caller {
-        AgentCaller::Authenticated(actor) => {
+    let (actor, credential) = match caller {
+        AgentCaller::Authenticated(Agent { actor, credential }) => {
             if !request.actor.is_empty() && request.actor != actor {
                 return Err(refused(ReceiptRefusal::WrongActor {
                     seq: request.execution.decision_seq,
                     actor,
                 }));
             }
-            (actor, true)
+            (actor, Some(credential))
         }
         AgentCaller::Unauthenticated if request.actor.is_empty() => {
             return Err(ApiError::ActorRequired)
         }
-        AgentCaller::Unauthenticated => (request.actor.clone(), false),
+        AgentCaller::Unauthenticated => (request.actor.clone(), None),
     };
+    let authenticated = credential.is_some();
+    // A receipt rests on the credential alone (an agent token is confirmed when the receipt
+    // is queued), not on the registration: the generation of other credentials is moot.
+    let generation = credential
+        .as_ref()
+        .and_then(crate::auth::Credential::token_generation)
+        .unwrap_or_default();
     request
         .execution
         .validate()
@@ -214,13 +221,17 @@ pub(crate) async fn append_receipt(
         return Err(refused(ReceiptRefusal::AlreadyReceipted(seq)));
     }
     let draft = receipt_draft(&decision, actor, authenticated, request);
-    match state.ledger.append(draft).await {
-        Ok(record) => Ok(record),
-        Err(e) => {
-            state.receipts.release(seq);
-            Err(e.into())
-        }
+    // Queued only if the credential still stands, after any revocation's record otherwise.
+    let queued =
+        crate::decision::queue_confirmed(state, credential.as_ref(), generation, draft, |d| d);
+    let committed = match queued {
+        Ok(queued) => queued.committed().await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if committed.is_err() {
+        state.receipts.release(seq);
     }
+    committed
 }
 
 /// The decision must be a broker's allow for `actor` with the hash the receipt names; returns

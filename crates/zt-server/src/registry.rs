@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -165,16 +166,24 @@ pub(crate) struct Registry {
     docs: Arc<Documents>,
     agents: RwLock<Arc<Agents>>,
     /// Revocations recorded in the audit log that the registry does not show yet. Read on
-    /// every authentication and decision, written only by a revocation or a reload.
+    /// every authentication and decision, written only by a revocation or a reload. Its read
+    /// side is also held while a request's record is queued on the word of [`Self::confirm`],
+    /// and a revocation takes the write side before its own record is queued: so every record
+    /// queued with a credential comes before the record revoking it, or is refused.
+    /// Lock order: this lock, then `agents`.
     revoked: RwLock<Revoked>,
+    /// Counts every change of `revoked` and `agents` (made under `revoked`'s write side): a
+    /// request that finds it unchanged since its credential was checked needs no lookup to
+    /// know the credential still stands.
+    generation: AtomicU64,
     last_miss_reload: Mutex<Option<Instant>>,
     saving: SaveTurn,
 }
 
-/// Tokens and agents whose revocation (a rotation, a removal) is recorded in the audit log but
-/// not yet saved, or whose save failed: refused here from the moment the record is written, so
-/// no decision in between uses what the log already calls revoked, and still refused if the
-/// save fails (fail closed). Each is forgotten once the registry no longer holds it.
+/// Tokens and agents being revoked (a rotation, a removal): refused here from the moment the
+/// revocation starts, before it is saved and recorded, so no decision uses what the log is
+/// about to call revoked; given back ([`Registry::unrevoke`]) if the revocation's save or
+/// record fails. Each is forgotten once the registry no longer holds it.
 #[derive(Default)]
 struct Revoked {
     tokens: HashSet<String>,
@@ -189,6 +198,22 @@ pub(crate) struct TokenHolder {
     /// An unauthenticated caller registered it or gave it its token (see
     /// [`AgentEntry::unauthenticated`]).
     pub unauthenticated: bool,
+    /// The registry's [`Registry::generation`] when the token was found.
+    pub generation: u64,
+}
+
+/// A credential revoked (its token rotated, its agent removed) since it was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RevokedSince;
+
+/// What [`Registry::confirm`] found, with the read side of the revocation lock: hold it while
+/// the record is queued (never across an await).
+pub(crate) struct Confirmed<'r> {
+    _revoked: RwLockReadGuard<'r, Revoked>,
+    /// The actor is not registered now, though the registry changed since the generation
+    /// confirmed against (always false when it did not): a decision made on its registration
+    /// must not be recorded as made.
+    pub(crate) removed: bool,
 }
 
 /// One revocation in force before its save (see [`Registry::revoke_token_now`]); given back
@@ -197,6 +222,13 @@ pub(crate) struct TokenHolder {
 pub(crate) struct Revocation {
     token: Option<String>,
     actor: Option<String>,
+}
+
+impl Revocation {
+    /// The hash of the token it revokes, if the agent had one.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -215,6 +247,7 @@ impl Registry {
             docs,
             agents: RwLock::new(Arc::new(agents)),
             revoked: RwLock::new(Revoked::default()),
+            generation: AtomicU64::new(0),
             last_miss_reload: Mutex::new(None),
             saving: SaveTurn::default(),
         })
@@ -223,6 +256,11 @@ impl Registry {
     /// True if `actor` is registered.
     pub(crate) fn contains(&self, actor: &str) -> bool {
         self.read().by_actor.contains_key(actor)
+    }
+
+    /// `actor`'s entry, if registered (kept by a removal, to put back if it is not recorded).
+    pub(crate) fn entry(&self, actor: &str) -> Option<AgentEntry> {
+        self.read().by_actor.get(actor).cloned()
     }
 
     /// The attributes of `actor`, if registered (and its removal not already recorded).
@@ -239,13 +277,12 @@ impl Registry {
     /// The agent whose current token hashes to `token_sha256` (unless its revocation, or its
     /// agent's removal, is already recorded).
     pub(crate) fn agent_for_token(&self, token_sha256: &str) -> Option<TokenHolder> {
+        // The registry, the revocations and the generation read as one state.
+        let revoked = self.revoked();
         let agents = self.read();
         let actor = agents.by_token.get(token_sha256)?;
-        {
-            let revoked = self.revoked();
-            if revoked.tokens.contains(token_sha256) || revoked.actors.contains(actor) {
-                return None;
-            }
+        if revoked.tokens.contains(token_sha256) || revoked.actors.contains(actor) {
+            return None;
         }
         Some(TokenHolder {
             actor: actor.clone(),
@@ -253,28 +290,81 @@ impl Registry {
                 .by_actor
                 .get(actor)
                 .is_some_and(|a| a.unauthenticated),
+            generation: self.generation.load(Ordering::Acquire),
+        })
+    }
+
+    /// Counts changes of the registry and its revocations (see [`Self::confirm`]). Read it
+    /// before what it is to vouch for.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Confirms, just before a request's record is queued, what the request was decided on
+    /// when the registry was at `generation`: that the agent token `token_sha256` (if it
+    /// presented one) still names `actor`, and whether `actor` was removed since. Refused if
+    /// the token was revoked since. The answer holds the read side of the revocation lock:
+    /// queue the record before dropping it, so that it precedes the record of any revocation
+    /// not yet made (a revocation takes the write side before its record is queued).
+    pub(crate) fn confirm(
+        &self,
+        generation: u64,
+        actor: &str,
+        token_sha256: Option<&str>,
+    ) -> Result<Confirmed<'_>, RevokedSince> {
+        let revoked = self.revoked();
+        // Unchanged since: what was checked then holds (no lookup on the hot path).
+        if self.generation.load(Ordering::Acquire) == generation {
+            return Ok(Confirmed {
+                _revoked: revoked,
+                removed: false,
+            });
+        }
+        let agents = self.read();
+        let removed = revoked.actors.contains(actor) || !agents.by_actor.contains_key(actor);
+        if let Some(token) = token_sha256 {
+            let holds = !removed
+                && !revoked.tokens.contains(token)
+                && agents.by_token.get(token).is_some_and(|a| a == actor);
+            if !holds {
+                return Err(RevokedSince);
+            }
+        }
+        Ok(Confirmed {
+            _revoked: revoked,
+            removed,
         })
     }
 
     /// Revokes `actor`'s current token here at once (a rotation about to be recorded).
     pub(crate) fn revoke_token_now(&self, actor: &str) -> Revocation {
+        self.revoke_now(actor, false)
+    }
+
+    /// Revokes `actor` and its token here at once (a removal about to be recorded).
+    pub(crate) fn revoke_agent_now(&self, actor: &str) -> Revocation {
+        self.revoke_now(actor, true)
+    }
+
+    /// Marks the revocation under the write side of the revocation lock, which waits for every
+    /// record being queued under [`Self::confirm`]: the caller queues the revocation's record
+    /// after this returns, so after them, and every later one is refused.
+    fn revoke_now(&self, actor: &str, agent: bool) -> Revocation {
+        let mut revoked = self.revoked_mut();
         let token = self
             .read()
             .by_actor
             .get(actor)
             .and_then(|a| a.token_sha256.clone());
         if let Some(token) = &token {
-            self.revoked_mut().tokens.insert(token.clone());
+            revoked.tokens.insert(token.clone());
         }
-        Revocation { token, actor: None }
-    }
-
-    /// Revokes `actor` and its token here at once (a removal about to be recorded).
-    pub(crate) fn revoke_agent_now(&self, actor: &str) -> Revocation {
-        let mut revocation = self.revoke_token_now(actor);
-        self.revoked_mut().actors.insert(actor.to_string());
-        revocation.actor = Some(actor.to_string());
-        revocation
+        let actor = agent.then(|| actor.to_string());
+        if let Some(actor) = &actor {
+            revoked.actors.insert(actor.clone());
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Revocation { token, actor }
     }
 
     /// Gives back a revocation whose record was refused (nothing was revoked).
@@ -338,19 +428,19 @@ impl Registry {
         .await
     }
 
-    /// Replaces `actor`'s token hash and saves; the old token stops working at once on this
-    /// server (on the others within the followers' poll interval). `unauthenticated`: the
-    /// caller was not authenticated, which marks the agent. Returns false if the actor is not
-    /// registered.
+    /// Replaces `actor`'s token hash (`None`: no token) and saves; the old token stops working
+    /// at once on this server (on the others within the followers' poll interval).
+    /// `unauthenticated`: the caller was not authenticated, which marks the agent. Returns
+    /// false if the actor is not registered.
     pub(crate) async fn set_token(
         &self,
         actor: &str,
-        token_sha256: String,
+        token_sha256: Option<String>,
         unauthenticated: bool,
     ) -> Result<bool, RegistryError> {
         self.change(move |agents| {
             let mut entry = agents.by_actor.get(actor).cloned()?;
-            entry.token_sha256 = Some(token_sha256.clone());
+            entry.token_sha256 = token_sha256.clone();
             entry.unauthenticated |= unauthenticated;
             let mut next = agents.clone();
             next.put(entry);
@@ -485,18 +575,21 @@ impl Registry {
 
     /// Replaces the registry in memory, unless it already holds a newer version.
     fn install(&self, agents: Agents) {
+        // The revocation lock first (the lock order), so no record is being queued on the
+        // word of the registry being replaced.
+        let mut revoked = self.revoked_mut();
         let mut current = self.agents.write().unwrap_or_else(PoisonError::into_inner);
         if agents.version >= current.version {
             *current = Arc::new(agents);
         }
         // A revocation the registry now shows (the token or the agent gone) is done.
-        let mut revoked = self.revoked_mut();
         revoked
             .tokens
             .retain(|token| current.by_token.contains_key(token));
         revoked
             .actors
             .retain(|actor| current.by_actor.contains_key(actor));
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn miss_reload_due(&self) -> bool {

@@ -17,17 +17,22 @@
 //! Memory is bounded: ids are at most [`MAX_REQUEST_ID_BYTES`] long, and once the ids kept
 //! reach the memory budget (`--replay-memory`), a new id is refused (503) until old ones
 //! expire, rather than kept without bound.
+//!
+//! Work is bounded too: the ids are also kept in expiry order, so each reservation forgets
+//! the expired ones from the front, one step each, and a full guard refuses in constant work.
+//! The one full scan (dropping what releases left behind in that order) is housekeeping's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Longest `request_id` accepted, in bytes.
 pub(crate) const MAX_REQUEST_ID_BYTES: usize = 256;
 
-/// What one kept id costs besides its text: the map slot, two string headers, the expiry.
-const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// What one kept id costs besides its text: the map slot (96), its place in the expiry order
+/// (48), the two shared strings' counts (32).
+const ENTRY_OVERHEAD_BYTES: usize = 176;
 
 /// Why a `request_id` cannot be reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,33 +61,100 @@ impl std::fmt::Debug for ReplayGuard {
     }
 }
 
+/// An actor and one of its request ids, shared by the map and the expiry order.
+type Key = (Arc<str>, Arc<str>);
+
+fn key(actor: &str, request_id: &str) -> Key {
+    (Arc::from(actor), Arc::from(request_id))
+}
+
 #[derive(Default)]
 struct Seen {
-    expiries: HashMap<(String, String), Instant>,
+    /// When each kept id stops mattering.
+    expiries: HashMap<Key, Instant>,
+    /// The same ids, soonest expiry first (a reservation expires at insertion + the window,
+    /// so it goes last). An entry whose id was released, or kept again with another expiry,
+    /// since is stale: told by its expiry, skipped when reached, dropped by [`Seen::compact`].
+    by_expiry: VecDeque<(Instant, Key)>,
+    /// How many entries of `by_expiry` are stale.
+    stale: usize,
     bytes: usize,
+    /// Entries of `by_expiry` looked at, to test that the work per call is bounded.
+    #[cfg(test)]
+    visits: usize,
 }
 
 impl Seen {
-    fn expire(&mut self, now: Instant) {
-        let mut freed = 0;
-        self.expiries.retain(|(actor, id), until| {
-            let keep = *until > now;
-            if !keep {
-                freed += entry_cost(actor, id);
+    /// Forgets the ids expired by `now`: they are at the front, so this looks at those and
+    /// one more.
+    fn expire_front(&mut self, now: Instant) {
+        while let Some((until, _)) = self.by_expiry.front() {
+            #[cfg(test)]
+            {
+                self.visits += 1;
             }
-            keep
-        });
-        self.bytes = self.bytes.saturating_sub(freed);
+            if *until > now {
+                break;
+            }
+            if let Some((until, key)) = self.by_expiry.pop_front() {
+                self.forget(until, &key);
+            }
+        }
     }
 
-    fn is_used(&self, key: &(String, String), now: Instant) -> bool {
+    /// An entry taken from `by_expiry`: its id is forgotten unless kept again since.
+    fn forget(&mut self, until: Instant, key: &Key) {
+        if self.expiries.get(key) == Some(&until) {
+            self.expiries.remove(key);
+            self.bytes = self.bytes.saturating_sub(entry_cost(&key.0, &key.1));
+        } else {
+            self.stale = self.stale.saturating_sub(1);
+        }
+    }
+
+    /// Drops the stale entries of `by_expiry`: a full scan, for housekeeping only.
+    fn compact(&mut self) {
+        if self.stale == 0 {
+            return;
+        }
+        let expiries = &self.expiries;
+        self.by_expiry
+            .retain(|(until, key)| expiries.get(key) == Some(until));
+        self.stale = 0;
+    }
+
+    /// Whether `key` is kept (call [`Seen::expire_front`] first: expired ids may linger).
+    fn is_used(&self, key: &Key, now: Instant) -> bool {
         self.expiries.get(key).is_some_and(|until| *until > now)
     }
 
-    fn insert(&mut self, key: (String, String), expires: Instant) {
+    fn insert(&mut self, key: Key, expires: Instant) {
         let cost = entry_cost(&key.0, &key.1);
-        if self.expiries.insert(key, expires).is_none() {
-            self.bytes = self.bytes.saturating_add(cost);
+        match self.expiries.insert(key.clone(), expires) {
+            None => self.bytes = self.bytes.saturating_add(cost),
+            // Kept again: its earlier place in the order is stale.
+            Some(_) => self.stale = self.stale.saturating_add(1),
+        }
+        // A reservation goes last; an id remembered from the log may be older than some kept.
+        if self
+            .by_expiry
+            .back()
+            .is_none_or(|(last, _)| *last <= expires)
+        {
+            self.by_expiry.push_back((expires, key));
+        } else {
+            let at = self
+                .by_expiry
+                .partition_point(|(until, _)| *until <= expires);
+            self.by_expiry.insert(at, (expires, key));
+        }
+    }
+
+    /// Forgets `key` (a reservation given back); its place in the order turns stale.
+    fn remove(&mut self, key: &Key) {
+        if self.expiries.remove(key).is_some() {
+            self.bytes = self.bytes.saturating_sub(entry_cost(&key.0, &key.1));
+            self.stale = self.stale.saturating_add(1);
         }
     }
 }
@@ -143,23 +215,22 @@ impl ReplayGuard {
 
     fn reserve_key(&self, actor: &str, request_id: &str) -> Result<(), ReplayRefusal> {
         let now = Instant::now();
+        let key = key(actor, request_id);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (actor.to_string(), request_id.to_string());
+        // Amortized one step per reservation: each entry is popped once.
+        seen.expire_front(now);
         if seen.is_used(&key, now) {
             return Err(ReplayRefusal::AlreadyUsed);
         }
         let cost = entry_cost(actor, request_id);
         if seen.bytes.saturating_add(cost) > self.memory_budget {
-            seen.expire(now);
-            if seen.bytes.saturating_add(cost) > self.memory_budget {
-                if !self.full.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        budget_bytes = self.memory_budget,
-                        "the replay guard is full: requests with a new request_id get 503 until old ids expire"
-                    );
-                }
-                return Err(ReplayRefusal::Full);
+            if !self.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    budget_bytes = self.memory_budget,
+                    "the replay guard is full: requests with a new request_id get 503 until old ids expire"
+                );
             }
+            return Err(ReplayRefusal::Full);
         }
         seen.insert(key, now + self.window);
         Ok(())
@@ -167,11 +238,9 @@ impl ReplayGuard {
 
     /// Gives back a reservation whose record was not committed: the id was not spent.
     pub(crate) fn release(&self, actor: &str, request_id: &str) {
+        let key = key(actor, request_id);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (actor.to_string(), request_id.to_string());
-        if seen.expiries.remove(&key).is_some() {
-            seen.bytes = seen.bytes.saturating_sub(entry_cost(actor, request_id));
-        }
+        seen.remove(&key);
     }
 
     /// Marks `request_id` used by `actor` `age` ago (reloading from the log). Not bounded by
@@ -184,17 +253,19 @@ impl ReplayGuard {
         if expires <= now {
             return;
         }
+        let key = key(actor, request_id);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = (actor.to_string(), request_id.to_string());
         if !seen.is_used(&key, now) {
             seen.insert(key, expires);
         }
     }
 
-    /// Drops expired entries.
+    /// Drops expired entries, and the order's stale ones (the full scan, every
+    /// housekeeping round at most).
     pub(crate) fn expire(&self) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.expire(Instant::now());
+        seen.expire_front(Instant::now());
+        seen.compact();
         if seen.bytes < self.memory_budget / 2 && self.full.swap(false, Ordering::Relaxed) {
             tracing::info!("the replay guard has room again");
         }
@@ -207,6 +278,13 @@ impl ReplayGuard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .bytes
+    }
+
+    /// Entries of the expiry order looked at so far, and the order's length.
+    #[cfg(test)]
+    fn visits(&self) -> (usize, usize) {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        (seen.visits, seen.by_expiry.len())
     }
 }
 
@@ -374,5 +452,59 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(spend(&guard, "a", "n3"), Ok(()), "expired ids make room");
         assert_eq!(guard.bytes(), one);
+    }
+
+    /// Once full, a request with a new id is refused without a scan of every id kept: the
+    /// work per call stays the same however many ids are kept (before, each one ran a
+    /// `retain` over all of them, under the guard's lock, on an async worker).
+    #[test]
+    fn a_full_guard_refuses_in_constant_work() {
+        const KEPT: usize = 20_000;
+        const REFUSED: usize = 1_000;
+        let one = entry_cost("a", "n00000");
+        let guard = ReplayGuard::new(Duration::from_secs(60), KEPT * one);
+        for i in 0..KEPT {
+            assert_eq!(spend(&guard, "a", &format!("n{i:05}")), Ok(()));
+        }
+        let (before, _) = guard.visits();
+        for i in 0..REFUSED {
+            assert_eq!(
+                spend(&guard, "a", &format!("m{i:05}")),
+                Err(ReplayRefusal::Full)
+            );
+        }
+        let (after, _) = guard.visits();
+        let per_call = (after - before) / REFUSED;
+        assert!(per_call <= 1, "{per_call} ids looked at per refusal");
+    }
+
+    /// Released and kept-again ids leave stale places in the expiry order: they never forget
+    /// a later reservation of the same id, and housekeeping drops them.
+    #[test]
+    fn stale_places_in_the_expiry_order_forget_nothing_kept() {
+        let ms = Duration::from_millis;
+        let one = entry_cost("a", "n1");
+        let guard = ReplayGuard::new(ms(400), 10 * one);
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()));
+        guard.release("a", "n1");
+        std::thread::sleep(ms(200));
+        // Kept again, expiring 200 ms after its first place does.
+        assert_eq!(spend(&guard, "a", "n1"), Ok(()));
+        // An id reloaded from the log, expiring before both: placed first.
+        guard.remember("b", "n2", ms(300));
+        assert_eq!(guard.visits().1, 3);
+        std::thread::sleep(ms(250));
+        // The first place and the reloaded id have expired; the second reservation holds.
+        assert_eq!(spend(&guard, "a", "n1"), Err(ReplayRefusal::AlreadyUsed));
+        assert_eq!(spend(&guard, "b", "n2"), Ok(()));
+        assert_eq!(guard.bytes(), 2 * one);
+        guard.release("b", "n2");
+        assert_eq!(guard.visits().1, 2, "one stale place left");
+        guard.expire();
+        assert_eq!(guard.visits().1, 1, "housekeeping dropped it");
+        assert_eq!(guard.bytes(), one);
+        std::thread::sleep(ms(250));
+        guard.expire();
+        assert_eq!((guard.bytes(), guard.visits().1), (0, 0));
     }
 }

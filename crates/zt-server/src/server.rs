@@ -468,3 +468,7 @@ fn log_identity_settings(config: &ServerConfig, workload: &WorkloadAuth) {
 #[cfg(test)]
 #[path = "server_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "in_flight_tests.rs"]
+mod in_flight_tests;

@@ -229,3 +229,119 @@ async fn a_previous_signer_is_opened_only_when_a_rotation_is_due() {
         "{refused}"
     );
 }
+
+/// An agent credential on an admin route is recorded with the path it asked for, cut to 200
+/// characters: a path of tens of kilobytes never makes a record whose `resource` breaks the
+/// 1024-byte rule (before, the whole path was recorded).
+#[tokio::test]
+async fn a_refused_admin_access_records_a_bounded_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(&ServerConfig::new(dir.path().to_path_buf())).unwrap();
+    let app = router(started.state.clone(), zt_listener::PageGuard::default());
+    let file = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let admin = file.split_whitespace().nth(1).unwrap();
+    let send = |method: &str, path: String, token: &str, body: Value| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    let registered = send("POST", "/agents".into(), admin, json!({"actor": "courier"}))
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let bytes = registered.into_body().collect().await.unwrap().to_bytes();
+    let token: Value = serde_json::from_slice(&bytes).unwrap();
+    let token = token["token"].as_str().unwrap();
+
+    let path = format!("/agents/{}", "x".repeat(30_000));
+    let refused = send("DELETE", path, token, json!({})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let head = started.state.ledger.head().unwrap();
+    let line = started.state.ledger.read(head.seq, 1).unwrap().remove(0);
+    let record: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["action"], "zt.admin.access");
+    let resource = record["resource"].as_str().unwrap();
+    assert!(resource.len() <= 1024, "{} bytes", resource.len());
+    assert_eq!(
+        resource,
+        format!("DELETE /agents/{}…", "x".repeat(200 - "/agents/".len()))
+    );
+}
+
+/// A rotation or removal whose save fails is refused unrecorded, and the old token keeps
+/// working, as the log says, here and after a restart. Before, the revocation was recorded
+/// first; its failed save left the log saying revoked while the stored registry, read at the
+/// next start and by the other replicas, still held the token.
+#[tokio::test]
+async fn a_revocation_that_cannot_be_saved_is_not_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(&ServerConfig::new(dir.path().to_path_buf())).unwrap();
+    let app = router(started.state.clone(), zt_listener::PageGuard::default());
+    let file = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let admin = file.split_whitespace().nth(1).unwrap();
+    let send = |method: &str, path: &str, token: &str, body: Value| {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    let registered = send("POST", "/agents", admin, json!({"actor": "courier"}))
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    let bytes = registered.into_body().collect().await.unwrap().to_bytes();
+    let token: Value = serde_json::from_slice(&bytes).unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    // The registry can no longer be saved: its file is a directory now.
+    let agents = dir.path().join("agents.json");
+    let kept = dir.path().join("agents.json.kept");
+    std::fs::rename(&agents, &kept).unwrap();
+    std::fs::create_dir(&agents).unwrap();
+    std::fs::write(agents.join("in-the-way"), "").unwrap();
+    let before = started.state.ledger.head();
+    for (method, path) in [
+        ("POST", "/agents/courier/token"),
+        ("DELETE", "/agents/courier"),
+    ] {
+        let refused = send(method, path, admin, json!({})).await.unwrap();
+        assert_eq!(
+            refused.status(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{method} {path}"
+        );
+        assert_eq!(
+            started.state.ledger.head(),
+            before,
+            "{method} {path}: not recorded"
+        );
+    }
+    let decided = send("POST", "/actions", &token, json!({"action": "files.read"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        decided.status(),
+        StatusCode::FORBIDDEN,
+        "still the agent's token"
+    );
+
+    // A restart reads what the log says: the token works.
+    std::fs::remove_dir_all(&agents).unwrap();
+    std::fs::rename(&kept, &agents).unwrap();
+    let docs = std::sync::Arc::new(crate::state_docs::Documents::open(None, dir.path()).unwrap());
+    let restarted = crate::registry::Registry::load(docs, dir.path()).unwrap();
+    let hash = crate::auth::tokens::token_hash(&token);
+    assert_eq!(
+        restarted.agent_for_token(&hash).map(|holder| holder.actor),
+        Some("courier".to_string())
+    );
+}

@@ -33,7 +33,7 @@ use zt_listener::HeaderOnceError;
 
 use crate::config::AuthMode;
 use crate::error::ApiError;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 pub(crate) use admin_set::AdminTokenSet;
 pub(crate) use admin_tokens::AdminTokens;
 pub(crate) use spiffe::{PeerIdentity, SpiffeId, Unproven};
@@ -46,10 +46,74 @@ pub(crate) const UNAUTHENTICATED_ADMIN: &str = "unauthenticated-admin";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AgentCaller {
     /// Authenticated as this actor.
-    Authenticated(String),
+    Authenticated(Agent),
     /// `--auth none`: the body's actor is taken on trust.
     Unauthenticated,
 }
+
+/// An authenticated agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Agent {
+    /// The actor its credential names.
+    pub(crate) actor: String,
+    /// The credential, asked again just before the request's record is queued.
+    pub(crate) credential: Credential,
+}
+
+/// The credential an agent was authenticated with, kept because a request can outlive it: its
+/// body may take up to `--body-timeout` to arrive, its decision a while to evaluate, and a
+/// token rotated or an agent removed meanwhile must not get a decision recorded after the
+/// record that revoked it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Credential {
+    /// The hash of the agent token it called with, if it did.
+    token_sha256: Option<String>,
+    /// The registry's generation when the token was found (see
+    /// [`crate::registry::Registry::confirm`]); read at the decision for other credentials.
+    generation: Option<u64>,
+    /// The JWT-SVID it called with, if it did: verified again, so that it expires.
+    jwt_svid: Option<Secret>,
+    /// The client certificate's identity it called with, if that named it.
+    certificate: Option<PeerIdentity>,
+}
+
+impl Credential {
+    /// The hash of the agent token presented, if any.
+    pub(crate) fn token_sha256(&self) -> Option<&str> {
+        self.token_sha256.as_deref()
+    }
+
+    /// The registry generation the agent token was checked at, if one was presented.
+    pub(crate) fn token_generation(&self) -> Option<u64> {
+        self.generation
+    }
+
+    /// Whether the JWT-SVID and the client certificate (whichever it presented) still prove
+    /// `actor`: the JWT-SVID verifies again (not expired, its key still trusted), the
+    /// certificate has not expired nor lost its authority. The agent token is confirmed by
+    /// the registry, under its lock ([`crate::registry::Registry::confirm`]).
+    pub(crate) fn still_proves(&self, actor: &str, state: &AppState) -> bool {
+        if let Some(peer) = &self.certificate {
+            let still = in_force(peer, state)
+                .is_some_and(|now| now.spiffe_id.as_str() == actor && !now.expired());
+            if !still {
+                return false;
+            }
+        }
+        match &self.jwt_svid {
+            Some(Secret(jwt)) => state.workload.verify_jwt(jwt).is_some_and(|verified| {
+                verified.is_ok_and(|id| id.as_str() == actor && state.workload.trusts(&id))
+            }),
+            None => true,
+        }
+    }
+}
+
+/// The refusal of a request whose credential was revoked while it was read or decided.
+pub(crate) const REVOKED_IN_FLIGHT: ApiError = ApiError::Unauthenticated(
+    "the credential was revoked (token rotated, agent removed, or no longer valid) while this \
+     request was in flight",
+);
 
 /// The caller of an admin route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +243,7 @@ fn connection_peer(parts: &Parts, state: &SharedState) -> Option<PeerIdentity> {
 /// `peer` as the client authorities in force see it: verified again if they changed since it
 /// was verified, so that a CA removed from a bundle names nothing more, even on a connection
 /// opened before the change.
-fn in_force(peer: &PeerIdentity, state: &SharedState) -> Option<PeerIdentity> {
+fn in_force(peer: &PeerIdentity, state: &AppState) -> Option<PeerIdentity> {
     let Some(tls) = &state.tls else {
         return Some(peer.clone());
     };
@@ -277,16 +341,30 @@ impl FromRequestParts<SharedState> for AgentCaller {
         if state.auth == AuthMode::DangerousNone {
             return Ok(AgentCaller::Unauthenticated);
         }
+        let mut credential = Credential {
+            token_sha256: None,
+            generation: None,
+            jwt_svid: None,
+            certificate: None,
+        };
         // The actor and, for an agent token, its unauthenticated mark, read in the same lookup
         // (`None`: a SPIFFE ID, whose mark is read below).
         let from_token = match bearer_token(parts)? {
             None => None,
             Some(token) => Some(match state.workload.verify_jwt(token) {
-                Some(verified) => (trusted(state, verified?)?.to_string(), None),
+                Some(verified) => {
+                    let id = trusted(state, verified?)?.to_string();
+                    credential.jwt_svid = Some(Secret(token.to_string()));
+                    (id, None)
+                }
                 None => {
                     let token_sha256 = tokens::token_hash(token);
                     match state.registry.agent_for_token_fresh(&token_sha256).await {
-                        Some(holder) => (holder.actor, Some(holder.unauthenticated)),
+                        Some(holder) => {
+                            credential.token_sha256 = Some(token_sha256);
+                            credential.generation = Some(holder.generation);
+                            (holder.actor, Some(holder.unauthenticated))
+                        }
                         None => {
                             not_an_admin_token(state, &token_sha256)?;
                             return Err(ApiError::Unauthenticated("the credential is not valid"));
@@ -309,7 +387,13 @@ impl FromRequestParts<SharedState> for AgentCaller {
         if marked.unwrap_or_else(|| state.registry.is_unauthenticated(&actor)) {
             return Err(ApiError::Unauthenticated(CHOSEN_WITHOUT_AUTHENTICATION));
         }
-        Ok(AgentCaller::Authenticated(actor))
+        // The certificate named this actor (it was checked above, when there was one).
+        credential.certificate = parts
+            .extensions
+            .get::<PeerIdentity>()
+            .filter(|peer| peer.spiffe_id.as_str() == actor)
+            .cloned();
+        Ok(AgentCaller::Authenticated(Agent { actor, credential }))
     }
 }
 
@@ -395,9 +479,47 @@ impl FromRequestParts<SharedState> for AdminCaller {
         state.refused_admin.admit(&refused)?;
         let record = RecordDraft::admin_access_refused(
             refused.clone(),
-            format!("{} {}", parts.method, parts.uri.path()),
+            refused_resource(&parts.method, parts.uri.path()),
         );
         state.ledger.append(record).await?;
         Err(ApiError::AgentOnAdminRoute(refused))
+    }
+}
+
+/// Characters of a refused admin access's path its record keeps (a path may be ~64 KB).
+const SHOWN_PATH_CHARS: usize = 200;
+
+/// The `resource` of a refused admin access's record: the method and the path, cut to
+/// [`SHOWN_PATH_CHARS`] characters and marked `…` when cut, so the record keeps to the
+/// 1024-byte rule of resources (at most 4 bytes a character, and a method).
+fn refused_resource(method: &axum::http::Method, path: &str) -> String {
+    let mut shown: String = path.chars().take(SHOWN_PATH_CHARS).collect();
+    if shown.len() < path.len() {
+        shown.push('…');
+    }
+    format!("{method} {shown}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_admin_access_keeps_at_most_200_characters_of_its_path() {
+        let get = axum::http::Method::GET;
+        assert_eq!(refused_resource(&get, "/agents"), "GET /agents");
+        let long = format!("/agents/{}", "é".repeat(40_000));
+        let resource = refused_resource(&axum::http::Method::DELETE, &long);
+        assert!(
+            resource.len() <= zt_contract::names::MAX_RESOURCE_BYTES,
+            "{}",
+            resource.len()
+        );
+        assert!(resource.starts_with("DELETE /agents/éé"));
+        assert!(resource.ends_with('…'));
+        assert_eq!(
+            resource.chars().count(),
+            "DELETE ".len() + SHOWN_PATH_CHARS + 1
+        );
     }
 }

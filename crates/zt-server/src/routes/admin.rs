@@ -1,6 +1,8 @@
 //! Admin routes of the agent registry. Every change is first committed to the
-//! audit chain, then applied, under one lock so changes are applied in log order. Every route
-//! here takes an [`AdminCaller`]: an admin credential, never an agent's.
+//! audit chain, then applied, under one lock so changes are applied in log order; a revocation
+//! (a token rotated, an agent removed) is saved revoked before it is recorded, and put back if
+//! its record fails, so the log never says revoked what the store does not. Every route here
+//! takes an [`AdminCaller`]: an admin credential, never an agent's.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -75,11 +77,34 @@ pub(crate) async fn refuse_after_claim<T>(
     Err(error())
 }
 
+/// Takes the admin lock (see `AppState::admin_lock`) for `caller`, asking again whether its
+/// credential still makes it this admin: it may have been removed from the admin token file,
+/// or its certificate or JWT-SVID may have expired, while its request waited for the lock.
+pub(crate) async fn admin_turn<'s>(
+    state: &'s SharedState,
+    caller: &AdminCaller,
+) -> Result<tokio::sync::MutexGuard<'s, ()>, ApiError> {
+    let turn = state.admin_lock.lock().await;
+    if !caller.still_admin(state) {
+        return Err(ApiError::Unauthenticated(
+            "the admin credential was revoked while this request waited for its turn",
+        ));
+    }
+    Ok(turn)
+}
+
 /// The registry as stored, before an admin act checks it: another replica may have changed it
 /// since this server last polled (a removal refused as "not found" there left the token working
 /// everywhere).
 pub(crate) async fn fresh_registry(state: &SharedState) -> Result<(), ApiError> {
     saved(state.registry.refresh().await)
+}
+
+/// Maps a failure to save a revocation, before its record, to an internal error: nothing was
+/// recorded, and the revocation is given back.
+fn not_revoked(e: crate::registry::RegistryError) -> ApiError {
+    tracing::error!(error = %e, "saving a revocation failed; it was not recorded, and is given back");
+    ApiError::Internal
 }
 
 /// Maps a failure to save state (after its audit record) to an internal error.
@@ -110,7 +135,7 @@ async fn register_agent(
         trust_level: request.trust_level,
         groups: Vec::new(),
     };
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     let mut token = None;
     match state.registry.attributes(&request.actor) {
@@ -201,7 +226,7 @@ async fn rotate_token(
 ) -> Result<Response, ApiError> {
     // A name registered before the actor grammar existed gets no new token (remove it).
     ActorName::parse(&actor)?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));
@@ -213,16 +238,36 @@ async fn rotate_token(
         &actor,
         format!("token of agent `{actor}` rotated; the previous token is revoked"),
     );
-    // Revoked here from the moment the record says so, not from the save.
+    // Revoked here at once, then saved without a token, and only then recorded: a failed save
+    // refuses the rotation unrecorded, where before the recorded revocation was undone by a
+    // restart, and never reached the other replicas.
     let revocation = state.registry.revoke_token_now(&actor);
+    let previous = revocation.token().map(str::to_string);
+    match state.registry.set_token(&actor, None, false).await {
+        Ok(true) => {}
+        // Removed on another replica meanwhile: nothing to rotate, nothing recorded.
+        Ok(false) => {
+            state.registry.unrevoke(revocation);
+            return Err(ApiError::AgentNotFound(actor));
+        }
+        Err(e) => {
+            state.registry.unrevoke(revocation);
+            return Err(not_revoked(e));
+        }
+    }
     if let Err(e) = state.ledger.append(record).await {
+        // Not recorded, so not revoked: the previous token is put back, if it can be.
+        if let Err(undo) = state.registry.set_token(&actor, previous, false).await {
+            tracing::error!(error = %undo, actor, "a rotation not recorded could not be undone: the agent has no token (fail closed)");
+        }
         state.registry.unrevoke(revocation);
         return Err(e.into());
     }
+    // Should this save fail, the agent is left without a token (fail closed): rotate again.
     if !saved(
         state
             .registry
-            .set_token(&actor, token_hash(&token), !caller.authenticated)
+            .set_token(&actor, Some(token_hash(&token)), !caller.authenticated)
             .await,
     )? {
         // Removed on another replica meanwhile.
@@ -247,24 +292,37 @@ async fn remove_agent(
     caller: AdminCaller,
     Path(actor): Path<String>,
 ) -> Result<Response, ApiError> {
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
-    if !state.registry.contains(&actor) {
+    let Some(entry) = state.registry.entry(&actor) else {
         return Err(ApiError::AgentNotFound(actor));
-    }
+    };
     let record = admin_record(
         &caller,
         AdminAction::AgentsRemove,
         &actor,
         format!("agent `{actor}` removed; its token is revoked"),
     );
-    // Removed here from the moment the record says so, not from the save, and still refused
-    // here if the save fails.
+    // Removed here at once, then saved, and only then recorded (as a rotation).
     let revocation = state.registry.revoke_agent_now(&actor);
+    match state.registry.remove(&actor).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.registry.unrevoke(revocation);
+            return Err(ApiError::AgentNotFound(actor));
+        }
+        Err(e) => {
+            state.registry.unrevoke(revocation);
+            return Err(not_revoked(e));
+        }
+    }
     if let Err(e) = state.ledger.append(record).await {
+        // Not recorded, so not removed: the agent is put back, if it can be.
+        if let Err(undo) = state.registry.insert(entry).await {
+            tracing::error!(error = %undo, actor, "a removal not recorded could not be undone: the agent stays removed (fail closed)");
+        }
         state.registry.unrevoke(revocation);
         return Err(e.into());
     }
-    saved(state.registry.remove(&actor).await)?;
     Ok(Json(json!({"ok": true, "actor": actor, "registered": false})).into_response())
 }

@@ -11,7 +11,9 @@ use serde_json::json;
 use zt_contract::names::ActorName;
 use zt_contract::AdminAction;
 
-use super::admin::{admin_record, admin_refusal, fresh_registry, refuse_after_claim, saved};
+use super::admin::{
+    admin_record, admin_refusal, admin_turn, fresh_registry, refuse_after_claim, saved,
+};
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
@@ -56,7 +58,7 @@ pub(crate) async fn set_groups(
     JsonBody(request): JsonBody<SetGroupsRequest>,
 ) -> Result<Response, ApiError> {
     let groups = checked(request.groups)?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     fresh_registry(&state).await?;
     if !state.registry.contains(&actor) {
         return Err(ApiError::AgentNotFound(actor));

@@ -24,6 +24,7 @@ use zt_contract::{AdminAction, AllowRuleRequest, Decision};
 use zt_ledger::clock::wire_now;
 use zt_policy::{impact, text_diff, ActionPolicy, PolicyEngine};
 
+use super::admin::admin_turn;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::evaluation;
@@ -239,7 +240,7 @@ async fn propose(
         }
     }
     .map_err(|e| ApiError::InvalidPolicy(e.to_string()))?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     let proposal = file_proposal(&state, &caller, engine).await?;
     Ok((
         StatusCode::CREATED,
@@ -269,7 +270,7 @@ async fn withdraw(
     caller: AdminCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     saved(state.proposals.refresh().await)?;
     let proposal = state
         .proposals
@@ -415,7 +416,7 @@ async fn approve(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     api_may_change_policy(&state)?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     let proposal = approve_and_activate(&state, &caller, &id).await?;
     Ok(Json(json!({
         "ok": true,
@@ -439,7 +440,7 @@ async fn allow_action(
     let id = zt_policy::allow_rule_id(&request.action);
     let rule = zt_policy::allow_rule(&request.action, &request.reason);
     let wanted = PolicyEngine::from_cedar(&rule).map_err(invalid)?;
-    let _serialized = state.admin_lock.lock().await;
+    let _serialized = admin_turn(&state, &caller).await?;
     let active = state.policy.current();
     // Compared as parsed policies (by their parsed `@id` and canonical text), never as
     // escaped source text.

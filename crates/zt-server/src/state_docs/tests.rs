@@ -220,7 +220,10 @@ async fn registry_changes_on_two_servers_both_survive_a_conflict() {
     // A rotation on a server that has not seen a removal yet does not bring the agent back.
     assert!(two.remove("first").await.unwrap());
     assert!(one.contains("first"), "not reloaded yet");
-    assert!(!one.set_token("first", "x".into(), false).await.unwrap());
+    assert!(!one
+        .set_token("first", Some("x".into()), false)
+        .await
+        .unwrap());
     assert!(!one.contains("first"));
     assert_eq!(one.version(), two.version());
 }
@@ -300,7 +303,7 @@ async fn an_invalid_stored_policy_is_never_activated() {
 #[tokio::test]
 async fn unauthenticated_marks_are_shared_by_replicas() {
     use crate::policy_store::PolicyStore;
-    use crate::registry::{AgentEntry, Registry, TokenHolder};
+    use crate::registry::{AgentEntry, Registry};
     use crate::unauthenticated_state::{mark_policy, UnauthenticatedState};
     let Some(schema) = TestSchema::new() else {
         return;
@@ -321,11 +324,10 @@ async fn unauthenticated_marks_are_shared_by_replicas() {
         assert!(registry.insert(entry).await.unwrap());
         // A token's lookup reads its agent's mark with it.
         assert_eq!(
-            registry.agent_for_token(&format!("hash-of-{actor}")),
-            Some(TokenHolder {
-                actor: actor.into(),
-                unauthenticated,
-            })
+            registry
+                .agent_for_token(&format!("hash-of-{actor}"))
+                .map(|holder| (holder.actor, holder.unauthenticated)),
+            Some((actor.to_string(), unauthenticated))
         );
     }
     let active = policy.current().version().to_string();
@@ -491,7 +493,7 @@ async fn a_revocation_holds_from_its_record_and_after_a_failed_save() {
     assert_eq!(actor_of("h1").as_deref(), Some("courier"));
     let _recorded = registry.revoke_token_now("courier");
     assert!(registry
-        .set_token("courier", "h2".into(), false)
+        .set_token("courier", Some("h2".into()), false)
         .await
         .unwrap());
     assert_eq!(
@@ -512,4 +514,43 @@ async fn a_revocation_holds_from_its_record_and_after_a_failed_save() {
     assert!(registry.insert(agent("h3")).await.unwrap());
     assert_eq!(actor_of("h3").as_deref(), Some("courier"));
     assert!(registry.attributes("courier").is_some());
+}
+
+/// A revocation takes the write side of the revocation lock: it waits for a record being
+/// queued on the word of the token it revokes, and the token is refused from then on.
+#[tokio::test]
+async fn a_revocation_waits_for_a_record_being_queued_with_its_token() {
+    use crate::registry::{AgentEntry, Registry, RevokedSince};
+    let dir = tempfile::tempdir().unwrap();
+    let docs = Arc::new(Documents::open(None, dir.path()).unwrap());
+    let registry = Registry::load(docs, dir.path()).unwrap();
+    let entry = AgentEntry {
+        actor: "courier".into(),
+        registered_at: "2026-12-07T00:00:00.000Z".into(),
+        attributes: Default::default(),
+        token_sha256: Some("h1".into()),
+        unauthenticated: false,
+    };
+    assert!(registry.insert(entry).await.unwrap());
+    let seen = registry.agent_for_token("h1").unwrap().generation;
+    let queueing = registry.confirm(seen, "courier", Some("h1")).unwrap();
+    assert!(!queueing.removed);
+    std::thread::scope(|scope| {
+        let revoking = scope.spawn(|| registry.revoke_token_now("courier"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !revoking.is_finished(),
+            "the revocation waits for the queueing"
+        );
+        drop(queueing);
+        revoking.join().unwrap();
+    });
+    assert_eq!(
+        registry.confirm(seen, "courier", Some("h1")).err(),
+        Some(RevokedSince)
+    );
+    // A workload identity (no token) of a removed agent: its removal is told.
+    let _removal = registry.revoke_agent_now("courier");
+    let removed = registry.confirm(seen, "courier", None).unwrap();
+    assert!(removed.removed);
 }

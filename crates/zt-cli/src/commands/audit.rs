@@ -23,6 +23,35 @@ use checkpoint::{CheckedVerification, Outcome};
 /// Records fetched per page with `--url`.
 const PAGE: usize = 10_000;
 
+/// The longest line `verify --file` reads: a record is a few KiB, and a hostile file's line of
+/// gigabytes must end the run with an error, not exhaust memory (the limit of the client's
+/// answers and of an MCP message alike).
+const MAX_FILE_LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The next line of `reader` without its line end: `Ok(None)` at the end of the input,
+/// `Ok(Some(None))` for a line over [`MAX_FILE_LINE_BYTES`] or not UTF-8 (read no further
+/// than the limit).
+fn read_bounded_line(reader: &mut impl BufRead) -> std::io::Result<Option<Option<String>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    let read = reader
+        .by_ref()
+        .take(MAX_FILE_LINE_BYTES + 1)
+        .read_until(b'\n', &mut bytes)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    } else if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_LINE_BYTES {
+        return Ok(Some(None));
+    }
+    Ok(Some(String::from_utf8(bytes).ok()))
+}
+
 /// `zt audit` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum AuditCommand {
@@ -205,8 +234,18 @@ fn run_verify(args: &VerifyArgs) -> anyhow::Result<Outcome> {
             jobs(args),
             saved_checkpoint(args, &jwks)?,
         );
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.with_context(|| format!("cannot read `{}`", path.display()))?;
+        let mut reader = std::io::BufReader::new(file);
+        let mut number = 0u64;
+        while let Some(line) = read_bounded_line(&mut reader)
+            .with_context(|| format!("cannot read `{}`", path.display()))?
+        {
+            number += 1;
+            let line = line.with_context(|| {
+                format!(
+                    "line {number} of `{}` is longer than {MAX_FILE_LINE_BYTES} bytes or not UTF-8: not a record",
+                    path.display()
+                )
+            })?;
             if !line.trim().is_empty() && !run.feed(&line) {
                 break;
             }
@@ -285,4 +324,45 @@ fn saved_checkpoint(
 
 fn read_jwks(path: &Path) -> anyhow::Result<Jwks> {
     zt_client::read_jwks_file(path).with_context(|| format!("cannot use keys `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_bounded_line, MAX_FILE_LINE_BYTES};
+
+    fn lines(input: &[u8]) -> Vec<Option<String>> {
+        let mut reader = std::io::Cursor::new(input.to_vec());
+        let mut out = Vec::new();
+        while let Some(line) = read_bounded_line(&mut reader).unwrap() {
+            let refused = line.is_none();
+            out.push(line);
+            if refused {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_read_as_lines_reads_them() {
+        assert_eq!(
+            lines(b"a\nb\r\n\nlast"),
+            [Some("a"), Some("b"), Some(""), Some("last")].map(|l| l.map(String::from))
+        );
+        assert!(lines(b"").is_empty());
+        assert_eq!(lines(b"\xff\n"), vec![None]);
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_having_read_no_more_than_the_limit() {
+        let limit = usize::try_from(MAX_FILE_LINE_BYTES).unwrap();
+        let mut at_limit = vec![b'x'; limit];
+        at_limit.push(b'\n');
+        assert_eq!(lines(&at_limit), vec![Some("x".repeat(limit))]);
+
+        let over = vec![b'x'; limit + 10];
+        let mut reader = std::io::Cursor::new(over);
+        assert_eq!(read_bounded_line(&mut reader).unwrap(), Some(None));
+        assert_eq!(reader.position(), MAX_FILE_LINE_BYTES + 1);
+    }
 }

@@ -5,9 +5,11 @@ use std::time::Duration;
 /// Largest JSON-RPC request body accepted (413 beyond).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// Calls being read or decided at once (each holds up to [`MAX_REQUEST_BYTES`] of body, and
-/// its parsed tree for the moment it is reduced to what the decision needs); past it 503. A
-/// call being forwarded no longer counts: the connection cap bounds those.
+/// Calls being decided at once, counted once their body is read whole (each holds its parsed
+/// tree for the moment it is reduced to what the decision needs, and waits for the control
+/// plane); past it 503. A call still being read, or being forwarded, holds at most
+/// [`MAX_REQUEST_BYTES`] of body and does not count, so slow clients cannot take every place:
+/// the connection cap bounds those.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// Largest agent card accepted from the upstream (502 beyond).

@@ -131,12 +131,13 @@ async fn decide_and_forward(proxy: &Proxy, request: Request) -> Result<Response,
     if !zt_listener::is_utf8_json(&parts.headers) {
         return Err(ProxyError::UnsupportedContentType.into());
     }
-    // Until decided, a call holds its body and, for a moment, its parsed tree: only so many
-    // at once. Forwarding, it holds the body alone, as the connection cap bounds.
+    // Reading its body, a call holds at most the body limit, as the connection cap bounds; a
+    // client trickling one in takes no place below. Once read, until decided, it holds its
+    // parsed tree for a moment and waits for the control plane: only so many at once.
+    let body = read_body(body, BodyTimeout::of(&parts.extensions)).await?;
     let Ok(permit) = proxy.calls.try_acquire() else {
         return Err(ProxyError::TooManyCalls.into());
     };
-    let body = read_body(body, BodyTimeout::of(&parts.extensions)).await?;
     let call = RpcCall::parse(&body)?;
     let action = format!("{}{}", config.action_prefix(), call.method.action);
     let resource = call.resource().to_string();

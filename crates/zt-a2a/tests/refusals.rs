@@ -255,13 +255,52 @@ async fn only_post_calls_and_the_card_are_served() {
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }
 
-/// Only so many calls are read or decided at once: past [`zt_a2a::MAX_CALLS_IN_FLIGHT`] (held
-/// here by bodies that never end), a call is refused at once with a 503 JSON-RPC error, and
-/// calls are taken again once the others are gone.
+/// A control plane that takes connections and never answers: a decision waits for it until
+/// the client's decision timeout.
+async fn silent_control_plane() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+async fn proxy_deciding_at(control_plane: &str) -> Router {
+    let (agent, _hits) = counting_agent().await;
+    let control_plane = ControlPlane::new(control_plane).unwrap();
+    let config = zt_a2a::ProxyConfig::new(
+        &agent,
+        "Echo Agent!",
+        "http://127.0.0.1:1",
+        "caller",
+        control_plane,
+    )
+    .unwrap();
+    zt_a2a::router(config, zt_listener::PageGuard::default())
+}
+
+fn task_call(id: u64) -> Request<Body> {
+    let call = json!({"jsonrpc": "2.0", "id": id, "method": "tasks/get", "params": {"id": "t"}});
+    Request::post("/")
+        .header("content-type", "application/json")
+        .body(Body::from(call.to_string()))
+        .unwrap()
+}
+
+/// Calls being decided are bounded (each holds its parsed tree and waits for the control
+/// plane): the call past the bound is refused at once with a JSON-RPC error, and a place is
+/// taken again once a call is done. Clients still sending their bodies take no place, so a
+/// few slow clients cannot shut every other caller out.
 #[tokio::test]
 async fn calls_past_the_bound_in_flight_are_refused() {
+    // Bodies trickling in, more than the bound: a whole call beside them is still decided (no
+    // control plane here, so refused as unavailable, not as too many).
     let (router, hits) = proxy().await;
-    let held: Vec<_> = (0..=zt_a2a::MAX_CALLS_IN_FLIGHT)
+    let trickling: Vec<_> = (0..=zt_a2a::MAX_CALLS_IN_FLIGHT)
         .map(|_| {
             let trickle = futures_util::stream::once(async {
                 Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{\"jsonrpc\":"))
@@ -274,8 +313,26 @@ async fn calls_past_the_bound_in_flight_are_refused() {
             tokio::spawn(router.clone().oneshot(request))
         })
         .collect();
-    // One call too many: it alone is answered, long before the others' bodies time out.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "t"}});
+    let (status, answer) = post(&router, "application/json", call.to_string().into_bytes()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["error"]["code"],
+        zt_a2a::CONTROL_PLANE_UNAVAILABLE_CODE
+    );
+    for call in &trickling {
+        call.abort();
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    // Calls waiting for a control plane that does not answer hold every place: one too many
+    // is refused at once, long before their decisions time out.
+    let router = proxy_deciding_at(&silent_control_plane().await).await;
+    let held: Vec<_> = (0..=zt_a2a::MAX_CALLS_IN_FLIGHT)
+        .map(|id| tokio::spawn(router.clone().oneshot(task_call(id as u64))))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(3);
     while !held.iter().any(|call| call.is_finished()) {
         assert!(Instant::now() < deadline, "every call was taken");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -284,9 +341,6 @@ async fn calls_past_the_bound_in_flight_are_refused() {
     let (answered, waiting): (Vec<_>, Vec<_>) =
         held.into_iter().partition(|call| call.is_finished());
     assert_eq!(answered.len(), 1);
-    for call in &waiting {
-        call.abort();
-    }
     for call in answered {
         let response = call.await.unwrap().unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -299,18 +353,13 @@ async fn calls_past_the_bound_in_flight_are_refused() {
             "too many calls in flight; retry later"
         );
     }
+    // Their places are free again once they are done (the decisions time out, failing closed).
     for call in waiting {
-        let _ = call.await;
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
-    // Their places are free again: a call is decided (and, with no control plane, refused).
-    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/get", "params": {"id": "t"}});
-    let (status, answer) = post(&router, "application/json", call.to_string().into_bytes()).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(
-        answer["error"]["code"],
-        zt_a2a::CONTROL_PLANE_UNAVAILABLE_CODE
-    );
-    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let response = router.clone().oneshot(task_call(99)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// A body decided as one JSON-RPC method must not reach another endpoint of the agent that

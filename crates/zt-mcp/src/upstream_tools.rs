@@ -29,7 +29,7 @@ const MAX_SESSIONS: usize = 1024;
 /// what the gateway sets on its own `tools/list`, and tracing, which changes with every
 /// request. Every other header (credentials, API keys, a toolset chosen by header, the
 /// protocol version, ...) may select the tools a server lists, so it is part of the list's key.
-const NOT_A_VIEW: [&str; 11] = [
+const NOT_A_VIEW: [&str; 25] = [
     "content-length",
     "transfer-encoding",
     "content-type",
@@ -37,9 +37,24 @@ const NOT_A_VIEW: [&str; 11] = [
     "accept-encoding",
     "expect",
     "mcp-session-id",
+    // Tracing: W3C, B3, Jaeger, Datadog, Sentry, AWS X-Ray, Google Cloud, and request ids.
     "traceparent",
     "tracestate",
     "baggage",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "uber-trace-id",
+    "x-datadog-trace-id",
+    "x-datadog-parent-id",
+    "x-datadog-sampling-priority",
+    "x-datadog-origin",
+    "sentry-trace",
+    "x-amzn-trace-id",
+    "x-cloud-trace-context",
     "x-request-id",
 ];
 
@@ -521,6 +536,31 @@ mod tests {
                 ("accept-encoding", "gzip"),
                 ("content-length", "120"),
                 ("x-toolset", "a"),
+            ]
+        )));
+        // Every request's own trace headers, as common tracers send them.
+        assert!(same(&list(
+            "/mcp?v=1",
+            &[
+                ("x-toolset", "a"),
+                ("x-api-key", "k"),
+                ("x-datadog-trace-id", "1234"),
+                ("x-datadog-parent-id", "5678"),
+                ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                (
+                    "sentry-trace",
+                    "771a43a4192642f0b136d5159a501700-b7ad6b7169203331-1"
+                ),
+                (
+                    "x-amzn-trace-id",
+                    "Root=1-5759e988-bd862e3fe1be46a994272793"
+                ),
+                (
+                    "x-cloud-trace-context",
+                    "105445aa7843bc8bf206b12000100000/1;o=1"
+                ),
+                ("uber-trace-id", "5e3b:5e3b:0:1"),
             ]
         )));
     }

@@ -35,6 +35,7 @@ pub(crate) fn rotation_record(
     if previous == custody.key_id() {
         return Ok(None);
     }
+    refuse_a_retired_key(keys, custody.key_id(), &previous)?;
     let mut rotation =
         KeyRotation::new(&previous, custody.public_jwk(), origin, &head.current_hash);
     match open_outgoing()?.as_ref() {
@@ -55,6 +56,24 @@ pub(crate) fn rotation_record(
         draft: rotation_draft(rotation, custody),
         after: Some(head),
     }))
+}
+
+/// Refuses to rotate back to `returning`, a custody key published in this log before
+/// `current`, the custody key of its newest records: on a log with one writer the key was
+/// rotated out by a rotation bound to its place (or published by a start that never signed),
+/// and `zt audit verify` refuses any record a retired key signs after its rotation. Writing
+/// one would leave a log that fails verification, and the next start's own tail check.
+fn refuse_a_retired_key(keys: &[Jwk], returning: &str, current: &str) -> Result<(), ServerError> {
+    let published_at = |kid: &str| {
+        keys.iter()
+            .position(|k| k.kid == kid && k.zt_session.is_none())
+    };
+    match (published_at(returning), published_at(current)) {
+        (Some(before), Some(newest)) if before < newest => Err(ServerError::Rotation(format!(
+            "the audit custody key `{returning}` was rotated out of this log before `{current}`, which signed its newest records: a retired key never signs again; rotate to a new key instead (docs/SIGNING.md)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The record to write first on a replica of a store shared with other replicas, whose
@@ -310,6 +329,30 @@ mod tests {
             "zt-infra/t",
         );
         assert!(retiring.unwrap().is_none());
+    }
+
+    #[test]
+    fn a_start_never_rotates_back_to_a_key_rotated_out_of_the_log() {
+        let ((dir, first), (_b, second)) = (local_key(), local_key());
+        let mut store = zt_ledger::SqliteStore::open(&dir.path().join("audit.db")).unwrap();
+        let record = sealed_at(0, &Digest32([0; 32]), second.as_ref());
+        store.append(std::slice::from_ref(&record)).unwrap();
+        // `first` signed before `second` took over, whose records are the newest.
+        let keys = vec![first.public_jwk().clone(), second.public_jwk().clone()];
+        let refused = rotation_record(&mut store, &keys, first.as_ref(), || Ok(None), "zt-infra/t")
+            .err()
+            .unwrap();
+        assert!(
+            refused.to_string().contains("rotated out of this log"),
+            "{refused}"
+        );
+
+        // A key published after the newest records' key and never used (a start that failed
+        // before its rotation was recorded) is not retired: its rotation is recorded now.
+        let keys = vec![second.public_jwk().clone(), first.public_jwk().clone()];
+        let rotation =
+            rotation_record(&mut store, &keys, first.as_ref(), || Ok(None), "zt-infra/t").unwrap();
+        assert!(rotation.is_some());
     }
 
     #[test]

@@ -78,6 +78,8 @@ struct Seen {
     by_expiry: VecDeque<(Instant, Key)>,
     /// How many entries of `by_expiry` are stale.
     stale: usize,
+    /// What `by_expiry`'s entries are counted as, stale ones included: a stale entry still
+    /// holds its id until it is dropped, so it counts against the budget until then.
     bytes: usize,
     /// Entries of `by_expiry` looked at, to test that the work per call is bounded.
     #[cfg(test)]
@@ -104,22 +106,33 @@ impl Seen {
 
     /// An entry taken from `by_expiry`: its id is forgotten unless kept again since.
     fn forget(&mut self, until: Instant, key: &Key) {
+        self.bytes = self.bytes.saturating_sub(entry_cost(&key.0, &key.1));
         if self.expiries.get(key) == Some(&until) {
             self.expiries.remove(key);
-            self.bytes = self.bytes.saturating_sub(entry_cost(&key.0, &key.1));
         } else {
             self.stale = self.stale.saturating_sub(1);
         }
     }
 
-    /// Drops the stale entries of `by_expiry`: a full scan, for housekeeping only.
+    /// Drops the stale entries of `by_expiry`: a full scan, for housekeeping, or when the
+    /// budget is found full and a quarter of the entries or more are stale.
     fn compact(&mut self) {
         if self.stale == 0 {
             return;
         }
-        let expiries = &self.expiries;
-        self.by_expiry
-            .retain(|(until, key)| expiries.get(key) == Some(until));
+        let Self {
+            expiries,
+            by_expiry,
+            bytes,
+            ..
+        } = self;
+        by_expiry.retain(|(until, key)| {
+            let live = expiries.get(key) == Some(until);
+            if !live {
+                *bytes = bytes.saturating_sub(entry_cost(&key.0, &key.1));
+            }
+            live
+        });
         self.stale = 0;
     }
 
@@ -129,11 +142,10 @@ impl Seen {
     }
 
     fn insert(&mut self, key: Key, expires: Instant) {
-        let cost = entry_cost(&key.0, &key.1);
-        match self.expiries.insert(key.clone(), expires) {
-            None => self.bytes = self.bytes.saturating_add(cost),
+        self.bytes = self.bytes.saturating_add(entry_cost(&key.0, &key.1));
+        if self.expiries.insert(key.clone(), expires).is_some() {
             // Kept again: its earlier place in the order is stale.
-            Some(_) => self.stale = self.stale.saturating_add(1),
+            self.stale = self.stale.saturating_add(1);
         }
         // A reservation goes last; an id remembered from the log may be older than some kept.
         if self
@@ -150,10 +162,10 @@ impl Seen {
         }
     }
 
-    /// Forgets `key` (a reservation given back); its place in the order turns stale.
+    /// Forgets `key` (a reservation given back); its place in the order turns stale, and
+    /// counts until it is dropped.
     fn remove(&mut self, key: &Key) {
         if self.expiries.remove(key).is_some() {
-            self.bytes = self.bytes.saturating_sub(entry_cost(&key.0, &key.1));
             self.stale = self.stale.saturating_add(1);
         }
     }
@@ -223,6 +235,14 @@ impl ReplayGuard {
             return Err(ReplayRefusal::AlreadyUsed);
         }
         let cost = entry_cost(actor, request_id);
+        if seen.bytes.saturating_add(cost) > self.memory_budget
+            && seen.stale.saturating_mul(4) >= seen.by_expiry.len()
+        {
+            // Ids given back hold a quarter of the room or more: drop their places, then look
+            // again. Each scan of n places drops n/4 or more, each made by one request, so the
+            // work stays a few places per request however full the guard.
+            seen.compact();
+        }
         if seen.bytes.saturating_add(cost) > self.memory_budget {
             if !self.full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -392,6 +412,8 @@ mod tests {
         let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
         let abandoned = guard.reserve("a", "n1").map(drop);
         assert_eq!(abandoned, Ok(()));
+        // Its place in the expiry order counts until housekeeping drops it.
+        guard.expire();
         assert_eq!(guard.bytes(), 0);
         assert!(
             guard.reserve("a", "n1").is_ok(),
@@ -422,8 +444,32 @@ mod tests {
         let guard = ReplayGuard::new(Duration::from_secs(60), BUDGET);
         assert_eq!(spend(&guard, "a", "n1"), Ok(()));
         guard.release("a", "n1");
+        guard.expire();
         assert_eq!(guard.bytes(), 0);
         assert_eq!(spend(&guard, "a", "n1"), Ok(()));
+    }
+
+    /// Ids given back (their records refused) leave places in the expiry order that hold their
+    /// strings until dropped: they count against the budget, and a full guard where they are a
+    /// quarter or more drops them before refusing, so refused requests cannot grow the guard
+    /// past its budget, nor make each request scan it.
+    #[test]
+    fn ids_given_back_count_until_dropped_and_never_fill_the_guard() {
+        let one = entry_cost("a", "n00000");
+        let guard = ReplayGuard::new(Duration::from_secs(60), 10 * one);
+        for i in 0..1_000 {
+            let id = format!("n{i:05}");
+            assert_eq!(spend(&guard, "a", &id), Ok(()), "{id}");
+            guard.release("a", &id);
+            let (_, places) = guard.visits();
+            assert!(guard.bytes() <= 10 * one, "{} bytes", guard.bytes());
+            assert!(places <= 10, "{places} places kept");
+        }
+        // Spent ids fill it; then it refuses.
+        for i in 0..10 {
+            assert_eq!(spend(&guard, "b", &format!("m{i:05}")), Ok(()));
+        }
+        assert_eq!(spend(&guard, "b", "m99999"), Err(ReplayRefusal::Full));
     }
 
     #[test]
@@ -500,6 +546,7 @@ mod tests {
         assert_eq!(guard.bytes(), 2 * one);
         guard.release("b", "n2");
         assert_eq!(guard.visits().1, 2, "one stale place left");
+        assert_eq!(guard.bytes(), 2 * one, "it counts until dropped");
         guard.expire();
         assert_eq!(guard.visits().1, 1, "housekeeping dropped it");
         assert_eq!(guard.bytes(), one);

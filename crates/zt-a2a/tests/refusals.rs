@@ -56,8 +56,13 @@ async fn dead_url() -> String {
 }
 
 async fn proxy() -> (Router, Arc<AtomicUsize>) {
+    proxy_deciding_at(&dead_url().await).await
+}
+
+/// The proxy of a counting agent, asking the control plane at `control_plane`.
+async fn proxy_deciding_at(control_plane: &str) -> (Router, Arc<AtomicUsize>) {
     let (agent, hits) = counting_agent().await;
-    let control_plane = ControlPlane::new(&dead_url().await).unwrap();
+    let control_plane = ControlPlane::new(control_plane).unwrap();
     let config = zt_a2a::ProxyConfig::new(
         &agent,
         "Echo Agent!",
@@ -269,20 +274,6 @@ async fn silent_control_plane() -> String {
     url
 }
 
-async fn proxy_deciding_at(control_plane: &str) -> Router {
-    let (agent, _hits) = counting_agent().await;
-    let control_plane = ControlPlane::new(control_plane).unwrap();
-    let config = zt_a2a::ProxyConfig::new(
-        &agent,
-        "Echo Agent!",
-        "http://127.0.0.1:1",
-        "caller",
-        control_plane,
-    )
-    .unwrap();
-    zt_a2a::router(config, zt_listener::PageGuard::default())
-}
-
 fn task_call(id: u64) -> Request<Body> {
     let call = json!({"jsonrpc": "2.0", "id": id, "method": "tasks/get", "params": {"id": "t"}});
     Request::post("/")
@@ -328,7 +319,7 @@ async fn calls_past_the_bound_in_flight_are_refused() {
 
     // Calls waiting for a control plane that does not answer hold every place: one too many
     // is refused at once, long before their decisions time out.
-    let router = proxy_deciding_at(&silent_control_plane().await).await;
+    let (router, _) = proxy_deciding_at(&silent_control_plane().await).await;
     let held: Vec<_> = (0..=zt_a2a::MAX_CALLS_IN_FLIGHT)
         .map(|id| tokio::spawn(router.clone().oneshot(task_call(id as u64))))
         .collect();

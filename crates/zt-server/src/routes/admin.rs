@@ -21,7 +21,7 @@ use crate::auth::AdminCaller;
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::registry::{AgentAttributes, AgentEntry};
+use crate::registry::{AgentAttributes, AgentEntry, RegistryError, Revocation};
 use crate::state::SharedState;
 
 /// The admin router.
@@ -100,11 +100,27 @@ pub(crate) async fn fresh_registry(state: &SharedState) -> Result<(), ApiError> 
     saved(state.registry.refresh().await)
 }
 
-/// Maps a failure to save a revocation, before its record, to an internal error: nothing was
-/// recorded, and the revocation is given back.
-fn not_revoked(e: crate::registry::RegistryError) -> ApiError {
-    tracing::error!(error = %e, "saving a revocation failed; it was not recorded, and is given back");
-    ApiError::Internal
+/// What saving `revocation` (before its record) came to: it stands once the registry holds it;
+/// otherwise it is given back and nothing is recorded: the agent was removed by another server
+/// meanwhile (404), or the save failed (an internal error).
+fn revocation_saved(
+    state: &SharedState,
+    revocation: Revocation,
+    outcome: Result<bool, RegistryError>,
+    actor: String,
+) -> Result<Revocation, ApiError> {
+    match outcome {
+        Ok(true) => Ok(revocation),
+        Ok(false) => {
+            state.registry.unrevoke(revocation);
+            Err(ApiError::AgentNotFound(actor))
+        }
+        Err(e) => {
+            state.registry.unrevoke(revocation);
+            tracing::error!(error = %e, "saving a revocation failed; it was not recorded, and is given back");
+            Err(ApiError::Internal)
+        }
+    }
 }
 
 /// Maps a failure to save state (after its audit record) to an internal error.
@@ -243,18 +259,8 @@ async fn rotate_token(
     // restart, and never reached the other replicas.
     let revocation = state.registry.revoke_token_now(&actor);
     let previous = revocation.token().map(str::to_string);
-    match state.registry.set_token(&actor, None, false).await {
-        Ok(true) => {}
-        // Removed on another replica meanwhile: nothing to rotate, nothing recorded.
-        Ok(false) => {
-            state.registry.unrevoke(revocation);
-            return Err(ApiError::AgentNotFound(actor));
-        }
-        Err(e) => {
-            state.registry.unrevoke(revocation);
-            return Err(not_revoked(e));
-        }
-    }
+    let cleared = state.registry.set_token(&actor, None, false).await;
+    let revocation = revocation_saved(&state, revocation, cleared, actor.clone())?;
     if let Err(e) = state.ledger.append(record).await {
         // Not recorded, so not revoked: the previous token is put back, if it can be.
         if let Err(undo) = state.registry.set_token(&actor, previous, false).await {
@@ -305,17 +311,8 @@ async fn remove_agent(
     );
     // Removed here at once, then saved, and only then recorded (as a rotation).
     let revocation = state.registry.revoke_agent_now(&actor);
-    match state.registry.remove(&actor).await {
-        Ok(true) => {}
-        Ok(false) => {
-            state.registry.unrevoke(revocation);
-            return Err(ApiError::AgentNotFound(actor));
-        }
-        Err(e) => {
-            state.registry.unrevoke(revocation);
-            return Err(not_revoked(e));
-        }
-    }
+    let removed = state.registry.remove(&actor).await;
+    let revocation = revocation_saved(&state, revocation, removed, actor.clone())?;
     if let Err(e) = state.ledger.append(record).await {
         // Not recorded, so not removed: the agent is put back, if it can be.
         if let Err(undo) = state.registry.insert(entry).await {

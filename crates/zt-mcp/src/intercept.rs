@@ -153,55 +153,53 @@ fn is_tool_call_object(object: &serde_json::Map<String, Value>) -> bool {
 }
 
 fn refuse(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Inbound {
+    Inbound::Refuse(Some(error_line(id, code, message)))
+}
+
+/// The one JSON-RPC error every refusal and failure below is written as.
+fn error_line(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     let error = ErrorData::new(code, message.into(), None);
-    Inbound::Refuse(Some(encode(&JsonRpcMessage::<Value, Value, Value>::error(
-        error, id,
-    ))))
+    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, id))
 }
 
 /// A JSON-RPC error (no id) for a request the gateway refuses before reading any message
 /// from it (a method or framing of HTTP that carries none it would decide on).
 pub(crate) fn invalid_request(message: &str) -> Vec<u8> {
-    let error = ErrorData::new(ErrorCode::INVALID_REQUEST, message.to_string(), None);
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+    error_line(None, ErrorCode::INVALID_REQUEST, message)
 }
 
 /// The answer to an HTTP body holding no message (empty, or whitespace only).
 pub(crate) fn no_message() -> Vec<u8> {
-    let error = ErrorData::new(
-        ErrorCode::PARSE_ERROR,
-        "the body holds no JSON-RPC message".to_string(),
+    error_line(
         None,
-    );
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+        ErrorCode::PARSE_ERROR,
+        "the body holds no JSON-RPC message",
+    )
 }
 
 /// The answer to a message longer than `max` bytes (read past, never relayed).
 pub(crate) fn oversized(max: usize) -> Vec<u8> {
-    let error = ErrorData::new(
+    error_line(
+        None,
         ErrorCode::INVALID_REQUEST,
         format!("message is larger than {max} bytes"),
-        None,
-    );
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+    )
 }
 
 /// The answer to a stdio line holding a `\r` before its end (never relayed: a server reading
 /// with universal newlines would see more lines in it than the gateway decided on).
 pub(crate) fn stray_carriage_return() -> Vec<u8> {
-    let error = ErrorData::new(
-        ErrorCode::PARSE_ERROR,
-        r"message holds a carriage return before its end: a line ends in `\n` or `\r\n` and holds no other raw `\r`".to_string(),
+    error_line(
         None,
-    );
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+        ErrorCode::PARSE_ERROR,
+        r"message holds a carriage return before its end: a line ends in `\n` or `\r\n` and holds no other raw `\r`",
+    )
 }
 
 /// A JSON-RPC error (no id) for a failure of the gateway's own transport, e.g. an unreachable
 /// upstream.
 pub(crate) fn upstream_failure(message: &str) -> Vec<u8> {
-    let error = ErrorData::new(ErrorCode::INTERNAL_ERROR, message.to_string(), None);
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(error, None))
+    error_line(None, ErrorCode::INTERNAL_ERROR, message)
 }
 
 /// The answer to a tool call whose decision could not be completed: an internal error with
@@ -216,11 +214,7 @@ pub(crate) fn decision_failed(id: RequestId) -> Vec<u8> {
 
 /// The JSON-RPC error answering a call refused undecided.
 pub(crate) fn refusal(id: RequestId, code: ErrorCode, message: String) -> Vec<u8> {
-    let error = ErrorData::new(code, message, None);
-    encode(&JsonRpcMessage::<Value, Value, Value>::error(
-        error,
-        Some(id),
-    ))
+    error_line(Some(id), code, message)
 }
 
 /// The JSON-RPC answer carrying a refused call's result.

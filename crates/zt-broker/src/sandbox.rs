@@ -93,10 +93,11 @@ fn resolved(granted: &ConcreteProfile) -> [Vec<PathBuf>; 3] {
             .filter_map(|p| resolve_trusted(p, &writable))
             .collect()
     };
+    let (write, exec) = (bounds(&granted.write), bounds(&granted.exec));
     let mut readable = bounds(&granted.read);
-    readable.extend(bounds(&granted.write));
-    readable.extend(bounds(&granted.exec));
-    [readable, bounds(&granted.write), bounds(&granted.exec)]
+    readable.extend(write.iter().cloned());
+    readable.extend(exec.iter().cloned());
+    [readable, write, exec]
 }
 
 /// Most symlinks followed in resolving one path (the kernel's own limit).
